@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/* The cluster configuration (deployment/edge-config.yaml) and the region catalogue
+ * (deployment/regions.json). Parsing is strict: unknown keys, wrong types and bad
+ * values are errors that name the file, the line and the key. */
+#ifndef EDGE_CORE_CONF_H
+#define EDGE_CORE_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "edgelite/errors.h"
+
+enum edge_consistency {
+    EDGE_CONS_EVENTUAL = 0,
+    EDGE_CONS_STRONG,
+    EDGE_CONS_ASYNC,
+};
+
+struct edge_conf_region {
+    char *id;       /* "us-west-2" */
+    char *listen;   /* "127.0.0.1:8081" or NULL */
+    char *url;      /* "http://127.0.0.1:8081" or NULL */
+    char *data_dir; /* or NULL */
+    int priority;   /* lower = preferred primary; default 100 */
+};
+
+struct edge_conf_table {
+    char *name;
+    enum edge_consistency level;
+};
+
+struct edge_conf {
+    char *cluster_name;  /* default "edgelite" */
+    char *cluster_secret; /* from secret or secret_env; NULL if none */
+    struct edge_conf_region *regions;
+    size_t n_regions;
+    enum edge_consistency consistency; /* replication.consistency_level, default eventual */
+    char *conflict_resolution;         /* default "version_vector" */
+    int sync_interval_ms;              /* default 1000 */
+    int max_retries;                   /* default 3 */
+    struct edge_conf_table *tables;
+    size_t n_tables;
+    char *jwt_public_key_file; /* auth.jwt_public_key_file, NULL if none */
+};
+
+/* Parse a YAML config file. On success *out is caller-owned (edge_conf_free). On
+ * failure returns EDGE_ECONFIG (or EDGE_EIO/EDGE_ENOMEM) and writes a message of the
+ * form "FILE:LINE: key 'regions[1].priority': expected an integer" into errmsg. */
+int edge_conf_load(const char *path, struct edge_conf **out, char *errmsg, size_t errmsg_len);
+/* Same, from a string; `name` is used in messages in place of the file name. */
+int edge_conf_parse(const char *name, const char *yaml, size_t len, struct edge_conf **out,
+                    char *errmsg, size_t errmsg_len);
+void edge_conf_free(struct edge_conf *c);
+/* The region entry with this id, or NULL. Borrowed. */
+const struct edge_conf_region *edge_conf_region_find(const struct edge_conf *c, const char *id);
+/* Consistency of a table: its entry in replication.tables, else the default. */
+enum edge_consistency edge_conf_table_consistency(const struct edge_conf *c, const char *table);
+/* "strong"/"eventual"/"async" <-> enum. parse returns EDGE_OK or EDGE_EINVAL. */
+const char *edge_consistency_name(enum edge_consistency c);
+int edge_consistency_parse(const char *s, enum edge_consistency *out);
+
+/* The region catalogue: coordinates, costs and the symmetric RTT matrix. */
+struct edge_region_info {
+    char *id;
+    char *name;
+    double lat, lon;
+    double cost_per_gb;
+};
+struct edge_regions {
+    struct edge_region_info *regions;
+    size_t n_regions;
+    double *rtt_ms; /* n_regions * n_regions, symmetric; 0 on the diagonal; -1 unknown */
+};
+/* Parse regions.json (see deployment/regions.json). Errors as for edge_conf_load. */
+int edge_regions_load(const char *path, struct edge_regions **out, char *errmsg, size_t errmsg_len);
+void edge_regions_free(struct edge_regions *r);
+/* Round-trip time between two region ids in ms, or -1 if either is unknown. */
+double edge_regions_rtt_ms(const struct edge_regions *r, const char *a, const char *b);
+
+#endif
