@@ -1,13 +1,193 @@
 /* SPDX-License-Identifier: MIT */
-/* Placeholder until the sub-command lands. */
+/* `edgelite serve`: run one node until SIGINT/SIGTERM. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "api/node.h"
 #include "cli/cli.h"
+#include "core/conf.h"
+#include "core/log.h"
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: edgelite serve [options]\n"
+            "  --listen HOST:PORT       address to serve on (default 127.0.0.1:8080; port 0 = any free port)\n"
+            "  --data DIR               data directory (default ./edgelite-data)\n"
+            "  --config FILE            cluster configuration (deployment/edge-config.yaml)\n"
+            "  --region ID              this node's region (default 'local', or from --config)\n"
+            "  --auth-jwt-key FILE      require JWTs signed by this Ed25519 public key\n"
+            "  --threads N              loop threads (default: one per core)\n"
+            "  --log-level LEVEL        debug, info, warn, error (default info); EDGE_TRACE=net,api\n"
+            "  --max-body-bytes N       largest request body (default 16 MiB)\n"
+            "  --stream-timeout-ms N    idle Hrana stream expiry (default 10000)\n"
+            "  --query-timeout-ms N     time budget per statement (default 5000; 0 = none)\n"
+            "  --synchronous full       fsync every commit (default: normal, WAL)\n");
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s == '\0') return -1;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || s[0] == '-') return -1;
+    *out = v;
+    return 0;
+}
+
+/* "HOST:PORT" into host (copied into buf) and port. */
+static int parse_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    uint64_t p;
+    if (colon == NULL || colon == s || (size_t)(colon - s) >= hostlen || parse_u64(colon + 1, &p) != 0 || p > 65535) {
+        return -1;
+    }
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    if (strcmp(host, "localhost") == 0) snprintf(host, hostlen, "127.0.0.1");
+    *port = (int)p;
+    return 0;
+}
+
+static volatile sig_atomic_t got_signal;
+static void on_signal(int sig) { got_signal = sig; }
 
 int edge_cli_serve(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "edgelite serve: not available in this build\n");
-    return 1;
+    struct edge_node_config cfg;
+    edge_node_config_defaults(&cfg);
+    const char *listen = NULL, *data = NULL, *config = NULL, *region = NULL, *level = "info";
+    char host[256] = "127.0.0.1";
+    struct edge_conf *conf = NULL;
+    int rc = 2;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        uint64_t num = 0;
+#define NEED_ARG()                                                      \
+    do {                                                                \
+        if (v == NULL) {                                                \
+            fprintf(stderr, "edgelite serve: %s needs a value\n", a);   \
+            return 2;                                                   \
+        }                                                               \
+        i++;                                                            \
+    } while (0)
+        if (strcmp(a, "--listen") == 0) { NEED_ARG(); listen = v; }
+        else if (strcmp(a, "--data") == 0) { NEED_ARG(); data = v; }
+        else if (strcmp(a, "--config") == 0) { NEED_ARG(); config = v; }
+        else if (strcmp(a, "--region") == 0) { NEED_ARG(); region = v; }
+        else if (strcmp(a, "--auth-jwt-key") == 0) { NEED_ARG(); cfg.jwt_key_file = v; }
+        else if (strcmp(a, "--log-level") == 0) { NEED_ARG(); level = v; }
+        else if (strcmp(a, "--synchronous") == 0) {
+            NEED_ARG();
+            if (strcmp(v, "full") == 0) cfg.synchronous_full = true;
+            else if (strcmp(v, "normal") != 0) { fprintf(stderr, "edgelite serve: --synchronous full|normal\n"); return 2; }
+        } else if (strcmp(a, "--threads") == 0 || strcmp(a, "--max-body-bytes") == 0 ||
+                   strcmp(a, "--stream-timeout-ms") == 0 || strcmp(a, "--query-timeout-ms") == 0) {
+            NEED_ARG();
+            if (parse_u64(v, &num) != 0) {
+                fprintf(stderr, "edgelite serve: %s expects a non-negative integer, got '%s'\n", a, v);
+                return 2;
+            }
+            if (strcmp(a, "--threads") == 0) {
+                if (num < 1 || num > 64) { fprintf(stderr, "edgelite serve: --threads must be 1..64\n"); return 2; }
+                cfg.threads = (int)num;
+            } else if (strcmp(a, "--max-body-bytes") == 0) {
+                if (num < 1024) { fprintf(stderr, "edgelite serve: --max-body-bytes must be >= 1024\n"); return 2; }
+                cfg.max_body_bytes = num;
+            } else if (strcmp(a, "--stream-timeout-ms") == 0) {
+                if (num < 100) { fprintf(stderr, "edgelite serve: --stream-timeout-ms must be >= 100\n"); return 2; }
+                cfg.stream_timeout_ms = num;
+            } else {
+                cfg.query_budget_ms = num;
+            }
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage();
+            return 0;
+        } else {
+            fprintf(stderr, "edgelite serve: unknown option '%s'\n", a);
+            usage();
+            return 2;
+        }
+#undef NEED_ARG
+    }
+
+    int lvl;
+    if (edge_log_level_parse(level, &lvl) != EDGE_OK) {
+        fprintf(stderr, "edgelite serve: unknown log level '%s'\n", level);
+        return 2;
+    }
+    edge_log_set_level(lvl);
+    const char *trace = getenv("EDGE_TRACE");
+    if (trace != NULL) edge_log_set_trace(edge_log_trace_parse(trace));
+    edge_log_set_sink(edge_log_stderr_sink, NULL);
+
+    if (config != NULL) {
+        char err[512];
+        if (edge_conf_load(config, &conf, err, sizeof(err)) != EDGE_OK) {
+            fprintf(stderr, "edgelite serve: %s\n", err);
+            return 2;
+        }
+        if (region == NULL && conf->n_regions == 1) region = conf->regions[0].id;
+        if (region != NULL) {
+            const struct edge_conf_region *r = edge_conf_region_find(conf, region);
+            if (r == NULL) {
+                fprintf(stderr, "edgelite serve: region '%s' is not in %s\n", region, config);
+                goto out;
+            }
+            if (listen == NULL) listen = r->listen;
+            if (data == NULL) data = r->data_dir;
+        }
+        if (cfg.jwt_key_file == NULL) cfg.jwt_key_file = conf->jwt_public_key_file;
+        cfg.conf = conf;
+    }
+    if (listen != NULL && parse_listen(listen, host, sizeof(host), &cfg.port) != 0) {
+        fprintf(stderr, "edgelite serve: --listen expects HOST:PORT, got '%s'\n", listen);
+        goto out;
+    }
+    cfg.host = host;
+    if (data != NULL) cfg.data_dir = data;
+    if (region != NULL) cfg.region = region;
+
+    /* Signals are handled by waiting for them on this thread; loops never see them. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old); /* threads created now inherit the mask */
+
+    struct edge_node *node = NULL;
+    char err[512] = "";
+    if (edge_node_start(&cfg, &node, err, sizeof(err)) != EDGE_OK) {
+        fprintf(stderr, "edgelite serve: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    printf("edgelite: listening on http://%s:%d (region %s, data %s)\n", cfg.host, edge_node_port(node), cfg.region,
+           cfg.data_dir);
+    fflush(stdout);
+    while (!got_signal) {
+        sigsuspend(&old);
+    }
+    fprintf(stderr, "edgelite: %s received, stopping\n", got_signal == SIGINT ? "SIGINT" : "SIGTERM");
+    edge_node_stop(node);
+    fprintf(stderr, "edgelite: stopped\n");
+    rc = 0;
+out:
+    edge_conf_free(conf);
+    return rc;
 }

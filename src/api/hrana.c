@@ -1,0 +1,987 @@
+/* SPDX-License-Identifier: MIT */
+/* Hrana request validation and execution (see hrana.h).
+ *
+ * DESIGN
+ * Bad input must change nothing, so a whole pipeline is validated before any of it
+ * runs; only SQL-level failures (a constraint, a missing table) are reported per
+ * statement, as sqld does. Results are written straight into one output buffer with a
+ * small JSON writer rather than built as a jansson tree: for point reads, building and
+ * serialising a tree cost more than the query itself. Parameter binding follows sqld
+ * (libsql-server/src/query.rs): positional by index, ?NNN by number, named by exact
+ * name and then by name without its prefix character. */
+#include "api/hrana.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+
+/* ---------------------------------------------------------------------------------- */
+/* Stored SQL                                                                         */
+/* ---------------------------------------------------------------------------------- */
+
+void hrana_sqlmap_init(struct hrana_sqlmap *m, size_t max)
+{
+    m->items = NULL;
+    m->n = 0;
+    m->max = max;
+}
+
+void hrana_sqlmap_free(struct hrana_sqlmap *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        edge_free(m->items[i].sql);
+    }
+    edge_free(m->items);
+    m->items = NULL;
+    m->n = 0;
+}
+
+const char *hrana_sqlmap_get(const struct hrana_sqlmap *m, int32_t id)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->items[i].id == id) {
+            return m->items[i].sql;
+        }
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Validation                                                                         */
+/* ---------------------------------------------------------------------------------- */
+
+static bool opt_type(json_t *obj, const char *key, json_type t)
+{
+    json_t *v = json_object_get(obj, key);
+    return v == NULL || json_is_null(v) || json_typeof(v) == t;
+}
+
+static bool is_int32(json_t *v)
+{
+    return json_is_integer(v) && json_integer_value(v) >= INT32_MIN && json_integer_value(v) <= INT32_MAX;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, const char *a)
+{
+    snprintf(err, errlen, fmt, a);
+    return EDGE_EPROTO;
+}
+
+static int validate_value(json_t *v, char *err, size_t errlen)
+{
+    if (!json_is_object(v)) {
+        return fail(err, errlen, "%sa value must be an object", "");
+    }
+    const char *t = json_string_value(json_object_get(v, "type"));
+    if (t == NULL) {
+        return fail(err, errlen, "%sa value needs a string 'type'", "");
+    }
+    json_t *val = json_object_get(v, "value");
+    if (strcmp(t, "null") == 0) return EDGE_OK;
+    if (strcmp(t, "integer") == 0) {
+        /* The client sends a decimal string; accept an integral JSON number too. */
+        if (json_is_string(val) || json_is_integer(val)) return EDGE_OK;
+        return fail(err, errlen, "%sinteger value must be a string", "");
+    }
+    if (strcmp(t, "float") == 0) {
+        if (json_is_number(val)) return EDGE_OK;
+        return fail(err, errlen, "%sfloat value must be a number", "");
+    }
+    if (strcmp(t, "text") == 0) {
+        if (json_is_string(val)) return EDGE_OK;
+        return fail(err, errlen, "%stext value must be a string", "");
+    }
+    if (strcmp(t, "blob") == 0) {
+        if (json_is_string(json_object_get(v, "base64"))) return EDGE_OK;
+        return fail(err, errlen, "%sblob value needs a string 'base64'", "");
+    }
+    return fail(err, errlen, "unknown value type '%s'", t);
+}
+
+static int validate_stmt(json_t *s, char *err, size_t errlen)
+{
+    if (!json_is_object(s)) {
+        return fail(err, errlen, "%sstmt must be an object", "");
+    }
+    json_t *sql = json_object_get(s, "sql");
+    json_t *sql_id = json_object_get(s, "sql_id");
+    bool has_sql = sql != NULL && !json_is_null(sql);
+    bool has_id = sql_id != NULL && !json_is_null(sql_id);
+    if (has_sql == has_id) {
+        return fail(err, errlen, "%sstmt needs exactly one of 'sql' and 'sql_id'", "");
+    }
+    if (has_sql && !json_is_string(sql)) return fail(err, errlen, "%s'sql' must be a string", "");
+    if (has_id && !is_int32(sql_id)) return fail(err, errlen, "%s'sql_id' must be a 32-bit integer", "");
+    if (!opt_type(s, "args", JSON_ARRAY)) return fail(err, errlen, "%s'args' must be an array", "");
+    if (!opt_type(s, "named_args", JSON_ARRAY)) return fail(err, errlen, "%s'named_args' must be an array", "");
+    json_t *wr = json_object_get(s, "want_rows");
+    if (wr != NULL && !json_is_null(wr) && !json_is_boolean(wr)) {
+        return fail(err, errlen, "%s'want_rows' must be a boolean", "");
+    }
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(s, "args"), i, a) {
+        if (validate_value(a, err, errlen) != EDGE_OK) return EDGE_EPROTO;
+    }
+    json_array_foreach(json_object_get(s, "named_args"), i, a) {
+        if (!json_is_object(a) || !json_is_string(json_object_get(a, "name"))) {
+            return fail(err, errlen, "%snamed_args entries need a string 'name'", "");
+        }
+        if (validate_value(json_object_get(a, "value"), err, errlen) != EDGE_OK) return EDGE_EPROTO;
+    }
+    return EDGE_OK;
+}
+
+static int validate_cond(json_t *c, size_t step, int version, int depth, char *err, size_t errlen)
+{
+    if (depth > 32) return fail(err, errlen, "%scondition nested too deeply", "");
+    if (!json_is_object(c)) return fail(err, errlen, "%scondition must be an object", "");
+    const char *t = json_string_value(json_object_get(c, "type"));
+    if (t == NULL) return fail(err, errlen, "%scondition needs a string 'type'", "");
+    if (strcmp(t, "ok") == 0 || strcmp(t, "error") == 0) {
+        json_t *s = json_object_get(c, "step");
+        if (!json_is_integer(s) || json_integer_value(s) < 0 || (size_t)json_integer_value(s) >= step) {
+            return fail(err, errlen, "%scondition 'step' must refer to an earlier step", "");
+        }
+        return EDGE_OK;
+    }
+    if (strcmp(t, "not") == 0) {
+        return validate_cond(json_object_get(c, "cond"), step, version, depth + 1, err, errlen);
+    }
+    if (strcmp(t, "and") == 0 || strcmp(t, "or") == 0) {
+        json_t *cs = json_object_get(c, "conds");
+        if (!json_is_array(cs)) return fail(err, errlen, "%s'conds' must be an array", "");
+        size_t i;
+        json_t *x;
+        json_array_foreach(cs, i, x) {
+            if (validate_cond(x, step, version, depth + 1, err, errlen) != EDGE_OK) return EDGE_EPROTO;
+        }
+        return EDGE_OK;
+    }
+    if (strcmp(t, "is_autocommit") == 0 && version >= 3) return EDGE_OK;
+    return fail(err, errlen, "unknown condition type '%s'", t);
+}
+
+static int validate_batch(json_t *b, int version, char *err, size_t errlen)
+{
+    json_t *steps = json_object_get(b, "steps");
+    if (!json_is_object(b) || !json_is_array(steps)) {
+        return fail(err, errlen, "%sbatch needs an array 'steps'", "");
+    }
+    if (json_array_size(steps) > 10000) return fail(err, errlen, "%stoo many batch steps", "");
+    size_t i;
+    json_t *st;
+    json_array_foreach(steps, i, st) {
+        if (!json_is_object(st)) return fail(err, errlen, "%sa batch step must be an object", "");
+        if (validate_stmt(json_object_get(st, "stmt"), err, errlen) != EDGE_OK) return EDGE_EPROTO;
+        json_t *c = json_object_get(st, "condition");
+        if (c != NULL && !json_is_null(c) && validate_cond(c, i, version, 0, err, errlen) != EDGE_OK) {
+            return EDGE_EPROTO;
+        }
+    }
+    return EDGE_OK;
+}
+
+static int validate_sql_or_id(json_t *r, char *err, size_t errlen)
+{
+    json_t *sql = json_object_get(r, "sql");
+    json_t *id = json_object_get(r, "sql_id");
+    bool has_sql = sql != NULL && !json_is_null(sql);
+    bool has_id = id != NULL && !json_is_null(id);
+    if (has_sql == has_id) return fail(err, errlen, "%sneeds exactly one of 'sql' and 'sql_id'", "");
+    if (has_sql && !json_is_string(sql)) return fail(err, errlen, "%s'sql' must be a string", "");
+    if (has_id && !is_int32(id)) return fail(err, errlen, "%s'sql_id' must be a 32-bit integer", "");
+    return EDGE_OK;
+}
+
+int hrana_validate_request(json_t *r, int version, bool ws, char *err, size_t errlen)
+{
+    if (!json_is_object(r)) return fail(err, errlen, "%sa request must be an object", "");
+    const char *t = json_string_value(json_object_get(r, "type"));
+    if (t == NULL) return fail(err, errlen, "%sa request needs a string 'type'", "");
+    bool needs_stream = ws;
+    int rv = EDGE_OK;
+    if (strcmp(t, "execute") == 0) {
+        rv = validate_stmt(json_object_get(r, "stmt"), err, errlen);
+    } else if (strcmp(t, "batch") == 0) {
+        rv = validate_batch(json_object_get(r, "batch"), version, err, errlen);
+    } else if (strcmp(t, "sequence") == 0 || strcmp(t, "describe") == 0) {
+        rv = validate_sql_or_id(r, err, errlen);
+    } else if (strcmp(t, "store_sql") == 0) {
+        needs_stream = false;
+        if (!is_int32(json_object_get(r, "sql_id")) || !json_is_string(json_object_get(r, "sql"))) {
+            rv = fail(err, errlen, "%sstore_sql needs an integer 'sql_id' and a string 'sql'", "");
+        }
+    } else if (strcmp(t, "close_sql") == 0) {
+        needs_stream = false;
+        if (!is_int32(json_object_get(r, "sql_id"))) rv = fail(err, errlen, "%sclose_sql needs 'sql_id'", "");
+    } else if (strcmp(t, "get_autocommit") == 0 && version >= 3) {
+        /* no fields */
+    } else if (!ws && strcmp(t, "close") == 0) {
+        /* no fields */
+    } else if (ws && (strcmp(t, "open_stream") == 0 || strcmp(t, "close_stream") == 0)) {
+        /* stream_id checked below */
+    } else {
+        return fail(err, errlen, "unknown request type '%s'", t);
+    }
+    if (rv == EDGE_OK && needs_stream && !is_int32(json_object_get(r, "stream_id"))) {
+        rv = fail(err, errlen, "%s'stream_id' must be a 32-bit integer", "");
+    }
+    return rv;
+}
+
+int hrana_validate_pipeline(json_t *body, int version, char *err, size_t errlen)
+{
+    if (!json_is_object(body)) return fail(err, errlen, "%sthe body must be a JSON object", "");
+    json_t *baton = json_object_get(body, "baton");
+    if (baton != NULL && !json_is_null(baton) && !json_is_string(baton)) {
+        return fail(err, errlen, "%s'baton' must be a string or null", "");
+    }
+    json_t *reqs = json_object_get(body, "requests");
+    if (!json_is_array(reqs)) return fail(err, errlen, "%s'requests' must be an array", "");
+    if (json_array_size(reqs) > 10000) return fail(err, errlen, "%stoo many requests", "");
+    size_t i;
+    json_t *r;
+    json_array_foreach(reqs, i, r) {
+        if (hrana_validate_request(r, version, false, err, errlen) != EDGE_OK) return EDGE_EPROTO;
+    }
+    return EDGE_OK;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Classification                                                                     */
+/* ---------------------------------------------------------------------------------- */
+
+static const char *stmt_sql(json_t *stmt, const struct hrana_sqlmap *sqls, size_t *len)
+{
+    json_t *sql = json_object_get(stmt, "sql");
+    if (json_is_string(sql)) {
+        *len = json_string_length(sql);
+        return json_string_value(sql);
+    }
+    json_t *id = json_object_get(stmt, "sql_id");
+    const char *s = sqls ? hrana_sqlmap_get(sqls, (int32_t)json_integer_value(id)) : NULL;
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
+/* 0 = read, 1 = write, 2 = transaction control. Unknown or unpreparable SQL counts as
+ * a write: the writer runs anything correctly, the read path only reads. */
+static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rconn, bool whole)
+{
+    if (sql == NULL) {
+        return 0; /* reported as an error when executed */
+    }
+    size_t off = 0;
+    int kind = 0;
+    int guard = 0;
+    while (off < len && guard++ < 1000) {
+        if (edge_store_txctl(sql + off, len - off) != EDGE_TXCTL_NONE) {
+            return 2;
+        }
+        sqlite3_stmt *st = NULL;
+        size_t tail = 0;
+        int rc = edge_store_prepare(rconn, sql + off, len - off, &st, &tail);
+        if (rc != SQLITE_OK) {
+            return 1;
+        }
+        if (st == NULL) {
+            break;
+        }
+        if (!sqlite3_stmt_readonly(st)) {
+            kind = 1;
+        }
+        edge_store_release(rconn, st);
+        off += tail;
+        if (!whole) {
+            break;
+        }
+    }
+    return kind;
+}
+
+enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_conn *rconn,
+                                const struct hrana_sqlmap *sqls, bool in_txn)
+{
+    if (in_txn) {
+        return HRANA_ROUTE_TXN;
+    }
+    /* store_sql requests earlier in the same unit are visible to later statements:
+     * classify against the stored map plus an overlay of those texts (borrowed). */
+    struct hrana_sqlmap view;
+    hrana_sqlmap_init(&view, 0);
+    int kind = 0;
+    for (size_t i = 0; i < n && kind < 2; i++) {
+        json_t *r = json_is_array(requests) ? json_array_get(requests, i) : requests;
+        const char *t = json_string_value(json_object_get(r, "type"));
+        size_t len = 0;
+        const char *sql = NULL;
+        int k = 0;
+        const struct hrana_sqlmap *lookup = view.n > 0 ? &view : sqls;
+        if (strcmp(t, "store_sql") == 0) {
+            if (view.n == 0 && sqls != NULL) {
+                struct hrana_sql *items = edge_calloc(sqls->n + n + 1, sizeof(*items));
+                if (items == NULL) {
+                    kind = 1;
+                    break;
+                }
+                memcpy(items, sqls->items, sqls->n * sizeof(*items));
+                view.items = items;
+                view.n = sqls->n;
+            } else if (view.n == 0) {
+                view.items = edge_calloc(n + 1, sizeof(*view.items));
+                if (view.items == NULL) {
+                    kind = 1;
+                    break;
+                }
+            }
+            view.items[view.n].id = (int32_t)json_integer_value(json_object_get(r, "sql_id"));
+            view.items[view.n].sql = (char *)json_string_value(json_object_get(r, "sql"));
+            view.n++;
+            /* hrana_sqlmap_get returns the first match: move the new text first. */
+            struct hrana_sql tmp = view.items[view.n - 1];
+            memmove(view.items + 1, view.items, (view.n - 1) * sizeof(tmp));
+            view.items[0] = tmp;
+            continue;
+        }
+        if (strcmp(t, "execute") == 0) {
+            sql = stmt_sql(json_object_get(r, "stmt"), lookup, &len);
+            k = classify_sql(sql, len, rconn, false);
+        } else if (strcmp(t, "batch") == 0) {
+            size_t j;
+            json_t *st;
+            json_array_foreach(json_object_get(json_object_get(r, "batch"), "steps"), j, st) {
+                sql = stmt_sql(json_object_get(st, "stmt"), lookup, &len);
+                int kk = classify_sql(sql, len, rconn, false);
+                k = kk > k ? kk : k;
+                if (k == 2) break;
+            }
+        } else if (strcmp(t, "sequence") == 0) {
+            sql = stmt_sql(r, lookup, &len);
+            k = classify_sql(sql, len, rconn, true);
+        }
+        kind = k > kind ? k : kind;
+    }
+    edge_free(view.items); /* the texts are borrowed */
+    return kind == 2 ? HRANA_ROUTE_TXN : kind == 1 ? HRANA_ROUTE_WRITE : HRANA_ROUTE_READ;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Execution                                                                          */
+/* ---------------------------------------------------------------------------------- */
+
+struct stmt_error {
+    char message[512];
+    const char *code;
+};
+
+static void set_err(struct stmt_error *e, const char *code, const char *fmt, const char *a)
+{
+    e->code = code;
+    snprintf(e->message, sizeof(e->message), fmt, a);
+}
+
+static void set_sqlite_err(struct stmt_error *e, struct hrana_ctx *ctx, int rc)
+{
+    sqlite3 *db = edge_store_db(ctx->conn);
+    if ((rc & 0xff) == SQLITE_INTERRUPT && edge_store_budget_hit(ctx->conn)) {
+        e->code = "QUERY_TIMEOUT";
+        snprintf(e->message, sizeof(e->message), "statement exceeded the time budget of %" PRIu64 " ms",
+                 ctx->budget_ms);
+        return;
+    }
+    const char *msg = sqlite3_errmsg(db);
+    e->code = edge_store_code_name(rc);
+    snprintf(e->message, sizeof(e->message), "%s", msg);
+}
+
+static bool is_parse_error(const char *msg)
+{
+    return strstr(msg, "syntax error") != NULL || strstr(msg, "unrecognized token") != NULL ||
+           strstr(msg, "incomplete input") != NULL;
+}
+
+/* Parse a decimal int64 exactly (no junk, no overflow). */
+static bool parse_i64(const char *s, int64_t *out)
+{
+    if (s == NULL || *s == '\0') return false;
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0') return false;
+    *out = v;
+    return true;
+}
+
+static int bind_value(sqlite3_stmt *st, int idx, json_t *v, struct stmt_error *e)
+{
+    const char *t = json_string_value(json_object_get(v, "type"));
+    json_t *val = json_object_get(v, "value");
+    int rc;
+    if (strcmp(t, "null") == 0) {
+        rc = sqlite3_bind_null(st, idx);
+    } else if (strcmp(t, "integer") == 0) {
+        int64_t i;
+        if (json_is_integer(val)) {
+            i = json_integer_value(val);
+        } else if (!parse_i64(json_string_value(val), &i)) {
+            set_err(e, "ARGS_INVALID", "invalid integer value '%s'", json_string_value(val));
+            return -1;
+        }
+        rc = sqlite3_bind_int64(st, idx, i);
+    } else if (strcmp(t, "float") == 0) {
+        rc = sqlite3_bind_double(st, idx, json_number_value(val));
+    } else if (strcmp(t, "text") == 0) {
+        rc = sqlite3_bind_text64(st, idx, json_string_value(val), json_string_length(val), SQLITE_TRANSIENT,
+                                 SQLITE_UTF8);
+    } else {
+        json_t *b64 = json_object_get(v, "base64");
+        uint8_t *bytes = NULL;
+        size_t n = 0;
+        if (edge_base64_decode(json_string_value(b64), json_string_length(b64), &bytes, &n) != EDGE_OK) {
+            set_err(e, "ARGS_INVALID", "%sinvalid base64 in blob value", "");
+            return -1;
+        }
+        rc = sqlite3_bind_blob64(st, idx, bytes, n, edge_free);
+    }
+    if (rc != SQLITE_OK) {
+        set_err(e, edge_store_code_name(rc), "cannot bind argument: %s", sqlite3_errstr(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int bind_args(sqlite3_stmt *st, json_t *stmt, struct stmt_error *e)
+{
+    json_t *args = json_object_get(stmt, "args");
+    json_t *named = json_object_get(stmt, "named_args");
+    size_t n_args = json_array_size(args);
+    int count = sqlite3_bind_parameter_count(st);
+    if (n_args > (size_t)count) {
+        char m[64];
+        snprintf(m, sizeof(m), "%zu", n_args);
+        set_err(e, "ARGS_INVALID", "%s arguments given but the statement has fewer parameters", m);
+        return -1;
+    }
+    for (int i = 1; i <= count; i++) {
+        const char *nm = sqlite3_bind_parameter_name(st, i);
+        json_t *v = NULL;
+        if (nm == NULL) {
+            v = json_array_get(args, (size_t)i - 1);
+        } else if (nm[0] == '?') {
+            long k = strtol(nm + 1, NULL, 10);
+            v = k >= 1 ? json_array_get(args, (size_t)k - 1) : NULL;
+        } else {
+            size_t j;
+            json_t *na;
+            json_array_foreach(named, j, na) {
+                if (strcmp(json_string_value(json_object_get(na, "name")), nm) == 0) {
+                    v = json_object_get(na, "value");
+                    break;
+                }
+            }
+            if (v == NULL) {
+                json_array_foreach(named, j, na) {
+                    if (strcmp(json_string_value(json_object_get(na, "name")), nm + 1) == 0) {
+                        v = json_object_get(na, "value");
+                        break;
+                    }
+                }
+            }
+        }
+        if (v == NULL) {
+            char idx[32];
+            snprintf(idx, sizeof(idx), "%d", i);
+            set_err(e, "ARGS_INVALID", nm ? "no value for parameter %s" : "no value for parameter #%s",
+                    nm ? nm : idx);
+            return -1;
+        }
+        if (bind_value(st, i, v, e) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int write_value(struct edge_buf *out, sqlite3_stmt *st, int col)
+{
+    int rv = EDGE_OK;
+    switch (sqlite3_column_type(st, col)) {
+    case SQLITE_INTEGER: {
+        char num[32];
+        int n = snprintf(num, sizeof(num), "{\"type\":\"integer\",\"value\":\"%lld\"}",
+                         (long long)sqlite3_column_int64(st, col));
+        rv = edge_buf_append(out, num, (size_t)n);
+        break;
+    }
+    case SQLITE_FLOAT:
+        rv = edge_buf_puts(out, "{\"type\":\"float\",\"value\":");
+        if (rv == EDGE_OK) rv = edge_buf_json_double(out, sqlite3_column_double(st, col));
+        if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
+        break;
+    case SQLITE_TEXT: {
+        const char *s = (const char *)sqlite3_column_text(st, col);
+        int n = sqlite3_column_bytes(st, col);
+        rv = edge_buf_puts(out, "{\"type\":\"text\",\"value\":");
+        if (rv == EDGE_OK) rv = edge_buf_json_str(out, s ? s : "", (size_t)n);
+        if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
+        break;
+    }
+    case SQLITE_BLOB: {
+        const void *p = sqlite3_column_blob(st, col);
+        int n = sqlite3_column_bytes(st, col);
+        rv = edge_buf_puts(out, "{\"type\":\"blob\",\"base64\":\"");
+        if (rv == EDGE_OK) rv = edge_buf_base64(out, p, (size_t)n);
+        if (rv == EDGE_OK) rv = edge_buf_puts(out, "\"}");
+        break;
+    }
+    default:
+        rv = edge_buf_puts(out, "{\"type\":\"null\"}");
+    }
+    return rv;
+}
+
+static int write_cols(struct edge_buf *out, sqlite3_stmt *st)
+{
+    int rv = edge_buf_puts(out, "\"cols\":[");
+    int n = sqlite3_column_count(st);
+    for (int i = 0; i < n && rv == EDGE_OK; i++) {
+        if (i > 0) rv = edge_buf_putc(out, ',');
+        if (rv == EDGE_OK) rv = edge_buf_puts(out, "{\"name\":");
+        if (rv == EDGE_OK) rv = edge_buf_json_cstr(out, sqlite3_column_name(st, i));
+        if (rv == EDGE_OK) rv = edge_buf_puts(out, ",\"decltype\":");
+        if (rv == EDGE_OK) rv = edge_buf_json_cstr(out, sqlite3_column_decltype(st, i));
+        if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
+    }
+    if (rv == EDGE_OK) rv = edge_buf_putc(out, ']');
+    return rv;
+}
+
+static bool stmt_is_insert(sqlite3_stmt *st)
+{
+    const char *s = sqlite3_sql(st);
+    while (s != NULL && (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r' || *s == '(')) s++;
+    return s != NULL && (strncasecmp(s, "INSERT", 6) == 0 || strncasecmp(s, "REPLACE", 7) == 0 ||
+                         strncasecmp(s, "WITH", 4) == 0);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* After a statement on a transaction connection: keep PRAGMA query_only in step with a
+ * BEGIN ... READONLY transaction (stock SQLite reads READONLY as a transaction name). */
+static void sync_readonly(struct hrana_ctx *ctx)
+{
+    sqlite3 *db = edge_store_db(ctx->conn);
+    if (ctx->readonly_txn && sqlite3_get_autocommit(db)) {
+        sqlite3_exec(db, "PRAGMA query_only=0", NULL, NULL, NULL);
+        ctx->readonly_txn = false;
+    }
+}
+
+/* Run one statement; on success append a StmtResult object to out. On failure out is
+ * unchanged and e says why; returns -1. Returns -2 when out could not be written. */
+static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, struct stmt_error *e)
+{
+    size_t len = 0;
+    const char *sql = stmt_sql(stmt, ctx->sqls, &len);
+    size_t mark = out->len;
+    sqlite3_stmt *st = NULL;
+    int ret = -1;
+    enum edge_txctl tx = EDGE_TXCTL_NONE;
+    ctx->stmts++;
+    if (sql == NULL) {
+        char id[32];
+        snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(stmt, "sql_id")));
+        set_err(e, "SQL_NOT_FOUND", "no stored SQL with id %s", id);
+        goto out;
+    }
+    tx = edge_store_txctl(sql, len);
+    sqlite3 *db = edge_store_db(ctx->conn);
+    if (tx == EDGE_TXCTL_BEGIN_READONLY && sqlite3_get_autocommit(db)) {
+        sqlite3_exec(db, "PRAGMA query_only=1", NULL, NULL, NULL);
+        ctx->readonly_txn = true;
+    }
+    size_t tail = 0;
+    edge_store_set_budget(ctx->conn, ctx->budget_ms);
+    int rc = edge_store_prepare(ctx->conn, sql, len, &st, &tail);
+    if (rc != SQLITE_OK) {
+        set_sqlite_err(e, ctx, rc);
+        if (is_parse_error(e->message)) e->code = "SQL_PARSE_ERROR";
+        goto out;
+    }
+    if (st == NULL) {
+        set_err(e, "SQL_NO_STATEMENT", "%sno SQL statement given", "");
+        goto out;
+    }
+    /* Anything after the statement other than whitespace, comments and ';' is a second one. */
+    for (size_t i = tail; i < len; i++) {
+        char c = sql[i];
+        if (c == ';' || c == ' ' || c == '\n' || c == '\t' || c == '\r') continue;
+        sqlite3_stmt *next = NULL;
+        size_t t2 = 0;
+        int rc2 = sqlite3_prepare_v2(db, sql + i, (int)(len - i), &next, NULL);
+        (void)t2;
+        bool more = rc2 != SQLITE_OK || next != NULL;
+        sqlite3_finalize(next);
+        if (more) {
+            set_err(e, "SQL_MANY_STATEMENTS", "%sonly one SQL statement is allowed here", "");
+            goto out;
+        }
+        break;
+    }
+    if (ctx->access == HRANA_ACCESS_RO && !sqlite3_stmt_readonly(st)) {
+        set_err(e, "AUTH_READ_ONLY", "%swrites are not allowed with a read-only token", "");
+        goto out;
+    }
+    if (bind_args(st, stmt, e) != 0) {
+        goto out;
+    }
+    json_t *wr = json_object_get(stmt, "want_rows");
+    bool want_rows = !json_is_false(wr);
+    double t0 = now_ms();
+    sqlite3_int64 changes_before = sqlite3_total_changes64(db);
+    int wrv = edge_buf_putc(out, '{');
+    if (wrv == EDGE_OK) wrv = write_cols(out, st);
+    if (wrv == EDGE_OK) wrv = edge_buf_puts(out, ",\"rows\":[");
+    int ncol = sqlite3_column_count(st);
+    uint64_t nrows = 0;
+    while (wrv == EDGE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        nrows++;
+        if (!want_rows) continue;
+        if (nrows > 1) wrv = edge_buf_putc(out, ',');
+        if (wrv == EDGE_OK) wrv = edge_buf_putc(out, '[');
+        for (int c = 0; c < ncol && wrv == EDGE_OK; c++) {
+            if (c > 0) wrv = edge_buf_putc(out, ',');
+            if (wrv == EDGE_OK) wrv = write_value(out, st, c);
+        }
+        if (wrv == EDGE_OK) wrv = edge_buf_putc(out, ']');
+    }
+    if (wrv != EDGE_OK) {
+        out->len = mark;
+        if (out->data) out->data[mark] = '\0';
+        set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
+        ret = -1;
+        goto out;
+    }
+    if (rc != SQLITE_DONE) {
+        set_sqlite_err(e, ctx, rc);
+        goto out;
+    }
+    bool changed = sqlite3_total_changes64(db) != changes_before;
+    bool ro = sqlite3_stmt_readonly(st) != 0;
+    char tailbuf[160];
+    char rowid[32] = "null";
+    if (!ro && stmt_is_insert(st)) {
+        snprintf(rowid, sizeof(rowid), "\"%lld\"", (long long)sqlite3_last_insert_rowid(db));
+    }
+    snprintf(tailbuf, sizeof(tailbuf),
+             "],\"affected_row_count\":%lld,\"last_insert_rowid\":%s,\"rows_read\":%llu,"
+             "\"rows_written\":%lld,\"query_duration_ms\":%.3f}",
+             changed ? (long long)sqlite3_changes64(db) : 0LL, rowid, ro ? (unsigned long long)nrows : 0ULL,
+             changed ? (long long)sqlite3_changes64(db) : 0LL, now_ms() - t0);
+    if (edge_buf_puts(out, tailbuf) != EDGE_OK) {
+        set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
+        goto out;
+    }
+    ctx->rows += nrows;
+    ret = 0;
+out:
+    if (ret != 0) {
+        ctx->errors++;
+        out->len = mark;
+        if (out->data) out->data[mark] = '\0';
+    }
+    edge_store_release(ctx->conn, st);
+    if (tx != EDGE_TXCTL_NONE || ctx->readonly_txn) {
+        sync_readonly(ctx);
+    }
+    return ret;
+}
+
+int hrana_write_error(struct edge_buf *out, const char *message, const char *code)
+{
+    int rv = edge_buf_puts(out, "{\"message\":");
+    if (rv == EDGE_OK) rv = edge_buf_json_cstr(out, message);
+    if (rv == EDGE_OK && code != NULL) {
+        rv = edge_buf_puts(out, ",\"code\":");
+        if (rv == EDGE_OK) rv = edge_buf_json_cstr(out, code);
+    }
+    if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
+    return rv;
+}
+
+/* Evaluate a batch condition. */
+static bool eval_cond(json_t *c, const signed char *state, struct hrana_ctx *ctx)
+{
+    const char *t = json_string_value(json_object_get(c, "type"));
+    if (strcmp(t, "ok") == 0) return state[json_integer_value(json_object_get(c, "step"))] == 1;
+    if (strcmp(t, "error") == 0) return state[json_integer_value(json_object_get(c, "step"))] == -1;
+    if (strcmp(t, "not") == 0) return !eval_cond(json_object_get(c, "cond"), state, ctx);
+    if (strcmp(t, "and") == 0 || strcmp(t, "or") == 0) {
+        bool is_and = t[0] == 'a';
+        size_t i;
+        json_t *x;
+        json_array_foreach(json_object_get(c, "conds"), i, x) {
+            bool v = eval_cond(x, state, ctx);
+            if (is_and && !v) return false;
+            if (!is_and && v) return true;
+        }
+        return is_and;
+    }
+    return sqlite3_get_autocommit(edge_store_db(ctx->conn)) != 0; /* is_autocommit */
+}
+
+static int run_batch(struct hrana_ctx *ctx, json_t *batch, struct edge_buf *out)
+{
+    json_t *steps = json_object_get(batch, "steps");
+    size_t n = json_array_size(steps);
+    signed char *state = edge_calloc(n + 1, 1); /* 0 skipped, 1 ok, -1 error */
+    struct edge_buf errs;
+    edge_buf_init(&errs, out->max);
+    int rv = state ? EDGE_OK : EDGE_ENOMEM;
+    if (rv == EDGE_OK) rv = edge_buf_puts(out, "{\"step_results\":[");
+    if (rv == EDGE_OK) rv = edge_buf_putc(&errs, '[');
+    for (size_t i = 0; i < n && rv == EDGE_OK; i++) {
+        json_t *step = json_array_get(steps, i);
+        json_t *cond = json_object_get(step, "condition");
+        if (i > 0) {
+            rv = edge_buf_putc(out, ',');
+            if (rv == EDGE_OK) rv = edge_buf_putc(&errs, ',');
+            if (rv != EDGE_OK) break;
+        }
+        if (cond != NULL && !json_is_null(cond) && !eval_cond(cond, state, ctx)) {
+            rv = edge_buf_puts(out, "null");
+            if (rv == EDGE_OK) rv = edge_buf_puts(&errs, "null");
+            continue;
+        }
+        struct stmt_error e;
+        if (run_stmt(ctx, json_object_get(step, "stmt"), out, &e) == 0) {
+            state[i] = 1;
+            rv = edge_buf_puts(&errs, "null");
+        } else {
+            state[i] = -1;
+            rv = edge_buf_puts(out, "null");
+            if (rv == EDGE_OK) rv = hrana_write_error(&errs, e.message, e.code);
+        }
+    }
+    if (rv == EDGE_OK) rv = edge_buf_puts(out, "],\"step_errors\":");
+    if (rv == EDGE_OK) rv = edge_buf_putc(&errs, ']');
+    if (rv == EDGE_OK) rv = edge_buf_append(out, errs.data, errs.len);
+    if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
+    edge_buf_free(&errs);
+    edge_free(state);
+    return rv;
+}
+
+static int run_sequence(struct hrana_ctx *ctx, json_t *req, struct stmt_error *e)
+{
+    size_t len = 0;
+    const char *sql = stmt_sql(req, ctx->sqls, &len);
+    if (sql == NULL) {
+        set_err(e, "SQL_NOT_FOUND", "%sno stored SQL with that id", "");
+        return -1;
+    }
+    sqlite3 *db = edge_store_db(ctx->conn);
+    size_t off = 0;
+    edge_store_set_budget(ctx->conn, ctx->budget_ms);
+    while (off < len) {
+        const char *tail = NULL;
+        sqlite3_stmt *st = NULL;
+        enum edge_txctl tx = edge_store_txctl(sql + off, len - off);
+        if (tx == EDGE_TXCTL_BEGIN_READONLY && sqlite3_get_autocommit(db)) {
+            sqlite3_exec(db, "PRAGMA query_only=1", NULL, NULL, NULL);
+            ctx->readonly_txn = true;
+        }
+        int rc = sqlite3_prepare_v2(db, sql + off, (int)(len - off), &st, &tail);
+        if (rc != SQLITE_OK) {
+            set_sqlite_err(e, ctx, rc);
+            if (is_parse_error(e->message)) e->code = "SQL_PARSE_ERROR";
+            return -1;
+        }
+        off = tail ? (size_t)(tail - sql) : len;
+        if (st == NULL) {
+            continue;
+        }
+        ctx->stmts++;
+        if (ctx->access == HRANA_ACCESS_RO && !sqlite3_stmt_readonly(st)) {
+            sqlite3_finalize(st);
+            set_err(e, "AUTH_READ_ONLY", "%swrites are not allowed with a read-only token", "");
+            return -1;
+        }
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        }
+        sqlite3_finalize(st);
+        sync_readonly(ctx);
+        if (rc != SQLITE_DONE) {
+            set_sqlite_err(e, ctx, rc);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int run_describe(struct hrana_ctx *ctx, json_t *req, struct edge_buf *out, struct stmt_error *e)
+{
+    size_t len = 0;
+    const char *sql = stmt_sql(req, ctx->sqls, &len);
+    if (sql == NULL) {
+        set_err(e, "SQL_NOT_FOUND", "%sno stored SQL with that id", "");
+        return -1;
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(edge_store_db(ctx->conn), sql, (int)len, &st, NULL);
+    if (rc != SQLITE_OK || st == NULL) {
+        if (rc == SQLITE_OK) {
+            set_err(e, "SQL_NO_STATEMENT", "%sno SQL statement given", "");
+        } else {
+            set_sqlite_err(e, ctx, rc);
+            if (is_parse_error(e->message)) e->code = "SQL_PARSE_ERROR";
+        }
+        sqlite3_finalize(st);
+        return -1;
+    }
+    int rv = edge_buf_puts(out, "{\"params\":[");
+    int np = sqlite3_bind_parameter_count(st);
+    for (int i = 1; i <= np && rv == EDGE_OK; i++) {
+        if (i > 1) rv = edge_buf_putc(out, ',');
+        if (rv == EDGE_OK) rv = edge_buf_puts(out, "{\"name\":");
+        if (rv == EDGE_OK) rv = edge_buf_json_cstr(out, sqlite3_bind_parameter_name(st, i));
+        if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
+    }
+    if (rv == EDGE_OK) rv = edge_buf_puts(out, "],");
+    if (rv == EDGE_OK) rv = write_cols(out, st);
+    if (rv == EDGE_OK) {
+        rv = edge_buf_printf(out, ",\"is_explain\":%s,\"is_readonly\":%s}",
+                             sqlite3_stmt_isexplain(st) ? "true" : "false",
+                             sqlite3_stmt_readonly(st) ? "true" : "false");
+    }
+    sqlite3_finalize(st);
+    return rv == EDGE_OK ? 0 : -2;
+}
+
+static int store_sql(struct hrana_sqlmap *m, json_t *req, struct stmt_error *e)
+{
+    int32_t id = (int32_t)json_integer_value(json_object_get(req, "sql_id"));
+    json_t *sql = json_object_get(req, "sql");
+    if (json_string_length(sql) > HRANA_MAX_SQL_BYTES) {
+        set_err(e, "SQL_STORE_TOO_LARGE", "%sthe SQL text is too large to store", "");
+        return -1;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->items[i].id == id) {
+            /* Over HTTP a client may re-store an id after an expired stream; replace. */
+            char *copy = edge_strndup(json_string_value(sql), json_string_length(sql));
+            if (copy == NULL) {
+                set_err(e, "INTERNAL", "%sout of memory", "");
+                return -1;
+            }
+            edge_free(m->items[i].sql);
+            m->items[i].sql = copy;
+            return 0;
+        }
+    }
+    if (m->n >= m->max) {
+        char lim[32];
+        snprintf(lim, sizeof(lim), "%zu", m->max);
+        set_err(e, "SQL_STORE_TOO_MANY", "too many stored SQL texts (the limit is %s)", lim);
+        return -1;
+    }
+    struct hrana_sql *items = edge_realloc(m->items, (m->n + 1) * sizeof(*items));
+    if (items == NULL) {
+        set_err(e, "INTERNAL", "%sout of memory", "");
+        return -1;
+    }
+    m->items = items;
+    char *copy = edge_strndup(json_string_value(sql), json_string_length(sql));
+    if (copy == NULL) {
+        set_err(e, "INTERNAL", "%sout of memory", "");
+        return -1;
+    }
+    m->items[m->n].id = id;
+    m->items[m->n].sql = copy;
+    m->n++;
+    return 0;
+}
+
+static void close_sql(struct hrana_sqlmap *m, json_t *req)
+{
+    int32_t id = (int32_t)json_integer_value(json_object_get(req, "sql_id"));
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->items[i].id == id) {
+            edge_free(m->items[i].sql);
+            m->items[i] = m->items[m->n - 1];
+            m->n--;
+            return;
+        }
+    }
+}
+
+int hrana_execute_request(struct hrana_ctx *ctx, json_t *req, enum hrana_wrap wrap, int64_t request_id,
+                          struct edge_buf *out)
+{
+    const char *t = json_string_value(json_object_get(req, "type"));
+    size_t mark = out->len;
+    int rv;
+    if (wrap == HRANA_WRAP_HTTP) {
+        rv = edge_buf_puts(out, "{\"type\":\"ok\",\"response\":{\"type\":");
+    } else {
+        rv = edge_buf_printf(out, "{\"type\":\"response_ok\",\"request_id\":%lld,\"response\":{\"type\":",
+                             (long long)request_id);
+    }
+    if (rv == EDGE_OK) rv = edge_buf_json_cstr(out, t);
+    if (rv != EDGE_OK) return rv;
+
+    struct stmt_error e = {{0}, NULL};
+    int r = 0;
+    if (strcmp(t, "execute") == 0) {
+        rv = edge_buf_puts(out, ",\"result\":");
+        if (rv == EDGE_OK) r = run_stmt(ctx, json_object_get(req, "stmt"), out, &e);
+    } else if (strcmp(t, "batch") == 0) {
+        rv = edge_buf_puts(out, ",\"result\":");
+        if (rv == EDGE_OK) rv = run_batch(ctx, json_object_get(req, "batch"), out);
+    } else if (strcmp(t, "sequence") == 0) {
+        r = run_sequence(ctx, req, &e);
+    } else if (strcmp(t, "describe") == 0) {
+        rv = edge_buf_puts(out, ",\"result\":");
+        if (rv == EDGE_OK) r = run_describe(ctx, req, out, &e);
+    } else if (strcmp(t, "store_sql") == 0) {
+        r = store_sql(ctx->sqls, req, &e);
+    } else if (strcmp(t, "close_sql") == 0) {
+        close_sql(ctx->sqls, req);
+    } else if (strcmp(t, "get_autocommit") == 0) {
+        bool ac = ctx->conn == NULL || sqlite3_get_autocommit(edge_store_db(ctx->conn));
+        rv = edge_buf_printf(out, ",\"is_autocommit\":%s", ac ? "true" : "false");
+    }
+    /* close, open_stream, close_stream: nothing more to say */
+    if (r == -2) {
+        rv = EDGE_ETOOBIG;
+    }
+    if (rv == EDGE_OK && r == 0) {
+        return edge_buf_puts(out, "}}");
+    }
+    if (rv != EDGE_OK && e.code == NULL) {
+        set_err(&e, "RESPONSE_TOO_LARGE", "%sthe response is too large", "");
+    }
+    out->len = mark;
+    if (out->data) out->data[mark] = '\0';
+    if (wrap == HRANA_WRAP_HTTP) {
+        rv = edge_buf_puts(out, "{\"type\":\"error\",\"error\":");
+    } else {
+        rv = edge_buf_printf(out, "{\"type\":\"response_error\",\"request_id\":%lld,\"error\":",
+                             (long long)request_id);
+    }
+    if (rv == EDGE_OK) rv = hrana_write_error(out, e.message, e.code);
+    if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
+    return rv;
+}

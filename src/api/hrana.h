@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/* Hrana (the libSQL remote protocol, v2/v3 JSON) independent of its transport:
+ * validating requests, classifying them (read, write, transaction), executing them on
+ * a SQLite connection and writing the JSON results. The HTTP pipeline and the
+ * WebSocket session (src/api/node.c) decide where a unit runs and wrap the results. */
+#ifndef EDGE_API_HRANA_H
+#define EDGE_API_HRANA_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "store/store.h"
+
+#define HRANA_MAX_SQL_PER_STREAM 50
+#define HRANA_MAX_SQL_PER_WS 200
+#define HRANA_MAX_SQL_BYTES (64 * 1024)
+
+/* Stored SQL texts (store_sql / close_sql): per HTTP stream, or per WebSocket. */
+struct hrana_sqlmap {
+    struct hrana_sql {
+        int32_t id;
+        char *sql;
+    } *items;
+    size_t n;
+    size_t max;
+};
+void hrana_sqlmap_init(struct hrana_sqlmap *m, size_t max);
+void hrana_sqlmap_free(struct hrana_sqlmap *m);
+const char *hrana_sqlmap_get(const struct hrana_sqlmap *m, int32_t id);
+
+enum hrana_access { HRANA_ACCESS_RW = 0, HRANA_ACCESS_RO = 1 };
+
+/* Where a unit of requests must run. */
+enum hrana_route {
+    HRANA_ROUTE_READ,  /* only reads: inline on the loop's read connection */
+    HRANA_ROUTE_WRITE, /* autocommit writes: the writer thread's group commit */
+    HRANA_ROUTE_TXN,   /* transaction control or an open transaction: a dedicated connection */
+};
+
+/* How results are wrapped: the HTTP pipeline's results array or WebSocket messages. */
+enum hrana_wrap { HRANA_WRAP_HTTP, HRANA_WRAP_WS };
+
+struct hrana_ctx {
+    struct edge_store_conn *conn; /* borrowed; where statements run */
+    struct hrana_sqlmap *sqls;    /* borrowed; stored SQL visible to this unit */
+    enum hrana_access access;
+    int version;                  /* 2 or 3 */
+    uint64_t budget_ms;           /* per-statement time budget, 0 = none */
+    bool readonly_txn;            /* in: a BEGIN ... READONLY is active on conn; out: updated */
+    uint64_t stmts;               /* out: statements executed */
+    uint64_t errors;              /* out: statements that failed */
+    uint64_t rows;                /* out: rows returned */
+};
+
+/* Check the shape of an HTTP pipeline body {"baton","requests":[...]} (or a single
+ * WebSocket request object when ws is true) without executing anything. On failure
+ * writes a message into err and returns EDGE_EPROTO. */
+int hrana_validate_pipeline(json_t *body, int version, char *err, size_t errlen);
+int hrana_validate_request(json_t *req, int version, bool ws, char *err, size_t errlen);
+
+/* Decide where requests[] must run. rconn is a connection used only to prepare
+ * statements for classification (the loop's read connection). in_txn says whether the
+ * stream already holds an open transaction. */
+enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_conn *rconn,
+                                const struct hrana_sqlmap *sqls, bool in_txn);
+
+/* Execute one validated request and append its wrapped result to out (for HTTP:
+ * {"type":"ok","response":...} or {"type":"error","error":...}; for WS the
+ * response_ok/response_error message with request_id). Requests that manage streams
+ * or stored SQL (store_sql, close_sql, close, open_stream, close_stream) are handled
+ * by the caller, except store_sql/close_sql which act on ctx->sqls. Returns EDGE_OK, or
+ * EDGE_ENOMEM/EDGE_ETOOBIG when the output could not be written. */
+int hrana_execute_request(struct hrana_ctx *ctx, json_t *req, enum hrana_wrap wrap, int64_t request_id,
+                          struct edge_buf *out);
+
+/* Append an error in Hrana form {"message":..,"code":..}. */
+int hrana_write_error(struct edge_buf *out, const char *message, const char *code);
+
+#endif

@@ -1,0 +1,1638 @@
+/* SPDX-License-Identifier: MIT */
+/* The node: threads, streams, routing of Hrana work, the HTTP endpoints.
+ *
+ * DESIGN
+ * Threads. N loop threads accept on one port (SO_REUSEPORT). A unit of Hrana work (an
+ * HTTP pipeline, or one WebSocket request) is classified with SQLite itself
+ * (sqlite3_stmt_readonly on the loop's read connection) and then runs where it must:
+ *  - only reads: inline on the loop that received it, on that loop's read connection;
+ *  - autocommit writes: on the writer thread, grouped with other writes into one
+ *    transaction (a SAVEPOINT each), answered only after the group commits;
+ *  - transaction control (BEGIN...) or a stream inside a transaction: on a dedicated
+ *    connection from a pool, run on libuv's thread pool so a busy write lock never
+ *    blocks a loop. The stream keeps that connection until it is back in autocommit.
+ * Results travel back to the loop that owns the client connection (uv_async_send or
+ * uv_queue_work's after-callback); the loops share no mutable state except the stream
+ * table and the connection pool, each behind its own mutex.
+ *
+ * Streams (HTTP). A stream is its stored SQL plus, inside a transaction, its
+ * connection. The baton is base64url(id, seq, HMAC-SHA256(key, id|seq)[0..16]) with a
+ * key drawn at start, so batons cannot be forged; seq advances on every use, so an old
+ * baton is refused (as sqld's BatonReused). Idle streams expire after
+ * stream_timeout_ms, rolling back; their ids are remembered for 5 minutes to answer
+ * STREAM_EXPIRED. A pipeline that opens a stream and closes it in the same request
+ * (what @libsql/client's execute() sends) never touches the table. */
+#include "api/node.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <http_parser.h>
+
+#if __has_include("api/crdt_http.h")
+#include "api/crdt_http.h"
+#define HAVE_CRDT 1
+#endif
+#include "api/hrana.h"
+#include "core/alloc.h"
+#include "core/jwt.h"
+#include "core/log.h"
+#include "net/http.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+#define MAX_TXN_CONNS 64
+#define EXPIRED_KEEP_MS (300u * 1000u)
+
+enum endpoint { EP_PIPELINE, EP_WS, EP_HEALTH, EP_METRICS, EP_STATUS, EP_CRDT, EP_OTHER, EP__COUNT };
+static const char *const endpoint_names[] = {"pipeline", "websocket", "health", "metrics", "status", "crdt", "other"};
+
+static const double hist_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                     0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5, 10};
+#define HIST_N (sizeof(hist_bounds) / sizeof(hist_bounds[0]))
+
+struct metrics {
+    _Atomic uint64_t requests[EP__COUNT];
+    _Atomic uint64_t errors[EP__COUNT];
+    _Atomic uint64_t hist[EP__COUNT][HIST_N + 1];
+    _Atomic uint64_t hist_sum_us[EP__COUNT];
+    _Atomic uint64_t stmts, stmt_errors, rows;
+    _Atomic int64_t ws_streams;
+    _Atomic uint64_t routed[3];
+};
+
+struct stream {
+    uint64_t id;
+    uint64_t seq;
+    struct hrana_sqlmap sqls;
+    struct edge_store_conn *txn; /* while inside a transaction */
+    bool readonly_txn;
+    bool busy;
+    bool registered;
+    bool closed;
+    uint64_t last_used_ms;
+};
+
+struct expired {
+    uint64_t id;
+    uint64_t at_ms;
+};
+
+struct loop;
+struct unit;
+
+struct edge_node {
+    struct edge_node_config cfg;
+    char *data_dir;
+    char *region;
+    char *db_path;
+    int port;
+    struct edge_writer *writer;
+    struct edge_jwt_keys *keys;
+    struct loop *loops;
+    int n_loops;
+    uint64_t start_wall_ms;
+    uint64_t start_mono_ms;
+    uint8_t baton_key[32];
+    struct metrics m;
+
+    pthread_mutex_t streams_mu;
+    struct stream **streams;
+    size_t n_streams, cap_streams;
+    uint64_t next_stream_id;
+    struct expired *expired;
+    size_t n_expired, cap_expired;
+
+    pthread_mutex_t pool_mu;
+    struct edge_store_conn *pool[MAX_TXN_CONNS];
+    int n_pool;   /* idle connections in pool[] */
+    int n_txn;    /* connections open in total */
+};
+
+struct loop {
+    struct edge_node *node;
+    int idx;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t inbox_async;
+    uv_async_t stop_async;
+    uv_timer_t sweep_timer; /* loop 0 only */
+    struct edge_http_server *http;
+    struct edge_store_conn *rconn;
+    int listen_fd;
+    pthread_mutex_t inbox_mu;
+    struct unit *inbox;
+    bool stopping;
+    bool final; /* set by edge_node_stop once the writer has drained */
+    int ready; /* 1 ok, -1 failed */
+    char errmsg[EDGE_ERRMSG_SIZE];
+};
+
+/* The Hrana session of one WebSocket connection. */
+struct ws_stream {
+    int32_t id;
+    struct edge_store_conn *txn;
+    bool readonly_txn;
+};
+
+struct ws_msg {
+    json_t *msg;
+    struct ws_msg *next;
+};
+
+struct ws_session {
+    struct loop *loop;
+    struct edge_http_conn *conn;
+    int version;
+    bool authed;
+    enum hrana_access access;
+    struct hrana_sqlmap sqls;
+    struct ws_stream *streams;
+    size_t n_streams;
+    struct ws_msg *q_head, *q_tail;
+    size_t q_len;
+    bool busy;
+    bool closed;
+    int refs;
+};
+
+struct unit {
+    struct edge_writer_job wjob;
+    uv_work_t work;
+    struct loop *loop;
+    struct edge_http_conn *conn;
+    json_t *body;
+    json_t *requests; /* HTTP: the array; WS: the single request */
+    size_t n;
+    enum hrana_route route;
+    struct hrana_ctx ctx;
+    struct edge_buf out;
+    int commit_status;
+    uint64_t start_ns;
+    /* HTTP */
+    struct stream *stream;
+    bool close_stream;
+    /* WS */
+    struct ws_session *ws;
+    struct ws_stream *wss;
+    int64_t request_id;
+    struct unit *next;
+    /* CRDT (writer job) */
+    char *crdt_method, *crdt_path;
+    int crdt_status;
+};
+
+static void unit_finish(struct unit *u);
+static void ws_process(struct ws_session *s);
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void edge_node_config_defaults(struct edge_node_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->host = "127.0.0.1";
+    cfg->port = 8080;
+    cfg->data_dir = "./edgelite-data";
+    cfg->region = "local";
+    cfg->max_body_bytes = 16u << 20;
+    cfg->stream_timeout_ms = 10000;
+    cfg->query_budget_ms = 5000;
+    cfg->idle_conn_timeout_ms = 60000;
+}
+
+int edge_node_port(const struct edge_node *n) { return n->port; }
+
+/* ---------------------------------------------------------------------------------- */
+/* Metrics                                                                            */
+/* ---------------------------------------------------------------------------------- */
+
+static void observe(struct edge_node *n, enum endpoint ep, uint64_t start_ns, bool error)
+{
+    double secs = (double)(uv_hrtime() - start_ns) / 1e9;
+    size_t b = 0;
+    while (b < HIST_N && secs > hist_bounds[b]) b++;
+    atomic_fetch_add(&n->m.requests[ep], 1);
+    if (error) atomic_fetch_add(&n->m.errors[ep], 1);
+    atomic_fetch_add(&n->m.hist[ep][b], 1);
+    atomic_fetch_add(&n->m.hist_sum_us[ep], (uint64_t)(secs * 1e6));
+}
+
+static void respond(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req, enum endpoint ep,
+                    int status, const char *ctype, const char *extra, const void *body, size_t len)
+{
+    observe(n, ep, req->start_ns, status >= 400);
+    edge_http_respond(c, status, ctype, extra, body, len);
+}
+
+static void respond_error(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req,
+                          enum endpoint ep, int status, const char *code, const char *msg)
+{
+    observe(n, ep, req->start_ns, true);
+    edge_http_respond_error(c, status, code, msg);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Transaction connection pool                                                        */
+/* ---------------------------------------------------------------------------------- */
+
+static int pool_acquire(struct edge_node *n, struct edge_store_conn **out)
+{
+    pthread_mutex_lock(&n->pool_mu);
+    if (n->n_pool > 0) {
+        *out = n->pool[--n->n_pool];
+        pthread_mutex_unlock(&n->pool_mu);
+        return EDGE_OK;
+    }
+    if (n->n_txn >= MAX_TXN_CONNS) {
+        pthread_mutex_unlock(&n->pool_mu);
+        return EDGE_EBUSY;
+    }
+    n->n_txn++;
+    pthread_mutex_unlock(&n->pool_mu);
+    char err[EDGE_ERRMSG_SIZE];
+    int rv = edge_store_open(n->db_path, EDGE_STORE_WRITE, n->cfg.synchronous_full, 5000, out, err, sizeof(err));
+    if (rv != EDGE_OK) {
+        EDGE_LOG(EDGE_LOG_ERROR, EDGE_MOD_API, "pool: %s", err);
+        pthread_mutex_lock(&n->pool_mu);
+        n->n_txn--;
+        pthread_mutex_unlock(&n->pool_mu);
+    }
+    return rv;
+}
+
+/* Give a connection back; an open transaction is rolled back first. Any thread that
+ * currently owns the connection. */
+static void pool_release(struct edge_node *n, struct edge_store_conn *c, bool readonly_txn)
+{
+    if (c == NULL) {
+        return;
+    }
+    sqlite3 *db = edge_store_db(c);
+    if (!sqlite3_get_autocommit(db)) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    if (readonly_txn) {
+        sqlite3_exec(db, "PRAGMA query_only=0", NULL, NULL, NULL);
+    }
+    pthread_mutex_lock(&n->pool_mu);
+    if (n->n_pool < MAX_TXN_CONNS) {
+        n->pool[n->n_pool++] = c;
+        c = NULL;
+    } else {
+        n->n_txn--;
+    }
+    pthread_mutex_unlock(&n->pool_mu);
+    edge_store_close(c);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* HTTP streams and batons                                                            */
+/* ---------------------------------------------------------------------------------- */
+
+static void stream_free(struct edge_node *n, struct stream *s)
+{
+    if (s == NULL) return;
+    pool_release(n, s->txn, s->readonly_txn);
+    hrana_sqlmap_free(&s->sqls);
+    edge_free(s);
+}
+
+static int baton_encode(struct edge_node *n, const struct stream *s, struct edge_buf *out)
+{
+    uint8_t raw[32];
+    for (int i = 0; i < 8; i++) {
+        raw[i] = (uint8_t)(s->id >> (8 * i));
+        raw[8 + i] = (uint8_t)(s->seq >> (8 * i));
+    }
+    uint8_t mac[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256(mac, raw, 16, n->baton_key);
+    memcpy(raw + 16, mac, 16);
+    return edge_buf_base64url(out, raw, sizeof(raw));
+}
+
+static bool baton_decode(struct edge_node *n, const char *b, size_t len, uint64_t *id, uint64_t *seq)
+{
+    uint8_t *raw = NULL;
+    size_t rlen = 0;
+    if (len > 64 || edge_base64_decode(b, len, &raw, &rlen) != EDGE_OK) return false;
+    bool ok = false;
+    if (rlen == 32) {
+        uint8_t mac[crypto_auth_hmacsha256_BYTES];
+        crypto_auth_hmacsha256(mac, raw, 16, n->baton_key);
+        if (sodium_memcmp(mac, raw + 16, 16) == 0) {
+            *id = 0;
+            *seq = 0;
+            for (int i = 0; i < 8; i++) {
+                *id |= (uint64_t)raw[i] << (8 * i);
+                *seq |= (uint64_t)raw[8 + i] << (8 * i);
+            }
+            ok = true;
+        }
+    }
+    edge_free(raw);
+    return ok;
+}
+
+/* Find the stream for a baton and mark it busy. Returns NULL with an error code. */
+static struct stream *stream_checkout(struct edge_node *n, const char *baton, size_t len, const char **code,
+                                      const char **msg)
+{
+    uint64_t id, seq;
+    if (!baton_decode(n, baton, len, &id, &seq)) {
+        *code = "BATON_INVALID";
+        *msg = "the baton is invalid";
+        return NULL;
+    }
+    struct stream *found = NULL;
+    pthread_mutex_lock(&n->streams_mu);
+    for (size_t i = 0; i < n->n_streams; i++) {
+        if (n->streams[i]->id == id) {
+            found = n->streams[i];
+            break;
+        }
+    }
+    if (found == NULL) {
+        *code = "BATON_INVALID";
+        *msg = "the baton does not refer to a stream";
+        for (size_t i = 0; i < n->n_expired; i++) {
+            if (n->expired[i].id == id) {
+                *code = "STREAM_EXPIRED";
+                *msg = "The stream has expired due to inactivity";
+            }
+        }
+    } else if (found->busy) {
+        *code = "STREAM_BUSY";
+        *msg = "the stream is already handling a request";
+        found = NULL;
+    } else if (found->seq != seq) {
+        *code = "BATON_REUSED";
+        *msg = "the baton has already been used";
+        found = NULL;
+    } else {
+        found->busy = true;
+    }
+    pthread_mutex_unlock(&n->streams_mu);
+    return found;
+}
+
+/* Return a stream after a request: register it (first use), bump its sequence, or
+ * remove it when closed. Writes the next baton (or null) into out. */
+static int stream_checkin(struct edge_node *n, struct stream *s, struct edge_buf *out)
+{
+    int rv = EDGE_OK;
+    if (s->closed) {
+        pthread_mutex_lock(&n->streams_mu);
+        if (s->registered) {
+            for (size_t i = 0; i < n->n_streams; i++) {
+                if (n->streams[i] == s) {
+                    n->streams[i] = n->streams[--n->n_streams];
+                    break;
+                }
+            }
+        }
+        pthread_mutex_unlock(&n->streams_mu);
+        stream_free(n, s);
+        return edge_buf_puts(out, "null");
+    }
+    pthread_mutex_lock(&n->streams_mu);
+    if (!s->registered) {
+        if (n->n_streams == n->cap_streams) {
+            size_t cap = n->cap_streams ? n->cap_streams * 2 : 64;
+            struct stream **p = edge_realloc(n->streams, cap * sizeof(*p));
+            if (p == NULL) {
+                pthread_mutex_unlock(&n->streams_mu);
+                s->closed = true;
+                stream_free(n, s);
+                return edge_buf_puts(out, "null");
+            }
+            n->streams = p;
+            n->cap_streams = cap;
+        }
+        s->id = ++n->next_stream_id;
+        n->streams[n->n_streams++] = s;
+        s->registered = true;
+    }
+    s->seq++;
+    s->busy = false;
+    s->last_used_ms = mono_ms();
+    pthread_mutex_unlock(&n->streams_mu);
+    rv = edge_buf_putc(out, '"');
+    if (rv == EDGE_OK) rv = baton_encode(n, s, out);
+    if (rv == EDGE_OK) rv = edge_buf_putc(out, '"');
+    return rv;
+}
+
+/* Loop 0, periodically: expire idle streams (rolling back) and forget old expiries. */
+static void sweep(uv_timer_t *t)
+{
+    struct loop *l = t->data;
+    struct edge_node *n = l->node;
+    uint64_t now = mono_ms();
+    struct stream *victims[64];
+    size_t nv = 0;
+    pthread_mutex_lock(&n->streams_mu);
+    for (size_t i = 0; i < n->n_streams && nv < 64;) {
+        struct stream *s = n->streams[i];
+        if (!s->busy && now - s->last_used_ms >= n->cfg.stream_timeout_ms) {
+            n->streams[i] = n->streams[--n->n_streams];
+            if (n->n_expired == n->cap_expired) {
+                size_t cap = n->cap_expired ? n->cap_expired * 2 : 64;
+                struct expired *p = edge_realloc(n->expired, cap * sizeof(*p));
+                if (p != NULL) {
+                    n->expired = p;
+                    n->cap_expired = cap;
+                }
+            }
+            if (n->n_expired < n->cap_expired) {
+                n->expired[n->n_expired++] = (struct expired){s->id, now};
+            }
+            victims[nv++] = s;
+        } else {
+            i++;
+        }
+    }
+    for (size_t i = 0; i < n->n_expired;) {
+        if (now - n->expired[i].at_ms > EXPIRED_KEEP_MS) {
+            n->expired[i] = n->expired[--n->n_expired];
+        } else {
+            i++;
+        }
+    }
+    pthread_mutex_unlock(&n->streams_mu);
+    for (size_t i = 0; i < nv; i++) {
+        EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_API, "stream %llu expired%s", (unsigned long long)victims[i]->id,
+                 victims[i]->txn ? ", rolling back" : "");
+        stream_free(n, victims[i]);
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Units of work                                                                      */
+/* ---------------------------------------------------------------------------------- */
+
+static void unit_free(struct unit *u)
+{
+    if (u->conn != NULL) edge_http_conn_unref(u->conn);
+    json_decref(u->body);
+    edge_buf_free(&u->out);
+    edge_free(u->crdt_method);
+    edge_free(u->crdt_path);
+    edge_free(u);
+}
+
+/* Run every request of the unit on ctx.conn, writing the wrapped results. */
+static void unit_run(struct unit *u)
+{
+    int rv = EDGE_OK;
+    if (u->ws == NULL) {
+        for (size_t i = 0; i < u->n && rv == EDGE_OK; i++) {
+            json_t *r = json_array_get(u->requests, i);
+            if (i > 0) rv = edge_buf_putc(&u->out, ',');
+            if (rv != EDGE_OK) break;
+            if (strcmp(json_string_value(json_object_get(r, "type")), "close") == 0) {
+                u->close_stream = true;
+            }
+            rv = hrana_execute_request(&u->ctx, r, HRANA_WRAP_HTTP, 0, &u->out);
+        }
+    } else {
+        rv = hrana_execute_request(&u->ctx, u->requests, HRANA_WRAP_WS, u->request_id, &u->out);
+    }
+    if (rv != EDGE_OK) {
+        u->commit_status = rv;
+    }
+}
+
+static int writer_run(struct edge_writer_job *job, struct edge_store_conn *conn)
+{
+    struct unit *u = (struct unit *)job;
+    if (u->crdt_method != NULL) {
+#ifdef HAVE_CRDT
+        edge_buf_reset(&u->out);
+        edge_crdt_http_handle(edge_store_db(conn), u->loop->node->region, edge_clock_system(), u->crdt_method,
+                              u->crdt_path, u->body ? json_string_value(u->body) : "",
+                              u->body ? json_string_length(u->body) : 0, &u->crdt_status, &u->out);
+#else
+        u->crdt_status = 404;
+#endif
+        return EDGE_OK;
+    }
+    u->ctx.conn = conn;
+    unit_run(u);
+    return EDGE_OK;
+}
+
+/* Writer thread: hand the finished unit to its loop. */
+static void writer_complete(struct edge_writer_job *job, int status)
+{
+    struct unit *u = (struct unit *)job;
+    if (status != EDGE_OK) {
+        u->commit_status = status;
+    }
+    struct loop *l = u->loop;
+    pthread_mutex_lock(&l->inbox_mu);
+    u->next = l->inbox;
+    l->inbox = u;
+    pthread_mutex_unlock(&l->inbox_mu);
+    uv_async_send(&l->inbox_async);
+}
+
+static void on_inbox(uv_async_t *a)
+{
+    struct loop *l = a->data;
+    pthread_mutex_lock(&l->inbox_mu);
+    struct unit *list = l->inbox;
+    l->inbox = NULL;
+    bool final = l->final;
+    pthread_mutex_unlock(&l->inbox_mu);
+    if (final && !uv_is_closing((uv_handle_t *)&l->inbox_async)) {
+        /* The writer has stopped: nothing can arrive any more. */
+        uv_close((uv_handle_t *)&l->inbox_async, NULL);
+    }
+    /* The list is newest first; answer in arrival order. */
+    struct unit *rev = NULL;
+    while (list != NULL) {
+        struct unit *next = list->next;
+        list->next = rev;
+        rev = list;
+        list = next;
+    }
+    while (rev != NULL) {
+        struct unit *next = rev->next;
+        unit_finish(rev);
+        rev = next;
+    }
+}
+
+static void txn_work(uv_work_t *w)
+{
+    struct unit *u = w->data;
+    unit_run(u);
+}
+
+static void txn_after(uv_work_t *w, int status)
+{
+    (void)status;
+    unit_finish(w->data);
+}
+
+/* Send the unit off to where it must run (loop thread). */
+static void unit_dispatch(struct unit *u)
+{
+    struct edge_node *n = u->loop->node;
+    atomic_fetch_add(&n->m.routed[u->route], 1);
+    if (u->route == HRANA_ROUTE_READ) {
+        u->ctx.conn = u->loop->rconn;
+        unit_run(u);
+        unit_finish(u);
+        return;
+    }
+    if (u->route == HRANA_ROUTE_WRITE) {
+        u->wjob.run = writer_run;
+        u->wjob.complete = writer_complete;
+        if (edge_writer_submit(n->writer, &u->wjob) != EDGE_OK) {
+            u->commit_status = EDGE_ECLOSED;
+            unit_finish(u);
+        }
+        return;
+    }
+    /* Transaction route: the stream's own connection, or a new one from the pool. */
+    struct edge_store_conn **slot = u->ws ? &u->wss->txn : &u->stream->txn;
+    if (*slot == NULL) {
+        int rv = pool_acquire(n, slot);
+        if (rv != EDGE_OK) {
+            u->commit_status = rv == EDGE_EBUSY ? EDGE_EBUSY : EDGE_ESTORE;
+            unit_finish(u);
+            return;
+        }
+    }
+    u->ctx.conn = *slot;
+    u->ctx.readonly_txn = u->ws ? u->wss->readonly_txn : u->stream->readonly_txn;
+    u->work.data = u;
+    if (uv_queue_work(&u->loop->loop, &u->work, txn_work, txn_after) != 0) {
+        u->commit_status = EDGE_EIO;
+        unit_finish(u);
+    }
+}
+
+static void count_stmts(struct edge_node *n, struct unit *u)
+{
+    atomic_fetch_add(&n->m.stmts, u->ctx.stmts);
+    atomic_fetch_add(&n->m.stmt_errors, u->ctx.errors);
+    atomic_fetch_add(&n->m.rows, u->ctx.rows);
+}
+
+/* After a transaction-route unit: keep the connection while a transaction is open. */
+static void txn_settle(struct edge_node *n, struct edge_store_conn **slot, bool *readonly_txn, bool ro_now,
+                       bool closing)
+{
+    *readonly_txn = ro_now;
+    if (*slot != NULL && (closing || sqlite3_get_autocommit(edge_store_db(*slot)))) {
+        pool_release(n, *slot, *readonly_txn);
+        *slot = NULL;
+        *readonly_txn = false;
+    }
+}
+
+static const char *status_error_code(int st)
+{
+    switch (st) {
+    case EDGE_EBUSY: return "TRANSACTION_BUSY";
+    case EDGE_ETOOBIG: return "RESPONSE_TOO_LARGE";
+    case EDGE_ECLOSED: return "SHUTTING_DOWN";
+    default: return "SQLITE_IOERR";
+    }
+}
+
+static void unit_finish_http(struct unit *u)
+{
+    struct edge_node *n = u->loop->node;
+    struct stream *s = u->stream;
+    if (u->route == HRANA_ROUTE_TXN) {
+        txn_settle(n, &s->txn, &s->readonly_txn, u->ctx.readonly_txn, u->close_stream);
+    }
+    if (u->close_stream) {
+        s->closed = true;
+    }
+    struct edge_buf resp;
+    edge_buf_init(&resp, (size_t)1 << 31);
+    int rv = EDGE_OK;
+    if (u->commit_status != EDGE_OK) {
+        /* Nothing of this unit was kept (failed group commit) or it could not run. */
+        s->closed = s->closed || u->route != HRANA_ROUTE_TXN;
+        stream_checkin(n, s, &resp);
+        edge_buf_reset(&resp);
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the request could not be completed: %s", edge_strerror(u->commit_status));
+        if (!edge_http_conn_is_closed(u->conn)) {
+            struct edge_http_req *req = NULL;
+            (void)req;
+            observe(n, EP_PIPELINE, u->start_ns, true);
+            edge_http_respond_error(u->conn, u->commit_status == EDGE_EBUSY ? 503 : 500,
+                                    status_error_code(u->commit_status), msg);
+        }
+        edge_buf_free(&resp);
+        unit_free(u);
+        return;
+    }
+    rv = edge_buf_puts(&resp, "{\"baton\":");
+    if (rv == EDGE_OK) rv = stream_checkin(n, s, &resp);
+    if (rv == EDGE_OK) rv = edge_buf_puts(&resp, ",\"base_url\":null,\"results\":[");
+    if (rv == EDGE_OK) rv = edge_buf_append(&resp, u->out.data ? u->out.data : "", u->out.len);
+    if (rv == EDGE_OK) rv = edge_buf_puts(&resp, "]}");
+    count_stmts(n, u);
+    if (!edge_http_conn_is_closed(u->conn)) {
+        observe(n, EP_PIPELINE, u->start_ns, rv != EDGE_OK);
+        if (rv == EDGE_OK) {
+            edge_http_respond(u->conn, 200, "application/json", NULL, resp.data, resp.len);
+        } else {
+            edge_http_respond_error(u->conn, 500, "RESPONSE_TOO_LARGE", "the response is too large");
+        }
+    }
+    edge_buf_free(&resp);
+    unit_free(u);
+}
+
+static void ws_session_unref(struct ws_session *s);
+
+static void unit_finish_ws(struct unit *u)
+{
+    struct ws_session *s = u->ws;
+    struct edge_node *n = u->loop->node;
+    if (u->route == HRANA_ROUTE_TXN && u->wss != NULL) {
+        txn_settle(n, &u->wss->txn, &u->wss->readonly_txn, u->ctx.readonly_txn, s->closed);
+    }
+    count_stmts(n, u);
+    if (!s->closed) {
+        if (u->commit_status != EDGE_OK) {
+            edge_buf_reset(&u->out);
+            char msg[128];
+            snprintf(msg, sizeof(msg), "the request could not be completed: %s", edge_strerror(u->commit_status));
+            edge_buf_printf(&u->out, "{\"type\":\"response_error\",\"request_id\":%lld,\"error\":",
+                            (long long)u->request_id);
+            hrana_write_error(&u->out, msg, status_error_code(u->commit_status));
+            edge_buf_putc(&u->out, '}');
+        }
+        edge_http_ws_send(s->conn, 1, u->out.data, u->out.len);
+    }
+    observe(n, EP_WS, u->start_ns, u->commit_status != EDGE_OK);
+    s->busy = false;
+    unit_free(u);
+    ws_process(s);
+    ws_session_unref(s);
+}
+
+static void unit_finish(struct unit *u)
+{
+    if (u->crdt_method != NULL) {
+        struct edge_node *n = u->loop->node;
+        if (!edge_http_conn_is_closed(u->conn)) {
+            observe(n, EP_CRDT, u->start_ns, u->crdt_status >= 400 || u->commit_status != EDGE_OK);
+            if (u->commit_status != EDGE_OK) {
+                edge_http_respond_error(u->conn, 500, "INTERNAL", edge_strerror(u->commit_status));
+            } else {
+                edge_http_respond(u->conn, u->crdt_status, "application/json", NULL, u->out.data, u->out.len);
+            }
+        }
+        unit_free(u);
+        return;
+    }
+    if (u->ws != NULL) {
+        unit_finish_ws(u);
+    } else {
+        unit_finish_http(u);
+    }
+}
+
+static struct unit *unit_new(struct loop *l, struct edge_http_conn *c, json_t *body)
+{
+    struct unit *u = edge_calloc(1, sizeof(*u));
+    if (u == NULL) return NULL;
+    u->loop = l;
+    u->conn = c;
+    edge_http_conn_ref(c);
+    u->body = body;
+    u->start_ns = uv_hrtime();
+    edge_buf_init(&u->out, (size_t)1 << 30);
+    u->ctx.budget_ms = l->node->cfg.query_budget_ms;
+    return u;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Auth                                                                               */
+/* ---------------------------------------------------------------------------------- */
+
+/* Check a token; returns true with the access level, or false with an error code. */
+static bool check_token(struct edge_node *n, const char *tok, size_t len, enum hrana_access *access,
+                        const char **code)
+{
+    if (n->keys == NULL) {
+        *access = HRANA_ACCESS_RW;
+        return true;
+    }
+    enum edge_jwt_access a = EDGE_JWT_NONE;
+    if (edge_jwt_verify(n->keys, tok, len, (uint64_t)time(NULL), &a, code) != EDGE_OK || a == EDGE_JWT_NONE) {
+        if (*code == NULL) *code = "AUTH_JWT_INVALID";
+        return false;
+    }
+    *access = a == EDGE_JWT_RO ? HRANA_ACCESS_RO : HRANA_ACCESS_RW;
+    return true;
+}
+
+static bool check_http_auth(struct edge_node *n, struct edge_http_req *req, enum hrana_access *access,
+                            const char **code)
+{
+    if (n->keys == NULL) {
+        *access = HRANA_ACCESS_RW;
+        return true;
+    }
+    const char *h = edge_http_header(req, "authorization");
+    const char *tok = NULL;
+    size_t len = 0;
+    if (edge_jwt_bearer(h, h ? strlen(h) : 0, &tok, &len, code) != EDGE_OK) {
+        return false;
+    }
+    return check_token(n, tok, len, access, code);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* HTTP pipeline                                                                      */
+/* ---------------------------------------------------------------------------------- */
+
+static void handle_pipeline(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version)
+{
+    struct edge_node *n = l->node;
+    enum hrana_access access;
+    const char *code = NULL;
+    if (!check_http_auth(n, req, &access, &code)) {
+        respond_error(n, c, req, EP_PIPELINE, 401, code, "Authentication failed");
+        return;
+    }
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
+    if (body == NULL) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        respond_error(n, c, req, EP_PIPELINE, 400, "HRANA_PROTO_ERROR", msg);
+        return;
+    }
+    char err[256];
+    if (hrana_validate_pipeline(body, version, err, sizeof(err)) != EDGE_OK) {
+        json_decref(body);
+        respond_error(n, c, req, EP_PIPELINE, 400, "HRANA_PROTO_ERROR", err);
+        return;
+    }
+    struct stream *s = NULL;
+    json_t *baton = json_object_get(body, "baton");
+    if (json_is_string(baton)) {
+        const char *msg = NULL;
+        s = stream_checkout(n, json_string_value(baton), json_string_length(baton), &code, &msg);
+        if (s == NULL) {
+            json_decref(body);
+            respond_error(n, c, req, EP_PIPELINE, 400, code, msg);
+            return;
+        }
+    } else {
+        s = edge_calloc(1, sizeof(*s));
+        if (s == NULL) {
+            json_decref(body);
+            respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
+            return;
+        }
+        hrana_sqlmap_init(&s->sqls, HRANA_MAX_SQL_PER_STREAM);
+        s->busy = true;
+    }
+    struct unit *u = unit_new(l, c, body);
+    if (u == NULL) {
+        json_decref(body);
+        s->closed = true;
+        struct edge_buf tmp;
+        edge_buf_init(&tmp, 256);
+        stream_checkin(n, s, &tmp);
+        edge_buf_free(&tmp);
+        respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    u->start_ns = req->start_ns;
+    u->requests = json_object_get(body, "requests");
+    u->n = json_array_size(u->requests);
+    u->stream = s;
+    u->ctx.sqls = &s->sqls;
+    u->ctx.access = access;
+    u->ctx.version = version;
+    u->route = hrana_classify(u->requests, u->n, l->rconn, &s->sqls, s->txn != NULL);
+    if (u->route == HRANA_ROUTE_WRITE && access == HRANA_ACCESS_RO) {
+        u->route = HRANA_ROUTE_READ; /* every write will be refused statement by statement */
+    }
+    unit_dispatch(u);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* WebSocket Hrana                                                                    */
+/* ---------------------------------------------------------------------------------- */
+
+static void ws_session_unref(struct ws_session *s)
+{
+    if (--s->refs > 0) return;
+    struct edge_node *n = s->loop->node;
+    while (s->q_head != NULL) {
+        struct ws_msg *m = s->q_head;
+        s->q_head = m->next;
+        json_decref(m->msg);
+        edge_free(m);
+    }
+    for (size_t i = 0; i < s->n_streams; i++) {
+        pool_release(n, s->streams[i].txn, s->streams[i].readonly_txn);
+    }
+    atomic_fetch_sub(&n->m.ws_streams, (int64_t)s->n_streams);
+    edge_free(s->streams);
+    hrana_sqlmap_free(&s->sqls);
+    edge_http_conn_unref(s->conn);
+    edge_free(s);
+}
+
+static void ws_fatal(struct ws_session *s, uint16_t code, const char *reason)
+{
+    EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_API, "ws: closing: %s", reason);
+    edge_http_ws_close(s->conn, code, reason);
+    s->closed = true;
+}
+
+static void ws_send_error(struct ws_session *s, int64_t request_id, const char *msg, const char *code)
+{
+    struct edge_buf b;
+    edge_buf_init(&b, 1 << 16);
+    edge_buf_printf(&b, "{\"type\":\"response_error\",\"request_id\":%lld,\"error\":", (long long)request_id);
+    hrana_write_error(&b, msg, code);
+    edge_buf_putc(&b, '}');
+    edge_http_ws_send(s->conn, 1, b.data, b.len);
+    edge_buf_free(&b);
+}
+
+static void ws_send_ok(struct ws_session *s, int64_t request_id, const char *type)
+{
+    char b[256];
+    int len = snprintf(b, sizeof(b), "{\"type\":\"response_ok\",\"request_id\":%lld,\"response\":{\"type\":\"%s\"}}",
+                       (long long)request_id, type);
+    edge_http_ws_send(s->conn, 1, b, (size_t)len);
+}
+
+static struct ws_stream *ws_find(struct ws_session *s, int32_t id)
+{
+    for (size_t i = 0; i < s->n_streams; i++) {
+        if (s->streams[i].id == id) return &s->streams[i];
+    }
+    return NULL;
+}
+
+/* Handle one message; returns true if it went asynchronous (the session is busy). */
+static bool ws_handle(struct ws_session *s, json_t *msg)
+{
+    struct edge_node *n = s->loop->node;
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (type == NULL) {
+        ws_fatal(s, 1002, "message without a type");
+        return false;
+    }
+    if (strcmp(type, "hello") == 0) {
+        json_t *jwt = json_object_get(msg, "jwt");
+        const char *code = NULL;
+        enum hrana_access access;
+        if (jwt != NULL && !json_is_null(jwt) && !json_is_string(jwt)) {
+            ws_fatal(s, 1002, "hello: jwt must be a string or null");
+            return false;
+        }
+        const char *tok = json_is_string(jwt) ? json_string_value(jwt) : "";
+        if (n->keys != NULL && !json_is_string(jwt)) {
+            code = "AUTH_JWT_INVALID";
+        }
+        if (code == NULL && check_token(n, tok, strlen(tok), &access, &code)) {
+            s->authed = true;
+            s->access = access;
+            const char ok[] = "{\"type\":\"hello_ok\"}";
+            edge_http_ws_send(s->conn, 1, ok, sizeof(ok) - 1);
+        } else {
+            struct edge_buf b;
+            edge_buf_init(&b, 1024);
+            edge_buf_puts(&b, "{\"type\":\"hello_error\",\"error\":");
+            hrana_write_error(&b, strcmp(code, "AUTH_JWT_EXPIRED") == 0 ? "The JWT has expired" : "The JWT is invalid",
+                              code);
+            edge_buf_putc(&b, '}');
+            edge_http_ws_send(s->conn, 1, b.data, b.len);
+            edge_buf_free(&b);
+            ws_fatal(s, 3000, "authentication failed");
+        }
+        return false;
+    }
+    if (strcmp(type, "request") != 0) {
+        ws_fatal(s, 1002, "unknown message type");
+        return false;
+    }
+    json_t *rid = json_object_get(msg, "request_id");
+    if (!json_is_integer(rid)) {
+        ws_fatal(s, 1002, "request without an integer request_id");
+        return false;
+    }
+    int64_t request_id = json_integer_value(rid);
+    if (!s->authed) {
+        ws_fatal(s, 1002, "request before hello");
+        return false;
+    }
+    json_t *req = json_object_get(msg, "request");
+    char err[256];
+    if (hrana_validate_request(req, s->version >= 3 ? 3 : 2, true, err, sizeof(err)) != EDGE_OK) {
+        ws_send_error(s, request_id, err, "HRANA_PROTO_ERROR");
+        return false;
+    }
+    const char *t = json_string_value(json_object_get(req, "type"));
+    int32_t sid = (int32_t)json_integer_value(json_object_get(req, "stream_id"));
+    if (strcmp(t, "open_stream") == 0) {
+        if (ws_find(s, sid) != NULL) {
+            ws_send_error(s, request_id, "a stream with this id is already open", "STREAM_EXISTS");
+            return false;
+        }
+        if (s->n_streams >= 1024) {
+            ws_send_error(s, request_id, "too many open streams", "STREAM_TOO_MANY");
+            return false;
+        }
+        struct ws_stream *p = edge_realloc(s->streams, (s->n_streams + 1) * sizeof(*p));
+        if (p == NULL) {
+            ws_send_error(s, request_id, "out of memory", "INTERNAL");
+            return false;
+        }
+        s->streams = p;
+        s->streams[s->n_streams++] = (struct ws_stream){sid, NULL, false};
+        atomic_fetch_add(&n->m.ws_streams, 1);
+        ws_send_ok(s, request_id, "open_stream");
+        return false;
+    }
+    if (strcmp(t, "close_stream") == 0) {
+        struct ws_stream *st = ws_find(s, sid);
+        if (st != NULL) {
+            pool_release(n, st->txn, st->readonly_txn);
+            *st = s->streams[--s->n_streams];
+            atomic_fetch_sub(&n->m.ws_streams, 1);
+        }
+        ws_send_ok(s, request_id, "close_stream");
+        return false;
+    }
+    struct unit *u = unit_new(s->loop, s->conn, json_incref(msg));
+    if (u == NULL) {
+        ws_send_error(s, request_id, "out of memory", "INTERNAL");
+        return false;
+    }
+    u->ws = s;
+    u->requests = req;
+    u->n = 1;
+    u->request_id = request_id;
+    u->ctx.sqls = &s->sqls;
+    u->ctx.access = s->access;
+    u->ctx.version = s->version >= 3 ? 3 : 2;
+    if (strcmp(t, "store_sql") == 0 || strcmp(t, "close_sql") == 0) {
+        u->route = HRANA_ROUTE_READ; /* touches only the session's map */
+    } else {
+        u->wss = ws_find(s, sid);
+        if (u->wss == NULL) {
+            unit_free(u);
+            ws_send_error(s, request_id, "no stream with this id is open", "STREAM_NOT_FOUND");
+            return false;
+        }
+        u->route = hrana_classify(req, 1, s->loop->rconn, &s->sqls, u->wss->txn != NULL);
+        if (u->route == HRANA_ROUTE_WRITE && s->access == HRANA_ACCESS_RO) {
+            u->route = HRANA_ROUTE_READ;
+        }
+    }
+    s->busy = true;
+    s->refs++;
+    unit_dispatch(u);
+    return true;
+}
+
+/* Process queued messages in order, one unit of work at a time. */
+static void ws_process(struct ws_session *s)
+{
+    while (!s->busy && !s->closed && s->q_head != NULL) {
+        struct ws_msg *m = s->q_head;
+        s->q_head = m->next;
+        if (s->q_head == NULL) s->q_tail = NULL;
+        s->q_len--;
+        ws_handle(s, m->msg);
+        json_decref(m->msg);
+        edge_free(m);
+    }
+}
+
+static void on_ws_message(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len)
+{
+    (void)ud;
+    struct ws_session *s = edge_http_conn_ud(c);
+    if (s == NULL || s->closed) return;
+    if (opcode != 1) {
+        ws_fatal(s, 1003, "only text frames are supported");
+        return;
+    }
+    json_error_t jerr;
+    json_t *msg = json_loadb((const char *)data, len, 0, &jerr);
+    if (msg == NULL || !json_is_object(msg)) {
+        json_decref(msg);
+        ws_fatal(s, 1007, "malformed JSON message");
+        return;
+    }
+    if (s->q_len >= 1024) {
+        json_decref(msg);
+        ws_fatal(s, 1008, "too many requests in flight");
+        return;
+    }
+    struct ws_msg *m = edge_calloc(1, sizeof(*m));
+    if (m == NULL) {
+        json_decref(msg);
+        ws_fatal(s, 1011, "out of memory");
+        return;
+    }
+    m->msg = msg;
+    if (s->q_tail) s->q_tail->next = m; else s->q_head = m;
+    s->q_tail = m;
+    s->q_len++;
+    ws_process(s);
+}
+
+static void on_conn_close(void *ud, struct edge_http_conn *c)
+{
+    (void)ud;
+    struct ws_session *s = edge_http_conn_ud(c);
+    if (s != NULL) {
+        edge_http_conn_set_ud(c, NULL);
+        s->closed = true;
+        ws_session_unref(s);
+    }
+}
+
+static bool offers(const char *list, const char *proto)
+{
+    if (list == NULL) return false;
+    size_t pl = strlen(proto);
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',') p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ') e++;
+        if ((size_t)(e - p) == pl && strncmp(p, proto, pl) == 0) return true;
+        p = e;
+    }
+    return false;
+}
+
+static void handle_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct edge_node *n = l->node;
+    const char *protos = edge_http_header(req, "sec-websocket-protocol");
+    const char *chosen = NULL;
+    int version = 1;
+    if (offers(protos, "hrana3")) {
+        chosen = "hrana3";
+        version = 3;
+    } else if (offers(protos, "hrana2")) {
+        chosen = "hrana2";
+        version = 2;
+    } else if (offers(protos, "hrana1")) {
+        chosen = "hrana1";
+    } else if (protos != NULL) {
+        respond_error(n, c, req, EP_WS, 400, "WS_PROTOCOL_UNSUPPORTED", "no supported WebSocket subprotocol offered");
+        return;
+    }
+    struct ws_session *s = edge_calloc(1, sizeof(*s));
+    if (s == NULL) {
+        respond_error(n, c, req, EP_WS, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    uint64_t start = req->start_ns;
+    if (edge_http_ws_accept(c, chosen) != EDGE_OK) {
+        edge_free(s);
+        observe(n, EP_WS, start, true);
+        return;
+    }
+    observe(n, EP_WS, start, false);
+    s->loop = l;
+    s->conn = c;
+    edge_http_conn_ref(c);
+    s->version = version;
+    s->refs = 1;
+    hrana_sqlmap_init(&s->sqls, HRANA_MAX_SQL_PER_WS);
+    edge_http_conn_set_ud(c, s);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Other endpoints                                                                    */
+/* ---------------------------------------------------------------------------------- */
+
+static uint64_t db_size(struct edge_node *n)
+{
+    struct stat st;
+    uint64_t total = 0;
+    if (stat(n->db_path, &st) == 0) total += (uint64_t)st.st_size;
+    char wal[4200];
+    snprintf(wal, sizeof(wal), "%s-wal", n->db_path);
+    if (stat(wal, &st) == 0) total += (uint64_t)st.st_size;
+    return total;
+}
+
+static void handle_status(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct edge_node *n = l->node;
+    struct edge_buf b;
+    edge_buf_init(&b, 1 << 20);
+    edge_buf_puts(&b, "{\"region\":");
+    edge_buf_json_cstr(&b, n->region);
+    edge_buf_printf(&b,
+                    ",\"version\":\"%s\",\"uptime_s\":%.3f,\"started_at_ms\":%llu,\"role\":\"%s\",\"primary\":",
+                    EDGE_VERSION, (double)(mono_ms() - n->start_mono_ms) / 1000.0,
+                    (unsigned long long)n->start_wall_ms, "primary");
+    edge_buf_json_cstr(&b, n->region);
+    edge_buf_printf(&b, ",\"db_path\":");
+    edge_buf_json_cstr(&b, n->db_path);
+    edge_buf_printf(&b, ",\"db_size_bytes\":%llu,\"threads\":%d,\"auth\":%s,\"version_vector\":{},\"peers\":[]}",
+                    (unsigned long long)db_size(n), n->n_loops, n->keys ? "true" : "false");
+    respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);
+    edge_buf_free(&b);
+}
+
+static void handle_metrics(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct edge_node *n = l->node;
+    struct edge_buf b;
+    edge_buf_init(&b, 1 << 22);
+    edge_buf_puts(&b, "# HELP edgelite_http_requests_total HTTP requests by endpoint.\n"
+                      "# TYPE edgelite_http_requests_total counter\n");
+    for (int e = 0; e < EP__COUNT; e++) {
+        edge_buf_printf(&b, "edgelite_http_requests_total{endpoint=\"%s\"} %llu\n", endpoint_names[e],
+                        (unsigned long long)atomic_load(&n->m.requests[e]));
+    }
+    edge_buf_puts(&b, "# HELP edgelite_http_errors_total HTTP requests answered with an error status.\n"
+                      "# TYPE edgelite_http_errors_total counter\n");
+    for (int e = 0; e < EP__COUNT; e++) {
+        edge_buf_printf(&b, "edgelite_http_errors_total{endpoint=\"%s\"} %llu\n", endpoint_names[e],
+                        (unsigned long long)atomic_load(&n->m.errors[e]));
+    }
+    edge_buf_puts(&b, "# HELP edgelite_http_request_duration_seconds Request latency.\n"
+                      "# TYPE edgelite_http_request_duration_seconds histogram\n");
+    for (int e = 0; e < EP__COUNT; e++) {
+        uint64_t cum = 0;
+        for (size_t i = 0; i <= HIST_N; i++) {
+            cum += atomic_load(&n->m.hist[e][i]);
+            if (i < HIST_N) {
+                edge_buf_printf(&b, "edgelite_http_request_duration_seconds_bucket{endpoint=\"%s\",le=\"%g\"} %llu\n",
+                                endpoint_names[e], hist_bounds[i], (unsigned long long)cum);
+            } else {
+                edge_buf_printf(&b, "edgelite_http_request_duration_seconds_bucket{endpoint=\"%s\",le=\"+Inf\"} %llu\n",
+                                endpoint_names[e], (unsigned long long)cum);
+            }
+        }
+        edge_buf_printf(&b, "edgelite_http_request_duration_seconds_sum{endpoint=\"%s\"} %.6f\n", endpoint_names[e],
+                        (double)atomic_load(&n->m.hist_sum_us[e]) / 1e6);
+        edge_buf_printf(&b, "edgelite_http_request_duration_seconds_count{endpoint=\"%s\"} %llu\n",
+                        endpoint_names[e], (unsigned long long)cum);
+    }
+    pthread_mutex_lock(&n->streams_mu);
+    size_t http_streams = n->n_streams;
+    pthread_mutex_unlock(&n->streams_mu);
+    uint64_t conns = 0, conns_total = 0, bad = 0;
+    for (int i = 0; i < n->n_loops; i++) {
+        struct edge_http_stats st;
+        if (n->loops[i].http != NULL) {
+            edge_http_server_stats(n->loops[i].http, &st);
+            conns += st.connections_open;
+            conns_total += st.connections_total;
+            bad += st.bad_requests;
+        }
+    }
+    struct edge_writer_stats ws;
+    edge_writer_stats(n->writer, &ws);
+    pthread_mutex_lock(&n->pool_mu);
+    int txn_conns = n->n_txn - n->n_pool;
+    pthread_mutex_unlock(&n->pool_mu);
+    uint64_t crdt_ops = 0, crdt_merges = 0, crdt_conflicts = 0;
+#ifdef HAVE_CRDT
+    edge_crdt_http_stats(&crdt_ops, &crdt_merges, &crdt_conflicts);
+#endif
+    edge_buf_printf(&b,
+                    "# HELP edgelite_open_streams Hrana streams open (HTTP batons and WebSocket streams).\n"
+                    "# TYPE edgelite_open_streams gauge\nedgelite_open_streams %lld\n"
+                    "# HELP edgelite_connections Client connections open.\n"
+                    "# TYPE edgelite_connections gauge\nedgelite_connections %llu\n"
+                    "# TYPE edgelite_connections_total counter\nedgelite_connections_total %llu\n"
+                    "# TYPE edgelite_http_bad_requests_total counter\nedgelite_http_bad_requests_total %llu\n"
+                    "# TYPE edgelite_open_transactions gauge\nedgelite_open_transactions %d\n"
+                    "# TYPE edgelite_statements_total counter\nedgelite_statements_total %llu\n"
+                    "# TYPE edgelite_statement_errors_total counter\nedgelite_statement_errors_total %llu\n"
+                    "# TYPE edgelite_rows_returned_total counter\nedgelite_rows_returned_total %llu\n"
+                    "# TYPE edgelite_units_total counter\n"
+                    "edgelite_units_total{route=\"read\"} %llu\nedgelite_units_total{route=\"write\"} %llu\n"
+                    "edgelite_units_total{route=\"txn\"} %llu\n"
+                    "# TYPE edgelite_writer_jobs_total counter\nedgelite_writer_jobs_total %llu\n"
+                    "# TYPE edgelite_writer_groups_total counter\nedgelite_writer_groups_total %llu\n"
+                    "# TYPE edgelite_writer_commit_failures_total counter\nedgelite_writer_commit_failures_total %llu\n"
+                    "# TYPE edgelite_db_size_bytes gauge\nedgelite_db_size_bytes %llu\n"
+                    "# TYPE edgelite_crdt_ops_total counter\nedgelite_crdt_ops_total %llu\n"
+                    "# TYPE edgelite_crdt_merges_total counter\nedgelite_crdt_merges_total %llu\n"
+                    "# TYPE edgelite_crdt_conflicts_total counter\nedgelite_crdt_conflicts_total %llu\n"
+                    "# TYPE edgelite_uptime_seconds gauge\nedgelite_uptime_seconds %.3f\n",
+                    (long long)http_streams + (long long)atomic_load(&n->m.ws_streams), (unsigned long long)conns,
+                    (unsigned long long)conns_total, (unsigned long long)bad, txn_conns,
+                    (unsigned long long)atomic_load(&n->m.stmts), (unsigned long long)atomic_load(&n->m.stmt_errors),
+                    (unsigned long long)atomic_load(&n->m.rows), (unsigned long long)atomic_load(&n->m.routed[0]),
+                    (unsigned long long)atomic_load(&n->m.routed[1]), (unsigned long long)atomic_load(&n->m.routed[2]),
+                    (unsigned long long)ws.jobs, (unsigned long long)ws.groups,
+                    (unsigned long long)ws.commit_failures, (unsigned long long)db_size(n),
+                    (unsigned long long)crdt_ops, (unsigned long long)crdt_merges, (unsigned long long)crdt_conflicts,
+                    (double)(mono_ms() - n->start_mono_ms) / 1000.0);
+    respond(n, c, req, EP_METRICS, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
+    edge_buf_free(&b);
+}
+
+static void handle_crdt(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const char *sub)
+{
+    struct edge_node *n = l->node;
+    enum hrana_access access;
+    const char *code = NULL;
+    if (!check_http_auth(n, req, &access, &code)) {
+        respond_error(n, c, req, EP_CRDT, 401, code, "Authentication failed");
+        return;
+    }
+    if (access == HRANA_ACCESS_RO && req->method != HTTP_GET) {
+        respond_error(n, c, req, EP_CRDT, 403, "AUTH_READ_ONLY", "writes are not allowed with a read-only token");
+        return;
+    }
+    json_t *body = json_stringn(req->body.data ? req->body.data : "", req->body.len);
+    if (body == NULL && req->body.len > 0) {
+        respond_error(n, c, req, EP_CRDT, 400, "CRDT_BAD_REQUEST", "the body is not valid UTF-8");
+        return;
+    }
+    struct unit *u = unit_new(l, c, body);
+    if (u == NULL) {
+        json_decref(body);
+        respond_error(n, c, req, EP_CRDT, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    u->start_ns = req->start_ns;
+    u->crdt_method = edge_strdup(http_method_str((enum http_method)req->method));
+    u->crdt_path = edge_strdup(sub);
+    if (u->crdt_method == NULL || u->crdt_path == NULL) {
+        unit_free(u);
+        respond_error(n, c, req, EP_CRDT, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    /* The handler runs its own transaction, so it takes the writer alone. */
+    u->wjob.exclusive = true;
+    u->wjob.run = writer_run;
+    u->wjob.complete = writer_complete;
+    if (edge_writer_submit(n->writer, &u->wjob) != EDGE_OK) {
+        u->commit_status = EDGE_ECLOSED;
+        unit_finish(u);
+    }
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static void on_request(void *ud, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct loop *l = ud;
+    struct edge_node *n = l->node;
+    const char *p = req->path;
+    bool get = req->method == HTTP_GET || req->method == HTTP_HEAD;
+    bool post = req->method == HTTP_POST;
+    if (req->upgrade) {
+        handle_ws_upgrade(l, c, req);
+        return;
+    }
+    if (post && (ends_with(p, "/v2/pipeline") || ends_with(p, "/v3/pipeline"))) {
+        handle_pipeline(l, c, req, ends_with(p, "/v3/pipeline") ? 3 : 2);
+    } else if (get && strcmp(p, "/health") == 0) {
+        respond(n, c, req, EP_HEALTH, 200, "text/plain", NULL, "", 0);
+    } else if (get && strcmp(p, "/version") == 0) {
+        char v[64];
+        int len = snprintf(v, sizeof(v), "edgelite %s\n", EDGE_VERSION);
+        respond(n, c, req, EP_HEALTH, 200, "text/plain", NULL, v, (size_t)len);
+    } else if (get && (ends_with(p, "/v2") || ends_with(p, "/v3"))) {
+        respond(n, c, req, EP_HEALTH, 200, "text/plain", NULL, "Hello, this is edgelite\n", 24);
+    } else if (strstr(p, "/v3-protobuf") != NULL) {
+        respond_error(n, c, req, EP_OTHER, 404, "NOT_FOUND", "protobuf encoding is not supported");
+    } else if (get && strcmp(p, "/metrics") == 0) {
+        handle_metrics(l, c, req);
+    } else if (get && strcmp(p, "/v1/status") == 0) {
+        handle_status(l, c, req);
+    } else if (strcmp(p, "/v1/crdt") == 0 || strncmp(p, "/v1/crdt/", 9) == 0) {
+        handle_crdt(l, c, req, p[8] == '/' ? p + 9 : "");
+    } else if (get && strcmp(p, "/") == 0) {
+        const char msg[] = "{\"service\":\"edgelite\",\"protocols\":[\"hrana2\",\"hrana3\"]}";
+        respond(n, c, req, EP_OTHER, 200, "application/json", NULL, msg, sizeof(msg) - 1);
+    } else {
+        bool known = ends_with(p, "/pipeline") || strcmp(p, "/health") == 0 || strcmp(p, "/metrics") == 0 ||
+                     strcmp(p, "/v1/status") == 0;
+        if (known) {
+            respond_error(n, c, req, EP_OTHER, 405, "METHOD_NOT_ALLOWED", "method not allowed for this path");
+        } else {
+            respond_error(n, c, req, EP_OTHER, 404, "NOT_FOUND", "no such endpoint");
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Loops and lifecycle                                                                */
+/* ---------------------------------------------------------------------------------- */
+
+static void on_server_stopped(void *arg)
+{
+    struct loop *l = arg;
+    l->http = NULL;
+}
+
+/* Stop accepting and close every connection. The inbox stays open until the writer
+ * has drained (edge_node_stop), so late completions still find a live handle. */
+static void on_stop(uv_async_t *a)
+{
+    struct loop *l = a->data;
+    if (l->stopping) return;
+    l->stopping = true;
+    uv_close((uv_handle_t *)&l->stop_async, NULL);
+    if (l->idx == 0) {
+        uv_close((uv_handle_t *)&l->sweep_timer, NULL);
+    }
+    if (l->http != NULL) {
+        edge_http_server_stop(l->http, on_server_stopped, l);
+    }
+}
+
+static void loop_main(void *arg)
+{
+    struct loop *l = arg;
+    uv_run(&l->loop, UV_RUN_DEFAULT);
+}
+
+static int loop_init(struct edge_node *n, struct loop *l, int idx)
+{
+    l->node = n;
+    l->idx = idx;
+    pthread_mutex_init(&l->inbox_mu, NULL);
+    if (uv_loop_init(&l->loop) != 0) return EDGE_EIO;
+    uv_async_init(&l->loop, &l->inbox_async, on_inbox);
+    l->inbox_async.data = l;
+    uv_async_init(&l->loop, &l->stop_async, on_stop);
+    l->stop_async.data = l;
+    int rv = edge_store_open(n->db_path, EDGE_STORE_READ, n->cfg.synchronous_full, 5000, &l->rconn, l->errmsg,
+                             sizeof(l->errmsg));
+    if (rv != EDGE_OK) return rv;
+    struct edge_http_limits lim = {
+        .max_body_bytes = n->cfg.max_body_bytes,
+        .max_header_bytes = 64 * 1024,
+        .max_queued = 64,
+        .idle_timeout_ms = n->cfg.idle_conn_timeout_ms,
+        .request_timeout_ms = 30000,
+        .max_ws_message = n->cfg.max_body_bytes,
+    };
+    struct edge_http_handler h = {l, on_request, on_ws_message, on_conn_close};
+    int fd = -1;
+    if (idx == 0) {
+        fd = l->listen_fd;
+    } else {
+        rv = edge_http_listen_socket(n->cfg.host, n->port, &fd, NULL);
+        if (rv != EDGE_OK) {
+            snprintf(l->errmsg, sizeof(l->errmsg), "listen %s:%d: %s", n->cfg.host, n->port, edge_strerror(rv));
+            return rv;
+        }
+    }
+    rv = edge_http_server_start(&l->loop, fd, &lim, &h, &l->http);
+    if (rv != EDGE_OK) {
+        snprintf(l->errmsg, sizeof(l->errmsg), "cannot serve on %s:%d", n->cfg.host, n->port);
+        return rv;
+    }
+    if (idx == 0) {
+        uv_timer_init(&l->loop, &l->sweep_timer);
+        l->sweep_timer.data = l;
+        uint64_t every = n->cfg.stream_timeout_ms / 4;
+        every = every < 50 ? 50 : every > 1000 ? 1000 : every;
+        uv_timer_start(&l->sweep_timer, sweep, every, every);
+    }
+    return EDGE_OK;
+}
+
+static int mkdir_p(const char *dir)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+static void node_free(struct edge_node *n)
+{
+    if (n == NULL) return;
+    for (int i = 0; i < n->n_loops; i++) {
+        struct loop *l = &n->loops[i];
+        edge_store_close(l->rconn);
+        uv_loop_close(&l->loop);
+        pthread_mutex_destroy(&l->inbox_mu);
+    }
+    edge_free(n->loops);
+    for (size_t i = 0; i < n->n_streams; i++) stream_free(n, n->streams[i]);
+    edge_free(n->streams);
+    edge_free(n->expired);
+    for (int i = 0; i < n->n_pool; i++) edge_store_close(n->pool[i]);
+    edge_jwt_keys_free(n->keys);
+    pthread_mutex_destroy(&n->streams_mu);
+    pthread_mutex_destroy(&n->pool_mu);
+    edge_free(n->data_dir);
+    edge_free(n->region);
+    edge_free(n->db_path);
+    edge_free(n);
+}
+
+int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, char *errmsg, size_t errmsg_len)
+{
+    int rv = EDGE_ENOMEM;
+    struct edge_node *n = edge_calloc(1, sizeof(*n));
+    struct edge_store_conn *wconn = NULL;
+    int listen_fd = -1;
+    if (n == NULL) return EDGE_ENOMEM;
+    n->cfg = *cfg;
+    pthread_mutex_init(&n->streams_mu, NULL);
+    pthread_mutex_init(&n->pool_mu, NULL);
+    n->data_dir = edge_strdup(cfg->data_dir);
+    n->region = edge_strdup(cfg->region);
+    size_t plen = strlen(cfg->data_dir) + 32;
+    n->db_path = edge_malloc(plen);
+    if (n->data_dir == NULL || n->region == NULL || n->db_path == NULL) goto out;
+    snprintf(n->db_path, plen, "%s/edgelite.db", cfg->data_dir);
+    n->start_wall_ms = wall_ms();
+    n->start_mono_ms = mono_ms();
+    if (sodium_init() < 0) {
+        snprintf(errmsg, errmsg_len, "libsodium failed to initialise");
+        rv = EDGE_EINTERNAL;
+        goto out;
+    }
+    randombytes_buf(n->baton_key, sizeof(n->baton_key));
+    if (cfg->jwt_key_file != NULL) {
+        rv = edge_jwt_keys_load(cfg->jwt_key_file, &n->keys, errmsg, errmsg_len);
+        if (rv != EDGE_OK) goto out;
+    }
+    if (mkdir_p(cfg->data_dir) != 0) {
+        snprintf(errmsg, errmsg_len, "cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
+        rv = EDGE_EIO;
+        goto out;
+    }
+    rv = edge_store_global_init(errmsg, errmsg_len);
+    if (rv != EDGE_OK) goto out;
+    rv = edge_store_open(n->db_path, EDGE_STORE_WRITE, cfg->synchronous_full, 5000, &wconn, errmsg, errmsg_len);
+    if (rv != EDGE_OK) goto out;
+    rv = edge_writer_start(wconn, 256, &n->writer);
+    wconn = NULL;
+    if (rv != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot start the writer thread");
+        goto out;
+    }
+    rv = edge_http_listen_socket(cfg->host, cfg->port, &listen_fd, &n->port);
+    if (rv != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
+                 rv == EDGE_EBUSY ? "address already in use" : edge_strerror(rv));
+        goto out;
+    }
+    int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    n->loops = edge_calloc((size_t)threads, sizeof(*n->loops));
+    if (n->loops == NULL) {
+        rv = EDGE_ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < threads; i++) {
+        n->n_loops = i + 1;
+        if (i == 0) {
+            n->loops[0].listen_fd = listen_fd;
+            listen_fd = -1; /* owned by loop 0's server now */
+        }
+        rv = loop_init(n, &n->loops[i], i);
+        if (rv != EDGE_OK) {
+            snprintf(errmsg, errmsg_len, "%s", n->loops[i].errmsg);
+            /* Close what was started so far without running threads. */
+            for (int j = 0; j <= i; j++) {
+                struct loop *l = &n->loops[j];
+                if (l->http) edge_http_server_stop(l->http, on_server_stopped, l);
+                if (j == 0 && l->sweep_timer.data != NULL) uv_close((uv_handle_t *)&l->sweep_timer, NULL);
+                uv_close((uv_handle_t *)&l->inbox_async, NULL);
+                uv_close((uv_handle_t *)&l->stop_async, NULL);
+                uv_run(&l->loop, UV_RUN_DEFAULT);
+            }
+            goto out;
+        }
+    }
+    for (int i = 0; i < threads; i++) {
+        uv_thread_create(&n->loops[i].thread, loop_main, &n->loops[i]);
+    }
+    EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_API, "node: region=%s listening on %s:%d, %d loop threads, data %s",
+             n->region, cfg->host, n->port, threads, n->db_path);
+    *out = n;
+    n = NULL;
+    rv = EDGE_OK;
+out:
+    if (listen_fd >= 0) close(listen_fd);
+    edge_store_close(wconn);
+    if (n != NULL) {
+        edge_writer_stop(n->writer);
+        node_free(n);
+    }
+    return rv;
+}
+
+void edge_node_stop(struct edge_node *n)
+{
+    for (int i = 0; i < n->n_loops; i++) {
+        uv_async_send(&n->loops[i].stop_async);
+    }
+    /* Queued writes finish and are delivered to the (still running) loops, whose
+     * connections are gone by now; then the loops may end. */
+    edge_writer_stop(n->writer);
+    n->writer = NULL;
+    for (int i = 0; i < n->n_loops; i++) {
+        struct loop *l = &n->loops[i];
+        pthread_mutex_lock(&l->inbox_mu);
+        l->final = true;
+        pthread_mutex_unlock(&l->inbox_mu);
+        uv_async_send(&l->inbox_async);
+    }
+    for (int i = 0; i < n->n_loops; i++) {
+        uv_thread_join(&n->loops[i].thread);
+    }
+    node_free(n);
+}

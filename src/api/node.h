@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/* An edgelite node: N libuv loops sharing one port (SO_REUSEPORT), each with its own
+ * read connection; one writer thread; Hrana over HTTP and WebSocket; the /v1 JSON API
+ * and /metrics. */
+#ifndef EDGE_API_NODE_H
+#define EDGE_API_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/conf.h"
+
+struct edge_node_config {
+    const char *host;            /* "127.0.0.1" */
+    int port;                    /* 0 = ephemeral */
+    const char *data_dir;        /* created if missing */
+    const char *region;          /* "local" */
+    const char *jwt_key_file;    /* NULL = no auth */
+    int threads;                 /* loop threads; 0 = one per core */
+    size_t max_body_bytes;       /* default 16 MiB */
+    uint64_t stream_timeout_ms;  /* idle Hrana stream expiry, default 10 s */
+    uint64_t query_budget_ms;    /* per-statement time budget, default 5 s; 0 = none */
+    uint64_t idle_conn_timeout_ms; /* keep-alive idle close, default 60 s */
+    bool synchronous_full;
+    const struct edge_conf *conf; /* optional cluster config (borrowed) */
+};
+
+/* Fill a config with the embedded defaults. */
+void edge_node_config_defaults(struct edge_node_config *cfg);
+
+struct edge_node;
+
+/* Open the database, start the writer and the loop threads and listen. On success
+ * *out is running; stop it with edge_node_stop. Errors leave nothing running; errmsg
+ * says why. */
+int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, char *errmsg, size_t errmsg_len);
+/* The port actually bound. */
+int edge_node_port(const struct edge_node *n);
+/* Stop accepting, close connections (rolling back open streams), finish queued
+ * writes, close the database, free the node. Any thread but the node's own. */
+void edge_node_stop(struct edge_node *n);
+
+#endif

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/* A small blocking HTTP/1.1 client for the command-line tools (shell, status).
+ * One TCP connection per request ("Connection: close"): the tools send a handful of
+ * requests per second at most, so connection reuse is not worth its state machine.
+ * Everything is bounded: the connect and the whole exchange share one deadline, the
+ * response head is capped at EDGE_HTTPC_MAX_HEAD and the body at a caller's cap. */
+#ifndef EDGE_CLI_HTTPC_H
+#define EDGE_CLI_HTTPC_H
+
+#include <stddef.h>
+
+#include "core/buf.h"
+
+#define EDGE_HTTPC_MAX_HEAD (64 * 1024)
+
+/* A parsed http:// URL. libsql:// and ws:// are accepted as plain http:// because
+ * edgelite serves Hrana, WebSocket and status on one unencrypted port. */
+struct edge_httpc_url {
+    char host[256]; /* without the [] of an IPv6 literal */
+    char port[8];   /* decimal, "80" when absent */
+    char path[512]; /* begins with '/', "/" when absent; no query string */
+};
+
+struct edge_httpc_resp {
+    int status;             /* e.g. 200 */
+    char content_type[128]; /* media type only, lower-cased; "" when absent */
+    struct edge_buf body;   /* de-chunked body, NUL-terminated; owned, see _free */
+};
+
+/* Parse url (borrowed) into *out. Accepts http://, libsql://, ws:// schemes (case
+ * insensitive); rejects https/wss (no TLS here) and malformed input with EDGE_EINVAL. */
+int edge_httpc_url_parse(const char *url, struct edge_httpc_url *out);
+
+/* Resolve rel (e.g. "v2/pipeline") against the URL's path the way a browser resolves
+ * a relative reference: "/db/" gives "/db/v2/pipeline", "/db" gives "/v2/pipeline".
+ * Writes at most out_size bytes; EDGE_ETOOBIG if it does not fit. */
+int edge_httpc_url_resolve(const struct edge_httpc_url *u, const char *rel, char *out,
+                           size_t out_size);
+
+/* Perform one request and wait for the whole response. method and path are borrowed;
+ * token (may be NULL) is sent as "Authorization: Bearer"; body (may be NULL) is sent
+ * with Content-Length and content type application/json. timeout_ms bounds connect
+ * plus the exchange; max_body caps the decoded body. On EDGE_OK *out holds the
+ * response (any status code) and must be released with edge_httpc_resp_free.
+ * Errors: EDGE_EIO (resolve/connect/IO failure, peer closed early), EDGE_ETIMEDOUT,
+ * EDGE_EPROTO (malformed response), EDGE_ETOOBIG, EDGE_ENOMEM, EDGE_EINVAL. On error
+ * *out is left empty (safe to free). */
+int edge_httpc_request(const struct edge_httpc_url *u, const char *method, const char *path,
+                       const char *token, const char *body, size_t body_len, int timeout_ms,
+                       size_t max_body, struct edge_httpc_resp *out);
+
+/* Parse a complete or partial response held in raw[0..len). eof says the peer has
+ * closed, which ends a body that has neither Content-Length nor chunked encoding.
+ * EDGE_OK fills *out (caller frees with edge_httpc_resp_free); EDGE_EAGAIN means more
+ * bytes are needed; EDGE_EPROTO, EDGE_ETOOBIG, EDGE_ENOMEM otherwise. Pure function,
+ * exposed for tests. */
+int edge_httpc_parse_response(const char *raw, size_t len, int eof, size_t max_body,
+                              struct edge_httpc_resp *out);
+
+/* Release a response's body; the struct may be reused. */
+void edge_httpc_resp_free(struct edge_httpc_resp *r);
+
+/* The node URL the CLI tools use: arg when not NULL, else $EDGE_URL, else $TURSO_URL,
+ * else "http://127.0.0.1:8080". Borrowed (argv, environment or static storage). */
+const char *edge_httpc_default_url(const char *arg);
+/* The bearer token: arg when not NULL, else $EDGE_AUTH_TOKEN, else $TURSO_AUTH_TOKEN,
+ * else NULL. Borrowed. */
+const char *edge_httpc_default_token(const char *arg);
+
+#endif

@@ -1,0 +1,961 @@
+/* SPDX-License-Identifier: MIT */
+/* Strict loaders for deployment/edge-config.yaml (libyaml document API) and
+ * deployment/regions.json (jansson).
+ *
+ * DESIGN: the YAML is loaded into a libyaml document first, so every node keeps its
+ * source line; each mapping is then checked against a fixed list of allowed keys
+ * (unknown and duplicate keys are errors, since a typo such as `sync_interval: 5`
+ * silently falling back to a default is worse than refusing to start). Messages have
+ * the form "FILE:LINE: KEY.PATH: what is wrong[, got 'VALUE']". Relative paths are
+ * kept as written; resolving them is the caller's business. */
+#include "core/conf.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "core/alloc.h"
+#include "core/jwt.h"
+
+#define CONF_FILE_MAX (1024 * 1024)
+#define PATH_LEN 160
+
+/* ------------------------------------------------------------------------------------
+ * Small shared helpers
+ * ---------------------------------------------------------------------------------- */
+
+static void setmsg(char *errmsg, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void setmsg(char *errmsg, size_t n, const char *fmt, ...)
+{
+    if (errmsg == NULL || n == 0) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, n, fmt, ap);
+    va_end(ap);
+}
+
+/* Region ids end up in URLs, file names and metrics labels: keep them tame. */
+static int valid_region_id(const char *s)
+{
+    if (s == NULL || s[0] == '\0') {
+        return 0;
+    }
+    for (const char *p = s; *p != '\0'; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* "HOST:PORT", "[v6]:PORT"; port 1..65535. */
+static int valid_listen(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s) {
+        return 0;
+    }
+    size_t hlen = (size_t)(colon - s);
+    if (s[0] == '[') {
+        if (hlen < 3 || s[hlen - 1] != ']') {
+            return 0;
+        }
+    } else if (memchr(s, ':', hlen) != NULL) {
+        return 0; /* bare IPv6 needs brackets */
+    }
+    const char *p = colon + 1;
+    size_t n = strlen(p);
+    if (n == 0 || n > 5) {
+        return 0;
+    }
+    long port = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return 0;
+        }
+        port = port * 10 + (p[i] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+const char *edge_consistency_name(enum edge_consistency c)
+{
+    switch (c) {
+    case EDGE_CONS_STRONG: return "strong";
+    case EDGE_CONS_ASYNC: return "async";
+    case EDGE_CONS_EVENTUAL: break;
+    }
+    return "eventual";
+}
+
+int edge_consistency_parse(const char *s, enum edge_consistency *out)
+{
+    if (s == NULL) {
+        return EDGE_EINVAL;
+    }
+    if (strcmp(s, "strong") == 0) {
+        *out = EDGE_CONS_STRONG;
+    } else if (strcmp(s, "eventual") == 0) {
+        *out = EDGE_CONS_EVENTUAL;
+    } else if (strcmp(s, "async") == 0) {
+        *out = EDGE_CONS_ASYNC;
+    } else {
+        return EDGE_EINVAL;
+    }
+    return EDGE_OK;
+}
+
+/* ------------------------------------------------------------------------------------
+ * YAML walking
+ * ---------------------------------------------------------------------------------- */
+
+struct ctx {
+    const char *name; /* file name for messages */
+    char *errmsg;
+    size_t errmsg_len;
+    yaml_document_t *doc;
+    struct edge_conf *c;
+};
+
+static unsigned long line_of(const yaml_node_t *n)
+{
+    return n == NULL ? 1ul : (unsigned long)n->start_mark.line + 1ul;
+}
+
+/* Describe a node for "got ..." in messages (bounded, printable). */
+static void describe(const yaml_node_t *n, char *out, size_t len)
+{
+    if (n == NULL) {
+        snprintf(out, len, "nothing");
+    } else if (n->type == YAML_MAPPING_NODE) {
+        snprintf(out, len, "a mapping");
+    } else if (n->type == YAML_SEQUENCE_NODE) {
+        snprintf(out, len, "a list");
+    } else {
+        const char *v = (const char *)n->data.scalar.value;
+        size_t vlen = n->data.scalar.length;
+        snprintf(out, len, "'%.*s%s'", (int)(vlen > 40 ? 40 : vlen), v, vlen > 40 ? "..." : "");
+        for (char *p = out; *p != '\0'; p++) {
+            if ((unsigned char)*p < 0x20) {
+                *p = '?';
+            }
+        }
+    }
+}
+
+static int fail(struct ctx *x, const yaml_node_t *n, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(struct ctx *x, const yaml_node_t *n, const char *path, const char *fmt, ...)
+{
+    char what[EDGE_ERRMSG_SIZE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (path != NULL && path[0] != '\0') {
+        setmsg(x->errmsg, x->errmsg_len, "%s:%lu: %s: %s", x->name, line_of(n), path, what);
+    } else {
+        setmsg(x->errmsg, x->errmsg_len, "%s:%lu: %s", x->name, line_of(n), what);
+    }
+    return EDGE_ECONFIG;
+}
+
+static int fail_type(struct ctx *x, const yaml_node_t *n, const char *path, const char *want)
+{
+    char got[64];
+    describe(n, got, sizeof(got));
+    return fail(x, n, path, "expected %s, got %s", want, got);
+}
+
+static int is_null(const yaml_node_t *n)
+{
+    if (n == NULL) {
+        return 1;
+    }
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+        return 0;
+    }
+    const char *v = (const char *)n->data.scalar.value;
+    return n->data.scalar.length == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+static yaml_node_t *node_at(struct ctx *x, int idx)
+{
+    return yaml_document_get_node(x->doc, idx);
+}
+
+/* out = parent.key (or key at the top), truncated to PATH_LEN - 1 bytes. */
+static void join(char *out, const char *parent, const char *key)
+{
+    size_t o = 0;
+    const char *parts[3] = {parent, parent[0] != '\0' ? "." : "", key};
+    for (size_t i = 0; i < 3; i++) {
+        for (const char *p = parts[i]; *p != '\0' && o + 1 < PATH_LEN; p++) {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+}
+
+/* Check that every key of mapping `m` is a scalar from `allowed` (NULL-terminated;
+ * NULL list = any key) and appears once. */
+static int check_keys(struct ctx *x, yaml_node_t *m, const char *path,
+                      const char *const *allowed)
+{
+    char kp[PATH_LEN];
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node_at(x, p->key);
+        if (k == NULL || k->type != YAML_SCALAR_NODE) {
+            return fail(x, k, path, "keys must be plain strings");
+        }
+        const char *ks = (const char *)k->data.scalar.value;
+        join(kp, path, ks);
+        if (allowed != NULL) {
+            int ok = 0;
+            for (const char *const *a = allowed; *a != NULL; a++) {
+                ok |= strcmp(*a, ks) == 0;
+            }
+            if (!ok) {
+                return fail(x, k, kp, "unknown key");
+            }
+        }
+        for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++) {
+            yaml_node_t *k2 = node_at(x, q->key);
+            if (k2 != NULL && k2->type == YAML_SCALAR_NODE &&
+                strcmp((const char *)k2->data.scalar.value, ks) == 0) {
+                return fail(x, k, kp, "duplicate key (first at line %lu)", line_of(k2));
+            }
+        }
+    }
+    return EDGE_OK;
+}
+
+/* The value of `key` in mapping m, or NULL if absent. */
+static yaml_node_t *lookup(struct ctx *x, yaml_node_t *m, const char *key)
+{
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node_at(x, p->key);
+        if (k != NULL && k->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)k->data.scalar.value, key) == 0) {
+            return node_at(x, p->value);
+        }
+    }
+    return NULL;
+}
+
+/* A section that may be a mapping or null/absent (*out NULL then). */
+static int get_section(struct ctx *x, yaml_node_t *m, const char *key, yaml_node_t **out)
+{
+    yaml_node_t *v = lookup(x, m, key);
+    *out = NULL;
+    if (v == NULL || is_null(v)) {
+        return EDGE_OK;
+    }
+    if (v->type != YAML_MAPPING_NODE) {
+        return fail_type(x, v, key, "a mapping");
+    }
+    *out = v;
+    return EDGE_OK;
+}
+
+/* String field: *out replaced by a copy; null leaves *out unchanged when allowed. */
+static int get_str(struct ctx *x, yaml_node_t *m, const char *parent, const char *key,
+                   int allow_null, char **out, yaml_node_t **out_node)
+{
+    char kp[PATH_LEN];
+    yaml_node_t *v = lookup(x, m, key);
+    join(kp, parent, key);
+    if (out_node != NULL) {
+        *out_node = v;
+    }
+    if (v == NULL) {
+        return EDGE_OK;
+    }
+    if (is_null(v)) {
+        return allow_null ? EDGE_OK : fail(x, v, kp, "expected a string, got null");
+    }
+    if (v->type != YAML_SCALAR_NODE) {
+        return fail_type(x, v, kp, "a string");
+    }
+    char *s = edge_strndup((const char *)v->data.scalar.value, v->data.scalar.length);
+    if (s == NULL) {
+        return EDGE_ENOMEM;
+    }
+    edge_free(*out);
+    *out = s;
+    return EDGE_OK;
+}
+
+static int get_int(struct ctx *x, yaml_node_t *m, const char *parent, const char *key,
+                   long min, int *out)
+{
+    char kp[PATH_LEN];
+    yaml_node_t *v = lookup(x, m, key);
+    join(kp, parent, key);
+    if (v == NULL || is_null(v)) {
+        return EDGE_OK; /* keep the default */
+    }
+    if (v->type != YAML_SCALAR_NODE || v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+        return fail_type(x, v, kp, "an integer");
+    }
+    const char *s = (const char *)v->data.scalar.value;
+    char *end = NULL;
+    errno = 0;
+    long n = strtol(s, &end, 10);
+    if (v->data.scalar.length == 0 || end == s || *end != '\0' || errno != 0 ||
+        !((s[0] >= '0' && s[0] <= '9') || s[0] == '-' || s[0] == '+')) {
+        return fail_type(x, v, kp, "an integer");
+    }
+    if (n < min || n > 2147483647L) {
+        return fail(x, v, kp, "must be between %ld and 2147483647, got %ld", min, n);
+    }
+    *out = (int)n;
+    return EDGE_OK;
+}
+
+static int get_consistency(struct ctx *x, yaml_node_t *v, const char *kp,
+                           enum edge_consistency *out)
+{
+    if (v->type != YAML_SCALAR_NODE || is_null(v)) {
+        return fail_type(x, v, kp, "one of strong, eventual, async");
+    }
+    if (edge_consistency_parse((const char *)v->data.scalar.value, out) != EDGE_OK) {
+        return fail_type(x, v, kp, "one of strong, eventual, async");
+    }
+    return EDGE_OK;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Sections
+ * ---------------------------------------------------------------------------------- */
+
+static int parse_cluster(struct ctx *x, yaml_node_t *m)
+{
+    static const char *const keys[] = {"name", "secret", "secret_env", NULL};
+    char *env_name = NULL;
+    yaml_node_t *name_node = NULL, *env_node = NULL;
+    int rv = check_keys(x, m, "cluster", keys);
+    if (rv == EDGE_OK) {
+        rv = get_str(x, m, "cluster", "name", 0, &x->c->cluster_name, &name_node);
+    }
+    if (rv == EDGE_OK && x->c->cluster_name[0] == '\0') {
+        rv = fail(x, name_node, "cluster.name", "must not be empty");
+    }
+    if (rv == EDGE_OK) {
+        rv = get_str(x, m, "cluster", "secret", 1, &x->c->cluster_secret, NULL);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_str(x, m, "cluster", "secret_env", 1, &env_name, &env_node);
+    }
+    if (rv != EDGE_OK || env_name == NULL) {
+        goto out;
+    }
+    if (x->c->cluster_secret != NULL) {
+        rv = fail(x, env_node, "cluster.secret_env", "set either 'secret' or 'secret_env', not both");
+        goto out;
+    }
+    /* Resolved at load time so that a missing variable stops start-up, instead of the
+     * node joining (or failing to join) the cluster without a secret later. */
+    const char *val = getenv(env_name);
+    if (env_name[0] == '\0' || val == NULL || val[0] == '\0') {
+        rv = fail(x, env_node, "cluster.secret_env", "environment variable '%s' is not set",
+                  env_name);
+        goto out;
+    }
+    x->c->cluster_secret = edge_strdup(val);
+    rv = x->c->cluster_secret == NULL ? EDGE_ENOMEM : EDGE_OK;
+out:
+    edge_free(env_name);
+    return rv;
+}
+
+static int parse_region(struct ctx *x, yaml_node_t *m, size_t i, struct edge_conf_region *r)
+{
+    static const char *const keys[] = {"id", "listen", "url", "data_dir", "priority", NULL};
+    char path[PATH_LEN], kp[PATH_LEN];
+    yaml_node_t *id_node = NULL, *listen_node = NULL;
+    int rv;
+
+    snprintf(path, sizeof(path), "regions[%zu]", i);
+    if (m->type != YAML_MAPPING_NODE) {
+        return fail_type(x, m, path, "a mapping");
+    }
+    rv = check_keys(x, m, path, keys);
+    if (rv == EDGE_OK) {
+        rv = get_str(x, m, path, "id", 0, &r->id, &id_node);
+    }
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    join(kp, path, "id");
+    if (r->id == NULL) {
+        return fail(x, m, kp, "missing");
+    }
+    if (!valid_region_id(r->id)) {
+        return fail(x, id_node, kp, "expected a region id of [a-z0-9-]+, got '%.40s'", r->id);
+    }
+    for (size_t j = 0; j < i; j++) {
+        if (strcmp(x->c->regions[j].id, r->id) == 0) {
+            return fail(x, id_node, kp, "duplicate region id '%s' (also regions[%zu])", r->id, j);
+        }
+    }
+    rv = get_str(x, m, path, "listen", 1, &r->listen, &listen_node);
+    if (rv == EDGE_OK && r->listen != NULL && !valid_listen(r->listen)) {
+        join(kp, path, "listen");
+        rv = fail(x, listen_node, kp, "expected HOST:PORT with port 1..65535, got '%.60s'",
+                  r->listen);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_str(x, m, path, "url", 1, &r->url, NULL);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_str(x, m, path, "data_dir", 1, &r->data_dir, NULL);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_int(x, m, path, "priority", -2147483647L, &r->priority);
+    }
+    return rv;
+}
+
+static int parse_regions(struct ctx *x, yaml_node_t *root)
+{
+    yaml_node_t *s = lookup(x, root, "regions");
+    if (s == NULL) {
+        return fail(x, root, "regions", "missing (at least one region is required)");
+    }
+    if (s->type != YAML_SEQUENCE_NODE) {
+        return fail_type(x, s, "regions", "a list of regions");
+    }
+    size_t n = (size_t)(s->data.sequence.items.top - s->data.sequence.items.start);
+    if (n == 0) {
+        return fail(x, s, "regions", "at least one region is required");
+    }
+    x->c->regions = edge_calloc(n, sizeof(*x->c->regions));
+    if (x->c->regions == NULL) {
+        return EDGE_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct edge_conf_region *r = &x->c->regions[i];
+        r->priority = 100;
+        x->c->n_regions = i + 1; /* so edge_conf_free sees it even on failure */
+        int rv = parse_region(x, node_at(x, s->data.sequence.items.start[i]), i, r);
+        if (rv != EDGE_OK) {
+            return rv;
+        }
+    }
+    return EDGE_OK;
+}
+
+static int parse_tables(struct ctx *x, yaml_node_t *m)
+{
+    int rv = check_keys(x, m, "replication.tables", NULL);
+    size_t n = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
+    if (rv != EDGE_OK || n == 0) {
+        return rv;
+    }
+    x->c->tables = edge_calloc(n, sizeof(*x->c->tables));
+    if (x->c->tables == NULL) {
+        return EDGE_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_pair_t *p = &m->data.mapping.pairs.start[i];
+        yaml_node_t *k = node_at(x, p->key);
+        char kp[PATH_LEN];
+        const char *name = (const char *)k->data.scalar.value;
+        join(kp, "replication.tables", name);
+        if (name[0] == '\0') {
+            return fail(x, k, "replication.tables", "empty table name");
+        }
+        struct edge_conf_table *t = &x->c->tables[i];
+        rv = get_consistency(x, node_at(x, p->value), kp, &t->level);
+        if (rv != EDGE_OK) {
+            return rv;
+        }
+        t->name = edge_strdup(name);
+        if (t->name == NULL) {
+            return EDGE_ENOMEM;
+        }
+        x->c->n_tables = i + 1;
+    }
+    return EDGE_OK;
+}
+
+static int parse_replication(struct ctx *x, yaml_node_t *m)
+{
+    static const char *const keys[] = {"consistency_level", "conflict_resolution",
+                                       "sync_interval_ms",  "max_retries",
+                                       "tables",            NULL};
+    int rv = check_keys(x, m, "replication", keys);
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    yaml_node_t *v = lookup(x, m, "consistency_level");
+    if (v != NULL) {
+        rv = get_consistency(x, v, "replication.consistency_level", &x->c->consistency);
+        if (rv != EDGE_OK) {
+            return rv;
+        }
+    }
+    v = lookup(x, m, "conflict_resolution");
+    if (v != NULL) {
+        if (v->type != YAML_SCALAR_NODE || is_null(v) ||
+            (strcmp((const char *)v->data.scalar.value, "version_vector") != 0 &&
+             strcmp((const char *)v->data.scalar.value, "lww") != 0)) {
+            return fail_type(x, v, "replication.conflict_resolution",
+                             "one of version_vector, lww");
+        }
+        rv = get_str(x, m, "replication", "conflict_resolution", 0,
+                     &x->c->conflict_resolution, NULL);
+        if (rv != EDGE_OK) {
+            return rv;
+        }
+    }
+    rv = get_int(x, m, "replication", "sync_interval_ms", 1, &x->c->sync_interval_ms);
+    if (rv == EDGE_OK) {
+        rv = get_int(x, m, "replication", "max_retries", 0, &x->c->max_retries);
+    }
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    v = lookup(x, m, "tables");
+    if (v == NULL || is_null(v)) {
+        return EDGE_OK;
+    }
+    if (v->type != YAML_MAPPING_NODE) {
+        return fail_type(x, v, "replication.tables", "a mapping of table: consistency");
+    }
+    return parse_tables(x, v);
+}
+
+static int parse_root(struct ctx *x, yaml_node_t *root)
+{
+    static const char *const keys[] = {"cluster", "regions",  "replication", "auth",
+                                       "router",  "sessions", "realtime",    NULL};
+    yaml_node_t *sec = NULL;
+    int rv;
+
+    if (root == NULL) {
+        return fail(x, NULL, NULL, "empty configuration (expected a mapping)");
+    }
+    if (root->type != YAML_MAPPING_NODE) {
+        return fail_type(x, root, NULL, "a mapping at the top level");
+    }
+    rv = check_keys(x, root, "", keys);
+    if (rv == EDGE_OK) {
+        rv = get_section(x, root, "cluster", &sec);
+    }
+    if (rv == EDGE_OK && sec != NULL) {
+        rv = parse_cluster(x, sec);
+    }
+    if (rv == EDGE_OK) {
+        rv = parse_regions(x, root);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_section(x, root, "replication", &sec);
+    }
+    if (rv == EDGE_OK && sec != NULL) {
+        rv = parse_replication(x, sec);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_section(x, root, "auth", &sec);
+    }
+    if (rv == EDGE_OK && sec != NULL) {
+        static const char *const auth_keys[] = {"jwt_public_key_file", NULL};
+        rv = check_keys(x, sec, "auth", auth_keys);
+        if (rv == EDGE_OK) {
+            rv = get_str(x, sec, "auth", "jwt_public_key_file", 1, &x->c->jwt_public_key_file,
+                         NULL);
+        }
+    }
+    /* Later issues define these; until then only their shape is checked. */
+    static const char *const later[] = {"router", "sessions", "realtime"};
+    for (size_t i = 0; rv == EDGE_OK && i < sizeof(later) / sizeof(later[0]); i++) {
+        rv = get_section(x, root, later[i], &sec);
+    }
+    return rv;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Public API: config
+ * ---------------------------------------------------------------------------------- */
+
+static int set_defaults(struct edge_conf *c)
+{
+    c->cluster_name = edge_strdup("edgelite");
+    c->conflict_resolution = edge_strdup("version_vector");
+    c->consistency = EDGE_CONS_EVENTUAL;
+    c->sync_interval_ms = 1000;
+    c->max_retries = 3;
+    return c->cluster_name != NULL && c->conflict_resolution != NULL ? EDGE_OK : EDGE_ENOMEM;
+}
+
+int edge_conf_parse(const char *name, const char *yaml, size_t len, struct edge_conf **out,
+                    char *errmsg, size_t errmsg_len)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc, extra;
+    int have_doc = 0;
+    struct ctx x = {.name = name, .errmsg = errmsg, .errmsg_len = errmsg_len, .doc = &doc};
+    int rv = EDGE_ENOMEM;
+
+    *out = NULL;
+    if (errmsg != NULL && errmsg_len > 0) {
+        errmsg[0] = '\0';
+    }
+    if (!yaml_parser_initialize(&parser)) {
+        setmsg(errmsg, errmsg_len, "%s: out of memory", name);
+        return EDGE_ENOMEM;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+    x.c = edge_calloc(1, sizeof(*x.c));
+    if (x.c == NULL || set_defaults(x.c) != EDGE_OK) {
+        setmsg(errmsg, errmsg_len, "%s: out of memory", name);
+        goto out;
+    }
+    if (!yaml_parser_load(&parser, &doc)) {
+        rv = parser.error == YAML_MEMORY_ERROR ? EDGE_ENOMEM : EDGE_ECONFIG;
+        setmsg(errmsg, errmsg_len, "%s:%lu: YAML syntax error: %s%s%s", name,
+               (unsigned long)parser.problem_mark.line + 1ul,
+               parser.problem != NULL ? parser.problem : "unknown",
+               parser.context != NULL ? " " : "", parser.context != NULL ? parser.context : "");
+        goto out;
+    }
+    have_doc = 1;
+    rv = parse_root(&x, yaml_document_get_root_node(&doc));
+    if (rv == EDGE_ENOMEM) {
+        setmsg(errmsg, errmsg_len, "%s: out of memory", name);
+    }
+    if (rv != EDGE_OK) {
+        goto out;
+    }
+    /* A second document would be ignored by the loader; refuse rather than guess. */
+    if (!yaml_parser_load(&parser, &extra)) {
+        rv = EDGE_ECONFIG;
+        setmsg(errmsg, errmsg_len, "%s:%lu: YAML syntax error: %s", name,
+               (unsigned long)parser.problem_mark.line + 1ul,
+               parser.problem != NULL ? parser.problem : "unknown");
+        goto out;
+    }
+    yaml_node_t *extra_root = yaml_document_get_root_node(&extra);
+    unsigned long extra_line = (unsigned long)extra.start_mark.line + 1ul;
+    yaml_document_delete(&extra);
+    if (extra_root != NULL) {
+        rv = EDGE_ECONFIG;
+        setmsg(errmsg, errmsg_len, "%s:%lu: only one YAML document is allowed", name, extra_line);
+        goto out;
+    }
+    *out = x.c;
+    x.c = NULL;
+    rv = EDGE_OK;
+out:
+    if (have_doc) {
+        yaml_document_delete(&doc);
+    }
+    yaml_parser_delete(&parser);
+    edge_conf_free(x.c);
+    return rv;
+}
+
+int edge_conf_load(const char *path, struct edge_conf **out, char *errmsg, size_t errmsg_len)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rv;
+
+    *out = NULL;
+    rv = edge__read_file(path, CONF_FILE_MAX, &text, &len, errmsg, errmsg_len);
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    rv = edge_conf_parse(path, text, len, out, errmsg, errmsg_len);
+    edge_free(text);
+    return rv;
+}
+
+void edge_conf_free(struct edge_conf *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < c->n_regions; i++) {
+        edge_free(c->regions[i].id);
+        edge_free(c->regions[i].listen);
+        edge_free(c->regions[i].url);
+        edge_free(c->regions[i].data_dir);
+    }
+    for (size_t i = 0; i < c->n_tables; i++) {
+        edge_free(c->tables[i].name);
+    }
+    edge_free(c->regions);
+    edge_free(c->tables);
+    edge_free(c->cluster_name);
+    if (c->cluster_secret != NULL) {
+        memset(c->cluster_secret, 0, strlen(c->cluster_secret));
+    }
+    edge_free(c->cluster_secret);
+    edge_free(c->conflict_resolution);
+    edge_free(c->jwt_public_key_file);
+    edge_free(c);
+}
+
+const struct edge_conf_region *edge_conf_region_find(const struct edge_conf *c, const char *id)
+{
+    for (size_t i = 0; c != NULL && id != NULL && i < c->n_regions; i++) {
+        if (strcmp(c->regions[i].id, id) == 0) {
+            return &c->regions[i];
+        }
+    }
+    return NULL;
+}
+
+enum edge_consistency edge_conf_table_consistency(const struct edge_conf *c, const char *table)
+{
+    for (size_t i = 0; table != NULL && i < c->n_tables; i++) {
+        if (strcmp(c->tables[i].name, table) == 0) {
+            return c->tables[i].level;
+        }
+    }
+    return c->consistency;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Region catalogue (regions.json)
+ * ---------------------------------------------------------------------------------- */
+
+static int region_index(const struct edge_regions *r, const char *id, size_t *out)
+{
+    for (size_t i = 0; r != NULL && id != NULL && i < r->n_regions; i++) {
+        if (strcmp(r->regions[i].id, id) == 0) {
+            *out = i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int json_num(json_t *o, const char *key, double lo, double hi, double *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_number(v)) {
+        return 0;
+    }
+    *out = json_number_value(v);
+    return *out >= lo && *out <= hi;
+}
+
+static int parse_region_info(const char *path, json_t *o, size_t i, struct edge_regions *r,
+                             char *errmsg, size_t errmsg_len)
+{
+    static const char *const keys[] = {"id", "name", "lat", "lon", "cost_per_gb", NULL};
+    struct edge_region_info *ri = &r->regions[i];
+    const char *key;
+    json_t *val;
+
+    if (!json_is_object(o)) {
+        setmsg(errmsg, errmsg_len, "%s: regions[%zu]: expected an object", path, i);
+        return EDGE_ECONFIG;
+    }
+    json_object_foreach(o, key, val)
+    {
+        int ok = 0;
+        for (const char *const *k = keys; *k != NULL; k++) {
+            ok |= strcmp(*k, key) == 0;
+        }
+        if (!ok) {
+            setmsg(errmsg, errmsg_len, "%s: regions[%zu].%s: unknown key", path, i, key);
+            return EDGE_ECONFIG;
+        }
+    }
+    const char *id = json_string_value(json_object_get(o, "id"));
+    const char *name = json_string_value(json_object_get(o, "name"));
+    if (!valid_region_id(id)) {
+        setmsg(errmsg, errmsg_len, "%s: regions[%zu].id: expected a region id of [a-z0-9-]+",
+               path, i);
+        return EDGE_ECONFIG;
+    }
+    size_t dup;
+    if (region_index(r, id, &dup)) {
+        setmsg(errmsg, errmsg_len, "%s: regions[%zu].id: duplicate region id '%s'", path, i, id);
+        return EDGE_ECONFIG;
+    }
+    if (name == NULL || name[0] == '\0') {
+        setmsg(errmsg, errmsg_len, "%s: regions[%zu].name: expected a non-empty string", path, i);
+        return EDGE_ECONFIG;
+    }
+    if (!json_num(o, "lat", -90, 90, &ri->lat)) {
+        setmsg(errmsg, errmsg_len, "%s: regions[%zu].lat: expected a number in -90..90", path, i);
+        return EDGE_ECONFIG;
+    }
+    if (!json_num(o, "lon", -180, 180, &ri->lon)) {
+        setmsg(errmsg, errmsg_len, "%s: regions[%zu].lon: expected a number in -180..180", path,
+               i);
+        return EDGE_ECONFIG;
+    }
+    if (!json_num(o, "cost_per_gb", 0, 1e6, &ri->cost_per_gb)) {
+        setmsg(errmsg, errmsg_len, "%s: regions[%zu].cost_per_gb: expected a number >= 0", path,
+               i);
+        return EDGE_ECONFIG;
+    }
+    ri->id = edge_strdup(id);
+    ri->name = edge_strdup(name);
+    r->n_regions = i + 1;
+    return ri->id != NULL && ri->name != NULL ? EDGE_OK : EDGE_ENOMEM;
+}
+
+/* latency_ms: {"a": {"b": 140, ...}, ...}; each unordered pair once, or twice with
+ * the same value (a matrix written out in full is fine, a contradictory one is not). */
+static int parse_latency(const char *path, json_t *lat, struct edge_regions *r, char *errmsg,
+                         size_t errmsg_len)
+{
+    const char *a, *b;
+    json_t *row, *v;
+    size_t n = r->n_regions;
+
+    if (!json_is_object(lat)) {
+        setmsg(errmsg, errmsg_len, "%s: latency_ms: expected an object of objects", path);
+        return EDGE_ECONFIG;
+    }
+    json_object_foreach(lat, a, row)
+    {
+        size_t ia, ib;
+        if (!region_index(r, a, &ia)) {
+            setmsg(errmsg, errmsg_len, "%s: latency_ms.%s: unknown region id", path, a);
+            return EDGE_ECONFIG;
+        }
+        if (!json_is_object(row)) {
+            setmsg(errmsg, errmsg_len, "%s: latency_ms.%s: expected an object", path, a);
+            return EDGE_ECONFIG;
+        }
+        json_object_foreach(row, b, v)
+        {
+            if (!region_index(r, b, &ib)) {
+                setmsg(errmsg, errmsg_len, "%s: latency_ms.%s.%s: unknown region id", path, a, b);
+                return EDGE_ECONFIG;
+            }
+            double ms = json_number_value(v);
+            if (!json_is_number(v) || ms < 0 || ms > 1e6) {
+                setmsg(errmsg, errmsg_len, "%s: latency_ms.%s.%s: expected a number of ms >= 0",
+                       path, a, b);
+                return EDGE_ECONFIG;
+            }
+            if (ia == ib) {
+                if (ms != 0) {
+                    setmsg(errmsg, errmsg_len, "%s: latency_ms.%s.%s: must be 0", path, a, b);
+                    return EDGE_ECONFIG;
+                }
+                continue;
+            }
+            double prev = r->rtt_ms[ia * n + ib];
+            if (prev >= 0 && prev != ms) {
+                setmsg(errmsg, errmsg_len,
+                       "%s: latency_ms.%s.%s: %g contradicts %g given for %s<->%s", path, a, b,
+                       ms, prev, b, a);
+                return EDGE_ECONFIG;
+            }
+            r->rtt_ms[ia * n + ib] = ms;
+            r->rtt_ms[ib * n + ia] = ms;
+        }
+    }
+    return EDGE_OK;
+}
+
+int edge_regions_load(const char *path, struct edge_regions **out, char *errmsg,
+                      size_t errmsg_len)
+{
+    json_error_t jerr;
+    json_t *root = NULL;
+    struct edge_regions *r = NULL;
+    int rv = EDGE_ECONFIG;
+
+    *out = NULL;
+    root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        rv = json_error_code(&jerr) == json_error_cannot_open_file ? EDGE_EIO : EDGE_ECONFIG;
+        setmsg(errmsg, errmsg_len, "%s:%d: %s", path, jerr.line < 1 ? 1 : jerr.line, jerr.text);
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        setmsg(errmsg, errmsg_len, "%s:1: expected a JSON object", path);
+        goto out;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(root, key, val)
+    {
+        if (strcmp(key, "regions") != 0 && strcmp(key, "latency_ms") != 0 &&
+            strcmp(key, "description") != 0) {
+            setmsg(errmsg, errmsg_len, "%s: %s: unknown key", path, key);
+            goto out;
+        }
+    }
+    json_t *regs = json_object_get(root, "regions");
+    if (!json_is_array(regs) || json_array_size(regs) == 0) {
+        setmsg(errmsg, errmsg_len, "%s: regions: expected a non-empty array", path);
+        goto out;
+    }
+    size_t n = json_array_size(regs);
+    rv = EDGE_ENOMEM;
+    r = edge_calloc(1, sizeof(*r));
+    if (r == NULL || (r->regions = edge_calloc(n, sizeof(*r->regions))) == NULL ||
+        (r->rtt_ms = edge_calloc(n * n, sizeof(double))) == NULL) {
+        setmsg(errmsg, errmsg_len, "%s: out of memory", path);
+        goto out;
+    }
+    for (size_t i = 0; i < n * n; i++) {
+        r->rtt_ms[i] = i % (n + 1) == 0 ? 0.0 : -1.0; /* diagonal is i = k*(n+1) */
+    }
+    for (size_t i = 0; i < n; i++) {
+        rv = parse_region_info(path, json_array_get(regs, i), i, r, errmsg, errmsg_len);
+        if (rv != EDGE_OK) {
+            goto out;
+        }
+    }
+    json_t *lat = json_object_get(root, "latency_ms");
+    if (lat != NULL) {
+        rv = parse_latency(path, lat, r, errmsg, errmsg_len);
+        if (rv != EDGE_OK) {
+            goto out;
+        }
+    }
+    *out = r;
+    r = NULL;
+    rv = EDGE_OK;
+out:
+    if (rv == EDGE_ENOMEM) {
+        setmsg(errmsg, errmsg_len, "%s: out of memory", path);
+    }
+    edge_regions_free(r);
+    json_decref(root);
+    return rv;
+}
+
+void edge_regions_free(struct edge_regions *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    for (size_t i = 0; r->regions != NULL && i < r->n_regions; i++) {
+        edge_free(r->regions[i].id);
+        edge_free(r->regions[i].name);
+    }
+    edge_free(r->regions);
+    edge_free(r->rtt_ms);
+    edge_free(r);
+}
+
+double edge_regions_rtt_ms(const struct edge_regions *r, const char *a, const char *b)
+{
+    size_t ia, ib;
+    if (!region_index(r, a, &ia) || !region_index(r, b, &ib)) {
+        return -1;
+    }
+    return r->rtt_ms[ia * r->n_regions + ib];
+}

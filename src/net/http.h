@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/* HTTP/1.1 server connections on a libuv loop (http-parser), with keep-alive,
+ * pipelining (requests are answered strictly in order, one at a time) and an upgrade
+ * path to WebSocket (RFC 6455, framing by wslay). Everything here runs on the loop
+ * thread that owns the connection. */
+#ifndef EDGE_NET_HTTP_H
+#define EDGE_NET_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/buf.h"
+
+struct edge_http_conn;
+
+struct edge_http_header {
+    char *name; /* lower-cased */
+    char *value;
+};
+
+struct edge_http_req {
+    int method;             /* enum http_method */
+    char *path;             /* decoded path without query */
+    char *query;            /* raw query string or NULL */
+    struct edge_http_header *headers;
+    size_t n_headers;
+    struct edge_buf body;
+    bool keep_alive;
+    bool upgrade;           /* Connection: upgrade + Upgrade: websocket */
+    uint64_t start_ns;      /* when the first byte arrived */
+    struct edge_http_req *next; /* pipelined queue */
+};
+
+struct edge_http_limits {
+    size_t max_body_bytes;     /* 413 above this */
+    size_t max_header_bytes;   /* 431 above this (all headers together) */
+    size_t max_queued;         /* pipelined requests buffered per connection */
+    uint64_t idle_timeout_ms;  /* close an idle keep-alive connection */
+    uint64_t request_timeout_ms; /* close a connection whose request stalls half-sent */
+    size_t max_ws_message;     /* largest WebSocket message accepted */
+};
+
+/* What the embedding layer provides. All callbacks run on the loop thread. */
+struct edge_http_handler {
+    void *ud;
+    /* A complete request. Must eventually be answered with edge_http_respond (or the
+     * connection upgraded) exactly once; the request stays valid until then. */
+    void (*on_request)(void *ud, struct edge_http_conn *c, struct edge_http_req *req);
+    /* A complete WebSocket message (text or binary) on an upgraded connection. */
+    void (*on_ws_message)(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len);
+    /* The connection is going away (closed by either side); ws_ud is released here. */
+    void (*on_close)(void *ud, struct edge_http_conn *c);
+};
+
+struct edge_http_stats {
+    uint64_t connections_open;
+    uint64_t connections_total;
+    uint64_t bad_requests;
+};
+
+/* A listener on one loop. The caller owns `loop` and runs it. */
+struct edge_http_server;
+
+/* Start accepting on an already bound and listening socket fd (takes ownership).
+ * Loop thread. EDGE_OK, EDGE_ENOMEM or EDGE_EIO. */
+int edge_http_server_start(uv_loop_t *loop, int fd, const struct edge_http_limits *limits,
+                           const struct edge_http_handler *h, struct edge_http_server **out);
+/* Stop accepting and close every connection; `cb` runs when all handles are closed
+ * (the server is freed before it runs). Loop thread. */
+void edge_http_server_stop(struct edge_http_server *s, void (*cb)(void *arg), void *arg);
+/* Counters of this listener (any thread; copied). */
+void edge_http_server_stats(struct edge_http_server *s, struct edge_http_stats *out);
+
+/* Create a listening TCP socket bound to host:port with SO_REUSEPORT so that several
+ * loops can share the port. port 0 picks a free port: *out_port says which. */
+int edge_http_listen_socket(const char *host, int port, int *out_fd, int *out_port);
+
+/* Answer the current request. Copies body. extra_headers is NULL or a block of
+ * "Name: value\r\n" lines. Loop thread. */
+void edge_http_respond(struct edge_http_conn *c, int status, const char *content_type,
+                       const char *extra_headers, const void *body, size_t len);
+/* Convenience: a JSON error body {"error":msg,"message":msg,"code":code}. */
+void edge_http_respond_error(struct edge_http_conn *c, int status, const char *code, const char *msg);
+
+/* The value of a request header (name lower-case) or NULL. */
+const char *edge_http_header(const struct edge_http_req *req, const char *name);
+
+/* Upgrade the current request's connection to WebSocket, choosing `protocol` (may be
+ * NULL). Sends 101. Returns EDGE_OK or EDGE_EPROTO if the request is not a valid
+ * upgrade (then a 400 was already sent). */
+int edge_http_ws_accept(struct edge_http_conn *c, const char *protocol);
+/* Queue a WebSocket message (copied). opcode 1 = text, 2 = binary. EDGE_ECLOSED if
+ * the connection is closing, EDGE_EAGAIN when its outbound queue is over the cap. */
+int edge_http_ws_send(struct edge_http_conn *c, int opcode, const void *data, size_t len);
+/* Close a WebSocket with a status code and reason. */
+void edge_http_ws_close(struct edge_http_conn *c, uint16_t code, const char *reason);
+
+/* Per-connection user data for the embedding layer (e.g. the Hrana WS session). */
+void edge_http_conn_set_ud(struct edge_http_conn *c, void *ud);
+void *edge_http_conn_ud(struct edge_http_conn *c);
+/* Take a reference so the connection memory outlives an asynchronous job; every ref
+ * needs an unref. A closed connection ignores responses. */
+void edge_http_conn_ref(struct edge_http_conn *c);
+void edge_http_conn_unref(struct edge_http_conn *c);
+bool edge_http_conn_is_closed(const struct edge_http_conn *c);
+
+/* SHA-1 (FIPS 180-4), only for the WebSocket accept key. */
+void edge__sha1(const uint8_t *data, size_t len, uint8_t out[20]);
+
+#endif

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+#include "store/store.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+
+#define CACHE_SLOTS 64
+
+struct cache_entry {
+    char *sql;
+    size_t len;
+    size_t tail;
+    uint64_t hash;
+    sqlite3_stmt *stmt; /* NULL when the slot is free or the statement is in use */
+    uint64_t last_use;
+};
+
+struct edge_store_conn {
+    sqlite3 *db;
+    enum edge_store_mode mode;
+    struct cache_entry cache[CACHE_SLOTS];
+    uint64_t tick;
+    uint64_t deadline_ns; /* 0 = none */
+    bool budget_hit;
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int edge_store_global_init(char *errmsg, size_t errmsg_len)
+{
+    /* Debian's SQLite keeps allocation statistics behind one global mutex; turning
+     * them off roughly doubles multi-threaded read throughput (PERF-NOTES.md). */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
+    if (sqlite3_initialize() != SQLITE_OK) {
+        snprintf(errmsg, errmsg_len, "sqlite3_initialize failed");
+        return EDGE_ESTORE;
+    }
+    if (!sqlite3_compileoption_used("ENABLE_SESSION") || !sqlite3_compileoption_used("ENABLE_PREUPDATE_HOOK")) {
+        snprintf(errmsg, errmsg_len,
+                 "SQLite %s lacks SQLITE_ENABLE_SESSION/SQLITE_ENABLE_PREUPDATE_HOOK, needed for change capture",
+                 sqlite3_libversion());
+        return EDGE_ESTORE;
+    }
+    return EDGE_OK;
+}
+
+static int progress_cb(void *arg)
+{
+    struct edge_store_conn *c = arg;
+    if (c->deadline_ns != 0 && mono_ns() > c->deadline_ns) {
+        c->budget_hit = true;
+        return 1;
+    }
+    return 0;
+}
+
+int edge_store_open(const char *path, enum edge_store_mode mode, bool synchronous_full, int busy_ms,
+                    struct edge_store_conn **out, char *errmsg, size_t errmsg_len)
+{
+    int rv = EDGE_ESTORE;
+    struct edge_store_conn *c = edge_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return EDGE_ENOMEM;
+    }
+    c->mode = mode;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(errmsg, errmsg_len, "open %s: %s", path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        goto out;
+    }
+    sqlite3_extended_result_codes(c->db, 0);
+    sqlite3_busy_timeout(c->db, busy_ms);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;%s",
+             synchronous_full ? "FULL" : "NORMAL", mode == EDGE_STORE_READ ? " PRAGMA query_only=1;" : "");
+    char *err = NULL;
+    /* journal_mode=WAL needs a moment without other writers; retry on BUSY. */
+    for (int i = 0; i < 50; i++) {
+        sqlite3_free(err);
+        err = NULL;
+        rc = sqlite3_exec(c->db, sql, NULL, NULL, &err);
+        if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
+            break;
+        }
+        sqlite3_sleep(20);
+    }
+    if (rc != SQLITE_OK) {
+        snprintf(errmsg, errmsg_len, "configure %s: %s", path, err ? err : sqlite3_errstr(rc));
+        sqlite3_free(err);
+        goto out;
+    }
+    sqlite3_progress_handler(c->db, 1000, progress_cb, c);
+    *out = c;
+    c = NULL;
+    rv = EDGE_OK;
+out:
+    edge_store_close(c);
+    return rv;
+}
+
+void edge_store_close(struct edge_store_conn *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        sqlite3_finalize(c->cache[i].stmt);
+        edge_free(c->cache[i].sql);
+    }
+    if (c->db != NULL) {
+        if (!sqlite3_get_autocommit(c->db)) {
+            sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        }
+        sqlite3_close_v2(c->db);
+    }
+    edge_free(c);
+}
+
+sqlite3 *edge_store_db(struct edge_store_conn *c) { return c->db; }
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+int edge_store_prepare(struct edge_store_conn *c, const char *sql, size_t len, sqlite3_stmt **out_stmt,
+                       size_t *out_tail)
+{
+    uint64_t h = fnv1a(sql, len);
+    c->tick++;
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        struct cache_entry *e = &c->cache[i];
+        if (e->stmt != NULL && e->hash == h && e->len == len && memcmp(e->sql, sql, len) == 0) {
+            *out_stmt = e->stmt;
+            *out_tail = e->tail;
+            e->stmt = NULL; /* in use; comes back through edge_store_release */
+            e->last_use = c->tick;
+            return SQLITE_OK;
+        }
+    }
+    const char *tail = NULL;
+    if (len > 0x7fffffff) {
+        return SQLITE_TOOBIG;
+    }
+    int rc = sqlite3_prepare_v3(c->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, out_stmt, &tail);
+    *out_tail = tail ? (size_t)(tail - sql) : len;
+    return rc;
+}
+
+void edge_store_release(struct edge_store_conn *c, sqlite3_stmt *stmt)
+{
+    if (stmt == NULL) {
+        return;
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    const char *sql = sqlite3_sql(stmt);
+    size_t len = sql ? strlen(sql) : 0;
+    /* Only statements that were a whole SQL text are cached (keyed by that text). */
+    if (sql == NULL || len == 0 || len > 4096) {
+        sqlite3_finalize(stmt);
+        return;
+    }
+    uint64_t h = fnv1a(sql, len);
+    int victim = -1;
+    uint64_t oldest = UINT64_MAX;
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        struct cache_entry *e = &c->cache[i];
+        if (e->sql != NULL && e->stmt == NULL && e->hash == h && e->len == len && memcmp(e->sql, sql, len) == 0) {
+            e->stmt = stmt;
+            return;
+        }
+        if (e->stmt == NULL && e->sql == NULL) {
+            if (victim < 0 || oldest != 0) {
+                victim = i;
+                oldest = 0;
+            }
+        } else if (e->stmt != NULL && e->last_use < oldest) {
+            victim = i;
+            oldest = e->last_use;
+        }
+    }
+    if (victim < 0) {
+        sqlite3_finalize(stmt);
+        return;
+    }
+    struct cache_entry *e = &c->cache[victim];
+    char *copy = edge_strndup(sql, len);
+    if (copy == NULL) {
+        sqlite3_finalize(stmt);
+        return;
+    }
+    sqlite3_finalize(e->stmt);
+    edge_free(e->sql);
+    e->sql = copy;
+    e->len = len;
+    e->tail = len;
+    e->hash = h;
+    e->stmt = stmt;
+    e->last_use = c->tick;
+}
+
+void edge_store_set_budget(struct edge_store_conn *c, uint64_t budget_ms)
+{
+    c->budget_hit = false;
+    c->deadline_ns = budget_ms ? mono_ns() + budget_ms * 1000000u : 0;
+}
+
+bool edge_store_budget_hit(struct edge_store_conn *c) { return c->budget_hit; }
+
+const char *edge_store_code_name(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK: return "SQLITE_OK";
+    case SQLITE_ERROR: return "SQLITE_ERROR";
+    case SQLITE_INTERNAL: return "SQLITE_INTERNAL";
+    case SQLITE_PERM: return "SQLITE_PERM";
+    case SQLITE_ABORT: return "SQLITE_ABORT";
+    case SQLITE_BUSY: return "SQLITE_BUSY";
+    case SQLITE_LOCKED: return "SQLITE_LOCKED";
+    case SQLITE_NOMEM: return "SQLITE_NOMEM";
+    case SQLITE_READONLY: return "SQLITE_READONLY";
+    case SQLITE_INTERRUPT: return "SQLITE_INTERRUPT";
+    case SQLITE_IOERR: return "SQLITE_IOERR";
+    case SQLITE_CORRUPT: return "SQLITE_CORRUPT";
+    case SQLITE_NOTFOUND: return "SQLITE_NOTFOUND";
+    case SQLITE_FULL: return "SQLITE_FULL";
+    case SQLITE_CANTOPEN: return "SQLITE_CANTOPEN";
+    case SQLITE_PROTOCOL: return "SQLITE_PROTOCOL";
+    case SQLITE_SCHEMA: return "SQLITE_SCHEMA";
+    case SQLITE_TOOBIG: return "SQLITE_TOOBIG";
+    case SQLITE_CONSTRAINT: return "SQLITE_CONSTRAINT";
+    case SQLITE_MISMATCH: return "SQLITE_MISMATCH";
+    case SQLITE_MISUSE: return "SQLITE_MISUSE";
+    case SQLITE_AUTH: return "SQLITE_AUTH";
+    case SQLITE_RANGE: return "SQLITE_RANGE";
+    case SQLITE_NOTADB: return "SQLITE_NOTADB";
+    default: return "SQLITE_UNKNOWN";
+    }
+}
+
+int edge__err_from_sqlite(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE: return EDGE_OK;
+    case SQLITE_NOMEM: return EDGE_ENOMEM;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return EDGE_EBUSY;
+    case SQLITE_CONSTRAINT: return EDGE_ECONFLICT;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return EDGE_ECORRUPT;
+    case SQLITE_IOERR:
+    case SQLITE_FULL: return EDGE_EIO;
+    case SQLITE_TOOBIG: return EDGE_ETOOBIG;
+    case SQLITE_INTERRUPT: return EDGE_ETIMEDOUT;
+    default: return EDGE_ESTORE;
+    }
+}
+
+/* Skip whitespace and SQL comments. */
+static size_t skip_space(const char *s, size_t n, size_t i)
+{
+    while (i < n) {
+        if (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f') {
+            i++;
+        } else if (s[i] == '-' && i + 1 < n && s[i + 1] == '-') {
+            while (i < n && s[i] != '\n') i++;
+        } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
+            i += 2;
+            while (i + 1 < n && !(s[i] == '*' && s[i + 1] == '/')) i++;
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    return i;
+}
+
+static size_t word(const char *s, size_t n, size_t i, char *out, size_t outsz)
+{
+    size_t k = 0;
+    while (i < n && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '_')) {
+        if (k + 1 < outsz) out[k++] = s[i];
+        i++;
+    }
+    out[k] = '\0';
+    return i;
+}
+
+enum edge_txctl edge_store_txctl(const char *sql, size_t len)
+{
+    char w[16];
+    size_t i = skip_space(sql, len, 0);
+    i = word(sql, len, i, w, sizeof(w));
+    if (strcasecmp(w, "BEGIN") == 0) {
+        /* BEGIN [DEFERRED|IMMEDIATE|EXCLUSIVE] [TRANSACTION] [READONLY] */
+        for (int k = 0; k < 3; k++) {
+            i = skip_space(sql, len, i);
+            i = word(sql, len, i, w, sizeof(w));
+            if (strcasecmp(w, "READONLY") == 0) {
+                return EDGE_TXCTL_BEGIN_READONLY;
+            }
+            if (w[0] == '\0') break;
+        }
+        return EDGE_TXCTL_BEGIN;
+    }
+    if (strcasecmp(w, "COMMIT") == 0 || strcasecmp(w, "END") == 0) return EDGE_TXCTL_END;
+    if (strcasecmp(w, "ROLLBACK") == 0) return EDGE_TXCTL_ROLLBACK;
+    if (strcasecmp(w, "SAVEPOINT") == 0) return EDGE_TXCTL_SAVEPOINT;
+    if (strcasecmp(w, "RELEASE") == 0) return EDGE_TXCTL_RELEASE;
+    return EDGE_TXCTL_NONE;
+}

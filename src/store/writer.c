@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+#include "store/writer.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+
+struct edge_writer {
+    struct edge_store_conn *conn;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct edge_writer_job *head, *tail;
+    bool stopping;
+    int max_group;
+    atomic_uint_fast64_t jobs, groups, commit_failures;
+};
+
+static int exec(struct edge_store_conn *c, const char *sql)
+{
+    return sqlite3_exec(edge_store_db(c), sql, NULL, NULL, NULL);
+}
+
+/* Run one group: BEGIN IMMEDIATE, a savepoint per job, COMMIT. */
+static void run_group(struct edge_writer *w, struct edge_writer_job *group)
+{
+    int rc = SQLITE_OK;
+    /* The write lock may be held by an interactive transaction; wait for it like any
+     * SQLite writer would (busy timeout), then fail the group. */
+    rc = exec(w->conn, "BEGIN IMMEDIATE");
+    if (rc == SQLITE_OK) {
+        for (struct edge_writer_job *j = group; j != NULL; j = j->next) {
+            exec(w->conn, "SAVEPOINT edge_job");
+            j->run_status = j->run(j, w->conn);
+            if (j->run_status != EDGE_OK) {
+                exec(w->conn, "ROLLBACK TO edge_job");
+            }
+            exec(w->conn, "RELEASE edge_job");
+            if (sqlite3_get_autocommit(edge_store_db(w->conn))) {
+                /* SQLite rolled the whole transaction back (I/O error, disk full):
+                 * every job of the group failed, including those already run. */
+                rc = SQLITE_ABORT;
+                break;
+            }
+        }
+        if (rc == SQLITE_OK) {
+            rc = exec(w->conn, "COMMIT");
+        }
+        if (rc != SQLITE_OK && !sqlite3_get_autocommit(edge_store_db(w->conn))) {
+            exec(w->conn, "ROLLBACK");
+        }
+    }
+    int status = rc == SQLITE_OK ? EDGE_OK : edge__err_from_sqlite(rc);
+    if (status != EDGE_OK) {
+        atomic_fetch_add(&w->commit_failures, 1);
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_STORE, "writer: group failed: %s", sqlite3_errstr(rc));
+    }
+    atomic_fetch_add(&w->groups, 1);
+    while (group != NULL) {
+        struct edge_writer_job *next = group->next;
+        group->next = NULL;
+        atomic_fetch_add(&w->jobs, 1);
+        group->complete(group, status);
+        group = next;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct edge_writer *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (w->head == NULL && !w->stopping) {
+            pthread_cond_wait(&w->cv, &w->mu);
+        }
+        if (w->head == NULL && w->stopping) {
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        /* Take an exclusive job alone, or a run of group jobs up to max_group. */
+        struct edge_writer_job *group = w->head, *last = w->head;
+        int n = 1;
+        if (!group->exclusive) {
+            while (last->next != NULL && !last->next->exclusive && n < w->max_group) {
+                last = last->next;
+                n++;
+            }
+        }
+        w->head = last->next;
+        if (w->head == NULL) {
+            w->tail = NULL;
+        }
+        last->next = NULL;
+        pthread_mutex_unlock(&w->mu);
+
+        if (group->exclusive) {
+            group->run_status = group->run(group, w->conn);
+            atomic_fetch_add(&w->jobs, 1);
+            group->complete(group, EDGE_OK);
+        } else {
+            run_group(w, group);
+        }
+    }
+    return NULL;
+}
+
+int edge_writer_start(struct edge_store_conn *conn, int max_group, struct edge_writer **out)
+{
+    struct edge_writer *w = edge_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        edge_store_close(conn);
+        return EDGE_ENOMEM;
+    }
+    w->conn = conn;
+    w->max_group = max_group > 0 ? max_group : 256;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        edge_store_close(conn);
+        edge_free(w);
+        return EDGE_EIO;
+    }
+    *out = w;
+    return EDGE_OK;
+}
+
+int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&w->mu);
+    if (w->stopping) {
+        pthread_mutex_unlock(&w->mu);
+        return EDGE_ECLOSED;
+    }
+    if (w->tail != NULL) {
+        w->tail->next = job;
+    } else {
+        w->head = job;
+    }
+    w->tail = job;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return EDGE_OK;
+}
+
+void edge_writer_stop(struct edge_writer *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    /* Fold the WAL into the database on a clean stop. */
+    sqlite3_wal_checkpoint_v2(edge_store_db(w->conn), NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    edge_store_close(w->conn);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    edge_free(w);
+}
+
+void edge_writer_stats(struct edge_writer *w, struct edge_writer_stats *out)
+{
+    out->jobs = atomic_load(&w->jobs);
+    out->groups = atomic_load(&w->groups);
+    out->commit_failures = atomic_load(&w->commit_failures);
+}

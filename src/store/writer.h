@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* The writer thread: it owns the write connection and commits client writes in groups.
+ *
+ * Jobs queue up from any thread; the writer takes every queued job (up to a cap), runs
+ * them inside one transaction, each in its own SAVEPOINT so that one failing job never
+ * undoes another, commits once, and only then completes each job. A job that must run
+ * outside a transaction (exclusive) gets the connection alone. Completion callbacks run
+ * on the writer thread; they hand the result back to the job's origin (for the server:
+ * a loop's queue plus uv_async_send). */
+#ifndef EDGE_STORE_WRITER_H
+#define EDGE_STORE_WRITER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct edge_writer_job {
+    /* Runs on the writer thread inside the group transaction (or alone if exclusive).
+     * Returns EDGE_OK to keep its changes, anything else to roll its savepoint back. */
+    int (*run)(struct edge_writer_job *job, struct edge_store_conn *conn);
+    /* Writer thread, after the group committed (status EDGE_OK) or failed (status is
+     * the error; the job's changes are gone). The job belongs to the caller again. */
+    void (*complete)(struct edge_writer_job *job, int status);
+    bool exclusive;               /* run without the group transaction */
+    int run_status;               /* what run returned */
+    struct edge_writer_job *next; /* queue link, owned by the writer */
+};
+
+struct edge_writer_stats {
+    uint64_t jobs;
+    uint64_t groups;
+    uint64_t commit_failures;
+};
+
+struct edge_writer;
+
+/* Start the writer thread on a connection (takes ownership of conn). max_group caps
+ * the jobs per transaction. */
+int edge_writer_start(struct edge_store_conn *conn, int max_group, struct edge_writer **out);
+/* Queue a job (the writer owns it until complete). Any thread. EDGE_ECLOSED after stop. */
+int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job);
+/* Finish queued jobs, stop the thread, close the connection, free the writer. */
+void edge_writer_stop(struct edge_writer *w);
+/* Counters (approximate, any thread). */
+void edge_writer_stats(struct edge_writer *w, struct edge_writer_stats *out);
+
+#endif
