@@ -514,7 +514,7 @@ static int write_value(struct edge_buf *out, sqlite3_stmt *st, int col)
     int rv = EDGE_OK;
     switch (sqlite3_column_type(st, col)) {
     case SQLITE_INTEGER: {
-        char num[32];
+        char num[64];
         int n = snprintf(num, sizeof(num), "{\"type\":\"integer\",\"value\":\"%lld\"}",
                          (long long)sqlite3_column_int64(st, col));
         rv = edge_buf_append(out, num, (size_t)n);
