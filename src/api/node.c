@@ -40,10 +40,7 @@
 
 #include <http_parser.h>
 
-#if __has_include("api/crdt_http.h")
 #include "api/crdt_http.h"
-#define HAVE_CRDT 1
-#endif
 #include "api/hrana.h"
 #include "core/alloc.h"
 #include "core/jwt.h"
@@ -529,14 +526,10 @@ static int writer_run(struct edge_writer_job *job, struct edge_store_conn *conn)
 {
     struct unit *u = (struct unit *)job;
     if (u->crdt_method != NULL) {
-#ifdef HAVE_CRDT
         edge_buf_reset(&u->out);
         edge_crdt_http_handle(edge_store_db(conn), u->loop->node->region, edge_clock_system(), u->crdt_method,
                               u->crdt_path, u->body ? json_string_value(u->body) : "",
                               u->body ? json_string_length(u->body) : 0, &u->crdt_status, &u->out);
-#else
-        u->crdt_status = 404;
-#endif
         return EDGE_OK;
     }
     u->ctx.conn = conn;
@@ -1273,9 +1266,7 @@ static void handle_metrics(struct loop *l, struct edge_http_conn *c, struct edge
     int txn_conns = n->n_txn - n->n_pool;
     pthread_mutex_unlock(&n->pool_mu);
     uint64_t crdt_ops = 0, crdt_merges = 0, crdt_conflicts = 0;
-#ifdef HAVE_CRDT
     edge_crdt_http_stats(&crdt_ops, &crdt_merges, &crdt_conflicts);
-#endif
     edge_buf_printf(&b,
                     "# HELP edgelite_open_streams Hrana streams open (HTTP batons and WebSocket streams).\n"
                     "# TYPE edgelite_open_streams gauge\nedgelite_open_streams %lld\n"

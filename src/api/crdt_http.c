@@ -1,0 +1,622 @@
+/* SPDX-License-Identifier: MIT */
+/* /v1/crdt handlers. Each write is one SQLite transaction: load the object's encoded
+ * state, decode, apply the operation or merge on the in-memory copy, encode, save the
+ * row plus an op-log record, commit. Anything refused before COMMIT is rolled back, and
+ * since the in-memory copy is thrown away, a failed request leaves no trace.
+ *
+ * OR-Set elements and LWW values are stored as canonical JSON text (compact, sorted
+ * keys), so equal JSON values are equal elements and responses can embed them as is.
+ * States arriving through /merge are checked to hold JSON text for the same reason. */
+#include "api/crdt_http.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/vclock.h"
+#include "crdt/crdt.h"
+#include "edgelite/crdt.h"
+#include "store/crdt_store.h"
+
+#define NAME_MAX_LEN 128
+
+static atomic_uint_least64_t stat_ops, stat_merges, stat_conflicts;
+
+void edge_crdt_http_stats(uint64_t *out_ops, uint64_t *out_merges, uint64_t *out_conflicts)
+{
+    *out_ops = atomic_load(&stat_ops);
+    *out_merges = atomic_load(&stat_merges);
+    *out_conflicts = atomic_load(&stat_conflicts);
+}
+
+/* A request in flight: where the answer goes and, for errors, what it says. */
+struct hreq {
+    sqlite3 *db;
+    const char *region;
+    const struct edge_clock *clock;
+    int status;
+    const char *err_code; /* NULL while no error */
+    char err_msg[160];
+    struct edge_buf *b;
+};
+
+static int http_fail(struct hreq *r, int status, const char *code, const char *msg)
+{
+    r->status = status;
+    r->err_code = code;
+    snprintf(r->err_msg, sizeof(r->err_msg), "%s", msg);
+    return EDGE_OK;
+}
+
+/* ---- JSON writing ---- */
+
+static int http_elem_cb(void *ud, const uint8_t *elem, size_t len)
+{
+    struct edge_buf *b = ud;
+    int rv = EDGE_OK;
+    if (b->len > 0 && b->data[b->len - 1] != '[') {
+        rv = edge_buf_putc(b, ',');
+    }
+    return rv == EDGE_OK ? edge_buf_append(b, elem, len) : rv;
+}
+
+static int http_put_value(struct edge_buf *b, const struct edge_crdt *c)
+{
+    switch (edge_crdt_type_of(c)) {
+    case EDGE_CRDT_GCOUNTER: {
+        uint64_t v = 0;
+        (void)edge_crdt_value_u64(c, &v);
+        return edge_buf_printf(b, "%" PRIu64, v);
+    }
+    case EDGE_CRDT_PNCOUNTER: {
+        int64_t v = 0;
+        (void)edge_crdt_value_i64(c, &v);
+        return edge_buf_printf(b, "%" PRId64, v);
+    }
+    case EDGE_CRDT_ORSET: {
+        int rv = edge_buf_putc(b, '[');
+        if (rv == EDGE_OK) {
+            rv = edge_crdt_foreach(c, http_elem_cb, b);
+        }
+        return rv == EDGE_OK ? edge_buf_putc(b, ']') : rv;
+    }
+    case EDGE_CRDT_LWW: {
+        const uint8_t *v;
+        size_t len;
+        if (edge_crdt_get(c, &v, &len, NULL, NULL) != EDGE_OK) {
+            return edge_buf_puts(b, "null");
+        }
+        return edge_buf_append(b, v, len);
+    }
+    }
+    return EDGE_EINVAL;
+}
+
+static int http_vclock_cb(void *ud, const char *region, uint64_t n)
+{
+    struct edge_buf *b = ud;
+    int rv = EDGE_OK;
+    if (b->data[b->len - 1] != '{') {
+        rv = edge_buf_putc(b, ',');
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_json_cstr(b, region);
+    }
+    return rv == EDGE_OK ? edge_buf_printf(b, ":%" PRIu64, n) : rv;
+}
+
+/* {"name","type","value"} plus, when full, "vclock", "conflicts" and "state". */
+static int http_put_object(struct edge_buf *b, const char *name, const struct edge_crdt *c, int full,
+                           uint64_t conflicts)
+{
+    uint8_t *state = NULL;
+    size_t len = 0;
+    int rv = edge_buf_puts(b, "{\"name\":");
+    if (rv == EDGE_OK) {
+        rv = edge_buf_json_cstr(b, name);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_printf(b, ",\"type\":\"%s\",\"value\":", edge_crdt_type_name(edge_crdt_type_of(c)));
+    }
+    if (rv == EDGE_OK) {
+        rv = http_put_value(b, c);
+    }
+    if (rv == EDGE_OK && full) {
+        rv = edge_buf_puts(b, ",\"vclock\":{");
+        if (rv == EDGE_OK) {
+            rv = edge_crdt_vclock_foreach(c, http_vclock_cb, b);
+        }
+        if (rv == EDGE_OK) {
+            rv = edge_buf_printf(b, "},\"conflicts\":%" PRIu64 ",\"state\":\"", conflicts);
+        }
+        if (rv == EDGE_OK) {
+            rv = edge_crdt_encode(c, &state, &len);
+        }
+        if (rv == EDGE_OK) {
+            rv = edge_buf_base64(b, state, len);
+        }
+        if (rv == EDGE_OK) {
+            rv = edge_buf_putc(b, '"');
+        }
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_putc(b, '}');
+    }
+    edge_free(state);
+    return rv;
+}
+
+/* ---- request parsing ---- */
+
+static int http_hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* URL-decode s[0..n) into out; 1..128 bytes of [A-Za-z0-9._:-]. 0 on success. */
+static int http_decode_name(const char *s, size_t n, char out[NAME_MAX_LEN + 1])
+{
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= n || http_hexval(s[i + 1]) < 0 || http_hexval(s[i + 2]) < 0) {
+                return -1;
+            }
+            c = (char)(http_hexval(s[i + 1]) * 16 + http_hexval(s[i + 2]));
+            i += 2;
+        }
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                 c == '_' || c == ':' || c == '-';
+        if (!ok || w == NAME_MAX_LEN) {
+            return -1;
+        }
+        out[w++] = c;
+    }
+    out[w] = '\0';
+    return w == 0 ? -1 : 0;
+}
+
+static int http_is_json(const uint8_t *p, size_t len)
+{
+    json_error_t err;
+    json_t *v = json_loadb((const char *)p, len, JSON_DECODE_ANY, &err);
+    json_decref(v);
+    return v != NULL;
+}
+
+static int http_elem_check_cb(void *ud, const uint8_t *elem, size_t len)
+{
+    (void)ud;
+    return http_is_json(elem, len) ? 0 : -1;
+}
+
+/* A merged-in state must carry JSON text wherever values are embedded in responses. */
+static int http_state_is_json(const struct edge_crdt *c)
+{
+    if (edge_crdt_type_of(c) == EDGE_CRDT_ORSET) {
+        return edge_crdt_foreach(c, http_elem_check_cb, NULL) == EDGE_OK;
+    }
+    if (edge_crdt_type_of(c) == EDGE_CRDT_LWW) {
+        const uint8_t *v;
+        size_t len;
+        return edge_crdt_get(c, &v, &len, NULL, NULL) != EDGE_OK || http_is_json(v, len);
+    }
+    return 1;
+}
+
+/* ---- storage glue ---- */
+
+/* Load name inside the open transaction. *out is NULL (and *out_row empty) when the
+ * object does not exist yet. Sets an error response for a type clash or bad row. */
+static int http_load(struct hreq *r, const char *name, enum edge_crdt_type type, struct edge_crdt_row *out_row,
+                     struct edge_crdt **out)
+{
+    memset(out_row, 0, sizeof(*out_row));
+    *out = NULL;
+    int rv = edge_crdt_store_load(r->db, name, out_row);
+    if (rv == EDGE_ENOTFOUND) {
+        return edge_crdt_create(type, out);
+    }
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    enum edge_crdt_type have;
+    if (edge_crdt_type_parse(out_row->type, &have) != EDGE_OK || have != type) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "object exists with type %.40s", out_row->type);
+        return http_fail(r, 409, "CRDT_TYPE_MISMATCH", msg);
+    }
+    rv = edge_crdt_decode(out_row->state, out_row->state_len, out);
+    if (rv == EDGE_ECORRUPT) {
+        return http_fail(r, 500, "CRDT_CORRUPT", "stored state is corrupt");
+    }
+    return rv;
+}
+
+static int http_save(struct hreq *r, const char *name, const struct edge_crdt *c, uint64_t conflicts,
+                     const char *op, const char *args, uint64_t hlc)
+{
+    struct edge_crdt_row row = {0};
+    struct edge_buf vc;
+    uint8_t *state = NULL;
+    size_t len = 0;
+    int64_t now_ms = (int64_t)r->clock->wall_ms(r->clock->ud);
+
+    edge_buf_init(&vc, 1 << 20);
+    int rv = edge_crdt_encode(c, &state, &len);
+    if (rv == EDGE_OK) {
+        rv = edge_vclock_encode(edge_crdt_vclock(c), &vc);
+    }
+    if (rv == EDGE_OK) {
+        row.name = (char *)name;
+        row.type = (char *)edge_crdt_type_name(edge_crdt_type_of(c));
+        row.state = state;
+        row.state_len = len;
+        row.conflicts = conflicts;
+        row.updated_ms = now_ms;
+        struct edge_crdt_op_rec rec = {name, r->region, op, args, hlc, (const uint8_t *)vc.data, vc.len, now_ms};
+        rv = edge_crdt_store_save(r->db, &row, &rec);
+    }
+    edge_free(state);
+    edge_buf_free(&vc);
+    return rv;
+}
+
+static int http_exec(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? EDGE_OK : EDGE_ESTORE;
+}
+
+/* ---- handlers ---- */
+
+static int http_get(struct hreq *r, const char *name)
+{
+    struct edge_crdt_row row = {0};
+    struct edge_crdt *c = NULL;
+    int rv = edge_crdt_store_load(r->db, name, &row);
+    if (rv == EDGE_ENOTFOUND) {
+        return http_fail(r, 404, "CRDT_NOT_FOUND", "no such object");
+    }
+    if (rv == EDGE_OK && (rv = edge_crdt_decode(row.state, row.state_len, &c)) == EDGE_ECORRUPT) {
+        rv = http_fail(r, 500, "CRDT_CORRUPT", "stored state is corrupt");
+    } else if (rv == EDGE_OK) {
+        r->status = 200;
+        rv = http_put_object(r->b, name, c, 1, row.conflicts);
+    }
+    edge_crdt_destroy(c);
+    edge_crdt_store_row_free(&row);
+    return rv;
+}
+
+static int http_list_cb(void *ud, const struct edge_crdt_row *row)
+{
+    struct edge_buf *b = ud;
+    struct edge_crdt *c = NULL;
+    int rv = EDGE_OK;
+    if (b->data[b->len - 1] != '[') {
+        rv = edge_buf_putc(b, ',');
+    }
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    if (edge_crdt_decode(row->state, row->state_len, &c) == EDGE_OK) {
+        rv = http_put_object(b, row->name, c, 0, 0);
+    } else {
+        /* one bad row should not hide the others */
+        rv = edge_buf_puts(b, "{\"name\":");
+        if (rv == EDGE_OK) {
+            rv = edge_buf_json_cstr(b, row->name);
+        }
+        if (rv == EDGE_OK) {
+            rv = edge_buf_puts(b, ",\"type\":");
+        }
+        if (rv == EDGE_OK) {
+            rv = edge_buf_json_cstr(b, row->type);
+        }
+        if (rv == EDGE_OK) {
+            rv = edge_buf_puts(b, ",\"value\":null}");
+        }
+    }
+    edge_crdt_destroy(c);
+    return rv;
+}
+
+static int http_list(struct hreq *r)
+{
+    int rv = edge_buf_puts(r->b, "{\"objects\":[");
+    if (rv == EDGE_OK) {
+        rv = edge_crdt_store_list(r->db, http_list_cb, r->b);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_puts(r->b, "]}");
+    }
+    r->status = 200;
+    return rv;
+}
+
+/* Type from the request body: sets an error response and returns 0 when absent/unknown. */
+static int http_req_type(struct hreq *r, json_t *req, enum edge_crdt_type *out)
+{
+    const char *t = json_string_value(json_object_get(req, "type"));
+    if (t == NULL) {
+        http_fail(r, 400, "CRDT_MISSING_FIELD", "\"type\" is required");
+        return 0;
+    }
+    if (edge_crdt_type_parse(t, out) != EDGE_OK) {
+        http_fail(r, 400, "CRDT_UNKNOWN_TYPE", "unknown CRDT type");
+        return 0;
+    }
+    return 1;
+}
+
+static int http_op(struct hreq *r, const char *name, json_t *req)
+{
+    enum edge_crdt_type type;
+    struct edge_crdt_row row = {0};
+    struct edge_crdt *c = NULL;
+    char *arg = NULL, *args = NULL;
+    uint64_t amount = 0;
+    int in_tx = 0, rv = EDGE_OK;
+
+    if (!http_req_type(r, req, &type)) {
+        goto out;
+    }
+    const char *op = json_string_value(json_object_get(req, "op"));
+    if (op == NULL) {
+        rv = http_fail(r, 400, "CRDT_MISSING_FIELD", "\"op\" is required");
+        goto out;
+    }
+    static const char *const ops[] = {"increment", "decrement", "add", "remove", "set"};
+    int kind = -1;
+    for (int i = 0; i < 5; i++) {
+        if (strcmp(op, ops[i]) == 0) {
+            kind = i;
+        }
+    }
+    int allowed = (type == EDGE_CRDT_GCOUNTER && kind == 0) || (type == EDGE_CRDT_PNCOUNTER && (kind == 0 || kind == 1)) ||
+                  (type == EDGE_CRDT_ORSET && (kind == 2 || kind == 3)) || (type == EDGE_CRDT_LWW && kind == 4);
+    if (kind < 0) {
+        rv = http_fail(r, 400, "CRDT_BAD_OP", "unknown operation");
+        goto out;
+    }
+    if (!allowed) {
+        rv = http_fail(r, 400, "CRDT_WRONG_TYPE", "operation not valid for this type");
+        goto out;
+    }
+    if (kind <= 1) {
+        json_t *a = json_object_get(req, "amount");
+        if (a == NULL) {
+            rv = http_fail(r, 400, "CRDT_MISSING_FIELD", "\"amount\" is required");
+            goto out;
+        }
+        if (!json_is_integer(a) || json_integer_value(a) <= 0) {
+            rv = http_fail(r, 400, "CRDT_BAD_AMOUNT", "\"amount\" must be a positive 64-bit integer");
+            goto out;
+        }
+        amount = (uint64_t)json_integer_value(a);
+    } else if (kind >= 2) {
+        const char *field = kind == 4 ? "value" : "element";
+        json_t *v = json_object_get(req, field);
+        if (v == NULL) {
+            char msg[64];
+            snprintf(msg, sizeof(msg), "\"%s\" is required", field);
+            rv = http_fail(r, 400, "CRDT_MISSING_FIELD", msg);
+            goto out;
+        }
+        arg = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        if (arg == NULL) {
+            rv = EDGE_ENOMEM;
+            goto out;
+        }
+    }
+    args = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS);
+    if (args == NULL) {
+        rv = EDGE_ENOMEM;
+        goto out;
+    }
+    uint64_t hlc = EDGE_HLC_MAKE(r->clock->wall_ms(r->clock->ud) & 0xffffffffffffu, 0);
+    if ((rv = http_exec(r->db, "BEGIN IMMEDIATE")) != EDGE_OK) {
+        goto out;
+    }
+    in_tx = 1;
+    if ((rv = http_load(r, name, type, &row, &c)) != EDGE_OK || r->err_code != NULL) {
+        goto out;
+    }
+    switch (kind) {
+    case 0:
+        rv = edge_crdt_increment(c, r->region, amount, NULL);
+        break;
+    case 1:
+        rv = edge_crdt_decrement(c, r->region, amount, NULL);
+        break;
+    case 2:
+        rv = edge_crdt_add(c, r->region, arg, strlen(arg), NULL);
+        break;
+    case 3:
+        rv = edge_crdt_remove(c, r->region, arg, strlen(arg), NULL);
+        break;
+    default:
+        rv = edge_crdt_set(c, r->region, hlc, arg, strlen(arg), NULL);
+        if (rv == EDGE_OK) {
+            (void)edge_crdt_get(c, NULL, NULL, &hlc, NULL);
+        }
+        break;
+    }
+    if (rv == EDGE_EOVERFLOW) {
+        rv = http_fail(r, 409, "CRDT_OVERFLOW", "the counter would leave its 64-bit range");
+        goto out;
+    }
+    if (rv == EDGE_EINVAL) {
+        rv = http_fail(r, 400, "CRDT_BAD_OP", "invalid operation arguments");
+        goto out;
+    }
+    if (rv != EDGE_OK || (rv = http_save(r, name, c, row.conflicts, op, args, hlc)) != EDGE_OK ||
+        (rv = http_exec(r->db, "COMMIT")) != EDGE_OK) {
+        goto out;
+    }
+    in_tx = 0;
+    atomic_fetch_add(&stat_ops, 1);
+    r->status = 200;
+    rv = http_put_object(r->b, name, c, 0, 0);
+out:
+    if (in_tx) {
+        (void)http_exec(r->db, "ROLLBACK");
+    }
+    free(arg); /* jansson's allocator */
+    free(args);
+    edge_crdt_destroy(c);
+    edge_crdt_store_row_free(&row);
+    return rv;
+}
+
+static int http_merge(struct hreq *r, const char *name, json_t *req)
+{
+    enum edge_crdt_type type;
+    struct edge_crdt_row row = {0};
+    struct edge_crdt *c = NULL, *in = NULL;
+    uint8_t *raw = NULL;
+    size_t raw_len = 0;
+    int in_tx = 0, rv = EDGE_OK, concurrent = 0;
+
+    if (!http_req_type(r, req, &type)) {
+        goto out;
+    }
+    const char *b64 = json_string_value(json_object_get(req, "state"));
+    if (b64 == NULL) {
+        rv = http_fail(r, 400, "CRDT_MISSING_FIELD", "\"state\" is required");
+        goto out;
+    }
+    rv = edge_base64_decode(b64, strlen(b64), &raw, &raw_len);
+    if (rv == EDGE_OK) {
+        rv = edge_crdt_decode(raw, raw_len, &in);
+    }
+    if (rv == EDGE_EINVAL || rv == EDGE_ECORRUPT) {
+        rv = http_fail(r, 400, "CRDT_BAD_STATE", "\"state\" is not a valid encoded CRDT state");
+        goto out;
+    }
+    if (rv != EDGE_OK) {
+        goto out;
+    }
+    if (edge_crdt_type_of(in) != type) {
+        rv = http_fail(r, 400, "CRDT_BAD_STATE", "\"state\" does not hold the declared type");
+        goto out;
+    }
+    if (!http_state_is_json(in)) {
+        rv = http_fail(r, 400, "CRDT_BAD_STATE", "\"state\" holds values that are not JSON");
+        goto out;
+    }
+    if ((rv = http_exec(r->db, "BEGIN IMMEDIATE")) != EDGE_OK) {
+        goto out;
+    }
+    in_tx = 1;
+    if ((rv = http_load(r, name, type, &row, &c)) != EDGE_OK || r->err_code != NULL) {
+        goto out;
+    }
+    rv = edge_crdt_merge(c, in, &concurrent);
+    if (rv == EDGE_EOVERFLOW) {
+        rv = http_fail(r, 409, "CRDT_OVERFLOW", "the merged counter would leave its 64-bit range");
+        goto out;
+    }
+    uint64_t hlc = EDGE_HLC_MAKE(r->clock->wall_ms(r->clock->ud) & 0xffffffffffffu, 0);
+    if (rv != EDGE_OK ||
+        (rv = http_save(r, name, c, row.conflicts + (uint64_t)concurrent, "merge", NULL, hlc)) != EDGE_OK ||
+        (rv = http_exec(r->db, "COMMIT")) != EDGE_OK) {
+        goto out;
+    }
+    in_tx = 0;
+    atomic_fetch_add(&stat_merges, 1);
+    atomic_fetch_add(&stat_conflicts, (uint64_t)concurrent);
+    r->status = 200;
+    rv = http_put_object(r->b, name, c, 1, row.conflicts + (uint64_t)concurrent);
+out:
+    if (in_tx) {
+        (void)http_exec(r->db, "ROLLBACK");
+    }
+    edge_free(raw);
+    edge_crdt_destroy(in);
+    edge_crdt_destroy(c);
+    edge_crdt_store_row_free(&row);
+    return rv;
+}
+
+static int http_route(struct hreq *r, const char *method, const char *subpath, const char *body, size_t body_len)
+{
+    char name[NAME_MAX_LEN + 1];
+    const char *slash = strchr(subpath, '/');
+    size_t nlen = slash ? (size_t)(slash - subpath) : strlen(subpath);
+    int is_get = strcmp(method, "GET") == 0, is_post = strcmp(method, "POST") == 0;
+
+    if (subpath[0] == '\0') {
+        return is_get ? http_list(r) : http_fail(r, 405, "CRDT_METHOD", "method not allowed");
+    }
+    if (slash != NULL && strcmp(slash + 1, "merge") != 0) {
+        return http_fail(r, 404, "CRDT_NO_ROUTE", "no such route");
+    }
+    if (http_decode_name(subpath, nlen, name) != 0) {
+        return http_fail(r, 400, "CRDT_BAD_NAME", "names are 1-128 bytes of [A-Za-z0-9._:-]");
+    }
+    if (slash == NULL && is_get) {
+        return http_get(r, name);
+    }
+    if (!is_post) {
+        return http_fail(r, 405, "CRDT_METHOD", "method not allowed");
+    }
+    json_error_t jerr;
+    json_t *req = json_loadb(body ? body : "", body ? body_len : 0, 0, &jerr);
+    if (req == NULL || !json_is_object(req)) {
+        json_decref(req);
+        return http_fail(r, 400, "CRDT_BAD_JSON", "the body must be a JSON object");
+    }
+    int rv = slash ? http_merge(r, name, req) : http_op(r, name, req);
+    json_decref(req);
+    return rv;
+}
+
+int edge_crdt_http_handle(sqlite3 *db, const char *region, const struct edge_clock *clock, const char *method,
+                          const char *subpath, const char *body, size_t body_len, int *out_status,
+                          struct edge_buf *out_json)
+{
+    struct edge_buf b;
+    struct hreq r = {.db = db, .region = region, .clock = clock, .status = 500, .b = &b};
+    int rv;
+
+    edge_buf_init(&b, out_json->max);
+    if (method == NULL || subpath == NULL) {
+        rv = http_fail(&r, 400, "CRDT_BAD_REQUEST", "missing method or path");
+    } else if ((rv = edge_crdt_store_init(db)) == EDGE_OK) {
+        rv = http_route(&r, method, subpath, body, body_len);
+    }
+    if (rv == EDGE_ESTORE) {
+        rv = http_fail(&r, 500, "CRDT_STORE", sqlite3_errmsg(db));
+    }
+    if (rv == EDGE_OK && r.err_code != NULL) {
+        edge_buf_reset(&b);
+        rv = edge_buf_puts(&b, "{\"error\":");
+        if (rv == EDGE_OK) {
+            rv = edge_buf_json_cstr(&b, r.err_msg);
+        }
+        if (rv == EDGE_OK) {
+            rv = edge_buf_printf(&b, ",\"code\":\"%s\"}", r.err_code);
+        }
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_append(out_json, b.data ? b.data : "", b.len);
+        *out_status = r.status;
+    }
+    edge_buf_free(&b);
+    return rv;
+}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/* The /v1/crdt HTTP API, transport-free: the server hands over method, the path below
+ * "/v1/crdt/" and the body, and gets back a status and a JSON body.
+ *
+ *   GET  /v1/crdt               -> {"objects":[{"name","type","value"},...]}
+ *   GET  /v1/crdt/{name}        -> {"name","type","value","vclock","conflicts","state"}
+ *   POST /v1/crdt/{name}        {"type","op",...} -> {"name","type","value"}
+ *   POST /v1/crdt/{name}/merge  {"type","state":"<base64>"} -> like GET
+ *
+ * Errors are {"error":"message","code":"CRDT_*"} with 400 (bad input), 404 (unknown
+ * object or route), 405, 409 (type mismatch, counter overflow) or 500. */
+#ifndef EDGE_API_CRDT_HTTP_H
+#define EDGE_API_CRDT_HTTP_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+
+/* Handle one request. Writer thread only: db is the node's write connection (borrowed);
+ * writes run in their own BEGIN IMMEDIATE ... COMMIT and are rolled back on any error,
+ * so a refused request changes nothing. region (borrowed) stamps local updates; clock
+ * (borrowed) supplies HLC time. subpath is "" for the collection, "name" or
+ * "name/merge" (URL-encoded). *out_status and out_json (appended to) are always set
+ * when EDGE_OK is returned, error responses included; other returns (EDGE_ENOMEM,
+ * EDGE_ETOOBIG from out_json's cap) mean no usable response was produced. */
+int edge_crdt_http_handle(sqlite3 *db, const char *region, const struct edge_clock *clock, const char *method,
+                          const char *subpath, const char *body, size_t body_len, int *out_status,
+                          struct edge_buf *out_json);
+
+/* Process-wide totals since start, for /metrics: applied operations, merges, and merges
+ * that combined concurrent updates. Any thread. */
+void edge_crdt_http_stats(uint64_t *out_ops, uint64_t *out_merges, uint64_t *out_conflicts);
+
+#endif

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/* CRDT rows and operation log over plain prepared statements. Statements are prepared
+ * per call: CRDT writes are rare next to the row traffic, and it keeps this file free
+ * of per-connection caches. */
+#include "store/crdt_store.h"
+
+#include <string.h>
+
+#include "core/alloc.h"
+#include "edgelite/errors.h"
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS _edge_crdt("
+    " name TEXT PRIMARY KEY, type TEXT NOT NULL, state BLOB NOT NULL,"
+    " conflicts INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS _edge_crdt_ops("
+    " id INTEGER PRIMARY KEY, name TEXT NOT NULL, region TEXT NOT NULL, op TEXT NOT NULL,"
+    " args TEXT, hlc INTEGER NOT NULL, vclock BLOB, at_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS _edge_crdt_ops_name ON _edge_crdt_ops(name, id);";
+
+int edge_crdt_store_init(sqlite3 *db)
+{
+    return sqlite3_exec(db, schema, NULL, NULL, NULL) == SQLITE_OK ? EDGE_OK : EDGE_ESTORE;
+}
+
+void edge_crdt_store_row_free(struct edge_crdt_row *row)
+{
+    edge_free(row->name);
+    edge_free(row->type);
+    edge_free(row->state);
+    memset(row, 0, sizeof(*row));
+}
+
+/* Copy the current result row (name, type, state, conflicts, updated_ms) into out. */
+static int row_from_stmt(sqlite3_stmt *st, struct edge_crdt_row *out)
+{
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    const char *type = (const char *)sqlite3_column_text(st, 1);
+    const void *state = sqlite3_column_blob(st, 2);
+    int len = sqlite3_column_bytes(st, 2);
+    memset(out, 0, sizeof(*out));
+    out->name = edge_strdup(name ? name : "");
+    out->type = edge_strdup(type ? type : "");
+    out->state = edge_malloc(len > 0 ? (size_t)len : 1);
+    if (out->name == NULL || out->type == NULL || out->state == NULL) {
+        edge_crdt_store_row_free(out);
+        return EDGE_ENOMEM;
+    }
+    if (len > 0) {
+        memcpy(out->state, state, (size_t)len);
+    }
+    out->state_len = (size_t)len;
+    out->conflicts = (uint64_t)sqlite3_column_int64(st, 3);
+    out->updated_ms = sqlite3_column_int64(st, 4);
+    return EDGE_OK;
+}
+
+int edge_crdt_store_load(sqlite3 *db, const char *name, struct edge_crdt_row *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rv = EDGE_ESTORE;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT name, type, state, conflicts, updated_ms FROM _edge_crdt WHERE name = ?",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+        goto out;
+    }
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        rv = EDGE_ENOTFOUND;
+    } else if (rc == SQLITE_ROW) {
+        rv = row_from_stmt(st, out);
+    }
+out:
+    sqlite3_finalize(st);
+    return rv;
+}
+
+int edge_crdt_store_save(sqlite3 *db, const struct edge_crdt_row *row, const struct edge_crdt_op_rec *op)
+{
+    sqlite3_stmt *st = NULL;
+    int rv = EDGE_ESTORE;
+    if (row->state_len > INT32_MAX) {
+        return EDGE_ETOOBIG;
+    }
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO _edge_crdt(name, type, state, conflicts, updated_ms) VALUES (?,?,?,?,?)"
+                           " ON CONFLICT(name) DO UPDATE SET type = excluded.type, state = excluded.state,"
+                           " conflicts = excluded.conflicts, updated_ms = excluded.updated_ms",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, row->name, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, row->type, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_blob(st, 3, row->state_len ? (const void *)row->state : "", (int)row->state_len,
+                          SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)row->conflicts) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 5, row->updated_ms) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE) {
+        goto out;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (op != NULL) {
+        if (sqlite3_prepare_v2(db,
+                               "INSERT INTO _edge_crdt_ops(name, region, op, args, hlc, vclock, at_ms)"
+                               " VALUES (?,?,?,?,?,?,?)",
+                               -1, &st, NULL) != SQLITE_OK ||
+            sqlite3_bind_text(st, 1, op->name, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 2, op->region, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 3, op->op, -1, SQLITE_STATIC) != SQLITE_OK ||
+            (op->args ? sqlite3_bind_text(st, 4, op->args, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 4)) !=
+                SQLITE_OK ||
+            sqlite3_bind_int64(st, 5, (sqlite3_int64)op->hlc) != SQLITE_OK ||
+            (op->vclock ? sqlite3_bind_blob(st, 6, op->vclock, (int)op->vclock_len, SQLITE_STATIC)
+                        : sqlite3_bind_null(st, 6)) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 7, op->at_ms) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE) {
+            goto out;
+        }
+    }
+    rv = EDGE_OK;
+out:
+    sqlite3_finalize(st);
+    return rv;
+}
+
+int edge_crdt_store_list(sqlite3 *db, edge_crdt_store_row_cb cb, void *ud)
+{
+    sqlite3_stmt *st = NULL;
+    int rv = EDGE_ESTORE;
+    if (sqlite3_prepare_v2(db, "SELECT name, type, state, conflicts, updated_ms FROM _edge_crdt ORDER BY name",
+                           -1, &st, NULL) != SQLITE_OK) {
+        goto out;
+    }
+    for (;;) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) {
+            rv = EDGE_OK;
+            break;
+        }
+        if (rc != SQLITE_ROW) {
+            rv = EDGE_ESTORE;
+            break;
+        }
+        struct edge_crdt_row row;
+        if ((rv = row_from_stmt(st, &row)) != EDGE_OK) {
+            break;
+        }
+        rv = cb(ud, &row);
+        edge_crdt_store_row_free(&row);
+        if (rv != 0) {
+            break;
+        }
+    }
+out:
+    sqlite3_finalize(st);
+    return rv;
+}
+
+int edge_crdt_store_op_count(sqlite3 *db, const char *name, uint64_t *out_count)
+{
+    sqlite3_stmt *st = NULL;
+    int rv = EDGE_ESTORE;
+    const char *sql = name ? "SELECT count(*) FROM _edge_crdt_ops WHERE name = ?" : "SELECT count(*) FROM _edge_crdt_ops";
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
+        (name && sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        goto out;
+    }
+    *out_count = (uint64_t)sqlite3_column_int64(st, 0);
+    rv = EDGE_OK;
+out:
+    sqlite3_finalize(st);
+    return rv;
+}
