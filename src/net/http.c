@@ -34,6 +34,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/sha1.h"
 
 #define READ_BUF_SIZE (64 * 1024)
 #define WS_MAX_OUT_BYTES (64u * 1024 * 1024)

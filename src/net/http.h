@@ -106,7 +106,4 @@ void edge_http_conn_ref(struct edge_http_conn *c);
 void edge_http_conn_unref(struct edge_http_conn *c);
 bool edge_http_conn_is_closed(const struct edge_http_conn *c);
 
-/* SHA-1 (FIPS 180-4), only for the WebSocket accept key. */
-void edge__sha1(const uint8_t *data, size_t len, uint8_t out[20]);
-
 #endif

@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "net/http.h"
+#include "core/sha1.h"
 
 static uint32_t rol(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
 
