@@ -824,7 +824,7 @@ static void handle_pipeline(struct loop *l, struct edge_http_conn *c, struct edg
         return;
     }
     json_error_t jerr;
-    json_t *body = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
+    json_t *body = json_loadb(req->body.data ? req->body.data : "", req->body.len, JSON_ALLOW_NUL, &jerr);
     if (body == NULL) {
         char msg[256];
         snprintf(msg, sizeof(msg), "invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
@@ -1087,7 +1087,7 @@ static void on_ws_message(void *ud, struct edge_http_conn *c, int opcode, const 
         return;
     }
     json_error_t jerr;
-    json_t *msg = json_loadb((const char *)data, len, 0, &jerr);
+    json_t *msg = json_loadb((const char *)data, len, JSON_ALLOW_NUL, &jerr);
     if (msg == NULL || !json_is_object(msg)) {
         json_decref(msg);
         ws_fatal(s, 1007, "malformed JSON message");
@@ -1534,6 +1534,12 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
         goto out;
     }
     randombytes_buf(n->baton_key, sizeof(n->baton_key));
+    /* Transactions run on libuv's pool and may wait for SQLite's write lock there; with
+     * fewer pool threads than transaction connections, the holder of the lock could
+     * find no thread to COMMIT on. Must be set before the pool's first use. */
+    char pool_size[16];
+    snprintf(pool_size, sizeof(pool_size), "%d", MAX_TXN_CONNS + 16);
+    setenv("UV_THREADPOOL_SIZE", pool_size, 0);
     if (cfg->jwt_key_file != NULL) {
         rv = edge_jwt_keys_load(cfg->jwt_key_file, &n->keys, errmsg, errmsg_len);
         if (rv != EDGE_OK) goto out;

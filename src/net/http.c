@@ -78,7 +78,9 @@ struct edge_http_conn {
     bool dispatching;
     bool reading;
     bool closing;                  /* uv_close called or about to be */
-    bool close_after_write;        /* close once the outbound queue is flushed */
+    bool close_after_write;        /* finish once the outbound queue is flushed */
+    bool lingering;                /* answer sent: write side shut, discarding input until EOF */
+    uv_shutdown_t shutdown_req;
     bool dead;                     /* no more input accepted */
     int handles_open;
     int refs;
@@ -381,6 +383,11 @@ static void conn_close(struct edge_http_conn *c)
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
+static void conn_close_timer(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
 void edge_http_conn_ref(struct edge_http_conn *c) { c->refs++; }
 
 void edge_http_conn_unref(struct edge_http_conn *c)
@@ -394,6 +401,46 @@ bool edge_http_conn_is_closed(const struct edge_http_conn *c) { return c->closin
 void edge_http_conn_set_ud(struct edge_http_conn *c, void *ud) { c->ud = ud; }
 void *edge_http_conn_ud(struct edge_http_conn *c) { return c->ud; }
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct edge_http_conn *c = req->data;
+    if (status != 0) {
+        conn_close(c);
+    }
+    edge_http_conn_unref(c);
+}
+
+/* Done with this connection after the last answer: closing at once while the peer is
+ * still sending would reset the connection and could destroy the answer before the
+ * client reads it (e.g. a 413 for a large upload). So shut the write side down and
+ * discard input until the peer closes, bounded by a short timer (a "lingering close"). */
+static void conn_finish(struct edge_http_conn *c)
+{
+    if (c->closing || c->lingering) {
+        return;
+    }
+    if (c->ws != NULL) {
+        conn_close(c);
+        return;
+    }
+    c->lingering = true;
+    c->dead = true;
+    c->shutdown_req.data = c;
+    c->refs++;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        c->refs--;
+        conn_close(c);
+        return;
+    }
+    if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) {
+        c->reading = true;
+    }
+    uv_timer_start(&c->timer, (uv_timer_cb)conn_close_timer, 2000, 0);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     struct write_req *w = (struct write_req *)req;
@@ -403,7 +450,7 @@ static void on_write(uv_write_t *req, int status)
     if (status != 0) {
         conn_close(c);
     } else if (c->close_after_write && c->out_bytes == 0) {
-        conn_close(c);
+        conn_finish(c);
     }
     edge_http_conn_unref(c);
 }
@@ -748,6 +795,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
+    if (c->lingering) {
+        return;
+    }
     c->last_activity_ms = uv_now(stream->loop);
     if (c->ws != NULL) {
         EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_NET, "ws: %zd bytes in", nread);
@@ -801,7 +851,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (c->dead && c->q_head == NULL && !c->closing && c->ws == NULL && !c->close_after_write) {
         c->close_after_write = true;
         if (c->out_bytes == 0) {
-            conn_close(c);
+            conn_finish(c);
         }
     }
 }
@@ -809,7 +859,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 static void on_timer(uv_timer_t *t)
 {
     struct edge_http_conn *c = t->data;
-    if (c->closing) {
+    if (c->closing || c->lingering) {
         return;
     }
     uint64_t now = uv_now(t->loop);
@@ -829,7 +879,7 @@ static void on_timer(uv_timer_t *t)
 
 static void arm_timer(struct edge_http_conn *c)
 {
-    if (c->closing || c->ws != NULL) {
+    if (c->closing || c->ws != NULL || c->lingering) {
         return;
     }
     bool partial = c->cur != NULL;
