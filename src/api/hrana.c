@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/alloc.h"
@@ -273,7 +274,39 @@ static const char *stmt_sql(json_t *stmt, const struct hrana_sqlmap *sqls, size_
 
 /* 0 = read, 1 = write, 2 = transaction control. Unknown or unpreparable SQL counts as
  * a write: the writer runs anything correctly, the read path only reads. */
-static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rconn, bool whole)
+static int authorizer(void *ud, int action, const char *a, const char *b, const char *dbname, const char *trigger)
+{
+    (void)b;
+    (void)trigger;
+    struct hrana_tables *t = ud;
+    if ((action == SQLITE_INSERT || action == SQLITE_UPDATE || action == SQLITE_DELETE) && a != NULL &&
+        (dbname == NULL || strcmp(dbname, "main") == 0) && strncmp(a, "sqlite_", 7) != 0) {
+        for (int i = 0; i < t->n; i++) {
+            if (strcmp(t->names[i], a) == 0) return SQLITE_OK;
+        }
+        if (t->n < HRANA_MAX_TABLES && strlen(a) < sizeof(t->names[0])) {
+            snprintf(t->names[t->n++], sizeof(t->names[0]), "%s", a);
+        } else {
+            t->overflow = true;
+        }
+    }
+    return SQLITE_OK;
+}
+
+/* Which tables a write statement touches: prepare it again (uncached) under an
+ * authorizer, since a cached statement does not call the authorizer. */
+static void collect_tables(struct edge_store_conn *rconn, const char *sql, size_t len, struct hrana_tables *t)
+{
+    sqlite3 *db = edge_store_db(rconn);
+    sqlite3_set_authorizer(db, authorizer, t);
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(db, sql, (int)len, &st, NULL);
+    sqlite3_finalize(st);
+    sqlite3_set_authorizer(db, NULL, NULL);
+}
+
+static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rconn, bool whole,
+                        struct hrana_tables *tables)
 {
     if (sql == NULL) {
         return 0; /* reported as an error when executed */
@@ -296,6 +329,7 @@ static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rco
         }
         if (!sqlite3_stmt_readonly(st)) {
             kind = 1;
+            if (tables != NULL) collect_tables(rconn, sql + off, tail, tables);
         }
         edge_store_release(rconn, st);
         off += tail;
@@ -307,7 +341,7 @@ static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rco
 }
 
 enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_conn *rconn,
-                                const struct hrana_sqlmap *sqls, bool in_txn)
+                                const struct hrana_sqlmap *sqls, bool in_txn, struct hrana_tables *tables)
 {
     if (in_txn) {
         return HRANA_ROUTE_TXN;
@@ -331,7 +365,7 @@ enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_co
                     kind = 1;
                     break;
                 }
-                memcpy(items, sqls->items, sqls->n * sizeof(*items));
+                if (sqls->n > 0) memcpy(items, sqls->items, sqls->n * sizeof(*items));
                 view.items = items;
                 view.n = sqls->n;
             } else if (view.n == 0) {
@@ -352,19 +386,19 @@ enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_co
         }
         if (strcmp(t, "execute") == 0) {
             sql = stmt_sql(json_object_get(r, "stmt"), lookup, &len);
-            k = classify_sql(sql, len, rconn, false);
+            k = classify_sql(sql, len, rconn, false, tables);
         } else if (strcmp(t, "batch") == 0) {
             size_t j;
             json_t *st;
             json_array_foreach(json_object_get(json_object_get(r, "batch"), "steps"), j, st) {
                 sql = stmt_sql(json_object_get(st, "stmt"), lookup, &len);
-                int kk = classify_sql(sql, len, rconn, false);
+                int kk = classify_sql(sql, len, rconn, false, tables);
                 k = kk > k ? kk : k;
                 if (k == 2) break;
             }
         } else if (strcmp(t, "sequence") == 0) {
             sql = stmt_sql(r, lookup, &len);
-            k = classify_sql(sql, len, rconn, true);
+            k = classify_sql(sql, len, rconn, true, tables);
         }
         kind = k > kind ? k : kind;
     }
@@ -589,6 +623,150 @@ static void sync_readonly(struct hrana_ctx *ctx)
     }
 }
 
+/* ---------------------------------------------------------------------------------- */
+/* Replication hooks around one statement                                             */
+/* ---------------------------------------------------------------------------------- */
+
+struct rx {
+    size_t mark;   /* capture position before the statement */
+    bool wrapped;  /* we opened a transaction around an autocommit write */
+    bool ddl;      /* a schema change inside SAVEPOINT edge_ddl */
+    bool was_autocommit;
+};
+
+static bool first_word_is(const char *sql, const char *w)
+{
+    while (*sql == ' ' || *sql == '\n' || *sql == '\t' || *sql == '\r' || *sql == '(') sql++;
+    size_t n = strlen(w);
+    return strncasecmp(sql, w, n) == 0 && !((sql[n] >= 'a' && sql[n] <= 'z') || (sql[n] >= 'A' && sql[n] <= 'Z'));
+}
+
+static bool is_ddl(sqlite3_stmt *st)
+{
+    const char *s = sqlite3_sql(st);
+    return s != NULL && (first_word_is(s, "CREATE") || first_word_is(s, "ALTER") || first_word_is(s, "DROP"));
+}
+
+/* Before stepping st. Returns 0, or -1 with e set. */
+static int repl_pre(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, struct rx *x, struct stmt_error *e)
+{
+    memset(x, 0, sizeof(*x));
+    if (ctx->capture == NULL) return 0;
+    sqlite3 *db = edge_store_db(ctx->conn);
+    x->was_autocommit = sqlite3_get_autocommit(db) != 0;
+    if ((tx == EDGE_TXCTL_BEGIN || tx == EDGE_TXCTL_BEGIN_READONLY || tx == EDGE_TXCTL_SAVEPOINT) &&
+        x->was_autocommit) {
+        edge_capture_reset(ctx->capture);
+    }
+    if (tx == EDGE_TXCTL_END && !x->was_autocommit && ctx->own_txn) {
+        /* The transaction's log entry is written inside it, just before COMMIT. */
+        char msg[256] = "";
+        if (ctx->commit_entry(ctx->hook_ud, ctx, msg, sizeof(msg)) != EDGE_OK) {
+            set_err(e, "REPLICATION_ERROR", "%s", msg);
+            return -1;
+        }
+    }
+    x->mark = edge_capture_mark(ctx->capture);
+    if (tx != EDGE_TXCTL_NONE || sqlite3_stmt_readonly(st)) return 0;
+    if (ctx->own_txn && x->was_autocommit) {
+        /* An autocommit write on a transaction connection: give it a transaction so its
+         * log entry commits together with it. */
+        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+            set_sqlite_err(e, ctx, sqlite3_errcode(db));
+            return -1;
+        }
+        edge_capture_reset(ctx->capture);
+        x->mark = 0;
+        x->wrapped = true;
+    }
+    if (is_ddl(st)) {
+        sqlite3_exec(db, "SAVEPOINT edge_ddl", NULL, NULL, NULL);
+        x->ddl = true;
+    }
+    return 0;
+}
+
+static const char *table_without_pk(sqlite3 *db)
+{
+    static const char q[] =
+        "SELECT m.name FROM sqlite_schema m WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        " AND m.name NOT LIKE '\\_edge\\_%' ESCAPE '\\'"
+        " AND NOT EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.pk > 0) LIMIT 1";
+    static __thread char name[128];
+    sqlite3_stmt *st = NULL;
+    const char *found = NULL;
+    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        snprintf(name, sizeof(name), "%s", (const char *)sqlite3_column_text(st, 0));
+        found = name;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* After stepping st (ok says whether it succeeded). Returns 0, or -1 with e set when a
+ * successful statement had to be undone (its change could not be replicated). */
+static int repl_post(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, bool ok, struct rx *x,
+                     struct stmt_error *e)
+{
+    if (ctx->capture == NULL) return 0;
+    sqlite3 *db = edge_store_db(ctx->conn);
+    int ret = 0;
+    if (!ok) {
+        edge_capture_rewind(ctx->capture, x->mark);
+    }
+    if (x->ddl) {
+        const char *nopk = ok ? table_without_pk(db) : NULL;
+        if (nopk != NULL) {
+            set_err(e, "REPLICATION_NO_PRIMARY_KEY", "table %s has no PRIMARY KEY: edgelite replicates only tables with a primary key", nopk);
+            ok = false;
+            ret = -1;
+        }
+        if (ok) {
+            char *sql = sqlite3_expanded_sql(st);
+            if (sql == NULL || edge_capture_ddl(ctx->capture, sql, strlen(sql)) != EDGE_OK) {
+                set_err(e, "REPLICATION_ERROR", "%scannot record the schema change", "");
+                ok = false;
+                ret = -1;
+            }
+            sqlite3_free(sql);
+        }
+        if (!ok) {
+            sqlite3_exec(db, "ROLLBACK TO edge_ddl", NULL, NULL, NULL);
+            edge_capture_rewind(ctx->capture, x->mark);
+        }
+        sqlite3_exec(db, "RELEASE edge_ddl", NULL, NULL, NULL);
+    }
+    if (x->wrapped) {
+        char msg[256] = "";
+        if (ok && ctx->commit_entry(ctx->hook_ud, ctx, msg, sizeof(msg)) != EDGE_OK) {
+            set_err(e, "REPLICATION_ERROR", "%s", msg);
+            ok = false;
+            ret = -1;
+        }
+        if (ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
+            ctx->committed(ctx->hook_ud, ctx);
+        } else {
+            if (ok) {
+                set_sqlite_err(e, ctx, sqlite3_errcode(db));
+                ret = -1;
+            }
+            if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            edge_capture_reset(ctx->capture);
+        }
+        return ret;
+    }
+    if (ok && ctx->own_txn && !x->was_autocommit && sqlite3_get_autocommit(db)) {
+        if (tx == EDGE_TXCTL_END || tx == EDGE_TXCTL_RELEASE) {
+            ctx->committed(ctx->hook_ud, ctx);
+        }
+        edge_capture_reset(ctx->capture);
+    } else if (ctx->own_txn && sqlite3_get_autocommit(db)) {
+        /* A failed COMMIT or an implicit rollback: nothing of it survives. */
+        edge_capture_reset(ctx->capture);
+    }
+    return ret;
+}
+
 /* Run one statement; on success append a StmtResult object to out. On failure out is
  * unchanged and e says why; returns -1. Returns -2 when out could not be written. */
 static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, struct stmt_error *e)
@@ -647,6 +825,10 @@ static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, s
     if (bind_args(st, stmt, e) != 0) {
         goto out;
     }
+    struct rx x;
+    if (repl_pre(ctx, st, tx, &x, e) != 0) {
+        goto out;
+    }
     json_t *wr = json_object_get(stmt, "want_rows");
     bool want_rows = !json_is_false(wr);
     double t0 = now_ms();
@@ -671,14 +853,23 @@ static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, s
         out->len = mark;
         if (out->data) out->data[mark] = '\0';
         set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
+        sqlite3_reset(st);
+        repl_post(ctx, st, tx, false, &x, e);
         ret = -1;
         goto out;
     }
     if (rc != SQLITE_DONE) {
         set_sqlite_err(e, ctx, rc);
+        sqlite3_reset(st);
+        repl_post(ctx, st, tx, false, &x, e);
         goto out;
     }
-    bool changed = sqlite3_total_changes64(db) != changes_before;
+    sqlite3_int64 changes_now = sqlite3_changes64(db);
+    bool changed_now = sqlite3_total_changes64(db) != changes_before;
+    if (repl_post(ctx, st, tx, true, &x, e) != 0) {
+        goto out;
+    }
+    bool changed = changed_now;
     bool ro = sqlite3_stmt_readonly(st) != 0;
     char tailbuf[160];
     char rowid[32] = "null";
@@ -688,8 +879,8 @@ static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, s
     snprintf(tailbuf, sizeof(tailbuf),
              "],\"affected_row_count\":%lld,\"last_insert_rowid\":%s,\"rows_read\":%llu,"
              "\"rows_written\":%lld,\"query_duration_ms\":%.3f}",
-             changed ? (long long)sqlite3_changes64(db) : 0LL, rowid, ro ? (unsigned long long)nrows : 0ULL,
-             changed ? (long long)sqlite3_changes64(db) : 0LL, now_ms() - t0);
+             changed ? (long long)changes_now : 0LL, rowid, ro ? (unsigned long long)nrows : 0ULL,
+             changed ? (long long)changes_now : 0LL, now_ms() - t0);
     if (edge_buf_puts(out, tailbuf) != EDGE_OK) {
         set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
         goto out;
@@ -819,12 +1010,25 @@ static int run_sequence(struct hrana_ctx *ctx, json_t *req, struct stmt_error *e
             set_err(e, "AUTH_READ_ONLY", "%swrites are not allowed with a read-only token", "");
             return -1;
         }
+        struct rx x;
+        if (repl_pre(ctx, st, tx, &x, e) != 0) {
+            sqlite3_finalize(st);
+            return -1;
+        }
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         }
-        sqlite3_finalize(st);
-        sync_readonly(ctx);
         if (rc != SQLITE_DONE) {
             set_sqlite_err(e, ctx, rc);
+            sqlite3_reset(st);
+            repl_post(ctx, st, tx, false, &x, e);
+            sqlite3_finalize(st);
+            sync_readonly(ctx);
+            return -1;
+        }
+        int prv = repl_post(ctx, st, tx, true, &x, e);
+        sqlite3_finalize(st);
+        sync_readonly(ctx);
+        if (prv != 0) {
             return -1;
         }
     }

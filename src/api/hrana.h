@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "repl/repl.h"
 #include "store/store.h"
 
 #define HRANA_MAX_SQL_PER_STREAM 50
@@ -52,6 +53,16 @@ struct hrana_ctx {
     uint64_t stmts;               /* out: statements executed */
     uint64_t errors;              /* out: statements that failed */
     uint64_t rows;                /* out: rows returned */
+    /* Replication (all NULL/0 on a node that does not replicate). */
+    struct edge_capture *capture; /* the connection's change capture */
+    bool own_txn;                 /* a transaction connection: logs at COMMIT, wraps autocommit writes */
+    int consistency;              /* level of entries this unit writes */
+    uint64_t seq;                 /* out: the last log entry this unit committed */
+    void *hook_ud;
+    /* Write this transaction's log entry (inside it, before COMMIT). */
+    int (*commit_entry)(void *ud, struct hrana_ctx *ctx, char *err, size_t errlen);
+    /* The transaction committed (peers may be told). */
+    void (*committed)(void *ud, struct hrana_ctx *ctx);
 };
 
 /* Check the shape of an HTTP pipeline body {"baton","requests":[...]} (or a single
@@ -60,11 +71,19 @@ struct hrana_ctx {
 int hrana_validate_pipeline(json_t *body, int version, char *err, size_t errlen);
 int hrana_validate_request(json_t *req, int version, bool ws, char *err, size_t errlen);
 
+/* Tables a unit writes (collected by hrana_classify when asked). */
+#define HRANA_MAX_TABLES 16
+struct hrana_tables {
+    char names[HRANA_MAX_TABLES][64];
+    int n;
+    bool overflow; /* more tables than fit, or a name too long */
+};
+
 /* Decide where requests[] must run. rconn is a connection used only to prepare
  * statements for classification (the loop's read connection). in_txn says whether the
  * stream already holds an open transaction. */
 enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_conn *rconn,
-                                const struct hrana_sqlmap *sqls, bool in_txn);
+                                const struct hrana_sqlmap *sqls, bool in_txn, struct hrana_tables *tables);
 
 /* Execute one validated request and append its wrapped result to out (for HTTP:
  * {"type":"ok","response":...} or {"type":"error","error":...}; for WS the

@@ -46,6 +46,7 @@
 #include "core/jwt.h"
 #include "core/log.h"
 #include "net/http.h"
+#include "repl/repl.h"
 #include "store/store.h"
 #include "store/writer.h"
 
@@ -69,11 +70,18 @@ struct metrics {
     _Atomic uint64_t routed[3];
 };
 
+/* A dedicated connection for an interactive transaction, with its change capture
+ * when the node replicates. */
+struct txconn {
+    struct edge_store_conn *conn;
+    struct edge_capture *cap; /* NULL on a single node */
+};
+
 struct stream {
     uint64_t id;
     uint64_t seq;
     struct hrana_sqlmap sqls;
-    struct edge_store_conn *txn; /* while inside a transaction */
+    struct txconn *txn; /* while inside a transaction */
     bool readonly_txn;
     bool busy;
     bool registered;
@@ -112,8 +120,18 @@ struct edge_node {
     size_t n_expired, cap_expired;
 
     pthread_mutex_t pool_mu;
-    struct edge_store_conn *pool[MAX_TXN_CONNS];
+    struct txconn *pool[MAX_TXN_CONNS];
     int n_pool;   /* idle connections in pool[] */
+    bool cluster; /* replicating: capture changes into the log */
+    /* Replication state */
+    struct edge_capture *wcap; /* the writer connection's capture (writer thread) */
+    pthread_mutex_t hlc_mu;
+    struct edge_hlc hlc;
+    struct edge_repl_local local;
+    pthread_mutex_t vv_mu;
+    struct edge_vclock vv;     /* this node's version vector (vv_mu) */
+    int default_consistency;   /* 0 eventual, 1 strong, 2 async */
+    const char *primary;       /* region with the lowest priority (borrowed from the config) */
     int n_txn;    /* connections open in total */
 };
 
@@ -124,6 +142,8 @@ struct loop {
     uv_thread_t thread;
     uv_async_t inbox_async;
     uv_async_t stop_async;
+    uv_async_t wake_async; /* replication progress: re-check waiting requests */
+    _Atomic bool wake_ready;
     uv_timer_t sweep_timer; /* loop 0 only */
     struct edge_http_server *http;
     struct edge_store_conn *rconn;
@@ -139,7 +159,7 @@ struct loop {
 /* The Hrana session of one WebSocket connection. */
 struct ws_stream {
     int32_t id;
-    struct edge_store_conn *txn;
+    struct txconn *txn;
     bool readonly_txn;
 };
 
@@ -255,7 +275,15 @@ static void respond_error(struct edge_node *n, struct edge_http_conn *c, struct 
 /* Transaction connection pool                                                        */
 /* ---------------------------------------------------------------------------------- */
 
-static int pool_acquire(struct edge_node *n, struct edge_store_conn **out)
+static void txconn_close(struct txconn *t)
+{
+    if (t == NULL) return;
+    edge_capture_destroy(t->cap);
+    edge_store_close(t->conn);
+    edge_free(t);
+}
+
+static int pool_acquire(struct edge_node *n, struct txconn **out)
 {
     pthread_mutex_lock(&n->pool_mu);
     if (n->n_pool > 0) {
@@ -270,39 +298,50 @@ static int pool_acquire(struct edge_node *n, struct edge_store_conn **out)
     n->n_txn++;
     pthread_mutex_unlock(&n->pool_mu);
     char err[EDGE_ERRMSG_SIZE];
-    int rv = edge_store_open(n->db_path, EDGE_STORE_WRITE, n->cfg.synchronous_full, 5000, out, err, sizeof(err));
+    struct txconn *t = edge_calloc(1, sizeof(*t));
+    int rv = t ? edge_store_open(n->db_path, EDGE_STORE_WRITE, n->cfg.synchronous_full, 5000, &t->conn, err, sizeof(err))
+               : EDGE_ENOMEM;
+    if (rv == EDGE_OK && n->cluster) {
+        rv = edge_capture_create(edge_store_db(t->conn), &t->cap);
+    }
     if (rv != EDGE_OK) {
-        EDGE_LOG(EDGE_LOG_ERROR, EDGE_MOD_API, "pool: %s", err);
+        EDGE_LOG(EDGE_LOG_ERROR, EDGE_MOD_API, "pool: %s", rv == EDGE_ENOMEM ? "out of memory" : err);
+        txconn_close(t);
         pthread_mutex_lock(&n->pool_mu);
         n->n_txn--;
         pthread_mutex_unlock(&n->pool_mu);
+        return rv;
     }
-    return rv;
+    *out = t;
+    return EDGE_OK;
 }
 
 /* Give a connection back; an open transaction is rolled back first. Any thread that
  * currently owns the connection. */
-static void pool_release(struct edge_node *n, struct edge_store_conn *c, bool readonly_txn)
+static void pool_release(struct edge_node *n, struct txconn *t, bool readonly_txn)
 {
-    if (c == NULL) {
+    if (t == NULL) {
         return;
     }
-    sqlite3 *db = edge_store_db(c);
+    sqlite3 *db = edge_store_db(t->conn);
     if (!sqlite3_get_autocommit(db)) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     }
     if (readonly_txn) {
         sqlite3_exec(db, "PRAGMA query_only=0", NULL, NULL, NULL);
     }
+    if (t->cap != NULL) {
+        edge_capture_reset(t->cap);
+    }
     pthread_mutex_lock(&n->pool_mu);
     if (n->n_pool < MAX_TXN_CONNS) {
-        n->pool[n->n_pool++] = c;
-        c = NULL;
+        n->pool[n->n_pool++] = t;
+        t = NULL;
     } else {
         n->n_txn--;
     }
     pthread_mutex_unlock(&n->pool_mu);
-    edge_store_close(c);
+    txconn_close(t);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -561,8 +600,10 @@ static void on_inbox(uv_async_t *a)
     bool final = l->final;
     pthread_mutex_unlock(&l->inbox_mu);
     if (final && !uv_is_closing((uv_handle_t *)&l->inbox_async)) {
-        /* The writer has stopped: nothing can arrive any more. */
+        /* The writer and the peer links have stopped: nothing can arrive any more. */
         uv_close((uv_handle_t *)&l->inbox_async, NULL);
+        l->wake_ready = false;
+        uv_close((uv_handle_t *)&l->wake_async, NULL);
     }
     /* The list is newest first; answer in arrival order. */
     struct unit *rev = NULL;
@@ -603,6 +644,7 @@ static void unit_dispatch(struct unit *u)
         return;
     }
     if (u->route == HRANA_ROUTE_WRITE) {
+        u->ctx.capture = n->cluster ? n->wcap : NULL;
         u->wjob.run = writer_run;
         u->wjob.complete = writer_complete;
         if (edge_writer_submit(n->writer, &u->wjob) != EDGE_OK) {
@@ -612,7 +654,7 @@ static void unit_dispatch(struct unit *u)
         return;
     }
     /* Transaction route: the stream's own connection, or a new one from the pool. */
-    struct edge_store_conn **slot = u->ws ? &u->wss->txn : &u->stream->txn;
+    struct txconn **slot = u->ws ? &u->wss->txn : &u->stream->txn;
     if (*slot == NULL) {
         int rv = pool_acquire(n, slot);
         if (rv != EDGE_OK) {
@@ -621,7 +663,9 @@ static void unit_dispatch(struct unit *u)
             return;
         }
     }
-    u->ctx.conn = *slot;
+    u->ctx.conn = (*slot)->conn;
+    u->ctx.capture = (*slot)->cap;
+    u->ctx.own_txn = true;
     u->ctx.readonly_txn = u->ws ? u->wss->readonly_txn : u->stream->readonly_txn;
     u->work.data = u;
     if (uv_queue_work(&u->loop->loop, &u->work, txn_work, txn_after) != 0) {
@@ -638,11 +682,10 @@ static void count_stmts(struct edge_node *n, struct unit *u)
 }
 
 /* After a transaction-route unit: keep the connection while a transaction is open. */
-static void txn_settle(struct edge_node *n, struct edge_store_conn **slot, bool *readonly_txn, bool ro_now,
-                       bool closing)
+static void txn_settle(struct edge_node *n, struct txconn **slot, bool *readonly_txn, bool ro_now, bool closing)
 {
     *readonly_txn = ro_now;
-    if (*slot != NULL && (closing || sqlite3_get_autocommit(edge_store_db(*slot)))) {
+    if (*slot != NULL && (closing || sqlite3_get_autocommit(edge_store_db((*slot)->conn)))) {
         pool_release(n, *slot, *readonly_txn);
         *slot = NULL;
         *readonly_txn = false;
@@ -698,8 +741,13 @@ static void unit_finish_http(struct unit *u)
     count_stmts(n, u);
     if (!edge_http_conn_is_closed(u->conn)) {
         observe(n, EP_PIPELINE, u->start_ns, rv != EDGE_OK);
+        uint64_t seq = u->route == HRANA_ROUTE_WRITE ? u->wjob.seq : u->ctx.seq;
+        char extra[160] = "";
+        if (seq != 0) {
+            snprintf(extra, sizeof(extra), "X-Edge-Bookmark: %s:%llu\r\n", n->region, (unsigned long long)seq);
+        }
         if (rv == EDGE_OK) {
-            edge_http_respond(u->conn, 200, "application/json", NULL, resp.data, resp.len);
+            edge_http_respond(u->conn, 200, "application/json", extra[0] ? extra : NULL, resp.data, resp.len);
         } else {
             edge_http_respond_error(u->conn, 500, "RESPONSE_TOO_LARGE", "the response is too large");
         }
@@ -771,6 +819,135 @@ static struct unit *unit_new(struct loop *l, struct edge_http_conn *c, json_t *b
     edge_buf_init(&u->out, (size_t)1 << 30);
     u->ctx.budget_ms = l->node->cfg.query_budget_ms;
     return u;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Replication: capture hooks and the version vector                                  */
+/* ---------------------------------------------------------------------------------- */
+
+static void wake_loops(struct edge_node *n);
+
+/* A local transaction committed entry `seq` of this region. Any thread. */
+static void local_committed(struct edge_node *n, uint64_t seq, int consistency)
+{
+    (void)consistency;
+    if (seq == 0) return;
+    pthread_mutex_lock(&n->vv_mu);
+    if (edge_vclock_get(&n->vv, n->region) < seq) {
+        edge_vclock_set(&n->vv, n->region, seq);
+    }
+    pthread_mutex_unlock(&n->vv_mu);
+    wake_loops(n);
+}
+
+static size_t wh_mark(void *ud)
+{
+    struct edge_node *n = ud;
+    return edge_capture_mark(n->wcap);
+}
+
+static void wh_rewind(void *ud, size_t mark)
+{
+    struct edge_node *n = ud;
+    edge_capture_rewind(n->wcap, mark);
+}
+
+static int wh_before_commit(void *ud, struct edge_store_conn *conn, int consistency, uint64_t *out_seq)
+{
+    (void)conn;
+    struct edge_node *n = ud;
+    char err[256] = "";
+    int rv = edge_repl_commit_entry(n->wcap, &n->local, consistency, out_seq, err, sizeof(err));
+    if (rv != EDGE_OK) {
+        EDGE_LOG(EDGE_LOG_ERROR, EDGE_MOD_REPL, "writer: cannot log the group: %s", err);
+    }
+    return rv;
+}
+
+static void wh_after_commit(void *ud, uint64_t seq, int consistency)
+{
+    local_committed(ud, seq, consistency);
+}
+
+static void wh_after_rollback(void *ud)
+{
+    struct edge_node *n = ud;
+    edge_capture_reset(n->wcap);
+}
+
+static void wh_before_close(void *ud, struct edge_store_conn *conn)
+{
+    (void)conn;
+    struct edge_node *n = ud;
+    edge_capture_destroy(n->wcap);
+    n->wcap = NULL;
+}
+
+static struct txconn *unit_txconn(struct unit *u)
+{
+    return u->ws ? u->wss->txn : u->stream->txn;
+}
+
+/* Pool thread: the unit's interactive transaction is about to COMMIT. */
+static int tx_commit_entry(void *ud, struct hrana_ctx *ctx, char *err, size_t errlen)
+{
+    struct unit *u = ud;
+    struct edge_node *n = u->loop->node;
+    return edge_repl_commit_entry(unit_txconn(u)->cap, &n->local, ctx->consistency, &ctx->seq, err, errlen);
+}
+
+static void tx_committed(void *ud, struct hrana_ctx *ctx)
+{
+    struct unit *u = ud;
+    local_committed(u->loop->node, ctx->seq, ctx->consistency);
+}
+
+static int consistency_rank(int c)
+{
+    return c == 1 ? 2 : c == 0 ? 1 : 0;
+}
+
+/* The level a unit writes at: the request header, else the strongest level of the
+ * tables it writes, else the node's default. */
+static int unit_consistency(struct edge_node *n, struct edge_http_req *req, const struct hrana_tables *t)
+{
+    const char *h = req ? edge_http_header(req, "x-edge-consistency") : NULL;
+    enum edge_consistency c;
+    if (h != NULL && edge_consistency_parse(h, &c) == EDGE_OK) {
+        return (int)c;
+    }
+    int best = n->default_consistency;
+    if (n->cfg.conf != NULL && t != NULL) {
+        for (int i = 0; i < t->n; i++) {
+            int lc = (int)edge_conf_table_consistency(n->cfg.conf, t->names[i]);
+            if (consistency_rank(lc) > consistency_rank(best)) best = lc;
+        }
+    }
+    return best;
+}
+
+/* Hook a unit up to replication before it is dispatched. */
+static void unit_repl_setup(struct unit *u, int consistency)
+{
+    struct edge_node *n = u->loop->node;
+    if (!n->cluster) return;
+    u->ctx.consistency = consistency;
+    u->wjob.consistency = consistency;
+    u->ctx.hook_ud = u;
+    u->ctx.commit_entry = tx_commit_entry;
+    u->ctx.committed = tx_committed;
+}
+
+static void on_wake(uv_async_t *a)
+{
+    (void)a;
+}
+
+static void wake_loops(struct edge_node *n)
+{
+    for (int i = 0; i < n->n_loops; i++) {
+        if (n->loops[i].wake_ready) uv_async_send(&n->loops[i].wake_async);
+    }
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -875,10 +1052,12 @@ static void handle_pipeline(struct loop *l, struct edge_http_conn *c, struct edg
     u->ctx.sqls = &s->sqls;
     u->ctx.access = access;
     u->ctx.version = version;
-    u->route = hrana_classify(u->requests, u->n, l->rconn, &s->sqls, s->txn != NULL);
+    struct hrana_tables tables = {.n = 0};
+    u->route = hrana_classify(u->requests, u->n, l->rconn, &s->sqls, s->txn != NULL, n->cluster ? &tables : NULL);
     if (u->route == HRANA_ROUTE_WRITE && access == HRANA_ACCESS_RO) {
         u->route = HRANA_ROUTE_READ; /* every write will be refused statement by statement */
     }
+    unit_repl_setup(u, unit_consistency(n, req, &tables));
     unit_dispatch(u);
 }
 
@@ -1052,10 +1231,12 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
             ws_send_error(s, request_id, "no stream with this id is open", "STREAM_NOT_FOUND");
             return false;
         }
-        u->route = hrana_classify(req, 1, s->loop->rconn, &s->sqls, u->wss->txn != NULL);
+        struct hrana_tables tables = {.n = 0};
+        u->route = hrana_classify(req, 1, s->loop->rconn, &s->sqls, u->wss->txn != NULL, n->cluster ? &tables : NULL);
         if (u->route == HRANA_ROUTE_WRITE && s->access == HRANA_ACCESS_RO) {
             u->route = HRANA_ROUTE_READ;
         }
+        unit_repl_setup(u, unit_consistency(n, NULL, &tables));
     }
     s->busy = true;
     s->refs++;
@@ -1191,6 +1372,12 @@ static uint64_t db_size(struct edge_node *n)
     return total;
 }
 
+static void status_peers(struct edge_node *n, struct edge_buf *b)
+{
+    (void)n;
+    (void)b;
+}
+
 static void handle_status(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
@@ -1198,15 +1385,26 @@ static void handle_status(struct loop *l, struct edge_http_conn *c, struct edge_
     edge_buf_init(&b, 1 << 20);
     edge_buf_puts(&b, "{\"region\":");
     edge_buf_json_cstr(&b, n->region);
-    edge_buf_printf(&b,
-                    ",\"version\":\"%s\",\"uptime_s\":%.3f,\"started_at_ms\":%llu,\"role\":\"%s\",\"primary\":",
+    bool is_primary = strcmp(n->primary, n->region) == 0;
+    edge_buf_printf(&b, ",\"version\":\"%s\",\"uptime_s\":%.3f,\"started_at_ms\":%llu,\"role\":\"%s\",\"primary\":",
                     EDGE_VERSION, (double)(mono_ms() - n->start_mono_ms) / 1000.0,
-                    (unsigned long long)n->start_wall_ms, "primary");
-    edge_buf_json_cstr(&b, n->region);
+                    (unsigned long long)n->start_wall_ms, is_primary ? "primary" : "replica");
+    edge_buf_json_cstr(&b, n->primary);
     edge_buf_printf(&b, ",\"db_path\":");
     edge_buf_json_cstr(&b, n->db_path);
-    edge_buf_printf(&b, ",\"db_size_bytes\":%llu,\"threads\":%d,\"auth\":%s,\"version_vector\":{},\"peers\":[]}",
-                    (unsigned long long)db_size(n), n->n_loops, n->keys ? "true" : "false");
+    edge_buf_printf(&b, ",\"db_size_bytes\":%llu,\"threads\":%d,\"auth\":%s,\"replicating\":%s,\"version_vector\":{",
+                    (unsigned long long)db_size(n), n->n_loops, n->keys ? "true" : "false",
+                    n->cluster ? "true" : "false");
+    pthread_mutex_lock(&n->vv_mu);
+    for (size_t i = 0; i < n->vv.n_entries; i++) {
+        if (i > 0) edge_buf_putc(&b, ',');
+        edge_buf_json_cstr(&b, n->vv.entries[i].region);
+        edge_buf_printf(&b, ":%llu", (unsigned long long)n->vv.entries[i].n);
+    }
+    pthread_mutex_unlock(&n->vv_mu);
+    edge_buf_puts(&b, "},\"peers\":[");
+    status_peers(n, &b);
+    edge_buf_puts(&b, "]}");
     respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);
     edge_buf_free(&b);
 }
@@ -1435,6 +1633,9 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
     l->inbox_async.data = l;
     uv_async_init(&l->loop, &l->stop_async, on_stop);
     l->stop_async.data = l;
+    uv_async_init(&l->loop, &l->wake_async, on_wake);
+    l->wake_async.data = l;
+    l->wake_ready = true;
     int rv = edge_store_open(n->db_path, EDGE_STORE_READ, n->cfg.synchronous_full, 5000, &l->rconn, l->errmsg,
                              sizeof(l->errmsg));
     if (rv != EDGE_OK) return rv;
@@ -1500,8 +1701,11 @@ static void node_free(struct edge_node *n)
     for (size_t i = 0; i < n->n_streams; i++) stream_free(n, n->streams[i]);
     edge_free(n->streams);
     edge_free(n->expired);
-    for (int i = 0; i < n->n_pool; i++) edge_store_close(n->pool[i]);
+    for (int i = 0; i < n->n_pool; i++) txconn_close(n->pool[i]);
     edge_jwt_keys_free(n->keys);
+    edge_vclock_close(&n->vv);
+    pthread_mutex_destroy(&n->hlc_mu);
+    pthread_mutex_destroy(&n->vv_mu);
     pthread_mutex_destroy(&n->streams_mu);
     pthread_mutex_destroy(&n->pool_mu);
     edge_free(n->data_dir);
@@ -1520,12 +1724,27 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     n->cfg = *cfg;
     pthread_mutex_init(&n->streams_mu, NULL);
     pthread_mutex_init(&n->pool_mu, NULL);
+    pthread_mutex_init(&n->hlc_mu, NULL);
+    pthread_mutex_init(&n->vv_mu, NULL);
+    edge_vclock_init(&n->vv);
+    edge_hlc_init(&n->hlc, edge_clock_system());
+    n->cluster = cfg->conf != NULL && cfg->conf->n_regions >= 2;
+    n->default_consistency = cfg->conf != NULL ? (int)cfg->conf->consistency : 0;
+    n->primary = cfg->region;
+    if (cfg->conf != NULL && cfg->conf->n_regions > 0) {
+        const struct edge_conf_region *best = &cfg->conf->regions[0];
+        for (size_t i = 1; i < cfg->conf->n_regions; i++) {
+            if (cfg->conf->regions[i].priority < best->priority) best = &cfg->conf->regions[i];
+        }
+        n->primary = best->id;
+    }
     n->data_dir = edge_strdup(cfg->data_dir);
     n->region = edge_strdup(cfg->region);
     size_t plen = strlen(cfg->data_dir) + 32;
     n->db_path = edge_malloc(plen);
     if (n->data_dir == NULL || n->region == NULL || n->db_path == NULL) goto out;
     snprintf(n->db_path, plen, "%s/edgelite.db", cfg->data_dir);
+    n->local = (struct edge_repl_local){n->region, &n->hlc, &n->hlc_mu};
     n->start_wall_ms = wall_ms();
     n->start_mono_ms = mono_ms();
     if (sodium_init() < 0) {
@@ -1553,7 +1772,16 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     if (rv != EDGE_OK) goto out;
     rv = edge_store_open(n->db_path, EDGE_STORE_WRITE, cfg->synchronous_full, 5000, &wconn, errmsg, errmsg_len);
     if (rv != EDGE_OK) goto out;
-    rv = edge_writer_start(wconn, 256, &n->writer);
+    struct edge_writer_hooks hooks = {0};
+    if (n->cluster) {
+        rv = edge_repl_schema_init(edge_store_db(wconn), errmsg, errmsg_len);
+        if (rv == EDGE_OK) rv = edge_repl_vv_load(edge_store_db(wconn), &n->vv);
+        if (rv == EDGE_OK) rv = edge_capture_create(edge_store_db(wconn), &n->wcap);
+        if (rv != EDGE_OK) goto out;
+        hooks = (struct edge_writer_hooks){n, wh_mark, wh_rewind, wh_before_commit, wh_after_commit, wh_after_rollback,
+                                           wh_before_close};
+    }
+    rv = edge_writer_start(wconn, 256, n->cluster ? &hooks : NULL, &n->writer);
     wconn = NULL;
     if (rv != EDGE_OK) {
         snprintf(errmsg, errmsg_len, "cannot start the writer thread");
@@ -1589,6 +1817,8 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
                 if (j == 0 && l->sweep_timer.data != NULL) uv_close((uv_handle_t *)&l->sweep_timer, NULL);
                 uv_close((uv_handle_t *)&l->inbox_async, NULL);
                 uv_close((uv_handle_t *)&l->stop_async, NULL);
+                if (l->wake_ready) uv_close((uv_handle_t *)&l->wake_async, NULL);
+                l->wake_ready = false;
                 uv_run(&l->loop, UV_RUN_DEFAULT);
             }
             goto out;
@@ -1604,6 +1834,10 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     rv = EDGE_OK;
 out:
     if (listen_fd >= 0) close(listen_fd);
+    if (wconn != NULL && n != NULL) {
+        edge_capture_destroy(n->wcap);
+        n->wcap = NULL;
+    }
     edge_store_close(wconn);
     if (n != NULL) {
         edge_writer_stop(n->writer);

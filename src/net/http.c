@@ -72,6 +72,9 @@ struct edge_http_conn {
     struct edge_buf hname, hval;   /* header being parsed */
     size_t header_bytes;
     bool in_value;
+    uint64_t cur_start_ms;         /* when the request being parsed began (loop time) */
+    bool reparse;                  /* a non-WebSocket Upgrade stopped the parser: restart it */
+    int fail_status;               /* why a parser callback refused the request (413/431), 0 = malformed */
     struct edge_http_req *q_head, *q_tail; /* complete requests, head is in flight */
     size_t q_len;
     bool in_flight;                /* q_head was handed to the handler */
@@ -171,6 +174,7 @@ static int flush_header(struct edge_http_conn *c)
         return 0;
     }
     if (r->n_headers >= 100) {
+        c->fail_status = 431;
         return -1;
     }
     struct edge_http_header *hs = edge_realloc(r->headers, (r->n_headers + 1) * sizeof(*hs));
@@ -207,6 +211,7 @@ static int on_message_begin(http_parser *p)
         return -1;
     }
     c->cur->start_ns = uv_hrtime();
+    c->cur_start_ms = uv_now(c->tcp.loop);
     edge_buf_init(&c->cur->body, c->s->limits.max_body_bytes);
     edge_buf_reset(&c->url);
     edge_buf_reset(&c->hname);
@@ -219,7 +224,11 @@ static int on_message_begin(http_parser *p)
 static int count_header_bytes(struct edge_http_conn *c, size_t n)
 {
     c->header_bytes += n;
-    return c->header_bytes > c->s->limits.max_header_bytes ? -1 : 0;
+    if (c->header_bytes > c->s->limits.max_header_bytes) {
+        c->fail_status = 431;
+        return -1;
+    }
+    return 0;
 }
 
 static int on_url(http_parser *p, const char *at, size_t n)
@@ -267,6 +276,7 @@ static int on_headers_complete(http_parser *p)
     /* Refuse a declared oversized body before reading any of it. */
     if ((p->flags & F_CONTENTLENGTH) && p->content_length != ULLONG_MAX &&
         p->content_length > c->s->limits.max_body_bytes) {
+        c->fail_status = 413;
         return -1;
     }
     return 0;
@@ -275,7 +285,11 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t n)
 {
     struct edge_http_conn *c = p->data;
-    return edge_buf_append(&c->cur->body, at, n) == EDGE_OK ? 0 : -1;
+    if (edge_buf_append(&c->cur->body, at, n) != EDGE_OK) {
+        c->fail_status = 413;
+        return -1;
+    }
+    return 0;
 }
 
 static void dispatch(struct edge_http_conn *c);
@@ -302,7 +316,13 @@ static int on_message_complete(http_parser *p)
     }
     r->method = p->method;
     r->keep_alive = http_should_keep_alive(p) != 0;
-    r->upgrade = p->upgrade != 0;
+    /* Only a WebSocket upgrade is taken; any other (h2c...) is ignored, as RFC 9110
+     * 7.8 allows, and parsing goes on with the next request. */
+    const char *up = edge_http_header(r, "upgrade");
+    r->upgrade = p->upgrade != 0 && up != NULL && strcasecmp(up, "websocket") == 0;
+    if (p->upgrade && !r->upgrade) {
+        c->reparse = true;
+    }
     c->cur = NULL;
     if (c->q_tail != NULL) {
         c->q_tail->next = r;
@@ -809,6 +829,15 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     size_t parsed = http_parser_execute(&c->parser, &parser_settings, buf->base, (size_t)nread);
     enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+    while (c->reparse && err == HPE_OK && !c->dead) {
+        /* http-parser stops after any Upgrade request; continue as plain HTTP. */
+        size_t done = parsed;
+        c->reparse = false;
+        http_parser_init(&c->parser, HTTP_REQUEST);
+        c->parser.data = c;
+        parsed = done + http_parser_execute(&c->parser, &parser_settings, buf->base + done, (size_t)nread - done);
+        err = HTTP_PARSER_ERRNO(&c->parser);
+    }
     if (err == HPE_PAUSED) {
         /* An upgrade request: keep what follows for the WebSocket layer. */
         if (edge_buf_append(&c->ws_pending, buf->base + parsed, (size_t)nread - parsed) != EDGE_OK) {
@@ -822,12 +851,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         int status = 400;
         const char *code = "HTTP_BAD_REQUEST";
         const char *msg = "malformed HTTP request";
-        if (err == HPE_CB_body || (err == HPE_CB_headers_complete && c->cur != NULL)) {
+        if (c->fail_status == 413) {
             status = 413;
             code = "BODY_TOO_LARGE";
             msg = "request body exceeds the limit";
-        }
-        if (c->header_bytes > s->limits.max_header_bytes) {
+        } else if (c->fail_status == 431) {
             status = 431;
             code = "HEADERS_TOO_LARGE";
             msg = "request headers exceed the limit";
@@ -869,7 +897,10 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     uint64_t limit = partial ? c->s->limits.request_timeout_ms : c->s->limits.idle_timeout_ms;
-    if (now - c->last_activity_ms >= limit) {
+    /* A half-sent request gets request_timeout_ms in total, however slowly it trickles
+     * in (slowloris); an idle connection gets idle_timeout_ms since its last byte. */
+    uint64_t since = partial ? c->cur_start_ms : c->last_activity_ms;
+    if (now - since >= limit) {
         EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_HTTP, "conn: %s timeout, closing", partial ? "request" : "idle");
         conn_close(c);
         return;
@@ -884,7 +915,10 @@ static void arm_timer(struct edge_http_conn *c)
     }
     bool partial = c->cur != NULL;
     uint64_t limit = partial ? c->s->limits.request_timeout_ms : c->s->limits.idle_timeout_ms;
-    uv_timer_start(&c->timer, on_timer, limit, 0);
+    uint64_t since = partial ? c->cur_start_ms : c->last_activity_ms;
+    uint64_t now = uv_now(c->tcp.loop);
+    uint64_t left = now - since >= limit ? 1 : limit - (now - since);
+    uv_timer_start(&c->timer, on_timer, left, 0);
 }
 
 static void on_connection(uv_stream_t *server, int status)

@@ -15,6 +15,7 @@ struct edge_writer {
     struct edge_writer_job *head, *tail;
     bool stopping;
     int max_group;
+    struct edge_writer_hooks hooks;
     atomic_uint_fast64_t jobs, groups, commit_failures;
 };
 
@@ -23,19 +24,31 @@ static int exec(struct edge_store_conn *c, const char *sql)
     return sqlite3_exec(edge_store_db(c), sql, NULL, NULL, NULL);
 }
 
+/* strong (1) > eventual (0) > async (2) */
+static int rank(int consistency)
+{
+    return consistency == 1 ? 2 : consistency == 0 ? 1 : 0;
+}
+
 /* Run one group: BEGIN IMMEDIATE, a savepoint per job, COMMIT. */
 static void run_group(struct edge_writer *w, struct edge_writer_job *group)
 {
     int rc = SQLITE_OK;
+    int consistency = 2;
+    uint64_t seq = 0;
     /* The write lock may be held by an interactive transaction; wait for it like any
      * SQLite writer would (busy timeout), then fail the group. */
     rc = exec(w->conn, "BEGIN IMMEDIATE");
     if (rc == SQLITE_OK) {
         for (struct edge_writer_job *j = group; j != NULL; j = j->next) {
             exec(w->conn, "SAVEPOINT edge_job");
+            size_t mark = w->hooks.mark ? w->hooks.mark(w->hooks.ud) : 0;
             j->run_status = j->run(j, w->conn);
             if (j->run_status != EDGE_OK) {
                 exec(w->conn, "ROLLBACK TO edge_job");
+                if (w->hooks.rewind) w->hooks.rewind(w->hooks.ud, mark);
+            } else if (rank(j->consistency) > rank(consistency)) {
+                consistency = j->consistency; /* the entry takes its strongest job's level */
             }
             exec(w->conn, "RELEASE edge_job");
             if (sqlite3_get_autocommit(edge_store_db(w->conn))) {
@@ -45,14 +58,25 @@ static void run_group(struct edge_writer *w, struct edge_writer_job *group)
                 break;
             }
         }
-        if (rc == SQLITE_OK) {
+        int hrv = EDGE_OK;
+        if (rc == SQLITE_OK && w->hooks.before_commit) {
+            hrv = w->hooks.before_commit(w->hooks.ud, w->conn, consistency, &seq);
+        }
+        if (rc == SQLITE_OK && hrv == EDGE_OK) {
             rc = exec(w->conn, "COMMIT");
+        } else if (rc == SQLITE_OK) {
+            rc = SQLITE_ABORT;
         }
         if (rc != SQLITE_OK && !sqlite3_get_autocommit(edge_store_db(w->conn))) {
             exec(w->conn, "ROLLBACK");
         }
     }
     int status = rc == SQLITE_OK ? EDGE_OK : edge__err_from_sqlite(rc);
+    if (status == EDGE_OK && w->hooks.after_commit) {
+        w->hooks.after_commit(w->hooks.ud, seq, consistency);
+    } else if (status != EDGE_OK && w->hooks.after_rollback) {
+        w->hooks.after_rollback(w->hooks.ud);
+    }
     if (status != EDGE_OK) {
         atomic_fetch_add(&w->commit_failures, 1);
         EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_STORE, "writer: group failed: %s", sqlite3_errstr(rc));
@@ -61,6 +85,7 @@ static void run_group(struct edge_writer *w, struct edge_writer_job *group)
     while (group != NULL) {
         struct edge_writer_job *next = group->next;
         group->next = NULL;
+        group->seq = status == EDGE_OK ? seq : 0;
         atomic_fetch_add(&w->jobs, 1);
         group->complete(group, status);
         group = next;
@@ -106,7 +131,8 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int edge_writer_start(struct edge_store_conn *conn, int max_group, struct edge_writer **out)
+int edge_writer_start(struct edge_store_conn *conn, int max_group, const struct edge_writer_hooks *hooks,
+                      struct edge_writer **out)
 {
     struct edge_writer *w = edge_calloc(1, sizeof(*w));
     if (w == NULL) {
@@ -115,6 +141,7 @@ int edge_writer_start(struct edge_store_conn *conn, int max_group, struct edge_w
     }
     w->conn = conn;
     w->max_group = max_group > 0 ? max_group : 256;
+    if (hooks != NULL) w->hooks = *hooks;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
@@ -159,6 +186,7 @@ void edge_writer_stop(struct edge_writer *w)
     pthread_join(w->thread, NULL);
     /* Fold the WAL into the database on a clean stop. */
     sqlite3_wal_checkpoint_v2(edge_store_db(w->conn), NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (w->hooks.before_close) w->hooks.before_close(w->hooks.ud, w->conn);
     edge_store_close(w->conn);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);

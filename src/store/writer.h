@@ -23,7 +23,9 @@ struct edge_writer_job {
      * the error; the job's changes are gone). The job belongs to the caller again. */
     void (*complete)(struct edge_writer_job *job, int status);
     bool exclusive;               /* run without the group transaction */
+    int consistency;              /* for the group's log entry: 0 eventual, 1 strong, 2 async */
     int run_status;               /* what run returned */
+    uint64_t seq;                 /* out: the log entry (this region's seq) that holds the job's changes, 0 if none */
     struct edge_writer_job *next; /* queue link, owned by the writer */
 };
 
@@ -33,11 +35,24 @@ struct edge_writer_stats {
     uint64_t commit_failures;
 };
 
+/* Replication hooks (all optional; writer thread). */
+struct edge_writer_hooks {
+    void *ud;
+    size_t (*mark)(void *ud);                 /* before each job */
+    void (*rewind)(void *ud, size_t mark);    /* a job's savepoint was rolled back */
+    /* Before COMMIT of a group: record its log entry. Non-OK rolls the group back. */
+    int (*before_commit)(void *ud, struct edge_store_conn *conn, int consistency, uint64_t *out_seq);
+    void (*after_commit)(void *ud, uint64_t seq, int consistency);
+    void (*after_rollback)(void *ud);
+    void (*before_close)(void *ud, struct edge_store_conn *conn); /* at stop, before the connection closes */
+};
+
 struct edge_writer;
 
 /* Start the writer thread on a connection (takes ownership of conn). max_group caps
- * the jobs per transaction. */
-int edge_writer_start(struct edge_store_conn *conn, int max_group, struct edge_writer **out);
+ * the jobs per transaction. hooks is copied (may be NULL). */
+int edge_writer_start(struct edge_store_conn *conn, int max_group, const struct edge_writer_hooks *hooks,
+                      struct edge_writer **out);
 /* Queue a job (the writer owns it until complete). Any thread. EDGE_ECLOSED after stop. */
 int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job);
 /* Finish queued jobs, stop the thread, close the connection, free the writer. */

@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: MIT */
+/* Applying remote log entries deterministically (see repl.h). Runs on the writer
+ * thread inside its transaction, with capture suspended. */
+#include "repl/repl_int.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+struct rowmeta {
+    bool found;
+    char origin[EDGE_VCLOCK_REGION_MAX + 1];
+    uint64_t seq;
+    uint64_t hlc;
+    bool deleted;
+};
+
+static int rows_get(sqlite3 *db, const char *table, const void *pk, size_t pklen, struct rowmeta *m)
+{
+    memset(m, 0, sizeof(*m));
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(db, "SELECT origin, seq, hlc, deleted FROM _edge_rows WHERE tbl = ?1 AND pk = ?2", -1,
+                           SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        return EDGE_ESTORE;
+    }
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 2, pk, pklen, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        m->found = true;
+        snprintf(m->origin, sizeof(m->origin), "%s", (const char *)sqlite3_column_text(st, 0));
+        m->seq = (uint64_t)sqlite3_column_int64(st, 1);
+        m->hlc = (uint64_t)sqlite3_column_int64(st, 2);
+        m->deleted = sqlite3_column_int(st, 3) != 0;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
+}
+
+static void record_conflict(sqlite3 *db, const char *table, const void *pk, size_t pklen, const char *w_origin,
+                            uint64_t w_seq, uint64_t w_hlc, const char *l_origin, uint64_t l_seq, uint64_t l_hlc,
+                            bool l_deleted, const void *l_image, size_t l_len)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO _edge_conflicts(tbl, pk, winner_origin, winner_seq, winner_hlc, loser_origin,"
+                           " loser_seq, loser_hlc, loser_deleted, loser_image, at_ms)"
+                           " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return;
+    }
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 2, pk, pklen, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, w_origin, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)w_seq);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)w_hlc);
+    sqlite3_bind_text(st, 6, l_origin, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)l_seq);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)l_hlc);
+    sqlite3_bind_int(st, 9, l_deleted ? 1 : 0);
+    if (l_image != NULL) {
+        sqlite3_bind_blob64(st, 10, l_image, l_len, SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)wall_ms());
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+}
+
+/* "Quoted" identifier. */
+static int quote_ident(struct edge_buf *b, const char *s)
+{
+    int rv = edge_buf_putc(b, '"');
+    for (const char *p = s; *p && rv == EDGE_OK; p++) {
+        rv = *p == '"' ? edge_buf_puts(b, "\"\"") : edge_buf_putc(b, *p);
+    }
+    if (rv == EDGE_OK) rv = edge_buf_putc(b, '"');
+    return rv;
+}
+
+static int column_names(sqlite3 *db, const char *table, char names[][128], int max)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info(?1) ORDER BY cid", -1, &st, NULL) != SQLITE_OK) {
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    int n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW && n < max) {
+        snprintf(names[n++], 128, "%s", (const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+static int apply_upsert(sqlite3 *db, const char *table, uint64_t ncols, struct edge__rd vals)
+{
+    struct edge_buf sql;
+    edge_buf_init(&sql, 1 << 20);
+    int rv = edge_buf_puts(&sql, "INSERT OR REPLACE INTO ");
+    if (rv == EDGE_OK) rv = quote_ident(&sql, table);
+    if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " VALUES (");
+    for (uint64_t i = 0; i < ncols && rv == EDGE_OK; i++) {
+        rv = edge_buf_puts(&sql, i ? ",?" : "?");
+    }
+    if (rv == EDGE_OK) rv = edge_buf_putc(&sql, ')');
+    sqlite3_stmt *st = NULL;
+    if (rv == EDGE_OK && sqlite3_prepare_v2(db, sql.data, (int)sql.len, &st, NULL) != SQLITE_OK) rv = EDGE_ESTORE;
+    for (uint64_t i = 0; i < ncols && rv == EDGE_OK; i++) {
+        rv = edge__repl_bind_value(st, (int)i + 1, &vals);
+    }
+    if (rv == EDGE_OK && sqlite3_step(st) != SQLITE_DONE) rv = EDGE_ESTORE;
+    sqlite3_finalize(st);
+    edge_buf_free(&sql);
+    return rv;
+}
+
+static int apply_delete(sqlite3 *db, const char *table, const struct edge__pkinfo *pk, struct edge__rd pkvals)
+{
+    char names[64][128];
+    int n = column_names(db, table, names, 64);
+    if (n <= 0) return EDGE_ESTORE;
+    struct edge_buf sql;
+    edge_buf_init(&sql, 1 << 20);
+    int rv = edge_buf_puts(&sql, "DELETE FROM ");
+    if (rv == EDGE_OK) rv = quote_ident(&sql, table);
+    if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
+    for (int i = 0; i < pk->npk && rv == EDGE_OK; i++) {
+        if (pk->pk[i] >= n) {
+            rv = EDGE_ESTORE;
+            break;
+        }
+        if (i > 0) rv = edge_buf_puts(&sql, " AND ");
+        if (rv == EDGE_OK) rv = quote_ident(&sql, names[pk->pk[i]]);
+        if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " IS ?");
+    }
+    sqlite3_stmt *st = NULL;
+    if (rv == EDGE_OK && sqlite3_prepare_v2(db, sql.data, (int)sql.len, &st, NULL) != SQLITE_OK) rv = EDGE_ESTORE;
+    for (int i = 0; i < pk->npk && rv == EDGE_OK; i++) {
+        rv = edge__repl_bind_value(st, i + 1, &pkvals);
+    }
+    if (rv == EDGE_OK && sqlite3_step(st) != SQLITE_DONE) rv = EDGE_ESTORE;
+    sqlite3_finalize(st);
+    edge_buf_free(&sql);
+    return rv;
+}
+
+/* Does entry E (origin, deps) win over the row's last writer m? Sets *conflict when the
+ * two writes were concurrent. */
+static bool entry_wins(const char *origin, uint64_t hlc, const struct edge_vclock *deps, const struct rowmeta *m,
+                       bool *conflict)
+{
+    *conflict = false;
+    if (!m->found) return true;
+    if (strcmp(m->origin, origin) == 0) {
+        return true; /* same origin: later entries of an origin always follow earlier ones */
+    }
+    if (edge_vclock_get(deps, m->origin) >= m->seq) {
+        return true; /* E's writer had seen that version */
+    }
+    *conflict = true;
+    if (hlc != m->hlc) return hlc > m->hlc;
+    return strcmp(origin, m->origin) > 0;
+}
+
+int edge_repl_apply_entry(sqlite3 *db, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
+                          const struct edge_vclock *deps, const uint8_t *payload, size_t payload_len,
+                          struct edge_repl_apply_stats *stats, char *errmsg, size_t errmsg_len)
+{
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    int rv = edge_repl_vv_load(db, &vv);
+    if (rv != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot read the version vector");
+        goto out;
+    }
+    uint64_t have = edge_vclock_get(&vv, origin);
+    if (seq <= have) {
+        stats->duplicates++;
+        rv = EDGE_OK;
+        goto out;
+    }
+    if (seq != have + 1) {
+        stats->deferred++;
+        rv = EDGE_EAGAIN;
+        goto out;
+    }
+    for (size_t i = 0; i < deps->n_entries; i++) {
+        const char *r = deps->entries[i].region;
+        if (strcmp(r, origin) != 0 && edge_vclock_get(&vv, r) < deps->entries[i].n) {
+            stats->deferred++;
+            rv = EDGE_EAGAIN;
+            goto out;
+        }
+    }
+    struct edge__rd rd = {payload, payload_len, 0};
+    uint8_t version;
+    uint64_t n_ops;
+    if (edge__repl_get_u8(&rd, &version) != EDGE_OK || version != EDGE_REPL_PAYLOAD_VERSION ||
+        edge__repl_get_varint(&rd, &n_ops) != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "entry %s:%llu: bad payload header", origin, (unsigned long long)seq);
+        rv = EDGE_ECORRUPT;
+        goto out;
+    }
+    struct edge_buf pkb;
+    edge_buf_init(&pkb, 1 << 20);
+    for (uint64_t k = 0; k < n_ops && rv == EDGE_OK; k++) {
+        const char *tname;
+        size_t tlen;
+        uint8_t kind;
+        if (edge__repl_get_str(&rd, &tname, &tlen) != EDGE_OK || edge__repl_get_u8(&rd, &kind) != EDGE_OK ||
+            tlen >= 256) {
+            rv = EDGE_ECORRUPT;
+            break;
+        }
+        char table[256];
+        memcpy(table, tname, tlen);
+        table[tlen] = '\0';
+        if (kind == EDGE_REPL_OP_DDL) {
+            const char *sql;
+            size_t sl;
+            if (edge__repl_get_str(&rd, &sql, &sl) != EDGE_OK) {
+                rv = EDGE_ECORRUPT;
+                break;
+            }
+            char *text = edge_strndup(sql, sl);
+            char *err = NULL;
+            if (text != NULL && sqlite3_exec(db, text, NULL, NULL, &err) != SQLITE_OK) {
+                /* A schema change that cannot run here (already applied by a concurrent
+                 * one) must not wedge the link: log it and go on. */
+                EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "apply %s:%llu: DDL failed: %s", origin,
+                         (unsigned long long)seq, err ? err : "?");
+            }
+            sqlite3_free(err);
+            edge_free(text);
+            continue;
+        }
+        struct edge__pkinfo pk;
+        if (edge__repl_pk_info(db, table, &pk) != EDGE_OK || pk.npk == 0) {
+            snprintf(errmsg, errmsg_len, "entry %s:%llu: table %s is missing or has no primary key here", origin,
+                     (unsigned long long)seq, table);
+            rv = EDGE_ESTORE;
+            break;
+        }
+        uint64_t n;
+        if (edge__repl_get_varint(&rd, &n) != EDGE_OK || n > 65535) {
+            rv = EDGE_ECORRUPT;
+            break;
+        }
+        struct edge__rd vals = rd;
+        for (uint64_t i = 0; i < n; i++) {
+            if (edge__repl_skip_value(&rd) != EDGE_OK) {
+                rv = EDGE_ECORRUPT;
+                break;
+            }
+        }
+        if (rv != EDGE_OK) break;
+        edge_buf_reset(&pkb);
+        if (kind == EDGE_REPL_OP_UPSERT) {
+            if (n != (uint64_t)pk.ncols) {
+                snprintf(errmsg, errmsg_len, "entry %s:%llu: table %s has %d columns here, %llu in the entry",
+                         origin, (unsigned long long)seq, table, pk.ncols, (unsigned long long)n);
+                rv = EDGE_ESTORE;
+                break;
+            }
+            rv = edge__repl_pk_bytes(vals, &pk, &pkb);
+        } else if (kind == EDGE_REPL_OP_DELETE) {
+            if (n != (uint64_t)pk.npk) {
+                rv = EDGE_ECORRUPT;
+                break;
+            }
+            rv = edge_buf_append(&pkb, vals.p + vals.off, rd.off - vals.off);
+        } else {
+            rv = EDGE_ECORRUPT;
+        }
+        if (rv != EDGE_OK) break;
+        struct rowmeta m;
+        rv = rows_get(db, table, pkb.data ? pkb.data : "", pkb.len, &m);
+        if (rv != EDGE_OK) break;
+        bool conflict = false;
+        bool wins = entry_wins(origin, hlc, deps, &m, &conflict);
+        if (conflict) {
+            stats->conflicts++;
+            if (wins) {
+                record_conflict(db, table, pkb.data ? pkb.data : "", pkb.len, origin, seq, hlc, m.origin, m.seq, m.hlc,
+                                m.deleted, NULL, 0);
+            } else {
+                record_conflict(db, table, pkb.data ? pkb.data : "", pkb.len, m.origin, m.seq, m.hlc, origin, seq, hlc,
+                                kind == EDGE_REPL_OP_DELETE, vals.p + vals.off, rd.off - vals.off);
+            }
+        }
+        if (!wins) continue;
+        rv = kind == EDGE_REPL_OP_UPSERT ? apply_upsert(db, table, n, vals) : apply_delete(db, table, &pk, vals);
+        if (rv != EDGE_OK) {
+            snprintf(errmsg, errmsg_len, "entry %s:%llu: applying to %s failed: %s", origin, (unsigned long long)seq,
+                     table, sqlite3_errmsg(db));
+            break;
+        }
+        rv = edge__repl_rows_put(db, table, pkb.data ? pkb.data : "", pkb.len, origin, seq, hlc,
+                                 kind == EDGE_REPL_OP_DELETE);
+        stats->rows++;
+    }
+    edge_buf_free(&pkb);
+    if (rv == EDGE_ECORRUPT && errmsg[0] == '\0') {
+        snprintf(errmsg, errmsg_len, "entry %s:%llu: malformed payload", origin, (unsigned long long)seq);
+    }
+    if (rv != EDGE_OK) goto out;
+    /* Keep the entry for relaying to regions that have not seen it yet. */
+    rv = edge__repl_log_put(db, origin, seq, hlc, consistency, deps, payload, payload_len);
+    if (rv != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot append entry %s:%llu to the log", origin, (unsigned long long)seq);
+        goto out;
+    }
+    stats->applied++;
+out:
+    edge_vclock_close(&vv);
+    return rv;
+}
+
+int edge_repl_payload_walk(const uint8_t *p, size_t len, edge_repl_op_cb cb, void *ud)
+{
+    struct edge__rd rd = {p, len, 0};
+    uint8_t version;
+    uint64_t n_ops;
+    if (edge__repl_get_u8(&rd, &version) != EDGE_OK || version != EDGE_REPL_PAYLOAD_VERSION ||
+        edge__repl_get_varint(&rd, &n_ops) != EDGE_OK) {
+        return EDGE_ECORRUPT;
+    }
+    for (uint64_t k = 0; k < n_ops; k++) {
+        const char *t;
+        size_t tl;
+        uint8_t kind;
+        uint64_t n = 0;
+        if (edge__repl_get_str(&rd, &t, &tl) != EDGE_OK || edge__repl_get_u8(&rd, &kind) != EDGE_OK) {
+            return EDGE_ECORRUPT;
+        }
+        if (kind == EDGE_REPL_OP_DDL) {
+            const char *s;
+            size_t sl;
+            if (edge__repl_get_str(&rd, &s, &sl) != EDGE_OK) return EDGE_ECORRUPT;
+        } else {
+            if (edge__repl_get_varint(&rd, &n) != EDGE_OK || n > 65535) return EDGE_ECORRUPT;
+            for (uint64_t i = 0; i < n; i++) {
+                if (edge__repl_skip_value(&rd) != EDGE_OK) return EDGE_ECORRUPT;
+            }
+        }
+        char table[256];
+        snprintf(table, sizeof(table), "%.*s", (int)(tl < 255 ? tl : 255), t);
+        if (cb) cb(ud, table, kind, (int)n);
+    }
+    return rd.off == rd.len ? EDGE_OK : EDGE_ECORRUPT;
+}

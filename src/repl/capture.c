@@ -1,0 +1,598 @@
+/* SPDX-License-Identifier: MIT */
+/* Change capture and the change log (see repl.h for the design).
+ *
+ * Payload format (version 1), all integers unsigned LEB128 unless noted:
+ *   u8 version (=1), varint n_ops, then per op:
+ *     str table, u8 kind (1 upsert, 2 delete, 3 ddl),
+ *     upsert: varint ncols, ncols values (table column order)
+ *     delete: varint npk, npk values (primary key order)
+ *     ddl:    str sql
+ *   value: u8 type (0 null, 1 integer, 2 float, 3 text, 4 blob) + data
+ *     integer: zigzag varint; float: 8 bytes little-endian IEEE 754; text/blob: varint len + bytes */
+#include "repl/repl_int.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+
+/* ---------------------------------------------------------------------------------- */
+/* Values                                                                             */
+/* ---------------------------------------------------------------------------------- */
+
+int edge__repl_put_str(struct edge_buf *b, const char *s, size_t n)
+{
+    int rv = edge__uvarint_put(b, n);
+    return rv == EDGE_OK ? edge_buf_append(b, s, n) : rv;
+}
+
+int edge__repl_put_value(struct edge_buf *b, sqlite3_value *v)
+{
+    int rv = EDGE_OK;
+    switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER: {
+        int64_t i = sqlite3_value_int64(v);
+        uint64_t z = ((uint64_t)i << 1) ^ (uint64_t)(i >> 63);
+        rv = edge_buf_putc(b, 1);
+        if (rv == EDGE_OK) rv = edge__uvarint_put(b, z);
+        break;
+    }
+    case SQLITE_FLOAT: {
+        double d = sqlite3_value_double(v);
+        uint64_t bits;
+        memcpy(&bits, &d, 8);
+        uint8_t le[8];
+        for (int k = 0; k < 8; k++) le[k] = (uint8_t)(bits >> (8 * k));
+        rv = edge_buf_putc(b, 2);
+        if (rv == EDGE_OK) rv = edge_buf_append(b, le, 8);
+        break;
+    }
+    case SQLITE_TEXT: {
+        const unsigned char *t = sqlite3_value_text(v);
+        int n = sqlite3_value_bytes(v);
+        rv = edge_buf_putc(b, 3);
+        if (rv == EDGE_OK) rv = edge__repl_put_str(b, (const char *)t, (size_t)n);
+        break;
+    }
+    case SQLITE_BLOB: {
+        const void *p = sqlite3_value_blob(v);
+        int n = sqlite3_value_bytes(v);
+        rv = edge_buf_putc(b, 4);
+        if (rv == EDGE_OK) rv = edge__repl_put_str(b, p ? (const char *)p : "", (size_t)n);
+        break;
+    }
+    default:
+        rv = edge_buf_putc(b, 0);
+    }
+    return rv;
+}
+
+int edge__repl_get_str(struct edge__rd *r, const char **s, size_t *n)
+{
+    uint64_t len;
+    size_t used;
+    if (edge__uvarint_get(r->p + r->off, r->len - r->off, &len, &used) != EDGE_OK) return EDGE_ECORRUPT;
+    r->off += used;
+    if (len > r->len - r->off) return EDGE_ECORRUPT;
+    *s = (const char *)r->p + r->off;
+    *n = (size_t)len;
+    r->off += (size_t)len;
+    return EDGE_OK;
+}
+
+int edge__repl_get_varint(struct edge__rd *r, uint64_t *v)
+{
+    size_t used;
+    if (edge__uvarint_get(r->p + r->off, r->len - r->off, v, &used) != EDGE_OK) return EDGE_ECORRUPT;
+    r->off += used;
+    return EDGE_OK;
+}
+
+int edge__repl_get_u8(struct edge__rd *r, uint8_t *v)
+{
+    if (r->off >= r->len) return EDGE_ECORRUPT;
+    *v = r->p[r->off++];
+    return EDGE_OK;
+}
+
+int edge__repl_bind_value(sqlite3_stmt *st, int idx, struct edge__rd *r)
+{
+    uint8_t t;
+    if (edge__repl_get_u8(r, &t) != EDGE_OK) return EDGE_ECORRUPT;
+    switch (t) {
+    case 0: sqlite3_bind_null(st, idx); return EDGE_OK;
+    case 1: {
+        uint64_t z;
+        if (edge__repl_get_varint(r, &z) != EDGE_OK) return EDGE_ECORRUPT;
+        int64_t i = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+        sqlite3_bind_int64(st, idx, i);
+        return EDGE_OK;
+    }
+    case 2: {
+        if (r->len - r->off < 8) return EDGE_ECORRUPT;
+        uint64_t bits = 0;
+        for (int k = 0; k < 8; k++) bits |= (uint64_t)r->p[r->off + (size_t)k] << (8 * k);
+        r->off += 8;
+        double d;
+        memcpy(&d, &bits, 8);
+        sqlite3_bind_double(st, idx, d);
+        return EDGE_OK;
+    }
+    case 3:
+    case 4: {
+        const char *s;
+        size_t n;
+        if (edge__repl_get_str(r, &s, &n) != EDGE_OK) return EDGE_ECORRUPT;
+        if (t == 3) sqlite3_bind_text64(st, idx, s, n, SQLITE_TRANSIENT, SQLITE_UTF8);
+        else sqlite3_bind_blob64(st, idx, s, n, SQLITE_TRANSIENT);
+        return EDGE_OK;
+    }
+    default:
+        return EDGE_ECORRUPT;
+    }
+}
+
+int edge__repl_skip_value(struct edge__rd *r)
+{
+    uint8_t t;
+    if (edge__repl_get_u8(r, &t) != EDGE_OK) return EDGE_ECORRUPT;
+    uint64_t v;
+    const char *s;
+    size_t n;
+    switch (t) {
+    case 0: return EDGE_OK;
+    case 1: return edge__repl_get_varint(r, &v);
+    case 2:
+        if (r->len - r->off < 8) return EDGE_ECORRUPT;
+        r->off += 8;
+        return EDGE_OK;
+    case 3:
+    case 4: return edge__repl_get_str(r, &s, &n);
+    default: return EDGE_ECORRUPT;
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Table primary keys                                                                 */
+/* ---------------------------------------------------------------------------------- */
+
+int edge__repl_pk_info(sqlite3 *db, const char *table, struct edge__pkinfo *out)
+{
+    memset(out, 0, sizeof(*out));
+    char sql[400];
+    snprintf(sql, sizeof(sql), "SELECT pk FROM pragma_table_info(?1) ORDER BY cid");
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return EDGE_ESTORE;
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    int col = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int pk = sqlite3_column_int(st, 0);
+        if (pk > 0 && pk <= EDGE_REPL_MAX_PK && col < 65535) {
+            out->pk[pk - 1] = col;
+            if (pk > out->npk) out->npk = pk;
+        }
+        col++;
+    }
+    sqlite3_finalize(st);
+    out->ncols = col;
+    return col > 0 ? EDGE_OK : EDGE_ENOTFOUND;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Capture                                                                            */
+/* ---------------------------------------------------------------------------------- */
+
+struct edge_capture {
+    sqlite3 *db;
+    struct edge_buf raw; /* recorded ops, see record() */
+    size_t n_ops;
+    bool suspended;
+    bool failed;         /* an allocation failed while recording: the transaction must not commit */
+    char nopk[128];
+};
+
+/* Raw record: str table, u8 sqlite op, varint ncols, [old values][new values]. */
+static void preupdate(void *ud, sqlite3 *db, int op, const char *zdb, const char *table, sqlite3_int64 k1,
+                      sqlite3_int64 k2)
+{
+    (void)k1;
+    (void)k2;
+    struct edge_capture *c = ud;
+    if (c->suspended || strcmp(zdb, "main") != 0 || strncmp(table, "_edge_", 6) == 0 ||
+        strncmp(table, "sqlite_", 7) == 0) {
+        return;
+    }
+    int n = sqlite3_preupdate_count(db);
+    size_t mark = c->raw.len;
+    int rv = edge__repl_put_str(&c->raw, table, strlen(table));
+    if (rv == EDGE_OK) rv = edge_buf_putc(&c->raw, (char)op);
+    if (rv == EDGE_OK) rv = edge__uvarint_put(&c->raw, (uint64_t)n);
+    for (int pass = 0; pass < 2 && rv == EDGE_OK; pass++) {
+        bool old = pass == 0;
+        if (old && op == SQLITE_INSERT) continue;
+        if (!old && op == SQLITE_DELETE) continue;
+        for (int i = 0; i < n && rv == EDGE_OK; i++) {
+            sqlite3_value *v = NULL;
+            int src = old ? sqlite3_preupdate_old(db, i, &v) : sqlite3_preupdate_new(db, i, &v);
+            if (src != SQLITE_OK || v == NULL) {
+                rv = edge_buf_putc(&c->raw, 0);
+            } else {
+                rv = edge__repl_put_value(&c->raw, v);
+            }
+        }
+    }
+    if (rv != EDGE_OK) {
+        c->raw.len = mark;
+        c->failed = true;
+        return;
+    }
+    c->n_ops++;
+}
+
+int edge_capture_create(sqlite3 *db, struct edge_capture **out)
+{
+    struct edge_capture *c = edge_calloc(1, sizeof(*c));
+    if (c == NULL) return EDGE_ENOMEM;
+    c->db = db;
+    edge_buf_init(&c->raw, (size_t)1 << 30);
+    sqlite3_preupdate_hook(db, preupdate, c);
+    *out = c;
+    return EDGE_OK;
+}
+
+void edge_capture_destroy(struct edge_capture *c)
+{
+    if (c == NULL) return;
+    sqlite3_preupdate_hook(c->db, NULL, NULL);
+    edge_buf_free(&c->raw);
+    edge_free(c);
+}
+
+void edge_capture_reset(struct edge_capture *c)
+{
+    edge_buf_reset(&c->raw);
+    c->n_ops = 0;
+    c->failed = false;
+}
+
+size_t edge_capture_mark(const struct edge_capture *c) { return c->raw.len; }
+
+void edge_capture_rewind(struct edge_capture *c, size_t mark)
+{
+    if (mark <= c->raw.len) {
+        c->raw.len = mark;
+        if (c->raw.data) c->raw.data[mark] = '\0';
+    }
+}
+
+void edge_capture_suspend(struct edge_capture *c, bool suspended) { c->suspended = suspended; }
+bool edge_capture_has_changes(const struct edge_capture *c) { return c->raw.len > 0; }
+
+int edge_capture_ddl(struct edge_capture *c, const char *sql, size_t len)
+{
+    if (c->suspended) return EDGE_OK;
+    size_t mark = c->raw.len;
+    int rv = edge__repl_put_str(&c->raw, "", 0);
+    if (rv == EDGE_OK) rv = edge_buf_putc(&c->raw, (char)EDGE__OP_DDL_RAW);
+    if (rv == EDGE_OK) rv = edge__repl_put_str(&c->raw, sql, len);
+    if (rv != EDGE_OK) {
+        c->raw.len = mark;
+        return rv;
+    }
+    c->n_ops++;
+    return EDGE_OK;
+}
+
+/* Walk raw records, calling fn for each. */
+struct raw_op {
+    const char *table;
+    size_t table_len;
+    int op;
+    uint64_t ncols;
+    struct edge__rd vals; /* positioned at the first value */
+    const char *sql;      /* ddl */
+    size_t sql_len;
+};
+
+static int raw_next(struct edge__rd *r, struct raw_op *o)
+{
+    uint8_t op;
+    if (edge__repl_get_str(r, &o->table, &o->table_len) != EDGE_OK) return EDGE_ECORRUPT;
+    if (edge__repl_get_u8(r, &op) != EDGE_OK) return EDGE_ECORRUPT;
+    o->op = op;
+    if (op == EDGE__OP_DDL_RAW) {
+        return edge__repl_get_str(r, &o->sql, &o->sql_len);
+    }
+    if (edge__repl_get_varint(r, &o->ncols) != EDGE_OK || o->ncols > 65535) return EDGE_ECORRUPT;
+    o->vals = *r;
+    int sets = op == SQLITE_UPDATE ? 2 : 1;
+    for (int s = 0; s < sets; s++) {
+        for (uint64_t i = 0; i < o->ncols; i++) {
+            if (edge__repl_skip_value(r) != EDGE_OK) return EDGE_ECORRUPT;
+        }
+    }
+    return EDGE_OK;
+}
+
+/* Copy value i of the value set starting at rd into out; also returns its bytes. */
+static int copy_value(struct edge__rd set, uint64_t idx, struct edge_buf *out)
+{
+    for (uint64_t i = 0; i < idx; i++) {
+        if (edge__repl_skip_value(&set) != EDGE_OK) return EDGE_ECORRUPT;
+    }
+    size_t start = set.off;
+    if (edge__repl_skip_value(&set) != EDGE_OK) return EDGE_ECORRUPT;
+    return edge_buf_append(out, set.p + start, set.off - start);
+}
+
+static int copy_set(struct edge__rd set, uint64_t n, struct edge_buf *out, struct edge__rd *after)
+{
+    size_t start = set.off;
+    for (uint64_t i = 0; i < n; i++) {
+        if (edge__repl_skip_value(&set) != EDGE_OK) return EDGE_ECORRUPT;
+    }
+    if (after) *after = set;
+    return edge_buf_append(out, set.p + start, set.off - start);
+}
+
+const char *edge_capture_table_without_pk(struct edge_capture *c)
+{
+    struct edge__rd r = {(const uint8_t *)c->raw.data, c->raw.len, 0};
+    while (r.off < r.len) {
+        struct raw_op o;
+        if (raw_next(&r, &o) != EDGE_OK) return NULL;
+        if (o.op == EDGE__OP_DDL_RAW) continue;
+        char name[128];
+        snprintf(name, sizeof(name), "%.*s", (int)o.table_len, o.table);
+        struct edge__pkinfo pk;
+        if (edge__repl_pk_info(c->db, name, &pk) == EDGE_OK && pk.npk == 0) {
+            snprintf(c->nopk, sizeof(c->nopk), "%s", name);
+            return c->nopk;
+        }
+    }
+    return NULL;
+}
+
+/* Encode the primary key of a value set (ncols values in column order). */
+int edge__repl_pk_bytes(struct edge__rd set, const struct edge__pkinfo *pk, struct edge_buf *out)
+{
+    for (int i = 0; i < pk->npk; i++) {
+        int rv = copy_value(set, (uint64_t)pk->pk[i], out);
+        if (rv != EDGE_OK) return rv;
+    }
+    return EDGE_OK;
+}
+
+int edge_repl_vv_load(sqlite3 *db, struct edge_vclock *vv)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT origin, seq FROM _edge_vv", -1, &st, NULL) != SQLITE_OK) return EDGE_ESTORE;
+    int rv = EDGE_OK;
+    while (rv == EDGE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        rv = edge_vclock_set(vv, (const char *)sqlite3_column_text(st, 0), (uint64_t)sqlite3_column_int64(st, 1));
+    }
+    sqlite3_finalize(st);
+    return rv;
+}
+
+int edge__repl_rows_put(sqlite3 *db, const char *table, const void *pk, size_t pklen, const char *origin,
+                        uint64_t seq, uint64_t hlc, bool deleted)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v3(db,
+                                "INSERT INTO _edge_rows(tbl, pk, origin, seq, hlc, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                                "ON CONFLICT(tbl, pk) DO UPDATE SET origin = excluded.origin, seq = excluded.seq, "
+                                "hlc = excluded.hlc, deleted = excluded.deleted",
+                                -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    if (rc != SQLITE_OK) return EDGE_ESTORE;
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 2, pk, pklen, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, origin, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)seq);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)hlc);
+    sqlite3_bind_int(st, 6, deleted ? 1 : 0);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
+}
+
+int edge__repl_log_put(sqlite3 *db, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
+                       const struct edge_vclock *deps, const void *payload, size_t len)
+{
+    struct edge_buf d;
+    edge_buf_init(&d, 1 << 20);
+    int rv = edge_vclock_encode(deps, &d);
+    if (rv != EDGE_OK) {
+        edge_buf_free(&d);
+        return rv;
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "INSERT INTO _edge_log(origin, seq, hlc, consistency, deps, payload) VALUES (?1,?2,?3,?4,?5,?6)",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)hlc);
+        sqlite3_bind_int(st, 4, consistency);
+        sqlite3_bind_blob64(st, 5, d.data ? d.data : "", d.len, SQLITE_STATIC);
+        sqlite3_bind_blob64(st, 6, payload ? payload : "", len, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    edge_buf_free(&d);
+    if (rc != SQLITE_DONE) return EDGE_ESTORE;
+    rc = sqlite3_prepare_v2(db,
+                            "INSERT INTO _edge_vv(origin, seq) VALUES (?1, ?2) "
+                            "ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq",
+                            -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
+}
+
+/* Build the payload from the raw records and the row metadata updates. */
+int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local *local, int consistency,
+                           uint64_t *out_seq, char *errmsg, size_t errmsg_len)
+{
+    *out_seq = 0;
+    if (c->failed) {
+        snprintf(errmsg, errmsg_len, "change capture ran out of memory");
+        return EDGE_ENOMEM;
+    }
+    if (c->raw.len == 0) {
+        return EDGE_OK;
+    }
+    int rv = EDGE_OK;
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    struct edge_buf payload, pkb, body;
+    edge_buf_init(&payload, (size_t)1 << 30);
+    edge_buf_init(&pkb, 1 << 20);
+    edge_buf_init(&body, (size_t)1 << 30);
+    bool suspended = c->suspended;
+    c->suspended = true; /* our own metadata writes are not user changes */
+
+    rv = edge_repl_vv_load(c->db, &vv);
+    if (rv != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot read the version vector");
+        goto out;
+    }
+    uint64_t seq = edge_vclock_get(&vv, local->region) + 1;
+    pthread_mutex_lock((pthread_mutex_t *)local->mu);
+    uint64_t hlc = edge_hlc_now(local->hlc);
+    pthread_mutex_unlock((pthread_mutex_t *)local->mu);
+
+    uint64_t n_ops = 0;
+    struct edge__rd r = {(const uint8_t *)c->raw.data, c->raw.len, 0};
+    char table[256];
+    struct edge__pkinfo pk = {0};
+    table[0] = '\0';
+    while (rv == EDGE_OK && r.off < r.len) {
+        struct raw_op o;
+        if (raw_next(&r, &o) != EDGE_OK) {
+            rv = EDGE_ECORRUPT;
+            break;
+        }
+        if (o.op == EDGE__OP_DDL_RAW) {
+            rv = edge__repl_put_str(&body, "", 0);
+            if (rv == EDGE_OK) rv = edge_buf_putc(&body, EDGE_REPL_OP_DDL);
+            if (rv == EDGE_OK) rv = edge__repl_put_str(&body, o.sql, o.sql_len);
+            n_ops++;
+            continue;
+        }
+        if (o.table_len >= sizeof(table)) {
+            rv = EDGE_EINVAL;
+            snprintf(errmsg, errmsg_len, "table name too long");
+            break;
+        }
+        if (strlen(table) != o.table_len || memcmp(table, o.table, o.table_len) != 0) {
+            memcpy(table, o.table, o.table_len);
+            table[o.table_len] = '\0';
+            if (edge__repl_pk_info(c->db, table, &pk) != EDGE_OK) {
+                rv = EDGE_ESTORE;
+                snprintf(errmsg, errmsg_len, "cannot read the schema of table %s", table);
+                break;
+            }
+        }
+        if (pk.npk == 0) {
+            rv = EDGE_EINVAL;
+            snprintf(errmsg, errmsg_len,
+                     "table %s has no PRIMARY KEY: edgelite replicates only tables with a primary key", table);
+            break;
+        }
+        if ((uint64_t)pk.ncols != o.ncols) {
+            rv = EDGE_ESTORE;
+            snprintf(errmsg, errmsg_len, "table %s changed shape during the transaction", table);
+            break;
+        }
+        struct edge__rd oldset = o.vals, newset = o.vals;
+        if (o.op == SQLITE_UPDATE) {
+            /* the new values follow the old ones */
+            struct edge_buf skip;
+            edge_buf_init(&skip, (size_t)1 << 30);
+            rv = copy_set(o.vals, o.ncols, &skip, &newset);
+            edge_buf_free(&skip);
+            if (rv != EDGE_OK) break;
+        }
+        /* An UPDATE that moves the primary key is a delete of the old key plus an upsert. */
+        struct edge_buf oldpk;
+        edge_buf_init(&oldpk, 1 << 20);
+        edge_buf_reset(&pkb);
+        if (o.op != SQLITE_INSERT) rv = edge__repl_pk_bytes(oldset, &pk, &oldpk);
+        if (rv == EDGE_OK && o.op != SQLITE_DELETE) rv = edge__repl_pk_bytes(newset, &pk, &pkb);
+        bool moved = o.op == SQLITE_UPDATE &&
+                     (oldpk.len != pkb.len || memcmp(oldpk.data ? oldpk.data : "", pkb.data ? pkb.data : "", pkb.len) != 0);
+        if (rv == EDGE_OK && (o.op == SQLITE_DELETE || moved)) {
+            rv = edge__repl_put_str(&body, table, o.table_len);
+            if (rv == EDGE_OK) rv = edge_buf_putc(&body, EDGE_REPL_OP_DELETE);
+            if (rv == EDGE_OK) rv = edge__uvarint_put(&body, (uint64_t)pk.npk);
+            if (rv == EDGE_OK) rv = edge_buf_append(&body, oldpk.data ? oldpk.data : "", oldpk.len);
+            if (rv == EDGE_OK) rv = edge__repl_rows_put(c->db, table, oldpk.data ? oldpk.data : "", oldpk.len,
+                                                        local->region, seq, hlc, true);
+            n_ops++;
+        }
+        if (rv == EDGE_OK && o.op != SQLITE_DELETE) {
+            rv = edge__repl_put_str(&body, table, o.table_len);
+            if (rv == EDGE_OK) rv = edge_buf_putc(&body, EDGE_REPL_OP_UPSERT);
+            if (rv == EDGE_OK) rv = edge__uvarint_put(&body, o.ncols);
+            if (rv == EDGE_OK) rv = copy_set(newset, o.ncols, &body, NULL);
+            if (rv == EDGE_OK) rv = edge__repl_rows_put(c->db, table, pkb.data ? pkb.data : "", pkb.len,
+                                                        local->region, seq, hlc, false);
+            n_ops++;
+        }
+        edge_buf_free(&oldpk);
+    }
+    if (rv != EDGE_OK) {
+        if (errmsg[0] == '\0') snprintf(errmsg, errmsg_len, "cannot record the change: %s", edge_strerror(rv));
+        goto out;
+    }
+    rv = edge_buf_putc(&payload, EDGE_REPL_PAYLOAD_VERSION);
+    if (rv == EDGE_OK) rv = edge__uvarint_put(&payload, n_ops);
+    if (rv == EDGE_OK) rv = edge_buf_append(&payload, body.data ? body.data : "", body.len);
+    /* deps: what this region had seen when it wrote (its VV before this entry). */
+    if (rv == EDGE_OK) rv = edge__repl_log_put(c->db, local->region, seq, hlc, consistency, &vv, payload.data, payload.len);
+    if (rv != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot append to the change log");
+        goto out;
+    }
+    *out_seq = seq;
+    edge_capture_reset(c);
+out:
+    c->suspended = suspended;
+    edge_vclock_close(&vv);
+    edge_buf_free(&payload);
+    edge_buf_free(&pkb);
+    edge_buf_free(&body);
+    return rv;
+}
+
+int edge_repl_schema_init(sqlite3 *db, char *errmsg, size_t errmsg_len)
+{
+    static const char ddl[] =
+        "CREATE TABLE IF NOT EXISTS _edge_log(origin TEXT NOT NULL, seq INTEGER NOT NULL, hlc INTEGER NOT NULL,"
+        " consistency INTEGER NOT NULL, deps BLOB NOT NULL, payload BLOB NOT NULL,"
+        " PRIMARY KEY(origin, seq)) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS _edge_vv(origin TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS _edge_rows(tbl TEXT NOT NULL, pk BLOB NOT NULL, origin TEXT NOT NULL,"
+        " seq INTEGER NOT NULL, hlc INTEGER NOT NULL, deleted INTEGER NOT NULL, PRIMARY KEY(tbl, pk)) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS _edge_conflicts(id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, pk BLOB NOT NULL,"
+        " winner_origin TEXT NOT NULL, winner_seq INTEGER NOT NULL, winner_hlc INTEGER NOT NULL,"
+        " loser_origin TEXT NOT NULL, loser_seq INTEGER NOT NULL, loser_hlc INTEGER NOT NULL,"
+        " loser_deleted INTEGER NOT NULL, loser_image BLOB, at_ms INTEGER NOT NULL);";
+    char *err = NULL;
+    int rc = sqlite3_exec(db, ddl, NULL, NULL, &err);
+    if (rc != SQLITE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot create the replication tables: %s", err ? err : sqlite3_errstr(rc));
+        sqlite3_free(err);
+        return EDGE_ESTORE;
+    }
+    return EDGE_OK;
+}

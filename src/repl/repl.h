@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/* Replication core: change capture on write connections, the change log and version
+ * vector, and the deterministic application of remote entries.
+ *
+ * DESIGN (DESIGN.md section 3, with one deliberate difference)
+ * Capture uses SQLite's preupdate hook rather than the session extension: the hook
+ * sees the complete new row of every INSERT and UPDATE (sessions keep only the changed
+ * columns of an UPDATE), so every logged operation is a full after-image ("upsert") or
+ * a delete by primary key. That makes application order-independent under
+ * last-writer-wins: whatever order entries arrive in, each row ends as the image of its
+ * greatest (hlc, origin) writer, and a delete leaves a tombstone in _edge_rows so an
+ * older upsert never resurrects the row. It is also cheaper (PERF-NOTES: hook ~5%,
+ * session 50-60%).
+ *
+ * One log entry per committed write transaction: the writer's group commit makes one
+ * entry per group; an interactive transaction makes one at its COMMIT. The entry, the
+ * row metadata and the version vector are written in the same SQLite transaction as the
+ * data, so an acknowledged write and its log entry are durable together.
+ *
+ * Conflicts. Applying entry E (origin o_E) to a row last written by (o, s, hlc): if
+ * E.deps[o] >= s, E's writer had seen that version: E simply replaces it. Otherwise the
+ * two writes were concurrent: the greater (hlc, origin) wins, the loser's image goes to
+ * _edge_conflicts, and the conflict counters move. */
+#ifndef EDGE_REPL_H
+#define EDGE_REPL_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/vclock.h"
+
+/* Create the _edge_* replication tables if missing. Any write connection. */
+int edge_repl_schema_init(sqlite3 *db, char *errmsg, size_t errmsg_len);
+
+/* ---- capture (one per write connection; used only by the thread owning it) ---- */
+struct edge_capture;
+
+int edge_capture_create(sqlite3 *db, struct edge_capture **out);
+void edge_capture_destroy(struct edge_capture *c);
+/* Forget everything captured (a transaction starts or rolled back). */
+void edge_capture_reset(struct edge_capture *c);
+/* Position to rewind to when a statement or a savepoint is undone. */
+size_t edge_capture_mark(const struct edge_capture *c);
+void edge_capture_rewind(struct edge_capture *c, size_t mark);
+/* While suspended (remote entries being applied) nothing is recorded. */
+void edge_capture_suspend(struct edge_capture *c, bool suspended);
+/* Anything captured since the last reset? */
+bool edge_capture_has_changes(const struct edge_capture *c);
+/* Record a DDL statement's text (expanded SQL), kept in order with the row changes:
+ * replicas run it before the rows that follow it. */
+int edge_capture_ddl(struct edge_capture *c, const char *sql, size_t len);
+/* Tables written since the last reset without a PRIMARY KEY: their name, else NULL. */
+const char *edge_capture_table_without_pk(struct edge_capture *c);
+
+/* Shared by every write connection of a node: the local region and its hybrid clock. */
+struct edge_repl_local {
+    const char *region;      /* borrowed */
+    struct edge_hlc *hlc;    /* guarded by mu */
+    void *mu;                /* pthread_mutex_t *, guards hlc */
+};
+
+/* Inside the caller's open write transaction: turn what was captured into one log
+ * entry of this region (next seq), update _edge_rows and _edge_vv, reset the capture.
+ * No-op (out_seq 0) when nothing was captured. On error the caller must roll back.
+ * consistency: 0 eventual, 1 strong, 2 async. */
+int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local *local, int consistency,
+                           uint64_t *out_seq, char *errmsg, size_t errmsg_len);
+
+/* Read the version vector (_edge_vv) into vv (which must be empty). */
+int edge_repl_vv_load(sqlite3 *db, struct edge_vclock *vv);
+
+/* ---- applying remote entries ---- */
+struct edge_repl_apply_stats {
+    uint64_t applied;     /* entries applied */
+    uint64_t duplicates;  /* already present, skipped */
+    uint64_t deferred;    /* not yet applicable (gap or missing dependency) */
+    uint64_t rows;        /* row operations applied */
+    uint64_t conflicts;   /* concurrent writes resolved */
+};
+
+/* Apply one entry inside the caller's open transaction (capture suspended by the
+ * caller). Returns EDGE_OK (applied, or a duplicate: *out_status 1 applied, 0 dup),
+ * EDGE_EAGAIN when it cannot be applied yet (gap in the origin's sequence or a
+ * dependency not yet present), EDGE_ECORRUPT for a malformed payload. */
+int edge_repl_apply_entry(sqlite3 *db, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
+                          const struct edge_vclock *deps, const uint8_t *payload, size_t payload_len,
+                          struct edge_repl_apply_stats *stats, char *errmsg, size_t errmsg_len);
+
+/* Decode a payload for display/tests: calls cb for each op. */
+typedef void (*edge_repl_op_cb)(void *ud, const char *table, int op /* 1 upsert, 2 delete */, int ncols);
+int edge_repl_payload_walk(const uint8_t *p, size_t len, edge_repl_op_cb cb, void *ud);
+
+#endif
