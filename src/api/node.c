@@ -46,6 +46,8 @@
 #include "core/jwt.h"
 #include "core/log.h"
 #include "net/http.h"
+#include "repl/peer.h"
+#include "repl/proto.h"
 #include "repl/repl.h"
 #include "store/store.h"
 #include "store/writer.h"
@@ -68,6 +70,7 @@ struct metrics {
     _Atomic uint64_t stmts, stmt_errors, rows;
     _Atomic int64_t ws_streams;
     _Atomic uint64_t routed[3];
+    _Atomic uint64_t repl_applied, repl_rows, repl_conflicts, repl_duplicates, repl_deferred;
 };
 
 /* A dedicated connection for an interactive transaction, with its change capture
@@ -132,6 +135,10 @@ struct edge_node {
     struct edge_vclock vv;     /* this node's version vector (vv_mu) */
     int default_consistency;   /* 0 eventual, 1 strong, 2 async */
     const char *primary;       /* region with the lowest priority (borrowed from the config) */
+    struct edge_peer *peers[32];
+    const char *peer_region[32];
+    const char *peer_url[32];
+    int n_peers;
     int n_txn;    /* connections open in total */
 };
 
@@ -168,7 +175,10 @@ struct ws_msg {
     struct ws_msg *next;
 };
 
+enum session_kind { SESSION_HRANA = 1, SESSION_PEER = 2 };
+
 struct ws_session {
+    int kind; /* SESSION_HRANA */
     struct loop *loop;
     struct edge_http_conn *conn;
     int version;
@@ -205,6 +215,13 @@ struct unit {
     struct ws_stream *wss;
     int64_t request_id;
     struct unit *next;
+    /* Peer ENTRIES (writer job) */
+    struct peer_session *peer;
+    uint8_t *frame;
+    size_t frame_len;
+    struct edge_vclock ack_vv;
+    int apply_rv;
+    char apply_err[256];
     /* CRDT (writer job) */
     char *crdt_method, *crdt_path;
     int crdt_status;
@@ -238,6 +255,8 @@ void edge_node_config_defaults(struct edge_node_config *cfg)
     cfg->stream_timeout_ms = 10000;
     cfg->query_budget_ms = 5000;
     cfg->idle_conn_timeout_ms = 60000;
+    cfg->bookmark_timeout_ms = 5000;
+    cfg->strong_timeout_ms = 5000;
 }
 
 int edge_node_port(const struct edge_node *n) { return n->port; }
@@ -785,8 +804,14 @@ static void unit_finish_ws(struct unit *u)
     ws_session_unref(s);
 }
 
+static void peer_apply_finish(struct unit *u);
+
 static void unit_finish(struct unit *u)
 {
+    if (u->peer != NULL) {
+        peer_apply_finish(u);
+        return;
+    }
     if (u->crdt_method != NULL) {
         struct edge_node *n = u->loop->node;
         if (!edge_http_conn_is_closed(u->conn)) {
@@ -828,15 +853,19 @@ static struct unit *unit_new(struct loop *l, struct edge_http_conn *c, json_t *b
 static void wake_loops(struct edge_node *n);
 
 /* A local transaction committed entry `seq` of this region. Any thread. */
+static void peers_notify(struct edge_node *n);
+
 static void local_committed(struct edge_node *n, uint64_t seq, int consistency)
 {
-    (void)consistency;
     if (seq == 0) return;
     pthread_mutex_lock(&n->vv_mu);
     if (edge_vclock_get(&n->vv, n->region) < seq) {
         edge_vclock_set(&n->vv, n->region, seq);
     }
     pthread_mutex_unlock(&n->vv_mu);
+    if (consistency != 2) {
+        peers_notify(n); /* eventual and strong entries are pushed at once; async waits for the tick */
+    }
     wake_loops(n);
 }
 
@@ -948,6 +977,376 @@ static void wake_loops(struct edge_node *n)
     for (int i = 0; i < n->n_loops; i++) {
         if (n->loops[i].wake_ready) uv_async_send(&n->loops[i].wake_async);
     }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Peer links, server side: /v1/peer                                                  */
+/* ---------------------------------------------------------------------------------- */
+
+struct peer_frame {
+    uint8_t *data;
+    size_t len;
+    struct peer_frame *next;
+};
+
+/* One inbound link from another region (its outbound peer thread). Loop thread. */
+struct peer_session {
+    int kind; /* SESSION_PEER */
+    struct loop *loop;
+    struct edge_http_conn *conn;
+    uint8_t nonce[EDGE_REPL_NONCE_LEN];
+    bool authed;
+    char region[EDGE_VCLOCK_REGION_MAX + 1];
+    struct peer_frame *q_head, *q_tail;
+    size_t q_len;
+    bool busy;   /* an apply job is on the writer */
+    bool closed;
+    int refs;
+};
+
+static void peer_process(struct peer_session *ps);
+
+static void peer_session_unref(struct peer_session *ps)
+{
+    if (--ps->refs > 0) return;
+    while (ps->q_head != NULL) {
+        struct peer_frame *f = ps->q_head;
+        ps->q_head = f->next;
+        edge_free(f->data);
+        edge_free(f);
+    }
+    edge_http_conn_unref(ps->conn);
+    edge_free(ps);
+}
+
+static void peer_send(struct peer_session *ps, struct edge_buf *b)
+{
+    if (!ps->closed && b->len > 0) {
+        edge_http_ws_send(ps->conn, 2, b->data, b->len);
+    }
+}
+
+/* Refuse the link: an ERROR message with the reason, then close. Logged once. */
+static void peer_refuse(struct peer_session *ps, const char *code, const char *msg)
+{
+    EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "peer link from %s refused: %s: %s", ps->region[0] ? ps->region : "?",
+             code, msg);
+    struct edge_buf b;
+    edge_buf_init(&b, 4096);
+    if (edge_repl_encode_error(&b, code, msg) == EDGE_OK) peer_send(ps, &b);
+    edge_buf_free(&b);
+    edge_http_ws_close(ps->conn, 1008, code);
+    ps->closed = true;
+}
+
+static void vv_snapshot(struct edge_node *n, struct edge_vclock *out)
+{
+    pthread_mutex_lock(&n->vv_mu);
+    edge_vclock_copy(out, &n->vv);
+    pthread_mutex_unlock(&n->vv_mu);
+}
+
+/* Writer thread, alone: apply a batch of entries in order inside one transaction. */
+static int peer_apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
+{
+    struct unit *u = (struct unit *)job;
+    struct edge_node *n = u->loop->node;
+    sqlite3 *db = edge_store_db(conn);
+    struct edge_repl_entry *entries = NULL;
+    size_t count = 0;
+    u->apply_rv = edge_repl_decode_entries(u->frame, u->frame_len, &entries, &count);
+    if (u->apply_rv != EDGE_OK) {
+        snprintf(u->apply_err, sizeof(u->apply_err), "malformed ENTRIES message");
+        return EDGE_OK;
+    }
+    struct edge_repl_apply_stats st = {0};
+    edge_capture_suspend(n->wcap, true);
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    int rv = rc == SQLITE_OK ? EDGE_OK : EDGE_EBUSY;
+    for (size_t i = 0; i < count && rv == EDGE_OK; i++) {
+        struct edge_repl_entry *e = &entries[i];
+        sqlite3_exec(db, "SAVEPOINT edge_apply", NULL, NULL, NULL);
+        int arv = edge_repl_apply_entry(db, e->origin, e->seq, e->hlc, e->consistency, &e->deps, e->payload,
+                                        e->payload_len, &st, u->apply_err, sizeof(u->apply_err));
+        if (arv == EDGE_OK) {
+            sqlite3_exec(db, "RELEASE edge_apply", NULL, NULL, NULL);
+            continue;
+        }
+        sqlite3_exec(db, "ROLLBACK TO edge_apply", NULL, NULL, NULL);
+        sqlite3_exec(db, "RELEASE edge_apply", NULL, NULL, NULL);
+        if (arv == EDGE_EAGAIN) {
+            continue; /* not applicable yet; the sender resends from our ACK */
+        }
+        rv = arv;
+    }
+    if (rc == SQLITE_OK) {
+        if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            rv = rv == EDGE_OK ? EDGE_ESTORE : rv;
+        }
+    }
+    edge_capture_suspend(n->wcap, false);
+    edge_repl_entries_free(entries, count);
+    if (rv == EDGE_OK || rv == EDGE_ECORRUPT || rv == EDGE_ESTORE) {
+        /* What we hold now, whatever happened: the sender resends the rest. */
+        struct edge_vclock vv;
+        edge_vclock_init(&vv);
+        if (edge_repl_vv_load(db, &vv) == EDGE_OK) {
+            pthread_mutex_lock(&n->vv_mu);
+            edge_vclock_merge(&n->vv, &vv);
+            pthread_mutex_unlock(&n->vv_mu);
+            edge_vclock_copy(&u->ack_vv, &vv);
+        }
+        edge_vclock_close(&vv);
+    }
+    atomic_fetch_add(&n->m.repl_applied, st.applied);
+    atomic_fetch_add(&n->m.repl_rows, st.rows);
+    atomic_fetch_add(&n->m.repl_conflicts, st.conflicts);
+    atomic_fetch_add(&n->m.repl_duplicates, st.duplicates);
+    atomic_fetch_add(&n->m.repl_deferred, st.deferred);
+    u->apply_rv = rv;
+    return EDGE_OK;
+}
+
+static void peers_notify(struct edge_node *n)
+{
+    for (int i = 0; i < n->n_peers; i++) {
+        if (n->peers[i] != NULL) edge_peer_notify(n->peers[i]);
+    }
+}
+
+/* Link thread: a peer acknowledged entries; strong writes may be confirmed now. */
+static void peer_on_ack(void *ud, const char *peer_region)
+{
+    (void)peer_region;
+    wake_loops(ud);
+}
+
+static int peers_start(struct edge_node *n, char *errmsg, size_t errmsg_len)
+{
+    const struct edge_conf *conf = n->cfg.conf;
+    for (size_t i = 0; i < conf->n_regions && n->n_peers < 32; i++) {
+        const struct edge_conf_region *r = &conf->regions[i];
+        if (strcmp(r->id, n->region) == 0) continue;
+        if (r->url == NULL) {
+            snprintf(errmsg, errmsg_len, "region %s has no url in the configuration", r->id);
+            return EDGE_ECONFIG;
+        }
+        double rtt = n->cfg.wan ? edge_regions_rtt_ms(n->cfg.wan, n->region, r->id) : 0;
+        struct edge_peer_config pc = {
+            .db_path = n->db_path,
+            .local_region = n->region,
+            .cluster = conf->cluster_name,
+            .secret = conf->cluster_secret,
+            .peer_region = r->id,
+            .peer_url = r->url,
+            .one_way_delay_ms = rtt > 0 ? (int)(rtt / 2) : 0,
+            .sync_interval_ms = conf->sync_interval_ms,
+            .on_ack = peer_on_ack,
+            .ud = n,
+        };
+        int rv = edge_peer_start(&pc, &n->peers[n->n_peers]);
+        if (rv != EDGE_OK) {
+            snprintf(errmsg, errmsg_len, "cannot start the link to %s: %s", r->id, edge_strerror(rv));
+            return rv;
+        }
+        n->peer_region[n->n_peers] = r->id;
+        n->peer_url[n->n_peers] = r->url;
+        n->n_peers++;
+    }
+    return EDGE_OK;
+}
+
+static void peers_stop(struct edge_node *n)
+{
+    for (int i = 0; i < n->n_peers; i++) {
+        edge_peer_stop(n->peers[i]);
+        n->peers[i] = NULL;
+    }
+    n->n_peers = 0;
+}
+
+static void peer_apply_finish(struct unit *u)
+{
+    struct peer_session *ps = u->peer;
+    struct edge_node *n = u->loop->node;
+    if (u->apply_rv != EDGE_OK && u->apply_rv != EDGE_EBUSY) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "peer %s: apply failed: %s", ps->region,
+                 u->apply_err[0] ? u->apply_err : edge_strerror(u->apply_rv));
+    }
+    if (!ps->closed) {
+        struct edge_buf b;
+        edge_buf_init(&b, 1 << 20);
+        if (u->apply_rv == EDGE_ECORRUPT && u->ack_vv.n_entries == 0) {
+            peer_refuse(ps, "BAD_ENTRIES", u->apply_err[0] ? u->apply_err : "malformed entries");
+        } else {
+            if (u->ack_vv.n_entries == 0) vv_snapshot(n, &u->ack_vv);
+            if (edge_repl_encode_ack(&b, &u->ack_vv) == EDGE_OK) peer_send(ps, &b);
+        }
+        edge_buf_free(&b);
+    }
+    /* New entries (possibly from a third region) may need relaying to other peers, and
+     * reads waiting for a bookmark may now be served. */
+    peers_notify(n);
+    wake_loops(n);
+    ps->busy = false;
+    edge_vclock_close(&u->ack_vv);
+    edge_free(u->frame);
+    u->frame = NULL;
+    unit_free(u);
+    peer_process(ps);
+    peer_session_unref(ps);
+}
+
+static void peer_handle(struct peer_session *ps, struct peer_frame *f)
+{
+    struct loop *l = ps->loop;
+    struct edge_node *n = l->node;
+    int type = 0;
+    if (edge_repl_msg_type(f->data, f->len, &type) != EDGE_OK) {
+        peer_refuse(ps, "PROTOCOL", "empty or unknown message");
+        return;
+    }
+    struct edge_buf b;
+    edge_buf_init(&b, 1 << 20);
+    if (type == EDGE_REPL_MSG_HELLO) {
+        struct edge_repl_hello h;
+        memset(&h, 0, sizeof(h));
+        edge_vclock_init(&h.vv);
+        if (ps->authed) {
+            peer_refuse(ps, "HELLO_REPLAYED", "a second HELLO on an established link");
+        } else if (edge_repl_decode_hello(f->data, f->len, &h) != EDGE_OK) {
+            peer_refuse(ps, "PROTOCOL", "malformed HELLO");
+        } else {
+            snprintf(ps->region, sizeof(ps->region), "%s", h.region);
+            const char *secret = n->cfg.conf ? n->cfg.conf->cluster_secret : NULL;
+            const char *cluster = n->cfg.conf ? n->cfg.conf->cluster_name : "";
+            int vrv = secret ? edge_repl_hello_verify(&h, cluster, secret, ps->nonce) : EDGE_EAUTH;
+            if (vrv == EDGE_EPROTO) {
+                peer_refuse(ps, "VERSION", "unsupported peer protocol version");
+            } else if (vrv != EDGE_OK) {
+                peer_refuse(ps, "AUTH", "cluster name or secret does not match");
+            } else if (strcmp(h.region, n->region) == 0 || edge_conf_region_find(n->cfg.conf, h.region) == NULL) {
+                peer_refuse(ps, "UNKNOWN_REGION", "region is not part of this cluster");
+            } else {
+                ps->authed = true;
+                struct edge_vclock vv;
+                edge_vclock_init(&vv);
+                vv_snapshot(n, &vv);
+                if (edge_repl_encode_hello_ok(&b, n->region, &vv) == EDGE_OK) peer_send(ps, &b);
+                edge_vclock_close(&vv);
+                EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "peer link from %s established", ps->region);
+            }
+        }
+        edge_repl_hello_close(&h);
+    } else if (!ps->authed) {
+        peer_refuse(ps, "NO_HELLO", "the first message must be HELLO");
+    } else if (type == EDGE_REPL_MSG_PING) {
+        uint64_t t;
+        if (edge_repl_decode_ping(f->data, f->len, &t) != EDGE_OK) {
+            peer_refuse(ps, "PROTOCOL", "malformed PING");
+        } else if (edge_repl_encode_pong(&b, t) == EDGE_OK) {
+            peer_send(ps, &b);
+        }
+    } else if (type == EDGE_REPL_MSG_ENTRIES) {
+        struct unit *u = edge_calloc(1, sizeof(*u));
+        if (u == NULL) {
+            peer_refuse(ps, "INTERNAL", "out of memory");
+        } else {
+            u->loop = l;
+            u->start_ns = uv_hrtime();
+            edge_buf_init(&u->out, 16);
+            edge_vclock_init(&u->ack_vv);
+            u->peer = ps;
+            u->frame = f->data; /* the job owns the bytes now */
+            u->frame_len = f->len;
+            f->data = NULL;
+            u->wjob.exclusive = true;
+            u->wjob.run = peer_apply_run;
+            u->wjob.complete = writer_complete;
+            ps->busy = true;
+            ps->refs++;
+            if (edge_writer_submit(n->writer, &u->wjob) != EDGE_OK) {
+                u->apply_rv = EDGE_ECLOSED;
+                peer_apply_finish(u);
+            }
+        }
+    } else if (type == EDGE_REPL_MSG_PONG) {
+        /* ignore */
+    } else {
+        peer_refuse(ps, "PROTOCOL", "unexpected message type");
+    }
+    edge_buf_free(&b);
+}
+
+static void peer_process(struct peer_session *ps)
+{
+    while (!ps->busy && !ps->closed && ps->q_head != NULL) {
+        struct peer_frame *f = ps->q_head;
+        ps->q_head = f->next;
+        if (ps->q_head == NULL) ps->q_tail = NULL;
+        ps->q_len--;
+        peer_handle(ps, f);
+        edge_free(f->data);
+        edge_free(f);
+    }
+}
+
+static void peer_on_message(struct peer_session *ps, int opcode, const uint8_t *data, size_t len)
+{
+    if (ps->closed) return;
+    if (opcode != 2) {
+        peer_refuse(ps, "PROTOCOL", "peer messages are binary frames");
+        return;
+    }
+    if (ps->q_len >= 64) {
+        peer_refuse(ps, "OVERLOAD", "too many messages in flight");
+        return;
+    }
+    struct peer_frame *f = edge_calloc(1, sizeof(*f));
+    uint8_t *copy = edge_malloc(len ? len : 1);
+    if (f == NULL || copy == NULL) {
+        edge_free(f);
+        edge_free(copy);
+        peer_refuse(ps, "INTERNAL", "out of memory");
+        return;
+    }
+    memcpy(copy, data, len);
+    f->data = copy;
+    f->len = len;
+    if (ps->q_tail) ps->q_tail->next = f; else ps->q_head = f;
+    ps->q_tail = f;
+    ps->q_len++;
+    peer_process(ps);
+}
+
+static void handle_peer_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct edge_node *n = l->node;
+    if (!n->cluster) {
+        respond_error(n, c, req, EP_OTHER, 404, "NOT_A_CLUSTER", "this node does not replicate");
+        return;
+    }
+    struct peer_session *ps = edge_calloc(1, sizeof(*ps));
+    if (ps == NULL) {
+        respond_error(n, c, req, EP_OTHER, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    if (edge_http_ws_accept(c, EDGE_REPL_WS_PROTOCOL) != EDGE_OK) {
+        edge_free(ps);
+        return;
+    }
+    ps->kind = SESSION_PEER;
+    ps->loop = l;
+    ps->conn = c;
+    edge_http_conn_ref(c);
+    ps->refs = 1;
+    randombytes_buf(ps->nonce, sizeof(ps->nonce));
+    edge_http_conn_set_ud(c, ps);
+    struct edge_buf b;
+    edge_buf_init(&b, 256);
+    if (edge_repl_encode_challenge(&b, ps->nonce) == EDGE_OK) peer_send(ps, &b);
+    edge_buf_free(&b);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -1262,6 +1661,10 @@ static void on_ws_message(void *ud, struct edge_http_conn *c, int opcode, const 
 {
     (void)ud;
     struct ws_session *s = edge_http_conn_ud(c);
+    if (s != NULL && s->kind == SESSION_PEER) {
+        peer_on_message((struct peer_session *)(void *)s, opcode, data, len);
+        return;
+    }
     if (s == NULL || s->closed) return;
     if (opcode != 1) {
         ws_fatal(s, 1003, "only text frames are supported");
@@ -1296,7 +1699,12 @@ static void on_conn_close(void *ud, struct edge_http_conn *c)
 {
     (void)ud;
     struct ws_session *s = edge_http_conn_ud(c);
-    if (s != NULL) {
+    if (s != NULL && s->kind == SESSION_PEER) {
+        struct peer_session *ps = (struct peer_session *)(void *)s;
+        edge_http_conn_set_ud(c, NULL);
+        ps->closed = true;
+        peer_session_unref(ps);
+    } else if (s != NULL) {
         edge_http_conn_set_ud(c, NULL);
         s->closed = true;
         ws_session_unref(s);
@@ -1351,6 +1759,7 @@ static void handle_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct e
     s->loop = l;
     s->conn = c;
     edge_http_conn_ref(c);
+    s->kind = SESSION_HRANA;
     s->version = version;
     s->refs = 1;
     hrana_sqlmap_init(&s->sqls, HRANA_MAX_SQL_PER_WS);
@@ -1372,10 +1781,153 @@ static uint64_t db_size(struct edge_node *n)
     return total;
 }
 
-static void status_peers(struct edge_node *n, struct edge_buf *b)
+/* Entries of the local log the peer has not acknowledged, and the age of the oldest of
+ * them (from its hybrid timestamp). Loop thread, on that loop's read connection. */
+static void peer_backlog(struct edge_node *n, struct edge_store_conn *rconn, const struct edge_vclock *acked,
+                         uint64_t *out_pending, double *out_lag_ms)
 {
-    (void)n;
-    (void)b;
+    *out_pending = 0;
+    *out_lag_ms = 0;
+    uint64_t oldest = UINT64_MAX;
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    vv_snapshot(n, &vv);
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(edge_store_db(rconn), "SELECT hlc FROM _edge_log WHERE origin = ?1 AND seq = ?2", -1, &st, NULL);
+    for (size_t i = 0; i < vv.n_entries; i++) {
+        uint64_t have = vv.entries[i].n, theirs = edge_vclock_get(acked, vv.entries[i].region);
+        if (have <= theirs) continue;
+        *out_pending += have - theirs;
+        if (st != NULL) {
+            sqlite3_bind_text(st, 1, vv.entries[i].region, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)(theirs + 1));
+            if (sqlite3_step(st) == SQLITE_ROW) {
+                uint64_t h = (uint64_t)sqlite3_column_int64(st, 0);
+                if (h < oldest) oldest = h;
+            }
+            sqlite3_reset(st);
+        }
+    }
+    sqlite3_finalize(st);
+    edge_vclock_close(&vv);
+    if (oldest != UINT64_MAX) {
+        uint64_t now = wall_ms();
+        *out_lag_ms = now > EDGE_HLC_MS(oldest) ? (double)(now - EDGE_HLC_MS(oldest)) : 0;
+    }
+}
+
+static void status_peers(struct edge_node *n, struct edge_store_conn *rconn, struct edge_buf *b)
+{
+    for (int i = 0; i < n->n_peers; i++) {
+        struct edge_peer_status ps;
+        edge_peer_status(n->peers[i], &ps);
+        uint64_t pending;
+        double lag;
+        peer_backlog(n, rconn, &ps.acked, &pending, &lag);
+        if (i > 0) edge_buf_putc(b, ',');
+        edge_buf_puts(b, "{\"region\":");
+        edge_buf_json_cstr(b, n->peer_region[i]);
+        edge_buf_puts(b, ",\"url\":");
+        edge_buf_json_cstr(b, n->peer_url[i]);
+        edge_buf_printf(b, ",\"connected\":%s,\"rtt_ms\":%.3f,\"lag_ms\":%.0f,\"pending\":%llu,\"acked\":{",
+                        ps.connected ? "true" : "false", ps.rtt_ms, lag, (unsigned long long)pending);
+        for (size_t k = 0; k < ps.acked.n_entries; k++) {
+            if (k > 0) edge_buf_putc(b, ',');
+            edge_buf_json_cstr(b, ps.acked.entries[k].region);
+            edge_buf_printf(b, ":%llu", (unsigned long long)ps.acked.entries[k].n);
+        }
+        edge_buf_printf(b, "},\"entries_sent\":%llu,\"bytes_sent\":%llu,\"retries\":%llu,\"last_error\":",
+                        (unsigned long long)ps.entries_sent, (unsigned long long)ps.bytes_sent,
+                        (unsigned long long)ps.retries);
+        edge_buf_json_cstr(b, ps.last_error);
+        edge_buf_putc(b, '}');
+        edge_vclock_close(&ps.acked);
+    }
+}
+
+static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, struct edge_buf *b)
+{
+    edge_buf_printf(b,
+                    "# TYPE edgelite_repl_entries_applied_total counter\nedgelite_repl_entries_applied_total %llu\n"
+                    "# TYPE edgelite_repl_rows_applied_total counter\nedgelite_repl_rows_applied_total %llu\n"
+                    "# TYPE edgelite_repl_conflicts_total counter\nedgelite_repl_conflicts_total %llu\n"
+                    "# TYPE edgelite_repl_duplicates_total counter\nedgelite_repl_duplicates_total %llu\n"
+                    "# TYPE edgelite_repl_deferred_total counter\nedgelite_repl_deferred_total %llu\n",
+                    (unsigned long long)atomic_load(&n->m.repl_applied), (unsigned long long)atomic_load(&n->m.repl_rows),
+                    (unsigned long long)atomic_load(&n->m.repl_conflicts),
+                    (unsigned long long)atomic_load(&n->m.repl_duplicates),
+                    (unsigned long long)atomic_load(&n->m.repl_deferred));
+    pthread_mutex_lock(&n->vv_mu);
+    edge_buf_puts(b, "# TYPE edgelite_repl_version_vector gauge\n");
+    for (size_t i = 0; i < n->vv.n_entries; i++) {
+        edge_buf_printf(b, "edgelite_repl_version_vector{origin=\"%s\"} %llu\n", n->vv.entries[i].region,
+                        (unsigned long long)n->vv.entries[i].n);
+    }
+    pthread_mutex_unlock(&n->vv_mu);
+    edge_buf_puts(b, "# TYPE edgelite_repl_peer_connected gauge\n# TYPE edgelite_repl_peer_lag_ms gauge\n"
+                     "# TYPE edgelite_repl_peer_pending_entries gauge\n# TYPE edgelite_repl_peer_rtt_ms gauge\n"
+                     "# TYPE edgelite_repl_peer_entries_sent_total counter\n"
+                     "# TYPE edgelite_repl_peer_bytes_sent_total counter\n"
+                     "# TYPE edgelite_repl_peer_retries_total counter\n");
+    for (int i = 0; i < n->n_peers; i++) {
+        struct edge_peer_status ps;
+        edge_peer_status(n->peers[i], &ps);
+        uint64_t pending;
+        double lag;
+        peer_backlog(n, rconn, &ps.acked, &pending, &lag);
+        const char *r = n->peer_region[i];
+        edge_buf_printf(b,
+                        "edgelite_repl_peer_connected{peer=\"%s\"} %d\nedgelite_repl_peer_lag_ms{peer=\"%s\"} %.0f\n"
+                        "edgelite_repl_peer_pending_entries{peer=\"%s\"} %llu\nedgelite_repl_peer_rtt_ms{peer=\"%s\"} %.3f\n"
+                        "edgelite_repl_peer_entries_sent_total{peer=\"%s\"} %llu\n"
+                        "edgelite_repl_peer_bytes_sent_total{peer=\"%s\"} %llu\n"
+                        "edgelite_repl_peer_retries_total{peer=\"%s\"} %llu\n",
+                        r, ps.connected ? 1 : 0, r, lag, r, (unsigned long long)pending, r, ps.rtt_ms, r,
+                        (unsigned long long)ps.entries_sent, r, (unsigned long long)ps.bytes_sent, r,
+                        (unsigned long long)ps.retries);
+        edge_vclock_close(&ps.acked);
+    }
+}
+
+/* GET /v1/conflicts: the most recent resolved conflicts, newest first. */
+static void handle_conflicts(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct edge_node *n = l->node;
+    struct edge_buf b;
+    edge_buf_init(&b, 16u << 20);
+    edge_buf_puts(&b, "{\"region\":");
+    edge_buf_json_cstr(&b, n->region);
+    edge_buf_puts(&b, ",\"conflicts\":[");
+    sqlite3_stmt *st = NULL;
+    uint64_t total = 0;
+    if (n->cluster &&
+        sqlite3_prepare_v2(edge_store_db(l->rconn),
+                           "SELECT id, tbl, hex(pk), winner_origin, winner_seq, winner_hlc, loser_origin, loser_seq,"
+                           " loser_hlc, loser_deleted, at_ms, (SELECT count(*) FROM _edge_conflicts)"
+                           " FROM _edge_conflicts ORDER BY id DESC LIMIT 1000",
+                           -1, &st, NULL) == SQLITE_OK) {
+        int i = 0;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            if (i++ > 0) edge_buf_putc(&b, ',');
+            total = (uint64_t)sqlite3_column_int64(st, 11);
+            edge_buf_printf(&b, "{\"id\":%lld,\"table\":", (long long)sqlite3_column_int64(st, 0));
+            edge_buf_json_cstr(&b, (const char *)sqlite3_column_text(st, 1));
+            edge_buf_puts(&b, ",\"pk_hex\":");
+            edge_buf_json_cstr(&b, (const char *)sqlite3_column_text(st, 2));
+            edge_buf_puts(&b, ",\"winner\":{\"origin\":");
+            edge_buf_json_cstr(&b, (const char *)sqlite3_column_text(st, 3));
+            edge_buf_printf(&b, ",\"seq\":%lld,\"hlc\":%lld},\"loser\":{\"origin\":",
+                            (long long)sqlite3_column_int64(st, 4), (long long)sqlite3_column_int64(st, 5));
+            edge_buf_json_cstr(&b, (const char *)sqlite3_column_text(st, 6));
+            edge_buf_printf(&b, ",\"seq\":%lld,\"hlc\":%lld,\"deleted\":%s},\"at_ms\":%lld}",
+                            (long long)sqlite3_column_int64(st, 7), (long long)sqlite3_column_int64(st, 8),
+                            sqlite3_column_int(st, 9) ? "true" : "false", (long long)sqlite3_column_int64(st, 10));
+        }
+    }
+    sqlite3_finalize(st);
+    edge_buf_printf(&b, "],\"total\":%llu}", (unsigned long long)total);
+    respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);
+    edge_buf_free(&b);
 }
 
 static void handle_status(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
@@ -1403,7 +1955,7 @@ static void handle_status(struct loop *l, struct edge_http_conn *c, struct edge_
     }
     pthread_mutex_unlock(&n->vv_mu);
     edge_buf_puts(&b, "},\"peers\":[");
-    status_peers(n, &b);
+    status_peers(n, l->rconn, &b);
     edge_buf_puts(&b, "]}");
     respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);
     edge_buf_free(&b);
@@ -1496,6 +2048,7 @@ static void handle_metrics(struct loop *l, struct edge_http_conn *c, struct edge
                     (unsigned long long)ws.commit_failures, (unsigned long long)db_size(n),
                     (unsigned long long)crdt_ops, (unsigned long long)crdt_merges, (unsigned long long)crdt_conflicts,
                     (double)(mono_ms() - n->start_mono_ms) / 1000.0);
+    if (n->cluster) metrics_peers(n, l->rconn, &b);
     respond(n, c, req, EP_METRICS, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
     edge_buf_free(&b);
 }
@@ -1556,7 +2109,11 @@ static void on_request(void *ud, struct edge_http_conn *c, struct edge_http_req 
     bool get = req->method == HTTP_GET || req->method == HTTP_HEAD;
     bool post = req->method == HTTP_POST;
     if (req->upgrade) {
-        handle_ws_upgrade(l, c, req);
+        if (strcmp(p, "/v1/peer") == 0) {
+            handle_peer_upgrade(l, c, req);
+        } else {
+            handle_ws_upgrade(l, c, req);
+        }
         return;
     }
     if (post && (ends_with(p, "/v2/pipeline") || ends_with(p, "/v3/pipeline"))) {
@@ -1575,6 +2132,8 @@ static void on_request(void *ud, struct edge_http_conn *c, struct edge_http_req 
         handle_metrics(l, c, req);
     } else if (get && strcmp(p, "/v1/status") == 0) {
         handle_status(l, c, req);
+    } else if (get && strcmp(p, "/v1/conflicts") == 0) {
+        handle_conflicts(l, c, req);
     } else if (strcmp(p, "/v1/crdt") == 0 || strncmp(p, "/v1/crdt/", 9) == 0) {
         handle_crdt(l, c, req, p[8] == '/' ? p + 9 : "");
     } else if (get && strcmp(p, "/") == 0) {
@@ -1827,6 +2386,15 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     for (int i = 0; i < threads; i++) {
         uv_thread_create(&n->loops[i].thread, loop_main, &n->loops[i]);
     }
+    if (n->cluster) {
+        rv = peers_start(n, errmsg, errmsg_len);
+        if (rv != EDGE_OK) {
+            struct edge_node *tmp = n;
+            n = NULL;
+            edge_node_stop(tmp);
+            goto out;
+        }
+    }
     EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_API, "node: region=%s listening on %s:%d, %d loop threads, data %s",
              n->region, cfg->host, n->port, threads, n->db_path);
     *out = n;
@@ -1851,6 +2419,7 @@ void edge_node_stop(struct edge_node *n)
     for (int i = 0; i < n->n_loops; i++) {
         uv_async_send(&n->loops[i].stop_async);
     }
+    peers_stop(n);
     /* Queued writes finish and are delivered to the (still running) loops, whose
      * connections are gone by now; then the loops may end. */
     edge_writer_stop(n->writer);

@@ -24,6 +24,9 @@ struct edge_node_config {
     uint64_t idle_conn_timeout_ms; /* keep-alive idle close, default 60 s */
     bool synchronous_full;
     const struct edge_conf *conf; /* optional cluster config (borrowed) */
+    const struct edge_regions *wan; /* optional: emulate the RTTs of this matrix on peer links (borrowed) */
+    uint64_t bookmark_timeout_ms;   /* how long a read waits for its bookmark, default 5 s */
+    uint64_t strong_timeout_ms;     /* how long a strong write waits for a majority, default 5 s */
 };
 
 /* Fill a config with the embedded defaults. */

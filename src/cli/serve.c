@@ -27,7 +27,8 @@ static void usage(void)
             "  --max-body-bytes N       largest request body (default 16 MiB)\n"
             "  --stream-timeout-ms N    idle Hrana stream expiry (default 10000)\n"
             "  --query-timeout-ms N     time budget per statement (default 5000; 0 = none)\n"
-            "  --synchronous full       fsync every commit (default: normal, WAL)\n");
+            "  --synchronous full       fsync every commit (default: normal, WAL)\n"
+            "  --emulate-wan FILE       delay peer traffic by the RTTs of a regions.json latency matrix\n");
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -63,7 +64,8 @@ int edge_cli_serve(int argc, char **argv)
 {
     struct edge_node_config cfg;
     edge_node_config_defaults(&cfg);
-    const char *listen = NULL, *data = NULL, *config = NULL, *region = NULL, *level = "info";
+    const char *listen = NULL, *data = NULL, *config = NULL, *region = NULL, *level = "info", *wan = NULL;
+    struct edge_regions *regions = NULL;
     char host[256] = "127.0.0.1";
     struct edge_conf *conf = NULL;
     int rc = 2;
@@ -86,6 +88,7 @@ int edge_cli_serve(int argc, char **argv)
         else if (strcmp(a, "--region") == 0) { NEED_ARG(); region = v; }
         else if (strcmp(a, "--auth-jwt-key") == 0) { NEED_ARG(); cfg.jwt_key_file = v; }
         else if (strcmp(a, "--log-level") == 0) { NEED_ARG(); level = v; }
+        else if (strcmp(a, "--emulate-wan") == 0) { NEED_ARG(); wan = v; }
         else if (strcmp(a, "--synchronous") == 0) {
             NEED_ARG();
             if (strcmp(v, "full") == 0) cfg.synchronous_full = true;
@@ -149,6 +152,14 @@ int edge_cli_serve(int argc, char **argv)
         if (cfg.jwt_key_file == NULL) cfg.jwt_key_file = conf->jwt_public_key_file;
         cfg.conf = conf;
     }
+    if (wan != NULL) {
+        char err[512];
+        if (edge_regions_load(wan, &regions, err, sizeof(err)) != EDGE_OK) {
+            fprintf(stderr, "edgelite serve: %s\n", err);
+            goto out;
+        }
+        cfg.wan = regions;
+    }
     if (listen != NULL && parse_listen(listen, host, sizeof(host), &cfg.port) != 0) {
         fprintf(stderr, "edgelite serve: --listen expects HOST:PORT, got '%s'\n", listen);
         goto out;
@@ -189,5 +200,6 @@ int edge_cli_serve(int argc, char **argv)
     rc = 0;
 out:
     edge_conf_free(conf);
+    edge_regions_free(regions);
     return rc;
 }

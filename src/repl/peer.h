@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/* The outbound replication link to one remote region: a dedicated thread with blocking
+ * I/O that connects to the peer's /v1/peer WebSocket endpoint, authenticates with the
+ * cluster secret (HMAC challenge, repl/proto.h), and pushes every local log entry
+ * (_edge_log) the peer's version vector does not cover, in HLC order, one ENTRIES batch
+ * at a time, each acknowledged by the peer's new VV.
+ *
+ * DESIGN: the log is the source of truth, so the link keeps no queue: after every ACK
+ * (and every reconnect) it recomputes what is pending from the peer's VV as the peer
+ * reported it, which also covers entries the peer learnt from a third region. Errors
+ * close the connection and reconnect with exponential back-off (100 ms .. 5 s, full
+ * jitter); nothing is ever dropped. The thread only reads the database, through its own
+ * read-only connection. See docs/internals/peer-protocol.md. */
+#ifndef EDGE_REPL_PEER_H
+#define EDGE_REPL_PEER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/vclock.h"
+
+struct edge_peer;
+
+struct edge_peer_config {
+    const char *db_path;      /* the node's database, opened read-only by the link */
+    const char *local_region; /* this node's region id */
+    const char *cluster;      /* cluster name, sent in HELLO */
+    const char *secret;       /* cluster secret (HMAC key material) */
+    const char *peer_region;  /* expected region of the remote node (checked on HELLO_OK) */
+    const char *peer_url;     /* "http://127.0.0.1:8082" (a path, if any, is ignored) */
+    int one_way_delay_ms;     /* WAN emulation: sleep before each sent and after each received message */
+    int sync_interval_ms;     /* async entries ship at least this often; <= 0: 1000 */
+    int max_batch_entries;    /* <= 0: 1000 */
+    size_t max_batch_bytes;   /* 0: 1 MiB */
+    void (*on_ack)(void *ud, const char *peer_region); /* link thread, after each ACK; may be NULL */
+    void *ud;
+};
+
+struct edge_peer_status {
+    bool connected;             /* HELLO_OK received and the link is up */
+    double rtt_ms;              /* EWMA (alpha 0.3) of PING/PONG round trips; 0 before the first */
+    struct edge_vclock acked;   /* the peer's VV as last seen (HELLO_OK or ACK) */
+    uint64_t entries_sent;      /* entries shipped, resends included */
+    uint64_t bytes_sent;        /* ENTRIES message bytes */
+    uint64_t batches_sent;      /* ENTRIES messages */
+    uint64_t retries;           /* failed sessions (each followed by a back-off) */
+    uint64_t needs_snapshot;    /* times the peer needed entries older than the log holds */
+    char last_error[128];       /* last failure reason, "" if none yet */
+};
+
+/* Copy the configuration (strings copied, not retained) and start the link thread.
+ * The database is opened read-only here. EDGE_OK, EDGE_EINVAL (missing field, bad URL,
+ * invalid region), EDGE_ESTORE (database cannot be opened), EDGE_ENOMEM, EDGE_EINTERNAL
+ * (thread creation). *out is freed by edge_peer_stop. Any thread. */
+int edge_peer_start(const struct edge_peer_config *cfg, struct edge_peer **out);
+/* New local eventual/strong entries exist: push them now. Cheap, never blocks; any thread. */
+void edge_peer_notify(struct edge_peer *p);
+/* Stop the thread (returns within about a second even mid-connect), close the
+ * connection and free p. NULL is fine. Not on the link thread (not from on_ack). */
+void edge_peer_stop(struct edge_peer *p);
+/* Snapshot of the link's state into *out (caller edge_vclock_close(&out->acked); on
+ * allocation failure acked is empty). Any thread. */
+void edge_peer_status(struct edge_peer *p, struct edge_peer_status *out);
+
+#endif

@@ -1,0 +1,550 @@
+/* SPDX-License-Identifier: MIT */
+/* Encoders and bounds-checked decoders of the peer protocol messages (repl/proto.h),
+ * and the HELLO MAC. Decoders walk the frame with a small cursor whose every read
+ * checks the remaining length first. */
+#include "repl/proto.h"
+
+#include <string.h>
+
+#include <sodium.h>
+
+#include "core/alloc.h"
+#include "edgelite/errors.h"
+
+/* Smallest encoded entry: origin (1+1), seq, hlc, consistency, deps count, payload len. */
+#define ENTRY_MIN_BYTES 7
+
+/* ---- writing ---- */
+
+static int put_u8(struct edge_buf *out, uint8_t v)
+{
+    return edge_buf_append(out, &v, 1);
+}
+
+static int str_ok(const char *s, size_t *out_len)
+{
+    if (s == NULL) {
+        return 0;
+    }
+    size_t n = strnlen(s, EDGE_REPL_STR_MAX + 1);
+    if (n > EDGE_REPL_STR_MAX) {
+        return 0;
+    }
+    *out_len = n;
+    return 1;
+}
+
+static int put_str(struct edge_buf *out, const char *s)
+{
+    size_t n = 0;
+    if (!str_ok(s, &n)) {
+        return EDGE_EINVAL;
+    }
+    int rv = edge__uvarint_put(out, n);
+    if (rv == EDGE_OK) {
+        rv = edge_buf_append(out, s, n);
+    }
+    return rv;
+}
+
+static int put_region(struct edge_buf *out, const char *region)
+{
+    if (region == NULL || !edge_vclock_region_valid(region)) {
+        return EDGE_EINVAL;
+    }
+    return put_str(out, region);
+}
+
+int edge_repl_encode_challenge(struct edge_buf *out, const uint8_t nonce[EDGE_REPL_NONCE_LEN])
+{
+    int rv = put_u8(out, EDGE_REPL_MSG_CHALLENGE);
+    if (rv == EDGE_OK) {
+        rv = edge_buf_append(out, nonce, EDGE_REPL_NONCE_LEN);
+    }
+    return rv;
+}
+
+int edge_repl_encode_hello(struct edge_buf *out, const struct edge_repl_hello *h)
+{
+    int rv = put_u8(out, EDGE_REPL_MSG_HELLO);
+    if (rv == EDGE_OK) {
+        rv = edge__uvarint_put(out, h->version);
+    }
+    if (rv == EDGE_OK) {
+        rv = put_str(out, h->cluster);
+    }
+    if (rv == EDGE_OK) {
+        rv = put_region(out, h->region);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_append(out, h->mac, EDGE_REPL_MAC_LEN);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_vclock_encode(&h->vv, out);
+    }
+    return rv;
+}
+
+int edge_repl_encode_hello_ok(struct edge_buf *out, const char *region, const struct edge_vclock *vv)
+{
+    int rv = put_u8(out, EDGE_REPL_MSG_HELLO_OK);
+    if (rv == EDGE_OK) {
+        rv = put_region(out, region);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_vclock_encode(vv, out);
+    }
+    return rv;
+}
+
+int edge_repl_encode_entries_header(struct edge_buf *out, size_t n)
+{
+    if (n > EDGE_REPL_ENTRIES_MAX) {
+        return EDGE_EINVAL;
+    }
+    int rv = put_u8(out, EDGE_REPL_MSG_ENTRIES);
+    if (rv == EDGE_OK) {
+        rv = edge__uvarint_put(out, n);
+    }
+    return rv;
+}
+
+int edge_repl_encode_entry(struct edge_buf *out, const struct edge_repl_entry *e)
+{
+    if (e->seq == 0 || e->consistency > EDGE_REPL_ASYNC || (e->payload == NULL && e->payload_len > 0) ||
+        e->payload_len > EDGE_REPL_FRAME_MAX) {
+        return EDGE_EINVAL;
+    }
+    int rv = put_region(out, e->origin);
+    if (rv == EDGE_OK) {
+        rv = edge__uvarint_put(out, e->seq);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge__uvarint_put(out, e->hlc);
+    }
+    if (rv == EDGE_OK) {
+        rv = put_u8(out, e->consistency);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_vclock_encode(&e->deps, out);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge__uvarint_put(out, e->payload_len);
+    }
+    if (rv == EDGE_OK && e->payload_len > 0) {
+        rv = edge_buf_append(out, e->payload, e->payload_len);
+    }
+    return rv;
+}
+
+int edge_repl_encode_entries(struct edge_buf *out, const struct edge_repl_entry *e, size_t n)
+{
+    int rv = edge_repl_encode_entries_header(out, n);
+    for (size_t i = 0; rv == EDGE_OK && i < n; i++) {
+        rv = edge_repl_encode_entry(out, &e[i]);
+    }
+    return rv;
+}
+
+int edge_repl_encode_ack(struct edge_buf *out, const struct edge_vclock *vv)
+{
+    int rv = put_u8(out, EDGE_REPL_MSG_ACK);
+    if (rv == EDGE_OK) {
+        rv = edge_vclock_encode(vv, out);
+    }
+    return rv;
+}
+
+static int encode_t(struct edge_buf *out, uint8_t type, uint64_t t)
+{
+    int rv = put_u8(out, type);
+    if (rv == EDGE_OK) {
+        rv = edge__uvarint_put(out, t);
+    }
+    return rv;
+}
+
+int edge_repl_encode_ping(struct edge_buf *out, uint64_t t)
+{
+    return encode_t(out, EDGE_REPL_MSG_PING, t);
+}
+
+int edge_repl_encode_pong(struct edge_buf *out, uint64_t t)
+{
+    return encode_t(out, EDGE_REPL_MSG_PONG, t);
+}
+
+int edge_repl_encode_error(struct edge_buf *out, const char *code, const char *message)
+{
+    int rv = put_u8(out, EDGE_REPL_MSG_ERROR);
+    if (rv == EDGE_OK) {
+        rv = put_str(out, code);
+    }
+    if (rv == EDGE_OK) {
+        rv = put_str(out, message);
+    }
+    return rv;
+}
+
+/* ---- reading ---- */
+
+struct cur {
+    const uint8_t *p;
+    size_t len, off;
+};
+
+static int get_varint(struct cur *c, uint64_t *out_v)
+{
+    size_t used = 0;
+    int rv = edge__uvarint_get(c->p + c->off, c->len - c->off, out_v, &used);
+    if (rv == EDGE_OK) {
+        c->off += used;
+    }
+    return rv;
+}
+
+static int get_raw(struct cur *c, size_t n, const uint8_t **out_p)
+{
+    if (n > c->len - c->off) {
+        return EDGE_ECORRUPT;
+    }
+    *out_p = c->p + c->off;
+    c->off += n;
+    return EDGE_OK;
+}
+
+/* A string of at most max bytes, without NUL, copied to out[max + 1]. */
+static int get_str(struct cur *c, char *out, size_t max)
+{
+    uint64_t n = 0;
+    const uint8_t *s = NULL;
+    int rv = get_varint(c, &n);
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    if (n > max || get_raw(c, (size_t)n, &s) != EDGE_OK || memchr(s, 0, (size_t)n) != NULL) {
+        return EDGE_ECORRUPT;
+    }
+    memcpy(out, s, (size_t)n);
+    out[n] = '\0';
+    return EDGE_OK;
+}
+
+static int get_region(struct cur *c, char out[EDGE_VCLOCK_REGION_MAX + 1])
+{
+    int rv = get_str(c, out, EDGE_VCLOCK_REGION_MAX);
+    if (rv == EDGE_OK && !edge_vclock_region_valid(out)) {
+        rv = EDGE_ECORRUPT;
+    }
+    return rv;
+}
+
+static int get_vclock(struct cur *c, struct edge_vclock *vc)
+{
+    size_t used = 0;
+    int rv = edge_vclock_decode(vc, c->p + c->off, c->len - c->off, &used);
+    if (rv == EDGE_OK) {
+        c->off += used;
+    }
+    return rv;
+}
+
+/* Start a cursor past the type byte after checking it. */
+static int begin(struct cur *c, const uint8_t *p, size_t len, int type)
+{
+    if (p == NULL || len == 0 || len > EDGE_REPL_FRAME_MAX || p[0] != type) {
+        return EDGE_ECORRUPT;
+    }
+    c->p = p;
+    c->len = len;
+    c->off = 1;
+    return EDGE_OK;
+}
+
+static int end(const struct cur *c)
+{
+    return c->off == c->len ? EDGE_OK : EDGE_ECORRUPT;
+}
+
+int edge_repl_msg_type(const uint8_t *p, size_t len, int *out_type)
+{
+    if (p == NULL || len == 0 || len > EDGE_REPL_FRAME_MAX || p[0] < EDGE_REPL_MSG_CHALLENGE ||
+        p[0] > EDGE_REPL_MSG_ERROR) {
+        return EDGE_ECORRUPT;
+    }
+    *out_type = p[0];
+    return EDGE_OK;
+}
+
+int edge_repl_decode_challenge(const uint8_t *p, size_t len, uint8_t out_nonce[EDGE_REPL_NONCE_LEN])
+{
+    struct cur c;
+    const uint8_t *n = NULL;
+    int rv = begin(&c, p, len, EDGE_REPL_MSG_CHALLENGE);
+    if (rv == EDGE_OK) {
+        rv = get_raw(&c, EDGE_REPL_NONCE_LEN, &n);
+    }
+    if (rv == EDGE_OK) {
+        rv = end(&c);
+    }
+    if (rv == EDGE_OK) {
+        memcpy(out_nonce, n, EDGE_REPL_NONCE_LEN);
+    }
+    return rv;
+}
+
+int edge_repl_decode_hello(const uint8_t *p, size_t len, struct edge_repl_hello *out)
+{
+    struct cur c;
+    const uint8_t *mac = NULL;
+    edge_vclock_init(&out->vv);
+    int rv = begin(&c, p, len, EDGE_REPL_MSG_HELLO);
+    if (rv == EDGE_OK) {
+        rv = get_varint(&c, &out->version);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_str(&c, out->cluster, EDGE_REPL_STR_MAX);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_region(&c, out->region);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_raw(&c, EDGE_REPL_MAC_LEN, &mac);
+    }
+    if (rv == EDGE_OK) {
+        memcpy(out->mac, mac, EDGE_REPL_MAC_LEN);
+        rv = get_vclock(&c, &out->vv);
+    }
+    if (rv == EDGE_OK) {
+        rv = end(&c);
+    }
+    if (rv != EDGE_OK) {
+        edge_vclock_close(&out->vv);
+    }
+    return rv;
+}
+
+int edge_repl_decode_hello_ok(const uint8_t *p, size_t len, struct edge_repl_hello_ok *out)
+{
+    struct cur c;
+    edge_vclock_init(&out->vv);
+    int rv = begin(&c, p, len, EDGE_REPL_MSG_HELLO_OK);
+    if (rv == EDGE_OK) {
+        rv = get_region(&c, out->region);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_vclock(&c, &out->vv);
+    }
+    if (rv == EDGE_OK) {
+        rv = end(&c);
+    }
+    if (rv != EDGE_OK) {
+        edge_vclock_close(&out->vv);
+    }
+    return rv;
+}
+
+static int get_entry(struct cur *c, struct edge_repl_entry *e)
+{
+    uint64_t plen = 0;
+    const uint8_t *cons = NULL;
+    int rv = get_region(c, e->origin);
+    if (rv == EDGE_OK) {
+        rv = get_varint(c, &e->seq);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_varint(c, &e->hlc);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_raw(c, 1, &cons);
+    }
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    if (e->seq == 0 || *cons > EDGE_REPL_ASYNC) {
+        return EDGE_ECORRUPT;
+    }
+    e->consistency = *cons;
+    rv = get_vclock(c, &e->deps);
+    if (rv == EDGE_OK) {
+        rv = get_varint(c, &plen);
+    }
+    if (rv == EDGE_OK) {
+        rv = plen > c->len - c->off ? EDGE_ECORRUPT : get_raw(c, (size_t)plen, &e->payload);
+    }
+    if (rv == EDGE_OK) {
+        e->payload_len = (size_t)plen;
+        if (plen == 0) {
+            e->payload = NULL;
+        }
+    }
+    return rv;
+}
+
+int edge_repl_decode_entries(const uint8_t *p, size_t len, struct edge_repl_entry **out_entries,
+                             size_t *out_n)
+{
+    struct cur c;
+    struct edge_repl_entry *e = NULL;
+    uint64_t n = 0;
+    size_t done = 0;
+    int rv = begin(&c, p, len, EDGE_REPL_MSG_ENTRIES);
+    if (rv == EDGE_OK) {
+        rv = get_varint(&c, &n);
+    }
+    if (rv != EDGE_OK) {
+        goto out;
+    }
+    /* The count bounds the allocation only after it is checked against the input. */
+    if (n > EDGE_REPL_ENTRIES_MAX || n > (c.len - c.off) / ENTRY_MIN_BYTES) {
+        rv = EDGE_ECORRUPT;
+        goto out;
+    }
+    if (n > 0) {
+        e = edge_calloc((size_t)n, sizeof(*e));
+        if (e == NULL) {
+            rv = EDGE_ENOMEM;
+            goto out;
+        }
+    }
+    for (; done < n; done++) {
+        edge_vclock_init(&e[done].deps);
+        rv = get_entry(&c, &e[done]);
+        if (rv != EDGE_OK) {
+            edge_vclock_close(&e[done].deps);
+            goto out;
+        }
+    }
+    rv = end(&c);
+out:
+    if (rv != EDGE_OK) {
+        edge_repl_entries_free(e, done);
+        return rv;
+    }
+    *out_entries = e;
+    *out_n = (size_t)n;
+    return EDGE_OK;
+}
+
+int edge_repl_decode_ack(const uint8_t *p, size_t len, struct edge_vclock *out_vv)
+{
+    struct cur c;
+    int rv = begin(&c, p, len, EDGE_REPL_MSG_ACK);
+    if (rv == EDGE_OK) {
+        rv = get_vclock(&c, out_vv);
+    }
+    if (rv == EDGE_OK) {
+        rv = end(&c);
+    }
+    if (rv != EDGE_OK) {
+        edge_vclock_close(out_vv);
+    }
+    return rv;
+}
+
+static int decode_t(const uint8_t *p, size_t len, int type, uint64_t *out_t)
+{
+    struct cur c;
+    uint64_t t = 0;
+    int rv = begin(&c, p, len, type);
+    if (rv == EDGE_OK) {
+        rv = get_varint(&c, &t);
+    }
+    if (rv == EDGE_OK) {
+        rv = end(&c);
+    }
+    if (rv == EDGE_OK) {
+        *out_t = t;
+    }
+    return rv;
+}
+
+int edge_repl_decode_ping(const uint8_t *p, size_t len, uint64_t *out_t)
+{
+    return decode_t(p, len, EDGE_REPL_MSG_PING, out_t);
+}
+
+int edge_repl_decode_pong(const uint8_t *p, size_t len, uint64_t *out_t)
+{
+    return decode_t(p, len, EDGE_REPL_MSG_PONG, out_t);
+}
+
+int edge_repl_decode_error(const uint8_t *p, size_t len, struct edge_repl_error *out)
+{
+    struct cur c;
+    int rv = begin(&c, p, len, EDGE_REPL_MSG_ERROR);
+    if (rv == EDGE_OK) {
+        rv = get_str(&c, out->code, EDGE_REPL_STR_MAX);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_str(&c, out->message, EDGE_REPL_STR_MAX);
+    }
+    if (rv == EDGE_OK) {
+        rv = end(&c);
+    }
+    return rv;
+}
+
+void edge_repl_entries_free(struct edge_repl_entry *e, size_t n)
+{
+    if (e == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        edge_vclock_close(&e[i].deps);
+    }
+    edge_free(e);
+}
+
+void edge_repl_hello_close(struct edge_repl_hello *h)
+{
+    edge_vclock_close(&h->vv);
+}
+
+/* ---- authentication ---- */
+
+int edge_repl_hello_mac(const char *secret, const uint8_t nonce[EDGE_REPL_NONCE_LEN], const char *cluster,
+                        const char *region, uint8_t out_mac[EDGE_REPL_MAC_LEN])
+{
+    size_t clen = 0, rlen = 0;
+    if (secret == NULL || !str_ok(cluster, &clen) || !str_ok(region, &rlen)) {
+        return EDGE_EINVAL;
+    }
+    if (sodium_init() < 0) {
+        return EDGE_EINTERNAL;
+    }
+    /* Hashing the secret first gives a fixed-size key whatever the configured length. */
+    uint8_t key[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(key, (const unsigned char *)secret, strlen(secret));
+    crypto_auth_hmacsha256_state st;
+    static const uint8_t zero = 0;
+    crypto_auth_hmacsha256_init(&st, key, sizeof(key));
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)EDGE_REPL_WS_PROTOCOL,
+                                  strlen(EDGE_REPL_WS_PROTOCOL));
+    crypto_auth_hmacsha256_update(&st, nonce, EDGE_REPL_NONCE_LEN);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)cluster, clen);
+    crypto_auth_hmacsha256_update(&st, &zero, 1);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)region, rlen);
+    crypto_auth_hmacsha256_final(&st, out_mac);
+    sodium_memzero(key, sizeof(key));
+    sodium_memzero(&st, sizeof(st));
+    return EDGE_OK;
+}
+
+int edge_repl_hello_verify(const struct edge_repl_hello *h, const char *cluster, const char *secret,
+                           const uint8_t nonce[EDGE_REPL_NONCE_LEN])
+{
+    uint8_t mac[EDGE_REPL_MAC_LEN];
+    if (h->version != EDGE_REPL_PROTO_VERSION) {
+        return EDGE_EPROTO;
+    }
+    if (cluster == NULL || strcmp(h->cluster, cluster) != 0) {
+        return EDGE_EAUTH;
+    }
+    if (edge_repl_hello_mac(secret, nonce, h->cluster, h->region, mac) != EDGE_OK) {
+        return EDGE_EAUTH;
+    }
+    int rv = sodium_memcmp(mac, h->mac, EDGE_REPL_MAC_LEN) == 0 ? EDGE_OK : EDGE_EAUTH;
+    sodium_memzero(mac, sizeof(mac));
+    return rv;
+}
