@@ -46,6 +46,7 @@
 #include "core/jwt.h"
 #include "core/log.h"
 #include "net/http.h"
+#include "net/httpc.h"
 #include "repl/peer.h"
 #include "repl/proto.h"
 #include "repl/repl.h"
@@ -55,8 +56,11 @@
 #define MAX_TXN_CONNS 64
 #define EXPIRED_KEEP_MS (300u * 1000u)
 
-enum endpoint { EP_PIPELINE, EP_WS, EP_HEALTH, EP_METRICS, EP_STATUS, EP_CRDT, EP_OTHER, EP__COUNT };
-static const char *const endpoint_names[] = {"pipeline", "websocket", "health", "metrics", "status", "crdt", "other"};
+enum pipe_mode { PIPE_HRANA = 0, PIPE_REPLICATE = 1 };
+
+enum endpoint { EP_PIPELINE, EP_WS, EP_HEALTH, EP_METRICS, EP_STATUS, EP_CRDT, EP_REPLICATE, EP_OTHER, EP__COUNT };
+static const char *const endpoint_names[] = {"pipeline", "websocket", "health", "metrics", "status",
+                                             "crdt",     "replicate", "other"};
 
 static const double hist_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                      0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5, 10};
@@ -210,6 +214,7 @@ struct unit {
     /* HTTP */
     struct stream *stream;
     bool close_stream;
+    int mode; /* PIPE_HRANA or PIPE_REPLICATE (answer in /v1/replicate form) */
     /* WS */
     struct ws_session *ws;
     struct ws_stream *wss;
@@ -721,6 +726,11 @@ static const char *status_error_code(int st)
     }
 }
 
+static void answer_pipeline(struct edge_node *n, struct edge_http_conn *c, int mode, const char *origin,
+                            uint64_t seq, const char *body, size_t len, uint64_t start_ns);
+static void majority_wait(struct loop *l, struct edge_http_conn *c, uint64_t seq, struct edge_buf *resp, int mode,
+                          uint64_t start_ns);
+
 static void unit_finish_http(struct unit *u)
 {
     struct edge_node *n = u->loop->node;
@@ -759,16 +769,15 @@ static void unit_finish_http(struct unit *u)
     if (rv == EDGE_OK) rv = edge_buf_puts(&resp, "]}");
     count_stmts(n, u);
     if (!edge_http_conn_is_closed(u->conn)) {
-        observe(n, EP_PIPELINE, u->start_ns, rv != EDGE_OK);
         uint64_t seq = u->route == HRANA_ROUTE_WRITE ? u->wjob.seq : u->ctx.seq;
-        char extra[160] = "";
-        if (seq != 0) {
-            snprintf(extra, sizeof(extra), "X-Edge-Bookmark: %s:%llu\r\n", n->region, (unsigned long long)seq);
-        }
-        if (rv == EDGE_OK) {
-            edge_http_respond(u->conn, 200, "application/json", extra[0] ? extra : NULL, resp.data, resp.len);
-        } else {
+        if (rv != EDGE_OK) {
+            observe(n, EP_PIPELINE, u->start_ns, true);
             edge_http_respond_error(u->conn, 500, "RESPONSE_TOO_LARGE", "the response is too large");
+        } else if (n->cluster && seq != 0 && u->ctx.consistency == 1) {
+            /* Strong: answer once a majority of regions holds the entry. */
+            majority_wait(u->loop, u->conn, seq, &resp, u->mode, u->start_ns);
+        } else {
+            answer_pipeline(n, u->conn, u->mode, seq ? n->region : NULL, seq, resp.data, resp.len, u->start_ns);
         }
     }
     edge_buf_free(&resp);
@@ -1387,8 +1396,422 @@ static bool check_http_auth(struct edge_node *n, struct edge_http_req *req, enum
 }
 
 /* ---------------------------------------------------------------------------------- */
+/* Answers, bookmarks, majorities, forwarding                                         */
+/* ---------------------------------------------------------------------------------- */
+
+/* Answer a pipeline (Hrana form), or its /v1/replicate form. Loop thread. */
+static void answer_pipeline(struct edge_node *n, struct edge_http_conn *c, int mode, const char *origin,
+                            uint64_t seq, const char *body, size_t len, uint64_t start_ns)
+{
+    char extra[200] = "";
+    if (origin != NULL && seq != 0) {
+        snprintf(extra, sizeof(extra), "X-Edge-Bookmark: %s:%llu\r\n", origin, (unsigned long long)seq);
+    }
+    if (mode == PIPE_HRANA) {
+        observe(n, EP_PIPELINE, start_ns, false);
+        edge_http_respond(c, 200, "application/json", extra[0] ? extra : NULL, body, len);
+        return;
+    }
+    /* /v1/replicate: the first result says whether the write happened. */
+    json_t *doc = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
+    json_t *first = json_array_get(json_object_get(doc, "results"), 0);
+    const char *type = json_string_value(json_object_get(first, "type"));
+    struct edge_buf b;
+    edge_buf_init(&b, 1 << 16);
+    int status = 200;
+    if (type != NULL && strcmp(type, "ok") == 0) {
+        json_t *res = json_object_get(json_object_get(json_object_get(first, "response"), "result"), "affected_row_count");
+        edge_buf_puts(&b, "{\"region\":");
+        edge_buf_json_cstr(&b, n->region);
+        edge_buf_puts(&b, ",\"bookmark\":");
+        if (origin != NULL && seq != 0) {
+            edge_buf_printf(&b, "\"%s:%llu\"", origin, (unsigned long long)seq);
+        } else {
+            edge_buf_puts(&b, "null");
+        }
+        edge_buf_printf(&b, ",\"affected_row_count\":%lld}", (long long)json_integer_value(res));
+    } else {
+        json_t *err = json_object_get(first, "error");
+        const char *code = json_string_value(json_object_get(err, "code"));
+        const char *msg = json_string_value(json_object_get(err, "message"));
+        status = code != NULL && strcmp(code, "SQLITE_CONSTRAINT") == 0 ? 409 : 400;
+        edge_buf_puts(&b, "{\"error\":");
+        edge_buf_json_cstr(&b, msg ? msg : "the write failed");
+        edge_buf_puts(&b, ",\"code\":");
+        edge_buf_json_cstr(&b, code ? code : "WRITE_FAILED");
+        edge_buf_putc(&b, '}');
+    }
+    json_decref(doc);
+    observe(n, EP_REPLICATE, start_ns, status >= 400);
+    edge_http_respond(c, status, "application/json", extra[0] ? extra : NULL, b.data, b.len);
+    edge_buf_free(&b);
+}
+
+/* Peers that acknowledged this region's entry seq. */
+static int acks_for(struct edge_node *n, uint64_t seq, int *out_connected)
+{
+    int acks = 0, connected = 0;
+    for (int i = 0; i < n->n_peers; i++) {
+        struct edge_peer_status ps;
+        edge_peer_status(n->peers[i], &ps);
+        if (ps.connected) connected++;
+        if (edge_vclock_get(&ps.acked, n->region) >= seq) acks++;
+        edge_vclock_close(&ps.acked);
+    }
+    if (out_connected) *out_connected = connected;
+    return acks;
+}
+
+static int majority_needed(struct edge_node *n)
+{
+    return (int)(n->cfg.conf->n_regions / 2); /* other regions needed besides this one */
+}
+
+enum wait_kind { WAIT_BOOKMARK, WAIT_MAJORITY };
+
+struct waiter {
+    uv_timer_t timer;
+    struct loop *l;
+    struct edge_http_conn *conn;
+    enum wait_kind kind;
+    uint64_t deadline_ms;
+    uint64_t start_ns;
+    /* bookmark */
+    char origin[EDGE_VCLOCK_REGION_MAX + 1];
+    uint64_t seq;
+    struct edge_http_req *req;
+    int version;
+    int mode;
+    /* majority */
+    struct edge_buf resp;
+};
+
+static void handle_pipeline(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version);
+
+static void waiter_closed(uv_handle_t *h)
+{
+    struct waiter *w = h->data;
+    edge_http_conn_unref(w->conn);
+    edge_buf_free(&w->resp);
+    edge_free(w);
+}
+
+static bool vv_covers(struct edge_node *n, const char *origin, uint64_t seq)
+{
+    pthread_mutex_lock(&n->vv_mu);
+    bool ok = edge_vclock_get(&n->vv, origin) >= seq;
+    pthread_mutex_unlock(&n->vv_mu);
+    return ok;
+}
+
+static void waiter_tick(uv_timer_t *t)
+{
+    struct waiter *w = t->data;
+    struct edge_node *n = w->l->node;
+    bool done = true;
+    if (edge_http_conn_is_closed(w->conn) || w->l->stopping) {
+        /* nobody to answer */
+    } else if (w->kind == WAIT_BOOKMARK) {
+        if (vv_covers(n, w->origin, w->seq)) {
+            handle_pipeline(w->l, w->conn, w->req, w->version);
+        } else if (mono_ms() >= w->deadline_ms) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "this region has not yet applied %s:%llu (waited %llu ms)", w->origin,
+                     (unsigned long long)w->seq, (unsigned long long)n->cfg.bookmark_timeout_ms);
+            observe(n, EP_PIPELINE, w->start_ns, true);
+            edge_http_respond_error(w->conn, 504, "BOOKMARK_TIMEOUT", msg);
+        } else {
+            done = false;
+        }
+    } else {
+        if (acks_for(n, w->seq, NULL) >= majority_needed(n)) {
+            answer_pipeline(n, w->conn, w->mode, n->region, w->seq, w->resp.data, w->resp.len, w->start_ns);
+        } else if (mono_ms() >= w->deadline_ms) {
+            char msg[256];
+            snprintf(msg, sizeof(msg),
+                     "the write committed on the primary as %s:%llu but a majority of regions did not confirm it "
+                     "within %llu ms",
+                     n->region, (unsigned long long)w->seq, (unsigned long long)n->cfg.strong_timeout_ms);
+            observe(n, EP_PIPELINE, w->start_ns, true);
+            edge_http_respond_error(w->conn, 504, "STRONG_TIMEOUT", msg);
+        } else {
+            done = false;
+        }
+    }
+    if (done) {
+        uv_close((uv_handle_t *)&w->timer, waiter_closed);
+    } else {
+        uv_timer_start(&w->timer, waiter_tick, 2, 0);
+    }
+}
+
+static struct waiter *waiter_new(struct loop *l, struct edge_http_conn *c, enum wait_kind kind, uint64_t timeout_ms)
+{
+    struct waiter *w = edge_calloc(1, sizeof(*w));
+    if (w == NULL) return NULL;
+    w->l = l;
+    w->conn = c;
+    edge_http_conn_ref(c);
+    w->kind = kind;
+    w->deadline_ms = mono_ms() + timeout_ms;
+    edge_buf_init(&w->resp, (size_t)1 << 31);
+    uv_timer_init(&l->loop, &w->timer);
+    w->timer.data = w;
+    return w;
+}
+
+static void majority_wait(struct loop *l, struct edge_http_conn *c, uint64_t seq, struct edge_buf *resp, int mode,
+                          uint64_t start_ns)
+{
+    struct edge_node *n = l->node;
+    struct waiter *w = waiter_new(l, c, WAIT_MAJORITY, n->cfg.strong_timeout_ms);
+    if (w == NULL) {
+        edge_http_respond_error(c, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    w->seq = seq;
+    w->mode = mode;
+    w->start_ns = start_ns;
+    edge_buf_append(&w->resp, resp->data ? resp->data : "", resp->len);
+    waiter_tick(&w->timer);
+}
+
+/* A read with X-Edge-Bookmark: serve it once this region has applied the write.
+ * Returns true if the request was parked (or answered). */
+static bool bookmark_gate(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version)
+{
+    struct edge_node *n = l->node;
+    const char *bm = edge_http_header(req, "x-edge-bookmark");
+    if (bm == NULL || !n->cluster) return false;
+    const char *colon = strrchr(bm, ':');
+    char origin[EDGE_VCLOCK_REGION_MAX + 1];
+    char *end = NULL;
+    unsigned long long seq = colon ? strtoull(colon + 1, &end, 10) : 0;
+    if (colon == NULL || colon == bm || (size_t)(colon - bm) > EDGE_VCLOCK_REGION_MAX || end == NULL || *end != '\0' ||
+        seq == 0) {
+        respond_error(n, c, req, EP_PIPELINE, 400, "BOOKMARK_INVALID", "X-Edge-Bookmark must be REGION:SEQ");
+        return true;
+    }
+    memcpy(origin, bm, (size_t)(colon - bm));
+    origin[colon - bm] = '\0';
+    if (vv_covers(n, origin, seq)) return false;
+    struct waiter *w = waiter_new(l, c, WAIT_BOOKMARK, n->cfg.bookmark_timeout_ms);
+    if (w == NULL) {
+        respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
+        return true;
+    }
+    snprintf(w->origin, sizeof(w->origin), "%s", origin);
+    w->seq = seq;
+    w->req = req;
+    w->version = version;
+    w->start_ns = req->start_ns;
+    uv_timer_start(&w->timer, waiter_tick, 2, 0);
+    return true;
+}
+
+/* Forwarding a strong write to the primary (on the thread pool: blocking HTTP). */
+struct forward {
+    uv_work_t work;
+    struct loop *l;
+    struct edge_http_conn *conn;
+    char *body;
+    size_t body_len;
+    char headers[1024];
+    int mode;
+    uint64_t start_ns;
+    struct edge_httpc_resp resp;
+    int rv;
+};
+
+static const char *primary_url(struct edge_node *n)
+{
+    const struct edge_conf_region *r = edge_conf_region_find(n->cfg.conf, n->primary);
+    return r ? r->url : NULL;
+}
+
+static void forward_work(uv_work_t *w)
+{
+    struct forward *f = w->data;
+    struct edge_node *n = f->l->node;
+    struct edge_httpc_url u;
+    f->rv = edge_httpc_url_parse(primary_url(n), &u);
+    if (f->rv == EDGE_OK) {
+        f->rv = edge_httpc_request_ex(&u, "POST", "/v2/pipeline", NULL, f->headers, f->body, f->body_len,
+                                      (int)n->cfg.strong_timeout_ms + 2000, (size_t)1 << 30, &f->resp);
+    }
+}
+
+static void forward_after(uv_work_t *w, int status)
+{
+    (void)status;
+    struct forward *f = w->data;
+    struct edge_node *n = f->l->node;
+    if (!edge_http_conn_is_closed(f->conn)) {
+        if (f->rv != EDGE_OK) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "the primary region %s could not be reached: %s", n->primary,
+                     edge_strerror(f->rv));
+            observe(n, EP_PIPELINE, f->start_ns, true);
+            edge_http_respond_error(f->conn, 503, "PRIMARY_UNREACHABLE", msg);
+        } else if (f->resp.status == 200) {
+            /* The primary's bookmark orders reads everywhere. */
+            const char *bm = f->resp.bookmark;
+            const char *colon = strrchr(bm, ':');
+            char origin[EDGE_VCLOCK_REGION_MAX + 1] = "";
+            uint64_t seq = 0;
+            if (colon != NULL && (size_t)(colon - bm) <= EDGE_VCLOCK_REGION_MAX) {
+                memcpy(origin, bm, (size_t)(colon - bm));
+                origin[colon - bm] = '\0';
+                seq = strtoull(colon + 1, NULL, 10);
+            }
+            answer_pipeline(n, f->conn, f->mode, seq ? origin : NULL, seq, f->resp.body.data ? f->resp.body.data : "",
+                            f->resp.body.len, f->start_ns);
+        } else {
+            observe(n, f->mode == PIPE_HRANA ? EP_PIPELINE : EP_REPLICATE, f->start_ns, true);
+            edge_http_respond(f->conn, f->resp.status, "application/json", NULL, f->resp.body.data ? f->resp.body.data : "",
+                              f->resp.body.len);
+        }
+    }
+    edge_httpc_resp_free(&f->resp);
+    edge_http_conn_unref(f->conn);
+    edge_free(f->body);
+    edge_free(f);
+}
+
+static void forward_strong(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
+                           int mode)
+{
+    struct edge_node *n = l->node;
+    struct forward *f = edge_calloc(1, sizeof(*f));
+    char *text = json_dumps(body, JSON_COMPACT);
+    if (f == NULL || text == NULL || primary_url(n) == NULL) {
+        edge_free(f);
+        free(text);
+        respond_error(n, c, req, EP_PIPELINE, 503, "PRIMARY_UNREACHABLE", "cannot forward to the primary region");
+        return;
+    }
+    f->body = edge_strdup(text);
+    free(text);
+    f->body_len = f->body ? strlen(f->body) : 0;
+    f->l = l;
+    f->conn = c;
+    edge_http_conn_ref(c);
+    f->mode = mode;
+    f->start_ns = req->start_ns;
+    const char *auth = edge_http_header(req, "authorization");
+    snprintf(f->headers, sizeof(f->headers), "X-Edge-Consistency: strong\r\nX-Edge-Forwarded: %s\r\n%s%s%s", n->region,
+             auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
+    f->work.data = f;
+    if (f->body == NULL || uv_queue_work(&l->loop, &f->work, forward_work, forward_after) != 0) {
+        edge_http_conn_unref(c);
+        edge_free(f->body);
+        edge_free(f);
+        respond_error(n, c, req, EP_PIPELINE, 503, "PRIMARY_UNREACHABLE", "cannot forward to the primary region");
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
 /* HTTP pipeline                                                                      */
 /* ---------------------------------------------------------------------------------- */
+
+/* Run a validated pipeline body (takes ownership of body). */
+static void pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
+                         int version, enum hrana_access access, int mode)
+{
+    struct edge_node *n = l->node;
+    enum endpoint ep = mode == PIPE_HRANA ? EP_PIPELINE : EP_REPLICATE;
+    const char *code = NULL;
+    struct stream *s = NULL;
+    json_t *baton = json_object_get(body, "baton");
+    if (json_is_string(baton)) {
+        const char *msg = NULL;
+        s = stream_checkout(n, json_string_value(baton), json_string_length(baton), &code, &msg);
+        if (s == NULL) {
+            json_decref(body);
+            respond_error(n, c, req, ep, 400, code, msg);
+            return;
+        }
+    } else {
+        s = edge_calloc(1, sizeof(*s));
+        if (s == NULL) {
+            json_decref(body);
+            respond_error(n, c, req, ep, 503, "INTERNAL", "out of memory");
+            return;
+        }
+        hrana_sqlmap_init(&s->sqls, HRANA_MAX_SQL_PER_STREAM);
+        s->busy = true;
+    }
+    json_t *requests = json_object_get(body, "requests");
+    size_t nreq = json_array_size(requests);
+    struct hrana_tables tables = {.n = 0};
+    enum hrana_route route =
+        hrana_classify(requests, nreq, l->rconn, &s->sqls, s->txn != NULL, n->cluster ? &tables : NULL);
+    if (route == HRANA_ROUTE_WRITE && access == HRANA_ACCESS_RO) {
+        route = HRANA_ROUTE_READ; /* every write will be refused statement by statement */
+    }
+    int consistency = unit_consistency(n, req, &tables);
+    if (n->cluster && consistency == 1 && route != HRANA_ROUTE_READ) {
+        const char *why = NULL;
+        const char *why_code = NULL;
+        bool stateless = !json_is_string(baton) && nreq > 0 &&
+                         strcmp(json_string_value(json_object_get(json_array_get(requests, nreq - 1), "type")),
+                                "close") == 0;
+        int connected = 0;
+        if (strcmp(n->primary, n->region) != 0) {
+            if (!stateless) {
+                why_code = "STRONG_NEEDS_PRIMARY";
+                why = "strong writes inside a stream must be sent to the primary region directly";
+            } else if (edge_http_header(req, "x-edge-forwarded") != NULL) {
+                why_code = "PRIMARY_UNREACHABLE";
+                why = "a forwarded strong write reached a region that is not the primary";
+            } else {
+                s->closed = true;
+                struct edge_buf tmp;
+                edge_buf_init(&tmp, 256);
+                stream_checkin(n, s, &tmp);
+                edge_buf_free(&tmp);
+                forward_strong(l, c, req, body, mode);
+                json_decref(body);
+                return;
+            }
+        } else if ((acks_for(n, 0, &connected), connected) < majority_needed(n)) {
+            why_code = "NO_MAJORITY";
+            why = "the primary cannot reach a majority of regions; the write was not applied";
+        }
+        if (why != NULL) {
+            s->closed = true;
+            struct edge_buf tmp;
+            edge_buf_init(&tmp, 256);
+            stream_checkin(n, s, &tmp);
+            edge_buf_free(&tmp);
+            json_decref(body);
+            respond_error(n, c, req, ep, 503, why_code, why);
+            return;
+        }
+    }
+    struct unit *u = unit_new(l, c, body);
+    if (u == NULL) {
+        json_decref(body);
+        s->closed = true;
+        struct edge_buf tmp;
+        edge_buf_init(&tmp, 256);
+        stream_checkin(n, s, &tmp);
+        edge_buf_free(&tmp);
+        respond_error(n, c, req, ep, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    u->start_ns = req->start_ns;
+    u->requests = requests;
+    u->n = nreq;
+    u->stream = s;
+    u->mode = mode;
+    u->ctx.sqls = &s->sqls;
+    u->ctx.access = access;
+    u->ctx.version = version;
+    u->route = route;
+    unit_repl_setup(u, consistency);
+    unit_dispatch(u);
+}
 
 static void handle_pipeline(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version)
 {
@@ -1413,51 +1836,243 @@ static void handle_pipeline(struct loop *l, struct edge_http_conn *c, struct edg
         respond_error(n, c, req, EP_PIPELINE, 400, "HRANA_PROTO_ERROR", err);
         return;
     }
-    struct stream *s = NULL;
-    json_t *baton = json_object_get(body, "baton");
-    if (json_is_string(baton)) {
-        const char *msg = NULL;
-        s = stream_checkout(n, json_string_value(baton), json_string_length(baton), &code, &msg);
-        if (s == NULL) {
-            json_decref(body);
-            respond_error(n, c, req, EP_PIPELINE, 400, code, msg);
-            return;
-        }
-    } else {
-        s = edge_calloc(1, sizeof(*s));
-        if (s == NULL) {
-            json_decref(body);
-            respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
-            return;
-        }
-        hrana_sqlmap_init(&s->sqls, HRANA_MAX_SQL_PER_STREAM);
-        s->busy = true;
+    pipeline_run(l, c, req, body, version, access, PIPE_HRANA);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* POST /v1/replicate                                                                  */
+/* ---------------------------------------------------------------------------------- */
+
+/* Quote an identifier for SQL ("name" with "" escaping). */
+static void sql_ident(struct edge_buf *b, const char *s)
+{
+    edge_buf_putc(b, '"');
+    for (; *s; s++) {
+        if (*s == '"') edge_buf_putc(b, '"');
+        edge_buf_putc(b, *s);
     }
-    struct unit *u = unit_new(l, c, body);
-    if (u == NULL) {
-        json_decref(body);
-        s->closed = true;
-        struct edge_buf tmp;
-        edge_buf_init(&tmp, 256);
-        stream_checkin(n, s, &tmp);
-        edge_buf_free(&tmp);
-        respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
+    edge_buf_putc(b, '"');
+}
+
+/* A JSON value as a Hrana argument value. Objects and arrays are stored as JSON text. */
+static json_t *hrana_arg(json_t *v)
+{
+    char num[32];
+    switch (json_typeof(v)) {
+    case JSON_NULL: return json_pack("{s:s}", "type", "null");
+    case JSON_TRUE: return json_pack("{s:s,s:s}", "type", "integer", "value", "1");
+    case JSON_FALSE: return json_pack("{s:s,s:s}", "type", "integer", "value", "0");
+    case JSON_INTEGER:
+        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
+        return json_pack("{s:s,s:s}", "type", "integer", "value", num);
+    case JSON_REAL: return json_pack("{s:s,s:f}", "type", "float", "value", json_real_value(v));
+    case JSON_STRING: return json_pack("{s:s,s:s%}", "type", "text", "value", json_string_value(v), json_string_length(v));
+    default: {
+        char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_t *r = t ? json_pack("{s:s,s:s}", "type", "text", "value", t) : NULL;
+        free(t);
+        return r;
+    }
+    }
+}
+
+/* Validate the request against the schema (read connection) and build the SQL. */
+static int replicate_sql(struct loop *l, json_t *body, struct edge_buf *sql, json_t *args, const char **code,
+                         char *msg, size_t msglen)
+{
+    sqlite3 *db = edge_store_db(l->rconn);
+    const char *op = json_string_value(json_object_get(body, "op"));
+    const char *table = json_string_value(json_object_get(body, "table"));
+    json_t *id = json_object_get(body, "id");
+    json_t *data = json_object_get(body, "data");
+    *code = "REPLICATE_BAD_REQUEST";
+    if (op == NULL || table == NULL) {
+        snprintf(msg, msglen, "'op' and 'table' are required strings");
+        return 400;
+    }
+    bool is_delete = strcmp(op, "delete") == 0;
+    if (strcmp(op, "insert") != 0 && strcmp(op, "update") != 0 && strcmp(op, "upsert") != 0 && !is_delete) {
+        snprintf(msg, msglen, "unknown op '%s' (insert, update, upsert, delete)", op);
+        return 400;
+    }
+    if (id == NULL || json_is_object(id) || json_is_array(id) || json_is_null(id)) {
+        snprintf(msg, msglen, "'id' (the primary key value) is required and must be a scalar");
+        return 400;
+    }
+    if (!is_delete && !json_is_object(data)) {
+        snprintf(msg, msglen, "'data' must be an object of column values");
+        return 400;
+    }
+    if (strncmp(table, "_edge_", 6) == 0 || strncmp(table, "sqlite_", 7) == 0) {
+        *code = "UNKNOWN_TABLE";
+        snprintf(msg, msglen, "table '%s' is internal", table);
+        return 400;
+    }
+    /* The table's columns and its single-column primary key. */
+    sqlite3_stmt *st = NULL;
+    char pk[128] = "";
+    int npk = 0, ncols = 0;
+    char cols[64][128];
+    if (sqlite3_prepare_v2(db, "SELECT name, pk FROM pragma_table_info(?1)", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(st, 0);
+            if (ncols < 64) snprintf(cols[ncols++], sizeof(cols[0]), "%s", name);
+            if (sqlite3_column_int(st, 1) > 0) {
+                npk++;
+                snprintf(pk, sizeof(pk), "%s", name);
+            }
+        }
+    }
+    sqlite3_finalize(st);
+    if (ncols == 0) {
+        *code = "UNKNOWN_TABLE";
+        snprintf(msg, msglen, "no such table: %s", table);
+        return 404;
+    }
+    if (npk != 1) {
+        *code = "REPLICATION_NO_PRIMARY_KEY";
+        snprintf(msg, msglen, "table %s needs a single-column PRIMARY KEY for /v1/replicate", table);
+        return 400;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(data, key, val) {
+        bool known = false;
+        for (int i = 0; i < ncols; i++) known = known || strcmp(cols[i], key) == 0;
+        if (!known) {
+            *code = "UNKNOWN_COLUMN";
+            snprintf(msg, msglen, "table %s has no column '%s'", table, key);
+            return 400;
+        }
+        if (strcmp(key, pk) == 0) {
+            snprintf(msg, msglen, "the primary key goes in 'id', not in 'data'");
+            return 400;
+        }
+    }
+    if (!is_delete && json_object_size(data) == 0 && strcmp(op, "update") == 0) {
+        snprintf(msg, msglen, "'data' is empty");
+        return 400;
+    }
+    if (is_delete) {
+        edge_buf_puts(sql, "DELETE FROM ");
+        sql_ident(sql, table);
+        edge_buf_puts(sql, " WHERE ");
+        sql_ident(sql, pk);
+        edge_buf_puts(sql, " = ?");
+        json_array_append_new(args, hrana_arg(id));
+    } else if (strcmp(op, "update") == 0) {
+        edge_buf_puts(sql, "UPDATE ");
+        sql_ident(sql, table);
+        edge_buf_puts(sql, " SET ");
+        int i = 0;
+        json_object_foreach(data, key, val) {
+            if (i++ > 0) edge_buf_puts(sql, ", ");
+            sql_ident(sql, key);
+            edge_buf_puts(sql, " = ?");
+            json_array_append_new(args, hrana_arg(val));
+        }
+        edge_buf_puts(sql, " WHERE ");
+        sql_ident(sql, pk);
+        edge_buf_puts(sql, " = ?");
+        json_array_append_new(args, hrana_arg(id));
+    } else {
+        edge_buf_puts(sql, "INSERT INTO ");
+        sql_ident(sql, table);
+        edge_buf_puts(sql, " (");
+        sql_ident(sql, pk);
+        json_array_append_new(args, hrana_arg(id));
+        json_object_foreach(data, key, val) {
+            edge_buf_puts(sql, ", ");
+            sql_ident(sql, key);
+            json_array_append_new(args, hrana_arg(val));
+        }
+        edge_buf_puts(sql, ") VALUES (?");
+        for (size_t k = 0; k < json_object_size(data); k++) edge_buf_puts(sql, ", ?");
+        edge_buf_putc(sql, ')');
+        if (strcmp(op, "upsert") == 0) {
+            edge_buf_puts(sql, " ON CONFLICT(");
+            sql_ident(sql, pk);
+            edge_buf_puts(sql, ") DO ");
+            if (json_object_size(data) == 0) {
+                edge_buf_puts(sql, "NOTHING");
+            } else {
+                edge_buf_puts(sql, "UPDATE SET ");
+                int i = 0;
+                json_object_foreach(data, key, val) {
+                    if (i++ > 0) edge_buf_puts(sql, ", ");
+                    sql_ident(sql, key);
+                    edge_buf_puts(sql, " = excluded.");
+                    sql_ident(sql, key);
+                }
+            }
+        }
+    }
+    return 200;
+}
+
+static void handle_replicate(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct edge_node *n = l->node;
+    enum hrana_access access;
+    const char *code = NULL;
+    if (!check_http_auth(n, req, &access, &code)) {
+        respond_error(n, c, req, EP_REPLICATE, 401, code, "Authentication failed");
         return;
     }
-    u->start_ns = req->start_ns;
-    u->requests = json_object_get(body, "requests");
-    u->n = json_array_size(u->requests);
-    u->stream = s;
-    u->ctx.sqls = &s->sqls;
-    u->ctx.access = access;
-    u->ctx.version = version;
-    struct hrana_tables tables = {.n = 0};
-    u->route = hrana_classify(u->requests, u->n, l->rconn, &s->sqls, s->txn != NULL, n->cluster ? &tables : NULL);
-    if (u->route == HRANA_ROUTE_WRITE && access == HRANA_ACCESS_RO) {
-        u->route = HRANA_ROUTE_READ; /* every write will be refused statement by statement */
+    if (access == HRANA_ACCESS_RO) {
+        respond_error(n, c, req, EP_REPLICATE, 403, "AUTH_READ_ONLY", "writes are not allowed with a read-only token");
+        return;
     }
-    unit_repl_setup(u, unit_consistency(n, req, &tables));
-    unit_dispatch(u);
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body.data ? req->body.data : "", req->body.len, JSON_ALLOW_NUL, &jerr);
+    if (body == NULL || !json_is_object(body)) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "invalid JSON body: %s", body ? "expected an object" : jerr.text);
+        json_decref(body);
+        respond_error(n, c, req, EP_REPLICATE, 400, "REPLICATE_BAD_REQUEST", msg);
+        return;
+    }
+    json_t *cons = json_object_get(body, "consistency");
+    enum edge_consistency level;
+    if (cons != NULL && (!json_is_string(cons) || edge_consistency_parse(json_string_value(cons), &level) != EDGE_OK)) {
+        json_decref(body);
+        respond_error(n, c, req, EP_REPLICATE, 400, "REPLICATE_BAD_REQUEST",
+                      "'consistency' must be \"strong\", \"eventual\" or \"async\"");
+        return;
+    }
+    struct edge_buf sql;
+    edge_buf_init(&sql, 1 << 20);
+    json_t *args = json_array();
+    char msg[256] = "";
+    int status = replicate_sql(l, body, &sql, args, &code, msg, sizeof(msg));
+    if (status != 200) {
+        edge_buf_free(&sql);
+        json_decref(args);
+        json_decref(body);
+        respond_error(n, c, req, EP_REPLICATE, status, code, msg);
+        return;
+    }
+    json_t *pipe = json_pack("{s:[{s:s,s:{s:s%,s:o,s:b}},{s:s}]}", "requests", "type", "execute", "stmt", "sql",
+                             sql.data, sql.len, "args", args, "want_rows", 0, "type", "close");
+    edge_buf_free(&sql);
+    json_decref(body);
+    if (pipe == NULL) {
+        respond_error(n, c, req, EP_REPLICATE, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    if (cons != NULL) {
+        /* The body's level acts like the X-Edge-Consistency header. */
+        static const char *const names[] = {"eventual", "strong", "async"};
+        struct edge_http_header *h = edge_realloc(req->headers, (req->n_headers + 1) * sizeof(*h));
+        if (h != NULL) {
+            req->headers = h;
+            h[req->n_headers].name = edge_strdup("x-edge-consistency");
+            h[req->n_headers].value = edge_strdup(names[level]);
+            if (h[req->n_headers].name && h[req->n_headers].value) req->n_headers++;
+        }
+    }
+    pipeline_run(l, c, req, pipe, 2, access, PIPE_REPLICATE);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -2117,7 +2732,10 @@ static void on_request(void *ud, struct edge_http_conn *c, struct edge_http_req 
         return;
     }
     if (post && (ends_with(p, "/v2/pipeline") || ends_with(p, "/v3/pipeline"))) {
-        handle_pipeline(l, c, req, ends_with(p, "/v3/pipeline") ? 3 : 2);
+        int version = ends_with(p, "/v3/pipeline") ? 3 : 2;
+        if (!bookmark_gate(l, c, req, version)) {
+            handle_pipeline(l, c, req, version);
+        }
     } else if (get && strcmp(p, "/health") == 0) {
         respond(n, c, req, EP_HEALTH, 200, "text/plain", NULL, "", 0);
     } else if (get && strcmp(p, "/version") == 0) {
@@ -2132,6 +2750,8 @@ static void on_request(void *ud, struct edge_http_conn *c, struct edge_http_req 
         handle_metrics(l, c, req);
     } else if (get && strcmp(p, "/v1/status") == 0) {
         handle_status(l, c, req);
+    } else if (post && strcmp(p, "/v1/replicate") == 0) {
+        handle_replicate(l, c, req);
     } else if (get && strcmp(p, "/v1/conflicts") == 0) {
         handle_conflicts(l, c, req);
     } else if (strcmp(p, "/v1/crdt") == 0 || strncmp(p, "/v1/crdt/", 9) == 0) {

@@ -27,6 +27,8 @@ static void usage(void)
             "  --max-body-bytes N       largest request body (default 16 MiB)\n"
             "  --stream-timeout-ms N    idle Hrana stream expiry (default 10000)\n"
             "  --query-timeout-ms N     time budget per statement (default 5000; 0 = none)\n"
+            "  --bookmark-timeout-ms N  how long a read waits for its X-Edge-Bookmark (default 5000)\n"
+            "  --strong-timeout-ms N    how long a strong write waits for a majority (default 5000)\n"
             "  --synchronous full       fsync every commit (default: normal, WAL)\n"
             "  --emulate-wan FILE       delay peer traffic by the RTTs of a regions.json latency matrix\n");
 }
@@ -94,7 +96,8 @@ int edge_cli_serve(int argc, char **argv)
             if (strcmp(v, "full") == 0) cfg.synchronous_full = true;
             else if (strcmp(v, "normal") != 0) { fprintf(stderr, "edgelite serve: --synchronous full|normal\n"); return 2; }
         } else if (strcmp(a, "--threads") == 0 || strcmp(a, "--max-body-bytes") == 0 ||
-                   strcmp(a, "--stream-timeout-ms") == 0 || strcmp(a, "--query-timeout-ms") == 0) {
+                   strcmp(a, "--stream-timeout-ms") == 0 || strcmp(a, "--query-timeout-ms") == 0 ||
+                   strcmp(a, "--bookmark-timeout-ms") == 0 || strcmp(a, "--strong-timeout-ms") == 0) {
             NEED_ARG();
             if (parse_u64(v, &num) != 0) {
                 fprintf(stderr, "edgelite serve: %s expects a non-negative integer, got '%s'\n", a, v);
@@ -109,6 +112,10 @@ int edge_cli_serve(int argc, char **argv)
             } else if (strcmp(a, "--stream-timeout-ms") == 0) {
                 if (num < 100) { fprintf(stderr, "edgelite serve: --stream-timeout-ms must be >= 100\n"); return 2; }
                 cfg.stream_timeout_ms = num;
+            } else if (strcmp(a, "--bookmark-timeout-ms") == 0) {
+                cfg.bookmark_timeout_ms = num;
+            } else if (strcmp(a, "--strong-timeout-ms") == 0) {
+                cfg.strong_timeout_ms = num;
             } else {
                 cfg.query_budget_ms = num;
             }

@@ -23,7 +23,7 @@
 #include <editline/readline.h>
 
 #include "cli/cli.h"
-#include "cli/httpc.h"
+#include "net/httpc.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "edgelite/errors.h"

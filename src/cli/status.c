@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/httpc.h"
+#include "net/httpc.h"
 #include "core/alloc.h"
 #include "edgelite/errors.h"
 

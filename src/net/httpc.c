@@ -7,7 +7,7 @@
  * framing scan (no copying) decides whether the response is complete, and only then
  * is the body decoded. The scan walks chunk headers rather than data, so a large
  * chunked body costs O(chunks) per read, not O(bytes). */
-#include "cli/httpc.h"
+#include "net/httpc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -140,6 +140,7 @@ struct frame {
     enum framing kind;
     size_t content_length;
     char content_type[128];
+    char bookmark[160];
 };
 
 static const char *find_crlfcrlf(const char *p, size_t len)
@@ -212,6 +213,11 @@ static int parse_head(const char *raw, size_t len, int eof, struct frame *f)
             } else {
                 return EDGE_EPROTO; /* an encoding we cannot undo */
             }
+        } else if (header_is(p, name_len, "x-edge-bookmark")) {
+            size_t n = (size_t)(ve - v);
+            if (n >= sizeof(f->bookmark)) n = sizeof(f->bookmark) - 1;
+            memcpy(f->bookmark, v, n);
+            f->bookmark[n] = '\0';
         } else if (header_is(p, name_len, "content-type")) {
             size_t n = strcspn(v, ";\r");
             if (v + n > ve) n = (size_t)(ve - v);
@@ -341,6 +347,7 @@ int edge_httpc_parse_response(const char *raw, size_t len, int eof, size_t max_b
     if (rv != EDGE_OK) goto out;
     out->status = f.status;
     memcpy(out->content_type, f.content_type, sizeof(out->content_type));
+    memcpy(out->bookmark, f.bookmark, sizeof(out->bookmark));
     switch (f.kind) {
     case FRAME_NONE:
         break;
@@ -450,6 +457,13 @@ int edge_httpc_request(const struct edge_httpc_url *u, const char *method, const
                        const char *token, const char *body, size_t body_len, int timeout_ms,
                        size_t max_body, struct edge_httpc_resp *out)
 {
+    return edge_httpc_request_ex(u, method, path, token, NULL, body, body_len, timeout_ms, max_body, out);
+}
+
+int edge_httpc_request_ex(const struct edge_httpc_url *u, const char *method, const char *path,
+                          const char *token, const char *extra_headers, const char *body, size_t body_len,
+                          int timeout_ms, size_t max_body, struct edge_httpc_resp *out)
+{
     int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 1);
     struct edge_buf req;
     struct edge_buf raw;
@@ -477,6 +491,9 @@ int edge_httpc_request(const struct edge_httpc_url *u, const char *method, const
                          strcmp(u->port, "80") == 0 ? "" : u->port);
     if (rv == EDGE_OK && token != NULL && token[0] != '\0') {
         rv = edge_buf_printf(&req, "Authorization: Bearer %s\r\n", token);
+    }
+    if (rv == EDGE_OK && extra_headers != NULL) {
+        rv = edge_buf_puts(&req, extra_headers);
     }
     if (rv == EDGE_OK && body != NULL) {
         rv = edge_buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n",

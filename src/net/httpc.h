@@ -4,8 +4,8 @@
  * requests per second at most, so connection reuse is not worth its state machine.
  * Everything is bounded: the connect and the whole exchange share one deadline, the
  * response head is capped at EDGE_HTTPC_MAX_HEAD and the body at a caller's cap. */
-#ifndef EDGE_CLI_HTTPC_H
-#define EDGE_CLI_HTTPC_H
+#ifndef EDGE_NET_HTTPC_H
+#define EDGE_NET_HTTPC_H
 
 #include <stddef.h>
 
@@ -24,6 +24,7 @@ struct edge_httpc_url {
 struct edge_httpc_resp {
     int status;             /* e.g. 200 */
     char content_type[128]; /* media type only, lower-cased; "" when absent */
+    char bookmark[160];     /* X-Edge-Bookmark response header, "" when absent */
     struct edge_buf body;   /* de-chunked body, NUL-terminated; owned, see _free */
 };
 
@@ -54,6 +55,10 @@ int edge_httpc_request(const struct edge_httpc_url *u, const char *method, const
  * EDGE_OK fills *out (caller frees with edge_httpc_resp_free); EDGE_EAGAIN means more
  * bytes are needed; EDGE_EPROTO, EDGE_ETOOBIG, EDGE_ENOMEM otherwise. Pure function,
  * exposed for tests. */
+/* Same, with extra request headers: NULL or a block of "Name: value\r\n" lines. */
+int edge_httpc_request_ex(const struct edge_httpc_url *u, const char *method, const char *path,
+                          const char *token, const char *extra_headers, const char *body, size_t body_len,
+                          int timeout_ms, size_t max_body, struct edge_httpc_resp *out);
 int edge_httpc_parse_response(const char *raw, size_t len, int eof, size_t max_body,
                               struct edge_httpc_resp *out);
 
