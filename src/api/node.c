@@ -156,6 +156,7 @@ struct loop {
     uv_async_t wake_async; /* replication progress: re-check waiting requests */
     _Atomic bool wake_ready;
     uv_timer_t sweep_timer; /* loop 0 only */
+    uv_timer_t compact_timer; /* loop 0 only */
     struct edge_http_server *http;
     struct edge_store_conn *rconn;
     int listen_fd;
@@ -1356,6 +1357,240 @@ static void handle_peer_upgrade(struct loop *l, struct edge_http_conn *c, struct
     edge_buf_init(&b, 256);
     if (edge_repl_encode_challenge(&b, ps->nonce) == EDGE_OK) peer_send(ps, &b);
     edge_buf_free(&b);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Snapshots and compaction                                                           */
+/* ---------------------------------------------------------------------------------- */
+
+/* GET /v1/snapshot: a consistent copy of the database (SQLite backup API) for seeding a
+ * new region. Needs the cluster secret (X-Edge-Cluster-Secret), since it holds all data. */
+struct snapshot_job {
+    uv_work_t work;
+    struct loop *l;
+    struct edge_http_conn *conn;
+    uint64_t start_ns;
+    int rv;
+    char err[256];
+    uint8_t *data;
+    size_t len;
+};
+
+static void snapshot_work(uv_work_t *w)
+{
+    struct snapshot_job *j = w->data;
+    struct edge_node *n = j->l->node;
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.snapshot-%p", n->db_path, (void *)j);
+    sqlite3 *src = NULL, *dst = NULL;
+    j->rv = EDGE_ESTORE;
+    if (sqlite3_open_v2(n->db_path, &src, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(src, 5000);
+        sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
+        if (b != NULL) {
+            int rc;
+            while ((rc = sqlite3_backup_step(b, 1024)) == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+                if (rc != SQLITE_OK) sqlite3_sleep(5);
+            }
+            sqlite3_backup_finish(b);
+            if (rc == SQLITE_DONE) j->rv = EDGE_OK;
+        }
+        if (j->rv != EDGE_OK) snprintf(j->err, sizeof(j->err), "backup failed: %s", sqlite3_errmsg(dst));
+    } else {
+        snprintf(j->err, sizeof(j->err), "cannot open the database for a snapshot");
+    }
+    sqlite3_close_v2(src);
+    if (dst != NULL) {
+        /* A self-contained file: no WAL next to it. */
+        sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
+        sqlite3_close_v2(dst);
+    }
+    if (j->rv == EDGE_OK) {
+        FILE *f = fopen(tmp, "rb");
+        j->rv = EDGE_EIO;
+        if (f != NULL && fseek(f, 0, SEEK_END) == 0) {
+            long sz = ftell(f);
+            if (sz > 0 && sz < (1L << 30) && fseek(f, 0, SEEK_SET) == 0) {
+                j->data = edge_malloc((size_t)sz);
+                if (j->data != NULL && fread(j->data, 1, (size_t)sz, f) == (size_t)sz) {
+                    j->len = (size_t)sz;
+                    j->rv = EDGE_OK;
+                }
+            }
+        }
+        if (f != NULL) fclose(f);
+        if (j->rv != EDGE_OK) snprintf(j->err, sizeof(j->err), "cannot read the snapshot file");
+    }
+    unlink(tmp);
+}
+
+static void snapshot_after(uv_work_t *w, int status)
+{
+    (void)status;
+    struct snapshot_job *j = w->data;
+    struct edge_node *n = j->l->node;
+    if (!edge_http_conn_is_closed(j->conn)) {
+        observe(n, EP_STATUS, j->start_ns, j->rv != EDGE_OK);
+        if (j->rv == EDGE_OK) {
+            char extra[128];
+            snprintf(extra, sizeof(extra), "X-Edge-Region: %s\r\n", n->region);
+            edge_http_respond(j->conn, 200, "application/vnd.sqlite3", extra, j->data, j->len);
+        } else {
+            edge_http_respond_error(j->conn, 500, "SNAPSHOT_FAILED", j->err);
+        }
+    }
+    edge_http_conn_unref(j->conn);
+    edge_free(j->data);
+    edge_free(j);
+}
+
+static void handle_snapshot(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct edge_node *n = l->node;
+    const char *given = edge_http_header(req, "x-edge-cluster-secret");
+    const char *secret = n->cfg.conf ? n->cfg.conf->cluster_secret : NULL;
+    if (!n->cluster || secret == NULL) {
+        respond_error(n, c, req, EP_STATUS, 404, "NOT_A_CLUSTER", "this node does not replicate");
+        return;
+    }
+    if (given == NULL || strlen(given) != strlen(secret) || sodium_memcmp(given, secret, strlen(secret)) != 0) {
+        respond_error(n, c, req, EP_STATUS, 401, "AUTH_CLUSTER", "a snapshot needs the cluster secret");
+        return;
+    }
+    struct snapshot_job *j = edge_calloc(1, sizeof(*j));
+    if (j == NULL) {
+        respond_error(n, c, req, EP_STATUS, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    j->l = l;
+    j->conn = c;
+    edge_http_conn_ref(c);
+    j->start_ns = req->start_ns;
+    j->work.data = j;
+    if (uv_queue_work(&l->loop, &j->work, snapshot_work, snapshot_after) != 0) {
+        edge_http_conn_unref(c);
+        edge_free(j);
+        respond_error(n, c, req, EP_STATUS, 503, "INTERNAL", "cannot queue the snapshot");
+    }
+}
+
+/* Before the first start of a region with an empty data directory: copy a peer's
+ * database, so the region starts with everything (and that peer's version vector)
+ * instead of replaying the whole history, which compaction may have removed. */
+static void seed_from_snapshot(struct edge_node *n)
+{
+    struct stat st;
+    if (!n->cluster || n->cfg.conf->cluster_secret == NULL || stat(n->db_path, &st) == 0) return;
+    const struct edge_conf *conf = n->cfg.conf;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < conf->n_regions; i++) {
+            const struct edge_conf_region *r = &conf->regions[i];
+            if (strcmp(r->id, n->region) == 0 || r->url == NULL) continue;
+            struct edge_httpc_url u;
+            if (edge_httpc_url_parse(r->url, &u) != EDGE_OK) continue;
+            char headers[512];
+            snprintf(headers, sizeof(headers), "X-Edge-Cluster-Secret: %s\r\n", conf->cluster_secret);
+            struct edge_httpc_resp resp;
+            int rv = edge_httpc_request_ex(&u, "GET", "/v1/snapshot", NULL, headers, NULL, 0, 30000, (size_t)1 << 30,
+                                           &resp);
+            if (rv == EDGE_OK && resp.status == 200 && resp.body.len >= 100 &&
+                memcmp(resp.body.data, "SQLite format 3", 15) == 0) {
+                char tmp[4200];
+                snprintf(tmp, sizeof(tmp), "%s.seed", n->db_path);
+                FILE *f = fopen(tmp, "wb");
+                bool ok = f != NULL && fwrite(resp.body.data, 1, resp.body.len, f) == resp.body.len;
+                if (f != NULL) ok = (fflush(f) == 0 && fsync(fileno(f)) == 0 && fclose(f) == 0) && ok;
+                if (ok && rename(tmp, n->db_path) == 0) {
+                    EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "seeded from a snapshot of %s (%zu bytes)", r->id,
+                             resp.body.len);
+                    edge_httpc_resp_free(&resp);
+                    return;
+                }
+                unlink(tmp);
+            }
+            edge_httpc_resp_free(&resp);
+        }
+        if (pass == 0) sqlite3_sleep(500); /* peers may be starting too */
+    }
+    EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "no peer snapshot available; starting empty and replaying the logs");
+}
+
+/* Writer thread, alone: drop log entries that every region has acknowledged. */
+struct compact_job {
+    struct edge_writer_job wjob;
+    struct edge_vclock floor; /* per origin: the lowest seq acknowledged by every peer */
+    uint64_t removed;
+};
+
+static int compact_run(struct edge_writer_job *job, struct edge_store_conn *conn)
+{
+    struct compact_job *cj = (struct compact_job *)job;
+    sqlite3 *db = edge_store_db(conn);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return EDGE_OK;
+    if (sqlite3_prepare_v2(db, "DELETE FROM _edge_log WHERE origin = ?1 AND seq <= ?2", -1, &st, NULL) == SQLITE_OK) {
+        for (size_t i = 0; i < cj->floor.n_entries; i++) {
+            sqlite3_bind_text(st, 1, cj->floor.entries[i].region, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)cj->floor.entries[i].n);
+            if (sqlite3_step(st) == SQLITE_DONE) cj->removed += (uint64_t)sqlite3_changes(db);
+            sqlite3_reset(st);
+        }
+    }
+    sqlite3_finalize(st);
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        cj->removed = 0;
+    }
+    return EDGE_OK;
+}
+
+static void compact_complete(struct edge_writer_job *job, int status)
+{
+    (void)status;
+    struct compact_job *cj = (struct compact_job *)job;
+    edge_vclock_close(&cj->floor);
+    edge_free(cj);
+}
+
+static void compact_tick(uv_timer_t *t)
+{
+    struct loop *l = t->data;
+    struct edge_node *n = l->node;
+    if (!n->cluster || n->n_peers == 0 || l->stopping) return;
+    struct compact_job *cj = edge_calloc(1, sizeof(*cj));
+    if (cj == NULL) return;
+    edge_vclock_init(&cj->floor);
+    vv_snapshot(n, &cj->floor);
+    /* floor = min over this node and every peer; a peer never heard from keeps all. */
+    for (int i = 0; i < n->n_peers; i++) {
+        struct edge_peer_status ps;
+        edge_peer_status(n->peers[i], &ps);
+        for (size_t k = 0; k < cj->floor.n_entries; k++) {
+            uint64_t theirs = edge_vclock_get(&ps.acked, cj->floor.entries[k].region);
+            if (theirs < cj->floor.entries[k].n) cj->floor.entries[k].n = theirs;
+        }
+        edge_vclock_close(&ps.acked);
+    }
+    /* Keep a tail per origin so a briefly lagging link rarely needs more than the log. */
+    for (size_t k = 0; k < cj->floor.n_entries; k++) {
+        uint64_t v = cj->floor.entries[k].n;
+        cj->floor.entries[k].n = v > 1000 ? v - 1000 : 0;
+    }
+    bool any = false;
+    for (size_t k = 0; k < cj->floor.n_entries; k++) any = any || cj->floor.entries[k].n > 0;
+    if (!any) {
+        edge_vclock_close(&cj->floor);
+        edge_free(cj);
+        return;
+    }
+    cj->wjob.exclusive = true;
+    cj->wjob.run = compact_run;
+    cj->wjob.complete = compact_complete;
+    if (edge_writer_submit(n->writer, &cj->wjob) != EDGE_OK) {
+        edge_vclock_close(&cj->floor);
+        edge_free(cj);
+    }
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -2752,6 +2987,8 @@ static void on_request(void *ud, struct edge_http_conn *c, struct edge_http_req 
         handle_status(l, c, req);
     } else if (post && strcmp(p, "/v1/replicate") == 0) {
         handle_replicate(l, c, req);
+    } else if (get && strcmp(p, "/v1/snapshot") == 0) {
+        handle_snapshot(l, c, req);
     } else if (get && strcmp(p, "/v1/conflicts") == 0) {
         handle_conflicts(l, c, req);
     } else if (strcmp(p, "/v1/crdt") == 0 || strncmp(p, "/v1/crdt/", 9) == 0) {
@@ -2790,6 +3027,7 @@ static void on_stop(uv_async_t *a)
     uv_close((uv_handle_t *)&l->stop_async, NULL);
     if (l->idx == 0) {
         uv_close((uv_handle_t *)&l->sweep_timer, NULL);
+        uv_close((uv_handle_t *)&l->compact_timer, NULL);
     }
     if (l->http != NULL) {
         edge_http_server_stop(l->http, on_server_stopped, l);
@@ -2848,6 +3086,9 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
         uint64_t every = n->cfg.stream_timeout_ms / 4;
         every = every < 50 ? 50 : every > 1000 ? 1000 : every;
         uv_timer_start(&l->sweep_timer, sweep, every, every);
+        uv_timer_init(&l->loop, &l->compact_timer);
+        l->compact_timer.data = l;
+        uv_timer_start(&l->compact_timer, compact_tick, 5000, 5000);
     }
     return EDGE_OK;
 }
@@ -2949,6 +3190,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     }
     rv = edge_store_global_init(errmsg, errmsg_len);
     if (rv != EDGE_OK) goto out;
+    seed_from_snapshot(n);
     rv = edge_store_open(n->db_path, EDGE_STORE_WRITE, cfg->synchronous_full, 5000, &wconn, errmsg, errmsg_len);
     if (rv != EDGE_OK) goto out;
     struct edge_writer_hooks hooks = {0};
@@ -2994,6 +3236,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
                 struct loop *l = &n->loops[j];
                 if (l->http) edge_http_server_stop(l->http, on_server_stopped, l);
                 if (j == 0 && l->sweep_timer.data != NULL) uv_close((uv_handle_t *)&l->sweep_timer, NULL);
+                if (j == 0 && l->compact_timer.data != NULL) uv_close((uv_handle_t *)&l->compact_timer, NULL);
                 uv_close((uv_handle_t *)&l->inbox_async, NULL);
                 uv_close((uv_handle_t *)&l->stop_async, NULL);
                 if (l->wake_ready) uv_close((uv_handle_t *)&l->wake_async, NULL);
