@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: MIT
+// Hostile or broken peers on /v1/peer (issue 4, test 8): a raw WebSocket speaking
+// `edgelite-peer1` sends garbage, a truncated HELLO, a HELLO with a wrong secret or an unknown
+// region, a second HELLO on an established link, and an oversized frame. Each time the node must
+// close the link (ERROR message and/or close), keep serving SQL, keep its data, and keep
+// replicating with its real peers.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+
+import WebSocket from 'ws';
+
+import { sleep, startCluster } from './lib/cluster.mjs';
+
+const MAX_BODY = 65536; // --max-body-bytes also caps WebSocket messages
+
+// ---- the peer protocol by hand (src/repl/proto.h, docs/internals/peer-protocol.md) ----
+function uvarint(n) {
+  const out = [];
+  let v = BigInt(n);
+  do {
+    let b = Number(v & 0x7fn);
+    v >>= 7n;
+    if (v > 0n) b |= 0x80;
+    out.push(b);
+  } while (v > 0n);
+  return Buffer.from(out);
+}
+const str = (s) => Buffer.concat([uvarint(Buffer.byteLength(s)), Buffer.from(s)]);
+
+function helloMac(secret, nonce, cluster, region) {
+  const key = crypto.createHash('sha256').update(secret).digest();
+  return crypto.createHmac('sha256', key)
+    .update(Buffer.concat([Buffer.from('edgelite-peer1'), nonce, Buffer.from(cluster), Buffer.from([0]),
+      Buffer.from(region)]))
+    .digest();
+}
+
+function hello({ version = 1, cluster, region, mac }) {
+  return Buffer.concat([Buffer.from([2]), uvarint(version), str(cluster), str(region), mac, uvarint(0)]);
+}
+
+function readUvarint(buf, off) {
+  let v = 0;
+  let shift = 0;
+  for (let i = 0; i < 10 && off < buf.length; i++) {
+    const b = buf[off++];
+    v += (b & 0x7f) * 2 ** shift;
+    shift += 7;
+    if (!(b & 0x80)) return [v, off];
+  }
+  throw new Error('bad varint');
+}
+
+function decodeError(buf) {
+  if (buf[0] !== 8) return null;
+  let [n, off] = readUvarint(buf, 1);
+  const code = buf.subarray(off, off + n).toString();
+  off += n;
+  [n, off] = readUvarint(buf, off);
+  return { code, message: buf.subarray(off, off + n).toString() };
+}
+
+/**
+ * Open /v1/peer, wait for the CHALLENGE, then call `script(ws, nonce)` which sends frames. Resolves
+ * with { challenge, messages, errors, closed, closeCode } once the server closes or after waitMs.
+ */
+function peerSession(url, script, waitMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/peer`, 'edgelite-peer1', { maxPayload: 1 << 20 });
+    const res = { challenge: null, messages: [], errors: [], closed: false, closeCode: null };
+    let timer = null;
+    const done = () => {
+      clearTimeout(timer);
+      ws.removeAllListeners();
+      ws.on('error', () => {});
+      ws.terminate();
+      resolve(res);
+    };
+    ws.on('error', (e) => { res.wsError = e.message; });
+    ws.on('unexpected-response', (_req, r) => reject(new Error(`upgrade refused: HTTP ${r.statusCode}`)));
+    ws.on('message', async (data, isBinary) => {
+      const buf = Buffer.from(data);
+      if (res.challenge === null) {
+        if (!isBinary || buf[0] !== 1 || buf.length !== 33) {
+          reject(new Error(`first message is not a CHALLENGE: ${buf.toString('hex').slice(0, 80)}`));
+          ws.terminate();
+          return;
+        }
+        res.challenge = buf.subarray(1);
+        timer = setTimeout(done, waitMs);
+        try {
+          await script(ws, res.challenge);
+        } catch (e) {
+          res.sendError = e.message;
+        }
+        return;
+      }
+      res.messages.push(buf);
+      const err = decodeError(buf);
+      if (err) res.errors.push(err);
+    });
+    ws.on('close', (code) => {
+      res.closed = true;
+      res.closeCode = code;
+      done();
+    });
+  });
+}
+
+const send = (ws, buf) => new Promise((resolve) => ws.send(buf, { binary: true }, () => resolve()));
+
+describe('repl_bad_peer', { timeout: 90000 }, () => {
+  let c;
+  let baseline;
+  before(async () => {
+    c = await startCluster({ regions: 3, extraArgs: ['--log-level', 'error', '--max-body-bytes', String(MAX_BODY)] });
+    await c.createTable('t', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)');
+    for (let i = 1; i <= 5; i++) assert.ok((await c.sql('b', 'INSERT INTO t VALUES (?, ?)', [i, `v${i}`])).ok);
+    assert.ok((await c.waitConverged(['t'], 10000)).ok);
+    baseline = await c.checksum('a', 't');
+  });
+  after(async () => { if (c) await c.destroy(); });
+
+  async function assertStillServing(label) {
+    const h = await fetch(c.url('a') + '/health', { signal: AbortSignal.timeout(5000) });
+    assert.equal(h.status, 200, `${label}: /health`);
+    const now = await c.checksum('a', 't');
+    assert.equal(now.hash, baseline.hash, `${label}: data changed`);
+    const q = await c.sql('a', 'SELECT 1 + 1');
+    assert.deepEqual(q.rows, [[2]], `${label}: query`);
+  }
+
+  function assertRefused(res, label, code) {
+    assert.ok(res.closed, `${label}: the link was not closed (${res.messages.length} messages)`);
+    assert.ok(!res.messages.some((m) => m[0] === 3), `${label}: got HELLO_OK`);
+    if (code) assert.ok(res.errors.some((e) => e.code === code), `${label}: errors ${JSON.stringify(res.errors)}`);
+  }
+
+  test('garbage binary frame', async () => {
+    const res = await peerSession(c.url('a'), (ws) => send(ws, Buffer.from([0xff, 0x00, 0x13, 0x37, 0x42])));
+    assertRefused(res, 'garbage');
+    await assertStillServing('garbage');
+  });
+
+  test('text frame instead of binary', async () => {
+    const res = await peerSession(c.url('a'), (ws) => new Promise((r) => ws.send('hello', () => r())));
+    assertRefused(res, 'text');
+    await assertStillServing('text');
+  });
+
+  test('truncated HELLO', async () => {
+    const res = await peerSession(c.url('a'), (ws, nonce) => {
+      const full = hello({ cluster: c.name, region: 'c', mac: helloMac(c.secret, nonce, c.name, 'c') });
+      return send(ws, full.subarray(0, full.length - 20));
+    });
+    assertRefused(res, 'truncated HELLO', 'PROTOCOL');
+    await assertStillServing('truncated HELLO');
+  });
+
+  test('HELLO with a wrong secret', async () => {
+    const res = await peerSession(c.url('a'), (ws, nonce) =>
+      send(ws, hello({ cluster: c.name, region: 'c', mac: helloMac('not-the-secret', nonce, c.name, 'c') })));
+    assertRefused(res, 'wrong secret', 'AUTH');
+    await assertStillServing('wrong secret');
+  });
+
+  test('HELLO with a MAC for another nonce (replay)', async () => {
+    const res = await peerSession(c.url('a'), (ws) =>
+      send(ws, hello({ cluster: c.name, region: 'c', mac: helloMac(c.secret, Buffer.alloc(32, 7), c.name, 'c') })));
+    assertRefused(res, 'replayed MAC', 'AUTH');
+    await assertStillServing('replayed MAC');
+  });
+
+  test('HELLO from a region that is not in the cluster', async () => {
+    const res = await peerSession(c.url('a'), (ws, nonce) =>
+      send(ws, hello({ cluster: c.name, region: 'zz', mac: helloMac(c.secret, nonce, c.name, 'zz') })));
+    assertRefused(res, 'unknown region', 'UNKNOWN_REGION');
+    await assertStillServing('unknown region');
+  });
+
+  test('HELLO claiming to be the node itself', async () => {
+    const res = await peerSession(c.url('a'), (ws, nonce) =>
+      send(ws, hello({ cluster: c.name, region: 'a', mac: helloMac(c.secret, nonce, c.name, 'a') })));
+    assertRefused(res, 'self', 'UNKNOWN_REGION');
+    await assertStillServing('self');
+  });
+
+  test('ENTRIES before HELLO', async () => {
+    const res = await peerSession(c.url('a'), (ws) => send(ws, Buffer.from([4, 0])));
+    assertRefused(res, 'entries first', 'NO_HELLO');
+    await assertStillServing('entries first');
+  });
+
+  test('a second HELLO after a valid one', async () => {
+    const res = await peerSession(c.url('a'), async (ws, nonce) => {
+      const h = hello({ cluster: c.name, region: 'c', mac: helloMac(c.secret, nonce, c.name, 'c') });
+      await send(ws, h);
+      await sleep(200); // let HELLO_OK arrive first
+      await send(ws, h);
+    });
+    assert.ok(res.messages.length >= 1 && res.messages[0][0] === 3,
+      `a valid HELLO was not answered with HELLO_OK: ${res.messages.map((m) => m[0])} ${JSON.stringify(res.errors)}`);
+    assert.ok(res.closed, 'the link stayed open after a second HELLO');
+    assert.ok(res.errors.some((e) => e.code === 'HELLO_REPLAYED'), JSON.stringify(res.errors));
+    await assertStillServing('second HELLO');
+  });
+
+  test('an oversized frame', async () => {
+    const res = await peerSession(c.url('a'), (ws) => {
+      const big = Buffer.alloc(MAX_BODY * 2, 0x41);
+      big[0] = 4;
+      return send(ws, big);
+    });
+    assertRefused(res, 'oversized');
+    assert.notEqual(res.closeCode, 1000, 'an oversized frame was closed as normal');
+    await assertStillServing('oversized');
+  });
+
+  test('an oversized frame after a valid HELLO', async () => {
+    const res = await peerSession(c.url('a'), async (ws, nonce) => {
+      await send(ws, hello({ cluster: c.name, region: 'b', mac: helloMac(c.secret, nonce, c.name, 'b') }));
+      await sleep(100);
+      const big = Buffer.alloc(MAX_BODY * 2, 0x41);
+      big[0] = 4;
+      await send(ws, big);
+    });
+    assert.ok(res.closed, 'the link stayed open after an oversized frame');
+    await assertStillServing('oversized after HELLO');
+  });
+
+  test('the real peer links still replicate afterwards', async () => {
+    assert.ok((await c.sql('b', 'INSERT INTO t VALUES (100, ?)', ['after'])).ok);
+    assert.ok((await c.sql('a', 'INSERT INTO t VALUES (101, ?)', ['after'])).ok);
+    const conv = await c.waitConverged(['t'], 10000);
+    assert.ok(conv.ok, 'replication broke after the bad peers');
+    assert.equal(conv.sums.t.c.count, 7);
+  });
+});
