@@ -25,6 +25,13 @@ static int die(const char *what, int rv)
 
 static const char *const regions[3] = {"us-west-2", "eu-west-1", "ap-south-1"};
 
+static int count_cb(void *ud, const uint8_t *elem, size_t len)
+{
+    (void)elem;
+    *(size_t *)ud += len;
+    return 0;
+}
+
 /* n local ops on a fresh object; returns ops/s. */
 static int bench_ops(int type, int n, double *out_rate)
 {
@@ -104,6 +111,70 @@ static int bench_merges(int type, int n, double *out_rate)
     return rv;
 }
 
+/* What one HTTP update of an OR-Set of n elements costs in the library: decode the
+ * stored state, add or remove one element, encode the result. Alternates adds of new
+ * elements and removes of existing ones so the size stays around n. Writes the mean
+ * latency per update (ms) and, separately, the cost of listing the value in order. */
+static int bench_update(int n, int rounds, double *out_ms, double *out_list_ms, double out_parts[3])
+{
+    double t_dec = 0, t_op = 0, t_enc = 0, t1;
+    struct edge_crdt *s = NULL, *c = NULL;
+    uint8_t *enc = NULL, *next = NULL;
+    size_t len = 0, next_len = 0;
+    char e[32];
+    int rv = edge_crdt_create(EDGE_CRDT_ORSET, &s);
+    for (int i = 0; rv == EDGE_OK && i < n; i++) {
+        snprintf(e, sizeof(e), "\"user-%06d\"", i);
+        rv = edge_crdt_add(s, regions[i % 2], e, strlen(e), NULL);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_crdt_encode(s, &enc, &len);
+    }
+    double t0 = now_s();
+    for (int i = 0; rv == EDGE_OK && i < rounds; i++) {
+        t1 = now_s();
+        if ((rv = edge_crdt_decode(enc, len, &c)) != EDGE_OK) {
+            break;
+        }
+        t_dec += now_s() - t1;
+        t1 = now_s();
+        if (i % 2 == 0) {
+            snprintf(e, sizeof(e), "\"zz-%06d\"", i);
+            rv = edge_crdt_add(c, regions[2], e, strlen(e), NULL);
+        } else {
+            snprintf(e, sizeof(e), "\"user-%06d\"", (i * 7919) % n);
+            rv = edge_crdt_remove(c, regions[2], e, strlen(e), NULL);
+        }
+        t_op += now_s() - t1;
+        t1 = now_s();
+        if (rv == EDGE_OK) {
+            rv = edge_crdt_encode(c, &next, &next_len);
+        }
+        t_enc += now_s() - t1;
+        edge_crdt_destroy(c);
+        c = NULL;
+        if (rv == EDGE_OK) {
+            edge_free(enc);
+            enc = next;
+            len = next_len;
+            next = NULL;
+        }
+    }
+    *out_ms = (now_s() - t0) * 1e3 / rounds;
+    out_parts[0] = t_dec * 1e3 / rounds;
+    out_parts[1] = t_op * 1e3 / rounds;
+    out_parts[2] = t_enc * 1e3 / rounds;
+    size_t count = 0;
+    t0 = now_s();
+    for (int i = 0; rv == EDGE_OK && i < rounds; i++) {
+        rv = edge_crdt_foreach(s, count_cb, &count);
+    }
+    *out_list_ms = (now_s() - t0) * 1e3 / rounds;
+    edge_free(enc);
+    edge_crdt_destroy(s);
+    return rv;
+}
+
 int main(void)
 {
     static const char *const names[] = {"", "g-counter", "pn-counter", "or-set", "lww-register"};
@@ -118,6 +189,18 @@ int main(void)
             return die("merges", rv);
         }
         printf("%-13s merges:     %12.0f merges/s (small concurrent states)\n", names[t], rate);
+    }
+
+    static const int sizes[2] = {9000, 100000};
+    for (int i = 0; i < 2; i++) {
+        double ms, list_ms, parts[3];
+        if ((rv = bench_update(sizes[i], sizes[i] > 10000 ? 20 : 200, &ms, &list_ms, parts)) != EDGE_OK) {
+            return die("update", rv);
+        }
+        printf("or-set %6d: one update (decode + add/remove + encode) %.3f ms = %.3f + %.3f + %.3f; "
+               "listing the value %.3f ms\n",
+               sizes[i], ms, parts[0], parts[1], parts[2], list_ms);
+        printf("RESULT name=crdt_orset_update_%d ms=%.3f list_ms=%.3f\n", sizes[i], ms, list_ms);
     }
 
     /* OR-Set at 100k elements, written by two regions, then joined with a replica that
@@ -172,6 +255,8 @@ int main(void)
     printf("or-set 100k:  encode %.2f ms, decode %.2f ms, full merge (100k x 100k, 2,000 diffs) %.2f ms, "
            "result %zu elements\n",
            t_enc * 1e3, t_dec * 1e3, t_merge * 1e3, edge_crdt_size(c));
+    printf("RESULT name=crdt_orset_merge_100k ms=%.3f encode_ms=%.3f decode_ms=%.3f\n", t_merge * 1e3, t_enc * 1e3,
+           t_dec * 1e3);
     edge_free(enc);
     edge_crdt_destroy(a);
     edge_crdt_destroy(b);

@@ -605,12 +605,6 @@ static bool stmt_is_insert(sqlite3_stmt *st)
                          strncasecmp(s, "WITH", 4) == 0);
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* After a statement on a transaction connection: keep PRAGMA query_only in step with a
  * BEGIN ... READONLY transaction (stock SQLite reads READONLY as a transaction name). */
@@ -831,7 +825,6 @@ static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, s
     }
     json_t *wr = json_object_get(stmt, "want_rows");
     bool want_rows = !json_is_false(wr);
-    double t0 = now_ms();
     sqlite3_int64 changes_before = sqlite3_total_changes64(db);
     int wrv = edge_buf_putc(out, '{');
     if (wrv == EDGE_OK) wrv = write_cols(out, st);
@@ -878,9 +871,9 @@ static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, s
     }
     snprintf(tailbuf, sizeof(tailbuf),
              "],\"affected_row_count\":%lld,\"last_insert_rowid\":%s,\"rows_read\":%llu,"
-             "\"rows_written\":%lld,\"query_duration_ms\":%.3f}",
+             "\"rows_written\":%lld}",
              changed ? (long long)changes_now : 0LL, rowid, ro ? (unsigned long long)nrows : 0ULL,
-             changed ? (long long)changes_now : 0LL, now_ms() - t0);
+             changed ? (long long)changes_now : 0LL);
     if (edge_buf_puts(out, tailbuf) != EDGE_OK) {
         set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
         goto out;

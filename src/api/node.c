@@ -657,6 +657,36 @@ static void txn_after(uv_work_t *w, int status)
     unit_finish(w->data);
 }
 
+/* Statements a unit will run (an upper bound for sequences: counted as one). */
+static size_t unit_statements(struct unit *u)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < u->n; i++) {
+        json_t *r = u->ws ? u->requests : json_array_get(u->requests, i);
+        const char *t = json_string_value(json_object_get(r, "type"));
+        if (strcmp(t, "batch") == 0) {
+            total += json_array_size(json_object_get(json_object_get(r, "batch"), "steps"));
+        } else if (strcmp(t, "execute") == 0 || strcmp(t, "sequence") == 0) {
+            total++;
+        }
+    }
+    return total;
+}
+
+/* BEGIN/COMMIT on a read connection through its statement cache. */
+static void read_txn(struct edge_store_conn *c, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    size_t tail;
+    if (edge_store_prepare(c, sql, strlen(sql), &st, &tail) == SQLITE_OK && st != NULL) {
+        sqlite3_step(st);
+        edge_store_release(c, st);
+    }
+    if (strcmp(sql, "COMMIT") == 0 && !sqlite3_get_autocommit(edge_store_db(c))) {
+        sqlite3_exec(edge_store_db(c), "ROLLBACK", NULL, NULL, NULL);
+    }
+}
+
 /* Send the unit off to where it must run (loop thread). */
 static void unit_dispatch(struct unit *u)
 {
@@ -664,7 +694,13 @@ static void unit_dispatch(struct unit *u)
     atomic_fetch_add(&n->m.routed[u->route], 1);
     if (u->route == HRANA_ROUTE_READ) {
         u->ctx.conn = u->loop->rconn;
+        /* Several reads share one read transaction: one snapshot for all of them, and
+         * the file-lock system calls of a transaction start are paid once, not per
+         * statement (PERF-NOTES: ~5x for 100 point reads). */
+        bool group = unit_statements(u) > 1;
+        if (group) read_txn(u->loop->rconn, "BEGIN");
         unit_run(u);
+        if (group) read_txn(u->loop->rconn, "COMMIT");
         unit_finish(u);
         return;
     }

@@ -309,21 +309,14 @@ int edge_crdt_value_i64(const struct edge_crdt *c, int64_t *out_value)
     return EDGE_EINVAL;
 }
 
-size_t edge_crdt_size(const struct edge_crdt *c) { return c->type == EDGE_CRDT_ORSET ? c->u.set.n_ents : 0; }
+size_t edge_crdt_size(const struct edge_crdt *c) { return c->type == EDGE_CRDT_ORSET ? edge_crdt_orset_size(&c->u.set) : 0; }
 
 int edge_crdt_foreach(const struct edge_crdt *c, edge_crdt_elem_cb cb, void *ud)
 {
-    size_t *idx = NULL;
     if (c->type != EDGE_CRDT_ORSET) {
         return EDGE_EINVAL;
     }
-    int rv = edge_crdt_orset_sorted(&c->u.set, &idx);
-    for (size_t i = 0; rv == EDGE_OK && i < c->u.set.n_ents; i++) {
-        const struct edge__orset_entry *e = &c->u.set.ents[idx[i]];
-        rv = cb(ud, e->elem, e->len);
-    }
-    edge_free(idx);
-    return rv;
+    return edge_crdt_orset_foreach(&c->u.set, cb, ud);
 }
 
 int edge_crdt_contains(const struct edge_crdt *c, const void *elem, size_t len)

@@ -49,19 +49,25 @@ struct edge_crdt_dot {
 };
 
 struct edge__orset_entry {
-    uint8_t *elem; /* owned copy of the element bytes */
+    const uint8_t *elem; /* element bytes: owned when `owned`, else in the set's arena */
     size_t len;
     uint64_t hash;
-    struct edge_crdt_dot *dots; /* owned, sorted by (region, n), >= 1 */
-    size_t n_dots;
+    struct edge_crdt_dot one;   /* the dot when n_dots == 1: most entries allocate nothing */
+    struct edge_crdt_dot *dots; /* owned, sorted by (region, n) when n_dots > 1, else NULL */
+    size_t n_dots;              /* >= 1 while live */
+    uint8_t owned;
+    uint8_t dead; /* removed; its slot is gone and the array is compacted later */
 };
 
 struct edge_crdt_orset {
-    struct edge__orset_entry *ents; /* dense, unordered */
-    size_t n_ents;
+    struct edge__orset_entry *ents; /* dense, dead entries included until compaction */
+    size_t n_ents;                  /* used, dead included */
+    size_t n_dead;
+    size_t n_sorted; /* the live entries of ents[0..n_sorted) are in canonical order */
     size_t cap_ents;
-    uint32_t *slots; /* open addressing over ents: index + 1, 0 = empty */
+    uint32_t *slots; /* open addressing over live ents: index + 1, 0 = empty */
     size_t n_slots;  /* power of two or 0 */
+    uint8_t *arena;  /* element bytes of decoded entries (owned, one block) */
     char **regions;  /* interned region ids (owned), sorted, unique */
     size_t n_regions;
     struct edge_vclock ctx;      /* causal context: contiguous dots seen per region */
@@ -71,17 +77,21 @@ struct edge_crdt_orset {
 void edge_crdt_orset_init(struct edge_crdt_orset *s);
 void edge_crdt_orset_close(struct edge_crdt_orset *s);
 /* Add/remove elem (copied) as region. out_delta (may be NULL) must be empty. EDGE_OK,
- * EDGE_EINVAL, EDGE_EOVERFLOW, EDGE_ENOMEM; unchanged on error. */
+ * EDGE_EINVAL, EDGE_EOVERFLOW, EDGE_ENOMEM; unchanged on error. O(1) expected. */
 int edge_crdt_orset_add(struct edge_crdt_orset *s, const char *region, const void *elem, size_t len,
                         struct edge_crdt_orset *out_delta);
 int edge_crdt_orset_remove(struct edge_crdt_orset *s, const void *elem, size_t len,
                            struct edge_crdt_orset *out_delta);
-/* Join: a dot survives if both sides have it, or one side has it and the other side's
- * context has not seen it. EDGE_OK or EDGE_ENOMEM. */
+/* Join, in place: a dot survives if both sides have it, or one side has it and the
+ * other side's context has not seen it. Only entries that change are touched, so a
+ * small delta costs one scan of s and no copying. EDGE_OK or EDGE_ENOMEM (unchanged). */
 int edge_crdt_orset_merge(struct edge_crdt_orset *s, const struct edge_crdt_orset *o);
 int edge_crdt_orset_contains(const struct edge_crdt_orset *s, const void *elem, size_t len);
-/* Entry indexes in canonical element order; *out_idx caller-freed with edge_free. */
-int edge_crdt_orset_sorted(const struct edge_crdt_orset *s, size_t **out_idx);
+/* Number of elements. */
+size_t edge_crdt_orset_size(const struct edge_crdt_orset *s);
+/* cb for each element in canonical (bytewise) order; a non-zero cb return stops the
+ * walk and is returned. EDGE_OK, EDGE_ENOMEM. */
+int edge_crdt_orset_foreach(const struct edge_crdt_orset *s, edge_crdt_elem_cb cb, void *ud);
 
 /* ---- LWW-Register: highest (hlc, region) wins ---- */
 struct edge_crdt_lww {

@@ -11,9 +11,16 @@
  * Join: a dot survives if both sides hold it, or if one side holds it and the other
  * side's context has not seen it (then it is new to that side, not removed there).
  * Elements live in a dense array indexed by an open-addressing hash table so lookups are
- * O(1) and a full merge is linear in the two sizes. Merges build the result on the side
- * and swap it in, so they are atomic; local add/remove allocate everything first and
- * then mutate without failing. */
+ * O(1). Every operation allocates first and then mutates without failing, so it is
+ * atomic; a merge plans its changes, then applies them in place, touching only the
+ * entries that change (a one-element delta into a 100k set copies nothing).
+ *
+ * PERFORMANCE: one HTTP update decodes the stored state, changes one element and
+ * encodes it again, so decode and encode are the hot paths. Decode allocates one arena
+ * for all element bytes and keeps single dots inline (no per-element allocation);
+ * removal marks entries dead instead of moving them (compaction is amortised), and
+ * the array remembers how long a prefix is in canonical order, so encoding a decoded
+ * set that gained a few elements sorts only those few and merges them in. */
 #include "crdt/crdt.h"
 
 #include <stdlib.h>
@@ -27,14 +34,27 @@ void edge_crdt_orset_init(struct edge_crdt_orset *s)
     edge_vclock_init(&s->ctx);
 }
 
+static void ent_free(struct edge__orset_entry *e)
+{
+    if (e->owned) {
+        edge_free((void *)e->elem);
+    }
+    edge_free(e->dots);
+    e->elem = NULL;
+    e->dots = NULL;
+    e->n_dots = 0;
+}
+
 void edge_crdt_orset_close(struct edge_crdt_orset *s)
 {
     for (size_t i = 0; i < s->n_ents; i++) {
-        edge_free(s->ents[i].elem);
-        edge_free(s->ents[i].dots);
+        if (!s->ents[i].dead) {
+            ent_free(&s->ents[i]);
+        }
     }
     edge_free(s->ents);
     edge_free(s->slots);
+    edge_free(s->arena);
     for (size_t i = 0; i < s->n_regions; i++) {
         edge_free(s->regions[i]);
     }
@@ -44,7 +64,35 @@ void edge_crdt_orset_close(struct edge_crdt_orset *s)
     edge_crdt_orset_init(s);
 }
 
+size_t edge_crdt_orset_size(const struct edge_crdt_orset *s) { return s->n_ents - s->n_dead; }
+
 /* ---- helpers ---- */
+
+/* A list of dots: inline when there is one, an owned array when more. */
+struct dotv {
+    struct edge_crdt_dot one;
+    struct edge_crdt_dot *many;
+    size_t n;
+};
+
+static const struct edge_crdt_dot *dots_of(const struct edge__orset_entry *e)
+{
+    return e->n_dots == 1 ? &e->one : e->dots;
+}
+
+/* Give e the dots of v (ownership moves; e's old dots must be freed already). */
+static void ent_set_dots(struct edge__orset_entry *e, struct dotv *v)
+{
+    e->n_dots = v->n;
+    if (v->n == 1) {
+        e->one = v->one;
+        e->dots = NULL;
+    } else {
+        e->dots = v->many;
+    }
+    v->many = NULL;
+    v->n = 0;
+}
 
 static uint64_t hash_bytes(const uint8_t *p, size_t n)
 {
@@ -71,7 +119,7 @@ static int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 
 static int dot_cmp(const struct edge_crdt_dot *a, const struct edge_crdt_dot *b)
 {
-    int c = strcmp(a->region, b->region);
+    int c = a->region == b->region ? 0 : strcmp(a->region, b->region);
     if (c != 0) {
         return c;
     }
@@ -139,7 +187,17 @@ static void slot_delete(struct edge_crdt_orset *s, size_t pos)
     s->slots[i] = 0;
 }
 
-/* Room for n entries; may rehash. Never changes the set's content. */
+static void rehash(struct edge_crdt_orset *s)
+{
+    memset(s->slots, 0, s->n_slots * sizeof(*s->slots));
+    for (size_t i = 0; i < s->n_ents; i++) {
+        if (!s->ents[i].dead) {
+            slot_insert(s, i);
+        }
+    }
+}
+
+/* Room for n entries (dead included); may rehash. Never changes the set's content. */
 static int reserve(struct edge_crdt_orset *s, size_t n)
 {
     if (n >= UINT32_MAX / 2) {
@@ -169,38 +227,69 @@ static int reserve(struct edge_crdt_orset *s, size_t n)
         edge_free(s->slots);
         s->slots = slots;
         s->n_slots = ns;
-        for (size_t i = 0; i < s->n_ents; i++) {
-            slot_insert(s, i);
-        }
+        rehash(s);
     }
     return EDGE_OK;
 }
 
-/* Append an entry (storage reserved beforehand); takes ownership of elem and dots. */
-static void append(struct edge_crdt_orset *s, uint8_t *elem, size_t len, uint64_t h,
-                   struct edge_crdt_dot *dots, size_t n_dots)
+/* Append an entry (storage reserved beforehand); takes ownership of dots (and of elem
+ * when owned). Extends the sorted prefix when the element sorts after every other. */
+static void append(struct edge_crdt_orset *s, const uint8_t *elem, size_t len, uint64_t h, int owned,
+                   struct dotv *dots)
 {
     struct edge__orset_entry *e = &s->ents[s->n_ents];
+    int in_order = 0;
+    if (s->n_sorted == s->n_ents) {
+        size_t k = s->n_ents;
+        while (k > 0 && s->ents[k - 1].dead) {
+            k--;
+        }
+        in_order = k == 0 || bytes_cmp(s->ents[k - 1].elem, s->ents[k - 1].len, elem, len) < 0;
+    }
+    memset(e, 0, sizeof(*e));
     e->elem = elem;
     e->len = len;
     e->hash = h;
-    e->dots = dots;
-    e->n_dots = n_dots;
+    e->owned = (uint8_t)(owned != 0);
+    ent_set_dots(e, dots);
     slot_insert(s, s->n_ents);
     s->n_ents++;
+    if (in_order) {
+        s->n_sorted = s->n_ents;
+    }
 }
 
 static void remove_at(struct edge_crdt_orset *s, size_t idx)
 {
-    edge_free(s->ents[idx].elem);
-    edge_free(s->ents[idx].dots);
     slot_delete(s, slot_of(s, idx));
-    size_t last = s->n_ents - 1;
-    if (idx != last) {
-        s->slots[slot_of(s, last)] = (uint32_t)idx + 1;
-        s->ents[idx] = s->ents[last];
+    ent_free(&s->ents[idx]);
+    s->ents[idx].dead = 1;
+    s->n_dead++;
+}
+
+/* Drop dead entries once they are the majority (amortised O(1) per removal); keeps the
+ * order of the rest, so the sorted prefix stays sorted. */
+static void maybe_compact(struct edge_crdt_orset *s)
+{
+    if (s->n_dead == 0 || (s->n_dead < 64 && s->n_dead != s->n_ents) || s->n_dead * 2 < s->n_ents) {
+        return;
     }
-    s->n_ents--;
+    size_t w = 0, sorted = 0;
+    for (size_t i = 0; i < s->n_ents; i++) {
+        if (s->ents[i].dead) {
+            continue;
+        }
+        if (i < s->n_sorted) {
+            sorted++;
+        }
+        s->ents[w++] = s->ents[i];
+    }
+    s->n_ents = w;
+    s->n_dead = 0;
+    s->n_sorted = sorted;
+    if (s->n_slots > 0) {
+        rehash(s);
+    }
 }
 
 /* The pooled copy of region, added if missing; NULL on ENOMEM. */
@@ -232,6 +321,17 @@ static const char *intern(struct edge_crdt_orset *s, const char *region)
     r[lo] = copy;
     s->n_regions++;
     return copy;
+}
+
+/* Index in s's pool of a pooled region pointer (pools are a handful of regions). */
+static size_t pool_index(const struct edge_crdt_orset *s, const char *region)
+{
+    for (size_t i = 0; i < s->n_regions; i++) {
+        if (s->regions[i] == region) {
+            return i;
+        }
+    }
+    return s->n_regions; /* not reached for pooled pointers */
 }
 
 static long cloud_find(const struct edge_crdt_orset *s, const struct edge_crdt_dot *d)
@@ -333,7 +433,6 @@ static int make_delta(struct edge_crdt_orset *delta, const void *elem, size_t le
 {
     int rv = EDGE_ENOMEM;
     uint8_t *copy = NULL;
-    struct edge_crdt_dot *dots = NULL;
     const char *r;
 
     for (size_t i = 0; i < n_seen; i++) {
@@ -354,23 +453,19 @@ static int make_delta(struct edge_crdt_orset *delta, const void *elem, size_t le
         }
         rv = EDGE_ENOMEM;
         copy = edge_malloc(len ? len : 1);
-        dots = edge_malloc(sizeof(*dots));
-        if (copy == NULL || dots == NULL || reserve(delta, 1) != EDGE_OK) {
+        if (copy == NULL || reserve(delta, 1) != EDGE_OK) {
             goto out;
         }
         if (len) {
             memcpy(copy, elem, len);
         }
-        dots[0].region = r;
-        dots[0].n = new_dot->n;
-        append(delta, copy, len, h, dots, 1);
+        struct dotv d = {{r, new_dot->n}, NULL, 1};
+        append(delta, copy, len, h, 1, &d);
         copy = NULL;
-        dots = NULL;
     }
     rv = EDGE_OK;
 out:
     edge_free(copy);
-    edge_free(dots);
     if (rv != EDGE_OK) {
         edge_crdt_orset_close(delta);
     }
@@ -384,7 +479,6 @@ int edge_crdt_orset_add(struct edge_crdt_orset *s, const char *region, const voi
 {
     int rv = EDGE_ENOMEM;
     uint8_t *copy = NULL;
-    struct edge_crdt_dot *dots = NULL;
 
     if (!edge_vclock_region_valid(region) || len > EDGE_CRDT_VALUE_MAX || (len && elem == NULL)) {
         return EDGE_EINVAL;
@@ -398,12 +492,9 @@ int edge_crdt_orset_add(struct edge_crdt_orset *s, const char *region, const voi
     long idx = find(s, elem, len, h);
     /* Fallible steps first; none of them changes what the set contains. */
     const char *r = intern(s, region);
-    dots = edge_malloc(sizeof(*dots));
-    if (r == NULL || dots == NULL) {
+    if (r == NULL) {
         goto out;
     }
-    dots[0].region = r;
-    dots[0].n = n;
     if (idx < 0) {
         copy = edge_malloc(len ? len : 1);
         if (copy == NULL) {
@@ -418,7 +509,8 @@ int edge_crdt_orset_add(struct edge_crdt_orset *s, const char *region, const voi
     }
     if (out_delta != NULL) {
         const struct edge__orset_entry *e = idx >= 0 ? &s->ents[idx] : NULL;
-        rv = make_delta(out_delta, elem, len, h, 1, &dots[0], e ? e->dots : NULL, e ? e->n_dots : 0);
+        struct edge_crdt_dot nd = {r, n};
+        rv = make_delta(out_delta, elem, len, h, 1, &nd, e ? dots_of(e) : NULL, e ? e->n_dots : 0);
         if (rv != EDGE_OK) {
             goto out;
         }
@@ -431,19 +523,17 @@ int edge_crdt_orset_add(struct edge_crdt_orset *s, const char *region, const voi
         goto out;
     }
     /* The new dot supersedes every dot of elem this replica has observed. */
+    struct dotv d = {{r, n}, NULL, 1};
     if (idx >= 0) {
         edge_free(s->ents[idx].dots);
-        s->ents[idx].dots = dots;
-        s->ents[idx].n_dots = 1;
+        ent_set_dots(&s->ents[idx], &d);
     } else {
-        append(s, copy, len, h, dots, 1);
+        append(s, copy, len, h, 1, &d);
         copy = NULL;
     }
-    dots = NULL;
     rv = EDGE_OK;
 out:
     edge_free(copy);
-    edge_free(dots);
     return rv;
 }
 
@@ -459,13 +549,15 @@ int edge_crdt_orset_remove(struct edge_crdt_orset *s, const void *elem, size_t l
         return EDGE_OK;
     }
     if (out_delta != NULL) {
-        int rv = make_delta(out_delta, elem, len, h, 0, NULL, s->ents[idx].dots, s->ents[idx].n_dots);
+        const struct edge__orset_entry *e = &s->ents[idx];
+        int rv = make_delta(out_delta, elem, len, h, 0, NULL, dots_of(e), e->n_dots);
         if (rv != EDGE_OK) {
             return rv;
         }
     }
     /* The removed dots stay in the context, which is what makes the remove stick. */
     remove_at(s, (size_t)idx);
+    maybe_compact(s);
     return EDGE_OK;
 }
 
@@ -481,178 +573,317 @@ static int ent_ptr_cmp(const void *a, const void *b)
     return bytes_cmp(x->elem, x->len, y->elem, y->len);
 }
 
-/* Entries in canonical order, as pointers (caller frees the array). */
+/* Live entries in canonical order, as pointers (caller frees the array): the sorted
+ * prefix as is, merged with the rest sorted on its own, so O(n + t log t) for a tail
+ * of t entries appended since the set was decoded. */
 static int sorted_ptrs(const struct edge_crdt_orset *s, const struct edge__orset_entry ***out)
 {
-    const struct edge__orset_entry **v = edge_malloc((s->n_ents ? s->n_ents : 1) * sizeof(*v));
+    size_t live = s->n_ents - s->n_dead, np = 0;
+    const struct edge__orset_entry **v = edge_malloc((live ? live : 1) * sizeof(*v));
     if (v == NULL) {
         return EDGE_ENOMEM;
     }
-    for (size_t i = 0; i < s->n_ents; i++) {
-        v[i] = &s->ents[i];
+    for (size_t i = 0; i < s->n_sorted; i++) {
+        np += !s->ents[i].dead;
     }
-    qsort(v, s->n_ents, sizeof(*v), ent_ptr_cmp);
+    size_t nt = np;
+    for (size_t i = s->n_sorted; i < s->n_ents; i++) {
+        if (!s->ents[i].dead) {
+            v[nt++] = &s->ents[i];
+        }
+    }
+    qsort(v + np, nt - np, sizeof(*v), ent_ptr_cmp);
+    /* Forward merge into v itself: the write index i + j never passes the tail's read
+     * index np + j, so no unread tail pointer is overwritten. */
+    size_t j = np, w = 0;
+    const struct edge__orset_entry *p = s->ents, *pend = s->ents + s->n_sorted;
+    while (p < pend && p->dead) {
+        p++;
+    }
+    while (p < pend || j < nt) {
+        if (j == nt || (p < pend && ent_ptr_cmp(&p, &v[j]) < 0)) {
+            v[w++] = p++;
+            while (p < pend && p->dead) {
+                p++;
+            }
+        } else {
+            v[w++] = v[j++];
+        }
+    }
     *out = v;
     return EDGE_OK;
 }
 
-int edge_crdt_orset_sorted(const struct edge_crdt_orset *s, size_t **out_idx)
+int edge_crdt_orset_foreach(const struct edge_crdt_orset *s, edge_crdt_elem_cb cb, void *ud)
 {
-    const struct edge__orset_entry **v;
+    const struct edge__orset_entry **v = NULL;
     int rv = sorted_ptrs(s, &v);
     if (rv != EDGE_OK) {
         return rv;
     }
-    /* Reuse the storage: a size_t is as wide as a pointer on every target we build. */
-    _Static_assert(sizeof(size_t) == sizeof(void *), "index and pointer widths");
-    size_t *idx = (size_t *)(void *)v;
-    for (size_t i = 0; i < s->n_ents; i++) {
-        idx[i] = (size_t)(v[i] - s->ents);
+    size_t live = s->n_ents - s->n_dead;
+    for (size_t i = 0; rv == EDGE_OK && i < live; i++) {
+        rv = cb(ud, v[i]->elem, v[i]->len);
     }
-    *out_idx = idx;
-    return EDGE_OK;
+    edge_free(v);
+    return rv;
 }
 
 /* ---- merge ---- */
 
-/* Copy the dots of a (from set sa) and b (from set sb) that survive the join into a new
- * array whose regions are pooled in res. Either side may be NULL. */
-static int join_dots(struct edge_crdt_orset *res, const struct edge_crdt_orset *sa,
-                     const struct edge__orset_entry *a, const struct edge_crdt_orset *sb,
-                     const struct edge__orset_entry *b, struct edge_crdt_dot **out, size_t *out_n)
+static void dotv_free(struct dotv *v)
 {
-    size_t na = a ? a->n_dots : 0, nb = b ? b->n_dots : 0;
-    struct edge_crdt_dot *v = edge_malloc((na + nb) * sizeof(*v));
-    size_t n = 0, i = 0, j = 0;
-    if (v == NULL) {
+    edge_free(v->many);
+    v->many = NULL;
+    v->n = 0;
+}
+
+/* The dots of a (an entry of s, may be NULL) and b (an entry of o) that survive the
+ * join, with regions pooled in s: map[i] is s's copy of o->regions[i]. */
+static int join_dots(const struct edge_crdt_orset *s, const struct edge__orset_entry *a,
+                     const struct edge_crdt_orset *o, const struct edge__orset_entry *b,
+                     const char *const *map, struct dotv *out)
+{
+    size_t na = a ? a->n_dots : 0, nb = b->n_dots, n = 0, i = 0, j = 0;
+    const struct edge_crdt_dot *da = a ? dots_of(a) : NULL, *db = dots_of(b);
+    struct edge_crdt_dot buf[8], *v = buf;
+
+    memset(out, 0, sizeof(*out));
+    if (na + nb > 8 && (v = edge_malloc((na + nb) * sizeof(*v))) == NULL) {
         return EDGE_ENOMEM;
     }
     while (i < na || j < nb) {
-        const struct edge_crdt_dot *keep = NULL;
-        int c = i == na ? 1 : j == nb ? -1 : dot_cmp(&a->dots[i], &b->dots[j]);
+        int c = i == na ? 1 : j == nb ? -1 : dot_cmp(&da[i], &db[j]);
         if (c == 0) {
-            keep = &a->dots[i++];
+            v[n++] = da[i++];
             j++;
         } else if (c < 0) {
-            if (!covers(sb, &a->dots[i])) {
-                keep = &a->dots[i];
+            if (!covers(o, &da[i])) {
+                v[n++] = da[i];
             }
             i++;
         } else {
-            if (!covers(sa, &b->dots[j])) {
-                keep = &b->dots[j];
+            if (!covers(s, &db[j])) {
+                v[n].region = map[pool_index(o, db[j].region)];
+                v[n++].n = db[j].n;
             }
             j++;
         }
-        if (keep != NULL) {
-            const char *r = intern(res, keep->region); /* present: pools were unioned */
-            if (r == NULL) {
-                edge_free(v);
-                return EDGE_ENOMEM;
-            }
-            v[n].region = r;
-            v[n].n = keep->n;
-            n++;
+    }
+    out->n = n;
+    if (n == 1) {
+        out->one = v[0];
+    } else if (n > 1 && v != buf) {
+        out->many = v;
+        v = buf;
+    } else if (n > 1) {
+        if ((out->many = edge_malloc(n * sizeof(*v))) == NULL) {
+            out->n = 0;
+            return EDGE_ENOMEM;
         }
+        memcpy(out->many, v, n * sizeof(*v));
     }
-    if (n == 0) {
+    if (v != buf) {
         edge_free(v);
-        v = NULL;
     }
-    *out = v;
-    *out_n = n;
     return EDGE_OK;
 }
 
-static int add_joined(struct edge_crdt_orset *res, const struct edge_crdt_orset *sa,
-                      const struct edge__orset_entry *a, const struct edge_crdt_orset *sb,
-                      const struct edge__orset_entry *b)
+static int same_dots(const struct edge__orset_entry *a, const struct dotv *d)
 {
-    struct edge_crdt_dot *dots;
-    size_t n;
-    const struct edge__orset_entry *src = a ? a : b;
-    int rv = join_dots(res, sa, a, sb, b, &dots, &n);
-    if (rv != EDGE_OK || n == 0) {
-        return rv;
+    if (a->n_dots != d->n) {
+        return 0;
     }
-    uint8_t *copy = edge_malloc(src->len ? src->len : 1);
-    if (copy == NULL) {
-        edge_free(dots);
-        return EDGE_ENOMEM;
+    const struct edge_crdt_dot *x = dots_of(a), *y = d->n == 1 ? &d->one : d->many;
+    for (size_t k = 0; k < d->n; k++) {
+        if (x[k].region != y[k].region || x[k].n != y[k].n) {
+            return 0;
+        }
     }
-    if (src->len) {
-        memcpy(copy, src->elem, src->len);
-    }
-    append(res, copy, src->len, src->hash, dots, n);
-    return EDGE_OK;
+    return 1;
+}
+
+/* One change to an entry of s, prepared before anything is mutated. */
+struct plan {
+    long idx;                          /* entry of s, or -1 for a new entry */
+    const struct edge__orset_entry *b; /* o's entry */
+    struct dotv d;                     /* joined dots; none drops the entry */
+    uint8_t *copy;                     /* element bytes of a new entry */
+};
+
+/* Has o's context seen d (a dot pooled in s)? thr/in_cloud are per s pool index. */
+static int seen_by(const struct edge_crdt_orset *s, const struct edge_crdt_orset *o, const uint64_t *thr,
+                   const uint8_t *in_cloud, const struct edge_crdt_dot *d)
+{
+    size_t pi = pool_index(s, d->region);
+    return d->n <= thr[pi] || (in_cloud[pi] && cloud_find(o, d) >= 0);
 }
 
 int edge_crdt_orset_merge(struct edge_crdt_orset *s, const struct edge_crdt_orset *o)
 {
-    struct edge_crdt_orset res;
+    struct edge_crdt_orset nc; /* the joined causal context, built on the side */
+    struct plan *plans = NULL;
+    const char **map = NULL;
+    uint64_t *thr = NULL;
+    uint8_t *in_cloud = NULL;
+    size_t n_plans = 0, n_new = 0;
     int rv = EDGE_ENOMEM;
 
-    edge_crdt_orset_init(&res);
-    for (size_t i = 0; i < s->n_regions; i++) {
-        if (intern(&res, s->regions[i]) == NULL) {
-            goto out;
-        }
+    if (s == o) {
+        return EDGE_OK; /* idempotent */
     }
-    for (size_t i = 0; i < o->n_regions; i++) {
-        if (intern(&res, o->regions[i]) == NULL) {
-            goto out;
-        }
-    }
-    if ((rv = reserve(&res, s->n_ents + o->n_ents)) != EDGE_OK) {
+    edge_crdt_orset_init(&nc);
+    map = edge_malloc((o->n_regions + 1) * sizeof(*map));
+    plans = edge_malloc((o->n_ents - o->n_dead + 1) * sizeof(*plans));
+    if (map == NULL || plans == NULL) {
         goto out;
     }
-    for (size_t i = 0; i < s->n_ents; i++) {
-        const struct edge__orset_entry *a = &s->ents[i];
-        long j = find(o, a->elem, a->len, a->hash);
-        rv = add_joined(&res, s, a, o, j >= 0 ? &o->ents[j] : NULL);
-        if (rv != EDGE_OK) {
+    /* Interning only grows the pool; unused pooled regions are invisible. */
+    for (size_t i = 0; i < o->n_regions; i++) {
+        if ((map[i] = intern(s, o->regions[i])) == NULL) {
             goto out;
         }
     }
-    for (size_t j = 0; j < o->n_ents; j++) {
-        const struct edge__orset_entry *b = &o->ents[j];
-        if (find(s, b->elem, b->len, b->hash) >= 0) {
-            continue;
-        }
-        if ((rv = add_joined(&res, s, NULL, o, b)) != EDGE_OK) {
-            goto out;
-        }
-    }
-    /* Context: union of clocks and clouds, then compaction. */
-    if ((rv = edge_vclock_copy(&res.ctx, &s->ctx)) != EDGE_OK ||
-        (rv = edge_vclock_merge(&res.ctx, &o->ctx)) != EDGE_OK) {
+    if ((rv = edge_vclock_copy(&nc.ctx, &s->ctx)) != EDGE_OK || (rv = edge_vclock_merge(&nc.ctx, &o->ctx)) != EDGE_OK) {
         goto out;
     }
     rv = EDGE_ENOMEM;
-    if (s->n_cloud + o->n_cloud > 0) {
-        res.cloud = edge_malloc((s->n_cloud + o->n_cloud) * sizeof(*res.cloud));
-        if (res.cloud == NULL) {
-            goto out;
-        }
+    if (s->n_cloud + o->n_cloud > 0 &&
+        (nc.cloud = edge_malloc((s->n_cloud + o->n_cloud) * sizeof(*nc.cloud))) == NULL) {
+        goto out;
     }
     for (size_t i = 0, j = 0; i < s->n_cloud || j < o->n_cloud;) {
         int c = i == s->n_cloud ? 1 : j == o->n_cloud ? -1 : dot_cmp(&s->cloud[i], &o->cloud[j]);
-        const struct edge_crdt_dot *d = c <= 0 ? &s->cloud[i] : &o->cloud[j];
+        if (c <= 0) {
+            nc.cloud[nc.n_cloud] = s->cloud[i];
+        } else {
+            nc.cloud[nc.n_cloud].region = map[pool_index(o, o->cloud[j].region)];
+            nc.cloud[nc.n_cloud].n = o->cloud[j].n;
+        }
+        nc.n_cloud++;
         i += c <= 0;
         j += c >= 0;
-        res.cloud[res.n_cloud].region = intern(&res, d->region);
-        res.cloud[res.n_cloud].n = d->n;
-        res.n_cloud++;
     }
-    if ((rv = compact(&res)) != EDGE_OK) {
+    if ((rv = compact(&nc)) != EDGE_OK) {
         goto out;
     }
-    struct edge_crdt_orset t = *s;
-    *s = res;
-    res = t;
+    /* Plans for o's elements; unchanged ones need none. */
+    for (size_t j = 0; j < o->n_ents; j++) {
+        const struct edge__orset_entry *b = &o->ents[j];
+        if (b->dead) {
+            continue;
+        }
+        long a = find(s, b->elem, b->len, b->hash);
+        struct plan *pl = &plans[n_plans];
+        pl->idx = a;
+        pl->b = b;
+        pl->copy = NULL;
+        if ((rv = join_dots(s, a >= 0 ? &s->ents[a] : NULL, o, b, map, &pl->d)) != EDGE_OK) {
+            goto out;
+        }
+        if (a >= 0 ? same_dots(&s->ents[a], &pl->d) : pl->d.n == 0) {
+            dotv_free(&pl->d);
+            continue;
+        }
+        if (a < 0) {
+            if ((pl->copy = edge_malloc(b->len ? b->len : 1)) == NULL) {
+                dotv_free(&pl->d);
+                rv = EDGE_ENOMEM;
+                goto out;
+            }
+            if (b->len) {
+                memcpy(pl->copy, b->elem, b->len);
+            }
+            n_new++;
+        }
+        n_plans++;
+    }
+    if ((rv = reserve(s, s->n_ents + n_new)) != EDGE_OK) {
+        rv = EDGE_ENOMEM;
+        goto out;
+    }
+    /* Elements of s that o lacks lose the dots o's context has seen (removed there). */
+    int filter = (o->ctx.n_entries > 0 || o->n_cloud > 0) && s->n_regions > 0;
+    if (filter) {
+        rv = EDGE_ENOMEM;
+        thr = edge_malloc(s->n_regions * sizeof(*thr));
+        in_cloud = edge_calloc(s->n_regions, 1);
+        if (thr == NULL || in_cloud == NULL) {
+            goto out;
+        }
+        for (size_t i = 0; i < s->n_regions; i++) {
+            thr[i] = edge_vclock_get(&o->ctx, s->regions[i]);
+        }
+        for (size_t i = 0; i < o->n_cloud; i++) {
+            in_cloud[pool_index(s, map[pool_index(o, o->cloud[i].region)])] = 1;
+        }
+    }
+
+    /* ---- nothing below fails ---- */
+    for (size_t i = 0, n_old = s->n_ents; filter && i < n_old; i++) {
+        struct edge__orset_entry *e = &s->ents[i];
+        if (e->dead) {
+            continue;
+        }
+        struct edge_crdt_dot *d = e->n_dots == 1 ? &e->one : e->dots;
+        size_t k = 0;
+        while (k < e->n_dots && !seen_by(s, o, thr, in_cloud, &d[k])) {
+            k++;
+        }
+        if (k == e->n_dots || find(o, e->elem, e->len, e->hash) >= 0) {
+            continue; /* untouched, or joined by its plan */
+        }
+        size_t w = 0;
+        for (k = 0; k < e->n_dots; k++) {
+            if (!seen_by(s, o, thr, in_cloud, &d[k])) {
+                d[w++] = d[k];
+            }
+        }
+        if (w == 0) {
+            remove_at(s, i);
+        } else if (w == 1 && e->n_dots > 1) {
+            e->one = d[0];
+            edge_free(e->dots);
+            e->dots = NULL;
+            e->n_dots = 1;
+        } else {
+            e->n_dots = w;
+        }
+    }
+    for (size_t i = 0; i < n_plans; i++) {
+        struct plan *pl = &plans[i];
+        if (pl->idx < 0) {
+            append(s, pl->copy, pl->b->len, pl->b->hash, 1, &pl->d);
+            pl->copy = NULL;
+        } else if (pl->d.n == 0) {
+            remove_at(s, (size_t)pl->idx);
+        } else {
+            edge_free(s->ents[pl->idx].dots);
+            ent_set_dots(&s->ents[pl->idx], &pl->d);
+        }
+    }
+    n_plans = 0;
+    struct edge_vclock tctx = s->ctx;
+    s->ctx = nc.ctx;
+    nc.ctx = tctx;
+    struct edge_crdt_dot *tcloud = s->cloud;
+    size_t tn = s->n_cloud;
+    s->cloud = nc.cloud;
+    s->n_cloud = nc.n_cloud;
+    nc.cloud = tcloud;
+    nc.n_cloud = tn;
+    maybe_compact(s);
     rv = EDGE_OK;
 out:
-    edge_crdt_orset_close(&res);
+    for (size_t i = 0; i < n_plans; i++) {
+        dotv_free(&plans[i].d);
+        edge_free(plans[i].copy);
+    }
+    edge_free(plans);
+    edge_free(map);
+    edge_free(thr);
+    edge_free(in_cloud);
+    edge_crdt_orset_close(&nc); /* owns no regions: its dots borrow s's pool */
     return rv;
 }
 
@@ -677,16 +908,28 @@ static size_t table_index(const char *const *table, size_t n, const char *region
     return lo;
 }
 
+static uint8_t *put_uv(uint8_t *p, uint64_t v)
+{
+    do {
+        uint8_t b = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        *p++ = (uint8_t)(b | (v ? 0x80 : 0));
+    } while (v != 0);
+    return p;
+}
+
 int edge__crdt_orset_encode(const struct edge_crdt_orset *s, struct edge_buf *out)
 {
     const char **table = NULL;
+    size_t *ptab = NULL;
     const struct edge__orset_entry **ents = NULL;
-    size_t nt = 0;
+    size_t nt = 0, live = s->n_ents - s->n_dead;
     int rv = EDGE_ENOMEM;
 
     /* Region table: the regions of the context (clock and cloud); dots only use those. */
     table = edge_malloc((s->ctx.n_entries + s->n_cloud + 1) * sizeof(*table));
-    if (table == NULL) {
+    ptab = edge_malloc((s->n_regions + 1) * sizeof(*ptab));
+    if (table == NULL || ptab == NULL) {
         goto out;
     }
     for (size_t i = 0, j = 0; i < s->ctx.n_entries || j < s->n_cloud;) {
@@ -700,56 +943,60 @@ int edge__crdt_orset_encode(const struct edge_crdt_orset *s, struct edge_buf *ou
             table[nt++] = r;
         }
     }
+    /* Dots name pooled regions: translate pool index -> table index once. */
+    for (size_t i = 0; i < s->n_regions; i++) {
+        ptab[i] = table_index(table, nt, s->regions[i]);
+    }
     if ((rv = sorted_ptrs(s, &ents)) != EDGE_OK) {
         goto out;
     }
-    rv = edge__uvarint_put(out, nt);
-    for (size_t i = 0; rv == EDGE_OK && i < nt; i++) {
+    /* Exact upper bound, then plain stores: no per-field capacity checks. */
+    size_t bound = 40 + nt * (10 + EDGE_VCLOCK_REGION_MAX) + (s->ctx.n_entries + s->n_cloud) * 20;
+    for (size_t i = 0; i < live; i++) {
+        bound += 20 + ents[i]->len + ents[i]->n_dots * 20;
+    }
+    if ((rv = edge_buf_reserve(out, bound)) != EDGE_OK) {
+        goto out;
+    }
+    uint8_t *base = (uint8_t *)out->data + out->len, *p = base;
+    p = put_uv(p, nt);
+    for (size_t i = 0; i < nt; i++) {
         size_t l = strlen(table[i]);
-        rv = edge__uvarint_put(out, l);
-        if (rv == EDGE_OK) {
-            rv = edge_buf_append(out, table[i], l);
-        }
+        p = put_uv(p, l);
+        memcpy(p, table[i], l);
+        p += l;
     }
-    if (rv == EDGE_OK) {
-        rv = edge__uvarint_put(out, s->ctx.n_entries);
+    p = put_uv(p, s->ctx.n_entries);
+    for (size_t i = 0; i < s->ctx.n_entries; i++) {
+        p = put_uv(p, table_index(table, nt, s->ctx.entries[i].region));
+        p = put_uv(p, s->ctx.entries[i].n);
     }
-    for (size_t i = 0; rv == EDGE_OK && i < s->ctx.n_entries; i++) {
-        rv = edge__uvarint_put(out, table_index(table, nt, s->ctx.entries[i].region));
-        if (rv == EDGE_OK) {
-            rv = edge__uvarint_put(out, s->ctx.entries[i].n);
-        }
+    p = put_uv(p, s->n_cloud);
+    for (size_t i = 0; i < s->n_cloud; i++) {
+        p = put_uv(p, ptab[pool_index(s, s->cloud[i].region)]);
+        p = put_uv(p, s->cloud[i].n);
     }
-    if (rv == EDGE_OK) {
-        rv = edge__uvarint_put(out, s->n_cloud);
-    }
-    for (size_t i = 0; rv == EDGE_OK && i < s->n_cloud; i++) {
-        rv = edge__uvarint_put(out, table_index(table, nt, s->cloud[i].region));
-        if (rv == EDGE_OK) {
-            rv = edge__uvarint_put(out, s->cloud[i].n);
-        }
-    }
-    if (rv == EDGE_OK) {
-        rv = edge__uvarint_put(out, s->n_ents);
-    }
-    for (size_t i = 0; rv == EDGE_OK && i < s->n_ents; i++) {
+    p = put_uv(p, live);
+    for (size_t i = 0; i < live; i++) {
         const struct edge__orset_entry *e = ents[i];
-        rv = edge__uvarint_put(out, e->len);
-        if (rv == EDGE_OK) {
-            rv = edge_buf_append(out, e->elem, e->len);
+        const struct edge_crdt_dot *d = dots_of(e);
+        p = put_uv(p, e->len);
+        if (e->len) {
+            memcpy(p, e->elem, e->len);
         }
-        if (rv == EDGE_OK) {
-            rv = edge__uvarint_put(out, e->n_dots);
-        }
-        for (size_t k = 0; rv == EDGE_OK && k < e->n_dots; k++) {
-            rv = edge__uvarint_put(out, table_index(table, nt, e->dots[k].region));
-            if (rv == EDGE_OK) {
-                rv = edge__uvarint_put(out, e->dots[k].n);
-            }
+        p += e->len;
+        p = put_uv(p, e->n_dots);
+        for (size_t k = 0; k < e->n_dots; k++) {
+            p = put_uv(p, ptab[pool_index(s, d[k].region)]);
+            p = put_uv(p, d[k].n);
         }
     }
+    out->len += (size_t)(p - base);
+    out->data[out->len] = '\0';
+    rv = EDGE_OK;
 out:
     edge_free(table);
+    edge_free(ptab);
     edge_free(ents);
     return rv;
 }
@@ -779,7 +1026,7 @@ static int rd_count(struct reader *r, size_t min_size, uint64_t *out)
     return EDGE_OK;
 }
 
-static int rd_dot(struct reader *r, const struct edge_crdt_orset *s, struct edge_crdt_dot *out)
+static int rd_dot(struct reader *r, const struct edge_crdt_orset *s, struct edge_crdt_dot *out, size_t *out_idx)
 {
     uint64_t idx;
     if (rd_varint(r, &idx) != EDGE_OK || idx >= s->n_regions || rd_varint(r, &out->n) != EDGE_OK ||
@@ -787,6 +1034,7 @@ static int rd_dot(struct reader *r, const struct edge_crdt_orset *s, struct edge
         return EDGE_ECORRUPT;
     }
     out->region = s->regions[idx];
+    *out_idx = (size_t)idx;
     return EDGE_OK;
 }
 
@@ -795,7 +1043,9 @@ int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t 
     struct reader r = {p, len, 0};
     uint64_t cnt, v;
     uint8_t *used_region = NULL;
-    struct edge_crdt_dot *dots = NULL;
+    uint64_t *clk = NULL; /* clock value per region index, for the coverage checks */
+    struct dotv dv = {{NULL, 0}, NULL, 0};
+    size_t ri;
     int rv = EDGE_ECORRUPT;
 
     /* region table */
@@ -804,7 +1054,8 @@ int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t 
     }
     rv = EDGE_ENOMEM;
     if (cnt > 0 && ((s->regions = edge_calloc((size_t)cnt, sizeof(*s->regions))) == NULL ||
-                    (used_region = edge_calloc((size_t)cnt, 1)) == NULL)) {
+                    (used_region = edge_calloc((size_t)cnt, 1)) == NULL ||
+                    (clk = edge_calloc((size_t)cnt, sizeof(*clk))) == NULL)) {
         goto out;
     }
     for (uint64_t i = 0; i < cnt; i++) {
@@ -834,11 +1085,12 @@ int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t 
     for (uint64_t i = 0; i < cnt; i++) {
         struct edge_crdt_dot d;
         rv = EDGE_ECORRUPT;
-        if (rd_dot(&r, s, &d) != EDGE_OK ||
+        if (rd_dot(&r, s, &d, &ri) != EDGE_OK ||
             (s->ctx.n_entries > 0 && strcmp(s->ctx.entries[s->ctx.n_entries - 1].region, d.region) >= 0)) {
             goto out;
         }
-        used_region[table_index((const char *const *)s->regions, s->n_regions, d.region)] = 1;
+        used_region[ri] = 1;
+        clk[ri] = d.n;
         if ((rv = edge_vclock_set(&s->ctx, d.region, d.n)) != EDGE_OK) {
             goto out;
         }
@@ -855,11 +1107,11 @@ int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t 
     for (uint64_t i = 0; i < cnt; i++) {
         struct edge_crdt_dot d;
         rv = EDGE_ECORRUPT;
-        if (rd_dot(&r, s, &d) != EDGE_OK || d.n <= edge_vclock_get(&s->ctx, d.region) + 1 ||
+        if (rd_dot(&r, s, &d, &ri) != EDGE_OK || d.n <= clk[ri] + 1 ||
             (s->n_cloud > 0 && dot_cmp(&s->cloud[s->n_cloud - 1], &d) >= 0)) {
             goto out;
         }
-        used_region[table_index((const char *const *)s->regions, s->n_regions, d.region)] = 1;
+        used_region[ri] = 1;
         s->cloud[s->n_cloud++] = d;
     }
     rv = EDGE_ECORRUPT;
@@ -874,6 +1126,12 @@ int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t 
     }
     if ((rv = reserve(s, (size_t)cnt)) != EDGE_OK) {
         rv = rv == EDGE_EOVERFLOW ? EDGE_ECORRUPT : rv;
+        goto out;
+    }
+    /* One block for every element's bytes: the rest of the input bounds their total. */
+    size_t arena_off = 0;
+    if (cnt > 0 && (s->arena = edge_malloc(r.len - r.off)) == NULL) {
+        rv = EDGE_ENOMEM;
         goto out;
     }
     const struct edge__orset_entry *prev = NULL;
@@ -892,34 +1150,45 @@ int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t 
         if (rd_count(&r, 2, &nd) != EDGE_OK || nd == 0) {
             goto out;
         }
-        rv = EDGE_ENOMEM;
-        if ((dots = edge_malloc((size_t)nd * sizeof(*dots))) == NULL) {
-            goto out;
+        struct edge_crdt_dot *dots = &dv.one;
+        if (nd > 1) {
+            rv = EDGE_ENOMEM;
+            if ((dv.many = edge_malloc((size_t)nd * sizeof(*dv.many))) == NULL) {
+                goto out;
+            }
+            dots = dv.many;
         }
+        dv.n = (size_t)nd;
         for (uint64_t k = 0; k < nd; k++) {
             rv = EDGE_ECORRUPT;
-            if (rd_dot(&r, s, &dots[k]) != EDGE_OK || !covers(s, &dots[k]) ||
+            if (rd_dot(&r, s, &dots[k], &ri) != EDGE_OK ||
+                (dots[k].n > clk[ri] && cloud_find(s, &dots[k]) < 0) ||
                 (k > 0 && dot_cmp(&dots[k - 1], &dots[k]) >= 0)) {
                 goto out;
             }
         }
-        rv = EDGE_ENOMEM;
-        uint8_t *copy = edge_malloc(elen ? elen : 1);
-        if (copy == NULL) {
-            goto out;
-        }
+        uint8_t *copy = s->arena + arena_off;
         if (elen) {
             memcpy(copy, elem, elen);
         }
-        append(s, copy, elen, hash_bytes(elem, elen), dots, (size_t)nd);
-        dots = NULL;
-        prev = &s->ents[s->n_ents - 1];
+        arena_off += elen;
+        struct edge__orset_entry *e = &s->ents[s->n_ents];
+        memset(e, 0, sizeof(*e));
+        e->elem = copy;
+        e->len = elen;
+        e->hash = hash_bytes(elem, elen);
+        ent_set_dots(e, &dv);
+        slot_insert(s, s->n_ents);
+        s->n_ents++;
+        prev = e;
     }
+    s->n_sorted = s->n_ents; /* checked ascending above */
     *out_used = r.off;
     rv = EDGE_OK;
 out:
     edge_free(used_region);
-    edge_free(dots);
+    edge_free(clk);
+    dotv_free(&dv);
     if (rv != EDGE_OK) {
         edge_crdt_orset_close(s);
     }

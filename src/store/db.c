@@ -166,7 +166,8 @@ void edge_db_close(struct edge_db *db)
         return;
     }
     for (int i = 0; i < HOT_SLOTS; i++) {
-        sqlite3_finalize(db->hot[i].stmt);
+        /* Hot statements are on loan from the store's cache: give them back. */
+        if (db->hot[i].stmt != NULL) edge_store_release(db->conn, db->hot[i].stmt);
         edge_free(db->hot[i].sql);
     }
     edge_store_close(db->conn);

@@ -17,6 +17,7 @@ struct cache_entry {
     size_t tail;
     uint64_t hash;
     sqlite3_stmt *stmt; /* NULL when the slot is free or the statement is in use */
+    sqlite3_stmt *out;  /* the statement while it is checked out */
     uint64_t last_use;
 };
 
@@ -117,6 +118,7 @@ void edge_store_close(struct edge_store_conn *c)
     }
     for (int i = 0; i < CACHE_SLOTS; i++) {
         sqlite3_finalize(c->cache[i].stmt);
+        sqlite3_finalize(c->cache[i].out);
         edge_free(c->cache[i].sql);
     }
     if (c->db != NULL) {
@@ -150,6 +152,7 @@ int edge_store_prepare(struct edge_store_conn *c, const char *sql, size_t len, s
         if (e->stmt != NULL && e->hash == h && e->len == len && memcmp(e->sql, sql, len) == 0) {
             *out_stmt = e->stmt;
             *out_tail = e->tail;
+            e->out = e->stmt;
             e->stmt = NULL; /* in use; comes back through edge_store_release */
             e->last_use = c->tick;
             return SQLITE_OK;
@@ -171,6 +174,14 @@ void edge_store_release(struct edge_store_conn *c, sqlite3_stmt *stmt)
     }
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
+    /* Fast path: a statement checked out of the cache goes back to its slot. */
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        if (c->cache[i].out == stmt) {
+            c->cache[i].stmt = stmt;
+            c->cache[i].out = NULL;
+            return;
+        }
+    }
     const char *sql = sqlite3_sql(stmt);
     size_t len = sql ? strlen(sql) : 0;
     /* Only statements that were a whole SQL text are cached (keyed by that text). */
@@ -183,11 +194,12 @@ void edge_store_release(struct edge_store_conn *c, sqlite3_stmt *stmt)
     uint64_t oldest = UINT64_MAX;
     for (int i = 0; i < CACHE_SLOTS; i++) {
         struct cache_entry *e = &c->cache[i];
-        if (e->sql != NULL && e->stmt == NULL && e->hash == h && e->len == len && memcmp(e->sql, sql, len) == 0) {
+        if (e->sql != NULL && e->stmt == NULL && e->out == NULL && e->hash == h && e->len == len &&
+            memcmp(e->sql, sql, len) == 0) {
             e->stmt = stmt;
             return;
         }
-        if (e->stmt == NULL && e->sql == NULL) {
+        if (e->stmt == NULL && e->sql == NULL && e->out == NULL) {
             if (victim < 0 || oldest != 0) {
                 victim = i;
                 oldest = 0;
