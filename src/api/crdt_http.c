@@ -278,6 +278,16 @@ static int http_save(struct hreq *r, const char *name, const struct edge_crdt *c
 
 static int http_exec(sqlite3 *db, const char *sql)
 {
+    /* An operation is a savepoint: inside the writer's group transaction it commits
+     * together with other writes (group commit); alone, SAVEPOINT/RELEASE act as
+     * BEGIN/COMMIT. Either way a refused operation is rolled back and changes nothing. */
+    if (strcmp(sql, "BEGIN IMMEDIATE") == 0) {
+        sql = "SAVEPOINT edge_crdt_op";
+    } else if (strcmp(sql, "COMMIT") == 0) {
+        sql = "RELEASE edge_crdt_op";
+    } else if (strcmp(sql, "ROLLBACK") == 0) {
+        sql = "ROLLBACK TO edge_crdt_op; RELEASE edge_crdt_op";
+    }
     return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? EDGE_OK : EDGE_ESTORE;
 }
 

@@ -2971,8 +2971,7 @@ static void handle_crdt(struct loop *l, struct edge_http_conn *c, struct edge_ht
         respond_error(n, c, req, EP_CRDT, 503, "INTERNAL", "out of memory");
         return;
     }
-    /* The handler runs its own transaction, so it takes the writer alone. */
-    u->wjob.exclusive = true;
+    /* The handler works in a savepoint, so CRDT operations join the group commit. */
     u->wjob.run = writer_run;
     u->wjob.complete = writer_complete;
     if (edge_writer_submit(n->writer, &u->wjob) != EDGE_OK) {
