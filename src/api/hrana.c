@@ -923,7 +923,7 @@ static bool eval_cond(json_t *c, const signed char *state, struct hrana_ctx *ctx
         }
         return is_and;
     }
-    return sqlite3_get_autocommit(edge_store_db(ctx->conn)) != 0; /* is_autocommit */
+    return ctx->shared_snapshot || sqlite3_get_autocommit(edge_store_db(ctx->conn)) != 0; /* is_autocommit */
 }
 
 static int run_batch(struct hrana_ctx *ctx, json_t *batch, struct edge_buf *out)
@@ -1157,7 +1157,7 @@ int hrana_execute_request(struct hrana_ctx *ctx, json_t *req, enum hrana_wrap wr
     } else if (strcmp(t, "close_sql") == 0) {
         close_sql(ctx->sqls, req);
     } else if (strcmp(t, "get_autocommit") == 0) {
-        bool ac = ctx->conn == NULL || sqlite3_get_autocommit(edge_store_db(ctx->conn));
+        bool ac = ctx->conn == NULL || ctx->shared_snapshot || sqlite3_get_autocommit(edge_store_db(ctx->conn));
         rv = edge_buf_printf(out, ",\"is_autocommit\":%s", ac ? "true" : "false");
     }
     /* close, open_stream, close_stream: nothing more to say */

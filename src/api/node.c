@@ -138,6 +138,7 @@ struct edge_node {
     pthread_mutex_t vv_mu;
     struct edge_vclock vv;     /* this node's version vector (vv_mu) */
     int default_consistency;   /* 0 eventual, 1 strong, 2 async */
+    _Atomic uint64_t data_version; /* bumped after every commit, before its answer goes out */
     const char *primary;       /* region with the lowest priority (borrowed from the config) */
     struct edge_peer *peers[32];
     const char *peer_region[32];
@@ -157,6 +158,9 @@ struct loop {
     _Atomic bool wake_ready;
     uv_timer_t sweep_timer; /* loop 0 only */
     uv_timer_t compact_timer; /* loop 0 only */
+    uv_check_t snap_check;    /* ends the shared read snapshot after each loop iteration */
+    bool snap_open;
+    uint64_t snap_version;
     struct edge_http_server *http;
     struct edge_store_conn *rconn;
     int listen_fd;
@@ -605,6 +609,7 @@ static int writer_run(struct edge_writer_job *job, struct edge_store_conn *conn)
 static void writer_complete(struct edge_writer_job *job, int status)
 {
     struct unit *u = (struct unit *)job;
+    atomic_fetch_add(&u->loop->node->data_version, 1);
     if (status != EDGE_OK) {
         u->commit_status = status;
     }
@@ -654,36 +659,44 @@ static void txn_work(uv_work_t *w)
 static void txn_after(uv_work_t *w, int status)
 {
     (void)status;
-    unit_finish(w->data);
+    struct unit *u = w->data;
+    atomic_fetch_add(&u->loop->node->data_version, 1);
+    unit_finish(u);
 }
 
-/* Statements a unit will run (an upper bound for sequences: counted as one). */
-static size_t unit_statements(struct unit *u)
+/* Reads share one read transaction per loop iteration: the file-lock and fstat system
+ * calls of starting a SQLite read transaction are paid once for all the requests an
+ * iteration serves, not per statement (PERF-NOTES: ~5x for grouped point reads). The
+ * snapshot is renewed whenever anything committed since it began (data_version is
+ * bumped before a write is answered), so a read never misses an acknowledged write,
+ * and it ends after the iteration so checkpoints are not held back. Loop thread. */
+static void snap_end(uv_check_t *h)
 {
-    size_t total = 0;
-    for (size_t i = 0; i < u->n; i++) {
-        json_t *r = u->ws ? u->requests : json_array_get(u->requests, i);
-        const char *t = json_string_value(json_object_get(r, "type"));
-        if (strcmp(t, "batch") == 0) {
-            total += json_array_size(json_object_get(json_object_get(r, "batch"), "steps"));
-        } else if (strcmp(t, "execute") == 0 || strcmp(t, "sequence") == 0) {
-            total++;
-        }
+    struct loop *l = h->data;
+    if (l->snap_open) {
+        sqlite3 *db = edge_store_db(l->rconn);
+        if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        l->snap_open = false;
     }
-    return total;
+    uv_check_stop(h);
 }
 
-/* BEGIN/COMMIT on a read connection through its statement cache. */
-static void read_txn(struct edge_store_conn *c, const char *sql)
+static void read_snapshot(struct loop *l)
 {
+    uint64_t v = atomic_load(&l->node->data_version);
+    sqlite3 *db = edge_store_db(l->rconn);
+    if (l->snap_open && l->snap_version == v && !sqlite3_get_autocommit(db)) return;
+    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    l->snap_version = v;
     sqlite3_stmt *st = NULL;
     size_t tail;
-    if (edge_store_prepare(c, sql, strlen(sql), &st, &tail) == SQLITE_OK && st != NULL) {
-        sqlite3_step(st);
-        edge_store_release(c, st);
+    /* BEGIN is deferred: the snapshot starts at the first read. */
+    if (edge_store_prepare(l->rconn, "BEGIN", 5, &st, &tail) == SQLITE_OK && st != NULL) {
+        l->snap_open = sqlite3_step(st) == SQLITE_DONE;
+        edge_store_release(l->rconn, st);
     }
-    if (strcmp(sql, "COMMIT") == 0 && !sqlite3_get_autocommit(edge_store_db(c))) {
-        sqlite3_exec(edge_store_db(c), "ROLLBACK", NULL, NULL, NULL);
+    if (l->snap_open && !uv_is_active((uv_handle_t *)&l->snap_check)) {
+        uv_check_start(&l->snap_check, snap_end);
     }
 }
 
@@ -694,13 +707,9 @@ static void unit_dispatch(struct unit *u)
     atomic_fetch_add(&n->m.routed[u->route], 1);
     if (u->route == HRANA_ROUTE_READ) {
         u->ctx.conn = u->loop->rconn;
-        /* Several reads share one read transaction: one snapshot for all of them, and
-         * the file-lock system calls of a transaction start are paid once, not per
-         * statement (PERF-NOTES: ~5x for 100 point reads). */
-        bool group = unit_statements(u) > 1;
-        if (group) read_txn(u->loop->rconn, "BEGIN");
+        u->ctx.shared_snapshot = true;
+        read_snapshot(u->loop);
         unit_run(u);
-        if (group) read_txn(u->loop->rconn, "COMMIT");
         unit_finish(u);
         return;
     }
@@ -1904,12 +1913,17 @@ static void forward_work(uv_work_t *w)
 {
     struct forward *f = w->data;
     struct edge_node *n = f->l->node;
+    /* Under WAN emulation the hop to the primary crosses the emulated WAN too: half the
+     * round trip each way, as the peer links do. */
+    double rtt = n->cfg.wan ? edge_regions_rtt_ms(n->cfg.wan, n->region, n->primary) : 0;
+    if (rtt > 0) usleep((useconds_t)(rtt * 500.0));
     struct edge_httpc_url u;
     f->rv = edge_httpc_url_parse(primary_url(n), &u);
     if (f->rv == EDGE_OK) {
         f->rv = edge_httpc_request_ex(&u, "POST", "/v2/pipeline", NULL, f->headers, f->body, f->body_len,
                                       (int)n->cfg.strong_timeout_ms + 2000, (size_t)1 << 30, &f->resp);
     }
+    if (rtt > 0) usleep((useconds_t)(rtt * 500.0));
 }
 
 static void forward_after(uv_work_t *w, int status)
@@ -3060,6 +3074,8 @@ static void on_stop(uv_async_t *a)
     if (l->stopping) return;
     l->stopping = true;
     uv_close((uv_handle_t *)&l->stop_async, NULL);
+    snap_end(&l->snap_check);
+    uv_close((uv_handle_t *)&l->snap_check, NULL);
     if (l->idx == 0) {
         uv_close((uv_handle_t *)&l->sweep_timer, NULL);
         uv_close((uv_handle_t *)&l->compact_timer, NULL);
@@ -3088,6 +3104,8 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
     uv_async_init(&l->loop, &l->wake_async, on_wake);
     l->wake_async.data = l;
     l->wake_ready = true;
+    uv_check_init(&l->loop, &l->snap_check);
+    l->snap_check.data = l;
     int rv = edge_store_open(n->db_path, EDGE_STORE_READ, n->cfg.synchronous_full, 5000, &l->rconn, l->errmsg,
                              sizeof(l->errmsg));
     if (rv != EDGE_OK) return rv;
@@ -3274,6 +3292,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
                 if (j == 0 && l->compact_timer.data != NULL) uv_close((uv_handle_t *)&l->compact_timer, NULL);
                 uv_close((uv_handle_t *)&l->inbox_async, NULL);
                 uv_close((uv_handle_t *)&l->stop_async, NULL);
+                if (l->snap_check.data != NULL) uv_close((uv_handle_t *)&l->snap_check, NULL);
                 if (l->wake_ready) uv_close((uv_handle_t *)&l->wake_async, NULL);
                 l->wake_ready = false;
                 uv_run(&l->loop, UV_RUN_DEFAULT);
