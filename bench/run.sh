@@ -391,5 +391,9 @@ if ! git -C "$ROOT" diff --quiet HEAD 2>/dev/null; then GIT_REV="$GIT_REV (with 
     echo '```'
 } >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
+# 5. Replication (issue 4): bench/repl.sh appends its own section; its failure is logged, not fatal here.
+if [[ -x "$EDGELITE" ]]; then
+    "$ROOT/bench/repl.sh" --build "$BUILD" --out-append "$OUT" >/dev/null || log "bench/repl.sh failed (see above)"
+fi
 log "wrote $OUT"
 cat "$OUT"

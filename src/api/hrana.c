@@ -322,6 +322,16 @@ static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rco
         size_t tail = 0;
         int rc = edge_store_prepare(rconn, sql + off, len - off, &st, &tail);
         if (rc != SQLITE_OK) {
+            /* Often a statement about a table created earlier in the same unit. */
+            if (tables != NULL) {
+                const char *t = sql + off;
+                size_t k = 0;
+                while (k < len - off && (t[k] == ' ' || t[k] == '\n' || t[k] == '\t' || t[k] == '\r')) k++;
+                if (len - off - k >= 4 && (strncasecmp(t + k, "CREATE", 6) == 0 || strncasecmp(t + k, "ALTER", 5) == 0 ||
+                                           strncasecmp(t + k, "DROP", 4) == 0)) {
+                    tables->ddl = true;
+                }
+            }
             return 1;
         }
         if (st == NULL) {
@@ -329,7 +339,16 @@ static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rco
         }
         if (!sqlite3_stmt_readonly(st)) {
             kind = 1;
-            if (tables != NULL) collect_tables(rconn, sql + off, tail, tables);
+            if (tables != NULL) {
+                collect_tables(rconn, sql + off, tail, tables);
+                const char *t = sql + off;
+                size_t k = 0;
+                while (k < tail && (t[k] == ' ' || t[k] == '\n' || t[k] == '\t' || t[k] == '\r')) k++;
+                if (tail - k >= 4 && (strncasecmp(t + k, "CREATE", 6) == 0 || strncasecmp(t + k, "ALTER", 5) == 0 ||
+                                      strncasecmp(t + k, "DROP", 4) == 0)) {
+                    tables->ddl = true;
+                }
+            }
         }
         edge_store_release(rconn, st);
         off += tail;
@@ -624,8 +643,10 @@ static void sync_readonly(struct hrana_ctx *ctx)
 struct rx {
     size_t mark;   /* capture position before the statement */
     bool wrapped;  /* we opened a transaction around an autocommit write */
-    bool ddl;      /* a schema change inside SAVEPOINT edge_ddl */
+    bool sp;       /* the write runs inside SAVEPOINT edge_stmt */
+    bool ddl;      /* a schema change */
     bool was_autocommit;
+    char name[64]; /* savepoint name of SAVEPOINT / RELEASE / ROLLBACK TO */
 };
 
 static bool first_word_is(const char *sql, const char *w)
@@ -641,19 +662,28 @@ static bool is_ddl(sqlite3_stmt *st)
     return s != NULL && (first_word_is(s, "CREATE") || first_word_is(s, "ALTER") || first_word_is(s, "DROP"));
 }
 
-/* Before stepping st. Returns 0, or -1 with e set. */
+/* Before stepping st. Returns 0, or -1 with e set.
+ * Every write runs inside its own SAVEPOINT so that a failing statement leaves the
+ * database exactly as the change log records it (SQLite's OR FAIL would otherwise keep
+ * part of a statement that the log then drops). */
 static int repl_pre(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, struct rx *x, struct stmt_error *e)
 {
     memset(x, 0, sizeof(*x));
     if (ctx->capture == NULL) return 0;
     sqlite3 *db = edge_store_db(ctx->conn);
     x->was_autocommit = sqlite3_get_autocommit(db) != 0;
+    if (tx == EDGE_TXCTL_SAVEPOINT || tx == EDGE_TXCTL_RELEASE || tx == EDGE_TXCTL_ROLLBACK_TO) {
+        const char *sql = sqlite3_sql(st);
+        edge_store_savepoint_name(sql, strlen(sql), x->name, sizeof(x->name));
+    }
     if ((tx == EDGE_TXCTL_BEGIN || tx == EDGE_TXCTL_BEGIN_READONLY || tx == EDGE_TXCTL_SAVEPOINT) &&
         x->was_autocommit) {
         edge_capture_reset(ctx->capture);
     }
-    if (tx == EDGE_TXCTL_END && !x->was_autocommit && ctx->own_txn) {
-        /* The transaction's log entry is written inside it, just before COMMIT. */
+    bool commits = tx == EDGE_TXCTL_END ||
+                   (tx == EDGE_TXCTL_RELEASE && edge_capture_release_ends_txn(ctx->capture, x->name));
+    if (commits && !x->was_autocommit && ctx->own_txn) {
+        /* The transaction's log entry is written inside it, just before it commits. */
         char msg[256] = "";
         if (ctx->commit_entry(ctx->hook_ud, ctx, msg, sizeof(msg)) != EDGE_OK) {
             set_err(e, "REPLICATION_ERROR", "%s", msg);
@@ -673,10 +703,8 @@ static int repl_pre(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx,
         x->mark = 0;
         x->wrapped = true;
     }
-    if (is_ddl(st)) {
-        sqlite3_exec(db, "SAVEPOINT edge_ddl", NULL, NULL, NULL);
-        x->ddl = true;
-    }
+    x->sp = sqlite3_exec(db, "SAVEPOINT edge_stmt", NULL, NULL, NULL) == SQLITE_OK;
+    x->ddl = is_ddl(st);
     return 0;
 }
 
@@ -705,17 +733,14 @@ static int repl_post(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx
     if (ctx->capture == NULL) return 0;
     sqlite3 *db = edge_store_db(ctx->conn);
     int ret = 0;
-    if (!ok) {
-        edge_capture_rewind(ctx->capture, x->mark);
-    }
-    if (x->ddl) {
-        const char *nopk = ok ? table_without_pk(db) : NULL;
+    if (ok && x->ddl) {
+        const char *nopk = table_without_pk(db);
         if (nopk != NULL) {
-            set_err(e, "REPLICATION_NO_PRIMARY_KEY", "table %s has no PRIMARY KEY: edgelite replicates only tables with a primary key", nopk);
+            set_err(e, "REPLICATION_NO_PRIMARY_KEY",
+                    "table %s has no PRIMARY KEY: edgelite replicates only tables with a primary key", nopk);
             ok = false;
             ret = -1;
-        }
-        if (ok) {
+        } else {
             char *sql = sqlite3_expanded_sql(st);
             if (sql == NULL || edge_capture_ddl(ctx->capture, sql, strlen(sql)) != EDGE_OK) {
                 set_err(e, "REPLICATION_ERROR", "%scannot record the schema change", "");
@@ -724,11 +749,15 @@ static int repl_post(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx
             }
             sqlite3_free(sql);
         }
-        if (!ok) {
-            sqlite3_exec(db, "ROLLBACK TO edge_ddl", NULL, NULL, NULL);
-            edge_capture_rewind(ctx->capture, x->mark);
+    }
+    if (x->sp) {
+        if (!ok && !sqlite3_get_autocommit(db)) {
+            sqlite3_exec(db, "ROLLBACK TO edge_stmt", NULL, NULL, NULL);
         }
-        sqlite3_exec(db, "RELEASE edge_ddl", NULL, NULL, NULL);
+        if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "RELEASE edge_stmt", NULL, NULL, NULL);
+    }
+    if (!ok) {
+        edge_capture_rewind(ctx->capture, x->mark);
     }
     if (x->wrapped) {
         char msg[256] = "";
@@ -749,13 +778,18 @@ static int repl_post(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx
         }
         return ret;
     }
+    if (ok) {
+        if (tx == EDGE_TXCTL_SAVEPOINT) edge_capture_savepoint(ctx->capture, x->name, x->was_autocommit);
+        if (tx == EDGE_TXCTL_ROLLBACK_TO) edge_capture_rollback_to(ctx->capture, x->name);
+        if (tx == EDGE_TXCTL_RELEASE) edge_capture_release(ctx->capture, x->name);
+    }
     if (ok && ctx->own_txn && !x->was_autocommit && sqlite3_get_autocommit(db)) {
         if (tx == EDGE_TXCTL_END || tx == EDGE_TXCTL_RELEASE) {
             ctx->committed(ctx->hook_ud, ctx);
         }
         edge_capture_reset(ctx->capture);
-    } else if (ctx->own_txn && sqlite3_get_autocommit(db)) {
-        /* A failed COMMIT or an implicit rollback: nothing of it survives. */
+    } else if (sqlite3_get_autocommit(db)) {
+        /* A failed COMMIT, a ROLLBACK or an implicit rollback: nothing of it survives. */
         edge_capture_reset(ctx->capture);
     }
     return ret;

@@ -79,6 +79,7 @@ struct hrana_tables {
     char names[HRANA_MAX_TABLES][64];
     int n;
     bool overflow; /* more tables than fit, or a name too long */
+    bool ddl;      /* the unit changes the schema (CREATE, ALTER, DROP) */
 };
 
 /* Decide where requests[] must run. rconn is a connection used only to prepare

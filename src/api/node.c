@@ -140,6 +140,7 @@ struct edge_node {
     int default_consistency;   /* 0 eventual, 1 strong, 2 async */
     _Atomic uint64_t data_version; /* bumped after every commit, before its answer goes out */
     const char *primary;       /* region with the lowest priority (borrowed from the config) */
+    pthread_rwlock_t peers_lock; /* readers: anyone using peers[]; writer: start/stop */
     struct edge_peer *peers[32];
     const char *peer_region[32];
     const char *peer_url[32];
@@ -600,6 +601,11 @@ static int writer_run(struct edge_writer_job *job, struct edge_store_conn *conn)
                               u->body ? json_string_length(u->body) : 0, &u->crdt_status, &u->out);
         return EDGE_OK;
     }
+    /* A job may run again after its group was rolled back: start its output afresh. */
+    edge_buf_reset(&u->out);
+    u->ctx.stmts = u->ctx.errors = u->ctx.rows = 0;
+    u->close_stream = false;
+    u->commit_status = EDGE_OK;
     u->ctx.conn = conn;
     unit_run(u);
     return EDGE_OK;
@@ -766,6 +772,7 @@ static const char *status_error_code(int st)
 {
     switch (st) {
     case EDGE_EBUSY: return "TRANSACTION_BUSY";
+    case EDGE_ECONFLICT: return "TRANSACTION_ROLLED_BACK";
     case EDGE_ETOOBIG: return "RESPONSE_TOO_LARGE";
     case EDGE_ECLOSED: return "SHUTTING_DOWN";
     default: return "SQLITE_IOERR";
@@ -796,12 +803,20 @@ static void unit_finish_http(struct unit *u)
         stream_checkin(n, s, &resp);
         edge_buf_reset(&resp);
         char msg[128];
-        snprintf(msg, sizeof(msg), "the request could not be completed: %s", edge_strerror(u->commit_status));
+        if (u->commit_status == EDGE_ECONFLICT) {
+            snprintf(msg, sizeof(msg), "a statement rolled back the whole transaction (OR ROLLBACK or "
+                                       "RAISE(ROLLBACK)); nothing of this request was applied");
+        } else {
+            snprintf(msg, sizeof(msg), "the request could not be completed: %s", edge_strerror(u->commit_status));
+        }
         if (!edge_http_conn_is_closed(u->conn)) {
             struct edge_http_req *req = NULL;
             (void)req;
             observe(n, EP_PIPELINE, u->start_ns, true);
-            edge_http_respond_error(u->conn, u->commit_status == EDGE_EBUSY ? 503 : 500,
+            edge_http_respond_error(u->conn,
+                                    u->commit_status == EDGE_EBUSY       ? 503
+                                    : u->commit_status == EDGE_ECONFLICT ? 409
+                                                                         : 500,
                                     status_error_code(u->commit_status), msg);
         }
         edge_buf_free(&resp);
@@ -913,6 +928,9 @@ static void peers_notify(struct edge_node *n);
 static void local_committed(struct edge_node *n, uint64_t seq, int consistency)
 {
     if (seq == 0) return;
+    /* Before the version vector says the write is here, make every loop's read
+     * snapshot stale, so a bookmarked read admitted by the new VV sees the write. */
+    atomic_fetch_add(&n->data_version, 1);
     pthread_mutex_lock(&n->vv_mu);
     if (edge_vclock_get(&n->vv, n->region) < seq) {
         edge_vclock_set(&n->vv, n->region, seq);
@@ -1142,11 +1160,19 @@ static int peer_apply_run(struct edge_writer_job *job, struct edge_store_conn *c
     }
     edge_capture_suspend(n->wcap, false);
     edge_repl_entries_free(entries, count);
+    if (st.max_hlc != 0) {
+        /* Writes made here from now on follow what was applied (HLC receive rule), so a
+         * write that saw a remote version always stamps later than it. */
+        pthread_mutex_lock(&n->hlc_mu);
+        edge_hlc_update(&n->hlc, st.max_hlc);
+        pthread_mutex_unlock(&n->hlc_mu);
+    }
     if (rv == EDGE_OK || rv == EDGE_ECORRUPT || rv == EDGE_ESTORE) {
         /* What we hold now, whatever happened: the sender resends the rest. */
         struct edge_vclock vv;
         edge_vclock_init(&vv);
         if (edge_repl_vv_load(db, &vv) == EDGE_OK) {
+            atomic_fetch_add(&n->data_version, 1); /* see local_committed */
             pthread_mutex_lock(&n->vv_mu);
             edge_vclock_merge(&n->vv, &vv);
             pthread_mutex_unlock(&n->vv_mu);
@@ -1165,9 +1191,11 @@ static int peer_apply_run(struct edge_writer_job *job, struct edge_store_conn *c
 
 static void peers_notify(struct edge_node *n)
 {
+    pthread_rwlock_rdlock(&n->peers_lock);
     for (int i = 0; i < n->n_peers; i++) {
         if (n->peers[i] != NULL) edge_peer_notify(n->peers[i]);
     }
+    pthread_rwlock_unlock(&n->peers_lock);
 }
 
 /* Link thread: a peer acknowledged entries; strong writes may be confirmed now. */
@@ -1200,25 +1228,34 @@ static int peers_start(struct edge_node *n, char *errmsg, size_t errmsg_len)
             .on_ack = peer_on_ack,
             .ud = n,
         };
-        int rv = edge_peer_start(&pc, &n->peers[n->n_peers]);
+        struct edge_peer *peer = NULL;
+        int rv = edge_peer_start(&pc, &peer);
         if (rv != EDGE_OK) {
             snprintf(errmsg, errmsg_len, "cannot start the link to %s: %s", r->id, edge_strerror(rv));
             return rv;
         }
+        pthread_rwlock_wrlock(&n->peers_lock);
+        n->peers[n->n_peers] = peer;
         n->peer_region[n->n_peers] = r->id;
         n->peer_url[n->n_peers] = r->url;
         n->n_peers++;
+        pthread_rwlock_unlock(&n->peers_lock);
     }
     return EDGE_OK;
 }
 
 static void peers_stop(struct edge_node *n)
 {
-    for (int i = 0; i < n->n_peers; i++) {
-        edge_peer_stop(n->peers[i]);
+    struct edge_peer *gone[32];
+    pthread_rwlock_wrlock(&n->peers_lock);
+    int count = n->n_peers;
+    for (int i = 0; i < count; i++) {
+        gone[i] = n->peers[i];
         n->peers[i] = NULL;
     }
     n->n_peers = 0;
+    pthread_rwlock_unlock(&n->peers_lock);
+    for (int i = 0; i < count; i++) edge_peer_stop(gone[i]);
 }
 
 static void peer_apply_finish(struct unit *u)
@@ -1435,7 +1472,9 @@ static void snapshot_work(uv_work_t *w)
         sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
         if (b != NULL) {
             int rc;
-            while ((rc = sqlite3_backup_step(b, 1024)) == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+            /* One step (-1) copies everything under one read lock: a multi-step copy would
+             * restart on every commit of the writer and might never finish. */
+            while ((rc = sqlite3_backup_step(b, -1)) == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
                 if (rc != SQLITE_OK) sqlite3_sleep(5);
             }
             sqlite3_backup_finish(b);
@@ -1602,12 +1641,19 @@ static void compact_tick(uv_timer_t *t)
 {
     struct loop *l = t->data;
     struct edge_node *n = l->node;
-    if (!n->cluster || n->n_peers == 0 || l->stopping) return;
+    if (!n->cluster || l->stopping) return;
     struct compact_job *cj = edge_calloc(1, sizeof(*cj));
     if (cj == NULL) return;
     edge_vclock_init(&cj->floor);
     vv_snapshot(n, &cj->floor);
     /* floor = min over this node and every peer; a peer never heard from keeps all. */
+    pthread_rwlock_rdlock(&n->peers_lock);
+    if (n->n_peers == 0) {
+        pthread_rwlock_unlock(&n->peers_lock);
+        edge_vclock_close(&cj->floor);
+        edge_free(cj);
+        return;
+    }
     for (int i = 0; i < n->n_peers; i++) {
         struct edge_peer_status ps;
         edge_peer_status(n->peers[i], &ps);
@@ -1617,6 +1663,7 @@ static void compact_tick(uv_timer_t *t)
         }
         edge_vclock_close(&ps.acked);
     }
+    pthread_rwlock_unlock(&n->peers_lock);
     /* Keep a tail per origin so a briefly lagging link rarely needs more than the log. */
     for (size_t k = 0; k < cj->floor.n_entries; k++) {
         uint64_t v = cj->floor.entries[k].n;
@@ -1731,6 +1778,7 @@ static void answer_pipeline(struct edge_node *n, struct edge_http_conn *c, int m
 static int acks_for(struct edge_node *n, uint64_t seq, int *out_connected)
 {
     int acks = 0, connected = 0;
+    pthread_rwlock_rdlock(&n->peers_lock);
     for (int i = 0; i < n->n_peers; i++) {
         struct edge_peer_status ps;
         edge_peer_status(n->peers[i], &ps);
@@ -1738,6 +1786,7 @@ static int acks_for(struct edge_node *n, uint64_t seq, int *out_connected)
         if (edge_vclock_get(&ps.acked, n->region) >= seq) acks++;
         edge_vclock_close(&ps.acked);
     }
+    pthread_rwlock_unlock(&n->peers_lock);
     if (out_connected) *out_connected = connected;
     return acks;
 }
@@ -1964,7 +2013,7 @@ static void forward_after(uv_work_t *w, int status)
 }
 
 static void forward_strong(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
-                           int mode)
+                           int mode, bool strong)
 {
     struct edge_node *n = l->node;
     struct forward *f = edge_calloc(1, sizeof(*f));
@@ -1984,8 +2033,9 @@ static void forward_strong(struct loop *l, struct edge_http_conn *c, struct edge
     f->mode = mode;
     f->start_ns = req->start_ns;
     const char *auth = edge_http_header(req, "authorization");
-    snprintf(f->headers, sizeof(f->headers), "X-Edge-Consistency: strong\r\nX-Edge-Forwarded: %s\r\n%s%s%s", n->region,
-             auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
+    snprintf(f->headers, sizeof(f->headers), "%sX-Edge-Forwarded: %s\r\n%s%s%s",
+             strong ? "X-Edge-Consistency: strong\r\n" : "", n->region, auth ? "Authorization: " : "", auth ? auth : "",
+             auth ? "\r\n" : "");
     f->work.data = f;
     if (f->body == NULL || uv_queue_work(&l->loop, &f->work, forward_work, forward_after) != 0) {
         edge_http_conn_unref(c);
@@ -2035,7 +2085,10 @@ static void pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge_h
         route = HRANA_ROUTE_READ; /* every write will be refused statement by statement */
     }
     int consistency = unit_consistency(n, req, &tables);
-    if (n->cluster && consistency == 1 && route != HRANA_ROUTE_READ) {
+    /* Schema changes go through the primary, so every region sees one order of schema
+     * changes (row images are positional); they do not wait for a majority. */
+    bool via_primary = n->cluster && route != HRANA_ROUTE_READ && (consistency == 1 || tables.ddl);
+    if (via_primary) {
         const char *why = NULL;
         const char *why_code = NULL;
         bool stateless = !json_is_string(baton) && nreq > 0 &&
@@ -2045,7 +2098,7 @@ static void pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge_h
         if (strcmp(n->primary, n->region) != 0) {
             if (!stateless) {
                 why_code = "STRONG_NEEDS_PRIMARY";
-                why = "strong writes inside a stream must be sent to the primary region directly";
+                why = "strong writes and schema changes inside a stream must be sent to the primary region directly";
             } else if (edge_http_header(req, "x-edge-forwarded") != NULL) {
                 why_code = "PRIMARY_UNREACHABLE";
                 why = "a forwarded strong write reached a region that is not the primary";
@@ -2055,11 +2108,11 @@ static void pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge_h
                 edge_buf_init(&tmp, 256);
                 stream_checkin(n, s, &tmp);
                 edge_buf_free(&tmp);
-                forward_strong(l, c, req, body, mode);
+                forward_strong(l, c, req, body, mode, consistency == 1);
                 json_decref(body);
                 return;
             }
-        } else if ((acks_for(n, 0, &connected), connected) < majority_needed(n)) {
+        } else if (consistency == 1 && (acks_for(n, 0, &connected), connected) < majority_needed(n)) {
             why_code = "NO_MAJORITY";
             why = "the primary cannot reach a majority of regions; the write was not applied";
         }
@@ -2718,6 +2771,7 @@ static void peer_backlog(struct edge_node *n, struct edge_store_conn *rconn, con
 
 static void status_peers(struct edge_node *n, struct edge_store_conn *rconn, struct edge_buf *b)
 {
+    pthread_rwlock_rdlock(&n->peers_lock);
     for (int i = 0; i < n->n_peers; i++) {
         struct edge_peer_status ps;
         edge_peer_status(n->peers[i], &ps);
@@ -2743,6 +2797,7 @@ static void status_peers(struct edge_node *n, struct edge_store_conn *rconn, str
         edge_buf_putc(b, '}');
         edge_vclock_close(&ps.acked);
     }
+    pthread_rwlock_unlock(&n->peers_lock);
 }
 
 static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, struct edge_buf *b)
@@ -2769,6 +2824,7 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                      "# TYPE edgelite_repl_peer_entries_sent_total counter\n"
                      "# TYPE edgelite_repl_peer_bytes_sent_total counter\n"
                      "# TYPE edgelite_repl_peer_retries_total counter\n");
+    pthread_rwlock_rdlock(&n->peers_lock);
     for (int i = 0; i < n->n_peers; i++) {
         struct edge_peer_status ps;
         edge_peer_status(n->peers[i], &ps);
@@ -2787,6 +2843,7 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                         (unsigned long long)ps.retries);
         edge_vclock_close(&ps.acked);
     }
+    pthread_rwlock_unlock(&n->peers_lock);
 }
 
 /* GET /v1/conflicts: the most recent resolved conflicts, newest first. */
@@ -3178,6 +3235,7 @@ static void node_free(struct edge_node *n)
     edge_jwt_keys_free(n->keys);
     edge_vclock_close(&n->vv);
     pthread_mutex_destroy(&n->hlc_mu);
+    pthread_rwlock_destroy(&n->peers_lock);
     pthread_mutex_destroy(&n->vv_mu);
     pthread_mutex_destroy(&n->streams_mu);
     pthread_mutex_destroy(&n->pool_mu);
@@ -3198,6 +3256,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     pthread_mutex_init(&n->streams_mu, NULL);
     pthread_mutex_init(&n->pool_mu, NULL);
     pthread_mutex_init(&n->hlc_mu, NULL);
+    pthread_rwlock_init(&n->peers_lock, NULL);
     pthread_mutex_init(&n->vv_mu, NULL);
     edge_vclock_init(&n->vv);
     edge_hlc_init(&n->hlc, edge_clock_system());

@@ -596,7 +596,7 @@ static int sorted_ptrs(const struct edge_crdt_orset *s, const struct edge__orset
     /* Forward merge into v itself: the write index i + j never passes the tail's read
      * index np + j, so no unread tail pointer is overwritten. */
     size_t j = np, w = 0;
-    const struct edge__orset_entry *p = s->ents, *pend = s->ents + s->n_sorted;
+    const struct edge__orset_entry *p = s->ents, *pend = s->ents ? s->ents + s->n_sorted : NULL;
     while (p < pend && p->dead) {
         p++;
     }

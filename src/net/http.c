@@ -38,6 +38,9 @@
 
 #define READ_BUF_SIZE (64 * 1024)
 #define WS_MAX_OUT_BYTES (64u * 1024 * 1024)
+/* Answers waiting in the socket's send queue before the next request is handled: a
+ * client that pipelines requests but never reads cannot make the server buffer more. */
+#define HTTP_MAX_OUT_BYTES (8u * 1024 * 1024)
 
 struct edge_http_server {
     uv_tcp_t listener;
@@ -461,16 +464,21 @@ static void conn_finish(struct edge_http_conn *c)
     uv_timer_start(&c->timer, (uv_timer_cb)conn_close_timer, 2000, 0);
 }
 
+static void dispatch(struct edge_http_conn *c);
+
 static void on_write(uv_write_t *req, int status)
 {
     struct write_req *w = (struct write_req *)req;
     struct edge_http_conn *c = w->c;
+    size_t before = c->out_bytes;
     c->out_bytes -= w->len;
     edge_free(w);
     if (status != 0) {
         conn_close(c);
     } else if (c->close_after_write && c->out_bytes == 0) {
         conn_finish(c);
+    } else if (before > HTTP_MAX_OUT_BYTES && c->out_bytes <= HTTP_MAX_OUT_BYTES && c->ws == NULL && c->s != NULL) {
+        dispatch(c); /* the client is reading again */
     }
     edge_http_conn_unref(c);
 }
@@ -574,6 +582,19 @@ void edge_http_respond(struct edge_http_conn *c, int status, const char *content
         }
         conn_write(c, head, (size_t)hlen, body, len);
     }
+    if (!keep) {
+        /* Nothing after a "Connection: close" exchange is executed (RFC 9112 9.6):
+         * drop what was pipelined behind it. */
+        struct edge_http_req *rest = r->next;
+        r->next = NULL;
+        c->q_tail = r;
+        while (rest != NULL) {
+            struct edge_http_req *nx = rest->next;
+            req_free(rest);
+            c->q_len--;
+            rest = nx;
+        }
+    }
     c->q_head = r->next;
     if (c->q_head == NULL) {
         c->q_tail = NULL;
@@ -621,12 +642,13 @@ static void dispatch(struct edge_http_conn *c)
         return;
     }
     c->dispatching = true;
-    while (!c->closing && !c->in_flight && c->q_head != NULL && c->ws == NULL) {
+    while (!c->closing && !c->in_flight && c->q_head != NULL && c->ws == NULL &&
+           !(c->dead && c->close_after_write) && c->out_bytes <= HTTP_MAX_OUT_BYTES) {
         c->in_flight = true;
         c->s->h.on_request(c->s->h.ud, c, c->q_head);
     }
     c->dispatching = false;
-    if (!c->in_flight && c->q_len < c->s->limits.max_queued) {
+    if (!c->in_flight && c->q_len < c->s->limits.max_queued && c->out_bytes <= HTTP_MAX_OUT_BYTES) {
         resume_reading(c);
     }
 }

@@ -17,36 +17,6 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-struct rowmeta {
-    bool found;
-    char origin[EDGE_VCLOCK_REGION_MAX + 1];
-    uint64_t seq;
-    uint64_t hlc;
-    bool deleted;
-};
-
-static int rows_get(sqlite3 *db, const char *table, const void *pk, size_t pklen, struct rowmeta *m)
-{
-    memset(m, 0, sizeof(*m));
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v3(db, "SELECT origin, seq, hlc, deleted FROM _edge_rows WHERE tbl = ?1 AND pk = ?2", -1,
-                           SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
-        return EDGE_ESTORE;
-    }
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    sqlite3_bind_blob64(st, 2, pk, pklen, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        m->found = true;
-        snprintf(m->origin, sizeof(m->origin), "%s", (const char *)sqlite3_column_text(st, 0));
-        m->seq = (uint64_t)sqlite3_column_int64(st, 1);
-        m->hlc = (uint64_t)sqlite3_column_int64(st, 2);
-        m->deleted = sqlite3_column_int(st, 3) != 0;
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
-}
-
 static void record_conflict(sqlite3 *db, const char *table, const void *pk, size_t pklen, const char *w_origin,
                             uint64_t w_seq, uint64_t w_hlc, const char *l_origin, uint64_t l_seq, uint64_t l_hlc,
                             bool l_deleted, const void *l_image, size_t l_len)
@@ -154,22 +124,173 @@ static int apply_delete(sqlite3 *db, const char *table, const struct edge__pkinf
     return rv;
 }
 
-/* Does entry E (origin, deps) win over the row's last writer m? Sets *conflict when the
- * two writes were concurrent. */
-static bool entry_wins(const char *origin, uint64_t hlc, const struct edge_vclock *deps, const struct rowmeta *m,
-                       bool *conflict)
+
+/* The current values of a row (encoded, table column order) into out. EDGE_ENOTFOUND if
+ * the row is not there. */
+static int read_row(sqlite3 *db, const char *table, const struct edge__pkinfo *pk, const void *pkbytes, size_t pklen,
+                    struct edge_buf *out)
 {
-    *conflict = false;
-    if (!m->found) return true;
-    if (strcmp(m->origin, origin) == 0) {
-        return true; /* same origin: later entries of an origin always follow earlier ones */
+    char names[64][128];
+    int n = column_names(db, table, names, 64);
+    if (n <= 0) return EDGE_ESTORE;
+    struct edge_buf sql;
+    edge_buf_init(&sql, 1 << 20);
+    int rv = edge_buf_puts(&sql, "SELECT * FROM ");
+    if (rv == EDGE_OK) rv = quote_ident(&sql, table);
+    if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
+    for (int i = 0; i < pk->npk && rv == EDGE_OK; i++) {
+        if (i > 0) rv = edge_buf_puts(&sql, " AND ");
+        if (rv == EDGE_OK) rv = quote_ident(&sql, names[pk->pk[i]]);
+        if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " IS ?");
     }
-    if (edge_vclock_get(deps, m->origin) >= m->seq) {
-        return true; /* E's writer had seen that version */
+    sqlite3_stmt *st = NULL;
+    if (rv == EDGE_OK && sqlite3_prepare_v2(db, sql.data, (int)sql.len, &st, NULL) != SQLITE_OK) rv = EDGE_ESTORE;
+    struct edge__rd pr = {pkbytes, pklen, 0};
+    for (int i = 0; i < pk->npk && rv == EDGE_OK; i++) {
+        rv = edge__repl_bind_value(st, i + 1, &pr);
     }
-    *conflict = true;
-    if (hlc != m->hlc) return hlc > m->hlc;
-    return strcmp(origin, m->origin) > 0;
+    if (rv == EDGE_OK) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            for (int c = 0; c < sqlite3_column_count(st) && rv == EDGE_OK; c++) {
+                rv = edge__repl_put_value(out, sqlite3_column_value(st, c));
+            }
+        } else {
+            rv = rc == SQLITE_DONE ? EDGE_ENOTFOUND : EDGE_ESTORE;
+        }
+    }
+    sqlite3_finalize(st);
+    edge_buf_free(&sql);
+    return rv;
+}
+
+/* Byte span of value i in a set of encoded values. */
+static int value_at(struct edge__rd set, uint64_t i, const uint8_t **p, size_t *len)
+{
+    for (uint64_t k = 0; k < i; k++) {
+        if (edge__repl_skip_value(&set) != EDGE_OK) return EDGE_ECORRUPT;
+    }
+    size_t start = set.off;
+    if (edge__repl_skip_value(&set) != EDGE_OK) return EDGE_ECORRUPT;
+    *p = set.p + start;
+    *len = set.off - start;
+    return EDGE_OK;
+}
+
+/* Apply one row image (values + column stamps) by the merge rule of rowmeta.c. */
+static int merge_row(sqlite3 *db, const char *table, const struct edge__pkinfo *pk, const void *pkb, size_t pklen,
+                     struct edge__rd vals, const struct edge__stamp *in, const struct edge__stamp *op,
+                     const struct edge_vclock *deps, struct edge_repl_apply_stats *stats, bool *out_applied)
+{
+    struct edge__rowmeta m;
+    struct edge_buf merged, cur;
+    edge_buf_init(&merged, (size_t)1 << 30);
+    edge_buf_init(&cur, (size_t)1 << 30);
+    int rv = edge__meta_get(db, table, pkb, pklen, pk->ncols, &m);
+    bool live = m.found && !m.deleted;
+    /* Concurrent: the writer had not seen the row's last deciding write. */
+    if (rv == EDGE_OK && m.found && strcmp(m.exist.origin, op->origin) != 0 && m.exist.origin[0] != '\0' &&
+        edge_vclock_get(deps, m.exist.origin) < m.exist.seq) {
+        stats->conflicts++;
+        bool op_wins = edge__stamp_cmp(op, &m.exist) > 0;
+        const struct edge__stamp *w = op_wins ? op : &m.exist, *l = op_wins ? &m.exist : op;
+        record_conflict(db, table, pkb, pklen, w->origin, w->seq, w->hlc, l->origin, l->seq, l->hlc,
+                        op_wins ? m.deleted : false, NULL, 0);
+    }
+    /* >= : operations of one entry share its stamp and apply in order (REPLACE is a
+     * delete then an insert of the same key in one transaction). */
+    bool exists_after = !m.found || edge__stamp_cmp(op, &m.exist) >= 0 || live;
+    /* Where the losing columns' values come from: the live row, or the tombstone. */
+    struct edge__rd base = {NULL, 0, 0};
+    if (rv == EDGE_OK && live) {
+        int r2 = read_row(db, table, pk, pkb, pklen, &cur);
+        if (r2 == EDGE_OK) {
+            base = (struct edge__rd){(const uint8_t *)cur.data, cur.len, 0};
+        } else if (r2 != EDGE_ENOTFOUND) {
+            rv = r2;
+        }
+    } else if (rv == EDGE_OK && m.image != NULL) {
+        base = (struct edge__rd){m.image, m.image_len, 0};
+    }
+    bool changed = false;
+    for (int c = 0; rv == EDGE_OK && c < pk->ncols; c++) {
+        int cmp = edge__stamp_cmp(&in[c], &m.cols[c]);
+        bool take = base.p == NULL || cmp >= 0;
+        const uint8_t *vp;
+        size_t vl;
+        rv = take ? value_at(vals, (uint64_t)c, &vp, &vl) : value_at(base, (uint64_t)c, &vp, &vl);
+        if (rv == EDGE_OK) rv = edge_buf_append(&merged, vp, vl);
+        if (take) {
+            if (cmp > 0) m.cols[c] = in[c];
+            changed = true;
+        }
+    }
+    if (rv == EDGE_OK) {
+        bool exist_changed = !m.found || edge__stamp_cmp(op, &m.exist) >= 0;
+        if (exist_changed) m.exist = *op;
+        if (exists_after) {
+            if (changed || !live) {
+                rv = apply_upsert(db, table, (uint64_t)pk->ncols,
+                                  (struct edge__rd){(const uint8_t *)merged.data, merged.len, 0});
+            }
+            m.deleted = false;
+            edge_free(m.image);
+            m.image = NULL;
+            m.image_len = 0;
+        } else {
+            /* Still deleted: the column registers merge into the tombstone's image. */
+            edge_free(m.image);
+            m.image_len = merged.len;
+            m.image = (uint8_t *)edge_buf_steal(&merged, NULL);
+        }
+        m.found = true;
+        if (rv == EDGE_OK) rv = edge__meta_put(db, table, pkb, pklen, &m);
+        *out_applied = exists_after && (changed || !live);
+    }
+    edge__meta_free(&m);
+    edge_buf_free(&merged);
+    edge_buf_free(&cur);
+    return rv;
+}
+
+static int merge_delete(sqlite3 *db, const char *table, const struct edge__pkinfo *pk, const void *pkb, size_t pklen,
+                        struct edge__rd pkvals, const struct edge__stamp *op, const struct edge_vclock *deps,
+                        struct edge_repl_apply_stats *stats, bool *out_applied)
+{
+    struct edge__rowmeta m;
+    int rv = edge__meta_get(db, table, pkb, pklen, pk->ncols, &m);
+    *out_applied = false;
+    if (rv == EDGE_OK && m.found && strcmp(m.exist.origin, op->origin) != 0 && m.exist.origin[0] != '\0' &&
+        edge_vclock_get(deps, m.exist.origin) < m.exist.seq) {
+        stats->conflicts++;
+        bool op_wins = edge__stamp_cmp(op, &m.exist) > 0;
+        const struct edge__stamp *w = op_wins ? op : &m.exist, *l = op_wins ? &m.exist : op;
+        record_conflict(db, table, pkb, pklen, w->origin, w->seq, w->hlc, l->origin, l->seq, l->hlc,
+                        op_wins ? m.deleted : true, NULL, 0);
+    }
+    if (rv == EDGE_OK && (!m.found || edge__stamp_cmp(op, &m.exist) >= 0)) {
+        if (!m.found || !m.deleted) {
+            struct edge_buf cur;
+            edge_buf_init(&cur, (size_t)1 << 30);
+            int r2 = read_row(db, table, pk, pkb, pklen, &cur);
+            if (r2 == EDGE_OK) {
+                edge_free(m.image);
+                m.image_len = cur.len;
+                m.image = (uint8_t *)edge_buf_steal(&cur, NULL);
+                rv = apply_delete(db, table, pk, pkvals);
+                *out_applied = true;
+            } else if (r2 != EDGE_ENOTFOUND) {
+                rv = r2;
+            }
+            edge_buf_free(&cur);
+        }
+        m.found = true;
+        m.deleted = true;
+        m.exist = *op;
+        if (rv == EDGE_OK) rv = edge__meta_put(db, table, pkb, pklen, &m);
+    }
+    edge__meta_free(&m);
+    return rv;
 }
 
 int edge_repl_apply_entry(sqlite3 *db, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
@@ -265,49 +386,47 @@ int edge_repl_apply_entry(sqlite3 *db, const char *origin, uint64_t seq, uint64_
         }
         if (rv != EDGE_OK) break;
         edge_buf_reset(&pkb);
-        if (kind == EDGE_REPL_OP_UPSERT) {
+        struct edge__stamp opst;
+        snprintf(opst.origin, sizeof(opst.origin), "%s", origin);
+        opst.seq = seq;
+        opst.hlc = hlc;
+        bool applied = false;
+        if (kind == EDGE_REPL_OP_ROW) {
             if (n != (uint64_t)pk.ncols) {
                 snprintf(errmsg, errmsg_len, "entry %s:%llu: table %s has %d columns here, %llu in the entry",
                          origin, (unsigned long long)seq, table, pk.ncols, (unsigned long long)n);
                 rv = EDGE_ESTORE;
                 break;
             }
-            rv = edge__repl_pk_bytes(vals, &pk, &pkb);
+            struct edge__stamp *in = edge_calloc((size_t)pk.ncols, sizeof(*in));
+            rv = in == NULL ? EDGE_ENOMEM : edge__stamps_decode(&rd, in, pk.ncols);
+            if (rv == EDGE_OK) rv = edge__repl_pk_bytes(vals, &pk, &pkb);
+            if (rv == EDGE_OK) {
+                rv = merge_row(db, table, &pk, pkb.data ? pkb.data : "", pkb.len, vals, in, &opst, deps, stats,
+                               &applied);
+            }
+            edge_free(in);
         } else if (kind == EDGE_REPL_OP_DELETE) {
             if (n != (uint64_t)pk.npk) {
                 rv = EDGE_ECORRUPT;
                 break;
             }
             rv = edge_buf_append(&pkb, vals.p + vals.off, rd.off - vals.off);
+            if (rv == EDGE_OK) {
+                rv = merge_delete(db, table, &pk, pkb.data ? pkb.data : "", pkb.len, vals, &opst, deps, stats,
+                                  &applied);
+            }
         } else {
             rv = EDGE_ECORRUPT;
         }
-        if (rv != EDGE_OK) break;
-        struct rowmeta m;
-        rv = rows_get(db, table, pkb.data ? pkb.data : "", pkb.len, &m);
-        if (rv != EDGE_OK) break;
-        bool conflict = false;
-        bool wins = entry_wins(origin, hlc, deps, &m, &conflict);
-        if (conflict) {
-            stats->conflicts++;
-            if (wins) {
-                record_conflict(db, table, pkb.data ? pkb.data : "", pkb.len, origin, seq, hlc, m.origin, m.seq, m.hlc,
-                                m.deleted, NULL, 0);
-            } else {
-                record_conflict(db, table, pkb.data ? pkb.data : "", pkb.len, m.origin, m.seq, m.hlc, origin, seq, hlc,
-                                kind == EDGE_REPL_OP_DELETE, vals.p + vals.off, rd.off - vals.off);
-            }
-        }
-        if (!wins) continue;
-        rv = kind == EDGE_REPL_OP_UPSERT ? apply_upsert(db, table, n, vals) : apply_delete(db, table, &pk, vals);
         if (rv != EDGE_OK) {
-            snprintf(errmsg, errmsg_len, "entry %s:%llu: applying to %s failed: %s", origin, (unsigned long long)seq,
-                     table, sqlite3_errmsg(db));
+            if (rv != EDGE_ECORRUPT && errmsg[0] == '\0') {
+                snprintf(errmsg, errmsg_len, "entry %s:%llu: applying to %s failed: %s", origin,
+                         (unsigned long long)seq, table, sqlite3_errmsg(db));
+            }
             break;
         }
-        rv = edge__repl_rows_put(db, table, pkb.data ? pkb.data : "", pkb.len, origin, seq, hlc,
-                                 kind == EDGE_REPL_OP_DELETE);
-        stats->rows++;
+        if (applied) stats->rows++;
     }
     edge_buf_free(&pkb);
     if (rv == EDGE_ECORRUPT && errmsg[0] == '\0') {
@@ -321,6 +440,7 @@ int edge_repl_apply_entry(sqlite3 *db, const char *origin, uint64_t seq, uint64_
         goto out;
     }
     stats->applied++;
+    if (hlc > stats->max_hlc) stats->max_hlc = hlc;
 out:
     edge_vclock_close(&vv);
     return rv;
@@ -351,6 +471,17 @@ int edge_repl_payload_walk(const uint8_t *p, size_t len, edge_repl_op_cb cb, voi
             if (edge__repl_get_varint(&rd, &n) != EDGE_OK || n > 65535) return EDGE_ECORRUPT;
             for (uint64_t i = 0; i < n; i++) {
                 if (edge__repl_skip_value(&rd) != EDGE_OK) return EDGE_ECORRUPT;
+            }
+            if (kind == EDGE_REPL_OP_ROW) {
+                for (uint64_t i = 0; i < n; i++) {
+                    const char *o;
+                    size_t ol;
+                    uint64_t v;
+                    if (edge__repl_get_str(&rd, &o, &ol) != EDGE_OK || edge__repl_get_varint(&rd, &v) != EDGE_OK ||
+                        edge__repl_get_varint(&rd, &v) != EDGE_OK) {
+                        return EDGE_ECORRUPT;
+                    }
+                }
             }
         }
         char table[256];

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/alloc.h"
@@ -185,8 +186,16 @@ int edge__repl_pk_info(sqlite3 *db, const char *table, struct edge__pkinfo *out)
 /* Capture                                                                            */
 /* ---------------------------------------------------------------------------------- */
 
+#define MAX_SAVEPOINTS 32
+
 struct edge_capture {
     sqlite3 *db;
+    struct {
+        char name[64];
+        size_t mark;
+    } sp[MAX_SAVEPOINTS];  /* open user savepoints, outermost first */
+    int n_sp;
+    bool sp_opened_txn;    /* sp[0] began the transaction (SAVEPOINT in autocommit) */
     struct edge_buf raw; /* recorded ops, see record() */
     size_t n_ops;
     bool suspended;
@@ -256,6 +265,48 @@ void edge_capture_reset(struct edge_capture *c)
     edge_buf_reset(&c->raw);
     c->n_ops = 0;
     c->failed = false;
+    c->n_sp = 0;
+    c->sp_opened_txn = false;
+}
+
+static int sp_find(const struct edge_capture *c, const char *name)
+{
+    for (int i = c->n_sp - 1; i >= 0; i--) {
+        if (strcasecmp(c->sp[i].name, name) == 0) return i;
+    }
+    return -1;
+}
+
+void edge_capture_savepoint(struct edge_capture *c, const char *name, bool opened_txn)
+{
+    if (c->n_sp == 0) c->sp_opened_txn = opened_txn;
+    if (c->n_sp < MAX_SAVEPOINTS) {
+        snprintf(c->sp[c->n_sp].name, sizeof(c->sp[0].name), "%s", name);
+        c->sp[c->n_sp].mark = c->raw.len;
+        c->n_sp++;
+    } else {
+        c->failed = true; /* cannot track it: refuse to log a wrong entry */
+    }
+}
+
+void edge_capture_rollback_to(struct edge_capture *c, const char *name)
+{
+    int i = sp_find(c, name);
+    if (i >= 0) {
+        edge_capture_rewind(c, c->sp[i].mark);
+        c->n_sp = i + 1; /* ROLLBACK TO keeps the savepoint itself */
+    }
+}
+
+bool edge_capture_release_ends_txn(const struct edge_capture *c, const char *name)
+{
+    return c->sp_opened_txn && sp_find(c, name) == 0;
+}
+
+void edge_capture_release(struct edge_capture *c, const char *name)
+{
+    int i = sp_find(c, name);
+    if (i >= 0) c->n_sp = i;
 }
 
 size_t edge_capture_mark(const struct edge_capture *c) { return c->raw.len; }
@@ -376,27 +427,6 @@ int edge_repl_vv_load(sqlite3 *db, struct edge_vclock *vv)
     }
     sqlite3_finalize(st);
     return rv;
-}
-
-int edge__repl_rows_put(sqlite3 *db, const char *table, const void *pk, size_t pklen, const char *origin,
-                        uint64_t seq, uint64_t hlc, bool deleted)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v3(db,
-                                "INSERT INTO _edge_rows(tbl, pk, origin, seq, hlc, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
-                                "ON CONFLICT(tbl, pk) DO UPDATE SET origin = excluded.origin, seq = excluded.seq, "
-                                "hlc = excluded.hlc, deleted = excluded.deleted",
-                                -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
-    if (rc != SQLITE_OK) return EDGE_ESTORE;
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    sqlite3_bind_blob64(st, 2, pk, pklen, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, origin, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)seq);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)hlc);
-    sqlite3_bind_int(st, 6, deleted ? 1 : 0);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
 }
 
 int edge__repl_log_put(sqlite3 *db, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
@@ -522,7 +552,7 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
             edge_buf_free(&skip);
             if (rv != EDGE_OK) break;
         }
-        /* An UPDATE that moves the primary key is a delete of the old key plus an upsert. */
+        /* An UPDATE that moves the primary key is a delete of the old key plus a new row. */
         struct edge_buf oldpk;
         edge_buf_init(&oldpk, 1 << 20);
         edge_buf_reset(&pkb);
@@ -530,22 +560,61 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
         if (rv == EDGE_OK && o.op != SQLITE_DELETE) rv = edge__repl_pk_bytes(newset, &pk, &pkb);
         bool moved = o.op == SQLITE_UPDATE &&
                      (oldpk.len != pkb.len || memcmp(oldpk.data ? oldpk.data : "", pkb.data ? pkb.data : "", pkb.len) != 0);
+        struct edge__stamp me;
+        snprintf(me.origin, sizeof(me.origin), "%s", local->region);
+        me.seq = seq;
+        me.hlc = hlc;
         if (rv == EDGE_OK && (o.op == SQLITE_DELETE || moved)) {
             rv = edge__repl_put_str(&body, table, o.table_len);
             if (rv == EDGE_OK) rv = edge_buf_putc(&body, EDGE_REPL_OP_DELETE);
             if (rv == EDGE_OK) rv = edge__uvarint_put(&body, (uint64_t)pk.npk);
             if (rv == EDGE_OK) rv = edge_buf_append(&body, oldpk.data ? oldpk.data : "", oldpk.len);
-            if (rv == EDGE_OK) rv = edge__repl_rows_put(c->db, table, oldpk.data ? oldpk.data : "", oldpk.len,
-                                                        local->region, seq, hlc, true);
+            struct edge__rowmeta m;
+            if (rv == EDGE_OK) rv = edge__meta_get(c->db, table, oldpk.data ? oldpk.data : "", oldpk.len, pk.ncols, &m);
+            if (rv == EDGE_OK) {
+                /* The tombstone keeps the row's values: its column registers live on. */
+                struct edge_buf img;
+                edge_buf_init(&img, (size_t)1 << 30);
+                rv = copy_set(oldset, o.ncols, &img, NULL);
+                edge_free(m.image);
+                m.image_len = img.len;
+                m.image = (uint8_t *)edge_buf_steal(&img, NULL);
+                m.found = true;
+                m.deleted = true;
+                m.exist = me;
+                if (rv == EDGE_OK) rv = edge__meta_put(c->db, table, oldpk.data ? oldpk.data : "", oldpk.len, &m);
+            }
+            edge__meta_free(&m);
             n_ops++;
         }
         if (rv == EDGE_OK && o.op != SQLITE_DELETE) {
-            rv = edge__repl_put_str(&body, table, o.table_len);
-            if (rv == EDGE_OK) rv = edge_buf_putc(&body, EDGE_REPL_OP_UPSERT);
+            struct edge__rowmeta m;
+            rv = edge__meta_get(c->db, table, pkb.data ? pkb.data : "", pkb.len, pk.ncols, &m);
+            /* Columns this write set get its stamp; the others keep theirs. */
+            for (uint64_t k = 0; rv == EDGE_OK && k < o.ncols; k++) {
+                bool changed = true;
+                if (o.op == SQLITE_UPDATE && !moved) {
+                    struct edge_buf a, b;
+                    edge_buf_init(&a, (size_t)1 << 30);
+                    edge_buf_init(&b, (size_t)1 << 30);
+                    if (copy_value(oldset, k, &a) == EDGE_OK && copy_value(newset, k, &b) == EDGE_OK) {
+                        changed = a.len != b.len || memcmp(a.data ? a.data : "", b.data ? b.data : "", a.len) != 0;
+                    }
+                    edge_buf_free(&a);
+                    edge_buf_free(&b);
+                }
+                if (changed || !m.found || m.deleted) m.cols[k] = me;
+            }
+            m.found = true;
+            m.deleted = false;
+            m.exist = me;
+            if (rv == EDGE_OK) rv = edge__meta_put(c->db, table, pkb.data ? pkb.data : "", pkb.len, &m);
+            if (rv == EDGE_OK) rv = edge__repl_put_str(&body, table, o.table_len);
+            if (rv == EDGE_OK) rv = edge_buf_putc(&body, EDGE_REPL_OP_ROW);
             if (rv == EDGE_OK) rv = edge__uvarint_put(&body, o.ncols);
             if (rv == EDGE_OK) rv = copy_set(newset, o.ncols, &body, NULL);
-            if (rv == EDGE_OK) rv = edge__repl_rows_put(c->db, table, pkb.data ? pkb.data : "", pkb.len,
-                                                        local->region, seq, hlc, false);
+            if (rv == EDGE_OK) rv = edge__stamps_encode(&body, m.cols, m.ncols);
+            edge__meta_free(&m);
             n_ops++;
         }
         edge_buf_free(&oldpk);
@@ -582,7 +651,8 @@ int edge_repl_schema_init(sqlite3 *db, char *errmsg, size_t errmsg_len)
         " PRIMARY KEY(origin, seq)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS _edge_vv(origin TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
         "CREATE TABLE IF NOT EXISTS _edge_rows(tbl TEXT NOT NULL, pk BLOB NOT NULL, origin TEXT NOT NULL,"
-        " seq INTEGER NOT NULL, hlc INTEGER NOT NULL, deleted INTEGER NOT NULL, PRIMARY KEY(tbl, pk)) WITHOUT ROWID;"
+        " seq INTEGER NOT NULL, hlc INTEGER NOT NULL, deleted INTEGER NOT NULL, cols BLOB, image BLOB,"
+        " PRIMARY KEY(tbl, pk)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS _edge_conflicts(id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, pk BLOB NOT NULL,"
         " winner_origin TEXT NOT NULL, winner_seq INTEGER NOT NULL, winner_hlc INTEGER NOT NULL,"
         " loser_origin TEXT NOT NULL, loser_seq INTEGER NOT NULL, loser_hlc INTEGER NOT NULL,"

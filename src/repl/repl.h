@@ -50,6 +50,13 @@ void edge_capture_rewind(struct edge_capture *c, size_t mark);
 void edge_capture_suspend(struct edge_capture *c, bool suspended);
 /* Anything captured since the last reset? */
 bool edge_capture_has_changes(const struct edge_capture *c);
+/* User savepoints inside a transaction, so that ROLLBACK TO drops what it undid:
+ * SAVEPOINT name (opened_txn: it began the transaction), ROLLBACK TO name, RELEASE name.
+ * release_ends_txn: RELEASE of the savepoint that began the transaction commits it. */
+void edge_capture_savepoint(struct edge_capture *c, const char *name, bool opened_txn);
+void edge_capture_rollback_to(struct edge_capture *c, const char *name);
+void edge_capture_release(struct edge_capture *c, const char *name);
+bool edge_capture_release_ends_txn(const struct edge_capture *c, const char *name);
 /* Record a DDL statement's text (expanded SQL), kept in order with the row changes:
  * replicas run it before the rows that follow it. */
 int edge_capture_ddl(struct edge_capture *c, const char *sql, size_t len);
@@ -80,6 +87,7 @@ struct edge_repl_apply_stats {
     uint64_t deferred;    /* not yet applicable (gap or missing dependency) */
     uint64_t rows;        /* row operations applied */
     uint64_t conflicts;   /* concurrent writes resolved */
+    uint64_t max_hlc;     /* greatest timestamp applied: the local clock must move past it */
 };
 
 /* Apply one entry inside the caller's open transaction (capture suspended by the

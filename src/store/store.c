@@ -336,8 +336,44 @@ enum edge_txctl edge_store_txctl(const char *sql, size_t len)
         return EDGE_TXCTL_BEGIN;
     }
     if (strcasecmp(w, "COMMIT") == 0 || strcasecmp(w, "END") == 0) return EDGE_TXCTL_END;
-    if (strcasecmp(w, "ROLLBACK") == 0) return EDGE_TXCTL_ROLLBACK;
+    if (strcasecmp(w, "ROLLBACK") == 0) {
+        for (int k = 0; k < 2; k++) {
+            i = skip_space(sql, len, i);
+            i = word(sql, len, i, w, sizeof(w));
+            if (strcasecmp(w, "TO") == 0) return EDGE_TXCTL_ROLLBACK_TO;
+            if (strcasecmp(w, "TRANSACTION") != 0) break;
+        }
+        return EDGE_TXCTL_ROLLBACK;
+    }
     if (strcasecmp(w, "SAVEPOINT") == 0) return EDGE_TXCTL_SAVEPOINT;
     if (strcasecmp(w, "RELEASE") == 0) return EDGE_TXCTL_RELEASE;
     return EDGE_TXCTL_NONE;
+}
+
+void edge_store_savepoint_name(const char *sql, size_t len, char *out, size_t outlen)
+{
+    /* The name is the last token: SAVEPOINT n | RELEASE [SAVEPOINT] n |
+     * ROLLBACK [TRANSACTION] TO [SAVEPOINT] n. */
+    size_t end = len;
+    while (end > 0 && (sql[end - 1] == ';' || sql[end - 1] == ' ' || sql[end - 1] == '\n' || sql[end - 1] == '\t' ||
+                       sql[end - 1] == '\r')) {
+        end--;
+    }
+    size_t start = end;
+    char q = end > 0 ? sql[end - 1] : 0;
+    if (q == '"' || q == '\'' || q == '`' || q == ']') {
+        char open = q == ']' ? '[' : q;
+        start = end - 1;
+        while (start > 0 && sql[start - 1] != open) start--;
+        end--; /* drop the closing quote */
+    } else {
+        while (start > 0 && sql[start - 1] != ' ' && sql[start - 1] != '\n' && sql[start - 1] != '\t' &&
+               sql[start - 1] != '\r') {
+            start--;
+        }
+    }
+    size_t n = end > start ? end - start : 0;
+    if (n >= outlen) n = outlen - 1;
+    memcpy(out, sql + start, n);
+    out[n] = '\0';
 }

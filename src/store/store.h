@@ -60,9 +60,13 @@ enum edge_txctl {
     EDGE_TXCTL_BEGIN_READONLY, /* libSQL's BEGIN TRANSACTION READONLY */
     EDGE_TXCTL_END,            /* COMMIT / END */
     EDGE_TXCTL_ROLLBACK,
+    EDGE_TXCTL_ROLLBACK_TO, /* ROLLBACK [TRANSACTION] TO [SAVEPOINT] name */
     EDGE_TXCTL_SAVEPOINT,
     EDGE_TXCTL_RELEASE,
 };
 enum edge_txctl edge_store_txctl(const char *sql, size_t len);
+/* The savepoint name of a SAVEPOINT, RELEASE or ROLLBACK TO statement (unquoted,
+ * case preserved) into out; "" if none. */
+void edge_store_savepoint_name(const char *sql, size_t len, char *out, size_t outlen);
 
 #endif

@@ -30,58 +30,81 @@ static int rank(int consistency)
     return consistency == 1 ? 2 : consistency == 0 ? 1 : 0;
 }
 
-/* Run one group: BEGIN IMMEDIATE, a savepoint per job, COMMIT. */
+/* Run one group: BEGIN IMMEDIATE, a savepoint per job, COMMIT.
+ * A job that makes SQLite roll the whole transaction back (an OR ROLLBACK conflict
+ * clause, RAISE(ROLLBACK) in a trigger) would take every other job of the group with
+ * it: such a job is taken out and fails alone (EDGE_ECONFLICT), and the rest of the
+ * group runs again. Jobs therefore must be safe to run more than once (their changes
+ * were rolled back; their output is rebuilt). */
 static void run_group(struct edge_writer *w, struct edge_writer_job *group)
 {
     int rc = SQLITE_OK;
     int consistency = 2;
     uint64_t seq = 0;
-    /* The write lock may be held by an interactive transaction; wait for it like any
-     * SQLite writer would (busy timeout), then fail the group. */
-    rc = exec(w->conn, "BEGIN IMMEDIATE");
-    if (rc == SQLITE_OK) {
-        for (struct edge_writer_job *j = group; j != NULL; j = j->next) {
-            exec(w->conn, "SAVEPOINT edge_job");
-            size_t mark = w->hooks.mark ? w->hooks.mark(w->hooks.ud) : 0;
-            j->run_status = j->run(j, w->conn);
-            if (j->run_status != EDGE_OK) {
-                exec(w->conn, "ROLLBACK TO edge_job");
-                if (w->hooks.rewind) w->hooks.rewind(w->hooks.ud, mark);
-            } else if (rank(j->consistency) > rank(consistency)) {
-                consistency = j->consistency; /* the entry takes its strongest job's level */
+    struct edge_writer_job *ejected = NULL;
+    for (int attempt = 0; group != NULL; attempt++) {
+        rc = SQLITE_OK;
+        consistency = 2;
+        seq = 0;
+        struct edge_writer_job *culprit = NULL;
+        /* The write lock may be held by an interactive transaction; wait for it like any
+         * SQLite writer would (busy timeout), then fail the group. */
+        rc = exec(w->conn, "BEGIN IMMEDIATE");
+        if (rc == SQLITE_OK) {
+            for (struct edge_writer_job *j = group; j != NULL; j = j->next) {
+                exec(w->conn, "SAVEPOINT edge_job");
+                size_t mark = w->hooks.mark ? w->hooks.mark(w->hooks.ud) : 0;
+                j->run_status = j->run(j, w->conn);
+                if (sqlite3_get_autocommit(edge_store_db(w->conn))) {
+                    culprit = j;
+                    rc = SQLITE_ABORT;
+                    break;
+                }
+                if (j->run_status != EDGE_OK) {
+                    exec(w->conn, "ROLLBACK TO edge_job");
+                    if (w->hooks.rewind) w->hooks.rewind(w->hooks.ud, mark);
+                } else if (rank(j->consistency) > rank(consistency)) {
+                    consistency = j->consistency; /* the entry takes its strongest job's level */
+                }
+                exec(w->conn, "RELEASE edge_job");
             }
-            exec(w->conn, "RELEASE edge_job");
-            if (sqlite3_get_autocommit(edge_store_db(w->conn))) {
-                /* SQLite rolled the whole transaction back (I/O error, disk full):
-                 * every job of the group failed, including those already run. */
+            int hrv = EDGE_OK;
+            if (rc == SQLITE_OK && w->hooks.before_commit) {
+                hrv = w->hooks.before_commit(w->hooks.ud, w->conn, consistency, &seq);
+            }
+            if (rc == SQLITE_OK && hrv == EDGE_OK) {
+                rc = exec(w->conn, "COMMIT");
+            } else if (rc == SQLITE_OK) {
                 rc = SQLITE_ABORT;
-                break;
+            }
+            if (rc != SQLITE_OK && !sqlite3_get_autocommit(edge_store_db(w->conn))) {
+                exec(w->conn, "ROLLBACK");
             }
         }
-        int hrv = EDGE_OK;
-        if (rc == SQLITE_OK && w->hooks.before_commit) {
-            hrv = w->hooks.before_commit(w->hooks.ud, w->conn, consistency, &seq);
+        if (culprit == NULL || attempt >= 16) {
+            break;
         }
-        if (rc == SQLITE_OK && hrv == EDGE_OK) {
-            rc = exec(w->conn, "COMMIT");
-        } else if (rc == SQLITE_OK) {
-            rc = SQLITE_ABORT;
-        }
-        if (rc != SQLITE_OK && !sqlite3_get_autocommit(edge_store_db(w->conn))) {
-            exec(w->conn, "ROLLBACK");
-        }
+        if (w->hooks.after_rollback) w->hooks.after_rollback(w->hooks.ud);
+        struct edge_writer_job **pp = &group;
+        while (*pp != culprit) pp = &(*pp)->next;
+        *pp = culprit->next;
+        culprit->next = ejected;
+        ejected = culprit;
+        EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_STORE, "writer: a job rolled the group back; running the others again");
     }
     int status = rc == SQLITE_OK ? EDGE_OK : edge__err_from_sqlite(rc);
-    if (status == EDGE_OK && w->hooks.after_commit) {
-        w->hooks.after_commit(w->hooks.ud, seq, consistency);
-    } else if (status != EDGE_OK && w->hooks.after_rollback) {
-        w->hooks.after_rollback(w->hooks.ud);
+    if (group != NULL) {
+        if (status == EDGE_OK && w->hooks.after_commit) {
+            w->hooks.after_commit(w->hooks.ud, seq, consistency);
+        } else if (status != EDGE_OK && w->hooks.after_rollback) {
+            w->hooks.after_rollback(w->hooks.ud);
+        }
+        if (status != EDGE_OK) {
+            atomic_fetch_add(&w->commit_failures, 1);
+            EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_STORE, "writer: group failed: %s", sqlite3_errstr(rc));
+        }
+        atomic_fetch_add(&w->groups, 1);
     }
-    if (status != EDGE_OK) {
-        atomic_fetch_add(&w->commit_failures, 1);
-        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_STORE, "writer: group failed: %s", sqlite3_errstr(rc));
-    }
-    atomic_fetch_add(&w->groups, 1);
     while (group != NULL) {
         struct edge_writer_job *next = group->next;
         group->next = NULL;
@@ -89,6 +112,14 @@ static void run_group(struct edge_writer *w, struct edge_writer_job *group)
         atomic_fetch_add(&w->jobs, 1);
         group->complete(group, status);
         group = next;
+    }
+    while (ejected != NULL) {
+        struct edge_writer_job *next = ejected->next;
+        ejected->next = NULL;
+        ejected->seq = 0;
+        atomic_fetch_add(&w->jobs, 1);
+        ejected->complete(ejected, EDGE_ECONFLICT);
+        ejected = next;
     }
 }
 
