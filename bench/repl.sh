@@ -168,8 +168,10 @@ trio() {
 
 # converge NAME: wait (up to 60 s) until all regions agree; fails the script if they never do.
 converge() {
-    probe converge --urls "$URLCSV" --name "$1" --timeout-ms 60000 >>"$TMP/res/converge" ||
-        die "$1: the regions did not converge (logs in ${IDS[*]}.log were kept in the output above)"
+    if ! probe converge --urls "$URLCSV" --name "$1" --timeout-ms 60000 >>"$TMP/res/converge"; then
+        find "$TMP" -name '*.log' -exec grep -HE 'WARN|ERROR' {} + 2>/dev/null | tail -n 40 >&2 || true
+        die "$1: the regions did not converge (warnings from the region logs above)"
+    fi
     log "$(tail -n 1 "$TMP/res/converge")"
 }
 

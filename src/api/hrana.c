@@ -921,6 +921,9 @@ out:
         if (out->data) out->data[mark] = '\0';
     }
     edge_store_release(ctx->conn, st);
+    /* The budget is for this statement only: work that follows on the connection (the
+     * writer's commit, replication) must not inherit its deadline. */
+    edge_store_set_budget(ctx->conn, 0);
     if (tx != EDGE_TXCTL_NONE || ctx->readonly_txn) {
         sync_readonly(ctx);
     }
@@ -1002,7 +1005,16 @@ static int run_batch(struct hrana_ctx *ctx, json_t *batch, struct edge_buf *out)
     return rv;
 }
 
+static int run_sequence_inner(struct hrana_ctx *ctx, json_t *req, struct stmt_error *e);
+
 static int run_sequence(struct hrana_ctx *ctx, json_t *req, struct stmt_error *e)
+{
+    int r = run_sequence_inner(ctx, req, e);
+    edge_store_set_budget(ctx->conn, 0); /* see run_stmt */
+    return r;
+}
+
+static int run_sequence_inner(struct hrana_ctx *ctx, json_t *req, struct stmt_error *e)
 {
     size_t len = 0;
     const char *sql = stmt_sql(req, ctx->sqls, &len);
@@ -1050,12 +1062,14 @@ static int run_sequence(struct hrana_ctx *ctx, json_t *req, struct stmt_error *e
             repl_post(ctx, st, tx, false, &x, e);
             sqlite3_finalize(st);
             sync_readonly(ctx);
+            edge_store_set_budget(ctx->conn, 0);
             return -1;
         }
         int prv = repl_post(ctx, st, tx, true, &x, e);
         sqlite3_finalize(st);
         sync_readonly(ctx);
         if (prv != 0) {
+            edge_store_set_budget(ctx->conn, 0);
             return -1;
         }
     }

@@ -59,16 +59,15 @@ static int quote_ident(struct edge_buf *b, const char *s)
 
 static int column_names(sqlite3 *db, const char *table, char names[][128], int max)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info(?1) ORDER BY cid", -1, &st, NULL) != SQLITE_OK) {
-        return -1;
-    }
+    static const char q[] = "SELECT name FROM pragma_table_info(?1) ORDER BY cid";
+    sqlite3_stmt *st = edge__repl_stmt(db, q, sizeof(q) - 1);
+    if (st == NULL) return -1;
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
     int n = 0;
     while (sqlite3_step(st) == SQLITE_ROW && n < max) {
         snprintf(names[n++], 128, "%s", (const char *)sqlite3_column_text(st, 0));
     }
-    sqlite3_finalize(st);
+    edge__repl_done(st);
     return n;
 }
 
@@ -84,12 +83,12 @@ static int apply_upsert(sqlite3 *db, const char *table, uint64_t ncols, struct e
     }
     if (rv == EDGE_OK) rv = edge_buf_putc(&sql, ')');
     sqlite3_stmt *st = NULL;
-    if (rv == EDGE_OK && sqlite3_prepare_v2(db, sql.data, (int)sql.len, &st, NULL) != SQLITE_OK) rv = EDGE_ESTORE;
+    if (rv == EDGE_OK && (st = edge__repl_stmt(db, sql.data, sql.len)) == NULL) rv = EDGE_ESTORE;
     for (uint64_t i = 0; i < ncols && rv == EDGE_OK; i++) {
         rv = edge__repl_bind_value(st, (int)i + 1, &vals);
     }
     if (rv == EDGE_OK && sqlite3_step(st) != SQLITE_DONE) rv = EDGE_ESTORE;
-    sqlite3_finalize(st);
+    edge__repl_done(st);
     edge_buf_free(&sql);
     return rv;
 }
@@ -114,12 +113,12 @@ static int apply_delete(sqlite3 *db, const char *table, const struct edge__pkinf
         if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " IS ?");
     }
     sqlite3_stmt *st = NULL;
-    if (rv == EDGE_OK && sqlite3_prepare_v2(db, sql.data, (int)sql.len, &st, NULL) != SQLITE_OK) rv = EDGE_ESTORE;
+    if (rv == EDGE_OK && (st = edge__repl_stmt(db, sql.data, sql.len)) == NULL) rv = EDGE_ESTORE;
     for (int i = 0; i < pk->npk && rv == EDGE_OK; i++) {
         rv = edge__repl_bind_value(st, i + 1, &pkvals);
     }
     if (rv == EDGE_OK && sqlite3_step(st) != SQLITE_DONE) rv = EDGE_ESTORE;
-    sqlite3_finalize(st);
+    edge__repl_done(st);
     edge_buf_free(&sql);
     return rv;
 }
@@ -144,7 +143,7 @@ static int read_row(sqlite3 *db, const char *table, const struct edge__pkinfo *p
         if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " IS ?");
     }
     sqlite3_stmt *st = NULL;
-    if (rv == EDGE_OK && sqlite3_prepare_v2(db, sql.data, (int)sql.len, &st, NULL) != SQLITE_OK) rv = EDGE_ESTORE;
+    if (rv == EDGE_OK && (st = edge__repl_stmt(db, sql.data, sql.len)) == NULL) rv = EDGE_ESTORE;
     struct edge__rd pr = {pkbytes, pklen, 0};
     for (int i = 0; i < pk->npk && rv == EDGE_OK; i++) {
         rv = edge__repl_bind_value(st, i + 1, &pr);
@@ -159,7 +158,7 @@ static int read_row(sqlite3 *db, const char *table, const struct edge__pkinfo *p
             rv = rc == SQLITE_DONE ? EDGE_ENOTFOUND : EDGE_ESTORE;
         }
     }
-    sqlite3_finalize(st);
+    edge__repl_done(st);
     edge_buf_free(&sql);
     return rv;
 }
@@ -200,16 +199,22 @@ static int merge_row(sqlite3 *db, const char *table, const struct edge__pkinfo *
     /* >= : operations of one entry share its stamp and apply in order (REPLACE is a
      * delete then an insert of the same key in one transaction). */
     bool exists_after = !m.found || edge__stamp_cmp(op, &m.exist) >= 0 || live;
-    /* Where the losing columns' values come from: the live row, or the tombstone. */
+    /* Where the losing columns' values come from: the live row, or the tombstone. In
+     * the common case (nothing concurrent) every column is taken from the entry and the
+     * current row need not be read at all. */
+    bool all_take = true;
+    for (int c = 0; rv == EDGE_OK && c < pk->ncols && all_take; c++) {
+        all_take = edge__stamp_cmp(&in[c], &m.cols[c]) >= 0;
+    }
     struct edge__rd base = {NULL, 0, 0};
-    if (rv == EDGE_OK && live) {
+    if (rv == EDGE_OK && live && !all_take) {
         int r2 = read_row(db, table, pk, pkb, pklen, &cur);
         if (r2 == EDGE_OK) {
             base = (struct edge__rd){(const uint8_t *)cur.data, cur.len, 0};
         } else if (r2 != EDGE_ENOTFOUND) {
             rv = r2;
         }
-    } else if (rv == EDGE_OK && m.image != NULL) {
+    } else if (rv == EDGE_OK && m.image != NULL && !all_take) {
         base = (struct edge__rd){m.image, m.image_len, 0};
     }
     bool changed = false;

@@ -156,6 +156,33 @@ int edge__repl_skip_value(struct edge__rd *r)
     }
 }
 
+sqlite3_stmt *edge__repl_stmt(sqlite3 *db, const char *sql, size_t len)
+{
+    for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st != NULL; st = sqlite3_next_stmt(db, st)) {
+        const char *t = sqlite3_sql(st);
+        /* strncmp stops at the first difference or NUL: most statements differ early. */
+        if (t != NULL && t[0] == sql[0] && strncmp(t, sql, len) == 0 && t[len] == '\0' && !sqlite3_stmt_busy(st)) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return st;
+        }
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
+
+void edge__repl_done(sqlite3_stmt *st)
+{
+    if (st != NULL) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
 /* ---------------------------------------------------------------------------------- */
 /* Table primary keys                                                                 */
 /* ---------------------------------------------------------------------------------- */
@@ -163,10 +190,9 @@ int edge__repl_skip_value(struct edge__rd *r)
 int edge__repl_pk_info(sqlite3 *db, const char *table, struct edge__pkinfo *out)
 {
     memset(out, 0, sizeof(*out));
-    char sql[400];
-    snprintf(sql, sizeof(sql), "SELECT pk FROM pragma_table_info(?1) ORDER BY cid");
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return EDGE_ESTORE;
+    static const char sql[] = "SELECT pk FROM pragma_table_info(?1) ORDER BY cid";
+    sqlite3_stmt *st = edge__repl_stmt(db, sql, sizeof(sql) - 1);
+    if (st == NULL) return EDGE_ESTORE;
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
     int col = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -177,7 +203,7 @@ int edge__repl_pk_info(sqlite3 *db, const char *table, struct edge__pkinfo *out)
         }
         col++;
     }
-    sqlite3_finalize(st);
+    edge__repl_done(st);
     out->ncols = col;
     return col > 0 ? EDGE_OK : EDGE_ENOTFOUND;
 }
@@ -419,13 +445,14 @@ int edge__repl_pk_bytes(struct edge__rd set, const struct edge__pkinfo *pk, stru
 
 int edge_repl_vv_load(sqlite3 *db, struct edge_vclock *vv)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT origin, seq FROM _edge_vv", -1, &st, NULL) != SQLITE_OK) return EDGE_ESTORE;
+    static const char sql[] = "SELECT origin, seq FROM _edge_vv";
+    sqlite3_stmt *st = edge__repl_stmt(db, sql, sizeof(sql) - 1);
+    if (st == NULL) return EDGE_ESTORE;
     int rv = EDGE_OK;
     while (rv == EDGE_OK && sqlite3_step(st) == SQLITE_ROW) {
         rv = edge_vclock_set(vv, (const char *)sqlite3_column_text(st, 0), (uint64_t)sqlite3_column_int64(st, 1));
     }
-    sqlite3_finalize(st);
+    edge__repl_done(st);
     return rv;
 }
 
@@ -439,10 +466,9 @@ int edge__repl_log_put(sqlite3 *db, const char *origin, uint64_t seq, uint64_t h
         edge_buf_free(&d);
         return rv;
     }
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "INSERT INTO _edge_log(origin, seq, hlc, consistency, deps, payload) VALUES (?1,?2,?3,?4,?5,?6)",
-                                -1, &st, NULL);
+    static const char q1[] = "INSERT INTO _edge_log(origin, seq, hlc, consistency, deps, payload) VALUES (?1,?2,?3,?4,?5,?6)";
+    sqlite3_stmt *st = edge__repl_stmt(db, q1, sizeof(q1) - 1);
+    int rc = st ? SQLITE_OK : SQLITE_ERROR;
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
@@ -452,19 +478,19 @@ int edge__repl_log_put(sqlite3 *db, const char *origin, uint64_t seq, uint64_t h
         sqlite3_bind_blob64(st, 6, payload ? payload : "", len, SQLITE_STATIC);
         rc = sqlite3_step(st);
     }
-    sqlite3_finalize(st);
+    edge__repl_done(st);
     edge_buf_free(&d);
     if (rc != SQLITE_DONE) return EDGE_ESTORE;
-    rc = sqlite3_prepare_v2(db,
-                            "INSERT INTO _edge_vv(origin, seq) VALUES (?1, ?2) "
-                            "ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq",
-                            -1, &st, NULL);
+    static const char q2[] = "INSERT INTO _edge_vv(origin, seq) VALUES (?1, ?2) "
+                             "ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq";
+    st = edge__repl_stmt(db, q2, sizeof(q2) - 1);
+    rc = st ? SQLITE_OK : SQLITE_ERROR;
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
         rc = sqlite3_step(st);
     }
-    sqlite3_finalize(st);
+    edge__repl_done(st);
     return rc == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
 }
 

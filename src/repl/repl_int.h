@@ -26,6 +26,13 @@ struct edge__pkinfo {
     int pk[EDGE_REPL_MAX_PK]; /* column index of the i-th primary key column */
 };
 
+/* A prepared statement for sql (NUL-terminated) on db, reused across calls: kept
+ * prepared for the life of the connection and found again with sqlite3_next_stmt, so
+ * the per-row SQL of capture and apply is parsed once, not per row. The caller must
+ * leave it reset (edge__repl_done). NULL on error. */
+sqlite3_stmt *edge__repl_stmt(sqlite3 *db, const char *sql, size_t len);
+void edge__repl_done(sqlite3_stmt *st);
+
 int edge__repl_put_str(struct edge_buf *b, const char *s, size_t n);
 int edge__repl_put_value(struct edge_buf *b, sqlite3_value *v);
 int edge__repl_get_str(struct edge__rd *r, const char **s, size_t *n);

@@ -66,12 +66,9 @@ int edge__meta_get(sqlite3 *db, const char *table, const void *pk, size_t pklen,
     m->ncols = ncols;
     m->cols = edge_calloc((size_t)(ncols > 0 ? ncols : 1), sizeof(*m->cols));
     if (m->cols == NULL) return EDGE_ENOMEM;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v3(db,
-                           "SELECT origin, seq, hlc, deleted, cols, image FROM _edge_rows WHERE tbl = ?1 AND pk = ?2",
-                           -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
-        return EDGE_ESTORE;
-    }
+    static const char q[] = "SELECT origin, seq, hlc, deleted, cols, image FROM _edge_rows WHERE tbl = ?1 AND pk = ?2";
+    sqlite3_stmt *st = edge__repl_stmt(db, q, sizeof(q) - 1);
+    if (st == NULL) return EDGE_ESTORE;
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
     sqlite3_bind_blob64(st, 2, pk, pklen, SQLITE_STATIC);
     int rv = EDGE_OK;
@@ -107,7 +104,7 @@ int edge__meta_get(sqlite3 *db, const char *table, const void *pk, size_t pklen,
     } else if (rc != SQLITE_DONE) {
         rv = EDGE_ESTORE;
     }
-    sqlite3_finalize(st);
+    edge__repl_done(st);
     return rv;
 }
 
@@ -121,13 +118,12 @@ int edge__meta_put(sqlite3 *db, const char *table, const void *pk, size_t pklen,
         edge_buf_free(&cols);
         return rv;
     }
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v3(db,
-                                "INSERT INTO _edge_rows(tbl, pk, origin, seq, hlc, deleted, cols, image)"
-                                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(tbl, pk) DO UPDATE SET"
-                                " origin = excluded.origin, seq = excluded.seq, hlc = excluded.hlc,"
-                                " deleted = excluded.deleted, cols = excluded.cols, image = excluded.image",
-                                -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    static const char q[] = "INSERT INTO _edge_rows(tbl, pk, origin, seq, hlc, deleted, cols, image)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(tbl, pk) DO UPDATE SET"
+                            " origin = excluded.origin, seq = excluded.seq, hlc = excluded.hlc,"
+                            " deleted = excluded.deleted, cols = excluded.cols, image = excluded.image";
+    sqlite3_stmt *st = edge__repl_stmt(db, q, sizeof(q) - 1);
+    int rc = st ? SQLITE_OK : SQLITE_ERROR;
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
         sqlite3_bind_blob64(st, 2, pk, pklen, SQLITE_STATIC);
@@ -141,7 +137,7 @@ int edge__meta_put(sqlite3 *db, const char *table, const void *pk, size_t pklen,
         }
         rc = sqlite3_step(st);
     }
-    sqlite3_finalize(st);
+    edge__repl_done(st);
     edge_buf_free(&cols);
     return rc == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
 }

@@ -125,6 +125,12 @@ void edge_store_close(struct edge_store_conn *c)
         if (!sqlite3_get_autocommit(c->db)) {
             sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
         }
+        /* Statements other layers keep prepared for the connection's lifetime (the
+         * replication code's) end with it. */
+        sqlite3_stmt *st;
+        while ((st = sqlite3_next_stmt(c->db, NULL)) != NULL) {
+            sqlite3_finalize(st);
+        }
         sqlite3_close_v2(c->db);
     }
     edge_free(c);

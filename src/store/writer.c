@@ -52,6 +52,7 @@ static void run_group(struct edge_writer *w, struct edge_writer_job *group)
         rc = exec(w->conn, "BEGIN IMMEDIATE");
         if (rc == SQLITE_OK) {
             for (struct edge_writer_job *j = group; j != NULL; j = j->next) {
+                edge_store_set_budget(w->conn, 0); /* no deadline left over from an earlier job */
                 exec(w->conn, "SAVEPOINT edge_job");
                 size_t mark = w->hooks.mark ? w->hooks.mark(w->hooks.ud) : 0;
                 j->run_status = j->run(j, w->conn);
@@ -69,6 +70,7 @@ static void run_group(struct edge_writer *w, struct edge_writer_job *group)
                 exec(w->conn, "RELEASE edge_job");
             }
             int hrv = EDGE_OK;
+            edge_store_set_budget(w->conn, 0);
             if (rc == SQLITE_OK && w->hooks.before_commit) {
                 hrv = w->hooks.before_commit(w->hooks.ud, w->conn, consistency, &seq);
             }
@@ -152,6 +154,7 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&w->mu);
 
         if (group->exclusive) {
+            edge_store_set_budget(w->conn, 0);
             group->run_status = group->run(group, w->conn);
             atomic_fetch_add(&w->jobs, 1);
             group->complete(group, EDGE_OK);

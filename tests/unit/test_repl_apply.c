@@ -97,6 +97,8 @@ static void world_free(struct world *w)
 {
     for (int i = 0; i < NREG; i++) {
         edge_capture_destroy(w->r[i].cap);
+        sqlite3_stmt *st;
+        while ((st = sqlite3_next_stmt(w->r[i].db, NULL)) != NULL) sqlite3_finalize(st);
         sqlite3_close(w->r[i].db);
         pthread_mutex_destroy(&w->r[i].mu);
     }
