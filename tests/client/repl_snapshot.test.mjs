@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: MIT
+// Recovery: a region whose data directory is empty joins through a snapshot of a peer
+// (SQLite backup API over GET /v1/snapshot) and then tails the logs; the snapshot
+// endpoint refuses anyone without the cluster secret.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+
+import { startCluster } from './lib/cluster.mjs';
+
+describe('new region seeded from a snapshot', { timeout: 90000 }, () => {
+  let c;
+  before(async () => {
+    c = await startCluster({ regions: 3, proxies: 'none', extraArgs: ['--log-level', 'info'] });
+    await c.createTable('t', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)');
+  });
+  after(async () => { if (c) await c.destroy(); });
+
+  test('an empty region copies a peer, then receives new writes', async () => {
+    await c.stop('c');
+    fs.rmSync(c.regions.c.dataDir, { recursive: true, force: true });
+    for (let i = 1; i <= 200; i++) {
+      const region = i % 2 ? 'a' : 'b';
+      assert.ok((await c.sql(region, 'INSERT INTO t VALUES (?, ?)', [i, `row ${i}`])).ok);
+    }
+    await c.restart('c');
+    assert.match(c.stderr('c'), /seeded from a snapshot of [ab]/);
+    assert.deepEqual(await c.rows('c', 'SELECT count(*) FROM t'), [[200]]);
+    // It tails the logs afterwards, and its own writes reach the others.
+    assert.ok((await c.sql('a', "INSERT INTO t VALUES (1000, 'after')")).ok);
+    assert.ok((await c.sql('c', "INSERT INTO t VALUES (1001, 'from c')")).ok);
+    assert.ok(await c.waitConverged(['t'], 15000), 'the regions did not converge');
+    assert.deepEqual(await c.rows('b', 'SELECT count(*) FROM t'), [[202]]);
+  });
+
+  test('the snapshot endpoint needs the cluster secret', async () => {
+    const no = await fetch(`${c.url('a')}/v1/snapshot`);
+    assert.equal(no.status, 401);
+    const wrong = await fetch(`${c.url('a')}/v1/snapshot`, { headers: { 'x-edge-cluster-secret': 'nope' } });
+    assert.equal(wrong.status, 401);
+    const ok = await fetch(`${c.url('a')}/v1/snapshot`, { headers: { 'x-edge-cluster-secret': c.secret } });
+    assert.equal(ok.status, 200);
+    const bytes = Buffer.from(await ok.arrayBuffer());
+    assert.equal(bytes.subarray(0, 15).toString(), 'SQLite format 3');
+  });
+});
