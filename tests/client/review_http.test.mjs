@@ -48,7 +48,9 @@ describe('review: http', { timeout: 60000 }, () => {
     assert.equal(n, 0, 'the request pipelined after "Connection: close" was executed');
   });
 
-  test('a client that pipelines and never reads cannot make the server buffer every answer', async () => {
+  // Under AddressSanitizer freed memory sits in a quarantine, so RSS says nothing about buffering.
+  test('a client that pipelines and never reads cannot make the server buffer every answer',
+    { skip: process.env.ASAN_OPTIONS ? 'RSS is not meaningful under ASan (allocator quarantine)' : false }, async () => {
     const pid = node.proc.pid;
     const before = rssKb(pid);
     // 16 requests of ~20 MB answers each (hex of a 10 MB zeroblob), never read.
