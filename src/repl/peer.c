@@ -8,7 +8,18 @@
  * edge_repl. Every wait goes through poll() on {socket, wake pipe}, which is why stop
  * is noticed at once even mid-connect. A batch is built with one read transaction and
  * one statement per origin, merged by HLC (the receiver applies in order, and an
- * origin's entries stay in seq order because the merge only ever takes heads). */
+ * origin's entries stay in seq order because the merge only ever takes heads).
+ *
+ * Pipelining: up to max_in_flight ENTRIES messages await their ACK. Each one records
+ * the "sent" VV after it; the peer answers one ACK per ENTRIES in order, so the oldest
+ * record is the one an ACK answers, and an ACK below its record means the peer skipped
+ * something (a gap): nothing new is sent until the in-flight messages are answered,
+ * then "sent" falls back to "acked" and the link resends from there.
+ *
+ * WAN emulation without sleeping: outgoing messages wait in a queue until their due
+ * time (queued + one_way_delay) and incoming ones in another until arrival +
+ * one_way_delay, so many messages are "on the wire" at once, like on a real network.
+ * Only the serial handshake still sleeps. */
 #include "repl/peer.h"
 
 #include <errno.h>
@@ -46,16 +57,41 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define RECV_CHUNK 65536
+#define IN_FLIGHT_DEFAULT 8
+#define IN_FLIGHT_MAX 32        /* the node queues at most 64 messages per inbound link */
+#define OUTQ_EXTRA 16           /* PING/PONG room next to the ENTRIES in the send queue */
+#define INQ_MAX 64              /* received messages waiting for their emulated arrival */
+#define INQ_BYTES_MAX (4u << 20) /* ... and their bytes; reading pauses beyond either */
 #define HTTP_HEAD_MAX 8192
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum link_state { ST_CHALLENGE, ST_HELLO, ST_READY };
 
+/* A protocol message waiting for its (emulated) time to leave or to be handled. */
+struct qmsg {
+    uint64_t due_ms;
+    size_t n_entries; /* ENTRIES on the send queue: entries inside (statistics); else 0 */
+    struct edge_buf b;
+};
+
+/* FIFO ring of messages; slots keep their buffers for reuse. */
+struct mqueue {
+    struct qmsg *slots;
+    size_t cap, head, len, bytes;
+};
+
+/* One ENTRIES message awaiting its ACK. */
+struct flight {
+    struct edge_vclock sent; /* p->sent right after it was built: its ACK must cover this */
+    uint64_t built_us;       /* when it was built (monotonic) */
+    uint64_t deadline_ms;    /* the ACK is overdue after this */
+};
+
 struct edge_peer {
     /* immutable after start */
     char *db_path, *local_region, *cluster, *secret, *peer_region;
     char host[256], port[8];
-    int one_way_delay_ms, sync_interval_ms, max_batch_entries;
+    int one_way_delay_ms, sync_interval_ms, max_batch_entries, max_in_flight;
     size_t max_batch_bytes;
     void (*on_ack)(void *ud, const char *peer_region);
     void *ud;
@@ -77,15 +113,31 @@ struct edge_peer {
     bool in_frag;
     struct edge_buf out;      /* protocol message being built */
     struct edge_buf tx;       /* masked frame being sent */
-    struct edge_vclock peer_vv;
-    bool got_ack;
+    struct edge_vclock peer_vv;  /* "acked": the peer's VV (HELLO_OK, then max of the ACKs) */
+    struct edge_vclock sent;     /* "sent": peer_vv plus everything put on the wire since */
+    struct edge_vclock progress; /* peer_vv at the last fallback (or session start) */
+    struct mqueue outq, inq;
+    struct flight *flights;      /* ring of max_in_flight */
+    size_t fl_head, fl_len;
+    bool want;                   /* a trigger asked for a push and the log may have more */
+    bool draining;               /* a gap was seen: send nothing new until all ACKs are in */
     uint64_t ping_t_ms;       /* send time of the outstanding PING, 0 if none */
+    uint64_t ping_us;         /* the same instant, finer, for wire_rtt_us */
+    uint64_t wire_rtt_us;     /* smallest PING round trip this session (2 delays before the first) */
+    bool have_rtt;            /* wire_rtt_us comes from a PONG */
     char err[128];
 };
 
 /* ---------------------------------------------------------------------------------- */
 /* helpers                                                                            */
 /* ---------------------------------------------------------------------------------- */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 static uint64_t now_ms(void)
 {
@@ -178,6 +230,97 @@ static void pub_connected(struct edge_peer_status *st, void *arg)
     st->connected = *(bool *)arg;
 }
 
+static void pub_in_flight(struct edge_peer_status *st, void *arg)
+{
+    struct edge_peer *p = arg;
+    st->in_flight = (int)p->fl_len;
+}
+
+/* ---- message queues (emulated wire) ---- */
+
+static int mq_init(struct mqueue *q, size_t cap)
+{
+    q->slots = edge_calloc(cap, sizeof(*q->slots));
+    if (q->slots == NULL) {
+        return EDGE_ENOMEM;
+    }
+    q->cap = cap;
+    for (size_t i = 0; i < cap; i++) {
+        edge_buf_init(&q->slots[i].b, EDGE_REPL_FRAME_MAX);
+    }
+    return EDGE_OK;
+}
+
+static void mq_free(struct mqueue *q)
+{
+    for (size_t i = 0; q->slots != NULL && i < q->cap; i++) {
+        edge_buf_free(&q->slots[i].b);
+    }
+    edge_free(q->slots);
+    memset(q, 0, sizeof(*q));
+}
+
+static bool mq_full(const struct mqueue *q)
+{
+    return q->len == q->cap;
+}
+
+static struct qmsg *mq_front(struct mqueue *q)
+{
+    return q->len > 0 ? &q->slots[q->head] : NULL;
+}
+
+/* Move *b to the tail by swapping buffers (no copy); *b comes back empty. The caller
+ * checked that the queue is not full. Every buffer involved has the same max. */
+static void mq_push(struct mqueue *q, struct edge_buf *b, uint64_t due_ms, size_t n_entries)
+{
+    struct qmsg *m = &q->slots[(q->head + q->len) % q->cap];
+    struct edge_buf t = m->b;
+    m->b = *b;
+    *b = t;
+    edge_buf_reset(b);
+    m->due_ms = due_ms;
+    m->n_entries = n_entries;
+    q->len++;
+    q->bytes += m->b.len;
+}
+
+static void mq_pop(struct mqueue *q)
+{
+    struct qmsg *m = &q->slots[q->head];
+    q->bytes -= m->b.len;
+    /* A big batch would otherwise pin its memory in the slot for the link's lifetime. */
+    if (m->b.cap > 4 * RECV_CHUNK) {
+        edge_buf_free(&m->b);
+    } else {
+        edge_buf_reset(&m->b);
+    }
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+}
+
+static void mq_clear(struct mqueue *q)
+{
+    for (size_t i = 0; i < q->cap && q->len > 0; i++) {
+        mq_pop(q);
+    }
+    q->head = 0;
+}
+
+/* Forget everything in flight: the next session starts from the peer's HELLO_OK VV. */
+static void pipeline_reset(struct edge_peer *p)
+{
+    for (size_t i = 0; p->flights != NULL && i < p->fl_len; i++) {
+        edge_vclock_close(&p->flights[(p->fl_head + i) % (size_t)p->max_in_flight].sent);
+    }
+    p->fl_head = 0;
+    p->fl_len = 0;
+    mq_clear(&p->outq);
+    mq_clear(&p->inq);
+    p->want = false;
+    p->draining = false;
+}
+
 /* ---------------------------------------------------------------------------------- */
 /* socket                                                                             */
 /* ---------------------------------------------------------------------------------- */
@@ -193,9 +336,10 @@ static void close_conn(struct edge_peer *p)
     edge_buf_reset(&p->msg);
     p->in_frag = false;
     p->ping_t_ms = 0;
-    p->got_ack = false;
+    pipeline_reset(p);
     bool f = false;
     publish(p, pub_connected, &f);
+    publish(p, pub_in_flight, p);
 }
 
 static int tcp_connect(struct edge_peer *p)
@@ -476,14 +620,56 @@ static int ws_send_frame(struct edge_peer *p, uint8_t opcode, const uint8_t *dat
     return send_all(p, p->tx.data, p->tx.len);
 }
 
-/* Send the protocol message in p->out as one binary frame, after the emulated delay. */
-static int send_msg(struct edge_peer *p)
+/* Send the protocol message in p->out as one binary frame after sleeping the emulated
+ * delay: only for the serial handshake, where nothing could overlap anyway. */
+static int send_now(struct edge_peer *p)
 {
     int rv = sleep_ms(p, p->one_way_delay_ms);
     if (rv == EDGE_OK) {
         rv = ws_send_frame(p, 0x2, (const uint8_t *)p->out.data, p->out.len);
     }
     return rv;
+}
+
+/* Queue the protocol message in p->out to leave one emulated delay from now; p->out
+ * comes back empty. n_entries: ENTRIES count for the statistics, else 0. */
+static int queue_msg(struct edge_peer *p, size_t n_entries)
+{
+    if (mq_full(&p->outq)) {
+        /* Only a peer flooding PINGs can get here: ENTRIES are bounded by the window. */
+        set_err(p, "protocol: send queue full");
+        return EDGE_EPROTO;
+    }
+    mq_push(&p->outq, &p->out, now_ms() + (uint64_t)p->one_way_delay_ms, n_entries);
+    return EDGE_OK;
+}
+
+static void pub_sent(struct edge_peer_status *st, void *arg)
+{
+    const struct qmsg *m = arg;
+    st->entries_sent += m->n_entries;
+    st->bytes_sent += m->b.len;
+    st->batches_sent++;
+}
+
+/* Send, oldest first, every queued message whose time has come. */
+static int flush_out(struct edge_peer *p, uint64_t now)
+{
+    for (size_t i = 0; i < p->outq.cap; i++) {
+        struct qmsg *m = mq_front(&p->outq);
+        if (m == NULL || m->due_ms > now) {
+            break;
+        }
+        int rv = ws_send_frame(p, 0x2, (const uint8_t *)m->b.data, m->b.len);
+        if (rv != EDGE_OK) {
+            return rv;
+        }
+        if (m->n_entries > 0) {
+            publish(p, pub_sent, m);
+        }
+        mq_pop(&p->outq);
+    }
+    return EDGE_OK;
 }
 
 /* Parse frames from rx until a whole data message is in p->msg (*out_have = true) or
@@ -583,9 +769,9 @@ static int ws_parse(struct edge_peer *p, bool *out_have)
     return EDGE_OK;
 }
 
-/* Next whole message into p->msg, waiting until deadline; *out_have false on timeout, or
- * on a notify when wake_on_notify. Applies the emulated receive delay. */
-static int next_msg(struct edge_peer *p, uint64_t deadline, bool wake_on_notify, bool *out_have)
+/* Handshake only: next whole message into p->msg, waiting until deadline (*out_have
+ * false on timeout), then sleeping the emulated receive delay. */
+static int next_msg(struct edge_peer *p, uint64_t deadline, bool *out_have)
 {
     *out_have = false;
     for (int i = 0; i < 1000000; i++) {
@@ -597,7 +783,7 @@ static int next_msg(struct edge_peer *p, uint64_t deadline, bool wake_on_notify,
             return sleep_ms(p, p->one_way_delay_ms);
         }
         uint64_t now = now_ms();
-        if (now >= deadline || (wake_on_notify && atomic_load(&p->notified))) {
+        if (now >= deadline) {
             return EDGE_OK;
         }
         rv = recv_some(p, (int)(deadline - now));
@@ -608,14 +794,34 @@ static int next_msg(struct edge_peer *p, uint64_t deadline, bool wake_on_notify,
     return EDGE_OK;
 }
 
+static bool inq_has_room(const struct edge_peer *p)
+{
+    return !mq_full(&p->inq) && p->inq.bytes < INQ_BYTES_MAX;
+}
+
+/* Move every whole message already received to the receive queue, stamped with its
+ * emulated arrival (now + one_way_delay), while the queue has room. */
+static int take_rx(struct edge_peer *p)
+{
+    for (size_t i = 0; i < INQ_MAX && inq_has_room(p); i++) {
+        bool have = false;
+        int rv = ws_parse(p, &have);
+        if (rv != EDGE_OK || !have) {
+            return rv;
+        }
+        mq_push(&p->inq, &p->msg, now_ms() + (uint64_t)p->one_way_delay_ms, 0);
+    }
+    return EDGE_OK;
+}
+
 /* ---------------------------------------------------------------------------------- */
 /* protocol                                                                           */
 /* ---------------------------------------------------------------------------------- */
 
-static int peer_error(struct edge_peer *p)
+static int peer_error(struct edge_peer *p, const uint8_t *m, size_t len)
 {
     struct edge_repl_error er;
-    if (edge_repl_decode_error((const uint8_t *)p->msg.data, p->msg.len, &er) != EDGE_OK) {
+    if (edge_repl_decode_error(m, len, &er) != EDGE_OK) {
         set_err(p, "protocol: malformed ERROR");
         return EDGE_EPROTO;
     }
@@ -654,29 +860,86 @@ out:
     return rv;
 }
 
+/* An ACK answers the oldest ENTRIES in flight (the peer answers each in order). */
+static int got_ack(struct edge_peer *p, const struct edge_vclock *vv)
+{
+    /* Monotonic max: the peer's VV only grows, and it may include entries it learnt
+     * from a third region, which then need not be sent from here either. */
+    int rv = edge_vclock_merge(&p->peer_vv, vv);
+    if (rv == EDGE_OK) {
+        rv = edge_vclock_merge(&p->sent, vv);
+    }
+    if (rv != EDGE_OK) {
+        set_err(p, "ACK: %s", edge_strerror(rv));
+        return rv;
+    }
+    if (p->fl_len > 0) {
+        struct flight *f = &p->flights[p->fl_head];
+        enum edge_vclock_order o = edge_vclock_compare(&f->sent, &p->peer_vv);
+        if (o != EDGE_VCLOCK_EQUAL && o != EDGE_VCLOCK_BEFORE) {
+            /* Something in this batch was not applied (e.g. a gap the peer could not
+             * bridge yet); later batches in flight will not be either. */
+            p->draining = true;
+        }
+        edge_vclock_close(&f->sent);
+        p->fl_head = (p->fl_head + 1) % (size_t)p->max_in_flight;
+        p->fl_len--;
+    }
+    if (p->draining && p->fl_len == 0) {
+        /* Everything sent is answered: resend from what the peer really has. Without
+         * progress since the last fallback, wait for the next trigger rather than
+         * hammer a peer that cannot apply. */
+        bool progress = edge_vclock_compare(&p->progress, &p->peer_vv) == EDGE_VCLOCK_BEFORE;
+        rv = edge_vclock_copy(&p->sent, &p->peer_vv);
+        if (rv == EDGE_OK) {
+            rv = edge_vclock_copy(&p->progress, &p->peer_vv);
+        }
+        if (rv != EDGE_OK) {
+            set_err(p, "ACK: %s", edge_strerror(rv));
+            return rv;
+        }
+        p->draining = false;
+        p->want = progress;
+        pthread_mutex_lock(&p->mu);
+        p->st.resends++;
+        pthread_mutex_unlock(&p->mu);
+    }
+    publish(p, pub_acked, p);
+    publish(p, pub_in_flight, p);
+    if (p->on_ack != NULL) {
+        p->on_ack(p->ud, p->peer_region);
+    }
+    return EDGE_OK;
+}
+
 /* Handle a message that may arrive at any time once ready. */
-static int handle_msg(struct edge_peer *p)
+static int handle_msg(struct edge_peer *p, const uint8_t *m, size_t len)
 {
     int type = 0;
-    const uint8_t *m = (const uint8_t *)p->msg.data;
     uint64_t t = 0;
-    if (edge_repl_msg_type(m, p->msg.len, &type) != EDGE_OK) {
+    if (edge_repl_msg_type(m, len, &type) != EDGE_OK) {
         set_err(p, "protocol: bad message type");
         return EDGE_EPROTO;
     }
     switch (type) {
     case EDGE_REPL_MSG_PING:
-        if (edge_repl_decode_ping(m, p->msg.len, &t) != EDGE_OK) {
+        if (edge_repl_decode_ping(m, len, &t) != EDGE_OK) {
             break;
         }
         edge_buf_reset(&p->out);
-        return edge_repl_encode_pong(&p->out, t) == EDGE_OK ? send_msg(p) : EDGE_ENOMEM;
+        return edge_repl_encode_pong(&p->out, t) == EDGE_OK ? queue_msg(p, 0) : EDGE_ENOMEM;
     case EDGE_REPL_MSG_PONG:
-        if (edge_repl_decode_pong(m, p->msg.len, &t) != EDGE_OK) {
+        if (edge_repl_decode_pong(m, len, &t) != EDGE_OK) {
             break;
         }
         if (p->ping_t_ms != 0 && t == p->ping_t_ms) {
             double sample = (double)(now_ms() - p->ping_t_ms);
+            uint64_t us = now_us() - p->ping_us;
+            /* The smallest sample is the one that queued least behind batches at the peer. */
+            if (!p->have_rtt || us < p->wire_rtt_us) {
+                p->wire_rtt_us = us;
+                p->have_rtt = true;
+            }
             p->ping_t_ms = 0;
             pthread_mutex_lock(&p->mu);
             p->st.rtt_ms = p->st.rtt_ms == 0 ? sample : 0.7 * p->st.rtt_ms + 0.3 * sample;
@@ -686,18 +949,15 @@ static int handle_msg(struct edge_peer *p)
     case EDGE_REPL_MSG_ACK: {
         struct edge_vclock vv;
         edge_vclock_init(&vv);
-        if (edge_repl_decode_ack(m, p->msg.len, &vv) != EDGE_OK) {
+        if (edge_repl_decode_ack(m, len, &vv) != EDGE_OK) {
             break;
         }
-        /* The peer's word is final: it may have learnt entries from a third region. */
-        edge_vclock_close(&p->peer_vv);
-        p->peer_vv = vv;
-        p->got_ack = true;
-        publish(p, pub_acked, p);
-        return EDGE_OK;
+        int rv = got_ack(p, &vv);
+        edge_vclock_close(&vv);
+        return rv;
     }
     case EDGE_REPL_MSG_ERROR:
-        return peer_error(p);
+        return peer_error(p, m, len);
     default:
         set_err(p, "protocol: unexpected message type %d", type);
         return EDGE_EPROTO;
@@ -710,7 +970,7 @@ static int expect(struct edge_peer *p, int want, const char *what)
 {
     bool have = false;
     int type = 0;
-    int rv = next_msg(p, now_ms() + IO_TIMEOUT_MS, false, &have);
+    int rv = next_msg(p, now_ms() + IO_TIMEOUT_MS, &have);
     if (rv != EDGE_OK) {
         return rv;
     }
@@ -723,7 +983,7 @@ static int expect(struct edge_peer *p, int want, const char *what)
         return EDGE_EPROTO;
     }
     if (type == EDGE_REPL_MSG_ERROR) {
-        return peer_error(p);
+        return peer_error(p, (const uint8_t *)p->msg.data, p->msg.len);
     }
     if (type != want) {
         set_err(p, "protocol: got type %d while waiting for %s", type, what);
@@ -762,7 +1022,7 @@ static int hello(struct edge_peer *p)
     }
     if (rv == EDGE_OK) {
         p->state = ST_HELLO;
-        rv = send_msg(p);
+        rv = send_now(p);
     }
     if (rv == EDGE_OK) {
         rv = expect(p, EDGE_REPL_MSG_HELLO_OK, "HELLO_OK");
@@ -783,6 +1043,15 @@ static int hello(struct edge_peer *p)
     }
     edge_vclock_close(&p->peer_vv);
     p->peer_vv = ok.vv;
+    /* Whatever was on the wire before is lost or answered: start from the peer's word. */
+    rv = edge_vclock_copy(&p->sent, &p->peer_vv);
+    if (rv == EDGE_OK) {
+        rv = edge_vclock_copy(&p->progress, &p->peer_vv);
+    }
+    if (rv != EDGE_OK) {
+        set_err(p, "HELLO_OK: %s", edge_strerror(rv));
+        goto out;
+    }
     p->state = ST_READY;
     bool t = true;
     publish(p, pub_acked, p);
@@ -818,8 +1087,8 @@ static int head_step(struct edge_peer *p, struct head *h)
     return EDGE_OK;
 }
 
-/* Build the next ENTRIES message in p->out from what p->peer_vv lacks; *out_n = 0 when
- * nothing is pending. */
+/* Build the next ENTRIES message in p->out from what p->sent lacks and advance p->sent
+ * past it; *out_n = 0 when nothing is pending. */
 static int build_batch(struct edge_peer *p, size_t *out_n)
 {
     struct edge_vclock local;
@@ -849,7 +1118,7 @@ static int build_batch(struct edge_peer *p, size_t *out_n)
     }
     for (size_t i = 0; i < local.n_entries; i++) {
         const char *o = local.entries[i].region;
-        uint64_t have = edge_vclock_get(&p->peer_vv, o);
+        uint64_t have = edge_vclock_get(&p->sent, o);
         if (local.entries[i].n <= have) {
             continue;
         }
@@ -947,6 +1216,11 @@ static int build_batch(struct edge_peer *p, size_t *out_n)
     if (rv == EDGE_OK) {
         rv = edge_buf_append(&p->out, body.data, body.len);
     }
+    for (size_t i = 0; i < n_heads && rv == EDGE_OK; i++) {
+        if (heads[i].next_seq - 1 > edge_vclock_get(&p->sent, heads[i].origin)) {
+            rv = edge_vclock_set(&p->sent, heads[i].origin, heads[i].next_seq - 1);
+        }
+    }
     if (rv == EDGE_OK) {
         *out_n = n;
     }
@@ -963,56 +1237,106 @@ out:
     return rv;
 }
 
-/* Ship one batch and wait for its ACK. *out_more: the ACK advanced the peer, so more
- * may be pending; false when nothing was pending or the peer made no progress. */
-static int push_once(struct edge_peer *p, bool *out_more)
+/* May another batch go out now? Only while its predecessors can still be on the wire:
+ * once the oldest one has been out longer than a round trip (plus a quarter), it waits
+ * in the peer's queue, and so would a new batch; holding back then lets the pending
+ * entries coalesce into one batch when the ACK comes, instead of many tiny ones that
+ * the peer applies one transaction each (on a LAN, where the wire is ~0 and the peer's
+ * apply is the bottleneck, this keeps the old one-batch-per-ACK behaviour). */
+static bool can_push(const struct edge_peer *p, uint64_t now)
 {
-    size_t n = 0;
-    struct edge_vclock before;
-    *out_more = false;
-    int rv = build_batch(p, &n);
-    if (rv != EDGE_OK || n == 0) {
-        return rv;
+    if (!p->want || p->draining || p->fl_len >= (size_t)p->max_in_flight) {
+        return false;
     }
-    edge_vclock_init(&before);
-    rv = edge_vclock_copy(&before, &p->peer_vv);
-    if (rv != EDGE_OK) {
-        return rv;
+    if (p->fl_len == 0) {
+        return true;
     }
-    size_t bytes = p->out.len;
-    p->got_ack = false;
-    rv = send_msg(p);
-    if (rv != EDGE_OK) {
-        goto out;
-    }
-    pthread_mutex_lock(&p->mu);
-    p->st.entries_sent += n;
-    p->st.bytes_sent += bytes;
-    p->st.batches_sent++;
-    pthread_mutex_unlock(&p->mu);
-    uint64_t deadline = now_ms() + ACK_TIMEOUT_MS;
-    for (int i = 0; i < 1000000 && !p->got_ack; i++) {
-        bool have = false;
-        rv = next_msg(p, deadline, false, &have);
+    uint64_t age = now - p->flights[p->fl_head].built_us;
+    return age < p->wire_rtt_us + p->wire_rtt_us / 4 + 1000;
+}
+
+/* Fill the window: build and queue ENTRIES while can_push says so. */
+static int push_some(struct edge_peer *p)
+{
+    for (int i = 0; i < p->max_in_flight; i++) {
+        if (!can_push(p, now_us())) {
+            break;
+        }
+        size_t n = 0;
+        int rv = build_batch(p, &n);
         if (rv != EDGE_OK) {
-            goto out;
+            return rv;
         }
-        if (!have) {
-            set_err(p, "timed out waiting for ACK");
-            rv = EDGE_ETIMEDOUT;
-            goto out;
+        if (n == 0) {
+            p->want = false;
+            break;
         }
-        rv = handle_msg(p);
+        struct flight *f = &p->flights[(p->fl_head + p->fl_len) % (size_t)p->max_in_flight];
+        edge_vclock_init(&f->sent);
+        rv = edge_vclock_copy(&f->sent, &p->sent);
         if (rv != EDGE_OK) {
-            goto out;
+            set_err(p, "push: %s", edge_strerror(rv));
+            return rv;
+        }
+        f->built_us = now_us();
+        f->deadline_ms = now_ms() + (uint64_t)p->one_way_delay_ms + ACK_TIMEOUT_MS;
+        p->fl_len++;
+        rv = queue_msg(p, n);
+        if (rv != EDGE_OK) {
+            return rv;
+        }
+        publish(p, pub_in_flight, p);
+    }
+    return EDGE_OK;
+}
+
+/* Handle, in order, every received message whose emulated arrival has come. */
+static int run_in(struct edge_peer *p, uint64_t now)
+{
+    for (size_t i = 0; i < p->inq.cap; i++) {
+        struct qmsg *m = mq_front(&p->inq);
+        if (m == NULL || m->due_ms > now) {
+            break;
+        }
+        int rv = handle_msg(p, (const uint8_t *)m->b.data, m->b.len);
+        mq_pop(&p->inq);
+        if (rv != EDGE_OK) {
+            return rv;
         }
     }
-    if (p->on_ack != NULL) {
-        p->on_ack(p->ud, p->peer_region);
+    return EDGE_OK;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Wait until deadline for bytes (while the receive queue has room) or a wake-up, and
+ * read what came. */
+static int pump(struct edge_peer *p, uint64_t deadline)
+{
+    uint64_t now = now_ms();
+    int timeout = deadline > now ? (int)min_u64(deadline - now, 60000) : 0;
+    if (!inq_has_room(p)) {
+        short r;
+        return wait_io(p, 0, timeout, &r);
     }
-    *out_more = edge_vclock_compare(&before, &p->peer_vv) == EDGE_VCLOCK_BEFORE;
-out:
-    edge_vclock_close(&before);
+    int rv = recv_some(p, timeout);
+    if (rv == EDGE_ECLOSED && !stopping(p)) {
+        /* On a real network what was sent before the close arrives first: an ERROR
+         * explains the close better than the close itself. */
+        char why[sizeof(p->err)];
+        memcpy(why, p->err, sizeof(why));
+        int r2 = take_rx(p);
+        if (r2 == EDGE_OK) {
+            r2 = run_in(p, UINT64_MAX);
+        }
+        if (r2 != EDGE_OK) {
+            return r2;
+        }
+        memcpy(p->err, why, sizeof(why));
+    }
     return rv;
 }
 
@@ -1031,27 +1355,34 @@ static int session(struct edge_peer *p, bool *out_handshaked)
     }
     *out_handshaked = true;
     EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "peer=%s connected", p->peer_region);
-    bool push = true; /* a fresh session always catches up, async entries included */
+    p->want = true; /* a fresh session always catches up, async entries included */
+    p->draining = false;
+    p->wire_rtt_us = 2 * (uint64_t)p->one_way_delay_ms * 1000u;
+    p->have_rtt = false;
     uint64_t next_sync = now_ms() + (uint64_t)p->sync_interval_ms;
     uint64_t next_ping = now_ms();
     for (uint64_t iter = 0; iter < UINT64_MAX; iter++) {
         if (stopping(p)) {
             return EDGE_ECLOSED;
         }
+        rv = take_rx(p);
+        if (rv == EDGE_OK) {
+            rv = run_in(p, now_ms());
+        }
+        if (rv != EDGE_OK) {
+            return rv;
+        }
         uint64_t now = now_ms();
         if (atomic_exchange(&p->notified, false)) {
-            push = true;
+            p->want = true;
         }
         if (now >= next_sync) {
-            push = true;
+            p->want = true;
             next_sync = now + (uint64_t)p->sync_interval_ms;
         }
-        if (push) {
-            rv = push_once(p, &push);
-            if (rv != EDGE_OK) {
-                return rv;
-            }
-            continue;
+        rv = push_some(p);
+        if (rv != EDGE_OK) {
+            return rv;
         }
         if (now >= next_ping) {
             if (p->ping_t_ms != 0 && now - p->ping_t_ms > PING_TIMEOUT_MS) {
@@ -1059,12 +1390,14 @@ static int session(struct edge_peer *p, bool *out_handshaked)
                 return EDGE_ETIMEDOUT;
             }
             if (p->ping_t_ms == 0) {
-                /* t is this side's monotonic ms, never 0 on Linux after boot. */
+                /* t is this side's monotonic ms, never 0 on Linux after boot. It is taken
+                 * when the PING is queued, so the emulated delays count in the RTT. */
                 p->ping_t_ms = now ? now : 1;
+                p->ping_us = now_us();
                 edge_buf_reset(&p->out);
                 rv = edge_repl_encode_ping(&p->out, p->ping_t_ms);
                 if (rv == EDGE_OK) {
-                    rv = send_msg(p);
+                    rv = queue_msg(p, 0);
                 }
                 if (rv != EDGE_OK) {
                     return rv;
@@ -1072,12 +1405,30 @@ static int session(struct edge_peer *p, bool *out_handshaked)
             }
             next_ping = now + PING_EVERY_MS;
         }
-        uint64_t deadline = next_sync < next_ping ? next_sync : next_ping;
-        bool have = false;
-        rv = next_msg(p, deadline, true, &have);
-        if (rv == EDGE_OK && have) {
-            rv = handle_msg(p);
+        rv = flush_out(p, now_ms());
+        if (rv != EDGE_OK) {
+            return rv;
         }
+        now = now_ms();
+        uint64_t deadline = min_u64(next_sync, next_ping);
+        if (p->fl_len > 0) {
+            uint64_t ack_by = p->flights[p->fl_head].deadline_ms;
+            if (now >= ack_by) {
+                set_err(p, "timed out waiting for ACK");
+                return EDGE_ETIMEDOUT;
+            }
+            deadline = min_u64(deadline, ack_by);
+        }
+        if (p->outq.len > 0) {
+            deadline = min_u64(deadline, mq_front(&p->outq)->due_ms);
+        }
+        if (p->inq.len > 0) {
+            deadline = min_u64(deadline, mq_front(&p->inq)->due_ms);
+        }
+        if (can_push(p, now_us())) {
+            deadline = now; /* more to build right away */
+        }
+        rv = pump(p, deadline);
         if (rv != EDGE_OK) {
             return rv;
         }
@@ -1194,7 +1545,13 @@ static void peer_free(struct edge_peer *p)
     edge_buf_free(&p->msg);
     edge_buf_free(&p->out);
     edge_buf_free(&p->tx);
+    pipeline_reset(p);
+    mq_free(&p->outq);
+    mq_free(&p->inq);
+    edge_free(p->flights);
     edge_vclock_close(&p->peer_vv);
+    edge_vclock_close(&p->sent);
+    edge_vclock_close(&p->progress);
     edge_vclock_close(&p->st.acked);
     pthread_mutex_destroy(&p->mu);
     edge_free(p);
@@ -1225,6 +1582,8 @@ int edge_peer_start(const struct edge_peer_config *cfg, struct edge_peer **out)
     edge_buf_init(&p->out, EDGE_REPL_FRAME_MAX);
     edge_buf_init(&p->tx, EDGE_REPL_FRAME_MAX + 16);
     edge_vclock_init(&p->peer_vv);
+    edge_vclock_init(&p->sent);
+    edge_vclock_init(&p->progress);
     edge_vclock_init(&p->st.acked);
     atomic_init(&p->stopping, false);
     atomic_init(&p->notified, false);
@@ -1238,6 +1597,10 @@ int edge_peer_start(const struct edge_peer_config *cfg, struct edge_peer **out)
         p->max_batch_entries = EDGE_REPL_ENTRIES_MAX;
     }
     p->max_batch_bytes = cfg->max_batch_bytes > 0 ? cfg->max_batch_bytes : ((size_t)1 << 20);
+    p->max_in_flight = cfg->max_in_flight > 0 ? cfg->max_in_flight : IN_FLIGHT_DEFAULT;
+    if (p->max_in_flight > IN_FLIGHT_MAX) {
+        p->max_in_flight = IN_FLIGHT_MAX;
+    }
     p->on_ack = cfg->on_ack;
     p->ud = cfg->ud;
     rv = EDGE_ENOMEM;
@@ -1247,6 +1610,11 @@ int edge_peer_start(const struct edge_peer_config *cfg, struct edge_peer **out)
     p->secret = edge_strdup(cfg->secret);
     p->peer_region = edge_strdup(cfg->peer_region);
     if (!p->db_path || !p->local_region || !p->cluster || !p->secret || !p->peer_region) {
+        goto out;
+    }
+    p->flights = edge_calloc((size_t)p->max_in_flight, sizeof(*p->flights));
+    if (p->flights == NULL || mq_init(&p->outq, (size_t)p->max_in_flight + OUTQ_EXTRA) != EDGE_OK ||
+        mq_init(&p->inq, INQ_MAX) != EDGE_OK) {
         goto out;
     }
     rv = EDGE_EINTERNAL;

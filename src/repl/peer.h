@@ -2,15 +2,17 @@
 /* The outbound replication link to one remote region: a dedicated thread with blocking
  * I/O that connects to the peer's /v1/peer WebSocket endpoint, authenticates with the
  * cluster secret (HMAC challenge, repl/proto.h), and pushes every local log entry
- * (_edge_log) the peer's version vector does not cover, in HLC order, one ENTRIES batch
- * at a time, each acknowledged by the peer's new VV.
+ * (_edge_log) the peer's version vector does not cover, in HLC order, as ENTRIES
+ * batches, up to max_in_flight of them awaiting their ACK (the peer's new VV) at once.
  *
- * DESIGN: the log is the source of truth, so the link keeps no queue: after every ACK
- * (and every reconnect) it recomputes what is pending from the peer's VV as the peer
- * reported it, which also covers entries the peer learnt from a third region. Errors
- * close the connection and reconnect with exponential back-off (100 ms .. 5 s, full
- * jitter); nothing is ever dropped. The thread only reads the database, through its own
- * read-only connection. See docs/internals/peer-protocol.md. */
+ * DESIGN: the log is the source of truth, so the link keeps no entry queue: it tracks a
+ * "sent" VV (what is on the wire) next to the "acked" VV (what the peer confirmed) and
+ * reads what is pending above "sent" from the log. When the ACKs show the peer did not
+ * apply something that was sent (a gap), and on every reconnect, "sent" falls back to
+ * "acked" and the link resends from there, which also covers entries the peer learnt
+ * from a third region. Errors close the connection and reconnect with exponential
+ * back-off (100 ms .. 5 s, full jitter); nothing is ever dropped. The thread only reads
+ * the database, through its own read-only connection. See docs/internals/peer-protocol.md. */
 #ifndef EDGE_REPL_PEER_H
 #define EDGE_REPL_PEER_H
 
@@ -29,10 +31,12 @@ struct edge_peer_config {
     const char *secret;       /* cluster secret (HMAC key material) */
     const char *peer_region;  /* expected region of the remote node (checked on HELLO_OK) */
     const char *peer_url;     /* "http://127.0.0.1:8082" (a path, if any, is ignored) */
-    int one_way_delay_ms;     /* WAN emulation: sleep before each sent and after each received message */
+    int one_way_delay_ms;     /* WAN emulation: each message leaves this long after it is queued and each
+                                 received message is handled this long after it arrived; both overlap */
     int sync_interval_ms;     /* async entries ship at least this often; <= 0: 1000 */
     int max_batch_entries;    /* <= 0: 1000 */
     size_t max_batch_bytes;   /* 0: 1 MiB */
+    int max_in_flight;        /* ENTRIES messages awaiting their ACK at once; <= 0: 8, at most 32 */
     void (*on_ack)(void *ud, const char *peer_region); /* link thread, after each ACK; may be NULL */
     void *ud;
 };
@@ -46,6 +50,8 @@ struct edge_peer_status {
     uint64_t batches_sent;      /* ENTRIES messages */
     uint64_t retries;           /* failed sessions (each followed by a back-off) */
     uint64_t needs_snapshot;    /* times the peer needed entries older than the log holds */
+    uint64_t resends;           /* times the ACKs showed a gap and the link resent from the acked VV */
+    int in_flight;              /* ENTRIES messages sent or queued and not yet acknowledged */
     char last_error[128];       /* last failure reason, "" if none yet */
 };
 

@@ -5,8 +5,11 @@
  * contiguous entries received, PONG. Scenarios: ordered delivery with a preset peer
  * VV, wrong secret, server killing the connection mid-stream (resend from the last
  * ACK), notify, async entries on the sync tick, a malformed server frame, a compacted
- * log (needs_snapshot), and a prompt stop mid-handshake.
- * Waits are bounded polls of observable state (no timing assertions below seconds). */
+ * log (needs_snapshot), a prompt stop mid-handshake, and the pipeline: several batches
+ * in flight before the first ACK, a gap that forces a resend from the ACKed VV, and the
+ * emulated one-way delay overlapping across messages.
+ * Waits are bounded polls of observable state. The WAN test alone compares durations,
+ * against a bound twice the ideal (and below what a one-batch-per-round-trip link needs). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,8 +45,16 @@ struct rec {
     char origin[EDGE_VCLOCK_REGION_MAX + 1];
     uint64_t seq, hlc;
     uint8_t consistency;
-    int conn; /* 1-based index of the authenticated connection it came on */
+    int conn;      /* 1-based index of the authenticated connection it came on */
+    uint64_t t_us; /* when the server read it (monotonic) */
 };
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 struct srv {
     int lfd, port;
@@ -60,6 +71,10 @@ struct srv {
     int kill_at_batch;  /* close without ACK when this batch arrives (0: never) */
     bool garbage_once;  /* send one malformed message after HELLO_OK */
     int pings;
+    int hold_acks;      /* answer nothing until this many ENTRIES came on the connection (0: off) */
+    int first_ack_after; /* ENTRIES received on the connection when its first ACK went out */
+    uint64_t skip_seq;  /* drop origin "us" entry with this seq once, as if it could not apply */
+    bool skip_always;   /* ... every time it comes */
 };
 
 /* ---- server-side socket helpers ---- */
@@ -257,6 +272,7 @@ static void srv_conn(struct srv *s, int fd)
         assert_int_equal(edge_buf_append(&o, bad, sizeof(bad)), EDGE_OK);
         (void)srv_send(fd, &o);
     }
+    int conn_batches = 0, held = 0;
     for (int i = 0; i < 100000 && srv_recv(s, fd, &m) == 0; i++) {
         int type = 0;
         assert_int_equal(edge_repl_msg_type((const uint8_t *)m.data, m.len, &type), EDGE_OK);
@@ -273,8 +289,10 @@ static void srv_conn(struct srv *s, int fd)
             struct edge_repl_entry *e = NULL;
             size_t n = 0;
             assert_int_equal(edge_repl_decode_entries((const uint8_t *)m.data, m.len, &e, &n), EDGE_OK);
+            uint64_t t_us = mono_us();
             pthread_mutex_lock(&s->mu);
             bool kill = ++s->batches == s->kill_at_batch;
+            conn_batches++;
             for (size_t j = 0; !kill && j < n; j++) {
                 if (s->n_recs < MAX_RECS) {
                     struct rec *r = &s->recs[s->n_recs++];
@@ -283,17 +301,37 @@ static void srv_conn(struct srv *s, int fd)
                     r->hlc = e[j].hlc;
                     r->consistency = e[j].consistency;
                     r->conn = conn;
+                    r->t_us = t_us;
+                }
+                if (s->skip_seq != 0 && e[j].seq == s->skip_seq && strcmp(e[j].origin, "us") == 0) {
+                    if (!s->skip_always) {
+                        s->skip_seq = 0; /* not applied: every later "us" entry is a gap now */
+                    }
+                    continue;
                 }
                 if (e[j].seq == edge_vclock_get(&s->vv, e[j].origin) + 1) {
                     assert_int_equal(edge_vclock_set(&s->vv, e[j].origin, e[j].seq), EDGE_OK);
                 }
             }
             int ar = edge_repl_encode_ack(&o, &s->vv);
+            bool hold = conn_batches < s->hold_acks;
+            if (!hold && s->first_ack_after == 0) {
+                s->first_ack_after = conn_batches;
+            }
             pthread_mutex_unlock(&s->mu);
             edge_repl_entries_free(e, n);
             assert_int_equal(ar, EDGE_OK);
             if (kill) {
                 goto out; /* a crash before applying: no ACK */
+            }
+            if (hold) {
+                held++; /* answered later, in order, with the VV of that moment */
+                continue;
+            }
+            for (; held > 0; held--) {
+                if (srv_send(fd, &o) != 0) {
+                    goto out;
+                }
             }
         }
         if (srv_send(fd, &o) != 0) {
@@ -466,7 +504,7 @@ static void on_ack(void *ud, const char *peer_region)
     atomic_fetch_add(&f->acks, 1);
 }
 
-static void start_peer(struct fixture *f, const char *secret, int batch, int sync_ms)
+static void start_peer_wan(struct fixture *f, const char *secret, int batch, int sync_ms, int delay_ms)
 {
     snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%d", f->srv.port);
     struct edge_peer_config c = {
@@ -478,10 +516,16 @@ static void start_peer(struct fixture *f, const char *secret, int batch, int syn
         .peer_url = f->url,
         .sync_interval_ms = sync_ms,
         .max_batch_entries = batch,
+        .one_way_delay_ms = delay_ms,
         .on_ack = on_ack,
         .ud = f,
     };
     assert_int_equal(edge_peer_start(&c, &f->peer), EDGE_OK);
+}
+
+static void start_peer(struct fixture *f, const char *secret, int batch, int sync_ms)
+{
+    start_peer_wan(f, secret, batch, sync_ms, 0);
 }
 
 static struct edge_peer_status status(struct fixture *f)
@@ -742,6 +786,180 @@ static void test_stop_is_prompt(void **state)
     assert_true(mono_s() - t0 < 3.0);
 }
 
+static void test_pipelined_before_first_ack(void **state)
+{
+    struct fixture *f = *state;
+    for (uint64_t i = 1; i <= 40; i++) {
+        add_entry(f, "us", i, 100 + i, 0);
+    }
+    srv_start(&f->srv, "k");
+    /* A link with one batch in flight would wait for an ACK that never comes. */
+    f->srv.hold_acks = 5;
+    srv_run(&f->srv);
+    start_peer(f, "k", 4, 60000);
+    assert_true(wait_vv(f, "us", 40));
+    struct edge_peer_status st;
+    for (int i = 0; i < 1000; i++) {
+        st = status(f);
+        bool done = edge_vclock_get(&st.acked, "us") == 40 && st.in_flight == 0;
+        edge_vclock_close(&st.acked);
+        if (done) {
+            break;
+        }
+        usleep(10000);
+    }
+    st = status(f);
+    assert_int_equal(st.retries, 0);
+    assert_int_equal(st.resends, 0);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.entries_sent, 40); /* nothing sent twice */
+    assert_int_equal(st.batches_sent, 10);
+    assert_int_equal(edge_vclock_get(&st.acked, "us"), 40);
+    edge_vclock_close(&st.acked);
+    edge_peer_stop(f->peer);
+    pthread_mutex_lock(&f->srv.mu);
+    assert_true(f->srv.first_ack_after >= 5);
+    assert_int_equal(f->srv.conns, 1);
+    assert_int_equal(f->srv.n_recs, 40);
+    for (size_t i = 0; i < f->srv.n_recs; i++) {
+        assert_int_equal(f->srv.recs[i].seq, i + 1);
+    }
+    pthread_mutex_unlock(&f->srv.mu);
+    srv_stop(&f->srv);
+}
+
+static void test_gap_resends_from_acked(void **state)
+{
+    struct fixture *f = *state;
+    for (uint64_t i = 1; i <= 20; i++) {
+        add_entry(f, "us", i, 100 + i, 0);
+    }
+    srv_start(&f->srv, "k");
+    f->srv.skip_seq = 3; /* the peer ACKs us=2 until 3 comes again */
+    srv_run(&f->srv);
+    start_peer(f, "k", 2, 60000);
+    assert_true(wait_vv(f, "us", 20));
+    struct edge_peer_status st = status(f);
+    assert_int_equal(st.retries, 0); /* same connection: no reconnect needed */
+    assert_true(st.resends >= 1);
+    assert_true(st.entries_sent > 20);
+    edge_vclock_close(&st.acked);
+    edge_peer_stop(f->peer);
+    pthread_mutex_lock(&f->srv.mu);
+    assert_int_equal(f->srv.conns, 1);
+    int seen_3 = 0;
+    for (size_t i = 0; i < f->srv.n_recs; i++) {
+        const struct rec *r = &f->srv.recs[i];
+        if (r->seq <= 2) {
+            assert_int_equal(r->seq, i + 1); /* acknowledged entries are never resent */
+        }
+        if (r->seq == 3 && ++seen_3 == 2) {
+            /* Batches after the gap were on the wire before the fallback; the resend
+             * starts right after what the peer acknowledged and runs on in order. */
+            assert_true(i > 0 && f->srv.recs[i - 1].seq > 3);
+            for (size_t j = i; j < f->srv.n_recs; j++) {
+                assert_int_equal(f->srv.recs[j].seq, 3 + (j - i));
+            }
+        }
+    }
+    assert_int_equal(seen_3, 2);
+    pthread_mutex_unlock(&f->srv.mu);
+    srv_stop(&f->srv);
+}
+
+static void test_gap_without_progress_waits(void **state)
+{
+    struct fixture *f = *state;
+    for (uint64_t i = 1; i <= 10; i++) {
+        add_entry(f, "us", i, 100 + i, 0);
+    }
+    srv_start(&f->srv, "k");
+    f->srv.skip_seq = 3;
+    f->srv.skip_always = true; /* e.g. a dependency the peer never gets */
+    srv_run(&f->srv);
+    start_peer(f, "k", 2, 600000);
+    assert_true(wait_vv(f, "us", 2));
+    /* One resend may still find progress (the first round acknowledged 1..2); after
+     * that the link must wait for a trigger instead of resending in a loop. */
+    usleep(500000);
+    struct edge_peer_status st = status(f);
+    uint64_t resends = st.resends;
+    edge_vclock_close(&st.acked);
+    assert_true(resends >= 1 && resends <= 2);
+    pthread_mutex_lock(&f->srv.mu);
+    int batches = f->srv.batches;
+    pthread_mutex_unlock(&f->srv.mu);
+    assert_true(batches <= 10);
+    edge_peer_notify(f->peer); /* a trigger: one more round */
+    bool again = false;
+    for (int i = 0; i < 1000 && !again; i++) {
+        st = status(f);
+        again = st.resends == resends + 1;
+        edge_vclock_close(&st.acked);
+        usleep(10000);
+    }
+    assert_true(again);
+    st = status(f);
+    assert_int_equal(st.retries, 0);
+    assert_int_equal(edge_vclock_get(&st.acked, "us"), 2);
+    edge_vclock_close(&st.acked);
+    edge_peer_stop(f->peer);
+    srv_stop(&f->srv);
+}
+
+/* With a 100 ms one-way delay, entries committed every 20 ms each reach the peer about
+ * one delay after their commit: frames overlap on the emulated wire. A link with one
+ * batch per round trip makes an entry committed just after a push wait ~3 delays. */
+static void test_wan_delay_overlaps(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 20, DELAY_MS = 100 };
+    uint64_t commit_us[N];
+    srv_start(&f->srv, "k");
+    srv_run(&f->srv);
+    start_peer_wan(f, "k", 0, 600000, DELAY_MS);
+    bool up = false;
+    for (int i = 0; i < 1000 && !up; i++) {
+        struct edge_peer_status st = status(f);
+        up = st.connected && st.rtt_ms > 0;
+        edge_vclock_close(&st.acked);
+        usleep(10000);
+    }
+    assert_true(up);
+    for (uint64_t i = 1; i <= N; i++) {
+        add_entry(f, "us", i, i, 0);
+        commit_us[i - 1] = mono_us();
+        edge_peer_notify(f->peer);
+        usleep(20000);
+    }
+    assert_true(wait_vv(f, "us", N));
+    struct edge_peer_status st = status(f);
+    /* The RTT goes through both emulated delays. */
+    assert_true(st.rtt_ms >= 2 * DELAY_MS - 2);
+    assert_true(st.rtt_ms < 4 * DELAY_MS);
+    /* Most notifies found room in the window and left at once, each in its own batch. */
+    assert_true(st.batches_sent >= N / 2);
+    assert_int_equal(st.retries, 0);
+    edge_vclock_close(&st.acked);
+    edge_peer_stop(f->peer);
+    pthread_mutex_lock(&f->srv.mu);
+    assert_int_equal(f->srv.n_recs, N);
+    uint64_t max_us = 0, min_us = UINT64_MAX;
+    for (size_t i = 0; i < f->srv.n_recs; i++) {
+        const struct rec *r = &f->srv.recs[i];
+        assert_int_equal(r->seq, i + 1);
+        uint64_t lat = r->t_us > commit_us[i] ? r->t_us - commit_us[i] : 0;
+        max_us = lat > max_us ? lat : max_us;
+        min_us = lat < min_us ? lat : min_us;
+    }
+    pthread_mutex_unlock(&f->srv.mu);
+    print_message("commit-to-peer latency: min %.1f ms, max %.1f ms (one-way delay %d ms)\n", (double)min_us / 1000,
+                  (double)max_us / 1000, DELAY_MS);
+    assert_true(min_us >= (uint64_t)(DELAY_MS - 5) * 1000); /* the delay is really applied */
+    assert_true(max_us < (uint64_t)(2 * DELAY_MS) * 1000);
+    srv_stop(&f->srv);
+}
+
 static void test_start_validates(void **state)
 {
     struct fixture *f = *state;
@@ -772,6 +990,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_server_frame, setup, teardown),
         cmocka_unit_test_setup_teardown(test_needs_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_is_prompt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_before_first_ack, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gap_resends_from_acked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gap_without_progress_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wan_delay_overlaps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_validates, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
