@@ -391,7 +391,22 @@ if ! git -C "$ROOT" diff --quiet HEAD 2>/dev/null; then GIT_REV="$GIT_REV (with 
     echo '```'
 } >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
-# 5. Replication (issue 4): bench/repl.sh appends its own section; its failure is logged, not fatal here.
+# 5. CRDT increments over HTTP beside Redis INCR (issue 3).
+if [[ -x "$EDGELITE" && -x "$ROOT/bench/crdt_http.sh" ]]; then
+    CRDT_HTTP=$("$ROOT/bench/crdt_http.sh" --build "$BUILD" --runs "$RUNS" 2>/dev/null | grep '^RESULT name=crdt_http_incr .*redis_incr_rps' | tail -n 1)
+    {
+        echo
+        echo "## CRDT increments over HTTP vs Redis INCR"
+        echo
+        echo "G-Counter \`POST /v1/crdt/bench\` (each increment durable, group-committed) against \`redis-benchmark -t incr\`"
+        echo "(in memory, no persistence), 64 connections each, same machine, median of $RUNS runs:"
+        echo
+        echo '```'
+        echo "${CRDT_HTTP:-crdt_http.sh produced no result}"
+        echo '```'
+    } >>"$OUT"
+fi
+# 6. Replication (issue 4): bench/repl.sh appends its own section; its failure is logged, not fatal here.
 if [[ -x "$EDGELITE" ]]; then
     "$ROOT/bench/repl.sh" --build "$BUILD" --out-append "$OUT" >/dev/null || log "bench/repl.sh failed (see above)"
 fi
