@@ -268,6 +268,8 @@ void edge_node_config_defaults(struct edge_node_config *cfg)
     cfg->idle_conn_timeout_ms = 60000;
     cfg->bookmark_timeout_ms = 5000;
     cfg->strong_timeout_ms = 5000;
+    cfg->log_keep = 1000;
+    cfg->compact_interval_ms = 5000;
 }
 
 int edge_node_port(const struct edge_node *n) { return n->port; }
@@ -1562,6 +1564,73 @@ static void handle_snapshot(struct loop *l, struct edge_http_conn *c, struct edg
 /* Before the first start of a region with an empty data directory: copy a peer's
  * database, so the region starts with everything (and that peer's version vector)
  * instead of replaying the whole history, which compaction may have removed. */
+/* Is the existing database behind what the other regions can still send? That is the
+ * case when a peer's log no longer holds entries this database lacks (compacted), or
+ * when a peer has more of this region's own entries than the database (it was restored
+ * from an old copy: writing on would reuse sequence numbers). Then the database is set
+ * aside and the region is seeded from a snapshot like a new one. */
+static bool behind_the_logs(struct edge_node *n)
+{
+    struct stat stt;
+    if (!n->cluster || stat(n->db_path, &stt) != 0) return false;
+    struct edge_vclock local;
+    edge_vclock_init(&local);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(n->db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        edge_repl_vv_load(db, &local); /* no table yet: an empty vector */
+    }
+    sqlite3_stmt *leftover;
+    while (db != NULL && (leftover = sqlite3_next_stmt(db, NULL)) != NULL) sqlite3_finalize(leftover);
+    sqlite3_close_v2(db);
+    bool behind = false;
+    const struct edge_conf *conf = n->cfg.conf;
+    for (size_t i = 0; i < conf->n_regions && !behind; i++) {
+        const struct edge_conf_region *r = &conf->regions[i];
+        struct edge_httpc_url u;
+        if (strcmp(r->id, n->region) == 0 || r->url == NULL || edge_httpc_url_parse(r->url, &u) != EDGE_OK) continue;
+        struct edge_httpc_resp resp;
+        if (edge_httpc_request(&u, "GET", "/v1/status", NULL, NULL, 0, 2000, 1 << 20, &resp) == EDGE_OK &&
+            resp.status == 200) {
+            json_t *doc = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
+            const char *origin;
+            json_t *v;
+            json_object_foreach(json_object_get(doc, "log_floor"), origin, v) {
+                if (strcmp(origin, n->region) != 0 && (uint64_t)json_integer_value(v) > edge_vclock_get(&local, origin)) {
+                    EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
+                             "this database is behind the compacted log of %s (origin %s: have %llu, log starts after %llu)",
+                             r->id, origin, (unsigned long long)edge_vclock_get(&local, origin),
+                             (unsigned long long)json_integer_value(v));
+                    behind = true;
+                }
+            }
+            json_t *mine = json_object_get(json_object_get(doc, "version_vector"), n->region);
+            if (!behind && (uint64_t)json_integer_value(mine) > edge_vclock_get(&local, n->region)) {
+                EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
+                         "%s holds %llu entries of this region but this database only %llu: it was restored from "
+                         "an old copy", r->id, (unsigned long long)json_integer_value(mine),
+                         (unsigned long long)edge_vclock_get(&local, n->region));
+                behind = true;
+            }
+            json_decref(doc);
+        }
+        edge_httpc_resp_free(&resp);
+    }
+    edge_vclock_close(&local);
+    if (behind) {
+        char aside[4300], from[4300];
+        uint64_t now = wall_ms();
+        const char *suffix[] = {"", "-wal", "-shm"};
+        for (int k = 0; k < 3; k++) {
+            snprintf(from, sizeof(from), "%s%s", n->db_path, suffix[k]);
+            snprintf(aside, sizeof(aside), "%s.behind-%llu%s", n->db_path, (unsigned long long)now, suffix[k]);
+            rename(from, aside);
+        }
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "set the old database aside as %s.behind-%llu; seeding from a peer",
+                 n->db_path, (unsigned long long)now);
+    }
+    return behind;
+}
+
 static void seed_from_snapshot(struct edge_node *n)
 {
     struct stat st;
@@ -1667,7 +1736,7 @@ static void compact_tick(uv_timer_t *t)
     /* Keep a tail per origin so a briefly lagging link rarely needs more than the log. */
     for (size_t k = 0; k < cj->floor.n_entries; k++) {
         uint64_t v = cj->floor.entries[k].n;
-        cj->floor.entries[k].n = v > 1000 ? v - 1000 : 0;
+        cj->floor.entries[k].n = v > n->cfg.log_keep ? v - n->cfg.log_keep : 0;
     }
     bool any = false;
     for (size_t k = 0; k < cj->floor.n_entries; k++) any = any || cj->floor.entries[k].n > 0;
@@ -2887,6 +2956,31 @@ static void handle_conflicts(struct loop *l, struct edge_http_conn *c, struct ed
     edge_buf_free(&b);
 }
 
+/* Per origin, the highest seq no longer in the log (compacted): a region that has not
+ * applied up to it cannot catch up from this node's log. */
+static void log_floor_json(struct edge_node *n, struct edge_store_conn *rconn, struct edge_buf *b)
+{
+    if (!n->cluster) return;
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    vv_snapshot(n, &vv);
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(edge_store_db(rconn), "SELECT min(seq) FROM _edge_log WHERE origin = ?1", -1, &st, NULL);
+    for (size_t i = 0; i < vv.n_entries && st != NULL; i++) {
+        sqlite3_bind_text(st, 1, vv.entries[i].region, -1, SQLITE_STATIC);
+        uint64_t floor = vv.entries[i].n; /* nothing left: everything compacted */
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+            floor = (uint64_t)sqlite3_column_int64(st, 0) - 1;
+        }
+        sqlite3_reset(st);
+        if (i > 0) edge_buf_putc(b, ',');
+        edge_buf_json_cstr(b, vv.entries[i].region);
+        edge_buf_printf(b, ":%llu", (unsigned long long)floor);
+    }
+    sqlite3_finalize(st);
+    edge_vclock_close(&vv);
+}
+
 static void handle_status(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
@@ -2911,6 +3005,8 @@ static void handle_status(struct loop *l, struct edge_http_conn *c, struct edge_
         edge_buf_printf(&b, ":%llu", (unsigned long long)n->vv.entries[i].n);
     }
     pthread_mutex_unlock(&n->vv_mu);
+    edge_buf_puts(&b, "},\"log_floor\":{");
+    log_floor_json(n, l->rconn, &b);
     edge_buf_puts(&b, "},\"peers\":[");
     status_peers(n, l->rconn, &b);
     edge_buf_puts(&b, "]}");
@@ -3198,7 +3294,7 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
         uv_timer_start(&l->sweep_timer, sweep, every, every);
         uv_timer_init(&l->loop, &l->compact_timer);
         l->compact_timer.data = l;
-        uv_timer_start(&l->compact_timer, compact_tick, 5000, 5000);
+        uv_timer_start(&l->compact_timer, compact_tick, n->cfg.compact_interval_ms, n->cfg.compact_interval_ms);
     }
     return EDGE_OK;
 }
@@ -3302,6 +3398,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     }
     rv = edge_store_global_init(errmsg, errmsg_len);
     if (rv != EDGE_OK) goto out;
+    behind_the_logs(n);
     seed_from_snapshot(n);
     rv = edge_store_open(n->db_path, EDGE_STORE_WRITE, cfg->synchronous_full, 5000, &wconn, errmsg, errmsg_len);
     if (rv != EDGE_OK) goto out;

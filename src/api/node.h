@@ -27,6 +27,8 @@ struct edge_node_config {
     const struct edge_regions *wan; /* optional: emulate the RTTs of this matrix on peer links (borrowed) */
     uint64_t bookmark_timeout_ms;   /* how long a read waits for its bookmark, default 5 s */
     uint64_t strong_timeout_ms;     /* how long a strong write waits for a majority, default 5 s */
+    uint64_t log_keep;              /* acknowledged log entries kept per origin before compaction, default 1000 */
+    uint64_t compact_interval_ms;   /* how often compaction runs, default 5 s */
 };
 
 /* Fill a config with the embedded defaults. */

@@ -29,6 +29,8 @@ static void usage(void)
             "  --query-timeout-ms N     time budget per statement (default 5000; 0 = none)\n"
             "  --bookmark-timeout-ms N  how long a read waits for its X-Edge-Bookmark (default 5000)\n"
             "  --strong-timeout-ms N    how long a strong write waits for a majority (default 5000)\n"
+            "  --log-keep N             acknowledged log entries kept per origin (default 1000)\n"
+            "  --compact-interval-ms N  how often the log is compacted (default 5000)\n"
             "  --synchronous full       fsync every commit (default: normal, WAL)\n"
             "  --emulate-wan FILE       delay peer traffic by the RTTs of a regions.json latency matrix\n");
 }
@@ -97,7 +99,8 @@ int edge_cli_serve(int argc, char **argv)
             else if (strcmp(v, "normal") != 0) { fprintf(stderr, "edgelite serve: --synchronous full|normal\n"); return 2; }
         } else if (strcmp(a, "--threads") == 0 || strcmp(a, "--max-body-bytes") == 0 ||
                    strcmp(a, "--stream-timeout-ms") == 0 || strcmp(a, "--query-timeout-ms") == 0 ||
-                   strcmp(a, "--bookmark-timeout-ms") == 0 || strcmp(a, "--strong-timeout-ms") == 0) {
+                   strcmp(a, "--bookmark-timeout-ms") == 0 || strcmp(a, "--strong-timeout-ms") == 0 ||
+                   strcmp(a, "--log-keep") == 0 || strcmp(a, "--compact-interval-ms") == 0) {
             NEED_ARG();
             if (parse_u64(v, &num) != 0) {
                 fprintf(stderr, "edgelite serve: %s expects a non-negative integer, got '%s'\n", a, v);
@@ -116,6 +119,11 @@ int edge_cli_serve(int argc, char **argv)
                 cfg.bookmark_timeout_ms = num;
             } else if (strcmp(a, "--strong-timeout-ms") == 0) {
                 cfg.strong_timeout_ms = num;
+            } else if (strcmp(a, "--log-keep") == 0) {
+                cfg.log_keep = num;
+            } else if (strcmp(a, "--compact-interval-ms") == 0) {
+                if (num < 100) { fprintf(stderr, "edgelite serve: --compact-interval-ms must be >= 100\n"); return 2; }
+                cfg.compact_interval_ms = num;
             } else {
                 cfg.query_budget_ms = num;
             }

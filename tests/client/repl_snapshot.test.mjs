@@ -44,3 +44,41 @@ describe('new region seeded from a snapshot', { timeout: 90000 }, () => {
     assert.equal(bytes.subarray(0, 15).toString(), 'SQLite format 3');
   });
 });
+
+describe('a region behind the compacted logs reseeds', { timeout: 90000 }, () => {
+  let c;
+  before(async () => {
+    c = await startCluster({ regions: 3, proxies: 'none',
+      extraArgs: ['--log-level', 'info', '--log-keep', '0', '--compact-interval-ms', '300'] });
+    await c.createTable('t', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)');
+  });
+  after(async () => { if (c) await c.destroy(); });
+
+  test('restored from an old copy, it is set aside and seeded from a peer', async () => {
+    for (let i = 1; i <= 20; i++) assert.ok((await c.sql('a', 'INSERT INTO t VALUES (?, ?)', [i, 'early'])).ok);
+    assert.ok(await c.waitConverged(['t'], 15000));
+    await c.stop('c');
+    const backup = `${c.regions.c.dataDir}.backup`;
+    fs.cpSync(c.regions.c.dataDir, backup, { recursive: true });
+    await c.restart('c');
+    for (let i = 21; i <= 40; i++) {
+      assert.ok((await c.sql(i % 2 ? 'a' : 'b', 'INSERT INTO t VALUES (?, ?)', [i, 'late'])).ok);
+    }
+    assert.ok(await c.waitConverged(['t'], 15000));
+    // Every region acknowledged everything: the logs get compacted completely.
+    const compacted = await c.waitFor(async () => {
+      const s = await c.status('a');
+      return s.log_floor && s.log_floor.a === s.version_vector.a && s.log_floor.b === s.version_vector.b;
+    }, 15000);
+    assert.ok(compacted, 'the log of a was never compacted');
+    await c.stop('c');
+    fs.rmSync(c.regions.c.dataDir, { recursive: true, force: true });
+    fs.cpSync(backup, c.regions.c.dataDir, { recursive: true });
+    await c.restart('c');
+    assert.match(c.stderr('c'), /behind the compacted log|restored from an old copy/);
+    assert.match(c.stderr('c'), /seeded from a snapshot of [ab]/);
+    assert.deepEqual(await c.rows('c', 'SELECT count(*) FROM t'), [[40]]);
+    assert.ok((await c.sql('c', "INSERT INTO t VALUES (41, 'after')")).ok);
+    assert.ok(await c.waitConverged(['t'], 15000), 'the regions did not converge after the reseed');
+  });
+});
