@@ -241,18 +241,16 @@ struct unit {
 static void unit_finish(struct unit *u);
 static void ws_process(struct ws_session *s);
 
+/* The node's time comes from core/clock (one place to inject a clock). */
 static uint64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return edge_clock_mono_ms(edge_clock_system());
 }
 
 static uint64_t wall_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    const struct edge_clock *c = edge_clock_system();
+    return c->wall_ms(c->ud);
 }
 
 void edge_node_config_defaults(struct edge_node_config *cfg)

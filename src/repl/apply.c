@@ -93,14 +93,17 @@ static int apply_upsert(sqlite3 *db, const char *table, uint64_t ncols, struct e
     return rv;
 }
 
-static int apply_delete(sqlite3 *db, const char *table, const struct edge__pkinfo *pk, struct edge__rd pkvals)
+/* "<verb> "table" WHERE pk1 IS ? AND ..." prepared (reused per connection) with the
+ * primary key values of pkvals bound. The caller steps it and calls edge__repl_done. */
+static int by_pk(sqlite3 *db, const char *verb, const char *table, const struct edge__pkinfo *pk,
+                 struct edge__rd pkvals, sqlite3_stmt **out)
 {
     char names[64][128];
     int n = column_names(db, table, names, 64);
     if (n <= 0) return EDGE_ESTORE;
     struct edge_buf sql;
     edge_buf_init(&sql, 1 << 20);
-    int rv = edge_buf_puts(&sql, "DELETE FROM ");
+    int rv = edge_buf_puts(&sql, verb);
     if (rv == EDGE_OK) rv = quote_ident(&sql, table);
     if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
     for (int i = 0; i < pk->npk && rv == EDGE_OK; i++) {
@@ -117,37 +120,31 @@ static int apply_delete(sqlite3 *db, const char *table, const struct edge__pkinf
     for (int i = 0; i < pk->npk && rv == EDGE_OK; i++) {
         rv = edge__repl_bind_value(st, i + 1, &pkvals);
     }
-    if (rv == EDGE_OK && sqlite3_step(st) != SQLITE_DONE) rv = EDGE_ESTORE;
-    edge__repl_done(st);
     edge_buf_free(&sql);
-    return rv;
+    if (rv != EDGE_OK) {
+        edge__repl_done(st);
+        return rv;
+    }
+    *out = st;
+    return EDGE_OK;
 }
 
+static int apply_delete(sqlite3 *db, const char *table, const struct edge__pkinfo *pk, struct edge__rd pkvals)
+{
+    sqlite3_stmt *st = NULL;
+    int rv = by_pk(db, "DELETE FROM ", table, pk, pkvals, &st);
+    if (rv == EDGE_OK && sqlite3_step(st) != SQLITE_DONE) rv = EDGE_ESTORE;
+    edge__repl_done(st);
+    return rv;
+}
 
 /* The current values of a row (encoded, table column order) into out. EDGE_ENOTFOUND if
  * the row is not there. */
 static int read_row(sqlite3 *db, const char *table, const struct edge__pkinfo *pk, const void *pkbytes, size_t pklen,
                     struct edge_buf *out)
 {
-    char names[64][128];
-    int n = column_names(db, table, names, 64);
-    if (n <= 0) return EDGE_ESTORE;
-    struct edge_buf sql;
-    edge_buf_init(&sql, 1 << 20);
-    int rv = edge_buf_puts(&sql, "SELECT * FROM ");
-    if (rv == EDGE_OK) rv = quote_ident(&sql, table);
-    if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
-    for (int i = 0; i < pk->npk && rv == EDGE_OK; i++) {
-        if (i > 0) rv = edge_buf_puts(&sql, " AND ");
-        if (rv == EDGE_OK) rv = quote_ident(&sql, names[pk->pk[i]]);
-        if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " IS ?");
-    }
     sqlite3_stmt *st = NULL;
-    if (rv == EDGE_OK && (st = edge__repl_stmt(db, sql.data, sql.len)) == NULL) rv = EDGE_ESTORE;
-    struct edge__rd pr = {pkbytes, pklen, 0};
-    for (int i = 0; i < pk->npk && rv == EDGE_OK; i++) {
-        rv = edge__repl_bind_value(st, i + 1, &pr);
-    }
+    int rv = by_pk(db, "SELECT * FROM ", table, pk, (struct edge__rd){pkbytes, pklen, 0}, &st);
     if (rv == EDGE_OK) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
@@ -159,7 +156,6 @@ static int read_row(sqlite3 *db, const char *table, const struct edge__pkinfo *p
         }
     }
     edge__repl_done(st);
-    edge_buf_free(&sql);
     return rv;
 }
 
