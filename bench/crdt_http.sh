@@ -42,26 +42,11 @@ for f in redis-server redis-cli redis-benchmark; do
     command -v "$f" >/dev/null || { echo "crdt_http.sh: $f missing (scripts/bootstrap.sh installs it)" >&2; exit 1; }
 done
 
-TMP=$(mktemp -d /tmp/edgelite-crdtbench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in ${PIDS[@]+"${PIDS[@]}"}; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in ${PIDS[@]+"${PIDS[@]}"}; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_setup edgelite-crdtbench
 
 log() { printf '== %s\n' "$*" >&2; }
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
 # ---- edgelite ----
 EPORT=$(free_port)

@@ -58,20 +58,9 @@ for f in "$LOADGEN" "$EDGELITE"; do
 done
 command -v node >/dev/null || { echo "repl.sh: node (18+) is required for bench/repl_probe.mjs" >&2; exit 1; }
 
-TMP=$(mktemp -d /tmp/edgelite-replbench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in ${PIDS[@]+"${PIDS[@]}"}; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in ${PIDS[@]+"${PIDS[@]}"}; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_setup edgelite-replbench
 
 T_START=$(date +%s)
 log() { printf '== [%3ds] %s\n' "$(($(date +%s) - T_START))" "$*" >&2; }

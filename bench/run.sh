@@ -51,26 +51,12 @@ LOADGEN=$BUILD/bench/loadgen
 EDGELITE=$BUILD/edgelite
 NGINX=/usr/sbin/nginx
 
-TMP=$(mktemp -d /tmp/edgelite-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in ${PIDS[@]+"${PIDS[@]}"}; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in ${PIDS[@]+"${PIDS[@]}"}; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_setup edgelite-bench
 
 log() { printf '== %s\n' "$*" >&2; }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # wait_http PORT PID: succeed once anything answers HTTP on PORT (up to 15 s),
 # fail early if PID dies.
