@@ -231,7 +231,6 @@ struct unit {
     uint8_t *frame;
     size_t frame_len;
     struct edge_vclock ack_vv;
-    struct edge_repl_apply_stats apply_stats;
     int apply_rv;
     char apply_err[256];
     /* CRDT (writer job) */
@@ -1121,10 +1120,6 @@ static void vv_snapshot(struct edge_node *n, struct edge_vclock *out)
 }
 
 /* Writer thread, alone: apply a batch of entries in order inside one transaction. */
-/* Writer thread, inside the group transaction like any other write (so entries from
- * peers and local writes share commits): apply a batch of entries in order, each in
- * its own savepoint. May run again if the group is retried; nothing here is final until
- * the group commits (peer_apply_finish). */
 static int peer_apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
 {
     struct unit *u = (struct unit *)job;
@@ -1132,23 +1127,20 @@ static int peer_apply_run(struct edge_writer_job *job, struct edge_store_conn *c
     sqlite3 *db = edge_store_db(conn);
     struct edge_repl_entry *entries = NULL;
     size_t count = 0;
-    memset(&u->apply_stats, 0, sizeof(u->apply_stats));
-    edge_vclock_close(&u->ack_vv);
-    edge_vclock_init(&u->ack_vv);
-    u->apply_err[0] = '\0';
     u->apply_rv = edge_repl_decode_entries(u->frame, u->frame_len, &entries, &count);
     if (u->apply_rv != EDGE_OK) {
         snprintf(u->apply_err, sizeof(u->apply_err), "malformed ENTRIES message");
         return EDGE_OK;
     }
-    struct edge_repl_apply_stats *st = &u->apply_stats;
+    struct edge_repl_apply_stats st = {0};
     edge_capture_suspend(n->wcap, true);
-    int rv = EDGE_OK;
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    int rv = rc == SQLITE_OK ? EDGE_OK : EDGE_EBUSY;
     for (size_t i = 0; i < count && rv == EDGE_OK; i++) {
         struct edge_repl_entry *e = &entries[i];
         sqlite3_exec(db, "SAVEPOINT edge_apply", NULL, NULL, NULL);
         int arv = edge_repl_apply_entry(db, e->origin, e->seq, e->hlc, e->consistency, &e->deps, e->payload,
-                                        e->payload_len, st, u->apply_err, sizeof(u->apply_err));
+                                        e->payload_len, &st, u->apply_err, sizeof(u->apply_err));
         if (arv == EDGE_OK) {
             sqlite3_exec(db, "RELEASE edge_apply", NULL, NULL, NULL);
             continue;
@@ -1160,18 +1152,39 @@ static int peer_apply_run(struct edge_writer_job *job, struct edge_store_conn *c
         }
         rv = arv;
     }
+    if (rc == SQLITE_OK) {
+        if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            rv = rv == EDGE_OK ? EDGE_ESTORE : rv;
+        }
+    }
     edge_capture_suspend(n->wcap, false);
     edge_repl_entries_free(entries, count);
-    if (st->max_hlc != 0) {
+    if (st.max_hlc != 0) {
         /* Writes made here from now on follow what was applied (HLC receive rule), so a
          * write that saw a remote version always stamps later than it. */
         pthread_mutex_lock(&n->hlc_mu);
-        edge_hlc_update(&n->hlc, st->max_hlc);
+        edge_hlc_update(&n->hlc, st.max_hlc);
         pthread_mutex_unlock(&n->hlc_mu);
     }
-    /* What we will hold once the group commits, whatever happened: the sender resends
-     * the rest. */
-    edge_repl_vv_load(db, &u->ack_vv);
+    if (rv == EDGE_OK || rv == EDGE_ECORRUPT || rv == EDGE_ESTORE) {
+        /* What we hold now, whatever happened: the sender resends the rest. */
+        struct edge_vclock vv;
+        edge_vclock_init(&vv);
+        if (edge_repl_vv_load(db, &vv) == EDGE_OK) {
+            atomic_fetch_add(&n->data_version, 1); /* see local_committed */
+            pthread_mutex_lock(&n->vv_mu);
+            edge_vclock_merge(&n->vv, &vv);
+            pthread_mutex_unlock(&n->vv_mu);
+            edge_vclock_copy(&u->ack_vv, &vv);
+        }
+        edge_vclock_close(&vv);
+    }
+    atomic_fetch_add(&n->m.repl_applied, st.applied);
+    atomic_fetch_add(&n->m.repl_rows, st.rows);
+    atomic_fetch_add(&n->m.repl_conflicts, st.conflicts);
+    atomic_fetch_add(&n->m.repl_duplicates, st.duplicates);
+    atomic_fetch_add(&n->m.repl_deferred, st.deferred);
     u->apply_rv = rv;
     return EDGE_OK;
 }
@@ -1249,21 +1262,6 @@ static void peer_apply_finish(struct unit *u)
 {
     struct peer_session *ps = u->peer;
     struct edge_node *n = u->loop->node;
-    if (u->commit_status == EDGE_OK && u->ack_vv.n_entries > 0) {
-        atomic_fetch_add(&n->data_version, 1); /* see local_committed */
-        pthread_mutex_lock(&n->vv_mu);
-        edge_vclock_merge(&n->vv, &u->ack_vv);
-        pthread_mutex_unlock(&n->vv_mu);
-        atomic_fetch_add(&n->m.repl_applied, u->apply_stats.applied);
-        atomic_fetch_add(&n->m.repl_rows, u->apply_stats.rows);
-        atomic_fetch_add(&n->m.repl_conflicts, u->apply_stats.conflicts);
-        atomic_fetch_add(&n->m.repl_duplicates, u->apply_stats.duplicates);
-        atomic_fetch_add(&n->m.repl_deferred, u->apply_stats.deferred);
-    } else if (u->commit_status != EDGE_OK) {
-        /* The group did not commit: nothing of the batch is here; acknowledge what is. */
-        edge_vclock_close(&u->ack_vv);
-        edge_vclock_init(&u->ack_vv);
-    }
     if (u->apply_rv != EDGE_OK && u->apply_rv != EDGE_EBUSY) {
         EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "peer %s: apply failed: %s", ps->region,
                  u->apply_err[0] ? u->apply_err : edge_strerror(u->apply_rv));
@@ -1355,6 +1353,7 @@ static void peer_handle(struct peer_session *ps, struct peer_frame *f)
             u->frame = f->data; /* the job owns the bytes now */
             u->frame_len = f->len;
             f->data = NULL;
+            u->wjob.exclusive = true;
             u->wjob.run = peer_apply_run;
             u->wjob.complete = writer_complete;
             ps->busy = true;
