@@ -1353,6 +1353,10 @@ static void peer_handle(struct peer_session *ps, struct peer_frame *f)
             u->frame = f->data; /* the job owns the bytes now */
             u->frame_len = f->len;
             f->data = NULL;
+            /* Alone, never inside a group: local writes get their row stamps only when
+             * the group's log entry is built at commit, so an entry applied between a local
+             * write and that point would merge against stale stamps and the regions would
+             * diverge (seen under load by bench/repl.sh). */
             u->wjob.exclusive = true;
             u->wjob.run = peer_apply_run;
             u->wjob.complete = writer_complete;
