@@ -29,7 +29,7 @@ describe('new region seeded from a snapshot', { timeout: 90000 }, () => {
     // It tails the logs afterwards, and its own writes reach the others.
     assert.ok((await c.sql('a', "INSERT INTO t VALUES (1000, 'after')")).ok);
     assert.ok((await c.sql('c', "INSERT INTO t VALUES (1001, 'from c')")).ok);
-    assert.ok(await c.waitConverged(['t'], 15000), 'the regions did not converge');
+    assert.ok((await c.waitConverged(['t'], 15000)).ok, 'the regions did not converge');
     assert.deepEqual(await c.rows('b', 'SELECT count(*) FROM t'), [[202]]);
   });
 
@@ -56,7 +56,7 @@ describe('a region behind the compacted logs reseeds', { timeout: 90000 }, () =>
 
   test('restored from an old copy, it is set aside and seeded from a peer', async () => {
     for (let i = 1; i <= 20; i++) assert.ok((await c.sql('a', 'INSERT INTO t VALUES (?, ?)', [i, 'early'])).ok);
-    assert.ok(await c.waitConverged(['t'], 15000));
+    assert.ok((await c.waitConverged(['t'], 15000)).ok);
     await c.stop('c');
     const backup = `${c.regions.c.dataDir}.backup`;
     fs.cpSync(c.regions.c.dataDir, backup, { recursive: true });
@@ -64,7 +64,7 @@ describe('a region behind the compacted logs reseeds', { timeout: 90000 }, () =>
     for (let i = 21; i <= 40; i++) {
       assert.ok((await c.sql(i % 2 ? 'a' : 'b', 'INSERT INTO t VALUES (?, ?)', [i, 'late'])).ok);
     }
-    assert.ok(await c.waitConverged(['t'], 15000));
+    assert.ok((await c.waitConverged(['t'], 15000)).ok);
     // Every region acknowledged everything: the logs get compacted completely.
     const compacted = await c.waitFor(async () => {
       const s = await c.status('a');
@@ -79,6 +79,6 @@ describe('a region behind the compacted logs reseeds', { timeout: 90000 }, () =>
     assert.match(c.stderr('c'), /seeded from a snapshot of [ab]/);
     assert.deepEqual(await c.rows('c', 'SELECT count(*) FROM t'), [[40]]);
     assert.ok((await c.sql('c', "INSERT INTO t VALUES (41, 'after')")).ok);
-    assert.ok(await c.waitConverged(['t'], 15000), 'the regions did not converge after the reseed');
+    assert.ok((await c.waitConverged(['t'], 15000)).ok, 'the regions did not converge after the reseed');
   });
 });
