@@ -315,8 +315,10 @@ static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rco
     int kind = 0;
     int guard = 0;
     while (off < len && guard++ < 1000) {
-        if (edge_store_txctl(sql + off, len - off) != EDGE_TXCTL_NONE) {
-            return 2;
+        bool txctl = edge_store_txctl(sql + off, len - off) != EDGE_TXCTL_NONE;
+        if (txctl) {
+            if (tables == NULL) return 2;
+            kind = 2; /* keep scanning: the tables written matter too */
         }
         sqlite3_stmt *st = NULL;
         size_t tail = 0;
@@ -332,13 +334,13 @@ static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rco
                     tables->ddl = true;
                 }
             }
-            return 1;
+            return kind == 2 ? 2 : 1;
         }
         if (st == NULL) {
             break;
         }
-        if (!sqlite3_stmt_readonly(st)) {
-            kind = 1;
+        if (!txctl && !sqlite3_stmt_readonly(st)) {
+            kind = kind == 2 ? 2 : 1;
             if (tables != NULL) {
                 collect_tables(rconn, sql + off, tail, tables);
                 const char *t = sql + off;
@@ -362,7 +364,7 @@ static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rco
 enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_conn *rconn,
                                 const struct hrana_sqlmap *sqls, bool in_txn, struct hrana_tables *tables)
 {
-    if (in_txn) {
+    if (in_txn && tables == NULL) {
         return HRANA_ROUTE_TXN;
     }
     /* store_sql requests earlier in the same unit are visible to later statements:
@@ -370,7 +372,7 @@ enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_co
     struct hrana_sqlmap view;
     hrana_sqlmap_init(&view, 0);
     int kind = 0;
-    for (size_t i = 0; i < n && kind < 2; i++) {
+    for (size_t i = 0; i < n && (kind < 2 || tables != NULL); i++) {
         json_t *r = json_is_array(requests) ? json_array_get(requests, i) : requests;
         const char *t = json_string_value(json_object_get(r, "type"));
         size_t len = 0;
@@ -413,7 +415,7 @@ enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_co
                 sql = stmt_sql(json_object_get(st, "stmt"), lookup, &len);
                 int kk = classify_sql(sql, len, rconn, false, tables);
                 k = kk > k ? kk : k;
-                if (k == 2) break;
+                if (k == 2 && tables == NULL) break;
             }
         } else if (strcmp(t, "sequence") == 0) {
             sql = stmt_sql(r, lookup, &len);
@@ -422,6 +424,7 @@ enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_co
         kind = k > kind ? k : kind;
     }
     edge_free(view.items); /* the texts are borrowed */
+    if (in_txn) return HRANA_ROUTE_TXN;
     return kind == 2 ? HRANA_ROUTE_TXN : kind == 1 ? HRANA_ROUTE_WRITE : HRANA_ROUTE_READ;
 }
 

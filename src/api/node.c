@@ -2659,7 +2659,18 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
         if (u->route == HRANA_ROUTE_WRITE && s->access == HRANA_ACCESS_RO) {
             u->route = HRANA_ROUTE_READ;
         }
-        unit_repl_setup(u, unit_consistency(n, NULL, &tables));
+        int consistency = unit_consistency(n, NULL, &tables);
+        if (n->cluster && u->route != HRANA_ROUTE_READ && (consistency == 1 || tables.ddl) &&
+            strcmp(n->primary, n->region) != 0) {
+            /* A WebSocket stream lives on this connection: it cannot be forwarded. */
+            unit_free(u);
+            ws_send_error(s, request_id,
+                          "strong writes and schema changes must be sent to the primary region (use HTTP here, which "
+                          "forwards them, or connect to the primary)",
+                          "STRONG_NEEDS_PRIMARY");
+            return false;
+        }
+        unit_repl_setup(u, consistency);
     }
     s->busy = true;
     s->refs++;
