@@ -847,6 +847,8 @@ static void unit_finish_http(struct unit *u)
 
 static void ws_session_unref(struct ws_session *s);
 
+static bool ws_majority_wait(struct unit *u, struct ws_session *s, uint64_t seq);
+
 static void unit_finish_ws(struct unit *u)
 {
     struct ws_session *s = u->ws;
@@ -864,6 +866,15 @@ static void unit_finish_ws(struct unit *u)
                             (long long)u->request_id);
             hrana_write_error(&u->out, msg, status_error_code(u->commit_status));
             edge_buf_putc(&u->out, '}');
+        }
+        uint64_t seq = u->route == HRANA_ROUTE_WRITE ? u->wjob.seq : u->ctx.seq;
+        if (n->cluster && u->commit_status == EDGE_OK && u->ctx.consistency == 1 && seq != 0) {
+            /* Strong on the primary: answer once a majority holds the entry. The waiter
+             * keeps the session busy (answers stay in order) and its reference. */
+            if (ws_majority_wait(u, s, seq)) {
+                unit_free(u);
+                return;
+            }
         }
         edge_http_ws_send(s->conn, 1, u->out.data, u->out.len);
     }
@@ -1884,13 +1895,23 @@ struct waiter {
     int mode;
     /* majority */
     struct edge_buf resp;
+    struct ws_session *ws; /* a WebSocket answer: the session stays busy until it is sent */
+    int64_t request_id;
 };
 
 static void handle_pipeline(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version);
 
+static void ws_process(struct ws_session *s);
+static void ws_session_unref(struct ws_session *s);
+
 static void waiter_closed(uv_handle_t *h)
 {
     struct waiter *w = h->data;
+    if (w->ws != NULL) {
+        w->ws->busy = false;
+        ws_process(w->ws);
+        ws_session_unref(w->ws);
+    }
     edge_http_conn_unref(w->conn);
     edge_buf_free(&w->resp);
     edge_free(w);
@@ -1925,7 +1946,25 @@ static void waiter_tick(uv_timer_t *t)
         }
     } else {
         if (acks_for(n, w->seq, NULL) >= majority_needed(n)) {
-            answer_pipeline(n, w->conn, w->mode, n->region, w->seq, w->resp.data, w->resp.len, w->start_ns);
+            if (w->ws != NULL) {
+                if (!w->ws->closed) edge_http_ws_send(w->conn, 1, w->resp.data, w->resp.len);
+                observe(n, EP_WS, w->start_ns, false);
+            } else {
+                answer_pipeline(n, w->conn, w->mode, n->region, w->seq, w->resp.data, w->resp.len, w->start_ns);
+            }
+        } else if (mono_ms() >= w->deadline_ms && w->ws != NULL) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "committed on the primary as %s:%llu but a majority did not confirm it in time",
+                     n->region, (unsigned long long)w->seq);
+            struct edge_buf b;
+            edge_buf_init(&b, 4096);
+            edge_buf_printf(&b, "{\"type\":\"response_error\",\"request_id\":%lld,\"error\":",
+                            (long long)w->request_id);
+            hrana_write_error(&b, msg, "STRONG_TIMEOUT");
+            edge_buf_putc(&b, '}');
+            if (!w->ws->closed) edge_http_ws_send(w->conn, 1, b.data, b.len);
+            edge_buf_free(&b);
+            observe(n, EP_WS, w->start_ns, true);
         } else if (mono_ms() >= w->deadline_ms) {
             char msg[256];
             snprintf(msg, sizeof(msg),
@@ -1974,6 +2013,22 @@ static void majority_wait(struct loop *l, struct edge_http_conn *c, uint64_t seq
     w->start_ns = start_ns;
     edge_buf_append(&w->resp, resp->data ? resp->data : "", resp->len);
     waiter_tick(&w->timer);
+}
+
+/* Park a WebSocket answer of a strong write until a majority holds its entry; the
+ * waiter takes over the unit's session reference and busy flag. */
+static bool ws_majority_wait(struct unit *u, struct ws_session *s, uint64_t seq)
+{
+    struct edge_node *n = u->loop->node;
+    struct waiter *w = waiter_new(u->loop, s->conn, WAIT_MAJORITY, n->cfg.strong_timeout_ms);
+    if (w == NULL) return false;
+    w->seq = seq;
+    w->ws = s;
+    w->request_id = u->request_id;
+    w->start_ns = u->start_ns;
+    edge_buf_append(&w->resp, u->out.data ? u->out.data : "", u->out.len);
+    waiter_tick(&w->timer);
+    return true;
 }
 
 /* A read with X-Edge-Bookmark: serve it once this region has applied the write.
@@ -2668,6 +2723,14 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
                           "strong writes and schema changes must be sent to the primary region (use HTTP here, which "
                           "forwards them, or connect to the primary)",
                           "STRONG_NEEDS_PRIMARY");
+            return false;
+        }
+        int connected = 0;
+        if (n->cluster && u->route != HRANA_ROUTE_READ && consistency == 1 &&
+            (acks_for(n, 0, &connected), connected) < majority_needed(n)) {
+            unit_free(u);
+            ws_send_error(s, request_id, "the primary cannot reach a majority of regions; the write was not applied",
+                          "NO_MAJORITY");
             return false;
         }
         unit_repl_setup(u, consistency);

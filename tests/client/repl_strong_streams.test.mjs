@@ -15,7 +15,7 @@ const { createClient } = require('@libsql/client');
 describe('strong writes from replica streams', { timeout: 90000 }, () => {
   let c;
   before(async () => {
-    c = await startCluster({ regions: 3, tables: { accounts: 'strong' }, proxies: 'none' });
+    c = await startCluster({ regions: 3, tables: { accounts: 'strong' }, proxies: 'front' });
     await c.createTable('accounts', 'CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY, v TEXT)');
   });
   after(async () => { if (c) await c.destroy(); });
@@ -63,10 +63,21 @@ describe('strong writes from replica streams', { timeout: 90000 }, () => {
     await assert.rejects(ws.execute({ sql: 'INSERT INTO accounts VALUES (?, ?)', args: [20, 'ws'] }),
       (e) => e.code === 'STRONG_NEEDS_PRIMARY');
     ws.close();
+    // Slow links into the replicas make "acknowledged before a majority has it" observable.
+    await c.proxies.b.latency(300);
+    await c.proxies.c.latency(300);
     const wsa = createClient({ url: c.url('a').replace('http', 'ws') });
     await wsa.execute({ sql: 'INSERT INTO accounts VALUES (?, ?)', args: [21, 'ws-primary'] });
     wsa.close();
+    await c.proxies.b.reset();
+    await c.proxies.c.reset();
     assert.deepEqual(await onPrimary(21), ['ws-primary']);
+    // Acknowledged only once a majority holds it: no waiting here.
+    let holders = 0;
+    for (const id of c.ids) {
+      if ((await c.rows(id, 'SELECT count(*) FROM accounts WHERE id = 21'))[0][0] === 1) holders++;
+    }
+    assert.ok(holders >= 2, `acknowledged while only ${holders} region(s) hold it`);
     assert.deepEqual(await onPrimary(20), []);
   });
 });
