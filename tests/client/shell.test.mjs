@@ -28,6 +28,8 @@ function run(args, { input = '', env = {} } = {}) {
     child.stderr.on('data', (d) => { stderr += d; });
     child.on('error', fail);
     child.on('close', (code) => ok({ code, stdout, stderr }));
+    // A command that never reads stdin may exit before we finish writing: not an error.
+    child.stdin.on('error', (e) => { if (e.code !== 'EPIPE') fail(e); });
     child.stdin.end(input);
   });
 }

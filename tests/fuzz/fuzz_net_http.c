@@ -127,11 +127,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     struct harness *h = harness_get();
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        abort();
+    /* libFuzzer's timers (SIGALRM) can interrupt a blocking connect: start over then. */
+    int fd = -1;
+    for (int attempt = 0; fd < 0 && attempt < 8; attempt++) {
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            abort();
+        }
+        if (connect(fd, (struct sockaddr *)&h->addr, sizeof(h->addr)) != 0) {
+            int e = errno;
+            close(fd);
+            fd = -1;
+            if (e != EINTR) {
+                struct edge_http_stats st;
+                edge_http_server_stats(h->server, &st);
+                fprintf(stderr, "connect: %s; server connections open %llu of %llu\n", strerror(e),
+                        (unsigned long long)st.connections_open, (unsigned long long)st.connections_total);
+                abort();
+            }
+        }
     }
-    if (connect(fd, (struct sockaddr *)&h->addr, sizeof(h->addr)) != 0) {
+    if (fd < 0) {
         abort();
     }
     /* Every send/recv below is non-blocking (MSG_DONTWAIT): the server may stop
