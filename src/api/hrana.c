@@ -305,6 +305,22 @@ static void collect_tables(struct edge_store_conn *rconn, const char *sql, size_
     sqlite3_set_authorizer(db, NULL, NULL);
 }
 
+/* Does the statement text start with a schema-changing keyword (CREATE, ALTER, DROP)? */
+static bool starts_ddl(const char *sql, size_t len)
+{
+    static const char *const words[] = {"CREATE", "ALTER", "DROP"};
+    size_t k = 0;
+    while (k < len && (sql[k] == ' ' || sql[k] == '\n' || sql[k] == '\t' || sql[k] == '\r' || sql[k] == '(')) k++;
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(words[i]);
+        if (len - k >= n && strncasecmp(sql + k, words[i], n) == 0 &&
+            (len - k == n || !((sql[k + n] >= 'a' && sql[k + n] <= 'z') || (sql[k + n] >= 'A' && sql[k + n] <= 'Z')))) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rconn, bool whole,
                         struct hrana_tables *tables)
 {
@@ -325,14 +341,8 @@ static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rco
         int rc = edge_store_prepare(rconn, sql + off, len - off, &st, &tail);
         if (rc != SQLITE_OK) {
             /* Often a statement about a table created earlier in the same unit. */
-            if (tables != NULL) {
-                const char *t = sql + off;
-                size_t k = 0;
-                while (k < len - off && (t[k] == ' ' || t[k] == '\n' || t[k] == '\t' || t[k] == '\r')) k++;
-                if (len - off - k >= 4 && (strncasecmp(t + k, "CREATE", 6) == 0 || strncasecmp(t + k, "ALTER", 5) == 0 ||
-                                           strncasecmp(t + k, "DROP", 4) == 0)) {
-                    tables->ddl = true;
-                }
+            if (tables != NULL && starts_ddl(sql + off, len - off)) {
+                tables->ddl = true;
             }
             return kind == 2 ? 2 : 1;
         }
@@ -343,13 +353,7 @@ static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rco
             kind = kind == 2 ? 2 : 1;
             if (tables != NULL) {
                 collect_tables(rconn, sql + off, tail, tables);
-                const char *t = sql + off;
-                size_t k = 0;
-                while (k < tail && (t[k] == ' ' || t[k] == '\n' || t[k] == '\t' || t[k] == '\r')) k++;
-                if (tail - k >= 4 && (strncasecmp(t + k, "CREATE", 6) == 0 || strncasecmp(t + k, "ALTER", 5) == 0 ||
-                                      strncasecmp(t + k, "DROP", 4) == 0)) {
-                    tables->ddl = true;
-                }
+                if (starts_ddl(sql + off, tail)) tables->ddl = true;
             }
         }
         edge_store_release(rconn, st);
@@ -652,17 +656,10 @@ struct rx {
     char name[64]; /* savepoint name of SAVEPOINT / RELEASE / ROLLBACK TO */
 };
 
-static bool first_word_is(const char *sql, const char *w)
-{
-    while (*sql == ' ' || *sql == '\n' || *sql == '\t' || *sql == '\r' || *sql == '(') sql++;
-    size_t n = strlen(w);
-    return strncasecmp(sql, w, n) == 0 && !((sql[n] >= 'a' && sql[n] <= 'z') || (sql[n] >= 'A' && sql[n] <= 'Z'));
-}
-
 static bool is_ddl(sqlite3_stmt *st)
 {
     const char *s = sqlite3_sql(st);
-    return s != NULL && (first_word_is(s, "CREATE") || first_word_is(s, "ALTER") || first_word_is(s, "DROP"));
+    return s != NULL && starts_ddl(s, strlen(s));
 }
 
 /* Before stepping st. Returns 0, or -1 with e set.

@@ -511,6 +511,16 @@ static int stream_checkin(struct edge_node *n, struct stream *s, struct edge_buf
     return rv;
 }
 
+/* Give up a stream checked out for a request that will not run (closing it). */
+static void stream_discard(struct edge_node *n, struct stream *s)
+{
+    struct edge_buf tmp;
+    s->closed = true;
+    edge_buf_init(&tmp, 256);
+    stream_checkin(n, s, &tmp);
+    edge_buf_free(&tmp);
+}
+
 /* Loop 0, periodically: expire idle streams (rolling back) and forget old expiries. */
 static void sweep(uv_timer_t *t)
 {
@@ -2229,11 +2239,7 @@ static void pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge_h
                 why_code = "PRIMARY_UNREACHABLE";
                 why = "a forwarded strong write reached a region that is not the primary";
             } else {
-                s->closed = true;
-                struct edge_buf tmp;
-                edge_buf_init(&tmp, 256);
-                stream_checkin(n, s, &tmp);
-                edge_buf_free(&tmp);
+                stream_discard(n, s);
                 forward_strong(l, c, req, body, mode, consistency == 1);
                 json_decref(body);
                 return;
@@ -2243,11 +2249,7 @@ static void pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge_h
             why = "the primary cannot reach a majority of regions; the write was not applied";
         }
         if (why != NULL) {
-            s->closed = true;
-            struct edge_buf tmp;
-            edge_buf_init(&tmp, 256);
-            stream_checkin(n, s, &tmp);
-            edge_buf_free(&tmp);
+            stream_discard(n, s);
             json_decref(body);
             respond_error(n, c, req, ep, 503, why_code, why);
             return;
@@ -2256,11 +2258,7 @@ static void pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge_h
     struct unit *u = unit_new(l, c, body);
     if (u == NULL) {
         json_decref(body);
-        s->closed = true;
-        struct edge_buf tmp;
-        edge_buf_init(&tmp, 256);
-        stream_checkin(n, s, &tmp);
-        edge_buf_free(&tmp);
+        stream_discard(n, s);
         respond_error(n, c, req, ep, 503, "INTERNAL", "out of memory");
         return;
     }
