@@ -93,6 +93,10 @@ struct edge_http_conn {
     uint64_t last_activity_ms;
     size_t out_bytes;              /* queued in uv_write */
     void *ud;
+    /* Per-connection WebSocket callbacks (edge_http_conn_set_ws_handler), else the server's */
+    void (*ws_on_message)(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len);
+    void (*ws_on_close)(void *ud, struct edge_http_conn *c);
+    void *ws_ud;
     /* WebSocket mode */
     wslay_event_context_ptr ws;
     const uint8_t *ws_in;          /* input being fed to wslay */
@@ -381,7 +385,9 @@ static void on_handle_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     }
     s->connections_open--;
-    if (s->h.on_close != NULL) {
+    if (c->ws_on_close != NULL) {
+        c->ws_on_close(c->ws_ud, c);
+    } else if (s->h.on_close != NULL) {
         s->h.on_close(s->h.ud, c);
     }
     if (--c->refs == 0) {
@@ -423,6 +429,16 @@ void edge_http_conn_unref(struct edge_http_conn *c)
 bool edge_http_conn_is_closed(const struct edge_http_conn *c) { return c->closing; }
 void edge_http_conn_set_ud(struct edge_http_conn *c, void *ud) { c->ud = ud; }
 void *edge_http_conn_ud(struct edge_http_conn *c) { return c->ud; }
+
+void edge_http_conn_set_ws_handler(struct edge_http_conn *c,
+                                   void (*on_ws_message)(void *ud, struct edge_http_conn *c, int opcode,
+                                                         const uint8_t *data, size_t len),
+                                   void (*on_close)(void *ud, struct edge_http_conn *c), void *ud)
+{
+    c->ws_on_message = on_ws_message;
+    c->ws_on_close = on_close;
+    c->ws_ud = ud;
+}
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
@@ -689,7 +705,11 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     (void)ctx;
     struct edge_http_conn *c = ud;
     if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
-        c->s->h.on_ws_message(c->s->h.ud, c, arg->opcode, arg->msg, arg->msg_length);
+        if (c->ws_on_message != NULL) {
+            c->ws_on_message(c->ws_ud, c, arg->opcode, arg->msg, arg->msg_length);
+        } else {
+            c->s->h.on_ws_message(c->s->h.ud, c, arg->opcode, arg->msg, arg->msg_length);
+        }
     }
 }
 

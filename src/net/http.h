@@ -100,6 +100,13 @@ void edge_http_ws_close(struct edge_http_conn *c, uint16_t code, const char *rea
 /* Per-connection user data for the embedding layer (e.g. the Hrana WS session). */
 void edge_http_conn_set_ud(struct edge_http_conn *c, void *ud);
 void *edge_http_conn_ud(struct edge_http_conn *c);
+/* Send this upgraded connection's WebSocket messages and its close to other callbacks
+ * than the server's (a session of another protocol, e.g. a peer link), with their own
+ * ud. NULL callbacks restore the server's. */
+void edge_http_conn_set_ws_handler(struct edge_http_conn *c,
+                                   void (*on_ws_message)(void *ud, struct edge_http_conn *c, int opcode,
+                                                         const uint8_t *data, size_t len),
+                                   void (*on_close)(void *ud, struct edge_http_conn *c), void *ud);
 /* Take a reference so the connection memory outlives an asynchronous job; every ref
  * needs an unref. A closed connection ignores responses. */
 void edge_http_conn_ref(struct edge_http_conn *c);

@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/* Units of Hrana work: where each runs (read loop, writer, transaction pool), its
+ * replication hooks, and the way back to its loop. */
+#include "api/node_int.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/crdt_http.h"
+#include "core/alloc.h"
+
+void edge_api_unit_free(struct unit *u)
+{
+    if (u->conn != NULL) edge_http_conn_unref(u->conn);
+    json_decref(u->body);
+    edge_buf_free(&u->out);
+    edge_free(u->crdt_method);
+    edge_free(u->crdt_path);
+    edge_free(u);
+}
+
+/* Run every request of the unit on ctx.conn, writing the wrapped results. */
+static void unit_run(struct unit *u)
+{
+    int rv = EDGE_OK;
+    if (u->ws == NULL) {
+        for (size_t i = 0; i < u->n && rv == EDGE_OK; i++) {
+            json_t *r = json_array_get(u->requests, i);
+            if (i > 0) rv = edge_buf_putc(&u->out, ',');
+            if (rv != EDGE_OK) break;
+            if (strcmp(json_string_value(json_object_get(r, "type")), "close") == 0) {
+                u->close_stream = true;
+            }
+            rv = hrana_execute_request(&u->ctx, r, HRANA_WRAP_HTTP, 0, &u->out);
+        }
+    } else {
+        rv = hrana_execute_request(&u->ctx, u->requests, HRANA_WRAP_WS, u->request_id, &u->out);
+    }
+    if (rv != EDGE_OK) {
+        u->commit_status = rv;
+    }
+}
+
+int edge_api_unit_writer_run(struct edge_writer_job *job, struct edge_store_conn *conn)
+{
+    struct unit *u = (struct unit *)job;
+    if (u->crdt_method != NULL) {
+        edge_buf_reset(&u->out);
+        edge_crdt_http_handle(edge_store_db(conn), u->loop->node->region, edge_clock_system(), u->crdt_method,
+                              u->crdt_path, u->body ? json_string_value(u->body) : "",
+                              u->body ? json_string_length(u->body) : 0, &u->crdt_status, &u->out);
+        return EDGE_OK;
+    }
+    /* A job may run again after its group was rolled back: start its output afresh. */
+    edge_buf_reset(&u->out);
+    u->ctx.stmts = u->ctx.errors = u->ctx.rows = 0;
+    u->close_stream = false;
+    u->commit_status = EDGE_OK;
+    u->ctx.conn = conn;
+    unit_run(u);
+    return EDGE_OK;
+}
+
+static void unit_task(struct edge_task *t)
+{
+    edge_api_unit_finish((struct unit *)(void *)((char *)t - offsetof(struct unit, task)));
+}
+
+/* Writer thread: hand the finished unit to its loop. */
+void edge_api_unit_writer_complete(struct edge_writer_job *job, int status)
+{
+    struct unit *u = (struct unit *)job;
+    atomic_fetch_add(&u->loop->node->repl.data_version, 1);
+    if (status != EDGE_OK) {
+        u->commit_status = status;
+    }
+    u->task.run = unit_task;
+    edge_api_loop_post(u->loop, &u->task);
+}
+
+static void txn_work(uv_work_t *w)
+{
+    struct unit *u = w->data;
+    unit_run(u);
+}
+
+static void txn_after(uv_work_t *w, int status)
+{
+    (void)status;
+    struct unit *u = w->data;
+    atomic_fetch_add(&u->loop->node->repl.data_version, 1);
+    edge_api_unit_finish(u);
+}
+
+/* Reads share one read transaction per loop iteration: the file-lock and fstat system
+ * calls of starting a SQLite read transaction are paid once for all the requests an
+ * iteration serves, not per statement (PERF-NOTES: ~5x for grouped point reads). The
+ * snapshot is renewed whenever anything committed since it began (data_version is
+ * bumped before a write is answered), so a read never misses an acknowledged write,
+ * and it ends after the iteration so checkpoints are not held back. Loop thread. */
+void edge_api_snap_end(uv_check_t *h)
+{
+    struct loop *l = h->data;
+    if (l->snap_open) {
+        sqlite3 *db = edge_store_db(l->rconn);
+        if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        l->snap_open = false;
+    }
+    uv_check_stop(h);
+}
+
+static void read_snapshot(struct loop *l)
+{
+    uint64_t v = atomic_load(&l->node->repl.data_version);
+    sqlite3 *db = edge_store_db(l->rconn);
+    if (l->snap_open && l->snap_version == v && !sqlite3_get_autocommit(db)) return;
+    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    l->snap_version = v;
+    sqlite3_stmt *st = NULL;
+    size_t tail;
+    /* BEGIN is deferred: the snapshot starts at the first read. */
+    if (edge_store_prepare(l->rconn, "BEGIN", 5, &st, &tail) == SQLITE_OK && st != NULL) {
+        l->snap_open = sqlite3_step(st) == SQLITE_DONE;
+        edge_store_release(l->rconn, st);
+    }
+    if (l->snap_open && !uv_is_active((uv_handle_t *)&l->snap_check)) {
+        uv_check_start(&l->snap_check, edge_api_snap_end);
+    }
+}
+
+/* Send the unit off to where it must run (loop thread). */
+void edge_api_unit_dispatch(struct unit *u)
+{
+    struct edge_node *n = u->loop->node;
+    atomic_fetch_add(&n->m.routed[u->route], 1);
+    if (u->route == HRANA_ROUTE_READ) {
+        u->ctx.conn = u->loop->rconn;
+        u->ctx.shared_snapshot = true;
+        read_snapshot(u->loop);
+        unit_run(u);
+        edge_api_unit_finish(u);
+        return;
+    }
+    if (u->route == HRANA_ROUTE_WRITE) {
+        u->ctx.capture = n->repl.cluster ? n->repl.wcap : NULL;
+        u->wjob.run = edge_api_unit_writer_run;
+        u->wjob.complete = edge_api_unit_writer_complete;
+        if (edge_writer_submit(n->writer, &u->wjob) != EDGE_OK) {
+            u->commit_status = EDGE_ECLOSED;
+            edge_api_unit_finish(u);
+        }
+        return;
+    }
+    /* Transaction route: the stream's own connection, or a new one from the pool. */
+    struct txconn **slot = u->ws ? &u->wss->txn : &u->stream->txn;
+    if (*slot == NULL) {
+        int rv = edge_api_pool_acquire(n, slot);
+        if (rv != EDGE_OK) {
+            u->commit_status = rv == EDGE_EBUSY ? EDGE_EBUSY : EDGE_ESTORE;
+            edge_api_unit_finish(u);
+            return;
+        }
+    }
+    u->ctx.conn = (*slot)->conn;
+    u->ctx.capture = (*slot)->cap;
+    u->ctx.own_txn = true;
+    u->ctx.readonly_txn = u->ws ? u->wss->readonly_txn : u->stream->readonly_txn;
+    u->work.data = u;
+    if (uv_queue_work(&u->loop->loop, &u->work, txn_work, txn_after) != 0) {
+        u->commit_status = EDGE_EIO;
+        edge_api_unit_finish(u);
+    }
+}
+
+void edge_api_unit_count(struct edge_node *n, struct unit *u)
+{
+    atomic_fetch_add(&n->m.stmts, u->ctx.stmts);
+    atomic_fetch_add(&n->m.stmt_errors, u->ctx.errors);
+    atomic_fetch_add(&n->m.rows, u->ctx.rows);
+}
+
+/* After a transaction-route unit: keep the connection while a transaction is open. */
+void edge_api_unit_settle(struct edge_node *n, struct txconn **slot, bool *readonly_txn, bool ro_now, bool closing)
+{
+    *readonly_txn = ro_now;
+    if (*slot != NULL && (closing || sqlite3_get_autocommit(edge_store_db((*slot)->conn)))) {
+        edge_api_pool_release(n, *slot, *readonly_txn);
+        *slot = NULL;
+        *readonly_txn = false;
+    }
+}
+
+const char *edge_api_status_code(int st)
+{
+    switch (st) {
+    case EDGE_EBUSY: return "TRANSACTION_BUSY";
+    case EDGE_ECONFLICT: return "TRANSACTION_ROLLED_BACK";
+    case EDGE_ETOOBIG: return "RESPONSE_TOO_LARGE";
+    case EDGE_ECLOSED: return "SHUTTING_DOWN";
+    default: return "SQLITE_IOERR";
+    }
+}
+
+void edge_api_unit_finish(struct unit *u)
+{
+    if (u->crdt_method != NULL) {
+        struct edge_node *n = u->loop->node;
+        if (!edge_http_conn_is_closed(u->conn)) {
+            edge_api_observe(n, EP_CRDT, u->start_ns, u->crdt_status >= 400 || u->commit_status != EDGE_OK);
+            if (u->commit_status != EDGE_OK) {
+                edge_http_respond_error(u->conn, 500, "INTERNAL", edge_strerror(u->commit_status));
+            } else {
+                edge_http_respond(u->conn, u->crdt_status, "application/json", NULL, u->out.data, u->out.len);
+            }
+        }
+        edge_api_unit_free(u);
+        return;
+    }
+    if (u->ws != NULL) {
+        edge_api_ws_finish(u);
+    } else {
+        edge_api_pipeline_finish(u);
+    }
+}
+
+struct unit *edge_api_unit_new(struct loop *l, struct edge_http_conn *c, json_t *body)
+{
+    struct unit *u = edge_calloc(1, sizeof(*u));
+    if (u == NULL) return NULL;
+    u->loop = l;
+    u->conn = c;
+    edge_http_conn_ref(c);
+    u->body = body;
+    u->start_ns = uv_hrtime();
+    edge_buf_init(&u->out, (size_t)1 << 30);
+    u->ctx.budget_ms = l->node->cfg.query_budget_ms;
+    return u;
+}
+
+static struct txconn *unit_txconn(struct unit *u)
+{
+    return u->ws ? u->wss->txn : u->stream->txn;
+}
+
+/* Pool thread: the unit's interactive transaction is about to COMMIT. */
+static int tx_commit_entry(void *ud, struct hrana_ctx *ctx, char *err, size_t errlen)
+{
+    struct unit *u = ud;
+    struct edge_node *n = u->loop->node;
+    return edge_repl_commit_entry(unit_txconn(u)->cap, &n->repl.local, ctx->consistency, &ctx->seq, err, errlen);
+}
+
+static void tx_committed(void *ud, struct hrana_ctx *ctx)
+{
+    struct unit *u = ud;
+    edge_repl_state_committed(&u->loop->node->repl, ctx->seq, ctx->consistency);
+}
+
+int edge_api_unit_consistency(struct edge_node *n, struct edge_http_req *req, const struct hrana_tables *t)
+{
+    const char *names[HRANA_MAX_TABLES];
+    int k = 0;
+    for (; t != NULL && k < t->n && k < HRANA_MAX_TABLES; k++) names[k] = t->names[k];
+    return edge_repl_consistency(&n->repl, req ? edge_http_header(req, "x-edge-consistency") : NULL, names, k);
+}
+
+/* Hook a unit up to replication before it is dispatched. */
+void edge_api_unit_repl_setup(struct unit *u, int consistency)
+{
+    struct edge_node *n = u->loop->node;
+    if (!n->repl.cluster) return;
+    u->ctx.consistency = consistency;
+    u->wjob.consistency = consistency;
+    u->ctx.hook_ud = u;
+    u->ctx.commit_entry = tx_commit_entry;
+    u->ctx.committed = tx_committed;
+}
+
+enum strong_route edge_api_strong_route(struct edge_node *n, enum hrana_route route, int consistency, bool ddl,
+                                        bool can_forward, bool forwarded, bool ws, const char **code,
+                                        const char **msg)
+{
+    /* Schema changes go through the primary, so every region sees one order of schema
+     * changes (row images are positional); they do not wait for a majority. */
+    if (!n->repl.cluster || route == HRANA_ROUTE_READ || (consistency != 1 && !ddl)) return STRONG_LOCAL;
+    if (!edge_repl_state_is_primary(&n->repl)) {
+        if (ws) {
+            /* A WebSocket stream lives on this connection: it cannot be forwarded. */
+            *code = "STRONG_NEEDS_PRIMARY";
+            *msg = "strong writes and schema changes must be sent to the primary region (use HTTP here, which "
+                   "forwards them, or connect to the primary)";
+        } else if (!can_forward) {
+            *code = "STRONG_NEEDS_PRIMARY";
+            *msg = "strong writes and schema changes inside a stream must be sent to the primary region directly";
+        } else if (forwarded) {
+            *code = "PRIMARY_UNREACHABLE";
+            *msg = "a forwarded strong write reached a region that is not the primary";
+        } else {
+            return STRONG_FORWARD;
+        }
+        return STRONG_REFUSE;
+    }
+    if (consistency == 1 && !edge_repl_majority_reachable(&n->repl)) {
+        *code = "NO_MAJORITY";
+        *msg = "the primary cannot reach a majority of regions; the write was not applied";
+        return STRONG_REFUSE;
+    }
+    return STRONG_LOCAL;
+}

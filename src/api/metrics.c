@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/* GET /metrics, and the request counters and latency histograms every endpoint feeds. */
+#include "api/node_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "api/crdt_http.h"
+
+static const char *const endpoint_names[] = {"pipeline", "websocket", "health", "metrics", "status",
+                                             "crdt",     "replicate", "other"};
+
+static const double hist_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                     0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5, 10};
+_Static_assert(sizeof(hist_bounds) / sizeof(hist_bounds[0]) == HIST_N, "HIST_N is the number of bounds");
+
+void edge_api_observe(struct edge_node *n, enum endpoint ep, uint64_t start_ns, bool error)
+{
+    double secs = (double)(uv_hrtime() - start_ns) / 1e9;
+    size_t b = 0;
+    while (b < HIST_N && secs > hist_bounds[b]) b++;
+    atomic_fetch_add(&n->m.requests[ep], 1);
+    if (error) atomic_fetch_add(&n->m.errors[ep], 1);
+    atomic_fetch_add(&n->m.hist[ep][b], 1);
+    atomic_fetch_add(&n->m.hist_sum_us[ep], (uint64_t)(secs * 1e6));
+}
+
+void edge_api_respond(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req, enum endpoint ep,
+                    int status, const char *ctype, const char *extra, const void *body, size_t len)
+{
+    edge_api_observe(n, ep, req->start_ns, status >= 400);
+    edge_http_respond(c, status, ctype, extra, body, len);
+}
+
+void edge_api_respond_error(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req,
+                          enum endpoint ep, int status, const char *code, const char *msg)
+{
+    edge_api_observe(n, ep, req->start_ns, true);
+    edge_http_respond_error(c, status, code, msg);
+}
+
+static void metrics_peer(void *ud, int i, const struct edge_repl_peer_view *v)
+{
+    (void)i;
+    struct edge_buf *b = ud;
+    const struct edge_peer_status *ps = v->status;
+    const char *r = v->region;
+    edge_buf_printf(b,
+                    "edgelite_repl_peer_connected{peer=\"%s\"} %d\nedgelite_repl_peer_lag_ms{peer=\"%s\"} %.0f\n"
+                    "edgelite_repl_peer_pending_entries{peer=\"%s\"} %llu\nedgelite_repl_peer_rtt_ms{peer=\"%s\"} %.3f\n"
+                    "edgelite_repl_peer_entries_sent_total{peer=\"%s\"} %llu\n"
+                    "edgelite_repl_peer_bytes_sent_total{peer=\"%s\"} %llu\n"
+                    "edgelite_repl_peer_retries_total{peer=\"%s\"} %llu\n",
+                    r, ps->connected ? 1 : 0, r, v->lag_ms, r, (unsigned long long)v->pending, r, ps->rtt_ms, r,
+                    (unsigned long long)ps->entries_sent, r, (unsigned long long)ps->bytes_sent, r,
+                    (unsigned long long)ps->retries);
+}
+
+static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, struct edge_buf *b)
+{
+    edge_buf_printf(b,
+                    "# TYPE edgelite_repl_entries_applied_total counter\nedgelite_repl_entries_applied_total %llu\n"
+                    "# TYPE edgelite_repl_rows_applied_total counter\nedgelite_repl_rows_applied_total %llu\n"
+                    "# TYPE edgelite_repl_conflicts_total counter\nedgelite_repl_conflicts_total %llu\n"
+                    "# TYPE edgelite_repl_duplicates_total counter\nedgelite_repl_duplicates_total %llu\n"
+                    "# TYPE edgelite_repl_deferred_total counter\nedgelite_repl_deferred_total %llu\n",
+                    (unsigned long long)atomic_load(&n->repl.stats.applied), (unsigned long long)atomic_load(&n->repl.stats.rows),
+                    (unsigned long long)atomic_load(&n->repl.stats.conflicts),
+                    (unsigned long long)atomic_load(&n->repl.stats.duplicates),
+                    (unsigned long long)atomic_load(&n->repl.stats.deferred));
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    edge_repl_state_vv(&n->repl, &vv);
+    edge_buf_puts(b, "# TYPE edgelite_repl_version_vector gauge\n");
+    for (size_t i = 0; i < vv.n_entries; i++) {
+        edge_buf_printf(b, "edgelite_repl_version_vector{origin=\"%s\"} %llu\n", vv.entries[i].region,
+                        (unsigned long long)vv.entries[i].n);
+    }
+    edge_vclock_close(&vv);
+    edge_buf_puts(b, "# TYPE edgelite_repl_peer_connected gauge\n# TYPE edgelite_repl_peer_lag_ms gauge\n"
+                     "# TYPE edgelite_repl_peer_pending_entries gauge\n# TYPE edgelite_repl_peer_rtt_ms gauge\n"
+                     "# TYPE edgelite_repl_peer_entries_sent_total counter\n"
+                     "# TYPE edgelite_repl_peer_bytes_sent_total counter\n"
+                     "# TYPE edgelite_repl_peer_retries_total counter\n");
+    edge_repl_peers_walk(&n->repl, edge_store_db(rconn), metrics_peer, b);
+}
+
+void edge_api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct edge_node *n = l->node;
+    struct edge_buf b;
+    edge_buf_init(&b, 1 << 22);
+    edge_buf_puts(&b, "# HELP edgelite_http_requests_total HTTP requests by endpoint.\n"
+                      "# TYPE edgelite_http_requests_total counter\n");
+    for (int e = 0; e < EP__COUNT; e++) {
+        edge_buf_printf(&b, "edgelite_http_requests_total{endpoint=\"%s\"} %llu\n", endpoint_names[e],
+                        (unsigned long long)atomic_load(&n->m.requests[e]));
+    }
+    edge_buf_puts(&b, "# HELP edgelite_http_errors_total HTTP requests answered with an error status.\n"
+                      "# TYPE edgelite_http_errors_total counter\n");
+    for (int e = 0; e < EP__COUNT; e++) {
+        edge_buf_printf(&b, "edgelite_http_errors_total{endpoint=\"%s\"} %llu\n", endpoint_names[e],
+                        (unsigned long long)atomic_load(&n->m.errors[e]));
+    }
+    edge_buf_puts(&b, "# HELP edgelite_http_request_duration_seconds Request latency.\n"
+                      "# TYPE edgelite_http_request_duration_seconds histogram\n");
+    for (int e = 0; e < EP__COUNT; e++) {
+        uint64_t cum = 0;
+        for (size_t i = 0; i <= HIST_N; i++) {
+            cum += atomic_load(&n->m.hist[e][i]);
+            if (i < HIST_N) {
+                edge_buf_printf(&b, "edgelite_http_request_duration_seconds_bucket{endpoint=\"%s\",le=\"%g\"} %llu\n",
+                                endpoint_names[e], hist_bounds[i], (unsigned long long)cum);
+            } else {
+                edge_buf_printf(&b, "edgelite_http_request_duration_seconds_bucket{endpoint=\"%s\",le=\"+Inf\"} %llu\n",
+                                endpoint_names[e], (unsigned long long)cum);
+            }
+        }
+        edge_buf_printf(&b, "edgelite_http_request_duration_seconds_sum{endpoint=\"%s\"} %.6f\n", endpoint_names[e],
+                        (double)atomic_load(&n->m.hist_sum_us[e]) / 1e6);
+        edge_buf_printf(&b, "edgelite_http_request_duration_seconds_count{endpoint=\"%s\"} %llu\n",
+                        endpoint_names[e], (unsigned long long)cum);
+    }
+    pthread_mutex_lock(&n->streams_mu);
+    size_t http_streams = n->n_streams;
+    pthread_mutex_unlock(&n->streams_mu);
+    uint64_t conns = 0, conns_total = 0, bad = 0;
+    for (int i = 0; i < n->n_loops; i++) {
+        struct edge_http_stats st;
+        if (n->loops[i].http != NULL) {
+            edge_http_server_stats(n->loops[i].http, &st);
+            conns += st.connections_open;
+            conns_total += st.connections_total;
+            bad += st.bad_requests;
+        }
+    }
+    struct edge_writer_stats ws;
+    edge_writer_stats(n->writer, &ws);
+    pthread_mutex_lock(&n->pool_mu);
+    int txn_conns = n->n_txn - n->n_pool;
+    pthread_mutex_unlock(&n->pool_mu);
+    uint64_t crdt_ops = 0, crdt_merges = 0, crdt_conflicts = 0;
+    edge_crdt_http_stats(&crdt_ops, &crdt_merges, &crdt_conflicts);
+    edge_buf_printf(&b,
+                    "# HELP edgelite_open_streams Hrana streams open (HTTP batons and WebSocket streams).\n"
+                    "# TYPE edgelite_open_streams gauge\nedgelite_open_streams %lld\n"
+                    "# HELP edgelite_connections Client connections open.\n"
+                    "# TYPE edgelite_connections gauge\nedgelite_connections %llu\n"
+                    "# TYPE edgelite_connections_total counter\nedgelite_connections_total %llu\n"
+                    "# TYPE edgelite_http_bad_requests_total counter\nedgelite_http_bad_requests_total %llu\n"
+                    "# TYPE edgelite_open_transactions gauge\nedgelite_open_transactions %d\n"
+                    "# TYPE edgelite_statements_total counter\nedgelite_statements_total %llu\n"
+                    "# TYPE edgelite_statement_errors_total counter\nedgelite_statement_errors_total %llu\n"
+                    "# TYPE edgelite_rows_returned_total counter\nedgelite_rows_returned_total %llu\n"
+                    "# TYPE edgelite_units_total counter\n"
+                    "edgelite_units_total{route=\"read\"} %llu\nedgelite_units_total{route=\"write\"} %llu\n"
+                    "edgelite_units_total{route=\"txn\"} %llu\n"
+                    "# TYPE edgelite_writer_jobs_total counter\nedgelite_writer_jobs_total %llu\n"
+                    "# TYPE edgelite_writer_groups_total counter\nedgelite_writer_groups_total %llu\n"
+                    "# TYPE edgelite_writer_commit_failures_total counter\nedgelite_writer_commit_failures_total %llu\n"
+                    "# TYPE edgelite_db_size_bytes gauge\nedgelite_db_size_bytes %llu\n"
+                    "# TYPE edgelite_crdt_ops_total counter\nedgelite_crdt_ops_total %llu\n"
+                    "# TYPE edgelite_crdt_merges_total counter\nedgelite_crdt_merges_total %llu\n"
+                    "# TYPE edgelite_crdt_conflicts_total counter\nedgelite_crdt_conflicts_total %llu\n"
+                    "# TYPE edgelite_uptime_seconds gauge\nedgelite_uptime_seconds %.3f\n",
+                    (long long)http_streams + (long long)atomic_load(&n->m.ws_streams), (unsigned long long)conns,
+                    (unsigned long long)conns_total, (unsigned long long)bad, txn_conns,
+                    (unsigned long long)atomic_load(&n->m.stmts), (unsigned long long)atomic_load(&n->m.stmt_errors),
+                    (unsigned long long)atomic_load(&n->m.rows), (unsigned long long)atomic_load(&n->m.routed[0]),
+                    (unsigned long long)atomic_load(&n->m.routed[1]), (unsigned long long)atomic_load(&n->m.routed[2]),
+                    (unsigned long long)ws.jobs, (unsigned long long)ws.groups,
+                    (unsigned long long)ws.commit_failures, (unsigned long long)edge_api_db_size(n),
+                    (unsigned long long)crdt_ops, (unsigned long long)crdt_merges, (unsigned long long)crdt_conflicts,
+                    (double)(mono_ms() - n->start_mono_ms) / 1000.0);
+    if (n->repl.cluster) metrics_peers(n, l->rconn, &b);
+    edge_api_respond(n, c, req, EP_METRICS, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
+    edge_buf_free(&b);
+}

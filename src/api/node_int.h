@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals of the node shared by the files of src/api: the layout of the node, its
+ * loops, its Hrana streams and sessions and its units of work, and the functions one
+ * file offers the others. Not a public interface (node.h is).
+ *
+ * DESIGN
+ * Threads. N loop threads accept on one port (SO_REUSEPORT). A unit of Hrana work (an
+ * HTTP pipeline, or one WebSocket request) is classified with SQLite itself
+ * (sqlite3_stmt_readonly on the loop's read connection) and then runs where it must:
+ *  - only reads: inline on the loop that received it, on that loop's read connection;
+ *  - autocommit writes: on the writer thread, grouped with other writes into one
+ *    transaction (a SAVEPOINT each), answered only after the group commits;
+ *  - transaction control (BEGIN...) or a stream inside a transaction: on a dedicated
+ *    connection from a pool, run on libuv's thread pool so a busy write lock never
+ *    blocks a loop. The stream keeps that connection until it is back in autocommit.
+ * Results travel back to the loop that owns the client connection (its inbox plus
+ * uv_async_send, or uv_queue_work's after-callback); the loops share no mutable state
+ * except the stream table and the connection pool, each behind its own mutex, and the
+ * replication state (repl/state.h).
+ *
+ * Streams (HTTP). A stream is its stored SQL plus, inside a transaction, its
+ * connection. The baton is base64url(id, seq, HMAC-SHA256(key, id|seq)[0..16]) with a
+ * key drawn at start, so batons cannot be forged; seq advances on every use, so an old
+ * baton is refused (as sqld's BatonReused). Idle streams expire after
+ * stream_timeout_ms, rolling back; their ids are remembered for 5 minutes to answer
+ * STREAM_EXPIRED. A pipeline that opens a stream and closes it in the same request
+ * (what @libsql/client's execute() sends) never touches the table. */
+#ifndef EDGE_API_NODE_INT_H
+#define EDGE_API_NODE_INT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "api/hrana.h"
+#include "api/node.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/jwt.h"
+#include "core/task.h"
+#include "net/http.h"
+#include "repl/state.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+#define MAX_TXN_CONNS 64
+#define EXPIRED_KEEP_MS (300u * 1000u)
+
+enum pipe_mode { PIPE_HRANA = 0, PIPE_REPLICATE = 1 };
+
+enum endpoint { EP_PIPELINE, EP_WS, EP_HEALTH, EP_METRICS, EP_STATUS, EP_CRDT, EP_REPLICATE, EP_OTHER, EP__COUNT };
+
+#define HIST_N 16
+
+struct metrics {
+    _Atomic uint64_t requests[EP__COUNT];
+    _Atomic uint64_t errors[EP__COUNT];
+    _Atomic uint64_t hist[EP__COUNT][HIST_N + 1];
+    _Atomic uint64_t hist_sum_us[EP__COUNT];
+    _Atomic uint64_t stmts, stmt_errors, rows;
+    _Atomic int64_t ws_streams;
+    _Atomic uint64_t routed[3];
+};
+
+/* A dedicated connection for an interactive transaction, with its change capture
+ * when the node replicates. */
+struct txconn {
+    struct edge_store_conn *conn;
+    struct edge_capture *cap; /* NULL on a single node */
+};
+
+struct stream {
+    uint64_t id;
+    uint64_t seq;
+    struct hrana_sqlmap sqls;
+    struct txconn *txn; /* while inside a transaction */
+    bool readonly_txn;
+    bool busy;
+    bool registered;
+    bool closed;
+    uint64_t last_used_ms;
+};
+
+struct expired {
+    uint64_t id;
+    uint64_t at_ms;
+};
+
+struct loop;
+struct unit;
+
+struct edge_node {
+    struct edge_node_config cfg;
+    char *data_dir;
+    char *region;
+    char *db_path;
+    int port;
+    struct edge_writer *writer;
+    struct edge_jwt_keys *keys;
+    struct loop *loops;
+    int n_loops;
+    uint64_t start_wall_ms;
+    uint64_t start_mono_ms;
+    uint8_t baton_key[32];
+    struct metrics m;
+
+    pthread_mutex_t streams_mu;
+    struct stream **streams;
+    size_t n_streams, cap_streams;
+    uint64_t next_stream_id;
+    struct expired *expired;
+    size_t n_expired, cap_expired;
+
+    pthread_mutex_t pool_mu;
+    struct txconn *pool[MAX_TXN_CONNS];
+    int n_pool; /* idle connections in pool[] */
+    int n_txn;  /* connections open in total */
+
+    struct edge_repl_state repl; /* VV, HLC, capture, peers (repl/state.h) */
+};
+
+struct loop {
+    struct edge_node *node;
+    int idx;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t inbox_async;
+    uv_async_t stop_async;
+    uv_async_t wake_async; /* replication progress: re-check waiting requests */
+    _Atomic bool wake_ready;
+    uv_timer_t sweep_timer;   /* loop 0 only */
+    uv_timer_t compact_timer; /* loop 0 only */
+    uv_check_t snap_check;    /* ends the shared read snapshot after each loop iteration */
+    bool snap_open;
+    uint64_t snap_version;
+    struct edge_http_server *http;
+    struct edge_store_conn *rconn;
+    int listen_fd;
+    pthread_mutex_t inbox_mu;
+    struct edge_task *inbox; /* newest first */
+    bool stopping;
+    bool final; /* set by edge_node_stop once the writer has drained */
+    int ready;  /* 1 ok, -1 failed */
+    char errmsg[EDGE_ERRMSG_SIZE];
+};
+
+/* The Hrana session of one WebSocket connection. */
+struct ws_stream {
+    int32_t id;
+    struct txconn *txn;
+    bool readonly_txn;
+};
+
+struct ws_msg {
+    json_t *msg;
+    struct ws_msg *next;
+};
+
+struct ws_session {
+    struct loop *loop;
+    struct edge_http_conn *conn;
+    int version;
+    bool authed;
+    enum hrana_access access;
+    struct hrana_sqlmap sqls;
+    struct ws_stream *streams;
+    size_t n_streams;
+    struct ws_msg *q_head, *q_tail;
+    size_t q_len;
+    bool busy;
+    bool closed;
+    int refs;
+};
+
+struct unit {
+    struct edge_writer_job wjob;
+    struct edge_task task; /* back to the loop after the writer */
+    uv_work_t work;
+    struct loop *loop;
+    struct edge_http_conn *conn;
+    json_t *body;
+    json_t *requests; /* HTTP: the array; WS: the single request */
+    size_t n;
+    enum hrana_route route;
+    struct hrana_ctx ctx;
+    struct edge_buf out;
+    int commit_status;
+    uint64_t start_ns;
+    /* HTTP */
+    struct stream *stream;
+    bool close_stream;
+    int mode; /* PIPE_HRANA or PIPE_REPLICATE (answer in /v1/replicate form) */
+    /* WS */
+    struct ws_session *ws;
+    struct ws_stream *wss;
+    int64_t request_id;
+    /* CRDT (writer job) */
+    char *crdt_method, *crdt_path;
+    int crdt_status;
+};
+
+/* The node's time comes from core/clock (one place to inject a clock). */
+static inline uint64_t mono_ms(void)
+{
+    return edge_clock_mono_ms(edge_clock_system());
+}
+
+static inline uint64_t wall_ms(void)
+{
+    const struct edge_clock *c = edge_clock_system();
+    return c->wall_ms(c->ud);
+}
+
+/* node.c: loops */
+void edge_api_loop_post(struct loop *l, struct edge_task *t); /* any thread */
+void edge_api_wake(void *node);                                /* any thread: re-check waiters */
+
+/* routes.c */
+void edge_api_on_request(void *ud, struct edge_http_conn *c, struct edge_http_req *req);
+
+/* metrics.c */
+void edge_api_observe(struct edge_node *n, enum endpoint ep, uint64_t start_ns, bool error);
+void edge_api_respond(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req, enum endpoint ep,
+                      int status, const char *ctype, const char *extra, const void *body, size_t len);
+void edge_api_respond_error(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req,
+                            enum endpoint ep, int status, const char *code, const char *msg);
+void edge_api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+
+/* status.c */
+uint64_t edge_api_db_size(struct edge_node *n);
+void edge_api_status_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge_api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge_api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge_api_peer_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+
+/* auth.c: true with the access level, or false with an error code */
+bool edge_api_auth_token(struct edge_node *n, const char *tok, size_t len, enum hrana_access *access,
+                         const char **code);
+bool edge_api_auth_http(struct edge_node *n, struct edge_http_req *req, enum hrana_access *access,
+                        const char **code);
+
+/* replicate.c, crdt_route.c: called by the route table once the token is checked */
+void edge_api_replicate_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                               enum hrana_access access);
+void edge_api_crdt_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const char *sub);
+
+/* hrana/stream.c: the transaction pool, HTTP streams and batons */
+void edge_api_txconn_close(struct txconn *t);
+int edge_api_pool_acquire(struct edge_node *n, struct txconn **out);
+void edge_api_pool_release(struct edge_node *n, struct txconn *t, bool readonly_txn);
+void edge_api_stream_free(struct edge_node *n, struct stream *s);
+struct stream *edge_api_stream_checkout(struct edge_node *n, const char *baton, size_t len, const char **code,
+                                        const char **msg);
+int edge_api_stream_checkin(struct edge_node *n, struct stream *s, struct edge_buf *out);
+void edge_api_stream_discard(struct edge_node *n, struct stream *s);
+void edge_api_stream_sweep(uv_timer_t *t);
+
+/* hrana/unit.c: units of work */
+struct unit *edge_api_unit_new(struct loop *l, struct edge_http_conn *c, json_t *body);
+void edge_api_unit_free(struct unit *u);
+void edge_api_unit_dispatch(struct unit *u);
+void edge_api_unit_finish(struct unit *u);
+int edge_api_unit_writer_run(struct edge_writer_job *job, struct edge_store_conn *conn);
+void edge_api_unit_writer_complete(struct edge_writer_job *job, int status);
+void edge_api_unit_repl_setup(struct unit *u, int consistency);
+/* The level a unit writes at: the request header, else the strongest level of the
+ * tables it writes, else the node's default. */
+int edge_api_unit_consistency(struct edge_node *n, struct edge_http_req *req, const struct hrana_tables *t);
+void edge_api_unit_count(struct edge_node *n, struct unit *u);
+void edge_api_unit_settle(struct edge_node *n, struct txconn **slot, bool *readonly_txn, bool ro_now, bool closing);
+const char *edge_api_status_code(int st);
+void edge_api_snap_end(uv_check_t *h);
+/* Where a write classified as route/consistency/ddl goes in a cluster: here, forwarded
+ * to the primary (only when can_forward), or refused with *code and *msg. */
+enum strong_route { STRONG_LOCAL, STRONG_FORWARD, STRONG_REFUSE };
+enum strong_route edge_api_strong_route(struct edge_node *n, enum hrana_route route, int consistency, bool ddl,
+                                        bool can_forward, bool forwarded, bool ws, const char **code,
+                                        const char **msg);
+
+/* hrana/http.c: POST /v2/pipeline, /v3/pipeline */
+void edge_api_pipeline_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
+                              enum hrana_access access);
+void edge_api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
+                           int version, enum hrana_access access, int mode);
+void edge_api_pipeline_finish(struct unit *u);
+void edge_api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, int mode, const char *origin,
+                              uint64_t seq, const char *body, size_t len, uint64_t start_ns);
+
+/* hrana/forward.c: a strong write or schema change sent on to the primary */
+void edge_api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body, int mode,
+                      bool strong);
+
+/* hrana/wait.c: bookmarks and majorities. A bookmark is "REGION:SEQ". */
+bool edge_api_bookmark_parse(const char *bm, char origin[EDGE_VCLOCK_REGION_MAX + 1], uint64_t *seq);
+bool edge_api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
+                            enum hrana_access access);
+void edge_api_wait_majority(struct loop *l, struct edge_http_conn *c, uint64_t seq, struct edge_buf *resp, int mode,
+                            uint64_t start_ns);
+bool edge_api_wait_majority_ws(struct unit *u, struct ws_session *s, uint64_t seq);
+
+/* hrana/ws.c: WebSocket sessions */
+void edge_api_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge_api_ws_on_message(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len);
+void edge_api_ws_on_close(void *ud, struct edge_http_conn *c);
+void edge_api_ws_process(struct ws_session *s);
+void edge_api_ws_unref(struct ws_session *s);
+void edge_api_ws_finish(struct unit *u);
+
+#endif

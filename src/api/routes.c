@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/* The route table: every endpoint with its method, path, auth policy and handler.
+ * on_request is a lookup in it; the first matching entry wins. Token policies are
+ * enforced here, before the handler runs; the others name who enforces them. */
+#include "api/node_int.h"
+
+#include <http_parser.h>
+#include <stdio.h>
+#include <string.h>
+
+enum route_method {
+    M_GET,     /* GET or HEAD */
+    M_POST,
+    M_ANY,     /* the handler checks the method */
+    M_UPGRADE, /* a WebSocket upgrade request */
+};
+
+enum route_match { MATCH_EXACT, MATCH_SUFFIX, MATCH_PREFIX, MATCH_CONTAINS };
+
+enum route_auth {
+    AUTH_NONE,    /* public */
+    AUTH_READ,    /* a JWT when the node has keys; a read-only token may call it (writes are refused per statement) */
+    AUTH_WRITE,   /* a JWT when the node has keys; a read-only token only with GET */
+    AUTH_CLUSTER, /* the cluster secret (X-Edge-Cluster-Secret), checked by the handler */
+    AUTH_PEER,    /* the cluster's HMAC handshake on the upgraded link (repl/session.c) */
+    AUTH_HELLO,   /* a JWT in the Hrana hello message (hrana/ws.c) */
+};
+
+/* What a handler gets besides the request. */
+struct route_call {
+    enum hrana_access access; /* for AUTH_READ and AUTH_WRITE routes */
+    int arg;                  /* the route's argument (the Hrana version of a pipeline) */
+    const char *rest;         /* the path after a MATCH_PREFIX prefix, else "" */
+};
+
+typedef void (*route_fn)(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                         const struct route_call *rc);
+
+struct route {
+    enum route_method method;
+    enum route_match match;
+    const char *path;
+    enum route_auth auth;
+    enum endpoint ep; /* where its metrics go */
+    route_fn handler;
+    int arg;
+};
+
+static void r_peer(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    edge_api_peer_upgrade(l, c, req);
+}
+
+static void r_ws(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    edge_api_ws_upgrade(l, c, req);
+}
+
+/* A read with X-Edge-Bookmark waits until this region has applied that write. */
+static void r_pipeline(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                       const struct route_call *rc)
+{
+    if (!edge_api_wait_bookmark(l, c, req, rc->arg, rc->access)) {
+        edge_api_pipeline_handle(l, c, req, rc->arg, rc->access);
+    }
+}
+
+static void r_health(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    edge_api_respond(l->node, c, req, EP_HEALTH, 200, "text/plain", NULL, "", 0);
+}
+
+static void r_version(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    char v[64];
+    int len = snprintf(v, sizeof(v), "edgelite %s\n", EDGE_VERSION);
+    edge_api_respond(l->node, c, req, EP_HEALTH, 200, "text/plain", NULL, v, (size_t)len);
+}
+
+static void r_hello(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    edge_api_respond(l->node, c, req, EP_HEALTH, 200, "text/plain", NULL, "Hello, this is edgelite\n", 24);
+}
+
+static void r_protobuf(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                       const struct route_call *rc)
+{
+    (void)rc;
+    edge_api_respond_error(l->node, c, req, EP_OTHER, 404, "NOT_FOUND", "protobuf encoding is not supported");
+}
+
+static void r_metrics(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    edge_api_metrics_handle(l, c, req);
+}
+
+static void r_status(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    edge_api_status_handle(l, c, req);
+}
+
+static void r_replicate(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                        const struct route_call *rc)
+{
+    edge_api_replicate_handle(l, c, req, rc->access);
+}
+
+static void r_snapshot(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                       const struct route_call *rc)
+{
+    (void)rc;
+    edge_api_snapshot_handle(l, c, req);
+}
+
+static void r_conflicts(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                        const struct route_call *rc)
+{
+    (void)rc;
+    edge_api_conflicts_handle(l, c, req);
+}
+
+static void r_crdt(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    edge_api_crdt_handle(l, c, req, rc->rest);
+}
+
+static void r_root(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    const char msg[] = "{\"service\":\"edgelite\",\"protocols\":[\"hrana2\",\"hrana3\"]}";
+    edge_api_respond(l->node, c, req, EP_OTHER, 200, "application/json", NULL, msg, sizeof(msg) - 1);
+}
+
+static const struct route routes[] = {
+    {M_UPGRADE, MATCH_EXACT, "/v1/peer", AUTH_PEER, EP_OTHER, r_peer, 0},
+    {M_UPGRADE, MATCH_PREFIX, "", AUTH_HELLO, EP_WS, r_ws, 0},
+    {M_POST, MATCH_SUFFIX, "/v2/pipeline", AUTH_READ, EP_PIPELINE, r_pipeline, 2},
+    {M_POST, MATCH_SUFFIX, "/v3/pipeline", AUTH_READ, EP_PIPELINE, r_pipeline, 3},
+    {M_GET, MATCH_EXACT, "/health", AUTH_NONE, EP_HEALTH, r_health, 0},
+    {M_GET, MATCH_EXACT, "/version", AUTH_NONE, EP_HEALTH, r_version, 0},
+    {M_GET, MATCH_SUFFIX, "/v2", AUTH_NONE, EP_HEALTH, r_hello, 0},
+    {M_GET, MATCH_SUFFIX, "/v3", AUTH_NONE, EP_HEALTH, r_hello, 0},
+    {M_ANY, MATCH_CONTAINS, "/v3-protobuf", AUTH_NONE, EP_OTHER, r_protobuf, 0},
+    {M_GET, MATCH_EXACT, "/metrics", AUTH_NONE, EP_METRICS, r_metrics, 0},
+    {M_GET, MATCH_EXACT, "/v1/status", AUTH_NONE, EP_STATUS, r_status, 0},
+    {M_POST, MATCH_EXACT, "/v1/replicate", AUTH_WRITE, EP_REPLICATE, r_replicate, 0},
+    {M_GET, MATCH_EXACT, "/v1/snapshot", AUTH_CLUSTER, EP_STATUS, r_snapshot, 0},
+    {M_GET, MATCH_EXACT, "/v1/conflicts", AUTH_NONE, EP_STATUS, r_conflicts, 0},
+    {M_ANY, MATCH_EXACT, "/v1/crdt", AUTH_WRITE, EP_CRDT, r_crdt, 0},
+    {M_ANY, MATCH_PREFIX, "/v1/crdt/", AUTH_WRITE, EP_CRDT, r_crdt, 0},
+    {M_GET, MATCH_EXACT, "/", AUTH_NONE, EP_OTHER, r_root, 0},
+};
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static bool path_matches(const struct route *r, const char *p, const char **rest)
+{
+    *rest = "";
+    switch (r->match) {
+    case MATCH_EXACT: return strcmp(p, r->path) == 0;
+    case MATCH_SUFFIX: return ends_with(p, r->path);
+    case MATCH_CONTAINS: return strstr(p, r->path) != NULL;
+    case MATCH_PREFIX:
+        if (strncmp(p, r->path, strlen(r->path)) != 0) return false;
+        *rest = p + strlen(r->path);
+        return true;
+    }
+    return false;
+}
+
+static bool method_matches(const struct route *r, const struct edge_http_req *req)
+{
+    if (req->upgrade) return r->method == M_UPGRADE;
+    switch (r->method) {
+    case M_GET: return req->method == HTTP_GET || req->method == HTTP_HEAD;
+    case M_POST: return req->method == HTTP_POST;
+    case M_ANY: return true;
+    case M_UPGRADE: return false;
+    }
+    return false;
+}
+
+/* AUTH_READ and AUTH_WRITE: check the bearer token; false when answered. */
+static bool authorize(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req,
+                      const struct route *r, enum hrana_access *access)
+{
+    *access = HRANA_ACCESS_RW;
+    if (r->auth != AUTH_READ && r->auth != AUTH_WRITE) return true;
+    const char *code = NULL;
+    if (!edge_api_auth_http(n, req, access, &code)) {
+        edge_api_respond_error(n, c, req, r->ep, 401, code, "Authentication failed");
+        return false;
+    }
+    if (r->auth == AUTH_WRITE && *access == HRANA_ACCESS_RO && req->method != HTTP_GET) {
+        edge_api_respond_error(n, c, req, r->ep, 403, "AUTH_READ_ONLY", "writes are not allowed with a read-only token");
+        return false;
+    }
+    return true;
+}
+
+void edge_api_on_request(void *ud, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct loop *l = ud;
+    struct edge_node *n = l->node;
+    const char *p = req->path;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const struct route *r = &routes[i];
+        struct route_call rc = {HRANA_ACCESS_RW, r->arg, ""};
+        if (!method_matches(r, req) || !path_matches(r, p, &rc.rest)) continue;
+        if (authorize(n, c, req, r, &rc.access)) r->handler(l, c, req, &rc);
+        return;
+    }
+    bool known = ends_with(p, "/pipeline") || strcmp(p, "/health") == 0 || strcmp(p, "/metrics") == 0 ||
+                 strcmp(p, "/v1/status") == 0;
+    if (known) {
+        edge_api_respond_error(n, c, req, EP_OTHER, 405, "METHOD_NOT_ALLOWED", "method not allowed for this path");
+    } else {
+        edge_api_respond_error(n, c, req, EP_OTHER, 404, "NOT_FOUND", "no such endpoint");
+    }
+}

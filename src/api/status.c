@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/* GET /v1/status and GET /v1/conflicts: what this region holds and how its links are. */
+#include "api/node_int.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+uint64_t edge_api_db_size(struct edge_node *n)
+{
+    struct stat st;
+    uint64_t total = 0;
+    if (stat(n->db_path, &st) == 0) total += (uint64_t)st.st_size;
+    char wal[4200];
+    snprintf(wal, sizeof(wal), "%s-wal", n->db_path);
+    if (stat(wal, &st) == 0) total += (uint64_t)st.st_size;
+    return total;
+}
+
+static void status_peer(void *ud, int i, const struct edge_repl_peer_view *v)
+{
+    struct edge_buf *b = ud;
+    const struct edge_peer_status *ps = v->status;
+    if (i > 0) edge_buf_putc(b, ',');
+    edge_buf_puts(b, "{\"region\":");
+    edge_buf_json_cstr(b, v->region);
+    edge_buf_puts(b, ",\"url\":");
+    edge_buf_json_cstr(b, v->url);
+    edge_buf_printf(b, ",\"connected\":%s,\"rtt_ms\":%.3f,\"lag_ms\":%.0f,\"pending\":%llu,\"acked\":{",
+                    ps->connected ? "true" : "false", ps->rtt_ms, v->lag_ms, (unsigned long long)v->pending);
+    for (size_t k = 0; k < ps->acked.n_entries; k++) {
+        if (k > 0) edge_buf_putc(b, ',');
+        edge_buf_json_cstr(b, ps->acked.entries[k].region);
+        edge_buf_printf(b, ":%llu", (unsigned long long)ps->acked.entries[k].n);
+    }
+    edge_buf_printf(b, "},\"entries_sent\":%llu,\"bytes_sent\":%llu,\"retries\":%llu,\"last_error\":",
+                    (unsigned long long)ps->entries_sent, (unsigned long long)ps->bytes_sent,
+                    (unsigned long long)ps->retries);
+    edge_buf_json_cstr(b, ps->last_error);
+    edge_buf_putc(b, '}');
+}
+
+/* "origin":n,... of a version vector. */
+static void vv_json(struct edge_buf *b, const struct edge_vclock *vv)
+{
+    for (size_t i = 0; i < vv->n_entries; i++) {
+        if (i > 0) edge_buf_putc(b, ',');
+        edge_buf_json_cstr(b, vv->entries[i].region);
+        edge_buf_printf(b, ":%llu", (unsigned long long)vv->entries[i].n);
+    }
+}
+
+/* GET /v1/conflicts: the most recent resolved conflicts, newest first. */
+void edge_api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct edge_node *n = l->node;
+    struct edge_buf b;
+    edge_buf_init(&b, 16u << 20);
+    edge_buf_puts(&b, "{\"region\":");
+    edge_buf_json_cstr(&b, n->region);
+    edge_buf_puts(&b, ",\"conflicts\":[");
+    sqlite3_stmt *st = NULL;
+    uint64_t total = 0;
+    if (n->repl.cluster &&
+        sqlite3_prepare_v2(edge_store_db(l->rconn),
+                           "SELECT id, tbl, hex(pk), winner_origin, winner_seq, winner_hlc, loser_origin, loser_seq,"
+                           " loser_hlc, loser_deleted, at_ms, (SELECT count(*) FROM _edge_conflicts)"
+                           " FROM _edge_conflicts ORDER BY id DESC LIMIT 1000",
+                           -1, &st, NULL) == SQLITE_OK) {
+        int i = 0;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            if (i++ > 0) edge_buf_putc(&b, ',');
+            total = (uint64_t)sqlite3_column_int64(st, 11);
+            edge_buf_printf(&b, "{\"id\":%lld,\"table\":", (long long)sqlite3_column_int64(st, 0));
+            edge_buf_json_cstr(&b, (const char *)sqlite3_column_text(st, 1));
+            edge_buf_puts(&b, ",\"pk_hex\":");
+            edge_buf_json_cstr(&b, (const char *)sqlite3_column_text(st, 2));
+            edge_buf_puts(&b, ",\"winner\":{\"origin\":");
+            edge_buf_json_cstr(&b, (const char *)sqlite3_column_text(st, 3));
+            edge_buf_printf(&b, ",\"seq\":%lld,\"hlc\":%lld},\"loser\":{\"origin\":",
+                            (long long)sqlite3_column_int64(st, 4), (long long)sqlite3_column_int64(st, 5));
+            edge_buf_json_cstr(&b, (const char *)sqlite3_column_text(st, 6));
+            edge_buf_printf(&b, ",\"seq\":%lld,\"hlc\":%lld,\"deleted\":%s},\"at_ms\":%lld}",
+                            (long long)sqlite3_column_int64(st, 7), (long long)sqlite3_column_int64(st, 8),
+                            sqlite3_column_int(st, 9) ? "true" : "false", (long long)sqlite3_column_int64(st, 10));
+        }
+    }
+    sqlite3_finalize(st);
+    edge_buf_printf(&b, "],\"total\":%llu}", (unsigned long long)total);
+    edge_api_respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);
+    edge_buf_free(&b);
+}
+
+void edge_api_status_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct edge_node *n = l->node;
+    struct edge_buf b;
+    edge_buf_init(&b, 1 << 20);
+    edge_buf_puts(&b, "{\"region\":");
+    edge_buf_json_cstr(&b, n->region);
+    bool is_primary = strcmp(n->repl.primary, n->region) == 0;
+    edge_buf_printf(&b, ",\"version\":\"%s\",\"uptime_s\":%.3f,\"started_at_ms\":%llu,\"role\":\"%s\",\"primary\":",
+                    EDGE_VERSION, (double)(mono_ms() - n->start_mono_ms) / 1000.0,
+                    (unsigned long long)n->start_wall_ms, is_primary ? "primary" : "replica");
+    edge_buf_json_cstr(&b, n->repl.primary);
+    edge_buf_printf(&b, ",\"db_path\":");
+    edge_buf_json_cstr(&b, n->db_path);
+    edge_buf_printf(&b, ",\"db_size_bytes\":%llu,\"threads\":%d,\"auth\":%s,\"replicating\":%s,\"version_vector\":{",
+                    (unsigned long long)edge_api_db_size(n), n->n_loops, n->keys ? "true" : "false",
+                    n->repl.cluster ? "true" : "false");
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    edge_repl_state_vv(&n->repl, &vv);
+    vv_json(&b, &vv);
+    edge_vclock_close(&vv);
+    edge_buf_puts(&b, "},\"log_floor\":{");
+    if (n->repl.cluster) {
+        /* Per origin, the highest seq no longer in the log (compacted): a region that has
+         * not applied up to it cannot catch up from this node's log. */
+        struct edge_vclock floor;
+        edge_vclock_init(&floor);
+        edge_repl_log_floor(&n->repl, edge_store_db(l->rconn), &floor);
+        vv_json(&b, &floor);
+        edge_vclock_close(&floor);
+    }
+    edge_buf_puts(&b, "},\"peers\":[");
+    edge_repl_peers_walk(&n->repl, edge_store_db(l->rconn), status_peer, &b);
+    edge_buf_puts(&b, "]}");
+    edge_api_respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);
+    edge_buf_free(&b);
+}

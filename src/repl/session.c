@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: MIT */
+/* Peer links, server side (see session.h). */
+#include "repl/session.h"
+
+#include <sodium.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "repl/proto.h"
+
+struct peer_frame {
+    uint8_t *data;
+    size_t len;
+    struct peer_frame *next;
+};
+
+struct edge_peer_session {
+    struct edge_repl_state *st;
+    struct edge_peer_session_host host;
+    struct edge_http_conn *conn;
+    uint8_t nonce[EDGE_REPL_NONCE_LEN];
+    bool authed;
+    char region[EDGE_VCLOCK_REGION_MAX + 1];
+    struct peer_frame *q_head, *q_tail;
+    size_t q_len;
+    bool busy; /* an apply job is on the writer */
+    bool closed;
+    int refs;
+};
+
+/* One ENTRIES batch on its way through the writer and back. */
+struct apply_job {
+    struct edge_writer_job wjob;
+    struct edge_task task;
+    struct edge_peer_session *ps;
+    uint8_t *frame;
+    size_t frame_len;
+    struct edge_vclock ack_vv;
+    int apply_rv;
+    char apply_err[256];
+};
+
+static void peer_process(struct edge_peer_session *ps);
+
+static void peer_session_unref(struct edge_peer_session *ps)
+{
+    if (--ps->refs > 0) return;
+    while (ps->q_head != NULL) {
+        struct peer_frame *f = ps->q_head;
+        ps->q_head = f->next;
+        edge_free(f->data);
+        edge_free(f);
+    }
+    edge_http_conn_unref(ps->conn);
+    edge_free(ps);
+}
+
+static void peer_send(struct edge_peer_session *ps, struct edge_buf *b)
+{
+    if (!ps->closed && b->len > 0) {
+        edge_http_ws_send(ps->conn, 2, b->data, b->len);
+    }
+}
+
+/* Refuse the link: an ERROR message with the reason, then close. Logged once. */
+static void peer_refuse(struct edge_peer_session *ps, const char *code, const char *msg)
+{
+    EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "peer link from %s refused: %s: %s", ps->region[0] ? ps->region : "?",
+             code, msg);
+    struct edge_buf b;
+    edge_buf_init(&b, 4096);
+    if (edge_repl_encode_error(&b, code, msg) == EDGE_OK) peer_send(ps, &b);
+    edge_buf_free(&b);
+    edge_http_ws_close(ps->conn, 1008, code);
+    ps->closed = true;
+}
+
+/* Writer thread, alone: apply a batch of entries in order inside one transaction. */
+static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
+{
+    struct apply_job *j = (struct apply_job *)job;
+    struct edge_repl_state *st = j->ps->st;
+    sqlite3 *db = edge_store_db(conn);
+    struct edge_repl_entry *entries = NULL;
+    size_t count = 0;
+    j->apply_rv = edge_repl_decode_entries(j->frame, j->frame_len, &entries, &count);
+    if (j->apply_rv != EDGE_OK) {
+        snprintf(j->apply_err, sizeof(j->apply_err), "malformed ENTRIES message");
+        return EDGE_OK;
+    }
+    struct edge_repl_apply_stats as = {0};
+    edge_capture_suspend(st->wcap, true);
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    int rv = rc == SQLITE_OK ? EDGE_OK : EDGE_EBUSY;
+    for (size_t i = 0; i < count && rv == EDGE_OK; i++) {
+        struct edge_repl_entry *e = &entries[i];
+        sqlite3_exec(db, "SAVEPOINT edge_apply", NULL, NULL, NULL);
+        int arv = edge_repl_apply_entry(db, e->origin, e->seq, e->hlc, e->consistency, &e->deps, e->payload,
+                                        e->payload_len, &as, j->apply_err, sizeof(j->apply_err));
+        if (arv == EDGE_OK) {
+            sqlite3_exec(db, "RELEASE edge_apply", NULL, NULL, NULL);
+            continue;
+        }
+        sqlite3_exec(db, "ROLLBACK TO edge_apply", NULL, NULL, NULL);
+        sqlite3_exec(db, "RELEASE edge_apply", NULL, NULL, NULL);
+        if (arv == EDGE_EAGAIN) {
+            continue; /* not applicable yet; the sender resends from our ACK */
+        }
+        rv = arv;
+    }
+    if (rc == SQLITE_OK) {
+        if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            rv = rv == EDGE_OK ? EDGE_ESTORE : rv;
+        }
+    }
+    edge_capture_suspend(st->wcap, false);
+    edge_repl_entries_free(entries, count);
+    if (as.max_hlc != 0) {
+        /* Writes made here from now on follow what was applied (HLC receive rule), so a
+         * write that saw a remote version always stamps later than it. */
+        edge_repl_state_observe_hlc(st, as.max_hlc);
+    }
+    if (rv == EDGE_OK || rv == EDGE_ECORRUPT || rv == EDGE_ESTORE) {
+        /* What we hold now, whatever happened: the sender resends the rest. */
+        struct edge_vclock vv;
+        edge_vclock_init(&vv);
+        if (edge_repl_vv_load(db, &vv) == EDGE_OK) {
+            edge_repl_state_merge(st, &vv);
+            edge_vclock_copy(&j->ack_vv, &vv);
+        }
+        edge_vclock_close(&vv);
+    }
+    atomic_fetch_add(&st->stats.applied, as.applied);
+    atomic_fetch_add(&st->stats.rows, as.rows);
+    atomic_fetch_add(&st->stats.conflicts, as.conflicts);
+    atomic_fetch_add(&st->stats.duplicates, as.duplicates);
+    atomic_fetch_add(&st->stats.deferred, as.deferred);
+    j->apply_rv = rv;
+    return EDGE_OK;
+}
+
+/* Loop thread: answer the batch with an ACK and take the next message. */
+static void apply_finish(struct apply_job *j)
+{
+    struct edge_peer_session *ps = j->ps;
+    struct edge_repl_state *st = ps->st;
+    if (j->apply_rv != EDGE_OK && j->apply_rv != EDGE_EBUSY) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "peer %s: apply failed: %s", ps->region,
+                 j->apply_err[0] ? j->apply_err : edge_strerror(j->apply_rv));
+    }
+    if (!ps->closed) {
+        struct edge_buf b;
+        edge_buf_init(&b, 1 << 20);
+        if (j->apply_rv == EDGE_ECORRUPT && j->ack_vv.n_entries == 0) {
+            peer_refuse(ps, "BAD_ENTRIES", j->apply_err[0] ? j->apply_err : "malformed entries");
+        } else {
+            if (j->ack_vv.n_entries == 0) edge_repl_state_vv(st, &j->ack_vv);
+            if (edge_repl_encode_ack(&b, &j->ack_vv) == EDGE_OK) peer_send(ps, &b);
+        }
+        edge_buf_free(&b);
+    }
+    /* New entries (possibly from a third region) may need relaying to other peers, and
+     * reads waiting for a bookmark may now be served. */
+    edge_repl_peers_notify(st);
+    edge_repl_state_wake(st);
+    ps->busy = false;
+    edge_vclock_close(&j->ack_vv);
+    edge_free(j->frame);
+    edge_free(j);
+    peer_process(ps);
+    peer_session_unref(ps);
+}
+
+static void apply_task(struct edge_task *t)
+{
+    apply_finish((struct apply_job *)(void *)((char *)t - offsetof(struct apply_job, task)));
+}
+
+/* Writer thread: hand the finished batch to the session's loop. */
+static void apply_complete(struct edge_writer_job *job, int status)
+{
+    (void)status;
+    struct apply_job *j = (struct apply_job *)job;
+    atomic_fetch_add(&j->ps->st->data_version, 1);
+    j->task.run = apply_task;
+    j->ps->host.post(j->ps->host.ud, &j->task);
+}
+
+static void peer_entries(struct edge_peer_session *ps, struct peer_frame *f)
+{
+    struct apply_job *j = edge_calloc(1, sizeof(*j));
+    if (j == NULL) {
+        peer_refuse(ps, "INTERNAL", "out of memory");
+        return;
+    }
+    edge_vclock_init(&j->ack_vv);
+    j->ps = ps;
+    j->frame = f->data; /* the job owns the bytes now */
+    j->frame_len = f->len;
+    f->data = NULL;
+    /* Alone, never inside a group: local writes get their row stamps only when the
+     * group's log entry is built at commit, so an entry applied between a local write
+     * and that point would merge against stale stamps and the regions would diverge
+     * (seen under load by bench/repl.sh). */
+    j->wjob.exclusive = true;
+    j->wjob.run = apply_run;
+    j->wjob.complete = apply_complete;
+    ps->busy = true;
+    ps->refs++;
+    if (edge_writer_submit(ps->st->writer, &j->wjob) != EDGE_OK) {
+        j->apply_rv = EDGE_ECLOSED;
+        apply_finish(j);
+    }
+}
+
+static void peer_hello(struct edge_peer_session *ps, struct peer_frame *f, struct edge_buf *b)
+{
+    struct edge_repl_state *st = ps->st;
+    struct edge_repl_hello h;
+    memset(&h, 0, sizeof(h));
+    edge_vclock_init(&h.vv);
+    if (ps->authed) {
+        peer_refuse(ps, "HELLO_REPLAYED", "a second HELLO on an established link");
+    } else if (edge_repl_decode_hello(f->data, f->len, &h) != EDGE_OK) {
+        peer_refuse(ps, "PROTOCOL", "malformed HELLO");
+    } else {
+        snprintf(ps->region, sizeof(ps->region), "%s", h.region);
+        const char *secret = st->conf ? st->conf->cluster_secret : NULL;
+        const char *cluster = st->conf ? st->conf->cluster_name : "";
+        int vrv = secret ? edge_repl_hello_verify(&h, cluster, secret, ps->nonce) : EDGE_EAUTH;
+        if (vrv == EDGE_EPROTO) {
+            peer_refuse(ps, "VERSION", "unsupported peer protocol version");
+        } else if (vrv != EDGE_OK) {
+            peer_refuse(ps, "AUTH", "cluster name or secret does not match");
+        } else if (strcmp(h.region, st->region) == 0 || edge_conf_region_find(st->conf, h.region) == NULL) {
+            peer_refuse(ps, "UNKNOWN_REGION", "region is not part of this cluster");
+        } else {
+            ps->authed = true;
+            struct edge_vclock vv;
+            edge_vclock_init(&vv);
+            edge_repl_state_vv(st, &vv);
+            if (edge_repl_encode_hello_ok(b, st->region, &vv) == EDGE_OK) peer_send(ps, b);
+            edge_vclock_close(&vv);
+            EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "peer link from %s established", ps->region);
+        }
+    }
+    edge_repl_hello_close(&h);
+}
+
+static void peer_handle(struct edge_peer_session *ps, struct peer_frame *f)
+{
+    int type = 0;
+    if (edge_repl_msg_type(f->data, f->len, &type) != EDGE_OK) {
+        peer_refuse(ps, "PROTOCOL", "empty or unknown message");
+        return;
+    }
+    struct edge_buf b;
+    edge_buf_init(&b, 1 << 20);
+    if (type == EDGE_REPL_MSG_HELLO) {
+        peer_hello(ps, f, &b);
+    } else if (!ps->authed) {
+        peer_refuse(ps, "NO_HELLO", "the first message must be HELLO");
+    } else if (type == EDGE_REPL_MSG_PING) {
+        uint64_t t;
+        if (edge_repl_decode_ping(f->data, f->len, &t) != EDGE_OK) {
+            peer_refuse(ps, "PROTOCOL", "malformed PING");
+        } else if (edge_repl_encode_pong(&b, t) == EDGE_OK) {
+            peer_send(ps, &b);
+        }
+    } else if (type == EDGE_REPL_MSG_ENTRIES) {
+        peer_entries(ps, f);
+    } else if (type == EDGE_REPL_MSG_PONG) {
+        /* ignore */
+    } else {
+        peer_refuse(ps, "PROTOCOL", "unexpected message type");
+    }
+    edge_buf_free(&b);
+}
+
+static void peer_process(struct edge_peer_session *ps)
+{
+    while (!ps->busy && !ps->closed && ps->q_head != NULL) {
+        struct peer_frame *f = ps->q_head;
+        ps->q_head = f->next;
+        if (ps->q_head == NULL) ps->q_tail = NULL;
+        ps->q_len--;
+        peer_handle(ps, f);
+        edge_free(f->data);
+        edge_free(f);
+    }
+}
+
+static void peer_on_message(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len)
+{
+    (void)c;
+    struct edge_peer_session *ps = ud;
+    if (ps->closed) return;
+    if (opcode != 2) {
+        peer_refuse(ps, "PROTOCOL", "peer messages are binary frames");
+        return;
+    }
+    if (ps->q_len >= 64) {
+        peer_refuse(ps, "OVERLOAD", "too many messages in flight");
+        return;
+    }
+    struct peer_frame *f = edge_calloc(1, sizeof(*f));
+    uint8_t *copy = edge_malloc(len ? len : 1);
+    if (f == NULL || copy == NULL) {
+        edge_free(f);
+        edge_free(copy);
+        peer_refuse(ps, "INTERNAL", "out of memory");
+        return;
+    }
+    memcpy(copy, data, len);
+    f->data = copy;
+    f->len = len;
+    if (ps->q_tail) ps->q_tail->next = f; else ps->q_head = f;
+    ps->q_tail = f;
+    ps->q_len++;
+    peer_process(ps);
+}
+
+static void peer_on_close(void *ud, struct edge_http_conn *c)
+{
+    struct edge_peer_session *ps = ud;
+    edge_http_conn_set_ws_handler(c, NULL, NULL, NULL);
+    ps->closed = true;
+    peer_session_unref(ps);
+}
+
+int edge_peer_session_accept(struct edge_repl_state *st, struct edge_http_conn *c,
+                             const struct edge_peer_session_host *host)
+{
+    struct edge_peer_session *ps = edge_calloc(1, sizeof(*ps));
+    if (ps == NULL) return EDGE_ENOMEM;
+    if (edge_http_ws_accept(c, EDGE_REPL_WS_PROTOCOL) != EDGE_OK) {
+        edge_free(ps);
+        return EDGE_EPROTO;
+    }
+    ps->st = st;
+    ps->host = *host;
+    ps->conn = c;
+    edge_http_conn_ref(c);
+    ps->refs = 1;
+    randombytes_buf(ps->nonce, sizeof(ps->nonce));
+    edge_http_conn_set_ws_handler(c, peer_on_message, peer_on_close, ps);
+    struct edge_buf b;
+    edge_buf_init(&b, 256);
+    if (edge_repl_encode_challenge(&b, ps->nonce) == EDGE_OK) peer_send(ps, &b);
+    edge_buf_free(&b);
+    return EDGE_OK;
+}

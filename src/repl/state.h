@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/* The node's replication state: the version vector, the hybrid clock, the writer's
+ * change capture and its commit hooks, the consistency policy, the outbound peer links
+ * and the majority arithmetic of strong writes. One per node; the API layer embeds it
+ * and reads it from every thread (each part behind its own lock).
+ *
+ * DESIGN: everything here is replication, nothing is HTTP. Where replication progress
+ * must reach the API layer (a waiting strong write or bookmarked read may be served
+ * now), it calls the wake callback, which the embedding layer sets. */
+#ifndef EDGE_REPL_STATE_H
+#define EDGE_REPL_STATE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/clock.h"
+#include "core/conf.h"
+#include "core/vclock.h"
+#include "repl/peer.h"
+#include "repl/repl.h"
+#include "store/writer.h"
+
+#define EDGE_REPL_MAX_PEERS 32
+
+struct edge_repl_counters {
+    _Atomic uint64_t applied, rows, conflicts, duplicates, deferred;
+};
+
+struct edge_repl_state {
+    const char *region;              /* borrowed from the node */
+    const char *db_path;             /* borrowed */
+    const struct edge_conf *conf;    /* borrowed, NULL on a single node */
+    const struct edge_regions *wan;  /* borrowed, optional WAN emulation */
+    bool cluster;                    /* replicating: capture changes into the log */
+    int default_consistency;         /* 0 eventual, 1 strong, 2 async */
+    const char *primary;             /* region with the lowest priority (borrowed from the config) */
+    uint64_t log_keep;               /* acknowledged entries kept per origin by compaction */
+    struct edge_writer *writer;      /* set by the node once the writer runs */
+    struct edge_capture *wcap;       /* the writer connection's capture (writer thread) */
+    pthread_mutex_t hlc_mu;
+    struct edge_hlc hlc;
+    struct edge_repl_local local;
+    pthread_mutex_t vv_mu;
+    struct edge_vclock vv;           /* this node's version vector (vv_mu) */
+    _Atomic uint64_t data_version;   /* bumped after every commit, before its answer goes out */
+    pthread_rwlock_t peers_lock;     /* readers: anyone using peers[]; writer: start/stop */
+    struct edge_peer *peers[EDGE_REPL_MAX_PEERS];
+    const char *peer_region[EDGE_REPL_MAX_PEERS];
+    const char *peer_url[EDGE_REPL_MAX_PEERS];
+    int n_peers;
+    struct edge_repl_counters stats; /* remote entries applied here */
+    void (*wake)(void *ud);          /* progress: re-check waiting requests; any thread */
+    void *wake_ud;
+};
+
+/* Fill st for a node of `region` with its database at db_path (both borrowed). */
+void edge_repl_state_init(struct edge_repl_state *st, const char *region, const char *db_path,
+                          const struct edge_conf *conf, const struct edge_regions *wan, uint64_t log_keep);
+void edge_repl_state_close(struct edge_repl_state *st);
+/* On a cluster node: create the replication tables on the writer's connection, load
+ * the version vector, attach the capture, and fill the writer hooks. */
+int edge_repl_state_open(struct edge_repl_state *st, sqlite3 *wdb, struct edge_writer_hooks *hooks, char *errmsg,
+                         size_t errmsg_len);
+
+/* A local transaction committed entry `seq` of this region. Any thread. */
+void edge_repl_state_committed(struct edge_repl_state *st, uint64_t seq, int consistency);
+/* Remote entries were applied: merge what the database now holds (vv) into the VV. */
+void edge_repl_state_merge(struct edge_repl_state *st, const struct edge_vclock *vv);
+/* Writes made from now on stamp later than hlc (HLC receive rule). */
+void edge_repl_state_observe_hlc(struct edge_repl_state *st, uint64_t hlc);
+void edge_repl_state_wake(struct edge_repl_state *st);
+/* Copy the version vector into out (initialised, empty or not). */
+void edge_repl_state_vv(struct edge_repl_state *st, struct edge_vclock *out);
+/* Has this node applied origin's entry seq? */
+bool edge_repl_state_covers(struct edge_repl_state *st, const char *origin, uint64_t seq);
+bool edge_repl_state_is_primary(const struct edge_repl_state *st);
+const char *edge_repl_state_primary_url(const struct edge_repl_state *st);
+
+/* The level a write runs at: the header value (X-Edge-Consistency) when valid, else the
+ * strongest level of the tables it writes, else the node's default. */
+int edge_repl_consistency(const struct edge_repl_state *st, const char *header, const char *const *tables,
+                          int n_tables);
+
+/* Peers that acknowledged this region's entry seq; *out_connected (may be NULL): links up. */
+int edge_repl_acks_for(struct edge_repl_state *st, uint64_t seq, int *out_connected);
+/* Other regions needed besides this one for a majority. */
+int edge_repl_majority_needed(const struct edge_repl_state *st);
+/* Can a strong write be accepted now (enough links up for a majority)? */
+bool edge_repl_majority_reachable(struct edge_repl_state *st);
+
+/* Start one outbound link per other region of the configuration; stop them all. */
+int edge_repl_peers_start(struct edge_repl_state *st, char *errmsg, size_t errmsg_len);
+void edge_repl_peers_stop(struct edge_repl_state *st);
+/* New local entries (or relayed ones) exist: push them now. */
+void edge_repl_peers_notify(struct edge_repl_state *st);
+
+/* One walk of the peer links for status and metrics: for each link, its status and the
+ * backlog of local log entries it has not acknowledged (pending, and the age in ms of
+ * the oldest), read on db. cb runs under the peers lock. */
+struct edge_repl_peer_view {
+    const char *region;
+    const char *url;
+    const struct edge_peer_status *status;
+    uint64_t pending;
+    double lag_ms;
+};
+void edge_repl_peers_walk(struct edge_repl_state *st, sqlite3 *db,
+                          void (*cb)(void *ud, int i, const struct edge_repl_peer_view *v), void *ud);
+/* Per origin, the highest seq no longer in the log (compacted), read on db. */
+void edge_repl_log_floor(struct edge_repl_state *st, sqlite3 *db, struct edge_vclock *out);
+
+#endif
