@@ -99,5 +99,7 @@ int hrana_execute_request(struct hrana_ctx *ctx, json_t *req, enum hrana_wrap wr
 
 /* Append an error in Hrana form {"message":..,"code":..}. */
 int hrana_write_error(struct edge_buf *out, const char *message, const char *code);
+/* A whole WebSocket response_error message for request_id. */
+int hrana_write_response_error(struct edge_buf *out, int64_t request_id, const char *message, const char *code);
 
 #endif

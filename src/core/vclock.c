@@ -295,6 +295,14 @@ int edge__uvarint_put(struct edge_buf *out, uint64_t v)
     return edge_buf_append(out, tmp, n);
 }
 
+int edge_rd_varint(struct edge_rd *r, uint64_t *out_v)
+{
+    size_t used = 0;
+    if (edge__uvarint_get(r->p + r->off, r->len - r->off, out_v, &used) != EDGE_OK) return EDGE_ECORRUPT;
+    r->off += used;
+    return EDGE_OK;
+}
+
 int edge__uvarint_get(const uint8_t *p, size_t len, uint64_t *out_v, size_t *out_used)
 {
     uint64_t v = 0;

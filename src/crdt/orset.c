@@ -1001,35 +1001,19 @@ out:
     return rv;
 }
 
-struct reader {
-    const uint8_t *p;
-    size_t len;
-    size_t off;
-};
-
-static int rd_varint(struct reader *r, uint64_t *out)
-{
-    size_t used;
-    if (edge__uvarint_get(r->p + r->off, r->len - r->off, out, &used) != EDGE_OK) {
-        return EDGE_ECORRUPT;
-    }
-    r->off += used;
-    return EDGE_OK;
-}
-
 /* A count of items of at least min_size bytes each that the rest of the input can hold. */
-static int rd_count(struct reader *r, size_t min_size, uint64_t *out)
+static int rd_count(struct edge_rd *r, size_t min_size, uint64_t *out)
 {
-    if (rd_varint(r, out) != EDGE_OK || *out > (r->len - r->off) / min_size) {
+    if (edge_rd_varint(r, out) != EDGE_OK || *out > (r->len - r->off) / min_size) {
         return EDGE_ECORRUPT;
     }
     return EDGE_OK;
 }
 
-static int rd_dot(struct reader *r, const struct edge_crdt_orset *s, struct edge_crdt_dot *out, size_t *out_idx)
+static int rd_dot(struct edge_rd *r, const struct edge_crdt_orset *s, struct edge_crdt_dot *out, size_t *out_idx)
 {
     uint64_t idx;
-    if (rd_varint(r, &idx) != EDGE_OK || idx >= s->n_regions || rd_varint(r, &out->n) != EDGE_OK ||
+    if (edge_rd_varint(r, &idx) != EDGE_OK || idx >= s->n_regions || edge_rd_varint(r, &out->n) != EDGE_OK ||
         out->n == 0) {
         return EDGE_ECORRUPT;
     }
@@ -1040,7 +1024,7 @@ static int rd_dot(struct reader *r, const struct edge_crdt_orset *s, struct edge
 
 int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t len, size_t *out_used)
 {
-    struct reader r = {p, len, 0};
+    struct edge_rd r = {p, len, 0};
     uint64_t cnt, v;
     uint8_t *used_region = NULL;
     uint64_t *clk = NULL; /* clock value per region index, for the coverage checks */
@@ -1061,7 +1045,7 @@ int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t 
     for (uint64_t i = 0; i < cnt; i++) {
         char buf[EDGE_VCLOCK_REGION_MAX + 1];
         rv = EDGE_ECORRUPT;
-        if (rd_varint(&r, &v) != EDGE_OK || v > EDGE_VCLOCK_REGION_MAX || v > r.len - r.off) {
+        if (edge_rd_varint(&r, &v) != EDGE_OK || v > EDGE_VCLOCK_REGION_MAX || v > r.len - r.off) {
             goto out;
         }
         memcpy(buf, r.p + r.off, (size_t)v);
@@ -1138,7 +1122,7 @@ int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t 
     for (uint64_t i = 0; i < cnt; i++) {
         uint64_t nd;
         rv = EDGE_ECORRUPT;
-        if (rd_varint(&r, &v) != EDGE_OK || v > EDGE_CRDT_VALUE_MAX || v > r.len - r.off) {
+        if (edge_rd_varint(&r, &v) != EDGE_OK || v > EDGE_CRDT_VALUE_MAX || v > r.len - r.off) {
             goto out;
         }
         const uint8_t *elem = r.p + r.off;

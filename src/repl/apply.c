@@ -46,29 +46,18 @@ static void record_conflict(sqlite3 *db, const char *table, const void *pk, size
     sqlite3_finalize(st);
 }
 
-/* "Quoted" identifier. */
-static int quote_ident(struct edge_buf *b, const char *s)
+static void name_col(void *ud, int cid, const char *name, int pk)
 {
-    int rv = edge_buf_putc(b, '"');
-    for (const char *p = s; *p && rv == EDGE_OK; p++) {
-        rv = *p == '"' ? edge_buf_puts(b, "\"\"") : edge_buf_putc(b, *p);
-    }
-    if (rv == EDGE_OK) rv = edge_buf_putc(b, '"');
-    return rv;
+    (void)pk;
+    char(*names)[128] = ud;
+    if (cid < 64) snprintf(names[cid], 128, "%s", name);
 }
 
-static int column_names(sqlite3 *db, const char *table, char names[][128], int max)
+/* The first 64 column names of table; their count, or -1. */
+static int column_names(sqlite3 *db, const char *table, char names[64][128])
 {
-    static const char q[] = "SELECT name FROM pragma_table_info(?1) ORDER BY cid";
-    sqlite3_stmt *st = edge__repl_stmt(db, q, sizeof(q) - 1);
-    if (st == NULL) return -1;
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    int n = 0;
-    while (sqlite3_step(st) == SQLITE_ROW && n < max) {
-        snprintf(names[n++], 128, "%s", (const char *)sqlite3_column_text(st, 0));
-    }
-    edge__repl_done(st);
-    return n;
+    int n = edge_sql_table_columns(db, table, name_col, names);
+    return n > 64 ? 64 : n;
 }
 
 static int apply_upsert(sqlite3 *db, const char *table, uint64_t ncols, struct edge__rd vals)
@@ -76,7 +65,7 @@ static int apply_upsert(sqlite3 *db, const char *table, uint64_t ncols, struct e
     struct edge_buf sql;
     edge_buf_init(&sql, 1 << 20);
     int rv = edge_buf_puts(&sql, "INSERT OR REPLACE INTO ");
-    if (rv == EDGE_OK) rv = quote_ident(&sql, table);
+    if (rv == EDGE_OK) rv = edge_sql_quote_ident(&sql, table);
     if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " VALUES (");
     for (uint64_t i = 0; i < ncols && rv == EDGE_OK; i++) {
         rv = edge_buf_puts(&sql, i ? ",?" : "?");
@@ -99,12 +88,12 @@ static int by_pk(sqlite3 *db, const char *verb, const char *table, const struct 
                  struct edge__rd pkvals, sqlite3_stmt **out)
 {
     char names[64][128];
-    int n = column_names(db, table, names, 64);
+    int n = column_names(db, table, names);
     if (n <= 0) return EDGE_ESTORE;
     struct edge_buf sql;
     edge_buf_init(&sql, 1 << 20);
     int rv = edge_buf_puts(&sql, verb);
-    if (rv == EDGE_OK) rv = quote_ident(&sql, table);
+    if (rv == EDGE_OK) rv = edge_sql_quote_ident(&sql, table);
     if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
     for (int i = 0; i < pk->npk && rv == EDGE_OK; i++) {
         if (pk->pk[i] >= n) {
@@ -112,7 +101,7 @@ static int by_pk(sqlite3 *db, const char *verb, const char *table, const struct 
             break;
         }
         if (i > 0) rv = edge_buf_puts(&sql, " AND ");
-        if (rv == EDGE_OK) rv = quote_ident(&sql, names[pk->pk[i]]);
+        if (rv == EDGE_OK) rv = edge_sql_quote_ident(&sql, names[pk->pk[i]]);
         if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " IS ?");
     }
     sqlite3_stmt *st = NULL;

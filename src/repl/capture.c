@@ -84,14 +84,6 @@ int edge__repl_get_str(struct edge__rd *r, const char **s, size_t *n)
     return EDGE_OK;
 }
 
-int edge__repl_get_varint(struct edge__rd *r, uint64_t *v)
-{
-    size_t used;
-    if (edge__uvarint_get(r->p + r->off, r->len - r->off, v, &used) != EDGE_OK) return EDGE_ECORRUPT;
-    r->off += used;
-    return EDGE_OK;
-}
-
 int edge__repl_get_u8(struct edge__rd *r, uint8_t *v)
 {
     if (r->off >= r->len) return EDGE_ECORRUPT;
@@ -156,54 +148,25 @@ int edge__repl_skip_value(struct edge__rd *r)
     }
 }
 
-sqlite3_stmt *edge__repl_stmt(sqlite3 *db, const char *sql, size_t len)
-{
-    for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st != NULL; st = sqlite3_next_stmt(db, st)) {
-        const char *t = sqlite3_sql(st);
-        /* strncmp stops at the first difference or NUL: most statements differ early. */
-        if (t != NULL && t[0] == sql[0] && strncmp(t, sql, len) == 0 && t[len] == '\0' && !sqlite3_stmt_busy(st)) {
-            sqlite3_reset(st);
-            sqlite3_clear_bindings(st);
-            return st;
-        }
-    }
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v3(db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
-        sqlite3_finalize(st);
-        return NULL;
-    }
-    return st;
-}
-
-void edge__repl_done(sqlite3_stmt *st)
-{
-    if (st != NULL) {
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-    }
-}
-
 /* ---------------------------------------------------------------------------------- */
 /* Table primary keys                                                                 */
 /* ---------------------------------------------------------------------------------- */
 
+static void pk_col(void *ud, int cid, const char *name, int pk)
+{
+    (void)name;
+    struct edge__pkinfo *out = ud;
+    if (pk > 0 && pk <= EDGE_REPL_MAX_PK && cid < 65535) {
+        out->pk[pk - 1] = cid;
+        if (pk > out->npk) out->npk = pk;
+    }
+}
+
 int edge__repl_pk_info(sqlite3 *db, const char *table, struct edge__pkinfo *out)
 {
     memset(out, 0, sizeof(*out));
-    static const char sql[] = "SELECT pk FROM pragma_table_info(?1) ORDER BY cid";
-    sqlite3_stmt *st = edge__repl_stmt(db, sql, sizeof(sql) - 1);
-    if (st == NULL) return EDGE_ESTORE;
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    int col = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        int pk = sqlite3_column_int(st, 0);
-        if (pk > 0 && pk <= EDGE_REPL_MAX_PK && col < 65535) {
-            out->pk[pk - 1] = col;
-            if (pk > out->npk) out->npk = pk;
-        }
-        col++;
-    }
-    edge__repl_done(st);
+    int col = edge_sql_table_columns(db, table, pk_col, out);
+    if (col < 0) return EDGE_ESTORE;
     out->ncols = col;
     return col > 0 ? EDGE_OK : EDGE_ENOTFOUND;
 }

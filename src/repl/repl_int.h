@@ -4,6 +4,7 @@
 #define EDGE_REPL_INT_H
 
 #include "repl/repl.h"
+#include "store/sql.h"
 
 #define EDGE_REPL_PAYLOAD_VERSION 2
 #define EDGE_REPL_OP_ROW 1    /* full row image + a stamp per column */
@@ -13,12 +14,9 @@
 #define EDGE__OP_DDL_RAW 100 /* raw capture record kind for DDL text */
 #define EDGE_REPL_MAX_PK 32
 
-/* A bounds-checked reader over p[0..len). */
-struct edge__rd {
-    const uint8_t *p;
-    size_t len;
-    size_t off;
-};
+/* A bounds-checked reader over p[0..len): the one of core/vclock.h, under the name
+ * capture and apply use. */
+#define edge__rd edge_rd
 
 struct edge__pkinfo {
     int ncols;
@@ -26,17 +24,25 @@ struct edge__pkinfo {
     int pk[EDGE_REPL_MAX_PK]; /* column index of the i-th primary key column */
 };
 
-/* A prepared statement for sql (NUL-terminated) on db, reused across calls: kept
- * prepared for the life of the connection and found again with sqlite3_next_stmt, so
- * the per-row SQL of capture and apply is parsed once, not per row. The caller must
- * leave it reset (edge__repl_done). NULL on error. */
-sqlite3_stmt *edge__repl_stmt(sqlite3 *db, const char *sql, size_t len);
-void edge__repl_done(sqlite3_stmt *st);
+/* The per-connection statement cache of store/sql.h, under the names capture and apply
+ * use: the per-row SQL of capture and apply is parsed once, not per row. */
+static inline sqlite3_stmt *edge__repl_stmt(sqlite3 *db, const char *sql, size_t len)
+{
+    return edge_sql_stmt(db, sql, len);
+}
+
+static inline void edge__repl_done(sqlite3_stmt *st)
+{
+    edge_sql_done(st);
+}
 
 int edge__repl_put_str(struct edge_buf *b, const char *s, size_t n);
 int edge__repl_put_value(struct edge_buf *b, sqlite3_value *v);
 int edge__repl_get_str(struct edge__rd *r, const char **s, size_t *n);
-int edge__repl_get_varint(struct edge__rd *r, uint64_t *v);
+static inline int edge__repl_get_varint(struct edge__rd *r, uint64_t *v)
+{
+    return edge_rd_varint(r, v);
+}
 int edge__repl_get_u8(struct edge__rd *r, uint8_t *v);
 int edge__repl_bind_value(sqlite3_stmt *st, int idx, struct edge__rd *r);
 int edge__repl_skip_value(struct edge__rd *r);

@@ -55,15 +55,9 @@ static void forward_after(uv_work_t *w, int status)
             edge_http_respond_error(f->conn, 503, "PRIMARY_UNREACHABLE", msg);
         } else if (f->resp.status == 200) {
             /* The primary's bookmark orders reads everywhere. */
-            const char *bm = f->resp.bookmark;
-            const char *colon = strrchr(bm, ':');
             char origin[EDGE_VCLOCK_REGION_MAX + 1] = "";
             uint64_t seq = 0;
-            if (colon != NULL && (size_t)(colon - bm) <= EDGE_VCLOCK_REGION_MAX) {
-                memcpy(origin, bm, (size_t)(colon - bm));
-                origin[colon - bm] = '\0';
-                seq = strtoull(colon + 1, NULL, 10);
-            }
+            if (!edge_api_bookmark_parse(f->resp.bookmark, origin, &seq)) seq = 0; /* none: answer without one */
             edge_api_pipeline_answer(n, f->conn, f->mode, seq ? origin : NULL, seq, f->resp.body.data ? f->resp.body.data : "",
                             f->resp.body.len, f->start_ns);
         } else {

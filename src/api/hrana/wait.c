@@ -76,10 +76,7 @@ static void waiter_tick(uv_timer_t *t)
                      n->region, (unsigned long long)w->seq);
             struct edge_buf b;
             edge_buf_init(&b, 4096);
-            edge_buf_printf(&b, "{\"type\":\"response_error\",\"request_id\":%lld,\"error\":",
-                            (long long)w->request_id);
-            hrana_write_error(&b, msg, "STRONG_TIMEOUT");
-            edge_buf_putc(&b, '}');
+            hrana_write_response_error(&b, w->request_id, msg, "STRONG_TIMEOUT");
             if (!w->ws->closed) edge_http_ws_send(w->conn, 1, b.data, b.len);
             edge_buf_free(&b);
             edge_api_observe(n, EP_WS, w->start_ns, true);
@@ -149,6 +146,21 @@ bool edge_api_wait_majority_ws(struct unit *u, struct ws_session *s, uint64_t se
     return true;
 }
 
+bool edge_api_bookmark_parse(const char *bm, char origin[EDGE_VCLOCK_REGION_MAX + 1], uint64_t *seq)
+{
+    const char *colon = strrchr(bm, ':');
+    char *end = NULL;
+    unsigned long long v = colon ? strtoull(colon + 1, &end, 10) : 0;
+    if (colon == NULL || colon == bm || (size_t)(colon - bm) > EDGE_VCLOCK_REGION_MAX || end == NULL || *end != '\0' ||
+        v == 0) {
+        return false;
+    }
+    memcpy(origin, bm, (size_t)(colon - bm));
+    origin[colon - bm] = '\0';
+    *seq = v;
+    return true;
+}
+
 /* A read with X-Edge-Bookmark: serve it once this region has applied the write.
  * Returns true if the request was parked (or answered). */
 bool edge_api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
@@ -157,17 +169,12 @@ bool edge_api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct edg
     struct edge_node *n = l->node;
     const char *bm = edge_http_header(req, "x-edge-bookmark");
     if (bm == NULL || !n->repl.cluster) return false;
-    const char *colon = strrchr(bm, ':');
     char origin[EDGE_VCLOCK_REGION_MAX + 1];
-    char *end = NULL;
-    unsigned long long seq = colon ? strtoull(colon + 1, &end, 10) : 0;
-    if (colon == NULL || colon == bm || (size_t)(colon - bm) > EDGE_VCLOCK_REGION_MAX || end == NULL || *end != '\0' ||
-        seq == 0) {
+    uint64_t seq = 0;
+    if (!edge_api_bookmark_parse(bm, origin, &seq)) {
         edge_api_respond_error(n, c, req, EP_PIPELINE, 400, "BOOKMARK_INVALID", "X-Edge-Bookmark must be REGION:SEQ");
         return true;
     }
-    memcpy(origin, bm, (size_t)(colon - bm));
-    origin[colon - bm] = '\0';
     if (edge_repl_state_covers(&n->repl, origin, seq)) return false;
     struct waiter *w = waiter_new(l, c, WAIT_BOOKMARK, n->cfg.bookmark_timeout_ms);
     if (w == NULL) {

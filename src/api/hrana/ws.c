@@ -39,9 +39,7 @@ static void ws_send_error(struct ws_session *s, int64_t request_id, const char *
 {
     struct edge_buf b;
     edge_buf_init(&b, 1 << 16);
-    edge_buf_printf(&b, "{\"type\":\"response_error\",\"request_id\":%lld,\"error\":", (long long)request_id);
-    hrana_write_error(&b, msg, code);
-    edge_buf_putc(&b, '}');
+    hrana_write_response_error(&b, request_id, msg, code);
     edge_http_ws_send(s->conn, 1, b.data, b.len);
     edge_buf_free(&b);
 }
@@ -321,10 +319,7 @@ void edge_api_ws_finish(struct unit *u)
             edge_buf_reset(&u->out);
             char msg[128];
             snprintf(msg, sizeof(msg), "the request could not be completed: %s", edge_strerror(u->commit_status));
-            edge_buf_printf(&u->out, "{\"type\":\"response_error\",\"request_id\":%lld,\"error\":",
-                            (long long)u->request_id);
-            hrana_write_error(&u->out, msg, edge_api_status_code(u->commit_status));
-            edge_buf_putc(&u->out, '}');
+            hrana_write_response_error(&u->out, u->request_id, msg, edge_api_status_code(u->commit_status));
         }
         uint64_t seq = u->route == HRANA_ROUTE_WRITE ? u->wjob.seq : u->ctx.seq;
         if (n->repl.cluster && u->commit_status == EDGE_OK && u->ctx.consistency == 1 && seq != 0) {

@@ -1,15 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Hrana request validation and execution (see hrana.h).
- *
- * DESIGN
- * Bad input must change nothing, so a whole pipeline is validated before any of it
- * runs; only SQL-level failures (a constraint, a missing table) are reported per
- * statement, as sqld does. Results are written straight into one output buffer with a
- * small JSON writer rather than built as a jansson tree: for point reads, building and
- * serialising a tree cost more than the query itself. Parameter binding follows sqld
- * (libsql-server/src/query.rs): positional by index, ?NNN by number, named by exact
- * name and then by name without its prefix character. */
-#include "api/hrana.h"
+/* Hrana requests: execution, with the replication hooks around each statement (see hrana.h). */
+#include "api/hrana/hrana_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -21,416 +12,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
-
-/* ---------------------------------------------------------------------------------- */
-/* Stored SQL                                                                         */
-/* ---------------------------------------------------------------------------------- */
-
-void hrana_sqlmap_init(struct hrana_sqlmap *m, size_t max)
-{
-    m->items = NULL;
-    m->n = 0;
-    m->max = max;
-}
-
-void hrana_sqlmap_free(struct hrana_sqlmap *m)
-{
-    for (size_t i = 0; i < m->n; i++) {
-        edge_free(m->items[i].sql);
-    }
-    edge_free(m->items);
-    m->items = NULL;
-    m->n = 0;
-}
-
-const char *hrana_sqlmap_get(const struct hrana_sqlmap *m, int32_t id)
-{
-    for (size_t i = 0; i < m->n; i++) {
-        if (m->items[i].id == id) {
-            return m->items[i].sql;
-        }
-    }
-    return NULL;
-}
-
-/* ---------------------------------------------------------------------------------- */
-/* Validation                                                                         */
-/* ---------------------------------------------------------------------------------- */
-
-static bool opt_type(json_t *obj, const char *key, json_type t)
-{
-    json_t *v = json_object_get(obj, key);
-    return v == NULL || json_is_null(v) || json_typeof(v) == t;
-}
-
-static bool is_int32(json_t *v)
-{
-    return json_is_integer(v) && json_integer_value(v) >= INT32_MIN && json_integer_value(v) <= INT32_MAX;
-}
-
-static int fail(char *err, size_t errlen, const char *fmt, const char *a)
-{
-    snprintf(err, errlen, fmt, a);
-    return EDGE_EPROTO;
-}
-
-static int validate_value(json_t *v, char *err, size_t errlen)
-{
-    if (!json_is_object(v)) {
-        return fail(err, errlen, "%sa value must be an object", "");
-    }
-    const char *t = json_string_value(json_object_get(v, "type"));
-    if (t == NULL) {
-        return fail(err, errlen, "%sa value needs a string 'type'", "");
-    }
-    json_t *val = json_object_get(v, "value");
-    if (strcmp(t, "null") == 0) return EDGE_OK;
-    if (strcmp(t, "integer") == 0) {
-        /* The client sends a decimal string; accept an integral JSON number too. */
-        if (json_is_string(val) || json_is_integer(val)) return EDGE_OK;
-        return fail(err, errlen, "%sinteger value must be a string", "");
-    }
-    if (strcmp(t, "float") == 0) {
-        if (json_is_number(val)) return EDGE_OK;
-        return fail(err, errlen, "%sfloat value must be a number", "");
-    }
-    if (strcmp(t, "text") == 0) {
-        if (json_is_string(val)) return EDGE_OK;
-        return fail(err, errlen, "%stext value must be a string", "");
-    }
-    if (strcmp(t, "blob") == 0) {
-        if (json_is_string(json_object_get(v, "base64"))) return EDGE_OK;
-        return fail(err, errlen, "%sblob value needs a string 'base64'", "");
-    }
-    return fail(err, errlen, "unknown value type '%s'", t);
-}
-
-static int validate_stmt(json_t *s, char *err, size_t errlen)
-{
-    if (!json_is_object(s)) {
-        return fail(err, errlen, "%sstmt must be an object", "");
-    }
-    json_t *sql = json_object_get(s, "sql");
-    json_t *sql_id = json_object_get(s, "sql_id");
-    bool has_sql = sql != NULL && !json_is_null(sql);
-    bool has_id = sql_id != NULL && !json_is_null(sql_id);
-    if (has_sql == has_id) {
-        return fail(err, errlen, "%sstmt needs exactly one of 'sql' and 'sql_id'", "");
-    }
-    if (has_sql && !json_is_string(sql)) return fail(err, errlen, "%s'sql' must be a string", "");
-    if (has_id && !is_int32(sql_id)) return fail(err, errlen, "%s'sql_id' must be a 32-bit integer", "");
-    if (!opt_type(s, "args", JSON_ARRAY)) return fail(err, errlen, "%s'args' must be an array", "");
-    if (!opt_type(s, "named_args", JSON_ARRAY)) return fail(err, errlen, "%s'named_args' must be an array", "");
-    json_t *wr = json_object_get(s, "want_rows");
-    if (wr != NULL && !json_is_null(wr) && !json_is_boolean(wr)) {
-        return fail(err, errlen, "%s'want_rows' must be a boolean", "");
-    }
-    size_t i;
-    json_t *a;
-    json_array_foreach(json_object_get(s, "args"), i, a) {
-        if (validate_value(a, err, errlen) != EDGE_OK) return EDGE_EPROTO;
-    }
-    json_array_foreach(json_object_get(s, "named_args"), i, a) {
-        if (!json_is_object(a) || !json_is_string(json_object_get(a, "name"))) {
-            return fail(err, errlen, "%snamed_args entries need a string 'name'", "");
-        }
-        if (validate_value(json_object_get(a, "value"), err, errlen) != EDGE_OK) return EDGE_EPROTO;
-    }
-    return EDGE_OK;
-}
-
-static int validate_cond(json_t *c, size_t step, int version, int depth, char *err, size_t errlen)
-{
-    if (depth > 32) return fail(err, errlen, "%scondition nested too deeply", "");
-    if (!json_is_object(c)) return fail(err, errlen, "%scondition must be an object", "");
-    const char *t = json_string_value(json_object_get(c, "type"));
-    if (t == NULL) return fail(err, errlen, "%scondition needs a string 'type'", "");
-    if (strcmp(t, "ok") == 0 || strcmp(t, "error") == 0) {
-        json_t *s = json_object_get(c, "step");
-        if (!json_is_integer(s) || json_integer_value(s) < 0 || (size_t)json_integer_value(s) >= step) {
-            return fail(err, errlen, "%scondition 'step' must refer to an earlier step", "");
-        }
-        return EDGE_OK;
-    }
-    if (strcmp(t, "not") == 0) {
-        return validate_cond(json_object_get(c, "cond"), step, version, depth + 1, err, errlen);
-    }
-    if (strcmp(t, "and") == 0 || strcmp(t, "or") == 0) {
-        json_t *cs = json_object_get(c, "conds");
-        if (!json_is_array(cs)) return fail(err, errlen, "%s'conds' must be an array", "");
-        size_t i;
-        json_t *x;
-        json_array_foreach(cs, i, x) {
-            if (validate_cond(x, step, version, depth + 1, err, errlen) != EDGE_OK) return EDGE_EPROTO;
-        }
-        return EDGE_OK;
-    }
-    if (strcmp(t, "is_autocommit") == 0 && version >= 3) return EDGE_OK;
-    return fail(err, errlen, "unknown condition type '%s'", t);
-}
-
-static int validate_batch(json_t *b, int version, char *err, size_t errlen)
-{
-    json_t *steps = json_object_get(b, "steps");
-    if (!json_is_object(b) || !json_is_array(steps)) {
-        return fail(err, errlen, "%sbatch needs an array 'steps'", "");
-    }
-    if (json_array_size(steps) > 10000) return fail(err, errlen, "%stoo many batch steps", "");
-    size_t i;
-    json_t *st;
-    json_array_foreach(steps, i, st) {
-        if (!json_is_object(st)) return fail(err, errlen, "%sa batch step must be an object", "");
-        if (validate_stmt(json_object_get(st, "stmt"), err, errlen) != EDGE_OK) return EDGE_EPROTO;
-        json_t *c = json_object_get(st, "condition");
-        if (c != NULL && !json_is_null(c) && validate_cond(c, i, version, 0, err, errlen) != EDGE_OK) {
-            return EDGE_EPROTO;
-        }
-    }
-    return EDGE_OK;
-}
-
-static int validate_sql_or_id(json_t *r, char *err, size_t errlen)
-{
-    json_t *sql = json_object_get(r, "sql");
-    json_t *id = json_object_get(r, "sql_id");
-    bool has_sql = sql != NULL && !json_is_null(sql);
-    bool has_id = id != NULL && !json_is_null(id);
-    if (has_sql == has_id) return fail(err, errlen, "%sneeds exactly one of 'sql' and 'sql_id'", "");
-    if (has_sql && !json_is_string(sql)) return fail(err, errlen, "%s'sql' must be a string", "");
-    if (has_id && !is_int32(id)) return fail(err, errlen, "%s'sql_id' must be a 32-bit integer", "");
-    return EDGE_OK;
-}
-
-int hrana_validate_request(json_t *r, int version, bool ws, char *err, size_t errlen)
-{
-    if (!json_is_object(r)) return fail(err, errlen, "%sa request must be an object", "");
-    const char *t = json_string_value(json_object_get(r, "type"));
-    if (t == NULL) return fail(err, errlen, "%sa request needs a string 'type'", "");
-    bool needs_stream = ws;
-    int rv = EDGE_OK;
-    if (strcmp(t, "execute") == 0) {
-        rv = validate_stmt(json_object_get(r, "stmt"), err, errlen);
-    } else if (strcmp(t, "batch") == 0) {
-        rv = validate_batch(json_object_get(r, "batch"), version, err, errlen);
-    } else if (strcmp(t, "sequence") == 0 || strcmp(t, "describe") == 0) {
-        rv = validate_sql_or_id(r, err, errlen);
-    } else if (strcmp(t, "store_sql") == 0) {
-        needs_stream = false;
-        if (!is_int32(json_object_get(r, "sql_id")) || !json_is_string(json_object_get(r, "sql"))) {
-            rv = fail(err, errlen, "%sstore_sql needs an integer 'sql_id' and a string 'sql'", "");
-        }
-    } else if (strcmp(t, "close_sql") == 0) {
-        needs_stream = false;
-        if (!is_int32(json_object_get(r, "sql_id"))) rv = fail(err, errlen, "%sclose_sql needs 'sql_id'", "");
-    } else if (strcmp(t, "get_autocommit") == 0 && version >= 3) {
-        /* no fields */
-    } else if (!ws && strcmp(t, "close") == 0) {
-        /* no fields */
-    } else if (ws && (strcmp(t, "open_stream") == 0 || strcmp(t, "close_stream") == 0)) {
-        /* stream_id checked below */
-    } else {
-        return fail(err, errlen, "unknown request type '%s'", t);
-    }
-    if (rv == EDGE_OK && needs_stream && !is_int32(json_object_get(r, "stream_id"))) {
-        rv = fail(err, errlen, "%s'stream_id' must be a 32-bit integer", "");
-    }
-    return rv;
-}
-
-int hrana_validate_pipeline(json_t *body, int version, char *err, size_t errlen)
-{
-    if (!json_is_object(body)) return fail(err, errlen, "%sthe body must be a JSON object", "");
-    json_t *baton = json_object_get(body, "baton");
-    if (baton != NULL && !json_is_null(baton) && !json_is_string(baton)) {
-        return fail(err, errlen, "%s'baton' must be a string or null", "");
-    }
-    json_t *reqs = json_object_get(body, "requests");
-    if (!json_is_array(reqs)) return fail(err, errlen, "%s'requests' must be an array", "");
-    if (json_array_size(reqs) > 10000) return fail(err, errlen, "%stoo many requests", "");
-    size_t i;
-    json_t *r;
-    json_array_foreach(reqs, i, r) {
-        if (hrana_validate_request(r, version, false, err, errlen) != EDGE_OK) return EDGE_EPROTO;
-    }
-    return EDGE_OK;
-}
-
-/* ---------------------------------------------------------------------------------- */
-/* Classification                                                                     */
-/* ---------------------------------------------------------------------------------- */
-
-static const char *stmt_sql(json_t *stmt, const struct hrana_sqlmap *sqls, size_t *len)
-{
-    json_t *sql = json_object_get(stmt, "sql");
-    if (json_is_string(sql)) {
-        *len = json_string_length(sql);
-        return json_string_value(sql);
-    }
-    json_t *id = json_object_get(stmt, "sql_id");
-    const char *s = sqls ? hrana_sqlmap_get(sqls, (int32_t)json_integer_value(id)) : NULL;
-    *len = s ? strlen(s) : 0;
-    return s;
-}
-
-/* 0 = read, 1 = write, 2 = transaction control. Unknown or unpreparable SQL counts as
- * a write: the writer runs anything correctly, the read path only reads. */
-static int authorizer(void *ud, int action, const char *a, const char *b, const char *dbname, const char *trigger)
-{
-    (void)b;
-    (void)trigger;
-    struct hrana_tables *t = ud;
-    if ((action == SQLITE_INSERT || action == SQLITE_UPDATE || action == SQLITE_DELETE) && a != NULL &&
-        (dbname == NULL || strcmp(dbname, "main") == 0) && strncmp(a, "sqlite_", 7) != 0) {
-        for (int i = 0; i < t->n; i++) {
-            if (strcmp(t->names[i], a) == 0) return SQLITE_OK;
-        }
-        if (t->n < HRANA_MAX_TABLES && strlen(a) < sizeof(t->names[0])) {
-            snprintf(t->names[t->n++], sizeof(t->names[0]), "%s", a);
-        } else {
-            t->overflow = true;
-        }
-    }
-    return SQLITE_OK;
-}
-
-/* Which tables a write statement touches: prepare it again (uncached) under an
- * authorizer, since a cached statement does not call the authorizer. */
-static void collect_tables(struct edge_store_conn *rconn, const char *sql, size_t len, struct hrana_tables *t)
-{
-    sqlite3 *db = edge_store_db(rconn);
-    sqlite3_set_authorizer(db, authorizer, t);
-    sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(db, sql, (int)len, &st, NULL);
-    sqlite3_finalize(st);
-    sqlite3_set_authorizer(db, NULL, NULL);
-}
-
-/* Does the statement text start with a schema-changing keyword (CREATE, ALTER, DROP)? */
-static bool starts_ddl(const char *sql, size_t len)
-{
-    static const char *const words[] = {"CREATE", "ALTER", "DROP"};
-    size_t k = 0;
-    while (k < len && (sql[k] == ' ' || sql[k] == '\n' || sql[k] == '\t' || sql[k] == '\r' || sql[k] == '(')) k++;
-    for (int i = 0; i < 3; i++) {
-        size_t n = strlen(words[i]);
-        if (len - k >= n && strncasecmp(sql + k, words[i], n) == 0 &&
-            (len - k == n || !((sql[k + n] >= 'a' && sql[k + n] <= 'z') || (sql[k + n] >= 'A' && sql[k + n] <= 'Z')))) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rconn, bool whole,
-                        struct hrana_tables *tables)
-{
-    if (sql == NULL) {
-        return 0; /* reported as an error when executed */
-    }
-    size_t off = 0;
-    int kind = 0;
-    int guard = 0;
-    while (off < len && guard++ < 1000) {
-        bool txctl = edge_store_txctl(sql + off, len - off) != EDGE_TXCTL_NONE;
-        if (txctl) {
-            if (tables == NULL) return 2;
-            kind = 2; /* keep scanning: the tables written matter too */
-        }
-        sqlite3_stmt *st = NULL;
-        size_t tail = 0;
-        int rc = edge_store_prepare(rconn, sql + off, len - off, &st, &tail);
-        if (rc != SQLITE_OK) {
-            /* Often a statement about a table created earlier in the same unit. */
-            if (tables != NULL && starts_ddl(sql + off, len - off)) {
-                tables->ddl = true;
-            }
-            return kind == 2 ? 2 : 1;
-        }
-        if (st == NULL) {
-            break;
-        }
-        if (!txctl && !sqlite3_stmt_readonly(st)) {
-            kind = kind == 2 ? 2 : 1;
-            if (tables != NULL) {
-                collect_tables(rconn, sql + off, tail, tables);
-                if (starts_ddl(sql + off, tail)) tables->ddl = true;
-            }
-        }
-        edge_store_release(rconn, st);
-        off += tail;
-        if (!whole) {
-            break;
-        }
-    }
-    return kind;
-}
-
-enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_conn *rconn,
-                                const struct hrana_sqlmap *sqls, bool in_txn, struct hrana_tables *tables)
-{
-    if (in_txn && tables == NULL) {
-        return HRANA_ROUTE_TXN;
-    }
-    /* store_sql requests earlier in the same unit are visible to later statements:
-     * classify against the stored map plus an overlay of those texts (borrowed). */
-    struct hrana_sqlmap view;
-    hrana_sqlmap_init(&view, 0);
-    int kind = 0;
-    for (size_t i = 0; i < n && (kind < 2 || tables != NULL); i++) {
-        json_t *r = json_is_array(requests) ? json_array_get(requests, i) : requests;
-        const char *t = json_string_value(json_object_get(r, "type"));
-        size_t len = 0;
-        const char *sql = NULL;
-        int k = 0;
-        const struct hrana_sqlmap *lookup = view.n > 0 ? &view : sqls;
-        if (strcmp(t, "store_sql") == 0) {
-            if (view.n == 0 && sqls != NULL) {
-                struct hrana_sql *items = edge_calloc(sqls->n + n + 1, sizeof(*items));
-                if (items == NULL) {
-                    kind = 1;
-                    break;
-                }
-                if (sqls->n > 0) memcpy(items, sqls->items, sqls->n * sizeof(*items));
-                view.items = items;
-                view.n = sqls->n;
-            } else if (view.n == 0) {
-                view.items = edge_calloc(n + 1, sizeof(*view.items));
-                if (view.items == NULL) {
-                    kind = 1;
-                    break;
-                }
-            }
-            view.items[view.n].id = (int32_t)json_integer_value(json_object_get(r, "sql_id"));
-            view.items[view.n].sql = (char *)json_string_value(json_object_get(r, "sql"));
-            view.n++;
-            /* hrana_sqlmap_get returns the first match: move the new text first. */
-            struct hrana_sql tmp = view.items[view.n - 1];
-            memmove(view.items + 1, view.items, (view.n - 1) * sizeof(tmp));
-            view.items[0] = tmp;
-            continue;
-        }
-        if (strcmp(t, "execute") == 0) {
-            sql = stmt_sql(json_object_get(r, "stmt"), lookup, &len);
-            k = classify_sql(sql, len, rconn, false, tables);
-        } else if (strcmp(t, "batch") == 0) {
-            size_t j;
-            json_t *st;
-            json_array_foreach(json_object_get(json_object_get(r, "batch"), "steps"), j, st) {
-                sql = stmt_sql(json_object_get(st, "stmt"), lookup, &len);
-                int kk = classify_sql(sql, len, rconn, false, tables);
-                k = kk > k ? kk : k;
-                if (k == 2 && tables == NULL) break;
-            }
-        } else if (strcmp(t, "sequence") == 0) {
-            sql = stmt_sql(r, lookup, &len);
-            k = classify_sql(sql, len, rconn, true, tables);
-        }
-        kind = k > kind ? k : kind;
-    }
-    edge_free(view.items); /* the texts are borrowed */
-    if (in_txn) return HRANA_ROUTE_TXN;
-    return kind == 2 ? HRANA_ROUTE_TXN : kind == 1 ? HRANA_ROUTE_WRITE : HRANA_ROUTE_READ;
-}
+#include "store/sql.h"
 
 /* ---------------------------------------------------------------------------------- */
 /* Execution                                                                          */
@@ -659,7 +241,7 @@ struct rx {
 static bool is_ddl(sqlite3_stmt *st)
 {
     const char *s = sqlite3_sql(st);
-    return s != NULL && starts_ddl(s, strlen(s));
+    return s != NULL && hrana__starts_ddl(s, strlen(s));
 }
 
 /* Before stepping st. Returns 0, or -1 with e set.
@@ -708,18 +290,31 @@ static int repl_pre(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx,
     return 0;
 }
 
+static void count_pk(void *ud, int cid, const char *name, int pk)
+{
+    (void)cid;
+    (void)name;
+    if (pk > 0) ++*(int *)ud;
+}
+
+/* A user table without a PRIMARY KEY, or NULL. */
 static const char *table_without_pk(sqlite3 *db)
 {
     static const char q[] =
-        "SELECT m.name FROM sqlite_schema m WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
-        " AND m.name NOT LIKE '\\_edge\\_%' ESCAPE '\\'"
-        " AND NOT EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.pk > 0) LIMIT 1";
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        " AND name NOT LIKE '\\_edge\\_%' ESCAPE '\\'";
     static __thread char name[128];
     sqlite3_stmt *st = NULL;
     const char *found = NULL;
-    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-        snprintf(name, sizeof(name), "%s", (const char *)sqlite3_column_text(st, 0));
-        found = name;
+    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) == SQLITE_OK) {
+        while (found == NULL && sqlite3_step(st) == SQLITE_ROW) {
+            const char *t = (const char *)sqlite3_column_text(st, 0);
+            int npk = 0;
+            if (t != NULL && edge_sql_table_columns(db, t, count_pk, &npk) > 0 && npk == 0) {
+                snprintf(name, sizeof(name), "%s", t);
+                found = name;
+            }
+        }
     }
     sqlite3_finalize(st);
     return found;
@@ -800,7 +395,7 @@ static int repl_post(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx
 static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, struct stmt_error *e)
 {
     size_t len = 0;
-    const char *sql = stmt_sql(stmt, ctx->sqls, &len);
+    const char *sql = hrana__stmt_sql(stmt, ctx->sqls, &len);
     size_t mark = out->len;
     sqlite3_stmt *st = NULL;
     int ret = -1;
@@ -942,6 +537,15 @@ int hrana_write_error(struct edge_buf *out, const char *message, const char *cod
     return rv;
 }
 
+int hrana_write_response_error(struct edge_buf *out, int64_t request_id, const char *message, const char *code)
+{
+    int rv = edge_buf_printf(out, "{\"type\":\"response_error\",\"request_id\":%lld,\"error\":",
+                             (long long)request_id);
+    if (rv == EDGE_OK) rv = hrana_write_error(out, message, code);
+    if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
+    return rv;
+}
+
 /* Evaluate a batch condition. */
 static bool eval_cond(json_t *c, const signed char *state, struct hrana_ctx *ctx)
 {
@@ -1017,7 +621,7 @@ static int run_sequence(struct hrana_ctx *ctx, json_t *req, struct stmt_error *e
 static int run_sequence_inner(struct hrana_ctx *ctx, json_t *req, struct stmt_error *e)
 {
     size_t len = 0;
-    const char *sql = stmt_sql(req, ctx->sqls, &len);
+    const char *sql = hrana__stmt_sql(req, ctx->sqls, &len);
     if (sql == NULL) {
         set_err(e, "SQL_NOT_FOUND", "%sno stored SQL with that id", "");
         return -1;
@@ -1079,7 +683,7 @@ static int run_sequence_inner(struct hrana_ctx *ctx, json_t *req, struct stmt_er
 static int run_describe(struct hrana_ctx *ctx, json_t *req, struct edge_buf *out, struct stmt_error *e)
 {
     size_t len = 0;
-    const char *sql = stmt_sql(req, ctx->sqls, &len);
+    const char *sql = hrana__stmt_sql(req, ctx->sqls, &len);
     if (sql == NULL) {
         set_err(e, "SQL_NOT_FOUND", "%sno stored SQL with that id", "");
         return -1;
@@ -1220,12 +824,8 @@ int hrana_execute_request(struct hrana_ctx *ctx, json_t *req, enum hrana_wrap wr
     }
     out->len = mark;
     if (out->data) out->data[mark] = '\0';
-    if (wrap == HRANA_WRAP_HTTP) {
-        rv = edge_buf_puts(out, "{\"type\":\"error\",\"error\":");
-    } else {
-        rv = edge_buf_printf(out, "{\"type\":\"response_error\",\"request_id\":%lld,\"error\":",
-                             (long long)request_id);
-    }
+    if (wrap == HRANA_WRAP_WS) return hrana_write_response_error(out, request_id, e.message, e.code);
+    rv = edge_buf_puts(out, "{\"type\":\"error\",\"error\":");
     if (rv == EDGE_OK) rv = hrana_write_error(out, e.message, e.code);
     if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
     return rv;

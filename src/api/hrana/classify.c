@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/* Hrana requests: where a unit must run (see hrana.h). */
+#include "api/hrana/hrana_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/alloc.h"
+
+/* ---------------------------------------------------------------------------------- */
+/* Classification                                                                     */
+/* ---------------------------------------------------------------------------------- */
+
+const char *hrana__stmt_sql(json_t *stmt, const struct hrana_sqlmap *sqls, size_t *len)
+{
+    json_t *sql = json_object_get(stmt, "sql");
+    if (json_is_string(sql)) {
+        *len = json_string_length(sql);
+        return json_string_value(sql);
+    }
+    json_t *id = json_object_get(stmt, "sql_id");
+    const char *s = sqls ? hrana_sqlmap_get(sqls, (int32_t)json_integer_value(id)) : NULL;
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
+/* 0 = read, 1 = write, 2 = transaction control. Unknown or unpreparable SQL counts as
+ * a write: the writer runs anything correctly, the read path only reads. */
+static int authorizer(void *ud, int action, const char *a, const char *b, const char *dbname, const char *trigger)
+{
+    (void)b;
+    (void)trigger;
+    struct hrana_tables *t = ud;
+    if ((action == SQLITE_INSERT || action == SQLITE_UPDATE || action == SQLITE_DELETE) && a != NULL &&
+        (dbname == NULL || strcmp(dbname, "main") == 0) && strncmp(a, "sqlite_", 7) != 0) {
+        for (int i = 0; i < t->n; i++) {
+            if (strcmp(t->names[i], a) == 0) return SQLITE_OK;
+        }
+        if (t->n < HRANA_MAX_TABLES && strlen(a) < sizeof(t->names[0])) {
+            snprintf(t->names[t->n++], sizeof(t->names[0]), "%s", a);
+        } else {
+            t->overflow = true;
+        }
+    }
+    return SQLITE_OK;
+}
+
+/* Which tables a write statement touches: prepare it again (uncached) under an
+ * authorizer, since a cached statement does not call the authorizer. */
+static void collect_tables(struct edge_store_conn *rconn, const char *sql, size_t len, struct hrana_tables *t)
+{
+    sqlite3 *db = edge_store_db(rconn);
+    sqlite3_set_authorizer(db, authorizer, t);
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(db, sql, (int)len, &st, NULL);
+    sqlite3_finalize(st);
+    sqlite3_set_authorizer(db, NULL, NULL);
+}
+
+bool hrana__starts_ddl(const char *sql, size_t len)
+{
+    static const char *const words[] = {"CREATE", "ALTER", "DROP"};
+    size_t k = 0;
+    while (k < len && (sql[k] == ' ' || sql[k] == '\n' || sql[k] == '\t' || sql[k] == '\r' || sql[k] == '(')) k++;
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(words[i]);
+        if (len - k >= n && strncasecmp(sql + k, words[i], n) == 0 &&
+            (len - k == n || !((sql[k + n] >= 'a' && sql[k + n] <= 'z') || (sql[k + n] >= 'A' && sql[k + n] <= 'Z')))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rconn, bool whole,
+                        struct hrana_tables *tables)
+{
+    if (sql == NULL) {
+        return 0; /* reported as an error when executed */
+    }
+    size_t off = 0;
+    int kind = 0;
+    int guard = 0;
+    while (off < len && guard++ < 1000) {
+        bool txctl = edge_store_txctl(sql + off, len - off) != EDGE_TXCTL_NONE;
+        if (txctl) {
+            if (tables == NULL) return 2;
+            kind = 2; /* keep scanning: the tables written matter too */
+        }
+        sqlite3_stmt *st = NULL;
+        size_t tail = 0;
+        int rc = edge_store_prepare(rconn, sql + off, len - off, &st, &tail);
+        if (rc != SQLITE_OK) {
+            /* Often a statement about a table created earlier in the same unit. */
+            if (tables != NULL && hrana__starts_ddl(sql + off, len - off)) {
+                tables->ddl = true;
+            }
+            return kind == 2 ? 2 : 1;
+        }
+        if (st == NULL) {
+            break;
+        }
+        if (!txctl && !sqlite3_stmt_readonly(st)) {
+            kind = kind == 2 ? 2 : 1;
+            if (tables != NULL) {
+                collect_tables(rconn, sql + off, tail, tables);
+                if (hrana__starts_ddl(sql + off, tail)) tables->ddl = true;
+            }
+        }
+        edge_store_release(rconn, st);
+        off += tail;
+        if (!whole) {
+            break;
+        }
+    }
+    return kind;
+}
+
+enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_conn *rconn,
+                                const struct hrana_sqlmap *sqls, bool in_txn, struct hrana_tables *tables)
+{
+    if (in_txn && tables == NULL) {
+        return HRANA_ROUTE_TXN;
+    }
+    /* store_sql requests earlier in the same unit are visible to later statements:
+     * classify against the stored map plus an overlay of those texts (borrowed). */
+    struct hrana_sqlmap view;
+    hrana_sqlmap_init(&view, 0);
+    int kind = 0;
+    for (size_t i = 0; i < n && (kind < 2 || tables != NULL); i++) {
+        json_t *r = json_is_array(requests) ? json_array_get(requests, i) : requests;
+        const char *t = json_string_value(json_object_get(r, "type"));
+        size_t len = 0;
+        const char *sql = NULL;
+        int k = 0;
+        const struct hrana_sqlmap *lookup = view.n > 0 ? &view : sqls;
+        if (strcmp(t, "store_sql") == 0) {
+            if (view.n == 0 && sqls != NULL) {
+                struct hrana_sql *items = edge_calloc(sqls->n + n + 1, sizeof(*items));
+                if (items == NULL) {
+                    kind = 1;
+                    break;
+                }
+                if (sqls->n > 0) memcpy(items, sqls->items, sqls->n * sizeof(*items));
+                view.items = items;
+                view.n = sqls->n;
+            } else if (view.n == 0) {
+                view.items = edge_calloc(n + 1, sizeof(*view.items));
+                if (view.items == NULL) {
+                    kind = 1;
+                    break;
+                }
+            }
+            view.items[view.n].id = (int32_t)json_integer_value(json_object_get(r, "sql_id"));
+            view.items[view.n].sql = (char *)json_string_value(json_object_get(r, "sql"));
+            view.n++;
+            /* hrana_sqlmap_get returns the first match: move the new text first. */
+            struct hrana_sql tmp = view.items[view.n - 1];
+            memmove(view.items + 1, view.items, (view.n - 1) * sizeof(tmp));
+            view.items[0] = tmp;
+            continue;
+        }
+        if (strcmp(t, "execute") == 0) {
+            sql = hrana__stmt_sql(json_object_get(r, "stmt"), lookup, &len);
+            k = classify_sql(sql, len, rconn, false, tables);
+        } else if (strcmp(t, "batch") == 0) {
+            size_t j;
+            json_t *st;
+            json_array_foreach(json_object_get(json_object_get(r, "batch"), "steps"), j, st) {
+                sql = hrana__stmt_sql(json_object_get(st, "stmt"), lookup, &len);
+                int kk = classify_sql(sql, len, rconn, false, tables);
+                k = kk > k ? kk : k;
+                if (k == 2 && tables == NULL) break;
+            }
+        } else if (strcmp(t, "sequence") == 0) {
+            sql = hrana__stmt_sql(r, lookup, &len);
+            k = classify_sql(sql, len, rconn, true, tables);
+        }
+        kind = k > kind ? k : kind;
+    }
+    edge_free(view.items); /* the texts are borrowed */
+    if (in_txn) return HRANA_ROUTE_TXN;
+    return kind == 2 ? HRANA_ROUTE_TXN : kind == 1 ? HRANA_ROUTE_WRITE : HRANA_ROUTE_READ;
+}
+
