@@ -1,14 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* The outbound peer link (repl/peer.h): TCP connect, the RFC 6455 client handshake and
- * framing, the HELLO exchange and the push loop, all on one thread with blocking
- * sockets driven by poll() so a wake pipe interrupts any wait (stop, notify).
+/* The outbound peer link (repl/peer.h): the HELLO exchange and the push loop on one
+ * thread, over the blocking WebSocket client of net/wsc.h, whose waits a wake pipe
+ * interrupts (stop, notify).
  *
- * DESIGN: the client side of WebSocket is small (masked frames out, unmasked frames
- * in, RFC 6455 §5), so it is written here rather than pulling libwslay into
- * edge_repl. Every wait goes through poll() on {socket, wake pipe}, which is why stop
- * is noticed at once even mid-connect. A batch is built with one read transaction and
- * one statement per origin, merged by HLC (the receiver applies in order, and an
- * origin's entries stay in seq order because the merge only ever takes heads).
+ * DESIGN: a batch is built with one read transaction and one statement per origin,
+ * merged by HLC (the receiver applies in order, and an origin's entries stay in seq
+ * order because the merge only ever takes heads).
  *
  * Pipelining: up to max_in_flight ENTRIES messages await their ACK. Each one records
  * the "sent" VV after it; the peer answers one ACK per ENTRIES in order, so the oldest
@@ -24,17 +21,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,8 +36,9 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/log.h"
-#include "core/sha1.h"
 #include "edgelite/errors.h"
+#include "net/wsc.h"
+#include "repl/batch.h"
 #include "repl/proto.h"
 
 #define CONNECT_TIMEOUT_MS 2000
@@ -62,8 +55,6 @@
 #define OUTQ_EXTRA 16           /* PING/PONG room next to the ENTRIES in the send queue */
 #define INQ_MAX 64              /* received messages waiting for their emulated arrival */
 #define INQ_BYTES_MAX (4u << 20) /* ... and their bytes; reading pauses beyond either */
-#define HTTP_HEAD_MAX 8192
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum link_state { ST_CHALLENGE, ST_HELLO, ST_READY };
 
@@ -105,14 +96,9 @@ struct edge_peer {
 
     /* link thread only */
     sqlite3 *db;
-    int fd;
+    struct edge_wsc ws;       /* the connection (net/wsc.h); ws.msg is the last message received */
     enum link_state state;
-    struct edge_buf rx;       /* bytes received, parsed from rx_off */
-    size_t rx_off;
-    struct edge_buf msg;      /* message being reassembled from fragments */
-    bool in_frag;
     struct edge_buf out;      /* protocol message being built */
-    struct edge_buf tx;       /* masked frame being sent */
     struct edge_vclock peer_vv;  /* "acked": the peer's VV (HELLO_OK, then max of the ACKs) */
     struct edge_vclock sent;     /* "sent": peer_vv plus everything put on the wire since */
     struct edge_vclock progress; /* peer_vv at the last fallback (or session start) */
@@ -158,58 +144,6 @@ static void set_err(struct edge_peer *p, const char *fmt, ...)
 static bool stopping(struct edge_peer *p)
 {
     return atomic_load(&p->stopping);
-}
-
-static void drain_wake(struct edge_peer *p)
-{
-    char junk[64];
-    for (int i = 0; i < 16 && read(p->wake[0], junk, sizeof(junk)) > 0; i++) {
-    }
-}
-
-/* Wait up to timeout_ms for events on the socket (if events != 0) or a wake-up.
- * *out_ready gets the socket's revents (0 on timeout or wake). EDGE_ECLOSED once
- * stopping. */
-static int wait_io(struct edge_peer *p, short events, int timeout_ms, short *out_ready)
-{
-    struct pollfd pf[2] = {{.fd = p->wake[0], .events = POLLIN}, {.fd = p->fd, .events = events}};
-    *out_ready = 0;
-    if (stopping(p)) {
-        return EDGE_ECLOSED;
-    }
-    int n = poll(pf, events ? 2 : 1, timeout_ms < 0 ? 0 : timeout_ms);
-    if (n < 0 && errno != EINTR) {
-        set_err(p, "poll: %s", strerror(errno));
-        return EDGE_EIO;
-    }
-    if (n > 0 && (pf[0].revents & POLLIN)) {
-        drain_wake(p);
-    }
-    if (stopping(p)) {
-        return EDGE_ECLOSED;
-    }
-    if (n > 0 && events) {
-        *out_ready = pf[1].revents;
-    }
-    return EDGE_OK;
-}
-
-/* Interruptible sleep: only stop cuts it short (a notify is remembered in the flag). */
-static int sleep_ms(struct edge_peer *p, int ms)
-{
-    uint64_t deadline = now_ms() + (uint64_t)(ms > 0 ? ms : 0);
-    for (int i = 0; i < 100000; i++) {
-        uint64_t now = now_ms();
-        short r;
-        if (now >= deadline) {
-            return stopping(p) ? EDGE_ECLOSED : EDGE_OK;
-        }
-        int rv = wait_io(p, 0, (int)(deadline - now), &r);
-        if (rv != EDGE_OK) {
-            return rv;
-        }
-    }
-    return EDGE_OK;
 }
 
 static void publish(struct edge_peer *p, void (*fn)(struct edge_peer_status *st, void *arg), void *arg)
@@ -327,14 +261,7 @@ static void pipeline_reset(struct edge_peer *p)
 
 static void close_conn(struct edge_peer *p)
 {
-    if (p->fd >= 0) {
-        close(p->fd);
-        p->fd = -1;
-    }
-    edge_buf_reset(&p->rx);
-    p->rx_off = 0;
-    edge_buf_reset(&p->msg);
-    p->in_frag = false;
+    edge_wsc_close(&p->ws);
     p->ping_t_ms = 0;
     pipeline_reset(p);
     bool f = false;
@@ -342,291 +269,13 @@ static void close_conn(struct edge_peer *p)
     publish(p, pub_in_flight, p);
 }
 
-static int tcp_connect(struct edge_peer *p)
-{
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    int g = getaddrinfo(p->host, p->port, &hints, &res);
-    if (g != 0 || res == NULL) {
-        set_err(p, "resolve %s: %s", p->host, gai_strerror(g));
-        return EDGE_EIO;
-    }
-    int rv = EDGE_EIO;
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        set_err(p, "socket: %s", strerror(errno));
-        goto out;
-    }
-    p->fd = fd;
-    if (connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
-        if (errno != EINPROGRESS) {
-            set_err(p, "connect %s:%s: %s", p->host, p->port, strerror(errno));
-            goto out;
-        }
-        uint64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
-        short r = 0;
-        for (int i = 0; i < 10000 && r == 0; i++) {
-            uint64_t now = now_ms();
-            if (now >= deadline) {
-                set_err(p, "connect %s:%s: timed out", p->host, p->port);
-                rv = EDGE_ETIMEDOUT;
-                goto out;
-            }
-            rv = wait_io(p, POLLOUT, (int)(deadline - now), &r);
-            if (rv != EDGE_OK) {
-                goto out;
-            }
-            rv = EDGE_EIO;
-        }
-        int soerr = 0;
-        socklen_t sl = sizeof(soerr);
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
-            set_err(p, "connect %s:%s: %s", p->host, p->port, strerror(soerr ? soerr : errno));
-            goto out;
-        }
-    }
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    rv = EDGE_OK;
-out:
-    freeaddrinfo(res);
-    return rv;
-}
-
-static int send_all(struct edge_peer *p, const void *data, size_t len)
-{
-    const char *d = data;
-    size_t off = 0;
-    uint64_t deadline = now_ms() + IO_TIMEOUT_MS;
-    /* Each pass sends something or waits; the deadline bounds the passes. */
-    while (off < len) {
-        ssize_t n = send(p->fd, d + off, len - off, MSG_NOSIGNAL);
-        if (n > 0) {
-            off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            set_err(p, "send: %s", strerror(errno));
-            return EDGE_EIO;
-        }
-        uint64_t now = now_ms();
-        if (now >= deadline) {
-            set_err(p, "send: timed out");
-            return EDGE_ETIMEDOUT;
-        }
-        short r;
-        int rv = wait_io(p, POLLOUT, (int)(deadline - now), &r);
-        if (rv != EDGE_OK) {
-            return rv;
-        }
-    }
-    return EDGE_OK;
-}
-
-/* Read what is available after waiting up to timeout_ms. EDGE_OK also on timeout or
- * wake (nothing read); EDGE_ECLOSED on EOF or stop. */
-static int recv_some(struct edge_peer *p, int timeout_ms)
-{
-    short r;
-    int rv = wait_io(p, POLLIN, timeout_ms, &r);
-    if (rv != EDGE_OK || r == 0) {
-        return rv;
-    }
-    if (p->rx_off > 0) {
-        memmove(p->rx.data, p->rx.data + p->rx_off, p->rx.len - p->rx_off);
-        p->rx.len -= p->rx_off;
-        p->rx_off = 0;
-    }
-    rv = edge_buf_reserve(&p->rx, RECV_CHUNK);
-    if (rv != EDGE_OK) {
-        set_err(p, "recv: buffer: %s", edge_strerror(rv));
-        return rv;
-    }
-    ssize_t n = recv(p->fd, p->rx.data + p->rx.len, RECV_CHUNK, 0);
-    if (n == 0) {
-        set_err(p, "connection closed by peer");
-        return EDGE_ECLOSED;
-    }
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-            return EDGE_OK;
-        }
-        set_err(p, "recv: %s", strerror(errno));
-        return EDGE_EIO;
-    }
-    p->rx.len += (size_t)n;
-    p->rx.data[p->rx.len] = '\0';
-    return EDGE_OK;
-}
-
-/* ---------------------------------------------------------------------------------- */
-/* WebSocket client (RFC 6455)                                                        */
-/* ---------------------------------------------------------------------------------- */
-
-static bool header_is(const char *line, size_t n, const char *name, const char **out_val, size_t *out_vlen)
-{
-    size_t nl = strlen(name);
-    if (n <= nl || line[nl] != ':' || strncasecmp(line, name, nl) != 0) {
-        return false;
-    }
-    const char *v = line + nl + 1, *e = line + n;
-    while (v < e && (*v == ' ' || *v == '\t')) {
-        v++;
-    }
-    while (e > v && (e[-1] == ' ' || e[-1] == '\t')) {
-        e--;
-    }
-    *out_val = v;
-    *out_vlen = (size_t)(e - v);
-    return true;
-}
-
-static int ws_handshake(struct edge_peer *p)
-{
-    uint8_t nonce[16], digest[20];
-    char key[32], cat[96], req[768];
-    struct edge_buf acc;
-    int rv;
-    randombytes_buf(nonce, sizeof(nonce));
-    edge_buf_init(&acc, 64);
-    rv = edge_buf_base64(&acc, nonce, sizeof(nonce));
-    if (rv != EDGE_OK) {
-        goto out;
-    }
-    snprintf(key, sizeof(key), "%s", acc.data);
-    edge_buf_reset(&acc);
-    int cn = snprintf(cat, sizeof(cat), "%s%s", key, WS_GUID);
-    edge__sha1((const uint8_t *)cat, (size_t)cn, digest);
-    rv = edge_buf_base64(&acc, digest, sizeof(digest));
-    if (rv != EDGE_OK) {
-        goto out;
-    }
-    int rn = snprintf(req, sizeof(req),
-                      "GET /v1/peer HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n"
-                      "X-Edge-Region: %s\r\n\r\n",
-                      p->host, p->port, key, EDGE_REPL_WS_PROTOCOL, p->local_region);
-    if (rn < 0 || (size_t)rn >= sizeof(req)) {
-        rv = EDGE_EINVAL;
-        set_err(p, "handshake: request too long");
-        goto out;
-    }
-    rv = send_all(p, req, (size_t)rn);
-    if (rv != EDGE_OK) {
-        goto out;
-    }
-    uint64_t deadline = now_ms() + HANDSHAKE_TIMEOUT_MS;
-    char *end = NULL;
-    for (int i = 0; i < 100000; i++) {
-        end = p->rx.len ? strstr(p->rx.data, "\r\n\r\n") : NULL;
-        if (end != NULL) {
-            break;
-        }
-        if (p->rx.len > HTTP_HEAD_MAX) {
-            set_err(p, "handshake: response head too large");
-            rv = EDGE_EPROTO;
-            goto out;
-        }
-        uint64_t now = now_ms();
-        if (now >= deadline) {
-            set_err(p, "handshake: timed out");
-            rv = EDGE_ETIMEDOUT;
-            goto out;
-        }
-        rv = recv_some(p, (int)(deadline - now));
-        if (rv != EDGE_OK) {
-            goto out;
-        }
-    }
-    rv = EDGE_EPROTO;
-    if (end == NULL) {
-        set_err(p, "handshake: timed out");
-        goto out;
-    }
-    size_t head_len = (size_t)(end - p->rx.data) + 4;
-    const char *line = p->rx.data;
-    const char *eol = strstr(line, "\r\n");
-    if (strncmp(line, "HTTP/1.1 101", 12) != 0) {
-        int sl = (int)(eol - line);
-        set_err(p, "handshake: %.*s", sl > 80 ? 80 : sl, line);
-        goto out;
-    }
-    bool upgrade = false, accept_ok = false, proto_ok = true;
-    for (int i = 0; i < 200 && eol != NULL && eol < end; i++) {
-        line = eol + 2;
-        eol = strstr(line, "\r\n");
-        if (eol == NULL) {
-            break;
-        }
-        size_t n = (size_t)(eol - line);
-        const char *v;
-        size_t vl;
-        if (header_is(line, n, "Upgrade", &v, &vl)) {
-            upgrade = vl == 9 && strncasecmp(v, "websocket", 9) == 0;
-        } else if (header_is(line, n, "Sec-WebSocket-Accept", &v, &vl)) {
-            accept_ok = vl == acc.len && memcmp(v, acc.data, vl) == 0;
-        } else if (header_is(line, n, "Sec-WebSocket-Protocol", &v, &vl)) {
-            proto_ok = vl == strlen(EDGE_REPL_WS_PROTOCOL) && memcmp(v, EDGE_REPL_WS_PROTOCOL, vl) == 0;
-        }
-    }
-    if (!upgrade || !accept_ok || !proto_ok) {
-        set_err(p, "handshake: %s", !upgrade ? "no Upgrade: websocket" : !accept_ok ? "bad Sec-WebSocket-Accept"
-                                                                                   : "wrong subprotocol");
-        goto out;
-    }
-    /* Bytes after the head already belong to the WebSocket stream. */
-    p->rx_off = head_len;
-    rv = EDGE_OK;
-out:
-    edge_buf_free(&acc);
-    return rv;
-}
-
-/* One masked frame (RFC 6455 §5.2, §5.3: every client frame is masked). */
-static int ws_send_frame(struct edge_peer *p, uint8_t opcode, const uint8_t *data, size_t len)
-{
-    uint8_t hdr[14], mask[4];
-    size_t h = 0;
-    hdr[h++] = (uint8_t)(0x80 | opcode);
-    if (len < 126) {
-        hdr[h++] = (uint8_t)(0x80 | len);
-    } else if (len <= 0xffff) {
-        hdr[h++] = 0x80 | 126;
-        hdr[h++] = (uint8_t)(len >> 8);
-        hdr[h++] = (uint8_t)len;
-    } else {
-        hdr[h++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--) {
-            hdr[h++] = (uint8_t)((uint64_t)len >> (8 * i));
-        }
-    }
-    randombytes_buf(mask, sizeof(mask));
-    memcpy(hdr + h, mask, 4);
-    h += 4;
-    edge_buf_reset(&p->tx);
-    int rv = edge_buf_reserve(&p->tx, h + len);
-    if (rv != EDGE_OK) {
-        set_err(p, "send: %s", edge_strerror(rv));
-        return rv;
-    }
-    memcpy(p->tx.data, hdr, h);
-    uint8_t *dst = (uint8_t *)p->tx.data + h;
-    for (size_t i = 0; i < len; i++) {
-        dst[i] = data[i] ^ mask[i & 3];
-    }
-    p->tx.len = h + len;
-    return send_all(p, p->tx.data, p->tx.len);
-}
-
 /* Send the protocol message in p->out as one binary frame after sleeping the emulated
  * delay: only for the serial handshake, where nothing could overlap anyway. */
 static int send_now(struct edge_peer *p)
 {
-    int rv = sleep_ms(p, p->one_way_delay_ms);
+    int rv = edge_wsc_sleep(&p->ws, p->one_way_delay_ms);
     if (rv == EDGE_OK) {
-        rv = ws_send_frame(p, 0x2, (const uint8_t *)p->out.data, p->out.len);
+        rv = edge_wsc_send(&p->ws, 0x2, (const uint8_t *)p->out.data, p->out.len);
     }
     return rv;
 }
@@ -660,7 +309,7 @@ static int flush_out(struct edge_peer *p, uint64_t now)
         if (m == NULL || m->due_ms > now) {
             break;
         }
-        int rv = ws_send_frame(p, 0x2, (const uint8_t *)m->b.data, m->b.len);
+        int rv = edge_wsc_send(&p->ws, 0x2, (const uint8_t *)m->b.data, m->b.len);
         if (rv != EDGE_OK) {
             return rv;
         }
@@ -672,121 +321,24 @@ static int flush_out(struct edge_peer *p, uint64_t now)
     return EDGE_OK;
 }
 
-/* Parse frames from rx until a whole data message is in p->msg (*out_have = true) or
- * the buffer holds no complete frame. Control frames are answered here. */
-static int ws_parse(struct edge_peer *p, bool *out_have)
-{
-    *out_have = false;
-    for (int guard = 0; guard < 100000; guard++) {
-        const uint8_t *b = (const uint8_t *)p->rx.data + p->rx_off;
-        size_t avail = p->rx.len - p->rx_off;
-        if (avail < 2) {
-            return EDGE_OK;
-        }
-        uint8_t op = b[0] & 0x0f;
-        bool fin = (b[0] & 0x80) != 0;
-        size_t hdr = 2;
-        uint64_t len = b[1] & 0x7f;
-        if (b[0] & 0x70) {
-            set_err(p, "protocol: reserved bits set");
-            return EDGE_EPROTO;
-        }
-        if (b[1] & 0x80) {
-            set_err(p, "protocol: masked frame from server");
-            return EDGE_EPROTO;
-        }
-        if (len == 126) {
-            if (avail < 4) {
-                return EDGE_OK;
-            }
-            len = ((uint64_t)b[2] << 8) | b[3];
-            hdr = 4;
-        } else if (len == 127) {
-            if (avail < 10) {
-                return EDGE_OK;
-            }
-            len = 0;
-            for (int i = 0; i < 8; i++) {
-                len = (len << 8) | b[2 + i];
-            }
-            hdr = 10;
-        }
-        if (len > EDGE_REPL_FRAME_MAX) {
-            set_err(p, "protocol: frame of %llu bytes", (unsigned long long)len);
-            return EDGE_EPROTO;
-        }
-        if (avail - hdr < len) {
-            return EDGE_OK;
-        }
-        const uint8_t *pay = b + hdr;
-        p->rx_off += hdr + (size_t)len;
-        if (op >= 0x8) {
-            if (!fin || len > 125) {
-                set_err(p, "protocol: bad control frame");
-                return EDGE_EPROTO;
-            }
-            if (op == 0x8) {
-                set_err(p, "connection closed by peer (WebSocket close)");
-                return EDGE_ECLOSED;
-            }
-            if (op == 0x9) {
-                int rv = ws_send_frame(p, 0xA, pay, (size_t)len);
-                if (rv != EDGE_OK) {
-                    return rv;
-                }
-            } else if (op != 0xA) {
-                set_err(p, "protocol: unknown control opcode %u", op);
-                return EDGE_EPROTO;
-            }
-            continue;
-        }
-        if (op == 0x0) {
-            if (!p->in_frag) {
-                set_err(p, "protocol: unexpected continuation frame");
-                return EDGE_EPROTO;
-            }
-        } else if (op == 0x2) {
-            if (p->in_frag) {
-                set_err(p, "protocol: new message inside a fragmented one");
-                return EDGE_EPROTO;
-            }
-            edge_buf_reset(&p->msg);
-        } else {
-            set_err(p, "protocol: unexpected opcode %u", op);
-            return EDGE_EPROTO;
-        }
-        int rv = edge_buf_append(&p->msg, pay, (size_t)len);
-        if (rv != EDGE_OK) {
-            set_err(p, "protocol: message too large");
-            return rv == EDGE_ETOOBIG ? EDGE_EPROTO : rv;
-        }
-        p->in_frag = !fin;
-        if (fin) {
-            *out_have = true;
-            return EDGE_OK;
-        }
-    }
-    return EDGE_OK;
-}
-
-/* Handshake only: next whole message into p->msg, waiting until deadline (*out_have
+/* Handshake only: next whole message into p->ws.msg, waiting until deadline (*out_have
  * false on timeout), then sleeping the emulated receive delay. */
 static int next_msg(struct edge_peer *p, uint64_t deadline, bool *out_have)
 {
     *out_have = false;
     for (int i = 0; i < 1000000; i++) {
-        int rv = ws_parse(p, out_have);
+        int rv = edge_wsc_parse(&p->ws, out_have);
         if (rv != EDGE_OK) {
             return rv;
         }
         if (*out_have) {
-            return sleep_ms(p, p->one_way_delay_ms);
+            return edge_wsc_sleep(&p->ws, p->one_way_delay_ms);
         }
         uint64_t now = now_ms();
         if (now >= deadline) {
             return EDGE_OK;
         }
-        rv = recv_some(p, (int)(deadline - now));
+        rv = edge_wsc_recv(&p->ws, (int)(deadline - now));
         if (rv != EDGE_OK) {
             return rv;
         }
@@ -805,11 +357,11 @@ static int take_rx(struct edge_peer *p)
 {
     for (size_t i = 0; i < INQ_MAX && inq_has_room(p); i++) {
         bool have = false;
-        int rv = ws_parse(p, &have);
+        int rv = edge_wsc_parse(&p->ws, &have);
         if (rv != EDGE_OK || !have) {
             return rv;
         }
-        mq_push(&p->inq, &p->msg, now_ms() + (uint64_t)p->one_way_delay_ms, 0);
+        mq_push(&p->inq, &p->ws.msg, now_ms() + (uint64_t)p->one_way_delay_ms, 0);
     }
     return EDGE_OK;
 }
@@ -827,37 +379,6 @@ static int peer_error(struct edge_peer *p, const uint8_t *m, size_t len)
     }
     set_err(p, "peer error %s: %s", er.code, er.message);
     return strcmp(er.code, "AUTH") == 0 ? EDGE_EAUTH : EDGE_EPROTO;
-}
-
-static int read_local_vv(struct edge_peer *p, struct edge_vclock *vv)
-{
-    sqlite3_stmt *st = NULL;
-    int rv = EDGE_ESTORE;
-    if (sqlite3_prepare_v2(p->db, "SELECT origin, seq FROM _edge_vv", -1, &st, NULL) != SQLITE_OK) {
-        set_err(p, "log: %s", sqlite3_errmsg(p->db));
-        goto out;
-    }
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *o = (const char *)sqlite3_column_text(st, 0);
-        sqlite3_int64 s = sqlite3_column_int64(st, 1);
-        /* A row this link cannot name on the wire is skipped rather than fatal. */
-        if (o != NULL && s > 0 && edge_vclock_region_valid(o)) {
-            int r2 = edge_vclock_set(vv, o, (uint64_t)s);
-            if (r2 != EDGE_OK) {
-                rv = r2;
-                goto out;
-            }
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        set_err(p, "log: %s", sqlite3_errmsg(p->db));
-        goto out;
-    }
-    rv = EDGE_OK;
-out:
-    sqlite3_finalize(st);
-    return rv;
 }
 
 /* An ACK answers the oldest ENTRIES in flight (the peer answers each in order). */
@@ -978,12 +499,12 @@ static int expect(struct edge_peer *p, int want, const char *what)
         set_err(p, "timed out waiting for %s", what);
         return EDGE_ETIMEDOUT;
     }
-    if (edge_repl_msg_type((const uint8_t *)p->msg.data, p->msg.len, &type) != EDGE_OK) {
+    if (edge_repl_msg_type((const uint8_t *)p->ws.msg.data, p->ws.msg.len, &type) != EDGE_OK) {
         set_err(p, "protocol: bad message type while waiting for %s", what);
         return EDGE_EPROTO;
     }
     if (type == EDGE_REPL_MSG_ERROR) {
-        return peer_error(p, (const uint8_t *)p->msg.data, p->msg.len);
+        return peer_error(p, (const uint8_t *)p->ws.msg.data, p->ws.msg.len);
     }
     if (type != want) {
         set_err(p, "protocol: got type %d while waiting for %s", type, what);
@@ -1004,7 +525,7 @@ static int hello(struct edge_peer *p)
     if (rv != EDGE_OK) {
         goto out;
     }
-    if (edge_repl_decode_challenge((const uint8_t *)p->msg.data, p->msg.len, nonce) != EDGE_OK) {
+    if (edge_repl_decode_challenge((const uint8_t *)p->ws.msg.data, p->ws.msg.len, nonce) != EDGE_OK) {
         set_err(p, "protocol: malformed CHALLENGE");
         rv = EDGE_EPROTO;
         goto out;
@@ -1014,7 +535,7 @@ static int hello(struct edge_peer *p)
     snprintf(h.region, sizeof(h.region), "%s", p->local_region);
     rv = edge_repl_hello_mac(p->secret, nonce, h.cluster, h.region, h.mac);
     if (rv == EDGE_OK) {
-        rv = read_local_vv(p, &h.vv);
+        rv = edge_repl_log_vv(p->db, &h.vv, p->err, sizeof(p->err));
     }
     if (rv == EDGE_OK) {
         edge_buf_reset(&p->out);
@@ -1030,7 +551,7 @@ static int hello(struct edge_peer *p)
     if (rv != EDGE_OK) {
         goto out;
     }
-    if (edge_repl_decode_hello_ok((const uint8_t *)p->msg.data, p->msg.len, &ok) != EDGE_OK) {
+    if (edge_repl_decode_hello_ok((const uint8_t *)p->ws.msg.data, p->ws.msg.len, &ok) != EDGE_OK) {
         set_err(p, "protocol: malformed HELLO_OK");
         rv = EDGE_EPROTO;
         goto out;
@@ -1062,181 +583,6 @@ out:
     return rv;
 }
 
-/* ---- batch building ---- */
-
-struct head {
-    const char *origin;   /* borrowed from the local VV */
-    sqlite3_stmt *st;
-    uint64_t next_seq;    /* seq the current row must have */
-    bool live;            /* st is on a row */
-};
-
-static int head_step(struct edge_peer *p, struct head *h)
-{
-    int rc = sqlite3_step(h->st);
-    if (rc == SQLITE_DONE) {
-        h->live = false;
-        return EDGE_OK;
-    }
-    if (rc != SQLITE_ROW) {
-        set_err(p, "log: %s", sqlite3_errmsg(p->db));
-        return EDGE_ESTORE;
-    }
-    /* Contiguity within an origin: stop at a hole rather than ship past it. */
-    h->live = (uint64_t)sqlite3_column_int64(h->st, 0) == h->next_seq;
-    return EDGE_OK;
-}
-
-/* Build the next ENTRIES message in p->out from what p->sent lacks and advance p->sent
- * past it; *out_n = 0 when nothing is pending. */
-static int build_batch(struct edge_peer *p, size_t *out_n)
-{
-    struct edge_vclock local;
-    struct head *heads = NULL;
-    size_t n_heads = 0, n = 0;
-    struct edge_buf body;
-    bool in_txn = false;
-    int rv;
-    edge_vclock_init(&local);
-    edge_buf_init(&body, EDGE_REPL_FRAME_MAX - 16);
-    *out_n = 0;
-    /* One read transaction: the VV and the log rows come from the same snapshot. */
-    if (sqlite3_exec(p->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-        set_err(p, "log: %s", sqlite3_errmsg(p->db));
-        rv = EDGE_ESTORE;
-        goto out;
-    }
-    in_txn = true;
-    rv = read_local_vv(p, &local);
-    if (rv != EDGE_OK) {
-        goto out;
-    }
-    heads = edge_calloc(local.n_entries ? local.n_entries : 1, sizeof(*heads));
-    if (heads == NULL) {
-        rv = EDGE_ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < local.n_entries; i++) {
-        const char *o = local.entries[i].region;
-        uint64_t have = edge_vclock_get(&p->sent, o);
-        if (local.entries[i].n <= have) {
-            continue;
-        }
-        struct head *h = &heads[n_heads++];
-        h->origin = o;
-        h->next_seq = have + 1;
-        if (sqlite3_prepare_v2(p->db,
-                               "SELECT seq, hlc, consistency, deps, payload FROM _edge_log "
-                               "WHERE origin = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
-                               -1, &h->st, NULL) != SQLITE_OK) {
-            set_err(p, "log: %s", sqlite3_errmsg(p->db));
-            rv = EDGE_ESTORE;
-            goto out;
-        }
-        sqlite3_bind_text(h->st, 1, o, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(h->st, 2, (sqlite3_int64)h->next_seq);
-        sqlite3_bind_int64(h->st, 3, (sqlite3_int64)local.entries[i].n);
-        sqlite3_bind_int64(h->st, 4, p->max_batch_entries);
-        rv = head_step(p, h);
-        if (rv != EDGE_OK) {
-            goto out;
-        }
-        if (!h->live) {
-            /* The entry the peer needs next was compacted away (or never logged). */
-            pthread_mutex_lock(&p->mu);
-            p->st.needs_snapshot++;
-            pthread_mutex_unlock(&p->mu);
-            set_err(p, "needs snapshot: peer lacks %s seq %llu, no longer in the log", o,
-                    (unsigned long long)h->next_seq);
-            rv = EDGE_ENOTFOUND;
-            goto out;
-        }
-    }
-    while (n < (size_t)p->max_batch_entries && body.len < p->max_batch_bytes) {
-        struct head *best = NULL;
-        for (size_t i = 0; i < n_heads; i++) {
-            struct head *h = &heads[i];
-            if (!h->live) {
-                continue;
-            }
-            uint64_t hlc = (uint64_t)sqlite3_column_int64(h->st, 1);
-            uint64_t bh = best ? (uint64_t)sqlite3_column_int64(best->st, 1) : 0;
-            if (best == NULL || hlc < bh || (hlc == bh && strcmp(h->origin, best->origin) < 0)) {
-                best = h;
-            }
-        }
-        if (best == NULL) {
-            break;
-        }
-        struct edge_repl_entry e;
-        memset(&e, 0, sizeof(e));
-        snprintf(e.origin, sizeof(e.origin), "%s", best->origin);
-        e.seq = best->next_seq;
-        e.hlc = (uint64_t)sqlite3_column_int64(best->st, 1);
-        sqlite3_int64 cons = sqlite3_column_int64(best->st, 2);
-        const uint8_t *deps = sqlite3_column_blob(best->st, 3);
-        size_t deps_len = (size_t)sqlite3_column_bytes(best->st, 3);
-        e.payload = sqlite3_column_blob(best->st, 4);
-        e.payload_len = (size_t)sqlite3_column_bytes(best->st, 4);
-        edge_vclock_init(&e.deps);
-        size_t used = 0;
-        if (cons < 0 || cons > EDGE_REPL_ASYNC || deps == NULL ||
-            edge_vclock_decode(&e.deps, deps, deps_len, &used) != EDGE_OK || used != deps_len) {
-            edge_vclock_close(&e.deps);
-            set_err(p, "log: corrupt entry %s seq %llu", best->origin, (unsigned long long)e.seq);
-            rv = EDGE_ECORRUPT;
-            goto out;
-        }
-        e.consistency = (uint8_t)cons;
-        size_t before = body.len;
-        rv = edge_repl_encode_entry(&body, &e);
-        edge_vclock_close(&e.deps);
-        if (rv != EDGE_OK) {
-            body.len = before;
-            if (body.data != NULL) {
-                body.data[before] = '\0';
-            }
-            if (rv == EDGE_ETOOBIG && n > 0) {
-                rv = EDGE_OK; /* the frame is full: ship what fits */
-                break;
-            }
-            set_err(p, "encode entry %s seq %llu: %s", best->origin, (unsigned long long)e.seq,
-                    edge_strerror(rv));
-            goto out;
-        }
-        n++;
-        best->next_seq++;
-        rv = head_step(p, best);
-        if (rv != EDGE_OK) {
-            goto out;
-        }
-    }
-    edge_buf_reset(&p->out);
-    rv = edge_repl_encode_entries_header(&p->out, n);
-    if (rv == EDGE_OK) {
-        rv = edge_buf_append(&p->out, body.data, body.len);
-    }
-    for (size_t i = 0; i < n_heads && rv == EDGE_OK; i++) {
-        if (heads[i].next_seq - 1 > edge_vclock_get(&p->sent, heads[i].origin)) {
-            rv = edge_vclock_set(&p->sent, heads[i].origin, heads[i].next_seq - 1);
-        }
-    }
-    if (rv == EDGE_OK) {
-        *out_n = n;
-    }
-out:
-    for (size_t i = 0; i < n_heads; i++) {
-        sqlite3_finalize(heads[i].st);
-    }
-    edge_free(heads);
-    if (in_txn) {
-        sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL);
-    }
-    edge_vclock_close(&local);
-    edge_buf_free(&body);
-    return rv;
-}
-
 /* May another batch go out now? Only while its predecessors can still be on the wire:
  * once the oldest one has been out longer than a round trip (plus a quarter), it waits
  * in the peer's queue, and so would a new batch; holding back then lets the pending
@@ -1263,7 +609,13 @@ static int push_some(struct edge_peer *p)
             break;
         }
         size_t n = 0;
-        int rv = build_batch(p, &n);
+        int rv = edge_repl_batch_build(p->db, &p->sent, p->max_batch_entries, p->max_batch_bytes, &p->out, &n,
+                                       p->err, sizeof(p->err));
+        if (rv == EDGE_ENOTFOUND) {
+            pthread_mutex_lock(&p->mu);
+            p->st.needs_snapshot++;
+            pthread_mutex_unlock(&p->mu);
+        }
         if (rv != EDGE_OK) {
             return rv;
         }
@@ -1320,9 +672,9 @@ static int pump(struct edge_peer *p, uint64_t deadline)
     int timeout = deadline > now ? (int)min_u64(deadline - now, 60000) : 0;
     if (!inq_has_room(p)) {
         short r;
-        return wait_io(p, 0, timeout, &r);
+        return edge_wsc_wait(&p->ws, 0, timeout, &r);
     }
-    int rv = recv_some(p, timeout);
+    int rv = edge_wsc_recv(&p->ws, timeout);
     if (rv == EDGE_ECLOSED && !stopping(p)) {
         /* On a real network what was sent before the close arrives first: an ERROR
          * explains the close better than the close itself. */
@@ -1343,9 +695,12 @@ static int pump(struct edge_peer *p, uint64_t deadline)
 static int session(struct edge_peer *p, bool *out_handshaked)
 {
     *out_handshaked = false;
-    int rv = tcp_connect(p);
+    int rv = edge_wsc_connect(&p->ws, p->host, p->port, CONNECT_TIMEOUT_MS);
     if (rv == EDGE_OK) {
-        rv = ws_handshake(p);
+        char extra[64 + EDGE_VCLOCK_REGION_MAX];
+        snprintf(extra, sizeof(extra), "X-Edge-Region: %s\r\n", p->local_region);
+        rv = edge_wsc_handshake(&p->ws, p->host, p->port, "/v1/peer", EDGE_REPL_WS_PROTOCOL, extra,
+                                HANDSHAKE_TIMEOUT_MS);
     }
     if (rv == EDGE_OK) {
         rv = hello(p);
@@ -1465,7 +820,7 @@ static void *link_main(void *arg)
         }
         /* Full jitter (uniform in [0, backoff]) keeps reconnecting peers from syncing up. */
         uint32_t wait = randombytes_uniform(backoff + 1);
-        if (sleep_ms(p, (int)wait) != EDGE_OK) {
+        if (edge_wsc_sleep(&p->ws, (int)wait) != EDGE_OK) {
             break;
         }
         backoff = backoff >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS : backoff * 2;
@@ -1533,18 +888,13 @@ static void peer_free(struct edge_peer *p)
     if (p->wake[1] >= 0) {
         close(p->wake[1]);
     }
-    if (p->fd >= 0) {
-        close(p->fd);
-    }
+    edge_wsc_free(&p->ws);
     edge_free(p->db_path);
     edge_free(p->local_region);
     edge_free(p->cluster);
     edge_free(p->secret);
     edge_free(p->peer_region);
-    edge_buf_free(&p->rx);
-    edge_buf_free(&p->msg);
     edge_buf_free(&p->out);
-    edge_buf_free(&p->tx);
     pipeline_reset(p);
     mq_free(&p->outq);
     mq_free(&p->inq);
@@ -1574,13 +924,10 @@ int edge_peer_start(const struct edge_peer_config *cfg, struct edge_peer **out)
     if (p == NULL) {
         return EDGE_ENOMEM;
     }
-    p->fd = -1;
     p->wake[0] = p->wake[1] = -1;
     pthread_mutex_init(&p->mu, NULL);
-    edge_buf_init(&p->rx, EDGE_REPL_FRAME_MAX + 2 * RECV_CHUNK);
-    edge_buf_init(&p->msg, EDGE_REPL_FRAME_MAX);
+    edge_wsc_init(&p->ws, -1, &p->stopping, EDGE_REPL_FRAME_MAX, p->err, sizeof(p->err));
     edge_buf_init(&p->out, EDGE_REPL_FRAME_MAX);
-    edge_buf_init(&p->tx, EDGE_REPL_FRAME_MAX + 16);
     edge_vclock_init(&p->peer_vv);
     edge_vclock_init(&p->sent);
     edge_vclock_init(&p->progress);
@@ -1622,6 +969,7 @@ int edge_peer_start(const struct edge_peer_config *cfg, struct edge_peer **out)
         p->wake[0] = p->wake[1] = -1;
         goto out;
     }
+    p->ws.wake_fd = p->wake[0];
     rv = EDGE_ESTORE;
     if (sqlite3_open_v2(p->db_path, &p->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         goto out;
