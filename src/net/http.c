@@ -15,13 +15,11 @@
  *
  * After a WebSocket upgrade the same connection feeds wslay instead of http-parser;
  * wslay does the RFC 6455 framing, masking checks, control frames and the close
- * handshake. */
-#include "net/http.h"
+ * handshake. Request framing is in http_parse.c, WebSocket framing in ws.c. */
+#include "net/http_int.h"
 
 #include <arpa/inet.h>
-#include <stdatomic.h>
 #include <errno.h>
-#include <http_parser.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -29,321 +27,10 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <wslay/wslay.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "core/sha1.h"
-
-#define READ_BUF_SIZE (64 * 1024)
-#define WS_MAX_OUT_BYTES (64u * 1024 * 1024)
-/* Answers waiting in the socket's send queue before the next request is handled: a
- * client that pipelines requests but never reads cannot make the server buffer more. */
-#define HTTP_MAX_OUT_BYTES (8u * 1024 * 1024)
-
-struct edge_http_server {
-    uv_tcp_t listener;
-    uv_loop_t *loop;
-    struct edge_http_limits limits;
-    struct edge_http_handler h;
-    struct edge_http_conn *conns; /* doubly linked list of live connections */
-    _Atomic uint64_t connections_open, connections_total, bad_requests; /* read by other threads */
-    char read_buf[READ_BUF_SIZE]; /* shared: data is consumed synchronously in read_cb */
-    bool read_buf_busy;
-    bool stopping;
-    int pending_closes; /* listener + connections still closing during stop */
-    void (*stop_cb)(void *arg);
-    void *stop_arg;
-};
-
-struct write_req {
-    uv_write_t req;
-    struct edge_http_conn *c;
-    size_t len;
-    char data[];
-};
-
-struct edge_http_conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    struct edge_http_server *s;
-    struct edge_http_conn *prev, *next;
-    http_parser parser;
-    struct edge_http_req *cur;     /* being parsed */
-    struct edge_buf url;           /* raw URL of cur */
-    struct edge_buf hname, hval;   /* header being parsed */
-    size_t header_bytes;
-    bool in_value;
-    uint64_t cur_start_ms;         /* when the request being parsed began (loop time) */
-    bool reparse;                  /* a non-WebSocket Upgrade stopped the parser: restart it */
-    int fail_status;               /* why a parser callback refused the request (413/431), 0 = malformed */
-    struct edge_http_req *q_head, *q_tail; /* complete requests, head is in flight */
-    size_t q_len;
-    bool in_flight;                /* q_head was handed to the handler */
-    bool dispatching;
-    bool reading;
-    bool closing;                  /* uv_close called or about to be */
-    bool close_after_write;        /* finish once the outbound queue is flushed */
-    bool lingering;                /* answer sent: write side shut, discarding input until EOF */
-    uv_shutdown_t shutdown_req;
-    bool dead;                     /* no more input accepted */
-    int handles_open;
-    int refs;
-    uint64_t last_activity_ms;
-    size_t out_bytes;              /* queued in uv_write */
-    void *ud;
-    /* Per-connection WebSocket callbacks (edge_http_conn_set_ws_handler), else the server's */
-    void (*ws_on_message)(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len);
-    void (*ws_on_close)(void *ud, struct edge_http_conn *c);
-    void *ws_ud;
-    /* WebSocket mode */
-    wslay_event_context_ptr ws;
-    const uint8_t *ws_in;          /* input being fed to wslay */
-    size_t ws_in_len;
-    struct edge_buf ws_pending;    /* bytes that arrived with the upgrade request */
-};
-
-static http_parser_settings parser_settings;
-
-/* ---------------------------------------------------------------------------------- */
-/* Requests                                                                           */
-/* ---------------------------------------------------------------------------------- */
-
-static void req_free(struct edge_http_req *r)
-{
-    if (r == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < r->n_headers; i++) {
-        edge_free(r->headers[i].name);
-        edge_free(r->headers[i].value);
-    }
-    edge_free(r->headers);
-    edge_free(r->path);
-    edge_free(r->query);
-    edge_buf_free(&r->body);
-    edge_free(r);
-}
-
-const char *edge_http_header(const struct edge_http_req *req, const char *name)
-{
-    for (size_t i = 0; i < req->n_headers; i++) {
-        if (strcmp(req->headers[i].name, name) == 0) {
-            return req->headers[i].value;
-        }
-    }
-    return NULL;
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decode a path; rejects encoded NUL and bad escapes. */
-static char *decode_path(const char *p, size_t n)
-{
-    char *d = edge_malloc(n + 1);
-    if (d == NULL) {
-        return NULL;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '%') {
-            int hi = i + 1 < n ? hexval((unsigned char)p[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval((unsigned char)p[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                edge_free(d);
-                return NULL;
-            }
-            d[o++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            d[o++] = p[i];
-        }
-    }
-    d[o] = '\0';
-    return d;
-}
-
-/* ---------------------------------------------------------------------------------- */
-/* http-parser callbacks                                                              */
-/* ---------------------------------------------------------------------------------- */
-
-static int flush_header(struct edge_http_conn *c)
-{
-    struct edge_http_req *r = c->cur;
-    if (c->hname.len == 0) {
-        return 0;
-    }
-    if (r->n_headers >= 100) {
-        c->fail_status = 431;
-        return -1;
-    }
-    struct edge_http_header *hs = edge_realloc(r->headers, (r->n_headers + 1) * sizeof(*hs));
-    if (hs == NULL) {
-        return -1;
-    }
-    r->headers = hs;
-    for (size_t i = 0; i < c->hname.len; i++) {
-        c->hname.data[i] = (char)((c->hname.data[i] >= 'A' && c->hname.data[i] <= 'Z')
-                                      ? c->hname.data[i] + 32
-                                      : c->hname.data[i]);
-    }
-    char *name = edge_strndup(c->hname.data, c->hname.len);
-    char *val = edge_strndup(c->hval.data ? c->hval.data : "", c->hval.len);
-    if (name == NULL || val == NULL) {
-        edge_free(name);
-        edge_free(val);
-        return -1;
-    }
-    hs[r->n_headers].name = name;
-    hs[r->n_headers].value = val;
-    r->n_headers++;
-    edge_buf_reset(&c->hname);
-    edge_buf_reset(&c->hval);
-    return 0;
-}
-
-static int on_message_begin(http_parser *p)
-{
-    struct edge_http_conn *c = p->data;
-    req_free(c->cur);
-    c->cur = edge_calloc(1, sizeof(*c->cur));
-    if (c->cur == NULL) {
-        return -1;
-    }
-    c->cur->start_ns = uv_hrtime();
-    c->cur_start_ms = uv_now(c->tcp.loop);
-    edge_buf_init(&c->cur->body, c->s->limits.max_body_bytes);
-    edge_buf_reset(&c->url);
-    edge_buf_reset(&c->hname);
-    edge_buf_reset(&c->hval);
-    c->header_bytes = 0;
-    c->in_value = false;
-    return 0;
-}
-
-static int count_header_bytes(struct edge_http_conn *c, size_t n)
-{
-    c->header_bytes += n;
-    if (c->header_bytes > c->s->limits.max_header_bytes) {
-        c->fail_status = 431;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t n)
-{
-    struct edge_http_conn *c = p->data;
-    if (count_header_bytes(c, n) != 0 || edge_buf_append(&c->url, at, n) != EDGE_OK) {
-        c->parser.data = c;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t n)
-{
-    struct edge_http_conn *c = p->data;
-    if (count_header_bytes(c, n) != 0) {
-        return -1;
-    }
-    if (c->in_value) {
-        if (flush_header(c) != 0) {
-            return -1;
-        }
-        c->in_value = false;
-    }
-    return edge_buf_append(&c->hname, at, n) == EDGE_OK ? 0 : -1;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t n)
-{
-    struct edge_http_conn *c = p->data;
-    if (count_header_bytes(c, n) != 0) {
-        return -1;
-    }
-    c->in_value = true;
-    return edge_buf_append(&c->hval, at, n) == EDGE_OK ? 0 : -1;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    struct edge_http_conn *c = p->data;
-    if (c->in_value && flush_header(c) != 0) {
-        return -1;
-    }
-    c->in_value = false;
-    /* Refuse a declared oversized body before reading any of it. */
-    if ((p->flags & F_CONTENTLENGTH) && p->content_length != ULLONG_MAX &&
-        p->content_length > c->s->limits.max_body_bytes) {
-        c->fail_status = 413;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t n)
-{
-    struct edge_http_conn *c = p->data;
-    if (edge_buf_append(&c->cur->body, at, n) != EDGE_OK) {
-        c->fail_status = 413;
-        return -1;
-    }
-    return 0;
-}
-
-static void dispatch(struct edge_http_conn *c);
-
-static int on_message_complete(http_parser *p)
-{
-    struct edge_http_conn *c = p->data;
-    struct edge_http_req *r = c->cur;
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (http_parser_parse_url(c->url.data ? c->url.data : "", c->url.len, p->method == HTTP_CONNECT, &u) != 0 ||
-        !(u.field_set & (1 << UF_PATH))) {
-        return -1;
-    }
-    r->path = decode_path(c->url.data + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
-    if (r->path == NULL) {
-        return -1;
-    }
-    if (u.field_set & (1 << UF_QUERY)) {
-        r->query = edge_strndup(c->url.data + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
-        if (r->query == NULL) {
-            return -1;
-        }
-    }
-    r->method = p->method;
-    r->keep_alive = http_should_keep_alive(p) != 0;
-    /* Only a WebSocket upgrade is taken; any other (h2c...) is ignored, as RFC 9110
-     * 7.8 allows, and parsing goes on with the next request. */
-    const char *up = edge_http_header(r, "upgrade");
-    r->upgrade = p->upgrade != 0 && up != NULL && strcasecmp(up, "websocket") == 0;
-    if (p->upgrade && !r->upgrade) {
-        c->reparse = true;
-    }
-    c->cur = NULL;
-    if (c->q_tail != NULL) {
-        c->q_tail->next = r;
-    } else {
-        c->q_head = r;
-    }
-    c->q_tail = r;
-    c->q_len++;
-    /* Stop after an upgrade request: what follows is WebSocket data, not HTTP. */
-    if (r->upgrade) {
-        http_parser_pause(p, 1);
-    }
-    return 0;
-}
 
 /* ---------------------------------------------------------------------------------- */
 /* Connection lifecycle                                                               */
@@ -354,9 +41,9 @@ static void conn_free(struct edge_http_conn *c)
     while (c->q_head != NULL) {
         struct edge_http_req *r = c->q_head;
         c->q_head = r->next;
-        req_free(r);
+        edge__http_req_free(r);
     }
-    req_free(c->cur);
+    edge__http_req_free(c->cur);
     edge_buf_free(&c->url);
     edge_buf_free(&c->hname);
     edge_buf_free(&c->hval);
@@ -401,7 +88,7 @@ static void on_handle_closed(uv_handle_t *h)
     }
 }
 
-static void conn_close(struct edge_http_conn *c)
+void edge__http_conn_close(struct edge_http_conn *c)
 {
     if (c->closing) {
         return;
@@ -414,7 +101,7 @@ static void conn_close(struct edge_http_conn *c)
 
 static void conn_close_timer(uv_timer_t *t)
 {
-    conn_close(t->data);
+    edge__http_conn_close(t->data);
 }
 
 void edge_http_conn_ref(struct edge_http_conn *c) { c->refs++; }
@@ -447,7 +134,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct edge_http_conn *c = req->data;
     if (status != 0) {
-        conn_close(c);
+        edge__http_conn_close(c);
     }
     edge_http_conn_unref(c);
 }
@@ -462,7 +149,7 @@ static void conn_finish(struct edge_http_conn *c)
         return;
     }
     if (c->ws != NULL) {
-        conn_close(c);
+        edge__http_conn_close(c);
         return;
     }
     c->lingering = true;
@@ -471,7 +158,7 @@ static void conn_finish(struct edge_http_conn *c)
     c->refs++;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         c->refs--;
-        conn_close(c);
+        edge__http_conn_close(c);
         return;
     }
     if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) {
@@ -490,7 +177,7 @@ static void on_write(uv_write_t *req, int status)
     c->out_bytes -= w->len;
     edge_free(w);
     if (status != 0) {
-        conn_close(c);
+        edge__http_conn_close(c);
     } else if (c->close_after_write && c->out_bytes == 0) {
         conn_finish(c);
     } else if (before > HTTP_MAX_OUT_BYTES && c->out_bytes <= HTTP_MAX_OUT_BYTES && c->ws == NULL && c->s != NULL) {
@@ -499,14 +186,14 @@ static void on_write(uv_write_t *req, int status)
     edge_http_conn_unref(c);
 }
 
-static int conn_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+int edge__http_conn_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen)
 {
     if (c->closing) {
         return EDGE_ECLOSED;
     }
     struct write_req *w = edge_malloc(sizeof(*w) + alen + blen);
     if (w == NULL) {
-        conn_close(c);
+        edge__http_conn_close(c);
         return EDGE_ENOMEM;
     }
     memcpy(w->data, a, alen);
@@ -522,7 +209,7 @@ static int conn_write(struct edge_http_conn *c, const void *a, size_t alen, cons
         c->out_bytes -= w->len;
         c->refs--;
         edge_free(w);
-        conn_close(c);
+        edge__http_conn_close(c);
         return EDGE_EIO;
     }
     return EDGE_OK;
@@ -567,8 +254,8 @@ static void send_fatal(struct edge_http_conn *c, int status, const char *code, c
     if (c->s != NULL) {
         c->s->bad_requests++;
     }
-    if (conn_write(c, head, (size_t)hlen, body, (size_t)blen) != EDGE_OK) {
-        conn_close(c);
+    if (edge__http_conn_write(c, head, (size_t)hlen, body, (size_t)blen) != EDGE_OK) {
+        edge__http_conn_close(c);
     }
 }
 
@@ -596,7 +283,7 @@ void edge_http_respond(struct edge_http_conn *c, int status, const char *content
             c->close_after_write = true;
             c->dead = true;
         }
-        conn_write(c, head, (size_t)hlen, body, len);
+        edge__http_conn_write(c, head, (size_t)hlen, body, len);
     }
     if (!keep) {
         /* Nothing after a "Connection: close" exchange is executed (RFC 9112 9.6):
@@ -606,7 +293,7 @@ void edge_http_respond(struct edge_http_conn *c, int status, const char *content
         c->q_tail = r;
         while (rest != NULL) {
             struct edge_http_req *nx = rest->next;
-            req_free(rest);
+            edge__http_req_free(rest);
             c->q_len--;
             rest = nx;
         }
@@ -617,7 +304,7 @@ void edge_http_respond(struct edge_http_conn *c, int status, const char *content
     }
     c->q_len--;
     c->in_flight = false;
-    req_free(r);
+    edge__http_req_free(r);
     if (!c->closing) {
         c->last_activity_ms = uv_now(c->tcp.loop);
         arm_timer(c);
@@ -643,7 +330,7 @@ void edge_http_respond_error(struct edge_http_conn *c, int status, const char *c
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
-static void resume_reading(struct edge_http_conn *c)
+void edge__http_resume_reading(struct edge_http_conn *c)
 {
     if (!c->reading && !c->closing && (c->ws != NULL || !c->dead)) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) {
@@ -665,162 +352,8 @@ static void dispatch(struct edge_http_conn *c)
     }
     c->dispatching = false;
     if (!c->in_flight && c->q_len < c->s->limits.max_queued && c->out_bytes <= HTTP_MAX_OUT_BYTES) {
-        resume_reading(c);
+        edge__http_resume_reading(c);
     }
-}
-
-/* ---------------------------------------------------------------------------------- */
-/* WebSocket                                                                          */
-/* ---------------------------------------------------------------------------------- */
-
-static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud)
-{
-    (void)ctx;
-    (void)flags;
-    struct edge_http_conn *c = ud;
-    if (c->ws_in_len == 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    size_t n = len < c->ws_in_len ? len : c->ws_in_len;
-    memcpy(buf, c->ws_in, n);
-    c->ws_in += n;
-    c->ws_in_len -= n;
-    return (ssize_t)n;
-}
-
-static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *ud)
-{
-    (void)flags;
-    struct edge_http_conn *c = ud;
-    if (conn_write(c, data, len, NULL, 0) != EDGE_OK) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    return (ssize_t)len;
-}
-
-static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *ud)
-{
-    (void)ctx;
-    struct edge_http_conn *c = ud;
-    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
-        if (c->ws_on_message != NULL) {
-            c->ws_on_message(c->ws_ud, c, arg->opcode, arg->msg, arg->msg_length);
-        } else {
-            c->s->h.on_ws_message(c->s->h.ud, c, arg->opcode, arg->msg, arg->msg_length);
-        }
-    }
-}
-
-static void ws_flush(struct edge_http_conn *c)
-{
-    if (c->closing || c->ws == NULL) {
-        return;
-    }
-    if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
-        conn_close(c);
-        return;
-    }
-    if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
-        /* Close handshake done (or failed): let the writes drain, then close. */
-        c->close_after_write = true;
-        if (c->out_bytes == 0) {
-            conn_close(c);
-        }
-    }
-}
-
-static void ws_feed(struct edge_http_conn *c, const uint8_t *data, size_t len)
-{
-    c->ws_in = data;
-    c->ws_in_len = len;
-    int wrc = wslay_event_recv(c->ws);
-    if (wrc != 0) {
-        EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_NET, "ws: protocol error, closing");
-        conn_close(c);
-        return;
-    }
-    c->ws_in = NULL;
-    c->ws_in_len = 0;
-    ws_flush(c);
-}
-
-int edge_http_ws_accept(struct edge_http_conn *c, const char *protocol)
-{
-    struct edge_http_req *r = c->q_head;
-    const char *key = edge_http_header(r, "sec-websocket-key");
-    const char *ver = edge_http_header(r, "sec-websocket-version");
-    const char *up = edge_http_header(r, "upgrade");
-    if (r->method != HTTP_GET || key == NULL || ver == NULL || strcmp(ver, "13") != 0 || up == NULL ||
-        strcasecmp(up, "websocket") != 0 || strlen(key) > 64) {
-        edge_http_respond_error(c, 400, "WS_HANDSHAKE_INVALID", "invalid WebSocket handshake");
-        return EDGE_EPROTO;
-    }
-    char cat[128];
-    int n = snprintf(cat, sizeof(cat), "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
-    uint8_t digest[20];
-    edge__sha1((const uint8_t *)cat, (size_t)n, digest);
-    struct edge_buf acc;
-    edge_buf_init(&acc, 64);
-    edge_buf_base64(&acc, digest, 20);
-    char head[512];
-    int hlen = snprintf(head, sizeof(head),
-                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
-                        acc.data ? acc.data : "", protocol ? "Sec-WebSocket-Protocol: " : "",
-                        protocol ? protocol : "", protocol ? "\r\n" : "");
-    edge_buf_free(&acc);
-    struct wslay_event_callbacks cbs = {ws_recv_cb, ws_send_cb, NULL, NULL, NULL, NULL, ws_msg_cb};
-    if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
-        c->ws = NULL;
-        edge_http_respond_error(c, 500, "INTERNAL", "out of memory");
-        return EDGE_ENOMEM;
-    }
-    wslay_event_config_set_max_recv_msg_length(c->ws, c->s->limits.max_ws_message);
-    conn_write(c, head, (size_t)hlen, NULL, 0);
-    /* The upgrade request is consumed; the connection now belongs to the WS session. */
-    struct edge_http_req *done = c->q_head;
-    c->q_head = done->next;
-    if (c->q_head == NULL) {
-        c->q_tail = NULL;
-    }
-    c->q_len--;
-    c->in_flight = false;
-    req_free(done);
-    resume_reading(c);
-    if (c->ws_pending.len > 0) {
-        struct edge_buf pend = c->ws_pending;
-        edge_buf_init(&c->ws_pending, 0);
-        ws_feed(c, (const uint8_t *)pend.data, pend.len);
-        edge_buf_free(&pend);
-    }
-    return EDGE_OK;
-}
-
-int edge_http_ws_send(struct edge_http_conn *c, int opcode, const void *data, size_t len)
-{
-    if (c->closing || c->ws == NULL) {
-        return EDGE_ECLOSED;
-    }
-    if (c->out_bytes > WS_MAX_OUT_BYTES) {
-        return EDGE_EAGAIN;
-    }
-    struct wslay_event_msg msg = {(uint8_t)opcode, data, len};
-    if (wslay_event_queue_msg(c->ws, &msg) != 0) {
-        return EDGE_ECLOSED;
-    }
-    ws_flush(c);
-    return EDGE_OK;
-}
-
-void edge_http_ws_close(struct edge_http_conn *c, uint16_t code, const char *reason)
-{
-    if (c->closing || c->ws == NULL) {
-        return;
-    }
-    wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
-    ws_flush(c);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -854,7 +387,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread < 0) {
         /* EOF or error; a half-sent request is simply dropped. */
-        conn_close(c);
+        edge__http_conn_close(c);
         return;
     }
     if (c->lingering) {
@@ -863,13 +396,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     c->last_activity_ms = uv_now(stream->loop);
     if (c->ws != NULL) {
         EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_NET, "ws: %zd bytes in", nread);
-        ws_feed(c, (const uint8_t *)buf->base, (size_t)nread);
+        edge__http_ws_feed(c, (const uint8_t *)buf->base, (size_t)nread);
         return;
     }
     if (c->dead) {
         return;
     }
-    size_t parsed = http_parser_execute(&c->parser, &parser_settings, buf->base, (size_t)nread);
+    size_t parsed = http_parser_execute(&c->parser, &edge__http_parser_settings, buf->base, (size_t)nread);
     enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
     while (c->reparse && err == HPE_OK && !c->dead) {
         /* http-parser stops after any Upgrade request; continue as plain HTTP. */
@@ -877,13 +410,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         c->reparse = false;
         http_parser_init(&c->parser, HTTP_REQUEST);
         c->parser.data = c;
-        parsed = done + http_parser_execute(&c->parser, &parser_settings, buf->base + done, (size_t)nread - done);
+        parsed = done + http_parser_execute(&c->parser, &edge__http_parser_settings, buf->base + done, (size_t)nread - done);
         err = HTTP_PARSER_ERRNO(&c->parser);
     }
     if (err == HPE_PAUSED) {
         /* An upgrade request: keep what follows for the WebSocket layer. */
         if (edge_buf_append(&c->ws_pending, buf->base + parsed, (size_t)nread - parsed) != EDGE_OK) {
-            conn_close(c);
+            edge__http_conn_close(c);
             return;
         }
         uv_read_stop(stream);
@@ -944,7 +477,7 @@ static void on_timer(uv_timer_t *t)
     uint64_t since = partial ? c->cur_start_ms : c->last_activity_ms;
     if (now - since >= limit) {
         EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_HTTP, "conn: %s timeout, closing", partial ? "request" : "idle");
-        conn_close(c);
+        edge__http_conn_close(c);
         return;
     }
     arm_timer(c);
@@ -992,7 +525,7 @@ static void on_connection(uv_stream_t *server, int status)
     s->connections_open++;
     s->connections_total++;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        conn_close(c);
+        edge__http_conn_close(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
@@ -1000,7 +533,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->parser.data = c;
     c->last_activity_ms = uv_now(server->loop);
     arm_timer(c);
-    resume_reading(c);
+    edge__http_resume_reading(c);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -1040,13 +573,6 @@ int edge_http_listen_socket(const char *host, int port, int *out_fd, int *out_po
 int edge_http_server_start(uv_loop_t *loop, int fd, const struct edge_http_limits *limits,
                            const struct edge_http_handler *h, struct edge_http_server **out)
 {
-    parser_settings.on_message_begin = on_message_begin;
-    parser_settings.on_url = on_url;
-    parser_settings.on_header_field = on_header_field;
-    parser_settings.on_header_value = on_header_value;
-    parser_settings.on_headers_complete = on_headers_complete;
-    parser_settings.on_body = on_body;
-    parser_settings.on_message_complete = on_message_complete;
 
     struct edge_http_server *s = edge_calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -1105,7 +631,7 @@ void edge_http_server_stop(struct edge_http_server *s, void (*cb)(void *arg), vo
     for (struct edge_http_conn *c = s->conns; c != NULL; c = c->next) {
         if (!c->closing) {
             s->pending_closes++;
-            conn_close(c);
+            edge__http_conn_close(c);
         } else {
             s->pending_closes++; /* its close callback is still to come */
         }

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals shared by the HTTP server's files: http.c (connections, reading, writing,
+ * answers, the listener), http_parse.c (HTTP/1.1 request framing through http-parser)
+ * and ws.c (WebSocket framing through wslay, after an upgrade). */
+#ifndef EDGE_NET_HTTP_INT_H
+#define EDGE_NET_HTTP_INT_H
+
+#include <http_parser.h>
+#include <stdatomic.h>
+#include <wslay/wslay.h>
+
+#include "net/http.h"
+
+#define READ_BUF_SIZE (64 * 1024)
+#define WS_MAX_OUT_BYTES (64u * 1024 * 1024)
+/* Answers waiting in the socket's send queue before the next request is handled: a
+ * client that pipelines requests but never reads cannot make the server buffer more. */
+#define HTTP_MAX_OUT_BYTES (8u * 1024 * 1024)
+
+struct edge_http_server {
+    uv_tcp_t listener;
+    uv_loop_t *loop;
+    struct edge_http_limits limits;
+    struct edge_http_handler h;
+    struct edge_http_conn *conns; /* doubly linked list of live connections */
+    _Atomic uint64_t connections_open, connections_total, bad_requests; /* read by other threads */
+    char read_buf[READ_BUF_SIZE]; /* shared: data is consumed synchronously in read_cb */
+    bool read_buf_busy;
+    bool stopping;
+    int pending_closes; /* listener + connections still closing during stop */
+    void (*stop_cb)(void *arg);
+    void *stop_arg;
+};
+
+struct write_req {
+    uv_write_t req;
+    struct edge_http_conn *c;
+    size_t len;
+    char data[];
+};
+
+struct edge_http_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    struct edge_http_server *s;
+    struct edge_http_conn *prev, *next;
+    http_parser parser;
+    struct edge_http_req *cur;     /* being parsed */
+    struct edge_buf url;           /* raw URL of cur */
+    struct edge_buf hname, hval;   /* header being parsed */
+    size_t header_bytes;
+    bool in_value;
+    uint64_t cur_start_ms;         /* when the request being parsed began (loop time) */
+    bool reparse;                  /* a non-WebSocket Upgrade stopped the parser: restart it */
+    int fail_status;               /* why a parser callback refused the request (413/431), 0 = malformed */
+    struct edge_http_req *q_head, *q_tail; /* complete requests, head is in flight */
+    size_t q_len;
+    bool in_flight;                /* q_head was handed to the handler */
+    bool dispatching;
+    bool reading;
+    bool closing;                  /* uv_close called or about to be */
+    bool close_after_write;        /* finish once the outbound queue is flushed */
+    bool lingering;                /* answer sent: write side shut, discarding input until EOF */
+    uv_shutdown_t shutdown_req;
+    bool dead;                     /* no more input accepted */
+    int handles_open;
+    int refs;
+    uint64_t last_activity_ms;
+    size_t out_bytes;              /* queued in uv_write */
+    void *ud;
+    /* Per-connection WebSocket callbacks (edge_http_conn_set_ws_handler), else the server's */
+    void (*ws_on_message)(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len);
+    void (*ws_on_close)(void *ud, struct edge_http_conn *c);
+    void *ws_ud;
+    /* WebSocket mode */
+    wslay_event_context_ptr ws;
+    const uint8_t *ws_in;          /* input being fed to wslay */
+    size_t ws_in_len;
+    struct edge_buf ws_pending;    /* bytes that arrived with the upgrade request */
+};
+
+/* http_parse.c */
+extern const http_parser_settings edge__http_parser_settings;
+void edge__http_req_free(struct edge_http_req *r);
+
+/* http.c */
+void edge__http_conn_close(struct edge_http_conn *c);
+/* Queue a then b (b may be NULL) for writing. */
+int edge__http_conn_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen);
+void edge__http_resume_reading(struct edge_http_conn *c);
+
+/* ws.c: bytes read on an upgraded connection */
+void edge__http_ws_feed(struct edge_http_conn *c, const uint8_t *data, size_t len);
+
+#endif
