@@ -298,13 +298,7 @@ void edge_http_respond(struct edge_http_conn *c, int status, const char *content
             rest = nx;
         }
     }
-    c->q_head = r->next;
-    if (c->q_head == NULL) {
-        c->q_tail = NULL;
-    }
-    c->q_len--;
-    c->in_flight = false;
-    edge__http_req_free(r);
+    edge__http_req_done(c);
     if (!c->closing) {
         c->last_activity_ms = uv_now(c->tcp.loop);
         arm_timer(c);
@@ -329,6 +323,18 @@ void edge_http_respond_error(struct edge_http_conn *c, int status, const char *c
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+void edge__http_req_done(struct edge_http_conn *c)
+{
+    struct edge_http_req *r = c->q_head;
+    c->q_head = r->next;
+    if (c->q_head == NULL) {
+        c->q_tail = NULL;
+    }
+    c->q_len--;
+    c->in_flight = false;
+    edge__http_req_free(r);
+}
 
 void edge__http_resume_reading(struct edge_http_conn *c)
 {

@@ -88,6 +88,8 @@ void edge__http_conn_close(struct edge_http_conn *c);
 /* Queue a then b (b may be NULL) for writing. */
 int edge__http_conn_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen);
 void edge__http_resume_reading(struct edge_http_conn *c);
+/* The request at the head of the queue is answered (or upgraded): drop it. */
+void edge__http_req_done(struct edge_http_conn *c);
 
 /* ws.c: bytes read on an upgraded connection */
 void edge__http_ws_feed(struct edge_http_conn *c, const uint8_t *data, size_t len);

@@ -121,14 +121,7 @@ int edge_http_ws_accept(struct edge_http_conn *c, const char *protocol)
     wslay_event_config_set_max_recv_msg_length(c->ws, c->s->limits.max_ws_message);
     edge__http_conn_write(c, head, (size_t)hlen, NULL, 0);
     /* The upgrade request is consumed; the connection now belongs to the WS session. */
-    struct edge_http_req *done = c->q_head;
-    c->q_head = done->next;
-    if (c->q_head == NULL) {
-        c->q_tail = NULL;
-    }
-    c->q_len--;
-    c->in_flight = false;
-    edge__http_req_free(done);
+    edge__http_req_done(c);
     edge__http_resume_reading(c);
     if (c->ws_pending.len > 0) {
         struct edge_buf pend = c->ws_pending;

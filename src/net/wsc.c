@@ -11,11 +11,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/sha1.h"
 
@@ -26,9 +26,7 @@
 
 static uint64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return edge_clock_mono_ms(edge_clock_system());
 }
 
 static void set_err(struct edge_wsc *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
