@@ -6,7 +6,7 @@
 #include <time.h>
 
 /* Check a token; returns true with the access level, or false with an error code. */
-bool edge_api_auth_token(struct edge_node *n, const char *tok, size_t len, enum hrana_access *access,
+bool edge__api_auth_token(struct edge_node *n, const char *tok, size_t len, enum hrana_access *access,
                         const char **code)
 {
     if (n->keys == NULL) {
@@ -22,7 +22,7 @@ bool edge_api_auth_token(struct edge_node *n, const char *tok, size_t len, enum 
     return true;
 }
 
-bool edge_api_auth_http(struct edge_node *n, struct edge_http_req *req, enum hrana_access *access,
+bool edge__api_auth_http(struct edge_node *n, struct edge_http_req *req, enum hrana_access *access,
                             const char **code)
 {
     if (n->keys == NULL) {
@@ -35,5 +35,5 @@ bool edge_api_auth_http(struct edge_node *n, struct edge_http_req *req, enum hra
     if (edge_jwt_bearer(h, h ? strlen(h) : 0, &tok, &len, code) != EDGE_OK) {
         return false;
     }
-    return edge_api_auth_token(n, tok, len, access, code);
+    return edge__api_auth_token(n, tok, len, access, code);
 }

@@ -34,7 +34,7 @@ static void snapshot_after(uv_work_t *w, int status)
     struct snapshot_job *j = w->data;
     struct edge_node *n = j->l->node;
     if (!edge_http_conn_is_closed(j->conn)) {
-        edge_api_observe(n, EP_STATUS, j->start_ns, j->rv != EDGE_OK);
+        edge__api_observe(n, EP_STATUS, j->start_ns, j->rv != EDGE_OK);
         if (j->rv == EDGE_OK) {
             char extra[128];
             snprintf(extra, sizeof(extra), "X-Edge-Region: %s\r\n", n->region);
@@ -48,22 +48,22 @@ static void snapshot_after(uv_work_t *w, int status)
     edge_free(j);
 }
 
-void edge_api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+void edge__api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
     const char *given = edge_http_header(req, "x-edge-cluster-secret");
     const char *secret = n->cfg.conf ? n->cfg.conf->cluster_secret : NULL;
     if (!n->repl.cluster || secret == NULL) {
-        edge_api_respond_error(n, c, req, EP_STATUS, 404, "NOT_A_CLUSTER", "this node does not replicate");
+        edge__api_respond_error(n, c, req, EP_STATUS, 404, "NOT_A_CLUSTER", "this node does not replicate");
         return;
     }
     if (given == NULL || strlen(given) != strlen(secret) || sodium_memcmp(given, secret, strlen(secret)) != 0) {
-        edge_api_respond_error(n, c, req, EP_STATUS, 401, "AUTH_CLUSTER", "a snapshot needs the cluster secret");
+        edge__api_respond_error(n, c, req, EP_STATUS, 401, "AUTH_CLUSTER", "a snapshot needs the cluster secret");
         return;
     }
     struct snapshot_job *j = edge_calloc(1, sizeof(*j));
     if (j == NULL) {
-        edge_api_respond_error(n, c, req, EP_STATUS, 503, "INTERNAL", "out of memory");
+        edge__api_respond_error(n, c, req, EP_STATUS, 503, "INTERNAL", "out of memory");
         return;
     }
     j->l = l;
@@ -74,26 +74,26 @@ void edge_api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct e
     if (uv_queue_work(&l->loop, &j->work, snapshot_work, snapshot_after) != 0) {
         edge_http_conn_unref(c);
         edge_free(j);
-        edge_api_respond_error(n, c, req, EP_STATUS, 503, "INTERNAL", "cannot queue the snapshot");
+        edge__api_respond_error(n, c, req, EP_STATUS, 503, "INTERNAL", "cannot queue the snapshot");
     }
 }
 
 /* A peer session's finished ENTRIES batch comes back through the loop's inbox. */
 static void peer_post(void *ud, struct edge_task *t)
 {
-    edge_api_loop_post(ud, t);
+    edge__api_loop_post(ud, t);
 }
 
 /* GET /v1/peer (WebSocket upgrade): an inbound replication link (repl/session.h). */
-void edge_api_peer_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+void edge__api_peer_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
     if (!n->repl.cluster) {
-        edge_api_respond_error(n, c, req, EP_OTHER, 404, "NOT_A_CLUSTER", "this node does not replicate");
+        edge__api_respond_error(n, c, req, EP_OTHER, 404, "NOT_A_CLUSTER", "this node does not replicate");
         return;
     }
     struct edge_peer_session_host host = {peer_post, l};
     if (edge_peer_session_accept(&n->repl, c, &host) == EDGE_ENOMEM) {
-        edge_api_respond_error(n, c, req, EP_OTHER, 503, "INTERNAL", "out of memory");
+        edge__api_respond_error(n, c, req, EP_OTHER, 503, "INTERNAL", "out of memory");
     }
 }

@@ -14,7 +14,7 @@ static const double hist_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.0
                                      0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5, 10};
 _Static_assert(sizeof(hist_bounds) / sizeof(hist_bounds[0]) == HIST_N, "HIST_N is the number of bounds");
 
-void edge_api_observe(struct edge_node *n, enum endpoint ep, uint64_t start_ns, bool error)
+void edge__api_observe(struct edge_node *n, enum endpoint ep, uint64_t start_ns, bool error)
 {
     double secs = (double)(uv_hrtime() - start_ns) / 1e9;
     size_t b = 0;
@@ -25,17 +25,17 @@ void edge_api_observe(struct edge_node *n, enum endpoint ep, uint64_t start_ns, 
     atomic_fetch_add(&n->m.hist_sum_us[ep], (uint64_t)(secs * 1e6));
 }
 
-void edge_api_respond(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req, enum endpoint ep,
+void edge__api_respond(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req, enum endpoint ep,
                     int status, const char *ctype, const char *extra, const void *body, size_t len)
 {
-    edge_api_observe(n, ep, req->start_ns, status >= 400);
+    edge__api_observe(n, ep, req->start_ns, status >= 400);
     edge_http_respond(c, status, ctype, extra, body, len);
 }
 
-void edge_api_respond_error(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req,
+void edge__api_respond_error(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req,
                           enum endpoint ep, int status, const char *code, const char *msg)
 {
-    edge_api_observe(n, ep, req->start_ns, true);
+    edge__api_observe(n, ep, req->start_ns, true);
     edge_http_respond_error(c, status, code, msg);
 }
 
@@ -64,7 +64,8 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                     "# TYPE edgelite_repl_conflicts_total counter\nedgelite_repl_conflicts_total %llu\n"
                     "# TYPE edgelite_repl_duplicates_total counter\nedgelite_repl_duplicates_total %llu\n"
                     "# TYPE edgelite_repl_deferred_total counter\nedgelite_repl_deferred_total %llu\n",
-                    (unsigned long long)atomic_load(&n->repl.stats.applied), (unsigned long long)atomic_load(&n->repl.stats.rows),
+                    (unsigned long long)atomic_load(&n->repl.stats.applied),
+                    (unsigned long long)atomic_load(&n->repl.stats.rows),
                     (unsigned long long)atomic_load(&n->repl.stats.conflicts),
                     (unsigned long long)atomic_load(&n->repl.stats.duplicates),
                     (unsigned long long)atomic_load(&n->repl.stats.deferred));
@@ -85,7 +86,7 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
     edge_repl_peers_walk(&n->repl, edge_store_db(rconn), metrics_peer, b);
 }
 
-void edge_api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
     struct edge_buf b;
@@ -169,10 +170,10 @@ void edge_api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct ed
                     (unsigned long long)atomic_load(&n->m.rows), (unsigned long long)atomic_load(&n->m.routed[0]),
                     (unsigned long long)atomic_load(&n->m.routed[1]), (unsigned long long)atomic_load(&n->m.routed[2]),
                     (unsigned long long)ws.jobs, (unsigned long long)ws.groups,
-                    (unsigned long long)ws.commit_failures, (unsigned long long)edge_api_db_size(n),
+                    (unsigned long long)ws.commit_failures, (unsigned long long)edge__api_db_size(n),
                     (unsigned long long)crdt_ops, (unsigned long long)crdt_merges, (unsigned long long)crdt_conflicts,
                     (double)(mono_ms() - n->start_mono_ms) / 1000.0);
     if (n->repl.cluster) metrics_peers(n, l->rconn, &b);
-    edge_api_respond(n, c, req, EP_METRICS, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
+    edge__api_respond(n, c, req, EP_METRICS, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
     edge_buf_free(&b);
 }

@@ -62,7 +62,7 @@ static void on_inbox(uv_async_t *a)
     }
 }
 
-void edge_api_loop_post(struct loop *l, struct edge_task *t)
+void edge__api_loop_post(struct loop *l, struct edge_task *t)
 {
     pthread_mutex_lock(&l->inbox_mu);
     t->next = l->inbox;
@@ -76,7 +76,7 @@ static void on_wake(uv_async_t *a)
     (void)a;
 }
 
-void edge_api_wake(void *node)
+void edge__api_wake(void *node)
 {
     struct edge_node *n = node;
     for (int i = 0; i < n->n_loops; i++) {
@@ -106,7 +106,7 @@ static void on_stop(uv_async_t *a)
     if (l->stopping) return;
     l->stopping = true;
     uv_close((uv_handle_t *)&l->stop_async, NULL);
-    edge_api_snap_end(&l->snap_check);
+    edge__api_snap_end(&l->snap_check);
     uv_close((uv_handle_t *)&l->snap_check, NULL);
     if (l->idx == 0) {
         uv_close((uv_handle_t *)&l->sweep_timer, NULL);
@@ -149,7 +149,7 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
         .request_timeout_ms = 30000,
         .max_ws_message = n->cfg.max_body_bytes,
     };
-    struct edge_http_handler h = {l, edge_api_on_request, edge_api_ws_on_message, edge_api_ws_on_close};
+    struct edge_http_handler h = {l, edge__api_on_request, edge__api_ws_on_message, edge__api_ws_on_close};
     int fd = -1;
     if (idx == 0) {
         fd = l->listen_fd;
@@ -170,7 +170,7 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
         l->sweep_timer.data = l;
         uint64_t every = n->cfg.stream_timeout_ms / 4;
         every = every < 50 ? 50 : every > 1000 ? 1000 : every;
-        uv_timer_start(&l->sweep_timer, edge_api_stream_sweep, every, every);
+        uv_timer_start(&l->sweep_timer, edge__api_stream_sweep, every, every);
         uv_timer_init(&l->loop, &l->compact_timer);
         l->compact_timer.data = l;
         uv_timer_start(&l->compact_timer, compact_tick, n->cfg.compact_interval_ms, n->cfg.compact_interval_ms);
@@ -203,10 +203,10 @@ static void node_free(struct edge_node *n)
         pthread_mutex_destroy(&l->inbox_mu);
     }
     edge_free(n->loops);
-    for (size_t i = 0; i < n->n_streams; i++) edge_api_stream_free(n, n->streams[i]);
+    for (size_t i = 0; i < n->n_streams; i++) edge__api_stream_free(n, n->streams[i]);
     edge_free(n->streams);
     edge_free(n->expired);
-    for (int i = 0; i < n->n_pool; i++) edge_api_txconn_close(n->pool[i]);
+    for (int i = 0; i < n->n_pool; i++) edge__api_txconn_close(n->pool[i]);
     edge_jwt_keys_free(n->keys);
     edge_repl_state_close(&n->repl);
     pthread_mutex_destroy(&n->streams_mu);
@@ -232,7 +232,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     size_t plen = strlen(cfg->data_dir) + 32;
     n->db_path = edge_malloc(plen);
     edge_repl_state_init(&n->repl, n->region, n->db_path, cfg->conf, cfg->wan, cfg->log_keep);
-    n->repl.wake = edge_api_wake;
+    n->repl.wake = edge__api_wake;
     n->repl.wake_ud = n;
     if (n->data_dir == NULL || n->region == NULL || n->db_path == NULL) goto out;
     snprintf(n->db_path, plen, "%s/edgelite.db", cfg->data_dir);

@@ -215,98 +215,98 @@ static inline uint64_t wall_ms(void)
 }
 
 /* node.c: loops */
-void edge_api_loop_post(struct loop *l, struct edge_task *t); /* any thread */
-void edge_api_wake(void *node);                                /* any thread: re-check waiters */
+void edge__api_loop_post(struct loop *l, struct edge_task *t); /* any thread */
+void edge__api_wake(void *node);                                /* any thread: re-check waiters */
 
 /* routes.c */
-void edge_api_on_request(void *ud, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_on_request(void *ud, struct edge_http_conn *c, struct edge_http_req *req);
 
 /* metrics.c */
-void edge_api_observe(struct edge_node *n, enum endpoint ep, uint64_t start_ns, bool error);
-void edge_api_respond(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req, enum endpoint ep,
+void edge__api_observe(struct edge_node *n, enum endpoint ep, uint64_t start_ns, bool error);
+void edge__api_respond(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req, enum endpoint ep,
                       int status, const char *ctype, const char *extra, const void *body, size_t len);
-void edge_api_respond_error(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req,
+void edge__api_respond_error(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req,
                             enum endpoint ep, int status, const char *code, const char *msg);
-void edge_api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 
 /* status.c */
-uint64_t edge_api_db_size(struct edge_node *n);
-void edge_api_status_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
-void edge_api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
-void edge_api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
-void edge_api_peer_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+uint64_t edge__api_db_size(struct edge_node *n);
+void edge__api_status_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_peer_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 
 /* auth.c: true with the access level, or false with an error code */
-bool edge_api_auth_token(struct edge_node *n, const char *tok, size_t len, enum hrana_access *access,
+bool edge__api_auth_token(struct edge_node *n, const char *tok, size_t len, enum hrana_access *access,
                          const char **code);
-bool edge_api_auth_http(struct edge_node *n, struct edge_http_req *req, enum hrana_access *access,
+bool edge__api_auth_http(struct edge_node *n, struct edge_http_req *req, enum hrana_access *access,
                         const char **code);
 
 /* replicate.c, crdt_route.c: called by the route table once the token is checked */
-void edge_api_replicate_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+void edge__api_replicate_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
                                enum hrana_access access);
-void edge_api_crdt_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const char *sub);
+void edge__api_crdt_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const char *sub);
 
 /* hrana/stream.c: the transaction pool, HTTP streams and batons */
-void edge_api_txconn_close(struct txconn *t);
-int edge_api_pool_acquire(struct edge_node *n, struct txconn **out);
-void edge_api_pool_release(struct edge_node *n, struct txconn *t, bool readonly_txn);
-void edge_api_stream_free(struct edge_node *n, struct stream *s);
-struct stream *edge_api_stream_checkout(struct edge_node *n, const char *baton, size_t len, const char **code,
+void edge__api_txconn_close(struct txconn *t);
+int edge__api_pool_acquire(struct edge_node *n, struct txconn **out);
+void edge__api_pool_release(struct edge_node *n, struct txconn *t, bool readonly_txn);
+void edge__api_stream_free(struct edge_node *n, struct stream *s);
+struct stream *edge__api_stream_checkout(struct edge_node *n, const char *baton, size_t len, const char **code,
                                         const char **msg);
-int edge_api_stream_checkin(struct edge_node *n, struct stream *s, struct edge_buf *out);
-void edge_api_stream_discard(struct edge_node *n, struct stream *s);
-void edge_api_stream_sweep(uv_timer_t *t);
+int edge__api_stream_checkin(struct edge_node *n, struct stream *s, struct edge_buf *out);
+void edge__api_stream_discard(struct edge_node *n, struct stream *s);
+void edge__api_stream_sweep(uv_timer_t *t);
 
 /* hrana/unit.c: units of work */
-struct unit *edge_api_unit_new(struct loop *l, struct edge_http_conn *c, json_t *body);
-void edge_api_unit_free(struct unit *u);
-void edge_api_unit_dispatch(struct unit *u);
-void edge_api_unit_finish(struct unit *u);
-int edge_api_unit_writer_run(struct edge_writer_job *job, struct edge_store_conn *conn);
-void edge_api_unit_writer_complete(struct edge_writer_job *job, int status);
-void edge_api_unit_repl_setup(struct unit *u, int consistency);
+struct unit *edge__api_unit_new(struct loop *l, struct edge_http_conn *c, json_t *body);
+void edge__api_unit_free(struct unit *u);
+void edge__api_unit_dispatch(struct unit *u);
+void edge__api_unit_finish(struct unit *u);
+int edge__api_unit_writer_run(struct edge_writer_job *job, struct edge_store_conn *conn);
+void edge__api_unit_writer_complete(struct edge_writer_job *job, int status);
+void edge__api_unit_repl_setup(struct unit *u, int consistency);
 /* The level a unit writes at: the request header, else the strongest level of the
  * tables it writes, else the node's default. */
-int edge_api_unit_consistency(struct edge_node *n, struct edge_http_req *req, const struct hrana_tables *t);
-void edge_api_unit_count(struct edge_node *n, struct unit *u);
-void edge_api_unit_settle(struct edge_node *n, struct txconn **slot, bool *readonly_txn, bool ro_now, bool closing);
-const char *edge_api_status_code(int st);
-void edge_api_snap_end(uv_check_t *h);
+int edge__api_unit_consistency(struct edge_node *n, struct edge_http_req *req, const struct hrana_tables *t);
+void edge__api_unit_count(struct edge_node *n, struct unit *u);
+void edge__api_unit_settle(struct edge_node *n, struct txconn **slot, bool *readonly_txn, bool ro_now, bool closing);
+const char *edge__api_status_code(int st);
+void edge__api_snap_end(uv_check_t *h);
 /* Where a write classified as route/consistency/ddl goes in a cluster: here, forwarded
  * to the primary (only when can_forward), or refused with *code and *msg. */
 enum strong_route { STRONG_LOCAL, STRONG_FORWARD, STRONG_REFUSE };
-enum strong_route edge_api_strong_route(struct edge_node *n, enum hrana_route route, int consistency, bool ddl,
+enum strong_route edge__api_strong_route(struct edge_node *n, enum hrana_route route, int consistency, bool ddl,
                                         bool can_forward, bool forwarded, bool ws, const char **code,
                                         const char **msg);
 
 /* hrana/http.c: POST /v2/pipeline, /v3/pipeline */
-void edge_api_pipeline_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
+void edge__api_pipeline_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
                               enum hrana_access access);
-void edge_api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
+void edge__api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
                            int version, enum hrana_access access, int mode);
-void edge_api_pipeline_finish(struct unit *u);
-void edge_api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, int mode, const char *origin,
+void edge__api_pipeline_finish(struct unit *u);
+void edge__api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, int mode, const char *origin,
                               uint64_t seq, const char *body, size_t len, uint64_t start_ns);
 
 /* hrana/forward.c: a strong write or schema change sent on to the primary */
-void edge_api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body, int mode,
+void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body, int mode,
                       bool strong);
 
 /* hrana/wait.c: bookmarks and majorities. A bookmark is "REGION:SEQ". */
-bool edge_api_bookmark_parse(const char *bm, char origin[EDGE_VCLOCK_REGION_MAX + 1], uint64_t *seq);
-bool edge_api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
+bool edge__api_bookmark_parse(const char *bm, char origin[EDGE_VCLOCK_REGION_MAX + 1], uint64_t *seq);
+bool edge__api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
                             enum hrana_access access);
-void edge_api_wait_majority(struct loop *l, struct edge_http_conn *c, uint64_t seq, struct edge_buf *resp, int mode,
+void edge__api_wait_majority(struct loop *l, struct edge_http_conn *c, uint64_t seq, struct edge_buf *resp, int mode,
                             uint64_t start_ns);
-bool edge_api_wait_majority_ws(struct unit *u, struct ws_session *s, uint64_t seq);
+bool edge__api_wait_majority_ws(struct unit *u, struct ws_session *s, uint64_t seq);
 
 /* hrana/ws.c: WebSocket sessions */
-void edge_api_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
-void edge_api_ws_on_message(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len);
-void edge_api_ws_on_close(void *ud, struct edge_http_conn *c);
-void edge_api_ws_process(struct ws_session *s);
-void edge_api_ws_unref(struct ws_session *s);
-void edge_api_ws_finish(struct unit *u);
+void edge__api_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_ws_on_message(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len);
+void edge__api_ws_on_close(void *ud, struct edge_http_conn *c);
+void edge__api_ws_process(struct ws_session *s);
+void edge__api_ws_unref(struct ws_session *s);
+void edge__api_ws_finish(struct unit *u);
 
 #endif

@@ -85,7 +85,7 @@ static int replicate_sql(struct loop *l, json_t *body, struct edge_buf *sql, jso
     }
     /* The table's columns and its single-column primary key. */
     struct table_cols t = {.npk = 0};
-    edge_sql_table_columns(db, table, collect_col, &t);
+    edge_store_table_columns(db, table, collect_col, &t);
     const char *pk = t.pk;
     int npk = t.npk, ncols = t.ncols;
     if (ncols == 0) {
@@ -119,35 +119,35 @@ static int replicate_sql(struct loop *l, json_t *body, struct edge_buf *sql, jso
     }
     if (is_delete) {
         edge_buf_puts(sql, "DELETE FROM ");
-        edge_sql_quote_ident(sql, table);
+        edge_store_quote_ident(sql, table);
         edge_buf_puts(sql, " WHERE ");
-        edge_sql_quote_ident(sql, pk);
+        edge_store_quote_ident(sql, pk);
         edge_buf_puts(sql, " = ?");
         json_array_append_new(args, hrana_arg(id));
     } else if (strcmp(op, "update") == 0) {
         edge_buf_puts(sql, "UPDATE ");
-        edge_sql_quote_ident(sql, table);
+        edge_store_quote_ident(sql, table);
         edge_buf_puts(sql, " SET ");
         int i = 0;
         json_object_foreach(data, key, val) {
             if (i++ > 0) edge_buf_puts(sql, ", ");
-            edge_sql_quote_ident(sql, key);
+            edge_store_quote_ident(sql, key);
             edge_buf_puts(sql, " = ?");
             json_array_append_new(args, hrana_arg(val));
         }
         edge_buf_puts(sql, " WHERE ");
-        edge_sql_quote_ident(sql, pk);
+        edge_store_quote_ident(sql, pk);
         edge_buf_puts(sql, " = ?");
         json_array_append_new(args, hrana_arg(id));
     } else {
         edge_buf_puts(sql, "INSERT INTO ");
-        edge_sql_quote_ident(sql, table);
+        edge_store_quote_ident(sql, table);
         edge_buf_puts(sql, " (");
-        edge_sql_quote_ident(sql, pk);
+        edge_store_quote_ident(sql, pk);
         json_array_append_new(args, hrana_arg(id));
         json_object_foreach(data, key, val) {
             edge_buf_puts(sql, ", ");
-            edge_sql_quote_ident(sql, key);
+            edge_store_quote_ident(sql, key);
             json_array_append_new(args, hrana_arg(val));
         }
         edge_buf_puts(sql, ") VALUES (?");
@@ -155,7 +155,7 @@ static int replicate_sql(struct loop *l, json_t *body, struct edge_buf *sql, jso
         edge_buf_putc(sql, ')');
         if (strcmp(op, "upsert") == 0) {
             edge_buf_puts(sql, " ON CONFLICT(");
-            edge_sql_quote_ident(sql, pk);
+            edge_store_quote_ident(sql, pk);
             edge_buf_puts(sql, ") DO ");
             if (json_object_size(data) == 0) {
                 edge_buf_puts(sql, "NOTHING");
@@ -164,9 +164,9 @@ static int replicate_sql(struct loop *l, json_t *body, struct edge_buf *sql, jso
                 int i = 0;
                 json_object_foreach(data, key, val) {
                     if (i++ > 0) edge_buf_puts(sql, ", ");
-                    edge_sql_quote_ident(sql, key);
+                    edge_store_quote_ident(sql, key);
                     edge_buf_puts(sql, " = excluded.");
-                    edge_sql_quote_ident(sql, key);
+                    edge_store_quote_ident(sql, key);
                 }
             }
         }
@@ -174,7 +174,7 @@ static int replicate_sql(struct loop *l, json_t *body, struct edge_buf *sql, jso
     return 200;
 }
 
-void edge_api_replicate_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+void edge__api_replicate_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
                                enum hrana_access access)
 {
     struct edge_node *n = l->node;
@@ -185,14 +185,14 @@ void edge_api_replicate_handle(struct loop *l, struct edge_http_conn *c, struct 
         char msg[256];
         snprintf(msg, sizeof(msg), "invalid JSON body: %s", body ? "expected an object" : jerr.text);
         json_decref(body);
-        edge_api_respond_error(n, c, req, EP_REPLICATE, 400, "REPLICATE_BAD_REQUEST", msg);
+        edge__api_respond_error(n, c, req, EP_REPLICATE, 400, "REPLICATE_BAD_REQUEST", msg);
         return;
     }
     json_t *cons = json_object_get(body, "consistency");
     enum edge_consistency level;
     if (cons != NULL && (!json_is_string(cons) || edge_consistency_parse(json_string_value(cons), &level) != EDGE_OK)) {
         json_decref(body);
-        edge_api_respond_error(n, c, req, EP_REPLICATE, 400, "REPLICATE_BAD_REQUEST",
+        edge__api_respond_error(n, c, req, EP_REPLICATE, 400, "REPLICATE_BAD_REQUEST",
                       "'consistency' must be \"strong\", \"eventual\" or \"async\"");
         return;
     }
@@ -205,7 +205,7 @@ void edge_api_replicate_handle(struct loop *l, struct edge_http_conn *c, struct 
         edge_buf_free(&sql);
         json_decref(args);
         json_decref(body);
-        edge_api_respond_error(n, c, req, EP_REPLICATE, status, code, msg);
+        edge__api_respond_error(n, c, req, EP_REPLICATE, status, code, msg);
         return;
     }
     json_t *pipe = json_pack("{s:[{s:s,s:{s:s%,s:o,s:b}},{s:s}]}", "requests", "type", "execute", "stmt", "sql",
@@ -213,7 +213,7 @@ void edge_api_replicate_handle(struct loop *l, struct edge_http_conn *c, struct 
     edge_buf_free(&sql);
     json_decref(body);
     if (pipe == NULL) {
-        edge_api_respond_error(n, c, req, EP_REPLICATE, 503, "INTERNAL", "out of memory");
+        edge__api_respond_error(n, c, req, EP_REPLICATE, 503, "INTERNAL", "out of memory");
         return;
     }
     if (cons != NULL) {
@@ -227,5 +227,5 @@ void edge_api_replicate_handle(struct loop *l, struct edge_http_conn *c, struct 
             if (h[req->n_headers].name && h[req->n_headers].value) req->n_headers++;
         }
     }
-    edge_api_pipeline_run(l, c, req, pipe, 2, access, PIPE_REPLICATE);
+    edge__api_pipeline_run(l, c, req, pipe, 2, access, PIPE_REPLICATE);
 }

@@ -49,28 +49,28 @@ struct route {
 static void r_peer(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     (void)rc;
-    edge_api_peer_upgrade(l, c, req);
+    edge__api_peer_upgrade(l, c, req);
 }
 
 static void r_ws(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     (void)rc;
-    edge_api_ws_upgrade(l, c, req);
+    edge__api_ws_upgrade(l, c, req);
 }
 
 /* A read with X-Edge-Bookmark waits until this region has applied that write. */
 static void r_pipeline(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
                        const struct route_call *rc)
 {
-    if (!edge_api_wait_bookmark(l, c, req, rc->arg, rc->access)) {
-        edge_api_pipeline_handle(l, c, req, rc->arg, rc->access);
+    if (!edge__api_wait_bookmark(l, c, req, rc->arg, rc->access)) {
+        edge__api_pipeline_handle(l, c, req, rc->arg, rc->access);
     }
 }
 
 static void r_health(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     (void)rc;
-    edge_api_respond(l->node, c, req, EP_HEALTH, 200, "text/plain", NULL, "", 0);
+    edge__api_respond(l->node, c, req, EP_HEALTH, 200, "text/plain", NULL, "", 0);
 }
 
 static void r_version(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
@@ -78,64 +78,64 @@ static void r_version(struct loop *l, struct edge_http_conn *c, struct edge_http
     (void)rc;
     char v[64];
     int len = snprintf(v, sizeof(v), "edgelite %s\n", EDGE_VERSION);
-    edge_api_respond(l->node, c, req, EP_HEALTH, 200, "text/plain", NULL, v, (size_t)len);
+    edge__api_respond(l->node, c, req, EP_HEALTH, 200, "text/plain", NULL, v, (size_t)len);
 }
 
 static void r_hello(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     (void)rc;
-    edge_api_respond(l->node, c, req, EP_HEALTH, 200, "text/plain", NULL, "Hello, this is edgelite\n", 24);
+    edge__api_respond(l->node, c, req, EP_HEALTH, 200, "text/plain", NULL, "Hello, this is edgelite\n", 24);
 }
 
 static void r_protobuf(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
                        const struct route_call *rc)
 {
     (void)rc;
-    edge_api_respond_error(l->node, c, req, EP_OTHER, 404, "NOT_FOUND", "protobuf encoding is not supported");
+    edge__api_respond_error(l->node, c, req, EP_OTHER, 404, "NOT_FOUND", "protobuf encoding is not supported");
 }
 
 static void r_metrics(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     (void)rc;
-    edge_api_metrics_handle(l, c, req);
+    edge__api_metrics_handle(l, c, req);
 }
 
 static void r_status(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     (void)rc;
-    edge_api_status_handle(l, c, req);
+    edge__api_status_handle(l, c, req);
 }
 
 static void r_replicate(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
                         const struct route_call *rc)
 {
-    edge_api_replicate_handle(l, c, req, rc->access);
+    edge__api_replicate_handle(l, c, req, rc->access);
 }
 
 static void r_snapshot(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
                        const struct route_call *rc)
 {
     (void)rc;
-    edge_api_snapshot_handle(l, c, req);
+    edge__api_snapshot_handle(l, c, req);
 }
 
 static void r_conflicts(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
                         const struct route_call *rc)
 {
     (void)rc;
-    edge_api_conflicts_handle(l, c, req);
+    edge__api_conflicts_handle(l, c, req);
 }
 
 static void r_crdt(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
-    edge_api_crdt_handle(l, c, req, rc->rest);
+    edge__api_crdt_handle(l, c, req, rc->rest);
 }
 
 static void r_root(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     (void)rc;
     const char msg[] = "{\"service\":\"edgelite\",\"protocols\":[\"hrana2\",\"hrana3\"]}";
-    edge_api_respond(l->node, c, req, EP_OTHER, 200, "application/json", NULL, msg, sizeof(msg) - 1);
+    edge__api_respond(l->node, c, req, EP_OTHER, 200, "application/json", NULL, msg, sizeof(msg) - 1);
 }
 
 static const struct route routes[] = {
@@ -198,18 +198,19 @@ static bool authorize(struct edge_node *n, struct edge_http_conn *c, struct edge
     *access = HRANA_ACCESS_RW;
     if (r->auth != AUTH_READ && r->auth != AUTH_WRITE) return true;
     const char *code = NULL;
-    if (!edge_api_auth_http(n, req, access, &code)) {
-        edge_api_respond_error(n, c, req, r->ep, 401, code, "Authentication failed");
+    if (!edge__api_auth_http(n, req, access, &code)) {
+        edge__api_respond_error(n, c, req, r->ep, 401, code, "Authentication failed");
         return false;
     }
     if (r->auth == AUTH_WRITE && *access == HRANA_ACCESS_RO && req->method != HTTP_GET) {
-        edge_api_respond_error(n, c, req, r->ep, 403, "AUTH_READ_ONLY", "writes are not allowed with a read-only token");
+        edge__api_respond_error(n, c, req, r->ep, 403, "AUTH_READ_ONLY",
+                                "writes are not allowed with a read-only token");
         return false;
     }
     return true;
 }
 
-void edge_api_on_request(void *ud, struct edge_http_conn *c, struct edge_http_req *req)
+void edge__api_on_request(void *ud, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct loop *l = ud;
     struct edge_node *n = l->node;
@@ -224,8 +225,8 @@ void edge_api_on_request(void *ud, struct edge_http_conn *c, struct edge_http_re
     bool known = ends_with(p, "/pipeline") || strcmp(p, "/health") == 0 || strcmp(p, "/metrics") == 0 ||
                  strcmp(p, "/v1/status") == 0;
     if (known) {
-        edge_api_respond_error(n, c, req, EP_OTHER, 405, "METHOD_NOT_ALLOWED", "method not allowed for this path");
+        edge__api_respond_error(n, c, req, EP_OTHER, 405, "METHOD_NOT_ALLOWED", "method not allowed for this path");
     } else {
-        edge_api_respond_error(n, c, req, EP_OTHER, 404, "NOT_FOUND", "no such endpoint");
+        edge__api_respond_error(n, c, req, EP_OTHER, 404, "NOT_FOUND", "no such endpoint");
     }
 }

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-uint64_t edge_api_db_size(struct edge_node *n)
+uint64_t edge__api_db_size(struct edge_node *n)
 {
     struct stat st;
     uint64_t total = 0;
@@ -51,7 +51,7 @@ static void vv_json(struct edge_buf *b, const struct edge_vclock *vv)
 }
 
 /* GET /v1/conflicts: the most recent resolved conflicts, newest first. */
-void edge_api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+void edge__api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
     struct edge_buf b;
@@ -87,11 +87,11 @@ void edge_api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct 
     }
     sqlite3_finalize(st);
     edge_buf_printf(&b, "],\"total\":%llu}", (unsigned long long)total);
-    edge_api_respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);
+    edge__api_respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);
     edge_buf_free(&b);
 }
 
-void edge_api_status_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+void edge__api_status_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
     struct edge_buf b;
@@ -106,7 +106,7 @@ void edge_api_status_handle(struct loop *l, struct edge_http_conn *c, struct edg
     edge_buf_printf(&b, ",\"db_path\":");
     edge_buf_json_cstr(&b, n->db_path);
     edge_buf_printf(&b, ",\"db_size_bytes\":%llu,\"threads\":%d,\"auth\":%s,\"replicating\":%s,\"version_vector\":{",
-                    (unsigned long long)edge_api_db_size(n), n->n_loops, n->keys ? "true" : "false",
+                    (unsigned long long)edge__api_db_size(n), n->n_loops, n->keys ? "true" : "false",
                     n->repl.cluster ? "true" : "false");
     struct edge_vclock vv;
     edge_vclock_init(&vv);
@@ -126,6 +126,6 @@ void edge_api_status_handle(struct loop *l, struct edge_http_conn *c, struct edg
     edge_buf_puts(&b, "},\"peers\":[");
     edge_repl_peers_walk(&n->repl, edge_store_db(l->rconn), status_peer, &b);
     edge_buf_puts(&b, "]}");
-    edge_api_respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);
+    edge__api_respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);
     edge_buf_free(&b);
 }

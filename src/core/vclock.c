@@ -295,7 +295,7 @@ int edge__uvarint_put(struct edge_buf *out, uint64_t v)
     return edge_buf_append(out, tmp, n);
 }
 
-int edge_rd_varint(struct edge_rd *r, uint64_t *out_v)
+int edge__uvarint_read(struct edge__rd *r, uint64_t *out_v)
 {
     size_t used = 0;
     if (edge__uvarint_get(r->p + r->off, r->len - r->off, out_v, &used) != EDGE_OK) return EDGE_ECORRUPT;

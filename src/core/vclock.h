@@ -78,12 +78,12 @@ int edge__uvarint_put(struct edge_buf *out, uint64_t v);
 int edge__uvarint_get(const uint8_t *p, size_t len, uint64_t *out_v, size_t *out_used);
 
 /* A bounds-checked reader over p[0..len); off is the next byte. */
-struct edge_rd {
+struct edge__rd {
     const uint8_t *p;
     size_t len;
     size_t off;
 };
 /* Read one varint at r->off and step past it; r is unchanged on error (EDGE_ECORRUPT). */
-int edge_rd_varint(struct edge_rd *r, uint64_t *out_v);
+int edge__uvarint_read(struct edge__rd *r, uint64_t *out_v);
 
 #endif

@@ -1002,18 +1002,18 @@ out:
 }
 
 /* A count of items of at least min_size bytes each that the rest of the input can hold. */
-static int rd_count(struct edge_rd *r, size_t min_size, uint64_t *out)
+static int rd_count(struct edge__rd *r, size_t min_size, uint64_t *out)
 {
-    if (edge_rd_varint(r, out) != EDGE_OK || *out > (r->len - r->off) / min_size) {
+    if (edge__uvarint_read(r, out) != EDGE_OK || *out > (r->len - r->off) / min_size) {
         return EDGE_ECORRUPT;
     }
     return EDGE_OK;
 }
 
-static int rd_dot(struct edge_rd *r, const struct edge_crdt_orset *s, struct edge_crdt_dot *out, size_t *out_idx)
+static int rd_dot(struct edge__rd *r, const struct edge_crdt_orset *s, struct edge_crdt_dot *out, size_t *out_idx)
 {
     uint64_t idx;
-    if (edge_rd_varint(r, &idx) != EDGE_OK || idx >= s->n_regions || edge_rd_varint(r, &out->n) != EDGE_OK ||
+    if (edge__uvarint_read(r, &idx) != EDGE_OK || idx >= s->n_regions || edge__uvarint_read(r, &out->n) != EDGE_OK ||
         out->n == 0) {
         return EDGE_ECORRUPT;
     }
@@ -1024,7 +1024,7 @@ static int rd_dot(struct edge_rd *r, const struct edge_crdt_orset *s, struct edg
 
 int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t len, size_t *out_used)
 {
-    struct edge_rd r = {p, len, 0};
+    struct edge__rd r = {p, len, 0};
     uint64_t cnt, v;
     uint8_t *used_region = NULL;
     uint64_t *clk = NULL; /* clock value per region index, for the coverage checks */
@@ -1045,7 +1045,7 @@ int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t 
     for (uint64_t i = 0; i < cnt; i++) {
         char buf[EDGE_VCLOCK_REGION_MAX + 1];
         rv = EDGE_ECORRUPT;
-        if (edge_rd_varint(&r, &v) != EDGE_OK || v > EDGE_VCLOCK_REGION_MAX || v > r.len - r.off) {
+        if (edge__uvarint_read(&r, &v) != EDGE_OK || v > EDGE_VCLOCK_REGION_MAX || v > r.len - r.off) {
             goto out;
         }
         memcpy(buf, r.p + r.off, (size_t)v);
@@ -1122,7 +1122,7 @@ int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t 
     for (uint64_t i = 0; i < cnt; i++) {
         uint64_t nd;
         rv = EDGE_ECORRUPT;
-        if (edge_rd_varint(&r, &v) != EDGE_OK || v > EDGE_CRDT_VALUE_MAX || v > r.len - r.off) {
+        if (edge__uvarint_read(&r, &v) != EDGE_OK || v > EDGE_CRDT_VALUE_MAX || v > r.len - r.off) {
             goto out;
         }
         const uint8_t *elem = r.p + r.off;

@@ -56,7 +56,7 @@ static void name_col(void *ud, int cid, const char *name, int pk)
 /* The first 64 column names of table; their count, or -1. */
 static int column_names(sqlite3 *db, const char *table, char names[64][128])
 {
-    int n = edge_sql_table_columns(db, table, name_col, names);
+    int n = edge_store_table_columns(db, table, name_col, names);
     return n > 64 ? 64 : n;
 }
 
@@ -65,7 +65,7 @@ static int apply_upsert(sqlite3 *db, const char *table, uint64_t ncols, struct e
     struct edge_buf sql;
     edge_buf_init(&sql, 1 << 20);
     int rv = edge_buf_puts(&sql, "INSERT OR REPLACE INTO ");
-    if (rv == EDGE_OK) rv = edge_sql_quote_ident(&sql, table);
+    if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, table);
     if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " VALUES (");
     for (uint64_t i = 0; i < ncols && rv == EDGE_OK; i++) {
         rv = edge_buf_puts(&sql, i ? ",?" : "?");
@@ -93,7 +93,7 @@ static int by_pk(sqlite3 *db, const char *verb, const char *table, const struct 
     struct edge_buf sql;
     edge_buf_init(&sql, 1 << 20);
     int rv = edge_buf_puts(&sql, verb);
-    if (rv == EDGE_OK) rv = edge_sql_quote_ident(&sql, table);
+    if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, table);
     if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
     for (int i = 0; i < pk->npk && rv == EDGE_OK; i++) {
         if (pk->pk[i] >= n) {
@@ -101,7 +101,7 @@ static int by_pk(sqlite3 *db, const char *verb, const char *table, const struct 
             break;
         }
         if (i > 0) rv = edge_buf_puts(&sql, " AND ");
-        if (rv == EDGE_OK) rv = edge_sql_quote_ident(&sql, names[pk->pk[i]]);
+        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, names[pk->pk[i]]);
         if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " IS ?");
     }
     sqlite3_stmt *st = NULL;

@@ -64,8 +64,8 @@ static int head_step(sqlite3 *db, struct head *h, char *err, size_t errlen)
     return EDGE_OK;
 }
 
-int edge_repl_batch_build(sqlite3 *db, struct edge_vclock *sent, int max_entries, size_t max_bytes, struct edge_buf *out,
-                          size_t *out_n, char *err, size_t errlen)
+int edge_repl_batch_build(sqlite3 *db, struct edge_vclock *sent, int max_entries, size_t max_bytes,
+                          struct edge_buf *out, size_t *out_n, char *err, size_t errlen)
 {
     struct edge_vclock local;
     struct head *heads = NULL;

@@ -20,7 +20,7 @@ int edge_repl_log_vv(sqlite3 *db, struct edge_vclock *vv, char *err, size_t errl
  * one, all from one read transaction, and advance sent past them. *out_n = 0 when
  * nothing is pending. EDGE_ENOTFOUND when the next entry the peer needs is no longer
  * in the log (compacted): the peer needs a snapshot. */
-int edge_repl_batch_build(sqlite3 *db, struct edge_vclock *sent, int max_entries, size_t max_bytes, struct edge_buf *out,
-                          size_t *out_n, char *err, size_t errlen);
+int edge_repl_batch_build(sqlite3 *db, struct edge_vclock *sent, int max_entries, size_t max_bytes,
+                          struct edge_buf *out, size_t *out_n, char *err, size_t errlen);
 
 #endif

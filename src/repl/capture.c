@@ -165,7 +165,7 @@ static void pk_col(void *ud, int cid, const char *name, int pk)
 int edge__repl_pk_info(sqlite3 *db, const char *table, struct edge__pkinfo *out)
 {
     memset(out, 0, sizeof(*out));
-    int col = edge_sql_table_columns(db, table, pk_col, out);
+    int col = edge_store_table_columns(db, table, pk_col, out);
     if (col < 0) return EDGE_ESTORE;
     out->ncols = col;
     return col > 0 ? EDGE_OK : EDGE_ENOTFOUND;

@@ -188,7 +188,7 @@ int edge_repl_encode_error(struct edge_buf *out, const char *code, const char *m
 
 /* ---- reading ---- */
 
-static int get_raw(struct edge_rd *c, size_t n, const uint8_t **out_p)
+static int get_raw(struct edge__rd *c, size_t n, const uint8_t **out_p)
 {
     if (n > c->len - c->off) {
         return EDGE_ECORRUPT;
@@ -199,11 +199,11 @@ static int get_raw(struct edge_rd *c, size_t n, const uint8_t **out_p)
 }
 
 /* A string of at most max bytes, without NUL, copied to out[max + 1]. */
-static int get_str(struct edge_rd *c, char *out, size_t max)
+static int get_str(struct edge__rd *c, char *out, size_t max)
 {
     uint64_t n = 0;
     const uint8_t *s = NULL;
-    int rv = edge_rd_varint(c, &n);
+    int rv = edge__uvarint_read(c, &n);
     if (rv != EDGE_OK) {
         return rv;
     }
@@ -215,7 +215,7 @@ static int get_str(struct edge_rd *c, char *out, size_t max)
     return EDGE_OK;
 }
 
-static int get_region(struct edge_rd *c, char out[EDGE_VCLOCK_REGION_MAX + 1])
+static int get_region(struct edge__rd *c, char out[EDGE_VCLOCK_REGION_MAX + 1])
 {
     int rv = get_str(c, out, EDGE_VCLOCK_REGION_MAX);
     if (rv == EDGE_OK && !edge_vclock_region_valid(out)) {
@@ -224,7 +224,7 @@ static int get_region(struct edge_rd *c, char out[EDGE_VCLOCK_REGION_MAX + 1])
     return rv;
 }
 
-static int get_vclock(struct edge_rd *c, struct edge_vclock *vc)
+static int get_vclock(struct edge__rd *c, struct edge_vclock *vc)
 {
     size_t used = 0;
     int rv = edge_vclock_decode(vc, c->p + c->off, c->len - c->off, &used);
@@ -235,7 +235,7 @@ static int get_vclock(struct edge_rd *c, struct edge_vclock *vc)
 }
 
 /* Start a cursor past the type byte after checking it. */
-static int begin(struct edge_rd *c, const uint8_t *p, size_t len, int type)
+static int begin(struct edge__rd *c, const uint8_t *p, size_t len, int type)
 {
     if (p == NULL || len == 0 || len > EDGE_REPL_FRAME_MAX || p[0] != type) {
         return EDGE_ECORRUPT;
@@ -246,7 +246,7 @@ static int begin(struct edge_rd *c, const uint8_t *p, size_t len, int type)
     return EDGE_OK;
 }
 
-static int end(const struct edge_rd *c)
+static int end(const struct edge__rd *c)
 {
     return c->off == c->len ? EDGE_OK : EDGE_ECORRUPT;
 }
@@ -263,7 +263,7 @@ int edge_repl_msg_type(const uint8_t *p, size_t len, int *out_type)
 
 int edge_repl_decode_challenge(const uint8_t *p, size_t len, uint8_t out_nonce[EDGE_REPL_NONCE_LEN])
 {
-    struct edge_rd c;
+    struct edge__rd c;
     const uint8_t *n = NULL;
     int rv = begin(&c, p, len, EDGE_REPL_MSG_CHALLENGE);
     if (rv == EDGE_OK) {
@@ -280,12 +280,12 @@ int edge_repl_decode_challenge(const uint8_t *p, size_t len, uint8_t out_nonce[E
 
 int edge_repl_decode_hello(const uint8_t *p, size_t len, struct edge_repl_hello *out)
 {
-    struct edge_rd c;
+    struct edge__rd c;
     const uint8_t *mac = NULL;
     edge_vclock_init(&out->vv);
     int rv = begin(&c, p, len, EDGE_REPL_MSG_HELLO);
     if (rv == EDGE_OK) {
-        rv = edge_rd_varint(&c, &out->version);
+        rv = edge__uvarint_read(&c, &out->version);
     }
     if (rv == EDGE_OK) {
         rv = get_str(&c, out->cluster, EDGE_REPL_STR_MAX);
@@ -311,7 +311,7 @@ int edge_repl_decode_hello(const uint8_t *p, size_t len, struct edge_repl_hello 
 
 int edge_repl_decode_hello_ok(const uint8_t *p, size_t len, struct edge_repl_hello_ok *out)
 {
-    struct edge_rd c;
+    struct edge__rd c;
     edge_vclock_init(&out->vv);
     int rv = begin(&c, p, len, EDGE_REPL_MSG_HELLO_OK);
     if (rv == EDGE_OK) {
@@ -329,16 +329,16 @@ int edge_repl_decode_hello_ok(const uint8_t *p, size_t len, struct edge_repl_hel
     return rv;
 }
 
-static int get_entry(struct edge_rd *c, struct edge_repl_entry *e)
+static int get_entry(struct edge__rd *c, struct edge_repl_entry *e)
 {
     uint64_t plen = 0;
     const uint8_t *cons = NULL;
     int rv = get_region(c, e->origin);
     if (rv == EDGE_OK) {
-        rv = edge_rd_varint(c, &e->seq);
+        rv = edge__uvarint_read(c, &e->seq);
     }
     if (rv == EDGE_OK) {
-        rv = edge_rd_varint(c, &e->hlc);
+        rv = edge__uvarint_read(c, &e->hlc);
     }
     if (rv == EDGE_OK) {
         rv = get_raw(c, 1, &cons);
@@ -352,7 +352,7 @@ static int get_entry(struct edge_rd *c, struct edge_repl_entry *e)
     e->consistency = *cons;
     rv = get_vclock(c, &e->deps);
     if (rv == EDGE_OK) {
-        rv = edge_rd_varint(c, &plen);
+        rv = edge__uvarint_read(c, &plen);
     }
     if (rv == EDGE_OK) {
         rv = plen > c->len - c->off ? EDGE_ECORRUPT : get_raw(c, (size_t)plen, &e->payload);
@@ -369,13 +369,13 @@ static int get_entry(struct edge_rd *c, struct edge_repl_entry *e)
 int edge_repl_decode_entries(const uint8_t *p, size_t len, struct edge_repl_entry **out_entries,
                              size_t *out_n)
 {
-    struct edge_rd c;
+    struct edge__rd c;
     struct edge_repl_entry *e = NULL;
     uint64_t n = 0;
     size_t done = 0;
     int rv = begin(&c, p, len, EDGE_REPL_MSG_ENTRIES);
     if (rv == EDGE_OK) {
-        rv = edge_rd_varint(&c, &n);
+        rv = edge__uvarint_read(&c, &n);
     }
     if (rv != EDGE_OK) {
         goto out;
@@ -413,7 +413,7 @@ out:
 
 int edge_repl_decode_ack(const uint8_t *p, size_t len, struct edge_vclock *out_vv)
 {
-    struct edge_rd c;
+    struct edge__rd c;
     int rv = begin(&c, p, len, EDGE_REPL_MSG_ACK);
     if (rv == EDGE_OK) {
         rv = get_vclock(&c, out_vv);
@@ -429,11 +429,11 @@ int edge_repl_decode_ack(const uint8_t *p, size_t len, struct edge_vclock *out_v
 
 static int decode_t(const uint8_t *p, size_t len, int type, uint64_t *out_t)
 {
-    struct edge_rd c;
+    struct edge__rd c;
     uint64_t t = 0;
     int rv = begin(&c, p, len, type);
     if (rv == EDGE_OK) {
-        rv = edge_rd_varint(&c, &t);
+        rv = edge__uvarint_read(&c, &t);
     }
     if (rv == EDGE_OK) {
         rv = end(&c);
@@ -456,7 +456,7 @@ int edge_repl_decode_pong(const uint8_t *p, size_t len, uint64_t *out_t)
 
 int edge_repl_decode_error(const uint8_t *p, size_t len, struct edge_repl_error *out)
 {
-    struct edge_rd c;
+    struct edge__rd c;
     int rv = begin(&c, p, len, EDGE_REPL_MSG_ERROR);
     if (rv == EDGE_OK) {
         rv = get_str(&c, out->code, EDGE_REPL_STR_MAX);

@@ -14,9 +14,7 @@
 #define EDGE__OP_DDL_RAW 100 /* raw capture record kind for DDL text */
 #define EDGE_REPL_MAX_PK 32
 
-/* A bounds-checked reader over p[0..len): the one of core/vclock.h, under the name
- * capture and apply use. */
-#define edge__rd edge_rd
+/* struct edge__rd, the bounds-checked reader over p[0..len), is core/vclock.h's. */
 
 struct edge__pkinfo {
     int ncols;
@@ -28,12 +26,12 @@ struct edge__pkinfo {
  * use: the per-row SQL of capture and apply is parsed once, not per row. */
 static inline sqlite3_stmt *edge__repl_stmt(sqlite3 *db, const char *sql, size_t len)
 {
-    return edge_sql_stmt(db, sql, len);
+    return edge_store_stmt_kept(db, sql, len);
 }
 
 static inline void edge__repl_done(sqlite3_stmt *st)
 {
-    edge_sql_done(st);
+    edge_store_stmt_done(st);
 }
 
 int edge__repl_put_str(struct edge_buf *b, const char *s, size_t n);
@@ -41,7 +39,7 @@ int edge__repl_put_value(struct edge_buf *b, sqlite3_value *v);
 int edge__repl_get_str(struct edge__rd *r, const char **s, size_t *n);
 static inline int edge__repl_get_varint(struct edge__rd *r, uint64_t *v)
 {
-    return edge_rd_varint(r, v);
+    return edge__uvarint_read(r, v);
 }
 int edge__repl_get_u8(struct edge__rd *r, uint8_t *v);
 int edge__repl_bind_value(sqlite3_stmt *st, int idx, struct edge__rd *r);

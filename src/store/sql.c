@@ -6,7 +6,7 @@
 
 #include "core/err.h"
 
-int edge_sql_quote_ident(struct edge_buf *b, const char *s)
+int edge_store_quote_ident(struct edge_buf *b, const char *s)
 {
     int rv = edge_buf_putc(b, '"');
     for (const char *p = s; *p && rv == EDGE_OK; p++) {
@@ -16,7 +16,7 @@ int edge_sql_quote_ident(struct edge_buf *b, const char *s)
     return rv;
 }
 
-sqlite3_stmt *edge_sql_stmt(sqlite3 *db, const char *sql, size_t len)
+sqlite3_stmt *edge_store_stmt_kept(sqlite3 *db, const char *sql, size_t len)
 {
     for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st != NULL; st = sqlite3_next_stmt(db, st)) {
         const char *t = sqlite3_sql(st);
@@ -35,7 +35,7 @@ sqlite3_stmt *edge_sql_stmt(sqlite3 *db, const char *sql, size_t len)
     return st;
 }
 
-void edge_sql_done(sqlite3_stmt *st)
+void edge_store_stmt_done(sqlite3_stmt *st)
 {
     if (st != NULL) {
         sqlite3_reset(st);
@@ -43,11 +43,11 @@ void edge_sql_done(sqlite3_stmt *st)
     }
 }
 
-int edge_sql_table_columns(sqlite3 *db, const char *table, void (*cb)(void *ud, int cid, const char *name, int pk),
+int edge_store_table_columns(sqlite3 *db, const char *table, void (*cb)(void *ud, int cid, const char *name, int pk),
                            void *ud)
 {
     static const char q[] = "SELECT name, pk FROM pragma_table_info(?1) ORDER BY cid";
-    sqlite3_stmt *st = edge_sql_stmt(db, q, sizeof(q) - 1);
+    sqlite3_stmt *st = edge_store_stmt_kept(db, q, sizeof(q) - 1);
     if (st == NULL) return -1;
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
     int n = 0;
@@ -56,6 +56,6 @@ int edge_sql_table_columns(sqlite3 *db, const char *table, void (*cb)(void *ud, 
         cb(ud, n, name ? name : "", sqlite3_column_int(st, 1));
         n++;
     }
-    edge_sql_done(st);
+    edge_store_stmt_done(st);
     return n;
 }

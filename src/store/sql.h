@@ -10,19 +10,19 @@
 #include "core/buf.h"
 
 /* Append s as a quoted SQL identifier ("name", with " doubled). EDGE_OK or EDGE_ENOMEM. */
-int edge_sql_quote_ident(struct edge_buf *b, const char *s);
+int edge_store_quote_ident(struct edge_buf *b, const char *s);
 
 /* A prepared statement for sql (len bytes, NUL-terminated) on db, reused across calls:
  * kept prepared for the life of the connection and found again with sqlite3_next_stmt,
- * so SQL run per row is parsed once, not per row. Leave it reset (edge_sql_done).
+ * so SQL run per row is parsed once, not per row. Leave it reset (edge_store_stmt_done).
  * NULL on error. */
-sqlite3_stmt *edge_sql_stmt(sqlite3 *db, const char *sql, size_t len);
-void edge_sql_done(sqlite3_stmt *st);
+sqlite3_stmt *edge_store_stmt_kept(sqlite3 *db, const char *sql, size_t len);
+void edge_store_stmt_done(sqlite3_stmt *st);
 
 /* The columns of table in order (pragma_table_info): cb(ud, cid, name, pk) for each,
  * pk the 1-based position in the primary key or 0. Returns the number of columns
  * (0: no such table), or -1 when the lookup itself failed. */
-int edge_sql_table_columns(sqlite3 *db, const char *table, void (*cb)(void *ud, int cid, const char *name, int pk),
+int edge_store_table_columns(sqlite3 *db, const char *table, void (*cb)(void *ud, int cid, const char *name, int pk),
                            void *ud);
 
 #endif

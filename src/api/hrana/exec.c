@@ -310,7 +310,7 @@ static const char *table_without_pk(sqlite3 *db)
         while (found == NULL && sqlite3_step(st) == SQLITE_ROW) {
             const char *t = (const char *)sqlite3_column_text(st, 0);
             int npk = 0;
-            if (t != NULL && edge_sql_table_columns(db, t, count_pk, &npk) > 0 && npk == 0) {
+            if (t != NULL && edge_store_table_columns(db, t, count_pk, &npk) > 0 && npk == 0) {
                 snprintf(name, sizeof(name), "%s", t);
                 found = name;
             }

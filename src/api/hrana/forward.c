@@ -51,17 +51,17 @@ static void forward_after(uv_work_t *w, int status)
             char msg[256];
             snprintf(msg, sizeof(msg), "the primary region %s could not be reached: %s", n->repl.primary,
                      edge_strerror(f->rv));
-            edge_api_observe(n, EP_PIPELINE, f->start_ns, true);
+            edge__api_observe(n, EP_PIPELINE, f->start_ns, true);
             edge_http_respond_error(f->conn, 503, "PRIMARY_UNREACHABLE", msg);
         } else if (f->resp.status == 200) {
             /* The primary's bookmark orders reads everywhere. */
             char origin[EDGE_VCLOCK_REGION_MAX + 1] = "";
             uint64_t seq = 0;
-            if (!edge_api_bookmark_parse(f->resp.bookmark, origin, &seq)) seq = 0; /* none: answer without one */
-            edge_api_pipeline_answer(n, f->conn, f->mode, seq ? origin : NULL, seq, f->resp.body.data ? f->resp.body.data : "",
+            if (!edge__api_bookmark_parse(f->resp.bookmark, origin, &seq)) seq = 0; /* none: answer without one */
+            edge__api_pipeline_answer(n, f->conn, f->mode, seq ? origin : NULL, seq, f->resp.body.data ? f->resp.body.data : "",
                             f->resp.body.len, f->start_ns);
         } else {
-            edge_api_observe(n, f->mode == PIPE_HRANA ? EP_PIPELINE : EP_REPLICATE, f->start_ns, true);
+            edge__api_observe(n, f->mode == PIPE_HRANA ? EP_PIPELINE : EP_REPLICATE, f->start_ns, true);
             edge_http_respond(f->conn, f->resp.status, "application/json", NULL, f->resp.body.data ? f->resp.body.data : "",
                               f->resp.body.len);
         }
@@ -72,7 +72,7 @@ static void forward_after(uv_work_t *w, int status)
     edge_free(f);
 }
 
-void edge_api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
+void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
                            int mode, bool strong)
 {
     struct edge_node *n = l->node;
@@ -81,7 +81,7 @@ void edge_api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http
     if (f == NULL || text == NULL || edge_repl_state_primary_url(&n->repl) == NULL) {
         edge_free(f);
         free(text);
-        edge_api_respond_error(n, c, req, EP_PIPELINE, 503, "PRIMARY_UNREACHABLE", "cannot forward to the primary region");
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "PRIMARY_UNREACHABLE", "cannot forward to the primary region");
         return;
     }
     f->body = edge_strdup(text);
@@ -101,6 +101,6 @@ void edge_api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http
         edge_http_conn_unref(c);
         edge_free(f->body);
         edge_free(f);
-        edge_api_respond_error(n, c, req, EP_PIPELINE, 503, "PRIMARY_UNREACHABLE", "cannot forward to the primary region");
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "PRIMARY_UNREACHABLE", "cannot forward to the primary region");
     }
 }

@@ -8,7 +8,7 @@
 #include "core/alloc.h"
 
 /* Answer a pipeline (Hrana form), or its /v1/replicate form. Loop thread. */
-void edge_api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, int mode, const char *origin,
+void edge__api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, int mode, const char *origin,
                             uint64_t seq, const char *body, size_t len, uint64_t start_ns)
 {
     char extra[200] = "";
@@ -16,7 +16,7 @@ void edge_api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, int
         snprintf(extra, sizeof(extra), "X-Edge-Bookmark: %s:%llu\r\n", origin, (unsigned long long)seq);
     }
     if (mode == PIPE_HRANA) {
-        edge_api_observe(n, EP_PIPELINE, start_ns, false);
+        edge__api_observe(n, EP_PIPELINE, start_ns, false);
         edge_http_respond(c, 200, "application/json", extra[0] ? extra : NULL, body, len);
         return;
     }
@@ -50,17 +50,17 @@ void edge_api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, int
         edge_buf_putc(&b, '}');
     }
     json_decref(doc);
-    edge_api_observe(n, EP_REPLICATE, start_ns, status >= 400);
+    edge__api_observe(n, EP_REPLICATE, start_ns, status >= 400);
     edge_http_respond(c, status, "application/json", extra[0] ? extra : NULL, b.data, b.len);
     edge_buf_free(&b);
 }
 
-void edge_api_pipeline_finish(struct unit *u)
+void edge__api_pipeline_finish(struct unit *u)
 {
     struct edge_node *n = u->loop->node;
     struct stream *s = u->stream;
     if (u->route == HRANA_ROUTE_TXN) {
-        edge_api_unit_settle(n, &s->txn, &s->readonly_txn, u->ctx.readonly_txn, u->close_stream);
+        edge__api_unit_settle(n, &s->txn, &s->readonly_txn, u->ctx.readonly_txn, u->close_stream);
     }
     if (u->close_stream) {
         s->closed = true;
@@ -71,7 +71,7 @@ void edge_api_pipeline_finish(struct unit *u)
     if (u->commit_status != EDGE_OK) {
         /* Nothing of this unit was kept (failed group commit) or it could not run. */
         s->closed = s->closed || u->route != HRANA_ROUTE_TXN;
-        edge_api_stream_checkin(n, s, &resp);
+        edge__api_stream_checkin(n, s, &resp);
         edge_buf_reset(&resp);
         char msg[128];
         if (u->commit_status == EDGE_ECONFLICT) {
@@ -83,41 +83,41 @@ void edge_api_pipeline_finish(struct unit *u)
         if (!edge_http_conn_is_closed(u->conn)) {
             struct edge_http_req *req = NULL;
             (void)req;
-            edge_api_observe(n, EP_PIPELINE, u->start_ns, true);
+            edge__api_observe(n, EP_PIPELINE, u->start_ns, true);
             edge_http_respond_error(u->conn,
                                     u->commit_status == EDGE_EBUSY       ? 503
                                     : u->commit_status == EDGE_ECONFLICT ? 409
                                                                          : 500,
-                                    edge_api_status_code(u->commit_status), msg);
+                                    edge__api_status_code(u->commit_status), msg);
         }
         edge_buf_free(&resp);
-        edge_api_unit_free(u);
+        edge__api_unit_free(u);
         return;
     }
     rv = edge_buf_puts(&resp, "{\"baton\":");
-    if (rv == EDGE_OK) rv = edge_api_stream_checkin(n, s, &resp);
+    if (rv == EDGE_OK) rv = edge__api_stream_checkin(n, s, &resp);
     if (rv == EDGE_OK) rv = edge_buf_puts(&resp, ",\"base_url\":null,\"results\":[");
     if (rv == EDGE_OK) rv = edge_buf_append(&resp, u->out.data ? u->out.data : "", u->out.len);
     if (rv == EDGE_OK) rv = edge_buf_puts(&resp, "]}");
-    edge_api_unit_count(n, u);
+    edge__api_unit_count(n, u);
     if (!edge_http_conn_is_closed(u->conn)) {
         uint64_t seq = u->route == HRANA_ROUTE_WRITE ? u->wjob.seq : u->ctx.seq;
         if (rv != EDGE_OK) {
-            edge_api_observe(n, EP_PIPELINE, u->start_ns, true);
+            edge__api_observe(n, EP_PIPELINE, u->start_ns, true);
             edge_http_respond_error(u->conn, 500, "RESPONSE_TOO_LARGE", "the response is too large");
         } else if (n->repl.cluster && seq != 0 && u->ctx.consistency == 1) {
             /* Strong: answer once a majority of regions holds the entry. */
-            edge_api_wait_majority(u->loop, u->conn, seq, &resp, u->mode, u->start_ns);
+            edge__api_wait_majority(u->loop, u->conn, seq, &resp, u->mode, u->start_ns);
         } else {
-            edge_api_pipeline_answer(n, u->conn, u->mode, seq ? n->region : NULL, seq, resp.data, resp.len, u->start_ns);
+            edge__api_pipeline_answer(n, u->conn, u->mode, seq ? n->region : NULL, seq, resp.data, resp.len, u->start_ns);
         }
     }
     edge_buf_free(&resp);
-    edge_api_unit_free(u);
+    edge__api_unit_free(u);
 }
 
 /* Run a validated pipeline body (takes ownership of body). */
-void edge_api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
+void edge__api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
                          int version, enum hrana_access access, int mode)
 {
     struct edge_node *n = l->node;
@@ -127,17 +127,17 @@ void edge_api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge
     json_t *baton = json_object_get(body, "baton");
     if (json_is_string(baton)) {
         const char *msg = NULL;
-        s = edge_api_stream_checkout(n, json_string_value(baton), json_string_length(baton), &code, &msg);
+        s = edge__api_stream_checkout(n, json_string_value(baton), json_string_length(baton), &code, &msg);
         if (s == NULL) {
             json_decref(body);
-            edge_api_respond_error(n, c, req, ep, 400, code, msg);
+            edge__api_respond_error(n, c, req, ep, 400, code, msg);
             return;
         }
     } else {
         s = edge_calloc(1, sizeof(*s));
         if (s == NULL) {
             json_decref(body);
-            edge_api_respond_error(n, c, req, ep, 503, "INTERNAL", "out of memory");
+            edge__api_respond_error(n, c, req, ep, 503, "INTERNAL", "out of memory");
             return;
         }
         hrana_sqlmap_init(&s->sqls, HRANA_MAX_SQL_PER_STREAM);
@@ -151,30 +151,30 @@ void edge_api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge
     if (route == HRANA_ROUTE_WRITE && access == HRANA_ACCESS_RO) {
         route = HRANA_ROUTE_READ; /* every write will be refused statement by statement */
     }
-    int consistency = edge_api_unit_consistency(n, req, &tables);
+    int consistency = edge__api_unit_consistency(n, req, &tables);
     const char *why = NULL, *why_code = NULL;
     bool stateless = !json_is_string(baton) && nreq > 0 &&
                      strcmp(json_string_value(json_object_get(json_array_get(requests, nreq - 1), "type")),
                             "close") == 0;
-    switch (edge_api_strong_route(n, route, consistency, tables.ddl, stateless,
+    switch (edge__api_strong_route(n, route, consistency, tables.ddl, stateless,
                                   edge_http_header(req, "x-edge-forwarded") != NULL, false, &why_code, &why)) {
     case STRONG_LOCAL: break;
     case STRONG_FORWARD:
-        edge_api_stream_discard(n, s);
-        edge_api_forward(l, c, req, body, mode, consistency == 1);
+        edge__api_stream_discard(n, s);
+        edge__api_forward(l, c, req, body, mode, consistency == 1);
         json_decref(body);
         return;
     case STRONG_REFUSE:
-        edge_api_stream_discard(n, s);
+        edge__api_stream_discard(n, s);
         json_decref(body);
-        edge_api_respond_error(n, c, req, ep, 503, why_code, why);
+        edge__api_respond_error(n, c, req, ep, 503, why_code, why);
         return;
     }
-    struct unit *u = edge_api_unit_new(l, c, body);
+    struct unit *u = edge__api_unit_new(l, c, body);
     if (u == NULL) {
         json_decref(body);
-        edge_api_stream_discard(n, s);
-        edge_api_respond_error(n, c, req, ep, 503, "INTERNAL", "out of memory");
+        edge__api_stream_discard(n, s);
+        edge__api_respond_error(n, c, req, ep, 503, "INTERNAL", "out of memory");
         return;
     }
     u->start_ns = req->start_ns;
@@ -186,11 +186,11 @@ void edge_api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edge
     u->ctx.access = access;
     u->ctx.version = version;
     u->route = route;
-    edge_api_unit_repl_setup(u, consistency);
-    edge_api_unit_dispatch(u);
+    edge__api_unit_repl_setup(u, consistency);
+    edge__api_unit_dispatch(u);
 }
 
-void edge_api_pipeline_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
+void edge__api_pipeline_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
                               enum hrana_access access)
 {
     struct edge_node *n = l->node;
@@ -199,14 +199,14 @@ void edge_api_pipeline_handle(struct loop *l, struct edge_http_conn *c, struct e
     if (body == NULL) {
         char msg[256];
         snprintf(msg, sizeof(msg), "invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
-        edge_api_respond_error(n, c, req, EP_PIPELINE, 400, "HRANA_PROTO_ERROR", msg);
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 400, "HRANA_PROTO_ERROR", msg);
         return;
     }
     char err[256];
     if (hrana_validate_pipeline(body, version, err, sizeof(err)) != EDGE_OK) {
         json_decref(body);
-        edge_api_respond_error(n, c, req, EP_PIPELINE, 400, "HRANA_PROTO_ERROR", err);
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 400, "HRANA_PROTO_ERROR", err);
         return;
     }
-    edge_api_pipeline_run(l, c, req, body, version, access, PIPE_HRANA);
+    edge__api_pipeline_run(l, c, req, body, version, access, PIPE_HRANA);
 }

@@ -8,7 +8,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
-void edge_api_txconn_close(struct txconn *t)
+void edge__api_txconn_close(struct txconn *t)
 {
     if (t == NULL) return;
     edge_capture_destroy(t->cap);
@@ -16,7 +16,7 @@ void edge_api_txconn_close(struct txconn *t)
     edge_free(t);
 }
 
-int edge_api_pool_acquire(struct edge_node *n, struct txconn **out)
+int edge__api_pool_acquire(struct edge_node *n, struct txconn **out)
 {
     pthread_mutex_lock(&n->pool_mu);
     if (n->n_pool > 0) {
@@ -39,7 +39,7 @@ int edge_api_pool_acquire(struct edge_node *n, struct txconn **out)
     }
     if (rv != EDGE_OK) {
         EDGE_LOG(EDGE_LOG_ERROR, EDGE_MOD_API, "pool: %s", rv == EDGE_ENOMEM ? "out of memory" : err);
-        edge_api_txconn_close(t);
+        edge__api_txconn_close(t);
         pthread_mutex_lock(&n->pool_mu);
         n->n_txn--;
         pthread_mutex_unlock(&n->pool_mu);
@@ -51,7 +51,7 @@ int edge_api_pool_acquire(struct edge_node *n, struct txconn **out)
 
 /* Give a connection back; an open transaction is rolled back first. Any thread that
  * currently owns the connection. */
-void edge_api_pool_release(struct edge_node *n, struct txconn *t, bool readonly_txn)
+void edge__api_pool_release(struct edge_node *n, struct txconn *t, bool readonly_txn)
 {
     if (t == NULL) {
         return;
@@ -74,13 +74,13 @@ void edge_api_pool_release(struct edge_node *n, struct txconn *t, bool readonly_
         n->n_txn--;
     }
     pthread_mutex_unlock(&n->pool_mu);
-    edge_api_txconn_close(t);
+    edge__api_txconn_close(t);
 }
 
-void edge_api_stream_free(struct edge_node *n, struct stream *s)
+void edge__api_stream_free(struct edge_node *n, struct stream *s)
 {
     if (s == NULL) return;
-    edge_api_pool_release(n, s->txn, s->readonly_txn);
+    edge__api_pool_release(n, s->txn, s->readonly_txn);
     hrana_sqlmap_free(&s->sqls);
     edge_free(s);
 }
@@ -122,7 +122,7 @@ static bool baton_decode(struct edge_node *n, const char *b, size_t len, uint64_
 }
 
 /* Find the stream for a baton and mark it busy. Returns NULL with an error code. */
-struct stream *edge_api_stream_checkout(struct edge_node *n, const char *baton, size_t len, const char **code,
+struct stream *edge__api_stream_checkout(struct edge_node *n, const char *baton, size_t len, const char **code,
                                       const char **msg)
 {
     uint64_t id, seq;
@@ -165,7 +165,7 @@ struct stream *edge_api_stream_checkout(struct edge_node *n, const char *baton, 
 
 /* Return a stream after a request: register it (first use), bump its sequence, or
  * remove it when closed. Writes the next baton (or null) into out. */
-int edge_api_stream_checkin(struct edge_node *n, struct stream *s, struct edge_buf *out)
+int edge__api_stream_checkin(struct edge_node *n, struct stream *s, struct edge_buf *out)
 {
     int rv = EDGE_OK;
     if (s->closed) {
@@ -179,7 +179,7 @@ int edge_api_stream_checkin(struct edge_node *n, struct stream *s, struct edge_b
             }
         }
         pthread_mutex_unlock(&n->streams_mu);
-        edge_api_stream_free(n, s);
+        edge__api_stream_free(n, s);
         return edge_buf_puts(out, "null");
     }
     pthread_mutex_lock(&n->streams_mu);
@@ -190,7 +190,7 @@ int edge_api_stream_checkin(struct edge_node *n, struct stream *s, struct edge_b
             if (p == NULL) {
                 pthread_mutex_unlock(&n->streams_mu);
                 s->closed = true;
-                edge_api_stream_free(n, s);
+                edge__api_stream_free(n, s);
                 return edge_buf_puts(out, "null");
             }
             n->streams = p;
@@ -211,17 +211,17 @@ int edge_api_stream_checkin(struct edge_node *n, struct stream *s, struct edge_b
 }
 
 /* Give up a stream checked out for a request that will not run (closing it). */
-void edge_api_stream_discard(struct edge_node *n, struct stream *s)
+void edge__api_stream_discard(struct edge_node *n, struct stream *s)
 {
     struct edge_buf tmp;
     s->closed = true;
     edge_buf_init(&tmp, 256);
-    edge_api_stream_checkin(n, s, &tmp);
+    edge__api_stream_checkin(n, s, &tmp);
     edge_buf_free(&tmp);
 }
 
 /* Loop 0, periodically: expire idle streams (rolling back) and forget old expiries. */
-void edge_api_stream_sweep(uv_timer_t *t)
+void edge__api_stream_sweep(uv_timer_t *t)
 {
     struct loop *l = t->data;
     struct edge_node *n = l->node;
@@ -260,6 +260,6 @@ void edge_api_stream_sweep(uv_timer_t *t)
     for (size_t i = 0; i < nv; i++) {
         EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_API, "stream %llu expired%s", (unsigned long long)victims[i]->id,
                  victims[i]->txn ? ", rolling back" : "");
-        edge_api_stream_free(n, victims[i]);
+        edge__api_stream_free(n, victims[i]);
     }
 }

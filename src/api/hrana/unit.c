@@ -10,7 +10,7 @@
 #include "api/crdt_http.h"
 #include "core/alloc.h"
 
-void edge_api_unit_free(struct unit *u)
+void edge__api_unit_free(struct unit *u)
 {
     if (u->conn != NULL) edge_http_conn_unref(u->conn);
     json_decref(u->body);
@@ -42,7 +42,7 @@ static void unit_run(struct unit *u)
     }
 }
 
-int edge_api_unit_writer_run(struct edge_writer_job *job, struct edge_store_conn *conn)
+int edge__api_unit_writer_run(struct edge_writer_job *job, struct edge_store_conn *conn)
 {
     struct unit *u = (struct unit *)job;
     if (u->crdt_method != NULL) {
@@ -64,11 +64,11 @@ int edge_api_unit_writer_run(struct edge_writer_job *job, struct edge_store_conn
 
 static void unit_task(struct edge_task *t)
 {
-    edge_api_unit_finish((struct unit *)(void *)((char *)t - offsetof(struct unit, task)));
+    edge__api_unit_finish((struct unit *)(void *)((char *)t - offsetof(struct unit, task)));
 }
 
 /* Writer thread: hand the finished unit to its loop. */
-void edge_api_unit_writer_complete(struct edge_writer_job *job, int status)
+void edge__api_unit_writer_complete(struct edge_writer_job *job, int status)
 {
     struct unit *u = (struct unit *)job;
     atomic_fetch_add(&u->loop->node->repl.data_version, 1);
@@ -76,7 +76,7 @@ void edge_api_unit_writer_complete(struct edge_writer_job *job, int status)
         u->commit_status = status;
     }
     u->task.run = unit_task;
-    edge_api_loop_post(u->loop, &u->task);
+    edge__api_loop_post(u->loop, &u->task);
 }
 
 static void txn_work(uv_work_t *w)
@@ -90,7 +90,7 @@ static void txn_after(uv_work_t *w, int status)
     (void)status;
     struct unit *u = w->data;
     atomic_fetch_add(&u->loop->node->repl.data_version, 1);
-    edge_api_unit_finish(u);
+    edge__api_unit_finish(u);
 }
 
 /* Reads share one read transaction per loop iteration: the file-lock and fstat system
@@ -99,7 +99,7 @@ static void txn_after(uv_work_t *w, int status)
  * snapshot is renewed whenever anything committed since it began (data_version is
  * bumped before a write is answered), so a read never misses an acknowledged write,
  * and it ends after the iteration so checkpoints are not held back. Loop thread. */
-void edge_api_snap_end(uv_check_t *h)
+void edge__api_snap_end(uv_check_t *h)
 {
     struct loop *l = h->data;
     if (l->snap_open) {
@@ -125,12 +125,12 @@ static void read_snapshot(struct loop *l)
         edge_store_release(l->rconn, st);
     }
     if (l->snap_open && !uv_is_active((uv_handle_t *)&l->snap_check)) {
-        uv_check_start(&l->snap_check, edge_api_snap_end);
+        uv_check_start(&l->snap_check, edge__api_snap_end);
     }
 }
 
 /* Send the unit off to where it must run (loop thread). */
-void edge_api_unit_dispatch(struct unit *u)
+void edge__api_unit_dispatch(struct unit *u)
 {
     struct edge_node *n = u->loop->node;
     atomic_fetch_add(&n->m.routed[u->route], 1);
@@ -139,26 +139,26 @@ void edge_api_unit_dispatch(struct unit *u)
         u->ctx.shared_snapshot = true;
         read_snapshot(u->loop);
         unit_run(u);
-        edge_api_unit_finish(u);
+        edge__api_unit_finish(u);
         return;
     }
     if (u->route == HRANA_ROUTE_WRITE) {
         u->ctx.capture = n->repl.cluster ? n->repl.wcap : NULL;
-        u->wjob.run = edge_api_unit_writer_run;
-        u->wjob.complete = edge_api_unit_writer_complete;
+        u->wjob.run = edge__api_unit_writer_run;
+        u->wjob.complete = edge__api_unit_writer_complete;
         if (edge_writer_submit(n->writer, &u->wjob) != EDGE_OK) {
             u->commit_status = EDGE_ECLOSED;
-            edge_api_unit_finish(u);
+            edge__api_unit_finish(u);
         }
         return;
     }
     /* Transaction route: the stream's own connection, or a new one from the pool. */
     struct txconn **slot = u->ws ? &u->wss->txn : &u->stream->txn;
     if (*slot == NULL) {
-        int rv = edge_api_pool_acquire(n, slot);
+        int rv = edge__api_pool_acquire(n, slot);
         if (rv != EDGE_OK) {
             u->commit_status = rv == EDGE_EBUSY ? EDGE_EBUSY : EDGE_ESTORE;
-            edge_api_unit_finish(u);
+            edge__api_unit_finish(u);
             return;
         }
     }
@@ -169,11 +169,11 @@ void edge_api_unit_dispatch(struct unit *u)
     u->work.data = u;
     if (uv_queue_work(&u->loop->loop, &u->work, txn_work, txn_after) != 0) {
         u->commit_status = EDGE_EIO;
-        edge_api_unit_finish(u);
+        edge__api_unit_finish(u);
     }
 }
 
-void edge_api_unit_count(struct edge_node *n, struct unit *u)
+void edge__api_unit_count(struct edge_node *n, struct unit *u)
 {
     atomic_fetch_add(&n->m.stmts, u->ctx.stmts);
     atomic_fetch_add(&n->m.stmt_errors, u->ctx.errors);
@@ -181,17 +181,17 @@ void edge_api_unit_count(struct edge_node *n, struct unit *u)
 }
 
 /* After a transaction-route unit: keep the connection while a transaction is open. */
-void edge_api_unit_settle(struct edge_node *n, struct txconn **slot, bool *readonly_txn, bool ro_now, bool closing)
+void edge__api_unit_settle(struct edge_node *n, struct txconn **slot, bool *readonly_txn, bool ro_now, bool closing)
 {
     *readonly_txn = ro_now;
     if (*slot != NULL && (closing || sqlite3_get_autocommit(edge_store_db((*slot)->conn)))) {
-        edge_api_pool_release(n, *slot, *readonly_txn);
+        edge__api_pool_release(n, *slot, *readonly_txn);
         *slot = NULL;
         *readonly_txn = false;
     }
 }
 
-const char *edge_api_status_code(int st)
+const char *edge__api_status_code(int st)
 {
     switch (st) {
     case EDGE_EBUSY: return "TRANSACTION_BUSY";
@@ -202,29 +202,29 @@ const char *edge_api_status_code(int st)
     }
 }
 
-void edge_api_unit_finish(struct unit *u)
+void edge__api_unit_finish(struct unit *u)
 {
     if (u->crdt_method != NULL) {
         struct edge_node *n = u->loop->node;
         if (!edge_http_conn_is_closed(u->conn)) {
-            edge_api_observe(n, EP_CRDT, u->start_ns, u->crdt_status >= 400 || u->commit_status != EDGE_OK);
+            edge__api_observe(n, EP_CRDT, u->start_ns, u->crdt_status >= 400 || u->commit_status != EDGE_OK);
             if (u->commit_status != EDGE_OK) {
                 edge_http_respond_error(u->conn, 500, "INTERNAL", edge_strerror(u->commit_status));
             } else {
                 edge_http_respond(u->conn, u->crdt_status, "application/json", NULL, u->out.data, u->out.len);
             }
         }
-        edge_api_unit_free(u);
+        edge__api_unit_free(u);
         return;
     }
     if (u->ws != NULL) {
-        edge_api_ws_finish(u);
+        edge__api_ws_finish(u);
     } else {
-        edge_api_pipeline_finish(u);
+        edge__api_pipeline_finish(u);
     }
 }
 
-struct unit *edge_api_unit_new(struct loop *l, struct edge_http_conn *c, json_t *body)
+struct unit *edge__api_unit_new(struct loop *l, struct edge_http_conn *c, json_t *body)
 {
     struct unit *u = edge_calloc(1, sizeof(*u));
     if (u == NULL) return NULL;
@@ -257,7 +257,7 @@ static void tx_committed(void *ud, struct hrana_ctx *ctx)
     edge_repl_state_committed(&u->loop->node->repl, ctx->seq, ctx->consistency);
 }
 
-int edge_api_unit_consistency(struct edge_node *n, struct edge_http_req *req, const struct hrana_tables *t)
+int edge__api_unit_consistency(struct edge_node *n, struct edge_http_req *req, const struct hrana_tables *t)
 {
     const char *names[HRANA_MAX_TABLES];
     int k = 0;
@@ -266,7 +266,7 @@ int edge_api_unit_consistency(struct edge_node *n, struct edge_http_req *req, co
 }
 
 /* Hook a unit up to replication before it is dispatched. */
-void edge_api_unit_repl_setup(struct unit *u, int consistency)
+void edge__api_unit_repl_setup(struct unit *u, int consistency)
 {
     struct edge_node *n = u->loop->node;
     if (!n->repl.cluster) return;
@@ -277,7 +277,7 @@ void edge_api_unit_repl_setup(struct unit *u, int consistency)
     u->ctx.committed = tx_committed;
 }
 
-enum strong_route edge_api_strong_route(struct edge_node *n, enum hrana_route route, int consistency, bool ddl,
+enum strong_route edge__api_strong_route(struct edge_node *n, enum hrana_route route, int consistency, bool ddl,
                                         bool can_forward, bool forwarded, bool ws, const char **code,
                                         const char **msg)
 {

@@ -35,8 +35,8 @@ static void waiter_closed(uv_handle_t *h)
     struct waiter *w = h->data;
     if (w->ws != NULL) {
         w->ws->busy = false;
-        edge_api_ws_process(w->ws);
-        edge_api_ws_unref(w->ws);
+        edge__api_ws_process(w->ws);
+        edge__api_ws_unref(w->ws);
     }
     edge_http_conn_unref(w->conn);
     edge_buf_free(&w->resp);
@@ -52,12 +52,12 @@ static void waiter_tick(uv_timer_t *t)
         /* nobody to answer */
     } else if (w->kind == WAIT_BOOKMARK) {
         if (edge_repl_state_covers(&n->repl, w->origin, w->seq)) {
-            edge_api_pipeline_handle(w->l, w->conn, w->req, w->version, w->access);
+            edge__api_pipeline_handle(w->l, w->conn, w->req, w->version, w->access);
         } else if (mono_ms() >= w->deadline_ms) {
             char msg[256];
             snprintf(msg, sizeof(msg), "this region has not yet applied %s:%llu (waited %llu ms)", w->origin,
                      (unsigned long long)w->seq, (unsigned long long)n->cfg.bookmark_timeout_ms);
-            edge_api_observe(n, EP_PIPELINE, w->start_ns, true);
+            edge__api_observe(n, EP_PIPELINE, w->start_ns, true);
             edge_http_respond_error(w->conn, 504, "BOOKMARK_TIMEOUT", msg);
         } else {
             done = false;
@@ -66,9 +66,9 @@ static void waiter_tick(uv_timer_t *t)
         if (edge_repl_acks_for(&n->repl, w->seq, NULL) >= edge_repl_majority_needed(&n->repl)) {
             if (w->ws != NULL) {
                 if (!w->ws->closed) edge_http_ws_send(w->conn, 1, w->resp.data, w->resp.len);
-                edge_api_observe(n, EP_WS, w->start_ns, false);
+                edge__api_observe(n, EP_WS, w->start_ns, false);
             } else {
-                edge_api_pipeline_answer(n, w->conn, w->mode, n->region, w->seq, w->resp.data, w->resp.len, w->start_ns);
+                edge__api_pipeline_answer(n, w->conn, w->mode, n->region, w->seq, w->resp.data, w->resp.len, w->start_ns);
             }
         } else if (mono_ms() >= w->deadline_ms && w->ws != NULL) {
             char msg[256];
@@ -79,14 +79,14 @@ static void waiter_tick(uv_timer_t *t)
             hrana_write_response_error(&b, w->request_id, msg, "STRONG_TIMEOUT");
             if (!w->ws->closed) edge_http_ws_send(w->conn, 1, b.data, b.len);
             edge_buf_free(&b);
-            edge_api_observe(n, EP_WS, w->start_ns, true);
+            edge__api_observe(n, EP_WS, w->start_ns, true);
         } else if (mono_ms() >= w->deadline_ms) {
             char msg[256];
             snprintf(msg, sizeof(msg),
                      "the write committed on the primary as %s:%llu but a majority of regions did not confirm it "
                      "within %llu ms",
                      n->region, (unsigned long long)w->seq, (unsigned long long)n->cfg.strong_timeout_ms);
-            edge_api_observe(n, EP_PIPELINE, w->start_ns, true);
+            edge__api_observe(n, EP_PIPELINE, w->start_ns, true);
             edge_http_respond_error(w->conn, 504, "STRONG_TIMEOUT", msg);
         } else {
             done = false;
@@ -114,7 +114,7 @@ static struct waiter *waiter_new(struct loop *l, struct edge_http_conn *c, enum 
     return w;
 }
 
-void edge_api_wait_majority(struct loop *l, struct edge_http_conn *c, uint64_t seq, struct edge_buf *resp, int mode,
+void edge__api_wait_majority(struct loop *l, struct edge_http_conn *c, uint64_t seq, struct edge_buf *resp, int mode,
                           uint64_t start_ns)
 {
     struct edge_node *n = l->node;
@@ -132,7 +132,7 @@ void edge_api_wait_majority(struct loop *l, struct edge_http_conn *c, uint64_t s
 
 /* Park a WebSocket answer of a strong write until a majority holds its entry; the
  * waiter takes over the unit's session reference and busy flag. */
-bool edge_api_wait_majority_ws(struct unit *u, struct ws_session *s, uint64_t seq)
+bool edge__api_wait_majority_ws(struct unit *u, struct ws_session *s, uint64_t seq)
 {
     struct edge_node *n = u->loop->node;
     struct waiter *w = waiter_new(u->loop, s->conn, WAIT_MAJORITY, n->cfg.strong_timeout_ms);
@@ -146,7 +146,7 @@ bool edge_api_wait_majority_ws(struct unit *u, struct ws_session *s, uint64_t se
     return true;
 }
 
-bool edge_api_bookmark_parse(const char *bm, char origin[EDGE_VCLOCK_REGION_MAX + 1], uint64_t *seq)
+bool edge__api_bookmark_parse(const char *bm, char origin[EDGE_VCLOCK_REGION_MAX + 1], uint64_t *seq)
 {
     const char *colon = strrchr(bm, ':');
     char *end = NULL;
@@ -163,7 +163,7 @@ bool edge_api_bookmark_parse(const char *bm, char origin[EDGE_VCLOCK_REGION_MAX 
 
 /* A read with X-Edge-Bookmark: serve it once this region has applied the write.
  * Returns true if the request was parked (or answered). */
-bool edge_api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
+bool edge__api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
                             enum hrana_access access)
 {
     struct edge_node *n = l->node;
@@ -171,14 +171,14 @@ bool edge_api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct edg
     if (bm == NULL || !n->repl.cluster) return false;
     char origin[EDGE_VCLOCK_REGION_MAX + 1];
     uint64_t seq = 0;
-    if (!edge_api_bookmark_parse(bm, origin, &seq)) {
-        edge_api_respond_error(n, c, req, EP_PIPELINE, 400, "BOOKMARK_INVALID", "X-Edge-Bookmark must be REGION:SEQ");
+    if (!edge__api_bookmark_parse(bm, origin, &seq)) {
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 400, "BOOKMARK_INVALID", "X-Edge-Bookmark must be REGION:SEQ");
         return true;
     }
     if (edge_repl_state_covers(&n->repl, origin, seq)) return false;
     struct waiter *w = waiter_new(l, c, WAIT_BOOKMARK, n->cfg.bookmark_timeout_ms);
     if (w == NULL) {
-        edge_api_respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
         return true;
     }
     snprintf(w->origin, sizeof(w->origin), "%s", origin);

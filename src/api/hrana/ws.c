@@ -8,7 +8,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
-void edge_api_ws_unref(struct ws_session *s)
+void edge__api_ws_unref(struct ws_session *s)
 {
     if (--s->refs > 0) return;
     struct edge_node *n = s->loop->node;
@@ -19,7 +19,7 @@ void edge_api_ws_unref(struct ws_session *s)
         edge_free(m);
     }
     for (size_t i = 0; i < s->n_streams; i++) {
-        edge_api_pool_release(n, s->streams[i].txn, s->streams[i].readonly_txn);
+        edge__api_pool_release(n, s->streams[i].txn, s->streams[i].readonly_txn);
     }
     atomic_fetch_sub(&n->m.ws_streams, (int64_t)s->n_streams);
     edge_free(s->streams);
@@ -81,7 +81,7 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
         if (n->keys != NULL && !json_is_string(jwt)) {
             code = "AUTH_JWT_INVALID";
         }
-        if (code == NULL && edge_api_auth_token(n, tok, strlen(tok), &access, &code)) {
+        if (code == NULL && edge__api_auth_token(n, tok, strlen(tok), &access, &code)) {
             s->authed = true;
             s->access = access;
             const char ok[] = "{\"type\":\"hello_ok\"}";
@@ -144,14 +144,14 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
     if (strcmp(t, "close_stream") == 0) {
         struct ws_stream *st = ws_find(s, sid);
         if (st != NULL) {
-            edge_api_pool_release(n, st->txn, st->readonly_txn);
+            edge__api_pool_release(n, st->txn, st->readonly_txn);
             *st = s->streams[--s->n_streams];
             atomic_fetch_sub(&n->m.ws_streams, 1);
         }
         ws_send_ok(s, request_id, "close_stream");
         return false;
     }
-    struct unit *u = edge_api_unit_new(s->loop, s->conn, json_incref(msg));
+    struct unit *u = edge__api_unit_new(s->loop, s->conn, json_incref(msg));
     if (u == NULL) {
         ws_send_error(s, request_id, "out of memory", "INTERNAL");
         return false;
@@ -168,7 +168,7 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
     } else {
         u->wss = ws_find(s, sid);
         if (u->wss == NULL) {
-            edge_api_unit_free(u);
+            edge__api_unit_free(u);
             ws_send_error(s, request_id, "no stream with this id is open", "STREAM_NOT_FOUND");
             return false;
         }
@@ -177,24 +177,24 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
         if (u->route == HRANA_ROUTE_WRITE && s->access == HRANA_ACCESS_RO) {
             u->route = HRANA_ROUTE_READ;
         }
-        int consistency = edge_api_unit_consistency(n, NULL, &tables);
+        int consistency = edge__api_unit_consistency(n, NULL, &tables);
         const char *why = NULL, *why_code = NULL;
-        if (edge_api_strong_route(n, u->route, consistency, tables.ddl, false, false, true, &why_code, &why) !=
+        if (edge__api_strong_route(n, u->route, consistency, tables.ddl, false, false, true, &why_code, &why) !=
             STRONG_LOCAL) {
-            edge_api_unit_free(u);
+            edge__api_unit_free(u);
             ws_send_error(s, request_id, why, why_code);
             return false;
         }
-        edge_api_unit_repl_setup(u, consistency);
+        edge__api_unit_repl_setup(u, consistency);
     }
     s->busy = true;
     s->refs++;
-    edge_api_unit_dispatch(u);
+    edge__api_unit_dispatch(u);
     return true;
 }
 
 /* Process queued messages in order, one unit of work at a time. */
-void edge_api_ws_process(struct ws_session *s)
+void edge__api_ws_process(struct ws_session *s)
 {
     while (!s->busy && !s->closed && s->q_head != NULL) {
         struct ws_msg *m = s->q_head;
@@ -207,7 +207,7 @@ void edge_api_ws_process(struct ws_session *s)
     }
 }
 
-void edge_api_ws_on_message(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len)
+void edge__api_ws_on_message(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len)
 {
     (void)ud;
     struct ws_session *s = edge_http_conn_ud(c);
@@ -238,17 +238,17 @@ void edge_api_ws_on_message(void *ud, struct edge_http_conn *c, int opcode, cons
     if (s->q_tail) s->q_tail->next = m; else s->q_head = m;
     s->q_tail = m;
     s->q_len++;
-    edge_api_ws_process(s);
+    edge__api_ws_process(s);
 }
 
-void edge_api_ws_on_close(void *ud, struct edge_http_conn *c)
+void edge__api_ws_on_close(void *ud, struct edge_http_conn *c)
 {
     (void)ud;
     struct ws_session *s = edge_http_conn_ud(c);
     if (s != NULL) {
         edge_http_conn_set_ud(c, NULL);
         s->closed = true;
-        edge_api_ws_unref(s);
+        edge__api_ws_unref(s);
     }
 }
 
@@ -267,7 +267,7 @@ static bool offers(const char *list, const char *proto)
     return false;
 }
 
-void edge_api_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+void edge__api_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
     const char *protos = edge_http_header(req, "sec-websocket-protocol");
@@ -282,21 +282,21 @@ void edge_api_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_h
     } else if (offers(protos, "hrana1")) {
         chosen = "hrana1";
     } else if (protos != NULL) {
-        edge_api_respond_error(n, c, req, EP_WS, 400, "WS_PROTOCOL_UNSUPPORTED", "no supported WebSocket subprotocol offered");
+        edge__api_respond_error(n, c, req, EP_WS, 400, "WS_PROTOCOL_UNSUPPORTED", "no supported WebSocket subprotocol offered");
         return;
     }
     struct ws_session *s = edge_calloc(1, sizeof(*s));
     if (s == NULL) {
-        edge_api_respond_error(n, c, req, EP_WS, 503, "INTERNAL", "out of memory");
+        edge__api_respond_error(n, c, req, EP_WS, 503, "INTERNAL", "out of memory");
         return;
     }
     uint64_t start = req->start_ns;
     if (edge_http_ws_accept(c, chosen) != EDGE_OK) {
         edge_free(s);
-        edge_api_observe(n, EP_WS, start, true);
+        edge__api_observe(n, EP_WS, start, true);
         return;
     }
-    edge_api_observe(n, EP_WS, start, false);
+    edge__api_observe(n, EP_WS, start, false);
     s->loop = l;
     s->conn = c;
     edge_http_conn_ref(c);
@@ -306,35 +306,35 @@ void edge_api_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_h
     edge_http_conn_set_ud(c, s);
 }
 
-void edge_api_ws_finish(struct unit *u)
+void edge__api_ws_finish(struct unit *u)
 {
     struct ws_session *s = u->ws;
     struct edge_node *n = u->loop->node;
     if (u->route == HRANA_ROUTE_TXN && u->wss != NULL) {
-        edge_api_unit_settle(n, &u->wss->txn, &u->wss->readonly_txn, u->ctx.readonly_txn, s->closed);
+        edge__api_unit_settle(n, &u->wss->txn, &u->wss->readonly_txn, u->ctx.readonly_txn, s->closed);
     }
-    edge_api_unit_count(n, u);
+    edge__api_unit_count(n, u);
     if (!s->closed) {
         if (u->commit_status != EDGE_OK) {
             edge_buf_reset(&u->out);
             char msg[128];
             snprintf(msg, sizeof(msg), "the request could not be completed: %s", edge_strerror(u->commit_status));
-            hrana_write_response_error(&u->out, u->request_id, msg, edge_api_status_code(u->commit_status));
+            hrana_write_response_error(&u->out, u->request_id, msg, edge__api_status_code(u->commit_status));
         }
         uint64_t seq = u->route == HRANA_ROUTE_WRITE ? u->wjob.seq : u->ctx.seq;
         if (n->repl.cluster && u->commit_status == EDGE_OK && u->ctx.consistency == 1 && seq != 0) {
             /* Strong on the primary: answer once a majority holds the entry. The waiter
              * keeps the session busy (answers stay in order) and its reference. */
-            if (edge_api_wait_majority_ws(u, s, seq)) {
-                edge_api_unit_free(u);
+            if (edge__api_wait_majority_ws(u, s, seq)) {
+                edge__api_unit_free(u);
                 return;
             }
         }
         edge_http_ws_send(s->conn, 1, u->out.data, u->out.len);
     }
-    edge_api_observe(n, EP_WS, u->start_ns, u->commit_status != EDGE_OK);
+    edge__api_observe(n, EP_WS, u->start_ns, u->commit_status != EDGE_OK);
     s->busy = false;
-    edge_api_unit_free(u);
-    edge_api_ws_process(s);
-    edge_api_ws_unref(s);
+    edge__api_unit_free(u);
+    edge__api_ws_process(s);
+    edge__api_ws_unref(s);
 }
