@@ -21,7 +21,7 @@
  * removal marks entries dead instead of moving them (compaction is amortised), and
  * the array remembers how long a prefix is in canonical order, so encoding a decoded
  * set that gained a few elements sorts only those few and merges them in. */
-#include "crdt/crdt.h"
+#include "crdt/orset_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -68,20 +68,13 @@ size_t edge_crdt_orset_size(const struct edge_crdt_orset *s) { return s->n_ents 
 
 /* ---- helpers ---- */
 
-/* A list of dots: inline when there is one, an owned array when more. */
-struct dotv {
-    struct edge_crdt_dot one;
-    struct edge_crdt_dot *many;
-    size_t n;
-};
-
-static const struct edge_crdt_dot *dots_of(const struct edge__orset_entry *e)
+const struct edge_crdt_dot *edge__orset_dots_of(const struct edge__orset_entry *e)
 {
     return e->n_dots == 1 ? &e->one : e->dots;
 }
 
 /* Give e the dots of v (ownership moves; e's old dots must be freed already). */
-static void ent_set_dots(struct edge__orset_entry *e, struct dotv *v)
+void edge__orset_ent_set_dots(struct edge__orset_entry *e, struct dotv *v)
 {
     e->n_dots = v->n;
     if (v->n == 1) {
@@ -94,7 +87,7 @@ static void ent_set_dots(struct edge__orset_entry *e, struct dotv *v)
     v->n = 0;
 }
 
-static uint64_t hash_bytes(const uint8_t *p, size_t n)
+uint64_t edge__orset_hash_bytes(const uint8_t *p, size_t n)
 {
     uint64_t h = 0xcbf29ce484222325u; /* FNV-1a, then a murmur finaliser for the low bits */
     for (size_t i = 0; i < n; i++) {
@@ -107,7 +100,7 @@ static uint64_t hash_bytes(const uint8_t *p, size_t n)
     return h;
 }
 
-static int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+int edge__orset_bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
     size_t n = al < bl ? al : bl;
     int c = n ? memcmp(a, b, n) : 0;
@@ -117,7 +110,7 @@ static int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
     return al < bl ? -1 : al > bl;
 }
 
-static int dot_cmp(const struct edge_crdt_dot *a, const struct edge_crdt_dot *b)
+int edge__orset_dot_cmp(const struct edge_crdt_dot *a, const struct edge_crdt_dot *b)
 {
     int c = a->region == b->region ? 0 : strcmp(a->region, b->region);
     if (c != 0) {
@@ -146,7 +139,7 @@ static long find(const struct edge_crdt_orset *s, const void *elem, size_t len, 
     return -1;
 }
 
-static void slot_insert(struct edge_crdt_orset *s, size_t idx)
+void edge__orset_slot_insert(struct edge_crdt_orset *s, size_t idx)
 {
     size_t mask = s->n_slots - 1;
     size_t i = s->ents[idx].hash & mask;
@@ -192,13 +185,13 @@ static void rehash(struct edge_crdt_orset *s)
     memset(s->slots, 0, s->n_slots * sizeof(*s->slots));
     for (size_t i = 0; i < s->n_ents; i++) {
         if (!s->ents[i].dead) {
-            slot_insert(s, i);
+            edge__orset_slot_insert(s, i);
         }
     }
 }
 
 /* Room for n entries (dead included); may rehash. Never changes the set's content. */
-static int reserve(struct edge_crdt_orset *s, size_t n)
+int edge__orset_reserve(struct edge_crdt_orset *s, size_t n)
 {
     if (n >= UINT32_MAX / 2) {
         return EDGE_EOVERFLOW;
@@ -244,15 +237,15 @@ static void append(struct edge_crdt_orset *s, const uint8_t *elem, size_t len, u
         while (k > 0 && s->ents[k - 1].dead) {
             k--;
         }
-        in_order = k == 0 || bytes_cmp(s->ents[k - 1].elem, s->ents[k - 1].len, elem, len) < 0;
+        in_order = k == 0 || edge__orset_bytes_cmp(s->ents[k - 1].elem, s->ents[k - 1].len, elem, len) < 0;
     }
     memset(e, 0, sizeof(*e));
     e->elem = elem;
     e->len = len;
     e->hash = h;
     e->owned = (uint8_t)(owned != 0);
-    ent_set_dots(e, dots);
-    slot_insert(s, s->n_ents);
+    edge__orset_ent_set_dots(e, dots);
+    edge__orset_slot_insert(s, s->n_ents);
     s->n_ents++;
     if (in_order) {
         s->n_sorted = s->n_ents;
@@ -324,7 +317,7 @@ static const char *intern(struct edge_crdt_orset *s, const char *region)
 }
 
 /* Index in s's pool of a pooled region pointer (pools are a handful of regions). */
-static size_t pool_index(const struct edge_crdt_orset *s, const char *region)
+size_t edge__orset_pool_index(const struct edge_crdt_orset *s, const char *region)
 {
     for (size_t i = 0; i < s->n_regions; i++) {
         if (s->regions[i] == region) {
@@ -334,12 +327,12 @@ static size_t pool_index(const struct edge_crdt_orset *s, const char *region)
     return s->n_regions; /* not reached for pooled pointers */
 }
 
-static long cloud_find(const struct edge_crdt_orset *s, const struct edge_crdt_dot *d)
+long edge__orset_cloud_find(const struct edge_crdt_orset *s, const struct edge_crdt_dot *d)
 {
     size_t lo = 0, hi = s->n_cloud;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = dot_cmp(&s->cloud[mid], d);
+        int c = edge__orset_dot_cmp(&s->cloud[mid], d);
         if (c == 0) {
             return (long)mid;
         }
@@ -355,7 +348,7 @@ static long cloud_find(const struct edge_crdt_orset *s, const struct edge_crdt_d
 /* Has s's causal context seen dot d? */
 static int covers(const struct edge_crdt_orset *s, const struct edge_crdt_dot *d)
 {
-    return edge_vclock_get(&s->ctx, d->region) >= d->n || cloud_find(s, d) >= 0;
+    return edge_vclock_get(&s->ctx, d->region) >= d->n || edge__orset_cloud_find(s, d) >= 0;
 }
 
 /* Largest counter seen for region (clock or cloud). */
@@ -416,7 +409,7 @@ static int ctx_add(struct edge_crdt_orset *s, const char *region, uint64_t n)
     }
     s->cloud = c;
     size_t i = s->n_cloud;
-    while (i > 0 && dot_cmp(&c[i - 1], &d) > 0) {
+    while (i > 0 && edge__orset_dot_cmp(&c[i - 1], &d) > 0) {
         c[i] = c[i - 1];
         i--;
     }
@@ -453,7 +446,7 @@ static int make_delta(struct edge_crdt_orset *delta, const void *elem, size_t le
         }
         rv = EDGE_ENOMEM;
         copy = edge_malloc(len ? len : 1);
-        if (copy == NULL || reserve(delta, 1) != EDGE_OK) {
+        if (copy == NULL || edge__orset_reserve(delta, 1) != EDGE_OK) {
             goto out;
         }
         if (len) {
@@ -488,7 +481,7 @@ int edge_crdt_orset_add(struct edge_crdt_orset *s, const char *region, const voi
         return EDGE_EOVERFLOW;
     }
     n++;
-    uint64_t h = hash_bytes(elem, len);
+    uint64_t h = edge__orset_hash_bytes(elem, len);
     long idx = find(s, elem, len, h);
     /* Fallible steps first; none of them changes what the set contains. */
     const char *r = intern(s, region);
@@ -503,14 +496,14 @@ int edge_crdt_orset_add(struct edge_crdt_orset *s, const char *region, const voi
         if (len) {
             memcpy(copy, elem, len);
         }
-        if ((rv = reserve(s, s->n_ents + 1)) != EDGE_OK) {
+        if ((rv = edge__orset_reserve(s, s->n_ents + 1)) != EDGE_OK) {
             goto out;
         }
     }
     if (out_delta != NULL) {
         const struct edge__orset_entry *e = idx >= 0 ? &s->ents[idx] : NULL;
         struct edge_crdt_dot nd = {r, n};
-        rv = make_delta(out_delta, elem, len, h, 1, &nd, e ? dots_of(e) : NULL, e ? e->n_dots : 0);
+        rv = make_delta(out_delta, elem, len, h, 1, &nd, e ? edge__orset_dots_of(e) : NULL, e ? e->n_dots : 0);
         if (rv != EDGE_OK) {
             goto out;
         }
@@ -526,7 +519,7 @@ int edge_crdt_orset_add(struct edge_crdt_orset *s, const char *region, const voi
     struct dotv d = {{r, n}, NULL, 1};
     if (idx >= 0) {
         edge_free(s->ents[idx].dots);
-        ent_set_dots(&s->ents[idx], &d);
+        edge__orset_ent_set_dots(&s->ents[idx], &d);
     } else {
         append(s, copy, len, h, 1, &d);
         copy = NULL;
@@ -543,14 +536,14 @@ int edge_crdt_orset_remove(struct edge_crdt_orset *s, const void *elem, size_t l
     if (len > EDGE_CRDT_VALUE_MAX || (len && elem == NULL)) {
         return EDGE_EINVAL;
     }
-    uint64_t h = hash_bytes(elem, len);
+    uint64_t h = edge__orset_hash_bytes(elem, len);
     long idx = find(s, elem, len, h);
     if (idx < 0) {
         return EDGE_OK;
     }
     if (out_delta != NULL) {
         const struct edge__orset_entry *e = &s->ents[idx];
-        int rv = make_delta(out_delta, elem, len, h, 0, NULL, dots_of(e), e->n_dots);
+        int rv = make_delta(out_delta, elem, len, h, 0, NULL, edge__orset_dots_of(e), e->n_dots);
         if (rv != EDGE_OK) {
             return rv;
         }
@@ -563,20 +556,20 @@ int edge_crdt_orset_remove(struct edge_crdt_orset *s, const void *elem, size_t l
 
 int edge_crdt_orset_contains(const struct edge_crdt_orset *s, const void *elem, size_t len)
 {
-    return find(s, elem, len, hash_bytes(elem, len)) >= 0;
+    return find(s, elem, len, edge__orset_hash_bytes(elem, len)) >= 0;
 }
 
 static int ent_ptr_cmp(const void *a, const void *b)
 {
     const struct edge__orset_entry *x = *(const struct edge__orset_entry *const *)a;
     const struct edge__orset_entry *y = *(const struct edge__orset_entry *const *)b;
-    return bytes_cmp(x->elem, x->len, y->elem, y->len);
+    return edge__orset_bytes_cmp(x->elem, x->len, y->elem, y->len);
 }
 
 /* Live entries in canonical order, as pointers (caller frees the array): the sorted
  * prefix as is, merged with the rest sorted on its own, so O(n + t log t) for a tail
  * of t entries appended since the set was decoded. */
-static int sorted_ptrs(const struct edge_crdt_orset *s, const struct edge__orset_entry ***out)
+int edge__orset_sorted_ptrs(const struct edge_crdt_orset *s, const struct edge__orset_entry ***out)
 {
     size_t live = s->n_ents - s->n_dead, np = 0;
     const struct edge__orset_entry **v = edge_malloc((live ? live : 1) * sizeof(*v));
@@ -617,7 +610,7 @@ static int sorted_ptrs(const struct edge_crdt_orset *s, const struct edge__orset
 int edge_crdt_orset_foreach(const struct edge_crdt_orset *s, edge_crdt_elem_cb cb, void *ud)
 {
     const struct edge__orset_entry **v = NULL;
-    int rv = sorted_ptrs(s, &v);
+    int rv = edge__orset_sorted_ptrs(s, &v);
     if (rv != EDGE_OK) {
         return rv;
     }
@@ -631,7 +624,7 @@ int edge_crdt_orset_foreach(const struct edge_crdt_orset *s, edge_crdt_elem_cb c
 
 /* ---- merge ---- */
 
-static void dotv_free(struct dotv *v)
+void edge__orset_dotv_free(struct dotv *v)
 {
     edge_free(v->many);
     v->many = NULL;
@@ -645,7 +638,7 @@ static int join_dots(const struct edge_crdt_orset *s, const struct edge__orset_e
                      const char *const *map, struct dotv *out)
 {
     size_t na = a ? a->n_dots : 0, nb = b->n_dots, n = 0, i = 0, j = 0;
-    const struct edge_crdt_dot *da = a ? dots_of(a) : NULL, *db = dots_of(b);
+    const struct edge_crdt_dot *da = a ? edge__orset_dots_of(a) : NULL, *db = edge__orset_dots_of(b);
     struct edge_crdt_dot buf[8], *v = buf;
 
     memset(out, 0, sizeof(*out));
@@ -653,7 +646,7 @@ static int join_dots(const struct edge_crdt_orset *s, const struct edge__orset_e
         return EDGE_ENOMEM;
     }
     while (i < na || j < nb) {
-        int c = i == na ? 1 : j == nb ? -1 : dot_cmp(&da[i], &db[j]);
+        int c = i == na ? 1 : j == nb ? -1 : edge__orset_dot_cmp(&da[i], &db[j]);
         if (c == 0) {
             v[n++] = da[i++];
             j++;
@@ -664,7 +657,7 @@ static int join_dots(const struct edge_crdt_orset *s, const struct edge__orset_e
             i++;
         } else {
             if (!covers(s, &db[j])) {
-                v[n].region = map[pool_index(o, db[j].region)];
+                v[n].region = map[edge__orset_pool_index(o, db[j].region)];
                 v[n++].n = db[j].n;
             }
             j++;
@@ -694,7 +687,7 @@ static int same_dots(const struct edge__orset_entry *a, const struct dotv *d)
     if (a->n_dots != d->n) {
         return 0;
     }
-    const struct edge_crdt_dot *x = dots_of(a), *y = d->n == 1 ? &d->one : d->many;
+    const struct edge_crdt_dot *x = edge__orset_dots_of(a), *y = d->n == 1 ? &d->one : d->many;
     for (size_t k = 0; k < d->n; k++) {
         if (x[k].region != y[k].region || x[k].n != y[k].n) {
             return 0;
@@ -715,8 +708,8 @@ struct plan {
 static int seen_by(const struct edge_crdt_orset *s, const struct edge_crdt_orset *o, const uint64_t *thr,
                    const uint8_t *in_cloud, const struct edge_crdt_dot *d)
 {
-    size_t pi = pool_index(s, d->region);
-    return d->n <= thr[pi] || (in_cloud[pi] && cloud_find(o, d) >= 0);
+    size_t pi = edge__orset_pool_index(s, d->region);
+    return d->n <= thr[pi] || (in_cloud[pi] && edge__orset_cloud_find(o, d) >= 0);
 }
 
 int edge_crdt_orset_merge(struct edge_crdt_orset *s, const struct edge_crdt_orset *o)
@@ -753,11 +746,11 @@ int edge_crdt_orset_merge(struct edge_crdt_orset *s, const struct edge_crdt_orse
         goto out;
     }
     for (size_t i = 0, j = 0; i < s->n_cloud || j < o->n_cloud;) {
-        int c = i == s->n_cloud ? 1 : j == o->n_cloud ? -1 : dot_cmp(&s->cloud[i], &o->cloud[j]);
+        int c = i == s->n_cloud ? 1 : j == o->n_cloud ? -1 : edge__orset_dot_cmp(&s->cloud[i], &o->cloud[j]);
         if (c <= 0) {
             nc.cloud[nc.n_cloud] = s->cloud[i];
         } else {
-            nc.cloud[nc.n_cloud].region = map[pool_index(o, o->cloud[j].region)];
+            nc.cloud[nc.n_cloud].region = map[edge__orset_pool_index(o, o->cloud[j].region)];
             nc.cloud[nc.n_cloud].n = o->cloud[j].n;
         }
         nc.n_cloud++;
@@ -782,12 +775,12 @@ int edge_crdt_orset_merge(struct edge_crdt_orset *s, const struct edge_crdt_orse
             goto out;
         }
         if (a >= 0 ? same_dots(&s->ents[a], &pl->d) : pl->d.n == 0) {
-            dotv_free(&pl->d);
+            edge__orset_dotv_free(&pl->d);
             continue;
         }
         if (a < 0) {
             if ((pl->copy = edge_malloc(b->len ? b->len : 1)) == NULL) {
-                dotv_free(&pl->d);
+                edge__orset_dotv_free(&pl->d);
                 rv = EDGE_ENOMEM;
                 goto out;
             }
@@ -798,7 +791,7 @@ int edge_crdt_orset_merge(struct edge_crdt_orset *s, const struct edge_crdt_orse
         }
         n_plans++;
     }
-    if ((rv = reserve(s, s->n_ents + n_new)) != EDGE_OK) {
+    if ((rv = edge__orset_reserve(s, s->n_ents + n_new)) != EDGE_OK) {
         rv = EDGE_ENOMEM;
         goto out;
     }
@@ -815,7 +808,7 @@ int edge_crdt_orset_merge(struct edge_crdt_orset *s, const struct edge_crdt_orse
             thr[i] = edge_vclock_get(&o->ctx, s->regions[i]);
         }
         for (size_t i = 0; i < o->n_cloud; i++) {
-            in_cloud[pool_index(s, map[pool_index(o, o->cloud[i].region)])] = 1;
+            in_cloud[edge__orset_pool_index(s, map[edge__orset_pool_index(o, o->cloud[i].region)])] = 1;
         }
     }
 
@@ -859,7 +852,7 @@ int edge_crdt_orset_merge(struct edge_crdt_orset *s, const struct edge_crdt_orse
             remove_at(s, (size_t)pl->idx);
         } else {
             edge_free(s->ents[pl->idx].dots);
-            ent_set_dots(&s->ents[pl->idx], &pl->d);
+            edge__orset_ent_set_dots(&s->ents[pl->idx], &pl->d);
         }
     }
     n_plans = 0;
@@ -876,7 +869,7 @@ int edge_crdt_orset_merge(struct edge_crdt_orset *s, const struct edge_crdt_orse
     rv = EDGE_OK;
 out:
     for (size_t i = 0; i < n_plans; i++) {
-        dotv_free(&plans[i].d);
+        edge__orset_dotv_free(&plans[i].d);
         edge_free(plans[i].copy);
     }
     edge_free(plans);
@@ -884,297 +877,5 @@ out:
     edge_free(thr);
     edge_free(in_cloud);
     edge_crdt_orset_close(&nc); /* owns no regions: its dots borrow s's pool */
-    return rv;
-}
-
-/* ---- encoding ---- */
-
-/* Index of region in the sorted table (present by construction). */
-static size_t table_index(const char *const *table, size_t n, const char *region)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(table[mid], region);
-        if (c == 0) {
-            return mid;
-        }
-        if (c < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
-}
-
-static uint8_t *put_uv(uint8_t *p, uint64_t v)
-{
-    do {
-        uint8_t b = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        *p++ = (uint8_t)(b | (v ? 0x80 : 0));
-    } while (v != 0);
-    return p;
-}
-
-int edge__crdt_orset_encode(const struct edge_crdt_orset *s, struct edge_buf *out)
-{
-    const char **table = NULL;
-    size_t *ptab = NULL;
-    const struct edge__orset_entry **ents = NULL;
-    size_t nt = 0, live = s->n_ents - s->n_dead;
-    int rv = EDGE_ENOMEM;
-
-    /* Region table: the regions of the context (clock and cloud); dots only use those. */
-    table = edge_malloc((s->ctx.n_entries + s->n_cloud + 1) * sizeof(*table));
-    ptab = edge_malloc((s->n_regions + 1) * sizeof(*ptab));
-    if (table == NULL || ptab == NULL) {
-        goto out;
-    }
-    for (size_t i = 0, j = 0; i < s->ctx.n_entries || j < s->n_cloud;) {
-        const char *r;
-        if (j == s->n_cloud || (i < s->ctx.n_entries && strcmp(s->ctx.entries[i].region, s->cloud[j].region) <= 0)) {
-            r = s->ctx.entries[i++].region;
-        } else {
-            r = s->cloud[j++].region;
-        }
-        if (nt == 0 || strcmp(table[nt - 1], r) != 0) {
-            table[nt++] = r;
-        }
-    }
-    /* Dots name pooled regions: translate pool index -> table index once. */
-    for (size_t i = 0; i < s->n_regions; i++) {
-        ptab[i] = table_index(table, nt, s->regions[i]);
-    }
-    if ((rv = sorted_ptrs(s, &ents)) != EDGE_OK) {
-        goto out;
-    }
-    /* Exact upper bound, then plain stores: no per-field capacity checks. */
-    size_t bound = 40 + nt * (10 + EDGE_VCLOCK_REGION_MAX) + (s->ctx.n_entries + s->n_cloud) * 20;
-    for (size_t i = 0; i < live; i++) {
-        bound += 20 + ents[i]->len + ents[i]->n_dots * 20;
-    }
-    if ((rv = edge_buf_reserve(out, bound)) != EDGE_OK) {
-        goto out;
-    }
-    uint8_t *base = (uint8_t *)out->data + out->len, *p = base;
-    p = put_uv(p, nt);
-    for (size_t i = 0; i < nt; i++) {
-        size_t l = strlen(table[i]);
-        p = put_uv(p, l);
-        memcpy(p, table[i], l);
-        p += l;
-    }
-    p = put_uv(p, s->ctx.n_entries);
-    for (size_t i = 0; i < s->ctx.n_entries; i++) {
-        p = put_uv(p, table_index(table, nt, s->ctx.entries[i].region));
-        p = put_uv(p, s->ctx.entries[i].n);
-    }
-    p = put_uv(p, s->n_cloud);
-    for (size_t i = 0; i < s->n_cloud; i++) {
-        p = put_uv(p, ptab[pool_index(s, s->cloud[i].region)]);
-        p = put_uv(p, s->cloud[i].n);
-    }
-    p = put_uv(p, live);
-    for (size_t i = 0; i < live; i++) {
-        const struct edge__orset_entry *e = ents[i];
-        const struct edge_crdt_dot *d = dots_of(e);
-        p = put_uv(p, e->len);
-        if (e->len) {
-            memcpy(p, e->elem, e->len);
-        }
-        p += e->len;
-        p = put_uv(p, e->n_dots);
-        for (size_t k = 0; k < e->n_dots; k++) {
-            p = put_uv(p, ptab[pool_index(s, d[k].region)]);
-            p = put_uv(p, d[k].n);
-        }
-    }
-    out->len += (size_t)(p - base);
-    out->data[out->len] = '\0';
-    rv = EDGE_OK;
-out:
-    edge_free(table);
-    edge_free(ptab);
-    edge_free(ents);
-    return rv;
-}
-
-/* A count of items of at least min_size bytes each that the rest of the input can hold. */
-static int rd_count(struct edge__rd *r, size_t min_size, uint64_t *out)
-{
-    if (edge__uvarint_read(r, out) != EDGE_OK || *out > (r->len - r->off) / min_size) {
-        return EDGE_ECORRUPT;
-    }
-    return EDGE_OK;
-}
-
-static int rd_dot(struct edge__rd *r, const struct edge_crdt_orset *s, struct edge_crdt_dot *out, size_t *out_idx)
-{
-    uint64_t idx;
-    if (edge__uvarint_read(r, &idx) != EDGE_OK || idx >= s->n_regions || edge__uvarint_read(r, &out->n) != EDGE_OK ||
-        out->n == 0) {
-        return EDGE_ECORRUPT;
-    }
-    out->region = s->regions[idx];
-    *out_idx = (size_t)idx;
-    return EDGE_OK;
-}
-
-int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t len, size_t *out_used)
-{
-    struct edge__rd r = {p, len, 0};
-    uint64_t cnt, v;
-    uint8_t *used_region = NULL;
-    uint64_t *clk = NULL; /* clock value per region index, for the coverage checks */
-    struct dotv dv = {{NULL, 0}, NULL, 0};
-    size_t ri;
-    int rv = EDGE_ECORRUPT;
-
-    /* region table */
-    if (rd_count(&r, 2, &cnt) != EDGE_OK) {
-        goto out;
-    }
-    rv = EDGE_ENOMEM;
-    if (cnt > 0 && ((s->regions = edge_calloc((size_t)cnt, sizeof(*s->regions))) == NULL ||
-                    (used_region = edge_calloc((size_t)cnt, 1)) == NULL ||
-                    (clk = edge_calloc((size_t)cnt, sizeof(*clk))) == NULL)) {
-        goto out;
-    }
-    for (uint64_t i = 0; i < cnt; i++) {
-        char buf[EDGE_VCLOCK_REGION_MAX + 1];
-        rv = EDGE_ECORRUPT;
-        if (edge__uvarint_read(&r, &v) != EDGE_OK || v > EDGE_VCLOCK_REGION_MAX || v > r.len - r.off) {
-            goto out;
-        }
-        memcpy(buf, r.p + r.off, (size_t)v);
-        buf[v] = '\0';
-        r.off += (size_t)v;
-        if (strlen(buf) != v || !edge_vclock_region_valid(buf) ||
-            (i > 0 && strcmp(s->regions[i - 1], buf) >= 0)) {
-            goto out;
-        }
-        rv = EDGE_ENOMEM;
-        if ((s->regions[i] = edge_strdup(buf)) == NULL) {
-            goto out;
-        }
-        s->n_regions++;
-    }
-    /* clock */
-    rv = EDGE_ECORRUPT;
-    if (rd_count(&r, 2, &cnt) != EDGE_OK) {
-        goto out;
-    }
-    for (uint64_t i = 0; i < cnt; i++) {
-        struct edge_crdt_dot d;
-        rv = EDGE_ECORRUPT;
-        if (rd_dot(&r, s, &d, &ri) != EDGE_OK ||
-            (s->ctx.n_entries > 0 && strcmp(s->ctx.entries[s->ctx.n_entries - 1].region, d.region) >= 0)) {
-            goto out;
-        }
-        used_region[ri] = 1;
-        clk[ri] = d.n;
-        if ((rv = edge_vclock_set(&s->ctx, d.region, d.n)) != EDGE_OK) {
-            goto out;
-        }
-    }
-    /* cloud */
-    rv = EDGE_ECORRUPT;
-    if (rd_count(&r, 2, &cnt) != EDGE_OK) {
-        goto out;
-    }
-    rv = EDGE_ENOMEM;
-    if (cnt > 0 && (s->cloud = edge_malloc((size_t)cnt * sizeof(*s->cloud))) == NULL) {
-        goto out;
-    }
-    for (uint64_t i = 0; i < cnt; i++) {
-        struct edge_crdt_dot d;
-        rv = EDGE_ECORRUPT;
-        if (rd_dot(&r, s, &d, &ri) != EDGE_OK || d.n <= clk[ri] + 1 ||
-            (s->n_cloud > 0 && dot_cmp(&s->cloud[s->n_cloud - 1], &d) >= 0)) {
-            goto out;
-        }
-        used_region[ri] = 1;
-        s->cloud[s->n_cloud++] = d;
-    }
-    rv = EDGE_ECORRUPT;
-    for (size_t i = 0; i < s->n_regions; i++) {
-        if (!used_region[i]) {
-            goto out;
-        }
-    }
-    /* entries */
-    if (rd_count(&r, 4, &cnt) != EDGE_OK) {
-        goto out;
-    }
-    if ((rv = reserve(s, (size_t)cnt)) != EDGE_OK) {
-        rv = rv == EDGE_EOVERFLOW ? EDGE_ECORRUPT : rv;
-        goto out;
-    }
-    /* One block for every element's bytes: the rest of the input bounds their total. */
-    size_t arena_off = 0;
-    if (cnt > 0 && (s->arena = edge_malloc(r.len - r.off)) == NULL) {
-        rv = EDGE_ENOMEM;
-        goto out;
-    }
-    const struct edge__orset_entry *prev = NULL;
-    for (uint64_t i = 0; i < cnt; i++) {
-        uint64_t nd;
-        rv = EDGE_ECORRUPT;
-        if (edge__uvarint_read(&r, &v) != EDGE_OK || v > EDGE_CRDT_VALUE_MAX || v > r.len - r.off) {
-            goto out;
-        }
-        const uint8_t *elem = r.p + r.off;
-        size_t elen = (size_t)v;
-        r.off += elen;
-        if (prev != NULL && bytes_cmp(prev->elem, prev->len, elem, elen) >= 0) {
-            goto out;
-        }
-        if (rd_count(&r, 2, &nd) != EDGE_OK || nd == 0) {
-            goto out;
-        }
-        struct edge_crdt_dot *dots = &dv.one;
-        if (nd > 1) {
-            rv = EDGE_ENOMEM;
-            if ((dv.many = edge_malloc((size_t)nd * sizeof(*dv.many))) == NULL) {
-                goto out;
-            }
-            dots = dv.many;
-        }
-        dv.n = (size_t)nd;
-        for (uint64_t k = 0; k < nd; k++) {
-            rv = EDGE_ECORRUPT;
-            if (rd_dot(&r, s, &dots[k], &ri) != EDGE_OK ||
-                (dots[k].n > clk[ri] && cloud_find(s, &dots[k]) < 0) ||
-                (k > 0 && dot_cmp(&dots[k - 1], &dots[k]) >= 0)) {
-                goto out;
-            }
-        }
-        uint8_t *copy = s->arena + arena_off;
-        if (elen) {
-            memcpy(copy, elem, elen);
-        }
-        arena_off += elen;
-        struct edge__orset_entry *e = &s->ents[s->n_ents];
-        memset(e, 0, sizeof(*e));
-        e->elem = copy;
-        e->len = elen;
-        e->hash = hash_bytes(elem, elen);
-        ent_set_dots(e, &dv);
-        slot_insert(s, s->n_ents);
-        s->n_ents++;
-        prev = e;
-    }
-    s->n_sorted = s->n_ents; /* checked ascending above */
-    *out_used = r.off;
-    rv = EDGE_OK;
-out:
-    edge_free(used_region);
-    edge_free(clk);
-    dotv_free(&dv);
-    if (rv != EDGE_OK) {
-        edge_crdt_orset_close(s);
-    }
     return rv;
 }

@@ -17,6 +17,7 @@
 #include "../../src/crdt/counter.c"
 #include "../../src/crdt/lww.c"
 #include "../../src/crdt/orset.c"
+#include "../../src/crdt/orset_codec.c"
 #include "../../src/crdt/crdt.c"
 #include "../../src/api/crdt_http.c"
 
