@@ -8,8 +8,10 @@
  * log (needs_snapshot), a prompt stop mid-handshake, and the pipeline: several batches
  * in flight before the first ACK, a gap that forces a resend from the ACKed VV, and the
  * emulated one-way delay overlapping across messages.
- * Waits are bounded polls of observable state. The WAN test alone compares durations,
- * against a bound twice the ideal (and below what a one-batch-per-round-trip link needs). */
+ * Waits are bounded polls of observable state. No test asserts speed: the WAN test checks
+ * lower bounds of time (nothing arrives before its due time) and the overlap of frames as
+ * a state of the link's queues, and the stop test separates "interrupted" from "waited
+ * out its 5 s timeout". */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -569,8 +571,9 @@ static void test_push_in_hlc_order(void **state)
     struct edge_peer_status st;
     for (int i = 0; i < 1000; i++) {
         st = status(f);
+        /* on_ack runs after the status is published: wait for both. */
         bool done = edge_vclock_get(&st.acked, "us") == 50 && edge_vclock_get(&st.acked, "ap") == 30 &&
-                    st.rtt_ms > 0;
+                    st.rtt_ms > 0 && atomic_load(&f->acks) >= 5;
         edge_vclock_close(&st.acked);
         if (done) {
             break;
@@ -756,17 +759,22 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+#define HANDSHAKE_TIMEOUT_S 5.0 /* repl/peer.c HANDSHAKE_TIMEOUT_MS */
+
 static void test_stop_is_prompt(void **state)
 {
     struct fixture *f = *state;
     /* A listener that never accepts: the TCP connect succeeds (backlog) and the link
-     * then waits for the HTTP 101 that never comes. */
+     * then waits for the HTTP 101 that never comes, up to its 5 s handshake timeout.
+     * Stop must cut that wait short: the bound is not a speed target but the line
+     * between "interrupted" and "waited out its own timeout", counted from before the
+     * link started (so it only gets looser with load before the stop call). */
     srv_start(&f->srv, "k");
+    double t_start = mono_s();
     start_peer(f, "k", 0, 0);
     usleep(300000);
-    double t0 = mono_s();
     edge_peer_stop(f->peer);
-    assert_true(mono_s() - t0 < 3.0);
+    assert_true(mono_s() - t_start < HANDSHAKE_TIMEOUT_S);
     close(f->srv.lfd);
     edge_vclock_close(&f->srv.vv);
     pthread_mutex_destroy(&f->srv.mu);
@@ -776,14 +784,23 @@ static void test_stop_is_prompt(void **state)
     struct edge_peer_config c = {.db_path = f->path, .local_region = "us", .cluster = "c", .secret = "s",
                                  .peer_region = "eu", .peer_url = f->url};
     assert_int_equal(edge_peer_start(&c, &f->peer), EDGE_OK);
-    usleep(300000);
-    struct edge_peer_status st = status(f);
-    assert_true(st.retries >= 1);
+    struct edge_peer_status st;
+    bool refused = false;
+    for (int i = 0; i < 1000 && !refused; i++) {
+        st = status(f);
+        refused = st.retries >= 1;
+        edge_vclock_close(&st.acked);
+        usleep(10000);
+    }
+    assert_true(refused);
+    st = status(f);
     assert_false(st.connected);
     edge_vclock_close(&st.acked);
-    t0 = mono_s();
+    /* The back-off sleep is interruptible too; this half only shows stop never hangs in
+     * it (the jittered back-off this early is below the bound anyway). */
+    double t0 = mono_s();
     edge_peer_stop(f->peer);
-    assert_true(mono_s() - t0 < 3.0);
+    assert_true(mono_s() - t0 < HANDSHAKE_TIMEOUT_S);
 }
 
 static void test_pipelined_before_first_ack(void **state)
@@ -879,10 +896,20 @@ static void test_gap_without_progress_waits(void **state)
     srv_run(&f->srv);
     start_peer(f, "k", 2, 600000);
     assert_true(wait_vv(f, "us", 2));
+    struct edge_peer_status st;
+    bool resent = false;
+    for (int i = 0; i < 1000 && !resent; i++) {
+        st = status(f);
+        resent = st.resends >= 1;
+        edge_vclock_close(&st.acked);
+        usleep(10000);
+    }
+    assert_true(resent);
     /* One resend may still find progress (the first round acknowledged 1..2); after
-     * that the link must wait for a trigger instead of resending in a loop. */
+     * that the link must wait for a trigger instead of resending in a loop. The pause
+     * gives a busy loop time to show itself; load can only make it resend less. */
     usleep(500000);
-    struct edge_peer_status st = status(f);
+    st = status(f);
     uint64_t resends = st.resends;
     edge_vclock_close(&st.acked);
     assert_true(resends >= 1 && resends <= 2);
@@ -907,56 +934,98 @@ static void test_gap_without_progress_waits(void **state)
     srv_stop(&f->srv);
 }
 
-/* With a 100 ms one-way delay, entries committed every 20 ms each reach the peer about
- * one delay after their commit: frames overlap on the emulated wire. A link with one
- * batch per round trip makes an entry committed just after a push wait ~3 delays. */
+/* Entries committed at ms 0 through a link with a 200 ms one-way delay. What must hold,
+ * whatever the machine's load (only lower bounds of time are asserted: a loaded machine
+ * can make things late, never early):
+ *  - no entry reaches the peer before its due time (commit + one delay), by the server's
+ *    own monotonic clock, and the PING round trip goes through both delays;
+ *  - the frames overlap on the emulated wire: several ENTRIES messages are queued for
+ *    their due time at once (in_flight counts queued + sent, batches_sent only sent, so
+ *    in_flight - sent-this-round >= 2 before any ACK can only mean two frames waiting
+ *    together; a link that sleeps the delay per frame never shows more than one);
+ *  - order: the peer receives every entry exactly once, in seq order, one per batch.
+ * A round in which the test thread itself was too late to look (it sampled only after the
+ * frames had left) proves nothing either way and is repeated, a bounded number of times. */
 static void test_wan_delay_overlaps(void **state)
 {
     struct fixture *f = *state;
-    enum { N = 20, DELAY_MS = 100 };
-    uint64_t commit_us[N];
+    enum { PER_ROUND = 5, ROUNDS = 8, N = PER_ROUND * ROUNDS, DELAY_MS = 200 };
+    uint64_t before_commit_us[N + 1];
     srv_start(&f->srv, "k");
     srv_run(&f->srv);
-    start_peer_wan(f, "k", 0, 600000, DELAY_MS);
+    start_peer_wan(f, "k", 1, 600000, DELAY_MS); /* one entry per batch: a batch per commit */
     bool up = false;
-    for (int i = 0; i < 1000 && !up; i++) {
-        struct edge_peer_status st = status(f);
+    struct edge_peer_status st;
+    for (int i = 0; i < 3000 && !up; i++) {
+        st = status(f);
         up = st.connected && st.rtt_ms > 0;
         edge_vclock_close(&st.acked);
         usleep(10000);
     }
     assert_true(up);
-    for (uint64_t i = 1; i <= N; i++) {
-        add_entry(f, "us", i, i, 0);
-        commit_us[i - 1] = mono_us();
-        edge_peer_notify(f->peer);
-        usleep(20000);
-    }
-    assert_true(wait_vv(f, "us", N));
-    struct edge_peer_status st = status(f);
-    /* The RTT goes through both emulated delays. */
+    st = status(f);
+    /* The RTT goes through both emulated delays (ms truncation: 1 ms each way). */
     assert_true(st.rtt_ms >= 2 * DELAY_MS - 2);
-    assert_true(st.rtt_ms < 4 * DELAY_MS);
-    /* Most notifies found room in the window and left at once, each in its own batch. */
-    assert_true(st.batches_sent >= N / 2);
+    edge_vclock_close(&st.acked);
+
+    uint64_t seq = 0;
+    int max_waiting = 0, rounds = 0;
+    for (; rounds < ROUNDS && max_waiting < 2; rounds++) {
+        /* Start from an idle link: everything earlier is acknowledged. */
+        bool idle = false;
+        uint64_t base = 0;
+        for (int i = 0; i < 3000 && !idle; i++) {
+            st = status(f);
+            idle = st.in_flight == 0 && edge_vclock_get(&st.acked, "us") == seq;
+            base = st.batches_sent;
+            edge_vclock_close(&st.acked);
+            if (!idle) {
+                usleep(5000);
+            }
+        }
+        assert_true(idle);
+        /* PER_ROUND entries in one transaction, then one notify. */
+        assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+        uint64_t t0 = mono_us();
+        for (int k = 0; k < PER_ROUND; k++) {
+            seq++;
+            before_commit_us[seq] = t0;
+            add_entry(f, "us", seq, seq, 0);
+        }
+        assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+        edge_peer_notify(f->peer);
+        /* Sample until every frame of the round has left the emulated wire. */
+        for (int i = 0; i < 20000; i++) {
+            st = status(f);
+            int sent = (int)(st.batches_sent - base);
+            int waiting = st.in_flight - sent; /* queued, not yet due (an ACK only lowers it) */
+            edge_vclock_close(&st.acked);
+            max_waiting = waiting > max_waiting ? waiting : max_waiting;
+            if (sent >= PER_ROUND) {
+                break;
+            }
+            usleep(500);
+        }
+    }
+    print_message("frames waiting on the emulated wire at once: %d (after %d round(s))\n", max_waiting, rounds);
+    assert_true(max_waiting >= 2);
+    assert_true(wait_vv(f, "us", seq));
+    st = status(f);
     assert_int_equal(st.retries, 0);
+    assert_int_equal(st.resends, 0);
+    assert_int_equal(st.entries_sent, seq);
+    assert_int_equal(st.batches_sent, seq);
     edge_vclock_close(&st.acked);
     edge_peer_stop(f->peer);
     pthread_mutex_lock(&f->srv.mu);
-    assert_int_equal(f->srv.n_recs, N);
-    uint64_t max_us = 0, min_us = UINT64_MAX;
+    assert_int_equal(f->srv.n_recs, seq);
     for (size_t i = 0; i < f->srv.n_recs; i++) {
         const struct rec *r = &f->srv.recs[i];
         assert_int_equal(r->seq, i + 1);
-        uint64_t lat = r->t_us > commit_us[i] ? r->t_us - commit_us[i] : 0;
-        max_us = lat > max_us ? lat : max_us;
-        min_us = lat < min_us ? lat : min_us;
+        /* Not before its due time: the link's clock is in whole ms, hence the 1 ms. */
+        assert_true(r->t_us + 1000 >= before_commit_us[r->seq] + (uint64_t)DELAY_MS * 1000);
     }
     pthread_mutex_unlock(&f->srv.mu);
-    print_message("commit-to-peer latency: min %.1f ms, max %.1f ms (one-way delay %d ms)\n", (double)min_us / 1000,
-                  (double)max_us / 1000, DELAY_MS);
-    assert_true(min_us >= (uint64_t)(DELAY_MS - 5) * 1000); /* the delay is really applied */
-    assert_true(max_us < (uint64_t)(2 * DELAY_MS) * 1000);
     srv_stop(&f->srv);
 }
 
