@@ -15,7 +15,7 @@
 //                    so cutting A>B and B>A isolates exactly the A<->B link.
 // Every process (nodes and proxies) is SIGKILLed at node exit as a last resort.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -54,12 +54,6 @@ export function freePort() {
       s.close(() => resolve(port));
     });
   });
-}
-
-/** True when `edgelite serve --help` lists `flag` (lets a test mark a feature still landing as todo). */
-export function serveSupports(flag) {
-  const r = spawnSync(EDGE_BIN, ['serve', '--help'], { encoding: 'utf8', timeout: 10000 });
-  return `${r.stdout}${r.stderr}`.includes(flag);
 }
 
 function waitExit(proc, timeoutMs) {
