@@ -157,6 +157,9 @@ function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs,
 /**
  * Start a cluster. opts:
  *   regions: number of regions (default 3; ids 'a', 'b', 'c', ... with priorities 1, 2, 3: 'a' is primary)
+ *   ids: region ids to use instead of 'a', 'b', ... (e.g. the ids of deployment/regions.json, so that
+ *        `extraArgs: ['--emulate-wan', 'deployment/regions.json']` delays each link by its RTT);
+ *        regions defaults to ids.length; the first id is the primary
  *   tables: { name: 'strong'|'eventual'|'async' } per-table levels
  *   proxies: false|'none' | true|'front' | 'pair' (see the file comment)
  *   consistency: default level (default 'eventual'); syncIntervalMs (default 200)
@@ -165,7 +168,7 @@ function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs,
  * Returns the cluster object described below; always call `cluster.destroy()` in after().
  */
 export async function startCluster(opts = {}) {
-  const n = opts.regions ?? 3;
+  const n = opts.regions ?? opts.ids?.length ?? 3;
   const proxyMode = opts.proxies === true ? 'front' : (opts.proxies || 'none');
   const name = opts.name ?? 'rtest';
   const secret = opts.secret ?? `s-${crypto.randomBytes(8).toString('hex')}`;
@@ -173,7 +176,8 @@ export async function startCluster(opts = {}) {
   const syncIntervalMs = opts.syncIntervalMs ?? 200;
   const extraArgs = opts.extraArgs ?? ['--log-level', 'warn'];
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'edgelite-cluster-'));
-  const ids = Array.from({ length: n }, (_, i) => String.fromCharCode(97 + i));
+  const ids = opts.ids ? opts.ids.slice(0, n) : Array.from({ length: n }, (_, i) => String.fromCharCode(97 + i));
+  if (ids.length !== n || new Set(ids).size !== n) throw new Error(`startCluster: need ${n} distinct ids`);
 
   const regions = {};
   for (let i = 0; i < n; i++) {
@@ -264,10 +268,10 @@ export async function startCluster(opts = {}) {
     pause(id) { regions[id].proc.kill('SIGSTOP'); },
     resume(id) { regions[id].proc.kill('SIGCONT'); },
 
-    /** A @libsql/client for a region (caller closes it). */
-    async client(id) {
+    /** A @libsql/client for a region (caller closes it); `config` adds client options (intMode, fetch, ...). */
+    async client(id, config = {}) {
       const { createClient } = await import('@libsql/client');
-      return createClient({ url: cluster.url(id) });
+      return createClient({ url: cluster.url(id), ...config });
     },
 
     /**
