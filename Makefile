@@ -1,13 +1,14 @@
 # edgelite: the two commands of README.md, plus the developer conveniences.
 #   make demo   install what is missing, build, run the demo
-#   make test   install what is missing, build, run every test (unit, integration,
-#               client, fuzz)
+#   make test   install what is missing, build, run every test (unit, client, cluster,
+#               fuzz; labels of ctest)
+#   make test-cluster  the model-based cluster test alone, enabled (EDGE_CLUSTER=1)
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 10
 
-.PHONY: all build bootstrap test test-asan demo bench fuzz clean format
+.PHONY: all build bootstrap test test-asan test-cluster demo bench fuzz clean format
 
 all: build
 
@@ -27,6 +28,10 @@ fuzz: bootstrap
 
 test: build fuzz
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
+
+# EDGE_SEED, EDGE_CLUSTER_SECONDS and EDGE_LONG=1 pass through (docs/testing.md).
+test-cluster: build
+	cd $(BUILD) && EDGE_CLUSTER=1 ctest --output-on-failure -L cluster --timeout 3600
 
 test-asan: bootstrap
 	cmake -S . -B build-asan -DEDGE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
