@@ -533,6 +533,10 @@ describe('replication model: 3 WAN regions, real schema, faults', {
     const problems = [];
     if (c.unexpectedExits.length) problems.push(`regions exited on their own: ${JSON.stringify(c.unexpectedExits)}`);
     if (!altered) problems.push(`the ALTER TABLE from ${alter.region} was never acknowledged`);
+    if (!quiet) {
+      problems.push(`no quiescence within ${QUIESCE_MS} ms of the end of the load (links: ${lastStatus}); ` +
+        'entries still pending there mean a blocked stream');
+    }
 
     // 1. Byte-identical.
     for (const id of IDS.slice(1)) {
