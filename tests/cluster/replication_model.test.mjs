@@ -401,7 +401,6 @@ describe('replication model: 3 WAN regions, real schema, faults', {
   test('every region ends byte-identical, no acknowledged insert is lost, nothing fails to apply', async () => {
     const start = Date.now();
     const endAt = start + loadMs;
-    const down = new Set(); // regions currently killed or stopped (for the record only)
     const clients = {};
     for (const id of IDS) {
       clients[id] = await c.client(id, {
@@ -466,7 +465,6 @@ describe('replication model: 3 WAN regions, real schema, faults', {
         const wait = start + f.atMs - Date.now();
         if (wait > 0) await sleep(wait);
         if (Date.now() >= endAt) break;
-        down.add(f.region);
         log.push({ kind: 'fault', fault: f.fault, r: f.region, t0: Date.now() - start, downMs: f.downMs });
         if (f.fault === 'kill') {
           await c.kill(f.region, 'SIGKILL');
@@ -477,7 +475,6 @@ describe('replication model: 3 WAN regions, real schema, faults', {
           await sleep(f.downMs);
           c.resume(f.region);
         }
-        down.delete(f.region);
         log.push({ kind: 'recovered', r: f.region, t0: Date.now() - start });
       }
     })();
@@ -556,8 +553,6 @@ describe('replication model: 3 WAN regions, real schema, faults', {
         removers.get(k).push(r);
       }
     }
-    const insertedChildParent = new Map();
-    for (const r of ok) if (r.kind === 'insertChild' && r.outcome !== 'fail') insertedChildParent.set(r.key, r.parent);
     for (const [ri, id] of IDS.entries()) {
       const d = dumps[ri];
       const { keys: conflicts } = await conflictKeys(c, id);
