@@ -150,6 +150,9 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     "# TYPE edgelite_connections_total counter\nedgelite_connections_total %llu\n"
                     "# TYPE edgelite_http_bad_requests_total counter\nedgelite_http_bad_requests_total %llu\n"
                     "# TYPE edgelite_open_transactions gauge\nedgelite_open_transactions %d\n"
+                    "# HELP edgelite_waiting_requests Requests parked until replication satisfies them.\n"
+                    "# TYPE edgelite_waiting_requests gauge\n"
+                    "edgelite_waiting_requests{kind=\"bookmark\"} %lld\nedgelite_waiting_requests{kind=\"majority\"} %lld\n"
                     "# TYPE edgelite_statements_total counter\nedgelite_statements_total %llu\n"
                     "# TYPE edgelite_statement_errors_total counter\nedgelite_statement_errors_total %llu\n"
                     "# TYPE edgelite_rows_returned_total counter\nedgelite_rows_returned_total %llu\n"
@@ -166,6 +169,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     "# TYPE edgelite_uptime_seconds gauge\nedgelite_uptime_seconds %.3f\n",
                     (long long)http_streams + (long long)atomic_load(&n->m.ws_streams), (unsigned long long)conns,
                     (unsigned long long)conns_total, (unsigned long long)bad, txn_conns,
+                    (long long)atomic_load(&n->m.waiting[0]), (long long)atomic_load(&n->m.waiting[1]),
                     (unsigned long long)atomic_load(&n->m.stmts), (unsigned long long)atomic_load(&n->m.stmt_errors),
                     (unsigned long long)atomic_load(&n->m.rows), (unsigned long long)atomic_load(&n->m.routed[0]),
                     (unsigned long long)atomic_load(&n->m.routed[1]), (unsigned long long)atomic_load(&n->m.routed[2]),

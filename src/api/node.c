@@ -71,9 +71,11 @@ void edge__api_loop_post(struct loop *l, struct edge_task *t)
     uv_async_send(&l->inbox_async);
 }
 
+/* The replication state moved (a commit, an applied batch, an ACK): answer the
+ * waiters it satisfies. */
 static void on_wake(uv_async_t *a)
 {
-    (void)a;
+    edge__api_wait_wake(a->data);
 }
 
 void edge__api_wake(void *node)
@@ -108,6 +110,7 @@ static void on_stop(uv_async_t *a)
     uv_close((uv_handle_t *)&l->stop_async, NULL);
     edge__api_snap_end(&l->snap_check);
     uv_close((uv_handle_t *)&l->snap_check, NULL);
+    edge__api_wait_stop(l);
     if (l->idx == 0) {
         uv_close((uv_handle_t *)&l->sweep_timer, NULL);
         uv_close((uv_handle_t *)&l->compact_timer, NULL);
@@ -138,7 +141,9 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
     l->wake_ready = true;
     uv_check_init(&l->loop, &l->snap_check);
     l->snap_check.data = l;
-    int rv = edge_store_open(n->db_path, EDGE_STORE_READ, n->cfg.synchronous_full, 5000, &l->rconn, l->errmsg,
+    int rv = edge__api_wait_init(l);
+    if (rv != EDGE_OK) return rv;
+    rv = edge_store_open(n->db_path, EDGE_STORE_READ, n->cfg.synchronous_full, 5000, &l->rconn, l->errmsg,
                              sizeof(l->errmsg));
     if (rv != EDGE_OK) return rv;
     struct edge_http_limits lim = {
@@ -309,6 +314,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
                 uv_close((uv_handle_t *)&l->inbox_async, NULL);
                 uv_close((uv_handle_t *)&l->stop_async, NULL);
                 if (l->snap_check.data != NULL) uv_close((uv_handle_t *)&l->snap_check, NULL);
+                edge__api_wait_stop(l);
                 if (l->wake_ready) uv_close((uv_handle_t *)&l->wake_async, NULL);
                 l->wake_ready = false;
                 uv_run(&l->loop, UV_RUN_DEFAULT);

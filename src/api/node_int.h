@@ -63,6 +63,7 @@ struct metrics {
     _Atomic uint64_t stmts, stmt_errors, rows;
     _Atomic int64_t ws_streams;
     _Atomic uint64_t routed[3];
+    _Atomic int64_t waiting[2]; /* parked requests: [0] bookmark reads, [1] strong writes (hrana/wait.c) */
 };
 
 /* A dedicated connection for an interactive transaction, with its change capture
@@ -133,6 +134,7 @@ struct loop {
     _Atomic bool wake_ready;
     uv_timer_t sweep_timer;   /* loop 0 only */
     uv_timer_t compact_timer; /* loop 0 only */
+    struct edge__api_waits *waits; /* requests parked until an event (hrana/wait.c) */
     uv_check_t snap_check;    /* ends the shared read snapshot after each loop iteration */
     bool snap_open;
     uint64_t snap_version;
@@ -293,7 +295,13 @@ void edge__api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, in
 void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body, int mode,
                       bool strong);
 
-/* hrana/wait.c: bookmarks and majorities. A bookmark is "REGION:SEQ". */
+/* hrana/wait.c: bookmarks and majorities. A bookmark is "REGION:SEQ". Per loop: init
+ * with the loop, wake when the replication state moved (on_wake), stop with the loop
+ * (drops every waiter unanswered). */
+struct edge__api_waits;
+int edge__api_wait_init(struct loop *l);
+void edge__api_wait_wake(struct loop *l);
+void edge__api_wait_stop(struct loop *l);
 bool edge__api_bookmark_parse(const char *bm, char origin[EDGE_VCLOCK_REGION_MAX + 1], uint64_t *seq);
 bool edge__api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
                             enum hrana_access access);

@@ -77,6 +77,11 @@ static void on_handle_closed(uv_handle_t *h)
     } else if (s->h.on_close != NULL) {
         s->h.on_close(s->h.ud, c);
     }
+    if (c->close_watch != NULL) {
+        void (*cb)(void *, struct edge_http_conn *) = c->close_watch;
+        c->close_watch = NULL;
+        cb(c->close_watch_ud, c);
+    }
     if (--c->refs == 0) {
         conn_free(c);
     } else {
@@ -116,6 +121,12 @@ void edge_http_conn_unref(struct edge_http_conn *c)
 bool edge_http_conn_is_closed(const struct edge_http_conn *c) { return c->closing; }
 void edge_http_conn_set_ud(struct edge_http_conn *c, void *ud) { c->ud = ud; }
 void *edge_http_conn_ud(struct edge_http_conn *c) { return c->ud; }
+
+void edge_http_conn_watch_close(struct edge_http_conn *c, void (*cb)(void *ud, struct edge_http_conn *c), void *ud)
+{
+    c->close_watch = cb;
+    c->close_watch_ud = ud;
+}
 
 void edge_http_conn_set_ws_handler(struct edge_http_conn *c,
                                    void (*on_ws_message)(void *ud, struct edge_http_conn *c, int opcode,

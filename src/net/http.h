@@ -107,6 +107,11 @@ void edge_http_conn_set_ws_handler(struct edge_http_conn *c,
                                    void (*on_ws_message)(void *ud, struct edge_http_conn *c, int opcode,
                                                          const uint8_t *data, size_t len),
                                    void (*on_close)(void *ud, struct edge_http_conn *c), void *ud);
+/* Be told once when the connection closes (after on_close and any WebSocket on_close),
+ * e.g. to drop a request parked until an event. One watcher per connection; NULL cb
+ * removes it. Not called for a close that happened before the call (check
+ * edge_http_conn_is_closed first). */
+void edge_http_conn_watch_close(struct edge_http_conn *c, void (*cb)(void *ud, struct edge_http_conn *c), void *ud);
 /* Take a reference so the connection memory outlives an asynchronous job; every ref
  * needs an unref. A closed connection ignores responses. */
 void edge_http_conn_ref(struct edge_http_conn *c);

@@ -72,6 +72,9 @@ struct edge_http_conn {
     void (*ws_on_message)(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len);
     void (*ws_on_close)(void *ud, struct edge_http_conn *c);
     void *ws_ud;
+    /* One watcher of the close (edge_http_conn_watch_close), told after the handlers */
+    void (*close_watch)(void *ud, struct edge_http_conn *c);
+    void *close_watch_ud;
     /* WebSocket mode */
     wslay_event_context_ptr ws;
     const uint8_t *ws_in;          /* input being fed to wslay */

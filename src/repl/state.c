@@ -207,6 +207,34 @@ int edge_repl_acks_for(struct edge_repl_state *st, uint64_t seq, int *out_connec
     return acks;
 }
 
+uint64_t edge_repl_majority_seq(struct edge_repl_state *st)
+{
+    int need = edge_repl_majority_needed(st);
+    if (need <= 0) return UINT64_MAX;
+    uint64_t acked[EDGE_REPL_MAX_PEERS];
+    int n = 0;
+    pthread_rwlock_rdlock(&st->peers_lock);
+    for (int i = 0; i < st->n_peers && n < EDGE_REPL_MAX_PEERS; i++) {
+        struct edge_peer_status ps;
+        edge_peer_status(st->peers[i], &ps);
+        acked[n++] = edge_vclock_get(&ps.acked, st->region);
+        edge_vclock_close(&ps.acked);
+    }
+    pthread_rwlock_unlock(&st->peers_lock);
+    if (n < need) return 0;
+    /* The need-th highest acknowledgement: that many peers hold every seq up to it. */
+    for (int i = 0; i < need; i++) {
+        int best = i;
+        for (int j = i + 1; j < n; j++) {
+            if (acked[j] > acked[best]) best = j;
+        }
+        uint64_t t = acked[i];
+        acked[i] = acked[best];
+        acked[best] = t;
+    }
+    return acked[need - 1];
+}
+
 int edge_repl_majority_needed(const struct edge_repl_state *st)
 {
     return (int)(st->conf->n_regions / 2); /* other regions needed besides this one */

@@ -85,6 +85,10 @@ int edge_repl_consistency(const struct edge_repl_state *st, const char *header, 
 
 /* Peers that acknowledged this region's entry seq; *out_connected (may be NULL): links up. */
 int edge_repl_acks_for(struct edge_repl_state *st, uint64_t seq, int *out_connected);
+/* The highest entry of this region that a majority holds: every seq up to it has
+ * edge_repl_acks_for(seq) >= edge_repl_majority_needed (UINT64_MAX when no other
+ * region is needed). One walk of the links, for all waiting strong writes at once. */
+uint64_t edge_repl_majority_seq(struct edge_repl_state *st);
 /* Other regions needed besides this one for a majority. */
 int edge_repl_majority_needed(const struct edge_repl_state *st);
 /* Can a strong write be accepted now (enough links up for a majority)? */

@@ -1,5 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* Requests that wait: a read for its bookmark, a strong write for a majority. */
+/* Requests that wait: a read for its bookmark, a strong write for a majority.
+ *
+ * DESIGN: waiting costs nothing until the awaited event. Each loop keeps its waiters in
+ * heaps: bookmark waiters per origin by seq, majority waiters by seq, and all of them
+ * by deadline. The replication state wakes every loop (repl/state.h `wake` ->
+ * node.c on_wake) after a local commit, an applied remote batch or a peer's ACK; the
+ * loop then reads the version vector once (and walks the links once for the highest
+ * entry a majority holds) and answers the waiters at the top of each heap that are now
+ * covered. One timer per loop is armed at the earliest deadline only. A connection that
+ * closes while waiting drops its waiter at once (edge_http_conn_watch_close). Waiters are
+ * taken out of every heap before they are answered: answering may run the next
+ * pipelined request of the connection, which may park again. */
 #include "api/node_int.h"
 
 #include <stdio.h>
@@ -10,16 +21,43 @@
 
 enum wait_kind { WAIT_BOOKMARK, WAIT_MAJORITY };
 
-struct waiter {
+/* A node of a min-heap: its key and where it sits, so it can be removed. */
+struct hnode {
+    uint64_t key;
+    size_t pos;
+};
+
+struct heap {
+    struct hnode **v;
+    size_t n, cap;
+};
+
+struct origin_q {
+    char origin[EDGE_VCLOCK_REGION_MAX + 1];
+    struct heap by_seq;
+};
+
+struct edge__api_waits {
+    struct loop *l;
     uv_timer_t timer;
+    uint64_t timer_due; /* 0: not armed */
+    struct heap by_deadline;
+    struct heap majority; /* by seq */
+    struct origin_q *origins;
+    size_t n_origins, cap_origins;
+    bool closing;
+};
+
+struct waiter {
+    struct hnode dl;  /* in by_deadline, key = deadline (mono ms) */
+    struct hnode sq;  /* in majority or its origin's by_seq, key = seq */
+    struct waiter *next; /* a batch being answered */
     struct loop *l;
     struct edge_http_conn *conn;
     enum wait_kind kind;
-    uint64_t deadline_ms;
     uint64_t start_ns;
     /* bookmark */
     char origin[EDGE_VCLOCK_REGION_MAX + 1];
-    uint64_t seq;
     struct edge_http_req *req;
     int version;
     enum hrana_access access;
@@ -30,9 +68,135 @@ struct waiter {
     int64_t request_id;
 };
 
-static void waiter_closed(uv_handle_t *h)
+#define SQ_WAITER(h) ((struct waiter *)((char *)(h) - offsetof(struct waiter, sq)))
+#define DL_WAITER(h) ((struct waiter *)((char *)(h) - offsetof(struct waiter, dl)))
+
+/* ---------------------------------------------------------------------------------- */
+/* A binary min-heap with removal                                                     */
+/* ---------------------------------------------------------------------------------- */
+
+static void heap_set(struct heap *h, size_t i, struct hnode *x)
 {
-    struct waiter *w = h->data;
+    h->v[i] = x;
+    x->pos = i;
+}
+
+static void heap_up(struct heap *h, size_t i)
+{
+    struct hnode *x = h->v[i];
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h->v[p]->key <= x->key) break;
+        heap_set(h, i, h->v[p]);
+        i = p;
+    }
+    heap_set(h, i, x);
+}
+
+static void heap_down(struct heap *h, size_t i)
+{
+    struct hnode *x = h->v[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && h->v[c + 1]->key < h->v[c]->key) c++;
+        if (h->v[c]->key >= x->key) break;
+        heap_set(h, i, h->v[c]);
+        i = c;
+    }
+    heap_set(h, i, x);
+}
+
+static int heap_push(struct heap *h, struct hnode *x)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        struct hnode **v = edge_realloc(h->v, cap * sizeof(*v));
+        if (v == NULL) return EDGE_ENOMEM;
+        h->v = v;
+        h->cap = cap;
+    }
+    h->v[h->n++] = x;
+    heap_up(h, h->n - 1);
+    return EDGE_OK;
+}
+
+static void heap_remove(struct heap *h, struct hnode *x)
+{
+    size_t i = x->pos;
+    struct hnode *last = h->v[--h->n];
+    if (i == h->n) return;
+    heap_set(h, i, last);
+    if (i > 0 && h->v[(i - 1) / 2]->key > last->key) {
+        heap_up(h, i);
+    } else {
+        heap_down(h, i);
+    }
+}
+
+static struct hnode *heap_top(const struct heap *h)
+{
+    return h->n ? h->v[0] : NULL;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The loop's wait lists                                                              */
+/* ---------------------------------------------------------------------------------- */
+
+static struct origin_q *origin_find(struct edge__api_waits *ws, const char *origin, size_t *idx)
+{
+    for (size_t i = 0; i < ws->n_origins; i++) {
+        if (strcmp(ws->origins[i].origin, origin) == 0) {
+            if (idx) *idx = i;
+            return &ws->origins[i];
+        }
+    }
+    return NULL;
+}
+
+static void on_deadline(uv_timer_t *t);
+
+/* Arm the one timer at the earliest deadline (or stop it). */
+static void arm(struct edge__api_waits *ws)
+{
+    struct hnode *top = heap_top(&ws->by_deadline);
+    if (top == NULL || ws->closing) {
+        if (ws->timer_due != 0) uv_timer_stop(&ws->timer);
+        ws->timer_due = 0;
+        return;
+    }
+    if (ws->timer_due == top->key) return;
+    uint64_t now = mono_ms();
+    uint64_t delay = top->key > now ? top->key - now : 0;
+    ws->timer_due = top->key;
+    uv_timer_start(&ws->timer, on_deadline, delay, 0);
+}
+
+static void on_closed_conn(void *ud, struct edge_http_conn *c);
+
+/* Take w out of every heap and off its connection. */
+static void detach(struct edge__api_waits *ws, struct waiter *w)
+{
+    heap_remove(&ws->by_deadline, &w->dl);
+    if (w->kind == WAIT_MAJORITY) {
+        heap_remove(&ws->majority, &w->sq);
+    } else {
+        size_t idx = 0;
+        struct origin_q *q = origin_find(ws, w->origin, &idx);
+        if (q != NULL) {
+            heap_remove(&q->by_seq, &w->sq);
+            if (q->by_seq.n == 0) {
+                edge_free(q->by_seq.v);
+                ws->origins[idx] = ws->origins[--ws->n_origins];
+            }
+        }
+    }
+    edge_http_conn_watch_close(w->conn, NULL, NULL);
+    atomic_fetch_sub(&ws->l->node->m.waiting[w->kind == WAIT_MAJORITY], 1);
+}
+
+static void waiter_free(struct waiter *w)
+{
     if (w->ws != NULL) {
         w->ws->busy = false;
         edge__api_ws_process(w->ws);
@@ -43,60 +207,176 @@ static void waiter_closed(uv_handle_t *h)
     edge_free(w);
 }
 
-static void waiter_tick(uv_timer_t *t)
+/* The awaited event happened: serve the read, or send the strong write's answer. */
+static void answer_ready(struct waiter *w)
 {
-    struct waiter *w = t->data;
     struct edge_node *n = w->l->node;
-    bool done = true;
-    if (edge_http_conn_is_closed(w->conn) || w->l->stopping) {
-        /* nobody to answer */
-    } else if (w->kind == WAIT_BOOKMARK) {
-        if (edge_repl_state_covers(&n->repl, w->origin, w->seq)) {
-            edge__api_pipeline_handle(w->l, w->conn, w->req, w->version, w->access);
-        } else if (mono_ms() >= w->deadline_ms) {
-            char msg[256];
-            snprintf(msg, sizeof(msg), "this region has not yet applied %s:%llu (waited %llu ms)", w->origin,
-                     (unsigned long long)w->seq, (unsigned long long)n->cfg.bookmark_timeout_ms);
-            edge__api_observe(n, EP_PIPELINE, w->start_ns, true);
-            edge_http_respond_error(w->conn, 504, "BOOKMARK_TIMEOUT", msg);
-        } else {
-            done = false;
-        }
+    if (edge_http_conn_is_closed(w->conn) || w->l->stopping) return; /* nobody to answer */
+    if (w->kind == WAIT_BOOKMARK) {
+        edge__api_pipeline_handle(w->l, w->conn, w->req, w->version, w->access);
+    } else if (w->ws != NULL) {
+        if (!w->ws->closed) edge_http_ws_send(w->conn, 1, w->resp.data, w->resp.len);
+        edge__api_observe(n, EP_WS, w->start_ns, false);
     } else {
-        if (edge_repl_acks_for(&n->repl, w->seq, NULL) >= edge_repl_majority_needed(&n->repl)) {
-            if (w->ws != NULL) {
-                if (!w->ws->closed) edge_http_ws_send(w->conn, 1, w->resp.data, w->resp.len);
-                edge__api_observe(n, EP_WS, w->start_ns, false);
-            } else {
-                edge__api_pipeline_answer(n, w->conn, w->mode, n->region, w->seq, w->resp.data, w->resp.len, w->start_ns);
+        edge__api_pipeline_answer(n, w->conn, w->mode, n->region, w->sq.key, w->resp.data, w->resp.len, w->start_ns);
+    }
+}
+
+static void answer_timeout(struct waiter *w)
+{
+    struct edge_node *n = w->l->node;
+    char msg[256];
+    if (edge_http_conn_is_closed(w->conn) || w->l->stopping) return;
+    if (w->kind == WAIT_BOOKMARK) {
+        snprintf(msg, sizeof(msg), "this region has not yet applied %s:%llu (waited %llu ms)", w->origin,
+                 (unsigned long long)w->sq.key, (unsigned long long)n->cfg.bookmark_timeout_ms);
+        edge__api_observe(n, EP_PIPELINE, w->start_ns, true);
+        edge_http_respond_error(w->conn, 504, "BOOKMARK_TIMEOUT", msg);
+    } else if (w->ws != NULL) {
+        snprintf(msg, sizeof(msg), "committed on the primary as %s:%llu but a majority did not confirm it in time",
+                 n->region, (unsigned long long)w->sq.key);
+        struct edge_buf b;
+        edge_buf_init(&b, 4096);
+        hrana_write_response_error(&b, w->request_id, msg, "STRONG_TIMEOUT");
+        if (!w->ws->closed) edge_http_ws_send(w->conn, 1, b.data, b.len);
+        edge_buf_free(&b);
+        edge__api_observe(n, EP_WS, w->start_ns, true);
+    } else {
+        snprintf(msg, sizeof(msg),
+                 "the write committed on the primary as %s:%llu but a majority of regions did not confirm it "
+                 "within %llu ms",
+                 n->region, (unsigned long long)w->sq.key, (unsigned long long)n->cfg.strong_timeout_ms);
+        edge__api_observe(n, EP_PIPELINE, w->start_ns, true);
+        edge_http_respond_error(w->conn, 504, "STRONG_TIMEOUT", msg);
+    }
+}
+
+/* Answer a batch taken out of the heaps, in the order it was collected. */
+static void answer_all(struct waiter *list, bool timeout)
+{
+    while (list != NULL) {
+        struct waiter *next = list->next;
+        if (timeout) {
+            answer_timeout(list);
+        } else {
+            answer_ready(list);
+        }
+        waiter_free(list);
+        list = next;
+    }
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct edge__api_waits *ws = t->data;
+    ws->timer_due = 0;
+    uint64_t now = mono_ms();
+    struct waiter *head = NULL, **tail = &head;
+    struct hnode *top;
+    while ((top = heap_top(&ws->by_deadline)) != NULL && top->key <= now) {
+        struct waiter *w = DL_WAITER(top);
+        detach(ws, w);
+        w->next = NULL;
+        *tail = w;
+        tail = &w->next;
+    }
+    if (head == NULL && (top = heap_top(&ws->by_deadline)) != NULL) {
+        /* The loop's clock ran a little ahead of ours: come back at the deadline. */
+        ws->timer_due = top->key;
+        uv_timer_start(&ws->timer, on_deadline, top->key - now, 0);
+        return;
+    }
+    answer_all(head, true);
+    arm(ws);
+}
+
+static void on_closed_conn(void *ud, struct edge_http_conn *c)
+{
+    (void)c;
+    struct waiter *w = ud;
+    struct edge__api_waits *ws = w->l->waits;
+    /* The close watcher is already cleared; detach clears it again, harmlessly. */
+    detach(ws, w);
+    waiter_free(w);
+    arm(ws);
+}
+
+void edge__api_wait_wake(struct loop *l)
+{
+    struct edge__api_waits *ws = l->waits;
+    if (ws == NULL || ws->closing || ws->by_deadline.n == 0) return;
+    struct edge_node *n = l->node;
+    struct waiter *head = NULL, **tail = &head;
+    struct hnode *top;
+    if (ws->majority.n > 0) {
+        uint64_t held = edge_repl_majority_seq(&n->repl);
+        while ((top = heap_top(&ws->majority)) != NULL && top->key <= held) {
+            struct waiter *w = SQ_WAITER(top);
+            detach(ws, w);
+            w->next = NULL;
+            *tail = w;
+            tail = &w->next;
+        }
+    }
+    if (ws->n_origins > 0) {
+        struct edge_vclock vv;
+        edge_vclock_init(&vv);
+        edge_repl_state_vv(&n->repl, &vv);
+        for (size_t i = 0; i < ws->n_origins;) {
+            struct origin_q *q = &ws->origins[i];
+            uint64_t have = edge_vclock_get(&vv, q->origin);
+            top = heap_top(&q->by_seq);
+            if (top != NULL && top->key <= have) {
+                struct waiter *w = SQ_WAITER(top);
+                detach(ws, w); /* may move another origin into slot i */
+                w->next = NULL;
+                *tail = w;
+                tail = &w->next;
+                continue;
             }
-        } else if (mono_ms() >= w->deadline_ms && w->ws != NULL) {
-            char msg[256];
-            snprintf(msg, sizeof(msg), "committed on the primary as %s:%llu but a majority did not confirm it in time",
-                     n->region, (unsigned long long)w->seq);
-            struct edge_buf b;
-            edge_buf_init(&b, 4096);
-            hrana_write_response_error(&b, w->request_id, msg, "STRONG_TIMEOUT");
-            if (!w->ws->closed) edge_http_ws_send(w->conn, 1, b.data, b.len);
-            edge_buf_free(&b);
-            edge__api_observe(n, EP_WS, w->start_ns, true);
-        } else if (mono_ms() >= w->deadline_ms) {
-            char msg[256];
-            snprintf(msg, sizeof(msg),
-                     "the write committed on the primary as %s:%llu but a majority of regions did not confirm it "
-                     "within %llu ms",
-                     n->region, (unsigned long long)w->seq, (unsigned long long)n->cfg.strong_timeout_ms);
-            edge__api_observe(n, EP_PIPELINE, w->start_ns, true);
-            edge_http_respond_error(w->conn, 504, "STRONG_TIMEOUT", msg);
-        } else {
-            done = false;
+            i++;
         }
+        edge_vclock_close(&vv);
     }
-    if (done) {
-        uv_close((uv_handle_t *)&w->timer, waiter_closed);
-    } else {
-        uv_timer_start(&w->timer, waiter_tick, 2, 0);
+    answer_all(head, false);
+    arm(ws);
+}
+
+int edge__api_wait_init(struct loop *l)
+{
+    struct edge__api_waits *ws = edge_calloc(1, sizeof(*ws));
+    if (ws == NULL) return EDGE_ENOMEM;
+    ws->l = l;
+    uv_timer_init(&l->loop, &ws->timer);
+    ws->timer.data = ws;
+    l->waits = ws;
+    return EDGE_OK;
+}
+
+static void waits_closed(uv_handle_t *h)
+{
+    struct edge__api_waits *ws = h->data;
+    edge_free(ws->by_deadline.v);
+    edge_free(ws->majority.v);
+    for (size_t i = 0; i < ws->n_origins; i++) edge_free(ws->origins[i].by_seq.v);
+    edge_free(ws->origins);
+    edge_free(ws);
+}
+
+void edge__api_wait_stop(struct loop *l)
+{
+    struct edge__api_waits *ws = l->waits;
+    if (ws == NULL) return;
+    l->waits = NULL;
+    ws->closing = true;
+    /* The node is stopping: nobody is answered (as when a connection closes). */
+    struct hnode *top;
+    while ((top = heap_top(&ws->by_deadline)) != NULL) {
+        struct waiter *w = DL_WAITER(top);
+        detach(ws, w);
+        waiter_free(w);
     }
+    uv_close((uv_handle_t *)&ws->timer, waits_closed);
 }
 
 static struct waiter *waiter_new(struct loop *l, struct edge_http_conn *c, enum wait_kind kind, uint64_t timeout_ms)
@@ -107,42 +387,100 @@ static struct waiter *waiter_new(struct loop *l, struct edge_http_conn *c, enum 
     w->conn = c;
     edge_http_conn_ref(c);
     w->kind = kind;
-    w->deadline_ms = mono_ms() + timeout_ms;
+    w->dl.key = mono_ms() + timeout_ms;
     edge_buf_init(&w->resp, (size_t)1 << 31);
-    uv_timer_init(&l->loop, &w->timer);
-    w->timer.data = w;
     return w;
 }
 
+/* Put w into the heaps and watch its connection. EDGE_ENOMEM leaves it out of all. */
+static int park(struct edge__api_waits *ws, struct waiter *w)
+{
+    struct heap *h = &ws->majority;
+    if (w->kind == WAIT_BOOKMARK) {
+        struct origin_q *q = origin_find(ws, w->origin, NULL);
+        if (q == NULL) {
+            if (ws->n_origins == ws->cap_origins) {
+                size_t cap = ws->cap_origins ? ws->cap_origins * 2 : 4;
+                struct origin_q *v = edge_realloc(ws->origins, cap * sizeof(*v));
+                if (v == NULL) return EDGE_ENOMEM;
+                ws->origins = v;
+                ws->cap_origins = cap;
+            }
+            q = &ws->origins[ws->n_origins++];
+            memset(q, 0, sizeof(*q));
+            snprintf(q->origin, sizeof(q->origin), "%s", w->origin);
+        }
+        h = &q->by_seq;
+    }
+    if (heap_push(h, &w->sq) != EDGE_OK) goto fail;
+    if (heap_push(&ws->by_deadline, &w->dl) != EDGE_OK) {
+        heap_remove(h, &w->sq);
+        goto fail;
+    }
+    edge_http_conn_watch_close(w->conn, on_closed_conn, w);
+    atomic_fetch_add(&ws->l->node->m.waiting[w->kind == WAIT_MAJORITY], 1);
+    arm(ws);
+    return EDGE_OK;
+fail:
+    if (w->kind == WAIT_BOOKMARK) {
+        size_t idx = 0;
+        struct origin_q *q = origin_find(ws, w->origin, &idx);
+        if (q != NULL && q->by_seq.n == 0) {
+            edge_free(q->by_seq.v);
+            ws->origins[idx] = ws->origins[--ws->n_origins];
+        }
+    }
+    return EDGE_ENOMEM;
+}
+
+/* Is a majority already there? Else park; wakes answer it later. */
+static bool majority_now(struct edge_node *n, uint64_t seq)
+{
+    return edge_repl_majority_seq(&n->repl) >= seq;
+}
+
 void edge__api_wait_majority(struct loop *l, struct edge_http_conn *c, uint64_t seq, struct edge_buf *resp, int mode,
-                          uint64_t start_ns)
+                             uint64_t start_ns)
 {
     struct edge_node *n = l->node;
+    if (edge_http_conn_is_closed(c) || l->waits == NULL) return; /* nobody to answer */
+    if (majority_now(n, seq)) {
+        edge__api_pipeline_answer(n, c, mode, n->region, seq, resp->data ? resp->data : "", resp->len, start_ns);
+        return;
+    }
     struct waiter *w = waiter_new(l, c, WAIT_MAJORITY, n->cfg.strong_timeout_ms);
     if (w == NULL) {
         edge_http_respond_error(c, 503, "INTERNAL", "out of memory");
         return;
     }
-    w->seq = seq;
+    w->sq.key = seq;
     w->mode = mode;
     w->start_ns = start_ns;
     edge_buf_append(&w->resp, resp->data ? resp->data : "", resp->len);
-    waiter_tick(&w->timer);
+    if (park(l->waits, w) != EDGE_OK) {
+        waiter_free(w);
+        edge_http_respond_error(c, 503, "INTERNAL", "out of memory");
+    }
 }
 
 /* Park a WebSocket answer of a strong write until a majority holds its entry; the
- * waiter takes over the unit's session reference and busy flag. */
+ * waiter takes over the unit's session reference and busy flag. False: answer now. */
 bool edge__api_wait_majority_ws(struct unit *u, struct ws_session *s, uint64_t seq)
 {
     struct edge_node *n = u->loop->node;
-    struct waiter *w = waiter_new(u->loop, s->conn, WAIT_MAJORITY, n->cfg.strong_timeout_ms);
+    struct loop *l = u->loop;
+    if (s->closed || edge_http_conn_is_closed(s->conn) || l->waits == NULL || majority_now(n, seq)) return false;
+    struct waiter *w = waiter_new(l, s->conn, WAIT_MAJORITY, n->cfg.strong_timeout_ms);
     if (w == NULL) return false;
-    w->seq = seq;
-    w->ws = s;
+    w->sq.key = seq;
     w->request_id = u->request_id;
     w->start_ns = u->start_ns;
     edge_buf_append(&w->resp, u->out.data ? u->out.data : "", u->out.len);
-    waiter_tick(&w->timer);
+    if (park(l->waits, w) != EDGE_OK) {
+        waiter_free(w); /* w->ws is still NULL: the session stays the caller's */
+        return false;
+    }
+    w->ws = s;
     return true;
 }
 
@@ -164,7 +502,7 @@ bool edge__api_bookmark_parse(const char *bm, char origin[EDGE_VCLOCK_REGION_MAX
 /* A read with X-Edge-Bookmark: serve it once this region has applied the write.
  * Returns true if the request was parked (or answered). */
 bool edge__api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
-                            enum hrana_access access)
+                             enum hrana_access access)
 {
     struct edge_node *n = l->node;
     const char *bm = edge_http_header(req, "x-edge-bookmark");
@@ -176,17 +514,21 @@ bool edge__api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct ed
         return true;
     }
     if (edge_repl_state_covers(&n->repl, origin, seq)) return false;
+    if (edge_http_conn_is_closed(c) || l->waits == NULL) return true; /* nobody to answer */
     struct waiter *w = waiter_new(l, c, WAIT_BOOKMARK, n->cfg.bookmark_timeout_ms);
     if (w == NULL) {
         edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
         return true;
     }
     snprintf(w->origin, sizeof(w->origin), "%s", origin);
-    w->seq = seq;
+    w->sq.key = seq;
     w->req = req;
     w->version = version;
     w->access = access;
     w->start_ns = req->start_ns;
-    uv_timer_start(&w->timer, waiter_tick, 2, 0);
+    if (park(l->waits, w) != EDGE_OK) {
+        waiter_free(w);
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
+    }
     return true;
 }
