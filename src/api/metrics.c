@@ -150,6 +150,8 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     "# TYPE edgelite_connections_total counter\nedgelite_connections_total %llu\n"
                     "# TYPE edgelite_http_bad_requests_total counter\nedgelite_http_bad_requests_total %llu\n"
                     "# TYPE edgelite_open_transactions gauge\nedgelite_open_transactions %d\n"
+                    "# HELP edgelite_forwards_in_flight Writes sent on to the primary and not yet answered.\n"
+                    "# TYPE edgelite_forwards_in_flight gauge\nedgelite_forwards_in_flight %lld\n"
                     "# HELP edgelite_waiting_requests Requests parked until replication satisfies them.\n"
                     "# TYPE edgelite_waiting_requests gauge\n"
                     "edgelite_waiting_requests{kind=\"bookmark\"} %lld\nedgelite_waiting_requests{kind=\"majority\"} %lld\n"
@@ -169,7 +171,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     "# TYPE edgelite_uptime_seconds gauge\nedgelite_uptime_seconds %.3f\n",
                     (long long)http_streams + (long long)atomic_load(&n->m.ws_streams), (unsigned long long)conns,
                     (unsigned long long)conns_total, (unsigned long long)bad, txn_conns,
-                    (long long)atomic_load(&n->m.waiting[0]), (long long)atomic_load(&n->m.waiting[1]),
+                    (long long)atomic_load(&n->m.forwarding), (long long)atomic_load(&n->m.waiting[0]), (long long)atomic_load(&n->m.waiting[1]),
                     (unsigned long long)atomic_load(&n->m.stmts), (unsigned long long)atomic_load(&n->m.stmt_errors),
                     (unsigned long long)atomic_load(&n->m.rows), (unsigned long long)atomic_load(&n->m.routed[0]),
                     (unsigned long long)atomic_load(&n->m.routed[1]), (unsigned long long)atomic_load(&n->m.routed[2]),

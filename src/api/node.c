@@ -12,6 +12,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "net/httpc_async.h"
 #include "repl/compact.h"
 
 void edge_node_config_defaults(struct edge_node_config *cfg)
@@ -111,6 +112,8 @@ static void on_stop(uv_async_t *a)
     edge__api_snap_end(&l->snap_check);
     uv_close((uv_handle_t *)&l->snap_check, NULL);
     edge__api_wait_stop(l);
+    edge_httpca_close(l->fwd); /* forwards in flight end unanswered: their clients are going */
+    l->fwd = NULL;
     if (l->idx == 0) {
         uv_close((uv_handle_t *)&l->sweep_timer, NULL);
         uv_close((uv_handle_t *)&l->compact_timer, NULL);

@@ -47,6 +47,9 @@
 #include "store/writer.h"
 
 #define MAX_TXN_CONNS 64
+/* Keep-alive connections from one loop to the primary for forwarded strong writes;
+ * more forwards queue on the loop (hrana/forward.c). */
+#define EDGE_API_FORWARD_CONNS 32
 #define EXPIRED_KEEP_MS (300u * 1000u)
 
 enum pipe_mode { PIPE_HRANA = 0, PIPE_REPLICATE = 1 };
@@ -63,6 +66,7 @@ struct metrics {
     _Atomic uint64_t stmts, stmt_errors, rows;
     _Atomic int64_t ws_streams;
     _Atomic uint64_t routed[3];
+    _Atomic int64_t forwarding; /* strong writes sent on to the primary, not yet answered (hrana/forward.c) */
     _Atomic int64_t waiting[2]; /* parked requests: [0] bookmark reads, [1] strong writes (hrana/wait.c) */
 };
 
@@ -92,6 +96,7 @@ struct expired {
 
 struct loop;
 struct unit;
+struct edge_httpca;
 
 struct edge_node {
     struct edge_node_config cfg;
@@ -135,6 +140,7 @@ struct loop {
     uv_timer_t sweep_timer;   /* loop 0 only */
     uv_timer_t compact_timer; /* loop 0 only */
     struct edge__api_waits *waits; /* requests parked until an event (hrana/wait.c) */
+    struct edge_httpca *fwd;       /* connections to the primary (hrana/forward.c), opened on first use */
     uv_check_t snap_check;    /* ends the shared read snapshot after each loop iteration */
     bool snap_open;
     uint64_t snap_version;

@@ -1,18 +1,26 @@
 /* SPDX-License-Identifier: MIT */
-/* Forwarding a strong write or schema change from a replica to the primary. */
+/* Forwarding a strong write or schema change from a replica to the primary.
+ *
+ * DESIGN: the request goes out on the loop that received it, through that loop's pool
+ * of keep-alive connections to the primary (net/httpc_async.h), and its answer comes
+ * back as a loop callback. No thread waits while the primary gathers its majority (up
+ * to the strong timeout), so forwarded writes cannot take libuv's thread pool from
+ * interactive transactions however many are in flight. Under WAN emulation each hop
+ * crosses the emulated WAN, half the round trip each way, as the peer links do: a
+ * timer before the request and one before the answer. */
 #include "api/node_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/log.h"
 #include "net/httpc.h"
+#include "net/httpc_async.h"
 
-/* Forwarding a strong write to the primary (on the thread pool: blocking HTTP). */
 struct forward {
-    uv_work_t work;
+    uv_timer_t delay; /* WAN emulation */
     struct loop *l;
     struct edge_http_conn *conn;
     char *body;
@@ -20,31 +28,24 @@ struct forward {
     char headers[1024];
     int mode;
     uint64_t start_ns;
-    struct edge_httpc_resp resp;
+    uint64_t half_rtt_ms;
+    bool sent;
     int rv;
+    struct edge_httpc_resp resp;
 };
 
-static void forward_work(uv_work_t *w)
+static void forward_closed(uv_handle_t *h)
 {
-    struct forward *f = w->data;
-    struct edge_node *n = f->l->node;
-    /* Under WAN emulation the hop to the primary crosses the emulated WAN too: half the
-     * round trip each way, as the peer links do. */
-    double rtt = n->cfg.wan ? edge_regions_rtt_ms(n->cfg.wan, n->region, n->repl.primary) : 0;
-    if (rtt > 0) usleep((useconds_t)(rtt * 500.0));
-    struct edge_httpc_url u;
-    f->rv = edge_httpc_url_parse(edge_repl_state_primary_url(&n->repl), &u);
-    if (f->rv == EDGE_OK) {
-        f->rv = edge_httpc_request_ex(&u, "POST", "/v2/pipeline", NULL, f->headers, f->body, f->body_len,
-                                      (int)n->cfg.strong_timeout_ms + 2000, (size_t)1 << 30, &f->resp);
-    }
-    if (rtt > 0) usleep((useconds_t)(rtt * 500.0));
+    struct forward *f = h->data;
+    atomic_fetch_sub(&f->l->node->m.forwarding, 1);
+    edge_httpc_resp_free(&f->resp);
+    edge_http_conn_unref(f->conn);
+    edge_free(f->body);
+    edge_free(f);
 }
 
-static void forward_after(uv_work_t *w, int status)
+static void forward_answer(struct forward *f)
 {
-    (void)status;
-    struct forward *f = w->data;
     struct edge_node *n = f->l->node;
     if (!edge_http_conn_is_closed(f->conn)) {
         if (f->rv != EDGE_OK) {
@@ -58,22 +59,79 @@ static void forward_after(uv_work_t *w, int status)
             char origin[EDGE_VCLOCK_REGION_MAX + 1] = "";
             uint64_t seq = 0;
             if (!edge__api_bookmark_parse(f->resp.bookmark, origin, &seq)) seq = 0; /* none: answer without one */
-            edge__api_pipeline_answer(n, f->conn, f->mode, seq ? origin : NULL, seq, f->resp.body.data ? f->resp.body.data : "",
-                            f->resp.body.len, f->start_ns);
+            edge__api_pipeline_answer(n, f->conn, f->mode, seq ? origin : NULL, seq,
+                                      f->resp.body.data ? f->resp.body.data : "", f->resp.body.len, f->start_ns);
         } else {
             edge__api_observe(n, f->mode == PIPE_HRANA ? EP_PIPELINE : EP_REPLICATE, f->start_ns, true);
-            edge_http_respond(f->conn, f->resp.status, "application/json", NULL, f->resp.body.data ? f->resp.body.data : "",
-                              f->resp.body.len);
+            edge_http_respond(f->conn, f->resp.status, "application/json", NULL,
+                              f->resp.body.data ? f->resp.body.data : "", f->resp.body.len);
         }
     }
-    edge_httpc_resp_free(&f->resp);
-    edge_http_conn_unref(f->conn);
-    edge_free(f->body);
-    edge_free(f);
+    uv_close((uv_handle_t *)&f->delay, forward_closed);
 }
 
-void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
-                           int mode, bool strong)
+static void on_delay(uv_timer_t *t);
+
+static void forward_done(void *ud, int rv, struct edge_httpc_resp *resp)
+{
+    struct forward *f = ud;
+    f->rv = rv;
+    if (rv == EDGE_OK) {
+        f->resp = *resp; /* take the body */
+        memset(&resp->body, 0, sizeof(resp->body));
+    }
+    if (f->half_rtt_ms > 0 && !f->l->stopping) {
+        uv_timer_start(&f->delay, on_delay, f->half_rtt_ms, 0);
+    } else {
+        forward_answer(f);
+    }
+}
+
+/* This loop's connections to the primary, opened on first use. */
+static struct edge_httpca *primary_pool(struct loop *l)
+{
+    struct edge_node *n = l->node;
+    if (l->fwd != NULL || l->stopping) return l->fwd;
+    struct edge_httpc_url u;
+    const char *url = edge_repl_state_primary_url(&n->repl);
+    if (url == NULL || edge_httpc_url_parse(url, &u) != EDGE_OK) return NULL;
+    /* Idle connections close well before the primary's own idle timeout would. */
+    uint64_t idle = n->cfg.idle_conn_timeout_ms / 2;
+    int rv = edge_httpca_new(&l->loop, u.host, u.port, EDGE_API_FORWARD_CONNS, idle ? idle : 1, &l->fwd);
+    if (rv != EDGE_OK) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "forward: primary url %s: %s (a numeric loopback address is needed)",
+                 url, edge_strerror(rv));
+        l->fwd = NULL;
+    }
+    return l->fwd;
+}
+
+static void forward_send(struct forward *f)
+{
+    struct edge_node *n = f->l->node;
+    struct edge_httpca *p = primary_pool(f->l);
+    f->sent = true;
+    int rv = p == NULL ? EDGE_ECLOSED
+                       : edge_httpca_request(p, "POST", "/v2/pipeline", f->headers, f->body, f->body_len,
+                                             n->cfg.strong_timeout_ms + 2000, (size_t)1 << 30, forward_done, f);
+    if (rv != EDGE_OK) {
+        f->rv = rv == EDGE_ECLOSED ? EDGE_EIO : rv;
+        forward_answer(f);
+    }
+}
+
+static void on_delay(uv_timer_t *t)
+{
+    struct forward *f = t->data;
+    if (!f->sent) {
+        forward_send(f);
+    } else {
+        forward_answer(f);
+    }
+}
+
+void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body, int mode,
+                       bool strong)
 {
     struct edge_node *n = l->node;
     struct forward *f = edge_calloc(1, sizeof(*f));
@@ -86,21 +144,29 @@ void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_htt
     }
     f->body = edge_strdup(text);
     free(text);
-    f->body_len = f->body ? strlen(f->body) : 0;
+    if (f->body == NULL) {
+        edge_free(f);
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "PRIMARY_UNREACHABLE", "cannot forward to the primary region");
+        return;
+    }
+    f->body_len = strlen(f->body);
     f->l = l;
     f->conn = c;
     edge_http_conn_ref(c);
     f->mode = mode;
     f->start_ns = req->start_ns;
+    double rtt = n->cfg.wan ? edge_regions_rtt_ms(n->cfg.wan, n->region, n->repl.primary) : 0;
+    f->half_rtt_ms = rtt > 0 ? (uint64_t)(rtt / 2.0 + 0.5) : 0;
     const char *auth = edge_http_header(req, "authorization");
     snprintf(f->headers, sizeof(f->headers), "%sX-Edge-Forwarded: %s\r\n%s%s%s",
              strong ? "X-Edge-Consistency: strong\r\n" : "", n->region, auth ? "Authorization: " : "", auth ? auth : "",
              auth ? "\r\n" : "");
-    f->work.data = f;
-    if (f->body == NULL || uv_queue_work(&l->loop, &f->work, forward_work, forward_after) != 0) {
-        edge_http_conn_unref(c);
-        edge_free(f->body);
-        edge_free(f);
-        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "PRIMARY_UNREACHABLE", "cannot forward to the primary region");
+    uv_timer_init(&l->loop, &f->delay);
+    f->delay.data = f;
+    atomic_fetch_add(&n->m.forwarding, 1);
+    if (f->half_rtt_ms > 0) {
+        uv_timer_start(&f->delay, on_delay, f->half_rtt_ms, 0);
+    } else {
+        forward_send(f);
     }
 }
