@@ -111,9 +111,6 @@ static void on_stop(uv_async_t *a)
     uv_close((uv_handle_t *)&l->stop_async, NULL);
     edge__api_snap_end(&l->snap_check);
     uv_close((uv_handle_t *)&l->snap_check, NULL);
-    edge__api_wait_stop(l);
-    edge_httpca_close(l->fwd); /* forwards in flight end unanswered: their clients are going */
-    l->fwd = NULL;
     if (l->idx == 0) {
         uv_close((uv_handle_t *)&l->sweep_timer, NULL);
         uv_close((uv_handle_t *)&l->compact_timer, NULL);
@@ -121,6 +118,10 @@ static void on_stop(uv_async_t *a)
     if (l->http != NULL) {
         edge_http_server_stop(l->http, on_server_stopped, l);
     }
+    /* With every connection closing: waiters and forwards in flight end unanswered. */
+    edge__api_wait_stop(l);
+    edge_httpca_close(l->fwd);
+    l->fwd = NULL;
 }
 
 static void loop_main(void *arg)

@@ -199,7 +199,8 @@ static void waiter_free(struct waiter *w)
 {
     if (w->ws != NULL) {
         w->ws->busy = false;
-        edge__api_ws_process(w->ws);
+        /* The session's next message, unless the loop is stopping (nothing more runs). */
+        if (!w->l->stopping) edge__api_ws_process(w->ws);
         edge__api_ws_unref(w->ws);
     }
     edge_http_conn_unref(w->conn);
