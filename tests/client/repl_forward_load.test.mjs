@@ -89,4 +89,27 @@ describe('repl_forward_load', { timeout: 180000 }, () => {
     const conv = await c.waitConverged(['loc'], 15000);
     assert.ok(conv.ok, 'the transaction on b did not reach the other regions');
   });
+
+  // Under the ASan build this also checks that forwards dropped at shutdown leak nothing (the
+  // exit code is non-zero when LeakSanitizer finds a leak).
+  test('a replica stops cleanly with forwarded writes in flight', async () => {
+    c.pause('a');
+    let pending;
+    try {
+      pending = [];
+      for (let k = 0; k < 20; k++) {
+        pending.push(c.sql('b', 'INSERT INTO f (k, v) VALUES (?, ?)', [1000 + k, 'late'],
+          { 'X-Edge-Consistency': 'strong' }, STRONG_TIMEOUT_MS + 30000));
+      }
+      assert.ok(await c.waitFor(async () => (await c.metric('b', 'edgelite_forwards_in_flight')) === 20,
+        STALL_MAX_MS, 50), 'the forwards are not in flight');
+      const exit = await c.stop('b', 30000);
+      assert.equal(exit.timedOut, false, 'b did not stop with forwards in flight');
+      assert.equal(exit.code, 0, `b exited with ${exit.code} ${exit.signal}: ${c.stderr('b').slice(-2000)}`);
+    } finally {
+      c.resume('a');
+    }
+    const answers = await Promise.all(pending);
+    for (const r of answers) assert.notEqual(r.status, 200, 'a write was answered by a stopped replica');
+  });
 });

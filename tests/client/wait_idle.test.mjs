@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 
 import { sleep, startCluster } from './lib/cluster.mjs';
+import { openHranaWs } from './lib/ws.mjs';
 
 const WAITERS = 1000;
 const ON_B = 500;      // wait for b's next write, which comes after the idle measurement
@@ -58,9 +59,10 @@ function bookmarkedRead(port, agent, bookmark, id, onReq) {
 describe('wait_idle', { timeout: 120000 }, () => {
   let c;
   before(async () => {
-    c = await startCluster({ regions: 3, proxies: 'none',
+    c = await startCluster({ regions: 3, proxies: 'none', tables: { s: 'strong' },
       extraArgs: ['--log-level', 'warn', '--bookmark-timeout-ms', String(TIMEOUT_MS)] });
     await c.createTable('t', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)');
+    await c.createTable('s', 'CREATE TABLE IF NOT EXISTS s (id INTEGER PRIMARY KEY, v TEXT)');
   });
   after(async () => { if (c) await c.destroy(); });
 
@@ -123,6 +125,45 @@ describe('wait_idle', { timeout: 120000 }, () => {
     }
     assert.equal(await c.metric('a', gauge), 0);
     assert.equal((await c.sql('a', 'SELECT 1')).status, 200, 'a stopped serving');
+    agent.destroy();
+  });
+
+  // Run under the ASan build this also checks that nothing parked leaks: the node's exit code
+  // is non-zero when LeakSanitizer finds a leak at exit.
+  test('waiters whose client goes, and waiters left at shutdown, are released cleanly', async () => {
+    const gauge = (k) => c.metric('a', `edgelite_waiting_requests{kind="${k}"}`);
+    // A strong write (table s is strong) over WebSocket on the primary that no majority can
+    // confirm: b and c are stopped (their links stay up, so the write is accepted, committed
+    // and parked until a majority or the strong timeout).
+    c.pause('b');
+    c.pause('c');
+    let ws;
+    try {
+      ws = await openHranaWs(c.url('a').replace('http', 'ws'), ['hrana2']);
+      ws.send({ type: 'hello', jwt: null });
+      assert.equal((await ws.next()).type, 'hello_ok');
+      await ws.request({ type: 'open_stream', stream_id: 1 });
+      ws.send({ type: 'request', request_id: 99, request: { type: 'execute', stream_id: 1,
+        stmt: { sql: "INSERT INTO s (id, v) VALUES (1, 'strong')", want_rows: false } } });
+      const parkedWs = await c.waitFor(async () => (await gauge('majority')) === 1, 10000, 50);
+      assert.ok(parkedWs, `the strong write did not park: ${await gauge('majority')}`);
+    } finally {
+      if (ws) await ws.close();
+      c.resume('b');
+      c.resume('c');
+    }
+    assert.ok(await c.waitFor(async () => (await gauge('majority')) === 0, 10000, 50), 'the WebSocket waiter stayed');
+
+    // Bookmark waiters still parked when the node is told to stop.
+    const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
+    const pending = [];
+    for (let i = 0; i < 50; i++) pending.push(bookmarkedRead(c.regions.a.port, agent, 'zz:1', 1));
+    assert.ok(await c.waitFor(async () => (await gauge('bookmark')) === 50, 10000, 50), 'the reads did not park');
+    const exit = await c.stop('a', 30000);
+    assert.equal(exit.timedOut, false, 'a did not stop with requests parked');
+    assert.equal(exit.code, 0, `a exited with ${exit.code} ${exit.signal}: ${c.stderr('a').slice(-2000)}`);
+    const answers = await Promise.all(pending);
+    for (const r of answers) assert.ok(r.error || r.status >= 500, `a parked read got ${JSON.stringify(r)}`);
     agent.destroy();
   });
 });

@@ -27,6 +27,7 @@
 struct srv_conn {
     uv_tcp_t tcp;
     struct fixture *fx;
+    int slot;     /* index in fx->conns, -1 if untracked */
     int requests; /* request heads seen ("\r\n\r\n" counted) */
     char tail[4];
     bool open;
@@ -56,11 +57,16 @@ struct fixture {
     struct edge_httpca *p;
 };
 
-static void srv_closed(uv_handle_t *h) { edge_free(h->data); }
+static void srv_closed(uv_handle_t *h)
+{
+    struct srv_conn *sc = h->data;
+    if (sc->slot >= 0) sc->fx->conns[sc->slot] = NULL; /* the test may no longer use it */
+    edge_free(sc);
+}
 
 static void srv_close(struct srv_conn *sc)
 {
-    if (!sc->open) return;
+    if (sc == NULL || !sc->open) return;
     sc->open = false;
     uv_close((uv_handle_t *)&sc->tcp, srv_closed);
 }
@@ -73,6 +79,7 @@ static void srv_write_done(uv_write_t *w, int status)
 
 static void srv_send(struct srv_conn *sc, const char *text)
 {
+    if (sc == NULL || !sc->open) return; /* the client closed it already */
     size_t n = strlen(text);
     uv_write_t *w = edge_malloc(sizeof(*w) + n);
     memcpy((char *)(w + 1), text, n);
@@ -115,6 +122,7 @@ static void srv_accept(uv_stream_t *l, int status)
     if (status < 0) return;
     struct srv_conn *sc = edge_calloc(1, sizeof(*sc));
     sc->fx = fx;
+    sc->slot = -1;
     uv_tcp_init(&fx->loop, &sc->tcp);
     sc->tcp.data = sc;
     if (uv_accept(l, (uv_stream_t *)&sc->tcp) != 0) {
@@ -122,7 +130,10 @@ static void srv_accept(uv_stream_t *l, int status)
         return;
     }
     sc->open = true;
-    if (fx->accepted < MAX_SRV) fx->conns[fx->accepted] = sc;
+    if (fx->accepted < MAX_SRV) {
+        sc->slot = fx->accepted;
+        fx->conns[fx->accepted] = sc;
+    }
     fx->accepted++;
     uv_read_start((uv_stream_t *)&sc->tcp, srv_alloc, srv_read);
 }
@@ -228,6 +239,7 @@ static void test_keepalive_reuses_one_connection(void **state)
         assert_string_equal(fx->res[i].ctype, "application/json");
     }
     assert_int_equal(fx->accepted, 1);
+    assert_non_null(fx->conns[0]);
     assert_int_equal(fx->conns[0]->requests, 5);
 }
 
@@ -253,6 +265,8 @@ static void test_bounded_connections_queue_the_rest(void **state)
         assert_int_equal(fx->res[i].calls, 1);
     }
     assert_int_equal(fx->accepted, 2);
+    assert_non_null(fx->conns[0]);
+    assert_non_null(fx->conns[1]);
     assert_int_equal(fx->conns[0]->requests + fx->conns[1]->requests, 10);
 }
 
