@@ -7,7 +7,7 @@
  * to the strong timeout), so forwarded writes cannot take libuv's thread pool from
  * interactive transactions however many are in flight. Under WAN emulation each hop
  * crosses the emulated WAN, half the round trip each way, as the peer links do: a
- * timer before the request and one before the answer. */
+ * timer before the request and one before the answer. Loop thread throughout. */
 #include "api/node_int.h"
 
 #include <stdio.h>

@@ -10,7 +10,9 @@
  * covered. One timer per loop is armed at the earliest deadline only. A connection that
  * closes while waiting drops its waiter at once (edge_http_conn_watch_close). Waiters are
  * taken out of every heap before they are answered: answering may run the next
- * pipelined request of the connection, which may park again. */
+ * pipelined request of the connection, which may park again. Everything here runs on
+ * the loop thread that owns the waiters; other threads reach it only through the
+ * loop's wake_async. */
 #include "api/node_int.h"
 
 #include <stdio.h>
@@ -396,6 +398,7 @@ static struct waiter *waiter_new(struct loop *l, struct edge_http_conn *c, enum 
 /* Put w into the heaps and watch its connection. EDGE_ENOMEM leaves it out of all. */
 static int park(struct edge__api_waits *ws, struct waiter *w)
 {
+    int rv = EDGE_ENOMEM;
     struct heap *h = &ws->majority;
     if (w->kind == WAIT_BOOKMARK) {
         struct origin_q *q = origin_find(ws, w->origin, NULL);
@@ -403,7 +406,7 @@ static int park(struct edge__api_waits *ws, struct waiter *w)
             if (ws->n_origins == ws->cap_origins) {
                 size_t cap = ws->cap_origins ? ws->cap_origins * 2 : 4;
                 struct origin_q *v = edge_realloc(ws->origins, cap * sizeof(*v));
-                if (v == NULL) return EDGE_ENOMEM;
+                if (v == NULL) goto out;
                 ws->origins = v;
                 ws->cap_origins = cap;
             }
@@ -413,17 +416,18 @@ static int park(struct edge__api_waits *ws, struct waiter *w)
         }
         h = &q->by_seq;
     }
-    if (heap_push(h, &w->sq) != EDGE_OK) goto fail;
+    if (heap_push(h, &w->sq) != EDGE_OK) goto out;
     if (heap_push(&ws->by_deadline, &w->dl) != EDGE_OK) {
         heap_remove(h, &w->sq);
-        goto fail;
+        goto out;
     }
     edge_http_conn_watch_close(w->conn, on_closed_conn, w);
     atomic_fetch_add(&ws->l->node->m.waiting[w->kind == WAIT_MAJORITY], 1);
     arm(ws);
-    return EDGE_OK;
-fail:
-    if (w->kind == WAIT_BOOKMARK) {
+    rv = EDGE_OK;
+out:
+    if (rv != EDGE_OK && w->kind == WAIT_BOOKMARK) {
+        /* Do not keep an origin's queue that nobody waits in. */
         size_t idx = 0;
         struct origin_q *q = origin_find(ws, w->origin, &idx);
         if (q != NULL && q->by_seq.n == 0) {
@@ -431,7 +435,7 @@ fail:
             ws->origins[idx] = ws->origins[--ws->n_origins];
         }
     }
-    return EDGE_ENOMEM;
+    return rv;
 }
 
 /* Is a majority already there? Else park; wakes answer it later. */
