@@ -22,6 +22,7 @@ const WAITERS = 1000;
 const ON_B = 500;      // wait for b's next write, which comes after the idle measurement
 const ABORTED = 100;   // of the others: the client goes away while waiting
 const TIMEOUT_MS = 20000;
+const STRONG_TIMEOUT_MS = 4000;
 const IDLE_MS = 3000;
 const TICKS = 100;     // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux
 
@@ -60,7 +61,8 @@ describe('wait_idle', { timeout: 120000 }, () => {
   let c;
   before(async () => {
     c = await startCluster({ regions: 3, proxies: 'none', tables: { s: 'strong' },
-      extraArgs: ['--log-level', 'warn', '--bookmark-timeout-ms', String(TIMEOUT_MS)] });
+      extraArgs: ['--log-level', 'warn', '--bookmark-timeout-ms', String(TIMEOUT_MS),
+        '--strong-timeout-ms', String(STRONG_TIMEOUT_MS)] });
     await c.createTable('t', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)');
     await c.createTable('s', 'CREATE TABLE IF NOT EXISTS s (id INTEGER PRIMARY KEY, v TEXT)');
   });
@@ -130,29 +132,48 @@ describe('wait_idle', { timeout: 120000 }, () => {
 
   // Run under the ASan build this also checks that nothing parked leaks: the node's exit code
   // is non-zero when LeakSanitizer finds a leak at exit.
-  test('waiters whose client goes, and waiters left at shutdown, are released cleanly', async () => {
+  test('strong writes end at their deadline; waiters whose client goes, or left at shutdown, are released', async () => {
     const gauge = (k) => c.metric('a', `edgelite_waiting_requests{kind="${k}"}`);
-    // A strong write (table s is strong) over WebSocket on the primary that no majority can
-    // confirm: b and c are stopped (their links stay up, so the write is accepted, committed
-    // and parked until a majority or the strong timeout).
+    // Strong writes (table s is strong) on the primary that no majority can confirm: b and c are
+    // stopped (their links stay up, so the writes are accepted, committed and parked until a
+    // majority or the strong timeout). Five over HTTP and two over WebSocket; one WebSocket
+    // client goes away while waiting.
     c.pause('b');
     c.pause('c');
-    let ws;
+    const sessions = [];
     try {
-      ws = await openHranaWs(c.url('a').replace('http', 'ws'), ['hrana2']);
-      ws.send({ type: 'hello', jwt: null });
-      assert.equal((await ws.next()).type, 'hello_ok');
-      await ws.request({ type: 'open_stream', stream_id: 1 });
-      ws.send({ type: 'request', request_id: 99, request: { type: 'execute', stream_id: 1,
-        stmt: { sql: "INSERT INTO s (id, v) VALUES (1, 'strong')", want_rows: false } } });
-      const parkedWs = await c.waitFor(async () => (await gauge('majority')) === 1, 10000, 50);
-      assert.ok(parkedWs, `the strong write did not park: ${await gauge('majority')}`);
+      const http5 = [];
+      for (let i = 0; i < 5; i++) http5.push(c.sql('a', 'INSERT INTO s (id, v) VALUES (?, ?)', [10 + i, 'http']));
+      for (let i = 0; i < 2; i++) {
+        const ws = await openHranaWs(c.url('a').replace('http', 'ws'), ['hrana2']);
+        sessions.push(ws);
+        ws.send({ type: 'hello', jwt: null });
+        assert.equal((await ws.next()).type, 'hello_ok');
+        await ws.request({ type: 'open_stream', stream_id: 1 });
+        ws.send({ type: 'request', request_id: 99, request: { type: 'execute', stream_id: 1,
+          stmt: { sql: 'INSERT INTO s (id, v) VALUES (?, ?)', args: [{ type: 'integer', value: String(i + 1) },
+            { type: 'text', value: 'ws' }], want_rows: false } } });
+      }
+      assert.ok(await c.waitFor(async () => (await gauge('majority')) === 7, STRONG_TIMEOUT_MS / 2, 20),
+        `the strong writes did not all park: ${await gauge('majority')}`);
+      await sessions[0].close();
+      assert.ok(await c.waitFor(async () => (await gauge('majority')) === 6, STRONG_TIMEOUT_MS / 2, 20),
+        'the waiter of a closed WebSocket stayed');
+      // The others end at the strong timeout: 504 over HTTP, a response_error over WebSocket.
+      for (const r of await Promise.all(http5)) {
+        assert.equal(r.status, 504, JSON.stringify(r));
+        assert.equal(r.error?.code, 'STRONG_TIMEOUT');
+      }
+      const m = await sessions[1].next(STRONG_TIMEOUT_MS + 10000);
+      assert.equal(m.type, 'response_error', JSON.stringify(m));
+      assert.equal(m.request_id, 99);
+      assert.equal(m.error.code, 'STRONG_TIMEOUT');
+      assert.equal(await gauge('majority'), 0);
     } finally {
-      if (ws) await ws.close();
+      for (const ws of sessions) await ws.close();
       c.resume('b');
       c.resume('c');
     }
-    assert.ok(await c.waitFor(async () => (await gauge('majority')) === 0, 10000, 50), 'the WebSocket waiter stayed');
 
     // Bookmark waiters still parked when the node is told to stop.
     const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
