@@ -250,6 +250,12 @@ bool edge__api_auth_token(struct edge_node *n, const char *tok, size_t len, enum
 bool edge__api_auth_http(struct edge_node *n, struct edge_http_req *req, enum hrana_access *access,
                         const char **code);
 
+/* routes.c: row i of the route table, by name (for unit/test_api_routes); false past the end */
+struct edge__api_route_info {
+    const char *method, *match, *path, *auth;
+};
+bool edge__api_route_describe(size_t i, struct edge__api_route_info *out);
+
 /* replicate.c, crdt_route.c: called by the route table once the token is checked */
 void edge__api_replicate_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
                                enum hrana_access access);

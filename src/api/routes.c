@@ -17,13 +17,16 @@ enum route_method {
 
 enum route_match { MATCH_EXACT, MATCH_SUFFIX, MATCH_PREFIX, MATCH_CONTAINS };
 
+/* Who may call a route. With no key configured (no --auth-jwt-key) the token policies
+ * let everyone in; the others are the same with or without keys. */
 enum route_auth {
-    AUTH_NONE,    /* public */
-    AUTH_READ,    /* a JWT when the node has keys; a read-only token may call it (writes are refused per statement) */
-    AUTH_WRITE,   /* a JWT when the node has keys; a read-only token only with GET */
-    AUTH_CLUSTER, /* the cluster secret (X-Edge-Cluster-Secret), checked by the handler */
-    AUTH_PEER,    /* the cluster's HMAC handshake on the upgraded link (repl/session.c) */
-    AUTH_HELLO,   /* a JWT in the Hrana hello message (hrana/ws.c) */
+    AUTH_NONE,    /* public: only /health and /version */
+    AUTH_READ,    /* a valid JWT, read-only or read-write; a pipeline refuses writes per statement */
+    AUTH_WRITE,   /* a valid read-write JWT; a read-only one is 403 AUTH_READ_ONLY */
+    AUTH_METRICS, /* as AUTH_READ, or public with auth.public_metrics: true */
+    AUTH_CLUSTER, /* the cluster secret (X-Edge-Cluster-Secret), checked by the handler; no JWT opens it */
+    AUTH_PEER,    /* the cluster's HMAC handshake on the upgraded link (repl/session.c); no JWT opens it */
+    AUTH_HELLO,   /* a valid JWT in the Hrana hello message (hrana/ws.c), with the same read-only rule */
 };
 
 /* What a handler gets besides the request. */
@@ -138,6 +141,9 @@ static void r_root(struct loop *l, struct edge_http_conn *c, struct edge_http_re
     edge__api_respond(l->node, c, req, EP_OTHER, 200, "application/json", NULL, msg, sizeof(msg) - 1);
 }
 
+/* tests/client/routes.json lists these rows too (unit/test_api_routes checks that the two
+ * agree), so the client test that walks every route with no, a read-only and a read-write
+ * token cannot miss one. */
 static const struct route routes[] = {
     {M_UPGRADE, MATCH_EXACT, "/v1/peer", AUTH_PEER, EP_OTHER, r_peer, 0},
     {M_UPGRADE, MATCH_PREFIX, "", AUTH_HELLO, EP_WS, r_ws, 0},
@@ -145,18 +151,36 @@ static const struct route routes[] = {
     {M_POST, MATCH_SUFFIX, "/v3/pipeline", AUTH_READ, EP_PIPELINE, r_pipeline, 3},
     {M_GET, MATCH_EXACT, "/health", AUTH_NONE, EP_HEALTH, r_health, 0},
     {M_GET, MATCH_EXACT, "/version", AUTH_NONE, EP_HEALTH, r_version, 0},
-    {M_GET, MATCH_SUFFIX, "/v2", AUTH_NONE, EP_HEALTH, r_hello, 0},
-    {M_GET, MATCH_SUFFIX, "/v3", AUTH_NONE, EP_HEALTH, r_hello, 0},
-    {M_ANY, MATCH_CONTAINS, "/v3-protobuf", AUTH_NONE, EP_OTHER, r_protobuf, 0},
-    {M_GET, MATCH_EXACT, "/metrics", AUTH_NONE, EP_METRICS, r_metrics, 0},
-    {M_GET, MATCH_EXACT, "/v1/status", AUTH_NONE, EP_STATUS, r_status, 0},
+    {M_GET, MATCH_SUFFIX, "/v2", AUTH_READ, EP_HEALTH, r_hello, 0},
+    {M_GET, MATCH_SUFFIX, "/v3", AUTH_READ, EP_HEALTH, r_hello, 0},
+    {M_ANY, MATCH_CONTAINS, "/v3-protobuf", AUTH_READ, EP_OTHER, r_protobuf, 0},
+    {M_GET, MATCH_EXACT, "/metrics", AUTH_METRICS, EP_METRICS, r_metrics, 0},
+    {M_GET, MATCH_EXACT, "/v1/status", AUTH_READ, EP_STATUS, r_status, 0},
     {M_POST, MATCH_EXACT, "/v1/replicate", AUTH_WRITE, EP_REPLICATE, r_replicate, 0},
     {M_GET, MATCH_EXACT, "/v1/snapshot", AUTH_CLUSTER, EP_STATUS, r_snapshot, 0},
-    {M_GET, MATCH_EXACT, "/v1/conflicts", AUTH_NONE, EP_STATUS, r_conflicts, 0},
+    {M_GET, MATCH_EXACT, "/v1/conflicts", AUTH_READ, EP_STATUS, r_conflicts, 0},
+    /* CRDTs: reading (GET) needs any token, operations and merges (every other method) a
+     * read-write one. */
+    {M_GET, MATCH_EXACT, "/v1/crdt", AUTH_READ, EP_CRDT, r_crdt, 0},
     {M_ANY, MATCH_EXACT, "/v1/crdt", AUTH_WRITE, EP_CRDT, r_crdt, 0},
+    {M_GET, MATCH_PREFIX, "/v1/crdt/", AUTH_READ, EP_CRDT, r_crdt, 0},
     {M_ANY, MATCH_PREFIX, "/v1/crdt/", AUTH_WRITE, EP_CRDT, r_crdt, 0},
-    {M_GET, MATCH_EXACT, "/", AUTH_NONE, EP_OTHER, r_root, 0},
+    {M_GET, MATCH_EXACT, "/", AUTH_READ, EP_OTHER, r_root, 0},
 };
+
+static const char *const method_names[] = {"GET", "POST", "ANY", "UPGRADE"};
+static const char *const match_names[] = {"exact", "suffix", "prefix", "contains"};
+static const char *const auth_names[] = {"none", "read", "write", "metrics", "cluster", "peer", "hello"};
+
+bool edge__api_route_describe(size_t i, struct edge__api_route_info *out)
+{
+    if (i >= sizeof(routes) / sizeof(routes[0])) return false;
+    out->method = method_names[routes[i].method];
+    out->match = match_names[routes[i].match];
+    out->path = routes[i].path;
+    out->auth = auth_names[routes[i].auth];
+    return true;
+}
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -191,18 +215,19 @@ static bool method_matches(const struct route *r, const struct edge_http_req *re
     return false;
 }
 
-/* AUTH_READ and AUTH_WRITE: check the bearer token; false when answered. */
+/* The token policies: check the bearer token; false when answered. */
 static bool authorize(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req,
                       const struct route *r, enum hrana_access *access)
 {
     *access = HRANA_ACCESS_RW;
-    if (r->auth != AUTH_READ && r->auth != AUTH_WRITE) return true;
+    if (r->auth == AUTH_METRICS && n->cfg.conf != NULL && n->cfg.conf->public_metrics) return true;
+    if (r->auth != AUTH_READ && r->auth != AUTH_WRITE && r->auth != AUTH_METRICS) return true;
     const char *code = NULL;
     if (!edge__api_auth_http(n, req, access, &code)) {
         edge__api_respond_error(n, c, req, r->ep, 401, code, "Authentication failed");
         return false;
     }
-    if (r->auth == AUTH_WRITE && *access == HRANA_ACCESS_RO && req->method != HTTP_GET) {
+    if (r->auth == AUTH_WRITE && *access == HRANA_ACCESS_RO) {
         edge__api_respond_error(n, c, req, r->ep, 403, "AUTH_READ_ONLY",
                                 "writes are not allowed with a read-only token");
         return false;

@@ -321,6 +321,29 @@ static int get_int(struct ctx *x, yaml_node_t *m, const char *parent, const char
     return EDGE_OK;
 }
 
+/* Boolean field: exactly true or false (plain scalars); absent or null keeps the default. */
+static int get_bool(struct ctx *x, yaml_node_t *m, const char *parent, const char *key, int *out)
+{
+    char kp[PATH_LEN];
+    yaml_node_t *v = lookup(x, m, key);
+    join(kp, parent, key);
+    if (v == NULL || is_null(v)) {
+        return EDGE_OK;
+    }
+    if (v->type != YAML_SCALAR_NODE || v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+        return fail_type(x, v, kp, "true or false");
+    }
+    const char *s = (const char *)v->data.scalar.value;
+    if (strcmp(s, "true") == 0) {
+        *out = 1;
+    } else if (strcmp(s, "false") == 0) {
+        *out = 0;
+    } else {
+        return fail_type(x, v, kp, "true or false");
+    }
+    return EDGE_OK;
+}
+
 static int get_consistency(struct ctx *x, yaml_node_t *v, const char *kp,
                            enum edge_consistency *out)
 {
@@ -568,11 +591,14 @@ static int parse_root(struct ctx *x, yaml_node_t *root)
         rv = get_section(x, root, "auth", &sec);
     }
     if (rv == EDGE_OK && sec != NULL) {
-        static const char *const auth_keys[] = {"jwt_public_key_file", NULL};
+        static const char *const auth_keys[] = {"jwt_public_key_file", "public_metrics", NULL};
         rv = check_keys(x, sec, "auth", auth_keys);
         if (rv == EDGE_OK) {
             rv = get_str(x, sec, "auth", "jwt_public_key_file", 1, &x->c->jwt_public_key_file,
                          NULL);
+        }
+        if (rv == EDGE_OK) {
+            rv = get_bool(x, sec, "auth", "public_metrics", &x->c->public_metrics);
         }
     }
     /* Later issues define these; until then only their shape is checked. */

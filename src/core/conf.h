@@ -41,6 +41,7 @@ struct edge_conf {
     struct edge_conf_table *tables;
     size_t n_tables;
     char *jwt_public_key_file; /* auth.jwt_public_key_file, NULL if none */
+    int public_metrics;        /* auth.public_metrics: /metrics answers without a token; default 0 */
 };
 
 /* Parse a YAML config file. On success *out is caller-owned (edge_conf_free). On

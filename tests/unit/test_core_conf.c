@@ -109,6 +109,14 @@ static void test_defaults_and_nulls(void **state)
     assert_int_equal(c->max_retries, 3);
     assert_int_equal(c->n_tables, 0);
     assert_string_equal(c->jwt_public_key_file, "keys/jwt.pub");
+    assert_int_equal(c->public_metrics, 0);
+    edge_conf_free(c);
+
+    c = parse_ok(REGION1 "auth: { public_metrics: true }\n");
+    assert_int_equal(c->public_metrics, 1);
+    edge_conf_free(c);
+    c = parse_ok(REGION1 "auth: { public_metrics: false }\n");
+    assert_int_equal(c->public_metrics, 0);
     edge_conf_free(c);
 
     c = parse_ok(REGION1 "  - id: r2\n    url: null\n    listen: \"[::1]:9000\"\n"
@@ -172,6 +180,9 @@ static void test_errors(void **state)
         {"regions:\n  - { id: a, prio: 1 }\n", "t.yaml:2: regions[0].prio: unknown key"},
         {"cluster: { name: a, secrets: b }\n" REGION1, "cluster.secrets: unknown key"},
         {REGION1 "auth: { jwt_key: x }\n", "auth.jwt_key: unknown key"},
+        {REGION1 "auth: { public_metrics: yes }\n", "t.yaml:3: auth.public_metrics: expected true or false"},
+        {REGION1 "auth: { public_metrics: \"true\" }\n", "auth.public_metrics: expected true or false"},
+        {REGION1 "auth: { public_metrics: 1 }\n", "auth.public_metrics: expected true or false"},
         /* Duplicate keys. */
         {"cluster:\n  name: a\n  name: b\n" REGION1,
          "t.yaml:3: cluster.name: duplicate key (first at line 2)"},
