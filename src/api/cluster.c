@@ -51,13 +51,11 @@ static void snapshot_after(uv_work_t *w, int status)
 void edge__api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
-    const char *given = edge_http_header(req, "x-edge-cluster-secret");
-    const char *secret = n->cfg.conf ? n->cfg.conf->cluster_secret : NULL;
-    if (!n->repl.cluster || secret == NULL) {
+    if (!n->repl.cluster || n->cfg.conf->cluster_secret == NULL) {
         edge__api_respond_error(n, c, req, EP_STATUS, 404, "NOT_A_CLUSTER", "this node does not replicate");
         return;
     }
-    if (given == NULL || strlen(given) != strlen(secret) || sodium_memcmp(given, secret, strlen(secret)) != 0) {
+    if (!edge__api_auth_cluster(n, req)) {
         edge__api_respond_error(n, c, req, EP_STATUS, 401, "AUTH_CLUSTER", "a snapshot needs the cluster secret");
         return;
     }

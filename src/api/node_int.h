@@ -249,6 +249,8 @@ bool edge__api_auth_token(struct edge_node *n, const char *tok, size_t len, enum
                          const char **code);
 bool edge__api_auth_http(struct edge_node *n, struct edge_http_req *req, enum hrana_access *access,
                         const char **code);
+/* true when the request carries this cluster's secret (X-Edge-Cluster-Secret), compared in constant time */
+bool edge__api_auth_cluster(struct edge_node *n, struct edge_http_req *req);
 
 /* routes.c: row i of the route table, by name (for unit/test_api_routes); false past the end */
 struct edge__api_route_info {

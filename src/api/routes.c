@@ -24,6 +24,7 @@ enum route_auth {
     AUTH_READ,    /* a valid JWT, read-only or read-write; a pipeline refuses writes per statement */
     AUTH_WRITE,   /* a valid read-write JWT; a read-only one is 403 AUTH_READ_ONLY */
     AUTH_METRICS, /* as AUTH_READ, or public with auth.public_metrics: true */
+    AUTH_STATUS,  /* as AUTH_READ, or the cluster secret (a peer checks it is not behind, repl/snapshot.c) */
     AUTH_CLUSTER, /* the cluster secret (X-Edge-Cluster-Secret), checked by the handler; no JWT opens it */
     AUTH_PEER,    /* the cluster's HMAC handshake on the upgraded link (repl/session.c); no JWT opens it */
     AUTH_HELLO,   /* a valid JWT in the Hrana hello message (hrana/ws.c), with the same read-only rule */
@@ -155,7 +156,7 @@ static const struct route routes[] = {
     {M_GET, MATCH_SUFFIX, "/v3", AUTH_READ, EP_HEALTH, r_hello, 0},
     {M_ANY, MATCH_CONTAINS, "/v3-protobuf", AUTH_READ, EP_OTHER, r_protobuf, 0},
     {M_GET, MATCH_EXACT, "/metrics", AUTH_METRICS, EP_METRICS, r_metrics, 0},
-    {M_GET, MATCH_EXACT, "/v1/status", AUTH_READ, EP_STATUS, r_status, 0},
+    {M_GET, MATCH_EXACT, "/v1/status", AUTH_STATUS, EP_STATUS, r_status, 0},
     {M_POST, MATCH_EXACT, "/v1/replicate", AUTH_WRITE, EP_REPLICATE, r_replicate, 0},
     {M_GET, MATCH_EXACT, "/v1/snapshot", AUTH_CLUSTER, EP_STATUS, r_snapshot, 0},
     {M_GET, MATCH_EXACT, "/v1/conflicts", AUTH_READ, EP_STATUS, r_conflicts, 0},
@@ -170,7 +171,7 @@ static const struct route routes[] = {
 
 static const char *const method_names[] = {"GET", "POST", "ANY", "UPGRADE"};
 static const char *const match_names[] = {"exact", "suffix", "prefix", "contains"};
-static const char *const auth_names[] = {"none", "read", "write", "metrics", "cluster", "peer", "hello"};
+static const char *const auth_names[] = {"none", "read", "write", "metrics", "status", "cluster", "peer", "hello"};
 
 bool edge__api_route_describe(size_t i, struct edge__api_route_info *out)
 {
@@ -221,7 +222,10 @@ static bool authorize(struct edge_node *n, struct edge_http_conn *c, struct edge
 {
     *access = HRANA_ACCESS_RW;
     if (r->auth == AUTH_METRICS && n->cfg.conf != NULL && n->cfg.conf->public_metrics) return true;
-    if (r->auth != AUTH_READ && r->auth != AUTH_WRITE && r->auth != AUTH_METRICS) return true;
+    if (r->auth == AUTH_STATUS && edge__api_auth_cluster(n, req)) return true;
+    if (r->auth != AUTH_READ && r->auth != AUTH_WRITE && r->auth != AUTH_METRICS && r->auth != AUTH_STATUS) {
+        return true;
+    }
     const char *code = NULL;
     if (!edge__api_auth_http(n, req, access, &code)) {
         edge__api_respond_error(n, c, req, r->ep, 401, code, "Authentication failed");

@@ -89,8 +89,13 @@ bool edge_repl_behind_the_logs(struct edge_repl_state *n)
         const struct edge_conf_region *r = &conf->regions[i];
         struct edge_httpc_url u;
         if (strcmp(r->id, n->region) == 0 || r->url == NULL || edge_httpc_url_parse(r->url, &u) != EDGE_OK) continue;
+        /* /v1/status needs a token when the peer has JWT keys; the cluster secret opens it too. */
+        char headers[512] = "";
+        if (conf->cluster_secret != NULL) {
+            snprintf(headers, sizeof(headers), "X-Edge-Cluster-Secret: %s\r\n", conf->cluster_secret);
+        }
         struct edge_httpc_resp resp;
-        if (edge_httpc_request(&u, "GET", "/v1/status", NULL, NULL, 0, 2000, 1 << 20, &resp) == EDGE_OK &&
+        if (edge_httpc_request_ex(&u, "GET", "/v1/status", NULL, headers, NULL, 0, 2000, 1 << 20, &resp) == EDGE_OK &&
             resp.status == 200) {
             json_t *doc = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
             const char *origin;
