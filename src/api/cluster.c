@@ -2,7 +2,6 @@
 /* Endpoints between regions: GET /v1/snapshot (seeding) and the /v1/peer upgrade. */
 #include "api/node_int.h"
 
-#include <sodium.h>
 #include <string.h>
 
 #include "core/alloc.h"
