@@ -19,6 +19,7 @@ struct cache_entry {
     sqlite3_stmt *stmt; /* NULL when the slot is free or the statement is in use */
     sqlite3_stmt *out;  /* the statement while it is checked out */
     uint64_t last_use;
+    bool sandboxed; /* prepared under the sandbox: served only to sandboxed callers */
 };
 
 struct edge_store_conn {
@@ -28,6 +29,12 @@ struct edge_store_conn {
     uint64_t tick;
     uint64_t deadline_ns; /* 0 = none */
     bool budget_hit;
+    bool sandbox;           /* client SQL is being prepared or run (edge_store_sandbox) */
+    const char *preparing;  /* the text being prepared, for CREATE TRIGGER bodies */
+    size_t preparing_len;
+    char refusal[160];      /* why the sandbox refused the last statement, "" if it did not */
+    edge_store_observer observer;
+    void *observer_ud;
 };
 
 static uint64_t mono_ns(void)
@@ -64,6 +71,155 @@ static int progress_cb(void *arg)
         return 1;
     }
     return 0;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The sandbox for client SQL                                                         */
+/* ---------------------------------------------------------------------------------- */
+
+static bool is_edge_name(const char *name)
+{
+    return name != NULL && strncasecmp(name, "_edge_", 6) == 0;
+}
+
+static bool text_mentions_edge(const char *s, size_t len)
+{
+    for (size_t i = 0; s != NULL && i + 6 <= len; i++) {
+        if (strncasecmp(s + i, "_edge_", 6) == 0) return true;
+    }
+    return false;
+}
+
+/* PRAGMAs a client may give an argument: they only report (table_info(t)), or last only
+ * for the current transaction (defer_foreign_keys). Any other PRAGMA with a value would
+ * change the database file or the shared connection for every later client. */
+static bool pragma_arg_allowed(const char *name)
+{
+    static const char *const ok[] = {"table_info",   "table_xinfo",      "table_list",        "index_info",
+                                     "index_xinfo",  "index_list",       "foreign_key_list",  "foreign_key_check",
+                                     "integrity_check", "quick_check",   "defer_foreign_keys", NULL};
+    for (int i = 0; name != NULL && ok[i] != NULL; i++) {
+        if (strcasecmp(name, ok[i]) == 0) return true;
+    }
+    return false;
+}
+
+static int refuse(struct edge_store_conn *c, const char *fmt, const char *what)
+{
+    snprintf(c->refusal, sizeof(c->refusal), fmt, what ? what : "");
+    return SQLITE_DENY;
+}
+
+static int sandbox_check(struct edge_store_conn *c, int action, const char *a, const char *b)
+{
+    switch (action) {
+    case SQLITE_ATTACH:
+    case SQLITE_DETACH:
+        return refuse(c, "%sATTACH and DETACH are not allowed (and VACUUM, which attaches)", "");
+    case SQLITE_FUNCTION:
+        if (b != NULL && strcasecmp(b, "load_extension") == 0) {
+            return refuse(c, "%sload_extension() is not allowed", "");
+        }
+        return SQLITE_OK;
+    case SQLITE_PRAGMA:
+        if (b != NULL && !pragma_arg_allowed(a)) {
+            return refuse(c, "PRAGMA %s with a value is not allowed: it would change the database or the "
+                             "connection for every client", a);
+        }
+        return SQLITE_OK;
+    case SQLITE_READ:
+        return is_edge_name(a) ? refuse(c, "reading %s is not allowed: _edge_* tables are edgelite's own", a)
+                               : SQLITE_OK;
+    case SQLITE_CREATE_VIEW:
+        /* Reading through a view is checked when it is used, but a view over edgelite's
+         * tables would still land in the schema (and replicate): refused as triggers are. */
+        if (is_edge_name(a) || text_mentions_edge(c->preparing, c->preparing_len)) {
+            return refuse(c, "%sa view may not name an _edge_* table", "");
+        }
+        return SQLITE_OK;
+    case SQLITE_INSERT:
+    case SQLITE_UPDATE:
+    case SQLITE_DELETE:
+    case SQLITE_CREATE_TABLE:
+    case SQLITE_DROP_TABLE:
+    case SQLITE_DROP_VIEW:
+        return is_edge_name(a) ? refuse(c, "writing %s is not allowed: _edge_* tables are edgelite's own", a)
+                               : SQLITE_OK;
+    case SQLITE_CREATE_INDEX:
+    case SQLITE_DROP_INDEX:
+    case SQLITE_DROP_TRIGGER:
+    case SQLITE_ALTER_TABLE:
+        return is_edge_name(b) || is_edge_name(a)
+                   ? refuse(c, "changing %s is not allowed: _edge_* tables are edgelite's own", is_edge_name(b) ? b : a)
+                   : SQLITE_OK;
+    case SQLITE_CREATE_TRIGGER:
+        /* A trigger body is authorized only when it fires, perhaps inside edgelite's own
+         * statements; so a trigger that names an _edge_* table is refused up front. */
+        if (is_edge_name(b) || text_mentions_edge(c->preparing, c->preparing_len)) {
+            return refuse(c, "%sa trigger may not name an _edge_* table", "");
+        }
+        return SQLITE_OK;
+    case SQLITE_CREATE_TEMP_TABLE:
+    case SQLITE_CREATE_TEMP_INDEX:
+    case SQLITE_CREATE_TEMP_TRIGGER:
+    case SQLITE_CREATE_TEMP_VIEW:
+        /* Connections are shared between clients: a TEMP object would outlive the request
+         * and shadow tables for the next client (or for edgelite itself). */
+        return refuse(c, "%sTEMP tables, views, indexes and triggers are not allowed", "");
+    default:
+        return SQLITE_OK;
+    }
+}
+
+static int store_authorizer(void *ud, int action, const char *a, const char *b, const char *dbname,
+                            const char *trigger)
+{
+    struct edge_store_conn *c = ud;
+    int rc = SQLITE_OK;
+    if (c->sandbox) {
+        rc = sandbox_check(c, action, a, b);
+    } else if (trigger != NULL && is_edge_name(a) &&
+               (action == SQLITE_INSERT || action == SQLITE_UPDATE || action == SQLITE_DELETE)) {
+        /* edgelite's own statements never fire a trigger that writes its tables. */
+        rc = refuse(c, "writing %s from a trigger is not allowed", a);
+    }
+    if (rc == SQLITE_OK && c->observer != NULL) {
+        rc = c->observer(c->observer_ud, action, a, b, dbname, trigger);
+    }
+    return rc;
+}
+
+void edge_store_sandbox(struct edge_store_conn *c, bool on)
+{
+    c->sandbox = on;
+    if (on) c->refusal[0] = '\0';
+}
+
+bool edge_store_sandboxed(const struct edge_store_conn *c) { return c->sandbox; }
+
+const char *edge_store_refusal(const struct edge_store_conn *c) { return c->refusal; }
+
+void edge_store_observe(struct edge_store_conn *c, edge_store_observer fn, void *ud)
+{
+    c->observer = fn;
+    c->observer_ud = ud;
+}
+
+int edge_store_prepare_once(struct edge_store_conn *c, const char *sql, size_t len, sqlite3_stmt **out_stmt,
+                            size_t *out_tail)
+{
+    const char *tail = NULL;
+    if (len > 0x7fffffff) {
+        *out_stmt = NULL;
+        return SQLITE_TOOBIG;
+    }
+    c->preparing = sql;
+    c->preparing_len = len;
+    c->refusal[0] = '\0';
+    int rc = sqlite3_prepare_v2(c->db, sql, (int)len, out_stmt, &tail);
+    c->preparing = NULL;
+    if (out_tail != NULL) *out_tail = tail ? (size_t)(tail - sql) : len;
+    return rc;
 }
 
 int edge_store_open(const char *path, enum edge_store_mode mode, bool synchronous_full, int busy_ms,
@@ -103,6 +259,10 @@ int edge_store_open(const char *path, enum edge_store_mode mode, bool synchronou
         goto out;
     }
     sqlite3_progress_handler(c->db, 1000, progress_cb, c);
+    /* No connection ever attaches another file; clients are refused ATTACH by the
+     * sandbox, and the limit holds even where the authorizer is not asked. */
+    sqlite3_limit(c->db, SQLITE_LIMIT_ATTACHED, 0);
+    sqlite3_set_authorizer(c->db, store_authorizer, c);
     *out = c;
     c = NULL;
     rv = EDGE_OK;
@@ -153,9 +313,11 @@ int edge_store_prepare(struct edge_store_conn *c, const char *sql, size_t len, s
 {
     uint64_t h = fnv1a(sql, len);
     c->tick++;
+    c->refusal[0] = '\0';
     for (int i = 0; i < CACHE_SLOTS; i++) {
         struct cache_entry *e = &c->cache[i];
-        if (e->stmt != NULL && e->hash == h && e->len == len && memcmp(e->sql, sql, len) == 0) {
+        if (e->stmt != NULL && e->hash == h && e->len == len && e->sandboxed == c->sandbox &&
+            memcmp(e->sql, sql, len) == 0) {
             *out_stmt = e->stmt;
             *out_tail = e->tail;
             e->out = e->stmt;
@@ -168,7 +330,10 @@ int edge_store_prepare(struct edge_store_conn *c, const char *sql, size_t len, s
     if (len > 0x7fffffff) {
         return SQLITE_TOOBIG;
     }
+    c->preparing = sql;
+    c->preparing_len = len;
     int rc = sqlite3_prepare_v3(c->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, out_stmt, &tail);
+    c->preparing = NULL;
     *out_tail = tail ? (size_t)(tail - sql) : len;
     return rc;
 }
@@ -201,7 +366,7 @@ void edge_store_release(struct edge_store_conn *c, sqlite3_stmt *stmt)
     for (int i = 0; i < CACHE_SLOTS; i++) {
         struct cache_entry *e = &c->cache[i];
         if (e->sql != NULL && e->stmt == NULL && e->out == NULL && e->hash == h && e->len == len &&
-            memcmp(e->sql, sql, len) == 0) {
+            e->sandboxed == c->sandbox && memcmp(e->sql, sql, len) == 0) {
             e->stmt = stmt;
             return;
         }
@@ -233,6 +398,7 @@ void edge_store_release(struct edge_store_conn *c, sqlite3_stmt *stmt)
     e->hash = h;
     e->stmt = stmt;
     e->last_use = c->tick;
+    e->sandboxed = c->sandbox; /* callers release in the mode they prepared in */
 }
 
 void edge_store_set_budget(struct edge_store_conn *c, uint64_t budget_ms)

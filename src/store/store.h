@@ -47,6 +47,29 @@ void edge_store_release(struct edge_store_conn *c, sqlite3_stmt *stmt);
 void edge_store_set_budget(struct edge_store_conn *c, uint64_t budget_ms);
 bool edge_store_budget_hit(struct edge_store_conn *c);
 
+/* The sandbox for client SQL (docs/security.md). Every connection has an authorizer;
+ * while the sandbox is on (set by the API around a client's statements, off for
+ * edgelite's own) it refuses ATTACH/DETACH (VACUUM too), load_extension(), a PRAGMA with
+ * a value other than the reporting ones (table_info(t), ...), reading or writing an
+ * _edge_* table, a trigger naming one, and TEMP objects. A refused statement fails to
+ * prepare with SQLITE_AUTH and edge_store_refusal says what was refused. Statements are
+ * cached per mode: one prepared outside the sandbox is never served inside it. Release a
+ * statement in the mode it was prepared in. */
+void edge_store_sandbox(struct edge_store_conn *c, bool on);
+bool edge_store_sandboxed(const struct edge_store_conn *c);
+/* Why the sandbox refused the statement last prepared ("" if it did not). SQLite reports
+ * some refusals (a function) as SQLITE_ERROR: a refusal here means SQLITE_AUTH. */
+const char *edge_store_refusal(const struct edge_store_conn *c);
+/* Prepare once, uncached, with the same checks (the text is known to the sandbox). */
+int edge_store_prepare_once(struct edge_store_conn *c, const char *sql, size_t len, sqlite3_stmt **out_stmt,
+                            size_t *out_tail);
+/* A further authorizer, asked after the sandbox allowed an action (NULL to remove); the
+ * connection's own authorizer must stay installed, so nobody else calls
+ * sqlite3_set_authorizer on it. */
+typedef int (*edge_store_observer)(void *ud, int action, const char *a, const char *b, const char *dbname,
+                                   const char *trigger);
+void edge_store_observe(struct edge_store_conn *c, edge_store_observer fn, void *ud);
+
 /* The primary result code's name: "SQLITE_ERROR", "SQLITE_CONSTRAINT", ... */
 const char *edge_store_code_name(int rc);
 /* Translate a SQLite result code into an EDGE_E* code. */

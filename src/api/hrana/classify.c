@@ -55,12 +55,11 @@ static int authorizer(void *ud, int action, const char *a, const char *b, const 
  * authorizer, since a cached statement does not call the authorizer. */
 static void collect_tables(struct edge_store_conn *rconn, const char *sql, size_t len, struct hrana_tables *t)
 {
-    sqlite3 *db = edge_store_db(rconn);
-    sqlite3_set_authorizer(db, authorizer, t);
+    edge_store_observe(rconn, authorizer, t);
     sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(db, sql, (int)len, &st, NULL);
+    edge_store_prepare_once(rconn, sql, len, &st, NULL);
     sqlite3_finalize(st);
-    sqlite3_set_authorizer(db, NULL, NULL);
+    edge_store_observe(rconn, NULL, NULL);
 }
 
 bool hrana__starts_ddl(const char *sql, size_t len)
@@ -78,8 +77,23 @@ bool hrana__starts_ddl(const char *sql, size_t len)
     return false;
 }
 
+static int classify_sql_in(const char *sql, size_t len, struct edge_store_conn *rconn, bool whole,
+                           struct hrana_tables *tables);
+
+/* Client SQL is prepared under the sandbox here too, so the statement cached for the
+ * read path is the sandboxed one; a refused statement stays a read and fails there. */
 static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rconn, bool whole,
                         struct hrana_tables *tables)
+{
+    bool was = edge_store_sandboxed(rconn);
+    edge_store_sandbox(rconn, true);
+    int kind = classify_sql_in(sql, len, rconn, whole, tables);
+    edge_store_sandbox(rconn, was);
+    return kind;
+}
+
+static int classify_sql_in(const char *sql, size_t len, struct edge_store_conn *rconn, bool whole,
+                           struct hrana_tables *tables)
 {
     if (sql == NULL) {
         return 0; /* reported as an error when executed */
@@ -96,6 +110,9 @@ static int classify_sql(const char *sql, size_t len, struct edge_store_conn *rco
         sqlite3_stmt *st = NULL;
         size_t tail = 0;
         int rc = edge_store_prepare(rconn, sql + off, len - off, &st, &tail);
+        if ((rc & 0xff) == SQLITE_AUTH) {
+            return kind;
+        }
         if (rc != SQLITE_OK) {
             /* Often a statement about a table created earlier in the same unit. */
             if (tables != NULL && hrana__starts_ddl(sql + off, len - off)) {

@@ -40,7 +40,25 @@ static void set_sqlite_err(struct stmt_error *e, struct hrana_ctx *ctx, int rc)
     }
     const char *msg = sqlite3_errmsg(db);
     e->code = edge_store_code_name(rc);
+    if (edge_store_sandboxed(ctx->conn) && edge_store_refusal(ctx->conn)[0] != '\0') {
+        msg = edge_store_refusal(ctx->conn);
+        e->code = "SQLITE_AUTH";
+    }
     snprintf(e->message, sizeof(e->message), "%s", msg);
+}
+
+/* Client statements run in the store's sandbox (hrana_execute_request); edgelite's own
+ * statements around them (savepoints, the log entry, query_only) step out of it. */
+static bool own_begin(struct hrana_ctx *ctx)
+{
+    bool was = edge_store_sandboxed(ctx->conn);
+    edge_store_sandbox(ctx->conn, false);
+    return was;
+}
+
+static void own_end(struct hrana_ctx *ctx, bool was)
+{
+    if (was) edge_store_sandbox(ctx->conn, true);
 }
 
 static bool is_parse_error(const char *msg)
@@ -220,7 +238,9 @@ static void sync_readonly(struct hrana_ctx *ctx)
 {
     sqlite3 *db = edge_store_db(ctx->conn);
     if (ctx->readonly_txn && sqlite3_get_autocommit(db)) {
+        bool was = own_begin(ctx);
         sqlite3_exec(db, "PRAGMA query_only=0", NULL, NULL, NULL);
+        own_end(ctx, was);
         ctx->readonly_txn = false;
     }
 }
@@ -248,7 +268,19 @@ static bool is_ddl(sqlite3_stmt *st)
  * Every write runs inside its own SAVEPOINT so that a failing statement leaves the
  * database exactly as the change log records it (SQLite's OR FAIL would otherwise keep
  * part of a statement that the log then drops). */
+static int repl_pre_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, struct rx *x,
+                        struct stmt_error *e);
+
 static int repl_pre(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, struct rx *x, struct stmt_error *e)
+{
+    bool was = own_begin(ctx);
+    int r = repl_pre_own(ctx, st, tx, x, e);
+    own_end(ctx, was);
+    return r;
+}
+
+static int repl_pre_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, struct rx *x,
+                        struct stmt_error *e)
 {
     memset(x, 0, sizeof(*x));
     if (ctx->capture == NULL) return 0;
@@ -322,8 +354,20 @@ static const char *table_without_pk(sqlite3 *db)
 
 /* After stepping st (ok says whether it succeeded). Returns 0, or -1 with e set when a
  * successful statement had to be undone (its change could not be replicated). */
+static int repl_post_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, bool ok, struct rx *x,
+                         struct stmt_error *e);
+
 static int repl_post(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, bool ok, struct rx *x,
                      struct stmt_error *e)
+{
+    bool was = own_begin(ctx);
+    int r = repl_post_own(ctx, st, tx, ok, x, e);
+    own_end(ctx, was);
+    return r;
+}
+
+static int repl_post_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, bool ok, struct rx *x,
+                         struct stmt_error *e)
 {
     if (ctx->capture == NULL) return 0;
     sqlite3 *db = edge_store_db(ctx->conn);
@@ -410,7 +454,9 @@ static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, s
     tx = edge_store_txctl(sql, len);
     sqlite3 *db = edge_store_db(ctx->conn);
     if (tx == EDGE_TXCTL_BEGIN_READONLY && sqlite3_get_autocommit(db)) {
+        bool was = own_begin(ctx);
         sqlite3_exec(db, "PRAGMA query_only=1", NULL, NULL, NULL);
+        own_end(ctx, was);
         ctx->readonly_txn = true;
     }
     size_t tail = 0;
@@ -431,7 +477,7 @@ static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, s
         if (c == ';' || c == ' ' || c == '\n' || c == '\t' || c == '\r') continue;
         sqlite3_stmt *next = NULL;
         size_t t2 = 0;
-        int rc2 = sqlite3_prepare_v2(db, sql + i, (int)(len - i), &next, NULL);
+        int rc2 = edge_store_prepare_once(ctx->conn, sql + i, len - i, &next, NULL);
         (void)t2;
         bool more = rc2 != SQLITE_OK || next != NULL;
         sqlite3_finalize(next);
@@ -634,10 +680,14 @@ static int run_sequence_inner(struct hrana_ctx *ctx, json_t *req, struct stmt_er
         sqlite3_stmt *st = NULL;
         enum edge_txctl tx = edge_store_txctl(sql + off, len - off);
         if (tx == EDGE_TXCTL_BEGIN_READONLY && sqlite3_get_autocommit(db)) {
+            bool was = own_begin(ctx);
             sqlite3_exec(db, "PRAGMA query_only=1", NULL, NULL, NULL);
+            own_end(ctx, was);
             ctx->readonly_txn = true;
         }
-        int rc = sqlite3_prepare_v2(db, sql + off, (int)(len - off), &st, &tail);
+        size_t toff = 0;
+        int rc = edge_store_prepare_once(ctx->conn, sql + off, len - off, &st, &toff);
+        tail = sql + off + toff;
         if (rc != SQLITE_OK) {
             set_sqlite_err(e, ctx, rc);
             if (is_parse_error(e->message)) e->code = "SQL_PARSE_ERROR";
@@ -689,7 +739,7 @@ static int run_describe(struct hrana_ctx *ctx, json_t *req, struct edge_buf *out
         return -1;
     }
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(edge_store_db(ctx->conn), sql, (int)len, &st, NULL);
+    int rc = edge_store_prepare_once(ctx->conn, sql, len, &st, NULL);
     if (rc != SQLITE_OK || st == NULL) {
         if (rc == SQLITE_OK) {
             set_err(e, "SQL_NO_STATEMENT", "%sno SQL statement given", "");
@@ -793,6 +843,9 @@ int hrana_execute_request(struct hrana_ctx *ctx, json_t *req, enum hrana_wrap wr
 
     struct stmt_error e = {{0}, NULL};
     int r = 0;
+    /* Everything the client's request prepares or runs is sandboxed (store.h). */
+    bool sandboxed = ctx->conn != NULL && edge_store_sandboxed(ctx->conn);
+    if (ctx->conn != NULL) edge_store_sandbox(ctx->conn, true);
     if (strcmp(t, "execute") == 0) {
         rv = edge_buf_puts(out, ",\"result\":");
         if (rv == EDGE_OK) r = run_stmt(ctx, json_object_get(req, "stmt"), out, &e);
@@ -813,6 +866,7 @@ int hrana_execute_request(struct hrana_ctx *ctx, json_t *req, enum hrana_wrap wr
         rv = edge_buf_printf(out, ",\"is_autocommit\":%s", ac ? "true" : "false");
     }
     /* close, open_stream, close_stream: nothing more to say */
+    if (ctx->conn != NULL) edge_store_sandbox(ctx->conn, sandboxed);
     if (r == -2) {
         rv = EDGE_ETOOBIG;
     }
