@@ -3,10 +3,12 @@
 #include "api/node_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,16 +161,8 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
         .max_ws_message = n->cfg.max_body_bytes,
     };
     struct edge_http_handler h = {l, edge__api_on_request, edge__api_ws_on_message, edge__api_ws_on_close};
-    int fd = -1;
-    if (idx == 0) {
-        fd = l->listen_fd;
-    } else {
-        rv = edge_http_listen_socket(n->cfg.host, n->port, &fd, NULL);
-        if (rv != EDGE_OK) {
-            snprintf(l->errmsg, sizeof(l->errmsg), "listen %s:%d: %s", n->cfg.host, n->port, edge_strerror(rv));
-            return rv;
-        }
-    }
+    int fd = l->listen_fd; /* the node's socket (loop 0) or a dup of it */
+    l->listen_fd = -1;     /* the server owns it now */
     rv = edge_http_server_start(&l->loop, fd, &lim, &h, &l->http);
     if (rv != EDGE_OK) {
         snprintf(l->errmsg, sizeof(l->errmsg), "cannot serve on %s:%d", n->cfg.host, n->port);
@@ -187,6 +181,7 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
     return EDGE_OK;
 }
 
+/* The data directory holds every row: only its owner may enter it. */
 static int mkdir_p(const char *dir)
 {
     char tmp[4096];
@@ -194,12 +189,60 @@ static int mkdir_p(const char *dir)
     for (char *p = tmp + 1; *p; p++) {
         if (*p == '/') {
             *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+            if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -1;
             *p = '/';
         }
     }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -1;
+    struct stat st;
+    if (stat(tmp, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    if ((st.st_mode & 077) != 0 && st.st_uid == geteuid()) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "node: data directory %s was mode %03o, now 0700", dir,
+                 (unsigned)(st.st_mode & 0777));
+        if (chmod(tmp, 0700) != 0) return -1;
+    }
     return 0;
+}
+
+/* One node per data directory: data_dir/LOCK held with flock(2) while the node runs
+ * (the kernel drops it when the process dies, so a crash leaves nothing to clean up).
+ * The file names the holder's pid for the message a second node gives. */
+static int lock_data_dir(struct edge_node *n, char *errmsg, size_t errmsg_len)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/LOCK", n->data_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(errmsg, errmsg_len, "cannot open %s: %s", path, strerror(errno));
+        return EDGE_EIO;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t got = pread(fd, pid, sizeof(pid) - 1, 0);
+        pid[got > 0 ? got : 0] = '\0';
+        pid[strcspn(pid, "\r\n")] = '\0';
+        close(fd);
+        if (e == EWOULDBLOCK) {
+            snprintf(errmsg, errmsg_len, "data directory %s is in use by another edgelite node (pid %s)",
+                     n->data_dir, pid[0] ? pid : "unknown");
+            return EDGE_EBUSY;
+        }
+        snprintf(errmsg, errmsg_len, "cannot lock %s: %s", path, strerror(e));
+        return EDGE_EIO;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        snprintf(errmsg, errmsg_len, "cannot write %s: %s", path, strerror(errno));
+        close(fd);
+        return EDGE_EIO;
+    }
+    n->lock_fd = fd;
+    return EDGE_OK;
 }
 
 static void node_free(struct edge_node *n)
@@ -207,6 +250,7 @@ static void node_free(struct edge_node *n)
     if (n == NULL) return;
     for (int i = 0; i < n->n_loops; i++) {
         struct loop *l = &n->loops[i];
+        if (l->listen_fd >= 0) close(l->listen_fd); /* a loop that failed before its server took it */
         edge_store_close(l->rconn);
         uv_loop_close(&l->loop);
         pthread_mutex_destroy(&l->inbox_mu);
@@ -223,6 +267,7 @@ static void node_free(struct edge_node *n)
     edge_free(n->data_dir);
     edge_free(n->region);
     edge_free(n->db_path);
+    if (n->lock_fd >= 0) close(n->lock_fd); /* last: the database is closed by now */
     edge_free(n);
 }
 
@@ -233,6 +278,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     struct edge_store_conn *wconn = NULL;
     int listen_fd = -1;
     if (n == NULL) return EDGE_ENOMEM;
+    n->lock_fd = -1;
     n->cfg = *cfg;
     pthread_mutex_init(&n->streams_mu, NULL);
     pthread_mutex_init(&n->pool_mu, NULL);
@@ -268,6 +314,8 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
         rv = EDGE_EIO;
         goto out;
     }
+    rv = lock_data_dir(n, errmsg, errmsg_len);
+    if (rv != EDGE_OK) goto out;
     rv = edge_store_global_init(errmsg, errmsg_len);
     if (rv != EDGE_OK) goto out;
     edge_repl_behind_the_logs(&n->repl);
@@ -289,7 +337,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     rv = edge_http_listen_socket(cfg->host, cfg->port, &listen_fd, &n->port);
     if (rv != EDGE_OK) {
         snprintf(errmsg, errmsg_len, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
-                 rv == EDGE_EBUSY ? "address already in use" : edge_strerror(rv));
+                 rv == EDGE_EBUSY ? "address already in use (another process listens on it)" : edge_strerror(rv));
         goto out;
     }
     int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -302,15 +350,23 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     }
     for (int i = 0; i < threads; i++) {
         n->n_loops = i + 1;
-        if (i == 0) {
-            n->loops[0].listen_fd = listen_fd;
-            listen_fd = -1; /* owned by loop 0's server now */
+        n->loops[i].listen_fd = -1;
+        /* The port is bound once; every loop accepts on its own descriptor of that socket. */
+        int fd = i == threads - 1 ? listen_fd : fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
+        bool inited = fd >= 0;
+        if (!inited) {
+            snprintf(errmsg, errmsg_len, "cannot share the listening socket: %s", strerror(errno));
+            n->n_loops = i; /* loop i was never initialised */
+            rv = EDGE_EIO;
+        } else {
+            if (i == threads - 1) listen_fd = -1; /* owned by the last loop's server now */
+            n->loops[i].listen_fd = fd;
+            rv = loop_init(n, &n->loops[i], i);
+            if (rv != EDGE_OK) snprintf(errmsg, errmsg_len, "%s", n->loops[i].errmsg);
         }
-        rv = loop_init(n, &n->loops[i], i);
         if (rv != EDGE_OK) {
-            snprintf(errmsg, errmsg_len, "%s", n->loops[i].errmsg);
             /* Close what was started so far without running threads. */
-            for (int j = 0; j <= i; j++) {
+            for (int j = 0; j < (inited ? i + 1 : i); j++) {
                 struct loop *l = &n->loops[j];
                 if (l->http) edge_http_server_stop(l->http, on_server_stopped, l);
                 if (j == 0 && l->sweep_timer.data != NULL) uv_close((uv_handle_t *)&l->sweep_timer, NULL);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* An edgelite node: N libuv loops sharing one port (SO_REUSEPORT), each with its own
+/* An edgelite node: N libuv loops sharing one listening socket (dup'd), each with its own
  * read connection; one writer thread; Hrana over HTTP and WebSocket; the /v1 JSON API
  * and /metrics. */
 #ifndef EDGE_API_NODE_H

@@ -4,7 +4,7 @@
  * file offers the others. Not a public interface (node.h is).
  *
  * DESIGN
- * Threads. N loop threads accept on one port (SO_REUSEPORT). A unit of Hrana work (an
+ * Threads. N loop threads accept on one listening socket (each its own dup). A unit of Hrana work (an
  * HTTP pipeline, or one WebSocket request) is classified with SQLite itself
  * (sqlite3_stmt_readonly on the loop's read connection) and then runs where it must:
  *  - only reads: inline on the loop that received it, on that loop's read connection;
@@ -100,6 +100,7 @@ struct edge_httpca;
 
 struct edge_node {
     struct edge_node_config cfg;
+    int lock_fd; /* data_dir/LOCK, flock'ed for the node's lifetime; -1 if none */
     char *data_dir;
     char *region;
     char *db_path;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api/node.h"
@@ -155,6 +156,20 @@ int edge_cli_serve(int argc, char **argv)
             return 2;
         }
         if (region == NULL && conf->n_regions == 1) region = conf->regions[0].id;
+        if (region == NULL) {
+            /* Running as some default region would pull a snapshot with the secret and
+             * then be refused by every peer: the operator must say which one this is. */
+            char ids[512] = "";
+            size_t used = 0;
+            for (size_t i = 0; i < conf->n_regions && used < sizeof(ids); i++) {
+                int w = snprintf(ids + used, sizeof(ids) - used, "%s%s", i ? ", " : "", conf->regions[i].id);
+                if (w < 0) break;
+                used += (size_t)w;
+            }
+            fprintf(stderr, "edgelite serve: %s names %zu regions (%s): --region is required\n", config,
+                    conf->n_regions, ids);
+            goto out;
+        }
         if (region != NULL) {
             const struct edge_conf_region *r = edge_conf_region_find(conf, region);
             if (r == NULL) {
@@ -196,11 +211,16 @@ int edge_cli_serve(int argc, char **argv)
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old); /* threads created now inherit the mask */
 
+    /* Files the node creates (the database, its WAL, LOCK) are the owner's only. */
+    umask(077);
     struct edge_node *node = NULL;
     char err[512] = "";
-    if (edge_node_start(&cfg, &node, err, sizeof(err)) != EDGE_OK) {
+    int srv = edge_node_start(&cfg, &node, err, sizeof(err));
+    if (srv != EDGE_OK) {
         fprintf(stderr, "edgelite serve: %s\n", err);
-        rc = 1;
+        /* Exit 2 when the data directory or the port belongs to someone else: a usage
+         * problem to fix, not a crash to retry. */
+        rc = srv == EDGE_EBUSY ? 2 : 1;
         goto out;
     }
     printf("edgelite: listening on http://%s:%d (region %s, data %s)\n", cfg.host, edge_node_port(node), cfg.region,

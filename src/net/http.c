@@ -571,9 +571,11 @@ int edge_http_listen_socket(const char *host, int port, int *out_fd, int *out_po
         return edge__err_from_errno(errno);
     }
     int one = 1;
+    /* SO_REUSEADDR only lets a restart bind over connections in TIME_WAIT; no
+     * SO_REUSEPORT, so a second process cannot bind the port and take half the
+     * requests. The node's loops share this one socket (node.c). */
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-        bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fd, 1024) != 0) {
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fd, 1024) != 0) {
         int e = errno;
         close(fd);
         return e == EADDRINUSE ? EDGE_EBUSY : edge__err_from_errno(e);

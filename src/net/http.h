@@ -73,8 +73,9 @@ void edge_http_server_stop(struct edge_http_server *s, void (*cb)(void *arg), vo
 /* Counters of this listener (any thread; copied). */
 void edge_http_server_stats(struct edge_http_server *s, struct edge_http_stats *out);
 
-/* Create a listening TCP socket bound to host:port with SO_REUSEPORT so that several
- * loops can share the port. port 0 picks a free port: *out_port says which. */
+/* Create a listening TCP socket bound to host:port (no SO_REUSEPORT: a port taken by
+ * another socket is EDGE_EBUSY). Several loops share it through dup'd descriptors.
+ * port 0 picks a free port: *out_port says which. */
 int edge_http_listen_socket(const char *host, int port, int *out_fd, int *out_port);
 
 /* Answer the current request. Copies body. extra_headers is NULL or a block of
