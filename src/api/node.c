@@ -97,6 +97,59 @@ static void compact_tick(uv_timer_t *t)
     edge_repl_compact(&n->repl);
 }
 
+/* A Hrana WebSocket session with a request queued or running must not be closed yet. */
+static bool ws_busy(void *ud, struct edge_http_conn *c)
+{
+    (void)ud;
+    struct ws_session *s = edge_http_conn_ud(c);
+    return s != NULL && !s->closed && (s->busy || s->q_head != NULL);
+}
+
+static void drain_tick(uv_timer_t *t)
+{
+    struct loop *l = t->data;
+    if (l->stopping || l->http == NULL) {
+        l->busy_conns = 0;
+        return;
+    }
+    l->busy_conns = (long)edge_http_server_close_idle(l->http, ws_busy, l);
+}
+
+static void on_drain(uv_async_t *a)
+{
+    struct loop *l = a->data;
+    if (l->draining || l->stopping) return;
+    l->draining = true;
+    if (l->http != NULL) edge_http_server_drain(l->http);
+    /* The listener and idle connections are closed only after a moment: a request
+     * already on its way (sent before the stop began, perhaps still in the accept
+     * queue) is read and answered first. */
+    uv_timer_start(&l->drain_timer, drain_tick, 200, 20);
+}
+
+void edge_node_drain(struct edge_node *n)
+{
+    for (int i = 0; i < n->n_loops; i++) {
+        uv_async_send(&n->loops[i].drain_async);
+    }
+}
+
+bool edge_node_drained(struct edge_node *n)
+{
+    return edge_node_busy_connections(n) == 0;
+}
+
+long edge_node_busy_connections(struct edge_node *n)
+{
+    long busy = 0;
+    for (int i = 0; i < n->n_loops; i++) {
+        long b = n->loops[i].busy_conns;
+        if (b < 0) return -1; /* not counted yet */
+        busy += b;
+    }
+    return busy;
+}
+
 static void on_server_stopped(void *arg)
 {
     struct loop *l = arg;
@@ -111,6 +164,8 @@ static void on_stop(uv_async_t *a)
     if (l->stopping) return;
     l->stopping = true;
     uv_close((uv_handle_t *)&l->stop_async, NULL);
+    uv_close((uv_handle_t *)&l->drain_async, NULL);
+    uv_close((uv_handle_t *)&l->drain_timer, NULL);
     edge__api_snap_end(&l->snap_check);
     uv_close((uv_handle_t *)&l->snap_check, NULL);
     if (l->idx == 0) {
@@ -142,6 +197,11 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
     l->inbox_async.data = l;
     uv_async_init(&l->loop, &l->stop_async, on_stop);
     l->stop_async.data = l;
+    uv_async_init(&l->loop, &l->drain_async, on_drain);
+    l->drain_async.data = l;
+    uv_timer_init(&l->loop, &l->drain_timer);
+    l->drain_timer.data = l;
+    l->busy_conns = -1;
     uv_async_init(&l->loop, &l->wake_async, on_wake);
     l->wake_async.data = l;
     l->wake_ready = true;
@@ -373,6 +433,8 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
                 if (j == 0 && l->compact_timer.data != NULL) uv_close((uv_handle_t *)&l->compact_timer, NULL);
                 uv_close((uv_handle_t *)&l->inbox_async, NULL);
                 uv_close((uv_handle_t *)&l->stop_async, NULL);
+                uv_close((uv_handle_t *)&l->drain_async, NULL);
+                uv_close((uv_handle_t *)&l->drain_timer, NULL);
                 if (l->snap_check.data != NULL) uv_close((uv_handle_t *)&l->snap_check, NULL);
                 edge__api_wait_stop(l);
                 if (l->wake_ready) uv_close((uv_handle_t *)&l->wake_async, NULL);
@@ -417,6 +479,9 @@ void edge_node_stop(struct edge_node *n)
 {
     for (int i = 0; i < n->n_loops; i++) {
         uv_async_send(&n->loops[i].stop_async);
+        /* A read still running inline on a loop would hold up the stop until its time
+         * budget ends (or for ever without one). */
+        sqlite3_interrupt(edge_store_db(n->loops[i].rconn));
     }
     edge_repl_peers_stop(&n->repl);
     /* Queued writes finish and are delivered to the (still running) loops, whose

@@ -42,6 +42,16 @@ struct edge_node;
 int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, char *errmsg, size_t errmsg_len);
 /* The port actually bound. */
 int edge_node_port(const struct edge_node *n);
+/* Graceful stop, first step (any thread): stop accepting connections and let the open
+ * ones finish what they have in flight; each is closed once idle (HTTP keep-alive: after
+ * its last answer, with "Connection: close"; WebSocket: with a 1001 close once no
+ * request is open). Then poll edge_node_drained and call edge_node_stop. */
+void edge_node_drain(struct edge_node *n);
+/* True once every loop has drained and no connection is busy any more. */
+bool edge_node_drained(struct edge_node *n);
+/* How many connections are still busy (for the log line of a stop that timed out); -1
+ * while a loop has not counted yet (it may be running a long request). */
+long edge_node_busy_connections(struct edge_node *n);
 /* Stop accepting, close connections (rolling back open streams), finish queued
  * writes, close the database, free the node. Any thread but the node's own. */
 void edge_node_stop(struct edge_node *n);

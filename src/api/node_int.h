@@ -138,6 +138,10 @@ struct loop {
     uv_async_t stop_async;
     uv_async_t wake_async; /* replication progress: re-check waiting requests */
     _Atomic bool wake_ready;
+    uv_async_t drain_async;   /* edge_node_drain: stop accepting, let requests finish */
+    uv_timer_t drain_timer;   /* while draining: close what has become idle */
+    bool draining;
+    _Atomic long busy_conns;  /* while draining: connections still busy; -1 until the first count */
     uv_timer_t sweep_timer;   /* loop 0 only */
     uv_timer_t compact_timer; /* loop 0 only */
     struct edge__api_waits *waits; /* requests parked until an event (hrana/wait.c) */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/node.h"
@@ -33,6 +34,8 @@ static void usage(void)
             "  --log-keep N             acknowledged log entries kept per origin (default 1000)\n"
             "  --compact-interval-ms N  how often the log is compacted (default 5000)\n"
             "  --synchronous full       fsync every commit (default: normal, WAL)\n"
+            "  --shutdown-timeout S     on SIGTERM/SIGINT, seconds to let requests in flight finish (default 10;\n"
+            "                           a second signal stops at once)\n"
             "  --emulate-wan FILE       delay peer traffic by the RTTs of a regions.json latency matrix\n");
 }
 
@@ -65,12 +68,47 @@ static int parse_listen(const char *s, char *host, size_t hostlen, int *port)
 static volatile sig_atomic_t got_signal;
 static void on_signal(int sig) { got_signal = sig; }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Let the requests in flight finish (every committed write gets its answer) until the
+ * node is idle, the timeout passes or a second signal asks to stop at once. The signals
+ * are blocked on this thread, so sigtimedwait takes the second one. */
+static void graceful_stop(struct edge_node *node, const sigset_t *signals, uint64_t timeout_s)
+{
+    edge_node_drain(node);
+    uint64_t deadline = now_ms() + timeout_s * 1000u;
+    while (!edge_node_drained(node)) {
+        if (now_ms() >= deadline) {
+            long busy = edge_node_busy_connections(node);
+            if (busy >= 0) {
+                fprintf(stderr, "edgelite: shutdown timeout: closing %ld connections still busy\n", busy);
+            } else {
+                fprintf(stderr, "edgelite: shutdown timeout: closing the connections still busy (a loop is still "
+                                "running a request)\n");
+            }
+            return;
+        }
+        struct timespec step = {0, 20 * 1000 * 1000};
+        int sig = sigtimedwait(signals, NULL, &step);
+        if (sig == SIGINT || sig == SIGTERM) {
+            fprintf(stderr, "edgelite: second signal: stopping at once\n");
+            return;
+        }
+    }
+}
+
 int edge_cli_serve(int argc, char **argv)
 {
     struct edge_node_config cfg;
     edge_node_config_defaults(&cfg);
     const char *listen = NULL, *data = NULL, *config = NULL, *region = NULL, *level = "info", *wan = NULL;
     struct edge_regions *regions = NULL;
+    uint64_t shutdown_timeout_s = 10;
     char host[256] = "127.0.0.1";
     struct edge_conf *conf = NULL;
     int rc = 2;
@@ -101,7 +139,8 @@ int edge_cli_serve(int argc, char **argv)
         } else if (strcmp(a, "--threads") == 0 || strcmp(a, "--max-body-bytes") == 0 ||
                    strcmp(a, "--stream-timeout-ms") == 0 || strcmp(a, "--query-timeout-ms") == 0 ||
                    strcmp(a, "--bookmark-timeout-ms") == 0 || strcmp(a, "--strong-timeout-ms") == 0 ||
-                   strcmp(a, "--log-keep") == 0 || strcmp(a, "--compact-interval-ms") == 0) {
+                   strcmp(a, "--log-keep") == 0 || strcmp(a, "--compact-interval-ms") == 0 ||
+                   strcmp(a, "--shutdown-timeout") == 0) {
             NEED_ARG();
             if (parse_u64(v, &num) != 0) {
                 fprintf(stderr, "edgelite serve: %s expects a non-negative integer, got '%s'\n", a, v);
@@ -120,6 +159,9 @@ int edge_cli_serve(int argc, char **argv)
                 cfg.bookmark_timeout_ms = num;
             } else if (strcmp(a, "--strong-timeout-ms") == 0) {
                 cfg.strong_timeout_ms = num;
+            } else if (strcmp(a, "--shutdown-timeout") == 0) {
+                if (num > 3600) { fprintf(stderr, "edgelite serve: --shutdown-timeout must be 0..3600 seconds\n"); return 2; }
+                shutdown_timeout_s = num;
             } else if (strcmp(a, "--log-keep") == 0) {
                 cfg.log_keep = num;
             } else if (strcmp(a, "--compact-interval-ms") == 0) {
@@ -229,7 +271,9 @@ int edge_cli_serve(int argc, char **argv)
     while (!got_signal) {
         sigsuspend(&old);
     }
-    fprintf(stderr, "edgelite: %s received, stopping\n", got_signal == SIGINT ? "SIGINT" : "SIGTERM");
+    fprintf(stderr, "edgelite: %s received, stopping: no new connections, up to %llu s for requests in flight\n",
+            got_signal == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)shutdown_timeout_s);
+    graceful_stop(node, &block, shutdown_timeout_s);
     edge_node_stop(node);
     fprintf(stderr, "edgelite: stopped\n");
     rc = 0;

@@ -279,7 +279,8 @@ void edge_http_respond(struct edge_http_conn *c, int status, const char *content
     if (EDGE_NEVER(r == NULL || !c->in_flight)) {
         return;
     }
-    bool keep = r->keep_alive && !c->dead;
+    /* A draining server closes the connection after the last queued answer. */
+    bool keep = r->keep_alive && !c->dead && !(c->s != NULL && c->s->draining && r->next == NULL);
     if (!c->closing) {
         char head[1024];
         int hlen = snprintf(head, sizeof(head),
@@ -637,8 +638,54 @@ static void server_maybe_done(struct edge_http_server *s)
 static void on_listener_closed(uv_handle_t *h)
 {
     struct edge_http_server *s = h->data;
-    s->pending_closes--;
-    server_maybe_done(s);
+    s->listener_closed = true;
+    if (s->stopping) {
+        s->pending_closes--;
+        server_maybe_done(s);
+    }
+}
+
+void edge_http_server_drain(struct edge_http_server *s)
+{
+    if (s->draining || s->stopping) return;
+    s->draining = true;
+}
+
+static void close_listener(struct edge_http_server *s)
+{
+    if (!s->listener_closing) {
+        s->listener_closing = true;
+        uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    }
+}
+
+size_t edge_http_server_close_idle(struct edge_http_server *s, bool (*ws_busy)(void *ud, struct edge_http_conn *c),
+                                   void *ud)
+{
+    size_t busy = 0;
+    struct edge_http_conn *next = NULL;
+    close_listener(s);
+    for (struct edge_http_conn *c = s->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->closing || c->lingering || c->drain_closed) continue;
+        if (c->ws == NULL) {
+            if (c->q_head == NULL && !c->in_flight && c->out_bytes == 0) {
+                c->close_after_write = true;
+                conn_finish(c);
+            } else {
+                busy++;
+            }
+            continue;
+        }
+        bool own = c->ws_on_message == NULL;
+        if (c->out_bytes == 0 && !(own && ws_busy != NULL && ws_busy(ud, c))) {
+            c->drain_closed = true;
+            edge_http_ws_close(c, 1001, "the server is shutting down");
+        } else {
+            busy++;
+        }
+    }
+    return busy;
 }
 
 void edge_http_server_stop(struct edge_http_server *s, void (*cb)(void *arg), void *arg)
@@ -646,7 +693,14 @@ void edge_http_server_stop(struct edge_http_server *s, void (*cb)(void *arg), vo
     s->stopping = true;
     s->stop_cb = cb;
     s->stop_arg = arg;
-    s->pending_closes = 1;
+    s->pending_closes = 0;
+    if (!s->listener_closing) {
+        s->listener_closing = true;
+        s->pending_closes++;
+        uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    } else if (!s->listener_closed) {
+        s->pending_closes++; /* closed by drain; its callback is still to come */
+    }
     for (struct edge_http_conn *c = s->conns; c != NULL; c = c->next) {
         if (!c->closing) {
             s->pending_closes++;
@@ -655,5 +709,5 @@ void edge_http_server_stop(struct edge_http_server *s, void (*cb)(void *arg), vo
             s->pending_closes++; /* its close callback is still to come */
         }
     }
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    server_maybe_done(s); /* nothing left to close: done now */
 }

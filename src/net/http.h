@@ -70,6 +70,18 @@ int edge_http_server_start(uv_loop_t *loop, int fd, const struct edge_http_limit
 /* Stop accepting and close every connection; `cb` runs when all handles are closed
  * (the server is freed before it runs). Loop thread. */
 void edge_http_server_stop(struct edge_http_server *s, void (*cb)(void *arg), void *arg);
+/* Graceful stop, first step: every answer from now on ends its connection ("Connection:
+ * close" after the last queued request). Loop thread. Then, after a moment for requests
+ * already on their way, call edge_http_server_close_idle (which closes the listener: no
+ * new connections) until it says nothing is busy, and edge_http_server_stop. */
+void edge_http_server_drain(struct edge_http_server *s);
+/* While draining: close every connection with nothing in flight (HTTP: no request queued
+ * or unanswered, nothing unsent; WebSocket: nothing unsent and ws_busy, when given, says
+ * the session has no request open, then a 1001 close). Returns how many connections are
+ * still busy. Peer links (own WebSocket handlers) are closed as idle: their peer resends
+ * what was not acknowledged. Loop thread. */
+size_t edge_http_server_close_idle(struct edge_http_server *s, bool (*ws_busy)(void *ud, struct edge_http_conn *c),
+                                   void *ud);
 /* Counters of this listener (any thread; copied). */
 void edge_http_server_stats(struct edge_http_server *s, struct edge_http_stats *out);
 

@@ -27,6 +27,9 @@ struct edge_http_server {
     char read_buf[READ_BUF_SIZE]; /* shared: data is consumed synchronously in read_cb */
     bool read_buf_busy;
     bool stopping;
+    bool draining;         /* edge_http_server_drain: answer what is in flight, accept nothing */
+    bool listener_closing; /* uv_close called on the listener (by drain or stop) */
+    bool listener_closed;  /* its close callback ran */
     int pending_closes; /* listener + connections still closing during stop */
     void (*stop_cb)(void *arg);
     void *stop_arg;
@@ -63,6 +66,7 @@ struct edge_http_conn {
     bool lingering;                /* answer sent: write side shut, discarding input until EOF */
     uv_shutdown_t shutdown_req;
     bool dead;                     /* no more input accepted */
+    bool drain_closed;             /* WebSocket: told to go away by a draining server */
     int handles_open;
     int refs;
     uint64_t last_activity_ms;
