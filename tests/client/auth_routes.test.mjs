@@ -178,3 +178,43 @@ describe('auth.public_metrics: true opens /metrics only', { timeout: 60000 }, ()
     assert.equal(p.status, 401);
   });
 });
+
+describe('on a region of a cluster, the cluster routes open with the secret only', { timeout: 60000 }, () => {
+  let node;
+  let dir;
+  let rw;
+  const secret = 'routes-test-secret';
+  before(async () => {
+    dir = tmpDir('edgelite-routes-cluster-');
+    const keys = makeKeyPair();
+    const keyFile = writeKey(dir, 'jwt.pem', keys);
+    const cfg = path.join(dir, 'edge.yaml');
+    // Region b is never started: its port refuses, so a starts empty.
+    fs.writeFileSync(cfg, `cluster: { name: routes, secret: ${secret} }\nregions:\n  - id: a\n    url: http://127.0.0.1:1\n`
+      + `  - id: b\n    url: http://127.0.0.1:9\nauth:\n  jwt_public_key_file: ${keyFile}\n`);
+    node = await startNode({ args: ['--config', cfg, '--region', 'a'] });
+    rw = signJwt(keys.privateKey, { a: 'rw', exp: nowS() + 3600 });
+  });
+  after(async () => {
+    if (node) await node.destroy();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('/v1/snapshot: the secret, not a JWT; /v1/status: a JWT or the secret', T, async () => {
+    const snap = (headers) => rawHttp(node.port, httpRequest('GET', '/v1/snapshot', { headers }), { timeoutMs: 10000 });
+    assert.equal((await snap({})).status, 401);
+    assert.equal((await snap({ Authorization: `Bearer ${rw}` })).status, 401);
+    assert.equal((await snap({ 'X-Edge-Cluster-Secret': 'wrong' })).status, 401);
+    const ok = await snap({ 'X-Edge-Cluster-Secret': secret });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.subarray(0, 15).toString('latin1'), 'SQLite format 3');
+
+    assert.equal((await get(node, '/v1/status')).status, 401);
+    assert.equal((await get(node, '/v1/status', { 'x-edge-cluster-secret': 'wrong' })).status, 401);
+    assert.equal((await get(node, '/v1/status', { 'x-edge-cluster-secret': secret })).status, 200);
+    assert.equal((await get(node, '/v1/status', { authorization: `Bearer ${rw}` })).status, 200);
+    // The secret opens nothing else.
+    assert.equal((await get(node, '/v1/conflicts', { 'x-edge-cluster-secret': secret })).status, 401);
+    assert.equal((await get(node, '/metrics', { 'x-edge-cluster-secret': secret })).status, 401);
+  });
+});
