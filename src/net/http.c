@@ -668,21 +668,24 @@ size_t edge_http_server_close_idle(struct edge_http_server *s, bool (*ws_busy)(v
     for (struct edge_http_conn *c = s->conns; c != NULL; c = next) {
         next = c->next;
         if (c->closing || c->lingering || c->drain_closed) continue;
+        bool idle;
         if (c->ws == NULL) {
-            if (c->q_head == NULL && !c->in_flight && c->out_bytes == 0) {
-                c->close_after_write = true;
-                conn_finish(c);
-            } else {
-                busy++;
-            }
-            continue;
+            idle = c->q_head == NULL && !c->in_flight && c->out_bytes == 0;
+        } else {
+            bool own = c->ws_on_message == NULL;
+            idle = c->out_bytes == 0 && !(own && ws_busy != NULL && ws_busy(ud, c));
         }
-        bool own = c->ws_on_message == NULL;
-        if (c->out_bytes == 0 && !(own && ws_busy != NULL && ws_busy(ud, c))) {
+        /* Idle at two calls in a row: the loop has polled in between, so bytes that had
+         * already arrived (a request sent before the stop) were read. */
+        c->drain_idle = idle ? c->drain_idle + 1 : 0;
+        if (c->drain_idle < 2) {
+            busy++;
+        } else if (c->ws == NULL) {
+            c->close_after_write = true;
+            conn_finish(c);
+        } else {
             c->drain_closed = true;
             edge_http_ws_close(c, 1001, "the server is shutting down");
-        } else {
-            busy++;
         }
     }
     return busy;

@@ -75,10 +75,10 @@ void edge_http_server_stop(struct edge_http_server *s, void (*cb)(void *arg), vo
  * already on their way, call edge_http_server_close_idle (which closes the listener: no
  * new connections) until it says nothing is busy, and edge_http_server_stop. */
 void edge_http_server_drain(struct edge_http_server *s);
-/* While draining: close every connection with nothing in flight (HTTP: no request queued
- * or unanswered, nothing unsent; WebSocket: nothing unsent and ws_busy, when given, says
- * the session has no request open, then a 1001 close). Returns how many connections are
- * still busy. Peer links (own WebSocket handlers) are closed as idle: their peer resends
+/* While draining: close every connection found with nothing in flight at this call and
+ * the one before (HTTP: no request queued or unanswered, nothing unsent; WebSocket:
+ * nothing unsent and ws_busy, when given, says the session has no request open, then a
+ * 1001 close). Returns how many connections are still open and not being closed. Peer links (own WebSocket handlers) are closed as idle: their peer resends
  * what was not acknowledged. Loop thread. */
 size_t edge_http_server_close_idle(struct edge_http_server *s, bool (*ws_busy)(void *ud, struct edge_http_conn *c),
                                    void *ud);

@@ -67,6 +67,7 @@ struct edge_http_conn {
     uv_shutdown_t shutdown_req;
     bool dead;                     /* no more input accepted */
     bool drain_closed;             /* WebSocket: told to go away by a draining server */
+    int drain_idle;                /* consecutive edge_http_server_close_idle calls that saw it idle */
     int handles_open;
     int refs;
     uint64_t last_activity_ms;
