@@ -343,6 +343,51 @@ static void test_pipelined_waits_for_inflight(void **state)
     client_close(cl);
 }
 
+/* A draining server: the listener closes, an idle keep-alive connection is closed once
+ * seen idle twice, a request in flight and the one pipelined behind it are answered (the
+ * last with Connection: close), and then nothing is busy. */
+static void test_drain_answers_in_flight_closes_idle(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r[MAX_RESP];
+    struct client *idle = client_open(fx);
+    client_sends(idle, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(pump(fx, idle, 1, r), 1);
+    struct client *busy = client_open(fx);
+    client_sends(busy, "GET /defer HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int i = 0; i < PUMP_MAX && fx->deferred == NULL; i++) {
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    }
+    assert_non_null(fx->deferred);
+
+    edge_http_server_drain(fx->s);
+    /* First look: nothing closed yet, both still count. */
+    assert_int_equal(edge_http_server_close_idle(fx->s, NULL, NULL), 2);
+    pump_idle(fx, idle, 5);
+    assert_false(idle->eof);
+    /* Second look: the idle one goes, the busy one stays. */
+    assert_int_equal(edge_http_server_close_idle(fx->s, NULL, NULL), 1);
+    pump(fx, idle, -1, NULL);
+    assert_true(idle->eof);
+    /* The listener is closed: no new connection. */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_not_equal(connect(fd, (struct sockaddr *)&fx->addr, sizeof(fx->addr)), 0);
+    close(fd);
+
+    edge_http_respond(fx->deferred, 200, "text/plain", NULL, "late", 4);
+    assert_int_equal(pump(fx, busy, -1, r), 2);
+    assert_body(&r[0], "late");
+    assert_false(head_has(&r[0], "Connection: close"));
+    assert_body(&r[1], "/after");
+    assert_true(head_has(&r[1], "Connection: close"));
+    assert_true(busy->eof);
+    for (int i = 0; i < 50; i++) uv_run(&fx->loop, UV_RUN_NOWAIT);
+    assert_int_equal(edge_http_server_close_idle(fx->s, NULL, NULL), 0);
+    client_close(idle);
+    client_close(busy);
+}
+
 static void test_oversized_content_length_413(void **state)
 {
     struct fixture *fx = *state;
@@ -641,6 +686,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keepalive_two_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_waits_for_inflight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain_answers_in_flight_closes_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_content_length_413, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_chunked_body_413, setup, teardown),
         cmocka_unit_test_setup_teardown(test_huge_headers_431, setup, teardown),
