@@ -82,10 +82,17 @@ static bool is_edge_name(const char *name)
     return name != NULL && strncasecmp(name, "_edge_", 6) == 0;
 }
 
+static bool ident_char(unsigned char ch)
+{
+    return ch == '_' || ch == '$' || ch >= 0x80 || (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z');
+}
+
+/* Whether the text names an identifier starting with _edge_ (quoted or not): a name
+ * cannot be computed in SQL, so it must appear literally. "is_edge_case" does not count. */
 static bool text_mentions_edge(const char *s, size_t len)
 {
     for (size_t i = 0; s != NULL && i + 6 <= len; i++) {
-        if (strncasecmp(s + i, "_edge_", 6) == 0) return true;
+        if (strncasecmp(s + i, "_edge_", 6) == 0 && (i == 0 || !ident_char((unsigned char)s[i - 1]))) return true;
     }
     return false;
 }
@@ -145,10 +152,15 @@ static int sandbox_check(struct edge_store_conn *c, int action, const char *a, c
     case SQLITE_DROP_VIEW:
         return is_edge_name(a) ? refuse(c, "writing %s is not allowed: _edge_* tables are edgelite's own", a)
                                : SQLITE_OK;
+    case SQLITE_ALTER_TABLE:
+        /* The new name of a RENAME is not an argument: look for it in the text. */
+        if (!is_edge_name(b) && text_mentions_edge(c->preparing, c->preparing_len)) {
+            return refuse(c, "%sa table may not be renamed into the _edge_* names", "");
+        }
+        /* fall through */
     case SQLITE_CREATE_INDEX:
     case SQLITE_DROP_INDEX:
     case SQLITE_DROP_TRIGGER:
-    case SQLITE_ALTER_TABLE:
         return is_edge_name(b) || is_edge_name(a)
                    ? refuse(c, "changing %s is not allowed: _edge_* tables are edgelite's own", is_edge_name(b) ? b : a)
                    : SQLITE_OK;

@@ -71,6 +71,8 @@ describe('the SQL sandbox on client connections', { timeout: 240000 }, () => {
     ['CREATE VIEW peek AS SELECT * FROM _edge_crdt', /view/],
     ['CREATE TRIGGER tr AFTER INSERT ON parent BEGIN DELETE FROM _edge_crdt_ops; END', /trigger/],
     ['CREATE TEMP TABLE scratch (a)', /TEMP/],
+    ['ALTER TABLE parent RENAME TO "_edge_parent"', /renamed/],
+    ['ALTER TABLE _edge_crdt ADD COLUMN x', /_edge_crdt/],
   ];
 
   async function state() {
@@ -152,6 +154,13 @@ describe('the SQL sandbox on client connections', { timeout: 240000 }, () => {
         } finally {
           rtx.close();
         }
+        // A name that only contains "_edge_" is no edgelite name: triggers and views may use it.
+        const tn = `flags_${scheme}`;
+        await c.execute(`CREATE TABLE ${tn} (id INTEGER PRIMARY KEY, is_edge_case INTEGER)`);
+        await c.execute(`CREATE TRIGGER ${tn}_tr AFTER INSERT ON ${tn} BEGIN UPDATE ${tn} SET is_edge_case = 1 WHERE id = new.id; END`);
+        await c.execute(`CREATE VIEW ${tn}_v AS SELECT is_edge_case FROM ${tn}`);
+        await c.execute(`INSERT INTO ${tn} (id) VALUES (1)`);
+        assert.equal(Number((await c.execute(`SELECT is_edge_case FROM ${tn}_v`)).rows[0][0]), 1);
         const wtx = await c.transaction('write');
         await wtx.execute(`INSERT INTO parent VALUES (${scheme === 'ws' ? 20 : 30})`);
         await wtx.commit();
