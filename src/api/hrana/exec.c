@@ -18,11 +18,6 @@
 /* Execution                                                                          */
 /* ---------------------------------------------------------------------------------- */
 
-struct stmt_error {
-    char message[512];
-    const char *code;
-};
-
 static void set_err(struct stmt_error *e, const char *code, const char *fmt, const char *a)
 {
     e->code = code;
@@ -169,7 +164,7 @@ static int bind_args(sqlite3_stmt *st, json_t *stmt, struct stmt_error *e)
     return 0;
 }
 
-static int write_value(struct edge_buf *out, sqlite3_stmt *st, int col)
+int hrana__write_value(struct edge_buf *out, sqlite3_stmt *st, int col)
 {
     int rv = EDGE_OK;
     switch (sqlite3_column_type(st, col)) {
@@ -207,7 +202,7 @@ static int write_value(struct edge_buf *out, sqlite3_stmt *st, int col)
     return rv;
 }
 
-static int write_cols(struct edge_buf *out, sqlite3_stmt *st)
+int hrana__write_cols(struct edge_buf *out, sqlite3_stmt *st)
 {
     int rv = edge_buf_puts(out, "\"cols\":[");
     int n = sqlite3_column_count(st);
@@ -434,13 +429,70 @@ static int repl_post_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txct
     return ret;
 }
 
-/* Run one statement; on success append a StmtResult object to out. On failure out is
- * unchanged and e says why; returns -1. Returns -2 when out could not be written. */
+/* The StmtResult JSON of execute and batch, as a result sink. */
+struct stmt_json {
+    struct edge_buf *out;
+    uint64_t n;
+};
+
+static int sj_begin(void *ud, sqlite3_stmt *st)
+{
+    struct stmt_json *j = ud;
+    int rv = edge_buf_putc(j->out, '{');
+    if (rv == EDGE_OK) rv = hrana__write_cols(j->out, st);
+    if (rv == EDGE_OK) rv = edge_buf_puts(j->out, ",\"rows\":[");
+    return rv;
+}
+
+static int sj_row(void *ud, sqlite3_stmt *st)
+{
+    struct stmt_json *j = ud;
+    int rv = j->n++ > 0 ? edge_buf_putc(j->out, ',') : EDGE_OK;
+    if (rv == EDGE_OK) rv = edge_buf_putc(j->out, '[');
+    int ncol = sqlite3_column_count(st);
+    for (int c = 0; c < ncol && rv == EDGE_OK; c++) {
+        if (c > 0) rv = edge_buf_putc(j->out, ',');
+        if (rv == EDGE_OK) rv = hrana__write_value(j->out, st, c);
+    }
+    if (rv == EDGE_OK) rv = edge_buf_putc(j->out, ']');
+    return rv;
+}
+
+static int sj_end(void *ud, int64_t affected, bool has_rowid, int64_t rowid, uint64_t rows_read)
+{
+    struct stmt_json *j = ud;
+    char rid[32] = "null";
+    if (has_rowid) snprintf(rid, sizeof(rid), "\"%lld\"", (long long)rowid);
+    return edge_buf_printf(j->out,
+                           "],\"affected_row_count\":%lld,\"last_insert_rowid\":%s,\"rows_read\":%llu,"
+                           "\"rows_written\":%lld}",
+                           (long long)affected, rid, (unsigned long long)rows_read, (long long)affected);
+}
+
+static size_t sj_mark(void *ud)
+{
+    return ((struct stmt_json *)ud)->out->len;
+}
+
+static void sj_rewind(void *ud, size_t mark)
+{
+    struct edge_buf *out = ((struct stmt_json *)ud)->out;
+    out->len = mark;
+    if (out->data) out->data[mark] = '\0';
+}
+
 static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, struct stmt_error *e)
+{
+    struct stmt_json j = {out, 0};
+    const struct hrana__rows rows = {sj_begin, sj_row, sj_end, sj_mark, sj_rewind, &j};
+    return hrana__run_stmt(ctx, stmt, &rows, e);
+}
+
+int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__rows *rs, struct stmt_error *e)
 {
     size_t len = 0;
     const char *sql = hrana__stmt_sql(stmt, ctx->sqls, &len);
-    size_t mark = out->len;
+    size_t mark = rs->mark(rs->ud);
     sqlite3_stmt *st = NULL;
     int ret = -1;
     enum edge_txctl tx = EDGE_TXCTL_NONE;
@@ -501,25 +553,14 @@ static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, s
     json_t *wr = json_object_get(stmt, "want_rows");
     bool want_rows = !json_is_false(wr);
     sqlite3_int64 changes_before = sqlite3_total_changes64(db);
-    int wrv = edge_buf_putc(out, '{');
-    if (wrv == EDGE_OK) wrv = write_cols(out, st);
-    if (wrv == EDGE_OK) wrv = edge_buf_puts(out, ",\"rows\":[");
-    int ncol = sqlite3_column_count(st);
+    int wrv = rs->begin(rs->ud, st);
     uint64_t nrows = 0;
     while (wrv == EDGE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         nrows++;
-        if (!want_rows) continue;
-        if (nrows > 1) wrv = edge_buf_putc(out, ',');
-        if (wrv == EDGE_OK) wrv = edge_buf_putc(out, '[');
-        for (int c = 0; c < ncol && wrv == EDGE_OK; c++) {
-            if (c > 0) wrv = edge_buf_putc(out, ',');
-            if (wrv == EDGE_OK) wrv = write_value(out, st, c);
-        }
-        if (wrv == EDGE_OK) wrv = edge_buf_putc(out, ']');
+        if (want_rows) wrv = rs->row(rs->ud, st);
     }
     if (wrv != EDGE_OK) {
-        out->len = mark;
-        if (out->data) out->data[mark] = '\0';
+        rs->rewind(rs->ud, mark);
         set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
         sqlite3_reset(st);
         repl_post(ctx, st, tx, false, &x, e);
@@ -539,17 +580,9 @@ static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, s
     }
     bool changed = changed_now;
     bool ro = sqlite3_stmt_readonly(st) != 0;
-    char tailbuf[160];
-    char rowid[32] = "null";
-    if (!ro && stmt_is_insert(st)) {
-        snprintf(rowid, sizeof(rowid), "\"%lld\"", (long long)sqlite3_last_insert_rowid(db));
-    }
-    snprintf(tailbuf, sizeof(tailbuf),
-             "],\"affected_row_count\":%lld,\"last_insert_rowid\":%s,\"rows_read\":%llu,"
-             "\"rows_written\":%lld}",
-             changed ? (long long)changes_now : 0LL, rowid, ro ? (unsigned long long)nrows : 0ULL,
-             changed ? (long long)changes_now : 0LL);
-    if (edge_buf_puts(out, tailbuf) != EDGE_OK) {
+    bool has_rowid = !ro && stmt_is_insert(st);
+    if (rs->end(rs->ud, changed ? (int64_t)changes_now : 0, has_rowid, has_rowid ? sqlite3_last_insert_rowid(db) : 0,
+                ro ? nrows : 0) != EDGE_OK) {
         set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
         goto out;
     }
@@ -558,8 +591,7 @@ static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, s
 out:
     if (ret != 0) {
         ctx->errors++;
-        out->len = mark;
-        if (out->data) out->data[mark] = '\0';
+        rs->rewind(rs->ud, mark);
     }
     edge_store_release(ctx->conn, st);
     /* The budget is for this statement only: work that follows on the connection (the
@@ -592,19 +624,18 @@ int hrana_write_response_error(struct edge_buf *out, int64_t request_id, const c
     return rv;
 }
 
-/* Evaluate a batch condition. */
-static bool eval_cond(json_t *c, const signed char *state, struct hrana_ctx *ctx)
+bool hrana__eval_cond(json_t *c, const signed char *state, struct hrana_ctx *ctx)
 {
     const char *t = json_string_value(json_object_get(c, "type"));
     if (strcmp(t, "ok") == 0) return state[json_integer_value(json_object_get(c, "step"))] == 1;
     if (strcmp(t, "error") == 0) return state[json_integer_value(json_object_get(c, "step"))] == -1;
-    if (strcmp(t, "not") == 0) return !eval_cond(json_object_get(c, "cond"), state, ctx);
+    if (strcmp(t, "not") == 0) return !hrana__eval_cond(json_object_get(c, "cond"), state, ctx);
     if (strcmp(t, "and") == 0 || strcmp(t, "or") == 0) {
         bool is_and = t[0] == 'a';
         size_t i;
         json_t *x;
         json_array_foreach(json_object_get(c, "conds"), i, x) {
-            bool v = eval_cond(x, state, ctx);
+            bool v = hrana__eval_cond(x, state, ctx);
             if (is_and && !v) return false;
             if (!is_and && v) return true;
         }
@@ -631,7 +662,7 @@ static int run_batch(struct hrana_ctx *ctx, json_t *batch, struct edge_buf *out)
             if (rv == EDGE_OK) rv = edge_buf_putc(&errs, ',');
             if (rv != EDGE_OK) break;
         }
-        if (cond != NULL && !json_is_null(cond) && !eval_cond(cond, state, ctx)) {
+        if (cond != NULL && !json_is_null(cond) && !hrana__eval_cond(cond, state, ctx)) {
             rv = edge_buf_puts(out, "null");
             if (rv == EDGE_OK) rv = edge_buf_puts(&errs, "null");
             continue;
@@ -759,7 +790,7 @@ static int run_describe(struct hrana_ctx *ctx, json_t *req, struct edge_buf *out
         if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
     }
     if (rv == EDGE_OK) rv = edge_buf_puts(out, "],");
-    if (rv == EDGE_OK) rv = write_cols(out, st);
+    if (rv == EDGE_OK) rv = hrana__write_cols(out, st);
     if (rv == EDGE_OK) {
         rv = edge_buf_printf(out, ",\"is_explain\":%s,\"is_readonly\":%s}",
                              sqlite3_stmt_isexplain(st) ? "true" : "false",
