@@ -50,8 +50,9 @@ struct hrana_ctx {
     int version;                  /* 2 or 3 */
     uint64_t budget_ms;           /* per-statement time budget, 0 = none */
     bool readonly_txn;            /* in: a BEGIN ... READONLY is active on conn; out: updated */
-    bool shared_snapshot;         /* conn is a loop's read connection inside the shared read
-                                   * transaction: the stream itself is in autocommit */
+    bool shared_snapshot;         /* conn is inside a transaction shared with other units (a
+                                   * loop's read snapshot, the writer's group commit): the
+                                   * stream itself is in autocommit */
     uint64_t stmts;               /* out: statements executed */
     uint64_t errors;              /* out: statements that failed */
     uint64_t rows;                /* out: rows returned */

@@ -144,6 +144,27 @@ describe('Hrana over HTTP, raw', { timeout: 120000 }, () => {
     assert.equal(res[9].rows[0][0].value, '9');
   });
 
+  test('is_autocommit is true in a batch of autocommit writes (the writer\'s group commit is not the stream\'s transaction)', T, async () => {
+    const r = await pipeline(v3, {
+      requests: [{
+        type: 'batch', batch: {
+          steps: [
+            /* 0 */ { stmt: stmt('CREATE TABLE IF NOT EXISTS v3_ac (id INTEGER PRIMARY KEY, v)') },
+            /* 1 */ { condition: { type: 'is_autocommit' }, stmt: stmt("INSERT INTO v3_ac (v) VALUES ('autocommit')") },
+            /* 2 */ { condition: { type: 'not', cond: { type: 'is_autocommit' } }, stmt: stmt("INSERT INTO v3_ac (v) VALUES ('in a transaction')") },
+          ],
+        },
+      }, { type: 'get_autocommit' }, { type: 'execute', stmt: stmt('SELECT v FROM v3_ac ORDER BY id') }, { type: 'close' }],
+    });
+    assert.equal(r.status, 200, r.text);
+    const { step_results: res, step_errors: errs } = okResponse(r.json.results[0], 'batch').result;
+    assert.deepEqual(errs, [null, null, null]);
+    assert.notEqual(res[1], null, 'is_autocommit held: step 1 ran');
+    assert.equal(res[2], null, 'not(is_autocommit) did not: step 2 was skipped');
+    assert.equal(okResponse(r.json.results[1], 'get_autocommit').is_autocommit, true);
+    assert.deepEqual(okResponse(r.json.results[2], 'execute').result.rows, [[V.text('autocommit')]]);
+  });
+
   test('a failing request does not stop the pipeline', T, async () => {
     const r = await pipeline(v2, {
       requests: [

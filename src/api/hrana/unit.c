@@ -143,6 +143,8 @@ void edge__api_unit_dispatch(struct unit *u)
         return;
     }
     if (u->route == HRANA_ROUTE_WRITE) {
+        /* The writer's group transaction is not the stream's: it is in autocommit. */
+        u->ctx.shared_snapshot = true;
         u->ctx.capture = n->repl.cluster ? n->repl.wcap : NULL;
         u->wjob.run = edge__api_unit_writer_run;
         u->wjob.complete = edge__api_unit_writer_complete;
