@@ -73,6 +73,8 @@ struct hrana_ctx {
  * writes a message into err and returns EDGE_EPROTO. */
 int hrana_validate_pipeline(json_t *body, int version, char *err, size_t errlen);
 int hrana_validate_request(json_t *req, int version, bool ws, char *err, size_t errlen);
+/* The body of POST /v3/cursor: {"baton": string|null, "batch": Batch}. */
+int hrana_validate_cursor(json_t *body, char *err, size_t errlen);
 
 /* Tables a unit writes (collected by hrana_classify when asked). */
 #define HRANA_MAX_TABLES 16
@@ -102,5 +104,43 @@ int hrana_execute_request(struct hrana_ctx *ctx, json_t *req, enum hrana_wrap wr
 int hrana_write_error(struct edge_buf *out, const char *message, const char *code);
 /* A whole WebSocket response_error message for request_id. */
 int hrana_write_response_error(struct edge_buf *out, int64_t request_id, const char *message, const char *code);
+
+/* Hrana 3 cursors: a batch's results as a sequence of entries (step_begin, row, step_end,
+ * step_error, error), the same information as a BatchResult. hrana_cursor_run produces
+ * them and an encoder writes them: the JSON encoder below, or another encoding's own.
+ * Each function returns EDGE_OK or the error of its output. mark/rewind take back the
+ * entries of a step that failed (it is then reported by step_error alone). */
+struct hrana_cursor_enc {
+    int (*step_begin)(void *ud, uint32_t step, sqlite3_stmt *st); /* cols from st */
+    int (*row)(void *ud, sqlite3_stmt *st);                       /* the current row of st */
+    int (*step_end)(void *ud, int64_t affected, bool has_rowid, int64_t rowid);
+    int (*step_error)(void *ud, uint32_t step, const char *message, const char *code);
+    int (*error)(void *ud, const char *message, const char *code); /* fatal: the last entry */
+    size_t (*mark)(void *ud);
+    void (*rewind)(void *ud, size_t mark);
+    void *ud;
+};
+
+/* Run a validated batch on ctx->conn like a batch request, its results going to enc as
+ * entries. When the output fills up, the cursor ends with an error entry. Returns EDGE_OK,
+ * or the encoder's error when not even that entry could be written. */
+int hrana_cursor_run(struct hrana_ctx *ctx, json_t *batch, const struct hrana_cursor_enc *enc);
+
+/* The JSON encoding of entries: each entry is one JSON object followed by a newline in
+ * out (the body of POST /v3/cursor after its first line); ends[i] is the offset just
+ * past entry i's newline, so WebSocket fetch_cursor can hand them out in slices. */
+struct hrana_cursor_json {
+    struct edge_buf *out; /* borrowed */
+    size_t base;          /* out->len when the first entry began */
+    size_t *ends;
+    size_t n, cap;
+};
+void hrana_cursor_json_init(struct hrana_cursor_json *j, struct edge_buf *out);
+/* Forget the entries (a unit that runs again starts afresh). */
+void hrana_cursor_json_reset(struct hrana_cursor_json *j);
+void hrana_cursor_json_free(struct hrana_cursor_json *j);
+struct hrana_cursor_enc hrana_cursor_json_enc(struct hrana_cursor_json *j);
+/* Entry i without its newline. */
+const char *hrana_cursor_json_entry(const struct hrana_cursor_json *j, size_t i, size_t *len);
 
 #endif

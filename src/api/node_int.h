@@ -52,7 +52,9 @@
 #define EDGE_API_FORWARD_CONNS 32
 #define EXPIRED_KEEP_MS (300u * 1000u)
 
-enum pipe_mode { PIPE_HRANA = 0, PIPE_REPLICATE = 1 };
+/* How a pipeline unit is answered: Hrana JSON, /v1/replicate's form, or the lines of
+ * POST /v3/cursor. */
+enum pipe_mode { PIPE_HRANA = 0, PIPE_REPLICATE = 1, PIPE_CURSOR = 2 };
 
 enum endpoint { EP_PIPELINE, EP_WS, EP_HEALTH, EP_METRICS, EP_STATUS, EP_CRDT, EP_REPLICATE, EP_OTHER, EP__COUNT };
 
@@ -172,6 +174,20 @@ struct ws_msg {
     struct ws_msg *next;
 };
 
+/* A cursor of a WebSocket session (hrana/ws_cursor.c): its batch has run, its entries
+ * wait to be fetched. A cursor whose open_cursor failed stays (with that error) until
+ * close_cursor, as the spec asks. */
+struct ws_cursor {
+    int32_t id;
+    int32_t stream_id;
+    struct edge_buf buf;                 /* the entries, one per line */
+    struct hrana_cursor_json entries;    /* where each entry ends in buf */
+    size_t pos;                          /* the next entry to fetch */
+    bool failed;
+    char err_msg[256];
+    const char *err_code;
+};
+
 struct ws_session {
     struct loop *loop;
     struct edge_http_conn *conn;
@@ -181,6 +197,8 @@ struct ws_session {
     struct hrana_sqlmap sqls;
     struct ws_stream *streams;
     size_t n_streams;
+    struct ws_cursor **cursors;
+    size_t n_cursors;
     struct ws_msg *q_head, *q_tail;
     size_t q_len;
     bool busy;
@@ -210,6 +228,10 @@ struct unit {
     struct ws_session *ws;
     struct ws_stream *wss;
     int64_t request_id;
+    struct ws_cursor *wcursor; /* open_cursor: where its entries go */
+    /* Cursors (HTTP or WS): the entries of the batch, kept in out or in wcursor->buf */
+    struct hrana_cursor_json *cursor;
+    struct hrana_cursor_json http_cursor;
     /* CRDT (writer job) */
     char *crdt_method, *crdt_path;
     int crdt_status;
@@ -309,6 +331,21 @@ void edge__api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edg
 void edge__api_pipeline_finish(struct unit *u);
 void edge__api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, int mode, const char *origin,
                               uint64_t seq, const char *body, size_t len, uint64_t start_ns);
+
+/* hrana/http.c: POST /v3/cursor */
+void edge__api_cursor_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                            enum hrana_access access);
+
+/* hrana/ws_cursor.c: cursors of a WebSocket session (Hrana 3). open registers the cursor
+ * (or answers an error and returns NULL); fetch and close answer at once. */
+struct ws_cursor *edge__api_ws_cursor_open(struct ws_session *s, json_t *req, int64_t request_id);
+void edge__api_ws_cursor_fetch(struct ws_session *s, json_t *req, int64_t request_id);
+void edge__api_ws_cursor_close(struct ws_session *s, int32_t cursor_id);
+/* Closing a stream closes its cursors; closing the session closes them all. */
+void edge__api_ws_cursors_of_stream(struct ws_session *s, int32_t stream_id);
+void edge__api_ws_cursors_free(struct ws_session *s);
+/* After an open_cursor unit: a failed one keeps its error for fetch_cursor. */
+void edge__api_ws_cursor_failed(struct ws_cursor *c, const char *message, const char *code);
 
 /* hrana/forward.c: a strong write or schema change sent on to the primary */
 void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body, int mode,

@@ -71,6 +71,11 @@ static void r_pipeline(struct loop *l, struct edge_http_conn *c, struct edge_htt
     }
 }
 
+static void r_cursor(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    edge__api_cursor_handle(l, c, req, rc->access);
+}
+
 static void r_health(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     (void)rc;
@@ -150,6 +155,7 @@ static const struct route routes[] = {
     {M_UPGRADE, MATCH_PREFIX, "", AUTH_HELLO, EP_WS, r_ws, 0},
     {M_POST, MATCH_SUFFIX, "/v2/pipeline", AUTH_READ, EP_PIPELINE, r_pipeline, 2},
     {M_POST, MATCH_SUFFIX, "/v3/pipeline", AUTH_READ, EP_PIPELINE, r_pipeline, 3},
+    {M_POST, MATCH_SUFFIX, "/v3/cursor", AUTH_READ, EP_PIPELINE, r_cursor, 3},
     {M_GET, MATCH_EXACT, "/health", AUTH_NONE, EP_HEALTH, r_health, 0},
     {M_GET, MATCH_EXACT, "/version", AUTH_NONE, EP_HEALTH, r_version, 0},
     {M_GET, MATCH_SUFFIX, "/v2", AUTH_READ, EP_HEALTH, r_hello, 0},

@@ -186,7 +186,7 @@ enum hrana_route hrana_classify(json_t *requests, size_t n, struct edge_store_co
         if (strcmp(t, "execute") == 0) {
             sql = hrana__stmt_sql(json_object_get(r, "stmt"), lookup, &len);
             k = classify_sql(sql, len, rconn, false, tables);
-        } else if (strcmp(t, "batch") == 0) {
+        } else if (strcmp(t, "batch") == 0 || strcmp(t, "open_cursor") == 0) {
             size_t j;
             json_t *st;
             json_array_foreach(json_object_get(json_object_get(r, "batch"), "steps"), j, st) {

@@ -15,9 +15,11 @@ void edge__api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, in
     if (origin != NULL && seq != 0) {
         snprintf(extra, sizeof(extra), "X-Edge-Bookmark: %s:%llu\r\n", origin, (unsigned long long)seq);
     }
-    if (mode == PIPE_HRANA) {
+    if (mode == PIPE_HRANA || mode == PIPE_CURSOR) {
         edge__api_observe(n, EP_PIPELINE, start_ns, false);
-        edge_http_respond(c, 200, "application/json", extra[0] ? extra : NULL, body, len);
+        /* A cursor's body is lines of JSON, not one JSON document. */
+        edge_http_respond(c, 200, mode == PIPE_CURSOR ? "text/plain" : "application/json", extra[0] ? extra : NULL,
+                          body, len);
         return;
     }
     /* /v1/replicate: the first result says whether the write happened. */
@@ -96,9 +98,15 @@ void edge__api_pipeline_finish(struct unit *u)
     }
     rv = edge_buf_puts(&resp, "{\"baton\":");
     if (rv == EDGE_OK) rv = edge__api_stream_checkin(n, s, &resp);
-    if (rv == EDGE_OK) rv = edge_buf_puts(&resp, ",\"base_url\":null,\"results\":[");
-    if (rv == EDGE_OK) rv = edge_buf_append(&resp, u->out.data ? u->out.data : "", u->out.len);
-    if (rv == EDGE_OK) rv = edge_buf_puts(&resp, "]}");
+    if (u->mode == PIPE_CURSOR) {
+        /* The first line, then the entries as they are (one per line). */
+        if (rv == EDGE_OK) rv = edge_buf_puts(&resp, ",\"base_url\":null}\n");
+        if (rv == EDGE_OK) rv = edge_buf_append(&resp, u->out.data ? u->out.data : "", u->out.len);
+    } else {
+        if (rv == EDGE_OK) rv = edge_buf_puts(&resp, ",\"base_url\":null,\"results\":[");
+        if (rv == EDGE_OK) rv = edge_buf_append(&resp, u->out.data ? u->out.data : "", u->out.len);
+        if (rv == EDGE_OK) rv = edge_buf_puts(&resp, "]}");
+    }
     edge__api_unit_count(n, u);
     if (!edge_http_conn_is_closed(u->conn)) {
         uint64_t seq = u->route == HRANA_ROUTE_WRITE ? u->wjob.seq : u->ctx.seq;
@@ -121,7 +129,7 @@ void edge__api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edg
                          int version, enum hrana_access access, int mode)
 {
     struct edge_node *n = l->node;
-    enum endpoint ep = mode == PIPE_HRANA ? EP_PIPELINE : EP_REPLICATE;
+    enum endpoint ep = mode == PIPE_REPLICATE ? EP_REPLICATE : EP_PIPELINE;
     const char *code = NULL;
     struct stream *s = NULL;
     json_t *baton = json_object_get(body, "baton");
@@ -186,6 +194,10 @@ void edge__api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edg
     u->ctx.access = access;
     u->ctx.version = version;
     u->route = route;
+    if (mode == PIPE_CURSOR) {
+        hrana_cursor_json_init(&u->http_cursor, &u->out);
+        u->cursor = &u->http_cursor;
+    }
     edge__api_unit_repl_setup(u, consistency);
     edge__api_unit_dispatch(u);
 }
@@ -209,4 +221,34 @@ void edge__api_pipeline_handle(struct loop *l, struct edge_http_conn *c, struct 
         return;
     }
     edge__api_pipeline_run(l, c, req, body, version, access, PIPE_HRANA);
+}
+
+/* POST /v3/cursor {"baton","batch"}: the batch runs as a pipeline of one batch request on
+ * the stream of the baton (classified, routed and limited like one), answered as lines. */
+void edge__api_cursor_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                            enum hrana_access access)
+{
+    struct edge_node *n = l->node;
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body.data ? req->body.data : "", req->body.len, JSON_ALLOW_NUL, &jerr);
+    char err[256];
+    if (body == NULL) {
+        snprintf(err, sizeof(err), "invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 400, "HRANA_PROTO_ERROR", err);
+        return;
+    }
+    if (hrana_validate_cursor(body, err, sizeof(err)) != EDGE_OK) {
+        json_decref(body);
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 400, "HRANA_PROTO_ERROR", err);
+        return;
+    }
+    json_t *baton = json_object_get(body, "baton");
+    json_t *pipe = json_pack("{s:O,s:[{s:s,s:O}]}", "baton", baton ? baton : json_null(), "requests", "type", "batch",
+                             "batch", json_object_get(body, "batch"));
+    json_decref(body);
+    if (pipe == NULL) {
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    edge__api_pipeline_run(l, c, req, pipe, 3, access, PIPE_CURSOR);
 }

@@ -15,16 +15,35 @@ void edge__api_unit_free(struct unit *u)
     if (u->conn != NULL) edge_http_conn_unref(u->conn);
     json_decref(u->body);
     edge_buf_free(&u->out);
+    hrana_cursor_json_free(&u->http_cursor);
     edge_free(u->crdt_method);
     edge_free(u->crdt_path);
     edge_free(u);
+}
+
+/* A cursor's batch (open_cursor, POST /v3/cursor): its entries go to u->cursor; over
+ * WebSocket the answer to open_cursor itself goes to out. */
+static int cursor_run(struct unit *u)
+{
+    json_t *r = u->ws ? u->requests : json_array_get(u->requests, 0);
+    if (u->wcursor != NULL) edge_buf_reset(&u->wcursor->buf);
+    hrana_cursor_json_reset(u->cursor);
+    struct hrana_cursor_enc enc = hrana_cursor_json_enc(u->cursor);
+    int rv = hrana_cursor_run(&u->ctx, json_object_get(r, "batch"), &enc);
+    if (rv == EDGE_OK && u->ws != NULL) {
+        rv = edge_buf_printf(&u->out, "{\"type\":\"response_ok\",\"request_id\":%lld,\"response\":{\"type\":\"open_cursor\"}}",
+                             (long long)u->request_id);
+    }
+    return rv;
 }
 
 /* Run every request of the unit on ctx.conn, writing the wrapped results. */
 static void unit_run(struct unit *u)
 {
     int rv = EDGE_OK;
-    if (u->ws == NULL) {
+    if (u->cursor != NULL) {
+        rv = cursor_run(u);
+    } else if (u->ws == NULL) {
         for (size_t i = 0; i < u->n && rv == EDGE_OK; i++) {
             json_t *r = json_array_get(u->requests, i);
             if (i > 0) rv = edge_buf_putc(&u->out, ',');

@@ -224,6 +224,18 @@ int hrana_validate_request(json_t *r, int version, bool ws, char *err, size_t er
         if (!is_int32(json_object_get(r, "sql_id"))) rv = fail(err, errlen, "%sclose_sql needs 'sql_id'", "");
     } else if (strcmp(t, "get_autocommit") == 0 && version >= 3) {
         /* no fields */
+    } else if (ws && version >= 3 && strcmp(t, "open_cursor") == 0) {
+        if (!is_int32(json_object_get(r, "cursor_id"))) rv = fail(err, errlen, "%s'cursor_id' must be a 32-bit integer", "");
+        if (rv == EDGE_OK) rv = validate_batch(json_object_get(r, "batch"), version, err, errlen);
+    } else if (ws && version >= 3 && (strcmp(t, "fetch_cursor") == 0 || strcmp(t, "close_cursor") == 0)) {
+        needs_stream = false;
+        json_t *mc = json_object_get(r, "max_count");
+        if (!is_int32(json_object_get(r, "cursor_id"))) {
+            rv = fail(err, errlen, "%s'cursor_id' must be a 32-bit integer", "");
+        } else if (t[0] == 'f' && (!json_is_integer(mc) || json_integer_value(mc) < 0 ||
+                                   json_integer_value(mc) > UINT32_MAX)) {
+            rv = fail(err, errlen, "%s'max_count' must be an unsigned 32-bit integer", "");
+        }
     } else if (!ws && strcmp(t, "close") == 0) {
         /* no fields */
     } else if (ws && (strcmp(t, "open_stream") == 0 || strcmp(t, "close_stream") == 0)) {
@@ -255,3 +267,14 @@ int hrana_validate_pipeline(json_t *body, int version, char *err, size_t errlen)
     return EDGE_OK;
 }
 
+
+int hrana_validate_cursor(json_t *body, char *err, size_t errlen)
+{
+    if (!json_is_object(body)) return fail(err, errlen, "%sthe body must be a JSON object", "");
+    json_t *baton = json_object_get(body, "baton");
+    if (baton != NULL && !json_is_null(baton) && !json_is_string(baton)) {
+        return fail(err, errlen, "%s'baton' must be a string or null", "");
+    }
+    if (json_object_get(body, "batch") == NULL) return fail(err, errlen, "%sthe body needs a 'batch'", "");
+    return validate_batch(json_object_get(body, "batch"), 3, err, errlen);
+}

@@ -23,6 +23,7 @@ void edge__api_ws_unref(struct ws_session *s)
     }
     atomic_fetch_sub(&n->m.ws_streams, (int64_t)s->n_streams);
     edge_free(s->streams);
+    edge__api_ws_cursors_free(s);
     hrana_sqlmap_free(&s->sqls);
     edge_http_conn_unref(s->conn);
     edge_free(s);
@@ -50,6 +51,14 @@ static void ws_send_ok(struct ws_session *s, int64_t request_id, const char *typ
     int len = snprintf(b, sizeof(b), "{\"type\":\"response_ok\",\"request_id\":%lld,\"response\":{\"type\":\"%s\"}}",
                        (long long)request_id, type);
     edge_http_ws_send(s->conn, 1, b, (size_t)len);
+}
+
+/* Refuse a request; an open_cursor refused keeps its cursor id (with the error). */
+static void ws_refuse(struct ws_session *s, struct ws_cursor *wc, int64_t request_id, const char *msg,
+                      const char *code)
+{
+    if (wc != NULL) edge__api_ws_cursor_failed(wc, msg, code);
+    ws_send_error(s, request_id, msg, code);
 }
 
 static struct ws_stream *ws_find(struct ws_session *s, int32_t id)
@@ -145,16 +154,34 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
         struct ws_stream *st = ws_find(s, sid);
         if (st != NULL) {
             edge__api_pool_release(n, st->txn, st->readonly_txn);
+            edge__api_ws_cursors_of_stream(s, sid);
             *st = s->streams[--s->n_streams];
             atomic_fetch_sub(&n->m.ws_streams, 1);
         }
         ws_send_ok(s, request_id, "close_stream");
         return false;
     }
+    if (strcmp(t, "fetch_cursor") == 0) {
+        edge__api_ws_cursor_fetch(s, req, request_id);
+        return false;
+    }
+    if (strcmp(t, "close_cursor") == 0) {
+        edge__api_ws_cursor_close(s, (int32_t)json_integer_value(json_object_get(req, "cursor_id")));
+        ws_send_ok(s, request_id, "close_cursor");
+        return false;
+    }
+    struct ws_cursor *wc = NULL;
+    if (strcmp(t, "open_cursor") == 0 && (wc = edge__api_ws_cursor_open(s, req, request_id)) == NULL) {
+        return false;
+    }
     struct unit *u = edge__api_unit_new(s->loop, s->conn, json_incref(msg));
     if (u == NULL) {
-        ws_send_error(s, request_id, "out of memory", "INTERNAL");
+        ws_refuse(s, wc, request_id, "out of memory", "INTERNAL");
         return false;
+    }
+    if (wc != NULL) {
+        u->wcursor = wc;
+        u->cursor = &wc->entries;
     }
     u->ws = s;
     u->requests = req;
@@ -169,7 +196,7 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
         u->wss = ws_find(s, sid);
         if (u->wss == NULL) {
             edge__api_unit_free(u);
-            ws_send_error(s, request_id, "no stream with this id is open", "STREAM_NOT_FOUND");
+            ws_refuse(s, wc, request_id, "no stream with this id is open", "STREAM_NOT_FOUND");
             return false;
         }
         struct hrana_tables tables = {.n = 0};
@@ -182,7 +209,7 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
         if (edge__api_strong_route(n, u->route, consistency, tables.ddl, false, false, true, &why_code, &why) !=
             STRONG_LOCAL) {
             edge__api_unit_free(u);
-            ws_send_error(s, request_id, why, why_code);
+            ws_refuse(s, wc, request_id, why, why_code);
             return false;
         }
         edge__api_unit_repl_setup(u, consistency);
@@ -320,6 +347,7 @@ void edge__api_ws_finish(struct unit *u)
             char msg[128];
             snprintf(msg, sizeof(msg), "the request could not be completed: %s", edge_strerror(u->commit_status));
             hrana_write_response_error(&u->out, u->request_id, msg, edge__api_status_code(u->commit_status));
+            if (u->wcursor != NULL) edge__api_ws_cursor_failed(u->wcursor, msg, edge__api_status_code(u->commit_status));
         }
         uint64_t seq = u->route == HRANA_ROUTE_WRITE ? u->wjob.seq : u->ctx.seq;
         if (n->repl.cluster && u->commit_status == EDGE_OK && u->ctx.consistency == 1 && seq != 0) {

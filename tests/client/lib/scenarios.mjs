@@ -8,6 +8,9 @@ import crypto from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
 import { createClient } from '@libsql/client';
+import { WsClient } from '@libsql/client/ws';
+import * as hrana from '@libsql/hrana-client';
+import WebSocket from 'ws';
 
 import { sleep, startNode } from './node.mjs';
 
@@ -60,20 +63,43 @@ function bytesOf(v) {
 }
 
 /**
- * Register the shared client scenarios. scheme: 'http' | 'ws'.
+ * The real @libsql/client WebSocket client on a Hrana 3 connection: what `hrana.openWs(url, jwt, 3)`
+ * opens (the same subprotocol offer), so @libsql/client runs every batch through a cursor
+ * (`stream.batch(version >= 3)`). @libsql/client 0.18 itself asks for version 2; its WsClient takes
+ * any hrana client. `sent`, when given, collects the type of every request the client sends.
+ * (The client opens a fresh, version 2 connection only once this one is 60 s old.)
+ */
+export function createV3WsClient({ url, authToken, intMode = 'number', sent } = {}) {
+  const socket = new WebSocket(url, ['hrana3-protobuf', 'hrana3', 'hrana2', 'hrana1']);
+  if (sent) {
+    const send = socket.send.bind(socket);
+    socket.send = (data, ...rest) => {
+      try { sent.push(JSON.parse(data).request?.type); } catch { /* not JSON */ }
+      return send(data, ...rest);
+    };
+  }
+  return new WsClient(new hrana.WsClient(socket, authToken), url, authToken, intMode, 20);
+}
+
+/**
+ * Register the shared client scenarios. scheme: 'http' | 'ws' | 'ws3' (WebSocket, Hrana 3, cursors).
  */
 export function clientScenarios(scheme) {
   describe(`@libsql/client over ${scheme}://`, { timeout: 240000 }, () => {
     let node;
     let client;
     let big; // intMode "bigint" so that 64-bit integers round-trip exactly
+    const sent = [];
 
-    const url = () => (scheme === 'ws' ? node.wsUrl : node.url);
+    const url = () => (scheme === 'ws' || scheme === 'ws3' ? node.wsUrl : node.url);
+    const makeClient = (opts) => (scheme === 'ws3'
+      ? createV3WsClient({ url: url(), sent, ...opts })
+      : createClient({ url: url(), ...opts }));
 
     before(async () => {
       node = await startNode();
-      client = createClient({ url: url() });
-      big = createClient({ url: url(), intMode: 'bigint' });
+      client = makeClient({});
+      big = makeClient({ intMode: 'bigint' });
     });
 
     after(async () => {
@@ -453,7 +479,7 @@ export function clientScenarios(scheme) {
       test('20 concurrent clients with write batches', T, async () => {
         const t = freshTable('conc2');
         await client.execute(`CREATE TABLE ${t} (id INTEGER PRIMARY KEY, who INTEGER)`);
-        const clients = Array.from({ length: 20 }, () => createClient({ url: url() }));
+        const clients = Array.from({ length: 20 }, () => makeClient({}));
         try {
           await Promise.all(clients.map((c, i) => c.batch([
             { sql: `INSERT INTO ${t} VALUES (?, ?)`, args: [i * 10, i] },
@@ -470,7 +496,7 @@ export function clientScenarios(scheme) {
       test('10 concurrent interactive transactions all commit', T, async () => {
         const t = freshTable('conc3');
         await client.execute(`CREATE TABLE ${t} (id INTEGER PRIMARY KEY, who INTEGER)`);
-        const clients = Array.from({ length: 10 }, () => createClient({ url: url() }));
+        const clients = Array.from({ length: 10 }, () => makeClient({}));
         try {
           await Promise.all(clients.map(async (c, i) => {
             const tx = await c.transaction('write');
@@ -526,5 +552,14 @@ export function clientScenarios(scheme) {
         assert.equal(rs.rows[0].one, 1);
       });
     });
+
+    if (scheme === 'ws3') {
+      test('every batch above went through a cursor on the hrana3 connection', T, async () => {
+        assert.equal(client.protocol, 'ws');
+        assert.ok(sent.filter((t) => t === 'open_cursor').length >= 20, `requests sent: ${[...new Set(sent)]}`);
+        assert.ok(sent.includes('fetch_cursor') && sent.includes('close_cursor'));
+        assert.ok(!sent.includes('batch'), 'no batch request: the client negotiated hrana3');
+      });
+    }
   });
 }
