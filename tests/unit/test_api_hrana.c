@@ -566,6 +566,43 @@ static void test_classify(void **state)
     assert_false(tables.overflow);
 }
 
+/* A sequence is classified statement by statement past one that cannot be prepared yet
+ * (it uses a table the sequence creates): transaction control after it still needs the
+ * transaction route, and the statements are split as SQLite splits a script. */
+static void test_classify_sequence_past_unpreparable(void **state)
+{
+    struct fixture *fx = *state;
+    assert_int_equal(classify(fx, "[{\"type\":\"sequence\",\"sql\":\"CREATE TABLE n1(a); INSERT INTO n1 VALUES(1); "
+                                  "BEGIN; COMMIT;\"}]", false),
+                     HRANA_ROUTE_TXN);
+    assert_int_equal(classify(fx, "[{\"type\":\"sequence\",\"sql\":\"CREATE TABLE n1(a); INSERT INTO n1 VALUES(1); "
+                                  "INSERT INTO n1 VALUES(2)\"}]", false),
+                     HRANA_ROUTE_WRITE);
+    /* ';' and BEGIN inside strings, quoted names and comments do not end or start anything. */
+    assert_int_equal(classify(fx, "[{\"type\":\"sequence\",\"sql\":\"CREATE TABLE n2(a); INSERT INTO n2 VALUES('x;BEGIN;y'); "
+                                  "INSERT INTO [n2;begin] VALUES(1); -- ;BEGIN;\\n INSERT INTO n2 VALUES(\\\"a;COMMIT\\\"); "
+                                  "/* ; ROLLBACK; */ SELECT 1\"}]", false),
+                     HRANA_ROUTE_WRITE);
+    /* The ';'s inside a trigger body do not end the CREATE TRIGGER (its END is no COMMIT). */
+    assert_int_equal(classify(fx, "[{\"type\":\"sequence\",\"sql\":\"CREATE TABLE n3(a); CREATE TRIGGER n3t AFTER INSERT "
+                                  "ON n3 BEGIN DELETE FROM users; INSERT INTO n3 SELECT 1 WHERE 0; END; SELECT 1\"}]", false),
+                     HRANA_ROUTE_WRITE);
+    assert_int_equal(classify(fx, "[{\"type\":\"sequence\",\"sql\":\"CREATE TABLE n3(a); CREATE TRIGGER n3t AFTER INSERT "
+                                  "ON n3 BEGIN DELETE FROM users; END; END\"}]", false),
+                     HRANA_ROUTE_TXN);
+    /* With tables asked for: the schema change is seen, and so are the tables written after
+     * the statement that could not be prepared. */
+    struct hrana_tables tables = {.n = 0};
+    json_t *reqs = parse("[{\"type\":\"sequence\",\"sql\":\"CREATE TABLE n4(id INTEGER PRIMARY KEY); "
+                         "INSERT INTO n4 VALUES(1); UPDATE users SET age = 3\"}]");
+    assert_int_equal(hrana_classify(reqs, 1, fx->rconn, &fx->sqls, false, &tables), HRANA_ROUTE_WRITE);
+    json_decref(reqs);
+    assert_true(tables.ddl);
+    assert_int_equal(tables.n, 1);
+    assert_string_equal(tables.names[0], "users");
+    assert_int_equal(count_users(fx), 2); /* classification never executes */
+}
+
 /* Runs last: with an empty stored-SQL map this hits a memcpy from NULL in
  * hrana_classify (UBSan aborts under EDGE_SANITIZE; see the report). */
 static void test_classify_store_sql_in_unit(void **state)
@@ -622,6 +659,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ws_wrap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_result_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_classify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_classify_sequence_past_unpreparable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_stops_runaway_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_classify_store_sql_in_unit, setup, teardown),
     };

@@ -77,6 +77,44 @@ bool hrana__starts_ddl(const char *sql, size_t len)
     return false;
 }
 
+/* The length of the first statement of sql, through its ';' (or all of sql), found without
+ * preparing it: at the first ';' outside quotes and comments where the text so far is a
+ * complete statement for SQLite (sqlite3_complete, which knows that the ';'s inside
+ * CREATE TRIGGER ... END do not end it). *scratch is a buffer the caller frees. */
+static size_t stmt_extent(const char *sql, size_t len, char **scratch, size_t *scratch_cap)
+{
+    size_t i = 0;
+    while (i < len) {
+        char c = sql[i];
+        if (c == '\'' || c == '"' || c == '`' || c == '[') {
+            char close = c == '[' ? ']' : c;
+            for (i++; i < len && sql[i] != close; i++) {
+            }
+            i++; /* a doubled quote is two quoted strings in a row: the same extent */
+        } else if (c == '-' && i + 1 < len && sql[i + 1] == '-') {
+            while (i < len && sql[i] != '\n') i++;
+        } else if (c == '/' && i + 1 < len && sql[i + 1] == '*') {
+            for (i += 2; i + 1 < len && !(sql[i] == '*' && sql[i + 1] == '/'); i++) {
+            }
+            i += 2;
+        } else if (c == ';') {
+            if (i + 2 > *scratch_cap) {
+                char *p = edge_realloc(*scratch, i + 2);
+                if (p == NULL) return len; /* classify the rest as one statement */
+                *scratch = p;
+                *scratch_cap = i + 2;
+            }
+            memcpy(*scratch, sql, i + 1);
+            (*scratch)[i + 1] = '\0';
+            if (sqlite3_complete(*scratch)) return i + 1;
+            i++;
+        } else {
+            i++;
+        }
+    }
+    return len;
+}
+
 static int classify_sql_in(const char *sql, size_t len, struct edge_store_conn *rconn, bool whole,
                            struct hrana_tables *tables);
 
@@ -101,24 +139,39 @@ static int classify_sql_in(const char *sql, size_t len, struct edge_store_conn *
     size_t off = 0;
     int kind = 0;
     int guard = 0;
-    while (off < len && guard++ < 1000) {
+    char *scratch = NULL;
+    size_t scratch_cap = 0;
+    while (off < len) {
+        if (guard++ >= 10000) {
+            kind = 2; /* too many statements to look at: the transaction route runs anything */
+            break;
+        }
         bool txctl = edge_store_txctl(sql + off, len - off) != EDGE_TXCTL_NONE;
         if (txctl) {
-            if (tables == NULL) return 2;
+            if (tables == NULL) {
+                kind = 2;
+                break;
+            }
             kind = 2; /* keep scanning: the tables written matter too */
         }
         sqlite3_stmt *st = NULL;
         size_t tail = 0;
         int rc = edge_store_prepare(rconn, sql + off, len - off, &st, &tail);
         if ((rc & 0xff) == SQLITE_AUTH) {
-            return kind;
+            break; /* the sandbox refuses it: the unit fails there, wherever it runs */
         }
         if (rc != SQLITE_OK) {
-            /* Often a statement about a table created earlier in the same unit. */
+            /* Often a statement about a table created earlier in the same unit: it counts
+             * as a write. In a sequence the statements after it still decide the route (a
+             * BEGIN later on needs the transaction route), so step over it as SQLite's
+             * shell would split the text. */
             if (tables != NULL && hrana__starts_ddl(sql + off, len - off)) {
                 tables->ddl = true;
             }
-            return kind == 2 ? 2 : 1;
+            kind = kind == 2 ? 2 : 1;
+            if (!whole) break;
+            off += stmt_extent(sql + off, len - off, &scratch, &scratch_cap);
+            continue;
         }
         if (st == NULL) {
             break;
@@ -136,6 +189,7 @@ static int classify_sql_in(const char *sql, size_t len, struct edge_store_conn *
             break;
         }
     }
+    edge_free(scratch);
     return kind;
 }
 
