@@ -603,6 +603,87 @@ static void test_classify_sequence_past_unpreparable(void **state)
     assert_int_equal(count_users(fx), 2); /* classification never executes */
 }
 
+/* Cursor entries of a batch, JSON-encoded: one object per line, in the spec's order. */
+static json_t *cursor_lines(struct fixture *fx, const char *batch_text, size_t max, struct hrana_cursor_json *j,
+                            struct edge_buf *out)
+{
+    json_t *batch = parse(batch_text);
+    edge_buf_init(out, max);
+    hrana_cursor_json_init(j, out);
+    struct hrana_cursor_enc enc = hrana_cursor_json_enc(j);
+    assert_int_equal(hrana_cursor_run(&fx->ctx, batch, &enc), EDGE_OK);
+    json_decref(batch);
+    json_t *lines = json_array();
+    for (size_t i = 0; i < j->n; i++) {
+        size_t len = 0;
+        const char *e = hrana_cursor_json_entry(j, i, &len);
+        json_error_t jerr;
+        json_t *x = json_loadb(e, len, 0, &jerr);
+        if (x == NULL) fail_msg("entry %zu is not JSON: %.*s", i, (int)len, e);
+        json_array_append_new(lines, x);
+    }
+    assert_int_equal(out->len, j->n ? j->ends[j->n - 1] : 0);
+    return lines;
+}
+
+static void test_cursor_entries(void **state)
+{
+    struct fixture *fx = *state;
+    struct hrana_cursor_json j;
+    struct edge_buf out;
+    json_t *lines = cursor_lines(fx,
+                                 "{\"steps\":[{\"stmt\":{\"sql\":\"SELECT name FROM users ORDER BY id\"}},"
+                                 "{\"stmt\":{\"sql\":\"INSERT INTO users(name) VALUES (NULL)\"}},"
+                                 "{\"condition\":{\"type\":\"ok\",\"step\":1},\"stmt\":{\"sql\":\"SELECT 1\"}},"
+                                 "{\"condition\":{\"type\":\"is_autocommit\"},"
+                                 "\"stmt\":{\"sql\":\"INSERT INTO users(name) VALUES ('carol')\"}}]}",
+                                 1 << 20, &j, &out);
+    json_t *want = parse("[{\"type\":\"step_begin\",\"step\":0,\"cols\":[{\"name\":\"name\",\"decltype\":\"TEXT\"}]},"
+                         "{\"type\":\"row\",\"row\":[{\"type\":\"text\",\"value\":\"alice\"}]},"
+                         "{\"type\":\"row\",\"row\":[{\"type\":\"text\",\"value\":\"bob\"}]},"
+                         "{\"type\":\"step_end\",\"affected_row_count\":0,\"last_insert_rowid\":null},"
+                         "{\"type\":\"step_error\",\"step\":1,\"error\":{\"message\":"
+                         "\"NOT NULL constraint failed: users.name\",\"code\":\"SQLITE_CONSTRAINT\"}},"
+                         "{\"type\":\"step_begin\",\"step\":3,\"cols\":[]},"
+                         "{\"type\":\"step_end\",\"affected_row_count\":1,\"last_insert_rowid\":\"3\"}]");
+    if (!json_equal(lines, want)) {
+        char *got = json_dumps(lines, JSON_COMPACT);
+        fail_msg("entries: %s", got);
+    }
+    json_decref(want);
+    json_decref(lines);
+    hrana_cursor_json_free(&j);
+    edge_buf_free(&out);
+    assert_int_equal(count_users(fx), 3);
+}
+
+/* A full cursor: a step whose rows do not fit is taken back and reported as its error;
+ * when not even that fits, the cursor ends with an error entry (past the cap). */
+static void test_cursor_too_large(void **state)
+{
+    struct fixture *fx = *state;
+    struct hrana_cursor_json j;
+    struct edge_buf out;
+    json_t *lines = cursor_lines(fx, "{\"steps\":[{\"stmt\":{\"sql\":\"SELECT * FROM users\"}}]}", 150, &j, &out);
+    assert_int_equal(json_array_size(lines), 1);
+    json_t *e = json_array_get(lines, 0);
+    assert_string_equal(json_string_value(json_object_get(e, "type")), "step_error");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(e, "error"), "code")), "RESPONSE_TOO_LARGE");
+    json_decref(lines);
+    hrana_cursor_json_free(&j);
+    edge_buf_free(&out);
+
+    lines = cursor_lines(fx, "{\"steps\":[{\"stmt\":{\"sql\":\"SELECT * FROM users\"}},{\"stmt\":{\"sql\":\"SELECT 2\"}}]}", 40,
+                         &j, &out);
+    assert_int_equal(json_array_size(lines), 1);
+    e = json_array_get(lines, 0);
+    assert_string_equal(json_string_value(json_object_get(e, "type")), "error");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(e, "error"), "code")), "RESPONSE_TOO_LARGE");
+    json_decref(lines);
+    hrana_cursor_json_free(&j);
+    edge_buf_free(&out);
+}
+
 /* Runs last: with an empty stored-SQL map this hits a memcpy from NULL in
  * hrana_classify (UBSan aborts under EDGE_SANITIZE; see the report). */
 static void test_classify_store_sql_in_unit(void **state)
@@ -660,6 +741,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_result_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_classify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_classify_sequence_past_unpreparable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_stops_runaway_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_classify_store_sql_in_unit, setup, teardown),
     };
