@@ -8,8 +8,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
+import { startCluster } from './lib/cluster.mjs';
 import { pipeline, startNode, stmt, V } from './lib/node.mjs';
-import { clientScenarios } from './lib/scenarios.mjs';
+import { clientScenarios, createV3WsClient, rejectsWithCode } from './lib/scenarios.mjs';
 import { openHranaWs } from './lib/ws.mjs';
 
 const T = { timeout: 30000 };
@@ -345,5 +346,53 @@ describe('WebSocket cursors, raw (hrana3)', { timeout: 120000 }, () => {
     assert.equal(m.type, 'response_error');
     assert.match(m.error.message, /unknown request type 'open_cursor'/);
     await s.close();
+  });
+});
+
+describe('cursors in a 2-region cluster', { timeout: 120000 }, () => {
+  let c;
+  before(async () => {
+    c = await startCluster({ regions: 2 });
+    await c.createTable('cur_rep', 'CREATE TABLE IF NOT EXISTS cur_rep (id INTEGER PRIMARY KEY, v TEXT)');
+  });
+  after(async () => { if (c) await c.destroy(); });
+
+  test('writes through cursors replicate: /v3/cursor on the primary, a hrana3 batch on the replica', T, async () => {
+    const r = await cursor({ url: c.url('a') }, { baton: null, batch: rustBatch([
+      ["INSERT INTO cur_rep VALUES (1, 'http cursor'), (2, 'http cursor')"],
+      ['SELECT count(*) FROM cur_rep'],
+    ]) });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(foldEntries(r.entries, 2).step_errors, [null, null]);
+    const sent = [];
+    const ws = createV3WsClient({ url: c.url('b').replace(/^http:/, 'ws:'), sent });
+    try {
+      await ws.batch([
+        { sql: 'INSERT INTO cur_rep VALUES (?, ?)', args: [3, 'ws cursor'] },
+        { sql: 'UPDATE cur_rep SET v = ? WHERE id = 1', args: ['updated'] },
+      ], 'write');
+    } finally {
+      ws.close();
+    }
+    assert.ok(sent.includes('open_cursor'), `the batch went through a cursor: ${sent}`);
+    const conv = await c.waitConverged(['cur_rep'], 15000);
+    assert.ok(conv.ok, `regions differ: ${JSON.stringify(conv.sums)}`);
+    assert.equal((await c.checksum('a', 'cur_rep')).text, '1:updated,2:http cursor,3:ws cursor');
+  });
+
+  test('a schema change through a cursor on the replica is refused (STRONG_NEEDS_PRIMARY) and changes nothing', T, async () => {
+    const r = await cursor({ url: c.url('b') }, { baton: null, batch: rustBatch([['CREATE TABLE cur_ddl_http (id INTEGER PRIMARY KEY)']]) });
+    assert.equal(r.status, 503, r.text);
+    assert.equal(r.json.code, 'STRONG_NEEDS_PRIMARY');
+    const ws = createV3WsClient({ url: c.url('b').replace(/^http:/, 'ws:') });
+    try {
+      await rejectsWithCode(ws.batch(['CREATE TABLE cur_ddl_ws (id INTEGER PRIMARY KEY)'], 'write'), 'STRONG_NEEDS_PRIMARY');
+    } finally {
+      ws.close();
+    }
+    for (const id of c.ids) {
+      assert.equal(await c.hasTable(id, 'cur_ddl_http'), false);
+      assert.equal(await c.hasTable(id, 'cur_ddl_ws'), false);
+    }
   });
 });
