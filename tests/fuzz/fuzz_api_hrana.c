@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer driver for the Hrana decoder: arbitrary bytes are parsed as JSON and
- * pushed through validation (pipeline v2/v3, single WebSocket requests), routing and,
+ * pushed through validation (pipeline v2/v3, single WebSocket requests, cursor bodies), routing and,
  * when the validator accepts them, execution against a small SQLite database.
  *
  * DESIGN
@@ -114,6 +114,35 @@ static void run_ws_request(json_t *req)
     edge_store_close(conn);
 }
 
+/* A POST /v3/cursor body, run as a cursor: every entry must be one JSON object. */
+static void run_cursor(json_t *body)
+{
+    struct edge_store_conn *conn = open_db();
+    struct hrana_sqlmap sqls;
+    hrana_sqlmap_init(&sqls, HRANA_MAX_SQL_PER_STREAM);
+    struct hrana_ctx ctx = {.conn = conn, .sqls = &sqls, .access = HRANA_ACCESS_RW, .version = 3, .budget_ms = 50};
+    struct edge_buf out;
+    edge_buf_init(&out, OUT_MAX);
+    struct hrana_cursor_json j;
+    hrana_cursor_json_init(&j, &out);
+    struct hrana_cursor_enc enc = hrana_cursor_json_enc(&j);
+    if (hrana_cursor_run(&ctx, json_object_get(body, "batch"), &enc) == EDGE_OK) {
+        for (size_t i = 0; i < j.n; i++) {
+            size_t len = 0;
+            const char *e = hrana_cursor_json_entry(&j, i, &len);
+            json_t *parsed = json_loadb(e, len, JSON_ALLOW_NUL, NULL);
+            if (!json_is_object(parsed) || memchr(e, '\n', len) != NULL) {
+                abort(); /* an entry that is not one line of JSON */
+            }
+            json_decref(parsed);
+        }
+    }
+    hrana_cursor_json_free(&j);
+    edge_buf_free(&out);
+    hrana_sqlmap_free(&sqls);
+    edge_store_close(conn);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 64 * 1024) {
@@ -136,6 +165,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The same bytes as one WebSocket request, and each pipeline entry as one too. */
     if (hrana_validate_request(body, 3, true, err, sizeof(err)) == EDGE_OK) {
         run_ws_request(body);
+    }
+    if (hrana_validate_cursor(body, err, sizeof(err)) == EDGE_OK) {
+        run_cursor(body);
     }
     json_t *reqs = json_object_get(body, "requests");
     size_t i;
