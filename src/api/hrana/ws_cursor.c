@@ -9,7 +9,7 @@
 
 #include "core/alloc.h"
 
-#define WS_MAX_CURSORS 1024
+#define WS_MAX_CURSORS 128
 /* A fetch_cursor answer carries at most this many entries, and stops adding entries once
  * it holds this many bytes (a single larger entry still goes out whole). */
 #define FETCH_MAX_ENTRIES 4096
