@@ -895,6 +895,10 @@ int hrana_execute_request(struct hrana_ctx *ctx, json_t *req, enum hrana_wrap wr
     } else if (strcmp(t, "get_autocommit") == 0) {
         bool ac = ctx->conn == NULL || ctx->shared_snapshot || sqlite3_get_autocommit(edge_store_db(ctx->conn));
         rv = edge_buf_printf(out, ",\"is_autocommit\":%s", ac ? "true" : "false");
+    } else if (strstr(t, "_cursor") != NULL) {
+        /* open_cursor, fetch_cursor, close_cursor belong to the WebSocket session (ws_cursor.c) */
+        set_err(&e, "HRANA_PROTO_ERROR", "%s is not executed here", t);
+        r = -1;
     }
     /* close, open_stream, close_stream: nothing more to say */
     if (ctx->conn != NULL) edge_store_sandbox(ctx->conn, sandboxed);

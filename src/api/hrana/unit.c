@@ -31,7 +31,8 @@ static int cursor_run(struct unit *u)
     struct hrana_cursor_enc enc = hrana_cursor_json_enc(u->cursor);
     int rv = hrana_cursor_run(&u->ctx, json_object_get(r, "batch"), &enc);
     if (rv == EDGE_OK && u->ws != NULL) {
-        rv = edge_buf_printf(&u->out, "{\"type\":\"response_ok\",\"request_id\":%lld,\"response\":{\"type\":\"open_cursor\"}}",
+        rv = edge_buf_printf(&u->out,
+                             "{\"type\":\"response_ok\",\"request_id\":%lld,\"response\":{\"type\":\"open_cursor\"}}",
                              (long long)u->request_id);
     }
     return rv;

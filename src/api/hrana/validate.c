@@ -225,7 +225,9 @@ int hrana_validate_request(json_t *r, int version, bool ws, char *err, size_t er
     } else if (strcmp(t, "get_autocommit") == 0 && version >= 3) {
         /* no fields */
     } else if (ws && version >= 3 && strcmp(t, "open_cursor") == 0) {
-        if (!is_int32(json_object_get(r, "cursor_id"))) rv = fail(err, errlen, "%s'cursor_id' must be a 32-bit integer", "");
+        if (!is_int32(json_object_get(r, "cursor_id"))) {
+            rv = fail(err, errlen, "%s'cursor_id' must be a 32-bit integer", "");
+        }
         if (rv == EDGE_OK) rv = validate_batch(json_object_get(r, "batch"), version, err, errlen);
     } else if (ws && version >= 3 && (strcmp(t, "fetch_cursor") == 0 || strcmp(t, "close_cursor") == 0)) {
         needs_stream = false;

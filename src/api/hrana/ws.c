@@ -347,7 +347,9 @@ void edge__api_ws_finish(struct unit *u)
             char msg[128];
             snprintf(msg, sizeof(msg), "the request could not be completed: %s", edge_strerror(u->commit_status));
             hrana_write_response_error(&u->out, u->request_id, msg, edge__api_status_code(u->commit_status));
-            if (u->wcursor != NULL) edge__api_ws_cursor_failed(u->wcursor, msg, edge__api_status_code(u->commit_status));
+            if (u->wcursor != NULL) {
+                edge__api_ws_cursor_failed(u->wcursor, msg, edge__api_status_code(u->commit_status));
+            }
         }
         uint64_t seq = u->route == HRANA_ROUTE_WRITE ? u->wjob.seq : u->ctx.seq;
         if (n->repl.cluster && u->commit_status == EDGE_OK && u->ctx.consistency == 1 && seq != 0) {

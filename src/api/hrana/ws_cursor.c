@@ -94,8 +94,9 @@ void edge__api_ws_cursor_fetch(struct ws_session *s, json_t *req, int64_t reques
     if (max > FETCH_MAX_ENTRIES) max = FETCH_MAX_ENTRIES;
     struct edge_buf b;
     edge_buf_init(&b, (size_t)1 << 30);
-    int rv = edge_buf_printf(&b, "{\"type\":\"response_ok\",\"request_id\":%lld,\"response\":{\"type\":\"fetch_cursor\","
-                                 "\"entries\":[",
+    int rv = edge_buf_printf(&b,
+                             "{\"type\":\"response_ok\",\"request_id\":%lld,"
+                             "\"response\":{\"type\":\"fetch_cursor\",\"entries\":[",
                              (long long)request_id);
     size_t k = 0, bytes = 0;
     while (rv == EDGE_OK && k < max && c->pos < c->entries.n && (k == 0 || bytes < FETCH_MAX_BYTES)) {
