@@ -8,6 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
+import * as hrana from '@libsql/hrana-client';
+
 import { startCluster } from './lib/cluster.mjs';
 import { pipeline, startNode, stmt, V } from './lib/node.mjs';
 import { clientScenarios, createV3WsClient, rejectsWithCode } from './lib/scenarios.mjs';
@@ -75,6 +77,60 @@ function foldEntries(entries, nsteps) {
   assert.equal(cur, null, 'the last step was terminated');
   return { step_results, step_errors };
 }
+
+describe('@libsql/hrana-client asking for protocol 3 (openWs(url, jwt, 3)) runs batches through cursors', { timeout: 120000 }, () => {
+  let node;
+  before(async () => { node = await startNode(); });
+  after(async () => { if (node) await node.destroy(); });
+
+  /** One batch with conditions, a step error and many rows; returns each step's settled outcome. */
+  async function runBatch(stream, useCursor, table, v3) {
+    const b = stream.batch(useCursor);
+    const out = [];
+    const add = (p) => out.push(p.then((v) => ({ ok: v }), (e) => ({ err: `${e.code}: ${e.message}`.replaceAll(table, "T") })));
+    const s0 = b.step();
+    add(s0.run(`CREATE TABLE IF NOT EXISTS ${table} (id INTEGER PRIMARY KEY, v TEXT NOT NULL)`));
+    const s1 = b.step().condition(hrana.BatchCond.ok(s0));
+    add(s1.run(`WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000) INSERT INTO ${table} (v) SELECT printf('v%d', x) FROM c`));
+    const s2 = b.step();
+    add(s2.run(`INSERT INTO ${table} (v) VALUES (NULL)`));
+    const s3 = b.step().condition(hrana.BatchCond.error(s2));
+    add(s3.query(`SELECT id, v FROM ${table} ORDER BY id`));
+    const s4 = b.step().condition(hrana.BatchCond.not(hrana.BatchCond.ok(s3)));
+    add(s4.query('SELECT 4'));
+    if (v3) {
+      add(b.step().condition(hrana.BatchCond.and(b, [hrana.BatchCond.ok(s1), hrana.BatchCond.isAutocommit(b)])).queryValue('SELECT 5'));
+    }
+    await b.execute();
+    const res = await Promise.all(out);
+    return res.map((r) => (r.ok && r.ok.rows ? { ok: { rows: r.ok.rows.map((x) => Array.from(x)), cols: r.ok.columnNames } } : r));
+  }
+
+  test('the same results through cursors as through batch, on hrana3 and on hrana2', T, async () => {
+    const v3 = hrana.openWs(node.wsUrl, null, 3);
+    const v2 = hrana.openWs(node.wsUrl, null, 2);
+    try {
+      assert.equal(await v3.getVersion(), 3);
+      assert.equal(await v2.getVersion(), 2);
+      const s3 = v3.openStream();
+      const s2 = v2.openStream();
+      const viaCursor = await runBatch(s3, true, 'hc_cursor', true);
+      const viaBatch3 = await runBatch(s3, false, 'hc_batch3', true);
+      const viaBatch2 = await runBatch(s2, false, 'hc_batch2', false);
+      assert.deepEqual(viaCursor, viaBatch3);
+      assert.deepEqual(viaCursor.slice(0, 5), viaBatch2);
+      assert.match(viaCursor[2].err, /^SQLITE_CONSTRAINT/);
+      assert.equal(viaCursor[3].ok.rows.length, 3000);
+      assert.equal(viaCursor[4].ok, undefined, 'skipped: its condition was false');
+      assert.equal(viaCursor[5].ok.value, 5, 'ok(1) and is_autocommit held');
+      s3.close();
+      s2.close();
+    } finally {
+      v3.close();
+      v2.close();
+    }
+  });
+});
 
 describe('POST /v3/cursor (JSON lines, as the Rust client calls it)', { timeout: 120000 }, () => {
   let node;
