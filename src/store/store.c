@@ -129,6 +129,12 @@ static int sandbox_check(struct edge_store_conn *c, int action, const char *a, c
         }
         return SQLITE_OK;
     case SQLITE_PRAGMA:
+        if (b != NULL && a != NULL && strcasecmp(a, "foreign_keys") == 0) {
+            /* Client writes always run inside a transaction here (the writer's group, a
+             * stream's BEGIN), where SQLite itself ignores this PRAGMA; ignoring it keeps
+             * @libsql/client's migrate(), which sends foreign_keys=off/on, working. */
+            return SQLITE_IGNORE;
+        }
         if (b != NULL && !pragma_arg_allowed(a)) {
             return refuse(c, "PRAGMA %s with a value is not allowed: it would change the database or the "
                              "connection for every client", a);

@@ -57,7 +57,6 @@ describe('the SQL sandbox on client connections', { timeout: 240000 }, () => {
     ['PRAGMA journal_mode = DELETE', /journal_mode/],
     ['PRAGMA synchronous = OFF', /synchronous/],
     ['PRAGMA writable_schema = ON', /writable_schema/],
-    ['PRAGMA foreign_keys = OFF', /foreign_keys/],
     ['PRAGMA query_only = 1', /query_only/],
     ['PRAGMA user_version = 7', /user_version/],
     ['SELECT * FROM _edge_crdt', /_edge_crdt/],
@@ -115,7 +114,7 @@ describe('the SQL sandbox on client connections', { timeout: 240000 }, () => {
           if (who === 'rw') {
             const tx = await c.transaction('write');
             try {
-              for (const sql of ['ATTACH DATABASE \'x.db\' AS x', 'PRAGMA foreign_keys = OFF', 'SELECT * FROM _edge_crdt',
+              for (const sql of ['ATTACH DATABASE \'x.db\' AS x', 'PRAGMA query_only = 1', 'SELECT * FROM _edge_crdt',
                 'DELETE FROM _edge_crdt_ops']) {
                 await assert.rejects(tx.execute(sql), (e) => (e.code ?? e.cause?.code) === 'SQLITE_AUTH', sql);
               }
@@ -135,6 +134,27 @@ describe('the SQL sandbox on client connections', { timeout: 240000 }, () => {
   }
 
   for (const scheme of ['http', 'ws']) {
+    test(`${scheme}: PRAGMA foreign_keys = OFF is a no-op (as SQLite inside a transaction) and migrate() works`, T, async () => {
+      const c = createClient({ url: scheme === 'ws' ? node.wsUrl : node.url, authToken: rw });
+      const rejections = [];
+      const onRejection = (e) => rejections.push(e);
+      process.on('unhandledRejection', onRejection);
+      try {
+        await c.execute('PRAGMA foreign_keys = OFF');
+        assert.equal(Number((await c.execute('PRAGMA foreign_keys')).rows[0][0]), 1, 'foreign keys were turned off');
+        const t = `mig_${scheme}`;
+        await c.migrate([`CREATE TABLE ${t}(id INTEGER PRIMARY KEY, v TEXT)`, `INSERT INTO ${t} VALUES (1, 'a')`]);
+        assert.deepEqual((await c.execute(`SELECT id, v FROM ${t}`)).rows.map((r) => [Number(r[0]), r[1]]), [[1, 'a']]);
+        // Still enforced: a dangling reference is refused after the migration.
+        await assert.rejects(c.execute('INSERT INTO child (id, p) VALUES (987654, 987654)'));
+        await new Promise((r) => setTimeout(r, 50));
+        assert.deepEqual(rejections, [], 'migrate() left unhandled promise rejections');
+      } finally {
+        process.off('unhandledRejection', onRejection);
+        c.close();
+      }
+    });
+
     test(`${scheme}: reporting PRAGMAs, ordinary SQL and read-only transactions keep working`, T, async () => {
       const c = createClient({ url: scheme === 'ws' ? node.wsUrl : node.url, authToken: rw });
       try {
