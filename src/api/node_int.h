@@ -52,9 +52,12 @@
 #define EDGE_API_FORWARD_CONNS 32
 #define EXPIRED_KEEP_MS (300u * 1000u)
 
-/* How a pipeline unit is answered: Hrana JSON, /v1/replicate's form, or the lines of
- * POST /v3/cursor. */
-enum pipe_mode { PIPE_HRANA = 0, PIPE_REPLICATE = 1, PIPE_CURSOR = 2 };
+/* How a pipeline unit is answered: Hrana JSON, /v1/replicate's form, the lines of
+ * POST /v3/cursor, or Hrana protobuf. */
+enum pipe_mode { PIPE_HRANA = 0, PIPE_REPLICATE = 1, PIPE_CURSOR = 2, PIPE_PROTOBUF = 3 };
+/* The "version" of a /v3-protobuf/pipeline route: Hrana 3 with a protobuf body, so a
+ * request parked for its bookmark is decoded as one (edge__api_pipeline_handle). */
+#define PIPE_V3_PROTOBUF 0x103
 
 enum endpoint { EP_PIPELINE, EP_WS, EP_HEALTH, EP_METRICS, EP_STATUS, EP_CRDT, EP_REPLICATE, EP_OTHER, EP__COUNT };
 
@@ -223,7 +226,7 @@ struct unit {
     /* HTTP */
     struct stream *stream;
     bool close_stream;
-    int mode; /* PIPE_HRANA or PIPE_REPLICATE (answer in /v1/replicate form) */
+    int mode; /* enum pipe_mode: how the answer is written */
     /* WS */
     struct ws_session *ws;
     struct ws_stream *wss;
@@ -346,6 +349,12 @@ void edge__api_ws_cursors_of_stream(struct ws_session *s, int32_t stream_id);
 void edge__api_ws_cursors_free(struct ws_session *s);
 /* After an open_cursor unit: a failed one keeps its error for fetch_cursor. */
 void edge__api_ws_cursor_failed(struct ws_cursor *c, const char *message, const char *code);
+
+/* hrana/pb_http.c: POST /v3-protobuf/pipeline, and its answers re-encoded */
+void edge__api_pb_pipeline_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                                  enum hrana_access access);
+void edge__api_pb_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, const char *extra, const char *body,
+                                  size_t len, uint64_t start_ns);
 
 /* hrana/forward.c: a strong write or schema change sent on to the primary */
 void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body, int mode,

@@ -33,7 +33,7 @@ enum route_auth {
 /* What a handler gets besides the request. */
 struct route_call {
     enum hrana_access access; /* for AUTH_READ and AUTH_WRITE routes */
-    int arg;                  /* the route's argument (the Hrana version of a pipeline) */
+    int arg;                  /* the route's argument (the Hrana version of a pipeline, or PIPE_V3_PROTOBUF) */
     const char *rest;         /* the path after a MATCH_PREFIX prefix, else "" */
 };
 
@@ -100,7 +100,8 @@ static void r_protobuf(struct loop *l, struct edge_http_conn *c, struct edge_htt
                        const struct route_call *rc)
 {
     (void)rc;
-    edge__api_respond_error(l->node, c, req, EP_OTHER, 404, "NOT_FOUND", "protobuf encoding is not supported");
+    edge__api_respond_error(l->node, c, req, EP_OTHER, 404, "NOT_FOUND",
+                            "over protobuf this node serves GET /v3-protobuf and POST /v3-protobuf/pipeline only");
 }
 
 static void r_metrics(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
@@ -160,6 +161,8 @@ static const struct route routes[] = {
     {M_GET, MATCH_EXACT, "/version", AUTH_NONE, EP_HEALTH, r_version, 0},
     {M_GET, MATCH_SUFFIX, "/v2", AUTH_READ, EP_HEALTH, r_hello, 0},
     {M_GET, MATCH_SUFFIX, "/v3", AUTH_READ, EP_HEALTH, r_hello, 0},
+    {M_POST, MATCH_SUFFIX, "/v3-protobuf/pipeline", AUTH_READ, EP_PIPELINE, r_pipeline, PIPE_V3_PROTOBUF},
+    {M_GET, MATCH_SUFFIX, "/v3-protobuf", AUTH_READ, EP_HEALTH, r_hello, 0},
     {M_ANY, MATCH_CONTAINS, "/v3-protobuf", AUTH_READ, EP_OTHER, r_protobuf, 0},
     {M_GET, MATCH_EXACT, "/metrics", AUTH_METRICS, EP_METRICS, r_metrics, 0},
     {M_GET, MATCH_EXACT, "/v1/status", AUTH_STATUS, EP_STATUS, r_status, 0},

@@ -32,14 +32,15 @@ describe('Hrana over HTTP, raw', { timeout: 120000 }, () => {
   });
   after(async () => { if (node) await node.destroy(); });
 
-  test('GET /health, /version, /v2, /v3 answer 200; /v3-protobuf answers 404', T, async () => {
+  test('GET /health, /version, /v2, /v3, /v3-protobuf answer 200; other /v3-protobuf paths 404', T, async () => {
     assert.equal((await get(node, '/health')).status, 200);
     const ver = await get(node, '/version');
     assert.equal(ver.status, 200);
     assert.match(ver.text, /edgelite/);
     assert.equal((await get(node, '/v2')).status, 200);
     assert.equal((await get(node, '/v3')).status, 200);
-    assert.equal((await get(node, '/v3-protobuf')).status, 404);
+    assert.equal((await get(node, '/v3-protobuf')).status, 200);
+    assert.equal((await get(node, '/v3-protobuf/no-such-thing')).status, 404);
   });
 
   test('an unknown path is 404 with a JSON body', T, async () => {

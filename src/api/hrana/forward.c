@@ -62,7 +62,7 @@ static void forward_answer(struct forward *f)
             edge__api_pipeline_answer(n, f->conn, f->mode, seq ? origin : NULL, seq,
                                       f->resp.body.data ? f->resp.body.data : "", f->resp.body.len, f->start_ns);
         } else {
-            edge__api_observe(n, f->mode == PIPE_HRANA ? EP_PIPELINE : EP_REPLICATE, f->start_ns, true);
+            edge__api_observe(n, f->mode == PIPE_REPLICATE ? EP_REPLICATE : EP_PIPELINE, f->start_ns, true);
             edge_http_respond(f->conn, f->resp.status, "application/json", NULL,
                               f->resp.body.data ? f->resp.body.data : "", f->resp.body.len);
         }

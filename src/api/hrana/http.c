@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Hrana over HTTP: POST /v2/pipeline and /v3/pipeline. */
+/* Hrana over HTTP: POST /v2/pipeline and /v3/pipeline (and the answers of /v3-protobuf/pipeline). */
 #include "api/node_int.h"
 
 #include <stdio.h>
@@ -14,6 +14,10 @@ void edge__api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, in
     char extra[200] = "";
     if (origin != NULL && seq != 0) {
         snprintf(extra, sizeof(extra), "X-Edge-Bookmark: %s:%llu\r\n", origin, (unsigned long long)seq);
+    }
+    if (mode == PIPE_PROTOBUF) {
+        edge__api_pb_pipeline_answer(n, c, extra[0] ? extra : NULL, body, len, start_ns);
+        return;
     }
     if (mode == PIPE_HRANA || mode == PIPE_CURSOR) {
         edge__api_observe(n, EP_PIPELINE, start_ns, false);
@@ -206,6 +210,10 @@ void edge__api_pipeline_handle(struct loop *l, struct edge_http_conn *c, struct 
                               enum hrana_access access)
 {
     struct edge_node *n = l->node;
+    if (version == PIPE_V3_PROTOBUF) {
+        edge__api_pb_pipeline_handle(l, c, req, access);
+        return;
+    }
     json_error_t jerr;
     json_t *body = json_loadb(req->body.data ? req->body.data : "", req->body.len, JSON_ALLOW_NUL, &jerr);
     if (body == NULL) {

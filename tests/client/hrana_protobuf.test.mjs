@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: MIT
+// Hrana 3 over HTTP in protobuf, with the real @libsql/hrana-client asking for protocol 3: it
+// probes GET /v3-protobuf and, on a 2xx, sends every pipeline to /v3-protobuf/pipeline. Every
+// request below is checked to have travelled as protobuf (a recording fetch), so a test passes
+// only through the protobuf path. Bad bodies are sent by hand.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import * as hrana from '@libsql/hrana-client';
+
+import { pipeline, startNode } from './lib/node.mjs';
+
+const T = { timeout: 20000 };
+
+// What the client sent and got, per request.
+function recordingFetch(log) {
+  return async (req) => {
+    const res = await fetch(req);
+    log.push({ url: new URL(req.url).pathname, method: req.method, reqType: req.headers.get('content-type'),
+      status: res.status, resType: res.headers.get('content-type') });
+    return res;
+  };
+}
+
+// A tiny protobuf writer for hand-made bodies (bad input, a row count).
+const pb = {
+  varint(n) {
+    const out = [];
+    let v = BigInt(n);
+    do {
+      let b = Number(v & 0x7fn);
+      v >>= 7n;
+      if (v) b |= 0x80;
+      out.push(b);
+    } while (v);
+    return out;
+  },
+  field(num, bytes) { return [...pb.varint((num << 3) | 2), ...pb.varint(bytes.length), ...bytes]; },
+  str(num, s) { return pb.field(num, [...Buffer.from(s, 'utf8')]); },
+  // PipelineReqBody { requests: [execute { stmt { sql } }, close {}] }
+  executeBody(sql) {
+    const stmt = pb.str(1, sql);
+    const exec = pb.field(1, stmt);
+    return Buffer.from([...pb.field(2, pb.field(2, exec)), ...pb.field(2, pb.field(1, []))]);
+  },
+};
+
+async function postPb(node, body, contentType = 'application/x-protobuf') {
+  const res = await fetch(`${node.url}/v3-protobuf/pipeline`, {
+    method: 'POST', headers: { 'content-type': contentType }, body, signal: AbortSignal.timeout(10000),
+  });
+  return { status: res.status, type: res.headers.get('content-type'), body: Buffer.from(await res.arrayBuffer()) };
+}
+
+describe('Hrana 3 over protobuf with @libsql/hrana-client', { timeout: 120000 }, () => {
+  let node;
+  let log;
+  let client;
+  before(async () => {
+    node = await startNode();
+    log = [];
+    client = hrana.openHttp(node.url, undefined, recordingFetch(log), undefined, 3);
+    assert.equal(await client.getVersion(), 3);
+  });
+  after(async () => {
+    if (client) client.close();
+    if (node) await node.destroy();
+  });
+
+  function stream() {
+    const s = client.openStream();
+    s.intMode = 'bigint';
+    return s;
+  }
+
+  // Every pipeline so far went to /v3-protobuf/pipeline as protobuf and came back as protobuf.
+  function assertAllProtobuf() {
+    const posts = log.filter((e) => e.method === 'POST');
+    assert.ok(posts.length > 0);
+    for (const e of posts) {
+      assert.equal(e.url, '/v3-protobuf/pipeline');
+      assert.equal(e.reqType, 'application/x-protobuf');
+      if (e.status === 200) assert.equal(e.resType, 'application/x-protobuf');
+    }
+  }
+
+  test('GET /v3-protobuf answers 2xx and the client picks the protobuf endpoint', T, async () => {
+    assert.deepEqual(log[0], { url: '/v3-protobuf', method: 'GET', reqType: null, status: 200, resType: 'text/plain' });
+    assert.equal(client._endpoint.encoding, 'protobuf');
+    const s = stream();
+    const r = await s.query('SELECT 1 AS one');
+    assert.equal(r.rows[0].one, 1n);
+    s.close();
+    assertAllProtobuf();
+  });
+
+  test('every value type round-trips, as argument and as result', T, async () => {
+    const s = stream();
+    const blob = new Uint8Array([0, 1, 2, 127, 128, 255]);
+    const args = [null, 0n, -1n, 9223372036854775807n, -9223372036854775808n, 9007199254740993n,
+      1.5, -0.25, 1e300, 5e-324, 'ü€😀', 'a\u0000b', '', blob, new Uint8Array([])];
+    const cols = args.map((_, i) => `?${i + 1} AS c${i}, typeof(?${i + 1}) AS t${i}`).join(', ');
+    const r = await s.query([`SELECT ${cols}`, args]);
+    const row = r.rows[0];
+    const want = ['null', 'integer', 'integer', 'integer', 'integer', 'integer', 'real', 'real', 'real', 'real',
+      'text', 'text', 'text', 'blob', 'blob'];
+    want.forEach((t, i) => assert.equal(row[`t${i}`], t, `typeof argument ${i}`));
+    assert.equal(row.c0, null);
+    assert.equal(row.c1, 0n);
+    assert.equal(row.c2, -1n);
+    assert.equal(row.c3, 9223372036854775807n);
+    assert.equal(row.c4, -9223372036854775808n);
+    assert.equal(row.c5, 9007199254740993n);
+    assert.equal(row.c6, 1.5);
+    assert.equal(row.c7, -0.25);
+    assert.equal(row.c8, 1e300);
+    assert.equal(row.c9, 5e-324);
+    assert.equal(row.c10, 'ü€😀');
+    assert.equal(row.c11, 'a\u0000b');
+    assert.equal(row.c11.length, 3);
+    assert.equal(row.c12, '');
+    assert.deepEqual(new Uint8Array(row.c13), blob);
+    assert.equal(new Uint8Array(row.c14).length, 0);
+
+    // Values made by SQLite itself, and a named argument.
+    const r2 = await s.query(['SELECT 9223372036854775807 AS big, x\'00ff\' AS b, char(0x20ac, 0) AS t, 0.1 AS f, :v AS v',
+      { v: 'named' }]);
+    assert.equal(r2.rows[0].big, 9223372036854775807n);
+    assert.deepEqual(new Uint8Array(r2.rows[0].b), new Uint8Array([0, 255]));
+    assert.equal(r2.rows[0].t, '€\u0000');
+    assert.equal(r2.rows[0].f, 0.1);
+    assert.equal(r2.rows[0].v, 'named');
+    assert.deepEqual(r2.columnNames, ['big', 'b', 't', 'f', 'v']);
+    s.close();
+    assertAllProtobuf();
+  });
+
+  test('writes report affected rows, last_insert_rowid and decltypes', T, async () => {
+    const s = stream();
+    await s.run('CREATE TABLE w(id INTEGER PRIMARY KEY, name TEXT, n BIGINT)');
+    const ins = await s.run(['INSERT INTO w(id, name, n) VALUES (?, ?, ?), (?, ?, ?)', [5n, 'five', 5n, 4000000000n, 'big', 1n]]);
+    assert.equal(ins.affectedRowCount, 2);
+    assert.equal(ins.lastInsertRowid, 4000000000n);
+    const q = await s.query('SELECT id, name, n FROM w ORDER BY id');
+    assert.deepEqual(q.columnDecltypes, ['INTEGER', 'TEXT', 'BIGINT']);
+    assert.deepEqual(q.rows.map((r) => r.name), ['five', 'big']);
+    const upd = await s.run("UPDATE w SET name = 'x'");
+    assert.equal(upd.affectedRowCount, 2);
+    s.close();
+  });
+
+  test('batch conditions, is_autocommit included, are evaluated by the server', T, async () => {
+    const s = stream();
+    await s.run('CREATE TABLE bc(id INTEGER PRIMARY KEY, v TEXT)');
+    const b = s.batch();
+    const begin = b.step();
+    const pBegin = begin.run('BEGIN');
+    const ins = b.step().condition(hrana.BatchCond.ok(begin));
+    const pIns = ins.run("INSERT INTO bc VALUES (1, 'a')");
+    const pOutside = b.step().condition(hrana.BatchCond.isAutocommit(b)).query("SELECT 'outside' AS w");
+    const pInside = b.step().condition(hrana.BatchCond.not(hrana.BatchCond.isAutocommit(b))).query("SELECT 'inside' AS w");
+    const dup = b.step().condition(hrana.BatchCond.ok(ins));
+    const pDup = dup.run("INSERT INTO bc VALUES (1, 'again')");
+    const pAfterErr = b.step().condition(hrana.BatchCond.and(b, [hrana.BatchCond.error(dup), hrana.BatchCond.ok(begin)]))
+      .query("SELECT 'saw the error' AS w");
+    const pNever = b.step().condition(hrana.BatchCond.or(b, [hrana.BatchCond.ok(dup), hrana.BatchCond.error(begin)]))
+      .query("SELECT 'never' AS w");
+    const pCommit = b.step().condition(hrana.BatchCond.not(hrana.BatchCond.isAutocommit(b))).run('COMMIT');
+    const pAfter = b.step().condition(hrana.BatchCond.isAutocommit(b)).query('SELECT count(*) AS n FROM bc');
+    await b.execute();
+    await pBegin;
+    assert.equal((await pIns).affectedRowCount, 1);
+    assert.equal(await pOutside, undefined, 'is_autocommit is false inside BEGIN');
+    assert.equal((await pInside).rows[0].w, 'inside');
+    await assert.rejects(pDup, (e) => e.code === 'SQLITE_CONSTRAINT' || /constraint/i.test(e.message));
+    assert.equal((await pAfterErr).rows[0].w, 'saw the error');
+    assert.equal(await pNever, undefined);
+    await pCommit;
+    assert.equal((await pAfter).rows[0].n, 1n, 'is_autocommit is true again after COMMIT');
+    s.close();
+    assertAllProtobuf();
+  });
+
+  test('errors: SQL errors carry their code; the stream goes on', T, async () => {
+    const s = stream();
+    await assert.rejects(s.query('SELEC 1'), (e) => e instanceof hrana.ResponseError && e.code === 'SQL_PARSE_ERROR');
+    await assert.rejects(s.query('SELECT * FROM no_such_table'), (e) => /no such table/.test(e.message));
+    await assert.rejects(s.query(['SELECT ?, ?', [1n]]), (e) => e.code === 'ARGS_INVALID');
+    assert.equal((await s.query('SELECT 2 AS two')).rows[0].two, 2n);
+    s.close();
+  });
+
+  test('stored SQL, describe and sequence', T, async () => {
+    const s = stream();
+    const sql = s.storeSql('SELECT ? * 2 AS d');
+    assert.equal((await s.query([sql, [21n]])).rows[0].d, 42n);
+    assert.equal((await s.query([sql, [5n]])).rows[0].d, 10n);
+    sql.close();
+    const d = await s.describe('SELECT ? AS a, :named AS b');
+    assert.deepEqual(d.paramNames, [undefined, ':named']);
+    assert.deepEqual(d.columns.map((c) => c.name), ['a', 'b']);
+    assert.equal(d.isReadonly, true);
+    await s.sequence('CREATE TABLE seq(a PRIMARY KEY); INSERT INTO seq VALUES (1); INSERT INTO seq VALUES (2);');
+    assert.equal((await s.query('SELECT count(*) AS n FROM seq')).rows[0].n, 2n);
+    s.close();
+    assertAllProtobuf();
+  });
+
+  test('a transaction spans requests through the baton', T, async () => {
+    const s = stream();
+    await s.run('CREATE TABLE tx(id INTEGER PRIMARY KEY)');
+    assert.equal(await s.getAutocommit(), true);
+    await s.run('BEGIN');
+    assert.equal(await s.getAutocommit(), false);
+    await s.run('INSERT INTO tx VALUES (1)');
+    await s.run('INSERT INTO tx VALUES (2)');
+    // Another stream does not see the open transaction's rows.
+    const other = stream();
+    assert.equal((await other.query('SELECT count(*) AS n FROM tx')).rows[0].n, 0n);
+    assert.equal((await s.query('SELECT count(*) AS n FROM tx')).rows[0].n, 2n);
+    await s.run('ROLLBACK');
+    assert.equal(await s.getAutocommit(), true);
+    await s.run('BEGIN');
+    await s.run('INSERT INTO tx VALUES (3)');
+    await s.run('COMMIT');
+    assert.equal((await other.query('SELECT group_concat(id) AS ids FROM tx')).rows[0].ids, '3');
+    s.close();
+    other.close();
+    // Several requests were pipelined on one baton: more than one POST carried one.
+    assertAllProtobuf();
+  });
+
+  test('bad input answers a clear error and changes nothing', T, async () => {
+    await pipeline(`${node.url}/v3/pipeline`, { requests: [{ type: 'execute', stmt: { sql: 'CREATE TABLE bad(id INTEGER PRIMARY KEY)' } }, { type: 'close' }] });
+    const insert = pb.executeBody('INSERT INTO bad VALUES (1)');
+
+    const wrongType = await postPb(node, insert, 'application/json');
+    assert.equal(wrongType.status, 415);
+    assert.match(JSON.parse(wrongType.body.toString()).message, /protobuf/);
+
+    // Cut inside the execute request (the last 4 bytes are the whole close request: cutting
+    // exactly those leaves a valid, shorter pipeline).
+    for (let cut = 5; cut < insert.length; cut += 2) {
+      const r = await postPb(node, insert.subarray(0, insert.length - cut));
+      assert.ok(r.status === 400, `truncated by ${cut}: status ${r.status}`);
+      assert.equal(r.type, 'application/json');
+      assert.ok(JSON.parse(r.body.toString()).message.length > 0);
+    }
+    const garbage = await postPb(node, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
+    assert.equal(garbage.status, 400);
+
+    // Conditions nested far deeper than any client writes: refused before decoding.
+    let cond = pb.field(6, []);
+    for (let i = 0; i < 200; i++) cond = pb.field(3, cond);
+    const step = [...pb.field(1, cond), ...pb.field(2, pb.str(1, 'INSERT INTO bad VALUES (2)'))];
+    const deep = Buffer.from(pb.field(2, pb.field(3, pb.field(1, pb.field(1, step)))));
+    const rDeep = await postPb(node, deep);
+    assert.equal(rDeep.status, 400);
+    assert.match(JSON.parse(rDeep.body.toString()).message, /nested|malformed/);
+
+    // Text that is not UTF-8 cannot be run as SQL.
+    const badUtf8 = Buffer.from([...pb.field(2, pb.field(2, pb.field(1, pb.field(1, [0x49, 0x4e, 0xc3, 0x28]))))]);
+    const rUtf = await postPb(node, badUtf8);
+    assert.equal(rUtf.status, 400);
+    assert.match(JSON.parse(rUtf.body.toString()).message, /UTF-8/);
+
+    // A well-formed request of an unknown kind (a field number this server does not know).
+    const unknown = Buffer.from(pb.field(2, pb.field(15, [])));
+    assert.equal((await postPb(node, unknown)).status, 400);
+
+    // Nothing of the above ran; the intact body does run.
+    const count = await pipeline(`${node.url}/v3/pipeline`, { requests: [{ type: 'execute', stmt: { sql: 'SELECT count(*) FROM bad' } }, { type: 'close' }] });
+    assert.equal(count.json.results[0].response.result.rows[0][0].value, '0');
+    const ok = await postPb(node, insert);
+    assert.equal(ok.status, 200);
+    assert.equal(ok.type, 'application/x-protobuf');
+    const count2 = await pipeline(`${node.url}/v3/pipeline`, { requests: [{ type: 'execute', stmt: { sql: 'SELECT count(*) FROM bad' } }, { type: 'close' }] });
+    assert.equal(count2.json.results[0].response.result.rows[0][0].value, '1');
+    // The node is still serving protobuf clients.
+    const s = stream();
+    assert.equal((await s.query('SELECT 7 AS x')).rows[0].x, 7n);
+    s.close();
+  });
+
+  test('an HTTP error reaches the client as a readable error', T, async () => {
+    const s = stream();
+    await s.query('SELECT 1');
+    // An unknown baton is refused with a JSON error the client turns into its message.
+    const bad = await fetch(`${node.url}/v3-protobuf/pipeline`, {
+      method: 'POST', headers: { 'content-type': 'application/x-protobuf' },
+      body: Buffer.from([...pb.str(1, 'not-a-baton'), ...pb.field(2, pb.field(1, []))]),
+    });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.headers.get('content-type'), 'application/json');
+    assert.ok(typeof (await bad.json()).message === 'string');
+    s.close();
+  });
+});
