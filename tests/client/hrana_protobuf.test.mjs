@@ -269,6 +269,15 @@ describe('Hrana 3 over protobuf with @libsql/hrana-client', { timeout: 120000 },
     const unknown = Buffer.from(pb.field(2, pb.field(15, [])));
     assert.equal((await postPb(node, unknown)).status, 400);
 
+    // A NUL inside a sequence's SQL (JSON can carry it too): an error, not a loop thread spinning forever.
+    const s0 = stream();
+    await assert.rejects(s0.sequence('INSERT INTO bad VALUES (9);\u0000 INSERT INTO bad VALUES (10)'),
+      (e) => e.code === 'SQL_PARSE_ERROR' && /NUL/.test(e.message));
+    await s0.run('DELETE FROM bad');
+    s0.close();
+    const viaJson = await pipeline(`${node.url}/v3/pipeline`, { requests: [{ type: 'sequence', sql: '\u0000SELECT 1' }, { type: 'close' }] });
+    assert.equal(viaJson.json.results[0].error.code, 'SQL_PARSE_ERROR');
+
     // Nothing of the above ran; the intact body does run.
     const count = await pipeline(`${node.url}/v3/pipeline`, { requests: [{ type: 'execute', stmt: { sql: 'SELECT count(*) FROM bad' } }, { type: 'close' }] });
     assert.equal(count.json.results[0].response.result.rows[0][0].value, '0');

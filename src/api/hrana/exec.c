@@ -724,7 +724,14 @@ static int run_sequence_inner(struct hrana_ctx *ctx, json_t *req, struct stmt_er
             if (is_parse_error(e->message)) e->code = "SQL_PARSE_ERROR";
             return -1;
         }
-        off = tail ? (size_t)(tail - sql) : len;
+        size_t next = tail ? (size_t)(tail - sql) : len;
+        if (st == NULL && next == off) {
+            /* SQLite stops at a NUL byte and reports no progress: what follows would
+             * never run, and this loop would never end. */
+            set_err(e, "SQL_PARSE_ERROR", "%sthe SQL text contains a NUL character", "");
+            return -1;
+        }
+        off = next;
         if (st == NULL) {
             continue;
         }
