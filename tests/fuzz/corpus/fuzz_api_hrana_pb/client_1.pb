@@ -1,0 +1,4 @@
+
++AQAAAAAAAAABAAAAAAAAAHuL_Ramcm45ghOmIQ9hUAc" 
+
+SELECT ? AS a, :n AS b(
