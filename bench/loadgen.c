@@ -343,6 +343,7 @@ struct opts {
     const char *body;
     const char *body_file;
     const char *bodies_file;
+    bool bodies_hex; /* each line of bodies_file is hex: binary bodies such as protobuf */
     const char *headers[MAX_HEADERS];
     int n_headers;
     const char *fail_on[MAX_FAIL_ON];
@@ -512,6 +513,14 @@ static int reqset_add(struct reqset *rs, size_t cap, const struct opts *o, const
     return 0;
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 static int reqset_build(struct reqset *rs, const struct opts *o, const struct target *t)
 {
     char *file = NULL;
@@ -547,6 +556,16 @@ static int reqset_build(struct reqset *rs, const struct opts *o, const struct ta
             char *le = nl ? nl : end;
             size_t len = (size_t)(le - line);
             if (len && line[len - 1] == '\r') len--;
+            if (len && o->bodies_hex) {
+                /* Decode in place: a body is half as long as its hex line. */
+                if (len % 2 != 0) goto bad_hex;
+                for (size_t i = 0; i < len / 2; i++) {
+                    int hi = hexval(line[2 * i]), lo = hexval(line[2 * i + 1]);
+                    if (hi < 0 || lo < 0) goto bad_hex;
+                    line[i] = (char)(hi << 4 | lo);
+                }
+                len /= 2;
+            }
             if (len && reqset_add(rs, cap, o, t, line, len) != 0) goto out;
             line = le + 1;
         }
@@ -560,6 +579,9 @@ static int reqset_build(struct reqset *rs, const struct opts *o, const struct ta
         if (reqset_add(rs, cap, o, t, o->body, o->body ? strlen(o->body) : 0) != 0) goto out;
     }
     rv = 0;
+    goto out;
+bad_hex:
+    fprintf(stderr, "loadgen: %s: a line is not hex (--hex)\n", o->bodies_file);
 out:
     edge_free(file);
     if (rv != 0) reqset_free(rs);
@@ -1038,6 +1060,7 @@ static void usage(FILE *f)
             "  --max-requests N   stop after issuing N requests, warm-up included (0 = no cap)\n"
             "  -m METHOD          request method (GET, or POST when a body is given)\n"
             "  --body STR | --body-file F | --bodies-file F (one body per line, round-robin)\n"
+            "  --hex              each line of --bodies-file is hex (binary bodies, e.g. protobuf)\n"
             "  -H 'K: V'          extra header (repeatable)\n"
             "  --fail-on STR      count 2xx responses whose body contains STR as app errors\n"
             "  --name NAME        label for the RESULT line\n"
@@ -1123,6 +1146,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         } else if (strcmp(a, "--bodies-file") == 0) {
             NEED_VALUE();
             o->bodies_file = v;
+        } else if (strcmp(a, "--hex") == 0) {
+            o->bodies_hex = true;
         } else if (strcmp(a, "-H") == 0 || strcmp(a, "--header") == 0) {
             NEED_VALUE();
             if (o->n_headers >= MAX_HEADERS || !strchr(v, ':') || strpbrk(v, "\r\n")) goto bad;
@@ -1151,6 +1176,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
     }
     if ((o->body != NULL) + (o->body_file != NULL) + (o->bodies_file != NULL) > 1) {
         fprintf(stderr, "loadgen: use only one of --body, --body-file, --bodies-file\n");
+        return -1;
+    }
+    if (o->bodies_hex && !o->bodies_file) {
+        fprintf(stderr, "loadgen: --hex needs --bodies-file\n");
         return -1;
     }
     if (!o->method) o->method = (o->body || o->body_file || o->bodies_file) ? "POST" : "GET";

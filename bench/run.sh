@@ -3,7 +3,8 @@
 #
 # bench/run.sh: the `make bench` driver. Measures, in one run on this machine,
 # nginx answering a fixed 200 (the loopback HTTP ceiling), edgelite point reads
-# and 100-read batches through POST /v2/pipeline, and the lead's in-process
+# and 100-read batches through POST /v2/pipeline, the same point reads through
+# POST /v3-protobuf/pipeline, and the lead's in-process
 # benchmarks, then writes bench/RESULTS.md with medians, ratios and targets.
 #
 # Everything it starts (nginx, edgelite) runs from a private temp dir with its
@@ -111,10 +112,27 @@ rnd = random.Random(20240601)
 def point(i):
     return {"type": "execute", "stmt": {"sql": "SELECT v FROM kv WHERE id = ?",
             "args": [{"type": "integer", "value": str(i)}]}}
-with open(tmp + "/points.jsonl", "w") as f:
+# The same point read in Hrana 3's protobuf encoding (src/api/hrana/hrana.proto), one hex line each.
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+def ld(field, payload):
+    return varint(field << 3 | 2) + varint(len(payload)) + payload
+def point_pb(i):
+    value = varint(2 << 3) + varint((i << 1) ^ (i >> 63))         # Value.integer, sint64
+    stmt = ld(1, b"SELECT v FROM kv WHERE id = ?") + ld(3, value)  # Stmt.sql, Stmt.args
+    return ld(2, ld(2, ld(1, stmt))) + ld(2, ld(1, b""))           # requests: execute, close
+with open(tmp + "/points.jsonl", "w") as f, open(tmp + "/points.pbhex", "w") as fp:
     for _ in range(10000):
-        f.write(json.dumps({"requests": [point(rnd.randint(1, rows)), {"type": "close"}]},
+        i = rnd.randint(1, rows)
+        f.write(json.dumps({"requests": [point(i), {"type": "close"}]},
                            separators=(",", ":")) + "\n")
+        fp.write(point_pb(i).hex() + "\n")
 with open(tmp + "/batch.jsonl", "w") as f:
     for _ in range(1000):
         steps = [{"stmt": {"sql": "SELECT v FROM kv WHERE id = ?",
@@ -140,6 +158,7 @@ EOF
 NGINX_LINE=""
 NGINX_NOTE=""
 EDGE_POINT_LINE=""
+EDGE_POINT_PB_LINE=""
 EDGE_BATCH_LINE=""
 EDGE_NOTE=""
 INPROC_LINES=""
@@ -262,6 +281,17 @@ except Exception:
     EDGE_POINT_LINE=$(run_load edgelite_point --url "http://127.0.0.1:$EPORT/v2/pipeline" \
         --bodies-file "$TMP/points.jsonl" -H "Content-Type: application/json" ${AUTH[@]+"${AUTH[@]}"} \
         --fail-on '"type":"error"' || true)
+    # The same point reads over Hrana 3 protobuf; one by hand first, as above.
+    python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(open(sys.argv[1]).readline().strip()))' \
+        "$TMP/points.pbhex" >"$TMP/one_point.pb"
+    if curl -sS -m 30 --fail-with-body -X POST -H 'Content-Type: application/x-protobuf' ${AUTH[@]+"${AUTH[@]}"} \
+        --data-binary "@$TMP/one_point.pb" "http://127.0.0.1:$EPORT/v3-protobuf/pipeline" | grep -aq 'value-[0-9]'; then
+        EDGE_POINT_PB_LINE=$(run_load edgelite_point_pb --url "http://127.0.0.1:$EPORT/v3-protobuf/pipeline" \
+            --bodies-file "$TMP/points.pbhex" --hex -H "Content-Type: application/x-protobuf" ${AUTH[@]+"${AUTH[@]}"} \
+            --fail-on 'SQL' || true)
+    else
+        EDGE_NOTE="a protobuf point read (POST /v3-protobuf/pipeline) did not return its row; not measured."
+    fi
     EDGE_BATCH_LINE=$(run_load edgelite_batch100 --url "http://127.0.0.1:$EPORT/v2/pipeline" \
         --bodies-file "$TMP/batch.jsonl" -H "Content-Type: application/json" ${AUTH[@]+"${AUTH[@]}"} \
         --fail-on '"type":"error"' --fail-on '"message"' || true)
@@ -318,6 +348,14 @@ if [[ -n "$EDGE_POINT_LINE" ]]; then
         POINT_STATUS="no nginx baseline"
     fi
 fi
+POINT_PB_FIG="" POINT_PB_STATUS="not measured"
+if [[ -n "$EDGE_POINT_PB_LINE" ]]; then
+    pbrps=$(field rps "$EDGE_POINT_PB_LINE")
+    POINT_PB_FIG="$(num "$pbrps") req/s"
+    [[ "$NGINX_RPS" != 0 ]] && POINT_PB_FIG="$POINT_PB_FIG ($(ratio "$pbrps" "$NGINX_RPS")x nginx)"
+    [[ -n "$EDGE_POINT_LINE" ]] && POINT_PB_FIG="$POINT_PB_FIG, $(ratio "$pbrps" "$(field rps "$EDGE_POINT_LINE")")x JSON"
+    if [[ $(errs "$EDGE_POINT_PB_LINE") -ne 0 ]]; then POINT_PB_STATUS="errors"; else POINT_PB_STATUS="measured"; fi
+fi
 BATCH_FIG="" BATCH_STATUS="not measured"
 if [[ -n "$EDGE_BATCH_LINE" ]]; then
     brps=$(field rps "$EDGE_BATCH_LINE")
@@ -355,6 +393,7 @@ if ! git -C "$ROOT" diff --quiet HEAD 2>/dev/null; then GIT_REV="$GIT_REV (with 
     echo "|---|---|---|---|---|---|---|---|"
     row "nginx, fixed 200 (HTTP ceiling)" "$NGINX_LINE" "$( [[ -n "$NGINX_LINE" ]] && num "$NGINX_RPS") req/s" "baseline" "-"
     row "edgelite point read, POST /v2/pipeline" "$EDGE_POINT_LINE" "$POINT_FIG" "≥ 0.8x nginx" "$POINT_STATUS"
+    row "edgelite point read, POST /v3-protobuf/pipeline" "$EDGE_POINT_PB_LINE" "$POINT_PB_FIG" "reported" "$POINT_PB_STATUS"
     row "edgelite batch of 100 point reads" "$EDGE_BATCH_LINE" "$BATCH_FIG" "≥ 300,000 statements/s" "$BATCH_STATUS"
     echo
     echo "In-process point read, C API vs a bare prepared-statement loop (target ≥ 0.9x): $INPROC_STATUS"
@@ -369,7 +408,7 @@ if ! git -C "$ROOT" diff --quiet HEAD 2>/dev/null; then GIT_REV="$GIT_REV (with 
     echo "## Raw RESULT lines"
     echo
     echo '```'
-    for n in nginx edgelite_point edgelite_batch100; do
+    for n in nginx edgelite_point edgelite_point_pb edgelite_batch100; do
         [[ -s "$TMP/res/$n" ]] && cat "$TMP/res/$n"
     done
     [[ -n "$INPROC_LINES" ]] && echo "$INPROC_LINES"
