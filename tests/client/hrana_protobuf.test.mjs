@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 
 import * as hrana from '@libsql/hrana-client';
 
+import { startCluster } from './lib/cluster.mjs';
 import { pipeline, startNode } from './lib/node.mjs';
 
 const T = { timeout: 20000 };
@@ -178,6 +179,17 @@ describe('Hrana 3 over protobuf with @libsql/hrana-client', { timeout: 120000 },
     assert.equal(await pNever, undefined);
     await pCommit;
     assert.equal((await pAfter).rows[0].n, 1n, 'is_autocommit is true again after COMMIT');
+
+    // Without BEGIN the batch's writes go to the writer thread's group commit: the stream is still
+    // in autocommit there, so is_autocommit holds.
+    const b2 = s.batch();
+    const w1 = b2.step().condition(hrana.BatchCond.isAutocommit(b2));
+    const pW1 = w1.run("INSERT INTO bc VALUES (2, 'autocommit')");
+    const pW2 = b2.step().condition(hrana.BatchCond.not(hrana.BatchCond.isAutocommit(b2))).run("INSERT INTO bc VALUES (3, 'never')");
+    await b2.execute();
+    assert.equal((await pW1).affectedRowCount, 1, 'is_autocommit is true for an autocommit write');
+    assert.equal(await pW2, undefined);
+    assert.equal(await s.getAutocommit(), true);
     s.close();
     assertAllProtobuf();
   });
@@ -304,5 +316,73 @@ describe('Hrana 3 over protobuf with @libsql/hrana-client', { timeout: 120000 },
     assert.equal(bad.headers.get('content-type'), 'application/json');
     assert.ok(typeof (await bad.json()).message === 'string');
     s.close();
+  });
+});
+
+describe('Hrana 3 over protobuf in a cluster', { timeout: 120000 }, () => {
+  let c;
+  before(async () => {
+    c = await startCluster({ regions: 2, tables: { acct: 'strong' } });
+    await c.createTable('acct', 'CREATE TABLE IF NOT EXISTS acct (id INTEGER PRIMARY KEY, v TEXT)');
+    await c.createTable('ev', 'CREATE TABLE IF NOT EXISTS ev (id INTEGER PRIMARY KEY, v TEXT)');
+  });
+  after(async () => { if (c) await c.destroy(); });
+
+  // A client on one region whose requests carry extra headers; log as in recordingFetch.
+  function clientAt(id, log, headers = {}) {
+    const f = async (req) => {
+      const r = new Request(req);
+      for (const [k, v] of Object.entries(headers)) r.headers.set(k, v);
+      const res = await fetch(r);
+      log.push({ url: new URL(req.url).pathname, method: req.method, status: res.status,
+        resType: res.headers.get('content-type'), bookmark: res.headers.get('x-edge-bookmark') });
+      return res;
+    };
+    return hrana.openHttp(c.url(id), undefined, f, undefined, 3);
+  }
+
+  test('a strong write with is_autocommit conditions, sent to a replica, is forwarded and answered in protobuf', T, async () => {
+    const log = [];
+    const client = clientAt('b', log);
+    assert.equal(await client.getVersion(), 3);
+    const s = client.openStream();
+    s.intMode = 'bigint';
+    const b = s.batch();
+    const ins = b.step().condition(hrana.BatchCond.isAutocommit(b));
+    const pIns = ins.run("INSERT INTO acct (id, v) VALUES (1, 'strong')");
+    const pSel = b.step().condition(hrana.BatchCond.and(b, [hrana.BatchCond.ok(ins), hrana.BatchCond.isAutocommit(b)]))
+      .query('SELECT v FROM acct WHERE id = 1');
+    const done = b.execute();
+    s.closeGracefully(); // one stateless pipeline (batch + close), as a replica can forward it
+    await done;
+    assert.equal((await pIns).affectedRowCount, 1);
+    assert.equal((await pSel).rows[0].v, 'strong');
+    client.close();
+    const post = log.find((e) => e.method === 'POST');
+    assert.equal(post.url, '/v3-protobuf/pipeline');
+    assert.equal(post.status, 200);
+    assert.equal(post.resType, 'application/x-protobuf');
+    assert.match(post.bookmark ?? '', /^a:\d+$/, 'the answer carries the primary\'s bookmark');
+    // Acknowledged means the primary has it.
+    assert.deepEqual(await c.rows('a', 'SELECT v FROM acct WHERE id = 1'), [['strong']]);
+  });
+
+  test('a protobuf read with X-Edge-Bookmark waits for that write, then decodes as protobuf', T, async () => {
+    const st = await c.status('a');
+    const next = Number(st.vv?.a ?? st.version_vector?.a ?? 0) + 1;
+    // Park a read on b for the next entry of region a, then make that entry.
+    const log = [];
+    const client = clientAt('b', log, { 'X-Edge-Bookmark': `a:${next}` });
+    assert.equal(await client.getVersion(), 3);
+    const s = client.openStream();
+    s.intMode = 'bigint';
+    const read = s.query('SELECT count(*) AS n FROM ev');
+    await new Promise((r) => setTimeout(r, 300));
+    const w = await c.sql('a', "INSERT INTO ev (id, v) VALUES (1, 'x')");
+    assert.ok(w.ok, JSON.stringify(w.error));
+    assert.equal((await read).rows[0].n, 1n, 'the read ran only once the bookmarked write was applied');
+    s.close();
+    client.close();
+    assert.equal(log.find((e) => e.method === 'POST').resType, 'application/x-protobuf');
   });
 });
