@@ -44,19 +44,27 @@ struct chunk {
     max_align_t data[];
 };
 
+/* A point read's request or answer fits in the arena itself (on the stack), so the
+ * common case allocates nothing here: a first heap chunk of a few KiB per request made
+ * glibc consolidate its fast bins on every request. */
+#define ARENA_INLINE 2048
+
 struct arena {
     struct chunk *head;
-    size_t total;    /* bytes of chunks allocated */
-    size_t next_cap; /* size of the next ordinary chunk */
-    bool over;       /* an allocation was refused by the cap (not by the heap) */
+    size_t total;       /* bytes of chunks allocated */
+    size_t next_cap;    /* size of the next ordinary chunk */
+    bool over;          /* an allocation was refused by the cap (not by the heap) */
+    size_t inline_used; /* of inline_buf */
+    max_align_t inline_buf[ARENA_INLINE / sizeof(max_align_t)];
 };
 
 static void arena_init(struct arena *a)
 {
     a->head = NULL;
     a->total = 0;
-    a->next_cap = 4096;
+    a->next_cap = 8192;
     a->over = false;
+    a->inline_used = 0;
 }
 
 static void arena_free_all(struct arena *a)
@@ -78,6 +86,11 @@ static void *arena_alloc(void *ud, size_t n)
         return NULL;
     }
     n = (n + al - 1) & ~(al - 1);
+    if (a->head == NULL && sizeof(a->inline_buf) - a->inline_used >= n) {
+        void *p = (unsigned char *)a->inline_buf + a->inline_used;
+        a->inline_used += n;
+        return p;
+    }
     struct chunk *c = a->head;
     if (c == NULL || c->cap - c->used < n) {
         size_t cap = n > a->next_cap ? n : a->next_cap;
@@ -756,7 +769,8 @@ static Hpb__Result *enc_result(struct enc *e, json_t *j)
 
 int hrana_pb_encode_pipeline(const char *json, size_t len, struct edge_buf *out)
 {
-    struct enc e = {.rv = EDGE_OK};
+    struct enc e;
+    e.rv = EDGE_OK;
     arena_init(&e.a);
     json_t *doc = json_loadb(json != NULL ? json : "", len, JSON_ALLOW_NUL, NULL);
     json_t *results = json_object_get(doc, "results");
