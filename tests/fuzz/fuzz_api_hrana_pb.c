@@ -8,8 +8,9 @@
  * input is a protobuf pipeline request: decoding must not crash; a decoded body that
  * validates is executed against a fresh in-memory database the way the HTTP path runs it
  * (the same fences as fuzz_api_hrana.c: no ATTACH, small values, 50 ms per statement),
- * and its JSON results are encoded back, which must succeed and unpack. The seed corpus
- * is what @libsql/hrana-client sent over protocol 3, plus two responses. */
+ * and its JSON results are encoded back, which must succeed and unpack. The same bytes
+ * also go through the cursor codec (a CursorReqBody; JSON cursor lines). The seed corpus
+ * is what @libsql/hrana-client sent over protocol 3, plus two responses and cursor lines. */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -96,10 +97,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > 64 * 1024) return 0;
     if (size > 0 && data[0] == '{') {
         encode_check((const char *)data, size, false);
+        /* The same bytes as a cursor's JSON lines. */
+        struct edge_buf out;
+        edge_buf_init(&out, OUT_MAX * 4);
+        if (hrana_pb_encode_cursor((const char *)data, size, &out) != EDGE_OK && out.len != 0) abort();
+        edge_buf_free(&out);
         return 0;
     }
     json_t *body = NULL;
     char err[256];
+    /* The same bytes as a CursorReqBody. */
+    if (hrana_pb_decode_cursor(data, size, &body, err, sizeof(err)) == EDGE_OK) {
+        if (!json_is_object(json_object_get(body, "batch"))) abort();
+        json_decref(body);
+        body = NULL;
+    }
     if (hrana_pb_decode_pipeline(data, size, &body, err, sizeof(err)) != EDGE_OK) {
         if (body != NULL || err[0] == '\0') abort(); /* a failure says why and leaves nothing */
         return 0;

@@ -420,6 +420,87 @@ static void test_encode_refuses_other_shapes(void **state)
     edge_buf_free(&small);
 }
 
+static void test_cursor_codec(void **state)
+{
+    (void)state;
+    /* CursorReqBody { baton, batch { steps: [ { stmt { sql } } ] } } */
+    Hpb__Stmt st = HPB__STMT__INIT;
+    st.has_sql = 1;
+    st.sql.data = (uint8_t *)"SELECT 1";
+    st.sql.len = 8;
+    Hpb__BatchStep step = HPB__BATCH_STEP__INIT;
+    step.stmt = &st;
+    Hpb__BatchStep *steps[] = {&step};
+    Hpb__Batch b = HPB__BATCH__INIT;
+    b.n_steps = 1;
+    b.steps = steps;
+    Hpb__CursorReq req = HPB__CURSOR_REQ__INIT;
+    req.baton = "bt";
+    req.batch = &b;
+    size_t len = hpb__cursor_req__get_packed_size(&req);
+    uint8_t *wire = malloc(len);
+    hpb__cursor_req__pack(&req, wire);
+    json_t *got = NULL;
+    char err[256];
+    assert_int_equal(hrana_pb_decode_cursor(wire, len, &got, err, sizeof(err)), EDGE_OK);
+    assert_json_eq(got, "{\"baton\":\"bt\",\"batch\":{\"steps\":[{\"stmt\":{\"sql\":\"SELECT 1\"}}]}}");
+    json_decref(got);
+    assert_int_equal(hrana_pb_decode_cursor(wire, len - 1, &got, err, sizeof(err)), EDGE_EPROTO);
+    assert_null(got);
+    free(wire);
+
+    const char *lines = "{\"baton\":\"b2\",\"base_url\":null}\n"
+                        "{\"type\":\"step_begin\",\"step\":0,\"cols\":[{\"name\":\"a\",\"decltype\":null}]}\n"
+                        "{\"type\":\"row\",\"row\":[{\"type\":\"integer\",\"value\":\"-2\"}]}\n"
+                        "{\"type\":\"step_end\",\"affected_row_count\":0,\"last_insert_rowid\":\"5\"}\n"
+                        "{\"type\":\"step_error\",\"step\":1,\"error\":{\"message\":\"m\",\"code\":\"C\"}}\n"
+                        "{\"type\":\"error\",\"error\":{\"message\":\"end\"}}\n";
+    struct edge_buf out;
+    edge_buf_init(&out, 1 << 20);
+    assert_int_equal(hrana_pb_encode_cursor(lines, strlen(lines), &out), EDGE_OK);
+    /* Read the length-delimited messages back. */
+    const uint8_t *p = (const uint8_t *)out.data, *end = p + out.len;
+    int kinds[6];
+    int n = 0;
+    while (p < end) {
+        size_t l = 0;
+        unsigned shift = 0;
+        while (*p & 0x80) l |= (size_t)(*p++ & 0x7f) << shift, shift += 7;
+        l |= (size_t)*p++ << shift;
+        assert_true(l <= (size_t)(end - p));
+        if (n == 0) {
+            Hpb__CursorResp *r = hpb__cursor_resp__unpack(NULL, l, p);
+            assert_non_null(r);
+            assert_string_equal(r->baton, "b2");
+            assert_null(r->base_url);
+            hpb__cursor_resp__free_unpacked(r, NULL);
+            kinds[n++] = 0;
+        } else {
+            Hpb__CursorEntry *en = hpb__cursor_entry__unpack(NULL, l, p);
+            assert_non_null(en);
+            kinds[n++] = (int)en->kind_case;
+            if (en->kind_case == HPB__CURSOR_ENTRY__KIND_ROW) assert_true(en->row->values[0]->integer == -2);
+            if (en->kind_case == HPB__CURSOR_ENTRY__KIND_STEP_END) assert_true(en->step_end->last_insert_rowid == 5);
+            if (en->kind_case == HPB__CURSOR_ENTRY__KIND_STEP_ERROR) assert_int_equal(en->step_error->step, 1);
+            hpb__cursor_entry__free_unpacked(en, NULL);
+        }
+        p += l;
+        assert_true(n <= 6);
+    }
+    assert_int_equal(n, 6);
+    assert_int_equal(kinds[1], HPB__CURSOR_ENTRY__KIND_STEP_BEGIN);
+    assert_int_equal(kinds[2], HPB__CURSOR_ENTRY__KIND_ROW);
+    assert_int_equal(kinds[3], HPB__CURSOR_ENTRY__KIND_STEP_END);
+    assert_int_equal(kinds[4], HPB__CURSOR_ENTRY__KIND_STEP_ERROR);
+    assert_int_equal(kinds[5], HPB__CURSOR_ENTRY__KIND_ERROR);
+    /* A line that is not an entry: nothing appended. */
+    size_t before = out.len;
+    const char *bad = "{\"baton\":null}\n{\"type\":\"rows\"}\n";
+    assert_int_equal(hrana_pb_encode_cursor(bad, strlen(bad), &out), EDGE_EPROTO);
+    assert_int_equal(out.len, before);
+    edge_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -428,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_decode_refuses),
         cmocka_unit_test(test_encode_results),
         cmocka_unit_test(test_encode_refuses_other_shapes),
+        cmocka_unit_test(test_cursor_codec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

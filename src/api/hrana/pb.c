@@ -412,42 +412,78 @@ static json_t *request_json(struct conv *cv, const Hpb__Request *r)
     }
 }
 
+/* Unpack a message of type d into the arena, after measuring its nesting; NULL with
+ * *rv and err set when it cannot be had. */
+static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, struct arena *a, const uint8_t *data, size_t len,
+                                int *rv, char *err, size_t errlen)
+{
+    ProtobufCAllocator alloc = {arena_alloc, arena_nofree, a};
+    if (data == NULL) data = (const uint8_t *)"";
+    if (!depth_ok(d, data, data + len, 0)) {
+        snprintf(err, errlen, "invalid protobuf body: truncated, malformed, or nested more than %d messages deep",
+                 HRANA_PB_MAX_DEPTH);
+        *rv = EDGE_EPROTO;
+        return NULL;
+    }
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, &alloc, len, data);
+    if (m == NULL && a->over) {
+        snprintf(err, errlen, "the protobuf body unfolds into more than %zu MiB", HRANA_PB_MAX_ARENA >> 20);
+        *rv = EDGE_ETOOBIG;
+    } else if (m == NULL) {
+        snprintf(err, errlen, "invalid protobuf body: not a Hrana %s", d->short_name);
+        *rv = EDGE_EPROTO;
+    }
+    return m;
+}
+
+static void put_baton(struct conv *cv, json_t *body, const char *baton)
+{
+    if (baton != NULL) {
+        put(cv, body, "baton", text(cv, (const uint8_t *)baton, strlen(baton), "the baton"));
+    } else {
+        put(cv, body, "baton", node(cv, json_null()));
+    }
+}
+
 int hrana_pb_decode_pipeline(const uint8_t *data, size_t len, json_t **out_body, char *err, size_t errlen)
 {
     struct conv cv = {0, EDGE_OK, err, errlen};
     struct arena a;
     arena_init(&a);
-    ProtobufCAllocator alloc = {arena_alloc, arena_nofree, &a};
     json_t *body = NULL;
     int rv = EDGE_OK;
     *out_body = NULL;
-    if (data == NULL) data = (const uint8_t *)"";
-    if (!depth_ok(&hpb__pipeline_req__descriptor, data, data + len, 0)) {
-        snprintf(err, errlen, "invalid protobuf body: truncated, malformed, or nested more than %d messages deep",
-                 HRANA_PB_MAX_DEPTH);
-        rv = EDGE_EPROTO;
-        goto out;
-    }
-    Hpb__PipelineReq *req = hpb__pipeline_req__unpack(&alloc, len, data);
-    if (req == NULL) {
-        if (a.over) {
-            snprintf(err, errlen, "the protobuf body unfolds into more than %zu MiB", HRANA_PB_MAX_ARENA >> 20);
-            rv = EDGE_ETOOBIG;
-        } else {
-            snprintf(err, errlen, "invalid protobuf body: not a Hrana PipelineReqBody");
-            rv = EDGE_EPROTO;
-        }
-        goto out;
-    }
+    Hpb__PipelineReq *req = (Hpb__PipelineReq *)unpack(&hpb__pipeline_req__descriptor, &a, data, len, &rv, err, errlen);
+    if (req == NULL) goto out;
     body = node(&cv, json_object());
-    if (req->baton != NULL) {
-        put(&cv, body, "baton", text(&cv, (const uint8_t *)req->baton, strlen(req->baton), "the baton"));
-    } else {
-        put(&cv, body, "baton", node(&cv, json_null()));
-    }
+    put_baton(&cv, body, req->baton);
     json_t *reqs = node(&cv, json_array());
     for (size_t i = 0; i < req->n_requests && cv.rv == EDGE_OK; i++) push(&cv, reqs, request_json(&cv, req->requests[i]));
     put(&cv, body, "requests", reqs);
+    rv = cv.rv;
+out:
+    arena_free_all(&a);
+    if (rv != EDGE_OK) {
+        json_decref(body);
+        return rv;
+    }
+    *out_body = body;
+    return EDGE_OK;
+}
+
+int hrana_pb_decode_cursor(const uint8_t *data, size_t len, json_t **out_body, char *err, size_t errlen)
+{
+    struct conv cv = {0, EDGE_OK, err, errlen};
+    struct arena a;
+    arena_init(&a);
+    json_t *body = NULL;
+    int rv = EDGE_OK;
+    *out_body = NULL;
+    Hpb__CursorReq *req = (Hpb__CursorReq *)unpack(&hpb__cursor_req__descriptor, &a, data, len, &rv, err, errlen);
+    if (req == NULL) goto out;
+    body = node(&cv, json_object());
+    put_baton(&cv, body, req->baton);
+    put(&cv, body, "batch", batch_json(&cv, req->batch)); /* absent: an empty batch, as proto3 reads it */
     rv = cv.rv;
 out:
     arena_free_all(&a);
@@ -805,5 +841,139 @@ int hrana_pb_encode_pipeline(const char *json, size_t len, struct edge_buf *out)
 out:
     json_decref(doc);
     arena_free_all(&e.a);
+    return rv;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Encoding: a cursor's JSON lines -> length-delimited CursorRespBody, CursorEntry... */
+/* ---------------------------------------------------------------------------------- */
+
+static Hpb__CursorEntry *enc_entry(struct enc *e, json_t *j)
+{
+    const char *t = json_string_value(json_object_get(j, "type"));
+    if (t == NULL) return enc_bad(e);
+    Hpb__CursorEntry *m = enc_alloc(e, sizeof(*m));
+    if (m == NULL) return NULL;
+    hpb__cursor_entry__init(m);
+    json_t *step = json_object_get(j, "step");
+    if (strcmp(t, "step_begin") == 0) {
+        Hpb__StepBegin *x = enc_alloc(e, sizeof(*x));
+        if (x == NULL) return NULL;
+        hpb__step_begin__init(x);
+        if (!json_is_integer(step)) return enc_bad(e);
+        x->has_step = 1;
+        x->step = (uint32_t)json_integer_value(step);
+        if (!enc_cols(e, json_object_get(j, "cols"), &x->n_cols, &x->cols)) return NULL;
+        m->kind_case = HPB__CURSOR_ENTRY__KIND_STEP_BEGIN;
+        m->step_begin = x;
+    } else if (strcmp(t, "step_end") == 0) {
+        Hpb__StepEnd *x = enc_alloc(e, sizeof(*x));
+        if (x == NULL) return NULL;
+        hpb__step_end__init(x);
+        json_t *arc = json_object_get(j, "affected_row_count");
+        x->has_affected_row_count = 1;
+        x->affected_row_count = json_is_integer(arc) && json_integer_value(arc) > 0 ? (uint64_t)json_integer_value(arc) : 0;
+        int64_t rowid = 0;
+        if (parse_i64(json_string_value(json_object_get(j, "last_insert_rowid")), &rowid)) {
+            x->has_last_insert_rowid = 1;
+            x->last_insert_rowid = rowid;
+        }
+        m->kind_case = HPB__CURSOR_ENTRY__KIND_STEP_END;
+        m->step_end = x;
+    } else if (strcmp(t, "step_error") == 0) {
+        Hpb__StepError *x = enc_alloc(e, sizeof(*x));
+        if (x == NULL) return NULL;
+        hpb__step_error__init(x);
+        json_t *err = json_object_get(j, "error");
+        if (!json_is_integer(step) || !json_is_object(err)) return enc_bad(e);
+        x->has_step = 1;
+        x->step = (uint32_t)json_integer_value(step);
+        if ((x->error = enc_error(e, err)) == NULL) return NULL;
+        m->kind_case = HPB__CURSOR_ENTRY__KIND_STEP_ERROR;
+        m->step_error = x;
+    } else if (strcmp(t, "row") == 0) {
+        json_t *row = json_object_get(j, "row");
+        if (!json_is_array(row)) return enc_bad(e);
+        Hpb__Row *x = enc_alloc(e, sizeof(*x));
+        if (x == NULL) return NULL;
+        hpb__row__init(x);
+        size_t nv = json_array_size(row);
+        x->values = (Hpb__Value **)enc_ptrs(e, nv);
+        if (nv > 0 && x->values == NULL) return NULL;
+        for (size_t c = 0; c < nv; c++) {
+            if ((x->values[c] = enc_value(e, json_array_get(row, c))) == NULL) return NULL;
+        }
+        x->n_values = nv;
+        m->kind_case = HPB__CURSOR_ENTRY__KIND_ROW;
+        m->row = x;
+    } else if (strcmp(t, "error") == 0) {
+        json_t *err = json_object_get(j, "error");
+        if (!json_is_object(err)) return enc_bad(e);
+        m->kind_case = HPB__CURSOR_ENTRY__KIND_ERROR;
+        if ((m->error = enc_error(e, err)) == NULL) return NULL;
+    } else {
+        return enc_bad(e);
+    }
+    return m;
+}
+
+/* Append msg to out with its length as a varint in front. */
+static int put_delimited(struct edge_buf *out, const ProtobufCMessage *msg)
+{
+    size_t size = protobuf_c_message_get_packed_size(msg);
+    uint8_t pre[10];
+    size_t n = 0;
+    size_t v = size;
+    do {
+        pre[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v > 0);
+    int rv = edge_buf_reserve(out, n + size);
+    if (rv != EDGE_OK) return rv;
+    memcpy(out->data + out->len, pre, n);
+    size_t wrote = protobuf_c_message_pack(msg, (uint8_t *)out->data + out->len + n);
+    if (EDGE_NEVER(wrote != size)) return EDGE_EPROTO;
+    out->len += n + size;
+    out->data[out->len] = '\0';
+    return EDGE_OK;
+}
+
+int hrana_pb_encode_cursor(const char *lines, size_t len, struct edge_buf *out)
+{
+    size_t mark = out->len;
+    int rv = EDGE_OK;
+    size_t off = 0;
+    bool first = true;
+    if (lines == NULL) lines = "";
+    while (off < len && rv == EDGE_OK) {
+        const char *nl = memchr(lines + off, '\n', len - off);
+        size_t end = nl != NULL ? (size_t)(nl - lines) : len;
+        if (end > off) {
+            struct enc e;
+            e.rv = EDGE_OK;
+            arena_init(&e.a);
+            json_t *doc = json_loadb(lines + off, end - off, JSON_ALLOW_NUL, NULL);
+            if (!json_is_object(doc)) {
+                rv = EDGE_EPROTO;
+            } else if (first) {
+                Hpb__CursorResp resp = HPB__CURSOR_RESP__INIT;
+                resp.baton = (char *)json_string_value(json_object_get(doc, "baton"));
+                resp.base_url = (char *)json_string_value(json_object_get(doc, "base_url"));
+                rv = put_delimited(out, &resp.base);
+                first = false;
+            } else {
+                Hpb__CursorEntry *m = enc_entry(&e, doc);
+                rv = m != NULL ? put_delimited(out, &m->base) : e.rv;
+            }
+            json_decref(doc);
+            arena_free_all(&e.a);
+        }
+        off = end + 1;
+    }
+    if (rv == EDGE_OK && first) rv = EDGE_EPROTO; /* not even the CursorRespBody line */
+    if (rv != EDGE_OK) {
+        out->len = mark;
+        if (out->data) out->data[mark] = '\0';
+    }
     return rv;
 }

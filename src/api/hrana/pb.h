@@ -31,4 +31,11 @@ int hrana_pb_decode_pipeline(const uint8_t *data, size_t len, json_t **out_body,
  * EDGE_ETOOBIG/EDGE_ENOMEM when out cannot hold it; out is unchanged on failure. */
 int hrana_pb_encode_pipeline(const char *json, size_t len, struct edge_buf *out);
 
+/* Cursors (POST /v3-protobuf/cursor): a CursorReqBody decoded into {"baton","batch"}
+ * (validated with hrana_validate_cursor), and a cursor's JSON lines (a CursorRespBody
+ * line, then CursorEntry lines, as POST /v3/cursor answers) re-encoded as
+ * length-delimited protobuf messages appended to out. Errors as above. */
+int hrana_pb_decode_cursor(const uint8_t *data, size_t len, json_t **out_body, char *err, size_t errlen);
+int hrana_pb_encode_cursor(const char *lines, size_t len, struct edge_buf *out);
+
 #endif
