@@ -57,7 +57,9 @@ static void encode_check(const char *json, size_t len, bool must_succeed)
     if (rv == EDGE_OK) {
         Hpb__PipelineResp *m = hpb__pipeline_resp__unpack(NULL, out.len, (const uint8_t *)out.data);
         json_t *doc = json_loadb(json, len, JSON_ALLOW_NUL, NULL);
-        if (m == NULL || m->n_results != json_array_size(json_object_get(doc, "results"))) abort();
+        /* The reader may take a little more than strict JSON (a leading '+'); where jansson
+         * reads it too, both must see the same results. */
+        if (m == NULL || (doc != NULL && m->n_results != json_array_size(json_object_get(doc, "results")))) abort();
         json_decref(doc);
         hpb__pipeline_resp__free_unpacked(m, NULL);
     } else if (must_succeed && rv != EDGE_ETOOBIG) {

@@ -387,6 +387,34 @@ static void test_encode_results(void **state)
     hpb__pipeline_resp__free_unpacked(m, NULL);
 }
 
+/* The JSON reader: escapes, surrogate pairs, numbers at the edges of double. */
+static void test_encode_reads_json_fully(void **state)
+{
+    (void)state;
+    Hpb__PipelineResp *m = encode(
+        " {\"results\" : [ {\"type\":\"ok\",\"response\":{\"type\":\"execute\",\"result\":{\"cols\":[],"
+        "\"rows\":[[{\"type\":\"float\",\"value\":4.9406564584124654e-324},{\"type\":\"float\",\"value\":-1e+300},"
+        "{\"type\":\"float\",\"value\":3},{\"type\":\"text\",\"value\":\"\\ud83d\\ude00\\u00e9\\/\\\"\\\\\\n\"}]],"
+        "\"affected_row_count\":0,\"last_insert_rowid\":null}}} ] }\n");
+    Hpb__Row *row = m->results[0]->ok->execute->result->rows[0];
+    assert_true(row->values[0]->real == 5e-324);
+    assert_true(row->values[1]->real == -1e300);
+    assert_true(row->values[2]->real == 3.0);
+    const char want[] = "\xf0\x9f\x98\x80\xc3\xa9/\"\\\n";
+    assert_int_equal(row->values[3]->text.len, sizeof(want) - 1);
+    assert_memory_equal(row->values[3]->text.data, want, sizeof(want) - 1);
+    hpb__pipeline_resp__free_unpacked(m, NULL);
+    /* A lone surrogate, a bad escape, trailing junk, nesting past the limit: not JSON. */
+    const char *bad[] = {"{\"results\":[],\"x\":\"\\udc00\"}", "{\"results\":[],\"x\":\"\\q\"}", "{\"results\":[]} x",
+                         "{\"results\":[],\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct edge_buf out;
+        edge_buf_init(&out, 1 << 20);
+        assert_int_equal(hrana_pb_encode_pipeline(bad[i], strlen(bad[i]), &out), EDGE_EPROTO);
+        edge_buf_free(&out);
+    }
+}
+
 static void test_encode_refuses_other_shapes(void **state)
 {
     (void)state;
@@ -508,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_decode_batch_conditions),
         cmocka_unit_test(test_decode_refuses),
         cmocka_unit_test(test_encode_results),
+        cmocka_unit_test(test_encode_reads_json_fully),
         cmocka_unit_test(test_encode_refuses_other_shapes),
         cmocka_unit_test(test_cursor_codec),
     };

@@ -15,8 +15,9 @@
  *    would otherwise exhaust a loop thread's stack. Its memory comes from an arena with
  *    a cap, released in one go. Fields the specification leaves non-optional take their
  *    proto3 default when absent; `optional` ones stay absent.
- *  - Encoding: the JSON response is parsed once and the protobuf message is built over
- *    it in an arena, pointing at jansson's strings rather than copying them.
+ *  - Encoding: the JSON response is read once into an arena (pb_json.c: a jansson tree
+ *    of it cost more than the rest of a point read) and the protobuf message is built
+ *    over that tree in the same arena, pointing at its strings rather than copying them.
  *  - Values JSON cannot carry are refused at decoding with a clear error (text or SQL
  *    that is not UTF-8, a float that is not finite): the JSON path could not have
  *    received them either, and a forwarded request travels as JSON. */
@@ -31,86 +32,9 @@
 #include <string.h>
 
 #include "api/hrana/hrana.pb-c.h"
+#include "api/hrana/pb_int.h"
 #include "core/alloc.h"
 #include "core/err.h"
-
-/* ---------------------------------------------------------------------------------- */
-/* Arena: all of one message's memory, freed at once                                  */
-/* ---------------------------------------------------------------------------------- */
-
-struct chunk {
-    struct chunk *next;
-    size_t used, cap;
-    max_align_t data[];
-};
-
-/* A point read's request or answer fits in the arena itself (on the stack), so the
- * common case allocates nothing here: a first heap chunk of a few KiB per request made
- * glibc consolidate its fast bins on every request. */
-#define ARENA_INLINE 2048
-
-struct arena {
-    struct chunk *head;
-    size_t total;       /* bytes of chunks allocated */
-    size_t next_cap;    /* size of the next ordinary chunk */
-    bool over;          /* an allocation was refused by the cap (not by the heap) */
-    size_t inline_used; /* of inline_buf */
-    max_align_t inline_buf[ARENA_INLINE / sizeof(max_align_t)];
-};
-
-static void arena_init(struct arena *a)
-{
-    a->head = NULL;
-    a->total = 0;
-    a->next_cap = 8192;
-    a->over = false;
-    a->inline_used = 0;
-}
-
-static void arena_free_all(struct arena *a)
-{
-    while (a->head != NULL) {
-        struct chunk *c = a->head;
-        a->head = c->next;
-        edge_free(c);
-    }
-    a->total = 0;
-}
-
-static void *arena_alloc(void *ud, size_t n)
-{
-    struct arena *a = ud;
-    size_t al = alignof(max_align_t);
-    if (n > HRANA_PB_MAX_ARENA) {
-        a->over = true;
-        return NULL;
-    }
-    n = (n + al - 1) & ~(al - 1);
-    if (a->head == NULL && sizeof(a->inline_buf) - a->inline_used >= n) {
-        void *p = (unsigned char *)a->inline_buf + a->inline_used;
-        a->inline_used += n;
-        return p;
-    }
-    struct chunk *c = a->head;
-    if (c == NULL || c->cap - c->used < n) {
-        size_t cap = n > a->next_cap ? n : a->next_cap;
-        if (a->total + cap > HRANA_PB_MAX_ARENA) {
-            a->over = true;
-            return NULL;
-        }
-        c = edge_malloc(sizeof(*c) + cap);
-        if (c == NULL) return NULL;
-        c->used = 0;
-        c->cap = cap;
-        c->next = a->head;
-        a->head = c;
-        a->total += cap;
-        if (a->next_cap < (1u << 20)) a->next_cap *= 2;
-    }
-    void *p = (unsigned char *)c->data + c->used;
-    c->used += n;
-    return p;
-}
 
 static void arena_nofree(void *ud, void *p)
 {
@@ -414,10 +338,10 @@ static json_t *request_json(struct conv *cv, const Hpb__Request *r)
 
 /* Unpack a message of type d into the arena, after measuring its nesting; NULL with
  * *rv and err set when it cannot be had. */
-static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, struct arena *a, const uint8_t *data, size_t len,
+static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, struct pb_arena *a, const uint8_t *data, size_t len,
                                 int *rv, char *err, size_t errlen)
 {
-    ProtobufCAllocator alloc = {arena_alloc, arena_nofree, a};
+    ProtobufCAllocator alloc = {pb_arena_alloc, arena_nofree, a};
     if (data == NULL) data = (const uint8_t *)"";
     if (!depth_ok(d, data, data + len, 0)) {
         snprintf(err, errlen, "invalid protobuf body: truncated, malformed, or nested more than %d messages deep",
@@ -448,8 +372,8 @@ static void put_baton(struct conv *cv, json_t *body, const char *baton)
 int hrana_pb_decode_pipeline(const uint8_t *data, size_t len, json_t **out_body, char *err, size_t errlen)
 {
     struct conv cv = {0, EDGE_OK, err, errlen};
-    struct arena a;
-    arena_init(&a);
+    struct pb_arena a;
+    pb_arena_init(&a, HRANA_PB_MAX_ARENA);
     json_t *body = NULL;
     int rv = EDGE_OK;
     *out_body = NULL;
@@ -462,7 +386,7 @@ int hrana_pb_decode_pipeline(const uint8_t *data, size_t len, json_t **out_body,
     put(&cv, body, "requests", reqs);
     rv = cv.rv;
 out:
-    arena_free_all(&a);
+    pb_arena_free_all(&a);
     if (rv != EDGE_OK) {
         json_decref(body);
         return rv;
@@ -474,8 +398,8 @@ out:
 int hrana_pb_decode_cursor(const uint8_t *data, size_t len, json_t **out_body, char *err, size_t errlen)
 {
     struct conv cv = {0, EDGE_OK, err, errlen};
-    struct arena a;
-    arena_init(&a);
+    struct pb_arena a;
+    pb_arena_init(&a, HRANA_PB_MAX_ARENA);
     json_t *body = NULL;
     int rv = EDGE_OK;
     *out_body = NULL;
@@ -486,7 +410,7 @@ int hrana_pb_decode_cursor(const uint8_t *data, size_t len, json_t **out_body, c
     put(&cv, body, "batch", batch_json(&cv, req->batch)); /* absent: an empty batch, as proto3 reads it */
     rv = cv.rv;
 out:
-    arena_free_all(&a);
+    pb_arena_free_all(&a);
     if (rv != EDGE_OK) {
         json_decref(body);
         return rv;
@@ -500,7 +424,7 @@ out:
 /* ---------------------------------------------------------------------------------- */
 
 struct enc {
-    struct arena a;
+    struct pb_arena a;
     int rv;
 };
 
@@ -508,7 +432,7 @@ static Hpb__Empty empty_msg = HPB__EMPTY__INIT; /* read only: shared by every em
 
 static void *enc_alloc(struct enc *e, size_t n)
 {
-    void *p = arena_alloc(&e->a, n);
+    void *p = pb_arena_alloc(&e->a, n);
     if (p == NULL && e->rv == EDGE_OK) e->rv = e->a.over ? EDGE_ETOOBIG : EDGE_ENOMEM;
     return p;
 }
@@ -536,54 +460,54 @@ static bool parse_i64(const char *s, int64_t *out)
     return true;
 }
 
-static Hpb__Error *enc_error(struct enc *e, json_t *j)
+static Hpb__Error *enc_error(struct enc *e, struct jv *j)
 {
     Hpb__Error *m = enc_alloc(e, sizeof(*m));
     if (m == NULL) return NULL;
     hpb__error__init(m);
-    const char *msg = json_string_value(json_object_get(j, "message"));
+    const char *msg = jv_str(jv_get(j, "message"));
     m->message = (char *)(msg != NULL ? msg : "");
-    m->code = (char *)json_string_value(json_object_get(j, "code"));
+    m->code = (char *)jv_str(jv_get(j, "code"));
     return m;
 }
 
-static Hpb__Value *enc_value(struct enc *e, json_t *j)
+static Hpb__Value *enc_value(struct enc *e, struct jv *j)
 {
-    const char *t = json_string_value(json_object_get(j, "type"));
+    const char *t = jv_str(jv_get(j, "type"));
     if (t == NULL) return enc_bad(e);
     Hpb__Value *v = enc_alloc(e, sizeof(*v));
     if (v == NULL) return NULL;
     hpb__value__init(v);
-    json_t *val = json_object_get(j, "value");
+    struct jv *val = jv_get(j, "value");
     if (strcmp(t, "integer") == 0) {
         int64_t i = 0;
-        if (json_is_integer(val)) {
-            i = (int64_t)json_integer_value(val);
-        } else if (!parse_i64(json_string_value(val), &i)) {
+        if (jv_is_int(val)) {
+            i = (int64_t)jv_int(val);
+        } else if (!parse_i64(jv_str(val), &i)) {
             return enc_bad(e);
         }
         v->kind_case = HPB__VALUE__KIND_INTEGER;
         v->integer = i;
     } else if (strcmp(t, "float") == 0) {
-        if (json_is_number(val)) {
+        if (jv_is_num(val)) {
             v->kind_case = HPB__VALUE__KIND_REAL;
-            v->real = json_number_value(val);
+            v->real = jv_num(val);
         } else {
             /* exec.c writes a non-finite float as null; so does this encoding. */
             v->kind_case = HPB__VALUE__KIND_NULL;
             v->null = &empty_msg;
         }
     } else if (strcmp(t, "text") == 0) {
-        if (!json_is_string(val)) return enc_bad(e);
+        if (!jv_is_str(val)) return enc_bad(e);
         v->kind_case = HPB__VALUE__KIND_TEXT;
-        v->text.data = (uint8_t *)json_string_value(val);
-        v->text.len = json_string_length(val);
+        v->text.data = (uint8_t *)jv_str(val);
+        v->text.len = jv_len(val);
     } else if (strcmp(t, "blob") == 0) {
-        json_t *b64 = json_object_get(j, "base64");
+        struct jv *b64 = jv_get(j, "base64");
         uint8_t *bytes = NULL;
         size_t n = 0;
-        if (!json_is_string(b64) ||
-            edge_base64_decode(json_string_value(b64), json_string_length(b64), &bytes, &n) != EDGE_OK) {
+        if (!jv_is_str(b64) ||
+            edge_base64_decode(jv_str(b64), jv_len(b64), &bytes, &n) != EDGE_OK) {
             return enc_bad(e);
         }
         uint8_t *copy = n > 0 ? enc_alloc(e, n) : NULL;
@@ -602,18 +526,18 @@ static Hpb__Value *enc_value(struct enc *e, json_t *j)
     return v;
 }
 
-static bool enc_cols(struct enc *e, json_t *cols, size_t *n_out, Hpb__Col ***out)
+static bool enc_cols(struct enc *e, struct jv *cols, size_t *n_out, Hpb__Col ***out)
 {
-    size_t n = json_array_size(cols);
+    size_t n = jv_size(cols);
     Hpb__Col **cs = (Hpb__Col **)enc_ptrs(e, n);
     if (n > 0 && cs == NULL) return false;
     for (size_t i = 0; i < n; i++) {
-        json_t *c = json_array_get(cols, i);
+        struct jv *c = jv_at(cols, i);
         Hpb__Col *m = enc_alloc(e, sizeof(*m));
         if (m == NULL) return false;
         hpb__col__init(m);
-        m->name = (char *)json_string_value(json_object_get(c, "name"));
-        m->decltype = (char *)json_string_value(json_object_get(c, "decltype"));
+        m->name = (char *)jv_str(jv_get(c, "name"));
+        m->decltype = (char *)jv_str(jv_get(c, "decltype"));
         cs[i] = m;
     }
     *n_out = n;
@@ -621,62 +545,62 @@ static bool enc_cols(struct enc *e, json_t *cols, size_t *n_out, Hpb__Col ***out
     return true;
 }
 
-static Hpb__StmtResult *enc_stmt_result(struct enc *e, json_t *j)
+static Hpb__StmtResult *enc_stmt_result(struct enc *e, struct jv *j)
 {
-    if (!json_is_object(j)) return enc_bad(e);
+    if (!jv_is_obj(j)) return enc_bad(e);
     Hpb__StmtResult *m = enc_alloc(e, sizeof(*m));
     if (m == NULL) return NULL;
     hpb__stmt_result__init(m);
-    if (!enc_cols(e, json_object_get(j, "cols"), &m->n_cols, &m->cols)) return NULL;
-    json_t *rows = json_object_get(j, "rows");
-    size_t nr = json_array_size(rows);
+    if (!enc_cols(e, jv_get(j, "cols"), &m->n_cols, &m->cols)) return NULL;
+    struct jv *rows = jv_get(j, "rows");
+    size_t nr = jv_size(rows);
     m->rows = (Hpb__Row **)enc_ptrs(e, nr);
     if (nr > 0 && m->rows == NULL) return NULL;
     for (size_t r = 0; r < nr; r++) {
-        json_t *row = json_array_get(rows, r);
-        if (!json_is_array(row)) return enc_bad(e);
+        struct jv *row = jv_at(rows, r);
+        if (!jv_is_arr(row)) return enc_bad(e);
         Hpb__Row *pr = enc_alloc(e, sizeof(*pr));
         if (pr == NULL) return NULL;
         hpb__row__init(pr);
-        size_t nv = json_array_size(row);
+        size_t nv = jv_size(row);
         pr->values = (Hpb__Value **)enc_ptrs(e, nv);
         if (nv > 0 && pr->values == NULL) return NULL;
         for (size_t c = 0; c < nv; c++) {
-            pr->values[c] = enc_value(e, json_array_get(row, c));
+            pr->values[c] = enc_value(e, jv_at(row, c));
             if (pr->values[c] == NULL) return NULL;
         }
         pr->n_values = nv;
         m->rows[r] = pr;
     }
     m->n_rows = nr;
-    json_t *arc = json_object_get(j, "affected_row_count");
+    struct jv *arc = jv_get(j, "affected_row_count");
     m->has_affected_row_count = 1;
-    m->affected_row_count = json_is_integer(arc) && json_integer_value(arc) > 0 ? (uint64_t)json_integer_value(arc) : 0;
+    m->affected_row_count = jv_is_int(arc) && jv_int(arc) > 0 ? (uint64_t)jv_int(arc) : 0;
     int64_t rowid = 0;
-    if (parse_i64(json_string_value(json_object_get(j, "last_insert_rowid")), &rowid)) {
+    if (parse_i64(jv_str(jv_get(j, "last_insert_rowid")), &rowid)) {
         m->has_last_insert_rowid = 1;
         m->last_insert_rowid = rowid;
     }
     return m;
 }
 
-static Hpb__BatchResult *enc_batch_result(struct enc *e, json_t *j)
+static Hpb__BatchResult *enc_batch_result(struct enc *e, struct jv *j)
 {
-    json_t *res = json_object_get(j, "step_results");
-    json_t *errs = json_object_get(j, "step_errors");
-    if (!json_is_array(res) || !json_is_array(errs)) return enc_bad(e);
+    struct jv *res = jv_get(j, "step_results");
+    struct jv *errs = jv_get(j, "step_errors");
+    if (!jv_is_arr(res) || !jv_is_arr(errs)) return enc_bad(e);
     Hpb__BatchResult *m = enc_alloc(e, sizeof(*m));
     if (m == NULL) return NULL;
     hpb__batch_result__init(m);
     size_t nres = 0, nerr = 0;
-    for (size_t i = 0; i < json_array_size(res); i++) nres += json_is_object(json_array_get(res, i));
-    for (size_t i = 0; i < json_array_size(errs); i++) nerr += json_is_object(json_array_get(errs, i));
+    for (size_t i = 0; i < jv_size(res); i++) nres += jv_is_obj(jv_at(res, i));
+    for (size_t i = 0; i < jv_size(errs); i++) nerr += jv_is_obj(jv_at(errs, i));
     m->step_results = (Hpb__BatchResult__StepResultsEntry **)enc_ptrs(e, nres);
     m->step_errors = (Hpb__BatchResult__StepErrorsEntry **)enc_ptrs(e, nerr);
     if ((nres > 0 && m->step_results == NULL) || (nerr > 0 && m->step_errors == NULL)) return NULL;
-    for (size_t i = 0; i < json_array_size(res); i++) {
-        json_t *r = json_array_get(res, i);
-        if (!json_is_object(r)) continue;
+    for (size_t i = 0; i < jv_size(res); i++) {
+        struct jv *r = jv_at(res, i);
+        if (!jv_is_obj(r)) continue;
         Hpb__BatchResult__StepResultsEntry *en = enc_alloc(e, sizeof(*en));
         if (en == NULL) return NULL;
         hpb__batch_result__step_results_entry__init(en);
@@ -686,9 +610,9 @@ static Hpb__BatchResult *enc_batch_result(struct enc *e, json_t *j)
         if (en->value == NULL) return NULL;
         m->step_results[m->n_step_results++] = en;
     }
-    for (size_t i = 0; i < json_array_size(errs); i++) {
-        json_t *r = json_array_get(errs, i);
-        if (!json_is_object(r)) continue;
+    for (size_t i = 0; i < jv_size(errs); i++) {
+        struct jv *r = jv_at(errs, i);
+        if (!jv_is_obj(r)) continue;
         Hpb__BatchResult__StepErrorsEntry *en = enc_alloc(e, sizeof(*en));
         if (en == NULL) return NULL;
         hpb__batch_result__step_errors_entry__init(en);
@@ -701,40 +625,40 @@ static Hpb__BatchResult *enc_batch_result(struct enc *e, json_t *j)
     return m;
 }
 
-static Hpb__DescribeResult *enc_describe(struct enc *e, json_t *j)
+static Hpb__DescribeResult *enc_describe(struct enc *e, struct jv *j)
 {
-    if (!json_is_object(j)) return enc_bad(e);
+    if (!jv_is_obj(j)) return enc_bad(e);
     Hpb__DescribeResult *m = enc_alloc(e, sizeof(*m));
     if (m == NULL) return NULL;
     hpb__describe_result__init(m);
-    json_t *params = json_object_get(j, "params");
-    size_t np = json_array_size(params);
+    struct jv *params = jv_get(j, "params");
+    size_t np = jv_size(params);
     m->params = (Hpb__DescribeParam **)enc_ptrs(e, np);
     if (np > 0 && m->params == NULL) return NULL;
     for (size_t i = 0; i < np; i++) {
         Hpb__DescribeParam *p = enc_alloc(e, sizeof(*p));
         if (p == NULL) return NULL;
         hpb__describe_param__init(p);
-        p->name = (char *)json_string_value(json_object_get(json_array_get(params, i), "name"));
+        p->name = (char *)jv_str(jv_get(jv_at(params, i), "name"));
         m->params[i] = p;
     }
     m->n_params = np;
-    if (!enc_cols(e, json_object_get(j, "cols"), &m->n_cols, &m->cols)) return NULL;
+    if (!enc_cols(e, jv_get(j, "cols"), &m->n_cols, &m->cols)) return NULL;
     m->has_is_explain = 1;
-    m->is_explain = json_is_true(json_object_get(j, "is_explain"));
+    m->is_explain = jv_is_true(jv_get(j, "is_explain"));
     m->has_is_readonly = 1;
-    m->is_readonly = json_is_true(json_object_get(j, "is_readonly"));
+    m->is_readonly = jv_is_true(jv_get(j, "is_readonly"));
     return m;
 }
 
-static Hpb__Response *enc_response(struct enc *e, json_t *j)
+static Hpb__Response *enc_response(struct enc *e, struct jv *j)
 {
-    const char *t = json_string_value(json_object_get(j, "type"));
+    const char *t = jv_str(jv_get(j, "type"));
     if (t == NULL) return enc_bad(e);
     Hpb__Response *m = enc_alloc(e, sizeof(*m));
     if (m == NULL) return NULL;
     hpb__response__init(m);
-    json_t *result = json_object_get(j, "result");
+    struct jv *result = jv_get(j, "result");
     if (strcmp(t, "execute") == 0) {
         Hpb__ExecuteResp *x = enc_alloc(e, sizeof(*x));
         if (x == NULL) return NULL;
@@ -761,7 +685,7 @@ static Hpb__Response *enc_response(struct enc *e, json_t *j)
         if (x == NULL) return NULL;
         hpb__autocommit_resp__init(x);
         x->has_is_autocommit = 1;
-        x->is_autocommit = json_is_true(json_object_get(j, "is_autocommit"));
+        x->is_autocommit = jv_is_true(jv_get(j, "is_autocommit"));
         m->kind_case = HPB__RESPONSE__KIND_GET_AUTOCOMMIT;
         m->get_autocommit = x;
     } else if (strcmp(t, "close") == 0) {
@@ -782,19 +706,19 @@ static Hpb__Response *enc_response(struct enc *e, json_t *j)
     return m;
 }
 
-static Hpb__Result *enc_result(struct enc *e, json_t *j)
+static Hpb__Result *enc_result(struct enc *e, struct jv *j)
 {
-    const char *t = json_string_value(json_object_get(j, "type"));
+    const char *t = jv_str(jv_get(j, "type"));
     if (t == NULL) return enc_bad(e);
     Hpb__Result *m = enc_alloc(e, sizeof(*m));
     if (m == NULL) return NULL;
     hpb__result__init(m);
     if (strcmp(t, "ok") == 0) {
         m->kind_case = HPB__RESULT__KIND_OK;
-        if ((m->ok = enc_response(e, json_object_get(j, "response"))) == NULL) return NULL;
+        if ((m->ok = enc_response(e, jv_get(j, "response"))) == NULL) return NULL;
     } else if (strcmp(t, "error") == 0) {
-        json_t *err = json_object_get(j, "error");
-        if (!json_is_object(err)) return enc_bad(e);
+        struct jv *err = jv_get(j, "error");
+        if (!jv_is_obj(err)) return enc_bad(e);
         m->kind_case = HPB__RESULT__KIND_ERROR;
         if ((m->error = enc_error(e, err)) == NULL) return NULL;
     } else {
@@ -807,21 +731,22 @@ int hrana_pb_encode_pipeline(const char *json, size_t len, struct edge_buf *out)
 {
     struct enc e;
     e.rv = EDGE_OK;
-    arena_init(&e.a);
-    json_t *doc = json_loadb(json != NULL ? json : "", len, JSON_ALLOW_NUL, NULL);
-    json_t *results = json_object_get(doc, "results");
+    /* Our own answer: the arena may hold a tree some times its size. */
+    pb_arena_init(&e.a, HRANA_PB_MAX_ARENA + 16 * len);
+    struct jv *doc = jv_parse(&e.a, json, len);
+    struct jv *results = jv_get(doc, "results");
     int rv = EDGE_OK;
-    if (!json_is_array(results)) {
-        rv = EDGE_EPROTO;
+    if (!jv_is_arr(results)) {
+        rv = doc == NULL && e.a.over ? EDGE_ETOOBIG : EDGE_EPROTO;
         goto out;
     }
     Hpb__PipelineResp resp = HPB__PIPELINE_RESP__INIT;
-    resp.baton = (char *)json_string_value(json_object_get(doc, "baton"));
-    resp.base_url = (char *)json_string_value(json_object_get(doc, "base_url"));
-    size_t n = json_array_size(results);
+    resp.baton = (char *)jv_str(jv_get(doc, "baton"));
+    resp.base_url = (char *)jv_str(jv_get(doc, "base_url"));
+    size_t n = jv_size(results);
     resp.results = (Hpb__Result **)enc_ptrs(&e, n);
     for (size_t i = 0; i < n && e.rv == EDGE_OK; i++) {
-        resp.results[i] = enc_result(&e, json_array_get(results, i));
+        resp.results[i] = enc_result(&e, jv_at(results, i));
     }
     if (e.rv != EDGE_OK) {
         rv = e.rv;
@@ -839,8 +764,7 @@ int hrana_pb_encode_pipeline(const char *json, size_t len, struct edge_buf *out)
     out->len += size;
     out->data[out->len] = '\0';
 out:
-    json_decref(doc);
-    arena_free_all(&e.a);
+    pb_arena_free_all(&e.a);
     return rv;
 }
 
@@ -848,33 +772,33 @@ out:
 /* Encoding: a cursor's JSON lines -> length-delimited CursorRespBody, CursorEntry... */
 /* ---------------------------------------------------------------------------------- */
 
-static Hpb__CursorEntry *enc_entry(struct enc *e, json_t *j)
+static Hpb__CursorEntry *enc_entry(struct enc *e, struct jv *j)
 {
-    const char *t = json_string_value(json_object_get(j, "type"));
+    const char *t = jv_str(jv_get(j, "type"));
     if (t == NULL) return enc_bad(e);
     Hpb__CursorEntry *m = enc_alloc(e, sizeof(*m));
     if (m == NULL) return NULL;
     hpb__cursor_entry__init(m);
-    json_t *step = json_object_get(j, "step");
+    struct jv *step = jv_get(j, "step");
     if (strcmp(t, "step_begin") == 0) {
         Hpb__StepBegin *x = enc_alloc(e, sizeof(*x));
         if (x == NULL) return NULL;
         hpb__step_begin__init(x);
-        if (!json_is_integer(step)) return enc_bad(e);
+        if (!jv_is_int(step)) return enc_bad(e);
         x->has_step = 1;
-        x->step = (uint32_t)json_integer_value(step);
-        if (!enc_cols(e, json_object_get(j, "cols"), &x->n_cols, &x->cols)) return NULL;
+        x->step = (uint32_t)jv_int(step);
+        if (!enc_cols(e, jv_get(j, "cols"), &x->n_cols, &x->cols)) return NULL;
         m->kind_case = HPB__CURSOR_ENTRY__KIND_STEP_BEGIN;
         m->step_begin = x;
     } else if (strcmp(t, "step_end") == 0) {
         Hpb__StepEnd *x = enc_alloc(e, sizeof(*x));
         if (x == NULL) return NULL;
         hpb__step_end__init(x);
-        json_t *arc = json_object_get(j, "affected_row_count");
+        struct jv *arc = jv_get(j, "affected_row_count");
         x->has_affected_row_count = 1;
-        x->affected_row_count = json_is_integer(arc) && json_integer_value(arc) > 0 ? (uint64_t)json_integer_value(arc) : 0;
+        x->affected_row_count = jv_is_int(arc) && jv_int(arc) > 0 ? (uint64_t)jv_int(arc) : 0;
         int64_t rowid = 0;
-        if (parse_i64(json_string_value(json_object_get(j, "last_insert_rowid")), &rowid)) {
+        if (parse_i64(jv_str(jv_get(j, "last_insert_rowid")), &rowid)) {
             x->has_last_insert_rowid = 1;
             x->last_insert_rowid = rowid;
         }
@@ -884,31 +808,31 @@ static Hpb__CursorEntry *enc_entry(struct enc *e, json_t *j)
         Hpb__StepError *x = enc_alloc(e, sizeof(*x));
         if (x == NULL) return NULL;
         hpb__step_error__init(x);
-        json_t *err = json_object_get(j, "error");
-        if (!json_is_integer(step) || !json_is_object(err)) return enc_bad(e);
+        struct jv *err = jv_get(j, "error");
+        if (!jv_is_int(step) || !jv_is_obj(err)) return enc_bad(e);
         x->has_step = 1;
-        x->step = (uint32_t)json_integer_value(step);
+        x->step = (uint32_t)jv_int(step);
         if ((x->error = enc_error(e, err)) == NULL) return NULL;
         m->kind_case = HPB__CURSOR_ENTRY__KIND_STEP_ERROR;
         m->step_error = x;
     } else if (strcmp(t, "row") == 0) {
-        json_t *row = json_object_get(j, "row");
-        if (!json_is_array(row)) return enc_bad(e);
+        struct jv *row = jv_get(j, "row");
+        if (!jv_is_arr(row)) return enc_bad(e);
         Hpb__Row *x = enc_alloc(e, sizeof(*x));
         if (x == NULL) return NULL;
         hpb__row__init(x);
-        size_t nv = json_array_size(row);
+        size_t nv = jv_size(row);
         x->values = (Hpb__Value **)enc_ptrs(e, nv);
         if (nv > 0 && x->values == NULL) return NULL;
         for (size_t c = 0; c < nv; c++) {
-            if ((x->values[c] = enc_value(e, json_array_get(row, c))) == NULL) return NULL;
+            if ((x->values[c] = enc_value(e, jv_at(row, c))) == NULL) return NULL;
         }
         x->n_values = nv;
         m->kind_case = HPB__CURSOR_ENTRY__KIND_ROW;
         m->row = x;
     } else if (strcmp(t, "error") == 0) {
-        json_t *err = json_object_get(j, "error");
-        if (!json_is_object(err)) return enc_bad(e);
+        struct jv *err = jv_get(j, "error");
+        if (!jv_is_obj(err)) return enc_bad(e);
         m->kind_case = HPB__CURSOR_ENTRY__KIND_ERROR;
         if ((m->error = enc_error(e, err)) == NULL) return NULL;
     } else {
@@ -951,22 +875,21 @@ int hrana_pb_encode_cursor(const char *lines, size_t len, struct edge_buf *out)
         if (end > off) {
             struct enc e;
             e.rv = EDGE_OK;
-            arena_init(&e.a);
-            json_t *doc = json_loadb(lines + off, end - off, JSON_ALLOW_NUL, NULL);
-            if (!json_is_object(doc)) {
+            pb_arena_init(&e.a, HRANA_PB_MAX_ARENA + 16 * (end - off));
+            struct jv *doc = jv_parse(&e.a, lines + off, end - off);
+            if (!jv_is_obj(doc)) {
                 rv = EDGE_EPROTO;
             } else if (first) {
                 Hpb__CursorResp resp = HPB__CURSOR_RESP__INIT;
-                resp.baton = (char *)json_string_value(json_object_get(doc, "baton"));
-                resp.base_url = (char *)json_string_value(json_object_get(doc, "base_url"));
+                resp.baton = (char *)jv_str(jv_get(doc, "baton"));
+                resp.base_url = (char *)jv_str(jv_get(doc, "base_url"));
                 rv = put_delimited(out, &resp.base);
                 first = false;
             } else {
                 Hpb__CursorEntry *m = enc_entry(&e, doc);
                 rv = m != NULL ? put_delimited(out, &m->base) : e.rv;
             }
-            json_decref(doc);
-            arena_free_all(&e.a);
+            pb_arena_free_all(&e.a);
         }
         off = end + 1;
     }
