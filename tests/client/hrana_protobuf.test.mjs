@@ -367,6 +367,22 @@ describe('Hrana 3 over protobuf in a cluster', { timeout: 120000 }, () => {
     assert.deepEqual(await c.rows('a', 'SELECT v FROM acct WHERE id = 1'), [['strong']]);
   });
 
+  test('a strong write on the primary is answered in protobuf once a majority holds it', T, async () => {
+    const log = [];
+    const client = clientAt('a', log);
+    const s = client.openStream();
+    s.intMode = 'bigint';
+    const r = await s.run("INSERT INTO acct (id, v) VALUES (2, 'on primary')");
+    assert.equal(r.affectedRowCount, 1);
+    s.close();
+    client.close();
+    const post = log.find((e) => e.method === 'POST');
+    assert.equal(post.resType, 'application/x-protobuf');
+    assert.match(post.bookmark ?? '', /^a:\d+$/);
+    // Acknowledged means a majority (both regions) holds it.
+    assert.deepEqual(await c.rows('b', 'SELECT v FROM acct WHERE id = 2'), [['on primary']]);
+  });
+
   test('a protobuf read with X-Edge-Bookmark waits for that write, then decodes as protobuf', T, async () => {
     const st = await c.status('a');
     const next = Number(st.vv?.a ?? st.version_vector?.a ?? 0) + 1;
