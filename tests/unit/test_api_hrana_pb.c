@@ -19,7 +19,11 @@
 #include "api/hrana.h"
 #include "api/hrana/hrana.pb-c.h"
 #include "api/hrana/pb.h"
+#include "api/hrana/pb_int.h"
 #include "core/buf.h"
+
+#define BRACKETS "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+#define CLOSERS "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
 
 /* Pack a PipelineReq into a malloc'd buffer. */
 static uint8_t *pack_req(const Hpb__PipelineReq *m, size_t *len)
@@ -104,7 +108,8 @@ static void test_decode_execute_values(void **state)
                         "\"args\":[{\"type\":\"null\"},{\"type\":\"integer\",\"value\":-9223372036854775808},"
                         "{\"type\":\"float\",\"value\":1.5},{\"type\":\"text\",\"value\":\"a\\u0000\\u00fc\"},"
                         "{\"type\":\"blob\",\"base64\":\"AP8=\"}],"
-                        "\"named_args\":[{\"name\":\":n\",\"value\":{\"type\":\"integer\",\"value\":9223372036854775807}}]}},"
+                        "\"named_args\":[{\"name\":\":n\","
+                        "\"value\":{\"type\":\"integer\",\"value\":9223372036854775807}}]}},"
                         "{\"type\":\"close\"}]}");
     assert_int_equal(hrana_validate_pipeline(got, 3, err, sizeof(err)), EDGE_OK);
     json_decref(got);
@@ -200,7 +205,8 @@ static void test_decode_batch_conditions(void **state)
                         "{\"condition\":{\"type\":\"ok\",\"step\":0},\"stmt\":{\"sql\":\"SELECT 1\"}},"
                         "{\"condition\":{\"type\":\"or\",\"conds\":[{\"type\":\"error\",\"step\":1},"
                         "{\"type\":\"and\",\"conds\":[{\"type\":\"ok\",\"step\":0},"
-                        "{\"type\":\"not\",\"cond\":{\"type\":\"is_autocommit\"}}]}]},\"stmt\":{\"sql\":\"COMMIT\"}}]}},"
+                        "{\"type\":\"not\",\"cond\":{\"type\":\"is_autocommit\"}}]}]},"
+                        "\"stmt\":{\"sql\":\"COMMIT\"}}]}},"
                         "{\"type\":\"store_sql\",\"sql_id\":0,\"sql\":\"\"},"
                         "{\"type\":\"sequence\",\"sql_id\":0},"
                         "{\"type\":\"get_autocommit\"}]}");
@@ -328,7 +334,8 @@ static void test_encode_results(void **state)
         "{\"baton\":\"tok\",\"base_url\":null,\"results\":["
         "{\"type\":\"ok\",\"response\":{\"type\":\"execute\",\"result\":{"
         "\"cols\":[{\"name\":\"a\",\"decltype\":\"INTEGER\"},{\"name\":\"b\",\"decltype\":null}],"
-        "\"rows\":[[{\"type\":\"integer\",\"value\":\"-9223372036854775808\"},{\"type\":\"text\",\"value\":\"x\\u0000y\"}],"
+        "\"rows\":[[{\"type\":\"integer\",\"value\":\"-9223372036854775808\"},"
+        "{\"type\":\"text\",\"value\":\"x\\u0000y\"}],"
         "[{\"type\":\"float\",\"value\":0.1},{\"type\":\"blob\",\"base64\":\"AP8=\"}],"
         "[{\"type\":\"null\"},{\"type\":\"float\",\"value\":null}]],"
         "\"affected_row_count\":3,\"last_insert_rowid\":\"9007199254740993\",\"rows_read\":3,\"rows_written\":0}}},"
@@ -336,7 +343,8 @@ static void test_encode_results(void **state)
         "{\"type\":\"ok\",\"response\":{\"type\":\"batch\",\"result\":{"
         "\"step_results\":[{\"cols\":[],\"rows\":[],\"affected_row_count\":0,\"last_insert_rowid\":null},null,null],"
         "\"step_errors\":[null,{\"message\":\"boom\",\"code\":\"SQLITE_CONSTRAINT\"},null]}}},"
-        "{\"type\":\"ok\",\"response\":{\"type\":\"describe\",\"result\":{\"params\":[{\"name\":null},{\"name\":\":x\"}],"
+        "{\"type\":\"ok\",\"response\":{\"type\":\"describe\",\"result\":{"
+        "\"params\":[{\"name\":null},{\"name\":\":x\"}],"
         "\"cols\":[{\"name\":\"c\",\"decltype\":null}],\"is_explain\":false,\"is_readonly\":true}}},"
         "{\"type\":\"ok\",\"response\":{\"type\":\"get_autocommit\",\"is_autocommit\":false}},"
         "{\"type\":\"ok\",\"response\":{\"type\":\"close\"}}]}");
@@ -405,14 +413,22 @@ static void test_encode_reads_json_fully(void **state)
     assert_memory_equal(row->values[3]->text.data, want, sizeof(want) - 1);
     hpb__pipeline_resp__free_unpacked(m, NULL);
     /* A lone surrogate, a bad escape, trailing junk, nesting past the limit: not JSON. */
-    const char *bad[] = {"{\"results\":[],\"x\":\"\\udc00\"}", "{\"results\":[],\"x\":\"\\q\"}", "{\"results\":[]} x",
-                         "{\"results\":[],\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"};
+    char deep[2 * JV_MAX_DEPTH + 64], ok_deep[2 * JV_MAX_DEPTH + 64];
+    int k = JV_MAX_DEPTH + 1, d = JV_MAX_DEPTH - 2; /* the members' depth counts the object */
+    snprintf(deep, sizeof(deep), "{\"results\":[],\"x\":%.*s%.*s}", k, BRACKETS, k, CLOSERS);
+    snprintf(ok_deep, sizeof(ok_deep), "{\"results\":[],\"x\":%.*s%.*s}", d, BRACKETS, d, CLOSERS);
+    const char *bad[] = {"{\"results\":[],\"x\":\"\\udc00\"}", "{\"results\":[],\"x\":\"\\q\"}",
+                         "{\"results\":[]} x", deep};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct edge_buf out;
         edge_buf_init(&out, 1 << 20);
         assert_int_equal(hrana_pb_encode_pipeline(bad[i], strlen(bad[i]), &out), EDGE_EPROTO);
         edge_buf_free(&out);
     }
+    struct edge_buf out;
+    edge_buf_init(&out, 1 << 20);
+    assert_int_equal(hrana_pb_encode_pipeline(ok_deep, strlen(ok_deep), &out), EDGE_OK);
+    edge_buf_free(&out);
 }
 
 static void test_encode_refuses_other_shapes(void **state)
@@ -425,8 +441,8 @@ static void test_encode_refuses_other_shapes(void **state)
         "{\"results\":{}}",
         "{\"results\":[{\"type\":\"maybe\"}]}",
         "{\"results\":[{\"type\":\"ok\",\"response\":{\"type\":\"execute\",\"result\":null}}]}",
-        "{\"results\":[{\"type\":\"ok\",\"response\":{\"type\":\"execute\",\"result\":{\"rows\":[[{\"type\":\"integer\","
-        "\"value\":\"12x\"}]]}}}]}",
+        "{\"results\":[{\"type\":\"ok\",\"response\":{\"type\":\"execute\",\"result\":{\"rows\":[["
+        "{\"type\":\"integer\",\"value\":\"12x\"}]]}}}]}",
         "{\"results\":[{\"type\":\"ok\",\"response\":{\"type\":\"execute\",\"result\":{\"rows\":[[{\"type\":\"blob\","
         "\"base64\":\"***\"}]]}}}]}",
         "{\"results\":[{\"type\":\"error\",\"error\":\"text\"}]}",

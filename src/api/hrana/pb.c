@@ -253,7 +253,8 @@ static json_t *cond_json(struct conv *cv, const Hpb__Cond *c)
     case HPB__COND__KIND_STEP_OK:
     case HPB__COND__KIND_STEP_ERROR:
         o = obj_typed(cv, c->kind_case == HPB__COND__KIND_STEP_OK ? "ok" : "error");
-        put(cv, o, "step", node(cv, json_integer(c->kind_case == HPB__COND__KIND_STEP_OK ? c->step_ok : c->step_error)));
+        uint32_t step = c->kind_case == HPB__COND__KIND_STEP_OK ? c->step_ok : c->step_error;
+        put(cv, o, "step", node(cv, json_integer(step)));
         break;
     case HPB__COND__KIND_NEGATE:
         o = obj_typed(cv, "not");
@@ -264,7 +265,9 @@ static json_t *cond_json(struct conv *cv, const Hpb__Cond *c)
         const Hpb__CondList *l = c->kind_case == HPB__COND__KIND_ALL ? c->all : c->any;
         o = obj_typed(cv, c->kind_case == HPB__COND__KIND_ALL ? "and" : "or");
         json_t *a = node(cv, json_array());
-        for (size_t i = 0; l != NULL && i < l->n_conds && cv->rv == EDGE_OK; i++) push(cv, a, cond_json(cv, l->conds[i]));
+        for (size_t i = 0; l != NULL && i < l->n_conds && cv->rv == EDGE_OK; i++) {
+            push(cv, a, cond_json(cv, l->conds[i]));
+        }
         put(cv, o, "conds", a);
         break;
     }
@@ -338,8 +341,8 @@ static json_t *request_json(struct conv *cv, const Hpb__Request *r)
 
 /* Unpack a message of type d into the arena, after measuring its nesting; NULL with
  * *rv and err set when it cannot be had. */
-static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, struct pb_arena *a, const uint8_t *data, size_t len,
-                                int *rv, char *err, size_t errlen)
+static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, struct pb_arena *a, const uint8_t *data,
+                                size_t len, int *rv, char *err, size_t errlen)
 {
     ProtobufCAllocator alloc = {pb_arena_alloc, arena_nofree, a};
     if (data == NULL) data = (const uint8_t *)"";
@@ -382,7 +385,9 @@ int hrana_pb_decode_pipeline(const uint8_t *data, size_t len, json_t **out_body,
     body = node(&cv, json_object());
     put_baton(&cv, body, req->baton);
     json_t *reqs = node(&cv, json_array());
-    for (size_t i = 0; i < req->n_requests && cv.rv == EDGE_OK; i++) push(&cv, reqs, request_json(&cv, req->requests[i]));
+    for (size_t i = 0; i < req->n_requests && cv.rv == EDGE_OK; i++) {
+        push(&cv, reqs, request_json(&cv, req->requests[i]));
+    }
     put(&cv, body, "requests", reqs);
     rv = cv.rv;
 out:

@@ -32,7 +32,8 @@ void edge__api_pb_pipeline_handle(struct loop *l, struct edge_http_conn *c, stru
     struct edge_node *n = l->node;
     if (!is_protobuf_type(edge_http_header(req, "content-type"))) {
         edge__api_respond_error(n, c, req, EP_PIPELINE, 415, "HRANA_PROTO_ERROR",
-                                "POST /v3-protobuf/pipeline takes a protobuf body (Content-Type: application/x-protobuf)");
+                                "POST /v3-protobuf/pipeline takes a protobuf body "
+                                "(Content-Type: application/x-protobuf)");
         return;
     }
     char err[256];
