@@ -53,8 +53,9 @@
 #define EXPIRED_KEEP_MS (300u * 1000u)
 
 /* How a pipeline unit is answered: Hrana JSON, /v1/replicate's form, the lines of
- * POST /v3/cursor, or Hrana protobuf. */
-enum pipe_mode { PIPE_HRANA = 0, PIPE_REPLICATE = 1, PIPE_CURSOR = 2, PIPE_PROTOBUF = 3 };
+ * POST /v3/cursor, Hrana protobuf, or the length-delimited messages of
+ * POST /v3-protobuf/cursor. */
+enum pipe_mode { PIPE_HRANA = 0, PIPE_REPLICATE = 1, PIPE_CURSOR = 2, PIPE_PROTOBUF = 3, PIPE_PB_CURSOR = 4 };
 /* The "version" of a /v3-protobuf/pipeline route: Hrana 3 with a protobuf body, so a
  * request parked for its bookmark is decoded as one (edge__api_pipeline_handle). */
 #define PIPE_V3_PROTOBUF 0x103
@@ -350,11 +351,15 @@ void edge__api_ws_cursors_free(struct ws_session *s);
 /* After an open_cursor unit: a failed one keeps its error for fetch_cursor. */
 void edge__api_ws_cursor_failed(struct ws_cursor *c, const char *message, const char *code);
 
-/* hrana/pb_http.c: POST /v3-protobuf/pipeline, and its answers re-encoded */
+/* hrana/pb_http.c: POST /v3-protobuf/pipeline and /v3-protobuf/cursor, and their answers re-encoded */
 void edge__api_pb_pipeline_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
                                   enum hrana_access access);
 void edge__api_pb_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, const char *extra, const char *body,
                                   size_t len, uint64_t start_ns);
+void edge__api_pb_cursor_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                                enum hrana_access access);
+void edge__api_pb_cursor_answer(struct edge_node *n, struct edge_http_conn *c, const char *extra, const char *body,
+                                size_t len, uint64_t start_ns);
 
 /* hrana/forward.c: a strong write or schema change sent on to the primary */
 void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body, int mode,

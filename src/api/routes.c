@@ -76,6 +76,12 @@ static void r_cursor(struct loop *l, struct edge_http_conn *c, struct edge_http_
     edge__api_cursor_handle(l, c, req, rc->access);
 }
 
+static void r_pb_cursor(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                        const struct route_call *rc)
+{
+    edge__api_pb_cursor_handle(l, c, req, rc->access);
+}
+
 static void r_health(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     (void)rc;
@@ -101,7 +107,8 @@ static void r_protobuf(struct loop *l, struct edge_http_conn *c, struct edge_htt
 {
     (void)rc;
     edge__api_respond_error(l->node, c, req, EP_OTHER, 404, "NOT_FOUND",
-                            "over protobuf this node serves GET /v3-protobuf and POST /v3-protobuf/pipeline only");
+                            "over protobuf this node serves GET /v3-protobuf, POST /v3-protobuf/pipeline and "
+                            "POST /v3-protobuf/cursor");
 }
 
 static void r_metrics(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
@@ -162,6 +169,7 @@ static const struct route routes[] = {
     {M_GET, MATCH_SUFFIX, "/v2", AUTH_READ, EP_HEALTH, r_hello, 0},
     {M_GET, MATCH_SUFFIX, "/v3", AUTH_READ, EP_HEALTH, r_hello, 0},
     {M_POST, MATCH_SUFFIX, "/v3-protobuf/pipeline", AUTH_READ, EP_PIPELINE, r_pipeline, PIPE_V3_PROTOBUF},
+    {M_POST, MATCH_SUFFIX, "/v3-protobuf/cursor", AUTH_READ, EP_PIPELINE, r_pb_cursor, 3},
     {M_GET, MATCH_SUFFIX, "/v3-protobuf", AUTH_READ, EP_HEALTH, r_hello, 0},
     {M_ANY, MATCH_CONTAINS, "/v3-protobuf", AUTH_READ, EP_OTHER, r_protobuf, 0},
     {M_GET, MATCH_EXACT, "/metrics", AUTH_METRICS, EP_METRICS, r_metrics, 0},

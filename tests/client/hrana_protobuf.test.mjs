@@ -75,12 +75,12 @@ describe('Hrana 3 over protobuf with @libsql/hrana-client', { timeout: 120000 },
     return s;
   }
 
-  // Every pipeline so far went to /v3-protobuf/pipeline as protobuf and came back as protobuf.
+  // Every request so far went to /v3-protobuf/pipeline (or /cursor) as protobuf and came back as protobuf.
   function assertAllProtobuf() {
     const posts = log.filter((e) => e.method === 'POST');
     assert.ok(posts.length > 0);
     for (const e of posts) {
-      assert.equal(e.url, '/v3-protobuf/pipeline');
+      assert.ok(e.url === '/v3-protobuf/pipeline' || e.url === '/v3-protobuf/cursor', e.url);
       assert.equal(e.reqType, 'application/x-protobuf');
       if (e.status === 200) assert.equal(e.resType, 'application/x-protobuf');
     }
@@ -192,6 +192,52 @@ describe('Hrana 3 over protobuf with @libsql/hrana-client', { timeout: 120000 },
     assert.equal(await s.getAutocommit(), true);
     s.close();
     assertAllProtobuf();
+  });
+
+  test('a batch through a protobuf cursor gives what the same batch gives without one', T, async () => {
+    const s = stream();
+    await s.run('CREATE TABLE cur(id INTEGER PRIMARY KEY, v)');
+    await s.run("INSERT INTO cur VALUES (1, 'one'), (2, x'00ff'), (3, 2.5), (4, NULL), (5, 9223372036854775807)");
+    const run = async (useCursor) => {
+      const b = s.batch(useCursor);
+      const sAll = b.step();
+      const all = sAll.query('SELECT id, v FROM cur ORDER BY id');
+      const sBad = b.step().condition(hrana.BatchCond.ok(sAll));
+      const bad = sBad.query('SELECT * FROM no_such_table');
+      const after = b.step().condition(hrana.BatchCond.and(b, [hrana.BatchCond.error(sBad), hrana.BatchCond.isAutocommit(b)]))
+        .query("SELECT 'after error' AS w, 'ü' || char(0) AS t");
+      const skipped = b.step().condition(hrana.BatchCond.ok(sBad)).query('SELECT 1');
+      const ins = b.step().run("INSERT INTO cur VALUES (NULL, 'new')");
+      await b.execute();
+      const out = { all: (await all).rows.map((r) => [r.id, r.v instanceof ArrayBuffer ? [...new Uint8Array(r.v)] : r.v]) };
+      out.bad = await bad.then(() => 'ok', (e) => e.message);
+      out.after = (await after).rows.map((r) => [r.w, r.t]);
+      out.skipped = await skipped;
+      const i = await ins;
+      out.ins = [i.affectedRowCount, typeof i.lastInsertRowid];
+      await s.run('DELETE FROM cur WHERE id > 5');
+      return out;
+    };
+    const viaCursor = await run(true);
+    const viaBatch = await run(false);
+    assert.deepEqual(viaCursor, viaBatch);
+    assert.equal(viaCursor.all.length, 5);
+    assert.deepEqual(viaCursor.all[1], [2n, [0, 255]]);
+    assert.equal(viaCursor.all[4][1], 9223372036854775807n);
+    assert.match(viaCursor.bad, /no such table/);
+    assert.deepEqual(viaCursor.after, [['after error', 'ü\u0000']]);
+    assert.equal(viaCursor.skipped, undefined);
+    assert.ok(log.some((e) => e.url === '/v3-protobuf/cursor' && e.status === 200 && e.resType === 'application/x-protobuf'));
+    s.close();
+
+    // Bad cursor bodies: a clear error, nothing run.
+    const r = await fetch(`${node.url}/v3-protobuf/cursor`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' },
+      body: Buffer.from([0x12, 0x10, 0x0a]) });
+    assert.equal(r.status, 400);
+    assert.match((await r.json()).message, /protobuf/);
+    const wrong = await fetch(`${node.url}/v3-protobuf/cursor`, { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: '{}' });
+    assert.equal(wrong.status, 415);
   });
 
   test('errors: SQL errors carry their code; the stream goes on', T, async () => {

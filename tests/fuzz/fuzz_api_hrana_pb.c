@@ -9,7 +9,8 @@
  * validates is executed against a fresh in-memory database the way the HTTP path runs it
  * (the same fences as fuzz_api_hrana.c: no ATTACH, small values, 50 ms per statement),
  * and its JSON results are encoded back, which must succeed and unpack. The same bytes
- * also go through the cursor codec (a CursorReqBody; JSON cursor lines). The seed corpus
+ * also go through the cursor codec: as a CursorReqBody that, when valid, runs as a cursor
+ * whose JSON entries must re-encode; as JSON cursor lines. The seed corpus
  * is what @libsql/hrana-client sent over protocol 3, plus two responses and cursor lines. */
 #include <jansson.h>
 #include <stdbool.h>
@@ -94,6 +95,34 @@ static void run_pipeline(json_t *body)
     edge_store_close(conn);
 }
 
+/* A decoded, valid CursorReqBody runs as a cursor (JSON entries, as POST /v3/cursor
+ * writes them after its first line); the lines re-encode as protobuf. */
+static void run_cursor(json_t *body)
+{
+    struct edge_store_conn *conn = open_db();
+    struct hrana_sqlmap sqls;
+    hrana_sqlmap_init(&sqls, HRANA_MAX_SQL_PER_STREAM);
+    struct hrana_ctx ctx = {.conn = conn, .sqls = &sqls, .access = HRANA_ACCESS_RW, .version = 3, .budget_ms = 50};
+    struct edge_buf out;
+    edge_buf_init(&out, OUT_MAX);
+    if (edge_buf_puts(&out, "{\"baton\":null,\"base_url\":null}\n") == EDGE_OK) {
+        struct hrana_cursor_json j;
+        hrana_cursor_json_init(&j, &out);
+        struct hrana_cursor_enc enc = hrana_cursor_json_enc(&j);
+        if (hrana_cursor_run(&ctx, json_object_get(body, "batch"), &enc) == EDGE_OK) {
+            struct edge_buf pb;
+            edge_buf_init(&pb, OUT_MAX * 4);
+            int rv = hrana_pb_encode_cursor(out.data, out.len, &pb);
+            if (rv != EDGE_OK && rv != EDGE_ETOOBIG) abort(); /* our own entries must encode */
+            edge_buf_free(&pb);
+        }
+        hrana_cursor_json_free(&j);
+    }
+    edge_buf_free(&out);
+    hrana_sqlmap_free(&sqls);
+    edge_store_close(conn);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 64 * 1024) return 0;
@@ -111,6 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The same bytes as a CursorReqBody. */
     if (hrana_pb_decode_cursor(data, size, &body, err, sizeof(err)) == EDGE_OK) {
         if (!json_is_object(json_object_get(body, "batch"))) abort();
+        if (hrana_validate_cursor(body, err, sizeof(err)) == EDGE_OK) run_cursor(body);
         json_decref(body);
         body = NULL;
     }

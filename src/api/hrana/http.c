@@ -19,6 +19,10 @@ void edge__api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, in
         edge__api_pb_pipeline_answer(n, c, extra[0] ? extra : NULL, body, len, start_ns);
         return;
     }
+    if (mode == PIPE_PB_CURSOR) {
+        edge__api_pb_cursor_answer(n, c, extra[0] ? extra : NULL, body, len, start_ns);
+        return;
+    }
     if (mode == PIPE_HRANA || mode == PIPE_CURSOR) {
         edge__api_observe(n, EP_PIPELINE, start_ns, false);
         /* A cursor's body is lines of JSON, not one JSON document. */
@@ -102,7 +106,7 @@ void edge__api_pipeline_finish(struct unit *u)
     }
     rv = edge_buf_puts(&resp, "{\"baton\":");
     if (rv == EDGE_OK) rv = edge__api_stream_checkin(n, s, &resp);
-    if (u->mode == PIPE_CURSOR) {
+    if (u->mode == PIPE_CURSOR || u->mode == PIPE_PB_CURSOR) {
         /* The first line, then the entries as they are (one per line). */
         if (rv == EDGE_OK) rv = edge_buf_puts(&resp, ",\"base_url\":null}\n");
         if (rv == EDGE_OK) rv = edge_buf_append(&resp, u->out.data ? u->out.data : "", u->out.len);
@@ -198,7 +202,7 @@ void edge__api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edg
     u->ctx.access = access;
     u->ctx.version = version;
     u->route = route;
-    if (mode == PIPE_CURSOR) {
+    if (mode == PIPE_CURSOR || mode == PIPE_PB_CURSOR) {
         hrana_cursor_json_init(&u->http_cursor, &u->out);
         u->cursor = &u->http_cursor;
     }
