@@ -158,6 +158,9 @@ static void r_root(struct loop *l, struct edge_http_conn *c, struct edge_http_re
 /* tests/client/routes.json lists these rows too (unit/test_api_routes checks that the two
  * agree), so the client test that walks every route with no, a read-only and a read-write
  * token cannot miss one. */
+/* The GET version probes (/v2, /v3, /v3-protobuf) are public like /version: they answer an
+ * empty 200 and nothing else, and @libsql/hrana-client sends its /v3-protobuf probe without a
+ * token (a 401 there would silently drop it back to JSON v2). */
 static const struct route routes[] = {
     {M_UPGRADE, MATCH_EXACT, "/v1/peer", AUTH_PEER, EP_OTHER, r_peer, 0},
     {M_UPGRADE, MATCH_PREFIX, "", AUTH_HELLO, EP_WS, r_ws, 0},
@@ -166,11 +169,11 @@ static const struct route routes[] = {
     {M_POST, MATCH_SUFFIX, "/v3/cursor", AUTH_READ, EP_PIPELINE, r_cursor, 3},
     {M_GET, MATCH_EXACT, "/health", AUTH_NONE, EP_HEALTH, r_health, 0},
     {M_GET, MATCH_EXACT, "/version", AUTH_NONE, EP_HEALTH, r_version, 0},
-    {M_GET, MATCH_SUFFIX, "/v2", AUTH_READ, EP_HEALTH, r_hello, 0},
-    {M_GET, MATCH_SUFFIX, "/v3", AUTH_READ, EP_HEALTH, r_hello, 0},
+    {M_GET, MATCH_SUFFIX, "/v2", AUTH_NONE, EP_HEALTH, r_hello, 0},
+    {M_GET, MATCH_SUFFIX, "/v3", AUTH_NONE, EP_HEALTH, r_hello, 0},
     {M_POST, MATCH_SUFFIX, "/v3-protobuf/pipeline", AUTH_READ, EP_PIPELINE, r_pipeline, PIPE_V3_PROTOBUF},
     {M_POST, MATCH_SUFFIX, "/v3-protobuf/cursor", AUTH_READ, EP_PIPELINE, r_pb_cursor, 3},
-    {M_GET, MATCH_SUFFIX, "/v3-protobuf", AUTH_READ, EP_HEALTH, r_hello, 0},
+    {M_GET, MATCH_SUFFIX, "/v3-protobuf", AUTH_NONE, EP_HEALTH, r_hello, 0},
     {M_ANY, MATCH_CONTAINS, "/v3-protobuf", AUTH_READ, EP_OTHER, r_protobuf, 0},
     {M_GET, MATCH_EXACT, "/metrics", AUTH_METRICS, EP_METRICS, r_metrics, 0},
     {M_GET, MATCH_EXACT, "/v1/status", AUTH_STATUS, EP_STATUS, r_status, 0},

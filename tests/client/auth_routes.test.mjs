@@ -80,7 +80,7 @@ describe('every route of the table needs the token its policy names', { timeout:
   test('the list covers the table (unit/test_api_routes checks the rows one by one)', () => {
     assert.ok(ROUTES.length >= 19);
     const pub = ROUTES.filter((r) => r.auth === 'none').map((r) => r.path).sort();
-    assert.deepEqual(pub, ['/health', '/version']);
+    assert.deepEqual(pub, ['/health', '/v2', '/v3', '/v3-protobuf', '/version']);
   });
 
   for (const [i, r] of ROUTES.entries()) {

@@ -5,11 +5,15 @@
 // only through the protobuf path. Bad bodies are sent by hand.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import * as hrana from '@libsql/hrana-client';
 
 import { startCluster } from './lib/cluster.mjs';
+import { makeKeyPair, nowS, signJwt, writeKey } from './lib/jwt.mjs';
 import { pipeline, startNode } from './lib/node.mjs';
 
 const T = { timeout: 20000 };
@@ -446,5 +450,31 @@ describe('Hrana 3 over protobuf in a cluster', { timeout: 120000 }, () => {
     s.close();
     client.close();
     assert.equal(log.find((e) => e.method === 'POST').resType, 'application/x-protobuf');
+  });
+});
+
+describe('protobuf with JWT auth on', { timeout: 60000 }, () => {
+  test('@libsql/hrana-client with a token probes /v3-protobuf (public, like /version) and runs over protobuf', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgelite-pbauth-'));
+    const keys = makeKeyPair();
+    const node = await startNode({ args: ['--auth-jwt-key', writeKey(dir, 'jwt.pem', keys, 'pem')] });
+    const log = [];
+    const client = hrana.openHttp(node.url, signJwt(keys.privateKey, { a: 'rw', exp: nowS() + 3600 }), recordingFetch(log), undefined, 3);
+    try {
+      assert.equal(await client.getVersion(), 3);
+      const s = client.openStream();
+      const r = await s.queryValue('SELECT 40 + 2');
+      assert.equal(Number(r.value), 42);
+      s.close();
+      const posts = log.filter((e) => e.method === 'POST');
+      assert.ok(posts.length > 0 && posts.every((e) => e.url === '/v3-protobuf/pipeline'), JSON.stringify(log));
+      // Without a token the pipeline itself stays closed.
+      const res = await postPb(node, pb.executeBody('SELECT 1'));
+      assert.equal(res.status, 401);
+    } finally {
+      client.close();
+      await node.destroy();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
