@@ -210,7 +210,10 @@ int edge__crdt_orset_decode(struct edge_crdt_orset *s, const uint8_t *p, size_t 
     for (uint64_t i = 0; i < cnt; i++) {
         struct edge_crdt_dot d;
         rv = EDGE_ECORRUPT;
-        if (rd_dot(&r, s, &d, &ri) != EDGE_OK || d.n <= clk[ri] + 1 ||
+        /* Canonical: beyond clock + 1 (that one would have been folded into the clock).
+         * Written as n - 1 (n >= 1 here) so a clock at UINT64_MAX cannot wrap the bound
+         * to 0 and let covered dots in, which merge would then compact away. */
+        if (rd_dot(&r, s, &d, &ri) != EDGE_OK || d.n - 1 <= clk[ri] ||
             (s->n_cloud > 0 && edge__orset_dot_cmp(&s->cloud[s->n_cloud - 1], &d) >= 0)) {
             goto out;
         }

@@ -430,6 +430,45 @@ static void test_decode_rejects(void **state)
     edge_crdt_destroy(c);
 }
 
+/* A clock at UINT64_MAX once made the cloud's "beyond clock + 1" check wrap to 0, so
+ * decode accepted cloud dots the clock already covers; merging such a state with its own
+ * clone compacted them away and changed it (found by fuzz_crdt_decode). One canonical
+ * encoding per state: those are corrupt, while a cloud dot past a near-maximal clock
+ * still decodes and merges with itself unchanged. */
+static void test_orset_decode_clock_max(void **state)
+{
+    (void)state;
+    struct edge_crdt *c = NULL, *d = NULL;
+    uint8_t *a = NULL, *b = NULL;
+    size_t alen, blen;
+    /* regions {"r\"", "r3"}; clock r3 = 2^64-1; cloud (r\",3) (r3,3) (r3,40) (r3,5243) (r3,5247) */
+    const uint8_t fuzz_found[] = {0xec, 0x01, 0x03, 0x00, 0x02, 0x02, 0x72, 0x22, 0x02, 0x72, 0x33, 0x01,
+                                  0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x05,
+                                  0x00, 0x03, 0x01, 0x03, 0x01, 0x28, 0x01, 0xfb, 0x28, 0x01, 0xff, 0x28, 0x00};
+    /* regions {"r1"}; clock r1 = 2^64-1; cloud (r1,3) */
+    const uint8_t covered[] = {0xec, 0x01, 0x03, 0x00, 0x01, 0x02, 0x72, 0x31, 0x01, 0x00, 0xff, 0xff,
+                               0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x01, 0x00, 0x03, 0x00};
+    /* regions {"r1"}; clock r1 = 2^64-3; cloud (r1, 2^64-1): a real gap */
+    const uint8_t gap[] = {0xec, 0x01, 0x03, 0x00, 0x01, 0x02, 0x72, 0x31, 0x01, 0x00, 0xfd, 0xff, 0xff,
+                           0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x01, 0x00, 0xff, 0xff, 0xff, 0xff,
+                           0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00};
+    assert_int_equal(edge_crdt_decode(fuzz_found, sizeof(fuzz_found), &c), EDGE_ECORRUPT);
+    assert_int_equal(edge_crdt_decode(covered, sizeof(covered), &c), EDGE_ECORRUPT);
+    assert_int_equal(edge_crdt_decode(gap, sizeof(gap), &c), EDGE_OK);
+    assert_int_equal(edge_crdt_encode(c, &a, &alen), EDGE_OK);
+    assert_int_equal(alen, sizeof(gap));
+    assert_memory_equal(a, gap, alen);
+    assert_int_equal(edge_crdt_clone(c, &d), EDGE_OK);
+    assert_int_equal(edge_crdt_merge(d, c, NULL), EDGE_OK);
+    assert_int_equal(edge_crdt_encode(d, &b, &blen), EDGE_OK);
+    assert_int_equal(blen, alen);
+    assert_memory_equal(b, a, alen);
+    edge_free(a);
+    edge_free(b);
+    edge_crdt_destroy(c);
+    edge_crdt_destroy(d);
+}
+
 static void test_merge_type_mismatch(void **state)
 {
     (void)state;
@@ -495,7 +534,8 @@ int main(void)
         cmocka_unit_test(test_gcounter),      cmocka_unit_test(test_pncounter),
         cmocka_unit_test(test_orset_basics),  cmocka_unit_test(test_orset_add_wins),
         cmocka_unit_test(test_orset_cloud),   cmocka_unit_test(test_lww),
-        cmocka_unit_test(test_decode_rejects), cmocka_unit_test(test_merge_type_mismatch),
+        cmocka_unit_test(test_decode_rejects), cmocka_unit_test(test_orset_decode_clock_max),
+        cmocka_unit_test(test_merge_type_mismatch),
         cmocka_unit_test(test_oom_atomic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
