@@ -407,6 +407,23 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
         rv = http_fail(r, 400, "CRDT_WRONG_TYPE", "operation not valid for this type");
         goto out;
     }
+    /* The seed's applyOperation(name, op, {nodeId, amount}) names the writing node: an
+     * update is always made by this node, so any other node_id is a caller mistake to
+     * report, never an update to record under someone else's region. */
+    json_t *nid = json_object_get(req, "node_id");
+    if (nid != NULL && !json_is_null(nid)) {
+        if (!json_is_string(nid)) {
+            rv = http_fail(r, 400, "CRDT_BAD_NODE_ID", "\"node_id\" must be a string");
+            goto out;
+        }
+        if (strcmp(json_string_value(nid), r->region) != 0) {
+            char msg[EDGE_VCLOCK_REGION_MAX + 96];
+            snprintf(msg, sizeof(msg),
+                     "\"node_id\" must be this node's region \"%s\" (updates apply where they are sent)", r->region);
+            rv = http_fail(r, 400, "CRDT_BAD_NODE_ID", msg);
+            goto out;
+        }
+    }
     if (kind <= 1) {
         json_t *a = json_object_get(req, "amount");
         if (a == NULL) {

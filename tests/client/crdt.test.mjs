@@ -296,6 +296,36 @@ describe('crdt over HTTP', { timeout: 60000 }, () => {
     assert.deepEqual(m1, m0, 'refused requests moved the CRDT counters');
   });
 
+  test("the seed's call shape {type, op, amount, node_id}: own region applies, another is a 400 that changes nothing", T, async () => {
+    const n = await node(undefined, 'us-west');
+    assert.equal(await op(n, 'views', { type: 'pn-counter', op: 'increment', amount: 5, node_id: 'us-west' }), 5);
+    assert.equal(await op(n, 'views', { type: 'pn-counter', op: 'decrement', amount: 2 }), 3);
+    assert.equal(await op(n, 'views', { type: 'pn-counter', op: 'increment', amount: 1, node_id: null }), 4);
+    assert.deepEqual(await op(n, 'tags', { type: 'or-set', op: 'add', element: 'x', node_id: 'us-west' }), ['x']);
+    const before = { views: await get(n, 'views'), tags: await get(n, 'tags') };
+    assert.deepEqual(before.views.vclock, { 'us-west': 3 });
+    const m0 = await metrics(n);
+    const refused = [
+      ['views', { type: 'pn-counter', op: 'increment', amount: 1, node_id: 'eu-central' }],
+      ['views', { type: 'pn-counter', op: 'decrement', amount: 1, node_id: 'us-west ' }],
+      ['views', { type: 'pn-counter', op: 'increment', amount: 1, node_id: 7 }],
+      ['tags', { type: 'or-set', op: 'add', element: 'y', node_id: 'ap-south' }],
+      ['fresh', { type: 'g-counter', op: 'increment', amount: 1, node_id: 'eu-central' }],
+    ];
+    for (const [name, body] of refused) {
+      const r = await call(n, 'POST', `/v1/crdt/${name}`, body);
+      assert.equal(r.status, 400, `${JSON.stringify(body)} -> ${r.status} ${r.text}`);
+      assert.equal(r.json?.code, 'CRDT_BAD_NODE_ID', r.text);
+      assert.match(r.json.error, /node_id/);
+      if (typeof body.node_id === 'string') {
+        assert.match(r.json.error, /us-west/, 'the error names the region that would be accepted');
+      }
+    }
+    assert.deepEqual({ views: await get(n, 'views'), tags: await get(n, 'tags') }, before, 'a refused node_id changed an object');
+    assert.equal((await call(n, 'GET', '/v1/crdt/fresh')).status, 404, 'a refused node_id created an object');
+    assert.deepEqual(await metrics(n), m0, 'a refused node_id moved the CRDT counters');
+  });
+
   test('SIGTERM then restart on the same directory keeps values and vclocks', T, async () => {
     const dir = freshDir();
     let n = await node(dir, 'eu-central');
