@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* Change capture and the change log (see repl.h for the design).
  *
- * Payload format (version 1), all integers unsigned LEB128 unless noted:
- *   u8 version (=1), varint n_ops, then per op:
- *     str table, u8 kind (1 upsert, 2 delete, 3 ddl),
- *     upsert: varint ncols, ncols values (table column order)
- *     delete: varint npk, npk values (primary key order)
- *     ddl:    str sql
+ * Payload format (version 3), all integers unsigned LEB128 unless noted:
+ *   u8 version (=3), varint n_ops, then per op:
+ *     str table, u8 kind (1 row, 2 delete, 3 ddl),
+ *     row:    varint n, n column names (str), n values, n stamps (str origin, varint seq,
+ *             varint hlc), in the origin's column order
+ *     delete: varint npk, npk column names, npk values (primary key order)
+ *     ddl:    str table (empty), str sql
+ *   Columns are named so that a replica matches them by name (apply.c).
  *   value: u8 type (0 null, 1 integer, 2 float, 3 text, 4 blob) + data
  *     integer: zigzag varint; float: 8 bytes little-endian IEEE 754; text/blob: varint len + bytes */
 #include "repl/repl_int.h"
@@ -192,6 +194,22 @@ struct edge_capture {
     char nopk[128];
 };
 
+/* A value the preupdate hook reports for a column the stored record does not have (a
+ * row written before ALTER TABLE ADD COLUMN): SQLite 3.40 returns its shared NULL
+ * value instead of the column's default. Recorded as RAW_UNKNOWN so the tombstone of
+ * such a row keeps "unknown" (the default) rather than a NULL no other region has. */
+#define RAW_UNKNOWN 5
+static const sqlite3_value *null_sentinel;
+
+static int raw_skip(struct edge__rd *r)
+{
+    if (r->off < r->len && r->p[r->off] == RAW_UNKNOWN) {
+        r->off++;
+        return EDGE_OK;
+    }
+    return edge__repl_skip_value(r);
+}
+
 /* Raw record: str table, u8 sqlite op, varint ncols, [old values][new values]. */
 static void preupdate(void *ud, sqlite3 *db, int op, const char *zdb, const char *table, sqlite3_int64 k1,
                       sqlite3_int64 k2)
@@ -215,7 +233,9 @@ static void preupdate(void *ud, sqlite3 *db, int op, const char *zdb, const char
         for (int i = 0; i < n && rv == EDGE_OK; i++) {
             sqlite3_value *v = NULL;
             int src = old ? sqlite3_preupdate_old(db, i, &v) : sqlite3_preupdate_new(db, i, &v);
-            if (src != SQLITE_OK || v == NULL) {
+            if (src == SQLITE_OK && old && v != NULL && v == __atomic_load_n(&null_sentinel, __ATOMIC_ACQUIRE)) {
+                rv = edge_buf_putc(&c->raw, RAW_UNKNOWN);
+            } else if (src != SQLITE_OK || v == NULL) {
                 rv = edge_buf_putc(&c->raw, 0);
             } else {
                 rv = edge__repl_put_value(&c->raw, v);
@@ -235,6 +255,14 @@ int edge_capture_create(sqlite3 *db, struct edge_capture **out)
     struct edge_capture *c = edge_calloc(1, sizeof(*c));
     if (c == NULL) return EDGE_ENOMEM;
     c->db = db;
+    if (__atomic_load_n(&null_sentinel, __ATOMIC_ACQUIRE) == NULL) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db, "SELECT 1", -1, &st, NULL) == SQLITE_OK) {
+            /* not stepped: out of range, SQLite hands out its static NULL value */
+            __atomic_store_n(&null_sentinel, sqlite3_column_value(st, 0), __ATOMIC_RELEASE);
+        }
+        sqlite3_finalize(st);
+    }
     edge_buf_init(&c->raw, (size_t)1 << 30);
     sqlite3_preupdate_hook(db, preupdate, c);
     *out = c;
@@ -351,7 +379,7 @@ static int raw_next(struct edge__rd *r, struct raw_op *o)
     int sets = op == SQLITE_UPDATE ? 2 : 1;
     for (int s = 0; s < sets; s++) {
         for (uint64_t i = 0; i < o->ncols; i++) {
-            if (edge__repl_skip_value(r) != EDGE_OK) return EDGE_ECORRUPT;
+            if (raw_skip(r) != EDGE_OK) return EDGE_ECORRUPT;
         }
     }
     return EDGE_OK;
@@ -361,10 +389,10 @@ static int raw_next(struct edge__rd *r, struct raw_op *o)
 static int copy_value(struct edge__rd set, uint64_t idx, struct edge_buf *out)
 {
     for (uint64_t i = 0; i < idx; i++) {
-        if (edge__repl_skip_value(&set) != EDGE_OK) return EDGE_ECORRUPT;
+        if (raw_skip(&set) != EDGE_OK) return EDGE_ECORRUPT;
     }
     size_t start = set.off;
-    if (edge__repl_skip_value(&set) != EDGE_OK) return EDGE_ECORRUPT;
+    if (raw_skip(&set) != EDGE_OK) return EDGE_ECORRUPT;
     return edge_buf_append(out, set.p + start, set.off - start);
 }
 
@@ -372,7 +400,7 @@ static int copy_set(struct edge__rd set, uint64_t n, struct edge_buf *out, struc
 {
     size_t start = set.off;
     for (uint64_t i = 0; i < n; i++) {
-        if (edge__repl_skip_value(&set) != EDGE_OK) return EDGE_ECORRUPT;
+        if (raw_skip(&set) != EDGE_OK) return EDGE_ECORRUPT;
     }
     if (after) *after = set;
     return edge_buf_append(out, set.p + start, set.off - start);
@@ -457,6 +485,25 @@ int edge__repl_log_put(sqlite3 *db, const char *origin, uint64_t seq, uint64_t h
     return rc == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
 }
 
+/* m's kept values from a set of m->ncols encoded values. */
+static int set_image_from(struct edge__rowmeta *m, struct edge__rd set)
+{
+    const uint8_t **v = edge_calloc((size_t)m->ncols + 1, sizeof(*v));
+    size_t *l = edge_calloc((size_t)m->ncols + 1, sizeof(*l));
+    int rv = v && l ? EDGE_OK : EDGE_ENOMEM;
+    for (int i = 0; i < m->ncols && rv == EDGE_OK; i++) {
+        size_t start = set.off;
+        bool unknown = start < set.len && set.p[start] == RAW_UNKNOWN;
+        rv = raw_skip(&set);
+        v[i] = unknown ? NULL : set.p + start;
+        l[i] = unknown ? 0 : set.off - start;
+    }
+    if (rv == EDGE_OK) rv = edge__meta_set_image(m, v, l);
+    edge_free(v);
+    edge_free(l);
+    return rv;
+}
+
 /* Build the payload from the raw records and the row metadata updates. */
 int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local *local, int consistency,
                            uint64_t *out_seq, char *errmsg, size_t errmsg_len)
@@ -492,6 +539,8 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
     uint64_t n_ops = 0;
     struct edge__rd r = {(const uint8_t *)c->raw.data, c->raw.len, 0};
     char table[256];
+    struct edge__tinfo ti;
+    memset(&ti, 0, sizeof(ti));
     struct edge__pkinfo pk = {0};
     table[0] = '\0';
     while (rv == EDGE_OK && r.off < r.len) {
@@ -515,11 +564,13 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
         if (strlen(table) != o.table_len || memcmp(table, o.table, o.table_len) != 0) {
             memcpy(table, o.table, o.table_len);
             table[o.table_len] = '\0';
-            if (edge__repl_pk_info(c->db, table, &pk) != EDGE_OK) {
+            edge__tinfo_free(&ti);
+            if (edge__tinfo_load(c->db, table, &ti) != EDGE_OK) {
                 rv = EDGE_ESTORE;
                 snprintf(errmsg, errmsg_len, "cannot read the schema of table %s", table);
                 break;
             }
+            pk = ti.pk;
         }
         if (pk.npk == 0) {
             rv = EDGE_EINVAL;
@@ -557,28 +608,29 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
             rv = edge__repl_put_str(&body, table, o.table_len);
             if (rv == EDGE_OK) rv = edge_buf_putc(&body, EDGE_REPL_OP_DELETE);
             if (rv == EDGE_OK) rv = edge__uvarint_put(&body, (uint64_t)pk.npk);
+            for (int k = 0; k < pk.npk && rv == EDGE_OK; k++) {
+                const char *cn = ti.cols[pk.pk[k]];
+                rv = edge__repl_put_str(&body, cn, strlen(cn));
+            }
             if (rv == EDGE_OK) rv = edge_buf_append(&body, oldpk.data ? oldpk.data : "", oldpk.len);
             struct edge__rowmeta m;
-            if (rv == EDGE_OK) rv = edge__meta_get(c->db, table, oldpk.data ? oldpk.data : "", oldpk.len, pk.ncols, &m);
+            memset(&m, 0, sizeof(m));
+            if (rv == EDGE_OK) rv = edge__meta_get(c->db, &ti, oldpk.data ? oldpk.data : "", oldpk.len, &m);
             if (rv == EDGE_OK) {
                 /* The tombstone keeps the row's values: its column registers live on. */
-                struct edge_buf img;
-                edge_buf_init(&img, (size_t)1 << 30);
-                rv = copy_set(oldset, o.ncols, &img, NULL);
-                edge_free(m.image);
-                m.image_len = img.len;
-                m.image = (uint8_t *)edge_buf_steal(&img, NULL);
+                rv = set_image_from(&m, oldset);
                 m.found = true;
                 m.deleted = true;
+                m.hidden = EDGE__HIDDEN_NO;
                 m.exist = me;
-                if (rv == EDGE_OK) rv = edge__meta_put(c->db, table, oldpk.data ? oldpk.data : "", oldpk.len, &m);
+                if (rv == EDGE_OK) rv = edge__meta_put(c->db, &ti, oldpk.data ? oldpk.data : "", oldpk.len, &m);
             }
             edge__meta_free(&m);
             n_ops++;
         }
         if (rv == EDGE_OK && o.op != SQLITE_DELETE) {
             struct edge__rowmeta m;
-            rv = edge__meta_get(c->db, table, pkb.data ? pkb.data : "", pkb.len, pk.ncols, &m);
+            rv = edge__meta_get(c->db, &ti, pkb.data ? pkb.data : "", pkb.len, &m);
             /* Columns this write set get its stamp; the others keep theirs. */
             for (uint64_t k = 0; rv == EDGE_OK && k < o.ncols; k++) {
                 bool changed = true;
@@ -592,15 +644,21 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
                     edge_buf_free(&a);
                     edge_buf_free(&b);
                 }
-                if (changed || !m.found || m.deleted) m.cols[k] = me;
+                if (changed || !m.found || m.deleted || m.hidden != EDGE__HIDDEN_NO) m.cols[k] = me;
             }
             m.found = true;
             m.deleted = false;
+            /* A row written here is in its table, whatever hid an earlier version. */
+            m.hidden = EDGE__HIDDEN_NO;
+            edge__meta_drop_image(&m);
             m.exist = me;
-            if (rv == EDGE_OK) rv = edge__meta_put(c->db, table, pkb.data ? pkb.data : "", pkb.len, &m);
+            if (rv == EDGE_OK) rv = edge__meta_put(c->db, &ti, pkb.data ? pkb.data : "", pkb.len, &m);
             if (rv == EDGE_OK) rv = edge__repl_put_str(&body, table, o.table_len);
             if (rv == EDGE_OK) rv = edge_buf_putc(&body, EDGE_REPL_OP_ROW);
             if (rv == EDGE_OK) rv = edge__uvarint_put(&body, o.ncols);
+            for (uint64_t k = 0; k < o.ncols && rv == EDGE_OK; k++) {
+                rv = edge__repl_put_str(&body, ti.cols[k], strlen(ti.cols[k]));
+            }
             if (rv == EDGE_OK) rv = copy_set(newset, o.ncols, &body, NULL);
             if (rv == EDGE_OK) rv = edge__stamps_encode(&body, m.cols, m.ncols);
             edge__meta_free(&m);
@@ -608,6 +666,7 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
         }
         edge_buf_free(&oldpk);
     }
+    edge__tinfo_free(&ti);
     if (rv != EDGE_OK) {
         if (errmsg[0] == '\0') snprintf(errmsg, errmsg_len, "cannot record the change: %s", edge_strerror(rv));
         goto out;
@@ -619,6 +678,11 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
     if (rv == EDGE_OK) rv = edge__repl_log_put(c->db, local->region, seq, hlc, consistency, &vv, payload.data, payload.len);
     if (rv != EDGE_OK) {
         snprintf(errmsg, errmsg_len, "cannot append to the change log");
+        goto out;
+    }
+    rv = edge__repl_restore_local(c->db);
+    if (rv != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot put hidden rows back: %s", sqlite3_errmsg(c->db));
         goto out;
     }
     *out_seq = seq;
@@ -645,9 +709,36 @@ int edge_repl_schema_init(sqlite3 *db, char *errmsg, size_t errmsg_len)
         "CREATE TABLE IF NOT EXISTS _edge_conflicts(id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, pk BLOB NOT NULL,"
         " winner_origin TEXT NOT NULL, winner_seq INTEGER NOT NULL, winner_hlc INTEGER NOT NULL,"
         " loser_origin TEXT NOT NULL, loser_seq INTEGER NOT NULL, loser_hlc INTEGER NOT NULL,"
-        " loser_deleted INTEGER NOT NULL, loser_image BLOB, at_ms INTEGER NOT NULL);";
+        " loser_deleted INTEGER NOT NULL, loser_image BLOB, at_ms INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS _edge_apply_errors(origin TEXT NOT NULL, seq INTEGER NOT NULL,"
+        " hlc INTEGER NOT NULL, consistency INTEGER NOT NULL, deps BLOB NOT NULL, payload BLOB NOT NULL,"
+        " reason TEXT NOT NULL, first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, attempts INTEGER NOT NULL,"
+        " PRIMARY KEY(origin, seq)) WITHOUT ROWID;";
     char *err = NULL;
     int rc = sqlite3_exec(db, ddl, NULL, NULL, &err);
+    /* Columns added since the first release of these tables. */
+    static const struct {
+        const char *table, *column, *ddl;
+    } added[] = {
+        {"_edge_rows", "hidden", "ALTER TABLE _edge_rows ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0"},
+        {"_edge_conflicts", "kind", "ALTER TABLE _edge_conflicts ADD COLUMN kind TEXT NOT NULL DEFAULT 'row'"},
+    };
+    for (size_t i = 0; rc == SQLITE_OK && i < sizeof(added) / sizeof(added[0]); i++) {
+        sqlite3_stmt *st = NULL;
+        bool have = false;
+        rc = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, added[i].table, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, added[i].column, -1, SQLITE_STATIC);
+            have = sqlite3_step(st) == SQLITE_ROW;
+        }
+        sqlite3_finalize(st);
+        if (rc == SQLITE_OK && !have) rc = sqlite3_exec(db, added[i].ddl, NULL, NULL, &err);
+    }
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(db, "CREATE INDEX IF NOT EXISTS _edge_rows_hidden ON _edge_rows(hidden) WHERE hidden != 0",
+                          NULL, NULL, &err);
+    }
     if (rc != SQLITE_OK) {
         snprintf(errmsg, errmsg_len, "cannot create the replication tables: %s", err ? err : sqlite3_errstr(rc));
         sqlite3_free(err);

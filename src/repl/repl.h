@@ -88,6 +88,11 @@ struct edge_repl_apply_stats {
     uint64_t rows;        /* row operations applied */
     uint64_t conflicts;   /* concurrent writes resolved */
     uint64_t max_hlc;     /* greatest timestamp applied: the local clock must move past it */
+    uint64_t hidden;      /* rows taken out of their table (UNIQUE loser, orphaned child) */
+    uint64_t restored;    /* hidden rows put back (their conflict went away) */
+    uint64_t apply_errors; /* entries that failed for good: kept in _edge_apply_errors, skipped */
+    uint64_t skewed;      /* entries stamped more than max_skew_ms ahead of the local clock */
+    uint64_t ddl_skipped; /* schema changes already in effect here (concurrent identical DDL) */
 };
 
 /* Apply one entry inside the caller's open transaction (capture suspended by the
@@ -97,6 +102,38 @@ struct edge_repl_apply_stats {
 int edge_repl_apply_entry(sqlite3 *db, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
                           const struct edge_vclock *deps, const uint8_t *payload, size_t payload_len,
                           struct edge_repl_apply_stats *stats, char *errmsg, size_t errmsg_len);
+
+struct edge_repl_entry;
+
+/* Apply a batch of peer entries, in order, in one transaction of the write connection
+ * db (which must not be in a transaction; capture suspended by the caller). Each entry
+ * runs in its own savepoint: one that cannot be applied yet is skipped (the sender
+ * resends it), one that fails for good is kept in _edge_apply_errors with the reason,
+ * relayed, and counted as applied so it never blocks the entries behind it. User
+ * triggers and foreign-key actions do not run (what they did at the origin is part of
+ * the entry); at the end foreign keys and UNIQUE constraints are made to hold by the
+ * deterministic rules of apply.c. The local clock (local->hlc) moves past every applied
+ * stamp before COMMIT; an entry stamped more than max_skew_ms (0: 500) ahead of the
+ * local wall clock is counted (stats->skewed) and logged. Returns EDGE_OK (see stats),
+ * or an error for a transient failure (busy, I/O, memory): then nothing was applied. */
+int edge_repl_apply_batch(sqlite3 *db, const struct edge_repl_local *local, uint64_t max_skew_ms,
+                          const struct edge_repl_entry *entries, size_t count, struct edge_repl_apply_stats *stats,
+                          char *errmsg, size_t errmsg_len);
+
+/* Apply again the entries kept in _edge_apply_errors (in their origin's order); the
+ * ones that succeed leave the table. Same transaction rules as the batch. *out_left:
+ * entries still failing. */
+int edge_repl_retry_apply_errors(sqlite3 *db, const struct edge_repl_local *local,
+                                 struct edge_repl_apply_stats *stats, uint64_t *out_left, char *errmsg,
+                                 size_t errmsg_len);
+
+/* Rows in _edge_apply_errors (0 when the table is missing). */
+uint64_t edge_repl_apply_error_count(sqlite3 *db);
+
+/* Move the clock past the greatest stamp stored (log and row metadata), so a region
+ * restarted with a clock that is behind its own earlier writes never stamps a new write
+ * lower than one it has already made or seen. */
+int edge_repl_hlc_recover(sqlite3 *db, struct edge_hlc *hlc);
 
 /* Decode a payload for display/tests: calls cb for each op. */
 typedef void (*edge_repl_op_cb)(void *ud, const char *table, int op /* 1 upsert, 2 delete */, int ncols);

@@ -6,7 +6,9 @@
 #include "repl/repl.h"
 #include "store/sql.h"
 
-#define EDGE_REPL_PAYLOAD_VERSION 2
+/* 3: row and delete operations name their columns (matched by name on apply, so a
+ * schema that differs by an ADD/DROP COLUMN still applies); 2 was positional. */
+#define EDGE_REPL_PAYLOAD_VERSION 3
 #define EDGE_REPL_OP_ROW 1    /* full row image + a stamp per column */
 #define EDGE_REPL_OP_UPSERT EDGE_REPL_OP_ROW
 #define EDGE_REPL_OP_DELETE 2
@@ -21,6 +23,18 @@ struct edge__pkinfo {
     int npk;
     int pk[EDGE_REPL_MAX_PK]; /* column index of the i-th primary key column */
 };
+
+/* A table's columns as they are here (pragma_table_info), by position. */
+struct edge__tinfo {
+    char name[256];
+    struct edge__pkinfo pk;
+    char **cols;    /* pk.ncols names, owned */
+    bool has_fk;    /* the table has FOREIGN KEYs (child side) */
+};
+int edge__tinfo_load(sqlite3 *db, const char *table, struct edge__tinfo *out);
+void edge__tinfo_free(struct edge__tinfo *t);
+/* Index of column name[0..len) (case-insensitive, as SQLite), or -1. */
+int edge__tinfo_col(const struct edge__tinfo *t, const char *name, size_t len);
 
 /* The per-connection statement cache of store/sql.h, under the names capture and apply
  * use: the per-row SQL of capture and apply is parsed once, not per row. */
@@ -56,19 +70,41 @@ int edge__stamp_cmp(const struct edge__stamp *a, const struct edge__stamp *b);
 int edge__stamps_encode(struct edge_buf *b, const struct edge__stamp *s, int n);
 int edge__stamps_decode(struct edge__rd *r, struct edge__stamp *s, int n);
 
-/* _edge_rows for one row (see rowmeta.c). */
+/* Why a row that exists by its registers is not in its table (see apply.c). */
+#define EDGE__HIDDEN_NO 0
+#define EDGE__HIDDEN_FK 1     /* a parent it references does not exist */
+#define EDGE__HIDDEN_UNIQUE 2 /* a row with a greater stamp holds its UNIQUE value */
+
+/* _edge_rows for one row (see rowmeta.c), aligned to the table's columns here. */
 struct edge__rowmeta {
     bool found;
     bool deleted;
+    int hidden;               /* EDGE__HIDDEN_*, only while !deleted */
     struct edge__stamp exist; /* the write that last decided existence */
     int ncols;
-    struct edge__stamp *cols; /* ncols stamps, owned */
-    uint8_t *image;           /* a deleted row's values (ncols encoded values), owned, or NULL */
+    struct edge__stamp *cols; /* ncols stamps, owned (origin "" = never written) */
+    /* The values of a row that is not in its table (deleted or hidden): per column the
+     * encoded value (a span of `image`), or NULL when unknown (the column's default). */
+    const uint8_t **iv;
+    size_t *ivl;
+    uint8_t *image;           /* owned storage of iv */
     size_t image_len;
 };
-int edge__meta_get(sqlite3 *db, const char *table, const void *pk, size_t pklen, int ncols, struct edge__rowmeta *m);
-int edge__meta_put(sqlite3 *db, const char *table, const void *pk, size_t pklen, const struct edge__rowmeta *m);
+int edge__meta_get(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen, struct edge__rowmeta *m);
+int edge__meta_put(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen,
+                   const struct edge__rowmeta *m);
+/* Replace the kept values by vals (ncols spans, NULL = unknown); copies them. */
+int edge__meta_set_image(struct edge__rowmeta *m, const uint8_t *const *vals, const size_t *lens);
+void edge__meta_drop_image(struct edge__rowmeta *m);
 void edge__meta_free(struct edge__rowmeta *m);
+/* Read the row with primary key pk (encoded pk values) from its table into m's image.
+ * EDGE_ENOTFOUND when it is not in the table. */
+int edge__row_read(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen, struct edge__rowmeta *m);
+/* Inside a local write transaction (after its entry was built): put back the hidden
+ * rows whose conflict the transaction removed, where nothing else has to move. A row
+ * written here always stamps later than any hidden row this region knows, so a hidden
+ * row never wins against it: this gives the same result as the end of an applied batch. */
+int edge__repl_restore_local(sqlite3 *db);
 int edge__repl_log_put(sqlite3 *db, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
                        const struct edge_vclock *deps, const void *payload, size_t len);
 

@@ -53,23 +53,138 @@ int edge__stamps_decode(struct edge__rd *r, struct edge__stamp *s, int n)
     return EDGE_OK;
 }
 
+/* Stored forms of the stamps (cols) and the kept values (image), keyed by column name
+ * so that a row written before an ADD/DROP/RENAME COLUMN keeps its registers:
+ *   cols:  0xFE, varint n, n x (str column, str origin, varint seq, varint hlc)
+ *   image: 0xFE, varint n, n x (str column, value)
+ * Older databases stored both by position (no marker); they are read by position when
+ * the column count still matches. */
+#define NAMED_MARK 0xFE
+
+void edge__meta_drop_image(struct edge__rowmeta *m)
+{
+    edge_free(m->image);
+    m->image = NULL;
+    m->image_len = 0;
+    for (int i = 0; i < m->ncols; i++) {
+        m->iv[i] = NULL;
+        m->ivl[i] = 0;
+    }
+}
+
 void edge__meta_free(struct edge__rowmeta *m)
 {
     edge_free(m->cols);
     edge_free(m->image);
+    edge_free(m->iv);
+    edge_free(m->ivl);
     memset(m, 0, sizeof(*m));
 }
 
-int edge__meta_get(sqlite3 *db, const char *table, const void *pk, size_t pklen, int ncols, struct edge__rowmeta *m)
+int edge__meta_set_image(struct edge__rowmeta *m, const uint8_t *const *vals, const size_t *lens)
+{
+    size_t total = 0;
+    for (int i = 0; i < m->ncols; i++) total += vals[i] ? lens[i] : 0;
+    uint8_t *img = edge_malloc(total ? total : 1);
+    if (img == NULL) return EDGE_ENOMEM;
+    size_t off = 0;
+    for (int i = 0; i < m->ncols; i++) {
+        if (vals[i] == NULL) continue;
+        memcpy(img + off, vals[i], lens[i]);
+        off += lens[i];
+    }
+    edge_free(m->image);
+    m->image = img;
+    m->image_len = total;
+    off = 0;
+    for (int i = 0; i < m->ncols; i++) {
+        m->iv[i] = vals[i] ? img + off : NULL;
+        m->ivl[i] = vals[i] ? lens[i] : 0;
+        off += m->iv[i] ? lens[i] : 0;
+    }
+    return EDGE_OK;
+}
+
+static int meta_alloc(struct edge__rowmeta *m, int ncols)
 {
     memset(m, 0, sizeof(*m));
     m->ncols = ncols;
-    m->cols = edge_calloc((size_t)(ncols > 0 ? ncols : 1), sizeof(*m->cols));
-    if (m->cols == NULL) return EDGE_ENOMEM;
-    static const char q[] = "SELECT origin, seq, hlc, deleted, cols, image FROM _edge_rows WHERE tbl = ?1 AND pk = ?2";
+    size_t n = (size_t)(ncols > 0 ? ncols : 1);
+    m->cols = edge_calloc(n, sizeof(*m->cols));
+    m->iv = edge_calloc(n, sizeof(*m->iv));
+    m->ivl = edge_calloc(n, sizeof(*m->ivl));
+    return m->cols && m->iv && m->ivl ? EDGE_OK : EDGE_ENOMEM;
+}
+
+static void decode_cols(const struct edge__tinfo *t, const uint8_t *p, size_t len, struct edge__rowmeta *m)
+{
+    struct edge__rd r = {p, len, 0};
+    uint64_t n;
+    if (len > 0 && p[0] == NAMED_MARK) {
+        r.off = 1;
+        if (edge__repl_get_varint(&r, &n) != EDGE_OK) return;
+        for (uint64_t k = 0; k < n; k++) {
+            const char *name;
+            size_t nl;
+            struct edge__stamp s;
+            if (edge__repl_get_str(&r, &name, &nl) != EDGE_OK || edge__stamps_decode(&r, &s, 1) != EDGE_OK) return;
+            int c = edge__tinfo_col(t, name, nl);
+            if (c >= 0) m->cols[c] = s;
+        }
+        return;
+    }
+    /* positional (older databases) */
+    if (edge__repl_get_varint(&r, &n) == EDGE_OK && n == (uint64_t)m->ncols &&
+        edge__stamps_decode(&r, m->cols, m->ncols) != EDGE_OK) {
+        memset(m->cols, 0, (size_t)m->ncols * sizeof(*m->cols));
+    }
+}
+
+static int decode_image(const struct edge__tinfo *t, const uint8_t *p, size_t len, struct edge__rowmeta *m)
+{
+    m->image = edge_malloc(len ? len : 1);
+    if (m->image == NULL) return EDGE_ENOMEM;
+    memcpy(m->image, p, len);
+    m->image_len = len;
+    struct edge__rd r = {m->image, len, 0};
+    if (len > 0 && m->image[0] == NAMED_MARK) {
+        uint64_t n;
+        r.off = 1;
+        if (edge__repl_get_varint(&r, &n) != EDGE_OK) return EDGE_OK;
+        for (uint64_t k = 0; k < n; k++) {
+            const char *name;
+            size_t nl;
+            if (edge__repl_get_str(&r, &name, &nl) != EDGE_OK) return EDGE_OK;
+            size_t start = r.off;
+            if (edge__repl_skip_value(&r) != EDGE_OK) return EDGE_OK;
+            int c = edge__tinfo_col(t, name, nl);
+            if (c >= 0) {
+                m->iv[c] = m->image + start;
+                m->ivl[c] = r.off - start;
+            }
+        }
+        return EDGE_OK;
+    }
+    for (int c = 0; c < m->ncols; c++) {
+        size_t start = r.off;
+        if (edge__repl_skip_value(&r) != EDGE_OK) {
+            for (int k = 0; k < c; k++) m->iv[k] = NULL;
+            return EDGE_OK;
+        }
+        m->iv[c] = m->image + start;
+        m->ivl[c] = r.off - start;
+    }
+    return EDGE_OK;
+}
+
+int edge__meta_get(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen, struct edge__rowmeta *m)
+{
+    if (meta_alloc(m, t->pk.ncols) != EDGE_OK) return EDGE_ENOMEM;
+    static const char q[] =
+        "SELECT origin, seq, hlc, deleted, cols, image, hidden FROM _edge_rows WHERE tbl = ?1 AND pk = ?2";
     sqlite3_stmt *st = edge__repl_stmt(db, q, sizeof(q) - 1);
     if (st == NULL) return EDGE_ESTORE;
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
     sqlite3_bind_blob64(st, 2, pk, pklen, SQLITE_STATIC);
     int rv = EDGE_OK;
     int rc = sqlite3_step(st);
@@ -79,28 +194,13 @@ int edge__meta_get(sqlite3 *db, const char *table, const void *pk, size_t pklen,
         m->exist.seq = (uint64_t)sqlite3_column_int64(st, 1);
         m->exist.hlc = (uint64_t)sqlite3_column_int64(st, 2);
         m->deleted = sqlite3_column_int(st, 3) != 0;
+        m->hidden = m->deleted ? EDGE__HIDDEN_NO : sqlite3_column_int(st, 6);
         const uint8_t *cb = sqlite3_column_blob(st, 4);
         int cl = sqlite3_column_bytes(st, 4);
-        if (cb != NULL && cl > 0) {
-            struct edge__rd r = {cb, (size_t)cl, 0};
-            uint64_t n;
-            /* A table whose shape changed keeps no column stamps (all start over). */
-            if (edge__repl_get_varint(&r, &n) == EDGE_OK && n == (uint64_t)ncols &&
-                edge__stamps_decode(&r, m->cols, ncols) != EDGE_OK) {
-                memset(m->cols, 0, (size_t)ncols * sizeof(*m->cols));
-            }
-        }
+        if (cb != NULL && cl > 0) decode_cols(t, cb, (size_t)cl, m);
         const uint8_t *ib = sqlite3_column_blob(st, 5);
         int il = sqlite3_column_bytes(st, 5);
-        if (ib != NULL && il > 0) {
-            m->image = edge_malloc((size_t)il);
-            if (m->image == NULL) {
-                rv = EDGE_ENOMEM;
-            } else {
-                memcpy(m->image, ib, (size_t)il);
-                m->image_len = (size_t)il;
-            }
-        }
+        if (ib != NULL && il > 0) rv = decode_image(t, ib, (size_t)il, m);
     } else if (rc != SQLITE_DONE) {
         rv = EDGE_ESTORE;
     }
@@ -108,36 +208,58 @@ int edge__meta_get(sqlite3 *db, const char *table, const void *pk, size_t pklen,
     return rv;
 }
 
-int edge__meta_put(sqlite3 *db, const char *table, const void *pk, size_t pklen, const struct edge__rowmeta *m)
+int edge__meta_put(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen,
+                   const struct edge__rowmeta *m)
 {
-    struct edge_buf cols;
+    struct edge_buf cols, img;
     edge_buf_init(&cols, (size_t)1 << 24);
-    int rv = edge__uvarint_put(&cols, (uint64_t)m->ncols);
-    if (rv == EDGE_OK) rv = edge__stamps_encode(&cols, m->cols, m->ncols);
-    if (rv != EDGE_OK) {
-        edge_buf_free(&cols);
-        return rv;
+    edge_buf_init(&img, (size_t)1 << 30);
+    int n = 0, ni = 0;
+    for (int i = 0; i < m->ncols; i++) {
+        n += m->cols[i].origin[0] != '\0';
+        ni += m->iv[i] != NULL;
     }
-    static const char q[] = "INSERT INTO _edge_rows(tbl, pk, origin, seq, hlc, deleted, cols, image)"
-                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(tbl, pk) DO UPDATE SET"
-                            " origin = excluded.origin, seq = excluded.seq, hlc = excluded.hlc,"
-                            " deleted = excluded.deleted, cols = excluded.cols, image = excluded.image";
-    sqlite3_stmt *st = edge__repl_stmt(db, q, sizeof(q) - 1);
-    int rc = st ? SQLITE_OK : SQLITE_ERROR;
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-        sqlite3_bind_blob64(st, 2, pk, pklen, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, m->exist.origin, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)m->exist.seq);
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)m->exist.hlc);
-        sqlite3_bind_int(st, 6, m->deleted ? 1 : 0);
-        sqlite3_bind_blob64(st, 7, cols.data ? cols.data : "", cols.len, SQLITE_STATIC);
-        if (m->deleted && m->image != NULL) {
-            sqlite3_bind_blob64(st, 8, m->image, m->image_len, SQLITE_STATIC);
+    int rv = edge_buf_putc(&cols, (char)NAMED_MARK);
+    if (rv == EDGE_OK) rv = edge__uvarint_put(&cols, (uint64_t)n);
+    for (int i = 0; i < m->ncols && rv == EDGE_OK; i++) {
+        if (m->cols[i].origin[0] == '\0') continue;
+        rv = edge__repl_put_str(&cols, t->cols[i], strlen(t->cols[i]));
+        if (rv == EDGE_OK) rv = edge__stamps_encode(&cols, &m->cols[i], 1);
+    }
+    bool keep = m->deleted || m->hidden != EDGE__HIDDEN_NO;
+    if (rv == EDGE_OK && keep) {
+        rv = edge_buf_putc(&img, (char)NAMED_MARK);
+        if (rv == EDGE_OK) rv = edge__uvarint_put(&img, (uint64_t)ni);
+        for (int i = 0; i < m->ncols && rv == EDGE_OK; i++) {
+            if (m->iv[i] == NULL) continue;
+            rv = edge__repl_put_str(&img, t->cols[i], strlen(t->cols[i]));
+            if (rv == EDGE_OK) rv = edge_buf_append(&img, m->iv[i], m->ivl[i]);
         }
-        rc = sqlite3_step(st);
     }
-    edge__repl_done(st);
+    int rc = SQLITE_ERROR;
+    if (rv == EDGE_OK) {
+        static const char q[] = "INSERT INTO _edge_rows(tbl, pk, origin, seq, hlc, deleted, cols, image, hidden)"
+                                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(tbl, pk) DO UPDATE SET"
+                                " origin = excluded.origin, seq = excluded.seq, hlc = excluded.hlc,"
+                                " deleted = excluded.deleted, cols = excluded.cols, image = excluded.image,"
+                                " hidden = excluded.hidden";
+        sqlite3_stmt *st = edge__repl_stmt(db, q, sizeof(q) - 1);
+        if (st != NULL) {
+            sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+            sqlite3_bind_blob64(st, 2, pk, pklen, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, m->exist.origin, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 4, (sqlite3_int64)m->exist.seq);
+            sqlite3_bind_int64(st, 5, (sqlite3_int64)m->exist.hlc);
+            sqlite3_bind_int(st, 6, m->deleted ? 1 : 0);
+            sqlite3_bind_blob64(st, 7, cols.data ? cols.data : "", cols.len, SQLITE_STATIC);
+            if (keep) sqlite3_bind_blob64(st, 8, img.data ? img.data : "", img.len, SQLITE_STATIC);
+            sqlite3_bind_int(st, 9, m->deleted ? 0 : m->hidden);
+            rc = sqlite3_step(st);
+            edge__repl_done(st);
+        }
+    }
     edge_buf_free(&cols);
+    edge_buf_free(&img);
+    if (rv != EDGE_OK) return rv;
     return rc == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
 }
