@@ -515,7 +515,8 @@ static int parse_replication(struct ctx *x, yaml_node_t *m)
 {
     static const char *const keys[] = {"consistency_level", "conflict_resolution",
                                        "sync_interval_ms",  "max_retries",
-                                       "tables",            NULL};
+                                       "max_clock_skew_ms", "tables",
+                                       NULL};
     int rv = check_keys(x, m, "replication", keys);
     if (rv != EDGE_OK) {
         return rv;
@@ -544,6 +545,10 @@ static int parse_replication(struct ctx *x, yaml_node_t *m)
     rv = get_int(x, m, "replication", "sync_interval_ms", 1, &x->c->sync_interval_ms);
     if (rv == EDGE_OK) {
         rv = get_int(x, m, "replication", "max_retries", 0, &x->c->max_retries);
+    }
+    if (rv == EDGE_OK) {
+        /* at least 1 ms: 0 would count every entry that is not from the past */
+        rv = get_int(x, m, "replication", "max_clock_skew_ms", 1, &x->c->max_clock_skew_ms);
     }
     if (rv != EDGE_OK) {
         return rv;
@@ -620,6 +625,7 @@ static int set_defaults(struct edge_conf *c)
     c->consistency = EDGE_CONS_EVENTUAL;
     c->sync_interval_ms = 1000;
     c->max_retries = 3;
+    c->max_clock_skew_ms = 500;
     return c->cluster_name != NULL && c->conflict_resolution != NULL ? EDGE_OK : EDGE_ENOMEM;
 }
 

@@ -38,6 +38,7 @@ struct edge_conf {
     char *conflict_resolution;         /* default "version_vector" */
     int sync_interval_ms;              /* default 1000 */
     int max_retries;                   /* default 3 */
+    int max_clock_skew_ms;             /* entries stamped further ahead are logged and counted; default 500 */
     struct edge_conf_table *tables;
     size_t n_tables;
     char *jwt_public_key_file; /* auth.jwt_public_key_file, NULL if none */

@@ -19,7 +19,7 @@
 #include "core/buf.h"
 #include "core/vclock.h"
 
-#define EDGE_REPL_PROTO_VERSION 1
+#define EDGE_REPL_PROTO_VERSION 2 /* 2: entry payloads name their columns (payload version 3) */
 #define EDGE_REPL_WS_PROTOCOL "edgelite-peer1" /* Sec-WebSocket-Protocol and MAC label */
 #define EDGE_REPL_STR_MAX 256                  /* bytes, any protocol string */
 #define EDGE_REPL_FRAME_MAX ((size_t)64 << 20) /* bytes, one message */

@@ -93,37 +93,12 @@ static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
     }
     struct edge_repl_apply_stats as = {0};
     edge_capture_suspend(st->wcap, true);
-    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    int rv = rc == SQLITE_OK ? EDGE_OK : EDGE_EBUSY;
-    for (size_t i = 0; i < count && rv == EDGE_OK; i++) {
-        struct edge_repl_entry *e = &entries[i];
-        sqlite3_exec(db, "SAVEPOINT edge_apply", NULL, NULL, NULL);
-        int arv = edge_repl_apply_entry(db, e->origin, e->seq, e->hlc, e->consistency, &e->deps, e->payload,
-                                        e->payload_len, &as, j->apply_err, sizeof(j->apply_err));
-        if (arv == EDGE_OK) {
-            sqlite3_exec(db, "RELEASE edge_apply", NULL, NULL, NULL);
-            continue;
-        }
-        sqlite3_exec(db, "ROLLBACK TO edge_apply", NULL, NULL, NULL);
-        sqlite3_exec(db, "RELEASE edge_apply", NULL, NULL, NULL);
-        if (arv == EDGE_EAGAIN) {
-            continue; /* not applicable yet; the sender resends from our ACK */
-        }
-        rv = arv;
-    }
-    if (rc == SQLITE_OK) {
-        if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            rv = rv == EDGE_OK ? EDGE_ESTORE : rv;
-        }
-    }
+    /* One transaction, a savepoint per entry; a failing entry is kept aside, never
+     * blocks the rest (apply.c). The clock moves past what was applied before COMMIT. */
+    int rv = edge_repl_apply_batch(db, &st->local, st->max_skew_ms, entries, count, &as, j->apply_err,
+                                   sizeof(j->apply_err));
     edge_capture_suspend(st->wcap, false);
     edge_repl_entries_free(entries, count);
-    if (as.max_hlc != 0) {
-        /* Writes made here from now on follow what was applied (HLC receive rule), so a
-         * write that saw a remote version always stamps later than it. */
-        edge_repl_state_observe_hlc(st, as.max_hlc);
-    }
     if (rv == EDGE_OK || rv == EDGE_ECORRUPT || rv == EDGE_ESTORE) {
         /* What we hold now, whatever happened: the sender resends the rest. */
         struct edge_vclock vv;
@@ -139,6 +114,11 @@ static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
     atomic_fetch_add(&st->stats.conflicts, as.conflicts);
     atomic_fetch_add(&st->stats.duplicates, as.duplicates);
     atomic_fetch_add(&st->stats.deferred, as.deferred);
+    atomic_fetch_add(&st->stats.hidden, as.hidden);
+    atomic_fetch_add(&st->stats.restored, as.restored);
+    atomic_fetch_add(&st->stats.apply_errors, as.apply_errors);
+    atomic_fetch_add(&st->stats.skewed, as.skewed);
+    atomic_fetch_add(&st->stats.ddl_skipped, as.ddl_skipped);
     j->apply_rv = rv;
     return EDGE_OK;
 }

@@ -17,6 +17,7 @@ void edge_repl_state_init(struct edge_repl_state *st, const char *region, const 
     st->conf = conf;
     st->wan = wan;
     st->log_keep = log_keep;
+    st->max_skew_ms = conf != NULL && conf->max_clock_skew_ms > 0 ? (uint64_t)conf->max_clock_skew_ms : 500;
     pthread_mutex_init(&st->hlc_mu, NULL);
     pthread_rwlock_init(&st->peers_lock, NULL);
     pthread_mutex_init(&st->vv_mu, NULL);
@@ -158,6 +159,14 @@ int edge_repl_state_open(struct edge_repl_state *st, sqlite3 *wdb, struct edge_w
 {
     int rv = edge_repl_schema_init(wdb, errmsg, errmsg_len);
     if (rv == EDGE_OK) rv = edge_repl_vv_load(wdb, &st->vv);
+    if (rv == EDGE_OK) {
+        /* Never stamp below what this region already wrote or saw, even when the wall
+         * clock is now behind (it ran ahead before a restart). */
+        pthread_mutex_lock(&st->hlc_mu);
+        rv = edge_repl_hlc_recover(wdb, &st->hlc);
+        pthread_mutex_unlock(&st->hlc_mu);
+        if (rv != EDGE_OK) snprintf(errmsg, errmsg_len, "cannot read the highest stored stamp");
+    }
     if (rv == EDGE_OK) rv = edge_capture_create(wdb, &st->wcap);
     if (rv != EDGE_OK) return rv;
     *hooks = (struct edge_writer_hooks){st, wh_mark, wh_rewind, wh_before_commit, wh_after_commit, wh_after_rollback,

@@ -26,6 +26,7 @@
 
 struct edge_repl_counters {
     _Atomic uint64_t applied, rows, conflicts, duplicates, deferred;
+    _Atomic uint64_t hidden, restored, apply_errors, skewed, ddl_skipped;
 };
 
 struct edge_repl_state {
@@ -37,6 +38,7 @@ struct edge_repl_state {
     int default_consistency;         /* 0 eventual, 1 strong, 2 async */
     const char *primary;             /* region with the lowest priority (borrowed from the config) */
     uint64_t log_keep;               /* acknowledged entries kept per origin by compaction */
+    uint64_t max_skew_ms;            /* replication.max_clock_skew_ms */
     struct edge_writer *writer;      /* set by the node once the writer runs */
     struct edge_capture *wcap;       /* the writer connection's capture (writer thread) */
     pthread_mutex_t hlc_mu;

@@ -37,7 +37,7 @@ function helloMac(secret, nonce, cluster, region) {
     .digest();
 }
 
-function hello({ version = 1, cluster, region, mac }) {
+function hello({ version = 2, cluster, region, mac }) {
   return Buffer.concat([Buffer.from([2]), uvarint(version), str(cluster), str(region), mac, uvarint(0)]);
 }
 

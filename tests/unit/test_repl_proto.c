@@ -152,7 +152,7 @@ static void test_hello_roundtrip_and_mac(void **state)
     edge_buf_init(&b, BUF_MAX);
     assert_int_equal(edge_repl_encode_hello(&b, &h), EDGE_OK);
     assert_int_equal(edge_repl_decode_hello((const uint8_t *)b.data, b.len, &d), EDGE_OK);
-    assert_int_equal(d.version, 1);
+    assert_int_equal(d.version, EDGE_REPL_PROTO_VERSION);
     assert_string_equal(d.cluster, "prod-cluster");
     assert_string_equal(d.region, "us-east");
     assert_memory_equal(d.mac, h.mac, EDGE_REPL_MAC_LEN);
@@ -172,7 +172,9 @@ static void test_hello_roundtrip_and_mac(void **state)
     d.mac[0] ^= 0x80;
     assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", NONCE), EDGE_EAUTH);
     d.mac[0] ^= 0x80;
-    d.version = 2;
+    d.version = EDGE_REPL_PROTO_VERSION + 1;
+    assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", NONCE), EDGE_EPROTO);
+    d.version = 1; /* positional payloads: refused, not misapplied */
     assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", NONCE), EDGE_EPROTO);
     edge_repl_hello_close(&d);
     check_truncations(&b, dec_hello);
