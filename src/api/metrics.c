@@ -54,6 +54,10 @@ static void metrics_peer(void *ud, int i, const struct edge_repl_peer_view *v)
                     r, ps->connected ? 1 : 0, r, v->lag_ms, r, (unsigned long long)v->pending, r, ps->rtt_ms, r,
                     (unsigned long long)ps->entries_sent, r, (unsigned long long)ps->bytes_sent, r,
                     (unsigned long long)ps->retries);
+    if (ps->clock_offset_known) {
+        /* the peer's wall clock minus ours, from PING/PONG */
+        edge_buf_printf(b, "edgelite_repl_peer_clock_offset_ms{peer=\"%s\"} %.1f\n", r, ps->clock_offset_ms);
+    }
 }
 
 static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, struct edge_buf *b)
@@ -63,12 +67,26 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                     "# TYPE edgelite_repl_rows_applied_total counter\nedgelite_repl_rows_applied_total %llu\n"
                     "# TYPE edgelite_repl_conflicts_total counter\nedgelite_repl_conflicts_total %llu\n"
                     "# TYPE edgelite_repl_duplicates_total counter\nedgelite_repl_duplicates_total %llu\n"
-                    "# TYPE edgelite_repl_deferred_total counter\nedgelite_repl_deferred_total %llu\n",
+                    "# TYPE edgelite_repl_deferred_total counter\nedgelite_repl_deferred_total %llu\n"
+                    "# TYPE edgelite_repl_apply_failures_total counter\nedgelite_repl_apply_failures_total %llu\n"
+                    "# TYPE edgelite_repl_apply_errors gauge\nedgelite_repl_apply_errors %llu\n"
+                    "# TYPE edgelite_repl_hidden_rows_total counter\nedgelite_repl_hidden_rows_total %llu\n"
+                    "# TYPE edgelite_repl_restored_rows_total counter\nedgelite_repl_restored_rows_total %llu\n"
+                    "# TYPE edgelite_repl_skewed_entries_total counter\nedgelite_repl_skewed_entries_total %llu\n"
+                    "# TYPE edgelite_repl_ddl_already_applied_total counter\n"
+                    "edgelite_repl_ddl_already_applied_total %llu\n",
                     (unsigned long long)atomic_load(&n->repl.stats.applied),
                     (unsigned long long)atomic_load(&n->repl.stats.rows),
                     (unsigned long long)atomic_load(&n->repl.stats.conflicts),
                     (unsigned long long)atomic_load(&n->repl.stats.duplicates),
-                    (unsigned long long)atomic_load(&n->repl.stats.deferred));
+                    (unsigned long long)atomic_load(&n->repl.stats.deferred),
+                    (unsigned long long)atomic_load(&n->repl.stats.apply_errors),
+                    (unsigned long long)edge_repl_apply_error_count(edge_store_db(rconn)),
+                    (unsigned long long)atomic_load(&n->repl.stats.hidden),
+                    (unsigned long long)atomic_load(&n->repl.stats.restored),
+                    (unsigned long long)atomic_load(&n->repl.stats.skewed),
+                    (unsigned long long)atomic_load(&n->repl.stats.ddl_skipped));
+    edge_buf_puts(b, "# TYPE edgelite_repl_peer_clock_offset_ms gauge\n");
     struct edge_vclock vv;
     edge_vclock_init(&vv);
     edge_repl_state_vv(&n->repl, &vv);

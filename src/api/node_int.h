@@ -272,6 +272,10 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
 uint64_t edge__api_db_size(struct edge_node *n);
 void edge__api_status_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 void edge__api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+
+/* apply_errors.c: GET /v1/apply-errors, POST /v1/apply-errors/retry */
+void edge__api_apply_errors_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_apply_errors_retry(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 void edge__api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 void edge__api_peer_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 

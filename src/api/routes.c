@@ -143,6 +143,20 @@ static void r_conflicts(struct loop *l, struct edge_http_conn *c, struct edge_ht
     edge__api_conflicts_handle(l, c, req);
 }
 
+static void r_apply_errors(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                           const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_apply_errors_handle(l, c, req);
+}
+
+static void r_apply_retry(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                          const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_apply_errors_retry(l, c, req);
+}
+
 static void r_crdt(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     edge__api_crdt_handle(l, c, req, rc->rest);
@@ -180,6 +194,8 @@ static const struct route routes[] = {
     {M_POST, MATCH_EXACT, "/v1/replicate", AUTH_WRITE, EP_REPLICATE, r_replicate, 0},
     {M_GET, MATCH_EXACT, "/v1/snapshot", AUTH_CLUSTER, EP_STATUS, r_snapshot, 0},
     {M_GET, MATCH_EXACT, "/v1/conflicts", AUTH_READ, EP_STATUS, r_conflicts, 0},
+    {M_GET, MATCH_EXACT, "/v1/apply-errors", AUTH_READ, EP_STATUS, r_apply_errors, 0},
+    {M_POST, MATCH_EXACT, "/v1/apply-errors/retry", AUTH_WRITE, EP_STATUS, r_apply_retry, 0},
     /* CRDTs: reading (GET) needs any token, operations and merges (every other method) a
      * read-write one. */
     {M_GET, MATCH_EXACT, "/v1/crdt", AUTH_READ, EP_CRDT, r_crdt, 0},

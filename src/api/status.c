@@ -26,8 +26,14 @@ static void status_peer(void *ud, int i, const struct edge_repl_peer_view *v)
     edge_buf_json_cstr(b, v->region);
     edge_buf_puts(b, ",\"url\":");
     edge_buf_json_cstr(b, v->url);
-    edge_buf_printf(b, ",\"connected\":%s,\"rtt_ms\":%.3f,\"lag_ms\":%.0f,\"pending\":%llu,\"acked\":{",
+    edge_buf_printf(b, ",\"connected\":%s,\"rtt_ms\":%.3f,\"lag_ms\":%.0f,\"pending\":%llu,\"clock_offset_ms\":",
                     ps->connected ? "true" : "false", ps->rtt_ms, v->lag_ms, (unsigned long long)v->pending);
+    if (ps->clock_offset_known) {
+        edge_buf_printf(b, "%.1f", ps->clock_offset_ms);
+    } else {
+        edge_buf_puts(b, "null");
+    }
+    edge_buf_puts(b, ",\"acked\":{");
     for (size_t k = 0; k < ps->acked.n_entries; k++) {
         if (k > 0) edge_buf_putc(b, ',');
         edge_buf_json_cstr(b, ps->acked.entries[k].region);
@@ -64,7 +70,7 @@ void edge__api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct
     if (n->repl.cluster &&
         sqlite3_prepare_v2(edge_store_db(l->rconn),
                            "SELECT id, tbl, hex(pk), winner_origin, winner_seq, winner_hlc, loser_origin, loser_seq,"
-                           " loser_hlc, loser_deleted, at_ms, (SELECT count(*) FROM _edge_conflicts)"
+                           " loser_hlc, loser_deleted, at_ms, (SELECT count(*) FROM _edge_conflicts), kind, loser_image"
                            " FROM _edge_conflicts ORDER BY id DESC LIMIT 1000",
                            -1, &st, NULL) == SQLITE_OK) {
         int i = 0;
@@ -80,9 +86,24 @@ void edge__api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct
             edge_buf_printf(&b, ",\"seq\":%lld,\"hlc\":%lld},\"loser\":{\"origin\":",
                             (long long)sqlite3_column_int64(st, 4), (long long)sqlite3_column_int64(st, 5));
             edge_buf_json_cstr(&b, (const char *)sqlite3_column_text(st, 6));
-            edge_buf_printf(&b, ",\"seq\":%lld,\"hlc\":%lld,\"deleted\":%s},\"at_ms\":%lld}",
+            edge_buf_printf(&b, ",\"seq\":%lld,\"hlc\":%lld,\"deleted\":%s,\"values\":",
                             (long long)sqlite3_column_int64(st, 7), (long long)sqlite3_column_int64(st, 8),
-                            sqlite3_column_int(st, 9) ? "true" : "false", (long long)sqlite3_column_int64(st, 10));
+                            sqlite3_column_int(st, 9) ? "true" : "false");
+            /* kind: row (concurrent writes of one row), unique (a UNIQUE value went to the
+             * greater stamp; values are the loser's row, taken out of its table), fk (a
+             * child whose parent is gone, taken out of its table) */
+            struct edge_buf vals;
+            edge_buf_init(&vals, 8u << 20);
+            if (edge_repl_image_json(sqlite3_column_blob(st, 13), (size_t)sqlite3_column_bytes(st, 13), &vals) !=
+                EDGE_OK) {
+                edge_buf_reset(&vals);
+                edge_buf_puts(&vals, "null");
+            }
+            edge_buf_append(&b, vals.data, vals.len);
+            edge_buf_free(&vals);
+            edge_buf_printf(&b, "},\"kind\":");
+            edge_buf_json_cstr(&b, sqlite3_column_text(st, 12) ? (const char *)sqlite3_column_text(st, 12) : "row");
+            edge_buf_printf(&b, ",\"at_ms\":%lld}", (long long)sqlite3_column_int64(st, 10));
         }
     }
     sqlite3_finalize(st);
@@ -123,7 +144,19 @@ void edge__api_status_handle(struct loop *l, struct edge_http_conn *c, struct ed
         vv_json(&b, &floor);
         edge_vclock_close(&floor);
     }
-    edge_buf_puts(&b, "},\"peers\":[");
+    edge_buf_puts(&b, "}");
+    if (n->repl.cluster) {
+        edge_buf_printf(&b,
+                        ",\"apply_errors\":%llu,\"apply_failures_total\":%llu,\"hidden_rows_total\":%llu,"
+                        "\"restored_rows_total\":%llu,\"skewed_entries_total\":%llu,\"max_clock_skew_ms\":%llu",
+                        (unsigned long long)edge_repl_apply_error_count(edge_store_db(l->rconn)),
+                        (unsigned long long)atomic_load(&n->repl.stats.apply_errors),
+                        (unsigned long long)atomic_load(&n->repl.stats.hidden),
+                        (unsigned long long)atomic_load(&n->repl.stats.restored),
+                        (unsigned long long)atomic_load(&n->repl.stats.skewed),
+                        (unsigned long long)n->repl.max_skew_ms);
+    }
+    edge_buf_puts(&b, ",\"peers\":[");
     edge_repl_peers_walk(&n->repl, edge_store_db(l->rconn), status_peer, &b);
     edge_buf_puts(&b, "]}");
     edge__api_respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);

@@ -12,6 +12,7 @@
 
 #include "api/node.h"
 #include "cli/cli.h"
+#include "core/clock.h"
 #include "core/conf.h"
 #include "core/log.h"
 
@@ -36,7 +37,8 @@ static void usage(void)
             "  --synchronous full       fsync every commit (default: normal, WAL)\n"
             "  --shutdown-timeout S     on SIGTERM/SIGINT, seconds to let requests in flight finish (default 10;\n"
             "                           a second signal stops at once)\n"
-            "  --emulate-wan FILE       delay peer traffic by the RTTs of a regions.json latency matrix\n");
+            "  --emulate-wan FILE       delay peer traffic by the RTTs of a regions.json latency matrix\n"
+            "  --clock-offset-ms N      run this node's wall clock N ms ahead (negative: behind); for skew tests\n");
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -132,6 +134,18 @@ int edge_cli_serve(int argc, char **argv)
         else if (strcmp(a, "--auth-jwt-key") == 0) { NEED_ARG(); cfg.jwt_key_file = v; }
         else if (strcmp(a, "--log-level") == 0) { NEED_ARG(); level = v; }
         else if (strcmp(a, "--emulate-wan") == 0) { NEED_ARG(); wan = v; }
+        else if (strcmp(a, "--clock-offset-ms") == 0) {
+            NEED_ARG();
+            char *end = NULL;
+            errno = 0;
+            long long off = strtoll(v, &end, 10);
+            /* at most a year either way: a bigger offset is a typo, not a test */
+            if (errno != 0 || end == v || *end != '\0' || off < -31536000000LL || off > 31536000000LL) {
+                fprintf(stderr, "edgelite serve: --clock-offset-ms expects an integer (ms, |N| <= 1 year), got '%s'\n", v);
+                return 2;
+            }
+            edge_clock_set_wall_offset_ms((int64_t)off);
+        }
         else if (strcmp(a, "--synchronous") == 0) {
             NEED_ARG();
             if (strcmp(v, "full") == 0) cfg.synchronous_full = true;

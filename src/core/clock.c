@@ -1,7 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 #include "core/clock.h"
 
+#include <stdatomic.h>
 #include <time.h>
+
+static _Atomic int64_t wall_offset_ms;
+
+void edge_clock_set_wall_offset_ms(int64_t ms) { atomic_store(&wall_offset_ms, ms); }
+
+uint64_t edge_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ms = (int64_t)ts.tv_sec * 1000 + (int64_t)ts.tv_nsec / 1000000 + atomic_load(&wall_offset_ms);
+    return ms > 0 ? (uint64_t)ms : 0;
+}
 
 static uint64_t sys_mono_ns(void *ud)
 {
@@ -14,9 +27,7 @@ static uint64_t sys_mono_ns(void *ud)
 static uint64_t sys_wall_ms(void *ud)
 {
     (void)ud;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return edge_wall_ms();
 }
 
 static const struct edge_clock system_clock = {1, NULL, sys_mono_ns, sys_wall_ms};

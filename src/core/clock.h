@@ -15,6 +15,11 @@ struct edge_clock {
 
 /* The process clock (CLOCK_MONOTONIC / CLOCK_REALTIME). Static storage. */
 const struct edge_clock *edge_clock_system(void);
+/* The process wall clock (unix ms) that stamps writes: CLOCK_REALTIME plus the offset
+ * below. Any thread. */
+uint64_t edge_wall_ms(void);
+/* Shift the process wall clock (tests of clock skew: `serve --clock-offset-ms`). */
+void edge_clock_set_wall_offset_ms(int64_t ms);
 
 /* A manual clock for deterministic tests: starts at the given values, moves only
  * when told. */

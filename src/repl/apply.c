@@ -62,12 +62,7 @@ struct actx {
     bool no_displace; /* in a local transaction: put rows back only where nothing else moves */
 };
 
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+static uint64_t wall_ms(void) { return edge_wall_ms(); }
 
 static void tcache_clear(struct actx *x)
 {
@@ -1062,7 +1057,8 @@ int edge__repl_restore_local(sqlite3 *db)
     x.no_displace = true;
     /* Putting a row back is not a user write: no trigger may see it. */
     int old_trig = 1;
-    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, &old_trig);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, -1, &old_trig);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
     int rv = EDGE_OK;
     for (int round = 0; round < 8 && rv == EDGE_OK; round++) {
         bool changed = false;
@@ -1313,7 +1309,9 @@ static int batch_begin(sqlite3 *db, struct batch_env *env, char *errmsg, size_t 
     sqlite3_finalize(st);
     /* Foreign-key actions and user triggers ran at the origin; their writes are in the
      * entry. PRAGMA foreign_keys cannot change inside a transaction: set it first. */
-    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, &env->old_trig);
+    /* -1 reads the setting without changing it (the out value is the state after a call) */
+    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, -1, &env->old_trig);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
     exec(db, "PRAGMA foreign_keys = OFF");
     if (exec(db, "BEGIN IMMEDIATE") != SQLITE_OK) {
         snprintf(errmsg, errmsg_len, "apply: cannot begin: %s", sqlite3_errmsg(db));

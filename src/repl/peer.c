@@ -35,6 +35,7 @@
 
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "edgelite/errors.h"
 #include "net/wsc.h"
@@ -111,6 +112,9 @@ struct edge_peer {
     uint64_t ping_us;         /* the same instant, finer, for wire_rtt_us */
     uint64_t wire_rtt_us;     /* smallest PING round trip this session (2 delays before the first) */
     bool have_rtt;            /* wire_rtt_us comes from a PONG */
+    uint64_t ping_wall_ms;    /* wall clock when the PING left */
+    uint64_t offset_rtt_us;   /* round trip of the sample clock_offset_ms came from */
+    bool have_offset;
     char err[128];
 };
 
@@ -131,6 +135,8 @@ static uint64_t now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+
+static uint64_t wall_ms(void) { return edge_wall_ms(); }
 
 static void set_err(struct edge_peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_err(struct edge_peer *p, const char *fmt, ...)
@@ -448,14 +454,28 @@ static int handle_msg(struct edge_peer *p, const uint8_t *m, size_t len)
             break;
         }
         edge_buf_reset(&p->out);
-        return edge_repl_encode_pong(&p->out, t) == EDGE_OK ? queue_msg(p, 0) : EDGE_ENOMEM;
-    case EDGE_REPL_MSG_PONG:
-        if (edge_repl_decode_pong(m, len, &t) != EDGE_OK) {
+        return edge_repl_encode_pong_clock(&p->out, t, wall_ms()) == EDGE_OK ? queue_msg(p, 0) : EDGE_ENOMEM;
+    case EDGE_REPL_MSG_PONG: {
+        uint64_t peer_wall = 0;
+        if (edge_repl_decode_pong_clock(m, len, &t, &peer_wall) != EDGE_OK) {
             break;
         }
         if (p->ping_t_ms != 0 && t == p->ping_t_ms) {
             double sample = (double)(now_ms() - p->ping_t_ms);
             uint64_t us = now_us() - p->ping_us;
+            if (peer_wall != 0) {
+                /* NTP-style: the peer read its clock about half a round trip after we
+                 * sent. Kept from the fastest round trip, the one least delayed. */
+                double off = (double)peer_wall - ((double)p->ping_wall_ms + (double)us / 2000.0);
+                if (!p->have_offset || us <= p->offset_rtt_us) {
+                    p->offset_rtt_us = us;
+                    p->have_offset = true;
+                    pthread_mutex_lock(&p->mu);
+                    p->st.clock_offset_ms = off;
+                    p->st.clock_offset_known = true;
+                    pthread_mutex_unlock(&p->mu);
+                }
+            }
             /* The smallest sample is the one that queued least behind batches at the peer. */
             if (!p->have_rtt || us < p->wire_rtt_us) {
                 p->wire_rtt_us = us;
@@ -467,6 +487,7 @@ static int handle_msg(struct edge_peer *p, const uint8_t *m, size_t len)
             pthread_mutex_unlock(&p->mu);
         }
         return EDGE_OK;
+    }
     case EDGE_REPL_MSG_ACK: {
         struct edge_vclock vv;
         edge_vclock_init(&vv);
@@ -714,6 +735,7 @@ static int session(struct edge_peer *p, bool *out_handshaked)
     p->draining = false;
     p->wire_rtt_us = 2 * (uint64_t)p->one_way_delay_ms * 1000u;
     p->have_rtt = false;
+    p->have_offset = false;
     uint64_t next_sync = now_ms() + (uint64_t)p->sync_interval_ms;
     uint64_t next_ping = now_ms();
     for (uint64_t iter = 0; iter < UINT64_MAX; iter++) {
@@ -749,6 +771,7 @@ static int session(struct edge_peer *p, bool *out_handshaked)
                  * when the PING is queued, so the emulated delays count in the RTT. */
                 p->ping_t_ms = now ? now : 1;
                 p->ping_us = now_us();
+                p->ping_wall_ms = wall_ms();
                 edge_buf_reset(&p->out);
                 rv = edge_repl_encode_ping(&p->out, p->ping_t_ms);
                 if (rv == EDGE_OK) {

@@ -44,6 +44,8 @@ struct edge_peer_config {
 struct edge_peer_status {
     bool connected;             /* HELLO_OK received and the link is up */
     double rtt_ms;              /* EWMA (alpha 0.3) of PING/PONG round trips; 0 before the first */
+    double clock_offset_ms;     /* the peer's wall clock minus ours, from the fastest PING/PONG */
+    bool clock_offset_known;    /* a PONG carried the peer's clock */
     struct edge_vclock acked;   /* the peer's VV as last seen (HELLO_OK or ACK) */
     uint64_t entries_sent;      /* entries shipped, resends included */
     uint64_t bytes_sent;        /* ENTRIES message bytes */

@@ -174,6 +174,13 @@ int edge_repl_encode_pong(struct edge_buf *out, uint64_t t)
     return encode_t(out, EDGE_REPL_MSG_PONG, t);
 }
 
+int edge_repl_encode_pong_clock(struct edge_buf *out, uint64_t t, uint64_t wall_ms)
+{
+    int rv = encode_t(out, EDGE_REPL_MSG_PONG, t);
+    if (rv == EDGE_OK) rv = edge__uvarint_put(out, wall_ms);
+    return rv;
+}
+
 int edge_repl_encode_error(struct edge_buf *out, const char *code, const char *message)
 {
     int rv = put_u8(out, EDGE_REPL_MSG_ERROR);
@@ -451,7 +458,24 @@ int edge_repl_decode_ping(const uint8_t *p, size_t len, uint64_t *out_t)
 
 int edge_repl_decode_pong(const uint8_t *p, size_t len, uint64_t *out_t)
 {
-    return decode_t(p, len, EDGE_REPL_MSG_PONG, out_t);
+    uint64_t wall;
+    return edge_repl_decode_pong_clock(p, len, out_t, &wall);
+}
+
+int edge_repl_decode_pong_clock(const uint8_t *p, size_t len, uint64_t *out_t, uint64_t *out_wall_ms)
+{
+    struct edge__rd c;
+    uint64_t t = 0, wall = 0;
+    int rv = begin(&c, p, len, EDGE_REPL_MSG_PONG);
+    if (rv == EDGE_OK) rv = edge__uvarint_read(&c, &t);
+    /* the responder's clock, optional: exactly one more varint or nothing */
+    if (rv == EDGE_OK && c.off < c.len) rv = edge__uvarint_read(&c, &wall);
+    if (rv == EDGE_OK) rv = end(&c);
+    if (rv == EDGE_OK) {
+        *out_t = t;
+        *out_wall_ms = wall;
+    }
+    return rv;
 }
 
 int edge_repl_decode_error(const uint8_t *p, size_t len, struct edge_repl_error *out)

@@ -34,7 +34,7 @@ enum edge_repl_msg {
     EDGE_REPL_MSG_ENTRIES = 4,   /* C->S count, entries */
     EDGE_REPL_MSG_ACK = 5,       /* S->C vv */
     EDGE_REPL_MSG_PING = 6,      /* both, t */
-    EDGE_REPL_MSG_PONG = 7,      /* both, t echoed */
+    EDGE_REPL_MSG_PONG = 7,      /* both, t echoed [, responder's wall clock ms] */
     EDGE_REPL_MSG_ERROR = 8      /* S->C code, message; the server closes after it */
 };
 
@@ -93,6 +93,9 @@ int edge_repl_encode_entry(struct edge_buf *out, const struct edge_repl_entry *e
 int edge_repl_encode_ack(struct edge_buf *out, const struct edge_vclock *vv);
 int edge_repl_encode_ping(struct edge_buf *out, uint64_t t);
 int edge_repl_encode_pong(struct edge_buf *out, uint64_t t);
+/* PONG with the responder's wall clock (unix ms) after t: the pinger estimates the
+ * offset between the two clocks from it (clock_offset_ms in /v1/status). */
+int edge_repl_encode_pong_clock(struct edge_buf *out, uint64_t t, uint64_t wall_ms);
 int edge_repl_encode_error(struct edge_buf *out, const char *code, const char *message);
 
 /* ---- decoders: p[0..len) is one whole frame, type byte included, borrowed. EDGE_OK,
@@ -112,6 +115,8 @@ int edge_repl_decode_entries(const uint8_t *p, size_t len, struct edge_repl_entr
 int edge_repl_decode_ack(const uint8_t *p, size_t len, struct edge_vclock *out_vv);
 int edge_repl_decode_ping(const uint8_t *p, size_t len, uint64_t *out_t);
 int edge_repl_decode_pong(const uint8_t *p, size_t len, uint64_t *out_t);
+/* PONG: t, then optionally the responder's wall clock (*out_wall_ms 0 when absent). */
+int edge_repl_decode_pong_clock(const uint8_t *p, size_t len, uint64_t *out_t, uint64_t *out_wall_ms);
 int edge_repl_decode_error(const uint8_t *p, size_t len, struct edge_repl_error *out);
 
 /* Free the deps of n entries and the array itself (NULL is fine). */

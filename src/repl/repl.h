@@ -135,6 +135,10 @@ uint64_t edge_repl_apply_error_count(sqlite3 *db);
  * lower than one it has already made or seen. */
 int edge_repl_hlc_recover(sqlite3 *db, struct edge_hlc *hlc);
 
+/* The kept values of a row (_edge_rows.image, _edge_conflicts.loser_image) as a JSON
+ * object {column: value} appended to out; "null" for an empty or older image. */
+int edge_repl_image_json(const void *p, size_t len, struct edge_buf *out);
+
 /* Decode a payload for display/tests: calls cb for each op. */
 typedef void (*edge_repl_op_cb)(void *ud, const char *table, int op /* 1 upsert, 2 delete */, int ncols);
 int edge_repl_payload_walk(const uint8_t *p, size_t len, edge_repl_op_cb cb, void *ud);

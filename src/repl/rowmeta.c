@@ -263,3 +263,63 @@ int edge__meta_put(sqlite3 *db, const struct edge__tinfo *t, const void *pk, siz
     if (rv != EDGE_OK) return rv;
     return rc == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
 }
+
+int edge_repl_image_json(const void *p, size_t len, struct edge_buf *out)
+{
+    struct edge__rd r = {p, len, 0};
+    uint64_t n;
+    if (len == 0 || ((const uint8_t *)p)[0] != NAMED_MARK) return edge_buf_puts(out, "null");
+    r.off = 1;
+    if (edge__repl_get_varint(&r, &n) != EDGE_OK) return EDGE_ECORRUPT;
+    int rv = edge_buf_putc(out, '{');
+    for (uint64_t k = 0; k < n && rv == EDGE_OK; k++) {
+        const char *name;
+        size_t nl;
+        uint8_t t;
+        if (edge__repl_get_str(&r, &name, &nl) != EDGE_OK || edge__repl_get_u8(&r, &t) != EDGE_OK) {
+            return EDGE_ECORRUPT;
+        }
+        if (k > 0) rv = edge_buf_putc(out, ',');
+        if (rv == EDGE_OK) rv = edge_buf_json_str(out, name, nl);
+        if (rv == EDGE_OK) rv = edge_buf_putc(out, ':');
+        if (rv != EDGE_OK) break;
+        switch (t) {
+        case 0: rv = edge_buf_puts(out, "null"); break;
+        case 1: {
+            uint64_t z;
+            if (edge__repl_get_varint(&r, &z) != EDGE_OK) return EDGE_ECORRUPT;
+            int64_t i = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+            rv = edge_buf_printf(out, "%lld", (long long)i);
+            break;
+        }
+        case 2: {
+            if (r.len - r.off < 8) return EDGE_ECORRUPT;
+            uint64_t bits = 0;
+            for (int b = 0; b < 8; b++) bits |= (uint64_t)r.p[r.off + (size_t)b] << (8 * b);
+            r.off += 8;
+            double d;
+            memcpy(&d, &bits, 8);
+            rv = edge_buf_json_double(out, d);
+            break;
+        }
+        case 3:
+        case 4: {
+            const char *sv;
+            size_t sl;
+            if (edge__repl_get_str(&r, &sv, &sl) != EDGE_OK) return EDGE_ECORRUPT;
+            if (t == 3) {
+                rv = edge_buf_json_str(out, sv, sl);
+            } else {
+                /* a blob as {"base64": "..."}, as Hrana writes blobs */
+                rv = edge_buf_puts(out, "{\"base64\":\"");
+                if (rv == EDGE_OK) rv = edge_buf_base64(out, (const uint8_t *)sv, sl);
+                if (rv == EDGE_OK) rv = edge_buf_puts(out, "\"}");
+            }
+            break;
+        }
+        default: return EDGE_ECORRUPT;
+        }
+    }
+    if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
+    return rv;
+}

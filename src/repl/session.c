@@ -8,8 +8,11 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "repl/proto.h"
+
+static uint64_t wall_now_ms(void) { return edge_wall_ms(); }
 
 struct peer_frame {
     uint8_t *data;
@@ -248,7 +251,7 @@ static void peer_handle(struct edge_peer_session *ps, struct peer_frame *f)
         uint64_t t;
         if (edge_repl_decode_ping(f->data, f->len, &t) != EDGE_OK) {
             peer_refuse(ps, "PROTOCOL", "malformed PING");
-        } else if (edge_repl_encode_pong(&b, t) == EDGE_OK) {
+        } else if (edge_repl_encode_pong_clock(&b, t, wall_now_ms()) == EDGE_OK) {
             peer_send(ps, &b);
         }
     } else if (type == EDGE_REPL_MSG_ENTRIES) {

@@ -562,12 +562,247 @@ static void test_duplicates_and_gaps(void **state)
     free(w);
 }
 
+static int64_t count_in(struct world *w, int i, const char *sql) { return count_of(w->r[i].db, sql); }
+
+/* Item 1: applying a parent's update never touches its ON DELETE CASCADE children;
+ * the origin's cascade arrives once. */
+static void test_parent_update_keeps_children(void **state)
+{
+    (void)state;
+    struct world *w = calloc(1, sizeof(*w));
+    world_init(w, 11);
+    local_write(w, 0, "INSERT INTO parent VALUES (1, 'p')");
+    local_write(w, 0, "INSERT INTO child VALUES (1, 1, 'a'), (2, 1, 'b')");
+    deliver_all(w);
+    local_write(w, 1, "UPDATE parent SET name = 'renamed' WHERE id = 1");
+    deliver_all(w);
+    for (int i = 0; i < NREG; i++) {
+        assert_int_equal(count_in(w, i, "SELECT count(*) FROM child"), 2);
+        assert_int_equal(count_in(w, i, "SELECT count(*) FROM parent WHERE name = 'renamed'"), 1);
+    }
+    local_write(w, 2, "DELETE FROM parent WHERE id = 1"); /* cascades at the origin */
+    deliver_all(w);
+    for (int i = 0; i < NREG; i++) assert_int_equal(count_in(w, i, "SELECT count(*) FROM child"), 0);
+    assert_converged(w);
+    world_free(w);
+    free(w);
+}
+
+/* Item 2: a trigger fires at the origin only; its rows arrive with the entry; local
+ * writes after an applied batch still fire it. */
+static void test_triggers_fire_once(void **state)
+{
+    (void)state;
+    struct world *w = calloc(1, sizeof(*w));
+    world_init(w, 12);
+    local_write(w, 0, "INSERT INTO parent VALUES (1, 'p')");
+    assert_int_equal(count_in(w, 0, "SELECT count(*) FROM audit"), 1);
+    deliver_all(w);
+    for (int i = 0; i < NREG; i++) assert_int_equal(count_in(w, i, "SELECT count(*) FROM audit"), 1);
+    local_write(w, 1, "INSERT INTO parent VALUES (2, 'q')");
+    assert_int_equal(count_in(w, 1, "SELECT count(*) FROM audit WHERE what = 'parent 2'"), 1);
+    deliver_all(w);
+    for (int i = 0; i < NREG; i++) assert_int_equal(count_in(w, i, "SELECT count(*) FROM audit"), 2);
+    assert_converged(w);
+    world_free(w);
+    free(w);
+}
+
+/* Item 3: a parent deleted in one region while a child of it is inserted in another:
+ * the same end in every region in both delivery orders (delete wins, the child is
+ * recorded as an fk conflict); the child comes back if the parent does. */
+static void test_fk_delete_wins_both_orders(void **state)
+{
+    (void)state;
+    for (int order = 0; order < 2; order++) {
+        struct world *w = calloc(1, sizeof(*w));
+        world_init(w, 13 + (unsigned)order);
+        local_write(w, 0, "INSERT INTO parent VALUES (1, 'p')");
+        deliver_all(w);
+        int kdel = w->n_log;
+        local_write(w, 0, "DELETE FROM parent WHERE id = 1");
+        int kins = w->n_log;
+        local_write(w, 1, "INSERT INTO child VALUES (7, 1, 'orphan')");
+        /* r2 receives them in one order or the other, in one batch */
+        int ks[2] = {order ? kins : kdel, order ? kdel : kins};
+        deliver_batch(w, 2, ks, 2);
+        deliver_all(w);
+        assert_converged(w);
+        for (int i = 0; i < NREG; i++) {
+            assert_int_equal(count_in(w, i, "SELECT count(*) FROM child"), 0);
+            assert_int_equal(count_in(w, i, "SELECT count(*) FROM parent"), 0);
+        }
+        assert_true(count_in(w, 0, "SELECT count(*) FROM _edge_conflicts WHERE kind = 'fk'") >= 1);
+        /* a later update of the child from its origin changes nothing visible */
+        local_write(w, 2, "INSERT INTO parent VALUES (2, 'other')");
+        deliver_all(w);
+        assert_converged(w);
+        /* the parent comes back: so does the child, everywhere */
+        local_write(w, 1, "INSERT INTO parent VALUES (1, 'back')");
+        deliver_all(w);
+        assert_converged(w);
+        for (int i = 0; i < NREG; i++) {
+            assert_int_equal(count_in(w, i, "SELECT count(*) FROM child WHERE id = 7 AND v = 'orphan'"), 1);
+        }
+        world_free(w);
+        free(w);
+    }
+}
+
+/* Item 4: two rows given the same UNIQUE value concurrently: the greater (hlc, origin)
+ * keeps it in every region, in both delivery orders; the loser is recorded with its
+ * values and comes back when the value is free. */
+static void test_unique_winner_both_orders(void **state)
+{
+    (void)state;
+    for (int order = 0; order < 2; order++) {
+        struct world *w = calloc(1, sizeof(*w));
+        world_init(w, 15 + (unsigned)order);
+        int k0 = w->n_log;
+        local_write(w, 0, "INSERT INTO u VALUES (1, 'same', 10)");
+        edge_clock_manual_advance(&w->r[1].clk, 50); /* r1 writes later: r1 wins */
+        int k1 = w->n_log;
+        local_write(w, 1, "INSERT INTO u VALUES (2, 'same', 20)");
+        int ks[2] = {order ? k1 : k0, order ? k0 : k1};
+        deliver_batch(w, 2, ks, 2);
+        deliver_all(w);
+        assert_converged(w);
+        for (int i = 0; i < NREG; i++) {
+            assert_int_equal(count_in(w, i, "SELECT count(*) FROM u"), 1);
+            assert_int_equal(count_in(w, i, "SELECT id FROM u WHERE email = 'same'"), 2);
+        }
+        assert_true(count_in(w, 0, "SELECT count(*) FROM _edge_conflicts WHERE kind = 'unique' AND loser_origin = 'r0'"
+                                   " AND loser_image IS NOT NULL") >= 1);
+        /* the winner lets the value go (a local write in r1): the loser is back everywhere */
+        local_write(w, 1, "UPDATE u SET email = 'other' WHERE id = 2");
+        deliver_all(w);
+        assert_converged(w);
+        for (int i = 0; i < NREG; i++) {
+            assert_int_equal(count_in(w, i, "SELECT count(*) FROM u WHERE id = 1 AND email = 'same' AND n = 10"), 1);
+        }
+        world_free(w);
+        free(w);
+    }
+}
+
+/* Item 5: entries captured before an ADD COLUMN apply after it (the column takes its
+ * default), entries after it apply where it has not arrived yet (the extra column
+ * waits: causal delivery), and every region ends the same. */
+static void test_alter_add_column_concurrent(void **state)
+{
+    (void)state;
+    struct world *w = calloc(1, sizeof(*w));
+    world_init(w, 17);
+    local_write(w, 0, "INSERT INTO t(id, a, b, c) VALUES (1, 'x', 1, 1.0)");
+    deliver_all(w);
+    local_write(w, 0, "ALTER TABLE t ADD COLUMN d TEXT DEFAULT 'dflt'");
+    local_write(w, 0, "UPDATE t SET d = 'set' WHERE id = 1");
+    local_write(w, 1, "INSERT INTO t(id, a, b, c) VALUES (2, 'y', 2, 2.0)"); /* before the ALTER reached r1 */
+    local_write(w, 1, "UPDATE t SET a = 'y2' WHERE id = 1");
+    deliver_all(w);
+    assert_converged(w);
+    char *d = dump(w->r[1].db);
+    assert_string_equal(d, "1|'y2'|1|1.0;2|'y'|2|2.0");
+    free(d);
+    assert_int_equal(count_in(w, 1, "SELECT count(*) FROM t WHERE id = 1 AND d = 'set'"), 1);
+    assert_int_equal(count_in(w, 0, "SELECT count(*) FROM t WHERE id = 2 AND d = 'dflt'"), 1);
+    world_free(w);
+    free(w);
+}
+
+/* Item 7: an entry whose deps cover the row's version overwrites it even with a lower
+ * stamp (its region's clock went back, and nothing recovered the HLC). */
+static void test_causality_beats_clock(void **state)
+{
+    (void)state;
+    struct world *w = calloc(1, sizeof(*w));
+    world_init(w, 18);
+    edge_clock_manual_advance(&w->r[0].clk, 3600000); /* r0 runs an hour ahead */
+    local_write(w, 0, "INSERT INTO t(id, a, b, c) VALUES (1, 'ahead', 1, 1.0)");
+    deliver_all(w);
+    /* r0 "restarts" with a correct clock and no recovery: its HLC starts from the wall */
+    w->r[0].clk.wall_ms -= 3600000;
+    edge_hlc_init(&w->r[0].hlc, &w->r[0].clk.clock);
+    local_write(w, 0, "UPDATE t SET a = 'later' WHERE id = 1");
+    deliver_all(w);
+    assert_converged(w);
+    char *d = dump(w->r[2].db);
+    assert_string_equal(d, "1|'later'|1|1.0");
+    free(d);
+    for (int i = 0; i < NREG; i++) assert_int_equal(w->r[i].stats.conflicts, 0);
+    world_free(w);
+    free(w);
+}
+
+/* Item 7: the clock restarts above the highest stamp stored. */
+static void test_hlc_recover(void **state)
+{
+    (void)state;
+    struct world *w = calloc(1, sizeof(*w));
+    world_init(w, 19);
+    edge_clock_manual_advance(&w->r[0].clk, 3600000);
+    local_write(w, 0, "INSERT INTO t(id, a, b, c) VALUES (1, 'ahead', 1, 1.0)");
+    uint64_t high = w->log[w->n_log - 1].hlc;
+    deliver_all(w);
+    for (int i = 0; i < NREG; i++) {
+        struct edge_clock_manual m;
+        edge_clock_manual_init(&m, 1000000);
+        struct edge_hlc h;
+        edge_hlc_init(&h, &m.clock);
+        assert_int_equal(edge_repl_hlc_recover(w->r[i].db, &h), EDGE_OK);
+        assert_true(edge_hlc_now(&h) > high);
+    }
+    world_free(w);
+    free(w);
+}
+
+/* Item 8: an entry that cannot be applied is kept aside with its reason, the entries
+ * behind it apply, and a retry after the cause is gone applies it. */
+static void test_poison_entry_kept_aside(void **state)
+{
+    (void)state;
+    struct world *w = calloc(1, sizeof(*w));
+    world_init(w, 20);
+    /* r1 has a table named like the index r0 creates: r0's DDL cannot run there */
+    exec_ok(w->r[1].db, "CREATE TABLE t_a(x INTEGER PRIMARY KEY)");
+    local_write(w, 0, "CREATE INDEX t_a ON t(a)");
+    local_write(w, 0, "INSERT INTO t(id, a, b, c) VALUES (5, 'behind', 1, 1.0)");
+    int ks[2] = {0, 1};
+    deliver_batch(w, 1, ks, 2);
+    assert_int_equal(w->r[1].stats.apply_errors, 1);
+    assert_int_equal(count_in(w, 1, "SELECT count(*) FROM _edge_apply_errors WHERE origin = 'r0' AND seq = 1"
+                                    " AND reason LIKE '%t_a%'"), 1);
+    assert_int_equal(count_in(w, 1, "SELECT count(*) FROM t WHERE id = 5"), 1); /* not blocked */
+    assert_int_equal(edge_repl_apply_error_count(w->r[1].db), 1);
+    /* delivering again does not apply it twice nor count it again */
+    deliver_batch(w, 1, ks, 2);
+    assert_int_equal(w->r[1].stats.apply_errors, 1);
+    /* still failing: stays, with one more attempt */
+    struct edge_repl_apply_stats st;
+    memset(&st, 0, sizeof(st));
+    uint64_t left = 0;
+    char err[256] = "";
+    assert_int_equal(edge_repl_retry_apply_errors(w->r[1].db, &w->r[1].local, &st, &left, err, sizeof(err)), EDGE_OK);
+    assert_int_equal(left, 1);
+    exec_ok(w->r[1].db, "DROP TABLE t_a");
+    assert_int_equal(edge_repl_retry_apply_errors(w->r[1].db, &w->r[1].local, &st, &left, err, sizeof(err)), EDGE_OK);
+    assert_int_equal(left, 0);
+    assert_int_equal(edge_repl_apply_error_count(w->r[1].db), 0);
+    assert_int_equal(count_in(w, 1, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 't_a'"), 1);
+    world_free(w);
+    free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_columns_merge), cmocka_unit_test(test_same_column_later_wins),
         cmocka_unit_test(test_sequential_not_conflict),  cmocka_unit_test(test_delete_tombstone),
         cmocka_unit_test(test_duplicates_and_gaps),      cmocka_unit_test(test_random_histories_converge),
+        cmocka_unit_test(test_parent_update_keeps_children), cmocka_unit_test(test_triggers_fire_once),
+        cmocka_unit_test(test_fk_delete_wins_both_orders), cmocka_unit_test(test_unique_winner_both_orders),
+        cmocka_unit_test(test_alter_add_column_concurrent), cmocka_unit_test(test_causality_beats_clock),
+        cmocka_unit_test(test_hlc_recover),              cmocka_unit_test(test_poison_entry_kept_aside),
     };
     fprintf(stdout, "test_repl_apply: seed %u (set EDGE_SEED to reproduce)\n", base_seed());
     return cmocka_run_group_tests_name("repl_apply", tests, NULL, NULL);

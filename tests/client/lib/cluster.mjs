@@ -164,6 +164,8 @@ function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs,
  *   proxies: false|'none' | true|'front' | 'pair' (see the file comment)
  *   consistency: default level (default 'eventual'); syncIntervalMs (default 200)
  *   extraArgs: more `serve` flags for every region (e.g. ['--bookmark-timeout-ms', '500'])
+ *   regionArgs: { id: [flags] } more `serve` flags for one region (cluster.setArgs changes them for
+ *              the next restart), e.g. { b: ['--clock-offset-ms', '3000'] }
  *   secret, name: cluster secret and name
  * Returns the cluster object described below; always call `cluster.destroy()` in after().
  */
@@ -184,7 +186,8 @@ export async function startCluster(opts = {}) {
     const id = ids[i];
     const dataDir = path.join(root, id);
     fs.mkdirSync(dataDir, { recursive: true });
-    regions[id] = { id, port: await freePort(), dataDir, priority: i + 1, proc: null, out: null, config: null };
+    regions[id] = { id, port: await freePort(), dataDir, priority: i + 1, proc: null, out: null, config: null,
+      args: (opts.regionArgs ?? {})[id] ?? [] };
   }
 
   const cluster = {
@@ -202,7 +205,8 @@ export async function startCluster(opts = {}) {
 
     async _launch(id) {
       const r = regions[id];
-      const { proc, out, ready } = spawnReady(EDGE_BIN, ['serve', '--config', r.config, '--region', id, ...extraArgs],
+      const { proc, out, ready } = spawnReady(EDGE_BIN,
+        ['serve', '--config', r.config, '--region', id, ...extraArgs, ...r.args],
         /edgelite: listening on http:\/\/[^\s:]+:(\d+)/, 15000, `edgelite region ${id}`);
       r.proc = proc;
       r.out = out;
@@ -264,6 +268,9 @@ export async function startCluster(opts = {}) {
         }
       }
     },
+
+    /** The region's own extra `serve` flags from its next (re)start on. */
+    setArgs(id, args) { regions[id].args = args; },
 
     pause(id) { regions[id].proc.kill('SIGSTOP'); },
     resume(id) { regions[id].proc.kill('SIGCONT'); },
