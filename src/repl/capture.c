@@ -191,6 +191,7 @@ struct edge_capture {
     size_t n_ops;
     bool suspended;
     bool failed;         /* an allocation failed while recording: the transaction must not commit */
+    struct edge__ids *ids; /* id striping, NULL when off */
     char nopk[128];
 };
 
@@ -273,8 +274,29 @@ void edge_capture_destroy(struct edge_capture *c)
 {
     if (c == NULL) return;
     sqlite3_preupdate_hook(c->db, NULL, NULL);
+    edge__ids_detach(c->ids);
     edge_buf_free(&c->raw);
     edge_free(c);
+}
+
+int edge_capture_ids_enable(struct edge_capture *c, int index, int stride)
+{
+    if (c->ids != NULL) return EDGE_OK;
+    return edge__ids_attach(c->db, index, stride, &c->ids);
+}
+
+int edge_capture_ids_before(struct edge_capture *c, const char *sql, size_t len)
+{
+    return c->ids ? edge__ids_before(c->ids, sql, len) : EDGE_OK;
+}
+
+void edge_capture_ids_after(struct edge_capture *c, struct edge_ids_result *out)
+{
+    if (c->ids != NULL) {
+        edge__ids_after(c->ids, out);
+    } else {
+        memset(out, 0, sizeof(*out));
+    }
 }
 
 void edge_capture_reset(struct edge_capture *c)

@@ -468,8 +468,12 @@ int edge_repl_decode_pong_clock(const uint8_t *p, size_t len, uint64_t *out_t, u
     uint64_t t = 0, wall = 0;
     int rv = begin(&c, p, len, EDGE_REPL_MSG_PONG);
     if (rv == EDGE_OK) rv = edge__uvarint_read(&c, &t);
-    /* the responder's clock, optional: exactly one more varint or nothing */
-    if (rv == EDGE_OK && c.off < c.len) rv = edge__uvarint_read(&c, &wall);
+    /* the responder's clock, optional: exactly one more varint or nothing; a clock
+     * before 2004 (< 2^40 ms) is no clock, so stray bytes never read as one */
+    if (rv == EDGE_OK && c.off < c.len) {
+        rv = edge__uvarint_read(&c, &wall);
+        if (rv == EDGE_OK && wall < ((uint64_t)1 << 40)) rv = EDGE_ECORRUPT;
+    }
     if (rv == EDGE_OK) rv = end(&c);
     if (rv == EDGE_OK) {
         *out_t = t;

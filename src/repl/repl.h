@@ -63,6 +63,26 @@ int edge_capture_ddl(struct edge_capture *c, const char *sql, size_t len);
 /* Tables written since the last reset without a PRIMARY KEY: their name, else NULL. */
 const char *edge_capture_table_without_pk(struct edge_capture *c);
 
+/* ---- ids without collisions (ids.c): INTEGER PRIMARY KEY values left to SQLite are
+ * striped by region (id % stride == region index) ---- */
+#define EDGE_REPL_ID_STRIDE 64 /* more than the regions a cluster may have */
+struct edge_ids_result {
+    uint64_t assigned;   /* rows the striping triggers inserted for the statement */
+    int64_t last;        /* the last of their ids (now last_insert_rowid), 0 if none */
+    const char *table;   /* their table (valid until the next statement) */
+    const int64_t *ids;  /* their ids, in order (valid until the next statement) */
+    char *returning_sql; /* the statement's RETURNING list as "SELECT .. WHERE id = ?1" over
+                          * one of those rows, or NULL; caller edge_free()s it */
+};
+/* Stripe ids on this capture's connection: this region is number index (0-based, its
+ * position in the configuration's region list) of at most stride. */
+int edge_capture_ids_enable(struct edge_capture *c, int index, int stride);
+/* Before preparing a statement (sql, len) on the connection: the triggers follow the
+ * schema and know how the statement resolves conflicts. No-op unless enabled. */
+int edge_capture_ids_before(struct edge_capture *c, const char *sql, size_t len);
+/* After the statement ran (or failed): what the triggers did. */
+void edge_capture_ids_after(struct edge_capture *c, struct edge_ids_result *out);
+
 /* Shared by every write connection of a node: the local region and its hybrid clock. */
 struct edge_repl_local {
     const char *region;      /* borrowed */

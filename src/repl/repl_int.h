@@ -105,6 +105,13 @@ int edge__row_read(sqlite3 *db, const struct edge__tinfo *t, const void *pk, siz
  * written here always stamps later than any hidden row this region knows, so a hidden
  * row never wins against it: this gives the same result as the end of an applied batch. */
 int edge__repl_restore_local(sqlite3 *db);
+
+/* ids.c, behind edge_capture_ids_* */
+struct edge__ids;
+int edge__ids_attach(sqlite3 *db, int index, int stride, struct edge__ids **out);
+void edge__ids_detach(struct edge__ids *s);
+int edge__ids_before(struct edge__ids *s, const char *sql, size_t len);
+void edge__ids_after(struct edge__ids *s, struct edge_ids_result *out);
 int edge__repl_log_put(sqlite3 *db, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
                        const struct edge_vclock *deps, const void *payload, size_t len);
 

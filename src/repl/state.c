@@ -34,6 +34,11 @@ void edge_repl_state_init(struct edge_repl_state *st, const char *region, const 
         st->primary = best->id;
     }
     st->local = (struct edge_repl_local){region, &st->hlc, &st->hlc_mu};
+    /* Row ids left to SQLite are striped by region (repl/ids.c): the stripe is the
+     * region's position in the configuration, so regions are only ever appended. */
+    for (size_t i = 0; conf != NULL && i < conf->n_regions; i++) {
+        if (strcmp(conf->regions[i].id, region) == 0) st->id_index = (int)i % EDGE_REPL_ID_STRIDE;
+    }
 }
 
 void edge_repl_state_close(struct edge_repl_state *st)
@@ -168,6 +173,7 @@ int edge_repl_state_open(struct edge_repl_state *st, sqlite3 *wdb, struct edge_w
         if (rv != EDGE_OK) snprintf(errmsg, errmsg_len, "cannot read the highest stored stamp");
     }
     if (rv == EDGE_OK) rv = edge_capture_create(wdb, &st->wcap);
+    if (rv == EDGE_OK) rv = edge_capture_ids_enable(st->wcap, st->id_index, EDGE_REPL_ID_STRIDE);
     if (rv != EDGE_OK) return rv;
     *hooks = (struct edge_writer_hooks){st, wh_mark, wh_rewind, wh_before_commit, wh_after_commit, wh_after_rollback,
                                         wh_before_close};

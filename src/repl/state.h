@@ -39,6 +39,7 @@ struct edge_repl_state {
     const char *primary;             /* region with the lowest priority (borrowed from the config) */
     uint64_t log_keep;               /* acknowledged entries kept per origin by compaction */
     uint64_t max_skew_ms;            /* replication.max_clock_skew_ms */
+    int id_index;                    /* this region's stripe of row ids: its position in the config */
     struct edge_writer *writer;      /* set by the node once the writer runs */
     struct edge_capture *wcap;       /* the writer connection's capture (writer thread) */
     pthread_mutex_t hlc_mu;

@@ -11,6 +11,7 @@
 #include "core/vclock.h"
 #include "edgelite/errors.h"
 #include "repl/proto.h"
+#include "repl/repl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -59,6 +60,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n = 0;
         if (edge_repl_decode_entries(data, size, &e, &n) == EDGE_OK) {
             same(&b, edge_repl_encode_entries(&b, e, n), data, size);
+            /* the payloads' own decoder (named columns, values, stamps): strict, never
+             * reading past the payload */
+            for (size_t i = 0; i < n; i++) (void)edge_repl_payload_walk(e[i].payload, e[i].payload_len, NULL, NULL);
             edge_repl_entries_free(e, n);
         }
         break;
@@ -77,8 +81,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint64_t t = 0;
         if (type == EDGE_REPL_MSG_PING && edge_repl_decode_ping(data, size, &t) == EDGE_OK) {
             same(&b, edge_repl_encode_ping(&b, t), data, size);
-        } else if (type == EDGE_REPL_MSG_PONG && edge_repl_decode_pong(data, size, &t) == EDGE_OK) {
-            same(&b, edge_repl_encode_pong(&b, t), data, size);
+        } else if (type == EDGE_REPL_MSG_PONG) {
+            uint64_t wall = 0;
+            if (edge_repl_decode_pong_clock(data, size, &t, &wall) == EDGE_OK) {
+                same(&b, wall ? edge_repl_encode_pong_clock(&b, t, wall) : edge_repl_encode_pong(&b, t), data, size);
+            }
         }
         break;
     }

@@ -243,6 +243,20 @@ static void test_hello_ok_ack_ping_pong_error(void **state)
     assert_int_equal(t, 123456789);
     check_truncations(&b, dec_pong);
 
+    /* PONG with the responder's clock: both fields back; a clock before 2004 is refused */
+    edge_buf_reset(&b);
+    uint64_t wall = 0;
+    assert_int_equal(edge_repl_encode_pong_clock(&b, 42, 1764633600123ull), EDGE_OK);
+    assert_int_equal(edge_repl_decode_pong_clock((const uint8_t *)b.data, b.len, &t, &wall), EDGE_OK);
+    assert_int_equal(t, 42);
+    assert_true(wall == 1764633600123ull);
+    for (size_t n = 3; n < b.len; n++) { /* cut inside the clock: corrupt */
+        assert_int_equal(edge_repl_decode_pong_clock((const uint8_t *)b.data, n, &t, &wall), EDGE_ECORRUPT);
+    }
+    edge_buf_reset(&b);
+    assert_int_equal(edge_repl_encode_pong_clock(&b, 42, 99), EDGE_OK);
+    assert_int_equal(edge_repl_decode_pong_clock((const uint8_t *)b.data, b.len, &t, &wall), EDGE_ECORRUPT);
+
     edge_buf_reset(&b);
     assert_int_equal(edge_repl_encode_error(&b, "AUTH", "bad mac"), EDGE_OK);
     assert_int_equal(edge_repl_decode_error((const uint8_t *)b.data, b.len, &er), EDGE_OK);

@@ -496,6 +496,8 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     sqlite3_stmt *st = NULL;
     int ret = -1;
     enum edge_txctl tx = EDGE_TXCTL_NONE;
+    struct edge_ids_result ids = {0};
+    bool ids_on = false;
     ctx->stmts++;
     if (sql == NULL) {
         char id[32];
@@ -512,6 +514,14 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
         ctx->readonly_txn = true;
     }
     size_t tail = 0;
+    if (ctx->capture != NULL && tx == EDGE_TXCTL_NONE && ctx->access != HRANA_ACCESS_RO) {
+        /* Before prepare: an INSERT compiles the id-striping triggers in (repl/ids.c). */
+        if (edge_capture_ids_before(ctx->capture, sql, len) != EDGE_OK) {
+            set_sqlite_err(e, ctx, sqlite3_errcode(db));
+            goto out;
+        }
+        ids_on = true;
+    }
     edge_store_set_budget(ctx->conn, ctx->budget_ms);
     int rc = edge_store_prepare(ctx->conn, sql, len, &st, &tail);
     if (rc != SQLITE_OK) {
@@ -574,6 +584,36 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
         goto out;
     }
     sqlite3_int64 changes_now = sqlite3_changes64(db);
+    if (ids_on) {
+        /* Rows the striping triggers inserted in place of the statement's own: count
+         * them, and give RETURNING its rows for them. */
+        edge_capture_ids_after(ctx->capture, &ids);
+        ids_on = false;
+        changes_now += (sqlite3_int64)ids.assigned;
+        if (ids.returning_sql != NULL) {
+            sqlite3_stmt *sel = NULL;
+            if (sqlite3_prepare_v2(db, ids.returning_sql, -1, &sel, NULL) == SQLITE_OK &&
+                sqlite3_column_count(sel) == sqlite3_column_count(st)) {
+                for (uint64_t k = 0; k < ids.assigned && wrv == EDGE_OK; k++) {
+                    sqlite3_bind_int64(sel, 1, ids.ids[k]);
+                    while (wrv == EDGE_OK && sqlite3_step(sel) == SQLITE_ROW) {
+                        nrows++;
+                        if (want_rows) wrv = rs->row(rs->ud, sel);
+                    }
+                    sqlite3_reset(sel);
+                }
+            }
+            sqlite3_finalize(sel);
+            edge_free(ids.returning_sql);
+            ids.returning_sql = NULL;
+            if (wrv != EDGE_OK) {
+                rs->rewind(rs->ud, mark);
+                set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
+                repl_post(ctx, st, tx, false, &x, e);
+                goto out;
+            }
+        }
+    }
     bool changed_now = sqlite3_total_changes64(db) != changes_before;
     if (repl_post(ctx, st, tx, true, &x, e) != 0) {
         goto out;
@@ -589,6 +629,10 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     ctx->rows += nrows;
     ret = 0;
 out:
+    if (ids_on) {
+        edge_capture_ids_after(ctx->capture, &ids); /* the statement failed: forget its ids */
+        edge_free(ids.returning_sql);
+    }
     if (ret != 0) {
         ctx->errors++;
         rs->rewind(rs->ud, mark);
