@@ -70,10 +70,6 @@ static int replicate_sql(struct loop *l, json_t *body, struct edge_buf *sql, jso
         snprintf(msg, msglen, "unknown op '%s' (insert, update, upsert, delete)", op);
         return 400;
     }
-    if (id == NULL || json_is_object(id) || json_is_array(id) || json_is_null(id)) {
-        snprintf(msg, msglen, "'id' (the primary key value) is required and must be a scalar");
-        return 400;
-    }
     if (!is_delete && !json_is_object(data)) {
         snprintf(msg, msglen, "'data' must be an object of column values");
         return 400;
@@ -98,8 +94,21 @@ static int replicate_sql(struct loop *l, json_t *body, struct edge_buf *sql, jso
         snprintf(msg, msglen, "table %s needs a single-column PRIMARY KEY for /v1/replicate", table);
         return 400;
     }
+    /* The key may be in 'id', in 'data' (as an ORM sends the row), or both when they agree. */
+    json_t *dpk = json_is_object(data) ? json_object_get(data, pk) : NULL;
+    if (id == NULL && dpk != NULL) id = dpk;
+    if (id == NULL || json_is_object(id) || json_is_array(id) || json_is_null(id)) {
+        snprintf(msg, msglen, "'id' (the primary key value) is required and must be a scalar");
+        return 400;
+    }
+    if (dpk != NULL && !json_equal(dpk, id)) {
+        *code = "REPLICATE_ID_MISMATCH";
+        snprintf(msg, msglen, "'data.%s' contradicts 'id'", pk);
+        return 400;
+    }
     const char *key;
     json_t *val;
+    size_t nvals = 0;
     json_object_foreach(data, key, val) {
         bool known = false;
         for (int i = 0; i < ncols; i++) known = known || strcmp(t.cols[i], key) == 0;
@@ -108,12 +117,9 @@ static int replicate_sql(struct loop *l, json_t *body, struct edge_buf *sql, jso
             snprintf(msg, msglen, "table %s has no column '%s'", table, key);
             return 400;
         }
-        if (strcmp(key, pk) == 0) {
-            snprintf(msg, msglen, "the primary key goes in 'id', not in 'data'");
-            return 400;
-        }
+        if (strcmp(key, pk) != 0) nvals++;
     }
-    if (!is_delete && json_object_size(data) == 0 && strcmp(op, "update") == 0) {
+    if (!is_delete && nvals == 0 && strcmp(op, "update") == 0) {
         snprintf(msg, msglen, "'data' is empty");
         return 400;
     }
@@ -130,6 +136,7 @@ static int replicate_sql(struct loop *l, json_t *body, struct edge_buf *sql, jso
         edge_buf_puts(sql, " SET ");
         int i = 0;
         json_object_foreach(data, key, val) {
+            if (strcmp(key, pk) == 0) continue;
             if (i++ > 0) edge_buf_puts(sql, ", ");
             edge_store_quote_ident(sql, key);
             edge_buf_puts(sql, " = ?");
@@ -146,23 +153,25 @@ static int replicate_sql(struct loop *l, json_t *body, struct edge_buf *sql, jso
         edge_store_quote_ident(sql, pk);
         json_array_append_new(args, hrana_arg(id));
         json_object_foreach(data, key, val) {
+            if (strcmp(key, pk) == 0) continue;
             edge_buf_puts(sql, ", ");
             edge_store_quote_ident(sql, key);
             json_array_append_new(args, hrana_arg(val));
         }
         edge_buf_puts(sql, ") VALUES (?");
-        for (size_t k = 0; k < json_object_size(data); k++) edge_buf_puts(sql, ", ?");
+        for (size_t k = 0; k < nvals; k++) edge_buf_puts(sql, ", ?");
         edge_buf_putc(sql, ')');
         if (strcmp(op, "upsert") == 0) {
             edge_buf_puts(sql, " ON CONFLICT(");
             edge_store_quote_ident(sql, pk);
             edge_buf_puts(sql, ") DO ");
-            if (json_object_size(data) == 0) {
+            if (nvals == 0) {
                 edge_buf_puts(sql, "NOTHING");
             } else {
                 edge_buf_puts(sql, "UPDATE SET ");
                 int i = 0;
                 json_object_foreach(data, key, val) {
+                    if (strcmp(key, pk) == 0) continue;
                     if (i++ > 0) edge_buf_puts(sql, ", ");
                     edge_store_quote_ident(sql, key);
                     edge_buf_puts(sql, " = excluded.");
