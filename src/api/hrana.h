@@ -83,6 +83,7 @@ struct hrana_tables {
     int n;
     bool overflow; /* more tables than fit, or a name too long */
     bool ddl;      /* the unit changes the schema (CREATE, ALTER, DROP) */
+    bool unknown;  /* a write could not be prepared here: its tables are not known */
 };
 
 /* Decide where requests[] must run. rconn is a connection used only to prepare

@@ -89,6 +89,7 @@ struct stream {
     struct hrana_sqlmap sqls;
     struct txconn *txn; /* while inside a transaction */
     bool readonly_txn;
+    bool txn_strong;    /* the open transaction wrote a strong table: its COMMIT waits for a majority */
     bool busy;
     bool registered;
     bool closed;
@@ -171,6 +172,7 @@ struct ws_stream {
     int32_t id;
     struct txconn *txn;
     bool readonly_txn;
+    bool txn_strong; /* as struct stream */
 };
 
 struct ws_msg {

@@ -192,16 +192,25 @@ static int consistency_rank(int c)
 int edge_repl_consistency(const struct edge_repl_state *st, const char *header, const char *const *tables,
                           int n_tables)
 {
-    enum edge_consistency c;
-    if (header != NULL && edge_consistency_parse(header, &c) == EDGE_OK) {
-        return (int)c;
-    }
     int best = st->default_consistency;
     if (st->conf != NULL) {
         for (int i = 0; i < n_tables; i++) {
             int lc = (int)edge_conf_table_consistency(st->conf, tables[i]);
             if (consistency_rank(lc) > consistency_rank(best)) best = lc;
         }
+        if (n_tables < 0) {
+            /* Tables not all known: the strongest level any table has is the safe one. */
+            for (size_t i = 0; i < st->conf->n_tables; i++) {
+                int lc = (int)st->conf->tables[i].level;
+                if (consistency_rank(lc) > consistency_rank(best)) best = lc;
+            }
+        }
+    }
+    /* X-Edge-Consistency may raise the level a write runs at, never lower it. */
+    enum edge_consistency c;
+    if (header != NULL && edge_consistency_parse(header, &c) == EDGE_OK &&
+        consistency_rank((int)c) > consistency_rank(best)) {
+        best = (int)c;
     }
     return best;
 }

@@ -81,8 +81,9 @@ bool edge_repl_state_covers(struct edge_repl_state *st, const char *origin, uint
 bool edge_repl_state_is_primary(const struct edge_repl_state *st);
 const char *edge_repl_state_primary_url(const struct edge_repl_state *st);
 
-/* The level a write runs at: the header value (X-Edge-Consistency) when valid, else the
- * strongest level of the tables it writes, else the node's default. */
+/* The level a write runs at: the strongest of the node's default and the levels of the
+ * tables it writes (n_tables < 0: not all known, so every configured level counts),
+ * raised by the header value (X-Edge-Consistency) when valid and stronger. */
 int edge_repl_consistency(const struct edge_repl_state *st, const char *header, const char *const *tables,
                           int n_tables);
 

@@ -168,6 +168,7 @@ static int classify_sql_in(const char *sql, size_t len, struct edge_store_conn *
             if (tables != NULL && hrana__starts_ddl(sql + off, len - off)) {
                 tables->ddl = true;
             }
+            if (tables != NULL) tables->unknown = true; /* counts as the strongest level */
             kind = kind == 2 ? 2 : 1;
             if (!whole) break;
             off += stmt_extent(sql + off, len - off, &scratch, &scratch_cap);

@@ -72,6 +72,11 @@ void edge__api_pipeline_finish(struct unit *u)
     if (u->route == HRANA_ROUTE_TXN) {
         edge__api_unit_settle(n, &s->txn, &s->readonly_txn, u->ctx.readonly_txn, u->close_stream);
     }
+    if (s->txn == NULL) {
+        s->txn_strong = false;
+    } else if (u->ctx.consistency == 1) {
+        s->txn_strong = true;
+    }
     if (u->close_stream) {
         s->closed = true;
     }
@@ -168,6 +173,8 @@ void edge__api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edg
         route = HRANA_ROUTE_READ; /* every write will be refused statement by statement */
     }
     int consistency = edge__api_unit_consistency(n, req, &tables);
+    /* The strongest level any statement of the open transaction had decides its COMMIT. */
+    if (s->txn != NULL && s->txn_strong) consistency = 1;
     const char *why = NULL, *why_code = NULL;
     bool stateless = !json_is_string(baton) && nreq > 0 &&
                      strcmp(json_string_value(json_object_get(json_array_get(requests, nreq - 1), "type")),

@@ -284,6 +284,8 @@ int edge__api_unit_consistency(struct edge_node *n, struct edge_http_req *req, c
     const char *names[HRANA_MAX_TABLES];
     int k = 0;
     for (; t != NULL && k < t->n && k < HRANA_MAX_TABLES; k++) names[k] = t->names[k];
+    /* A write whose tables could not all be classified counts as strong where any table is. */
+    if (t != NULL && (t->unknown || t->overflow)) k = -1;
     return edge_repl_consistency(&n->repl, req ? edge_http_header(req, "x-edge-consistency") : NULL, names, k);
 }
 

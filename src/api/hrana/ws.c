@@ -145,7 +145,7 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
             return false;
         }
         s->streams = p;
-        s->streams[s->n_streams++] = (struct ws_stream){sid, NULL, false};
+        s->streams[s->n_streams++] = (struct ws_stream){sid, NULL, false, false};
         atomic_fetch_add(&n->m.ws_streams, 1);
         ws_send_ok(s, request_id, "open_stream");
         return false;
@@ -205,6 +205,7 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
             u->route = HRANA_ROUTE_READ;
         }
         int consistency = edge__api_unit_consistency(n, NULL, &tables);
+        if (u->wss->txn != NULL && u->wss->txn_strong) consistency = 1; /* see http.c */
         const char *why = NULL, *why_code = NULL;
         if (edge__api_strong_route(n, u->route, consistency, tables.ddl, false, false, true, &why_code, &why) !=
             STRONG_LOCAL) {
@@ -339,6 +340,13 @@ void edge__api_ws_finish(struct unit *u)
     struct edge_node *n = u->loop->node;
     if (u->route == HRANA_ROUTE_TXN && u->wss != NULL) {
         edge__api_unit_settle(n, &u->wss->txn, &u->wss->readonly_txn, u->ctx.readonly_txn, s->closed);
+    }
+    if (u->wss != NULL) {
+        if (u->wss->txn == NULL) {
+            u->wss->txn_strong = false;
+        } else if (u->ctx.consistency == 1) {
+            u->wss->txn_strong = true;
+        }
     }
     edge__api_unit_count(n, u);
     if (!s->closed) {
