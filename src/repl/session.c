@@ -43,6 +43,7 @@ struct apply_job {
     size_t frame_len;
     struct edge_vclock ack_vv;
     int apply_rv;
+    uint64_t applied; /* entries this batch applied (or kept aside as failed) */
     char apply_err[256];
 };
 
@@ -122,6 +123,7 @@ static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
     atomic_fetch_add(&st->stats.apply_errors, as.apply_errors);
     atomic_fetch_add(&st->stats.skewed, as.skewed);
     atomic_fetch_add(&st->stats.ddl_skipped, as.ddl_skipped);
+    j->applied = as.applied + as.apply_errors;
     j->apply_rv = rv;
     return EDGE_OK;
 }
@@ -147,9 +149,14 @@ static void apply_finish(struct apply_job *j)
         edge_buf_free(&b);
     }
     /* New entries (possibly from a third region) may need relaying to other peers, and
-     * reads waiting for a bookmark may now be served. */
-    edge_repl_peers_notify(st);
-    edge_repl_state_wake(st);
+     * reads waiting for a bookmark may now be served. A batch that applied nothing
+     * (duplicates, or entries waiting for a dependency) changes nothing to relay: waking
+     * the links then would have them resend to peers that cannot apply either, and
+     * round it goes. */
+    if (j->applied > 0) {
+        edge_repl_peers_notify(st);
+        edge_repl_state_wake(st);
+    }
     ps->busy = false;
     edge_vclock_close(&j->ack_vv);
     edge_free(j->frame);

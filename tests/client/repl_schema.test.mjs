@@ -168,6 +168,23 @@ describe('repl_schema', { timeout: 120000 }, () => {
     for (const id of c.ids) assert.equal((await getJson(c, id, '/v1/apply-errors')).total, 0, `apply errors in ${id}`);
   });
 
+  test('idle links do no work: nothing is resent once every region holds everything', async () => {
+    await quiet();
+    const sent = async () => {
+      let total = 0;
+      for (const id of c.ids) {
+        const text = await c.metrics(id);
+        for (const line of text.split('\n')) {
+          if (line.startsWith('edgelite_repl_peer_entries_sent_total{')) total += Number(line.split(' ')[1]);
+        }
+      }
+      return total;
+    };
+    const before = await sent();
+    await sleep(1500); // several sync intervals (200 ms) and pings
+    assert.equal(await sent(), before, 'entries were sent while the cluster was idle');
+  });
+
   test('apply errors: listed, counted, and a retry with nothing to do changes nothing', async () => {
     for (const id of c.ids) {
       const st = await c.status(id);
