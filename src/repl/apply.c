@@ -720,9 +720,12 @@ static int apply_payload(struct actx *x, const char *origin, uint64_t seq, uint6
             }
             char *text = edge_strndup(sql, sl);
             char *err = NULL;
+            if (text != NULL) edge__ids_drop_all(db); /* see ids.c: recreated at the next local write */
             if (text == NULL) {
                 rv = EDGE_ENOMEM;
-            } else if (sqlite3_exec(db, text, NULL, NULL, &err) != SQLITE_OK) {
+            } else if (sqlite3_exec(db, text, NULL, NULL, &err) == SQLITE_OK) {
+                rv = edge__renames_note(db, text, sl);
+            } else {
                 if (ddl_already_applied(text, err)) {
                     x->stats->ddl_skipped++;
                     EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "apply %s:%llu: schema change already in effect: %s",
@@ -771,6 +774,11 @@ static int apply_payload(struct actx *x, const char *origin, uint64_t seq, uint6
             break;
         }
         const struct edge__tinfo *t = tinfo(x, table);
+        if (t == NULL) {
+            /* renamed here (concurrently with the write, or since) */
+            char now[256];
+            if (edge__renames_resolve(db, NULL, table, strlen(table), now, sizeof(now)) == EDGE_OK) t = tinfo(x, now);
+        }
         if (t == NULL || t->pk.npk == 0) {
             snprintf(errmsg, errmsg_len, "entry %s:%llu: table %s is missing or has no primary key here", origin,
                      (unsigned long long)seq, table);
@@ -789,7 +797,7 @@ static int apply_payload(struct actx *x, const char *origin, uint64_t seq, uint6
             edge__repl_get_str(&names, &s, &sl); /* validated above */
             size_t start = vals.off;
             edge__repl_skip_value(&vals);
-            int c = edge__tinfo_col(t, s, sl);
+            int c = edge__tinfo_col_db(db, t, s, sl);
             if (c < 0) continue; /* dropped here: ignored */
             if (iv[c] != NULL) {
                 rv = EDGE_ECORRUPT; /* a column named twice */

@@ -364,6 +364,9 @@ bool edge_capture_has_changes(const struct edge_capture *c) { return c->raw.len 
 int edge_capture_ddl(struct edge_capture *c, const char *sql, size_t len)
 {
     if (c->suspended) return EDGE_OK;
+    /* A rename is remembered here as on every region that applies it (renames.c). */
+    int nrv = edge__renames_note(c->db, sql, len);
+    if (nrv != EDGE_OK) return nrv;
     size_t mark = c->raw.len;
     int rv = edge__repl_put_str(&c->raw, "", 0);
     if (rv == EDGE_OK) rv = edge_buf_putc(&c->raw, (char)EDGE__OP_DDL_RAW);
@@ -732,6 +735,8 @@ int edge_repl_schema_init(sqlite3 *db, char *errmsg, size_t errmsg_len)
         " winner_origin TEXT NOT NULL, winner_seq INTEGER NOT NULL, winner_hlc INTEGER NOT NULL,"
         " loser_origin TEXT NOT NULL, loser_seq INTEGER NOT NULL, loser_hlc INTEGER NOT NULL,"
         " loser_deleted INTEGER NOT NULL, loser_image BLOB, at_ms INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS _edge_renames(kind TEXT NOT NULL, tbl TEXT NOT NULL, old TEXT NOT NULL,"
+        " new TEXT NOT NULL, PRIMARY KEY(kind, tbl, old)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS _edge_apply_errors(origin TEXT NOT NULL, seq INTEGER NOT NULL,"
         " hlc INTEGER NOT NULL, consistency INTEGER NOT NULL, deps BLOB NOT NULL, payload BLOB NOT NULL,"
         " reason TEXT NOT NULL, first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, attempts INTEGER NOT NULL,"

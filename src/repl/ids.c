@@ -182,13 +182,8 @@ static int trigger_sql(struct edge_buf *b, const struct edge__tinfo *t, int ipk,
     return rv;
 }
 
-/* Bring the triggers in step with the schema (any ALTER, CREATE or DROP TABLE). */
-static int sync_triggers(struct edge__ids *s)
+int edge__ids_drop_all(sqlite3 *db)
 {
-    sqlite3 *db = s->db;
-    int64_t msv = pragma_int(db, "PRAGMA main.schema_version");
-    int64_t tsv = pragma_int(db, "PRAGMA temp.schema_version");
-    if (s->made && msv == s->main_sv && tsv == s->temp_sv) return EDGE_OK;
     int rv = EDGE_OK;
     struct edge_buf names;
     edge_buf_init(&names, 1 << 24);
@@ -214,6 +209,18 @@ static int sync_triggers(struct edge__ids *s)
         sqlite3_free(sql);
     }
     edge_buf_free(&names);
+    return rv;
+}
+
+/* Bring the triggers in step with the schema (any ALTER, CREATE or DROP TABLE). */
+static int sync_triggers(struct edge__ids *s)
+{
+    sqlite3 *db = s->db;
+    int64_t msv = pragma_int(db, "PRAGMA main.schema_version");
+    int64_t tsv = pragma_int(db, "PRAGMA temp.schema_version");
+    if (s->made && msv == s->main_sv && tsv == s->temp_sv) return EDGE_OK;
+    int rv = edge__ids_drop_all(db);
+    sqlite3_stmt *q = NULL;
     /* Every user table whose INTEGER PRIMARY KEY is the rowid. */
     if (rv == EDGE_OK &&
         sqlite3_prepare_v2(db,
@@ -323,6 +330,14 @@ int edge__ids_before(struct edge__ids *s, const char *sql, size_t len)
     s->n = 0;
     s->table[0] = '\0';
     s->mode = MODE_OFF;
+    size_t k = 0;
+    while (k < len && (isspace((unsigned char)sql[k]) || sql[k] == '(')) k++;
+    if (word_at(sql, len, k, "CREATE") || word_at(sql, len, k, "ALTER") || word_at(sql, len, k, "DROP")) {
+        /* The triggers name every column: a schema change must not trip over them (DROP
+         * COLUMN refuses a column a trigger uses). They come back at the next statement. */
+        s->made = false;
+        return edge__ids_drop_all(s->db);
+    }
     int rv = sync_triggers(s);
     if (rv != EDGE_OK) return rv;
     s->mode = classify(sql, len, &s->ret_off);

@@ -35,6 +35,13 @@ int edge__tinfo_load(sqlite3 *db, const char *table, struct edge__tinfo *out);
 void edge__tinfo_free(struct edge__tinfo *t);
 /* Index of column name[0..len) (case-insensitive, as SQLite), or -1. */
 int edge__tinfo_col(const struct edge__tinfo *t, const char *name, size_t len);
+/* The same, following renames recorded in _edge_renames (renames.c). */
+int edge__tinfo_col_db(sqlite3 *db, const struct edge__tinfo *t, const char *name, size_t len);
+/* After a schema statement succeeded: record it if it renames a table or a column. */
+int edge__renames_note(sqlite3 *db, const char *sql, size_t len);
+/* What a table (table NULL) or a column of table is called now: EDGE_ENOTFOUND if it
+ * was never renamed. */
+int edge__renames_resolve(sqlite3 *db, const char *table, const char *name, size_t len, char *out, size_t outlen);
 
 /* The per-connection statement cache of store/sql.h, under the names capture and apply
  * use: the per-row SQL of capture and apply is parsed once, not per row. */
@@ -111,6 +118,8 @@ struct edge__ids;
 int edge__ids_attach(sqlite3 *db, int index, int stride, struct edge__ids **out);
 void edge__ids_detach(struct edge__ids *s);
 int edge__ids_before(struct edge__ids *s, const char *sql, size_t len);
+/* Drop this connection's id triggers (before a schema change runs on it). */
+int edge__ids_drop_all(sqlite3 *db);
 void edge__ids_after(struct edge__ids *s, struct edge_ids_result *out);
 int edge__repl_log_put(sqlite3 *db, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
                        const struct edge_vclock *deps, const void *payload, size_t len);

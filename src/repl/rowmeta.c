@@ -116,7 +116,8 @@ static int meta_alloc(struct edge__rowmeta *m, int ncols)
     return m->cols && m->iv && m->ivl ? EDGE_OK : EDGE_ENOMEM;
 }
 
-static void decode_cols(const struct edge__tinfo *t, const uint8_t *p, size_t len, struct edge__rowmeta *m)
+static void decode_cols(sqlite3 *db, const struct edge__tinfo *t, const uint8_t *p, size_t len,
+                        struct edge__rowmeta *m)
 {
     struct edge__rd r = {p, len, 0};
     uint64_t n;
@@ -128,7 +129,7 @@ static void decode_cols(const struct edge__tinfo *t, const uint8_t *p, size_t le
             size_t nl;
             struct edge__stamp s;
             if (edge__repl_get_str(&r, &name, &nl) != EDGE_OK || edge__stamps_decode(&r, &s, 1) != EDGE_OK) return;
-            int c = edge__tinfo_col(t, name, nl);
+            int c = edge__tinfo_col_db(db, t, name, nl);
             if (c >= 0) m->cols[c] = s;
         }
         return;
@@ -140,7 +141,8 @@ static void decode_cols(const struct edge__tinfo *t, const uint8_t *p, size_t le
     }
 }
 
-static int decode_image(const struct edge__tinfo *t, const uint8_t *p, size_t len, struct edge__rowmeta *m)
+static int decode_image(sqlite3 *db, const struct edge__tinfo *t, const uint8_t *p, size_t len,
+                        struct edge__rowmeta *m)
 {
     m->image = edge_malloc(len ? len : 1);
     if (m->image == NULL) return EDGE_ENOMEM;
@@ -157,7 +159,7 @@ static int decode_image(const struct edge__tinfo *t, const uint8_t *p, size_t le
             if (edge__repl_get_str(&r, &name, &nl) != EDGE_OK) return EDGE_OK;
             size_t start = r.off;
             if (edge__repl_skip_value(&r) != EDGE_OK) return EDGE_OK;
-            int c = edge__tinfo_col(t, name, nl);
+            int c = edge__tinfo_col_db(db, t, name, nl);
             if (c >= 0) {
                 m->iv[c] = m->image + start;
                 m->ivl[c] = r.off - start;
@@ -197,10 +199,10 @@ int edge__meta_get(sqlite3 *db, const struct edge__tinfo *t, const void *pk, siz
         m->hidden = m->deleted ? EDGE__HIDDEN_NO : sqlite3_column_int(st, 6);
         const uint8_t *cb = sqlite3_column_blob(st, 4);
         int cl = sqlite3_column_bytes(st, 4);
-        if (cb != NULL && cl > 0) decode_cols(t, cb, (size_t)cl, m);
+        if (cb != NULL && cl > 0) decode_cols(db, t, cb, (size_t)cl, m);
         const uint8_t *ib = sqlite3_column_blob(st, 5);
         int il = sqlite3_column_bytes(st, 5);
-        if (ib != NULL && il > 0) rv = decode_image(t, ib, (size_t)il, m);
+        if (ib != NULL && il > 0) rv = decode_image(db, t, ib, (size_t)il, m);
     } else if (rc != SQLITE_DONE) {
         rv = EDGE_ESTORE;
     }

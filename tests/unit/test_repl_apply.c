@@ -720,6 +720,38 @@ static void test_alter_add_column_concurrent(void **state)
     free(w);
 }
 
+/* Item 5: RENAME COLUMN / RENAME TO / DROP COLUMN in one region while another writes
+ * under the old names: every region ends the same, the values in the renamed column. */
+static void test_rename_while_writing(void **state)
+{
+    (void)state;
+    struct world *w = calloc(1, sizeof(*w));
+    world_init(w, 22);
+    local_write(w, 0, "INSERT INTO t(id, a, b, c) VALUES (1, 'x', 1, 1.0)");
+    deliver_all(w);
+    local_write(w, 0, "ALTER TABLE t RENAME COLUMN a TO title");
+    local_write(w, 1, "UPDATE t SET a = 'written as a' WHERE id = 1"); /* r1 has not seen the rename */
+    local_write(w, 1, "INSERT INTO t(id, a, b, c) VALUES (2, 'new as a', 2, 2.0)");
+    deliver_all(w);
+    assert_converged(w);
+    for (int i = 0; i < NREG; i++) {
+        assert_int_equal(count_in(w, i, "SELECT count(*) FROM t WHERE id = 1 AND title = 'written as a'"), 1);
+        assert_int_equal(count_in(w, i, "SELECT count(*) FROM t WHERE id = 2 AND title = 'new as a'"), 1);
+    }
+    local_write(w, 2, "ALTER TABLE t RENAME TO t2");
+    local_write(w, 0, "UPDATE t SET b = 99 WHERE id = 2"); /* r0 still calls it t */
+    deliver_all(w);
+    assert_converged(w);
+    for (int i = 0; i < NREG; i++) assert_int_equal(count_in(w, i, "SELECT b FROM t2 WHERE id = 2"), 99);
+    local_write(w, 1, "ALTER TABLE t2 DROP COLUMN c");
+    local_write(w, 2, "UPDATE t2 SET c = 5.5, b = 7 WHERE id = 1"); /* c is gone in r1 */
+    deliver_all(w);
+    assert_converged(w);
+    for (int i = 0; i < NREG; i++) assert_int_equal(count_in(w, i, "SELECT b FROM t2 WHERE id = 1"), 7);
+    world_free(w);
+    free(w);
+}
+
 /* Item 6: inserts that leave the id to SQLite in two regions at once never collide. */
 static void test_ids_no_collision(void **state)
 {
@@ -832,7 +864,7 @@ int main(void)
         cmocka_unit_test(test_fk_delete_wins_both_orders), cmocka_unit_test(test_unique_winner_both_orders),
         cmocka_unit_test(test_alter_add_column_concurrent), cmocka_unit_test(test_causality_beats_clock),
         cmocka_unit_test(test_hlc_recover),              cmocka_unit_test(test_poison_entry_kept_aside),
-        cmocka_unit_test(test_ids_no_collision),
+        cmocka_unit_test(test_ids_no_collision),         cmocka_unit_test(test_rename_while_writing),
     };
     fprintf(stdout, "test_repl_apply: seed %u (set EDGE_SEED to reproduce)\n", base_seed());
     return cmocka_run_group_tests_name("repl_apply", tests, NULL, NULL);
