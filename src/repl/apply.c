@@ -576,7 +576,10 @@ static int merge_row(struct actx *x, const struct edge__tinfo *t, const void *pk
     for (int i = 0; i < nc; i++) {
         bool take = in_v[i] != NULL && (stamp_eq(&in_s[i], &m.cols[i]) || wins(&in_s[i], op->origin, deps, &m.cols[i]));
         if (take) {
-            changed = changed || !stamp_eq(&in_s[i], &m.cols[i]);
+            /* Equal stamps are not "nothing to do": one entry may hold several writes of
+             * the same row (a group of jobs, a transaction), all with its stamp, and the
+             * last one must land. */
+            changed = true;
             m.cols[i] = in_s[i];
         }
         wv[i] = take ? in_v[i] : NULL;

@@ -365,7 +365,7 @@ static void random_write(struct world *w, int i)
     char sql[512];
     long id = 1 + (long)(rnd(w) % 12);
     long p = 1 + (long)(rnd(w) % 4);
-    switch (rnd(w) % 15) {
+    switch (rnd(w) % 17) {
     case 0:
         snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO t(id, a, b, c) VALUES (%ld, 'ins%llu', %llu, %llu.5)", id,
                  (unsigned long long)(rnd(w) % 1000), (unsigned long long)(rnd(w) % 100),
@@ -415,6 +415,14 @@ static void random_write(struct world *w, int i)
         break;
     case 13:
         snprintf(sql, sizeof(sql), "DELETE FROM u WHERE id = %ld", id % 6 + 1);
+        break;
+    case 14: /* one transaction writing the same row twice (as a writer group does) */
+        snprintf(sql, sizeof(sql), "UPDATE t SET a = 'first%llu' WHERE id = %ld; UPDATE t SET a = 'second%llu', b = 3 WHERE id = %ld",
+                 (unsigned long long)(rnd(w) % 1000), id, (unsigned long long)(rnd(w) % 1000), id);
+        break;
+    case 15:
+        snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO t(id, a, b, c) VALUES (%ld, 'r1', 1, 1.5); "
+                 "UPDATE t SET a = 'r2' WHERE id = %ld; DELETE FROM t WHERE id = %ld AND b = 7", id, id, id);
         break;
     default: /* the id left to SQLite: striped by region, never colliding */
         snprintf(sql, sizeof(sql), "INSERT INTO t(a, b, c) VALUES ('auto%llu', %d, NULL)", (unsigned long long)(rnd(w) % 1000),
