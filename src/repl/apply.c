@@ -60,6 +60,8 @@ struct actx {
     bool any_write;
     bool restoring; /* trying hidden rows again: a row that stays hidden is not news */
     bool no_displace; /* in a local transaction: put rows back only where nothing else moves */
+    bool guarded;     /* triggers and foreign-key actions are off (or absent) for the batch */
+    bool restart;     /* a schema change met an unguarded batch: run it again guarded */
 };
 
 static uint64_t wall_ms(void) { return edge_wall_ms(); }
@@ -721,6 +723,14 @@ static int apply_payload(struct actx *x, const char *origin, uint64_t seq, uint6
                 rv = EDGE_ECORRUPT;
                 break;
             }
+            if (!x->guarded) {
+                /* It may add a trigger or a foreign key the rest of the batch must not
+                 * run: PRAGMA foreign_keys cannot change inside the transaction, so the
+                 * batch starts again with both off. */
+                x->restart = true;
+                rv = EDGE_EBUSY;
+                break;
+            }
             char *text = edge_strndup(sql, sl);
             char *err = NULL;
             if (text != NULL) edge__ids_drop_all(db); /* see ids.c: recreated at the next local write */
@@ -909,6 +919,7 @@ int edge_repl_apply_entry(sqlite3 *db, const char *origin, uint64_t seq, uint64_
     memset(&x, 0, sizeof(x));
     x.db = db;
     x.stats = stats;
+    x.guarded = true; /* the caller's transaction, the caller's settings */
     int rv = apply_one(&x, origin, seq, hlc, consistency, deps, payload, payload_len, errmsg, errmsg_len);
     tcache_clear(&x);
     return rv;
@@ -923,7 +934,6 @@ static int parents_present(struct actx *x, const struct edge__tinfo *t, const ui
                            const size_t *lens, bool *out)
 {
     *out = true;
-    if (!t->has_fk) return EDGE_OK;
     sqlite3_stmt *fk = NULL;
     if (sqlite3_prepare_v2(x->db, "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
                            -1, &fk, NULL) != SQLITE_OK) {
@@ -1302,10 +1312,27 @@ static int keep_failed(sqlite3 *db, const struct edge_repl_entry *e, const char 
 struct batch_env {
     int old_trig;
     int old_fk;
+    bool trig_off; /* user triggers exist: switched off for the batch */
+    bool fk_off;   /* foreign keys exist and were on: switched off for the batch */
     bool began;
 };
 
-static int batch_begin(sqlite3 *db, struct batch_env *env, char *errmsg, size_t errmsg_len)
+/* Does the schema have any row of this kind? (A text test: every FOREIGN KEY clause
+ * says REFERENCES.) Both settings below expire every prepared statement of the
+ * connection when they change, so a batch changes them only when they matter. */
+static bool schema_has(sqlite3 *db, const char *q)
+{
+    sqlite3_stmt *st = edge__repl_stmt(db, q, strlen(q));
+    bool r = st == NULL || sqlite3_step(st) == SQLITE_ROW; /* unknown: assume so */
+    edge__repl_done(st);
+    return r;
+}
+
+#define Q_HAS_TRIGGERS "SELECT 1 FROM main.sqlite_schema WHERE type = 'trigger' LIMIT 1"
+#define Q_HAS_FKS \
+    "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND sql LIKE '%REFERENCES%' LIMIT 1"
+
+static int batch_begin(sqlite3 *db, struct batch_env *env, bool force, char *errmsg, size_t errmsg_len)
 {
     memset(env, 0, sizeof(*env));
     env->old_fk = 1;
@@ -1322,12 +1349,16 @@ static int batch_begin(sqlite3 *db, struct batch_env *env, char *errmsg, size_t 
      * entry. PRAGMA foreign_keys cannot change inside a transaction: set it first. */
     /* -1 reads the setting without changing it (the out value is the state after a call) */
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, -1, &env->old_trig);
-    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
-    exec(db, "PRAGMA foreign_keys = OFF");
+    /* Only when the schema has them (force: always, for a batch with schema changes,
+     * which may add them: apply_payload asks for the restart). */
+    env->trig_off = env->old_trig && (force || schema_has(db, Q_HAS_TRIGGERS));
+    env->fk_off = env->old_fk && (force || schema_has(db, Q_HAS_FKS));
+    if (env->trig_off) sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
+    if (env->fk_off) exec(db, "PRAGMA foreign_keys = OFF");
     if (exec(db, "BEGIN IMMEDIATE") != SQLITE_OK) {
         snprintf(errmsg, errmsg_len, "apply: cannot begin: %s", sqlite3_errmsg(db));
-        exec(db, env->old_fk ? "PRAGMA foreign_keys = ON" : "PRAGMA foreign_keys = OFF");
-        sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, env->old_trig, NULL);
+        if (env->fk_off) exec(db, "PRAGMA foreign_keys = ON");
+        if (env->trig_off) sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, env->old_trig, NULL);
         return EDGE_EBUSY;
     }
     env->began = true;
@@ -1350,21 +1381,23 @@ static int batch_end(sqlite3 *db, struct batch_env *env, const struct edge_repl_
         commit = false;
     }
     if (!commit && !sqlite3_get_autocommit(db)) exec(db, "ROLLBACK");
-    exec(db, env->old_fk ? "PRAGMA foreign_keys = ON" : "PRAGMA foreign_keys = OFF");
-    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, env->old_trig, NULL);
+    if (env->fk_off) exec(db, "PRAGMA foreign_keys = ON");
+    if (env->trig_off) sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, env->old_trig, NULL);
     return rv;
 }
 
-int edge_repl_apply_batch(sqlite3 *db, const struct edge_repl_local *local, uint64_t max_skew_ms,
-                          const struct edge_repl_entry *entries, size_t count, struct edge_repl_apply_stats *stats,
-                          char *errmsg, size_t errmsg_len)
+static int apply_batch_once(sqlite3 *db, const struct edge_repl_local *local, uint64_t max_skew_ms,
+                            const struct edge_repl_entry *entries, size_t count, struct edge_repl_apply_stats *stats,
+                            bool force, bool *out_restart, char *errmsg, size_t errmsg_len)
 {
+    *out_restart = false;
     struct batch_env env;
-    int rv = batch_begin(db, &env, errmsg, errmsg_len);
+    int rv = batch_begin(db, &env, force, errmsg, errmsg_len);
     if (rv != EDGE_OK) return rv;
     struct actx x;
     memset(&x, 0, sizeof(x));
     x.db = db;
+    x.guarded = (env.trig_off || !env.old_trig) && (env.fk_off || !env.old_fk);
     struct edge_repl_apply_stats st;
     memset(&st, 0, sizeof(st));
     x.stats = &st;
@@ -1396,6 +1429,10 @@ int edge_repl_apply_batch(sqlite3 *db, const struct edge_repl_local *local, uint
         exec(db, "ROLLBACK TO edge_apply");
         exec(db, "RELEASE edge_apply");
         tcache_clear(&x);
+        if (x.restart) {
+            rv = EDGE_EBUSY;
+            break;
+        }
         if (arv == EDGE_EAGAIN) continue; /* not applicable yet; the sender resends from our ACK */
         if (transient(ec, arv)) {
             snprintf(errmsg, errmsg_len, "%s", err[0] ? err : edge_strerror(arv));
@@ -1439,8 +1476,22 @@ int edge_repl_apply_batch(sqlite3 *db, const struct edge_repl_local *local, uint
         stats->skewed += st.skewed;
         stats->ddl_skipped += st.ddl_skipped;
         if (st.max_hlc > stats->max_hlc) stats->max_hlc = st.max_hlc;
-    } else {
+    } else if (!x.restart) {
         stats->deferred += st.deferred;
+    }
+    *out_restart = x.restart;
+    return rv;
+}
+
+int edge_repl_apply_batch(sqlite3 *db, const struct edge_repl_local *local, uint64_t max_skew_ms,
+                          const struct edge_repl_entry *entries, size_t count, struct edge_repl_apply_stats *stats,
+                          char *errmsg, size_t errmsg_len)
+{
+    bool restart = false;
+    int rv = apply_batch_once(db, local, max_skew_ms, entries, count, stats, false, &restart, errmsg, errmsg_len);
+    if (restart) {
+        errmsg[0] = '\0';
+        rv = apply_batch_once(db, local, max_skew_ms, entries, count, stats, true, &restart, errmsg, errmsg_len);
     }
     return rv;
 }
@@ -1451,13 +1502,14 @@ int edge_repl_retry_apply_errors(sqlite3 *db, const struct edge_repl_local *loca
 {
     *out_left = 0;
     struct batch_env env;
-    int rv = batch_begin(db, &env, errmsg, errmsg_len);
+    int rv = batch_begin(db, &env, true, errmsg, errmsg_len);
     if (rv != EDGE_OK) return rv;
     struct actx x;
     memset(&x, 0, sizeof(x));
     x.db = db;
     struct edge_repl_apply_stats st;
     memset(&st, 0, sizeof(st));
+    x.guarded = true;
     x.stats = &st;
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(db, "SELECT origin, seq, hlc, deps, payload FROM _edge_apply_errors ORDER BY hlc, origin, seq",

@@ -29,7 +29,6 @@ struct edge__tinfo {
     char name[256];
     struct edge__pkinfo pk;
     char **cols;    /* pk.ncols names, owned */
-    bool has_fk;    /* the table has FOREIGN KEYs (child side) */
 };
 int edge__tinfo_load(sqlite3 *db, const char *table, struct edge__tinfo *out);
 void edge__tinfo_free(struct edge__tinfo *t);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* A table's shape as it is in this database: column names by position, the primary
  * key, whether it has foreign keys. Capture names the columns of every operation from
- * it, and apply matches an entry's columns to it by name (see apply.c). */
+ * it, and apply matches an entry's columns to it by name (see apply.c). Loaded per
+ * table for every log entry built, so it reads only pragma_table_info. */
 #include "repl/repl_int.h"
 
 #include <stdio.h>
@@ -59,17 +60,6 @@ int edge__tinfo_load(sqlite3 *db, const char *table, struct edge__tinfo *out)
     }
     edge__repl_done(st);
     if (rv == EDGE_OK && out->pk.ncols == 0) rv = EDGE_ENOTFOUND;
-    if (rv == EDGE_OK) {
-        static const char qf[] = "SELECT count(*) FROM pragma_foreign_key_list(?1)";
-        st = edge__repl_stmt(db, qf, sizeof(qf) - 1);
-        if (st == NULL) {
-            rv = EDGE_ESTORE;
-        } else {
-            sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-            if (sqlite3_step(st) == SQLITE_ROW) out->has_fk = sqlite3_column_int(st, 0) > 0;
-            edge__repl_done(st);
-        }
-    }
     if (rv != EDGE_OK) edge__tinfo_free(out);
     return rv;
 }
