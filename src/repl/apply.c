@@ -992,6 +992,10 @@ static int parents_present(struct actx *x, const struct edge__tinfo *t, const ui
 
 static bool any_hidden(sqlite3 *db);
 static int exec(sqlite3 *db, const char *sql);
+static bool schema_has(sqlite3 *db, const char *q);
+#define Q_HAS_TRIGGERS "SELECT 1 FROM main.sqlite_schema WHERE type = 'trigger' LIMIT 1"
+#define Q_HAS_FKS \
+    "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND sql LIKE '%REFERENCES%' LIMIT 1"
 
 /* Put hidden rows back where their conflict is gone. */
 static int restore_pass(struct actx *x, bool *changed)
@@ -1240,8 +1244,10 @@ static bool any_hidden(sqlite3 *db)
 static int fixup(struct actx *x)
 {
     if (!x->any_write) return EDGE_OK;
-    bool fk_relevant = x->touched_many;
-    for (int i = 0; i < x->ntouched && !fk_relevant; i++) fk_relevant = in_fk(x->db, x->touched[i]);
+    bool fk_relevant = schema_has(x->db, Q_HAS_FKS);
+    for (int i = 0; i < x->ntouched && fk_relevant && !x->touched_many; i++) {
+        fk_relevant = in_fk(x->db, x->touched[i]);
+    }
     int rv = EDGE_OK;
     for (int round = 0; round < 16 && rv == EDGE_OK; round++) {
         bool changed = false;
@@ -1328,9 +1334,7 @@ static bool schema_has(sqlite3 *db, const char *q)
     return r;
 }
 
-#define Q_HAS_TRIGGERS "SELECT 1 FROM main.sqlite_schema WHERE type = 'trigger' LIMIT 1"
-#define Q_HAS_FKS \
-    "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND sql LIKE '%REFERENCES%' LIMIT 1"
+
 
 static int batch_begin(sqlite3 *db, struct batch_env *env, bool force, char *errmsg, size_t errmsg_len)
 {

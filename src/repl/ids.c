@@ -129,35 +129,20 @@ static int64_t pragma_int(sqlite3 *db, const char *q)
     return v;
 }
 
-/* The trigger of one mode for table t (IPK column ipk). */
-static int trigger_sql(struct edge_buf *b, const struct edge__tinfo *t, int ipk, int mode, int k)
+/* The re-insert of one mode: INSERT [OR ..] INTO t(cols) SELECT edge_id_next(..), NEW.c ..
+ * WHERE edge_id_mode() = mode; */
+static int reinsert_sql(struct edge_buf *b, const struct edge__tinfo *t, int ipk, int mode)
 {
-    int rv = edge_buf_printf(b, "CREATE TEMP TRIGGER \"_edge_id_%d_%d\" BEFORE INSERT ON main.", k, mode);
-    if (rv == EDGE_OK) rv = edge_store_quote_ident(b, t->name);
-    if (rv == EDGE_OK) rv = edge_buf_puts(b, " WHEN (NEW.");
-    if (rv == EDGE_OK) rv = edge_store_quote_ident(b, t->cols[ipk]);
-    if (rv == EDGE_OK) rv = edge_buf_puts(b, " IS NULL OR NEW.");
-    if (rv == EDGE_OK) rv = edge_store_quote_ident(b, t->cols[ipk]);
-    if (rv == EDGE_OK) rv = edge_buf_printf(b, " = -1) AND edge_id_mode() = %d BEGIN ", mode);
-    if (mode == MODE_REFUSE) {
-        if (rv == EDGE_OK) {
-            rv = edge_buf_puts(b, "SELECT RAISE(ABORT, 'ID_REQUIRED: an upsert (ON CONFLICT DO UPDATE) into a replicated"
-                                  " table must give its INTEGER PRIMARY KEY'); END");
-        }
-        return rv;
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_puts(b, mode == MODE_IGNORE    ? "INSERT OR IGNORE INTO "
+    int rv = edge_buf_puts(b, mode == MODE_IGNORE    ? "INSERT OR IGNORE INTO "
                               : mode == MODE_REPLACE ? "INSERT OR REPLACE INTO "
                                                      : "INSERT INTO ");
-    }
     if (rv == EDGE_OK) rv = edge_store_quote_ident(b, t->name);
     if (rv == EDGE_OK) rv = edge_buf_putc(b, '(');
     for (int i = 0; i < t->pk.ncols && rv == EDGE_OK; i++) {
         if (i > 0) rv = edge_buf_putc(b, ',');
         if (rv == EDGE_OK) rv = edge_store_quote_ident(b, t->cols[i]);
     }
-    if (rv == EDGE_OK) rv = edge_buf_puts(b, ") VALUES (");
+    if (rv == EDGE_OK) rv = edge_buf_puts(b, ") SELECT ");
     for (int i = 0; i < t->pk.ncols && rv == EDGE_OK; i++) {
         if (i > 0) rv = edge_buf_putc(b, ',');
         if (rv != EDGE_OK) break;
@@ -178,7 +163,30 @@ static int trigger_sql(struct edge_buf *b, const struct edge__tinfo *t, int ipk,
             if (rv == EDGE_OK) rv = edge_store_quote_ident(b, t->cols[i]);
         }
     }
-    if (rv == EDGE_OK) rv = edge_buf_puts(b, "); SELECT RAISE(IGNORE); END");
+    if (rv == EDGE_OK) rv = edge_buf_printf(b, " WHERE edge_id_mode() = %d; ", mode);
+    return rv;
+}
+
+/* One trigger per table (each trigger is a sub-program SQLite enters for every row
+ * inserted, its WHEN tested inside: one keeps that cost to one call). */
+static int trigger_sql(struct edge_buf *b, const struct edge__tinfo *t, int ipk, int k)
+{
+    int rv = edge_buf_printf(b, "CREATE TEMP TRIGGER \"_edge_id_%d\" BEFORE INSERT ON main.", k);
+    if (rv == EDGE_OK) rv = edge_store_quote_ident(b, t->name);
+    if (rv == EDGE_OK) rv = edge_buf_puts(b, " WHEN (NEW.");
+    if (rv == EDGE_OK) rv = edge_store_quote_ident(b, t->cols[ipk]);
+    if (rv == EDGE_OK) rv = edge_buf_puts(b, " IS NULL OR NEW.");
+    if (rv == EDGE_OK) rv = edge_store_quote_ident(b, t->cols[ipk]);
+    if (rv == EDGE_OK) rv = edge_buf_puts(b, " = -1) AND edge_id_mode() > 0 BEGIN ");
+    if (rv == EDGE_OK) {
+        rv = edge_buf_printf(b, "SELECT RAISE(ABORT, 'ID_REQUIRED: an upsert (ON CONFLICT DO UPDATE) into a replicated"
+                                " table must give its INTEGER PRIMARY KEY') WHERE edge_id_mode() = %d; ",
+                             MODE_REFUSE);
+    }
+    if (rv == EDGE_OK) rv = reinsert_sql(b, t, ipk, MODE_PLAIN);
+    if (rv == EDGE_OK) rv = reinsert_sql(b, t, ipk, MODE_IGNORE);
+    if (rv == EDGE_OK) rv = reinsert_sql(b, t, ipk, MODE_REPLACE);
+    if (rv == EDGE_OK) rv = edge_buf_puts(b, "SELECT RAISE(IGNORE); END");
     return rv;
 }
 
@@ -240,10 +248,10 @@ static int sync_triggers(struct edge__ids *s)
         const char *ipk_name = (const char *)sqlite3_column_text(q, 1);
         if (edge__tinfo_load(db, tname, &t) != EDGE_OK) continue;
         int ipk = ipk_name ? edge__tinfo_col(&t, ipk_name, strlen(ipk_name)) : -1;
-        for (int mode = MODE_PLAIN; ipk >= 0 && mode <= MODE_REPLACE && rv == EDGE_OK; mode++) {
+        if (ipk >= 0) {
             struct edge_buf b;
             edge_buf_init(&b, 1 << 22);
-            rv = trigger_sql(&b, &t, ipk, mode, k);
+            rv = trigger_sql(&b, &t, ipk, k);
             char *err = NULL;
             if (rv == EDGE_OK && sqlite3_exec(db, b.data, NULL, NULL, &err) != SQLITE_OK) rv = EDGE_ESTORE;
             sqlite3_free(err);
