@@ -466,13 +466,14 @@ static int resolve_unique(struct actx *x, const struct edge__tinfo *t, const voi
                 if (rv == EDGE_OK) record_conflict(db, "unique", t->name, opk, opl, &mine, &theirs, false, t, &om);
             } else if (rv == EDGE_OK) {
                 *out_lost = true;
-                if (x->restoring) break; /* recorded when it was first hidden */
-                struct edge__rowmeta img;
-                memset(&img, 0, sizeof(img));
-                img.ncols = t->pk.ncols;
-                img.iv = (const uint8_t **)vals;
-                img.ivl = (size_t *)lens;
-                record_conflict(db, "unique", t->name, pk, pklen, &theirs, &mine, false, t, &img);
+                if (!x->restoring) { /* else recorded when it was first hidden */
+                    struct edge__rowmeta img;
+                    memset(&img, 0, sizeof(img));
+                    img.ncols = t->pk.ncols;
+                    img.iv = (const uint8_t **)vals;
+                    img.ivl = (size_t *)lens;
+                    record_conflict(db, "unique", t->name, pk, pklen, &theirs, &mine, false, t, &img);
+                }
             }
             edge__meta_free(&om);
         }
@@ -1244,9 +1245,12 @@ static bool any_hidden(sqlite3 *db)
 static int fixup(struct actx *x)
 {
     if (!x->any_write) return EDGE_OK;
-    bool fk_relevant = schema_has(x->db, Q_HAS_FKS);
-    for (int i = 0; i < x->ntouched && fk_relevant && !x->touched_many; i++) {
-        fk_relevant = in_fk(x->db, x->touched[i]);
+    /* The foreign-key pass when the schema has foreign keys and the batch wrote a table
+     * that takes part in one (or more tables than were noted). */
+    bool fk_relevant = false;
+    if (schema_has(x->db, Q_HAS_FKS)) {
+        fk_relevant = x->touched_many;
+        for (int i = 0; i < x->ntouched && !fk_relevant; i++) fk_relevant = in_fk(x->db, x->touched[i]);
     }
     int rv = EDGE_OK;
     for (int round = 0; round < 16 && rv == EDGE_OK; round++) {
