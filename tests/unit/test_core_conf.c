@@ -107,6 +107,7 @@ static void test_defaults_and_nulls(void **state)
     assert_string_equal(c->conflict_resolution, "version_vector");
     assert_int_equal(c->sync_interval_ms, 1000);
     assert_int_equal(c->max_retries, 3);
+    assert_int_equal(c->max_clock_skew_ms, 500);
     assert_int_equal(c->n_tables, 0);
     assert_string_equal(c->jwt_public_key_file, "keys/jwt.pub");
     assert_int_equal(c->public_metrics, 0);
@@ -122,7 +123,7 @@ static void test_defaults_and_nulls(void **state)
     c = parse_ok(REGION1 "  - id: r2\n    url: null\n    listen: \"[::1]:9000\"\n"
                          "    priority: -5\n"
                          "replication: { consistency_level: strong, conflict_resolution: lww,\n"
-                         "  sync_interval_ms: 250, max_retries: 0, tables: ~ }\n"
+                         "  sync_interval_ms: 250, max_retries: 0, max_clock_skew_ms: 2000, tables: ~ }\n"
                          "auth: { jwt_public_key_file: ~ }\n");
     assert_int_equal(c->n_regions, 2);
     assert_string_equal(c->regions[1].listen, "[::1]:9000");
@@ -133,6 +134,7 @@ static void test_defaults_and_nulls(void **state)
     assert_string_equal(c->conflict_resolution, "lww");
     assert_int_equal(c->sync_interval_ms, 250);
     assert_int_equal(c->max_retries, 0);
+    assert_int_equal(c->max_clock_skew_ms, 2000);
     assert_null(c->jwt_public_key_file);
     edge_conf_free(c);
 }
@@ -215,6 +217,8 @@ static void test_errors(void **state)
          "replication.sync_interval_ms: must be between 1 and"},
         {REGION1 "replication: { sync_interval_ms: -10 }\n", "replication.sync_interval_ms"},
         {REGION1 "replication: { max_retries: -1 }\n", "replication.max_retries"},
+        {REGION1 "replication: { max_clock_skew_ms: 0 }\n", "replication.max_clock_skew_ms: must be between 1 and"},
+        {REGION1 "replication: { max_clock_skew_ms: soon }\n", "replication.max_clock_skew_ms: expected an integer"},
         {REGION1 "replication: { tables: [a, b] }\n", "replication.tables: expected a mapping"},
         /* Shapes. */
         {"regions: { id: a }\n", "t.yaml:1: regions: expected a list of regions, got a mapping"},
