@@ -146,7 +146,7 @@ describe('repl_schema', { timeout: 120000 }, () => {
     assert.deepEqual(audit, [['insert 1', 1], ['insert 2', 1]], 'the trigger fired again on apply');
   });
 
-  test('ALTER TABLE ADD COLUMN and CREATE INDEX while other regions keep writing', async () => {
+  test('ALTER TABLE ADD COLUMN, CREATE/DROP INDEX, VIEW and TRIGGER while other regions keep writing', async () => {
     const writers = ['b', 'c'].map(async (id, w) => {
       for (let i = 0; i < 40; i++) {
         await ok(id, 'INSERT INTO notes (id, v) VALUES (?, ?)', [1000 * (w + 1) + i, `${id}${i}`]);
@@ -156,14 +156,21 @@ describe('repl_schema', { timeout: 120000 }, () => {
     await sleep(100);
     await ok('a', "ALTER TABLE notes ADD COLUMN extra TEXT DEFAULT 'none'");
     await ok('a', 'CREATE INDEX notes_v ON notes (v)');
+    await ok('a', 'CREATE VIEW notes_view AS SELECT id, v FROM notes');
+    await ok('a', "CREATE TRIGGER notes_touch AFTER UPDATE ON notes BEGIN SELECT 1; END");
     await Promise.all(writers);
     await ok('b', "UPDATE notes SET extra = 'set by b' WHERE id = 1000");
     const rows = await settle("SELECT id, v, extra FROM notes ORDER BY id", (r) => r.length === 80, 20000);
     assert.deepEqual(rows.find((r) => r[0] === 1000), [1000, 'b0', 'set by b']);
     assert.ok(rows.filter((r) => r[0] !== 1000).every((r) => r[2] === 'none'), JSON.stringify(rows.slice(0, 5)));
     await settle("SELECT name FROM sqlite_schema WHERE name = 'notes_v'", (r) => r.length === 1);
+    await settle("SELECT name FROM sqlite_schema WHERE name IN ('notes_view', 'notes_touch') ORDER BY name",
+      (r) => r.length === 2);
     await ok('a', 'DROP INDEX notes_v');
-    await settle("SELECT count(*) FROM sqlite_schema WHERE name = 'notes_v'", (r) => r[0][0] === 0);
+    await ok('a', 'DROP VIEW notes_view');
+    await ok('a', 'DROP TRIGGER notes_touch');
+    await settle("SELECT count(*) FROM sqlite_schema WHERE name IN ('notes_v', 'notes_view', 'notes_touch')",
+      (r) => r[0][0] === 0);
     await quiet();
     for (const id of c.ids) assert.equal((await getJson(c, id, '/v1/apply-errors')).total, 0, `apply errors in ${id}`);
   });
