@@ -515,8 +515,12 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     }
     size_t tail = 0;
     if (ctx->capture != NULL && tx == EDGE_TXCTL_NONE && ctx->access != HRANA_ACCESS_RO) {
-        /* Before prepare: an INSERT compiles the id-striping triggers in (repl/ids.c). */
-        if (edge_capture_ids_before(ctx->capture, sql, len) != EDGE_OK) {
+        /* Before prepare: an INSERT compiles the id-striping triggers in (repl/ids.c).
+         * They are edgelite's own TEMP objects: made outside the sandbox. */
+        bool was = own_begin(ctx);
+        int irv = edge_capture_ids_before(ctx->capture, sql, len);
+        own_end(ctx, was);
+        if (irv != EDGE_OK) {
             set_sqlite_err(e, ctx, sqlite3_errcode(db));
             goto out;
         }
@@ -587,7 +591,9 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     if (ids_on) {
         /* Rows the striping triggers inserted in place of the statement's own: count
          * them, and give RETURNING its rows for them. */
+        bool was_sb = own_begin(ctx);
         edge_capture_ids_after(ctx->capture, &ids);
+        own_end(ctx, was_sb);
         ids_on = false;
         changes_now += (sqlite3_int64)ids.assigned;
         if (ids.returning_sql != NULL) {
@@ -630,7 +636,9 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     ret = 0;
 out:
     if (ids_on) {
+        bool was_sb = own_begin(ctx);
         edge_capture_ids_after(ctx->capture, &ids); /* the statement failed: forget its ids */
+        own_end(ctx, was_sb);
         edge_free(ids.returning_sql);
     }
     if (ret != 0) {
