@@ -24,8 +24,10 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/vclock.h"
+#include "core/conf.h"
 #include "repl/proto.h"
 #include "repl/repl.h"
+#include "repl/state.h"
 
 #define NREG 3
 #define MAXENT 4096
@@ -862,6 +864,32 @@ static void test_poison_entry_kept_aside(void **state)
     free(w);
 }
 
+/* Item 9: X-Edge-Consistency raises a level, never lowers it; a write whose tables are
+ * not known takes the strongest configured level. */
+static void test_consistency_only_raised(void **state)
+{
+    (void)state;
+    static const char yaml[] = "cluster: { name: t, secret: s }\n"
+                               "regions:\n  - { id: a, url: \"http://127.0.0.1:1\" }\n"
+                               "  - { id: b, url: \"http://127.0.0.1:2\" }\n"
+                               "replication: { consistency_level: eventual, tables: { ledger: strong } }\n";
+    struct edge_conf *conf = NULL;
+    char err[256] = "";
+    assert_int_equal(edge_conf_parse("t.yaml", yaml, sizeof(yaml) - 1, &conf, err, sizeof(err)), EDGE_OK);
+    struct edge_repl_state st;
+    edge_repl_state_init(&st, "b", ":memory:", conf, NULL, 1000);
+    const char *ledger[] = {"ledger"}, *plain[] = {"plain"};
+    assert_int_equal(edge_repl_consistency(&st, "eventual", ledger, 1), 1); /* not lowered */
+    assert_int_equal(edge_repl_consistency(&st, "async", ledger, 1), 1);
+    assert_int_equal(edge_repl_consistency(&st, "strong", plain, 1), 1);   /* raised */
+    assert_int_equal(edge_repl_consistency(&st, NULL, plain, 1), 0);
+    assert_int_equal(edge_repl_consistency(&st, "async", plain, 1), 0);    /* async is weaker */
+    assert_int_equal(edge_repl_consistency(&st, NULL, NULL, -1), 1);       /* unknown tables */
+    assert_int_equal(st.id_index, 1); /* b is second in the configuration: its id stripe */
+    edge_repl_state_close(&st);
+    edge_conf_free(conf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -873,6 +901,7 @@ int main(void)
         cmocka_unit_test(test_alter_add_column_concurrent), cmocka_unit_test(test_causality_beats_clock),
         cmocka_unit_test(test_hlc_recover),              cmocka_unit_test(test_poison_entry_kept_aside),
         cmocka_unit_test(test_ids_no_collision),         cmocka_unit_test(test_rename_while_writing),
+        cmocka_unit_test(test_consistency_only_raised),
     };
     fprintf(stdout, "test_repl_apply: seed %u (set EDGE_SEED to reproduce)\n", base_seed());
     return cmocka_run_group_tests_name("repl_apply", tests, NULL, NULL);
