@@ -777,6 +777,16 @@ static void test_ids_no_collision(void **state)
     deliver_all(w);
     assert_converged(w);
     for (int i = 0; i < NREG; i++) assert_int_equal(count_in(w, i, "SELECT count(*) FROM t"), 10);
+    /* User triggers, BEFORE and AFTER, see the row once, with its final id: the TEMP
+     * striping trigger fires first and the first attempt never happens. */
+    exec_ok(w->r[0].db, "CREATE TRIGGER parent_before BEFORE INSERT ON parent BEGIN INSERT INTO audit(id, what)"
+                        " VALUES (hex(randomblob(8)), 'before ' || coalesce(NEW.id, 'null')); END");
+    local_write(w, 0, "INSERT INTO parent(name) VALUES ('auto')");
+    assert_int_equal(count_in(w, 0, "SELECT count(*) FROM parent WHERE name = 'auto' AND id % 64 = 0"), 1);
+    assert_int_equal(count_in(w, 0, "SELECT count(*) FROM audit"), 2);
+    assert_int_equal(count_in(w, 0, "SELECT count(*) FROM audit WHERE what IN ("
+                                    "(SELECT 'before ' || id FROM parent WHERE name = 'auto'),"
+                                    "(SELECT 'parent ' || id FROM parent WHERE name = 'auto'))"), 2);
     world_free(w);
     free(w);
 }
