@@ -23,11 +23,12 @@ describe('repl_strong_txn', { timeout: 90000 }, () => {
   test('the COMMIT of a transaction that wrote a strong table waits for a majority', async () => {
     const client = createClient({ url: c.url('a') });
     try {
-      const tx = await client.transaction('write');
-      await tx.execute("INSERT INTO ledger (id, v) VALUES (1, 'in a transaction')");
-      // Both replicas stopped: no region can acknowledge, so the COMMIT cannot be answered yet.
+      // Both replicas stopped first: no region can acknowledge, so nothing of the transaction
+      // can be answered as strong until they resume (the statements inside it need no majority).
       c.pause('b');
       c.pause('c');
+      const tx = await client.transaction('write');
+      await tx.execute("INSERT INTO ledger (id, v) VALUES (1, 'in a transaction')");
       let settled = false;
       const commit = tx.commit().then(() => { settled = true; }, (e) => { settled = e; });
       await sleep(700);
