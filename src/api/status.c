@@ -56,10 +56,41 @@ static void vv_json(struct edge_buf *b, const struct edge_vclock *vv)
     }
 }
 
-/* GET /v1/conflicts: the most recent resolved conflicts, newest first. */
+/* The unsigned decimal value of `key` in a raw query string ("a=1&b=2"). false when absent;
+ * *out_bad is set when present but not a number in [0, max]. */
+static bool query_u64(const char *q, const char *key, uint64_t max, uint64_t *out, bool *out_bad)
+{
+    size_t klen = strlen(key);
+    for (const char *p = q; p != NULL && *p != '\0'; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (strncmp(p, key, klen) != 0 || p[klen] != '=') continue;
+        const char *v = p + klen + 1;
+        uint64_t x = 0;
+        size_t i = 0;
+        for (; v[i] >= '0' && v[i] <= '9' && i < 20; i++) x = x * 10 + (uint64_t)(v[i] - '0');
+        if (i == 0 || (v[i] != '\0' && v[i] != '&') || x > max) {
+            *out_bad = true;
+            return false;
+        }
+        *out = x;
+        return true;
+    }
+    return false;
+}
+
+/* GET /v1/conflicts[?limit=N&before=ID]: resolved conflicts, newest first, a page of at most
+ * `limit` (default 1000, at most 10000) with ids below `before`; "next_before" continues. */
 void edge__api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
+    uint64_t limit = 1000, before = (uint64_t)INT64_MAX;
+    bool bad = false;
+    query_u64(req->query, "limit", 10000, &limit, &bad);
+    query_u64(req->query, "before", (uint64_t)INT64_MAX, &before, &bad);
+    if (bad || limit == 0) {
+        edge__api_respond_error(n, c, req, EP_STATUS, 400, "BAD_QUERY", "limit must be 1..10000 and before a conflict id");
+        return;
+    }
+    int64_t last_id = -1;
     struct edge_buf b;
     edge_buf_init(&b, 16u << 20);
     edge_buf_puts(&b, "{\"region\":");
@@ -71,12 +102,15 @@ void edge__api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct
         sqlite3_prepare_v2(edge_store_db(l->rconn),
                            "SELECT id, tbl, hex(pk), winner_origin, winner_seq, winner_hlc, loser_origin, loser_seq,"
                            " loser_hlc, loser_deleted, at_ms, (SELECT count(*) FROM _edge_conflicts), kind, loser_image"
-                           " FROM _edge_conflicts ORDER BY id DESC LIMIT 1000",
+                           " FROM _edge_conflicts WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
                            -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)before);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
         int i = 0;
         while (sqlite3_step(st) == SQLITE_ROW) {
             if (i++ > 0) edge_buf_putc(&b, ',');
             total = (uint64_t)sqlite3_column_int64(st, 11);
+            last_id = sqlite3_column_int64(st, 0);
             edge_buf_printf(&b, "{\"id\":%lld,\"table\":", (long long)sqlite3_column_int64(st, 0));
             edge_buf_json_cstr(&b, (const char *)sqlite3_column_text(st, 1));
             edge_buf_puts(&b, ",\"pk_hex\":");
@@ -107,7 +141,19 @@ void edge__api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct
         }
     }
     sqlite3_finalize(st);
-    edge_buf_printf(&b, "],\"total\":%llu}", (unsigned long long)total);
+    st = NULL;
+    if (last_id < 0 && n->repl.cluster &&
+        sqlite3_prepare_v2(edge_store_db(l->rconn), "SELECT count(*) FROM _edge_conflicts", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        total = (uint64_t)sqlite3_column_int64(st, 0); /* an empty page still says how many there are */
+    }
+    sqlite3_finalize(st);
+    edge_buf_printf(&b, "],\"total\":%llu", (unsigned long long)total);
+    if (last_id >= 0 && (uint64_t)last_id <= before) {
+        edge_buf_printf(&b, ",\"next_before\":%lld", (long long)last_id);
+    }
+    edge_buf_putc(&b, '}');
     edge__api_respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);
     edge_buf_free(&b);
 }

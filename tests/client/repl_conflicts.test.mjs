@@ -92,5 +92,22 @@ describe('repl_conflicts', { timeout: 180000 }, () => {
       assert.equal((await c.conflicts(id)).total, 1, `region ${id} after a sequential write`);
       assert.equal(await c.metric(id, 'edgelite_repl_conflicts_total'), 1, `conflicts counted in ${id} after it`);
     }
+    // Paging: ?limit=1 gives the one conflict and where to continue; the next page is empty but
+    // still says how many there are; a bad query is a 400.
+    const get = async (q) => {
+      const res = await fetch(c.url('a') + '/v1/conflicts' + q, { signal: AbortSignal.timeout(10000) });
+      return { status: res.status, body: await res.json() };
+    };
+    const p1 = await get('?limit=1');
+    assert.equal(p1.status, 200);
+    assert.equal(p1.body.conflicts.length, 1);
+    assert.equal(p1.body.next_before, p1.body.conflicts[0].id);
+    const p2 = await get(`?limit=1&before=${p1.body.next_before}`);
+    assert.deepEqual([p2.status, p2.body.conflicts.length, p2.body.total, p2.body.next_before], [200, 0, 1, undefined]);
+    for (const q of ['?limit=0', '?limit=x', '?limit=10001', '?before=-1']) {
+      const r = await get(q);
+      assert.equal(r.status, 400, q);
+      assert.equal(r.body.error?.code ?? r.body.code, 'BAD_QUERY', `${q}: ${JSON.stringify(r.body)}`);
+    }
   });
 });
