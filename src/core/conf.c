@@ -344,6 +344,34 @@ static int get_bool(struct ctx *x, yaml_node_t *m, const char *parent, const cha
     return EDGE_OK;
 }
 
+/* A duration: a positive integer and a unit, s, m, h or d ("7d"); absent or null keeps the default. */
+static int get_duration(struct ctx *x, yaml_node_t *m, const char *parent, const char *key, int64_t *out_ms)
+{
+    char kp[PATH_LEN];
+    yaml_node_t *v = lookup(x, m, key);
+    join(kp, parent, key);
+    if (v == NULL || is_null(v)) {
+        return EDGE_OK;
+    }
+    if (v->type != YAML_SCALAR_NODE) {
+        return fail_type(x, v, kp, "a duration such as 30s, 15m, 12h or 7d");
+    }
+    const char *s = (const char *)v->data.scalar.value;
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(s, &end, 10);
+    int64_t unit = 0;
+    if (end != s && s[0] >= '0' && s[0] <= '9' && end[0] != '\0' && end[1] == '\0') {
+        unit = end[0] == 's' ? 1000 : end[0] == 'm' ? 60000 : end[0] == 'h' ? 3600000 : end[0] == 'd' ? 86400000 : 0;
+    }
+    /* at most ~100 years: the product stays far from overflow */
+    if (unit == 0 || errno != 0 || n <= 0 || n > 36500LL * 86400) {
+        return fail_type(x, v, kp, "a duration such as 30s, 15m, 12h or 7d");
+    }
+    *out_ms = (int64_t)n * unit;
+    return EDGE_OK;
+}
+
 static int get_consistency(struct ctx *x, yaml_node_t *v, const char *kp,
                            enum edge_consistency *out)
 {
@@ -516,6 +544,7 @@ static int parse_replication(struct ctx *x, yaml_node_t *m)
     static const char *const keys[] = {"consistency_level", "conflict_resolution",
                                        "sync_interval_ms",  "max_retries",
                                        "max_clock_skew_ms", "tables",
+                                       "conflicts_keep",    "conflicts_max_age",
                                        NULL};
     int rv = check_keys(x, m, "replication", keys);
     if (rv != EDGE_OK) {
@@ -550,6 +579,12 @@ static int parse_replication(struct ctx *x, yaml_node_t *m)
         /* at least 1 ms: 0 would count every entry that is not from the past */
         rv = get_int(x, m, "replication", "max_clock_skew_ms", 1, &x->c->max_clock_skew_ms);
     }
+    if (rv == EDGE_OK) {
+        rv = get_int(x, m, "replication", "conflicts_keep", 1, &x->c->conflicts_keep);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_duration(x, m, "replication", "conflicts_max_age", &x->c->conflicts_max_age_ms);
+    }
     if (rv != EDGE_OK) {
         return rv;
     }
@@ -565,7 +600,7 @@ static int parse_replication(struct ctx *x, yaml_node_t *m)
 
 static int parse_root(struct ctx *x, yaml_node_t *root)
 {
-    static const char *const keys[] = {"cluster", "regions",  "replication", "auth",
+    static const char *const keys[] = {"cluster", "regions",  "replication", "auth",   "limits",
                                        "router",  "sessions", "realtime",    NULL};
     yaml_node_t *sec = NULL;
     int rv;
@@ -606,6 +641,20 @@ static int parse_root(struct ctx *x, yaml_node_t *root)
             rv = get_bool(x, sec, "auth", "public_metrics", &x->c->public_metrics);
         }
     }
+    if (rv == EDGE_OK) {
+        rv = get_section(x, root, "limits", &sec);
+    }
+    if (rv == EDGE_OK && sec != NULL) {
+        static const char *const limit_keys[] = {"writer_queue", "ws_output_bytes", NULL};
+        rv = check_keys(x, sec, "limits", limit_keys);
+        if (rv == EDGE_OK) {
+            rv = get_int(x, sec, "limits", "writer_queue", 1, &x->c->writer_queue);
+        }
+        if (rv == EDGE_OK) {
+            /* below a few KiB even one ordinary answer would close the connection */
+            rv = get_int(x, sec, "limits", "ws_output_bytes", 4096, &x->c->ws_output_bytes);
+        }
+    }
     /* Later issues define these; until then only their shape is checked. */
     static const char *const later[] = {"router", "sessions", "realtime"};
     for (size_t i = 0; rv == EDGE_OK && i < sizeof(later) / sizeof(later[0]); i++) {
@@ -626,6 +675,10 @@ static int set_defaults(struct edge_conf *c)
     c->sync_interval_ms = 1000;
     c->max_retries = 3;
     c->max_clock_skew_ms = 500;
+    c->conflicts_keep = EDGE_CONF_CONFLICTS_KEEP;
+    c->conflicts_max_age_ms = EDGE_CONF_CONFLICTS_MAX_AGE_MS;
+    c->writer_queue = EDGE_CONF_WRITER_QUEUE;
+    c->ws_output_bytes = EDGE_CONF_WS_OUTPUT_BYTES;
     return c->cluster_name != NULL && c->conflict_resolution != NULL ? EDGE_OK : EDGE_ENOMEM;
 }
 

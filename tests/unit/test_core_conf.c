@@ -118,6 +118,23 @@ static void test_defaults_and_nulls(void **state)
     edge_conf_free(c);
     c = parse_ok(REGION1 "auth: { public_metrics: false }\n");
     assert_int_equal(c->public_metrics, 0);
+    assert_int_equal(c->conflicts_keep, EDGE_CONF_CONFLICTS_KEEP);
+    assert_true(c->conflicts_max_age_ms == EDGE_CONF_CONFLICTS_MAX_AGE_MS);
+    assert_int_equal(c->writer_queue, EDGE_CONF_WRITER_QUEUE);
+    assert_int_equal(c->ws_output_bytes, EDGE_CONF_WS_OUTPUT_BYTES);
+    edge_conf_free(c);
+
+    /* The bounds of issue 9: limits.* and conflict retention. */
+    c = parse_ok(REGION1 "limits: { writer_queue: 2, ws_output_bytes: 65536 }\n"
+                         "replication: { conflicts_keep: 3, conflicts_max_age: 36h }\n");
+    assert_int_equal(c->writer_queue, 2);
+    assert_int_equal(c->ws_output_bytes, 65536);
+    assert_int_equal(c->conflicts_keep, 3);
+    assert_true(c->conflicts_max_age_ms == 36LL * 3600 * 1000);
+    edge_conf_free(c);
+    c = parse_ok(REGION1 "limits: ~\nreplication: { conflicts_max_age: 90s }\n");
+    assert_true(c->conflicts_max_age_ms == 90000);
+    assert_int_equal(c->writer_queue, EDGE_CONF_WRITER_QUEUE);
     edge_conf_free(c);
 
     c = parse_ok(REGION1 "  - id: r2\n    url: null\n    listen: \"[::1]:9000\"\n"
@@ -185,6 +202,17 @@ static void test_errors(void **state)
         {REGION1 "auth: { public_metrics: yes }\n", "t.yaml:3: auth.public_metrics: expected true or false"},
         {REGION1 "auth: { public_metrics: \"true\" }\n", "auth.public_metrics: expected true or false"},
         {REGION1 "auth: { public_metrics: 1 }\n", "auth.public_metrics: expected true or false"},
+        {REGION1 "limits: { writer_queue: 0 }\n", "t.yaml:3: limits.writer_queue: must be between 1"},
+        {REGION1 "limits: { writer_queue: many }\n", "limits.writer_queue: expected an integer"},
+        {REGION1 "limits: { ws_output_bytes: 100 }\n", "limits.ws_output_bytes: must be between 4096"},
+        {REGION1 "limits: { writer_q: 5 }\n", "limits.writer_q: unknown key"},
+        {REGION1 "limits: [1]\n", "limits"},
+        {REGION1 "replication: { conflicts_keep: 0 }\n", "replication.conflicts_keep: must be between 1"},
+        {REGION1 "replication: { conflicts_max_age: 7 }\n", "replication.conflicts_max_age: expected a duration"},
+        {REGION1 "replication: { conflicts_max_age: 7w }\n", "replication.conflicts_max_age: expected a duration"},
+        {REGION1 "replication: { conflicts_max_age: 0d }\n", "replication.conflicts_max_age: expected a duration"},
+        {REGION1 "replication: { conflicts_max_age: -1d }\n", "replication.conflicts_max_age: expected a duration"},
+        {REGION1 "replication: { conflicts_max_age: [1] }\n", "replication.conflicts_max_age: expected a duration"},
         /* Duplicate keys. */
         {"cluster:\n  name: a\n  name: b\n" REGION1,
          "t.yaml:3: cluster.name: duplicate key (first at line 2)"},
