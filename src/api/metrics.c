@@ -74,7 +74,11 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                     "# TYPE edgelite_repl_restored_rows_total counter\nedgelite_repl_restored_rows_total %llu\n"
                     "# TYPE edgelite_repl_skewed_entries_total counter\nedgelite_repl_skewed_entries_total %llu\n"
                     "# TYPE edgelite_repl_ddl_already_applied_total counter\n"
-                    "edgelite_repl_ddl_already_applied_total %llu\n",
+                    "edgelite_repl_ddl_already_applied_total %llu\n"
+                    "# HELP edgelite_repl_conflicts_dropped_total _edge_conflicts rows removed by retention "
+                    "(replication.conflicts_keep, conflicts_max_age).\n"
+                    "# TYPE edgelite_repl_conflicts_dropped_total counter\n"
+                    "edgelite_repl_conflicts_dropped_total %llu\n",
                     (unsigned long long)atomic_load(&n->repl.stats.applied),
                     (unsigned long long)atomic_load(&n->repl.stats.rows),
                     (unsigned long long)atomic_load(&n->repl.stats.conflicts),
@@ -85,7 +89,8 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                     (unsigned long long)atomic_load(&n->repl.stats.hidden),
                     (unsigned long long)atomic_load(&n->repl.stats.restored),
                     (unsigned long long)atomic_load(&n->repl.stats.skewed),
-                    (unsigned long long)atomic_load(&n->repl.stats.ddl_skipped));
+                    (unsigned long long)atomic_load(&n->repl.stats.ddl_skipped),
+                    (unsigned long long)atomic_load(&n->repl.stats.conflicts_dropped));
     edge_buf_puts(b, "# TYPE edgelite_repl_peer_clock_offset_ms gauge\n");
     struct edge_vclock vv;
     edge_vclock_init(&vv);
@@ -143,7 +148,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
     pthread_mutex_lock(&n->streams_mu);
     size_t http_streams = n->n_streams;
     pthread_mutex_unlock(&n->streams_mu);
-    uint64_t conns = 0, conns_total = 0, bad = 0;
+    uint64_t conns = 0, conns_total = 0, bad = 0, ws_out_closed = 0;
     for (int i = 0; i < n->n_loops; i++) {
         struct edge_http_stats st;
         if (n->loops[i].http != NULL) {
@@ -151,6 +156,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
             conns += st.connections_open;
             conns_total += st.connections_total;
             bad += st.bad_requests;
+            ws_out_closed += st.ws_output_closed;
         }
     }
     struct edge_writer_stats ws;
@@ -197,6 +203,19 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     (unsigned long long)ws.commit_failures, (unsigned long long)edge__api_db_size(n),
                     (unsigned long long)crdt_ops, (unsigned long long)crdt_merges, (unsigned long long)crdt_conflicts,
                     (double)(mono_ms() - n->start_mono_ms) / 1000.0);
+    edge_buf_printf(&b,
+                    "# HELP edgelite_writer_queue Write jobs waiting for the writer thread.\n"
+                    "# TYPE edgelite_writer_queue gauge\nedgelite_writer_queue %llu\n"
+                    "# HELP edgelite_writer_queue_limit limits.writer_queue: client writes queued before 503 "
+                    "WRITER_BUSY.\n"
+                    "# TYPE edgelite_writer_queue_limit gauge\nedgelite_writer_queue_limit %d\n"
+                    "# HELP edgelite_writer_refused_total Client writes refused with 503 WRITER_BUSY (queue full).\n"
+                    "# TYPE edgelite_writer_refused_total counter\nedgelite_writer_refused_total %llu\n"
+                    "# HELP edgelite_ws_output_closed_total WebSocket connections closed with 1009: unsent output over "
+                    "limits.ws_output_bytes.\n"
+                    "# TYPE edgelite_ws_output_closed_total counter\nedgelite_ws_output_closed_total %llu\n",
+                    (unsigned long long)ws.queued, n->writer_queue, (unsigned long long)ws.refused,
+                    (unsigned long long)ws_out_closed);
     if (n->repl.cluster) metrics_peers(n, l->rconn, &b);
     edge__api_respond(n, c, req, EP_METRICS, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
     edge_buf_free(&b);

@@ -219,6 +219,7 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
         .idle_timeout_ms = n->cfg.idle_conn_timeout_ms,
         .request_timeout_ms = 30000,
         .max_ws_message = n->cfg.max_body_bytes,
+        .max_ws_out_bytes = (size_t)n->ws_output_bytes,
     };
     struct edge_http_handler h = {l, edge__api_on_request, edge__api_ws_on_message, edge__api_ws_on_close};
     int fd = l->listen_fd; /* the node's socket (loop 0) or a dup of it */
@@ -393,6 +394,9 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
         snprintf(errmsg, errmsg_len, "cannot start the writer thread");
         goto out;
     }
+    n->writer_queue = cfg->conf != NULL ? cfg->conf->writer_queue : EDGE_CONF_WRITER_QUEUE;
+    edge_writer_set_max_queued(n->writer, (size_t)n->writer_queue);
+    n->ws_output_bytes = cfg->conf != NULL ? cfg->conf->ws_output_bytes : EDGE_CONF_WS_OUTPUT_BYTES;
     n->repl.writer = n->writer;
     rv = edge_http_listen_socket(cfg->host, cfg->port, &listen_fd, &n->port);
     if (rv != EDGE_OK) {

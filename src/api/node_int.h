@@ -74,6 +74,8 @@ struct metrics {
     _Atomic uint64_t routed[3];
     _Atomic int64_t forwarding; /* strong writes sent on to the primary, not yet answered (hrana/forward.c) */
     _Atomic int64_t waiting[2]; /* parked requests: [0] bookmark reads, [1] strong writes (hrana/wait.c) */
+    _Atomic uint64_t writer_busy_logged_ms; /* last "writer queue full" log line (hrana/unit.c), 0 = never */
+    _Atomic uint64_t writer_busy_unlogged;  /* refusals since that line */
 };
 
 /* A dedicated connection for an interactive transaction, with its change capture
@@ -113,6 +115,8 @@ struct edge_node {
     char *db_path;
     int port;
     struct edge_writer *writer;
+    int writer_queue;    /* limits.writer_queue in force */
+    int ws_output_bytes; /* limits.ws_output_bytes in force */
     struct edge_jwt_keys *keys;
     struct loop *loops;
     int n_loops;

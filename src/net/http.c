@@ -109,6 +109,12 @@ static void conn_close_timer(uv_timer_t *t)
     edge__http_conn_close(t->data);
 }
 
+void edge__http_conn_close_in(struct edge_http_conn *c, uint64_t ms)
+{
+    if (c->closing) return;
+    uv_timer_start(&c->timer, conn_close_timer, ms, 0);
+}
+
 void edge_http_conn_ref(struct edge_http_conn *c) { c->refs++; }
 
 void edge_http_conn_unref(struct edge_http_conn *c)
@@ -620,6 +626,7 @@ void edge_http_server_stats(struct edge_http_server *s, struct edge_http_stats *
     out->connections_open = s->connections_open;
     out->connections_total = s->connections_total;
     out->bad_requests = s->bad_requests;
+    out->ws_output_closed = s->ws_output_closed;
 }
 
 static void server_maybe_done(struct edge_http_server *s)

@@ -40,6 +40,7 @@ struct edge_http_limits {
     uint64_t idle_timeout_ms;  /* close an idle keep-alive connection */
     uint64_t request_timeout_ms; /* close a connection whose request stalls half-sent */
     size_t max_ws_message;     /* largest WebSocket message accepted */
+    size_t max_ws_out_bytes;   /* unsent WebSocket output before the connection is closed with 1009; 0 = 64 MiB */
 };
 
 /* What the embedding layer provides. All callbacks run on the loop thread. */
@@ -55,6 +56,7 @@ struct edge_http_handler {
 };
 
 struct edge_http_stats {
+    uint64_t ws_output_closed; /* WebSocket connections closed for unsent output over max_ws_out_bytes */
     uint64_t connections_open;
     uint64_t connections_total;
     uint64_t bad_requests;

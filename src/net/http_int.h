@@ -12,7 +12,10 @@
 #include "net/http.h"
 
 #define READ_BUF_SIZE (64 * 1024)
-#define WS_MAX_OUT_BYTES (64u * 1024 * 1024)
+#define WS_MAX_OUT_BYTES (64u * 1024 * 1024) /* when limits.max_ws_out_bytes is 0 */
+/* After a 1009 close for too much unsent output: how long the client gets to read up
+ * to the close frame before the connection is dropped. */
+#define WS_OUTPUT_CLOSE_GRACE_MS 10000
 /* Answers waiting in the socket's send queue before the next request is handled: a
  * client that pipelines requests but never reads cannot make the server buffer more. */
 #define HTTP_MAX_OUT_BYTES (8u * 1024 * 1024)
@@ -24,6 +27,9 @@ struct edge_http_server {
     struct edge_http_handler h;
     struct edge_http_conn *conns; /* doubly linked list of live connections */
     _Atomic uint64_t connections_open, connections_total, bad_requests; /* read by other threads */
+    _Atomic uint64_t ws_output_closed;       /* WebSocket connections closed for too much unsent output */
+    uint64_t ws_output_logged_ms;            /* last log line about it (loop time), 0 = never */
+    uint64_t ws_output_unlogged;             /* such closes since that line */
     char read_buf[READ_BUF_SIZE]; /* shared: data is consumed synchronously in read_cb */
     bool read_buf_busy;
     bool stopping;
@@ -93,6 +99,8 @@ void edge__http_req_free(struct edge_http_req *r);
 
 /* http.c */
 void edge__http_conn_close(struct edge_http_conn *c);
+/* Close the connection in `ms` unless it closes earlier. */
+void edge__http_conn_close_in(struct edge_http_conn *c, uint64_t ms);
 /* Queue a then b (b may be NULL) for writing. */
 int edge__http_conn_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen);
 void edge__http_resume_reading(struct edge_http_conn *c);

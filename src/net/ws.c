@@ -43,8 +43,12 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
 
 static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *ud)
 {
-    (void)ctx;
     struct edge_http_conn *c = ud;
+    /* After our close (e.g. for the output limit) nothing more is run: its answer could
+     * not be sent. */
+    if (wslay_event_get_close_sent(ctx)) {
+        return;
+    }
     if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
         if (c->ws_on_message != NULL) {
             c->ws_on_message(c->ws_ud, c, arg->opcode, arg->msg, arg->msg_length);
@@ -132,13 +136,45 @@ int edge_http_ws_accept(struct edge_http_conn *c, const char *protocol)
     return EDGE_OK;
 }
 
+/* The client does not read what it asked for: dropping the answer would leave it
+ * waiting forever, buffering it would let one client take the node's memory. Close with
+ * 1009 and a reason instead (queued behind the unsent output, so a client that reads
+ * again sees every answer before it), and drop the connection if it still does not
+ * read within the grace period. */
+static void output_limit_close(struct edge_http_conn *c, size_t limit)
+{
+    struct edge_http_server *s = c->s;
+    atomic_fetch_add(&s->ws_output_closed, 1);
+    s->ws_output_unlogged++;
+    uint64_t now = uv_now(c->tcp.loop);
+    if (s->ws_output_logged_ms == 0 || now - s->ws_output_logged_ms >= 10000) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_NET,
+                 "ws: %llu connection(s) closed with 1009 since the last report: unsent output over "
+                 "limits.ws_output_bytes (%zu bytes); the client is not reading",
+                 (unsigned long long)s->ws_output_unlogged, limit);
+        s->ws_output_logged_ms = now;
+        s->ws_output_unlogged = 0;
+    }
+    static const char reason[] = "output limit";
+    wslay_event_queue_close(c->ws, 1009, (const uint8_t *)reason, sizeof(reason) - 1);
+    ws_flush(c);
+    edge__http_conn_close_in(c, WS_OUTPUT_CLOSE_GRACE_MS);
+}
+
 int edge_http_ws_send(struct edge_http_conn *c, int opcode, const void *data, size_t len)
 {
     if (c->closing || c->ws == NULL) {
         return EDGE_ECLOSED;
     }
-    if (c->out_bytes > WS_MAX_OUT_BYTES) {
-        return EDGE_EAGAIN;
+    size_t limit = c->s->limits.max_ws_out_bytes ? c->s->limits.max_ws_out_bytes : WS_MAX_OUT_BYTES;
+    if (wslay_event_get_close_sent(c->ws)) {
+        return EDGE_ECLOSED;
+    }
+    /* One answer larger than the limit onto an empty queue still goes out: the limit is
+     * on what piles up unread, and the answer's memory is spent already. */
+    if (c->out_bytes > 0 && c->out_bytes + len > limit) {
+        output_limit_close(c, limit);
+        return EDGE_ECLOSED;
     }
     struct wslay_event_msg msg = {(uint8_t)opcode, data, len};
     if (wslay_event_queue_msg(c->ws, &msg) != 0) {

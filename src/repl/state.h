@@ -27,6 +27,7 @@
 struct edge_repl_counters {
     _Atomic uint64_t applied, rows, conflicts, duplicates, deferred;
     _Atomic uint64_t hidden, restored, apply_errors, skewed, ddl_skipped;
+    _Atomic uint64_t conflicts_dropped; /* _edge_conflicts rows removed by retention (compact.c) */
 };
 
 struct edge_repl_state {

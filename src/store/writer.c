@@ -15,8 +15,11 @@ struct edge_writer {
     struct edge_writer_job *head, *tail;
     bool stopping;
     int max_group;
+    size_t queued;      /* jobs in head..tail, under mu */
+    size_t max_queued;  /* edge_writer_try_submit refuses beyond this; 0 = no bound */
     struct edge_writer_hooks hooks;
-    atomic_uint_fast64_t jobs, groups, commit_failures;
+    atomic_uint_fast64_t jobs, groups, commit_failures, refused;
+    atomic_uint_fast64_t queued_now; /* copy of queued for the stats, read without the lock */
 };
 
 static int exec(struct edge_store_conn *c, const char *sql)
@@ -147,6 +150,8 @@ static void *writer_main(void *arg)
             }
         }
         w->head = last->next;
+        w->queued -= (size_t)n;
+        atomic_store(&w->queued_now, w->queued);
         if (w->head == NULL) {
             w->tail = NULL;
         }
@@ -189,7 +194,7 @@ int edge_writer_start(struct edge_store_conn *conn, int max_group, const struct 
     return EDGE_OK;
 }
 
-int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job)
+static int submit(struct edge_writer *w, struct edge_writer_job *job, bool bounded)
 {
     job->next = NULL;
     pthread_mutex_lock(&w->mu);
@@ -197,6 +202,13 @@ int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job)
         pthread_mutex_unlock(&w->mu);
         return EDGE_ECLOSED;
     }
+    if (bounded && w->max_queued > 0 && w->queued >= w->max_queued) {
+        pthread_mutex_unlock(&w->mu);
+        atomic_fetch_add(&w->refused, 1);
+        return EDGE_EAGAIN;
+    }
+    w->queued++;
+    atomic_store(&w->queued_now, w->queued);
     if (w->tail != NULL) {
         w->tail->next = job;
     } else {
@@ -206,6 +218,23 @@ int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job)
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     return EDGE_OK;
+}
+
+int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job)
+{
+    return submit(w, job, false);
+}
+
+int edge_writer_try_submit(struct edge_writer *w, struct edge_writer_job *job)
+{
+    return submit(w, job, true);
+}
+
+void edge_writer_set_max_queued(struct edge_writer *w, size_t max_queued)
+{
+    pthread_mutex_lock(&w->mu);
+    w->max_queued = max_queued;
+    pthread_mutex_unlock(&w->mu);
 }
 
 void edge_writer_stop(struct edge_writer *w)
@@ -232,4 +261,6 @@ void edge_writer_stats(struct edge_writer *w, struct edge_writer_stats *out)
     out->jobs = atomic_load(&w->jobs);
     out->groups = atomic_load(&w->groups);
     out->commit_failures = atomic_load(&w->commit_failures);
+    out->queued = atomic_load(&w->queued_now);
+    out->refused = atomic_load(&w->refused);
 }

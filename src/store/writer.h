@@ -33,6 +33,8 @@ struct edge_writer_stats {
     uint64_t jobs;
     uint64_t groups;
     uint64_t commit_failures;
+    uint64_t queued;  /* jobs waiting now */
+    uint64_t refused; /* edge_writer_try_submit calls refused by the queue bound */
 };
 
 /* Replication hooks (all optional; writer thread). */
@@ -55,6 +57,13 @@ int edge_writer_start(struct edge_store_conn *conn, int max_group, const struct 
                       struct edge_writer **out);
 /* Queue a job (the writer owns it until complete). Any thread. EDGE_ECLOSED after stop. */
 int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job);
+/* The same for a client's write: EDGE_EAGAIN (nothing queued) when max_queued jobs are
+ * already waiting, so a burst the writer cannot keep up with is refused instead of
+ * growing the queue without bound. Internal work (peer entries) uses edge_writer_submit:
+ * refusing it would only make the peer resend. */
+int edge_writer_try_submit(struct edge_writer *w, struct edge_writer_job *job);
+/* Bound for edge_writer_try_submit; 0 = none (the default). Any thread. */
+void edge_writer_set_max_queued(struct edge_writer *w, size_t max_queued);
 /* Finish queued jobs, stop the thread, close the connection, free the writer. */
 void edge_writer_stop(struct edge_writer *w);
 /* Counters (approximate, any thread). */

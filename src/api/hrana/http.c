@@ -95,9 +95,20 @@ void edge__api_pipeline_finish(struct unit *u)
         } else {
             snprintf(msg, sizeof(msg), "the request could not be completed: %s", edge_strerror(u->commit_status));
         }
-        if (!edge_http_conn_is_closed(u->conn)) {
-            struct edge_http_req *req = NULL;
-            (void)req;
+        if (u->commit_status == EDGE_EAGAIN) {
+            snprintf(msg, sizeof(msg), "the writer queue is full (limits.writer_queue); nothing of this request was "
+                                       "applied, retry later");
+        }
+        if (!edge_http_conn_is_closed(u->conn) && u->commit_status == EDGE_EAGAIN) {
+            /* Overload, not failure: tell the client when to come back. */
+            edge__api_observe(n, EP_PIPELINE, u->start_ns, true);
+            edge_buf_puts(&resp, "{\"error\":");
+            edge_buf_json_cstr(&resp, msg);
+            edge_buf_puts(&resp, ",\"message\":");
+            edge_buf_json_cstr(&resp, msg);
+            edge_buf_puts(&resp, ",\"code\":\"WRITER_BUSY\"}");
+            edge_http_respond(u->conn, 503, "application/json", "Retry-After: 1\r\n", resp.data, resp.len);
+        } else if (!edge_http_conn_is_closed(u->conn)) {
             edge__api_observe(n, EP_PIPELINE, u->start_ns, true);
             edge_http_respond_error(u->conn,
                                     u->commit_status == EDGE_EBUSY       ? 503

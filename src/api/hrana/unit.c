@@ -9,6 +9,7 @@
 
 #include "api/crdt_http.h"
 #include "core/alloc.h"
+#include "core/log.h"
 
 void edge__api_unit_free(struct unit *u)
 {
@@ -150,6 +151,21 @@ static void read_snapshot(struct loop *l)
 }
 
 /* Send the unit off to where it must run (loop thread). */
+/* The writer queue is full (limits.writer_queue): one line per 10 s at most, with how
+ * many writes were refused since the last one, so an overload does not flood the log. */
+static void writer_busy_log(struct edge_node *n)
+{
+    uint64_t now = mono_ms();
+    uint64_t last = atomic_load(&n->m.writer_busy_logged_ms);
+    uint64_t missed = atomic_fetch_add(&n->m.writer_busy_unlogged, 1) + 1;
+    if (last != 0 && now - last < 10000) return;
+    if (!atomic_compare_exchange_strong(&n->m.writer_busy_logged_ms, &last, now)) return;
+    missed = atomic_exchange(&n->m.writer_busy_unlogged, 0);
+    EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API,
+             "writer queue full (limits.writer_queue %d): %llu write(s) refused with 503 WRITER_BUSY since the last "
+             "report", n->writer_queue, (unsigned long long)missed);
+}
+
 void edge__api_unit_dispatch(struct unit *u)
 {
     struct edge_node *n = u->loop->node;
@@ -168,8 +184,10 @@ void edge__api_unit_dispatch(struct unit *u)
         u->ctx.capture = n->repl.cluster ? n->repl.wcap : NULL;
         u->wjob.run = edge__api_unit_writer_run;
         u->wjob.complete = edge__api_unit_writer_complete;
-        if (edge_writer_submit(n->writer, &u->wjob) != EDGE_OK) {
-            u->commit_status = EDGE_ECLOSED;
+        int srv = edge_writer_try_submit(n->writer, &u->wjob);
+        if (srv != EDGE_OK) {
+            if (srv == EDGE_EAGAIN) writer_busy_log(n);
+            u->commit_status = srv == EDGE_EAGAIN ? EDGE_EAGAIN : EDGE_ECLOSED;
             edge__api_unit_finish(u);
         }
         return;
@@ -217,6 +235,7 @@ const char *edge__api_status_code(int st)
 {
     switch (st) {
     case EDGE_EBUSY: return "TRANSACTION_BUSY";
+    case EDGE_EAGAIN: return "WRITER_BUSY";
     case EDGE_ECONFLICT: return "TRANSACTION_ROLLED_BACK";
     case EDGE_ETOOBIG: return "RESPONSE_TOO_LARGE";
     case EDGE_ECLOSED: return "SHUTTING_DOWN";
@@ -230,7 +249,10 @@ void edge__api_unit_finish(struct unit *u)
         struct edge_node *n = u->loop->node;
         if (!edge_http_conn_is_closed(u->conn)) {
             edge__api_observe(n, EP_CRDT, u->start_ns, u->crdt_status >= 400 || u->commit_status != EDGE_OK);
-            if (u->commit_status != EDGE_OK) {
+            if (u->commit_status == EDGE_EAGAIN) {
+                static const char busy[] = "{\"error\":\"the writer queue is full\",\"code\":\"WRITER_BUSY\"}";
+                edge_http_respond(u->conn, 503, "application/json", "Retry-After: 1\r\n", busy, sizeof(busy) - 1);
+            } else if (u->commit_status != EDGE_OK) {
                 edge_http_respond_error(u->conn, 500, "INTERNAL", edge_strerror(u->commit_status));
             } else {
                 edge_http_respond(u->conn, u->crdt_status, "application/json", NULL, u->out.data, u->out.len);

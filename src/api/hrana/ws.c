@@ -353,7 +353,12 @@ void edge__api_ws_finish(struct unit *u)
         if (u->commit_status != EDGE_OK) {
             edge_buf_reset(&u->out);
             char msg[128];
-            snprintf(msg, sizeof(msg), "the request could not be completed: %s", edge_strerror(u->commit_status));
+            if (u->commit_status == EDGE_EAGAIN) {
+                snprintf(msg, sizeof(msg), "the writer queue is full (limits.writer_queue); nothing of this request "
+                                           "was applied, retry later");
+            } else {
+                snprintf(msg, sizeof(msg), "the request could not be completed: %s", edge_strerror(u->commit_status));
+            }
             hrana_write_response_error(&u->out, u->request_id, msg, edge__api_status_code(u->commit_status));
             if (u->wcursor != NULL) {
                 edge__api_ws_cursor_failed(u->wcursor, msg, edge__api_status_code(u->commit_status));
