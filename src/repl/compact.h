@@ -12,8 +12,9 @@
 #include "repl/state.h"
 
 /* Queue a compaction on the writer: per origin, drop the log entries every peer has
- * acknowledged, keeping the last log_keep. Nothing when no peer is configured or
- * nothing is old enough. Any thread. */
+ * acknowledged, keeping the last log_keep (nothing when no peer is configured or
+ * nothing is old enough); and keep _edge_conflicts within replication.conflicts_keep
+ * and conflicts_max_age, oldest first, a bounded number of rows per call. Any thread. */
 void edge_repl_compact(struct edge_repl_state *st);
 
 /* Blocking: copy the database at db_path into memory as one self-contained SQLite file
