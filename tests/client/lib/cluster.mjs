@@ -140,7 +140,7 @@ export async function startProxy(upstreamPort) {
   return px;
 }
 
-function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs, tables }) {
+function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs, tables, replication, limits }) {
   const lines = [];
   lines.push(`cluster: { name: ${name}, secret: "${secret}" }`);
   lines.push('regions:');
@@ -149,8 +149,10 @@ function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs,
       ` priority: ${r.priority} }`);
   }
   const t = Object.entries(tables ?? {}).map(([k, v]) => `${k}: ${v}`).join(', ');
+  const more = (o) => Object.entries(o ?? {}).map(([k, v]) => `, ${k}: ${JSON.stringify(v)}`).join('');
   lines.push(`replication: { consistency_level: ${consistency}, sync_interval_ms: ${syncIntervalMs},` +
-    ` tables: ${t ? `{ ${t} }` : '~'} }`);
+    ` tables: ${t ? `{ ${t} }` : '~'}${more(replication)} }`);
+  if (limits) lines.push(`limits: { ${more(limits).slice(2)} }`);
   return lines.join('\n') + '\n';
 }
 
@@ -161,6 +163,7 @@ function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs,
  *        `extraArgs: ['--emulate-wan', 'deployment/regions.json']` delays each link by its RTT);
  *        regions defaults to ids.length; the first id is the primary
  *   tables: { name: 'strong'|'eventual'|'async' } per-table levels
+ *   replication: more replication.* keys ({ conflicts_keep: 3 }); limits: the limits section ({ writer_queue: 2 })
  *   proxies: false|'none' | true|'front' | 'pair' (see the file comment)
  *   consistency: default level (default 'eventual'); syncIntervalMs (default 200)
  *   extraArgs: more `serve` flags for every region (e.g. ['--bookmark-timeout-ms', '500'])
@@ -419,7 +422,7 @@ export async function startCluster(opts = {}) {
       };
       const file = path.join(root, `config-${src}.yaml`);
       fs.writeFileSync(file, yamlConfig({ name, secret, regions: list, urlOf, consistency, syncIntervalMs,
-        tables: opts.tables }));
+        tables: opts.tables, replication: opts.replication, limits: opts.limits }));
       regions[src].config = file;
     }
     await Promise.all(ids.map((id) => cluster._launch(id)));
