@@ -167,6 +167,29 @@ describe('bounds: limits.ws_output_bytes', { timeout: 90000 }, () => {
   });
 });
 
+// N concurrent update pairs on rows 1..N of t between a and b, cut off from each other: N conflicts in each region.
+async function makeConflicts(c, N) {
+  for (let k = 1; k <= N; k++) assert.ok((await c.sql('a', 'INSERT INTO t (id, v) VALUES (?, ?)', [k, 'init'])).ok);
+  assert.ok((await c.waitConverged(['t'], 30000)).ok);
+  const peerOf = (st, region) => st.peers.find((p) => p.region === region);
+  await c.proxies.a.cut();
+  await c.proxies.b.cut();
+  const down = await c.waitFor(async () => !peerOf(await c.status('a'), 'b').connected &&
+    !peerOf(await c.status('b'), 'a').connected, 30000);
+  assert.ok(down, 'a and b still connected after the cut');
+  for (let k = 1; k <= N; k++) {
+    assert.ok((await c.sql('a', 'UPDATE t SET v = ? WHERE id = ?', [`a${k}`, k])).ok);
+    assert.ok((await c.sql('b', 'UPDATE t SET v = ? WHERE id = ?', [`b${k}`, k])).ok);
+  }
+  await c.proxies.a.reset();
+  await c.proxies.b.reset();
+  assert.ok((await c.waitConverged(['t'], 30000)).ok, 'no convergence after healing');
+  for (const id of c.ids) {
+    const seen = await c.waitFor(async () => (await c.metric(id, 'edgelite_repl_conflicts_total')) === N, 30000);
+    assert.ok(seen, `region ${id} did not record ${N} conflicts`);
+  }
+}
+
 describe('bounds: replication.conflicts_keep', { timeout: 180000 }, () => {
   let c;
   before(async () => {
@@ -178,31 +201,33 @@ describe('bounds: replication.conflicts_keep', { timeout: 180000 }, () => {
 
   test('only the newest conflicts_keep rows stay; the rest are counted as dropped', async () => {
     const N = 10;
-    for (let k = 1; k <= N; k++) assert.ok((await c.sql('a', 'INSERT INTO t (id, v) VALUES (?, ?)', [k, 'init'])).ok);
-    assert.ok((await c.waitConverged(['t'], 30000)).ok);
-    const peerOf = (st, region) => st.peers.find((p) => p.region === region);
-    await c.proxies.a.cut();
-    await c.proxies.b.cut();
-    const down = await c.waitFor(async () => !peerOf(await c.status('a'), 'b').connected &&
-      !peerOf(await c.status('b'), 'a').connected, 30000);
-    assert.ok(down, 'a and b still connected after the cut');
-    for (let k = 1; k <= N; k++) {
-      assert.ok((await c.sql('a', 'UPDATE t SET v = ? WHERE id = ?', [`a${k}`, k])).ok);
-      assert.ok((await c.sql('b', 'UPDATE t SET v = ? WHERE id = ?', [`b${k}`, k])).ok);
-    }
-    await c.proxies.a.reset();
-    await c.proxies.b.reset();
-    assert.ok((await c.waitConverged(['t'], 30000)).ok, 'no convergence after healing');
+    await makeConflicts(c, N);
     for (const id of c.ids) {
-      const seen = await c.waitFor(async () => (await c.metric(id, 'edgelite_repl_conflicts_total')) === N, 30000);
-      assert.ok(seen, `region ${id} did not record ${N} conflicts`);
       const trimmed = await c.waitFor(async () => (await c.conflicts(id)).total === 3, 30000);
       assert.ok(trimmed, `region ${id} kept ${(await c.conflicts(id)).total} conflicts`);
       assert.equal(await c.metric(id, 'edgelite_repl_conflicts_dropped_total'), N - 3);
-      // The newest are kept: the rows last applied are those of the highest ids.
-      const kept = (await c.conflicts(id)).conflicts.filter((e) => e.table === 't');
-      assert.equal(kept.length, 3);
+      assert.equal((await c.conflicts(id)).conflicts.filter((e) => e.table === 't').length, 3);
     }
-    assert.match(c.regions.a.out.stderr, /retention dropped/);
+    assert.match(c.stderr('a'), /retention dropped/);
+  });
+});
+
+describe('bounds: replication.conflicts_max_age', { timeout: 180000 }, () => {
+  let c;
+  before(async () => {
+    c = await startCluster({ regions: 2, proxies: 'front', replication: { conflicts_max_age: '2s' },
+      extraArgs: ['--log-level', 'warn', '--compact-interval-ms', '200'] });
+    await c.createTable('t', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)');
+  });
+  after(async () => { if (c) await c.destroy(); });
+
+  test('conflicts older than conflicts_max_age are dropped', async () => {
+    const N = 5;
+    await makeConflicts(c, N);
+    for (const id of c.ids) {
+      const gone = await c.waitFor(async () => (await c.conflicts(id)).total === 0, 30000);
+      assert.ok(gone, `region ${id} still lists ${(await c.conflicts(id)).total} conflicts`);
+      assert.equal(await c.metric(id, 'edgelite_repl_conflicts_dropped_total'), N);
+    }
   });
 });
