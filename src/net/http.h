@@ -107,7 +107,9 @@ const char *edge_http_header(const struct edge_http_req *req, const char *name);
  * upgrade (then a 400 was already sent). */
 int edge_http_ws_accept(struct edge_http_conn *c, const char *protocol);
 /* Queue a WebSocket message (copied). opcode 1 = text, 2 = binary. EDGE_ECLOSED if
- * the connection is closing, EDGE_EAGAIN when its outbound queue is over the cap. */
+ * the connection is closing, or if this message would take its unsent output past
+ * limits.max_ws_out_bytes: then a 1009 "output limit" close is queued instead and the
+ * connection is dropped if the client has not read up to it within 10 s. */
 int edge_http_ws_send(struct edge_http_conn *c, int opcode, const void *data, size_t len);
 /* Close a WebSocket with a status code and reason. */
 void edge_http_ws_close(struct edge_http_conn *c, uint16_t code, const char *reason);
