@@ -30,8 +30,16 @@
  *    batch is hidden the same way (kind 'fk').
  * A hidden row still merges later writes into its kept values, and is put back at the
  * end of a later batch once its conflict is gone (the parent exists again, the UNIQUE
- * value is free or it now wins it). */
-#include "repl/repl_int.h"
+ * value is free or it now wins it).
+ *
+ * FILES
+ * This file: entries (sequence and dependency checks, the payload and its schema
+ * changes), batches (one transaction, a savepoint per entry, entries that fail for good
+ * kept in _edge_apply_errors) and the table-shape cache. apply_merge.c: merging an
+ * operation into a row's registers and the statements that write the result.
+ * apply_repair.c: the end-of-batch rules above (UNIQUE, FOREIGN KEY) and hidden rows.
+ * Shared declarations: apply_int.h. */
+#include "repl/apply_int.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -44,32 +52,12 @@
 #include "core/log.h"
 #include "repl/proto.h"
 
-/* A table's shape, loaded once per batch (dropped at any schema change). */
-struct tnode {
-    struct edge__tinfo t;
-    struct tnode *next;
-};
-
-struct actx {
-    sqlite3 *db;
-    struct edge_repl_apply_stats *stats;
-    struct tnode *tables;
-    char touched[8][256]; /* tables written (first few), for the foreign-key pass */
-    int ntouched;
-    bool touched_many;
-    bool any_write;
-    bool restoring; /* trying hidden rows again: a row that stays hidden is not news */
-    bool no_displace; /* in a local transaction: put rows back only where nothing else moves */
-    bool guarded;     /* triggers and foreign-key actions are off (or absent) for the batch */
-    bool restart;     /* a schema change met an unguarded batch: run it again guarded */
-};
-
 static uint64_t wall_ms(void) { return edge_wall_ms(); }
 
-static void tcache_clear(struct actx *x)
+void edge__repl_tcache_clear(struct edge__repl_actx *x)
 {
     while (x->tables != NULL) {
-        struct tnode *n = x->tables;
+        struct edge__repl_tnode *n = x->tables;
         x->tables = n->next;
         edge__tinfo_free(&n->t);
         edge_free(n);
@@ -77,12 +65,12 @@ static void tcache_clear(struct actx *x)
 }
 
 /* The table's shape (pointers stay valid until tcache_clear). NULL: no such table. */
-static const struct edge__tinfo *tinfo(struct actx *x, const char *table)
+const struct edge__tinfo *edge__repl_tinfo(struct edge__repl_actx *x, const char *table)
 {
-    for (struct tnode *n = x->tables; n != NULL; n = n->next) {
+    for (struct edge__repl_tnode *n = x->tables; n != NULL; n = n->next) {
         if (strcmp(n->t.name, table) == 0) return &n->t;
     }
-    struct tnode *n = edge_calloc(1, sizeof(*n));
+    struct edge__repl_tnode *n = edge_calloc(1, sizeof(*n));
     if (n == NULL) return NULL;
     if (edge__tinfo_load(x->db, table, &n->t) != EDGE_OK) {
         edge_free(n);
@@ -93,7 +81,7 @@ static const struct edge__tinfo *tinfo(struct actx *x, const char *table)
     return &n->t;
 }
 
-static void touch(struct actx *x, const char *table)
+void edge__repl_touch(struct edge__repl_actx *x, const char *table)
 {
     x->any_write = true;
     for (int i = 0; i < x->ntouched; i++) {
@@ -104,572 +92,6 @@ static void touch(struct actx *x, const char *table)
     } else {
         x->touched_many = true;
     }
-}
-
-static void record_conflict(sqlite3 *db, const char *kind, const char *table, const void *pk, size_t pklen,
-                            const struct edge__stamp *w, const struct edge__stamp *l, bool l_deleted,
-                            const struct edge__tinfo *t, const struct edge__rowmeta *limg)
-{
-    /* The loser's values by column name, in the form of a kept image (rowmeta.c). */
-    struct edge_buf img;
-    edge_buf_init(&img, (size_t)1 << 30);
-    bool have_img = false;
-    if (t != NULL && limg != NULL) {
-        int n = 0;
-        for (int i = 0; i < t->pk.ncols; i++) n += limg->iv[i] != NULL;
-        int rv = edge_buf_putc(&img, (char)0xFE);
-        if (rv == EDGE_OK) rv = edge__uvarint_put(&img, (uint64_t)n);
-        for (int i = 0; i < t->pk.ncols && rv == EDGE_OK; i++) {
-            if (limg->iv[i] == NULL) continue;
-            rv = edge__repl_put_str(&img, t->cols[i], strlen(t->cols[i]));
-            if (rv == EDGE_OK) rv = edge_buf_append(&img, limg->iv[i], limg->ivl[i]);
-        }
-        have_img = rv == EDGE_OK;
-    }
-    static const char q[] =
-        "INSERT INTO _edge_conflicts(tbl, pk, winner_origin, winner_seq, winner_hlc, loser_origin,"
-        " loser_seq, loser_hlc, loser_deleted, loser_image, at_ms, kind)"
-        " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)";
-    sqlite3_stmt *st = edge__repl_stmt(db, q, sizeof(q) - 1);
-    if (st != NULL) {
-        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-        sqlite3_bind_blob64(st, 2, pk, pklen, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, w->origin, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)w->seq);
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)w->hlc);
-        sqlite3_bind_text(st, 6, l->origin, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 7, (sqlite3_int64)l->seq);
-        sqlite3_bind_int64(st, 8, (sqlite3_int64)l->hlc);
-        sqlite3_bind_int(st, 9, l_deleted ? 1 : 0);
-        if (have_img) sqlite3_bind_blob64(st, 10, img.data, img.len, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 11, (sqlite3_int64)wall_ms());
-        sqlite3_bind_text(st, 12, kind, -1, SQLITE_STATIC);
-        sqlite3_step(st);
-        edge__repl_done(st);
-    }
-    edge_buf_free(&img);
-}
-
-/* Had the writer of an entry from `origin` with dependencies `deps` seen write s? */
-static bool covered(const struct edge_vclock *deps, const char *origin, const struct edge__stamp *s)
-{
-    if (s->origin[0] == '\0') return true;
-    if (strcmp(s->origin, origin) == 0) return true; /* an earlier entry of the same origin */
-    return deps != NULL && edge_vclock_get(deps, s->origin) >= s->seq;
-}
-
-static bool stamp_eq(const struct edge__stamp *a, const struct edge__stamp *b)
-{
-    return edge__stamp_cmp(a, b) == 0;
-}
-
-/* Does an operation stamped `in` (by an entry of `origin` with `deps`) replace the
- * register currently holding `cur`? */
-static bool wins(const struct edge__stamp *in, const char *origin, const struct edge_vclock *deps,
-                 const struct edge__stamp *cur)
-{
-    return covered(deps, origin, cur) || edge__stamp_cmp(in, cur) > 0;
-}
-
-/* "INSERT INTO t(cols) VALUES (..) ON CONFLICT(pk) DO UPDATE SET c = excluded.c" for the
- * columns with vals[i] != NULL (the primary key columns always are), bound and
- * stepped. Returns the SQLite result code. */
-static int upsert(sqlite3 *db, const struct edge__tinfo *t, const uint8_t *const *vals, const size_t *lens)
-{
-    struct edge_buf sql;
-    edge_buf_init(&sql, 1 << 20);
-    int rv = edge_buf_puts(&sql, "INSERT INTO ");
-    if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->name);
-    if (rv == EDGE_OK) rv = edge_buf_putc(&sql, '(');
-    int n = 0, nset = 0;
-    for (int i = 0; i < t->pk.ncols && rv == EDGE_OK; i++) {
-        if (vals[i] == NULL) continue;
-        if (n++ > 0) rv = edge_buf_putc(&sql, ',');
-        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->cols[i]);
-    }
-    if (rv == EDGE_OK) rv = edge_buf_puts(&sql, ") VALUES (");
-    for (int i = 0; i < n && rv == EDGE_OK; i++) rv = edge_buf_puts(&sql, i ? ",?" : "?");
-    if (rv == EDGE_OK) rv = edge_buf_puts(&sql, ") ON CONFLICT(");
-    for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) {
-        if (i > 0) rv = edge_buf_putc(&sql, ',');
-        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->cols[t->pk.pk[i]]);
-    }
-    if (rv == EDGE_OK) rv = edge_buf_puts(&sql, ") DO ");
-    for (int i = 0; i < t->pk.ncols && rv == EDGE_OK; i++) {
-        if (vals[i] == NULL) continue;
-        bool is_pk = false;
-        for (int k = 0; k < t->pk.npk; k++) is_pk = is_pk || t->pk.pk[k] == i;
-        if (is_pk) continue;
-        rv = edge_buf_puts(&sql, nset++ ? ", " : "UPDATE SET ");
-        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->cols[i]);
-        if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " = excluded.");
-        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->cols[i]);
-    }
-    if (rv == EDGE_OK && nset == 0) rv = edge_buf_puts(&sql, "NOTHING");
-    sqlite3_stmt *st = NULL;
-    int rc = SQLITE_NOMEM;
-    if (rv == EDGE_OK && (st = edge__repl_stmt(db, sql.data, sql.len)) == NULL) rc = sqlite3_errcode(db);
-    if (st != NULL) {
-        rc = SQLITE_OK;
-        int b = 1;
-        for (int i = 0; i < t->pk.ncols && rc == SQLITE_OK; i++) {
-            if (vals[i] == NULL) continue;
-            struct edge__rd r = {vals[i], lens[i], 0};
-            if (edge__repl_bind_value(st, b++, &r) != EDGE_OK) rc = SQLITE_CORRUPT;
-        }
-        if (rc == SQLITE_OK) {
-            rc = sqlite3_step(st);
-            if (rc == SQLITE_DONE) rc = SQLITE_OK;
-            else rc = sqlite3_extended_errcode(db);
-        }
-        edge__repl_done(st);
-    }
-    edge_buf_free(&sql);
-    return rc == SQLITE_ROW ? SQLITE_OK : rc;
-}
-
-/* "UPDATE t SET c = ? .. WHERE pk" for the non-key columns with vals[i] != NULL: a row
- * that is in its table and takes only some columns (an INSERT .. ON CONFLICT would check
- * NOT NULL on the columns it leaves out). Returns the SQLite result code; *out_changed
- * whether a row was there. */
-static int update_cols(sqlite3 *db, const struct edge__tinfo *t, const uint8_t *const *vals, const size_t *lens,
-                       bool *out_changed)
-{
-    *out_changed = false;
-    struct edge_buf sql;
-    edge_buf_init(&sql, 1 << 20);
-    int rv = edge_buf_puts(&sql, "UPDATE ");
-    if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->name);
-    int nset = 0;
-    for (int i = 0; i < t->pk.ncols && rv == EDGE_OK; i++) {
-        bool is_pk = false;
-        for (int k = 0; k < t->pk.npk; k++) is_pk = is_pk || t->pk.pk[k] == i;
-        if (vals[i] == NULL || is_pk) continue;
-        rv = edge_buf_puts(&sql, nset++ ? ", " : " SET ");
-        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->cols[i]);
-        if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " = ?");
-    }
-    if (nset == 0) {
-        edge_buf_free(&sql);
-        *out_changed = true;
-        return SQLITE_OK;
-    }
-    if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
-    for (int k = 0; k < t->pk.npk && rv == EDGE_OK; k++) {
-        if (k > 0) rv = edge_buf_puts(&sql, " AND ");
-        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->cols[t->pk.pk[k]]);
-        if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " IS ?");
-    }
-    sqlite3_stmt *st = NULL;
-    int rc = SQLITE_NOMEM;
-    if (rv == EDGE_OK && (st = edge__repl_stmt(db, sql.data, sql.len)) == NULL) rc = sqlite3_errcode(db);
-    if (st != NULL) {
-        rc = SQLITE_OK;
-        int b = 1;
-        for (int pass = 0; pass < 2 && rc == SQLITE_OK; pass++) {
-            for (int i = 0; i < t->pk.ncols && rc == SQLITE_OK; i++) {
-                int col = i;
-                if (pass == 1) {
-                    if (i >= t->pk.npk) break;
-                    col = t->pk.pk[i];
-                } else {
-                    bool is_pk = false;
-                    for (int k = 0; k < t->pk.npk; k++) is_pk = is_pk || t->pk.pk[k] == i;
-                    if (vals[i] == NULL || is_pk) continue;
-                }
-                struct edge__rd r = {vals[col], lens[col], 0};
-                if (edge__repl_bind_value(st, b++, &r) != EDGE_OK) rc = SQLITE_CORRUPT;
-            }
-        }
-        if (rc == SQLITE_OK) {
-            rc = sqlite3_step(st);
-            if (rc == SQLITE_DONE) {
-                rc = SQLITE_OK;
-                *out_changed = sqlite3_changes(db) > 0;
-            } else {
-                rc = sqlite3_extended_errcode(db);
-            }
-        }
-        edge__repl_done(st);
-    }
-    edge_buf_free(&sql);
-    return rc;
-}
-
-/* "<verb> "table" WHERE pk1 IS ? AND ..." prepared with the primary key bound. */
-static int by_pk(sqlite3 *db, const char *verb, const struct edge__tinfo *t, const void *pk, size_t pklen,
-                 sqlite3_stmt **out)
-{
-    struct edge_buf sql;
-    edge_buf_init(&sql, 1 << 20);
-    int rv = edge_buf_puts(&sql, verb);
-    if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->name);
-    if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
-    for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) {
-        if (i > 0) rv = edge_buf_puts(&sql, " AND ");
-        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->cols[t->pk.pk[i]]);
-        if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " IS ?");
-    }
-    sqlite3_stmt *st = NULL;
-    if (rv == EDGE_OK && (st = edge__repl_stmt(db, sql.data, sql.len)) == NULL) rv = EDGE_ESTORE;
-    struct edge__rd r = {pk, pklen, 0};
-    for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) rv = edge__repl_bind_value(st, i + 1, &r);
-    edge_buf_free(&sql);
-    if (rv != EDGE_OK) {
-        edge__repl_done(st);
-        return rv;
-    }
-    *out = st;
-    return EDGE_OK;
-}
-
-static int delete_row(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen)
-{
-    sqlite3_stmt *st = NULL;
-    int rv = by_pk(db, "DELETE FROM ", t, pk, pklen, &st);
-    if (rv == EDGE_OK && sqlite3_step(st) != SQLITE_DONE) rv = EDGE_ESTORE;
-    edge__repl_done(st);
-    return rv;
-}
-
-/* Take a row that is in its table out of it: its values go to the metadata (hidden). */
-static int hide_row(struct actx *x, const struct edge__tinfo *t, const void *pk, size_t pklen, int why,
-                    struct edge__rowmeta *m)
-{
-    int rv = edge__row_read(x->db, t, pk, pklen, m);
-    if (rv == EDGE_ENOTFOUND) rv = EDGE_OK;
-    if (rv == EDGE_OK) rv = delete_row(x->db, t, pk, pklen);
-    if (rv == EDGE_OK) {
-        m->hidden = why;
-        rv = edge__meta_put(x->db, t, pk, pklen, m);
-    }
-    if (rv == EDGE_OK) x->stats->hidden++;
-    return rv;
-}
-
-/* The greatest stamp among columns cols[0..n) of a row. */
-static struct edge__stamp max_stamp(const struct edge__rowmeta *m, const int *cols, int n)
-{
-    struct edge__stamp best;
-    memset(&best, 0, sizeof(best));
-    for (int i = 0; i < n; i++) {
-        if (cols[i] >= 0 && cols[i] < m->ncols && edge__stamp_cmp(&m->cols[cols[i]], &best) > 0) best = m->cols[cols[i]];
-    }
-    return best;
-}
-
-static int encode_pk(const struct edge__tinfo *t, sqlite3_stmt *st, int first, struct edge_buf *out)
-{
-    int rv = EDGE_OK;
-    for (int k = 0; k < t->pk.npk && rv == EDGE_OK; k++) rv = edge__repl_put_value(out, sqlite3_column_value(st, first + k));
-    return rv;
-}
-
-/* A row (pk, values vals aligned to t, stamps in m) could not be written because of a
- * secondary UNIQUE index. Decide against each row holding the value: hide the loser.
- * *out_lost: the incoming row lost (the caller hides it). */
-static int resolve_unique(struct actx *x, const struct edge__tinfo *t, const void *pk, size_t pklen,
-                          const uint8_t *const *vals, const size_t *lens, const struct edge__rowmeta *m,
-                          bool *out_lost)
-{
-    *out_lost = false;
-    sqlite3 *db = x->db;
-    static const char qi[] = "SELECT name FROM pragma_index_list(?1) WHERE \"unique\" = 1 AND origin != 'pk'";
-    sqlite3_stmt *li = NULL;
-    if (sqlite3_prepare_v2(db, qi, -1, &li, NULL) != SQLITE_OK) return EDGE_ESTORE;
-    sqlite3_bind_text(li, 1, t->name, -1, SQLITE_STATIC);
-    int rv = EDGE_OK;
-    bool found_any = false;
-    while (rv == EDGE_OK && !*out_lost && sqlite3_step(li) == SQLITE_ROW) {
-        const char *iname = (const char *)sqlite3_column_text(li, 0);
-        int cols[64], n = 0;
-        bool usable = true;
-        sqlite3_stmt *ii = NULL;
-        if (sqlite3_prepare_v2(db, "SELECT cid FROM pragma_index_info(?1) ORDER BY seqno", -1, &ii, NULL) != SQLITE_OK) {
-            rv = EDGE_ESTORE;
-            break;
-        }
-        sqlite3_bind_text(ii, 1, iname, -1, SQLITE_TRANSIENT);
-        while (sqlite3_step(ii) == SQLITE_ROW && n < 64) {
-            int cid = sqlite3_column_int(ii, 0);
-            if (cid < 0 || cid >= t->pk.ncols) usable = false; /* expression or rowid: not resolvable here */
-            cols[n++] = cid;
-        }
-        sqlite3_finalize(ii);
-        if (!usable || n == 0) continue;
-        bool has_null = false;
-        for (int k = 0; k < n; k++) {
-            /* NULLs never collide; an unknown value is the default, not known here */
-            has_null = has_null || vals[cols[k]] == NULL || (lens[cols[k]] == 1 && vals[cols[k]][0] == 0);
-        }
-        if (has_null) continue;
-        struct edge_buf sql;
-        edge_buf_init(&sql, 1 << 20);
-        rv = edge_buf_puts(&sql, "SELECT ");
-        for (int k = 0; k < t->pk.npk && rv == EDGE_OK; k++) {
-            if (k > 0) rv = edge_buf_putc(&sql, ',');
-            if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->cols[t->pk.pk[k]]);
-        }
-        if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " FROM ");
-        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->name);
-        if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
-        for (int k = 0; k < n && rv == EDGE_OK; k++) {
-            if (k > 0) rv = edge_buf_puts(&sql, " AND ");
-            if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->cols[cols[k]]);
-            if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " = ?");
-        }
-        sqlite3_stmt *q = NULL;
-        if (rv == EDGE_OK && sqlite3_prepare_v2(db, sql.data, (int)sql.len, &q, NULL) != SQLITE_OK) rv = EDGE_ESTORE;
-        edge_buf_free(&sql);
-        for (int k = 0; k < n && rv == EDGE_OK; k++) {
-            struct edge__rd r = {vals[cols[k]], lens[cols[k]], 0};
-            rv = edge__repl_bind_value(q, k + 1, &r);
-        }
-        /* Collect the holders first: hiding one changes the table under the query. */
-        struct edge_buf holders;
-        edge_buf_init(&holders, 1 << 24);
-        int nh = 0;
-        while (rv == EDGE_OK && q != NULL && sqlite3_step(q) == SQLITE_ROW && nh < 64) {
-            struct edge_buf one;
-            edge_buf_init(&one, 1 << 20);
-            rv = encode_pk(t, q, 0, &one);
-            if (rv == EDGE_OK && !(one.len == pklen && memcmp(one.data, pk, pklen) == 0)) {
-                rv = edge__repl_put_str(&holders, one.data, one.len);
-                nh++;
-            }
-            edge_buf_free(&one);
-        }
-        sqlite3_finalize(q);
-        struct edge__rd hr = {(const uint8_t *)holders.data, holders.len, 0};
-        struct edge__stamp mine = max_stamp(m, cols, n);
-        for (int h = 0; h < nh && rv == EDGE_OK && !*out_lost; h++) {
-            const char *opk;
-            size_t opl;
-            if (edge__repl_get_str(&hr, &opk, &opl) != EDGE_OK) break;
-            found_any = true;
-            struct edge__rowmeta om;
-            rv = edge__meta_get(db, t, opk, opl, &om);
-            struct edge__stamp theirs = max_stamp(&om, cols, n);
-            int c = edge__stamp_cmp(&mine, &theirs);
-            if (c == 0) {
-                size_t ml = pklen < opl ? pklen : opl;
-                c = memcmp(pk, opk, ml);
-                if (c == 0) c = pklen < opl ? -1 : pklen > opl ? 1 : 0;
-            }
-            if (x->no_displace) c = -1;
-            if (rv == EDGE_OK && c > 0) {
-                if (!om.found) {
-                    /* a row written here without metadata (before replication): it loses */
-                    om.found = true;
-                }
-                rv = hide_row(x, t, opk, opl, EDGE__HIDDEN_UNIQUE, &om);
-                if (rv == EDGE_OK) record_conflict(db, "unique", t->name, opk, opl, &mine, &theirs, false, t, &om);
-            } else if (rv == EDGE_OK) {
-                *out_lost = true;
-                if (!x->restoring) { /* else recorded when it was first hidden */
-                    struct edge__rowmeta img;
-                    memset(&img, 0, sizeof(img));
-                    img.ncols = t->pk.ncols;
-                    img.iv = (const uint8_t **)vals;
-                    img.ivl = (size_t *)lens;
-                    record_conflict(db, "unique", t->name, pk, pklen, &theirs, &mine, false, t, &img);
-                }
-            }
-            edge__meta_free(&om);
-        }
-        edge_buf_free(&holders);
-    }
-    sqlite3_finalize(li);
-    if (rv == EDGE_OK && !found_any && !*out_lost) rv = EDGE_ECONFLICT; /* not a conflict we can resolve */
-    return rv;
-}
-
-/* Write a row that exists by its registers into its table: vals (aligned, NULL =
- * leave/default) with the metadata m (already merged). If it loses a UNIQUE value it is
- * hidden instead; *out_hidden says so. */
-static int materialize(struct actx *x, const struct edge__tinfo *t, const void *pk, size_t pklen,
-                       const uint8_t *const *vals, const size_t *lens, bool present, struct edge__rowmeta *m,
-                       bool *out_hidden)
-{
-    *out_hidden = false;
-    int rv = EDGE_OK;
-    bool partial = false;
-    for (int i = 0; i < t->pk.ncols; i++) partial = partial || vals[i] == NULL;
-    for (int attempt = 0; attempt < 16; attempt++) {
-        int rc;
-        if (present && partial) {
-            bool there = false;
-            rc = update_cols(x->db, t, vals, lens, &there);
-            if (rc == SQLITE_OK && !there) rc = upsert(x->db, t, vals, lens); /* not there after all */
-        } else {
-            rc = upsert(x->db, t, vals, lens);
-        }
-        if (rc == SQLITE_OK) return EDGE_OK;
-        if (rc != SQLITE_CONSTRAINT_UNIQUE) return EDGE_ESTORE;
-        /* The full row as it would be: the current values under the new ones. */
-        struct edge__rowmeta cur;
-        memset(&cur, 0, sizeof(cur));
-        const uint8_t **fv = edge_calloc((size_t)t->pk.ncols + 1, sizeof(*fv));
-        size_t *fl = edge_calloc((size_t)t->pk.ncols + 1, sizeof(*fl));
-        cur.ncols = t->pk.ncols;
-        cur.iv = edge_calloc((size_t)t->pk.ncols + 1, sizeof(*cur.iv));
-        cur.ivl = edge_calloc((size_t)t->pk.ncols + 1, sizeof(*cur.ivl));
-        cur.cols = edge_calloc((size_t)t->pk.ncols + 1, sizeof(*cur.cols));
-        rv = fv && fl && cur.iv && cur.ivl && cur.cols ? EDGE_OK : EDGE_ENOMEM;
-        bool there = false;
-        if (rv == EDGE_OK) {
-            int r2 = edge__row_read(x->db, t, pk, pklen, &cur);
-            there = r2 == EDGE_OK;
-            if (r2 != EDGE_OK && r2 != EDGE_ENOTFOUND) rv = r2;
-        }
-        for (int i = 0; rv == EDGE_OK && i < t->pk.ncols; i++) {
-            fv[i] = vals[i] ? vals[i] : cur.iv[i];
-            fl[i] = vals[i] ? lens[i] : cur.ivl[i];
-        }
-        bool lost = false;
-        if (rv == EDGE_OK) rv = resolve_unique(x, t, pk, pklen, fv, fl, m, &lost);
-        if (rv == EDGE_OK && lost) {
-            if (there) rv = delete_row(x->db, t, pk, pklen);
-            if (rv == EDGE_OK) rv = edge__meta_set_image(m, fv, fl);
-            if (rv == EDGE_OK) {
-                m->hidden = EDGE__HIDDEN_UNIQUE;
-                if (!x->restoring) x->stats->hidden++;
-                *out_hidden = true;
-            }
-        }
-        edge_free(fv);
-        edge_free(fl);
-        edge__meta_free(&cur);
-        if (rv != EDGE_OK || lost) return rv;
-    }
-    return EDGE_ECONFLICT;
-}
-
-/* One row operation: in_v/in_l values and in_s stamps aligned to t (NULL / absent for a
- * column the entry does not carry). */
-static int merge_row(struct actx *x, const struct edge__tinfo *t, const void *pkb, size_t pklen,
-                     const uint8_t *const *in_v, const size_t *in_l, const struct edge__stamp *in_s,
-                     const struct edge__stamp *op, const struct edge_vclock *deps, bool *out_applied)
-{
-    sqlite3 *db = x->db;
-    int nc = t->pk.ncols;
-    struct edge__rowmeta m;
-    const uint8_t **wv = edge_calloc((size_t)nc + 1, sizeof(*wv));
-    size_t *wl = edge_calloc((size_t)nc + 1, sizeof(*wl));
-    int rv = wv && wl ? edge__meta_get(db, t, pkb, pklen, &m) : EDGE_ENOMEM;
-    if (rv != EDGE_OK) {
-        edge_free(wv);
-        edge_free(wl);
-        if (wv && wl) edge__meta_free(&m);
-        return rv;
-    }
-    *out_applied = false;
-    bool live = m.found && !m.deleted;
-    if (m.found && m.exist.origin[0] != '\0' && strcmp(m.exist.origin, op->origin) != 0 &&
-        !covered(deps, op->origin, &m.exist)) {
-        /* Concurrent: the writer had not seen the row's last deciding write. */
-        x->stats->conflicts++;
-        bool op_wins = edge__stamp_cmp(op, &m.exist) > 0;
-        record_conflict(db, "row", t->name, pkb, pklen, op_wins ? op : &m.exist, op_wins ? &m.exist : op,
-                        op_wins ? m.deleted : false, NULL, NULL);
-    }
-    bool take_exist = !m.found || wins(op, op->origin, deps, &m.exist);
-    bool exists_after = live || take_exist;
-    bool changed = false;
-    for (int i = 0; i < nc; i++) {
-        bool take = in_v[i] != NULL && (stamp_eq(&in_s[i], &m.cols[i]) || wins(&in_s[i], op->origin, deps, &m.cols[i]));
-        if (take) {
-            /* Equal stamps are not "nothing to do": one entry may hold several writes of
-             * the same row (a group of jobs, a transaction), all with its stamp, and the
-             * last one must land. */
-            changed = true;
-            m.cols[i] = in_s[i];
-        }
-        wv[i] = take ? in_v[i] : NULL;
-        wl[i] = take ? in_l[i] : 0;
-    }
-    for (int k = 0; k < t->pk.npk; k++) {
-        int c = t->pk.pk[k];
-        if (wv[c] == NULL) { /* the key is the key: always written */
-            wv[c] = in_v[c];
-            wl[c] = in_l[c];
-        }
-    }
-    if (take_exist) m.exist = *op;
-    if (exists_after && live && m.hidden == EDGE__HIDDEN_NO) {
-        if (changed) {
-            bool hid = false;
-            rv = materialize(x, t, pkb, pklen, wv, wl, true, &m, &hid);
-            *out_applied = rv == EDGE_OK && !hid;
-            touch(x, t->name);
-        }
-    } else {
-        /* Not in the table (deleted, new, or hidden): the kept values under the won ones. */
-        for (int i = 0; i < nc; i++) {
-            if (wv[i] == NULL) {
-                wv[i] = m.iv[i];
-                wl[i] = m.ivl[i];
-            }
-        }
-        if (exists_after && m.hidden == EDGE__HIDDEN_NO) {
-            bool hid = false;
-            rv = materialize(x, t, pkb, pklen, wv, wl, false, &m, &hid);
-            if (rv == EDGE_OK && !hid) {
-                m.deleted = false;
-                edge__meta_drop_image(&m);
-            } else if (rv == EDGE_OK) {
-                m.deleted = false;
-            }
-            *out_applied = rv == EDGE_OK && !hid;
-            touch(x, t->name);
-        } else {
-            /* Still deleted, or hidden: the registers merge into the kept values; a
-             * hidden row is tried again at the end of the batch. */
-            rv = edge__meta_set_image(&m, wv, wl);
-            if (exists_after) x->any_write = true;
-        }
-    }
-    m.found = true;
-    if (rv == EDGE_OK) rv = edge__meta_put(db, t, pkb, pklen, &m);
-    edge__meta_free(&m);
-    edge_free(wv);
-    edge_free(wl);
-    return rv;
-}
-
-static int merge_delete(struct actx *x, const struct edge__tinfo *t, const void *pkb, size_t pklen,
-                        const struct edge__stamp *op, const struct edge_vclock *deps, bool *out_applied)
-{
-    sqlite3 *db = x->db;
-    struct edge__rowmeta m;
-    int rv = edge__meta_get(db, t, pkb, pklen, &m);
-    *out_applied = false;
-    if (rv == EDGE_OK && m.found && m.exist.origin[0] != '\0' && strcmp(m.exist.origin, op->origin) != 0 &&
-        !covered(deps, op->origin, &m.exist)) {
-        x->stats->conflicts++;
-        bool op_wins = edge__stamp_cmp(op, &m.exist) > 0;
-        record_conflict(db, "row", t->name, pkb, pklen, op_wins ? op : &m.exist, op_wins ? &m.exist : op,
-                        op_wins ? m.deleted : true, NULL, NULL);
-    }
-    if (rv == EDGE_OK && (!m.found || wins(op, op->origin, deps, &m.exist))) {
-        if ((!m.found || !m.deleted) && m.hidden == EDGE__HIDDEN_NO) {
-            int r2 = edge__row_read(db, t, pkb, pklen, &m);
-            if (r2 == EDGE_OK) {
-                rv = delete_row(db, t, pkb, pklen);
-                *out_applied = true;
-                touch(x, t->name);
-            } else if (r2 != EDGE_ENOTFOUND) {
-                rv = r2;
-            }
-        }
-        m.found = true;
-        m.deleted = true;
-        m.hidden = EDGE__HIDDEN_NO;
-        m.exist = *op;
-        if (rv == EDGE_OK) rv = edge__meta_put(db, t, pkb, pklen, &m);
-    }
-    edge__meta_free(&m);
-    return rv;
 }
 
 /* A schema change that fails because its effect is already here (the same change made
@@ -685,7 +107,7 @@ static bool ddl_already_applied(const char *sql, const char *err)
 }
 
 /* Apply the operations of one payload (no sequence checks). */
-static int apply_payload(struct actx *x, const char *origin, uint64_t seq, uint64_t hlc,
+static int apply_payload(struct edge__repl_actx *x, const char *origin, uint64_t seq, uint64_t hlc,
                          const struct edge_vclock *deps, const uint8_t *payload, size_t payload_len, char *errmsg,
                          size_t errmsg_len)
 {
@@ -753,7 +175,7 @@ static int apply_payload(struct actx *x, const char *origin, uint64_t seq, uint6
             }
             sqlite3_free(err);
             edge_free(text);
-            tcache_clear(x);
+            edge__repl_tcache_clear(x);
             x->any_write = true;
             x->touched_many = true;
             continue;
@@ -787,11 +209,13 @@ static int apply_payload(struct actx *x, const char *origin, uint64_t seq, uint6
             edge_free(stamps);
             break;
         }
-        const struct edge__tinfo *t = tinfo(x, table);
+        const struct edge__tinfo *t = edge__repl_tinfo(x, table);
         if (t == NULL) {
             /* renamed here (concurrently with the write, or since) */
             char now[256];
-            if (edge__renames_resolve(db, NULL, table, strlen(table), now, sizeof(now)) == EDGE_OK) t = tinfo(x, now);
+            if (edge__renames_resolve(db, NULL, table, strlen(table), now, sizeof(now)) == EDGE_OK) {
+                t = edge__repl_tinfo(x, now);
+            }
         }
         if (t == NULL || t->pk.npk == 0) {
             snprintf(errmsg, errmsg_len, "entry %s:%llu: table %s is missing or has no primary key here", origin,
@@ -834,9 +258,9 @@ static int apply_payload(struct actx *x, const char *origin, uint64_t seq, uint6
         }
         bool applied = false;
         if (rv == EDGE_OK && kind == EDGE_REPL_OP_ROW) {
-            rv = merge_row(x, t, pkb.data ? pkb.data : "", pkb.len, iv, il, is, &opst, deps, &applied);
+            rv = edge__repl_merge_row(x, t, pkb.data ? pkb.data : "", pkb.len, iv, il, is, &opst, deps, &applied);
         } else if (rv == EDGE_OK) {
-            rv = merge_delete(x, t, pkb.data ? pkb.data : "", pkb.len, &opst, deps, &applied);
+            rv = edge__repl_merge_delete(x, t, pkb.data ? pkb.data : "", pkb.len, &opst, deps, &applied);
         }
         edge_free(iv);
         edge_free(il);
@@ -892,7 +316,7 @@ static int applicable(sqlite3 *db, const char *origin, uint64_t seq, const struc
     return rv;
 }
 
-static int apply_one(struct actx *x, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
+static int apply_one(struct edge__repl_actx *x, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
                      const struct edge_vclock *deps, const uint8_t *payload, size_t payload_len, char *errmsg,
                      size_t errmsg_len)
 {
@@ -916,350 +340,13 @@ int edge_repl_apply_entry(sqlite3 *db, const char *origin, uint64_t seq, uint64_
                           const struct edge_vclock *deps, const uint8_t *payload, size_t payload_len,
                           struct edge_repl_apply_stats *stats, char *errmsg, size_t errmsg_len)
 {
-    struct actx x;
+    struct edge__repl_actx x;
     memset(&x, 0, sizeof(x));
     x.db = db;
     x.stats = stats;
     x.guarded = true; /* the caller's transaction, the caller's settings */
     int rv = apply_one(&x, origin, seq, hlc, consistency, deps, payload, payload_len, errmsg, errmsg_len);
-    tcache_clear(&x);
-    return rv;
-}
-
-/* ---------------------------------------------------------------------------------- */
-/* End of batch: foreign keys and hidden rows                                         */
-/* ---------------------------------------------------------------------------------- */
-
-/* Do the parents of a row (values vals aligned to t) exist? */
-static int parents_present(struct actx *x, const struct edge__tinfo *t, const uint8_t *const *vals,
-                           const size_t *lens, bool *out)
-{
-    *out = true;
-    sqlite3_stmt *fk = NULL;
-    if (sqlite3_prepare_v2(x->db, "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
-                           -1, &fk, NULL) != SQLITE_OK) {
-        return EDGE_ESTORE;
-    }
-    sqlite3_bind_text(fk, 1, t->name, -1, SQLITE_STATIC);
-    int rv = EDGE_OK;
-    int rc = sqlite3_step(fk);
-    while (rv == EDGE_OK && *out && rc == SQLITE_ROW) {
-        int id = sqlite3_column_int(fk, 0);
-        char parent[256];
-        snprintf(parent, sizeof(parent), "%s", (const char *)sqlite3_column_text(fk, 1));
-        const struct edge__tinfo *pt = tinfo(x, parent);
-        struct edge_buf sql;
-        edge_buf_init(&sql, 1 << 20);
-        rv = edge_buf_puts(&sql, "SELECT 1 FROM ");
-        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, parent);
-        if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
-        int from[64], k = 0;
-        bool null_key = false;
-        while (rv == EDGE_OK && rc == SQLITE_ROW && sqlite3_column_int(fk, 0) == id && k < 64) {
-            const char *fname = (const char *)sqlite3_column_text(fk, 2);
-            const char *to = (const char *)sqlite3_column_text(fk, 3);
-            int c = edge__tinfo_col(t, fname, strlen(fname));
-            from[k] = c;
-            if (c < 0 || vals[c] == NULL || (lens[c] == 1 && vals[c][0] == 0)) null_key = true;
-            if (k > 0) rv = edge_buf_puts(&sql, " AND ");
-            if (rv == EDGE_OK) {
-                if (to == NULL && pt != NULL && k < pt->pk.npk) to = pt->cols[pt->pk.pk[k]];
-                rv = to ? edge_store_quote_ident(&sql, to) : EDGE_ENOTFOUND;
-            }
-            if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " = ?");
-            k++;
-            rc = sqlite3_step(fk);
-        }
-        if (rv == EDGE_ENOTFOUND || pt == NULL) {
-            rv = EDGE_OK; /* the parent table is not there: nothing can be checked */
-            edge_buf_free(&sql);
-            continue;
-        }
-        if (rv == EDGE_OK && !null_key) {
-            sqlite3_stmt *q = NULL;
-            if (sqlite3_prepare_v2(x->db, sql.data, (int)sql.len, &q, NULL) != SQLITE_OK) rv = EDGE_ESTORE;
-            for (int i = 0; i < k && rv == EDGE_OK; i++) {
-                struct edge__rd r = {vals[from[i]], lens[from[i]], 0};
-                rv = edge__repl_bind_value(q, i + 1, &r);
-            }
-            if (rv == EDGE_OK) *out = sqlite3_step(q) == SQLITE_ROW;
-            sqlite3_finalize(q);
-        }
-        edge_buf_free(&sql);
-    }
-    sqlite3_finalize(fk);
-    return rv;
-}
-
-static bool any_hidden(sqlite3 *db);
-static int exec(sqlite3 *db, const char *sql);
-static bool schema_has(sqlite3 *db, const char *q);
-#define Q_HAS_TRIGGERS "SELECT 1 FROM main.sqlite_schema WHERE type = 'trigger' LIMIT 1"
-#define Q_HAS_FKS \
-    "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND sql LIKE '%REFERENCES%' LIMIT 1"
-
-/* Put hidden rows back where their conflict is gone. */
-static int restore_pass(struct actx *x, bool *changed)
-{
-    sqlite3 *db = x->db;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT tbl, pk FROM _edge_rows WHERE hidden != 0 ORDER BY tbl, pk", -1, &st, NULL) !=
-        SQLITE_OK) {
-        return EDGE_ESTORE;
-    }
-    /* Collect first: restoring changes _edge_rows. */
-    struct edge_buf list;
-    edge_buf_init(&list, (size_t)1 << 30);
-    int rv = EDGE_OK, n = 0;
-    while (rv == EDGE_OK && sqlite3_step(st) == SQLITE_ROW && n < 100000) {
-        const char *tb = (const char *)sqlite3_column_text(st, 0);
-        rv = edge__repl_put_str(&list, tb, strlen(tb));
-        if (rv == EDGE_OK) {
-            rv = edge__repl_put_str(&list, sqlite3_column_blob(st, 1) ? sqlite3_column_blob(st, 1) : "",
-                                    (size_t)sqlite3_column_bytes(st, 1));
-        }
-        n++;
-    }
-    sqlite3_finalize(st);
-    struct edge__rd r = {(const uint8_t *)list.data, list.len, 0};
-    for (int i = 0; i < n && rv == EDGE_OK; i++) {
-        const char *tb, *pk;
-        size_t tl, pl;
-        if (edge__repl_get_str(&r, &tb, &tl) != EDGE_OK || edge__repl_get_str(&r, &pk, &pl) != EDGE_OK) break;
-        char table[256];
-        snprintf(table, sizeof(table), "%.*s", (int)(tl < 255 ? tl : 255), tb);
-        const struct edge__tinfo *t = tinfo(x, table);
-        if (t == NULL) continue; /* the table was dropped: nothing to restore into */
-        struct edge__rowmeta m;
-        rv = edge__meta_get(db, t, pk, pl, &m);
-        bool ok = false;
-        if (rv == EDGE_OK && m.found && !m.deleted && m.hidden != EDGE__HIDDEN_NO) {
-            bool have_pk = true;
-            for (int k = 0; k < t->pk.npk; k++) have_pk = have_pk && m.iv[t->pk.pk[k]] != NULL;
-            if (have_pk) rv = parents_present(x, t, m.iv, m.ivl, &ok);
-        }
-        if (rv == EDGE_OK && ok) {
-            bool hid = false;
-            const uint8_t **v = edge_calloc((size_t)t->pk.ncols + 1, sizeof(*v));
-            size_t *l = edge_calloc((size_t)t->pk.ncols + 1, sizeof(*l));
-            rv = v && l ? EDGE_OK : EDGE_ENOMEM;
-            for (int c = 0; rv == EDGE_OK && c < t->pk.ncols; c++) {
-                v[c] = m.iv[c];
-                l[c] = m.ivl[c];
-            }
-            int was = m.hidden;
-            m.hidden = EDGE__HIDDEN_NO;
-            /* materialize copies the image into m when the row stays hidden */
-            x->restoring = true;
-            if (rv == EDGE_OK) rv = materialize(x, t, pk, pl, v, l, false, &m, &hid);
-            x->restoring = false;
-            if (rv == EDGE_OK && !hid) {
-                edge__meta_drop_image(&m);
-                x->stats->restored++;
-                *changed = true;
-                touch(x, t->name);
-            } else if (rv == EDGE_OK && was == EDGE__HIDDEN_FK) {
-                m.hidden = was;
-            }
-            if (rv == EDGE_OK) rv = edge__meta_put(db, t, pk, pl, &m);
-            edge_free(v);
-            edge_free(l);
-        }
-        edge__meta_free(&m);
-    }
-    edge_buf_free(&list);
-    return rv;
-}
-
-int edge__repl_restore_local(sqlite3 *db)
-{
-    if (!any_hidden(db)) return EDGE_OK;
-    struct actx x;
-    memset(&x, 0, sizeof(x));
-    struct edge_repl_apply_stats st;
-    memset(&st, 0, sizeof(st));
-    x.db = db;
-    x.stats = &st;
-    x.no_displace = true;
-    /* Putting a row back is not a user write: no trigger may see it. */
-    int old_trig = 1;
-    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, -1, &old_trig);
-    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
-    int rv = EDGE_OK;
-    for (int round = 0; round < 8 && rv == EDGE_OK; round++) {
-        bool changed = false;
-        exec(db, "SAVEPOINT edge_restore");
-        rv = restore_pass(&x, &changed);
-        if (rv != EDGE_OK) exec(db, "ROLLBACK TO edge_restore");
-        exec(db, "RELEASE edge_restore");
-        if (!changed) break;
-    }
-    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, old_trig, NULL);
-    tcache_clear(&x);
-    return rv;
-}
-
-/* Does table `name` take part in a foreign key (as child or parent)? */
-static bool in_fk(sqlite3 *db, const char *name)
-{
-    static const char q[] =
-        "SELECT 1 FROM sqlite_schema m, pragma_foreign_key_list(m.name) f WHERE m.type = 'table'"
-        " AND (m.name = ?1 OR f.\"table\" = ?1 COLLATE NOCASE) LIMIT 1";
-    sqlite3_stmt *st = edge__repl_stmt(db, q, sizeof(q) - 1);
-    if (st == NULL) return true;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    bool r = sqlite3_step(st) == SQLITE_ROW;
-    edge__repl_done(st);
-    return r;
-}
-
-/* Hide every child row whose parent is missing (delete wins). */
-static int fk_pass(struct actx *x, bool *changed)
-{
-    sqlite3 *db = x->db;
-    sqlite3_stmt *tl = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT DISTINCT m.name FROM sqlite_schema m, pragma_foreign_key_list(m.name) f"
-                           " WHERE m.type = 'table' AND m.name NOT LIKE '\\_edge\\_%' ESCAPE '\\' ORDER BY m.name",
-                           -1, &tl, NULL) != SQLITE_OK) {
-        return EDGE_ESTORE;
-    }
-    int rv = EDGE_OK;
-    char children[64][256];
-    int nch = 0;
-    while (sqlite3_step(tl) == SQLITE_ROW && nch < 64) {
-        snprintf(children[nch++], sizeof(children[0]), "%s", (const char *)sqlite3_column_text(tl, 0));
-    }
-    sqlite3_finalize(tl);
-    for (int ci = 0; ci < nch && rv == EDGE_OK; ci++) {
-        const struct edge__tinfo *t = tinfo(x, children[ci]);
-        if (t == NULL || t->pk.npk == 0) continue;
-        sqlite3_stmt *fk = NULL;
-        if (sqlite3_prepare_v2(db, "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
-                               -1, &fk, NULL) != SQLITE_OK) {
-            rv = EDGE_ESTORE;
-            break;
-        }
-        sqlite3_bind_text(fk, 1, t->name, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(fk);
-        while (rv == EDGE_OK && rc == SQLITE_ROW) {
-            int id = sqlite3_column_int(fk, 0);
-            char parent[256];
-            snprintf(parent, sizeof(parent), "%s", (const char *)sqlite3_column_text(fk, 1));
-            const struct edge__tinfo *pt = tinfo(x, parent);
-            struct edge_buf nn, cond, sql;
-            edge_buf_init(&nn, 1 << 20);
-            edge_buf_init(&cond, 1 << 20);
-            edge_buf_init(&sql, 1 << 20);
-            int k = 0;
-            bool usable = pt != NULL;
-            while (rc == SQLITE_ROW && sqlite3_column_int(fk, 0) == id) {
-                const char *fname = (const char *)sqlite3_column_text(fk, 2);
-                const char *to = (const char *)sqlite3_column_text(fk, 3);
-                if (to == NULL && pt != NULL && k < pt->pk.npk) to = pt->cols[pt->pk.pk[k]];
-                if (to == NULL || fname == NULL) usable = false;
-                if (usable) {
-                    edge_buf_puts(&nn, k ? " AND c." : "c.");
-                    edge_store_quote_ident(&nn, fname);
-                    edge_buf_puts(&nn, " IS NOT NULL");
-                    edge_buf_puts(&cond, k ? " AND p." : "p.");
-                    edge_store_quote_ident(&cond, to);
-                    edge_buf_puts(&cond, " = c.");
-                    edge_store_quote_ident(&cond, fname);
-                }
-                k++;
-                rc = sqlite3_step(fk);
-            }
-            if (usable) {
-                edge_buf_puts(&sql, "SELECT ");
-                for (int i = 0; i < t->pk.npk; i++) {
-                    edge_buf_puts(&sql, i ? ", c." : "c.");
-                    edge_store_quote_ident(&sql, t->cols[t->pk.pk[i]]);
-                }
-                edge_buf_puts(&sql, " FROM ");
-                edge_store_quote_ident(&sql, t->name);
-                edge_buf_puts(&sql, " c WHERE ");
-                edge_buf_append(&sql, nn.data, nn.len);
-                edge_buf_puts(&sql, " AND NOT EXISTS (SELECT 1 FROM ");
-                edge_store_quote_ident(&sql, parent);
-                edge_buf_puts(&sql, " p WHERE ");
-                edge_buf_append(&sql, cond.data, cond.len);
-                edge_buf_puts(&sql, ")");
-                sqlite3_stmt *q = NULL;
-                struct edge_buf orphans;
-                edge_buf_init(&orphans, (size_t)1 << 30);
-                int no = 0;
-                if (sql.data == NULL || sqlite3_prepare_v2(db, sql.data, (int)sql.len, &q, NULL) != SQLITE_OK) {
-                    rv = EDGE_ESTORE;
-                }
-                while (rv == EDGE_OK && sqlite3_step(q) == SQLITE_ROW && no < 100000) {
-                    struct edge_buf one;
-                    edge_buf_init(&one, 1 << 20);
-                    rv = encode_pk(t, q, 0, &one);
-                    if (rv == EDGE_OK) rv = edge__repl_put_str(&orphans, one.data ? one.data : "", one.len);
-                    edge_buf_free(&one);
-                    no++;
-                }
-                sqlite3_finalize(q);
-                struct edge__rd r = {(const uint8_t *)orphans.data, orphans.len, 0};
-                for (int i = 0; i < no && rv == EDGE_OK; i++) {
-                    const char *pk;
-                    size_t pl;
-                    if (edge__repl_get_str(&r, &pk, &pl) != EDGE_OK) break;
-                    struct edge__rowmeta m;
-                    rv = edge__meta_get(db, t, pk, pl, &m);
-                    if (rv == EDGE_OK) {
-                        m.found = true;
-                        rv = hide_row(x, t, pk, pl, EDGE__HIDDEN_FK, &m);
-                    }
-                    if (rv == EDGE_OK) {
-                        struct edge__stamp none;
-                        memset(&none, 0, sizeof(none));
-                        record_conflict(db, "fk", t->name, pk, pl, &none, &m.exist, false, t, &m);
-                        *changed = true;
-                    }
-                    edge__meta_free(&m);
-                }
-                edge_buf_free(&orphans);
-            }
-            edge_buf_free(&nn);
-            edge_buf_free(&cond);
-            edge_buf_free(&sql);
-        }
-        sqlite3_finalize(fk);
-    }
-    return rv;
-}
-
-static bool any_hidden(sqlite3 *db)
-{
-    static const char q[] = "SELECT 1 FROM _edge_rows WHERE hidden != 0 LIMIT 1";
-    sqlite3_stmt *st = edge__repl_stmt(db, q, sizeof(q) - 1);
-    if (st == NULL) return false;
-    bool r = sqlite3_step(st) == SQLITE_ROW;
-    edge__repl_done(st);
-    return r;
-}
-
-/* Make foreign keys and UNIQUE hold after a batch (see the file comment). */
-static int fixup(struct actx *x)
-{
-    if (!x->any_write) return EDGE_OK;
-    /* The foreign-key pass when the schema has foreign keys and the batch wrote a table
-     * that takes part in one (or more tables than were noted). */
-    bool fk_relevant = false;
-    if (schema_has(x->db, Q_HAS_FKS)) {
-        fk_relevant = x->touched_many;
-        for (int i = 0; i < x->ntouched && !fk_relevant; i++) fk_relevant = in_fk(x->db, x->touched[i]);
-    }
-    int rv = EDGE_OK;
-    for (int round = 0; round < 16 && rv == EDGE_OK; round++) {
-        bool changed = false;
-        if (any_hidden(x->db)) rv = restore_pass(x, &changed);
-        if (rv == EDGE_OK && (fk_relevant || changed)) rv = fk_pass(x, &changed);
-        if (!changed) break;
-        fk_relevant = true;
-    }
+    edge__repl_tcache_clear(&x);
     return rv;
 }
 
@@ -1276,7 +363,7 @@ static bool transient(int errcode, int rv)
            rc == SQLITE_FULL || rc == SQLITE_INTERRUPT;
 }
 
-static int exec(sqlite3 *db, const char *sql)
+int edge__repl_exec(sqlite3 *db, const char *sql)
 {
     return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
@@ -1330,7 +417,7 @@ struct batch_env {
 /* Does the schema have any row of this kind? (A text test: every FOREIGN KEY clause
  * says REFERENCES.) Both settings below expire every prepared statement of the
  * connection when they change, so a batch changes them only when they matter. */
-static bool schema_has(sqlite3 *db, const char *q)
+bool edge__repl_schema_has(sqlite3 *db, const char *q)
 {
     sqlite3_stmt *st = edge__repl_stmt(db, q, strlen(q));
     bool r = st == NULL || sqlite3_step(st) == SQLITE_ROW; /* unknown: assume so */
@@ -1359,13 +446,13 @@ static int batch_begin(sqlite3 *db, struct batch_env *env, bool force, char *err
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, -1, &env->old_trig);
     /* Only when the schema has them (force: always, for a batch with schema changes,
      * which may add them: apply_payload asks for the restart). */
-    env->trig_off = env->old_trig && (force || schema_has(db, Q_HAS_TRIGGERS));
-    env->fk_off = env->old_fk && (force || schema_has(db, Q_HAS_FKS));
+    env->trig_off = env->old_trig && (force || edge__repl_schema_has(db, EDGE__Q_HAS_TRIGGERS));
+    env->fk_off = env->old_fk && (force || edge__repl_schema_has(db, EDGE__Q_HAS_FKS));
     if (env->trig_off) sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
-    if (env->fk_off) exec(db, "PRAGMA foreign_keys = OFF");
-    if (exec(db, "BEGIN IMMEDIATE") != SQLITE_OK) {
+    if (env->fk_off) edge__repl_exec(db, "PRAGMA foreign_keys = OFF");
+    if (edge__repl_exec(db, "BEGIN IMMEDIATE") != SQLITE_OK) {
         snprintf(errmsg, errmsg_len, "apply: cannot begin: %s", sqlite3_errmsg(db));
-        if (env->fk_off) exec(db, "PRAGMA foreign_keys = ON");
+        if (env->fk_off) edge__repl_exec(db, "PRAGMA foreign_keys = ON");
         if (env->trig_off) sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, env->old_trig, NULL);
         return EDGE_EBUSY;
     }
@@ -1384,12 +471,12 @@ static int batch_end(sqlite3 *db, struct batch_env *env, const struct edge_repl_
         edge_hlc_update(local->hlc, st->max_hlc);
         if (local->mu) pthread_mutex_unlock((pthread_mutex_t *)local->mu);
     }
-    if (commit && exec(db, "COMMIT") != SQLITE_OK) {
+    if (commit && edge__repl_exec(db, "COMMIT") != SQLITE_OK) {
         rv = EDGE_ESTORE;
         commit = false;
     }
-    if (!commit && !sqlite3_get_autocommit(db)) exec(db, "ROLLBACK");
-    if (env->fk_off) exec(db, "PRAGMA foreign_keys = ON");
+    if (!commit && !sqlite3_get_autocommit(db)) edge__repl_exec(db, "ROLLBACK");
+    if (env->fk_off) edge__repl_exec(db, "PRAGMA foreign_keys = ON");
     if (env->trig_off) sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, env->old_trig, NULL);
     return rv;
 }
@@ -1402,7 +489,7 @@ static int apply_batch_once(sqlite3 *db, const struct edge_repl_local *local, ui
     struct batch_env env;
     int rv = batch_begin(db, &env, force, errmsg, errmsg_len);
     if (rv != EDGE_OK) return rv;
-    struct actx x;
+    struct edge__repl_actx x;
     memset(&x, 0, sizeof(x));
     x.db = db;
     x.guarded = (env.trig_off || !env.old_trig) && (env.fk_off || !env.old_fk);
@@ -1415,13 +502,13 @@ static int apply_batch_once(sqlite3 *db, const struct edge_repl_local *local, ui
     for (size_t i = 0; i < count && rv == EDGE_OK; i++) {
         const struct edge_repl_entry *e = &entries[i];
         char err[512] = "";
-        exec(db, "SAVEPOINT edge_apply");
+        edge__repl_exec(db, "SAVEPOINT edge_apply");
         uint64_t before = st.applied;
         int arv = apply_one(&x, e->origin, e->seq, e->hlc, e->consistency, &e->deps, e->payload, e->payload_len, err,
                             sizeof(err));
         int ec = sqlite3_errcode(db); /* before the savepoint statements overwrite it */
         if (arv == EDGE_OK) {
-            exec(db, "RELEASE edge_apply");
+            edge__repl_exec(db, "RELEASE edge_apply");
             if (st.applied != before && EDGE_HLC_MS(e->hlc) > now + skew) {
                 st.skewed++;
                 if (!skew_logged) {
@@ -1434,9 +521,9 @@ static int apply_batch_once(sqlite3 *db, const struct edge_repl_local *local, ui
             }
             continue;
         }
-        exec(db, "ROLLBACK TO edge_apply");
-        exec(db, "RELEASE edge_apply");
-        tcache_clear(&x);
+        edge__repl_exec(db, "ROLLBACK TO edge_apply");
+        edge__repl_exec(db, "RELEASE edge_apply");
+        edge__repl_tcache_clear(&x);
         if (x.restart) {
             rv = EDGE_EBUSY;
             break;
@@ -1466,10 +553,10 @@ static int apply_batch_once(sqlite3 *db, const struct edge_repl_local *local, ui
         if (e->hlc > st.max_hlc) st.max_hlc = e->hlc;
     }
     if (rv == EDGE_OK) {
-        rv = fixup(&x);
+        rv = edge__repl_fixup(&x);
         if (rv != EDGE_OK) snprintf(errmsg, errmsg_len, "apply: constraint repair failed: %s", sqlite3_errmsg(db));
     }
-    tcache_clear(&x);
+    edge__repl_tcache_clear(&x);
     int erv = batch_end(db, &env, local, rv == EDGE_OK, &st);
     if (rv == EDGE_OK) rv = erv;
     if (rv == EDGE_OK) {
@@ -1512,7 +599,7 @@ int edge_repl_retry_apply_errors(sqlite3 *db, const struct edge_repl_local *loca
     struct batch_env env;
     int rv = batch_begin(db, &env, true, errmsg, errmsg_len);
     if (rv != EDGE_OK) return rv;
-    struct actx x;
+    struct edge__repl_actx x;
     memset(&x, 0, sizeof(x));
     x.db = db;
     struct edge_repl_apply_stats st;
@@ -1535,14 +622,14 @@ int edge_repl_retry_apply_errors(sqlite3 *db, const struct edge_repl_local *loca
         size_t used;
         char err[512] = "";
         int arv = edge_vclock_decode(&deps, sqlite3_column_blob(q, 3), (size_t)sqlite3_column_bytes(q, 3), &used);
-        exec(db, "SAVEPOINT edge_retry");
+        edge__repl_exec(db, "SAVEPOINT edge_retry");
         if (arv == EDGE_OK) {
             arv = apply_payload(&x, origin, seq, hlc, &deps, sqlite3_column_blob(q, 4),
                                 (size_t)sqlite3_column_bytes(q, 4), err, sizeof(err));
         }
         int ec = sqlite3_errcode(db);
         if (arv == EDGE_OK) {
-            exec(db, "RELEASE edge_retry");
+            edge__repl_exec(db, "RELEASE edge_retry");
             sqlite3_stmt *d = NULL;
             if (sqlite3_prepare_v2(db, "DELETE FROM _edge_apply_errors WHERE origin = ?1 AND seq = ?2", -1, &d, NULL) ==
                 SQLITE_OK) {
@@ -1554,9 +641,9 @@ int edge_repl_retry_apply_errors(sqlite3 *db, const struct edge_repl_local *loca
             st.applied++;
             if (hlc > st.max_hlc) st.max_hlc = hlc;
         } else {
-            exec(db, "ROLLBACK TO edge_retry");
-            exec(db, "RELEASE edge_retry");
-            tcache_clear(&x);
+            edge__repl_exec(db, "ROLLBACK TO edge_retry");
+            edge__repl_exec(db, "RELEASE edge_retry");
+            edge__repl_tcache_clear(&x);
             if (transient(ec, arv)) {
                 rv = arv;
                 snprintf(errmsg, errmsg_len, "%s", err[0] ? err : edge_strerror(arv));
@@ -1577,8 +664,8 @@ int edge_repl_retry_apply_errors(sqlite3 *db, const struct edge_repl_local *loca
         edge_vclock_close(&deps);
     }
     sqlite3_finalize(q);
-    if (rv == EDGE_OK) rv = fixup(&x);
-    tcache_clear(&x);
+    if (rv == EDGE_OK) rv = edge__repl_fixup(&x);
+    edge__repl_tcache_clear(&x);
     int erv = batch_end(db, &env, local, rv == EDGE_OK, &st);
     if (rv == EDGE_OK) rv = erv;
     if (rv == EDGE_OK) {

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Internals shared by capture.c and apply.c. */
+/* Internals shared by capture.c and the apply files (apply.c, apply_merge.c,
+ * apply_repair.c; their own internals are in apply_int.h). */
 #ifndef EDGE_REPL_INT_H
 #define EDGE_REPL_INT_H
 
@@ -76,7 +77,8 @@ int edge__stamp_cmp(const struct edge__stamp *a, const struct edge__stamp *b);
 int edge__stamps_encode(struct edge_buf *b, const struct edge__stamp *s, int n);
 int edge__stamps_decode(struct edge__rd *r, struct edge__stamp *s, int n);
 
-/* Why a row that exists by its registers is not in its table (see apply.c). */
+/* Why a row that exists by its registers is not in its table (see apply.c and
+ * apply_repair.c). */
 #define EDGE__HIDDEN_NO 0
 #define EDGE__HIDDEN_FK 1     /* a parent it references does not exist */
 #define EDGE__HIDDEN_UNIQUE 2 /* a row with a greater stamp holds its UNIQUE value */
