@@ -200,37 +200,10 @@ static int update_cols(sqlite3 *db, const struct edge__tinfo *t, const uint8_t *
     return rc;
 }
 
-/* "<verb> "table" WHERE pk1 IS ? AND ..." prepared with the primary key bound. */
-static int by_pk(sqlite3 *db, const char *verb, const struct edge__tinfo *t, const void *pk, size_t pklen,
-                 sqlite3_stmt **out)
-{
-    struct edge_buf sql;
-    edge_buf_init(&sql, 1 << 20);
-    int rv = edge_buf_puts(&sql, verb);
-    if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->name);
-    if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
-    for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) {
-        if (i > 0) rv = edge_buf_puts(&sql, " AND ");
-        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->cols[t->pk.pk[i]]);
-        if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " IS ?");
-    }
-    sqlite3_stmt *st = NULL;
-    if (rv == EDGE_OK && (st = edge__repl_stmt(db, sql.data, sql.len)) == NULL) rv = EDGE_ESTORE;
-    struct edge__rd r = {pk, pklen, 0};
-    for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) rv = edge__repl_bind_value(st, i + 1, &r);
-    edge_buf_free(&sql);
-    if (rv != EDGE_OK) {
-        edge__repl_done(st);
-        return rv;
-    }
-    *out = st;
-    return EDGE_OK;
-}
-
 int edge__repl_delete_row(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen)
 {
     sqlite3_stmt *st = NULL;
-    int rv = by_pk(db, "DELETE FROM ", t, pk, pklen, &st);
+    int rv = edge__repl_by_pk(db, "DELETE FROM ", t, pk, pklen, &st);
     if (rv == EDGE_OK && sqlite3_step(st) != SQLITE_DONE) rv = EDGE_ESTORE;
     edge__repl_done(st);
     return rv;

@@ -107,6 +107,10 @@ void edge__meta_drop_image(struct edge__rowmeta *m);
 void edge__meta_free(struct edge__rowmeta *m);
 /* Read the row with primary key pk (encoded pk values) from its table into m's image.
  * EDGE_ENOTFOUND when it is not in the table. */
+/* Prepare "<verb> "table" WHERE pk1 IS ? AND ..." (cached statement) with the encoded
+ * primary key bound; the caller releases it with edge__repl_done. */
+int edge__repl_by_pk(sqlite3 *db, const char *verb, const struct edge__tinfo *t, const void *pk, size_t pklen,
+                     sqlite3_stmt **out);
 int edge__row_read(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen, struct edge__rowmeta *m);
 /* Inside a local write transaction (after its entry was built): put back the hidden
  * rows whose conflict the transaction removed, where nothing else has to move. A row

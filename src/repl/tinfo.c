@@ -72,11 +72,13 @@ int edge__tinfo_col(const struct edge__tinfo *t, const char *name, size_t len)
     return -1;
 }
 
-int edge__row_read(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen, struct edge__rowmeta *m)
+/* "<verb> "table" WHERE pk1 IS ? AND ..." prepared with the primary key bound. */
+int edge__repl_by_pk(sqlite3 *db, const char *verb, const struct edge__tinfo *t, const void *pk, size_t pklen,
+                     sqlite3_stmt **out)
 {
     struct edge_buf sql;
     edge_buf_init(&sql, 1 << 20);
-    int rv = edge_buf_puts(&sql, "SELECT * FROM ");
+    int rv = edge_buf_puts(&sql, verb);
     if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->name);
     if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
     for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) {
@@ -88,6 +90,19 @@ int edge__row_read(sqlite3 *db, const struct edge__tinfo *t, const void *pk, siz
     if (rv == EDGE_OK && (st = edge__repl_stmt(db, sql.data, sql.len)) == NULL) rv = EDGE_ESTORE;
     struct edge__rd r = {pk, pklen, 0};
     for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) rv = edge__repl_bind_value(st, i + 1, &r);
+    edge_buf_free(&sql);
+    if (rv != EDGE_OK) {
+        edge__repl_done(st);
+        return rv;
+    }
+    *out = st;
+    return EDGE_OK;
+}
+
+int edge__row_read(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen, struct edge__rowmeta *m)
+{
+    sqlite3_stmt *st = NULL;
+    int rv = edge__repl_by_pk(db, "SELECT * FROM ", t, pk, pklen, &st);
     struct edge_buf vals;
     edge_buf_init(&vals, (size_t)1 << 30);
     if (rv == EDGE_OK) {
@@ -121,6 +136,5 @@ int edge__row_read(sqlite3 *db, const struct edge__tinfo *t, const void *pk, siz
     }
     edge__repl_done(st);
     edge_buf_free(&vals);
-    edge_buf_free(&sql);
     return rv;
 }
