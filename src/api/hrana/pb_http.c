@@ -87,16 +87,17 @@ void edge__api_pb_cursor_handle(struct loop *l, struct edge_http_conn *c, struct
     edge__api_pipeline_run(l, c, req, pipe, 3, access, PIPE_PB_CURSOR);
 }
 
-void edge__api_pb_cursor_answer(struct edge_node *n, struct edge_http_conn *c, const char *extra, const char *body,
-                                size_t len, uint64_t start_ns)
+/* Re-encode a JSON answer (pipeline body or cursor lines) as protobuf and send it. What was
+ * done is done (a write may have committed), so an encoding failure says so rather than guess. */
+static void pb_answer(struct edge_node *n, struct edge_http_conn *c, const char *extra, const char *body, size_t len,
+                      uint64_t start_ns, int (*encode)(const char *, size_t, struct edge_buf *), const char *what)
 {
     struct edge_buf out;
     edge_buf_init(&out, (size_t)1 << 31);
-    int rv = hrana_pb_encode_cursor(body, len, &out);
+    int rv = encode(body, len, &out);
     if (rv != EDGE_OK) {
         char msg[160];
-        snprintf(msg, sizeof(msg), "the cursor could not be encoded in protobuf (%s); its batch did run",
-                 edge_strerror(rv));
+        snprintf(msg, sizeof(msg), "the %s could not be encoded in protobuf (%s); it did run", what, edge_strerror(rv));
         edge__api_observe(n, EP_PIPELINE, start_ns, true);
         edge_http_respond_error(c, 500, rv == EDGE_ETOOBIG ? "RESPONSE_TOO_LARGE" : "INTERNAL", msg);
     } else {
@@ -106,22 +107,14 @@ void edge__api_pb_cursor_answer(struct edge_node *n, struct edge_http_conn *c, c
     edge_buf_free(&out);
 }
 
+void edge__api_pb_cursor_answer(struct edge_node *n, struct edge_http_conn *c, const char *extra, const char *body,
+                                size_t len, uint64_t start_ns)
+{
+    pb_answer(n, c, extra, body, len, start_ns, hrana_pb_encode_cursor, "cursor");
+}
+
 void edge__api_pb_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, const char *extra, const char *body,
                                   size_t len, uint64_t start_ns)
 {
-    struct edge_buf out;
-    edge_buf_init(&out, (size_t)1 << 31);
-    int rv = hrana_pb_encode_pipeline(body, len, &out);
-    if (rv != EDGE_OK) {
-        /* What was done is done (a write may have committed); say so rather than guess. */
-        char msg[160];
-        snprintf(msg, sizeof(msg), "the response could not be encoded in protobuf (%s); the requests did run",
-                 edge_strerror(rv));
-        edge__api_observe(n, EP_PIPELINE, start_ns, true);
-        edge_http_respond_error(c, 500, rv == EDGE_ETOOBIG ? "RESPONSE_TOO_LARGE" : "INTERNAL", msg);
-    } else {
-        edge__api_observe(n, EP_PIPELINE, start_ns, false);
-        edge_http_respond(c, 200, "application/x-protobuf", extra, out.data ? out.data : "", out.len);
-    }
-    edge_buf_free(&out);
+    pb_answer(n, c, extra, body, len, start_ns, hrana_pb_encode_pipeline, "response");
 }
