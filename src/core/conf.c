@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Strict loaders for deployment/edge-config.yaml (libyaml document API) and
- * deployment/regions.json (jansson).
+/* Strict loader for deployment/edge-config.yaml (libyaml document API); regions.json is
+ * loaded by regions.c.
  *
  * DESIGN: the YAML is loaded into a libyaml document first, so every node keeps its
  * source line; each mapping is then checked against a fixed list of allowed keys
@@ -19,6 +19,7 @@
 #include <yaml.h>
 
 #include "core/alloc.h"
+#include "core/conf_int.h"
 #include "core/jwt.h"
 
 #define CONF_FILE_MAX (1024 * 1024)
@@ -28,9 +29,7 @@
  * Small shared helpers
  * ---------------------------------------------------------------------------------- */
 
-static void setmsg(char *errmsg, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void setmsg(char *errmsg, size_t n, const char *fmt, ...)
+void edge__conf_setmsg(char *errmsg, size_t n, const char *fmt, ...)
 {
     if (errmsg == NULL || n == 0) {
         return;
@@ -42,7 +41,7 @@ static void setmsg(char *errmsg, size_t n, const char *fmt, ...)
 }
 
 /* Region ids end up in URLs, file names and metrics labels: keep them tame. */
-static int valid_region_id(const char *s)
+int edge__conf_valid_region_id(const char *s)
 {
     if (s == NULL || s[0] == '\0') {
         return 0;
@@ -160,9 +159,9 @@ static int fail(struct ctx *x, const yaml_node_t *n, const char *path, const cha
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
     if (path != NULL && path[0] != '\0') {
-        setmsg(x->errmsg, x->errmsg_len, "%s:%lu: %s: %s", x->name, line_of(n), path, what);
+        edge__conf_setmsg(x->errmsg, x->errmsg_len, "%s:%lu: %s: %s", x->name, line_of(n), path, what);
     } else {
-        setmsg(x->errmsg, x->errmsg_len, "%s:%lu: %s", x->name, line_of(n), what);
+        edge__conf_setmsg(x->errmsg, x->errmsg_len, "%s:%lu: %s", x->name, line_of(n), what);
     }
     return EDGE_ECONFIG;
 }
@@ -450,7 +449,7 @@ static int parse_region(struct ctx *x, yaml_node_t *m, size_t i, struct edge_con
     if (r->id == NULL) {
         return fail(x, m, kp, "missing");
     }
-    if (!valid_region_id(r->id)) {
+    if (!edge__conf_valid_region_id(r->id)) {
         return fail(x, id_node, kp, "expected a region id of [a-z0-9-]+, got '%.40s'", r->id);
     }
     for (size_t j = 0; j < i; j++) {
@@ -696,18 +695,18 @@ int edge_conf_parse(const char *name, const char *yaml, size_t len, struct edge_
         errmsg[0] = '\0';
     }
     if (!yaml_parser_initialize(&parser)) {
-        setmsg(errmsg, errmsg_len, "%s: out of memory", name);
+        edge__conf_setmsg(errmsg, errmsg_len, "%s: out of memory", name);
         return EDGE_ENOMEM;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
     x.c = edge_calloc(1, sizeof(*x.c));
     if (x.c == NULL || set_defaults(x.c) != EDGE_OK) {
-        setmsg(errmsg, errmsg_len, "%s: out of memory", name);
+        edge__conf_setmsg(errmsg, errmsg_len, "%s: out of memory", name);
         goto out;
     }
     if (!yaml_parser_load(&parser, &doc)) {
         rv = parser.error == YAML_MEMORY_ERROR ? EDGE_ENOMEM : EDGE_ECONFIG;
-        setmsg(errmsg, errmsg_len, "%s:%lu: YAML syntax error: %s%s%s", name,
+        edge__conf_setmsg(errmsg, errmsg_len, "%s:%lu: YAML syntax error: %s%s%s", name,
                (unsigned long)parser.problem_mark.line + 1ul,
                parser.problem != NULL ? parser.problem : "unknown",
                parser.context != NULL ? " " : "", parser.context != NULL ? parser.context : "");
@@ -716,7 +715,7 @@ int edge_conf_parse(const char *name, const char *yaml, size_t len, struct edge_
     have_doc = 1;
     rv = parse_root(&x, yaml_document_get_root_node(&doc));
     if (rv == EDGE_ENOMEM) {
-        setmsg(errmsg, errmsg_len, "%s: out of memory", name);
+        edge__conf_setmsg(errmsg, errmsg_len, "%s: out of memory", name);
     }
     if (rv != EDGE_OK) {
         goto out;
@@ -724,7 +723,7 @@ int edge_conf_parse(const char *name, const char *yaml, size_t len, struct edge_
     /* A second document would be ignored by the loader; refuse rather than guess. */
     if (!yaml_parser_load(&parser, &extra)) {
         rv = EDGE_ECONFIG;
-        setmsg(errmsg, errmsg_len, "%s:%lu: YAML syntax error: %s", name,
+        edge__conf_setmsg(errmsg, errmsg_len, "%s:%lu: YAML syntax error: %s", name,
                (unsigned long)parser.problem_mark.line + 1ul,
                parser.problem != NULL ? parser.problem : "unknown");
         goto out;
@@ -734,7 +733,7 @@ int edge_conf_parse(const char *name, const char *yaml, size_t len, struct edge_
     yaml_document_delete(&extra);
     if (extra_root != NULL) {
         rv = EDGE_ECONFIG;
-        setmsg(errmsg, errmsg_len, "%s:%lu: only one YAML document is allowed", name, extra_line);
+        edge__conf_setmsg(errmsg, errmsg_len, "%s:%lu: only one YAML document is allowed", name, extra_line);
         goto out;
     }
     *out = x.c;
@@ -809,238 +808,4 @@ enum edge_consistency edge_conf_table_consistency(const struct edge_conf *c, con
         }
     }
     return c->consistency;
-}
-
-/* ------------------------------------------------------------------------------------
- * Region catalogue (regions.json)
- * ---------------------------------------------------------------------------------- */
-
-static int region_index(const struct edge_regions *r, const char *id, size_t *out)
-{
-    for (size_t i = 0; r != NULL && id != NULL && i < r->n_regions; i++) {
-        if (strcmp(r->regions[i].id, id) == 0) {
-            *out = i;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int json_num(json_t *o, const char *key, double lo, double hi, double *out)
-{
-    json_t *v = json_object_get(o, key);
-    if (!json_is_number(v)) {
-        return 0;
-    }
-    *out = json_number_value(v);
-    return *out >= lo && *out <= hi;
-}
-
-static int parse_region_info(const char *path, json_t *o, size_t i, struct edge_regions *r,
-                             char *errmsg, size_t errmsg_len)
-{
-    static const char *const keys[] = {"id", "name", "lat", "lon", "cost_per_gb", NULL};
-    struct edge_region_info *ri = &r->regions[i];
-    const char *key;
-    json_t *val;
-
-    if (!json_is_object(o)) {
-        setmsg(errmsg, errmsg_len, "%s: regions[%zu]: expected an object", path, i);
-        return EDGE_ECONFIG;
-    }
-    json_object_foreach(o, key, val)
-    {
-        int ok = 0;
-        for (const char *const *k = keys; *k != NULL; k++) {
-            ok |= strcmp(*k, key) == 0;
-        }
-        if (!ok) {
-            setmsg(errmsg, errmsg_len, "%s: regions[%zu].%s: unknown key", path, i, key);
-            return EDGE_ECONFIG;
-        }
-    }
-    const char *id = json_string_value(json_object_get(o, "id"));
-    const char *name = json_string_value(json_object_get(o, "name"));
-    if (!valid_region_id(id)) {
-        setmsg(errmsg, errmsg_len, "%s: regions[%zu].id: expected a region id of [a-z0-9-]+",
-               path, i);
-        return EDGE_ECONFIG;
-    }
-    size_t dup;
-    if (region_index(r, id, &dup)) {
-        setmsg(errmsg, errmsg_len, "%s: regions[%zu].id: duplicate region id '%s'", path, i, id);
-        return EDGE_ECONFIG;
-    }
-    if (name == NULL || name[0] == '\0') {
-        setmsg(errmsg, errmsg_len, "%s: regions[%zu].name: expected a non-empty string", path, i);
-        return EDGE_ECONFIG;
-    }
-    if (!json_num(o, "lat", -90, 90, &ri->lat)) {
-        setmsg(errmsg, errmsg_len, "%s: regions[%zu].lat: expected a number in -90..90", path, i);
-        return EDGE_ECONFIG;
-    }
-    if (!json_num(o, "lon", -180, 180, &ri->lon)) {
-        setmsg(errmsg, errmsg_len, "%s: regions[%zu].lon: expected a number in -180..180", path,
-               i);
-        return EDGE_ECONFIG;
-    }
-    if (!json_num(o, "cost_per_gb", 0, 1e6, &ri->cost_per_gb)) {
-        setmsg(errmsg, errmsg_len, "%s: regions[%zu].cost_per_gb: expected a number >= 0", path,
-               i);
-        return EDGE_ECONFIG;
-    }
-    ri->id = edge_strdup(id);
-    ri->name = edge_strdup(name);
-    r->n_regions = i + 1;
-    return ri->id != NULL && ri->name != NULL ? EDGE_OK : EDGE_ENOMEM;
-}
-
-/* latency_ms: {"a": {"b": 140, ...}, ...}; each unordered pair once, or twice with
- * the same value (a matrix written out in full is fine, a contradictory one is not). */
-static int parse_latency(const char *path, json_t *lat, struct edge_regions *r, char *errmsg,
-                         size_t errmsg_len)
-{
-    const char *a, *b;
-    json_t *row, *v;
-    size_t n = r->n_regions;
-
-    if (!json_is_object(lat)) {
-        setmsg(errmsg, errmsg_len, "%s: latency_ms: expected an object of objects", path);
-        return EDGE_ECONFIG;
-    }
-    json_object_foreach(lat, a, row)
-    {
-        size_t ia, ib;
-        if (!region_index(r, a, &ia)) {
-            setmsg(errmsg, errmsg_len, "%s: latency_ms.%s: unknown region id", path, a);
-            return EDGE_ECONFIG;
-        }
-        if (!json_is_object(row)) {
-            setmsg(errmsg, errmsg_len, "%s: latency_ms.%s: expected an object", path, a);
-            return EDGE_ECONFIG;
-        }
-        json_object_foreach(row, b, v)
-        {
-            if (!region_index(r, b, &ib)) {
-                setmsg(errmsg, errmsg_len, "%s: latency_ms.%s.%s: unknown region id", path, a, b);
-                return EDGE_ECONFIG;
-            }
-            double ms = json_number_value(v);
-            if (!json_is_number(v) || ms < 0 || ms > 1e6) {
-                setmsg(errmsg, errmsg_len, "%s: latency_ms.%s.%s: expected a number of ms >= 0",
-                       path, a, b);
-                return EDGE_ECONFIG;
-            }
-            if (ia == ib) {
-                if (ms != 0) {
-                    setmsg(errmsg, errmsg_len, "%s: latency_ms.%s.%s: must be 0", path, a, b);
-                    return EDGE_ECONFIG;
-                }
-                continue;
-            }
-            double prev = r->rtt_ms[ia * n + ib];
-            if (prev >= 0 && prev != ms) {
-                setmsg(errmsg, errmsg_len,
-                       "%s: latency_ms.%s.%s: %g contradicts %g given for %s<->%s", path, a, b,
-                       ms, prev, b, a);
-                return EDGE_ECONFIG;
-            }
-            r->rtt_ms[ia * n + ib] = ms;
-            r->rtt_ms[ib * n + ia] = ms;
-        }
-    }
-    return EDGE_OK;
-}
-
-int edge_regions_load(const char *path, struct edge_regions **out, char *errmsg,
-                      size_t errmsg_len)
-{
-    json_error_t jerr;
-    json_t *root = NULL;
-    struct edge_regions *r = NULL;
-    int rv = EDGE_ECONFIG;
-
-    *out = NULL;
-    root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL) {
-        rv = json_error_code(&jerr) == json_error_cannot_open_file ? EDGE_EIO : EDGE_ECONFIG;
-        setmsg(errmsg, errmsg_len, "%s:%d: %s", path, jerr.line < 1 ? 1 : jerr.line, jerr.text);
-        goto out;
-    }
-    if (!json_is_object(root)) {
-        setmsg(errmsg, errmsg_len, "%s:1: expected a JSON object", path);
-        goto out;
-    }
-    const char *key;
-    json_t *val;
-    json_object_foreach(root, key, val)
-    {
-        if (strcmp(key, "regions") != 0 && strcmp(key, "latency_ms") != 0 &&
-            strcmp(key, "description") != 0) {
-            setmsg(errmsg, errmsg_len, "%s: %s: unknown key", path, key);
-            goto out;
-        }
-    }
-    json_t *regs = json_object_get(root, "regions");
-    if (!json_is_array(regs) || json_array_size(regs) == 0) {
-        setmsg(errmsg, errmsg_len, "%s: regions: expected a non-empty array", path);
-        goto out;
-    }
-    size_t n = json_array_size(regs);
-    rv = EDGE_ENOMEM;
-    r = edge_calloc(1, sizeof(*r));
-    if (r == NULL || (r->regions = edge_calloc(n, sizeof(*r->regions))) == NULL ||
-        (r->rtt_ms = edge_calloc(n * n, sizeof(double))) == NULL) {
-        setmsg(errmsg, errmsg_len, "%s: out of memory", path);
-        goto out;
-    }
-    for (size_t i = 0; i < n * n; i++) {
-        r->rtt_ms[i] = i % (n + 1) == 0 ? 0.0 : -1.0; /* diagonal is i = k*(n+1) */
-    }
-    for (size_t i = 0; i < n; i++) {
-        rv = parse_region_info(path, json_array_get(regs, i), i, r, errmsg, errmsg_len);
-        if (rv != EDGE_OK) {
-            goto out;
-        }
-    }
-    json_t *lat = json_object_get(root, "latency_ms");
-    if (lat != NULL) {
-        rv = parse_latency(path, lat, r, errmsg, errmsg_len);
-        if (rv != EDGE_OK) {
-            goto out;
-        }
-    }
-    *out = r;
-    r = NULL;
-    rv = EDGE_OK;
-out:
-    if (rv == EDGE_ENOMEM) {
-        setmsg(errmsg, errmsg_len, "%s: out of memory", path);
-    }
-    edge_regions_free(r);
-    json_decref(root);
-    return rv;
-}
-
-void edge_regions_free(struct edge_regions *r)
-{
-    if (r == NULL) {
-        return;
-    }
-    for (size_t i = 0; r->regions != NULL && i < r->n_regions; i++) {
-        edge_free(r->regions[i].id);
-        edge_free(r->regions[i].name);
-    }
-    edge_free(r->regions);
-    edge_free(r->rtt_ms);
-    edge_free(r);
-}
-
-double edge_regions_rtt_ms(const struct edge_regions *r, const char *a, const char *b)
-{
-    size_t ia, ib;
-    if (!region_index(r, a, &ia) || !region_index(r, b, &ib)) {
-        return -1;
-    }
-    return r->rtt_ms[ia * r->n_regions + ib];
 }

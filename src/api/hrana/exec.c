@@ -63,7 +63,7 @@ static bool is_parse_error(const char *msg)
 }
 
 /* Parse a decimal int64 exactly (no junk, no overflow). */
-static bool parse_i64(const char *s, int64_t *out)
+bool hrana__parse_i64(const char *s, int64_t *out)
 {
     if (s == NULL || *s == '\0') return false;
     errno = 0;
@@ -85,7 +85,7 @@ static int bind_value(sqlite3_stmt *st, int idx, json_t *v, struct stmt_error *e
         int64_t i;
         if (json_is_integer(val)) {
             i = json_integer_value(val);
-        } else if (!parse_i64(json_string_value(val), &i)) {
+        } else if (!hrana__parse_i64(json_string_value(val), &i)) {
             set_err(e, "ARGS_INVALID", "invalid integer value '%s'", json_string_value(val));
             return -1;
         }

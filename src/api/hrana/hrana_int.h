@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Internals shared by the Hrana files (classify.c, exec.c, cursor.c). */
+/* Internals shared by the Hrana files (classify.c, exec.c, cursor.c, pb.c). */
 #ifndef EDGE_API_HRANA_INT_H
 #define EDGE_API_HRANA_INT_H
 
@@ -10,6 +10,9 @@
 const char *hrana__stmt_sql(json_t *stmt, const struct hrana_sqlmap *sqls, size_t *len);
 /* Does the statement text start with a schema-changing keyword (CREATE, ALTER, DROP)? */
 bool hrana__starts_ddl(const char *sql, size_t len);
+
+/* Parse a decimal int64 exactly (no junk, no overflow): Hrana sends integers as strings. */
+bool hrana__parse_i64(const char *s, int64_t *out);
 
 /* Why a statement failed, in Hrana form. */
 struct stmt_error {

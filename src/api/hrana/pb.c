@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "api/hrana/hrana.pb-c.h"
+#include "api/hrana/hrana_int.h"
 #include "api/hrana/pb_int.h"
 #include "core/alloc.h"
 #include "core/err.h"
@@ -454,17 +455,6 @@ static void **enc_ptrs(struct enc *e, size_t n)
     return n == 0 ? NULL : enc_alloc(e, n * sizeof(void *));
 }
 
-static bool parse_i64(const char *s, int64_t *out)
-{
-    if (s == NULL || *s == '\0') return false;
-    errno = 0;
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0') return false;
-    *out = v;
-    return true;
-}
-
 static Hpb__Error *enc_error(struct enc *e, struct jv *j)
 {
     Hpb__Error *m = enc_alloc(e, sizeof(*m));
@@ -488,7 +478,7 @@ static Hpb__Value *enc_value(struct enc *e, struct jv *j)
         int64_t i = 0;
         if (jv_is_int(val)) {
             i = (int64_t)jv_int(val);
-        } else if (!parse_i64(jv_str(val), &i)) {
+        } else if (!hrana__parse_i64(jv_str(val), &i)) {
             return enc_bad(e);
         }
         v->kind_case = HPB__VALUE__KIND_INTEGER;
@@ -582,7 +572,7 @@ static Hpb__StmtResult *enc_stmt_result(struct enc *e, struct jv *j)
     m->has_affected_row_count = 1;
     m->affected_row_count = jv_is_int(arc) && jv_int(arc) > 0 ? (uint64_t)jv_int(arc) : 0;
     int64_t rowid = 0;
-    if (parse_i64(jv_str(jv_get(j, "last_insert_rowid")), &rowid)) {
+    if (hrana__parse_i64(jv_str(jv_get(j, "last_insert_rowid")), &rowid)) {
         m->has_last_insert_rowid = 1;
         m->last_insert_rowid = rowid;
     }
@@ -803,7 +793,7 @@ static Hpb__CursorEntry *enc_entry(struct enc *e, struct jv *j)
         x->has_affected_row_count = 1;
         x->affected_row_count = jv_is_int(arc) && jv_int(arc) > 0 ? (uint64_t)jv_int(arc) : 0;
         int64_t rowid = 0;
-        if (parse_i64(jv_str(jv_get(j, "last_insert_rowid")), &rowid)) {
+        if (hrana__parse_i64(jv_str(jv_get(j, "last_insert_rowid")), &rowid)) {
             x->has_last_insert_rowid = 1;
             x->last_insert_rowid = rowid;
         }
