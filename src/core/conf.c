@@ -115,6 +115,7 @@ int edge_consistency_parse(const char *s, enum edge_consistency *out)
  * YAML walking
  * ---------------------------------------------------------------------------------- */
 
+/* Section parsers in other files see it as struct edge__conf_ctx (conf_int.h). */
 struct ctx {
     const char *name; /* file name for messages */
     char *errmsg;
@@ -384,6 +385,134 @@ static int get_consistency(struct ctx *x, yaml_node_t *v, const char *kp,
 }
 
 /* ------------------------------------------------------------------------------------
+ * The helpers for section parsers in other files (conf_int.h)
+ * ---------------------------------------------------------------------------------- */
+
+#define CX(x) ((struct ctx *)(void *)(x))
+
+struct edge_conf *edge__conf_target(struct edge__conf_ctx *x)
+{
+    return CX(x)->c;
+}
+
+int edge__conf_fail(struct edge__conf_ctx *x, const yaml_node_t *n, const char *path, const char *fmt, ...)
+{
+    char what[EDGE_ERRMSG_SIZE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return fail(CX(x), n, path, "%s", what);
+}
+
+int edge__conf_check_keys(struct edge__conf_ctx *x, yaml_node_t *m, const char *path, const char *const *allowed)
+{
+    return check_keys(CX(x), m, path, allowed);
+}
+
+yaml_node_t *edge__conf_lookup(struct edge__conf_ctx *x, yaml_node_t *m, const char *key)
+{
+    return lookup(CX(x), m, key);
+}
+
+yaml_node_t *edge__conf_node(struct edge__conf_ctx *x, int idx)
+{
+    return node_at(CX(x), idx);
+}
+
+int edge__conf_get_section(struct edge__conf_ctx *x, yaml_node_t *m, const char *path, const char *key,
+                           yaml_node_t **out)
+{
+    char kp[PATH_LEN];
+    yaml_node_t *v = lookup(CX(x), m, key);
+    *out = NULL;
+    if (v == NULL || is_null(v)) return EDGE_OK;
+    join(kp, path, key);
+    if (v->type != YAML_MAPPING_NODE) return fail_type(CX(x), v, kp, "a mapping");
+    *out = v;
+    return EDGE_OK;
+}
+
+int edge__conf_get_str(struct edge__conf_ctx *x, yaml_node_t *m, const char *parent, const char *key,
+                       int allow_null, char **out, yaml_node_t **out_node)
+{
+    return get_str(CX(x), m, parent, key, allow_null, out, out_node);
+}
+
+int edge__conf_get_int(struct edge__conf_ctx *x, yaml_node_t *m, const char *parent, const char *key, long min,
+                       int *out)
+{
+    return get_int(CX(x), m, parent, key, min, out);
+}
+
+int edge__conf_get_bool(struct edge__conf_ctx *x, yaml_node_t *m, const char *parent, const char *key, int *out)
+{
+    return get_bool(CX(x), m, parent, key, out);
+}
+
+int edge__conf_get_number(struct edge__conf_ctx *x, yaml_node_t *m, const char *parent, const char *key,
+                          double min_exclusive, double *out)
+{
+    char kp[PATH_LEN];
+    yaml_node_t *v = lookup(CX(x), m, key);
+    join(kp, parent, key);
+    if (v == NULL || is_null(v)) return EDGE_OK;
+    if (v->type != YAML_SCALAR_NODE || v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+        return fail_type(CX(x), v, kp, "a number");
+    }
+    const char *s = (const char *)v->data.scalar.value;
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (end == s || *end != '\0' || errno != 0 || !(d == d) || d > 1e15 || d < -1e15 ||
+        !((s[0] >= '0' && s[0] <= '9') || s[0] == '-' || s[0] == '+' || s[0] == '.')) {
+        return fail_type(CX(x), v, kp, "a number");
+    }
+    if (!(d > min_exclusive)) return fail(CX(x), v, kp, "must be greater than %g, got %g", min_exclusive, d);
+    *out = d;
+    return EDGE_OK;
+}
+
+int edge__conf_get_str_list(struct edge__conf_ctx *x, yaml_node_t *m, const char *parent, const char *key,
+                            char ***out, size_t *n)
+{
+    char kp[PATH_LEN];
+    yaml_node_t *v = lookup(CX(x), m, key);
+    join(kp, parent, key);
+    if (v == NULL || is_null(v)) return EDGE_OK;
+    if (v->type != YAML_SEQUENCE_NODE) return fail_type(CX(x), v, kp, "a list of strings");
+    size_t k = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    char **items = edge_calloc(k + 1, sizeof(*items));
+    if (items == NULL) return EDGE_ENOMEM;
+    int rv = EDGE_OK;
+    size_t i = 0;
+    for (; i < k; i++) {
+        yaml_node_t *e = node_at(CX(x), v->data.sequence.items.start[i]);
+        char ip[PATH_LEN + 32];
+        snprintf(ip, sizeof(ip), "%s[%zu]", kp, i);
+        if (e == NULL || e->type != YAML_SCALAR_NODE || is_null(e)) {
+            rv = fail_type(CX(x), e, ip, "a string");
+            break;
+        }
+        items[i] = edge_strndup((const char *)e->data.scalar.value, e->data.scalar.length);
+        if (items[i] == NULL) {
+            rv = EDGE_ENOMEM;
+            break;
+        }
+    }
+    if (rv != EDGE_OK) {
+        for (size_t j = 0; j < i; j++) edge_free(items[j]);
+        edge_free(items);
+        return rv;
+    }
+    for (size_t j = 0; j < *n; j++) edge_free((*out)[j]);
+    edge_free(*out);
+    *out = items;
+    *n = k;
+    return EDGE_OK;
+}
+
+/* ------------------------------------------------------------------------------------
  * Sections
  * ---------------------------------------------------------------------------------- */
 
@@ -429,7 +558,7 @@ out:
 
 static int parse_region(struct ctx *x, yaml_node_t *m, size_t i, struct edge_conf_region *r)
 {
-    static const char *const keys[] = {"id", "listen", "url", "data_dir", "priority", NULL};
+    static const char *const keys[] = {"id", "listen", "url", "data_dir", "priority", "capacity", NULL};
     char path[PATH_LEN], kp[PATH_LEN];
     yaml_node_t *id_node = NULL, *listen_node = NULL;
     int rv;
@@ -472,6 +601,19 @@ static int parse_region(struct ctx *x, yaml_node_t *m, size_t i, struct edge_con
     if (rv == EDGE_OK) {
         rv = get_int(x, m, path, "priority", -2147483647L, &r->priority);
     }
+    yaml_node_t *cap = NULL;
+    if (rv == EDGE_OK) {
+        rv = edge__conf_get_section((struct edge__conf_ctx *)x, m, path, "capacity", &cap);
+    }
+    if (rv == EDGE_OK && cap != NULL) {
+        static const char *const cap_keys[] = {"max_sessions", "weight", NULL};
+        join(kp, path, "capacity");
+        rv = check_keys(x, cap, kp, cap_keys);
+        if (rv == EDGE_OK) rv = get_int(x, cap, kp, "max_sessions", 0, &r->capacity.max_sessions);
+        if (rv == EDGE_OK) {
+            rv = edge__conf_get_number((struct edge__conf_ctx *)x, cap, kp, "weight", 0.0, &r->capacity.weight);
+        }
+    }
     return rv;
 }
 
@@ -495,6 +637,7 @@ static int parse_regions(struct ctx *x, yaml_node_t *root)
     for (size_t i = 0; i < n; i++) {
         struct edge_conf_region *r = &x->c->regions[i];
         r->priority = 100;
+        r->capacity.weight = 1.0;
         x->c->n_regions = i + 1; /* so edge_conf_free sees it even on failure */
         int rv = parse_region(x, node_at(x, s->data.sequence.items.start[i]), i, r);
         if (rv != EDGE_OK) {
@@ -654,8 +797,17 @@ static int parse_root(struct ctx *x, yaml_node_t *root)
             rv = get_int(x, sec, "limits", "ws_output_bytes", 4096, &x->c->ws_output_bytes);
         }
     }
+    if (rv == EDGE_OK) {
+        rv = get_section(x, root, "router", &sec);
+    }
+    if (rv == EDGE_OK && sec != NULL) {
+        rv = edge__conf_parse_router((struct edge__conf_ctx *)x, sec);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge__conf_router_check((struct edge__conf_ctx *)x, root);
+    }
     /* Later issues define these; until then only their shape is checked. */
-    static const char *const later[] = {"router", "sessions", "realtime"};
+    static const char *const later[] = {"sessions", "realtime"};
     for (size_t i = 0; rv == EDGE_OK && i < sizeof(later) / sizeof(later[0]); i++) {
         rv = get_section(x, root, later[i], &sec);
     }
@@ -678,6 +830,7 @@ static int set_defaults(struct edge_conf *c)
     c->conflicts_max_age_ms = EDGE_CONF_CONFLICTS_MAX_AGE_MS;
     c->writer_queue = EDGE_CONF_WRITER_QUEUE;
     c->ws_output_bytes = EDGE_CONF_WS_OUTPUT_BYTES;
+    edge__conf_router_defaults(c);
     return c->cluster_name != NULL && c->conflict_resolution != NULL ? EDGE_OK : EDGE_ENOMEM;
 }
 
@@ -787,6 +940,7 @@ void edge_conf_free(struct edge_conf *c)
     edge_free(c->cluster_secret);
     edge_free(c->conflict_resolution);
     edge_free(c->jwt_public_key_file);
+    edge__conf_router_free(c);
     edge_free(c);
 }
 

@@ -22,6 +22,28 @@ struct edge_conf_region {
     char *url;      /* "http://127.0.0.1:8081" or NULL */
     char *data_dir; /* or NULL */
     int priority;   /* lower = preferred primary; default 100 */
+    /* regions[].capacity: what the region takes on. */
+    struct edge_conf_capacity {
+        int max_sessions; /* sessions the region serves at once, 0 = unlimited (default) */
+        double weight;    /* its share of balanced load next to regions as near (> 0, default 1) */
+    } capacity;
+};
+
+/* router: (src/core/conf_router.c, docs/router.md) */
+struct edge_conf_router {
+    int bookmark_wait_ms;   /* a read waits this long for its bookmark before going elsewhere; default 1000 */
+    int slow_ms;            /* statements slower than this are logged; default 1000 */
+    int rtt_slack_ms;       /* regions within this of the nearest share the load; default 10 */
+    int probe_interval_ms;  /* the front door probes each region this often; default 500 */
+    int request_timeout_ms; /* a request's deadline through the front door, fail-overs included; default 5000 */
+    char **fallback;        /* region ids tried in this order after the chosen one; none: by RTT */
+    size_t n_fallback;
+    int stats_max_statements; /* stats.max_statements: distinct statements kept per node; default 1000 */
+    int stats_metrics_top;    /* stats.metrics_top: statements on /metrics; default 10 */
+    int cache_enabled;        /* cache.enabled; default true */
+    int cache_admit_after;    /* cache.admit_after: uses within the window before a result is kept; default 2 */
+    int cache_window_ms;      /* cache.window_ms; default 10000 */
+    int cache_max_bytes;      /* cache.max_bytes: the cache's size (LRU); default 16 MiB */
 };
 
 struct edge_conf_table {
@@ -47,6 +69,7 @@ struct edge_conf {
     int64_t conflicts_max_age_ms; /* replication.conflicts_max_age ("7d"): older rows dropped; default 7 days */
     int writer_queue;          /* limits.writer_queue: write jobs queued before 503 WRITER_BUSY; default 10000 */
     int ws_output_bytes;       /* limits.ws_output_bytes: unsent WebSocket output before a 1009 close; default 64 MiB */
+    struct edge_conf_router router;
 };
 
 #define EDGE_CONF_CONFLICTS_KEEP 100000

@@ -97,7 +97,7 @@ static void test_defaults_and_nulls(void **state)
     (void)state;
     struct edge_conf *c = parse_ok("# minimal\n" REGION1 "cluster: ~\nreplication:\n"
                                    "auth: { jwt_public_key_file: keys/jwt.pub }\n"
-                                   "router: { anything: [1, 2] }\nsessions: {}\nrealtime: null\n");
+                                   "router: {}\nsessions: {}\nrealtime: null\n");
     assert_string_equal(c->cluster_name, "edgelite");
     assert_null(c->cluster_secret);
     assert_int_equal(c->regions[0].priority, 100);
@@ -154,6 +154,64 @@ static void test_defaults_and_nulls(void **state)
     assert_int_equal(c->max_clock_skew_ms, 2000);
     assert_null(c->jwt_public_key_file);
     edge_conf_free(c);
+}
+
+/* router: (conf_router.c) and regions[].capacity: defaults, values, and each refusal. */
+static void test_router_section(void **state)
+{
+    (void)state;
+    struct edge_conf *c = parse_ok(REGION1);
+    assert_int_equal(c->router.bookmark_wait_ms, 1000);
+    assert_int_equal(c->router.slow_ms, 1000);
+    assert_int_equal(c->router.rtt_slack_ms, 10);
+    assert_int_equal(c->router.n_fallback, 0);
+    assert_int_equal(c->router.stats_max_statements, 1000);
+    assert_int_equal(c->router.cache_enabled, 1);
+    assert_int_equal(c->router.cache_admit_after, 2);
+    assert_int_equal(c->router.cache_max_bytes, 16 * 1024 * 1024);
+    assert_int_equal(c->regions[0].capacity.max_sessions, 0);
+    assert_true(c->regions[0].capacity.weight == 1.0);
+    edge_conf_free(c);
+
+    c = parse_ok("regions:\n  - { id: a, capacity: { max_sessions: 5, weight: 2.5 } }\n  - { id: b }\n"
+                 "router: { bookmark_wait_ms: 0, slow_ms: 5, rtt_slack_ms: 0, probe_interval_ms: 100,\n"
+                 "  request_timeout_ms: 800, fallback: [b, a],\n"
+                 "  stats: { max_statements: 3, metrics_top: 0 },\n"
+                 "  cache: { enabled: false, admit_after: 1, window_ms: 50, max_bytes: 0 } }\n");
+    assert_int_equal(c->regions[0].capacity.max_sessions, 5);
+    assert_true(c->regions[0].capacity.weight == 2.5);
+    assert_true(c->regions[1].capacity.weight == 1.0);
+    assert_int_equal(c->router.bookmark_wait_ms, 0);
+    assert_int_equal(c->router.slow_ms, 5);
+    assert_int_equal(c->router.probe_interval_ms, 100);
+    assert_int_equal(c->router.request_timeout_ms, 800);
+    assert_int_equal(c->router.n_fallback, 2);
+    assert_string_equal(c->router.fallback[0], "b");
+    assert_string_equal(c->router.fallback[1], "a");
+    assert_int_equal(c->router.stats_max_statements, 3);
+    assert_int_equal(c->router.stats_metrics_top, 0);
+    assert_int_equal(c->router.cache_enabled, 0);
+    assert_int_equal(c->router.cache_window_ms, 50);
+    assert_int_equal(c->router.cache_max_bytes, 0);
+    edge_conf_free(c);
+
+    expect_err(REGION1 "router: { colour: red }\n", "t.yaml:3: router.colour: unknown key");
+    expect_err(REGION1 "router: { slow_ms: fast }\n", "router.slow_ms: expected an integer");
+    expect_err(REGION1 "router: { slow_ms: 0 }\n", "router.slow_ms: must be between 1");
+    expect_err(REGION1 "router: { probe_interval_ms: 10 }\n", "router.probe_interval_ms: must be between 50");
+    expect_err(REGION1 "router: { fallback: r1 }\n", "router.fallback: expected a list of strings");
+    expect_err(REGION1 "router: { fallback: [r9] }\n", "router.fallback[0]: 'r9' is not a region");
+    expect_err(REGION1 "router: { fallback: [r1, r1] }\n", "router.fallback[1]: region 'r1' is listed twice");
+    expect_err(REGION1 "router: { stats: { size: 1 } }\n", "router.stats.size: unknown key");
+    expect_err(REGION1 "router: { stats: { max_statements: 2000000 } }\n", "must be at most 1000000");
+    expect_err(REGION1 "router: { cache: { admit_after: 0 } }\n", "router.cache.admit_after: must be between 1");
+    expect_err(REGION1 "router: { cache: { enabled: yes } }\n", "router.cache.enabled: expected true or false");
+    expect_err(REGION1 "router: { cache: 5 }\n", "router.cache: expected a mapping");
+    expect_err(REGION1 "router: [1]\n", "router: expected a mapping");
+    expect_err("regions:\n  - { id: a, capacity: { weight: 0 } }\n", "regions[0].capacity.weight: must be greater than 0");
+    expect_err("regions:\n  - { id: a, capacity: { weight: heavy } }\n", "regions[0].capacity.weight: expected a number");
+    expect_err("regions:\n  - { id: a, capacity: { max_sessions: -1 } }\n", "regions[0].capacity.max_sessions: must be between 0");
+    expect_err("regions:\n  - { id: a, capacity: { cpus: 2 } }\n", "regions[0].capacity.cpus: unknown key");
 }
 
 static void test_secret_env(void **state)
@@ -478,7 +536,7 @@ int main(void)
         cmocka_unit_test(test_secret_env),         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_load_file_errors),   cmocka_unit_test(test_conf_oom),
         cmocka_unit_test(test_consistency_names),  cmocka_unit_test(test_regions_deployment),
-        cmocka_unit_test(test_regions_rules),
+        cmocka_unit_test(test_regions_rules),      cmocka_unit_test(test_router_section),
     };
     return cmocka_run_group_tests_name("core_conf", tests, NULL, NULL);
 }
