@@ -113,6 +113,7 @@ static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
         }
         edge_vclock_close(&vv);
     }
+    if (as.applied + as.apply_errors > 0) edge_feed_dispatch(st, db);
     atomic_fetch_add(&st->stats.applied, as.applied);
     atomic_fetch_add(&st->stats.rows, as.rows);
     atomic_fetch_add(&st->stats.conflicts, as.conflicts);

@@ -22,6 +22,7 @@ void edge_repl_state_init(struct edge_repl_state *st, const char *region, const 
     pthread_rwlock_init(&st->peers_lock, NULL);
     pthread_mutex_init(&st->vv_mu, NULL);
     edge_vclock_init(&st->vv);
+    edge_feed_init(&st->feed);
     edge_hlc_init(&st->hlc, edge_clock_system());
     st->cluster = conf != NULL && conf->n_regions >= 2;
     st->default_consistency = conf != NULL ? (int)conf->consistency : 0;
@@ -44,6 +45,7 @@ void edge_repl_state_init(struct edge_repl_state *st, const char *region, const 
 void edge_repl_state_close(struct edge_repl_state *st)
 {
     edge_vclock_close(&st->vv);
+    edge_feed_close(&st->feed);
     pthread_mutex_destroy(&st->hlc_mu);
     pthread_rwlock_destroy(&st->peers_lock);
     pthread_mutex_destroy(&st->vv_mu);
@@ -142,7 +144,9 @@ static int wh_before_commit(void *ud, struct edge_store_conn *conn, int consiste
 
 static void wh_after_commit(void *ud, uint64_t seq, int consistency)
 {
-    edge_repl_state_committed(ud, seq, consistency);
+    struct edge_repl_state *st = ud;
+    edge_repl_state_committed(st, seq, consistency);
+    if (seq != 0) edge_feed_dispatch(st, st->wdb);
 }
 
 static void wh_after_rollback(void *ud)
@@ -157,6 +161,7 @@ static void wh_before_close(void *ud, struct edge_store_conn *conn)
     struct edge_repl_state *st = ud;
     edge_capture_destroy(st->wcap);
     st->wcap = NULL;
+    st->wdb = NULL;
 }
 
 int edge_repl_state_open(struct edge_repl_state *st, sqlite3 *wdb, struct edge_writer_hooks *hooks, char *errmsg,
@@ -172,9 +177,11 @@ int edge_repl_state_open(struct edge_repl_state *st, sqlite3 *wdb, struct edge_w
         pthread_mutex_unlock(&st->hlc_mu);
         if (rv != EDGE_OK) snprintf(errmsg, errmsg_len, "cannot read the highest stored stamp");
     }
+    if (rv == EDGE_OK) rv = edge_feed_open(st, wdb);
     if (rv == EDGE_OK) rv = edge_capture_create(wdb, &st->wcap);
     if (rv == EDGE_OK) rv = edge_capture_ids_enable(st->wcap, st->id_index, EDGE_REPL_ID_STRIDE);
     if (rv != EDGE_OK) return rv;
+    st->wdb = wdb;
     *hooks = (struct edge_writer_hooks){st, wh_mark, wh_rewind, wh_before_commit, wh_after_commit, wh_after_rollback,
                                         wh_before_close};
     return EDGE_OK;

@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/vclock.h"
+#include "repl/feed.h"
 #include "repl/peer.h"
 #include "repl/repl.h"
 #include "store/writer.h"
@@ -55,6 +56,8 @@ struct edge_repl_state {
     const char *peer_url[EDGE_REPL_MAX_PEERS];
     int n_peers;
     struct edge_repl_counters stats; /* remote entries applied here */
+    sqlite3 *wdb;                    /* the writer's connection (writer thread only) */
+    struct edge_repl_feed feed;      /* change feed listeners (repl/feed.h) */
     void (*wake)(void *ud);          /* progress: re-check waiting requests; any thread */
     void *wake_ud;
 };

@@ -299,6 +299,8 @@ static void tx_committed(void *ud, struct hrana_ctx *ctx)
 {
     struct unit *u = ud;
     edge_repl_state_committed(&u->loop->node->repl, ctx->seq, ctx->consistency);
+    /* This pool thread's connection, just committed: the feed reads the entry there. */
+    if (ctx->seq != 0) edge_feed_dispatch(&u->loop->node->repl, edge_store_db(ctx->conn));
 }
 
 int edge__api_unit_consistency(struct edge_node *n, struct edge_http_req *req, const struct hrana_tables *t)

@@ -1,0 +1,578 @@
+/* SPDX-License-Identifier: MIT */
+/* The change feed (see feed.h). */
+#include "repl/feed.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "repl/repl_int.h"
+#include "repl/state.h"
+
+/* Entries read per pass of a dispatch: a long catch-up goes out in several passes, so
+ * one dispatch never holds an unbounded batch in memory. */
+#define FEED_PASS_MAX 2048
+
+void edge_feed_init(struct edge_repl_feed *f)
+{
+    memset(f, 0, sizeof(*f));
+    pthread_mutex_init(&f->mu, NULL);
+    edge_vclock_init(&f->cursor);
+}
+
+void edge_feed_close(struct edge_repl_feed *f)
+{
+    edge_vclock_close(&f->cursor);
+    pthread_mutex_destroy(&f->mu);
+}
+
+int edge_feed_listen(struct edge_repl_state *st, const struct edge_feed_listener *l)
+{
+    struct edge_repl_feed *f = &st->feed;
+    int rv = EDGE_OK;
+    pthread_mutex_lock(&f->mu);
+    int n = atomic_load(&f->n);
+    if (n >= EDGE_FEED_MAX_LISTENERS) {
+        rv = EDGE_EBUSY;
+    } else {
+        /* Entries committed while nobody listened were not followed: start over from
+         * what the database holds at the next dispatch. */
+        if (n == 0 && atomic_load(&f->skipped)) f->cursor_set = false;
+        f->l[n] = *l;
+        atomic_store(&f->n, n + 1);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return rv;
+}
+
+void edge_feed_unlisten(struct edge_repl_state *st, void *ud)
+{
+    struct edge_repl_feed *f = &st->feed;
+    pthread_mutex_lock(&f->mu);
+    int n = atomic_load(&f->n), k = 0;
+    for (int i = 0; i < n; i++) {
+        if (f->l[i].ud != ud) f->l[k++] = f->l[i];
+    }
+    atomic_store(&f->n, k);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void feed_reset_locked(struct edge_repl_feed *f)
+{
+    int n = atomic_load(&f->n);
+    for (int i = 0; i < n; i++) {
+        if (f->l[i].reset != NULL) f->l[i].reset(f->l[i].ud);
+    }
+}
+
+void edge_feed_reset(struct edge_repl_state *st)
+{
+    struct edge_repl_feed *f = &st->feed;
+    pthread_mutex_lock(&f->mu);
+    feed_reset_locked(f);
+    f->cursor_set = false;
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Decoding                                                                           */
+/* ---------------------------------------------------------------------------------- */
+
+/* Walk the payload. Pass 1 (ops NULL) counts ops and columns; pass 2 fills. */
+static int decode_pass(struct edge__rd r, const char *origin, uint64_t seq, struct edge_feed_op *ops,
+                       struct edge_feed_col *cols, size_t *out_ops, size_t *out_cols)
+{
+    uint8_t version;
+    uint64_t n_ops;
+    if (edge__repl_get_u8(&r, &version) != EDGE_OK || version != EDGE_REPL_PAYLOAD_VERSION ||
+        edge__repl_get_varint(&r, &n_ops) != EDGE_OK || n_ops > r.len) {
+        return EDGE_ECORRUPT;
+    }
+    size_t nc = 0;
+    for (uint64_t i = 0; i < n_ops; i++) {
+        const char *table;
+        size_t tl;
+        uint8_t kind;
+        if (edge__repl_get_str(&r, &table, &tl) != EDGE_OK || edge__repl_get_u8(&r, &kind) != EDGE_OK) {
+            return EDGE_ECORRUPT;
+        }
+        struct edge_feed_op *op = ops ? &ops[i] : NULL;
+        if (op) {
+            memset(op, 0, sizeof(*op));
+            op->table = table;
+            op->table_len = tl;
+        }
+        if (kind == EDGE_REPL_OP_DDL) {
+            const char *sql;
+            size_t sl;
+            if (edge__repl_get_str(&r, &sql, &sl) != EDGE_OK) return EDGE_ECORRUPT;
+            if (op) {
+                op->kind = EDGE_FEED_DDL;
+                op->sql = sql;
+                op->sql_len = sl;
+            }
+            continue;
+        }
+        if (kind != EDGE_REPL_OP_ROW && kind != EDGE_REPL_OP_DELETE) return EDGE_ECORRUPT;
+        uint64_t n;
+        if (edge__repl_get_varint(&r, &n) != EDGE_OK || n > 65535) return EDGE_ECORRUPT;
+        struct edge_feed_col *c = cols ? &cols[nc] : NULL;
+        for (uint64_t k = 0; k < n; k++) {
+            const char *name;
+            size_t nl;
+            if (edge__repl_get_str(&r, &name, &nl) != EDGE_OK) return EDGE_ECORRUPT;
+            if (c) {
+                c[k].name = name;
+                c[k].name_len = nl;
+            }
+        }
+        for (uint64_t k = 0; k < n; k++) {
+            size_t start = r.off;
+            if (edge__repl_skip_value(&r) != EDGE_OK) return EDGE_ECORRUPT;
+            if (c) {
+                c[k].val = r.p + start;
+                c[k].val_len = r.off - start;
+            }
+        }
+        bool all_mine = true;
+        if (kind == EDGE_REPL_OP_ROW) {
+            size_t ol = strlen(origin);
+            for (uint64_t k = 0; k < n; k++) {
+                const char *so;
+                size_t sol;
+                uint64_t sseq, shlc;
+                if (edge__repl_get_str(&r, &so, &sol) != EDGE_OK || edge__repl_get_varint(&r, &sseq) != EDGE_OK ||
+                    edge__repl_get_varint(&r, &shlc) != EDGE_OK) {
+                    return EDGE_ECORRUPT;
+                }
+                if (sseq != seq || sol != ol || memcmp(so, origin, ol) != 0) all_mine = false;
+            }
+        }
+        if (op) {
+            op->kind = kind == EDGE_REPL_OP_DELETE ? EDGE_FEED_DELETE : all_mine ? EDGE_FEED_INSERT : EDGE_FEED_UPDATE;
+            op->ncols = (int)n;
+            op->cols = c;
+        }
+        nc += (size_t)n;
+    }
+    *out_ops = (size_t)n_ops;
+    *out_cols = nc;
+    return EDGE_OK;
+}
+
+int edge_feed_decode(sqlite3 *db, const char *origin, uint64_t seq, const uint8_t *payload, size_t len,
+                     struct edge_feed_op **out_ops, size_t *out_n)
+{
+    *out_ops = NULL;
+    *out_n = 0;
+    struct edge__rd r = {payload, len, 0};
+    size_t n_ops = 0, n_cols = 0;
+    int rv = decode_pass(r, origin, seq, NULL, NULL, &n_ops, &n_cols);
+    if (rv != EDGE_OK) return rv;
+    /* ops, then columns, then one key index per column (a key is never wider). */
+    size_t sz = n_ops * sizeof(struct edge_feed_op) + n_cols * sizeof(struct edge_feed_col) + n_cols * sizeof(int);
+    char *mem = edge_calloc(1, sz ? sz : 1);
+    if (mem == NULL) return EDGE_ENOMEM;
+    struct edge_feed_op *ops = (struct edge_feed_op *)(void *)mem;
+    struct edge_feed_col *cols = (struct edge_feed_col *)(void *)(mem + n_ops * sizeof(*ops));
+    int *pkidx = (int *)(void *)(mem + n_ops * sizeof(*ops) + n_cols * sizeof(*cols));
+    rv = decode_pass(r, origin, seq, ops, cols, &n_ops, &n_cols);
+    if (rv != EDGE_OK) {
+        edge_free(mem);
+        return rv;
+    }
+    /* Key columns: a delete names exactly them; a row's come from the table's schema. */
+    struct edge__tinfo ti;
+    memset(&ti, 0, sizeof(ti));
+    bool have = false;
+    for (size_t i = 0; i < n_ops; i++) {
+        struct edge_feed_op *op = &ops[i];
+        int *pk = pkidx + (op->cols - cols);
+        if (op->kind == EDGE_FEED_DDL) continue;
+        op->pk = pk;
+        if (op->kind == EDGE_FEED_DELETE) {
+            for (int k = 0; k < op->ncols; k++) pk[k] = k;
+            op->npk = op->ncols;
+            continue;
+        }
+        if (db == NULL || op->table_len >= sizeof(ti.name)) continue;
+        if (!have || strlen(ti.name) != op->table_len || strncmp(ti.name, op->table, op->table_len) != 0) {
+            char name[256];
+            memcpy(name, op->table, op->table_len);
+            name[op->table_len] = '\0';
+            edge__tinfo_free(&ti);
+            memset(&ti, 0, sizeof(ti));
+            have = edge__tinfo_load(db, name, &ti) == EDGE_OK;
+            if (have) snprintf(ti.name, sizeof(ti.name), "%s", name);
+        }
+        if (!have) continue;
+        int npk = 0;
+        for (int k = 0; k < ti.pk.npk; k++) {
+            const char *cn = ti.cols[ti.pk.pk[k]];
+            size_t cl = strlen(cn);
+            for (int j = 0; j < op->ncols; j++) {
+                if (op->cols[j].name_len == cl && strncasecmp(op->cols[j].name, cn, cl) == 0) {
+                    pk[npk++] = j;
+                    break;
+                }
+            }
+        }
+        op->npk = npk == ti.pk.npk ? npk : 0;
+    }
+    edge__tinfo_free(&ti);
+    *out_ops = ops;
+    *out_n = n_ops;
+    return EDGE_OK;
+}
+
+int edge_feed_value_json(const uint8_t *p, size_t len, struct edge_buf *out)
+{
+    struct edge__rd r = {p, len, 0};
+    uint8_t t;
+    if (edge__repl_get_u8(&r, &t) != EDGE_OK) return EDGE_ECORRUPT;
+    switch (t) {
+    case 0: return edge_buf_puts(out, "null");
+    case 1: {
+        uint64_t z;
+        if (edge__repl_get_varint(&r, &z) != EDGE_OK) return EDGE_ECORRUPT;
+        int64_t i = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+        return edge_buf_printf(out, "%lld", (long long)i);
+    }
+    case 2: {
+        if (r.len - r.off < 8) return EDGE_ECORRUPT;
+        uint64_t bits = 0;
+        for (int k = 0; k < 8; k++) bits |= (uint64_t)r.p[r.off + (size_t)k] << (8 * k);
+        double d;
+        memcpy(&d, &bits, 8);
+        if (!isfinite(d)) return edge_buf_puts(out, "null");
+        return edge_buf_json_double(out, d);
+    }
+    case 3:
+    case 4: {
+        const char *s;
+        size_t n;
+        if (edge__repl_get_str(&r, &s, &n) != EDGE_OK) return EDGE_ECORRUPT;
+        if (t == 3) return edge_buf_json_str(out, s, n);
+        int rv = edge_buf_puts(out, "{\"base64\":\"");
+        if (rv == EDGE_OK) rv = edge_buf_base64(out, (const uint8_t *)s, n);
+        if (rv == EDGE_OK) rv = edge_buf_puts(out, "\"}");
+        return rv;
+    }
+    default: return EDGE_ECORRUPT;
+    }
+}
+
+int edge_feed_row_json(const struct edge_feed_op *op, struct edge_buf *out)
+{
+    int rv = edge_buf_putc(out, '{');
+    for (int i = 0; i < op->ncols && rv == EDGE_OK; i++) {
+        if (i > 0) rv = edge_buf_putc(out, ',');
+        if (rv == EDGE_OK) rv = edge_buf_json_str(out, op->cols[i].name, op->cols[i].name_len);
+        if (rv == EDGE_OK) rv = edge_buf_putc(out, ':');
+        if (rv == EDGE_OK) rv = edge_feed_value_json(op->cols[i].val, op->cols[i].val_len, out);
+    }
+    if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
+    return rv;
+}
+
+int edge_feed_pk_json(const struct edge_feed_op *op, struct edge_buf *out)
+{
+    if (op->npk == 0) return edge_buf_puts(out, "null");
+    if (op->npk == 1) return edge_feed_value_json(op->cols[op->pk[0]].val, op->cols[op->pk[0]].val_len, out);
+    int rv = edge_buf_putc(out, '[');
+    for (int i = 0; i < op->npk && rv == EDGE_OK; i++) {
+        if (i > 0) rv = edge_buf_putc(out, ',');
+        if (rv == EDGE_OK) rv = edge_feed_value_json(op->cols[op->pk[i]].val, op->cols[op->pk[i]].val_len, out);
+    }
+    if (rv == EDGE_OK) rv = edge_buf_putc(out, ']');
+    return rv;
+}
+
+const struct edge_feed_col *edge_feed_col_find(const struct edge_feed_op *op, const char *name)
+{
+    size_t nl = strlen(name);
+    for (int i = 0; i < op->ncols; i++) {
+        if (op->cols[i].name_len == nl && strncasecmp(op->cols[i].name, name, nl) == 0) return &op->cols[i];
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Dispatch                                                                           */
+/* ---------------------------------------------------------------------------------- */
+
+struct pending {
+    char origin[EDGE_VCLOCK_REGION_MAX + 1];
+    uint64_t seq, hlc;
+    int consistency;
+    uint8_t *payload;
+    size_t len;
+    struct edge_feed_op *ops;
+    size_t n_ops;
+};
+
+struct conflict_row {
+    struct edge_feed_conflict c;
+    char tbl[256];
+    uint8_t *pk;
+    size_t pk_len;
+    char winner[EDGE_VCLOCK_REGION_MAX + 1], loser[EDGE_VCLOCK_REGION_MAX + 1], kind[32];
+    uint8_t *image;
+};
+
+static int pending_cmp(const void *a, const void *b)
+{
+    const struct pending *x = a, *y = b;
+    if (x->hlc != y->hlc) return x->hlc < y->hlc ? -1 : 1;
+    int c = strcmp(x->origin, y->origin);
+    if (c != 0) return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : 0;
+}
+
+static uint8_t *dup_blob(const void *p, size_t n)
+{
+    uint8_t *d = edge_malloc(n ? n : 1);
+    if (d != NULL && n > 0) memcpy(d, p, n);
+    return d;
+}
+
+/* Does op's key encode to pk (the concatenated values, as _edge_conflicts.pk)? */
+static bool op_has_pk(const struct edge_feed_op *op, const char *tbl, const uint8_t *pk, size_t pk_len)
+{
+    if (op->kind == EDGE_FEED_DDL || op->npk == 0) return false;
+    if (strlen(tbl) != op->table_len || strncasecmp(tbl, op->table, op->table_len) != 0) return false;
+    size_t off = 0;
+    for (int i = 0; i < op->npk; i++) {
+        const struct edge_feed_col *c = &op->cols[op->pk[i]];
+        if (off + c->val_len > pk_len || memcmp(pk + off, c->val, c->val_len) != 0) return false;
+        off += c->val_len;
+    }
+    return off == pk_len;
+}
+
+/* Read the conflicts recorded since the last dispatch and attach each to the op it
+ * concerns among the pending entries (either side). */
+static void attach_conflicts(struct edge_repl_feed *f, sqlite3 *db, struct pending *pend, size_t np,
+                             struct conflict_row **out_rows, size_t *out_n)
+{
+    *out_rows = NULL;
+    *out_n = 0;
+    static const char q[] = "SELECT id, tbl, pk, winner_origin, winner_seq, winner_hlc, loser_origin, loser_seq,"
+                            " loser_hlc, loser_deleted, loser_image, kind FROM _edge_conflicts WHERE id > ?1"
+                            " ORDER BY id LIMIT 10000";
+    sqlite3_stmt *s = edge__repl_stmt(db, q, sizeof(q) - 1);
+    if (s == NULL) return;
+    sqlite3_bind_int64(s, 1, f->conflict_id);
+    size_t cap = 0, n = 0;
+    struct conflict_row *rows = NULL;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        f->conflict_id = sqlite3_column_int64(s, 0);
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            struct conflict_row *g = edge_realloc(rows, nc * sizeof(*rows));
+            if (g == NULL) break;
+            rows = g;
+            cap = nc;
+        }
+        struct conflict_row *r = &rows[n];
+        memset(r, 0, sizeof(*r));
+        snprintf(r->tbl, sizeof(r->tbl), "%s", (const char *)sqlite3_column_text(s, 1));
+        r->pk_len = (size_t)sqlite3_column_bytes(s, 2);
+        r->pk = dup_blob(sqlite3_column_blob(s, 2), r->pk_len);
+        snprintf(r->winner, sizeof(r->winner), "%s", (const char *)sqlite3_column_text(s, 3));
+        snprintf(r->loser, sizeof(r->loser), "%s", (const char *)sqlite3_column_text(s, 6));
+        const unsigned char *kind = sqlite3_column_text(s, 11);
+        snprintf(r->kind, sizeof(r->kind), "%s", kind ? (const char *)kind : "row");
+        r->c.loser_image_len = (size_t)sqlite3_column_bytes(s, 10);
+        r->image = dup_blob(sqlite3_column_blob(s, 10), r->c.loser_image_len);
+        r->c.winner_origin = r->winner;
+        r->c.winner_seq = (uint64_t)sqlite3_column_int64(s, 4);
+        r->c.winner_hlc = (uint64_t)sqlite3_column_int64(s, 5);
+        r->c.loser_origin = r->loser;
+        r->c.loser_seq = (uint64_t)sqlite3_column_int64(s, 7);
+        r->c.loser_hlc = (uint64_t)sqlite3_column_int64(s, 8);
+        r->c.loser_deleted = sqlite3_column_int(s, 9) != 0;
+        r->c.loser_image = r->image;
+        r->c.kind = r->kind;
+        if (r->pk == NULL || r->image == NULL) {
+            edge_free(r->pk);
+            edge_free(r->image);
+            continue;
+        }
+        n++;
+    }
+    edge__repl_done(s);
+    /* rows[] is final now: pointers into it are stable. */
+    for (size_t i = 0; i < n; i++) {
+        struct conflict_row *r = &rows[i];
+        for (size_t k = 0; k < np; k++) {
+            bool won = strcmp(pend[k].origin, r->winner) == 0 && pend[k].seq == r->c.winner_seq;
+            bool lost = strcmp(pend[k].origin, r->loser) == 0 && pend[k].seq == r->c.loser_seq;
+            if (!won && !lost) continue;
+            for (size_t j = 0; j < pend[k].n_ops; j++) {
+                if (op_has_pk(&pend[k].ops[j], r->tbl, r->pk, r->pk_len)) {
+                    r->c.this_won = won;
+                    pend[k].ops[j].conflict = &r->c;
+                }
+            }
+        }
+    }
+    *out_rows = rows;
+    *out_n = n;
+}
+
+/* One pass: read up to FEED_PASS_MAX entries past the cursor, deliver them. Returns
+ * true when more may be waiting. When an origin's range was cut by the bound, only the
+ * entries stamped up to the last one read of every cut origin go out: an entry that
+ * depends on one not read yet always stamps later, so the causal order holds across
+ * passes. */
+static bool dispatch_pass(struct edge_repl_feed *f, sqlite3 *db)
+{
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    struct pending *pend = NULL;
+    size_t np = 0, cap = 0;
+    bool more = false, gap = false;
+    uint64_t cut_hlc = UINT64_MAX;
+    if (edge_repl_vv_load(db, &vv) != EDGE_OK) goto out;
+    if (!f->cursor_set) {
+        edge_vclock_close(&f->cursor);
+        edge_vclock_init(&f->cursor);
+        edge_vclock_copy(&f->cursor, &vv);
+        static const char qc[] = "SELECT coalesce(max(id), 0) FROM _edge_conflicts";
+        sqlite3_stmt *c = edge__repl_stmt(db, qc, sizeof(qc) - 1);
+        if (c != NULL && sqlite3_step(c) == SQLITE_ROW) f->conflict_id = sqlite3_column_int64(c, 0);
+        edge__repl_done(c);
+        f->cursor_set = true;
+        goto out;
+    }
+    static const char q[] = "SELECT seq, hlc, consistency, payload FROM _edge_log WHERE origin = ?1 AND seq > ?2"
+                            " AND seq <= ?3 ORDER BY seq LIMIT ?4";
+    sqlite3_stmt *s = edge__repl_stmt(db, q, sizeof(q) - 1);
+    if (s == NULL) goto out;
+    for (size_t i = 0; i < vv.n_entries; i++) {
+        const char *o = vv.entries[i].region;
+        uint64_t from = edge_vclock_get(&f->cursor, o), to = vv.entries[i].n;
+        if (to <= from) continue;
+        if (np >= FEED_PASS_MAX) {
+            more = true;
+            continue;
+        }
+        sqlite3_bind_text(s, 1, o, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)from);
+        sqlite3_bind_int64(s, 3, (sqlite3_int64)to);
+        sqlite3_bind_int64(s, 4, (sqlite3_int64)(FEED_PASS_MAX - np));
+        uint64_t expect = from + 1, last = from, last_hlc = 0;
+        bool failed = false;
+        while (sqlite3_step(s) == SQLITE_ROW) {
+            if (np == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                struct pending *g = edge_realloc(pend, nc * sizeof(*pend));
+                if (g == NULL) {
+                    failed = true;
+                    break;
+                }
+                pend = g;
+                cap = nc;
+            }
+            struct pending *p = &pend[np];
+            memset(p, 0, sizeof(*p));
+            snprintf(p->origin, sizeof(p->origin), "%s", o);
+            p->seq = (uint64_t)sqlite3_column_int64(s, 0);
+            p->hlc = (uint64_t)sqlite3_column_int64(s, 1);
+            p->consistency = sqlite3_column_int(s, 2);
+            p->len = (size_t)sqlite3_column_bytes(s, 3);
+            p->payload = dup_blob(sqlite3_column_blob(s, 3), p->len);
+            if (p->payload == NULL) {
+                failed = true;
+                break;
+            }
+            if (p->seq != expect) gap = true; /* compacted before the feed read it */
+            expect = p->seq + 1;
+            last = p->seq;
+            last_hlc = p->hlc;
+            np++;
+        }
+        edge__repl_done(s);
+        if (last < to && (failed || np >= FEED_PASS_MAX)) {
+            /* cut: the rest of this origin waits for the next pass */
+            more = true;
+            if (last == from) continue;
+            if (last_hlc < cut_hlc) cut_hlc = last_hlc;
+        } else if (last < to && last == from) {
+            gap = true; /* nothing left of them in the log */
+            edge_vclock_set(&f->cursor, o, to);
+        }
+    }
+    if (gap) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "change feed: entries left the log before they were delivered");
+        feed_reset_locked(f);
+    }
+    for (size_t i = 0; i < np; i++) {
+        if (edge_feed_decode(db, pend[i].origin, pend[i].seq, pend[i].payload, pend[i].len, &pend[i].ops,
+                             &pend[i].n_ops) != EDGE_OK) {
+            pend[i].ops = NULL;
+            pend[i].n_ops = 0;
+        }
+    }
+    struct conflict_row *crows = NULL;
+    size_t ncr = 0;
+    attach_conflicts(f, db, pend, np, &crows, &ncr);
+    qsort(pend, np, sizeof(*pend), pending_cmp);
+    int nl = atomic_load(&f->n);
+    size_t sent = 0;
+    for (size_t i = 0; i < np && pend[i].hlc <= cut_hlc; i++, sent++) {
+        struct edge_feed_entry e = {pend[i].origin, pend[i].seq,    pend[i].hlc, pend[i].consistency,
+                                    pend[i].payload, pend[i].len, pend[i].ops, pend[i].n_ops};
+        for (int k = 0; k < nl; k++) f->l[k].entry(f->l[k].ud, &e);
+        edge_vclock_set(&f->cursor, pend[i].origin, pend[i].seq);
+    }
+    if (!more) {
+        edge_vclock_close(&f->cursor);
+        edge_vclock_init(&f->cursor);
+        edge_vclock_copy(&f->cursor, &vv); /* also steps over what compaction took */
+    }
+    atomic_fetch_add(&f->delivered, sent);
+    for (size_t i = 0; i < ncr; i++) {
+        edge_free(crows[i].pk);
+        edge_free(crows[i].image);
+    }
+    edge_free(crows);
+out:
+    for (size_t i = 0; i < np; i++) {
+        edge_free(pend[i].payload);
+        edge_free(pend[i].ops);
+    }
+    edge_free(pend);
+    edge_vclock_close(&vv);
+    return more;
+}
+
+int edge_feed_open(struct edge_repl_state *st, sqlite3 *db)
+{
+    struct edge_repl_feed *f = &st->feed;
+    pthread_mutex_lock(&f->mu);
+    f->cursor_set = false;
+    dispatch_pass(f, db); /* with the cursor unset, a pass only places it */
+    atomic_store(&f->skipped, false);
+    pthread_mutex_unlock(&f->mu);
+    return f->cursor_set ? EDGE_OK : EDGE_ESTORE;
+}
+
+void edge_feed_dispatch(struct edge_repl_state *st, sqlite3 *db)
+{
+    struct edge_repl_feed *f = &st->feed;
+    if (atomic_load_explicit(&f->n, memory_order_acquire) == 0) {
+        atomic_store(&f->skipped, true);
+        return;
+    }
+    pthread_mutex_lock(&f->mu);
+    for (int pass = 0; pass < 1000 && atomic_load(&f->n) > 0; pass++) {
+        if (!dispatch_pass(f, db)) break;
+    }
+    pthread_mutex_unlock(&f->mu);
+}
