@@ -34,8 +34,10 @@ struct edge_crdt_op_rec {
     int64_t at_ms; /* wall clock */
 };
 
-/* Create both tables if missing. EDGE_OK or EDGE_ESTORE. */
+/* Create the tables if missing. EDGE_OK or EDGE_ESTORE. */
 int edge_crdt_store_init(sqlite3 *db);
+/* The same, cheap when they exist (a cached statement probe): for every request. */
+int edge_crdt_store_ensure(sqlite3 *db);
 /* Load the row of name (borrowed) into *out, whose fields become caller-owned; release
  * with edge_crdt_store_row_free. EDGE_OK, EDGE_ENOTFOUND, EDGE_ENOMEM, EDGE_ESTORE. */
 int edge_crdt_store_load(sqlite3 *db, const char *name, struct edge_crdt_row *out);
@@ -49,6 +51,21 @@ typedef int (*edge_crdt_store_row_cb)(void *ud, const struct edge_crdt_row *row)
 int edge_crdt_store_list(sqlite3 *db, edge_crdt_store_row_cb cb, void *ud);
 /* Number of logged operations for name (all objects when NULL). EDGE_OK, EDGE_ESTORE. */
 int edge_crdt_store_op_count(sqlite3 *db, const char *name, uint64_t *out_count);
+/* Merges of updates from other regions, per object and region: how many, and how many
+ * of them combined concurrent updates (neither side had seen the other's). */
+struct edge_crdt_merge_stat {
+    const char *name;
+    const char *region;
+    uint64_t merges;
+    uint64_t concurrent;
+};
+/* Count one merge of name from region (borrowed), concurrent or not, inside the
+ * caller's transaction. EDGE_OK or EDGE_ESTORE. */
+int edge_crdt_store_note_merge(sqlite3 *db, const char *name, const char *region, int concurrent);
+typedef int (*edge_crdt_store_merge_cb)(void *ud, const struct edge_crdt_merge_stat *s);
+/* Walk the merge counts of name (every object when NULL) in (name, region) order; s is
+ * borrowed for the call. EDGE_OK, EDGE_ESTORE, or the callback's non-zero value. */
+int edge_crdt_store_merges(sqlite3 *db, const char *name, edge_crdt_store_merge_cb cb, void *ud);
 /* Free the fields of a loaded row; the struct itself is caller storage. */
 void edge_crdt_store_row_free(struct edge_crdt_row *row);
 

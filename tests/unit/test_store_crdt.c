@@ -14,6 +14,17 @@
 
 #include "store/crdt_store.h"
 
+/* The store keeps prepared statements on the connection (store/sql.h): finalize them
+ * so a close succeeds, as store.c does. */
+static int close_db(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    while ((st = sqlite3_next_stmt(db, NULL)) != NULL) {
+        sqlite3_finalize(st);
+    }
+    return sqlite3_close(db);
+}
+
 struct fixture {
     char path[64];
     sqlite3 *db;
@@ -33,7 +44,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    sqlite3_close(f->db);
+    close_db(f->db);
     unlink(f->path);
     free(f);
     return 0;
@@ -41,7 +52,7 @@ static int teardown(void **state)
 
 static void reopen(struct fixture *f)
 {
-    assert_int_equal(sqlite3_close(f->db), SQLITE_OK);
+    assert_int_equal(close_db(f->db), SQLITE_OK);
     assert_int_equal(sqlite3_open(f->path, &f->db), SQLITE_OK);
     assert_int_equal(edge_crdt_store_init(f->db), EDGE_OK); /* idempotent */
 }
