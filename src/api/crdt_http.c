@@ -20,6 +20,7 @@
 #include "core/vclock.h"
 #include "crdt/crdt.h"
 #include "edgelite/crdt.h"
+#include "repl/repl.h"
 #include "store/crdt_store.h"
 
 #define NAME_MAX_LEN 128
@@ -36,6 +37,7 @@ void edge_crdt_http_stats(uint64_t *out_ops, uint64_t *out_merges, uint64_t *out
 /* A request in flight: where the answer goes and, for errors, what it says. */
 struct hreq {
     sqlite3 *db;
+    struct edge_capture *cap; /* the writer's change capture; NULL on a single node */
     const char *region;
     const struct edge_clock *clock;
     int status;
@@ -291,6 +293,79 @@ static int http_exec(sqlite3 *db, const char *sql)
     return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? EDGE_OK : EDGE_ESTORE;
 }
 
+/* The update goes into the replication log with the transaction that saved it: its
+ * delta (only the change, so a region that merges it twice counts it once). */
+static int http_capture(struct hreq *r, const char *name, const struct edge_crdt *delta)
+{
+    uint8_t *enc = NULL;
+    size_t len = 0;
+    if (r->cap == NULL || delta == NULL) {
+        return EDGE_OK;
+    }
+    int rv = edge_crdt_encode(delta, &enc, &len);
+    if (rv == EDGE_OK) {
+        rv = edge_capture_crdt(r->cap, name, edge_crdt_type_name(edge_crdt_type_of(delta)), enc, len);
+    }
+    edge_free(enc);
+    return rv;
+}
+
+/* ---- merge statistics ---- */
+
+struct stats_walk {
+    struct edge_buf *b;
+    uint64_t merges, concurrent;
+    int n;
+};
+
+static int http_stat_cb(void *ud, const struct edge_crdt_merge_stat *s)
+{
+    struct stats_walk *w = ud;
+    int rv = w->n++ > 0 ? edge_buf_putc(w->b, ',') : EDGE_OK;
+    if (rv == EDGE_OK) {
+        rv = edge_buf_json_cstr(w->b, s->region);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_printf(w->b, ":{\"merges\":%" PRIu64 ",\"concurrent\":%" PRIu64 "}", s->merges, s->concurrent);
+    }
+    w->merges += s->merges;
+    w->concurrent += s->concurrent;
+    return rv;
+}
+
+/* ,"merges":N,"concurrent":N,"regions":{"r":{"merges":N,"concurrent":N},...} for name:
+ * the updates of other regions merged here, and how many combined concurrent updates. */
+static int http_put_stats(struct hreq *r, struct edge_buf *b, const char *name)
+{
+    struct edge_buf regions;
+    struct stats_walk w = {&regions, 0, 0, 0};
+    edge_buf_init(&regions, b->max);
+    int rv = edge_crdt_store_merges(r->db, name, http_stat_cb, &w);
+    if (rv == EDGE_OK) {
+        rv = edge_buf_printf(b, ",\"merges\":%" PRIu64 ",\"concurrent\":%" PRIu64 ",\"regions\":{", w.merges,
+                             w.concurrent);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_append(b, regions.data ? regions.data : "", regions.len);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_putc(b, '}');
+    }
+    edge_buf_free(&regions);
+    return rv;
+}
+
+/* The whole object, with its merge statistics. */
+static int http_put_full(struct hreq *r, const char *name, const struct edge_crdt *c, uint64_t conflicts)
+{
+    int rv = http_put_object(r->b, name, c, 1, conflicts);
+    if (rv == EDGE_OK) {
+        r->b->len--; /* reopen the object for its statistics */
+        rv = http_put_stats(r, r->b, name);
+    }
+    return rv == EDGE_OK ? edge_buf_putc(r->b, '}') : rv;
+}
+
 /* ---- handlers ---- */
 
 static int http_get(struct hreq *r, const char *name)
@@ -305,10 +380,49 @@ static int http_get(struct hreq *r, const char *name)
         rv = http_fail(r, 500, "CRDT_CORRUPT", "stored state is corrupt");
     } else if (rv == EDGE_OK) {
         r->status = 200;
-        rv = http_put_object(r->b, name, c, 1, row.conflicts);
+        rv = http_put_full(r, name, c, row.conflicts);
     }
     edge_crdt_destroy(c);
     edge_crdt_store_row_free(&row);
+    return rv;
+}
+
+/* GET /v1/crdt/stats: every object's merge statistics. */
+static int http_stats_cb(void *ud, const struct edge_crdt_row *row)
+{
+    struct hreq *r = ud;
+    int rv = r->b->data[r->b->len - 1] != '[' ? edge_buf_putc(r->b, ',') : EDGE_OK;
+    if (rv == EDGE_OK) {
+        rv = edge_buf_puts(r->b, "{\"name\":");
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_json_cstr(r->b, row->name);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_puts(r->b, ",\"type\":");
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_json_cstr(r->b, row->type);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_printf(r->b, ",\"conflicts\":%" PRIu64, row->conflicts);
+    }
+    if (rv == EDGE_OK) {
+        rv = http_put_stats(r, r->b, row->name);
+    }
+    return rv == EDGE_OK ? edge_buf_putc(r->b, '}') : rv;
+}
+
+static int http_stats(struct hreq *r)
+{
+    int rv = edge_buf_puts(r->b, "{\"objects\":[");
+    if (rv == EDGE_OK) {
+        rv = edge_crdt_store_list(r->db, http_stats_cb, r);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_puts(r->b, "]}");
+    }
+    r->status = 200;
     return rv;
 }
 
@@ -377,9 +491,11 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
 {
     enum edge_crdt_type type;
     struct edge_crdt_row row = {0};
-    struct edge_crdt *c = NULL;
+    struct edge_crdt *c = NULL, *delta = NULL;
+    struct edge_crdt **dp = r->cap ? &delta : NULL;
     char *arg = NULL, *args = NULL;
     uint64_t amount = 0;
+    size_t mark = r->cap ? edge_capture_mark(r->cap) : 0;
     int in_tx = 0, rv = EDGE_OK;
 
     if (!http_req_type(r, req, &type)) {
@@ -465,19 +581,19 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
     }
     switch (kind) {
     case 0:
-        rv = edge_crdt_increment(c, r->region, amount, NULL);
+        rv = edge_crdt_increment(c, r->region, amount, dp);
         break;
     case 1:
-        rv = edge_crdt_decrement(c, r->region, amount, NULL);
+        rv = edge_crdt_decrement(c, r->region, amount, dp);
         break;
     case 2:
-        rv = edge_crdt_add(c, r->region, arg, strlen(arg), NULL);
+        rv = edge_crdt_add(c, r->region, arg, strlen(arg), dp);
         break;
     case 3:
-        rv = edge_crdt_remove(c, r->region, arg, strlen(arg), NULL);
+        rv = edge_crdt_remove(c, r->region, arg, strlen(arg), dp);
         break;
     default:
-        rv = edge_crdt_set(c, r->region, hlc, arg, strlen(arg), NULL);
+        rv = edge_crdt_set(c, r->region, hlc, arg, strlen(arg), dp);
         if (rv == EDGE_OK) {
             (void)edge_crdt_get(c, NULL, NULL, &hlc, NULL);
         }
@@ -492,7 +608,7 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
         goto out;
     }
     if (rv != EDGE_OK || (rv = http_save(r, name, c, row.conflicts, op, args, hlc)) != EDGE_OK ||
-        (rv = http_exec(r->db, "COMMIT")) != EDGE_OK) {
+        (rv = http_capture(r, name, delta)) != EDGE_OK || (rv = http_exec(r->db, "COMMIT")) != EDGE_OK) {
         goto out;
     }
     in_tx = 0;
@@ -502,9 +618,13 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
 out:
     if (in_tx) {
         (void)http_exec(r->db, "ROLLBACK");
+        if (r->cap != NULL) {
+            edge_capture_rewind(r->cap, mark);
+        }
     }
     free(arg); /* jansson's allocator */
     free(args);
+    edge_crdt_destroy(delta);
     edge_crdt_destroy(c);
     edge_crdt_store_row_free(&row);
     return rv;
@@ -517,6 +637,7 @@ static int http_merge(struct hreq *r, const char *name, json_t *req)
     struct edge_crdt *c = NULL, *in = NULL;
     uint8_t *raw = NULL;
     size_t raw_len = 0;
+    size_t mark = r->cap ? edge_capture_mark(r->cap) : 0;
     int in_tx = 0, rv = EDGE_OK, concurrent = 0;
 
     if (!http_req_type(r, req, &type)) {
@@ -561,17 +682,20 @@ static int http_merge(struct hreq *r, const char *name, json_t *req)
     uint64_t hlc = EDGE_HLC_MAKE(r->clock->wall_ms(r->clock->ud) & 0xffffffffffffu, 0);
     if (rv != EDGE_OK ||
         (rv = http_save(r, name, c, row.conflicts + (uint64_t)concurrent, "merge", NULL, hlc)) != EDGE_OK ||
-        (rv = http_exec(r->db, "COMMIT")) != EDGE_OK) {
+        (rv = http_capture(r, name, in)) != EDGE_OK || (rv = http_exec(r->db, "COMMIT")) != EDGE_OK) {
         goto out;
     }
     in_tx = 0;
     atomic_fetch_add(&stat_merges, 1);
     atomic_fetch_add(&stat_conflicts, (uint64_t)concurrent);
     r->status = 200;
-    rv = http_put_object(r->b, name, c, 1, row.conflicts + (uint64_t)concurrent);
+    rv = http_put_full(r, name, c, row.conflicts + (uint64_t)concurrent);
 out:
     if (in_tx) {
         (void)http_exec(r->db, "ROLLBACK");
+        if (r->cap != NULL) {
+            edge_capture_rewind(r->cap, mark);
+        }
     }
     edge_free(raw);
     edge_crdt_destroy(in);
@@ -596,6 +720,12 @@ static int http_route(struct hreq *r, const char *method, const char *subpath, c
     if (http_decode_name(subpath, nlen, name) != 0) {
         return http_fail(r, 400, "CRDT_BAD_NAME", "names are 1-128 bytes of [A-Za-z0-9._:-]");
     }
+    if (strcmp(name, "stats") == 0 && slash == NULL) {
+        return is_get ? http_stats(r) : http_fail(r, 405, "CRDT_METHOD", "method not allowed");
+    }
+    if (strcmp(name, "stats") == 0 || strcmp(name, "sync") == 0) {
+        return http_fail(r, 400, "CRDT_RESERVED_NAME", "\"stats\" and \"sync\" name endpoints, not objects");
+    }
     if (slash == NULL && is_get) {
         return http_get(r, name);
     }
@@ -613,18 +743,18 @@ static int http_route(struct hreq *r, const char *method, const char *subpath, c
     return rv;
 }
 
-int edge_crdt_http_handle(sqlite3 *db, const char *region, const struct edge_clock *clock, const char *method,
-                          const char *subpath, const char *body, size_t body_len, int *out_status,
+int edge_crdt_http_handle(sqlite3 *db, struct edge_capture *cap, const char *region, const struct edge_clock *clock,
+                          const char *method, const char *subpath, const char *body, size_t body_len, int *out_status,
                           struct edge_buf *out_json)
 {
     struct edge_buf b;
-    struct hreq r = {.db = db, .region = region, .clock = clock, .status = 500, .b = &b};
+    struct hreq r = {.db = db, .cap = cap, .region = region, .clock = clock, .status = 500, .b = &b};
     int rv;
 
     edge_buf_init(&b, out_json->max);
     if (method == NULL || subpath == NULL) {
         rv = http_fail(&r, 400, "CRDT_BAD_REQUEST", "missing method or path");
-    } else if ((rv = edge_crdt_store_init(db)) == EDGE_OK) {
+    } else if ((rv = edge_crdt_store_ensure(db)) == EDGE_OK) {
         rv = http_route(&r, method, subpath, body, body_len);
     }
     if (rv == EDGE_ESTORE) {

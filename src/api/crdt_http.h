@@ -3,9 +3,16 @@
  * "/v1/crdt/" and the body, and gets back a status and a JSON body.
  *
  *   GET  /v1/crdt               -> {"objects":[{"name","type","value"},...]}
- *   GET  /v1/crdt/{name}        -> {"name","type","value","vclock","conflicts","state"}
+ *   GET  /v1/crdt/{name}        -> {"name","type","value","vclock","conflicts","state",
+ *                                   "merges","concurrent","regions":{r:{"merges","concurrent"}}}
+ *   GET  /v1/crdt/stats         -> {"objects":[{"name","type","conflicts","merges","concurrent","regions"}]}
  *   POST /v1/crdt/{name}        {"type","op",...} -> {"name","type","value"}
  *   POST /v1/crdt/{name}/merge  {"type","state":"<base64>"} -> like GET
+ *   (POST /v1/crdt/sync waits for acknowledgements: api/crdt_route.c, not here.)
+ *
+ * With a change capture, every update is also recorded as its delta (repl.h
+ * edge_capture_crdt), so it travels in the replication log with the transaction that
+ * saved it; "merges"/"regions" count the deltas of other regions merged here.
  *
  * Errors are {"error":"message","code":"CRDT_*"} with 400 (bad input), 404 (unknown
  * object or route), 405, 409 (type mismatch, counter overflow) or 500. */
@@ -18,16 +25,18 @@
 
 #include "core/buf.h"
 #include "core/clock.h"
+#include "repl/repl.h"
 
 /* Handle one request. Writer thread only: db is the node's write connection (borrowed);
  * writes run in their own BEGIN IMMEDIATE ... COMMIT and are rolled back on any error,
- * so a refused request changes nothing. region (borrowed) stamps local updates; clock
+ * so a refused request changes nothing. cap (borrowed, may be NULL) is the connection's
+ * change capture: updates are recorded there as deltas. region (borrowed) stamps local updates; clock
  * (borrowed) supplies HLC time. subpath is "" for the collection, "name" or
  * "name/merge" (URL-encoded). *out_status and out_json (appended to) are always set
  * when EDGE_OK is returned, error responses included; other returns (EDGE_ENOMEM,
  * EDGE_ETOOBIG from out_json's cap) mean no usable response was produced. */
-int edge_crdt_http_handle(sqlite3 *db, const char *region, const struct edge_clock *clock, const char *method,
-                          const char *subpath, const char *body, size_t body_len, int *out_status,
+int edge_crdt_http_handle(sqlite3 *db, struct edge_capture *cap, const char *region, const struct edge_clock *clock,
+                          const char *method, const char *subpath, const char *body, size_t body_len, int *out_status,
                           struct edge_buf *out_json);
 
 /* Process-wide totals since start, for /metrics: applied operations, merges, and merges

@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "api/crdt_http.h"
+#include "store/crdt_store.h"
+
+#define CRDT_SERIES_MAX 1000 /* object x region pairs listed on /metrics */
 
 static const char *const endpoint_names[] = {"pipeline", "websocket", "health", "metrics", "status",
                                              "crdt",     "replicate", "other"};
@@ -58,6 +61,36 @@ static void metrics_peer(void *ud, int i, const struct edge_repl_peer_view *v)
         /* the peer's wall clock minus ours, from PING/PONG */
         edge_buf_printf(b, "edgelite_repl_peer_clock_offset_ms{peer=\"%s\"} %.1f\n", r, ps->clock_offset_ms);
     }
+}
+
+struct crdt_series {
+    struct edge_buf *b;
+    int n;
+};
+
+static int metrics_crdt_cb(void *ud, const struct edge_crdt_merge_stat *s)
+{
+    struct crdt_series *w = ud;
+    if (w->n++ >= CRDT_SERIES_MAX) return 1;
+    /* names are [A-Za-z0-9._:-] and region ids printable without quotes: no escaping */
+    edge_buf_printf(w->b,
+                    "edgelite_crdt_object_merges_total{object=\"%s\",region=\"%s\"} %llu\n"
+                    "edgelite_crdt_object_conflicts_total{object=\"%s\",region=\"%s\"} %llu\n",
+                    s->name, s->region, (unsigned long long)s->merges, s->name, s->region,
+                    (unsigned long long)s->concurrent);
+    return 0;
+}
+
+/* Per CRDT object and origin region: replicated updates merged here, and how many of
+ * them combined concurrent updates (the first CRDT_SERIES_MAX pairs). */
+static void metrics_crdt(struct edge_store_conn *rconn, struct edge_buf *b)
+{
+    struct crdt_series w = {b, 0};
+    edge_buf_puts(b, "# HELP edgelite_crdt_object_merges_total Updates of other regions merged into a CRDT object.\n"
+                     "# TYPE edgelite_crdt_object_merges_total counter\n"
+                     "# HELP edgelite_crdt_object_conflicts_total Merges that combined concurrent updates.\n"
+                     "# TYPE edgelite_crdt_object_conflicts_total counter\n");
+    (void)edge_crdt_store_merges(edge_store_db(rconn), NULL, metrics_crdt_cb, &w); /* no table yet: none */
 }
 
 static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, struct edge_buf *b)
@@ -179,6 +212,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     "# HELP edgelite_waiting_requests Requests parked until replication satisfies them.\n"
                     "# TYPE edgelite_waiting_requests gauge\n"
                     "edgelite_waiting_requests{kind=\"bookmark\"} %lld\nedgelite_waiting_requests{kind=\"majority\"} %lld\n"
+                    "edgelite_waiting_requests{kind=\"crdt_sync\"} %lld\n"
                     "# TYPE edgelite_statements_total counter\nedgelite_statements_total %llu\n"
                     "# TYPE edgelite_statement_errors_total counter\nedgelite_statement_errors_total %llu\n"
                     "# TYPE edgelite_rows_returned_total counter\nedgelite_rows_returned_total %llu\n"
@@ -196,6 +230,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     (long long)http_streams + (long long)atomic_load(&n->m.ws_streams), (unsigned long long)conns,
                     (unsigned long long)conns_total, (unsigned long long)bad, txn_conns,
                     (long long)atomic_load(&n->m.forwarding), (long long)atomic_load(&n->m.waiting[0]), (long long)atomic_load(&n->m.waiting[1]),
+                    (long long)atomic_load(&n->m.waiting[2]),
                     (unsigned long long)atomic_load(&n->m.stmts), (unsigned long long)atomic_load(&n->m.stmt_errors),
                     (unsigned long long)atomic_load(&n->m.rows), (unsigned long long)atomic_load(&n->m.routed[0]),
                     (unsigned long long)atomic_load(&n->m.routed[1]), (unsigned long long)atomic_load(&n->m.routed[2]),
@@ -217,6 +252,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     (unsigned long long)ws.queued, n->writer_queue, (unsigned long long)ws.refused,
                     (unsigned long long)ws_out_closed);
     if (n->repl.cluster) metrics_peers(n, l->rconn, &b);
+    metrics_crdt(l->rconn, &b);
     edge__api_respond(n, c, req, EP_METRICS, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
     edge_buf_free(&b);
 }

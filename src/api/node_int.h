@@ -73,7 +73,7 @@ struct metrics {
     _Atomic int64_t ws_streams;
     _Atomic uint64_t routed[3];
     _Atomic int64_t forwarding; /* strong writes sent on to the primary, not yet answered (hrana/forward.c) */
-    _Atomic int64_t waiting[2]; /* parked requests: [0] bookmark reads, [1] strong writes (hrana/wait.c) */
+    _Atomic int64_t waiting[3]; /* parked requests: [0] bookmark reads, [1] strong writes, [2] CRDT syncs (hrana/wait.c) */
     _Atomic uint64_t writer_busy_logged_ms; /* last "writer queue full" log line (hrana/unit.c), 0 = never */
     _Atomic uint64_t writer_busy_unlogged;  /* refusals since that line */
 };
@@ -388,6 +388,12 @@ bool edge__api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct ed
 void edge__api_wait_majority(struct loop *l, struct edge_http_conn *c, uint64_t seq, struct edge_buf *resp, int mode,
                             uint64_t start_ns);
 bool edge__api_wait_majority_ws(struct unit *u, struct ws_session *s, uint64_t seq);
+/* POST /v1/crdt/sync: answer once every peer whose link is up acknowledged this
+ * region's entry seq (edge_repl_reachable_seq), or 504 after timeout_ms. */
+void edge__api_wait_reachable(struct loop *l, struct edge_http_conn *c, uint64_t seq, uint64_t timeout_ms,
+                              uint64_t start_ns);
+/* The answer of a sync that is satisfied: {"bookmark","seq","acked":[..],"unreachable":[..]}. */
+void edge__api_crdt_sync_answer(struct edge_node *n, struct edge_http_conn *c, uint64_t seq, uint64_t start_ns);
 
 /* hrana/ws.c: WebSocket sessions */
 void edge__api_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);

@@ -180,6 +180,19 @@ static int apply_payload(struct edge__repl_actx *x, const char *origin, uint64_t
             x->touched_many = true;
             continue;
         }
+        if (kind == EDGE_REPL_OP_CRDT) {
+            const char *type, *delta;
+            size_t type_len, delta_len;
+            if (edge__repl_get_str(&rd, &type, &type_len) != EDGE_OK ||
+                edge__repl_get_str(&rd, &delta, &delta_len) != EDGE_OK) {
+                rv = EDGE_ECORRUPT;
+                break;
+            }
+            rv = edge__repl_crdt_apply(db, origin, tname, tlen, type, type_len, (const uint8_t *)delta, delta_len,
+                                       errmsg, errmsg_len);
+            x->any_write = true;
+            continue;
+        }
         if (kind != EDGE_REPL_OP_ROW && kind != EDGE_REPL_OP_DELETE) {
             rv = EDGE_ECORRUPT;
             break;
@@ -731,6 +744,12 @@ int edge_repl_payload_walk(const uint8_t *p, size_t len, edge_repl_op_cb cb, voi
             const char *s;
             size_t sl;
             if (edge__repl_get_str(&rd, &s, &sl) != EDGE_OK) return EDGE_ECORRUPT;
+        } else if (kind == EDGE_REPL_OP_CRDT) {
+            const char *s;
+            size_t sl;
+            if (edge__repl_get_str(&rd, &s, &sl) != EDGE_OK || edge__repl_get_str(&rd, &s, &sl) != EDGE_OK) {
+                return EDGE_ECORRUPT;
+            }
         } else if (kind == EDGE_REPL_OP_ROW || kind == EDGE_REPL_OP_DELETE) {
             if (edge__repl_get_varint(&rd, &n) != EDGE_OK || n == 0 || n > 32767) return EDGE_ECORRUPT;
             for (uint64_t i = 0; i < n; i++) {

@@ -379,6 +379,22 @@ int edge_capture_ddl(struct edge_capture *c, const char *sql, size_t len)
     return EDGE_OK;
 }
 
+int edge_capture_crdt(struct edge_capture *c, const char *name, const char *type, const void *delta, size_t len)
+{
+    if (c->suspended) return EDGE_OK;
+    size_t mark = c->raw.len;
+    int rv = edge__repl_put_str(&c->raw, name, strlen(name));
+    if (rv == EDGE_OK) rv = edge_buf_putc(&c->raw, (char)EDGE__OP_CRDT_RAW);
+    if (rv == EDGE_OK) rv = edge__repl_put_str(&c->raw, type, strlen(type));
+    if (rv == EDGE_OK) rv = edge__repl_put_str(&c->raw, delta, len);
+    if (rv != EDGE_OK) {
+        c->raw.len = mark;
+        return rv;
+    }
+    c->n_ops++;
+    return EDGE_OK;
+}
+
 /* Walk raw records, calling fn for each. */
 struct raw_op {
     const char *table;
@@ -386,8 +402,10 @@ struct raw_op {
     int op;
     uint64_t ncols;
     struct edge__rd vals; /* positioned at the first value */
-    const char *sql;      /* ddl */
+    const char *sql;      /* ddl; for a CRDT record its type name */
     size_t sql_len;
+    const char *delta;    /* CRDT record */
+    size_t delta_len;
 };
 
 static int raw_next(struct edge__rd *r, struct raw_op *o)
@@ -398,6 +416,10 @@ static int raw_next(struct edge__rd *r, struct raw_op *o)
     o->op = op;
     if (op == EDGE__OP_DDL_RAW) {
         return edge__repl_get_str(r, &o->sql, &o->sql_len);
+    }
+    if (op == EDGE__OP_CRDT_RAW) {
+        if (edge__repl_get_str(r, &o->sql, &o->sql_len) != EDGE_OK) return EDGE_ECORRUPT;
+        return edge__repl_get_str(r, &o->delta, &o->delta_len);
     }
     if (edge__repl_get_varint(r, &o->ncols) != EDGE_OK || o->ncols > 65535) return EDGE_ECORRUPT;
     o->vals = *r;
@@ -437,7 +459,7 @@ const char *edge_capture_table_without_pk(struct edge_capture *c)
     while (r.off < r.len) {
         struct raw_op o;
         if (raw_next(&r, &o) != EDGE_OK) return NULL;
-        if (o.op == EDGE__OP_DDL_RAW) continue;
+        if (o.op == EDGE__OP_DDL_RAW || o.op == EDGE__OP_CRDT_RAW) continue;
         char name[128];
         snprintf(name, sizeof(name), "%.*s", (int)o.table_len, o.table);
         struct edge__pkinfo pk;
@@ -578,6 +600,14 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
             rv = edge__repl_put_str(&body, "", 0);
             if (rv == EDGE_OK) rv = edge_buf_putc(&body, EDGE_REPL_OP_DDL);
             if (rv == EDGE_OK) rv = edge__repl_put_str(&body, o.sql, o.sql_len);
+            n_ops++;
+            continue;
+        }
+        if (o.op == EDGE__OP_CRDT_RAW) {
+            rv = edge__repl_put_str(&body, o.table, o.table_len);
+            if (rv == EDGE_OK) rv = edge_buf_putc(&body, EDGE_REPL_OP_CRDT);
+            if (rv == EDGE_OK) rv = edge__repl_put_str(&body, o.sql, o.sql_len);
+            if (rv == EDGE_OK) rv = edge__repl_put_str(&body, o.delta, o.delta_len);
             n_ops++;
             continue;
         }

@@ -60,6 +60,10 @@ bool edge_capture_release_ends_txn(const struct edge_capture *c, const char *nam
 /* Record a DDL statement's text (expanded SQL), kept in order with the row changes:
  * replicas run it before the rows that follow it. */
 int edge_capture_ddl(struct edge_capture *c, const char *sql, size_t len);
+/* Record a /v1/crdt update of object name (type name, e.g. "g-counter") as its delta
+ * (an encoded CRDT state, copied), in order with the row changes: it travels in the
+ * same log entry as the transaction that saved the object. Nothing while suspended. */
+int edge_capture_crdt(struct edge_capture *c, const char *name, const char *type, const void *delta, size_t len);
 /* Tables written since the last reset without a PRIMARY KEY: their name, else NULL. */
 const char *edge_capture_table_without_pk(struct edge_capture *c);
 

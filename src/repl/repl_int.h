@@ -14,7 +14,12 @@
 #define EDGE_REPL_OP_UPSERT EDGE_REPL_OP_ROW
 #define EDGE_REPL_OP_DELETE 2
 #define EDGE_REPL_OP_DDL 3
+/* A /v1/crdt update: str name (in the table slot), str type name, str delta (an encoded
+ * CRDT state holding just the change, with the object's clock after it at the origin).
+ * Applied by joining the delta into the object (crdt_apply.c). */
+#define EDGE_REPL_OP_CRDT 4
 #define EDGE__OP_DDL_RAW 100 /* raw capture record kind for DDL text */
+#define EDGE__OP_CRDT_RAW 101 /* raw capture record kind for a CRDT delta */
 #define EDGE_REPL_MAX_PK 32
 
 /* struct edge__rd, the bounds-checked reader over p[0..len), is core/vclock.h's. */
@@ -126,6 +131,11 @@ int edge__ids_before(struct edge__ids *s, const char *sql, size_t len);
 /* Drop this connection's id triggers (before a schema change runs on it). */
 int edge__ids_drop_all(sqlite3 *db);
 void edge__ids_after(struct edge__ids *s, struct edge_ids_result *out);
+/* crdt_apply.c: join a replicated delta of object name[0..name_len) from origin into the
+ * local object, counting the merge (and whether it was concurrent) in the object's
+ * statistics. EDGE_ECORRUPT for a delta that does not decode or names another type. */
+int edge__repl_crdt_apply(sqlite3 *db, const char *origin, const char *name, size_t name_len, const char *type,
+                          size_t type_len, const uint8_t *delta, size_t delta_len, char *errmsg, size_t errmsg_len);
 int edge__repl_log_put(sqlite3 *db, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
                        const struct edge_vclock *deps, const void *payload, size_t len);
 

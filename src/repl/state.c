@@ -266,6 +266,21 @@ uint64_t edge_repl_majority_seq(struct edge_repl_state *st)
     return acked[need - 1];
 }
 
+uint64_t edge_repl_reachable_seq(struct edge_repl_state *st)
+{
+    uint64_t low = UINT64_MAX;
+    pthread_rwlock_rdlock(&st->peers_lock);
+    for (int i = 0; i < st->n_peers; i++) {
+        struct edge_peer_status ps;
+        edge_peer_status(st->peers[i], &ps);
+        uint64_t a = edge_vclock_get(&ps.acked, st->region);
+        if (ps.connected && a < low) low = a;
+        edge_vclock_close(&ps.acked);
+    }
+    pthread_rwlock_unlock(&st->peers_lock);
+    return low;
+}
+
 int edge_repl_majority_needed(const struct edge_repl_state *st)
 {
     return (int)(st->conf->n_regions / 2); /* other regions needed besides this one */

@@ -97,6 +97,9 @@ int edge_repl_acks_for(struct edge_repl_state *st, uint64_t seq, int *out_connec
  * edge_repl_acks_for(seq) >= edge_repl_majority_needed (UINT64_MAX when no other
  * region is needed). One walk of the links, for all waiting strong writes at once. */
 uint64_t edge_repl_majority_seq(struct edge_repl_state *st);
+/* The highest entry of this region that every peer whose link is up acknowledged
+ * (UINT64_MAX when no link is up): what POST /v1/crdt/sync waits for. One walk. */
+uint64_t edge_repl_reachable_seq(struct edge_repl_state *st);
 /* Other regions needed besides this one for a majority. */
 int edge_repl_majority_needed(const struct edge_repl_state *st);
 /* Can a strong write be accepted now (enough links up for a majority)? */

@@ -135,7 +135,7 @@ async function metrics(n) {
 const typeByte = { 'g-counter': 1, 'pn-counter': 2, 'or-set': 3, 'lww-register': 4 };
 
 function checkFull(o, name, type) {
-  assert.deepEqual(Object.keys(o).sort(), ['conflicts', 'name', 'state', 'type', 'value', 'vclock']);
+  assert.deepEqual(Object.keys(o).sort(), ['concurrent', 'conflicts', 'merges', 'name', 'regions', 'state', 'type', 'value', 'vclock']);
   assert.equal(o.name, name);
   assert.equal(o.type, type);
   assert.equal(typeof o.conflicts, 'number');

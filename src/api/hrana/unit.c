@@ -68,7 +68,9 @@ int edge__api_unit_writer_run(struct edge_writer_job *job, struct edge_store_con
     struct unit *u = (struct unit *)job;
     if (u->crdt_method != NULL) {
         edge_buf_reset(&u->out);
-        edge_crdt_http_handle(edge_store_db(conn), u->loop->node->region, edge_clock_system(), u->crdt_method,
+        struct edge_node *n = u->loop->node;
+        edge_crdt_http_handle(edge_store_db(conn), n->repl.cluster ? n->repl.wcap : NULL, n->region,
+                              edge_clock_system(), u->crdt_method,
                               u->crdt_path, u->body ? json_string_value(u->body) : "",
                               u->body ? json_string_length(u->body) : 0, &u->crdt_status, &u->out);
         return EDGE_OK;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Requests that wait: a read for its bookmark, a strong write for a majority.
+/* Requests that wait: a read for its bookmark, a strong write for a majority, a CRDT
+ * sync for every reachable region.
  *
  * DESIGN: waiting costs nothing until the awaited event. Each loop keeps its waiters in
  * heaps: bookmark waiters per origin by seq, majority waiters by seq, and all of them
@@ -21,7 +22,7 @@
 
 #include "core/alloc.h"
 
-enum wait_kind { WAIT_BOOKMARK, WAIT_MAJORITY };
+enum wait_kind { WAIT_BOOKMARK, WAIT_MAJORITY, WAIT_REACHABLE };
 
 /* A node of a min-heap: its key and where it sits, so it can be removed. */
 struct hnode {
@@ -45,6 +46,7 @@ struct edge__api_waits {
     uint64_t timer_due; /* 0: not armed */
     struct heap by_deadline;
     struct heap majority; /* by seq */
+    struct heap reachable; /* CRDT syncs, by seq */
     struct origin_q *origins;
     size_t n_origins, cap_origins;
     bool closing;
@@ -182,6 +184,8 @@ static void detach(struct edge__api_waits *ws, struct waiter *w)
     heap_remove(&ws->by_deadline, &w->dl);
     if (w->kind == WAIT_MAJORITY) {
         heap_remove(&ws->majority, &w->sq);
+    } else if (w->kind == WAIT_REACHABLE) {
+        heap_remove(&ws->reachable, &w->sq);
     } else {
         size_t idx = 0;
         struct origin_q *q = origin_find(ws, w->origin, &idx);
@@ -194,7 +198,7 @@ static void detach(struct edge__api_waits *ws, struct waiter *w)
         }
     }
     edge_http_conn_watch_close(w->conn, NULL, NULL);
-    atomic_fetch_sub(&ws->l->node->m.waiting[w->kind == WAIT_MAJORITY], 1);
+    atomic_fetch_sub(&ws->l->node->m.waiting[w->kind], 1);
 }
 
 static void waiter_free(struct waiter *w)
@@ -217,6 +221,8 @@ static void answer_ready(struct waiter *w)
     if (edge_http_conn_is_closed(w->conn) || w->l->stopping) return; /* nobody to answer */
     if (w->kind == WAIT_BOOKMARK) {
         edge__api_pipeline_handle(w->l, w->conn, w->req, w->version, w->access);
+    } else if (w->kind == WAIT_REACHABLE) {
+        edge__api_crdt_sync_answer(n, w->conn, w->sq.key, w->start_ns);
     } else if (w->ws != NULL) {
         if (!w->ws->closed) edge_http_ws_send(w->conn, 1, w->resp.data, w->resp.len);
         edge__api_observe(n, EP_WS, w->start_ns, false);
@@ -235,6 +241,11 @@ static void answer_timeout(struct waiter *w)
                  (unsigned long long)w->sq.key, (unsigned long long)n->cfg.bookmark_timeout_ms);
         edge__api_observe(n, EP_PIPELINE, w->start_ns, true);
         edge_http_respond_error(w->conn, 504, "BOOKMARK_TIMEOUT", msg);
+    } else if (w->kind == WAIT_REACHABLE) {
+        snprintf(msg, sizeof(msg), "not every reachable region acknowledged %s:%llu in time", n->region,
+                 (unsigned long long)w->sq.key);
+        edge__api_observe(n, EP_CRDT, w->start_ns, true);
+        edge_http_respond_error(w->conn, 504, "CRDT_SYNC_TIMEOUT", msg);
     } else if (w->ws != NULL) {
         snprintf(msg, sizeof(msg), "committed on the primary as %s:%llu but a majority did not confirm it in time",
                  n->region, (unsigned long long)w->sq.key);
@@ -321,6 +332,16 @@ void edge__api_wait_wake(struct loop *l)
             tail = &w->next;
         }
     }
+    if (ws->reachable.n > 0) {
+        uint64_t held = edge_repl_reachable_seq(&n->repl);
+        while ((top = heap_top(&ws->reachable)) != NULL && top->key <= held) {
+            struct waiter *w = SQ_WAITER(top);
+            detach(ws, w);
+            w->next = NULL;
+            *tail = w;
+            tail = &w->next;
+        }
+    }
     if (ws->n_origins > 0) {
         struct edge_vclock vv;
         edge_vclock_init(&vv);
@@ -361,6 +382,7 @@ static void waits_closed(uv_handle_t *h)
     struct edge__api_waits *ws = h->data;
     edge_free(ws->by_deadline.v);
     edge_free(ws->majority.v);
+    edge_free(ws->reachable.v);
     for (size_t i = 0; i < ws->n_origins; i++) edge_free(ws->origins[i].by_seq.v);
     edge_free(ws->origins);
     edge_free(ws);
@@ -399,7 +421,7 @@ static struct waiter *waiter_new(struct loop *l, struct edge_http_conn *c, enum 
 static int park(struct edge__api_waits *ws, struct waiter *w)
 {
     int rv = EDGE_ENOMEM;
-    struct heap *h = &ws->majority;
+    struct heap *h = w->kind == WAIT_REACHABLE ? &ws->reachable : &ws->majority;
     if (w->kind == WAIT_BOOKMARK) {
         struct origin_q *q = origin_find(ws, w->origin, NULL);
         if (q == NULL) {
@@ -422,7 +444,7 @@ static int park(struct edge__api_waits *ws, struct waiter *w)
         goto out;
     }
     edge_http_conn_watch_close(w->conn, on_closed_conn, w);
-    atomic_fetch_add(&ws->l->node->m.waiting[w->kind == WAIT_MAJORITY], 1);
+    atomic_fetch_add(&ws->l->node->m.waiting[w->kind], 1);
     arm(ws);
     rv = EDGE_OK;
 out:
@@ -487,6 +509,28 @@ bool edge__api_wait_majority_ws(struct unit *u, struct ws_session *s, uint64_t s
     }
     w->ws = s;
     return true;
+}
+
+void edge__api_wait_reachable(struct loop *l, struct edge_http_conn *c, uint64_t seq, uint64_t timeout_ms,
+                              uint64_t start_ns)
+{
+    struct edge_node *n = l->node;
+    if (edge_http_conn_is_closed(c) || l->waits == NULL) return; /* nobody to answer */
+    if (edge_repl_reachable_seq(&n->repl) >= seq) {
+        edge__api_crdt_sync_answer(n, c, seq, start_ns);
+        return;
+    }
+    struct waiter *w = waiter_new(l, c, WAIT_REACHABLE, timeout_ms);
+    if (w == NULL) {
+        edge_http_respond_error(c, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    w->sq.key = seq;
+    w->start_ns = start_ns;
+    if (park(l->waits, w) != EDGE_OK) {
+        waiter_free(w);
+        edge_http_respond_error(c, 503, "INTERNAL", "out of memory");
+    }
 }
 
 bool edge__api_bookmark_parse(const char *bm, char origin[EDGE_VCLOCK_REGION_MAX + 1], uint64_t *seq)
