@@ -117,6 +117,19 @@ static int decode_pass(struct edge__rd r, const char *origin, uint64_t seq, stru
             }
             continue;
         }
+        if (kind == EDGE_REPL_OP_CRDT) {
+            const char *type, *delta;
+            size_t tyl, dl;
+            if (edge__repl_get_str(&r, &type, &tyl) != EDGE_OK || edge__repl_get_str(&r, &delta, &dl) != EDGE_OK) {
+                return EDGE_ECORRUPT;
+            }
+            if (op) {
+                op->kind = EDGE_FEED_CRDT;
+                op->sql = type;
+                op->sql_len = tyl;
+            }
+            continue;
+        }
         if (kind != EDGE_REPL_OP_ROW && kind != EDGE_REPL_OP_DELETE) return EDGE_ECORRUPT;
         uint64_t n;
         if (edge__repl_get_varint(&r, &n) != EDGE_OK || n > 65535) return EDGE_ECORRUPT;

@@ -45,6 +45,7 @@
 #define EDGE_FEED_UPDATE 2
 #define EDGE_FEED_DELETE 3
 #define EDGE_FEED_DDL 4
+#define EDGE_FEED_CRDT 5 /* a /v1/crdt update: table = object name, sql = its type name, no columns */
 #define EDGE_FEED_MAX_LISTENERS 8
 
 /* One column of an op: its name and its value in the payload's encoding (capture.c);
@@ -74,7 +75,7 @@ struct edge_feed_conflict {
 struct edge_feed_op {
     const char *table; /* not NUL-terminated: table_len */
     size_t table_len;
-    int kind;          /* EDGE_FEED_INSERT, _UPDATE, _DELETE, _DDL */
+    int kind;          /* EDGE_FEED_INSERT, _UPDATE, _DELETE, _DDL, _CRDT */
     const char *sql;   /* DDL text (not NUL-terminated) */
     size_t sql_len;
     int ncols;         /* insert/update: every column of the row; delete: the key columns */
