@@ -5,6 +5,7 @@
 //   node bench/repl_probe.mjs ready    --urls U1,U2,U3 [--timeout-ms T]
 //   node bench/repl_probe.mjs create   --urls U1,U2,U3 [--timeout-ms T]
 //   node bench/repl_probe.mjs converge --urls U1,U2,U3 --name NAME [--timeout-ms T]
+//   node bench/repl_probe.mjs vvwait   --urls U1,U2[,U3] --name NAME [--timeout-ms T]
 //   node bench/repl_probe.mjs probe    --urls U1,U2,U3 --ids A,B,C --catalogue regions.json [--writes N] [--concurrency C]
 //
 // Each command prints machine lines starting with "RESULT " on stdout (progress goes to stderr) and
@@ -216,6 +217,25 @@ async function converge(urls, name, timeoutMs) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// vvwait: time until the given regions' version vectors are equal (nothing else: no pending check,
+// so a region outside --urls may be stopped; no table hashing, so it adds next to no node CPU).
+async function vvwait(urls, name, timeoutMs) {
+  const t0 = now();
+  const end = t0 + timeoutMs;
+  let last = '';
+  while (now() < end) {
+    const keys = (await Promise.all(urls.map(status))).map((s) => vvKey(s.version_vector));
+    if (keys.every((k) => k === keys[0])) {
+      console.log(`RESULT name=${name} vv_ms=${(now() - t0).toFixed(0)}`);
+      return;
+    }
+    last = keys.join(' | ');
+    await sleep(10);
+  }
+  throw new Error(`${name}: version vectors not equal within ${timeoutMs} ms: ${last}`);
+}
+
+// ---------------------------------------------------------------------------------------------
 // probe: commit-to-applied per directed region pair. A write in A returns its bookmark A:seq;
 // right after the acknowledgement, a read carrying that bookmark goes to B and to C. The node
 // parks such a read until it has applied A:seq. The commit happens somewhere between sending the
@@ -307,8 +327,9 @@ async function main() {
   else if (cmd === 'ready') await ready(urls, timeoutMs);
   else if (cmd === 'create') await create(urls, timeoutMs);
   else if (cmd === 'converge') await converge(urls, o.name || 'converge', timeoutMs);
+  else if (cmd === 'vvwait') await vvwait(urls, o.name || 'vvwait', timeoutMs);
   else if (cmd === 'probe') await probe(o);
-  else throw new Error(`unknown command '${cmd}' (gen, ready, create, converge, probe)`);
+  else throw new Error(`unknown command '${cmd}' (gen, ready, create, converge, vvwait, probe)`);
 }
 
 main().catch((e) => {
