@@ -11,7 +11,7 @@
 #define CRDT_SERIES_MAX 1000 /* object x region pairs listed on /metrics */
 
 static const char *const endpoint_names[] = {"pipeline", "websocket", "health", "metrics", "status",
-                                             "crdt",     "replicate", "other"};
+                                             "crdt",     "replicate", "other",  "sessions"};
 
 static const double hist_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                      0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5, 10};
@@ -253,6 +253,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     (unsigned long long)ws_out_closed);
     if (n->repl.cluster) metrics_peers(n, l->rconn, &b);
     metrics_crdt(l->rconn, &b);
+    edge__api_sessions_metrics(l, &b);
     edge__api_respond(n, c, req, EP_METRICS, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
     edge_buf_free(&b);
 }

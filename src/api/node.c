@@ -172,6 +172,7 @@ static void on_stop(uv_async_t *a)
         uv_close((uv_handle_t *)&l->sweep_timer, NULL);
         uv_close((uv_handle_t *)&l->compact_timer, NULL);
     }
+    edge__api_sessions_loop_stop(l);
     if (l->http != NULL) {
         edge_http_server_stop(l->http, on_server_stopped, l);
     }
@@ -208,6 +209,8 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
     uv_check_init(&l->loop, &l->snap_check);
     l->snap_check.data = l;
     int rv = edge__api_wait_init(l);
+    if (rv != EDGE_OK) return rv;
+    rv = edge__api_sessions_loop_init(l);
     if (rv != EDGE_OK) return rv;
     rv = edge_store_open(n->db_path, EDGE_STORE_READ, n->cfg.synchronous_full, 5000, &l->rconn, l->errmsg,
                              sizeof(l->errmsg));
@@ -313,6 +316,7 @@ static void node_free(struct edge_node *n)
         struct loop *l = &n->loops[i];
         if (l->listen_fd >= 0) close(l->listen_fd); /* a loop that failed before its server took it */
         edge_store_close(l->rconn);
+        edge__api_sessions_loop_free(l);
         uv_loop_close(&l->loop);
         pthread_mutex_destroy(&l->inbox_mu);
     }
@@ -322,6 +326,7 @@ static void node_free(struct edge_node *n)
     edge_free(n->expired);
     for (int i = 0; i < n->n_pool; i++) edge__api_txconn_close(n->pool[i]);
     edge_jwt_keys_free(n->keys);
+    edge__api_sessions_free(n);
     edge_repl_state_close(&n->repl);
     pthread_mutex_destroy(&n->streams_mu);
     pthread_mutex_destroy(&n->pool_mu);
@@ -388,6 +393,8 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
         rv = edge_repl_state_open(&n->repl, edge_store_db(wconn), &hooks, errmsg, errmsg_len);
         if (rv != EDGE_OK) goto out;
     }
+    rv = edge__api_sessions_open(n, edge_store_db(wconn), errmsg, errmsg_len);
+    if (rv != EDGE_OK) goto out;
     rv = edge_writer_start(wconn, 256, n->repl.cluster ? &hooks : NULL, &n->writer);
     wconn = NULL;
     if (rv != EDGE_OK) {
@@ -441,6 +448,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
                 uv_close((uv_handle_t *)&l->drain_timer, NULL);
                 if (l->snap_check.data != NULL) uv_close((uv_handle_t *)&l->snap_check, NULL);
                 edge__api_wait_stop(l);
+                edge__api_sessions_loop_stop(l);
                 if (l->wake_ready) uv_close((uv_handle_t *)&l->wake_async, NULL);
                 l->wake_ready = false;
                 uv_run(&l->loop, UV_RUN_DEFAULT);

@@ -60,7 +60,7 @@ enum pipe_mode { PIPE_HRANA = 0, PIPE_REPLICATE = 1, PIPE_CURSOR = 2, PIPE_PROTO
  * request parked for its bookmark is decoded as one (edge__api_pipeline_handle). */
 #define PIPE_V3_PROTOBUF 0x103
 
-enum endpoint { EP_PIPELINE, EP_WS, EP_HEALTH, EP_METRICS, EP_STATUS, EP_CRDT, EP_REPLICATE, EP_OTHER, EP__COUNT };
+enum endpoint { EP_PIPELINE, EP_WS, EP_HEALTH, EP_METRICS, EP_STATUS, EP_CRDT, EP_REPLICATE, EP_OTHER, EP_SESSIONS, EP__COUNT };
 
 #define HIST_N 16
 
@@ -106,6 +106,8 @@ struct expired {
 struct loop;
 struct unit;
 struct edge_httpca;
+struct edge__sess;      /* sessions_http.c: the node's sessions state */
+struct edge__sess_loop; /* sessions_http.c: a loop's touches, reports and links to homes */
 
 struct edge_node {
     struct edge_node_config cfg;
@@ -138,6 +140,7 @@ struct edge_node {
     int n_txn;  /* connections open in total */
 
     struct edge_repl_state repl; /* VV, HLC, capture, peers (repl/state.h) */
+    struct edge__sess *sess;     /* /v1/sessions (sessions_http.c) */
 };
 
 struct loop {
@@ -157,6 +160,7 @@ struct loop {
     uv_timer_t compact_timer; /* loop 0 only */
     struct edge__api_waits *waits; /* requests parked until an event (hrana/wait.c) */
     struct edge_httpca *fwd;       /* connections to the primary (hrana/forward.c), opened on first use */
+    struct edge__sess_loop *sess;  /* sessions_http.c */
     uv_check_t snap_check;    /* ends the shared read snapshot after each loop iteration */
     bool snap_open;
     uint64_t snap_version;
@@ -304,6 +308,19 @@ void edge__api_replicate_handle(struct loop *l, struct edge_http_conn *c, struct
                                enum hrana_access access);
 void edge__api_crdt_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const char *sub);
 
+/* sessions_http.c: /v1/sessions. open runs before the writer starts (it creates the
+ * table on the writer's connection); loop_init/stop/free follow the loop's life. */
+int edge__api_sessions_open(struct edge_node *n, sqlite3 *wdb, char *errmsg, size_t errmsg_len);
+void edge__api_sessions_free(struct edge_node *n);
+int edge__api_sessions_loop_init(struct loop *l);
+void edge__api_sessions_loop_stop(struct loop *l);
+void edge__api_sessions_loop_free(struct loop *l);
+/* rest: the id after "/v1/sessions/", or NULL for "/v1/sessions" itself */
+void edge__api_sessions_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const char *rest);
+void edge__api_sessions_stats_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_sessions_access_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_sessions_metrics(struct loop *l, struct edge_buf *b);
+
 /* hrana/stream.c: the transaction pool, HTTP streams and batons */
 void edge__api_txconn_close(struct txconn *t);
 int edge__api_pool_acquire(struct edge_node *n, struct txconn **out);
@@ -329,6 +346,8 @@ int edge__api_unit_consistency(struct edge_node *n, struct edge_http_req *req, c
 void edge__api_unit_count(struct edge_node *n, struct unit *u);
 void edge__api_unit_settle(struct edge_node *n, struct txconn **slot, bool *readonly_txn, bool ro_now, bool closing);
 const char *edge__api_status_code(int st);
+/* Loop thread: open (or renew) the loop's shared read snapshot on l->rconn, as reads do. */
+void edge__api_read_snapshot(struct loop *l);
 void edge__api_snap_end(uv_check_t *h);
 /* Where a write classified as route/consistency/ddl goes in a cluster: here, forwarded
  * to the primary (only when can_forward), or refused with *code and *msg. */

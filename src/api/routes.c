@@ -162,6 +162,26 @@ static void r_crdt(struct loop *l, struct edge_http_conn *c, struct edge_http_re
     edge__api_crdt_handle(l, c, req, rc->rest);
 }
 
+static void r_sessions(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                       const struct route_call *rc)
+{
+    edge__api_sessions_handle(l, c, req, rc->arg ? rc->rest : NULL);
+}
+
+static void r_sessions_stats(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                             const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_sessions_stats_handle(l, c, req);
+}
+
+static void r_sessions_access(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                              const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_sessions_access_handle(l, c, req);
+}
+
 static void r_root(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     (void)rc;
@@ -202,6 +222,13 @@ static const struct route routes[] = {
     {M_ANY, MATCH_EXACT, "/v1/crdt", AUTH_WRITE, EP_CRDT, r_crdt, 0},
     {M_GET, MATCH_PREFIX, "/v1/crdt/", AUTH_READ, EP_CRDT, r_crdt, 0},
     {M_ANY, MATCH_PREFIX, "/v1/crdt/", AUTH_WRITE, EP_CRDT, r_crdt, 0},
+    /* Sessions: reading one (GET) or the stats needs any token, everything else a
+     * read-write one; the access reports between regions carry the cluster secret. */
+    {M_GET, MATCH_EXACT, "/v1/sessions/stats", AUTH_READ, EP_SESSIONS, r_sessions_stats, 0},
+    {M_ANY, MATCH_EXACT, "/v1/sessions", AUTH_WRITE, EP_SESSIONS, r_sessions, 0},
+    {M_GET, MATCH_PREFIX, "/v1/sessions/", AUTH_READ, EP_SESSIONS, r_sessions, 1},
+    {M_ANY, MATCH_PREFIX, "/v1/sessions/", AUTH_WRITE, EP_SESSIONS, r_sessions, 1},
+    {M_POST, MATCH_EXACT, "/v1/_sessions/access", AUTH_CLUSTER, EP_SESSIONS, r_sessions_access, 0},
     {M_GET, MATCH_EXACT, "/", AUTH_READ, EP_OTHER, r_root, 0},
 };
 

@@ -807,7 +807,13 @@ static int parse_root(struct ctx *x, yaml_node_t *root)
         rv = edge__conf_router_check((struct edge__conf_ctx *)x, root);
     }
     /* Later issues define these; until then only their shape is checked. */
-    static const char *const later[] = {"sessions", "realtime"};
+    if (rv == EDGE_OK) {
+        rv = get_section(x, root, "sessions", &sec);
+    }
+    if (rv == EDGE_OK && sec != NULL) {
+        rv = edge__conf_parse_sessions((struct edge__conf_ctx *)x, sec);
+    }
+    static const char *const later[] = {"realtime"};
     for (size_t i = 0; rv == EDGE_OK && i < sizeof(later) / sizeof(later[0]); i++) {
         rv = get_section(x, root, later[i], &sec);
     }
@@ -831,6 +837,7 @@ static int set_defaults(struct edge_conf *c)
     c->writer_queue = EDGE_CONF_WRITER_QUEUE;
     c->ws_output_bytes = EDGE_CONF_WS_OUTPUT_BYTES;
     edge__conf_router_defaults(c);
+    c->sessions = (struct edge_conf_sessions)EDGE_CONF_SESSIONS_DEFAULTS;
     return c->cluster_name != NULL && c->conflict_resolution != NULL ? EDGE_OK : EDGE_ENOMEM;
 }
 
@@ -941,6 +948,7 @@ void edge_conf_free(struct edge_conf *c)
     edge_free(c->conflict_resolution);
     edge_free(c->jwt_public_key_file);
     edge__conf_router_free(c);
+    edge_free(c->sessions.key_file);
     edge_free(c);
 }
 

@@ -46,6 +46,25 @@ struct edge_conf_router {
     int cache_max_bytes;      /* cache.max_bytes: the cache's size (LRU); default 16 MiB */
 };
 
+/* The sessions section (conf_sessions.c, docs/sessions.md). */
+enum edge_sessions_partition { EDGE_SESSIONS_PARTITION_UNAVAILABLE = 0, EDGE_SESSIONS_PARTITION_AVAILABLE };
+struct edge_conf_sessions {
+    char *key_file;        /* sessions.key_file; NULL: a single node keeps a generated key in its data dir */
+    int ttl_s;             /* default sliding TTL of a session; default 1800 */
+    int max_lifetime_s;    /* absolute lifetime from creation, whatever the reads; default 86400 */
+    int max_bytes;         /* largest JSON data of a session (bytes, before compression); default 65536 */
+    int migrate_after;     /* consecutive accesses from one other region that move the home there; 0 = never; default 3 */
+    int partition_mode;    /* enum edge_sessions_partition; default unavailable */
+    int gc_batch;          /* expired sessions deleted per GC step; default 256 */
+    int gc_interval_ms;    /* time between GC steps; default 50 */
+    int touch_interval_ms; /* sliding-TTL touches are batched this long; default 100 */
+    int compression_level; /* zstd level 1..19; default 3 */
+};
+#define EDGE_CONF_SESSIONS_DEFAULTS                                                                                \
+    {.key_file = NULL, .ttl_s = 1800, .max_lifetime_s = 86400, .max_bytes = 65536, .migrate_after = 3,             \
+     .partition_mode = EDGE_SESSIONS_PARTITION_UNAVAILABLE, .gc_batch = 256, .gc_interval_ms = 50,                 \
+     .touch_interval_ms = 100, .compression_level = 3}
+
 struct edge_conf_table {
     char *name;
     enum edge_consistency level;
@@ -70,6 +89,7 @@ struct edge_conf {
     int writer_queue;          /* limits.writer_queue: write jobs queued before 503 WRITER_BUSY; default 10000 */
     int ws_output_bytes;       /* limits.ws_output_bytes: unsent WebSocket output before a 1009 close; default 64 MiB */
     struct edge_conf_router router;
+    struct edge_conf_sessions sessions; /* sessions.* (conf_sessions.c) */
 };
 
 #define EDGE_CONF_CONFLICTS_KEEP 100000

@@ -47,4 +47,7 @@ void edge__conf_router_free(struct edge_conf *c);
 /* After every section: cross-checks (router.fallback names configured regions). */
 int edge__conf_router_check(struct edge__conf_ctx *x, yaml_node_t *root);
 
+/* conf_sessions.c: the sessions section (docs/sessions.md). */
+int edge__conf_parse_sessions(struct edge__conf_ctx *x, yaml_node_t *m);
+
 #endif

@@ -218,7 +218,10 @@ static void preupdate(void *ud, sqlite3 *db, int op, const char *zdb, const char
     (void)k1;
     (void)k2;
     struct edge_capture *c = ud;
-    if (c->suspended || strcmp(zdb, "main") != 0 || strncmp(table, "_edge_", 6) == 0 ||
+    /* edgelite's own tables stay local, except the sessions table: sessions replicate
+     * through the log like user rows (src/sessions/sessions.h). */
+    if (c->suspended || strcmp(zdb, "main") != 0 ||
+        (strncmp(table, "_edge_", 6) == 0 && strcmp(table, "_edge_sessions") != 0) ||
         strncmp(table, "sqlite_", 7) == 0) {
         return;
     }

@@ -133,7 +133,7 @@ void edge__api_snap_end(uv_check_t *h)
     uv_check_stop(h);
 }
 
-static void read_snapshot(struct loop *l)
+void edge__api_read_snapshot(struct loop *l)
 {
     uint64_t v = atomic_load(&l->node->repl.data_version);
     sqlite3 *db = edge_store_db(l->rconn);
@@ -175,7 +175,7 @@ void edge__api_unit_dispatch(struct unit *u)
     if (u->route == HRANA_ROUTE_READ) {
         u->ctx.conn = u->loop->rconn;
         u->ctx.shared_snapshot = true;
-        read_snapshot(u->loop);
+        edge__api_read_snapshot(u->loop);
         unit_run(u);
         edge__api_unit_finish(u);
         return;

@@ -140,19 +140,21 @@ export async function startProxy(upstreamPort) {
   return px;
 }
 
-function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs, tables, replication, limits }) {
+function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs, tables, replication, limits,
+  sessions, capacity }) {
   const lines = [];
   lines.push(`cluster: { name: ${name}, secret: "${secret}" }`);
   lines.push('regions:');
   for (const r of regions) {
     lines.push(`  - { id: ${r.id}, listen: "127.0.0.1:${r.port}", url: "${urlOf(r)}", data_dir: "${r.dataDir}",` +
-      ` priority: ${r.priority} }`);
+      ` priority: ${r.priority}${capacity?.[r.id] ? `, capacity: ${JSON.stringify(capacity[r.id])}` : ''} }`);
   }
   const t = Object.entries(tables ?? {}).map(([k, v]) => `${k}: ${v}`).join(', ');
   const more = (o) => Object.entries(o ?? {}).map(([k, v]) => `, ${k}: ${JSON.stringify(v)}`).join('');
   lines.push(`replication: { consistency_level: ${consistency}, sync_interval_ms: ${syncIntervalMs},` +
     ` tables: ${t ? `{ ${t} }` : '~'}${more(replication)} }`);
   if (limits) lines.push(`limits: { ${more(limits).slice(2)} }`);
+  if (sessions) lines.push(`sessions: { ${more(sessions).slice(2)} }`);
   return lines.join('\n') + '\n';
 }
 
@@ -169,6 +171,10 @@ function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs,
  *   extraArgs: more `serve` flags for every region (e.g. ['--bookmark-timeout-ms', '500'])
  *   regionArgs: { id: [flags] } more `serve` flags for one region (cluster.setArgs changes them for
  *              the next restart), e.g. { b: ['--clock-offset-ms', '3000'] }
+ *   sessions: the sessions section ({ key_file: '/path', migrate_after: 3 })
+ *   capacity: { id: { max_sessions: N, weight: W } } per-region capacity mappings
+ *   peerUrl: async (src, dstRegion) => url | undefined: the URL region src uses for region dst
+ *            (e.g. a recording proxy in front of dst); undefined keeps the default
  *   secret, name: cluster secret and name
  * Returns the cluster object described below; always call `cluster.destroy()` in after().
  */
@@ -415,14 +421,20 @@ export async function startCluster(opts = {}) {
     }
     const list = ids.map((id) => regions[id]);
     for (const src of ids) {
+      const custom = {};
+      if (opts.peerUrl) {
+        for (const r of list) if (r.id !== src) custom[r.id] = await opts.peerUrl(src, r);
+      }
       const urlOf = (r) => {
+        if (custom[r.id]) return custom[r.id];
         if (r.id === src || proxyMode === 'none') return `http://127.0.0.1:${r.port}`;
         const px = proxyMode === 'front' ? cluster.proxies[r.id] : cluster.proxies[`${src}>${r.id}`];
         return `http://127.0.0.1:${px.port}`;
       };
       const file = path.join(root, `config-${src}.yaml`);
       fs.writeFileSync(file, yamlConfig({ name, secret, regions: list, urlOf, consistency, syncIntervalMs,
-        tables: opts.tables, replication: opts.replication, limits: opts.limits }));
+        tables: opts.tables, replication: opts.replication, limits: opts.limits, sessions: opts.sessions,
+        capacity: opts.capacity }));
       regions[src].config = file;
     }
     await Promise.all(ids.map((id) => cluster._launch(id)));

@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+/* The session table: its schema, point reads, and the writes of the home (sessions.h).
+ * Every write runs on the writer connection inside the group transaction, so its checks
+ * (is this still the home, at this epoch, at this version?) and its change are one
+ * atomic step in the order the writer commits. */
+#include "sessions/sessions.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+int edge_sess_schema(sqlite3 *db)
+{
+    static const char sql[] =
+        "CREATE TABLE IF NOT EXISTS _edge_sessions(id TEXT PRIMARY KEY, home TEXT NOT NULL,"
+        " epoch INTEGER NOT NULL, version INTEGER NOT NULL, ttl_ms INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+        " expires_at INTEGER NOT NULL, max_expires_at INTEGER NOT NULL, key_id INTEGER NOT NULL,"
+        " raw_len INTEGER NOT NULL, blob BLOB NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS _edge_sessions_home_exp ON _edge_sessions(home, expires_at);";
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? EDGE_OK : EDGE_ESTORE;
+}
+
+static int prep(struct edge_store_conn *conn, const char *sql, sqlite3_stmt **st)
+{
+    size_t tail;
+    *st = NULL;
+    if (edge_store_prepare(conn, sql, strlen(sql), st, &tail) != SQLITE_OK || *st == NULL) return EDGE_ESTORE;
+    return EDGE_OK;
+}
+
+static void copy_text(char *dst, size_t cap, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+int edge_sess_get(struct edge_store_conn *conn, const char *id, struct edge_sess_row *row)
+{
+    sqlite3_stmt *st;
+    int rv = prep(conn,
+                  "SELECT home, epoch, version, ttl_ms, created_at, expires_at, max_expires_at, key_id, raw_len, blob"
+                  " FROM _edge_sessions WHERE id = ?1",
+                  &st);
+    if (rv != EDGE_OK) return rv;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        snprintf(row->id, sizeof(row->id), "%s", id);
+        copy_text(row->home, sizeof(row->home), st, 0);
+        row->epoch = sqlite3_column_int64(st, 1);
+        row->version = sqlite3_column_int64(st, 2);
+        row->ttl_ms = sqlite3_column_int64(st, 3);
+        row->created_at = sqlite3_column_int64(st, 4);
+        row->expires_at = sqlite3_column_int64(st, 5);
+        row->max_expires_at = sqlite3_column_int64(st, 6);
+        row->key_id = (uint32_t)sqlite3_column_int64(st, 7);
+        row->raw_len = sqlite3_column_int64(st, 8);
+        edge_buf_reset(&row->blob);
+        const void *b = sqlite3_column_blob(st, 9);
+        rv = edge_buf_append(&row->blob, b ? b : "", (size_t)sqlite3_column_bytes(st, 9));
+    } else {
+        rv = s == SQLITE_DONE ? EDGE_ENOTFOUND : EDGE_ESTORE;
+    }
+    edge_store_release(conn, st);
+    return rv;
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* The row as the writer sees it: absent, or its home, epoch, version and expiry. */
+struct cur {
+    bool exists, live;
+    char home[EDGE_SESS_REGION_MAX + 1];
+    int64_t epoch, version, ttl_ms, expires_at, max_expires_at;
+};
+
+static int read_cur(struct edge_store_conn *conn, const char *id, int64_t now, struct cur *c)
+{
+    sqlite3_stmt *st;
+    memset(c, 0, sizeof(*c));
+    int rv = prep(conn, "SELECT home, epoch, version, ttl_ms, expires_at, max_expires_at FROM _edge_sessions WHERE id = ?1",
+                  &st);
+    if (rv != EDGE_OK) return rv;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        c->exists = true;
+        copy_text(c->home, sizeof(c->home), st, 0);
+        c->epoch = sqlite3_column_int64(st, 1);
+        c->version = sqlite3_column_int64(st, 2);
+        c->ttl_ms = sqlite3_column_int64(st, 3);
+        c->expires_at = sqlite3_column_int64(st, 4);
+        c->max_expires_at = sqlite3_column_int64(st, 5);
+        c->live = c->expires_at > now;
+    } else if (s != SQLITE_DONE) {
+        rv = EDGE_ESTORE;
+    }
+    edge_store_release(conn, st);
+    return rv;
+}
+
+static int step_done(struct edge_store_conn *conn, sqlite3_stmt *st)
+{
+    int s = sqlite3_step(st);
+    edge_store_release(conn, st);
+    return s == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
+}
+
+static int do_create(struct edge_store_conn *conn, struct edge_sess_write *w, const struct cur *c)
+{
+    sqlite3_stmt *st;
+    if (c->exists && c->live) {
+        w->result = EDGE_SESS_EXISTS;
+        return EDGE_OK;
+    }
+    int64_t max_exp = w->now_ms + w->lifetime_ms;
+    int64_t exp = min64(w->now_ms + w->ttl_ms, max_exp);
+    /* An expired row not yet collected is replaced; its epoch goes on growing, so a
+     * replica can never take the old row's writes for the new one's. */
+    int64_t epoch = c->exists ? c->epoch + 1 : 1;
+    int rv = prep(conn,
+                  "INSERT OR REPLACE INTO _edge_sessions(id, home, epoch, version, ttl_ms, created_at, expires_at,"
+                  " max_expires_at, key_id, raw_len, blob) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                  &st);
+    if (rv != EDGE_OK) return rv;
+    sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, w->region, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, epoch);
+    sqlite3_bind_int64(st, 4, w->ttl_ms);
+    sqlite3_bind_int64(st, 5, w->now_ms);
+    sqlite3_bind_int64(st, 6, exp);
+    sqlite3_bind_int64(st, 7, max_exp);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)w->key_id);
+    sqlite3_bind_int64(st, 9, w->raw_len);
+    sqlite3_bind_blob(st, 10, w->blob, (int)w->blob_len, SQLITE_STATIC);
+    rv = step_done(conn, st);
+    if (rv == EDGE_OK) {
+        w->result = EDGE_SESS_OK;
+        w->out_version = 1;
+        w->out_epoch = epoch;
+        w->out_expires_at = exp;
+        snprintf(w->out_home, sizeof(w->out_home), "%s", w->region);
+    }
+    return rv;
+}
+
+static int do_replace(struct edge_store_conn *conn, struct edge_sess_write *w, const struct cur *c)
+{
+    sqlite3_stmt *st;
+    if (w->base_version >= 0 && c->version != w->base_version) {
+        w->result = EDGE_SESS_RETRY;
+        return EDGE_OK;
+    }
+    /* A write is an access: it slides the TTL like a read. */
+    int64_t ttl = w->ttl_ms > 0 ? w->ttl_ms : c->ttl_ms;
+    int64_t exp = min64(w->now_ms + ttl, c->max_expires_at);
+    if (exp < c->expires_at) exp = c->expires_at;
+    int rv = prep(conn,
+                  "UPDATE _edge_sessions SET version = ?2, ttl_ms = ?3, expires_at = ?4, key_id = ?5, raw_len = ?6,"
+                  " blob = ?7 WHERE id = ?1",
+                  &st);
+    if (rv != EDGE_OK) return rv;
+    sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, c->version + 1);
+    sqlite3_bind_int64(st, 3, ttl);
+    sqlite3_bind_int64(st, 4, exp);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)w->key_id);
+    sqlite3_bind_int64(st, 6, w->raw_len);
+    sqlite3_bind_blob(st, 7, w->blob, (int)w->blob_len, SQLITE_STATIC);
+    rv = step_done(conn, st);
+    if (rv == EDGE_OK) {
+        w->result = EDGE_SESS_OK;
+        w->out_version = c->version + 1;
+        w->out_epoch = c->epoch;
+        w->out_expires_at = exp;
+    }
+    return rv;
+}
+
+static int do_delete(struct edge_store_conn *conn, struct edge_sess_write *w)
+{
+    sqlite3_stmt *st;
+    int rv = prep(conn, "DELETE FROM _edge_sessions WHERE id = ?1", &st);
+    if (rv != EDGE_OK) return rv;
+    sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
+    rv = step_done(conn, st);
+    if (rv == EDGE_OK) w->result = EDGE_SESS_OK;
+    return rv;
+}
+
+static int do_migrate(struct edge_store_conn *conn, struct edge_sess_write *w, const struct cur *c)
+{
+    sqlite3_stmt *st;
+    if (c->epoch != w->base_epoch) {
+        w->result = EDGE_SESS_RETRY;
+        return EDGE_OK;
+    }
+    int rv = prep(conn, "UPDATE _edge_sessions SET home = ?2, epoch = ?3 WHERE id = ?1", &st);
+    if (rv != EDGE_OK) return rv;
+    sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, w->target, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, c->epoch + 1);
+    rv = step_done(conn, st);
+    if (rv == EDGE_OK) {
+        w->result = EDGE_SESS_OK;
+        w->out_epoch = c->epoch + 1;
+        w->out_version = c->version;
+        w->out_expires_at = c->expires_at;
+        snprintf(w->out_home, sizeof(w->out_home), "%s", w->target);
+    }
+    return rv;
+}
+
+int edge_sess_write(struct edge_store_conn *conn, struct edge_sess_write *w)
+{
+    struct cur c;
+    w->result = EDGE_SESS_NOT_FOUND;
+    w->out_home[0] = '\0';
+    int rv = read_cur(conn, w->id, w->now_ms, &c);
+    if (rv != EDGE_OK) return rv;
+    if (w->kind == EDGE_SESS_CREATE) return do_create(conn, w, &c);
+    if (!c.exists || !c.live) return EDGE_OK;
+    /* The fence: only the home writes, at the epoch it holds now. */
+    if (strcmp(c.home, w->region) != 0) {
+        w->result = EDGE_SESS_MOVED;
+        w->out_epoch = c.epoch;
+        snprintf(w->out_home, sizeof(w->out_home), "%s", c.home);
+        return EDGE_OK;
+    }
+    if (w->if_match >= 0 && c.version != w->if_match) {
+        w->result = EDGE_SESS_VERSION;
+        w->out_version = c.version;
+        return EDGE_OK;
+    }
+    snprintf(w->out_home, sizeof(w->out_home), "%s", c.home);
+    switch (w->kind) {
+    case EDGE_SESS_REPLACE: return do_replace(conn, w, &c);
+    case EDGE_SESS_DELETE: return do_delete(conn, w);
+    case EDGE_SESS_MIGRATE: return do_migrate(conn, w, &c);
+    case EDGE_SESS_CREATE: break;
+    }
+    return EDGE_EINVAL;
+}
+
+int edge_sess_touch(struct edge_store_conn *conn, const char *region, int64_t now_ms, int64_t min_step_ms,
+                    char *const *ids, size_t n, size_t *out_touched)
+{
+    sqlite3_stmt *st;
+    *out_touched = 0;
+    int rv = prep(conn,
+                  "UPDATE _edge_sessions SET expires_at = min(?3 + ttl_ms, max_expires_at)"
+                  " WHERE id = ?1 AND home = ?2 AND expires_at > ?3"
+                  " AND min(?3 + ttl_ms, max_expires_at) >= expires_at + max(?4, ttl_ms / 10)",
+                  &st);
+    if (rv != EDGE_OK) return rv;
+    sqlite3 *db = edge_store_db(conn);
+    for (size_t i = 0; i < n && rv == EDGE_OK; i++) {
+        sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, region, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now_ms);
+        sqlite3_bind_int64(st, 4, min_step_ms);
+        if (sqlite3_step(st) != SQLITE_DONE) rv = EDGE_ESTORE;
+        *out_touched += (size_t)sqlite3_changes(db);
+        sqlite3_reset(st);
+    }
+    edge_store_release(conn, st);
+    return rv;
+}
+
+int edge_sess_gc(struct edge_store_conn *conn, const char *region, int64_t now_ms, int limit, int *out_deleted)
+{
+    sqlite3_stmt *st;
+    *out_deleted = 0;
+    int rv = prep(conn,
+                  "DELETE FROM _edge_sessions WHERE rowid IN (SELECT rowid FROM _edge_sessions"
+                  " WHERE home = ?1 AND expires_at <= ?2 ORDER BY expires_at LIMIT ?3)",
+                  &st);
+    if (rv != EDGE_OK) return rv;
+    sqlite3_bind_text(st, 1, region, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms);
+    sqlite3_bind_int(st, 3, limit);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_DONE) *out_deleted = sqlite3_changes(edge_store_db(conn));
+    edge_store_release(conn, st);
+    return s == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
+}
+
+int edge_sess_count_home(struct edge_store_conn *conn, const char *region, int64_t now_ms, int64_t *out)
+{
+    sqlite3_stmt *st;
+    *out = 0;
+    int rv = prep(conn, "SELECT count(*) FROM _edge_sessions WHERE home = ?1 AND expires_at > ?2", &st);
+    if (rv != EDGE_OK) return rv;
+    sqlite3_bind_text(st, 1, region, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+    } else {
+        rv = EDGE_ESTORE;
+    }
+    edge_store_release(conn, st);
+    return rv;
+}
+
+int edge_sess_totals(struct edge_store_conn *conn, int64_t now_ms, int64_t *live, int64_t *sealed, int64_t *raw)
+{
+    sqlite3_stmt *st;
+    *live = *sealed = *raw = 0;
+    int rv = prep(conn,
+                  "SELECT count(*), total(length(blob)), total(raw_len) FROM _edge_sessions WHERE expires_at > ?1",
+                  &st);
+    if (rv != EDGE_OK) return rv;
+    sqlite3_bind_int64(st, 1, now_ms);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *live = sqlite3_column_int64(st, 0);
+        *sealed = (int64_t)sqlite3_column_double(st, 1);
+        *raw = (int64_t)sqlite3_column_double(st, 2);
+    } else {
+        rv = EDGE_ESTORE;
+    }
+    edge_store_release(conn, st);
+    return rv;
+}
