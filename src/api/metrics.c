@@ -251,6 +251,12 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     "# TYPE edgelite_ws_output_closed_total counter\nedgelite_ws_output_closed_total %llu\n",
                     (unsigned long long)ws.queued, n->writer_queue, (unsigned long long)ws.refused,
                     (unsigned long long)ws_out_closed);
+    edge_buf_printf(&b,
+                    "# HELP edgelite_router_routed_away_total Reads the router sent to another region (bookmark not "
+                    "applied here, strong read not covered).\n"
+                    "# TYPE edgelite_router_routed_away_total counter\nedgelite_router_routed_away_total %llu\n",
+                    (unsigned long long)atomic_load(&n->m.routed_away));
+    edge__api_stats_metrics(n, &b);
     if (n->repl.cluster) metrics_peers(n, l->rconn, &b);
     metrics_crdt(l->rconn, &b);
     edge__api_sessions_metrics(l, &b);

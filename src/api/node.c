@@ -178,8 +178,10 @@ static void on_stop(uv_async_t *a)
     }
     /* With every connection closing: waiters and forwards in flight end unanswered. */
     edge__api_wait_stop(l);
-    edge_httpca_close(l->fwd);
-    l->fwd = NULL;
+    for (int i = 0; i < EDGE_API_MAX_REGIONS; i++) {
+        edge_httpca_close(l->fwd[i]);
+        l->fwd[i] = NULL;
+    }
 }
 
 static void loop_main(void *arg)
@@ -328,6 +330,7 @@ static void node_free(struct edge_node *n)
     edge_jwt_keys_free(n->keys);
     edge__api_sessions_free(n);
     edge_repl_state_close(&n->repl);
+    edge_router_stats_free(n->stats);
     pthread_mutex_destroy(&n->streams_mu);
     pthread_mutex_destroy(&n->pool_mu);
     edge_free(n->data_dir);
@@ -355,6 +358,15 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     edge_repl_state_init(&n->repl, n->region, n->db_path, cfg->conf, cfg->wan, cfg->log_keep);
     n->repl.wake = edge__api_wake;
     n->repl.wake_ud = n;
+    {
+        const struct edge_conf_router *rc = cfg->conf != NULL ? &cfg->conf->router : NULL;
+        /* Without statistics the node still serves: the endpoints say they are off. */
+        if (edge_router_stats_new(rc ? rc->stats_max_statements : 1000, rc ? (uint64_t)rc->slow_ms : 1000,
+                                  &n->stats) != EDGE_OK) {
+            n->stats = NULL;
+        }
+        n->bookmark_wait_ms = rc ? rc->bookmark_wait_ms : (int)cfg->bookmark_timeout_ms;
+    }
     if (n->data_dir == NULL || n->region == NULL || n->db_path == NULL) goto out;
     snprintf(n->db_path, plen, "%s/edgelite.db", cfg->data_dir);
     n->start_wall_ms = wall_ms();

@@ -43,6 +43,7 @@
 #include "core/task.h"
 #include "net/http.h"
 #include "repl/state.h"
+#include "router/router.h"
 #include "store/store.h"
 #include "store/writer.h"
 
@@ -50,6 +51,8 @@
 /* Keep-alive connections from one loop to the primary for forwarded strong writes;
  * more forwards queue on the loop (hrana/forward.c). */
 #define EDGE_API_FORWARD_CONNS 32
+/* Regions a loop may send requests on to (forwarded writes and routed reads). */
+#define EDGE_API_MAX_REGIONS 33
 #define EXPIRED_KEEP_MS (300u * 1000u)
 
 /* How a pipeline unit is answered: Hrana JSON, /v1/replicate's form, the lines of
@@ -72,6 +75,7 @@ struct metrics {
     _Atomic uint64_t stmts, stmt_errors, rows;
     _Atomic int64_t ws_streams;
     _Atomic uint64_t routed[3];
+    _Atomic uint64_t routed_away; /* reads the router sent to another region (bookmark, strong) */
     _Atomic int64_t forwarding; /* strong writes sent on to the primary, not yet answered (hrana/forward.c) */
     _Atomic int64_t waiting[3]; /* parked requests: [0] bookmark reads, [1] strong writes, [2] CRDT syncs (hrana/wait.c) */
     _Atomic uint64_t writer_busy_logged_ms; /* last "writer queue full" log line (hrana/unit.c), 0 = never */
@@ -141,6 +145,8 @@ struct edge_node {
 
     struct edge_repl_state repl; /* VV, HLC, capture, peers (repl/state.h) */
     struct edge__sess *sess;     /* /v1/sessions (sessions_http.c) */
+    struct edge_router_stats *stats; /* statement statistics (router/router.h); NULL if they could not be made */
+    int bookmark_wait_ms;            /* router.bookmark_wait_ms: then a covering region is looked for */
 };
 
 struct loop {
@@ -159,8 +165,10 @@ struct loop {
     uv_timer_t sweep_timer;   /* loop 0 only */
     uv_timer_t compact_timer; /* loop 0 only */
     struct edge__api_waits *waits; /* requests parked until an event (hrana/wait.c) */
-    struct edge_httpca *fwd;       /* connections to the primary (hrana/forward.c), opened on first use */
     struct edge__sess_loop *sess;  /* sessions_http.c */
+    struct edge_httpca *fwd[EDGE_API_MAX_REGIONS]; /* connections to each region by config index (hrana/forward.c),
+                                                    * opened on first use */
+    const struct edge_http_req *bm_expired; /* a request whose bookmark wait just ended (hrana/wait.c -> http.c) */
     uv_check_t snap_check;    /* ends the shared read snapshot after each loop iteration */
     bool snap_open;
     uint64_t snap_version;
@@ -393,6 +401,10 @@ void edge__api_pb_cursor_answer(struct edge_node *n, struct edge_http_conn *c, c
 /* hrana/forward.c: a strong write or schema change sent on to the primary */
 void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body, int mode,
                       bool strong);
+/* The same to any region of the configuration; read: a routed read (keeps its bookmark,
+ * REGION_UNREACHABLE when the region cannot be reached). */
+void edge__api_forward_to(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
+                          int mode, bool strong, const char *region, bool read);
 
 /* hrana/wait.c: bookmarks and majorities. A bookmark is "REGION:SEQ". Per loop: init
  * with the loop, wake when the replication state moved (on_wake), stop with the loop
@@ -413,6 +425,33 @@ void edge__api_wait_reachable(struct loop *l, struct edge_http_conn *c, uint64_t
                               uint64_t start_ns);
 /* The answer of a sync that is satisfied: {"bookmark","seq","acked":[..],"unreachable":[..]}. */
 void edge__api_crdt_sync_answer(struct edge_node *n, struct edge_http_conn *c, uint64_t seq, uint64_t start_ns);
+/* After router.bookmark_wait_ms found no region to send it to: wait on until the bookmark
+ * timeout counted from the request's arrival (504 then). */
+void edge__api_wait_bookmark_rest(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
+                                  enum hrana_access access);
+
+/* router_http.c: the query router in the node (router/router.h) */
+struct edge_router_input;
+struct edge_router_peer;
+/* The other regions as this node knows them (link state): up, RTT, acknowledged VV;
+ * vvs[] holds the VVs (close each of the first *n). Also the primary's commit point. */
+int edge__api_router_peers(struct edge_node *n, struct edge_router_peer *out, struct edge_vclock *vvs, int max,
+                           uint64_t *primary_commit, bool *primary_known);
+/* What the planner needs of a unit besides the node's state. */
+struct edge__api_plan_req {
+    enum edge_router_kind kind;
+    bool ddl, in_txn, nondeterministic, unknown;
+    int consistency;
+    const char *bookmark; /* X-Edge-Bookmark or NULL */
+    bool waited, can_forward, forwarded;
+};
+void edge__api_plan(struct edge_node *n, const struct edge__api_plan_req *pr, struct edge_router_plan *out);
+void edge__api_route_explain(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_stats_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_stats_reset(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_stats_metrics(struct edge_node *n, struct edge_buf *b);
+/* hrana_ctx.on_stmt for this node's statistics */
+void edge__api_stats_stmt(void *ud, const char *sql, size_t len, uint64_t ns, uint64_t rows, bool error);
 
 /* hrana/ws.c: WebSocket sessions */
 void edge__api_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);

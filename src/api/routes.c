@@ -180,6 +180,23 @@ static void r_sessions_access(struct loop *l, struct edge_http_conn *c, struct e
 {
     (void)rc;
     edge__api_sessions_access_handle(l, c, req);
+static void r_route(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_route_explain(l, c, req);
+}
+
+static void r_stats(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_stats_handle(l, c, req);
+}
+
+static void r_stats_reset(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                          const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_stats_reset(l, c, req);
 }
 
 static void r_root(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
@@ -229,6 +246,10 @@ static const struct route routes[] = {
     {M_GET, MATCH_PREFIX, "/v1/sessions/", AUTH_READ, EP_SESSIONS, r_sessions, 1},
     {M_ANY, MATCH_PREFIX, "/v1/sessions/", AUTH_WRITE, EP_SESSIONS, r_sessions, 1},
     {M_POST, MATCH_EXACT, "/v1/_sessions/access", AUTH_CLUSTER, EP_SESSIONS, r_sessions_access, 0},
+    /* The query router: explain a plan (nothing runs), statement statistics. */
+    {M_POST, MATCH_EXACT, "/v1/route", AUTH_READ, EP_OTHER, r_route, 0},
+    {M_GET, MATCH_EXACT, "/v1/stats/statements", AUTH_READ, EP_STATUS, r_stats, 0},
+    {M_POST, MATCH_EXACT, "/v1/stats/reset", AUTH_WRITE, EP_STATUS, r_stats_reset, 0},
     {M_GET, MATCH_EXACT, "/", AUTH_READ, EP_OTHER, r_root, 0},
 };
 

@@ -488,6 +488,13 @@ static int run_stmt(struct hrana_ctx *ctx, json_t *stmt, struct edge_buf *out, s
     return hrana__run_stmt(ctx, stmt, &rows, e);
 }
 
+static uint64_t stmt_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__rows *rs, struct stmt_error *e)
 {
     size_t len = 0;
@@ -498,6 +505,8 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     enum edge_txctl tx = EDGE_TXCTL_NONE;
     struct edge_ids_result ids = {0};
     bool ids_on = false;
+    uint64_t nrows = 0;
+    uint64_t t0 = ctx->on_stmt != NULL ? stmt_clock_ns() : 0;
     ctx->stmts++;
     if (sql == NULL) {
         char id[32];
@@ -568,7 +577,6 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     bool want_rows = !json_is_false(wr);
     sqlite3_int64 changes_before = sqlite3_total_changes64(db);
     int wrv = rs->begin(rs->ud, st);
-    uint64_t nrows = 0;
     while (wrv == EDGE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         nrows++;
         if (want_rows) wrv = rs->row(rs->ud, st);
@@ -644,6 +652,9 @@ out:
     if (ret != 0) {
         ctx->errors++;
         rs->rewind(rs->ud, mark);
+    }
+    if (ctx->on_stmt != NULL && sql != NULL) {
+        ctx->on_stmt(ctx->stmt_ud, sql, len, stmt_clock_ns() - t0, ret == 0 ? nrows : 0, ret != 0);
     }
     edge_store_release(ctx->conn, st);
     /* The budget is for this statement only: work that follows on the connection (the

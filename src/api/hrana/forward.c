@@ -25,10 +25,12 @@ struct forward {
     struct edge_http_conn *conn;
     char *body;
     size_t body_len;
-    char headers[1024];
+    char headers[4096];
     int mode;
     uint64_t start_ns;
     uint64_t half_rtt_ms;
+    int region;       /* index in the configuration's regions of the target */
+    bool read;        /* a read sent to another region (router), not a write to the primary */
     bool sent;
     int rv;
     struct edge_httpc_resp resp;
@@ -50,10 +52,10 @@ static void forward_answer(struct forward *f)
     if (!edge_http_conn_is_closed(f->conn)) {
         if (f->rv != EDGE_OK) {
             char msg[256];
-            snprintf(msg, sizeof(msg), "the primary region %s could not be reached: %s", n->repl.primary,
-                     edge_strerror(f->rv));
+            snprintf(msg, sizeof(msg), "the %s region %s could not be reached: %s", f->read ? "chosen" : "primary",
+                     n->cfg.conf->regions[f->region].id, edge_strerror(f->rv));
             edge__api_observe(n, EP_PIPELINE, f->start_ns, true);
-            edge_http_respond_error(f->conn, 503, "PRIMARY_UNREACHABLE", msg);
+            edge_http_respond_error(f->conn, 503, f->read ? "REGION_UNREACHABLE" : "PRIMARY_UNREACHABLE", msg);
         } else if (f->resp.status == 200) {
             /* The primary's bookmark orders reads everywhere. */
             char origin[EDGE_VCLOCK_REGION_MAX + 1] = "";
@@ -87,29 +89,30 @@ static void forward_done(void *ud, int rv, struct edge_httpc_resp *resp)
     }
 }
 
-/* This loop's connections to the primary, opened on first use. */
-static struct edge_httpca *primary_pool(struct loop *l)
+/* This loop's connections to a region (by its index in the configuration), opened on first use. */
+static struct edge_httpca *region_pool(struct loop *l, int region)
 {
     struct edge_node *n = l->node;
-    if (l->fwd != NULL || l->stopping) return l->fwd;
+    if (region < 0 || region >= EDGE_API_MAX_REGIONS) return NULL;
+    if (l->fwd[region] != NULL || l->stopping) return l->fwd[region];
     struct edge_httpc_url u;
-    const char *url = edge_repl_state_primary_url(&n->repl);
+    const char *url = n->cfg.conf->regions[region].url;
     if (url == NULL || edge_httpc_url_parse(url, &u) != EDGE_OK) return NULL;
-    /* Idle connections close well before the primary's own idle timeout would. */
+    /* Idle connections close well before the other region's own idle timeout would. */
     uint64_t idle = n->cfg.idle_conn_timeout_ms / 2;
-    int rv = edge_httpca_new(&l->loop, u.host, u.port, EDGE_API_FORWARD_CONNS, idle ? idle : 1, &l->fwd);
+    int rv = edge_httpca_new(&l->loop, u.host, u.port, EDGE_API_FORWARD_CONNS, idle ? idle : 1, &l->fwd[region]);
     if (rv != EDGE_OK) {
-        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "forward: primary url %s: %s (a numeric loopback address is needed)",
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "forward: region url %s: %s (a numeric loopback address is needed)",
                  url, edge_strerror(rv));
-        l->fwd = NULL;
+        l->fwd[region] = NULL;
     }
-    return l->fwd;
+    return l->fwd[region];
 }
 
 static void forward_send(struct forward *f)
 {
     struct edge_node *n = f->l->node;
-    struct edge_httpca *p = primary_pool(f->l);
+    struct edge_httpca *p = region_pool(f->l, f->region);
     f->sent = true;
     /* /v3 accepts every v2 pipeline and also what a v3 client may send (is_autocommit,
      * get_autocommit, and every protobuf request, which travels as its JSON form). */
@@ -132,23 +135,45 @@ static void on_delay(uv_timer_t *t)
     }
 }
 
+static int region_index(const struct edge_conf *conf, const char *id)
+{
+    for (size_t i = 0; conf != NULL && id != NULL && i < conf->n_regions && i < EDGE_API_MAX_REGIONS; i++) {
+        if (strcmp(conf->regions[i].id, id) == 0) return (int)i;
+    }
+    return -1;
+}
+
 void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body, int mode,
                        bool strong)
 {
+    edge__api_forward_to(l, c, req, body, mode, strong, l->node->repl.primary, false);
+}
+
+void edge__api_forward_to(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body,
+                          int mode, bool strong, const char *region, bool read)
+{
     struct edge_node *n = l->node;
-    struct forward *f = edge_calloc(1, sizeof(*f));
-    char *text = json_dumps(body, JSON_COMPACT);
-    if (f == NULL || text == NULL || edge_repl_state_primary_url(&n->repl) == NULL) {
-        edge_free(f);
-        free(text);
-        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "PRIMARY_UNREACHABLE", "cannot forward to the primary region");
+    int idx = region_index(n->cfg.conf, region);
+    const char *code = read ? "REGION_UNREACHABLE" : "PRIMARY_UNREACHABLE";
+    if (idx < 0 || n->cfg.conf->regions[idx].url == NULL) {
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, code, "cannot forward to that region (no url)");
         return;
     }
+    struct forward *f = edge_calloc(1, sizeof(*f));
+    char *text = json_dumps(body, JSON_COMPACT);
+    if (f == NULL || text == NULL) {
+        edge_free(f);
+        free(text);
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, code, "cannot forward to that region");
+        return;
+    }
+    f->region = idx;
+    f->read = read;
     f->body = edge_strdup(text);
     free(text);
     if (f->body == NULL) {
         edge_free(f);
-        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "PRIMARY_UNREACHABLE", "cannot forward to the primary region");
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, code, "cannot forward to that region");
         return;
     }
     f->body_len = strlen(f->body);
@@ -157,12 +182,15 @@ void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_htt
     edge_http_conn_ref(c);
     f->mode = mode;
     f->start_ns = req->start_ns;
-    double rtt = n->cfg.wan ? edge_regions_rtt_ms(n->cfg.wan, n->region, n->repl.primary) : 0;
+    double rtt = n->cfg.wan ? edge_regions_rtt_ms(n->cfg.wan, n->region, region) : 0;
     f->half_rtt_ms = rtt > 0 ? (uint64_t)(rtt / 2.0 + 0.5) : 0;
     const char *auth = edge_http_header(req, "authorization");
-    snprintf(f->headers, sizeof(f->headers), "%sX-Edge-Forwarded: %s\r\n%s%s%s",
+    /* A read sent on keeps its bookmark: the region chosen serves it only once it has the write. */
+    const char *bm = read ? edge_http_header(req, "x-edge-bookmark") : NULL;
+    if (bm != NULL && strlen(bm) > 100) bm = NULL;
+    snprintf(f->headers, sizeof(f->headers), "%sX-Edge-Forwarded: %s\r\n%s%s%s%s%s%s",
              strong ? "X-Edge-Consistency: strong\r\n" : "", n->region, auth ? "Authorization: " : "", auth ? auth : "",
-             auth ? "\r\n" : "");
+             auth ? "\r\n" : "", bm ? "X-Edge-Bookmark: " : "", bm ? bm : "", bm ? "\r\n" : "");
     uv_timer_init(&l->loop, &f->delay);
     f->delay.data = f;
     atomic_fetch_add(&n->m.forwarding, 1);

@@ -190,6 +190,42 @@ void edge__api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edg
     bool stateless = !json_is_string(baton) && nreq > 0 &&
                      strcmp(json_string_value(json_object_get(json_array_get(requests, nreq - 1), "type")),
                             "close") == 0;
+    /* The router (docs/router.md): a read whose bookmark wait is over, or a read asked to be
+     * strong, may have to run elsewhere. */
+    const char *cons_hdr = edge_http_header(req, "x-edge-consistency");
+    bool strong_read = cons_hdr != NULL && strcmp(cons_hdr, "strong") == 0;
+    bool bm_over = l->bm_expired == req;
+    if (route == HRANA_ROUTE_READ && n->repl.cluster && s->txn == NULL && (bm_over || strong_read)) {
+        struct edge__api_plan_req pr = {.kind = EDGE_ROUTER_READ,
+                                        .consistency = strong_read ? EDGE_ROUTER_STRONG : EDGE_ROUTER_EVENTUAL,
+                                        .bookmark = bm_over ? edge_http_header(req, "x-edge-bookmark") : NULL,
+                                        .waited = true,
+                                        .can_forward = stateless,
+                                        .forwarded = edge_http_header(req, "x-edge-forwarded") != NULL};
+        struct edge_router_plan plan;
+        edge__api_plan(n, &pr, &plan);
+        if (plan.action == EDGE_ROUTE_FORWARD) {
+            atomic_fetch_add(&n->m.routed_away, 1);
+            edge__api_stream_discard(n, s);
+            edge__api_forward_to(l, c, req, body, mode, strong_read, plan.target, true);
+            json_decref(body);
+            return;
+        }
+        if (plan.action != EDGE_ROUTE_LOCAL && bm_over) {
+            /* no region known to have the write: wait on here for the rest of the timeout */
+            edge__api_stream_discard(n, s);
+            json_decref(body);
+            edge__api_wait_bookmark_rest(l, c, req, mode == PIPE_PROTOBUF ? PIPE_V3_PROTOBUF : version, access);
+            return;
+        }
+        if (plan.action == EDGE_ROUTE_REFUSE) {
+            edge__api_stream_discard(n, s);
+            json_decref(body);
+            edge__api_respond_error(n, c, req, ep, 503, plan.code, "a strong read inside a stream must be sent to the "
+                                                                   "primary region directly");
+            return;
+        }
+    }
     switch (edge__api_strong_route(n, route, consistency, tables.ddl, stateless,
                                   edge_http_header(req, "x-edge-forwarded") != NULL, false, &why_code, &why)) {
     case STRONG_LOCAL: break;

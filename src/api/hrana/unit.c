@@ -281,6 +281,10 @@ struct unit *edge__api_unit_new(struct loop *l, struct edge_http_conn *c, json_t
     u->start_ns = uv_hrtime();
     edge_buf_init(&u->out, (size_t)1 << 30);
     u->ctx.budget_ms = l->node->cfg.query_budget_ms;
+    if (l->node->stats != NULL) {
+        u->ctx.on_stmt = edge__api_stats_stmt;
+        u->ctx.stmt_ud = l->node;
+    }
     return u;
 }
 

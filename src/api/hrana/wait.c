@@ -65,6 +65,7 @@ struct waiter {
     struct edge_http_req *req;
     int version;
     enum hrana_access access;
+    bool first_wait; /* router.bookmark_wait_ms: at its end the router looks for a region that has the write */
     int mode;
     /* majority */
     struct edge_buf resp;
@@ -236,7 +237,13 @@ static void answer_timeout(struct waiter *w)
     struct edge_node *n = w->l->node;
     char msg[256];
     if (edge_http_conn_is_closed(w->conn) || w->l->stopping) return;
-    if (w->kind == WAIT_BOOKMARK) {
+    if (w->kind == WAIT_BOOKMARK && w->first_wait) {
+        /* Plan again with the wait over: sent on to a region known to have the write, or
+         * parked for the rest of the bookmark timeout (http.c). */
+        w->l->bm_expired = w->req;
+        edge__api_pipeline_handle(w->l, w->conn, w->req, w->version, w->access);
+        w->l->bm_expired = NULL;
+    } else if (w->kind == WAIT_BOOKMARK) {
         snprintf(msg, sizeof(msg), "this region has not yet applied %s:%llu (waited %llu ms)", w->origin,
                  (unsigned long long)w->sq.key, (unsigned long long)n->cfg.bookmark_timeout_ms);
         edge__api_observe(n, EP_PIPELINE, w->start_ns, true);
@@ -548,6 +555,52 @@ bool edge__api_bookmark_parse(const char *bm, char origin[EDGE_VCLOCK_REGION_MAX
     return true;
 }
 
+static void park_bookmark(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
+                          enum hrana_access access, const char *origin, uint64_t seq, uint64_t wait_ms, bool first)
+{
+    struct edge_node *n = l->node;
+    struct waiter *w = waiter_new(l, c, WAIT_BOOKMARK, wait_ms);
+    if (w == NULL) {
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    snprintf(w->origin, sizeof(w->origin), "%s", origin);
+    w->sq.key = seq;
+    w->req = req;
+    w->version = version;
+    w->access = access;
+    w->first_wait = first;
+    w->start_ns = req->start_ns;
+    if (park(l->waits, w) != EDGE_OK) {
+        waiter_free(w);
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
+    }
+}
+
+void edge__api_wait_bookmark_rest(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
+                                  enum hrana_access access)
+{
+    struct edge_node *n = l->node;
+    const char *bm = edge_http_header(req, "x-edge-bookmark");
+    char origin[EDGE_VCLOCK_REGION_MAX + 1];
+    uint64_t seq = 0;
+    if (bm == NULL || !edge__api_bookmark_parse(bm, origin, &seq)) {
+        edge__api_pipeline_handle(l, c, req, version, access); /* cannot happen: checked before the first wait */
+        return;
+    }
+    if (edge_http_conn_is_closed(c) || l->waits == NULL) return;
+    uint64_t waited = mono_ms() - req->start_ns / 1000000u;
+    if (waited >= n->cfg.bookmark_timeout_ms) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "this region has not yet applied %s:%llu (waited %llu ms) and no region known "
+                 "to have it could take the read", origin, (unsigned long long)seq,
+                 (unsigned long long)n->cfg.bookmark_timeout_ms);
+        edge__api_respond_error(n, c, req, EP_PIPELINE, 504, "BOOKMARK_TIMEOUT", msg);
+        return;
+    }
+    park_bookmark(l, c, req, version, access, origin, seq, n->cfg.bookmark_timeout_ms - waited, false);
+}
+
 /* A read with X-Edge-Bookmark: serve it once this region has applied the write.
  * Returns true if the request was parked (or answered). */
 bool edge__api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
@@ -564,20 +617,10 @@ bool edge__api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct ed
     }
     if (edge_repl_state_covers(&n->repl, origin, seq)) return false;
     if (edge_http_conn_is_closed(c) || l->waits == NULL) return true; /* nobody to answer */
-    struct waiter *w = waiter_new(l, c, WAIT_BOOKMARK, n->cfg.bookmark_timeout_ms);
-    if (w == NULL) {
-        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
-        return true;
-    }
-    snprintf(w->origin, sizeof(w->origin), "%s", origin);
-    w->sq.key = seq;
-    w->req = req;
-    w->version = version;
-    w->access = access;
-    w->start_ns = req->start_ns;
-    if (park(l->waits, w) != EDGE_OK) {
-        waiter_free(w);
-        edge__api_respond_error(n, c, req, EP_PIPELINE, 503, "INTERNAL", "out of memory");
-    }
+    /* A read sent here by another region waits the whole timeout: it is never sent on twice. */
+    bool first = edge_http_header(req, "x-edge-forwarded") == NULL;
+    uint64_t wait = n->cfg.bookmark_timeout_ms;
+    if (first && (uint64_t)n->bookmark_wait_ms < wait) wait = (uint64_t)n->bookmark_wait_ms;
+    park_bookmark(l, c, req, version, access, origin, seq, wait, first);
     return true;
 }

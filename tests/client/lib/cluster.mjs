@@ -141,7 +141,7 @@ export async function startProxy(upstreamPort) {
 }
 
 function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs, tables, replication, limits,
-  sessions, capacity }) {
+  sessions, capacity, router }) {
   const lines = [];
   lines.push(`cluster: { name: ${name}, secret: "${secret}" }`);
   lines.push('regions:');
@@ -155,6 +155,7 @@ function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs,
     ` tables: ${t ? `{ ${t} }` : '~'}${more(replication)} }`);
   if (limits) lines.push(`limits: { ${more(limits).slice(2)} }`);
   if (sessions) lines.push(`sessions: { ${more(sessions).slice(2)} }`);
+  if (router) lines.push(`router: ${router}`);
   return lines.join('\n') + '\n';
 }
 
@@ -166,6 +167,7 @@ function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs,
  *        regions defaults to ids.length; the first id is the primary
  *   tables: { name: 'strong'|'eventual'|'async' } per-table levels
  *   replication: more replication.* keys ({ conflicts_keep: 3 }); limits: the limits section ({ writer_queue: 2 })
+ *   router: the router section as YAML text ('{ bookmark_wait_ms: 200 }')
  *   proxies: false|'none' | true|'front' | 'pair' (see the file comment)
  *   consistency: default level (default 'eventual'); syncIntervalMs (default 200)
  *   extraArgs: more `serve` flags for every region (e.g. ['--bookmark-timeout-ms', '500'])
@@ -434,7 +436,7 @@ export async function startCluster(opts = {}) {
       const file = path.join(root, `config-${src}.yaml`);
       fs.writeFileSync(file, yamlConfig({ name, secret, regions: list, urlOf, consistency, syncIntervalMs,
         tables: opts.tables, replication: opts.replication, limits: opts.limits, sessions: opts.sessions,
-        capacity: opts.capacity }));
+        capacity: opts.capacity, router: opts.router }));
       regions[src].config = file;
     }
     await Promise.all(ids.map((id) => cluster._launch(id)));
