@@ -180,6 +180,8 @@ static void r_sessions_access(struct loop *l, struct edge_http_conn *c, struct e
 {
     (void)rc;
     edge__api_sessions_access_handle(l, c, req);
+}
+
 static void r_route(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     (void)rc;
