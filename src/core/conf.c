@@ -687,7 +687,7 @@ static int parse_replication(struct ctx *x, yaml_node_t *m)
                                        "sync_interval_ms",  "max_retries",
                                        "max_clock_skew_ms", "tables",
                                        "conflicts_keep",    "conflicts_max_age",
-                                       NULL};
+                                       "crdt_columns",      NULL};
     int rv = check_keys(x, m, "replication", keys);
     if (rv != EDGE_OK) {
         return rv;
@@ -728,6 +728,10 @@ static int parse_replication(struct ctx *x, yaml_node_t *m)
         rv = get_duration(x, m, "replication", "conflicts_max_age", &x->c->conflicts_max_age_ms);
     }
     if (rv != EDGE_OK) {
+        return rv;
+    }
+    v = lookup(x, m, "crdt_columns");
+    if (v != NULL && !is_null(v) && (rv = edge__conf_parse_crdt_columns((struct edge__conf_ctx *)x, v)) != EDGE_OK) {
         return rv;
     }
     v = lookup(x, m, "tables");
@@ -949,6 +953,7 @@ void edge_conf_free(struct edge_conf *c)
     edge_free(c->jwt_public_key_file);
     edge__conf_router_free(c);
     edge_free(c->sessions.key_file);
+    edge__conf_crdt_free(c);
     edge_free(c);
 }
 

@@ -64,6 +64,20 @@ struct edge_conf_sessions {
     {.key_file = NULL, .ttl_s = 1800, .max_lifetime_s = 86400, .max_bytes = 65536, .migrate_after = 3,             \
      .partition_mode = EDGE_SESSIONS_PARTITION_UNAVAILABLE, .gc_batch = 256, .gc_interval_ms = 50,                 \
      .touch_interval_ms = 100, .compression_level = 3}
+/* replication.crdt_columns (src/core/conf_crdt.c, docs/crdt.md) */
+#define EDGE_CONF_CRDT_COUNTER 1 /* pn-counter: INTEGER, writes merge as their deltas */
+#define EDGE_CONF_CRDT_ORSET 2   /* or-set: TEXT holding a JSON array, merged element-wise, add-wins */
+struct edge_conf_crdt_column {
+    char *table;
+    char *column;
+    int kind; /* EDGE_CONF_CRDT_* */
+};
+struct edge_conf_crdt {
+    struct edge_conf_crdt_column *cols;
+    size_t n_cols;
+};
+/* The EDGE_CONF_CRDT_* kind of table.column, 0 for a plain column (cc may be NULL). */
+int edge_conf_crdt_kind(const struct edge_conf_crdt *cc, const char *table, const char *column);
 
 struct edge_conf_table {
     char *name;
@@ -90,6 +104,7 @@ struct edge_conf {
     int ws_output_bytes;       /* limits.ws_output_bytes: unsent WebSocket output before a 1009 close; default 64 MiB */
     struct edge_conf_router router;
     struct edge_conf_sessions sessions; /* sessions.* (conf_sessions.c) */
+    struct edge_conf_crdt crdt; /* replication.crdt_columns */
 };
 
 #define EDGE_CONF_CONFLICTS_KEEP 100000

@@ -49,5 +49,8 @@ int edge__conf_router_check(struct edge__conf_ctx *x, yaml_node_t *root);
 
 /* conf_sessions.c: the sessions section (docs/sessions.md). */
 int edge__conf_parse_sessions(struct edge__conf_ctx *x, yaml_node_t *m);
+/* replication.crdt_columns (conf_crdt.c). */
+int edge__conf_parse_crdt_columns(struct edge__conf_ctx *x, yaml_node_t *m);
+void edge__conf_crdt_free(struct edge_conf *c);
 
 #endif

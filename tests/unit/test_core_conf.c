@@ -132,6 +132,15 @@ static void test_defaults_and_nulls(void **state)
     assert_int_equal(c->conflicts_keep, 3);
     assert_true(c->conflicts_max_age_ms == 36LL * 3600 * 1000);
     edge_conf_free(c);
+    /* replication.crdt_columns (conf_crdt.c) */
+    c = parse_ok(REGION1 "replication: { crdt_columns: { page_stats.views: pn-counter, carts.items: or-set } }\n");
+    assert_int_equal(c->crdt.n_cols, 2);
+    assert_string_equal(c->crdt.cols[0].table, "page_stats");
+    assert_string_equal(c->crdt.cols[0].column, "views");
+    assert_int_equal(edge_conf_crdt_kind(&c->crdt, "PAGE_STATS", "Views"), EDGE_CONF_CRDT_COUNTER);
+    assert_int_equal(edge_conf_crdt_kind(&c->crdt, "carts", "items"), EDGE_CONF_CRDT_ORSET);
+    assert_int_equal(edge_conf_crdt_kind(&c->crdt, "carts", "views"), 0);
+    edge_conf_free(c);
     c = parse_ok(REGION1 "limits: ~\nreplication: { conflicts_max_age: 90s }\n");
     assert_true(c->conflicts_max_age_ms == 90000);
     assert_int_equal(c->writer_queue, EDGE_CONF_WRITER_QUEUE);
@@ -271,6 +280,14 @@ static void test_errors(void **state)
         {REGION1 "replication: { conflicts_max_age: 0d }\n", "replication.conflicts_max_age: expected a duration"},
         {REGION1 "replication: { conflicts_max_age: -1d }\n", "replication.conflicts_max_age: expected a duration"},
         {REGION1 "replication: { conflicts_max_age: [1] }\n", "replication.conflicts_max_age: expected a duration"},
+        {REGION1 "replication: { crdt_columns: { views: pn-counter } }\n",
+         "t.yaml:3: replication.crdt_columns: \"views\" is not TABLE.COLUMN"},
+        {REGION1 "replication: { crdt_columns: { t.v: g-counter } }\n",
+         "replication.crdt_columns: t.v: expected pn-counter or or-set"},
+        {REGION1 "replication: { crdt_columns: [t.v] }\n", "replication.crdt_columns: expected a mapping"},
+        {REGION1 "replication: { crdt_columns: { _edge_crdt.state: or-set } }\n", "internal tables"},
+        {REGION1 "replication: { crdt_columns: { t.v: or-set, t.v: or-set } }\n",
+         "replication.crdt_columns.t.v: duplicate key"},
         /* Duplicate keys. */
         {"cluster:\n  name: a\n  name: b\n" REGION1,
          "t.yaml:3: cluster.name: duplicate key (first at line 2)"},
