@@ -193,6 +193,8 @@ static int apply_payload(struct edge__repl_actx *x, const char *origin, uint64_t
             x->any_write = true;
             continue;
         }
+        bool rowx = kind == EDGE_REPL_OP_ROWX;
+        if (rowx) kind = EDGE_REPL_OP_ROW; /* a row with pn-counter differences (crdt_cols.c) */
         if (kind != EDGE_REPL_OP_ROW && kind != EDGE_REPL_OP_DELETE) {
             rv = EDGE_ECORRUPT;
             break;
@@ -218,8 +220,51 @@ static int apply_payload(struct edge__repl_actx *x, const char *origin, uint64_t
             stamps = edge_calloc((size_t)n, sizeof(*stamps));
             rv = stamps == NULL ? EDGE_ENOMEM : edge__stamps_decode(&rd, stamps, (int)n);
         }
+        /* pn-counter differences: payload column and amount */
+        uint64_t n_deltas = 0;
+        uint64_t *d_col = NULL;
+        int64_t *d_val = NULL;
+        uint8_t *d_kind = NULL;
+        const uint8_t **d_set = NULL; /* or-set deltas */
+        size_t *d_len = NULL;
+        if (rv == EDGE_OK && rowx) {
+            if (edge__repl_get_varint(&rd, &n_deltas) != EDGE_OK || n_deltas == 0 || n_deltas > n) {
+                rv = EDGE_ECORRUPT;
+            } else {
+                d_col = edge_calloc((size_t)n_deltas, sizeof(*d_col));
+                d_val = edge_calloc((size_t)n_deltas, sizeof(*d_val));
+                d_kind = edge_calloc((size_t)n_deltas, sizeof(*d_kind));
+                d_set = edge_calloc((size_t)n_deltas, sizeof(*d_set));
+                d_len = edge_calloc((size_t)n_deltas, sizeof(*d_len));
+                rv = d_col && d_val && d_kind && d_set && d_len ? EDGE_OK : EDGE_ENOMEM;
+            }
+            for (uint64_t i = 0; i < n_deltas && rv == EDGE_OK; i++) {
+                uint64_t z;
+                if (edge__repl_get_varint(&rd, &d_col[i]) != EDGE_OK || d_col[i] >= n ||
+                    edge__repl_get_u8(&rd, &d_kind[i]) != EDGE_OK || (d_kind[i] != 1 && d_kind[i] != 2)) {
+                    rv = EDGE_ECORRUPT;
+                    break;
+                }
+                if (d_kind[i] == 2) {
+                    const char *ds;
+                    if (edge__repl_get_str(&rd, &ds, &d_len[i]) != EDGE_OK) rv = EDGE_ECORRUPT;
+                    d_set[i] = (const uint8_t *)ds;
+                    continue;
+                }
+                if (edge__repl_get_varint(&rd, &z) != EDGE_OK) {
+                    rv = EDGE_ECORRUPT;
+                    break;
+                }
+                d_val[i] = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+            }
+        }
         if (rv != EDGE_OK) {
             edge_free(stamps);
+            edge_free(d_col);
+            edge_free(d_val);
+            edge_free(d_kind);
+            edge_free(d_set);
+            edge_free(d_len);
             break;
         }
         const struct edge__tinfo *t = edge__repl_tinfo(x, table);
@@ -234,10 +279,16 @@ static int apply_payload(struct edge__repl_actx *x, const char *origin, uint64_t
             snprintf(errmsg, errmsg_len, "entry %s:%llu: table %s is missing or has no primary key here", origin,
                      (unsigned long long)seq, table);
             edge_free(stamps);
+            edge_free(d_col);
+            edge_free(d_val);
+            edge_free(d_kind);
+            edge_free(d_set);
+            edge_free(d_len);
             rv = EDGE_ESTORE;
             break;
         }
         int nc = t->pk.ncols;
+        int *lcol = n_deltas ? edge_calloc((size_t)n, sizeof(*lcol)) : NULL; /* payload column -> column here */
         const uint8_t **iv = edge_calloc((size_t)nc + 1, sizeof(*iv));
         size_t *il = edge_calloc((size_t)nc + 1, sizeof(*il));
         struct edge__stamp *is = edge_calloc((size_t)nc + 1, sizeof(*is));
@@ -249,6 +300,7 @@ static int apply_payload(struct edge__repl_actx *x, const char *origin, uint64_t
             size_t start = vals.off;
             edge__repl_skip_value(&vals);
             int c = edge__tinfo_col_db(db, t, s, sl);
+            if (lcol != NULL) lcol[i] = c;
             if (c < 0) continue; /* dropped here: ignored */
             if (iv[c] != NULL) {
                 rv = EDGE_ECORRUPT; /* a column named twice */
@@ -269,12 +321,54 @@ static int apply_payload(struct edge__repl_actx *x, const char *origin, uint64_t
                 rv = edge_buf_append(&pkb, iv[c], il[c]);
             }
         }
-        bool applied = false;
+        bool applied = false, before = false;
+        int64_t *pre = n_deltas ? edge_calloc((size_t)n_deltas, sizeof(*pre)) : NULL;
+        if (rv == EDGE_OK && n_deltas > 0 && (lcol == NULL || pre == NULL)) rv = EDGE_ENOMEM;
+        for (uint64_t i = 0; i < n_deltas && rv == EDGE_OK; i++) {
+            int c = lcol[d_col[i]];
+            if (c >= 0 && d_kind[i] == 1) {
+                rv = edge__crdt_counter_read(db, t, c, pkb.data ? pkb.data : "", pkb.len, &before, &pre[i]);
+            }
+        }
         if (rv == EDGE_OK && kind == EDGE_REPL_OP_ROW) {
             rv = edge__repl_merge_row(x, t, pkb.data ? pkb.data : "", pkb.len, iv, il, is, &opst, deps, &applied);
         } else if (rv == EDGE_OK) {
             rv = edge__repl_merge_delete(x, t, pkb.data ? pkb.data : "", pkb.len, &opst, deps, &applied);
         }
+        /* The counters: what they held here plus the origin's difference. A row this
+         * operation brought into the table takes the origin's values as they are. */
+        for (uint64_t i = 0; i < n_deltas && rv == EDGE_OK && before; i++) {
+            int c = lcol[d_col[i]];
+            bool now = false;
+            int64_t cur = 0, want;
+            if (c < 0 || d_kind[i] != 1) continue;
+            rv = edge__crdt_counter_read(db, t, c, pkb.data ? pkb.data : "", pkb.len, &now, &cur);
+            if (rv != EDGE_OK || !now) break;
+            if (__builtin_add_overflow(pre[i], d_val[i], &want)) {
+                snprintf(errmsg, errmsg_len, "entry %s:%llu: %s.%s: the counter would leave 64 bits", origin,
+                         (unsigned long long)seq, table, t->cols[c]);
+                rv = EDGE_ESTORE;
+                break;
+            }
+            if (cur != want) rv = edge__crdt_counter_write(db, t, c, pkb.data ? pkb.data : "", pkb.len, want);
+        }
+        /* or-set columns: the delta joins the cell's set, shown in the column */
+        for (uint64_t i = 0; i < n_deltas && rv == EDGE_OK && kind == EDGE_REPL_OP_ROW; i++) {
+            int c = lcol[d_col[i]];
+            if (c < 0 || d_kind[i] != 2) continue;
+            rv = edge__crdt_set_merge(db, t, c, pkb.data ? pkb.data : "", pkb.len, d_set[i], d_len[i]);
+            if (rv == EDGE_ECORRUPT) {
+                snprintf(errmsg, errmsg_len, "entry %s:%llu: %s.%s: a bad or-set delta", origin,
+                         (unsigned long long)seq, table, t->cols[c]);
+            }
+        }
+        edge_free(pre);
+        edge_free(lcol);
+        edge_free(d_col);
+        edge_free(d_val);
+        edge_free(d_kind);
+        edge_free(d_set);
+        edge_free(d_len);
         edge_free(iv);
         edge_free(il);
         edge_free(is);
@@ -750,7 +844,7 @@ int edge_repl_payload_walk(const uint8_t *p, size_t len, edge_repl_op_cb cb, voi
             if (edge__repl_get_str(&rd, &s, &sl) != EDGE_OK || edge__repl_get_str(&rd, &s, &sl) != EDGE_OK) {
                 return EDGE_ECORRUPT;
             }
-        } else if (kind == EDGE_REPL_OP_ROW || kind == EDGE_REPL_OP_DELETE) {
+        } else if (kind == EDGE_REPL_OP_ROW || kind == EDGE_REPL_OP_DELETE || kind == EDGE_REPL_OP_ROWX) {
             if (edge__repl_get_varint(&rd, &n) != EDGE_OK || n == 0 || n > 32767) return EDGE_ECORRUPT;
             for (uint64_t i = 0; i < n; i++) {
                 const char *s;
@@ -760,7 +854,7 @@ int edge_repl_payload_walk(const uint8_t *p, size_t len, edge_repl_op_cb cb, voi
             for (uint64_t i = 0; i < n; i++) {
                 if (edge__repl_skip_value(&rd) != EDGE_OK) return EDGE_ECORRUPT;
             }
-            if (kind == EDGE_REPL_OP_ROW) {
+            if (kind != EDGE_REPL_OP_DELETE) {
                 for (uint64_t i = 0; i < n; i++) {
                     const char *o;
                     size_t ol;
@@ -770,6 +864,20 @@ int edge_repl_payload_walk(const uint8_t *p, size_t len, edge_repl_op_cb cb, voi
                         return EDGE_ECORRUPT;
                     }
                 }
+            }
+            if (kind == EDGE_REPL_OP_ROWX) {
+                uint64_t nd, v;
+                uint8_t dk;
+                if (edge__repl_get_varint(&rd, &nd) != EDGE_OK || nd > n) return EDGE_ECORRUPT;
+                for (uint64_t i = 0; i < nd; i++) {
+                    const char *ds;
+                    size_t dl;
+                    if (edge__repl_get_varint(&rd, &v) != EDGE_OK || edge__repl_get_u8(&rd, &dk) != EDGE_OK ||
+                        (dk == 2 ? edge__repl_get_str(&rd, &ds, &dl) : edge__repl_get_varint(&rd, &v)) != EDGE_OK) {
+                        return EDGE_ECORRUPT;
+                    }
+                }
+                kind = EDGE_REPL_OP_ROW;
             }
         } else {
             return EDGE_ECORRUPT;

@@ -192,6 +192,7 @@ struct edge_capture {
     bool suspended;
     bool failed;         /* an allocation failed while recording: the transaction must not commit */
     struct edge__ids *ids; /* id striping, NULL when off */
+    const struct edge_conf_crdt *crdt; /* replication.crdt_columns, NULL: none */
     char nopk[128];
 };
 
@@ -456,6 +457,62 @@ static int copy_set(struct edge__rd set, uint64_t n, struct edge_buf *out, struc
     return edge_buf_append(out, set.p + start, set.off - start);
 }
 
+void edge_capture_set_crdt(struct edge_capture *c, const struct edge_conf_crdt *cc) { c->crdt = cc; }
+
+int edge_capture_check(struct edge_capture *c, size_t mark, bool ddl, char *errmsg, size_t errmsg_len)
+{
+    if (c->crdt == NULL || c->crdt->n_cols == 0) return EDGE_OK;
+    if (ddl) {
+        int rv = edge__crdt_cols_check(c->db, c->crdt, errmsg, errmsg_len);
+        if (rv != EDGE_OK) return rv;
+    }
+    struct edge__rd r = {(const uint8_t *)c->raw.data, c->raw.len, mark <= c->raw.len ? mark : c->raw.len};
+    struct edge_buf v;
+    edge_buf_init(&v, (size_t)1 << 30);
+    int rv = EDGE_OK;
+    while (rv == EDGE_OK && r.off < r.len) {
+        struct raw_op o;
+        if (raw_next(&r, &o) != EDGE_OK) {
+            rv = EDGE_ECORRUPT;
+            break;
+        }
+        if (o.op != SQLITE_INSERT && o.op != SQLITE_UPDATE) continue;
+        char table[256];
+        snprintf(table, sizeof(table), "%.*s", (int)(o.table_len < 255 ? o.table_len : 255), o.table);
+        struct edge__rd newset = o.vals;
+        if (o.op == SQLITE_UPDATE && copy_set(o.vals, o.ncols, &v, &newset) != EDGE_OK) {
+            rv = EDGE_ECORRUPT;
+            break;
+        }
+        for (size_t i = 0; i < c->crdt->n_cols && rv == EDGE_OK; i++) {
+            const struct edge_conf_crdt_column *cc = &c->crdt->cols[i];
+            if (strcasecmp(cc->table, table) != 0) continue;
+            struct edge__tinfo ti;
+            if (edge__tinfo_load(c->db, table, &ti) != EDGE_OK) {
+                rv = EDGE_ESTORE;
+                break;
+            }
+            int k = edge__tinfo_col(&ti, cc->column, strlen(cc->column));
+            int64_t iv;
+            edge_buf_reset(&v);
+            if (k >= 0 && (uint64_t)k < o.ncols && copy_value(newset, (uint64_t)k, &v) == EDGE_OK) {
+                bool bad = cc->kind == EDGE_CONF_CRDT_COUNTER
+                               ? edge__crdt_value_int((const uint8_t *)v.data, v.len, &iv) != EDGE_OK
+                               : edge__crdt_set_check((const uint8_t *)v.data, v.len) != EDGE_OK;
+                if (bad) {
+                    snprintf(errmsg, errmsg_len, "%s.%s is a%s column (replication.crdt_columns): it holds %s", table,
+                             cc->column, cc->kind == EDGE_CONF_CRDT_COUNTER ? " pn-counter" : "n or-set",
+                             cc->kind == EDGE_CONF_CRDT_COUNTER ? "integers only" : "a JSON array");
+                    rv = EDGE_EINVAL;
+                }
+            }
+            edge__tinfo_free(&ti);
+        }
+    }
+    edge_buf_free(&v);
+    return rv;
+}
+
 const char *edge_capture_table_without_pk(struct edge_capture *c)
 {
     struct edge__rd r = {(const uint8_t *)c->raw.data, c->raw.len, 0};
@@ -554,6 +611,67 @@ static int set_image_from(struct edge__rowmeta *m, struct edge__rd set)
     return rv;
 }
 
+/* What a row write did to its CRDT columns (crdt_cols.c), appended as the extension of
+ * an EDGE_REPL_OP_ROWX: for a pn-counter the new value minus the old one for an UPDATE
+ * in place (has_old), the new value otherwise; for an or-set the delta of its set. */
+static int crdt_exts(struct edge_buf *body, sqlite3 *db, const char *region, const struct edge__tinfo *ti,
+                     const uint8_t *kinds, const void *pk, size_t pklen, struct edge__rd oldset, struct edge__rd newset,
+                     bool has_old, char *errmsg, size_t errmsg_len)
+{
+    struct edge_buf a, b, ext;
+    edge_buf_init(&a, (size_t)1 << 30);
+    edge_buf_init(&b, (size_t)1 << 30);
+    edge_buf_init(&ext, (size_t)1 << 30);
+    uint64_t n = 0;
+    int rv = EDGE_OK;
+    for (int k = 0; k < ti->pk.ncols && rv == EDGE_OK; k++) {
+        if (kinds[k] == 0) continue;
+        int64_t nv = 0, ov = 0, d;
+        edge_buf_reset(&a);
+        edge_buf_reset(&b);
+        rv = copy_value(newset, (uint64_t)k, &b);
+        if (rv == EDGE_OK && has_old) rv = copy_value(oldset, (uint64_t)k, &a);
+        if (rv != EDGE_OK) break;
+        if (kinds[k] == EDGE_CONF_CRDT_ORSET) {
+            if (has_old && a.len == b.len && memcmp(a.data, b.data, a.len) == 0) continue; /* unchanged */
+            rv = edge__uvarint_put(&ext, (uint64_t)k);
+            if (rv == EDGE_OK) rv = edge_buf_putc(&ext, EDGE_CONF_CRDT_ORSET);
+            if (rv == EDGE_OK) {
+                rv = edge__crdt_set_write(db, region, ti, k, pk, pklen, has_old ? (const uint8_t *)a.data : NULL,
+                                          a.len, (const uint8_t *)b.data, b.len, &ext);
+            }
+            if (rv == EDGE_EINVAL) {
+                snprintf(errmsg, errmsg_len,
+                         "%s.%s is an or-set column (replication.crdt_columns): it holds a JSON array", ti->name,
+                         ti->cols[k]);
+            }
+            n++;
+            continue;
+        }
+        rv = edge__crdt_value_int((const uint8_t *)b.data, b.len, &nv);
+        if (rv == EDGE_OK && has_old) rv = edge__crdt_value_int((const uint8_t *)a.data, a.len, &ov);
+        if (rv == EDGE_EINVAL) {
+            snprintf(errmsg, errmsg_len, "%s.%s is a pn-counter column (replication.crdt_columns): it holds integers only",
+                     ti->name, ti->cols[k]);
+            break;
+        }
+        if (rv == EDGE_OK && __builtin_sub_overflow(nv, ov, &d)) {
+            snprintf(errmsg, errmsg_len, "%s.%s: the change is beyond 64 bits", ti->name, ti->cols[k]);
+            rv = EDGE_EOVERFLOW;
+        }
+        if (rv == EDGE_OK) rv = edge__uvarint_put(&ext, (uint64_t)k);
+        if (rv == EDGE_OK) rv = edge_buf_putc(&ext, EDGE_CONF_CRDT_COUNTER);
+        if (rv == EDGE_OK) rv = edge__uvarint_put(&ext, ((uint64_t)d << 1) ^ (uint64_t)(d >> 63));
+        n++;
+    }
+    if (rv == EDGE_OK) rv = edge__uvarint_put(body, n);
+    if (rv == EDGE_OK) rv = edge_buf_append(body, ext.data ? ext.data : "", ext.len);
+    edge_buf_free(&a);
+    edge_buf_free(&b);
+    edge_buf_free(&ext);
+    return rv;
+}
+
 /* Build the payload from the raw records and the row metadata updates. */
 int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local *local, int consistency,
                            uint64_t *out_seq, char *errmsg, size_t errmsg_len)
@@ -588,6 +706,9 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
 
     uint64_t n_ops = 0;
     struct edge__rd r = {(const uint8_t *)c->raw.data, c->raw.len, 0};
+    uint8_t *kinds = NULL; /* EDGE_CONF_CRDT_* per column of the current table */
+    int n_counters = 0; /* CRDT columns of the current table */
+    bool checked = false, had_ddl = false;
     char table[256];
     struct edge__tinfo ti;
     memset(&ti, 0, sizeof(ti));
@@ -600,6 +721,7 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
             break;
         }
         if (o.op == EDGE__OP_DDL_RAW) {
+            had_ddl = true;
             rv = edge__repl_put_str(&body, "", 0);
             if (rv == EDGE_OK) rv = edge_buf_putc(&body, EDGE_REPL_OP_DDL);
             if (rv == EDGE_OK) rv = edge__repl_put_str(&body, o.sql, o.sql_len);
@@ -629,6 +751,23 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
                 break;
             }
             pk = ti.pk;
+            edge_free(kinds);
+            kinds = edge_calloc((size_t)ti.pk.ncols + 1, 1);
+            if (kinds == NULL) {
+                rv = EDGE_ENOMEM;
+                break;
+            }
+            n_counters = 0;
+            for (int k = 0; local->crdt != NULL && k < ti.pk.ncols; k++) {
+                kinds[k] = (uint8_t)edge_conf_crdt_kind(local->crdt, table, ti.cols[k]);
+                if (kinds[k] != 0) n_counters++; /* pn-counter or or-set */
+            }
+            if (!checked && local->crdt != NULL && local->crdt->n_cols > 0) {
+                /* a table may have changed since the start: check once per entry */
+                checked = true;
+                rv = edge__crdt_cols_check(c->db, local->crdt, errmsg, errmsg_len);
+                if (rv != EDGE_OK) break;
+            }
         }
         if (pk.npk == 0) {
             rv = EDGE_EINVAL;
@@ -712,19 +851,28 @@ int edge_repl_commit_entry(struct edge_capture *c, const struct edge_repl_local 
             m.exist = me;
             if (rv == EDGE_OK) rv = edge__meta_put(c->db, &ti, pkb.data ? pkb.data : "", pkb.len, &m);
             if (rv == EDGE_OK) rv = edge__repl_put_str(&body, table, o.table_len);
-            if (rv == EDGE_OK) rv = edge_buf_putc(&body, EDGE_REPL_OP_ROW);
+            if (rv == EDGE_OK) rv = edge_buf_putc(&body, n_counters > 0 ? EDGE_REPL_OP_ROWX : EDGE_REPL_OP_ROW);
             if (rv == EDGE_OK) rv = edge__uvarint_put(&body, o.ncols);
             for (uint64_t k = 0; k < o.ncols && rv == EDGE_OK; k++) {
                 rv = edge__repl_put_str(&body, ti.cols[k], strlen(ti.cols[k]));
             }
             if (rv == EDGE_OK) rv = copy_set(newset, o.ncols, &body, NULL);
             if (rv == EDGE_OK) rv = edge__stamps_encode(&body, m.cols, m.ncols);
+            if (rv == EDGE_OK && n_counters > 0) {
+                rv = crdt_exts(&body, c->db, local->region, &ti, kinds, pkb.data ? pkb.data : "", pkb.len, oldset,
+                               newset, o.op == SQLITE_UPDATE && !moved, errmsg, errmsg_len);
+            }
             edge__meta_free(&m);
             n_ops++;
         }
         edge_buf_free(&oldpk);
     }
     edge__tinfo_free(&ti);
+    edge_free(kinds);
+    if (rv == EDGE_OK && had_ddl) {
+        /* the transaction may have created (or changed) a table with CRDT columns */
+        rv = edge__crdt_cols_check(c->db, local->crdt, errmsg, errmsg_len);
+    }
     if (rv != EDGE_OK) {
         if (errmsg[0] == '\0') snprintf(errmsg, errmsg_len, "cannot record the change: %s", edge_strerror(rv));
         goto out;
@@ -768,6 +916,8 @@ int edge_repl_schema_init(sqlite3 *db, char *errmsg, size_t errmsg_len)
         " winner_origin TEXT NOT NULL, winner_seq INTEGER NOT NULL, winner_hlc INTEGER NOT NULL,"
         " loser_origin TEXT NOT NULL, loser_seq INTEGER NOT NULL, loser_hlc INTEGER NOT NULL,"
         " loser_deleted INTEGER NOT NULL, loser_image BLOB, at_ms INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS _edge_crdt_cells(tbl TEXT NOT NULL, pk BLOB NOT NULL, col TEXT NOT NULL,"
+        " state BLOB NOT NULL, PRIMARY KEY(tbl, pk, col)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS _edge_renames(kind TEXT NOT NULL, tbl TEXT NOT NULL, old TEXT NOT NULL,"
         " new TEXT NOT NULL, PRIMARY KEY(kind, tbl, old)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS _edge_apply_errors(origin TEXT NOT NULL, seq INTEGER NOT NULL,"

@@ -130,6 +130,10 @@ static int decode_pass(struct edge__rd r, const char *origin, uint64_t seq, stru
             }
             continue;
         }
+        /* A row with pn-counter differences (crdt_cols.c): the image is the origin's; a
+         * region that merged the difference holds its own sum in those columns. */
+        bool rowx = kind == EDGE_REPL_OP_ROWX;
+        if (rowx) kind = EDGE_REPL_OP_ROW;
         if (kind != EDGE_REPL_OP_ROW && kind != EDGE_REPL_OP_DELETE) return EDGE_ECORRUPT;
         uint64_t n;
         if (edge__repl_get_varint(&r, &n) != EDGE_OK || n > 65535) return EDGE_ECORRUPT;
@@ -163,6 +167,19 @@ static int decode_pass(struct edge__rd r, const char *origin, uint64_t seq, stru
                     return EDGE_ECORRUPT;
                 }
                 if (sseq != seq || sol != ol || memcmp(so, origin, ol) != 0) all_mine = false;
+            }
+        }
+        if (rowx) {
+            uint64_t nd, v;
+            uint8_t dk;
+            if (edge__repl_get_varint(&r, &nd) != EDGE_OK || nd > n) return EDGE_ECORRUPT;
+            for (uint64_t k = 0; k < nd; k++) {
+                const char *ds;
+                size_t dl;
+                if (edge__repl_get_varint(&r, &v) != EDGE_OK || edge__repl_get_u8(&r, &dk) != EDGE_OK ||
+                    (dk == 2 ? edge__repl_get_str(&r, &ds, &dl) : edge__repl_get_varint(&r, &v)) != EDGE_OK) {
+                    return EDGE_ECORRUPT;
+                }
             }
         }
         if (op) {

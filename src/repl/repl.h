@@ -31,6 +31,7 @@
 
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/conf.h"
 #include "core/vclock.h"
 
 /* Create the _edge_* replication tables if missing. Any write connection. */
@@ -64,6 +65,13 @@ int edge_capture_ddl(struct edge_capture *c, const char *sql, size_t len);
  * (an encoded CRDT state, copied), in order with the row changes: it travels in the
  * same log entry as the transaction that saved the object. Nothing while suspended. */
 int edge_capture_crdt(struct edge_capture *c, const char *name, const char *type, const void *delta, size_t len);
+/* replication.crdt_columns for the checks below (borrowed, NULL: none). */
+void edge_capture_set_crdt(struct edge_capture *c, const struct edge_conf_crdt *cc);
+/* After a statement that succeeded (captured from mark on; ddl: it changed the schema):
+ * the schema still fits replication.crdt_columns and every pn-counter column it wrote
+ * holds an integer. EDGE_OK, or an error with the reason in errmsg: the caller undoes
+ * the statement (so a bad one fails alone, not the group it would commit with). */
+int edge_capture_check(struct edge_capture *c, size_t mark, bool ddl, char *errmsg, size_t errmsg_len);
 /* Tables written since the last reset without a PRIMARY KEY: their name, else NULL. */
 const char *edge_capture_table_without_pk(struct edge_capture *c);
 
@@ -92,6 +100,7 @@ struct edge_repl_local {
     const char *region;      /* borrowed */
     struct edge_hlc *hlc;    /* guarded by mu */
     void *mu;                /* pthread_mutex_t *, guards hlc */
+    const struct edge_conf_crdt *crdt; /* replication.crdt_columns (borrowed), NULL: none */
 };
 
 /* Inside the caller's open write transaction: turn what was captured into one log

@@ -18,6 +18,10 @@
  * CRDT state holding just the change, with the object's clock after it at the origin).
  * Applied by joining the delta into the object (crdt_apply.c). */
 #define EDGE_REPL_OP_CRDT 4
+/* A row like EDGE_REPL_OP_ROW followed by varint n, then n times: varint column (index
+ * in the op's column list), then u8 1 (pn-counter) + zigzag varint difference, or u8 2
+ * (or-set) + str delta (an encoded OR-Set state) (crdt_cols.c). */
+#define EDGE_REPL_OP_ROWX 5
 #define EDGE__OP_DDL_RAW 100 /* raw capture record kind for DDL text */
 #define EDGE__OP_CRDT_RAW 101 /* raw capture record kind for a CRDT delta */
 #define EDGE_REPL_MAX_PK 32
@@ -136,6 +140,25 @@ void edge__ids_after(struct edge__ids *s, struct edge_ids_result *out);
  * statistics. EDGE_ECORRUPT for a delta that does not decode or names another type. */
 int edge__repl_crdt_apply(sqlite3 *db, const char *origin, const char *name, size_t name_len, const char *type,
                           size_t type_len, const uint8_t *delta, size_t delta_len, char *errmsg, size_t errmsg_len);
+/* crdt_cols.c: replication.crdt_columns against the schema (EDGE_ECONFIG with the
+ * reason in errmsg); a counter column's value by primary key (found false: no row),
+ * and its new value; an encoded value as an integer (NULL 0; EDGE_EINVAL not one). */
+int edge__crdt_cols_check(sqlite3 *db, const struct edge_conf_crdt *cc, char *errmsg, size_t errmsg_len);
+int edge__crdt_counter_read(sqlite3 *db, const struct edge__tinfo *t, int col, const void *pk, size_t pklen,
+                            bool *out_found, int64_t *out_value);
+int edge__crdt_counter_write(sqlite3 *db, const struct edge__tinfo *t, int col, const void *pk, size_t pklen,
+                             int64_t value);
+int edge__crdt_value_int(const uint8_t *v, size_t len, int64_t *out);
+/* or-set columns: EDGE_OK if the encoded value is a JSON array in text (or NULL); the
+ * write of a cell at its origin (oldv NULL for a new row): updates _edge_crdt_cells,
+ * rewrites the column canonically and appends the delta (str) to delta_out; the merge
+ * of such a delta elsewhere. */
+int edge__crdt_set_check(const uint8_t *val, size_t len);
+int edge__crdt_set_write(sqlite3 *db, const char *region, const struct edge__tinfo *t, int col, const void *pk,
+                         size_t pklen, const uint8_t *oldv, size_t oldl, const uint8_t *newv, size_t newl,
+                         struct edge_buf *delta_out);
+int edge__crdt_set_merge(sqlite3 *db, const struct edge__tinfo *t, int col, const void *pk, size_t pklen,
+                         const uint8_t *delta, size_t len);
 int edge__repl_log_put(sqlite3 *db, const char *origin, uint64_t seq, uint64_t hlc, int consistency,
                        const struct edge_vclock *deps, const void *payload, size_t len);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The node's replication state (see state.h). */
 #include "repl/state.h"
+#include "repl/repl_int.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -34,7 +35,7 @@ void edge_repl_state_init(struct edge_repl_state *st, const char *region, const 
         }
         st->primary = best->id;
     }
-    st->local = (struct edge_repl_local){region, &st->hlc, &st->hlc_mu};
+    st->local = (struct edge_repl_local){region, &st->hlc, &st->hlc_mu, conf != NULL ? &conf->crdt : NULL};
     /* Row ids left to SQLite are striped by region (repl/ids.c): the stripe is the
      * region's position in the configuration, so regions are only ever appended. */
     for (size_t i = 0; conf != NULL && i < conf->n_regions; i++) {
@@ -178,8 +179,14 @@ int edge_repl_state_open(struct edge_repl_state *st, sqlite3 *wdb, struct edge_w
         if (rv != EDGE_OK) snprintf(errmsg, errmsg_len, "cannot read the highest stored stamp");
     }
     if (rv == EDGE_OK) rv = edge_feed_open(st, wdb);
+    if (rv == EDGE_OK) {
+        /* CRDT columns of the tables there now; a table created later is checked by the
+         * transaction that creates it (capture.c). */
+        rv = edge__crdt_cols_check(wdb, st->local.crdt, errmsg, errmsg_len);
+    }
     if (rv == EDGE_OK) rv = edge_capture_create(wdb, &st->wcap);
     if (rv == EDGE_OK) rv = edge_capture_ids_enable(st->wcap, st->id_index, EDGE_REPL_ID_STRIDE);
+    if (rv == EDGE_OK) edge_capture_set_crdt(st->wcap, st->local.crdt);
     if (rv != EDGE_OK) return rv;
     st->wdb = wdb;
     *hooks = (struct edge_writer_hooks){st, wh_mark, wh_rewind, wh_before_commit, wh_after_commit, wh_after_rollback,

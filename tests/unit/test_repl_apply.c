@@ -106,7 +106,7 @@ static void world_init(struct world *w, unsigned seed)
         edge_clock_manual_init(&r->clk, 1000000 + (uint64_t)i * 3);
         edge_hlc_init(&r->hlc, &r->clk.clock);
         pthread_mutex_init(&r->mu, NULL);
-        r->local = (struct edge_repl_local){r->id, &r->hlc, &r->mu};
+        r->local = (struct edge_repl_local){r->id, &r->hlc, &r->mu, NULL};
     }
 }
 

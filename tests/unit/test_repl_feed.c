@@ -60,7 +60,7 @@ static void region_init(struct region *r, const char *id, uint64_t clock0)
     edge_clock_manual_init(&r->clk, clock0);
     edge_hlc_init(&r->hlc, &r->clk.clock);
     pthread_mutex_init(&r->mu, NULL);
-    r->local = (struct edge_repl_local){r->id, &r->hlc, &r->mu};
+    r->local = (struct edge_repl_local){r->id, &r->hlc, &r->mu, NULL};
     edge_repl_state_init(&r->st, r->id, ":memory:", NULL, NULL, 0);
     assert_int_equal(edge_feed_open(&r->st, r->db), EDGE_OK);
 }

@@ -384,6 +384,16 @@ static int repl_post_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txct
             sqlite3_free(sql);
         }
     }
+    if (ok) {
+        /* CRDT columns (replication.crdt_columns): checked per statement, so a bad one
+         * fails alone instead of failing the group commit it would join. */
+        char msg[256] = "";
+        if (edge_capture_check(ctx->capture, x->mark, x->ddl, msg, sizeof(msg)) != EDGE_OK) {
+            set_err(e, "CRDT_COLUMN", "%s", msg[0] ? msg : "cannot check the CRDT columns");
+            ok = false;
+            ret = -1;
+        }
+    }
     if (x->sp) {
         if (!ok && !sqlite3_get_autocommit(db)) {
             sqlite3_exec(db, "ROLLBACK TO edge_stmt", NULL, NULL, NULL);

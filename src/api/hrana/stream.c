@@ -37,6 +37,7 @@ int edge__api_pool_acquire(struct edge_node *n, struct txconn **out)
     if (rv == EDGE_OK && n->repl.cluster) {
         rv = edge_capture_create(edge_store_db(t->conn), &t->cap);
         if (rv == EDGE_OK) rv = edge_capture_ids_enable(t->cap, n->repl.id_index, EDGE_REPL_ID_STRIDE);
+        if (rv == EDGE_OK) edge_capture_set_crdt(t->cap, n->repl.local.crdt);
     }
     if (rv != EDGE_OK) {
         EDGE_LOG(EDGE_LOG_ERROR, EDGE_MOD_API, "pool: %s", rv == EDGE_ENOMEM ? "out of memory" : err);
