@@ -29,7 +29,8 @@
     X(EIO, "input/output error")                                          \
     X(ECONFIG, "invalid configuration")                                   \
     X(EBUSY, "busy")                                                      \
-    X(EINTERNAL, "internal error")
+    X(EINTERNAL, "internal error")                                        \
+    X(ECONNREFUSED, "connection refused")
 
 enum edge_err {
 #define EDGE__ERR_ENUM(name, msg) EDGE_##name,

@@ -9,5 +9,6 @@ int edge_cli_serve(int argc, char **argv);
 int edge_cli_token(int argc, char **argv);
 int edge_cli_shell(int argc, char **argv);
 int edge_cli_status(int argc, char **argv);
+int edge_cli_router(int argc, char **argv);
 
 #endif

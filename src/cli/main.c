@@ -13,6 +13,7 @@ static void usage(FILE *f)
             "          [--auth-jwt-key FILE] [--threads N] [--log-level LEVEL]\n"
             "  shell   [URL]                 interactive SQL (EDGE_URL, EDGE_AUTH_TOKEN)\n"
             "  status  [URL]                 sync status of a cluster\n"
+            "  router  --config FILE [--listen HOST:PORT] [--client-region ID]   the query router's front door\n"
             "  token   keygen --out PREFIX | create --key FILE [--read-only] [--expires 1h]\n"
             "  --version\n");
 }
@@ -36,6 +37,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "token") == 0) return edge_cli_token(argc - 1, argv + 1);
     if (strcmp(cmd, "shell") == 0) return edge_cli_shell(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0) return edge_cli_status(argc - 1, argv + 1);
+    if (strcmp(cmd, "router") == 0) return edge_cli_router(argc - 1, argv + 1);
     fprintf(stderr, "edgelite: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -57,6 +57,7 @@ struct hconn {
     int parse_rv;  /* why a parser callback stopped: EDGE_ETOOBIG, EDGE_EPROTO */
     bool complete; /* the response to cur has ended */
     bool connected, writing, closing;
+    bool refused; /* the connect failed: nothing of the request was sent */
     int handles;
 };
 
@@ -285,7 +286,7 @@ static void conn_close(struct hconn *c)
         struct hreq *r = c->cur;
         c->cur = NULL;
         r->conn = NULL;
-        fail_later(r, EDGE_EIO);
+        fail_later(r, c->refused ? EDGE_ECONNREFUSED : EDGE_EIO);
     }
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
     uv_close((uv_handle_t *)&c->idle, conn_handle_closed);
@@ -388,7 +389,8 @@ static void on_connect(uv_connect_t *cr, int status)
     struct hconn *c = cr->data;
     if (c->closing) return;
     if (status < 0 || uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
-        conn_close(c); /* fails cur with EDGE_EIO */
+        c->refused = status < 0;
+        conn_close(c); /* fails cur with EDGE_ECONNREFUSED (or EDGE_EIO) */
         pump(c->p);
         return;
     }
@@ -447,7 +449,7 @@ static void pump(struct edge_httpca *p)
             if (idle == NULL) {
                 struct hreq *r = p->q_head;
                 queue_remove(p, r);
-                fail_later(r, EDGE_EIO);
+                fail_later(r, EDGE_ECONNREFUSED);
                 continue;
             }
             fresh = true;

@@ -24,7 +24,8 @@ struct edge_httpca;
 
 /* rv is EDGE_OK with *resp filled (the callee owns it: free it with edge_httpc_resp_free,
  * or leave it; the client frees it after the callback returns), or EDGE_EIO (connect or
- * IO failure, server closed early), EDGE_ETIMEDOUT, EDGE_EPROTO (malformed response),
+ * IO failure, server closed early), EDGE_ECONNREFUSED (the connection could not be made: nothing of the
+ * request reached the server, so it is safe to send elsewhere), EDGE_ETIMEDOUT, EDGE_EPROTO (malformed response),
  * EDGE_ETOOBIG (body over max_body), EDGE_ECLOSED (the pool was closed), EDGE_ENOMEM. */
 typedef void (*edge_httpca_cb)(void *ud, int rv, struct edge_httpc_resp *resp);
 

@@ -1,0 +1,741 @@
+/* SPDX-License-Identifier: MIT */
+/* The front door (door.h): one loop thread, an HTTP server for the clients and a pool of
+ * keep-alive connections per region (net/httpc_async.h), plus a one-connection pool per
+ * region for the probes so that a probe never queues behind client requests.
+ *
+ * DESIGN: the door keeps no data, only what it measured (health, RTT, in-flight
+ * requests) and, for read-your-writes, the latest bookmark per client token; it can be
+ * restarted or run several times over. It does not classify with SQLite (it has no
+ * schema): a request counts as a read only when every statement it runs starts with
+ * SELECT (by the tokenizer of normalize.c) and it holds no stream; anything else is
+ * treated as a write, which is never sent twice unless the first connection was refused
+ * (so nothing of it reached a region). */
+#include "router/door.h"
+
+#include <http_parser.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "net/http.h"
+#include "net/httpc.h"
+#include "net/httpc_async.h"
+#include "router/router.h"
+
+#define DOOR_CONNS 64
+#define RYW_SLOTS 4096
+#define MAX_TRIES 8
+
+struct region {
+    int idx;
+    const char *id;
+    char host[256], port[8];
+    double weight;
+    struct edge_httpca *pool, *probe_pool;
+    bool up, probing, ever_probed;
+    double rtt_ms;   /* EWMA of probe round trips */
+    double wan_ms;   /* from the client region by the matrix; 0 without one */
+    int in_flight;
+    uint64_t probe_start_ns;
+    uint64_t requests, errors, failovers_from, probes_failed;
+};
+
+struct ryw {
+    uint64_t hash;
+    char key[64];
+    char bookmark[96];
+};
+
+struct door {
+    const struct edge_router_door_config *cfg;
+    const struct edge_conf_router *rc;
+    uv_loop_t loop;
+    uv_timer_t probe_timer, stop_timer;
+    volatile sig_atomic_t *stop;
+    struct edge_http_server *http;
+    struct region *regions;
+    int n;
+    struct ryw *ryw; /* RYW_SLOTS, direct-mapped by the key's hash (a newer key takes the slot) */
+    struct edge_router_stats *stats;
+    uint64_t failovers, write_not_retried, ryw_attached, requests;
+    double failover_ms_last; /* time from the first failure to the answer, last fail-over */
+    bool stopping;
+};
+
+struct preq {
+    struct door *d;
+    struct edge_http_conn *conn;
+    struct edge_http_req *req;
+    char *body;          /* what is sent on (the client's, or with the baton's prefix taken off) */
+    size_t body_len;
+    char headers[4096];
+    char norm[EDGE_ROUTER_NORM_MAX];
+    char ryw_key[64];
+    bool read, pinned, cursor;
+    int target;
+    uint32_t tried;      /* bit per region index */
+    int tries;
+    uint64_t start_ns, deadline_ms, first_fail_ns;
+};
+
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Probes                                                                             */
+/* ---------------------------------------------------------------------------------- */
+
+static void probe_done(void *ud, int rv, struct edge_httpc_resp *resp)
+{
+    struct region *r = ud;
+    r->probing = false;
+    if (rv == EDGE_OK && resp->status == 200) {
+        double ms = (double)(uv_hrtime() - r->probe_start_ns) / 1e6;
+        r->rtt_ms = r->ever_probed && r->up ? 0.7 * r->rtt_ms + 0.3 * ms : ms;
+        r->up = true;
+        r->ever_probed = true;
+    } else if (rv != EDGE_ECLOSED) {
+        if (r->up) EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: region %s is down (%s)", r->id,
+                            rv == EDGE_OK ? "health check failed" : edge_strerror(rv));
+        r->up = false;
+        r->probes_failed++;
+    }
+}
+
+static void probe_all(uv_timer_t *t)
+{
+    struct door *d = t->data;
+    uint64_t timeout = (uint64_t)d->rc->probe_interval_ms * 2;
+    for (int i = 0; i < d->n; i++) {
+        struct region *r = &d->regions[i];
+        if (r->probing || r->probe_pool == NULL) continue;
+        r->probing = true;
+        r->probe_start_ns = uv_hrtime();
+        if (edge_httpca_request(r->probe_pool, "GET", "/health", NULL, NULL, 0, timeout, 4096, probe_done, r) !=
+            EDGE_OK) {
+            r->probing = false;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Choosing a region                                                                  */
+/* ---------------------------------------------------------------------------------- */
+
+static double eff_rtt(const struct door *d, const struct region *r)
+{
+    const char *cr = d->cfg->client_region;
+    if (cr != NULL && d->cfg->wan == NULL && strcmp(cr, r->id) == 0) return 0.0;
+    return r->wan_ms + (r->ever_probed ? r->rtt_ms : 1000.0);
+}
+
+/* Among the regions not tried (up ones first): those within rtt_slack_ms of the nearest,
+ * then power of two choices on in-flight requests per unit of weight. -1 if none. */
+static int choose(struct door *d, uint32_t tried)
+{
+    int cand[64];
+    for (int pass = 0; pass < 2; pass++) {
+        double best = 1e18;
+        for (int i = 0; i < d->n; i++) {
+            struct region *r = &d->regions[i];
+            if ((tried >> i) & 1u || (pass == 0 && !r->up)) continue;
+            double e = eff_rtt(d, r);
+            if (e < best) best = e;
+        }
+        int k = 0;
+        for (int i = 0; i < d->n && k < 64; i++) {
+            struct region *r = &d->regions[i];
+            if ((tried >> i) & 1u || (pass == 0 && !r->up)) continue;
+            if (eff_rtt(d, r) <= best + (double)d->rc->rtt_slack_ms) cand[k++] = i;
+        }
+        if (k == 0) continue;
+        if (k == 1) return cand[0];
+        int a = cand[rand() % k], b = cand[rand() % k];
+        for (int guard = 0; b == a && guard < 8; guard++) b = cand[rand() % k];
+        const struct region *ra = &d->regions[a], *rb = &d->regions[b];
+        double la = (ra->in_flight + 1) / ra->weight, lb = (rb->in_flight + 1) / rb->weight;
+        if (la != lb) return la < lb ? a : b;
+        /* equal load: by weight, so that weights still count on an idle door */
+        double pa = ra->weight / (ra->weight + rb->weight);
+        return (double)rand() / RAND_MAX < pa ? a : b;
+    }
+    return -1;
+}
+
+/* After a failure: router.fallback order first, then as choose() does. */
+static int next_region(struct door *d, uint32_t tried)
+{
+    for (size_t f = 0; f < d->rc->n_fallback; f++) {
+        for (int i = 0; i < d->n; i++) {
+            if (!((tried >> i) & 1u) && d->regions[i].up && strcmp(d->regions[i].id, d->rc->fallback[f]) == 0) {
+                return i;
+            }
+        }
+    }
+    return choose(d, tried);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Read-your-writes                                                                   */
+/* ---------------------------------------------------------------------------------- */
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static const char *ryw_get(struct door *d, const char *key)
+{
+    uint64_t h = hash_str(key);
+    struct ryw *e = &d->ryw[h % RYW_SLOTS];
+    return e->hash == h && strcmp(e->key, key) == 0 && e->bookmark[0] ? e->bookmark : NULL;
+}
+
+static void ryw_put(struct door *d, const char *key, const char *bm)
+{
+    uint64_t h = hash_str(key);
+    struct ryw *e = &d->ryw[h % RYW_SLOTS];
+    e->hash = h;
+    snprintf(e->key, sizeof(e->key), "%s", key);
+    snprintf(e->bookmark, sizeof(e->bookmark), "%s", bm);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Proxying                                                                           */
+/* ---------------------------------------------------------------------------------- */
+
+static void preq_free(struct preq *p)
+{
+    edge_http_conn_unref(p->conn);
+    edge_free(p->body);
+    edge_free(p);
+}
+
+static void send_to(struct preq *p);
+
+/* The answer's baton, with this door's prefix "<region index>." so the next request of
+ * the stream comes back to the same region. NULL: leave the body as it is. */
+static char *rewrite_baton(const char *body, size_t len, int region, size_t *out_len, bool cursor)
+{
+    size_t line = len;
+    if (cursor) {
+        const char *nl = memchr(body, '\n', len);
+        line = nl ? (size_t)(nl - body) : len;
+    }
+    if (memmem(body, line, "\"baton\":\"", 9) == NULL) return NULL;
+    json_t *doc = json_loadb(body, line, 0, NULL);
+    json_t *b = json_object_get(doc, "baton");
+    if (!json_is_string(b)) {
+        json_decref(doc);
+        return NULL;
+    }
+    char nb[512];
+    snprintf(nb, sizeof(nb), "%d.%s", region, json_string_value(b));
+    json_object_set_new(doc, "baton", json_string(nb));
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (text == NULL) return NULL;
+    size_t tl = strlen(text);
+    char *out = edge_malloc(tl + (len - line) + 1);
+    if (out != NULL) {
+        memcpy(out, text, tl);
+        memcpy(out + tl, body + line, len - line);
+        out[tl + len - line] = '\0';
+        *out_len = tl + len - line;
+    }
+    free(text);
+    return out;
+}
+
+static void answer_error(struct preq *p, int status, const char *code, const char *msg)
+{
+    if (!edge_http_conn_is_closed(p->conn)) edge_http_respond_error(p->conn, status, code, msg);
+    if (p->norm[0]) {
+        edge_router_stats_record_norm(p->d->stats, p->norm, p->target >= 0 ? p->d->regions[p->target].id : "-",
+                                      uv_hrtime() - p->start_ns, 0, true, false);
+    }
+}
+
+static void on_answer(void *ud, int rv, struct edge_httpc_resp *resp)
+{
+    struct preq *p = ud;
+    struct door *d = p->d;
+    struct region *r = &d->regions[p->target];
+    r->in_flight--;
+    if (rv != EDGE_OK) {
+        r->errors++;
+        if (rv == EDGE_EIO || rv == EDGE_ECONNREFUSED || rv == EDGE_ETIMEDOUT) {
+            if (r->up) EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: region %s failed a request: %s", r->id,
+                                edge_strerror(rv));
+            r->up = false; /* until its next probe answers */
+        }
+        bool time_left = now_ms() + 5 < p->deadline_ms;
+        bool retry = !p->pinned && time_left && p->tries < MAX_TRIES && !d->stopping &&
+                     (p->read || rv == EDGE_ECONNREFUSED);
+        if (retry) {
+            int next = next_region(d, p->tried);
+            if (next >= 0) {
+                if (p->first_fail_ns == 0) p->first_fail_ns = uv_hrtime();
+                r->failovers_from++;
+                d->failovers++;
+                p->target = next;
+                send_to(p);
+                return;
+            }
+        }
+        char msg[300];
+        if (p->pinned) {
+            snprintf(msg, sizeof(msg), "the region %s holding this stream failed: %s", r->id, edge_strerror(rv));
+            answer_error(p, 503, "REGION_UNREACHABLE", msg);
+        } else if (!p->read && rv != EDGE_ECONNREFUSED) {
+            d->write_not_retried++;
+            snprintf(msg, sizeof(msg), "region %s failed while the request was in flight (%s); it may have been "
+                     "applied, so it was not sent again", r->id, edge_strerror(rv));
+            answer_error(p, 502, "WRITE_OUTCOME_UNKNOWN", msg);
+        } else {
+            snprintf(msg, sizeof(msg), "no region could answer within %d ms (last: %s, %s)", d->rc->request_timeout_ms,
+                     r->id, edge_strerror(rv));
+            answer_error(p, rv == EDGE_ETIMEDOUT ? 504 : 503, "NO_REGION", msg);
+        }
+        preq_free(p);
+        return;
+    }
+    if (p->first_fail_ns != 0) d->failover_ms_last = (double)(uv_hrtime() - p->first_fail_ns) / 1e6;
+    char extra[400];
+    size_t off = (size_t)snprintf(extra, sizeof(extra), "X-Edge-Region: %s\r\n", r->id);
+    if (resp->bookmark[0] != '\0' && strlen(resp->bookmark) < 90) {
+        snprintf(extra + off, sizeof(extra) - off, "X-Edge-Bookmark: %s\r\n", resp->bookmark);
+        ryw_put(d, p->ryw_key, resp->bookmark);
+    }
+    const char *body = resp->body.data ? resp->body.data : "";
+    size_t len = resp->body.len;
+    size_t nlen = 0;
+    char *nb = resp->status == 200 ? rewrite_baton(body, len, p->target, &nlen, p->cursor) : NULL;
+    if (!edge_http_conn_is_closed(p->conn)) {
+        edge_http_respond(p->conn, resp->status, resp->content_type[0] ? resp->content_type : "application/json",
+                          extra, nb ? nb : body, nb ? nlen : len);
+    }
+    if (p->norm[0]) {
+        edge_router_stats_record_norm(d->stats, p->norm, r->id, uv_hrtime() - p->start_ns, 0, resp->status != 200,
+                                      false);
+    }
+    edge_free(nb);
+    preq_free(p);
+}
+
+static void send_to(struct preq *p)
+{
+    struct door *d = p->d;
+    struct region *r = &d->regions[p->target];
+    p->tried |= 1u << p->target;
+    p->tries++;
+    r->requests++;
+    r->in_flight++;
+    uint64_t now = now_ms();
+    uint64_t left = p->deadline_ms > now ? p->deadline_ms - now : 1;
+    int rv = r->pool == NULL ? EDGE_ECLOSED
+                             : edge_httpca_request(r->pool, p->req->method == HTTP_GET ? "GET" : "POST", p->req->path,
+                                                   p->headers, p->body, p->body_len, left, (size_t)1 << 30, on_answer,
+                                                   p);
+    if (rv != EDGE_OK) {
+        r->in_flight--;
+        answer_error(p, 503, "NO_REGION", "the router could not send the request");
+        preq_free(p);
+    }
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Does this statement only read? By its first word: SELECT (or VALUES) and one statement. */
+static bool stmt_reads(json_t *stmt, char *norm, size_t normcap)
+{
+    json_t *sql = json_object_get(stmt, "sql");
+    if (!json_is_string(sql)) return false; /* stored SQL: not known here */
+    edge_router_normalize(json_string_value(sql), json_string_length(sql), norm, normcap);
+    bool sel = strncmp(norm, "select ", 7) == 0 || strncmp(norm, "values", 6) == 0;
+    return sel && strchr(norm, ';') == NULL;
+}
+
+/* Classify a pipeline body {"baton","requests"} (or a cursor {"baton","batch"}) for the
+ * door: read or not, and the first statement's normalized text for the statistics. */
+static bool body_reads(json_t *body, bool cursor, char *norm, size_t normcap)
+{
+    char scratch[EDGE_ROUTER_NORM_MAX];
+    bool reads = true, any = false;
+    norm[0] = '\0';
+    json_t *list = cursor ? NULL : json_object_get(body, "requests");
+    size_t n = cursor ? 1 : json_array_size(list);
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = cursor ? NULL : json_array_get(list, i);
+        const char *t = cursor ? "batch" : json_string_value(json_object_get(r, "type"));
+        if (t == NULL) return false;
+        if (strcmp(t, "close") == 0 || strcmp(t, "store_sql") == 0 || strcmp(t, "close_sql") == 0 ||
+            strcmp(t, "get_autocommit") == 0) {
+            continue;
+        }
+        if (strcmp(t, "execute") == 0) {
+            any = true;
+            reads = reads && stmt_reads(json_object_get(r, "stmt"), any && norm[0] ? scratch : norm,
+                                        EDGE_ROUTER_NORM_MAX);
+        } else if (strcmp(t, "batch") == 0) {
+            json_t *steps = json_object_get(json_object_get(cursor ? body : r, "batch"), "steps");
+            size_t j;
+            json_t *st;
+            json_array_foreach(steps, j, st) {
+                any = true;
+                reads = reads && stmt_reads(json_object_get(st, "stmt"), norm[0] ? scratch : norm,
+                                            EDGE_ROUTER_NORM_MAX);
+            }
+        } else {
+            return false; /* sequence, describe, anything else: treated as a write */
+        }
+    }
+    (void)normcap;
+    return reads && any;
+}
+
+static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req *req, bool hrana, bool cursor)
+{
+    struct preq *p = edge_calloc(1, sizeof(*p));
+    if (p == NULL) {
+        edge_http_respond_error(c, 503, "INTERNAL", "out of memory");
+        return;
+    }
+    p->d = d;
+    p->conn = c;
+    edge_http_conn_ref(c);
+    p->req = req;
+    p->cursor = cursor;
+    p->target = -1;
+    p->start_ns = uv_hrtime();
+    p->deadline_ms = now_ms() + (uint64_t)d->rc->request_timeout_ms;
+    d->requests++;
+    const char *auth = edge_http_header(req, "authorization");
+    if (auth != NULL) {
+        snprintf(p->ryw_key, sizeof(p->ryw_key), "t:%016llx", (unsigned long long)hash_str(auth));
+    } else {
+        snprintf(p->ryw_key, sizeof(p->ryw_key), "c:%p", (void *)c);
+    }
+    json_t *body = hrana ? json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, NULL) : NULL;
+    json_t *baton = json_object_get(body, "baton");
+    if (json_is_string(baton)) {
+        /* "<region>.<the region's baton>": the stream lives there */
+        const char *b = json_string_value(baton);
+        char *dot = NULL;
+        long idx = strtol(b, &dot, 10);
+        if (dot == b || *dot != '.' || idx < 0 || idx >= d->n) {
+            json_decref(body);
+            answer_error(p, 400, "STREAM_INVALID", "this baton was not issued through this router");
+            preq_free(p);
+            return;
+        }
+        p->pinned = true;
+        p->target = (int)idx;
+        json_object_set_new(body, "baton", json_string(dot + 1));
+    }
+    if (body != NULL) {
+        p->read = !p->pinned && body_reads(body, cursor, p->norm, sizeof(p->norm));
+        if (!p->read && p->norm[0] == '\0') {
+            /* the first statement's text for the statistics, read or not */
+            json_t *r0 = cursor ? NULL : json_array_get(json_object_get(body, "requests"), 0);
+            json_t *sql = json_object_get(json_object_get(r0, "stmt"), "sql");
+            if (json_is_string(sql)) {
+                edge_router_normalize(json_string_value(sql), json_string_length(sql), p->norm, sizeof(p->norm));
+            }
+        }
+    }
+    if (p->pinned) {
+        char *text = json_dumps(body, JSON_COMPACT);
+        p->body = text ? edge_strdup(text) : NULL;
+        free(text);
+    } else {
+        p->body = edge_malloc(req->body.len + 1);
+        if (p->body != NULL) {
+            memcpy(p->body, req->body.data ? req->body.data : "", req->body.len);
+            p->body[req->body.len] = '\0';
+        }
+    }
+    json_decref(body);
+    if (p->body == NULL) {
+        answer_error(p, 503, "INTERNAL", "out of memory");
+        preq_free(p);
+        return;
+    }
+    p->body_len = p->pinned ? strlen(p->body) : req->body.len;
+    /* Headers the regions need: the token, the consistency asked for, the bookmark (the
+     * client's, else for a read the latest this client's writes got). */
+    const char *cons = edge_http_header(req, "x-edge-consistency");
+    const char *bm = edge_http_header(req, "x-edge-bookmark");
+    if (bm == NULL && p->read) {
+        bm = ryw_get(d, p->ryw_key);
+        if (bm != NULL) d->ryw_attached++;
+    }
+    if (auth != NULL && strlen(auth) > 3000) auth = NULL;
+    if (cons != NULL && strlen(cons) > 32) cons = NULL;
+    if (bm != NULL && strlen(bm) > 96) bm = NULL;
+    snprintf(p->headers, sizeof(p->headers), "%s%s%s%s%s%s%s%s%s", auth ? "Authorization: " : "", auth ? auth : "",
+             auth ? "\r\n" : "", cons ? "X-Edge-Consistency: " : "", cons ? cons : "", cons ? "\r\n" : "",
+             bm ? "X-Edge-Bookmark: " : "", bm ? bm : "", bm ? "\r\n" : "");
+    if (!p->pinned) p->target = choose(d, 0);
+    if (p->target < 0) {
+        answer_error(p, 503, "NO_REGION", "no region is configured with a url");
+        preq_free(p);
+        return;
+    }
+    send_to(p);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The door's own endpoints                                                           */
+/* ---------------------------------------------------------------------------------- */
+
+static void door_metrics(struct door *d, struct edge_http_conn *c)
+{
+    struct edge_buf b;
+    edge_buf_init(&b, 16u << 20);
+    edge_buf_puts(&b, "# TYPE edgelite_router_region_up gauge\n");
+    for (int i = 0; i < d->n; i++) {
+        edge_buf_printf(&b, "edgelite_router_region_up{region=\"%s\"} %d\n", d->regions[i].id, d->regions[i].up);
+    }
+    edge_buf_puts(&b, "# TYPE edgelite_router_region_rtt_ms gauge\n");
+    for (int i = 0; i < d->n; i++) {
+        edge_buf_printf(&b, "edgelite_router_region_rtt_ms{region=\"%s\"} %.3f\n", d->regions[i].id,
+                        d->regions[i].rtt_ms);
+    }
+    edge_buf_puts(&b, "# TYPE edgelite_router_region_in_flight gauge\n");
+    for (int i = 0; i < d->n; i++) {
+        edge_buf_printf(&b, "edgelite_router_region_in_flight{region=\"%s\"} %d\n", d->regions[i].id,
+                        d->regions[i].in_flight);
+    }
+    edge_buf_puts(&b, "# TYPE edgelite_router_region_requests_total counter\n");
+    for (int i = 0; i < d->n; i++) {
+        edge_buf_printf(&b, "edgelite_router_region_requests_total{region=\"%s\"} %llu\n", d->regions[i].id,
+                        (unsigned long long)d->regions[i].requests);
+    }
+    edge_buf_puts(&b, "# TYPE edgelite_router_region_errors_total counter\n");
+    for (int i = 0; i < d->n; i++) {
+        edge_buf_printf(&b, "edgelite_router_region_errors_total{region=\"%s\"} %llu\n", d->regions[i].id,
+                        (unsigned long long)d->regions[i].errors);
+    }
+    edge_buf_printf(&b,
+                    "# TYPE edgelite_router_requests_total counter\nedgelite_router_requests_total %llu\n"
+                    "# TYPE edgelite_router_failovers_total counter\nedgelite_router_failovers_total %llu\n"
+                    "# TYPE edgelite_router_writes_not_retried_total counter\n"
+                    "edgelite_router_writes_not_retried_total %llu\n"
+                    "# TYPE edgelite_router_ryw_bookmarks_total counter\nedgelite_router_ryw_bookmarks_total %llu\n"
+                    "# TYPE edgelite_router_last_failover_ms gauge\nedgelite_router_last_failover_ms %.3f\n",
+                    (unsigned long long)d->requests, (unsigned long long)d->failovers,
+                    (unsigned long long)d->write_not_retried, (unsigned long long)d->ryw_attached,
+                    d->failover_ms_last);
+    edge_router_stats_prometheus(d->stats, "edgelite_router", d->rc->stats_metrics_top, &b);
+    edge_http_respond(c, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
+    edge_buf_free(&b);
+}
+
+static void door_stats(struct door *d, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    char sort[32] = "total_time";
+    long limit = 20;
+    for (const char *q = req->query; q != NULL && *q; q = strchr(q, '&') ? strchr(q, '&') + 1 : NULL) {
+        if (strncmp(q, "sort=", 5) == 0) snprintf(sort, sizeof(sort), "%.*s", (int)strcspn(q + 5, "&"), q + 5);
+        if (strncmp(q, "limit=", 6) == 0) limit = strtol(q + 6, NULL, 10);
+    }
+    if (limit < 1 || limit > 100000) {
+        edge_http_respond_error(c, 400, "BAD_QUERY", "limit must be 1..100000");
+        return;
+    }
+    struct edge_buf b;
+    edge_buf_init(&b, 64u << 20);
+    if (edge_router_stats_json(d->stats, sort, (int)limit, &b) != EDGE_OK) {
+        edge_http_respond_error(c, 400, "BAD_QUERY",
+                                "sort must be one of total_time, calls, errors, rows, mean_time, p99, cache_hits");
+    } else {
+        edge_http_respond(c, 200, "application/json", NULL, b.data, b.len);
+    }
+    edge_buf_free(&b);
+}
+
+static void door_regions(struct door *d, struct edge_http_conn *c)
+{
+    struct edge_buf b;
+    edge_buf_init(&b, 1 << 20);
+    edge_buf_puts(&b, "{\"regions\":[");
+    for (int i = 0; i < d->n; i++) {
+        const struct region *r = &d->regions[i];
+        edge_buf_printf(&b, "%s{\"id\":", i ? "," : "");
+        edge_buf_json_cstr(&b, r->id);
+        edge_buf_printf(&b, ",\"up\":%s,\"rtt_ms\":%.3f,\"in_flight\":%d,\"weight\":%g,\"requests\":%llu,"
+                        "\"errors\":%llu}", r->up ? "true" : "false", r->rtt_ms, r->in_flight, r->weight,
+                        (unsigned long long)r->requests, (unsigned long long)r->errors);
+    }
+    edge_buf_printf(&b, "],\"failovers\":%llu,\"last_failover_ms\":%.3f}", (unsigned long long)d->failovers,
+                    d->failover_ms_last);
+    edge_http_respond(c, 200, "application/json", NULL, b.data, b.len);
+    edge_buf_free(&b);
+}
+
+static void on_request(void *ud, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct door *d = ud;
+    const char *p = req->path;
+    bool get = req->method == HTTP_GET || req->method == HTTP_HEAD;
+    bool post = req->method == HTTP_POST;
+    if (req->upgrade) {
+        edge_http_respond_error(c, 501, "NOT_SUPPORTED",
+                                "the router does not proxy WebSocket yet: use an http:// URL (Hrana over HTTP)");
+    } else if (strstr(p, "/v3-protobuf") != NULL) {
+        /* clients fall back to JSON, whose batons the router can read */
+        edge_http_respond_error(c, 404, "NOT_FOUND", "the router speaks Hrana over HTTP in JSON (v2, v3)");
+    } else if (get && strcmp(p, "/health") == 0) {
+        edge_http_respond(c, 200, "text/plain", NULL, "", 0);
+    } else if (get && (ends_with(p, "/v2") || ends_with(p, "/v3"))) {
+        edge_http_respond(c, 200, "text/plain", NULL, "Hello, this is the edgelite router\n", 35);
+    } else if (get && strcmp(p, "/metrics") == 0) {
+        door_metrics(d, c);
+    } else if (get && strcmp(p, "/v1/router/regions") == 0) {
+        door_regions(d, c);
+    } else if (get && strcmp(p, "/v1/router/stats/statements") == 0) {
+        door_stats(d, c, req);
+    } else if (post && strcmp(p, "/v1/router/stats/reset") == 0) {
+        edge_router_stats_reset(d->stats);
+        edge_http_respond(c, 200, "application/json", NULL, "{\"reset\":true}", 14);
+    } else if (post && (ends_with(p, "/v2/pipeline") || ends_with(p, "/v3/pipeline"))) {
+        proxy(d, c, req, true, false);
+    } else if (post && ends_with(p, "/v3/cursor")) {
+        proxy(d, c, req, true, true);
+    } else if (get || post) {
+        proxy(d, c, req, false, false); /* the regions' other endpoints, as writes */
+    } else {
+        edge_http_respond_error(c, 405, "METHOD_NOT_ALLOWED", "the router forwards GET and POST");
+    }
+}
+
+static void on_close(void *ud, struct edge_http_conn *c)
+{
+    (void)ud;
+    (void)c;
+}
+
+static void on_stop_check(uv_timer_t *t)
+{
+    struct door *d = t->data;
+    if (*d->stop == 0 || d->stopping) return;
+    d->stopping = true;
+    uv_timer_stop(&d->probe_timer);
+    uv_timer_stop(&d->stop_timer);
+    for (int i = 0; i < d->n; i++) {
+        edge_httpca_close(d->regions[i].pool);
+        edge_httpca_close(d->regions[i].probe_pool);
+        d->regions[i].pool = d->regions[i].probe_pool = NULL;
+    }
+    uv_close((uv_handle_t *)&d->probe_timer, NULL);
+    uv_close((uv_handle_t *)&d->stop_timer, NULL);
+    edge_http_server_stop(d->http, NULL, NULL);
+}
+
+int edge_router_door_run(const struct edge_router_door_config *cfg, volatile sig_atomic_t *stop, char *errmsg,
+                         size_t errmsg_len)
+{
+    struct door d;
+    memset(&d, 0, sizeof(d));
+    d.cfg = cfg;
+    d.rc = &cfg->conf->router;
+    d.stop = stop;
+    int rv = EDGE_ENOMEM;
+    int fd = -1, port = 0;
+    d.regions = edge_calloc(cfg->conf->n_regions + 1, sizeof(*d.regions));
+    d.ryw = edge_calloc(RYW_SLOTS, sizeof(*d.ryw));
+    if (d.regions == NULL || d.ryw == NULL ||
+        edge_router_stats_new(d.rc->stats_max_statements, (uint64_t)d.rc->slow_ms, &d.stats) != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "out of memory");
+        goto out;
+    }
+    uv_loop_init(&d.loop);
+    srand((unsigned)uv_hrtime());
+    if (cfg->conf->n_regions > 32) {
+        snprintf(errmsg, errmsg_len, "the router handles at most 32 regions");
+        rv = EDGE_ECONFIG;
+        goto out_loop;
+    }
+    for (size_t i = 0; i < cfg->conf->n_regions; i++) {
+        const struct edge_conf_region *cr = &cfg->conf->regions[i];
+        struct region *r = &d.regions[d.n];
+        struct edge_httpc_url u;
+        if (cr->url == NULL || edge_httpc_url_parse(cr->url, &u) != EDGE_OK) {
+            snprintf(errmsg, errmsg_len, "region %s has no usable url (http://HOST:PORT)", cr->id);
+            rv = EDGE_ECONFIG;
+            goto out_loop;
+        }
+        r->idx = d.n;
+        r->id = cr->id;
+        snprintf(r->host, sizeof(r->host), "%s", u.host);
+        snprintf(r->port, sizeof(r->port), "%s", u.port);
+        r->weight = cr->capacity.weight > 0 ? cr->capacity.weight : 1.0;
+        r->up = true; /* until a probe or a request says otherwise */
+        if (cfg->wan != NULL && cfg->client_region != NULL) {
+            double w = edge_regions_rtt_ms(cfg->wan, cfg->client_region, cr->id);
+            r->wan_ms = w > 0 ? w : 0;
+        }
+        if (edge_httpca_new(&d.loop, r->host, r->port, DOOR_CONNS, 30000, &r->pool) != EDGE_OK ||
+            edge_httpca_new(&d.loop, r->host, r->port, 1, 30000, &r->probe_pool) != EDGE_OK) {
+            snprintf(errmsg, errmsg_len, "region %s: url %s needs a numeric loopback address", cr->id, cr->url);
+            rv = EDGE_ECONFIG;
+            d.n++;
+            goto out_loop;
+        }
+        d.n++;
+    }
+    rv = edge_http_listen_socket(cfg->host, cfg->port, &fd, &port);
+    if (rv != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot listen on %s:%d: %s", cfg->host, cfg->port, edge_strerror(rv));
+        goto out_loop;
+    }
+    struct edge_http_limits lim = {.max_body_bytes = 16u << 20,
+                                   .max_header_bytes = 64u << 10,
+                                   .max_queued = 64,
+                                   .idle_timeout_ms = 60000,
+                                   .request_timeout_ms = 30000,
+                                   .max_ws_message = 1u << 20};
+    struct edge_http_handler h = {.ud = &d, .on_request = on_request, .on_ws_message = NULL, .on_close = on_close};
+    rv = edge_http_server_start(&d.loop, fd, &lim, &h, &d.http);
+    if (rv != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot serve: %s", edge_strerror(rv));
+        goto out_loop;
+    }
+    uv_timer_init(&d.loop, &d.probe_timer);
+    d.probe_timer.data = &d;
+    uv_timer_start(&d.probe_timer, probe_all, 0, (uint64_t)d.rc->probe_interval_ms);
+    uv_timer_init(&d.loop, &d.stop_timer);
+    d.stop_timer.data = &d;
+    uv_timer_start(&d.stop_timer, on_stop_check, 100, 100);
+    printf("edgelite router: listening on http://%s:%d\n", cfg->host, port);
+    fflush(stdout);
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    rv = EDGE_OK;
+out_loop:
+    if (rv != EDGE_OK) {
+        for (int i = 0; i < d.n; i++) {
+            edge_httpca_close(d.regions[i].pool);
+            edge_httpca_close(d.regions[i].probe_pool);
+        }
+        uv_run(&d.loop, UV_RUN_DEFAULT);
+    }
+    uv_loop_close(&d.loop);
+out:
+    edge_router_stats_free(d.stats);
+    edge_free(d.regions);
+    edge_free(d.ryw);
+    return rv;
+}
