@@ -54,6 +54,7 @@
 #define SESS_TRACK_MAX 200000
 #define SESS_TOUCH_MIN_STEP_MS 1000
 #define SESS_REFUSE_REASONS 3
+#define SESS_GC_BUDGET_NS (10u * 1000u * 1000u) /* a GC step stops after 10 ms of deleting */
 
 static const char *const refuse_names[SESS_REFUSE_REASONS] = {"capacity", "target_unknown", "writer_busy"};
 
@@ -81,7 +82,7 @@ struct edge__sess {
     /* totals cache for stats and metrics */
     pthread_mutex_t totals_mu;
     uint64_t totals_at_ms;
-    int64_t live, sealed, raw;
+    int64_t live, sealed, raw, rows;
 };
 
 struct idlist {
@@ -93,6 +94,8 @@ struct sess_peer {
     struct edge_httpca *pool;
     struct idlist report; /* accesses to report to this region (when it is their home) */
     bool up;              /* its peer link was connected at up_checked_ms */
+    bool offset_known;    /* its wall clock minus ours, from the link's PING/PONG */
+    double offset_ms;
     uint64_t up_checked_ms;
 };
 
@@ -111,16 +114,16 @@ struct edge__sess_loop {
  * Small helpers
  * ---------------------------------------------------------------------------------- */
 
+/* The home's clock: this node's wall clock (the one its HLC follows). Not the HLC itself,
+ * which a peer's clock running ahead would drag forward and so expire sessions early. */
 static int64_t sess_now(struct edge_node *n)
 {
-    uint64_t w = wall_ms();
-    pthread_mutex_lock(&n->repl.hlc_mu);
-    uint64_t h = EDGE_HLC_MS(n->repl.hlc.last);
-    pthread_mutex_unlock(&n->repl.hlc_mu);
-    return (int64_t)(w > h ? w : h);
+    (void)n;
+    return (int64_t)wall_ms();
 }
 
 static const struct edge_conf_sessions *sconf(struct edge_node *n) { return &n->sess->conf; }
+static int64_t home_now(struct loop *l, const char *home);
 
 static int idlist_add(struct idlist *l, const char *id)
 {
@@ -303,7 +306,8 @@ static int job_run(struct edge_writer_job *wj, struct edge_store_conn *conn)
         break;
     }
     case JOB_GC:
-        j->store_rv = edge_sess_gc(conn, n->region, sess_now(n), sconf(n)->gc_batch, &j->deleted);
+        j->store_rv = edge_sess_gc(conn, n->region, sess_now(n), sconf(n)->gc_batch, SESS_GC_BUDGET_NS, uv_hrtime,
+                                   &j->deleted);
         break;
     case JOB_MIGRATE:
         j->store_rv = EDGE_OK;
@@ -831,7 +835,7 @@ static void sreq_step(struct sreq *r)
         edge_buf_init(&row.blob, (size_t)1 << 26);
         edge__api_read_snapshot(r->l);
         int rv = edge_sess_get(r->l->rconn, r->id, &row);
-        int64_t now = sess_now(n);
+        int64_t now = rv == EDGE_OK ? home_now(r->l, row.home) : 0;
         if (rv == EDGE_ENOTFOUND || (rv == EDGE_OK && row.expires_at <= now)) {
             sreq_fail(r, 404, "SESSION_NOT_FOUND", "no such session (or it expired)");
             ok = false;
@@ -1083,8 +1087,9 @@ static void on_gc(uv_timer_t *t)
  * GET
  * ---------------------------------------------------------------------------------- */
 
-/* Is the link to region idx up? Asked of the peer link at most every 250 ms per loop. */
-static bool peer_up(struct loop *l, const char *region)
+/* Is the link to region up, and how far is its clock from ours? Asked of the peer link at
+ * most every 250 ms per loop. */
+static struct sess_peer *peer_info(struct loop *l, const char *region)
 {
     struct edge__sess_loop *sl = l->sess;
     struct edge_node *n = l->node;
@@ -1092,7 +1097,7 @@ static bool peer_up(struct loop *l, const char *region)
     if (idx < 0) return false;
     struct sess_peer *p = &sl->peers[idx];
     uint64_t now = mono_ms();
-    if (p->up_checked_ms != 0 && now - p->up_checked_ms < 250) return p->up;
+    if (p->up_checked_ms != 0 && now - p->up_checked_ms < 250) return p;
     bool up = false;
     pthread_rwlock_rdlock(&n->repl.peers_lock);
     for (int i = 0; i < n->repl.n_peers; i++) {
@@ -1101,13 +1106,34 @@ static bool peer_up(struct loop *l, const char *region)
             memset(&ps, 0, sizeof(ps));
             edge_peer_status(n->repl.peers[i], &ps);
             up = ps.connected;
+            p->offset_known = ps.clock_offset_known;
+            p->offset_ms = ps.clock_offset_ms;
             edge_vclock_close(&ps.acked);
         }
     }
     pthread_rwlock_unlock(&n->repl.peers_lock);
     p->up = up;
     p->up_checked_ms = now;
-    return up;
+    return p;
+}
+
+static bool peer_up(struct loop *l, const char *region)
+{
+    struct sess_peer *p = peer_info(l, region);
+    return p != NULL && p->up;
+}
+
+/* Expiry follows the home's clock: a session homed elsewhere is judged by this node's
+ * estimate of the home's wall clock (ours plus the measured offset), so a region whose
+ * clock runs ahead or behind neither kills it early nor keeps it alive late. */
+static int64_t home_now(struct loop *l, const char *home)
+{
+    struct edge_node *n = l->node;
+    int64_t now = sess_now(n);
+    if (strcmp(home, n->region) == 0) return now;
+    struct sess_peer *p = peer_info(l, home);
+    if (p != NULL && p->offset_known) now += (int64_t)(p->offset_ms + (p->offset_ms < 0 ? -0.5 : 0.5));
+    return now;
 }
 
 static void sess_get(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const char *id)
@@ -1119,7 +1145,7 @@ static void sess_get(struct loop *l, struct edge_http_conn *c, struct edge_http_
     edge_buf_init(&row.blob, (size_t)1 << 26);
     edge__api_read_snapshot(l);
     int rv = edge_sess_get(l->rconn, id, &row);
-    int64_t now = sess_now(n);
+    int64_t now = rv == EDGE_OK ? home_now(l, row.home) : 0;
     if (rv == EDGE_ENOTFOUND || (rv == EDGE_OK && row.expires_at <= now)) {
         edge_buf_free(&row.blob);
         atomic_fetch_add(&s->misses, 1);
@@ -1407,7 +1433,7 @@ void edge__api_sessions_access_handle(struct loop *l, struct edge_http_conn *c, 
     }
 }
 
-static void totals(struct loop *l, int64_t *live, int64_t *sealed, int64_t *raw)
+static void totals(struct loop *l, int64_t *live, int64_t *sealed, int64_t *raw, int64_t *rows)
 {
     struct edge__sess *s = l->node->sess;
     uint64_t now = mono_ms();
@@ -1416,15 +1442,17 @@ static void totals(struct loop *l, int64_t *live, int64_t *sealed, int64_t *raw)
     *live = s->live;
     *sealed = s->sealed;
     *raw = s->raw;
+    *rows = s->rows;
     pthread_mutex_unlock(&s->totals_mu);
     if (fresh) return;
     edge__api_read_snapshot(l);
-    if (edge_sess_totals(l->rconn, sess_now(l->node), live, sealed, raw) != EDGE_OK) return;
+    if (edge_sess_totals(l->rconn, sess_now(l->node), live, sealed, raw, rows) != EDGE_OK) return;
     pthread_mutex_lock(&s->totals_mu);
     s->totals_at_ms = now;
     s->live = *live;
     s->sealed = *sealed;
     s->raw = *raw;
+    s->rows = *rows;
     pthread_mutex_unlock(&s->totals_mu);
 }
 
@@ -1433,8 +1461,8 @@ void edge__api_sessions_stats_handle(struct loop *l, struct edge_http_conn *c, s
     struct edge_node *n = l->node;
     if (!sess_ready(n, c, req)) return;
     struct edge__sess *s = n->sess;
-    int64_t live, sealed, raw;
-    totals(l, &live, &sealed, &raw);
+    int64_t live, sealed, raw, rows;
+    totals(l, &live, &sealed, &raw, &rows);
     uint64_t reads = atomic_load(&s->reads), hits = atomic_load(&s->hits);
     uint64_t rw = atomic_load(&s->raw_bytes_written), sw = atomic_load(&s->sealed_bytes_written);
     struct edge_buf b;
@@ -1442,9 +1470,9 @@ void edge__api_sessions_stats_handle(struct loop *l, struct edge_http_conn *c, s
     edge_buf_puts(&b, "{\"region\":");
     edge_buf_json_cstr(&b, n->region);
     edge_buf_printf(&b,
-                    ",\"live\":%" PRId64 ",\"bytes_stored\":%" PRId64 ",\"bytes_raw\":%" PRId64
-                    ",\"compression_ratio\":",
-                    live, sealed, raw);
+                    ",\"live\":%" PRId64 ",\"rows\":%" PRId64 ",\"bytes_stored\":%" PRId64
+                    ",\"bytes_raw\":%" PRId64 ",\"compression_ratio\":",
+                    live, rows, sealed, raw);
     edge_buf_json_double(&b, sealed > 0 ? (double)raw / (double)sealed : 0);
     edge_buf_printf(&b, ",\"reads\":%" PRIu64 ",\"hits\":%" PRIu64 ",\"misses\":%" PRIu64 ",\"hit_rate\":", reads, hits,
                     atomic_load(&s->misses));
@@ -1478,12 +1506,12 @@ void edge__api_sessions_metrics(struct loop *l, struct edge_buf *b)
     struct edge_node *n = l->node;
     struct edge__sess *s = n->sess;
     if (s == NULL || !s->enabled) return;
-    int64_t live, sealed, raw;
-    totals(l, &live, &sealed, &raw);
+    int64_t live, sealed, raw, rows;
+    totals(l, &live, &sealed, &raw, &rows);
     edge_buf_printf(b,
-                    "edgelite_sessions_live %" PRId64 "\nedgelite_sessions_bytes_stored %" PRId64
-                    "\nedgelite_sessions_bytes_raw %" PRId64 "\n",
-                    live, sealed, raw);
+                    "edgelite_sessions_live %" PRId64 "\nedgelite_sessions_rows %" PRId64
+                    "\nedgelite_sessions_bytes_stored %" PRId64 "\nedgelite_sessions_bytes_raw %" PRId64 "\n",
+                    live, rows, sealed, raw);
     edge_buf_printf(b,
                     "edgelite_sessions_reads_total %" PRIu64 "\nedgelite_sessions_hits_total %" PRIu64
                     "\nedgelite_sessions_misses_total %" PRIu64 "\nedgelite_sessions_stale_reads_total %" PRIu64

@@ -128,11 +128,15 @@ int edge_sess_write(struct edge_store_conn *conn, struct edge_sess_write *w);
  * min(now + ttl, max_expires_at) where that moves it by at least min_step_ms. */
 int edge_sess_touch(struct edge_store_conn *conn, const char *region, int64_t now_ms, int64_t min_step_ms,
                     char *const *ids, size_t n, size_t *out_touched);
-/* Delete at most limit expired sessions homed at region. */
-int edge_sess_gc(struct edge_store_conn *conn, const char *region, int64_t now_ms, int limit, int *out_deleted);
+/* Delete at most limit expired sessions homed at region, oldest first, stopping once
+ * budget_ns (by clock_ns) has passed. */
+int edge_sess_gc(struct edge_store_conn *conn, const char *region, int64_t now_ms, int limit, uint64_t budget_ns,
+                 uint64_t (*clock_ns)(void), int *out_deleted);
 /* Live sessions homed at region. */
 int edge_sess_count_home(struct edge_store_conn *conn, const char *region, int64_t now_ms, int64_t *out);
-/* Live sessions, their sealed bytes and their JSON bytes before compression. */
-int edge_sess_totals(struct edge_store_conn *conn, int64_t now_ms, int64_t *live, int64_t *sealed, int64_t *raw);
+/* Live sessions, their sealed bytes and their JSON bytes before compression; rows: every
+ * row stored, expired ones not yet collected included. */
+int edge_sess_totals(struct edge_store_conn *conn, int64_t now_ms, int64_t *live, int64_t *sealed, int64_t *raw,
+                     int64_t *rows);
 
 #endif

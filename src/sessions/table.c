@@ -268,7 +268,8 @@ int edge_sess_touch(struct edge_store_conn *conn, const char *region, int64_t no
     return rv;
 }
 
-int edge_sess_gc(struct edge_store_conn *conn, const char *region, int64_t now_ms, int limit, int *out_deleted)
+int edge_sess_gc(struct edge_store_conn *conn, const char *region, int64_t now_ms, int limit, uint64_t budget_ns,
+                 uint64_t (*clock_ns)(void), int *out_deleted)
 {
     sqlite3_stmt *st;
     *out_deleted = 0;
@@ -277,13 +278,26 @@ int edge_sess_gc(struct edge_store_conn *conn, const char *region, int64_t now_m
                   " WHERE home = ?1 AND expires_at <= ?2 ORDER BY expires_at LIMIT ?3)",
                   &st);
     if (rv != EDGE_OK) return rv;
-    sqlite3_bind_text(st, 1, region, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now_ms);
-    sqlite3_bind_int(st, 3, limit);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_DONE) *out_deleted = sqlite3_changes(edge_store_db(conn));
+    /* Small chunks until the limit or the time budget: a step's length stays bounded
+     * however costly each delete turns out (cold pages, large records). */
+    uint64_t t0 = clock_ns();
+    while (rv == EDGE_OK && *out_deleted < limit) {
+        int chunk = limit - *out_deleted < 32 ? limit - *out_deleted : 32;
+        sqlite3_bind_text(st, 1, region, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now_ms);
+        sqlite3_bind_int(st, 3, chunk);
+        int s = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (s != SQLITE_DONE) {
+            rv = EDGE_ESTORE;
+            break;
+        }
+        int got = sqlite3_changes(edge_store_db(conn));
+        *out_deleted += got;
+        if (got < chunk || clock_ns() - t0 >= budget_ns) break;
+    }
     edge_store_release(conn, st);
-    return s == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
+    return rv;
 }
 
 int edge_sess_count_home(struct edge_store_conn *conn, const char *region, int64_t now_ms, int64_t *out)
@@ -303,19 +317,22 @@ int edge_sess_count_home(struct edge_store_conn *conn, const char *region, int64
     return rv;
 }
 
-int edge_sess_totals(struct edge_store_conn *conn, int64_t now_ms, int64_t *live, int64_t *sealed, int64_t *raw)
+int edge_sess_totals(struct edge_store_conn *conn, int64_t now_ms, int64_t *live, int64_t *sealed, int64_t *raw,
+                     int64_t *rows)
 {
     sqlite3_stmt *st;
-    *live = *sealed = *raw = 0;
+    *live = *sealed = *raw = *rows = 0;
     int rv = prep(conn,
-                  "SELECT count(*), total(length(blob)), total(raw_len) FROM _edge_sessions WHERE expires_at > ?1",
+                  "SELECT total(expires_at > ?1), total(CASE WHEN expires_at > ?1 THEN length(blob) END),"
+                  " total(CASE WHEN expires_at > ?1 THEN raw_len END), count(*) FROM _edge_sessions",
                   &st);
     if (rv != EDGE_OK) return rv;
     sqlite3_bind_int64(st, 1, now_ms);
     if (sqlite3_step(st) == SQLITE_ROW) {
-        *live = sqlite3_column_int64(st, 0);
+        *live = (int64_t)sqlite3_column_double(st, 0);
         *sealed = (int64_t)sqlite3_column_double(st, 1);
         *raw = (int64_t)sqlite3_column_double(st, 2);
+        *rows = sqlite3_column_int64(st, 3);
     } else {
         rv = EDGE_ESTORE;
     }

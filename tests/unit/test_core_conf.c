@@ -223,6 +223,42 @@ static void test_router_section(void **state)
     expect_err("regions:\n  - { id: a, capacity: { cpus: 2 } }\n", "regions[0].capacity.cpus: unknown key");
 }
 
+/* sessions: (conf_sessions.c): defaults, values, and each refusal. */
+static void test_sessions_section(void **state)
+{
+    (void)state;
+    struct edge_conf *c = parse_ok(REGION1);
+    assert_null(c->sessions.key_file);
+    assert_int_equal(c->sessions.ttl_s, 1800);
+    assert_int_equal(c->sessions.max_lifetime_s, 86400);
+    assert_int_equal(c->sessions.max_bytes, 65536);
+    assert_int_equal(c->sessions.migrate_after, 3);
+    assert_int_equal(c->sessions.gc_batch, 256);
+    assert_int_equal(c->sessions.partition_mode, EDGE_SESSIONS_PARTITION_UNAVAILABLE);
+    edge_conf_free(c);
+    c = parse_ok(REGION1 "sessions: { key_file: /k, ttl_s: 60, max_lifetime_s: 120, max_bytes: 1024,\n"
+                         "  migrate_after: 0, gc_batch: 10, gc_interval_ms: 5, touch_interval_ms: 20,\n"
+                         "  compression_level: 9, partition_mode: unavailable }\n");
+    assert_string_equal(c->sessions.key_file, "/k");
+    assert_int_equal(c->sessions.ttl_s, 60);
+    assert_int_equal(c->sessions.max_lifetime_s, 120);
+    assert_int_equal(c->sessions.max_bytes, 1024);
+    assert_int_equal(c->sessions.migrate_after, 0);
+    assert_int_equal(c->sessions.gc_batch, 10);
+    assert_int_equal(c->sessions.gc_interval_ms, 5);
+    assert_int_equal(c->sessions.touch_interval_ms, 20);
+    assert_int_equal(c->sessions.compression_level, 9);
+    edge_conf_free(c);
+    expect_err(REGION1 "sessions: { ttl: 5 }\n", "t.yaml:3: sessions.ttl: unknown key");
+    expect_err(REGION1 "sessions: { ttl_s: 0 }\n", "sessions.ttl_s: must be between 1");
+    expect_err(REGION1 "sessions: { ttl_s: soon }\n", "sessions.ttl_s: expected an integer");
+    expect_err(REGION1 "sessions: { compression_level: 22 }\n", "sessions.compression_level: must be between 1 and 19");
+    expect_err(REGION1 "sessions: { key_file: '' }\n", "sessions.key_file: must not be empty");
+    expect_err(REGION1 "sessions: { partition_mode: available }\n", "'available' is not implemented");
+    expect_err(REGION1 "sessions: { partition_mode: maybe }\n", "expected unavailable or available");
+    expect_err(REGION1 "sessions: [1]\n", "sessions: expected a mapping");
+}
+
 static void test_secret_env(void **state)
 {
     (void)state;
@@ -554,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_load_file_errors),   cmocka_unit_test(test_conf_oom),
         cmocka_unit_test(test_consistency_names),  cmocka_unit_test(test_regions_deployment),
         cmocka_unit_test(test_regions_rules),      cmocka_unit_test(test_router_section),
+        cmocka_unit_test(test_sessions_section),
     };
     return cmocka_run_group_tests_name("core_conf", tests, NULL, NULL);
 }
