@@ -244,6 +244,7 @@ static const struct route routes[] = {
     /* Sessions: reading one (GET) or the stats needs any token, everything else a
      * read-write one; the access reports between regions carry the cluster secret. */
     {M_GET, MATCH_EXACT, "/v1/sessions/stats", AUTH_READ, EP_SESSIONS, r_sessions_stats, 0},
+    {M_GET, MATCH_EXACT, "/v1/sessions", AUTH_READ, EP_SESSIONS, r_sessions, 0},
     {M_ANY, MATCH_EXACT, "/v1/sessions", AUTH_WRITE, EP_SESSIONS, r_sessions, 0},
     {M_GET, MATCH_PREFIX, "/v1/sessions/", AUTH_READ, EP_SESSIONS, r_sessions, 1},
     {M_ANY, MATCH_PREFIX, "/v1/sessions/", AUTH_WRITE, EP_SESSIONS, r_sessions, 1},

@@ -1208,6 +1208,64 @@ static void sess_get(struct loop *l, struct edge_http_conn *c, struct edge_http_
  * Entry points
  * ---------------------------------------------------------------------------------- */
 
+static void list_cb(void *ud, const char *id)
+{
+    struct edge_buf *b = ud;
+    if (b->data[b->len - 1] != '[') edge_buf_putc(b, ',');
+    edge_buf_json_cstr(b, id);
+}
+
+/* A query parameter's value (decoded %XX is not needed: ids are plain ASCII). */
+static bool query_param(const char *q, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    for (const char *p = q; p != NULL && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (strncmp(p, name, nl) == 0 && p[nl] == '=') {
+            const char *v = p + nl + 1;
+            size_t len = strcspn(v, "&");
+            if (len >= cap) return false;
+            memcpy(out, v, len);
+            out[len] = '\0';
+            return true;
+        }
+    }
+    return false;
+}
+
+/* GET /v1/sessions?prefix=P&after=ID&limit=N: live ids in id order (for stores that
+ * count or clear their own sessions), next_after for the next page. */
+static void sess_list(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct edge_node *n = l->node;
+    char prefix[EDGE_SESS_ID_MAX + 1] = "", after[EDGE_SESS_ID_MAX + 1] = "", lim[16] = "100";
+    const char *q = req->query ? req->query : "";
+    bool ok = true;
+    if (strstr(q, "prefix=") != NULL) ok = query_param(q, "prefix", prefix, sizeof(prefix));
+    if (ok && strstr(q, "after=") != NULL) ok = query_param(q, "after", after, sizeof(after));
+    if (ok && strstr(q, "limit=") != NULL) ok = query_param(q, "limit", lim, sizeof(lim));
+    char *end = NULL;
+    long limit = strtol(lim, &end, 10);
+    for (const char *p = prefix; ok && *p; p++) ok = (*p >= 0x21 && *p < 0x7f);
+    if (!ok || end == lim || *end != '\0' || limit < 1 || limit > 1000) {
+        respond_err(n, c, req->start_ns, 400, "SESSION_BAD_REQUEST",
+                    "expected ?prefix=P&after=ID&limit=1..1000 (ids are printable ASCII)");
+        return;
+    }
+    struct edge_buf b;
+    edge_buf_init(&b, 1 << 22);
+    edge_buf_puts(&b, "{\"ids\":[");
+    edge__api_read_snapshot(l);
+    int rv = edge_sess_list(l->rconn, prefix, after, sess_now(n), (int)limit, list_cb, &b);
+    if (rv != EDGE_OK) {
+        edge_buf_free(&b);
+        respond_err(n, c, req->start_ns, 503, "SESSION_READ_FAILED", "cannot list the sessions");
+        return;
+    }
+    edge_buf_puts(&b, "]}");
+    respond_json(n, c, req->start_ns, 200, NULL, b.data, b.len);
+    edge_buf_free(&b);
+}
+
 static bool parse_if_match(const char *h, int64_t *out)
 {
     *out = -1;
@@ -1249,6 +1307,10 @@ void edge__api_sessions_handle(struct loop *l, struct edge_http_conn *c, struct 
         return;
     }
     int m = req->method;
+    if (collection && (m == HTTP_GET || m == HTTP_HEAD)) {
+        sess_list(l, c, req);
+        return;
+    }
     if (collection && m != HTTP_POST) {
         respond_err(n, c, req->start_ns, 405, "METHOD_NOT_ALLOWED", "POST /v1/sessions creates a session");
         return;

@@ -139,4 +139,8 @@ int edge_sess_count_home(struct edge_store_conn *conn, const char *region, int64
 int edge_sess_totals(struct edge_store_conn *conn, int64_t now_ms, int64_t *live, int64_t *sealed, int64_t *raw,
                      int64_t *rows);
 
+/* Live session ids starting with prefix, after `after`, in id order, at most limit. */
+int edge_sess_list(struct edge_store_conn *conn, const char *prefix, const char *after, int64_t now_ms, int limit,
+                   void (*cb)(void *ud, const char *id), void *ud);
+
 #endif

@@ -339,3 +339,27 @@ int edge_sess_totals(struct edge_store_conn *conn, int64_t now_ms, int64_t *live
     edge_store_release(conn, st);
     return rv;
 }
+
+int edge_sess_list(struct edge_store_conn *conn, const char *prefix, const char *after, int64_t now_ms, int limit,
+                   void (*cb)(void *ud, const char *id), void *ud)
+{
+    sqlite3_stmt *st;
+    /* ids are printable ASCII below 0x7f: prefix || 0x7f bounds the range of the prefix */
+    char upper[EDGE_SESS_ID_MAX + 2];
+    snprintf(upper, sizeof(upper), "%s\x7f", prefix);
+    int rv = prep(conn,
+                  "SELECT id FROM _edge_sessions WHERE id > ?1 AND id >= ?2 AND id < ?3 AND expires_at > ?4"
+                  " ORDER BY id LIMIT ?5",
+                  &st);
+    if (rv != EDGE_OK) return rv;
+    sqlite3_bind_text(st, 1, after, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, prefix, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, upper, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now_ms);
+    sqlite3_bind_int(st, 5, limit);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) cb(ud, (const char *)sqlite3_column_text(st, 0));
+    if (s != SQLITE_DONE) rv = EDGE_ESTORE;
+    edge_store_release(conn, st);
+    return rv;
+}

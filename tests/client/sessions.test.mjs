@@ -133,7 +133,8 @@ describe('sessions', { timeout: 120000 }, () => {
       [() => sess.get(url('a'), 'no-such-session'), 404, 'SESSION_NOT_FOUND'],
       [() => sess.put(url('a'), 'no-such-session', { data: {} }), 404, 'SESSION_NOT_FOUND'],
       [() => sess.del(url('b'), 'no-such-session'), 404, 'SESSION_NOT_FOUND'],
-      [() => call(url('a'), 'GET', '/v1/sessions'), 405, 'METHOD_NOT_ALLOWED'],
+      [() => call(url('a'), 'DELETE', '/v1/sessions'), 405, 'METHOD_NOT_ALLOWED'],
+      [() => call(url('a'), 'GET', '/v1/sessions?limit=0'), 400, 'SESSION_BAD_REQUEST'],
       [() => call(url('a'), 'POST', '/v1/_sessions/access', { from: 'b', ids: ['bad'] }), 401, 'AUTH_CLUSTER'],
     ];
     for (const [fn, status, code] of cases) {
