@@ -22,6 +22,7 @@
 #include "edgelite/crdt.h"
 #include "repl/repl.h"
 #include "store/crdt_store.h"
+#include "store/sql.h"
 
 #define NAME_MAX_LEN 128
 
@@ -40,6 +41,8 @@ struct hreq {
     struct edge_capture *cap; /* the writer's change capture; NULL on a single node */
     const char *region;
     const struct edge_clock *clock;
+    const char *body; /* the request body as received, for the op log */
+    size_t body_len;
     int status;
     const char *err_code; /* NULL while no error */
     char err_msg[160];
@@ -288,9 +291,13 @@ static int http_exec(sqlite3 *db, const char *sql)
     } else if (strcmp(sql, "COMMIT") == 0) {
         sql = "RELEASE edge_crdt_op";
     } else if (strcmp(sql, "ROLLBACK") == 0) {
-        sql = "ROLLBACK TO edge_crdt_op; RELEASE edge_crdt_op";
+        if (edge_store_exec_kept(db, "ROLLBACK TO edge_crdt_op") != SQLITE_OK) {
+            return EDGE_ESTORE;
+        }
+        sql = "RELEASE edge_crdt_op";
     }
-    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? EDGE_OK : EDGE_ESTORE;
+    /* cached statements: no parsing per request */
+    return edge_store_exec_kept(db, sql) == SQLITE_OK ? EDGE_OK : EDGE_ESTORE;
 }
 
 /* The update goes into the replication log with the transaction that saved it: its
@@ -566,7 +573,8 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
             goto out;
         }
     }
-    args = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS);
+    /* the op log keeps the request as it came (re-serialising it cost more than the log row) */
+    args = strndup(r->body ? r->body : "{}", r->body ? r->body_len : 2);
     if (args == NULL) {
         rv = EDGE_ENOMEM;
         goto out;
@@ -738,6 +746,8 @@ static int http_route(struct hreq *r, const char *method, const char *subpath, c
         json_decref(req);
         return http_fail(r, 400, "CRDT_BAD_JSON", "the body must be a JSON object");
     }
+    r->body = body;
+    r->body_len = body ? body_len : 0;
     int rv = slash ? http_merge(r, name, req) : http_op(r, name, req);
     json_decref(req);
     return rv;

@@ -43,6 +43,17 @@ void edge_store_stmt_done(sqlite3_stmt *st)
     }
 }
 
+int edge_store_exec_kept(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = edge_store_stmt_kept(db, sql, strlen(sql));
+    if (st == NULL) return sqlite3_errcode(db) != SQLITE_OK ? sqlite3_errcode(db) : SQLITE_ERROR;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 int edge_store_table_columns(sqlite3 *db, const char *table, void (*cb)(void *ud, int cid, const char *name, int pk),
                            void *ud)
 {

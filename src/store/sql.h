@@ -18,6 +18,10 @@ int edge_store_quote_ident(struct edge_buf *b, const char *s);
  * NULL on error. */
 sqlite3_stmt *edge_store_stmt_kept(sqlite3 *db, const char *sql, size_t len);
 void edge_store_stmt_done(sqlite3_stmt *st);
+/* Run one statement without results (a transaction or savepoint statement) through the
+ * cache above: the writer runs several per job, and parsing them anew each time was a
+ * visible part of a small write's cost. Returns the SQLite result code (SQLITE_OK). */
+int edge_store_exec_kept(sqlite3 *db, const char *sql);
 
 /* The columns of table in order (pragma_table_info): cb(ud, cid, name, pk) for each,
  * pk the 1-based position in the primary key or 0. Returns the number of columns

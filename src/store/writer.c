@@ -6,6 +6,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "store/sql.h"
 
 struct edge_writer {
     struct edge_store_conn *conn;
@@ -24,7 +25,7 @@ struct edge_writer {
 
 static int exec(struct edge_store_conn *c, const char *sql)
 {
-    return sqlite3_exec(edge_store_db(c), sql, NULL, NULL, NULL);
+    return edge_store_exec_kept(edge_store_db(c), sql); /* parsed once per connection */
 }
 
 /* strong (1) > eventual (0) > async (2) */
