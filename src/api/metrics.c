@@ -260,6 +260,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
     if (n->repl.cluster) metrics_peers(n, l->rconn, &b);
     metrics_crdt(l->rconn, &b);
     edge__api_sessions_metrics(l, &b);
+    edge__api_realtime_metrics(n, &b);
     edge__api_respond(n, c, req, EP_METRICS, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
     edge_buf_free(&b);
 }

@@ -15,6 +15,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "net/httpc_async.h"
+#include "realtime/rt.h"
 #include "repl/compact.h"
 
 void edge_node_config_defaults(struct edge_node_config *cfg)
@@ -182,6 +183,11 @@ static void on_stop(uv_async_t *a)
         edge_httpca_close(l->fwd[i]);
         l->fwd[i] = NULL;
     }
+    edge_rt_loop_stop(l->node->rt, l->idx);
+    for (int i = 0; i < EDGE_REPL_MAX_PEERS; i++) {
+        edge_httpca_close(l->bcast[i]);
+        l->bcast[i] = NULL;
+    }
 }
 
 static void loop_main(void *arg)
@@ -213,6 +219,8 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
     int rv = edge__api_wait_init(l);
     if (rv != EDGE_OK) return rv;
     rv = edge__api_sessions_loop_init(l);
+    if (rv != EDGE_OK) return rv;
+    rv = edge_rt_loop_init(n->rt, idx, &l->loop);
     if (rv != EDGE_OK) return rv;
     rv = edge_store_open(n->db_path, EDGE_STORE_READ, n->cfg.synchronous_full, 5000, &l->rconn, l->errmsg,
                              sizeof(l->errmsg));
@@ -329,6 +337,7 @@ static void node_free(struct edge_node *n)
     for (int i = 0; i < n->n_pool; i++) edge__api_txconn_close(n->pool[i]);
     edge_jwt_keys_free(n->keys);
     edge__api_sessions_free(n);
+    edge_rt_destroy(n->rt); /* before the feed it listens to */
     edge_repl_state_close(&n->repl);
     edge_router_stats_free(n->stats);
     pthread_mutex_destroy(&n->streams_mu);
@@ -429,6 +438,11 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     n->loops = edge_calloc((size_t)threads, sizeof(*n->loops));
     if (n->loops == NULL) {
         rv = EDGE_ENOMEM;
+        goto out;
+    }
+    rv = edge__api_realtime_start(n, threads);
+    if (rv != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot start the real-time engine: %s", edge_strerror(rv));
         goto out;
     }
     for (int i = 0; i < threads; i++) {

@@ -147,6 +147,7 @@ struct edge_node {
     struct edge__sess *sess;     /* /v1/sessions (sessions_http.c) */
     struct edge_router_stats *stats; /* statement statistics (router/router.h); NULL if they could not be made */
     int bookmark_wait_ms;            /* router.bookmark_wait_ms: then a covering region is looked for */
+    struct edge_rt *rt;          /* the real-time engine (realtime/rt.h, api/realtime.c) */
 };
 
 struct loop {
@@ -169,6 +170,7 @@ struct loop {
     struct edge_httpca *fwd[EDGE_API_MAX_REGIONS]; /* connections to each region by config index (hrana/forward.c),
                                                     * opened on first use */
     const struct edge_http_req *bm_expired; /* a request whose bookmark wait just ended (hrana/wait.c -> http.c) */
+    struct edge_httpca *bcast[EDGE_REPL_MAX_PEERS]; /* broadcast relay to each other region (events.c) */
     uv_check_t snap_check;    /* ends the shared read snapshot after each loop iteration */
     bool snap_open;
     uint64_t snap_version;
@@ -296,6 +298,21 @@ void edge__api_apply_errors_handle(struct loop *l, struct edge_http_conn *c, str
 void edge__api_apply_errors_retry(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 void edge__api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 void edge__api_peer_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+
+/* realtime.c: the real-time engine's glue */
+struct edge_rt;
+int edge__api_realtime_start(struct edge_node *n, int n_loops);
+void edge__api_realtime_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_realtime_sse(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_realtime_status(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_realtime_metrics(struct edge_node *n, struct edge_buf *b);
+void edge__api_broadcast_publish(void *ud, int loop, const char *channel, const char *payload_json, size_t len);
+/* events.c: POST /v1/events, POST /v1/broadcast/{channel}, the relay between regions */
+void edge__api_events_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__api_broadcast_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                               const char *channel, bool relayed);
+void edge__api_broadcast_relay(struct edge_node *n, int loop, const char *channel, const char *payload_json,
+                               size_t len);
 
 /* auth.c: true with the access level, or false with an error code */
 bool edge__api_auth_token(struct edge_node *n, const char *tok, size_t len, enum hrana_access *access,

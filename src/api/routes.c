@@ -63,6 +63,38 @@ static void r_ws(struct loop *l, struct edge_http_conn *c, struct edge_http_req 
 }
 
 /* A read with X-Edge-Bookmark waits until this region has applied that write. */
+static void r_realtime(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                       const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_realtime_upgrade(l, c, req);
+}
+
+static void r_rt_sse(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_realtime_sse(l, c, req);
+}
+
+static void r_rt_status(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                        const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_realtime_status(l, c, req);
+}
+
+static void r_events(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_events_handle(l, c, req);
+}
+
+static void r_broadcast(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                        const struct route_call *rc)
+{
+    edge__api_broadcast_handle(l, c, req, rc->rest, rc->arg == 1);
+}
+
 static void r_pipeline(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
                        const struct route_call *rc)
 {
@@ -216,6 +248,8 @@ static void r_root(struct loop *l, struct edge_http_conn *c, struct edge_http_re
  * token (a 401 there would silently drop it back to JSON v2). */
 static const struct route routes[] = {
     {M_UPGRADE, MATCH_EXACT, "/v1/peer", AUTH_PEER, EP_OTHER, r_peer, 0},
+    /* The real-time feed: a token in the Authorization header or in the first message. */
+    {M_UPGRADE, MATCH_EXACT, "/v1/realtime", AUTH_HELLO, EP_WS, r_realtime, 0},
     {M_UPGRADE, MATCH_PREFIX, "", AUTH_HELLO, EP_WS, r_ws, 0},
     {M_POST, MATCH_SUFFIX, "/v2/pipeline", AUTH_READ, EP_PIPELINE, r_pipeline, 2},
     {M_POST, MATCH_SUFFIX, "/v3/pipeline", AUTH_READ, EP_PIPELINE, r_pipeline, 3},
@@ -253,6 +287,12 @@ static const struct route routes[] = {
     {M_POST, MATCH_EXACT, "/v1/route", AUTH_READ, EP_OTHER, r_route, 0},
     {M_GET, MATCH_EXACT, "/v1/stats/statements", AUTH_READ, EP_STATUS, r_stats, 0},
     {M_POST, MATCH_EXACT, "/v1/stats/reset", AUTH_WRITE, EP_STATUS, r_stats_reset, 0},
+    {M_GET, MATCH_EXACT, "/v1/realtime/sse", AUTH_READ, EP_OTHER, r_rt_sse, 0},
+    {M_GET, MATCH_EXACT, "/v1/realtime/status", AUTH_READ, EP_STATUS, r_rt_status, 0},
+    {M_POST, MATCH_EXACT, "/v1/events", AUTH_WRITE, EP_OTHER, r_events, 0},
+    {M_POST, MATCH_PREFIX, "/v1/broadcast/", AUTH_WRITE, EP_OTHER, r_broadcast, 0},
+    /* another region relays a broadcast published there (at most once) */
+    {M_POST, MATCH_PREFIX, "/v1/broadcast-relay/", AUTH_CLUSTER, EP_OTHER, r_broadcast, 1},
     {M_GET, MATCH_EXACT, "/", AUTH_READ, EP_OTHER, r_root, 0},
 };
 

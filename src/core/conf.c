@@ -810,16 +810,17 @@ static int parse_root(struct ctx *x, yaml_node_t *root)
     if (rv == EDGE_OK) {
         rv = edge__conf_router_check((struct edge__conf_ctx *)x, root);
     }
-    /* Later issues define these; until then only their shape is checked. */
+    if (rv == EDGE_OK) {
+        rv = get_section(x, root, "realtime", &sec);
+    }
+    if (rv == EDGE_OK && sec != NULL) {
+        rv = edge__conf_parse_realtime((struct edge__conf_ctx *)x, sec);
+    }
     if (rv == EDGE_OK) {
         rv = get_section(x, root, "sessions", &sec);
     }
     if (rv == EDGE_OK && sec != NULL) {
         rv = edge__conf_parse_sessions((struct edge__conf_ctx *)x, sec);
-    }
-    static const char *const later[] = {"realtime"};
-    for (size_t i = 0; rv == EDGE_OK && i < sizeof(later) / sizeof(later[0]); i++) {
-        rv = get_section(x, root, later[i], &sec);
     }
     return rv;
 }
@@ -842,6 +843,7 @@ static int set_defaults(struct edge_conf *c)
     c->ws_output_bytes = EDGE_CONF_WS_OUTPUT_BYTES;
     edge__conf_router_defaults(c);
     c->sessions = (struct edge_conf_sessions)EDGE_CONF_SESSIONS_DEFAULTS;
+    edge__conf_realtime_defaults(c);
     return c->cluster_name != NULL && c->conflict_resolution != NULL ? EDGE_OK : EDGE_ENOMEM;
 }
 

@@ -78,6 +78,13 @@ struct edge_conf_crdt {
 };
 /* The EDGE_CONF_CRDT_* kind of table.column, 0 for a plain column (cc may be NULL). */
 int edge_conf_crdt_kind(const struct edge_conf_crdt *cc, const char *table, const char *column);
+/* realtime: (src/core/conf_realtime.c, docs/realtime.md) */
+struct edge_conf_realtime {
+    int max_connections;   /* realtime WebSocket/SSE connections per node; default 10000 */
+    int max_subscriptions; /* subscriptions per connection; default 64 */
+    int queue_bytes;       /* unsent output per subscriber before SLOW_CONSUMER; default 1 MiB */
+    int backlog_batch;     /* log entries read per loop turn while a subscriber catches up; default 512 */
+};
 
 struct edge_conf_table {
     char *name;
@@ -105,6 +112,7 @@ struct edge_conf {
     struct edge_conf_router router;
     struct edge_conf_sessions sessions; /* sessions.* (conf_sessions.c) */
     struct edge_conf_crdt crdt; /* replication.crdt_columns */
+    struct edge_conf_realtime realtime;
 };
 
 #define EDGE_CONF_CONFLICTS_KEEP 100000

@@ -41,6 +41,8 @@ int edge__conf_get_str_list(struct edge__conf_ctx *x, yaml_node_t *m, const char
                             char ***out, size_t *n);
 
 /* Section parsers in their own files, called by conf.c's top level. */
+int edge__conf_parse_realtime(struct edge__conf_ctx *x, yaml_node_t *m);
+void edge__conf_realtime_defaults(struct edge_conf *c);
 int edge__conf_parse_router(struct edge__conf_ctx *x, yaml_node_t *m);
 void edge__conf_router_defaults(struct edge_conf *c);
 void edge__conf_router_free(struct edge_conf *c);

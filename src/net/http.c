@@ -125,6 +125,7 @@ void edge_http_conn_unref(struct edge_http_conn *c)
 }
 
 bool edge_http_conn_is_closed(const struct edge_http_conn *c) { return c->closing; }
+size_t edge_http_conn_unsent(const struct edge_http_conn *c) { return c->out_bytes; }
 void edge_http_conn_set_ud(struct edge_http_conn *c, void *ud) { c->ud = ud; }
 void *edge_http_conn_ud(struct edge_http_conn *c) { return c->ud; }
 
@@ -322,6 +323,32 @@ void edge_http_respond(struct edge_http_conn *c, int status, const char *content
         arm_timer(c);
     }
     dispatch(c);
+}
+
+int edge_http_stream_begin(struct edge_http_conn *c, const char *content_type, const char *extra_headers)
+{
+    if (EDGE_NEVER(c->q_head == NULL || !c->in_flight) || c->closing) return EDGE_ECLOSED;
+    char head[1024];
+    int hlen = snprintf(head, sizeof(head),
+                        "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-cache\r\nConnection: close\r\n%s\r\n",
+                        content_type, extra_headers ? extra_headers : "");
+    if (hlen < 0 || (size_t)hlen >= sizeof(head)) return EDGE_EINVAL;
+    /* The request stays in flight for as long as the stream lasts: no idle timeout, and
+     * nothing pipelined behind it runs (the connection closes at the end). */
+    c->dead = true;
+    return edge__http_conn_write(c, head, (size_t)hlen, NULL, 0);
+}
+
+int edge_http_stream_write(struct edge_http_conn *c, const void *data, size_t len)
+{
+    return edge__http_conn_write(c, data, len, NULL, 0);
+}
+
+void edge_http_stream_end(struct edge_http_conn *c)
+{
+    if (c->closing) return;
+    c->close_after_write = true;
+    if (c->out_bytes == 0) edge__http_conn_close(c);
 }
 
 void edge_http_respond_error(struct edge_http_conn *c, int status, const char *code, const char *msg)

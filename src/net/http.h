@@ -96,6 +96,12 @@ int edge_http_listen_socket(const char *host, int port, int *out_fd, int *out_po
  * "Name: value\r\n" lines. Loop thread. */
 void edge_http_respond(struct edge_http_conn *c, int status, const char *content_type,
                        const char *extra_headers, const void *body, size_t len);
+/* A streamed answer (Server-Sent Events): headers now (200, Connection: close, no
+ * length), then any number of writes, then the end (the connection closes once the
+ * output is sent). Loop thread. */
+int edge_http_stream_begin(struct edge_http_conn *c, const char *content_type, const char *extra_headers);
+int edge_http_stream_write(struct edge_http_conn *c, const void *data, size_t len);
+void edge_http_stream_end(struct edge_http_conn *c);
 /* Convenience: a JSON error body {"error":msg,"message":msg,"code":code}. */
 void edge_http_respond_error(struct edge_http_conn *c, int status, const char *code, const char *msg);
 
@@ -134,5 +140,8 @@ void edge_http_conn_watch_close(struct edge_http_conn *c, void (*cb)(void *ud, s
 void edge_http_conn_ref(struct edge_http_conn *c);
 void edge_http_conn_unref(struct edge_http_conn *c);
 bool edge_http_conn_is_closed(const struct edge_http_conn *c);
+/* Bytes written to the socket and not yet taken by the kernel (a reader that does not
+ * keep up makes this grow). Loop thread. */
+size_t edge_http_conn_unsent(const struct edge_http_conn *c);
 
 #endif

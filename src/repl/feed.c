@@ -606,3 +606,144 @@ void edge_feed_dispatch(struct edge_repl_state *st, sqlite3 *db)
     }
     pthread_mutex_unlock(&f->mu);
 }
+
+int edge_feed_read(sqlite3 *db, struct edge_vclock *pos, const struct edge_vclock *to, size_t max,
+                   void (*cb)(void *ud, const struct edge_feed_entry *e), void *ud, bool *out_gap, bool *out_more)
+{
+    *out_gap = false;
+    *out_more = false;
+    if (max == 0) max = 1;
+    struct pending *pend = NULL;
+    size_t np = 0, cap = 0;
+    uint64_t cut_hlc = UINT64_MAX;
+    int rv = EDGE_OK;
+    static const char q[] = "SELECT seq, hlc, consistency, payload FROM _edge_log WHERE origin = ?1 AND seq > ?2"
+                            " AND seq <= ?3 ORDER BY seq LIMIT ?4";
+    sqlite3_stmt *s = edge__repl_stmt(db, q, sizeof(q) - 1);
+    if (s == NULL) return EDGE_ESTORE;
+    for (size_t i = 0; i < to->n_entries && rv == EDGE_OK; i++) {
+        const char *o = to->entries[i].region;
+        uint64_t from = edge_vclock_get(pos, o), upto = to->entries[i].n;
+        if (upto <= from) continue;
+        if (np >= max) {
+            *out_more = true;
+            continue;
+        }
+        sqlite3_bind_text(s, 1, o, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)from);
+        sqlite3_bind_int64(s, 3, (sqlite3_int64)upto);
+        sqlite3_bind_int64(s, 4, (sqlite3_int64)(max - np));
+        uint64_t last = from, last_hlc = 0;
+        bool first = true, gap = false;
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            uint64_t seq = (uint64_t)sqlite3_column_int64(s, 0);
+            if (first && seq != from + 1) {
+                gap = true;
+                break;
+            }
+            first = false;
+            if (np == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                struct pending *g = edge_realloc(pend, nc * sizeof(*pend));
+                if (g == NULL) {
+                    rv = EDGE_ENOMEM;
+                    break;
+                }
+                pend = g;
+                cap = nc;
+            }
+            struct pending *p = &pend[np];
+            memset(p, 0, sizeof(*p));
+            snprintf(p->origin, sizeof(p->origin), "%s", o);
+            p->seq = seq;
+            p->hlc = (uint64_t)sqlite3_column_int64(s, 1);
+            p->consistency = sqlite3_column_int(s, 2);
+            p->len = (size_t)sqlite3_column_bytes(s, 3);
+            p->payload = dup_blob(sqlite3_column_blob(s, 3), p->len);
+            if (p->payload == NULL) {
+                rv = EDGE_ENOMEM;
+                break;
+            }
+            last = seq;
+            last_hlc = p->hlc;
+            np++;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) rv = EDGE_ESTORE;
+        edge__repl_done(s);
+        if (rv != EDGE_OK) break;
+        if (gap || (first && last < upto)) {
+            *out_gap = true; /* compacted: the caller must start over */
+            break;
+        }
+        if (last < upto) {
+            *out_more = true;
+            if (last_hlc < cut_hlc) cut_hlc = last_hlc;
+        }
+    }
+    if (rv == EDGE_OK && !*out_gap) {
+        for (size_t i = 0; i < np; i++) {
+            if (edge_feed_decode(db, pend[i].origin, pend[i].seq, pend[i].payload, pend[i].len, &pend[i].ops,
+                                 &pend[i].n_ops) != EDGE_OK) {
+                pend[i].ops = NULL;
+                pend[i].n_ops = 0;
+            }
+        }
+        qsort(pend, np, sizeof(*pend), pending_cmp);
+        for (size_t i = 0; i < np && pend[i].hlc <= cut_hlc; i++) {
+            struct edge_feed_entry e = {pend[i].origin, pend[i].seq,    pend[i].hlc, pend[i].consistency,
+                                        pend[i].payload, pend[i].len, pend[i].ops, pend[i].n_ops};
+            cb(ud, &e);
+            edge_vclock_set(pos, pend[i].origin, pend[i].seq);
+        }
+    }
+    for (size_t i = 0; i < np; i++) {
+        edge_free(pend[i].payload);
+        edge_free(pend[i].ops);
+    }
+    edge_free(pend);
+    return rv;
+}
+
+int edge_repl_row_version(sqlite3 *db, const char *table, const char *pkcol, sqlite3_value *key, char *origin,
+                          size_t origin_len, uint64_t *seq)
+{
+    struct edge_buf q, pk;
+    edge_buf_init(&q, 1 << 16);
+    edge_buf_init(&pk, 1 << 20);
+    int rv = edge_buf_puts(&q, "SELECT ");
+    if (rv == EDGE_OK) rv = edge_store_quote_ident(&q, pkcol);
+    if (rv == EDGE_OK) rv = edge_buf_puts(&q, " FROM ");
+    if (rv == EDGE_OK) rv = edge_store_quote_ident(&q, table);
+    if (rv == EDGE_OK) rv = edge_buf_puts(&q, " WHERE ");
+    if (rv == EDGE_OK) rv = edge_store_quote_ident(&q, pkcol);
+    if (rv == EDGE_OK) rv = edge_buf_puts(&q, " = ?1");
+    if (rv == EDGE_OK) rv = edge_buf_putc(&q, '\0');
+    sqlite3_stmt *s = NULL;
+    if (rv == EDGE_OK && sqlite3_prepare_v2(db, q.data, -1, &s, NULL) != SQLITE_OK) rv = EDGE_ESTORE;
+    if (rv == EDGE_OK) {
+        sqlite3_bind_value(s, 1, key);
+        /* the key as the table stores it (its affinity applied), encoded as capture does */
+        rv = sqlite3_step(s) == SQLITE_ROW ? edge__repl_put_value(&pk, sqlite3_column_value(s, 0)) : EDGE_ENOTFOUND;
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    if (rv == EDGE_OK &&
+        sqlite3_prepare_v2(db, "SELECT origin, seq FROM _edge_rows WHERE tbl = ?1 AND pk = ?2", -1, &s, NULL) != SQLITE_OK) {
+        rv = EDGE_ESTORE;
+    }
+    if (rv == EDGE_OK) {
+        sqlite3_bind_text(s, 1, table, -1, SQLITE_STATIC);
+        sqlite3_bind_blob64(s, 2, pk.data ? pk.data : "", pk.len, SQLITE_STATIC);
+        if (sqlite3_step(s) == SQLITE_ROW) {
+            snprintf(origin, origin_len, "%s", (const char *)sqlite3_column_text(s, 0));
+            *seq = (uint64_t)sqlite3_column_int64(s, 1);
+        } else {
+            rv = EDGE_ENOTFOUND;
+        }
+    }
+    sqlite3_finalize(s);
+    edge_buf_free(&q);
+    edge_buf_free(&pk);
+    return rv;
+}

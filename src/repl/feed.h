@@ -137,6 +137,14 @@ void edge_feed_dispatch(struct edge_repl_state *st, sqlite3 *db);
 /* After a snapshot install: tell the listeners, and restart from what db holds. */
 void edge_feed_reset(struct edge_repl_state *st);
 
+/* Read the log entries in (*pos, to] on db, in the order dispatch delivers them (causal,
+ * per-origin seq order), at most max of them, calling cb for each (ops decoded, no
+ * conflicts); *pos advances to the position reached. *out_gap: an origin's next entry
+ * was no longer in the log (compacted); nothing of that origin was delivered then.
+ * *out_more: entries remain. For readers that catch up from a bookmark. */
+int edge_feed_read(sqlite3 *db, struct edge_vclock *pos, const struct edge_vclock *to, size_t max,
+                   void (*cb)(void *ud, const struct edge_feed_entry *e), void *ud, bool *out_gap, bool *out_more);
+
 /* ---- decoding, for listeners and for readers of _edge_log (the same shape) ---- */
 
 /* Decode a log entry's payload into ops (for key columns the table's schema is read on

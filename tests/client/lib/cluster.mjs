@@ -141,7 +141,7 @@ export async function startProxy(upstreamPort) {
 }
 
 function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs, tables, replication, limits,
-  sessions, capacity, router }) {
+  sessions, capacity, router, realtime }) {
   const lines = [];
   lines.push(`cluster: { name: ${name}, secret: "${secret}" }`);
   lines.push('regions:');
@@ -156,6 +156,7 @@ function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs,
   if (limits) lines.push(`limits: { ${more(limits).slice(2)} }`);
   if (sessions) lines.push(`sessions: { ${more(sessions).slice(2)} }`);
   if (router) lines.push(`router: ${router}`);
+  if (realtime) lines.push(`realtime: { ${more(realtime).slice(2)} }`);
   return lines.join('\n') + '\n';
 }
 
@@ -168,6 +169,7 @@ function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs,
  *   tables: { name: 'strong'|'eventual'|'async' } per-table levels
  *   replication: more replication.* keys ({ conflicts_keep: 3 }); limits: the limits section ({ writer_queue: 2 })
  *   router: the router section as YAML text ('{ bookmark_wait_ms: 200 }')
+ *   realtime: the realtime section ({ queue_bytes: 4096 })
  *   proxies: false|'none' | true|'front' | 'pair' (see the file comment)
  *   consistency: default level (default 'eventual'); syncIntervalMs (default 200)
  *   extraArgs: more `serve` flags for every region (e.g. ['--bookmark-timeout-ms', '500'])
@@ -436,7 +438,7 @@ export async function startCluster(opts = {}) {
       const file = path.join(root, `config-${src}.yaml`);
       fs.writeFileSync(file, yamlConfig({ name, secret, regions: list, urlOf, consistency, syncIntervalMs,
         tables: opts.tables, replication: opts.replication, limits: opts.limits, sessions: opts.sessions,
-        capacity: opts.capacity, router: opts.router }));
+        capacity: opts.capacity, router: opts.router, realtime: opts.realtime }));
       regions[src].config = file;
     }
     await Promise.all(ids.map((id) => cluster._launch(id)));
