@@ -15,6 +15,7 @@
  * the loop thread that owns the waiters; other threads reach it only through the
  * loop's wake_async. */
 #include "api/node_int.h"
+#include "realtime/rt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,7 +222,10 @@ static void answer_ready(struct waiter *w)
     struct edge_node *n = w->l->node;
     if (edge_http_conn_is_closed(w->conn) || w->l->stopping) return; /* nobody to answer */
     if (w->kind == WAIT_BOOKMARK) {
-        edge__api_pipeline_handle(w->l, w->conn, w->req, w->version, w->access);
+        /* A vector bookmark waits for its origins one after the other. */
+        if (!edge__api_wait_bookmark(w->l, w->conn, w->req, w->version, w->access)) {
+            edge__api_pipeline_handle(w->l, w->conn, w->req, w->version, w->access);
+        }
     } else if (w->kind == WAIT_REACHABLE) {
         edge__api_crdt_sync_answer(n, w->conn, w->sq.key, w->start_ns);
     } else if (w->ws != NULL) {
@@ -611,7 +615,26 @@ bool edge__api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct ed
     if (bm == NULL || !n->repl.cluster) return false;
     char origin[EDGE_VCLOCK_REGION_MAX + 1];
     uint64_t seq = 0;
-    if (!edge__api_bookmark_parse(bm, origin, &seq)) {
+    if (strchr(bm, ',') != NULL) {
+        /* The vector form of the real-time feed (REGION:SEQ,REGION:SEQ...): wait for the
+         * first origin not yet covered; answer_ready checks the rest. */
+        struct edge_vclock vv;
+        edge_vclock_init(&vv);
+        if (edge_rt_bookmark_parse(bm, strlen(bm), &vv) != EDGE_OK) {
+            edge_vclock_close(&vv);
+            edge__api_respond_error(n, c, req, EP_PIPELINE, 400, "BOOKMARK_INVALID",
+                                    "X-Edge-Bookmark must be REGION:SEQ or REGION:SEQ,REGION:SEQ,...");
+            return true;
+        }
+        for (size_t i = 0; i < vv.n_entries && seq == 0; i++) {
+            if (!edge_repl_state_covers(&n->repl, vv.entries[i].region, vv.entries[i].n)) {
+                snprintf(origin, sizeof(origin), "%s", vv.entries[i].region);
+                seq = vv.entries[i].n;
+            }
+        }
+        edge_vclock_close(&vv);
+        if (seq == 0) return false;
+    } else if (!edge__api_bookmark_parse(bm, origin, &seq)) {
         edge__api_respond_error(n, c, req, EP_PIPELINE, 400, "BOOKMARK_INVALID", "X-Edge-Bookmark must be REGION:SEQ");
         return true;
     }
