@@ -3,11 +3,18 @@
 #
 # bench/crdt_http.sh: G-Counter increments through POST /v1/crdt/bench on a real
 # `edgelite serve` (closed loop, build/bench/loadgen) against Redis INCR
-# (redis-benchmark), both on this machine and loopback, each measured RUNS times;
-# prints the medians and their ratio as one machine line:
-#   RESULT name=crdt_http_incr rps=... redis_incr_rps=... ratio=...
-# (ratio = edgelite rps / redis rps). Everything it starts runs from a private temp
-# dir on free ports and is killed on exit.
+# (redis-benchmark) with comparable durability (appendonly yes, appendfsync everysec;
+# edgelite commits in WAL mode with synchronous=normal), both on this machine and
+# loopback, each measured RUNS times; prints the medians and their ratio:
+#   RESULT name=crdt_http_incr rps=... redis_incr_rps=... ratio=... redis=aof-everysec
+# Then a three-region cluster (replicated CRDTs and CRDT columns, docs/crdt.md):
+#   RESULT name=crdt_repl_incr rps=... converge_ms=...   increments sent to all three
+#     regions at once (CONNS/3 connections each), and the time from the end of the load
+#     until the three regions answer the same value
+#   RESULT name=crdt_column_update counter_rps=... plain_rps=... ratio=...
+#     `UPDATE page_stats SET views = views + 1` on a pn-counter column against the same
+#     statement on a plain INTEGER column (one region, CONNS connections)
+# Everything it starts runs from a private temp dir on free ports and is killed on exit.
 #
 # Usage: bench/crdt_http.sh [--runs N] [--duration SEC] [--conns N] [--build DIR]
 set -euo pipefail
@@ -81,7 +88,7 @@ log "edgelite counter after the runs: $final (acknowledged in measured windows: 
 
 # ---- redis ----
 RPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec --daemonize no \
     --dir "$TMP" >"$TMP/redis.log" 2>&1 &
 PIDS+=($!)
 ready=0
@@ -104,4 +111,79 @@ done
 E=$(median <"$TMP/edge.rps")
 R=$(median <"$TMP/redis.rps")
 RATIO=$(python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print('%.3f' % (a / b) if b > 0 else 'n/a')" "$E" "$R")
-echo "RESULT name=crdt_http_incr rps=$E redis_incr_rps=$R ratio=$RATIO runs=$RUNS conns=$CONNS duration_s=$DURATION"
+echo "RESULT name=crdt_http_incr rps=$E redis_incr_rps=$R ratio=$RATIO runs=$RUNS conns=$CONNS duration_s=$DURATION redis=aof-everysec"
+
+# ---- three regions: replicated increments, CRDT columns ----
+IDS=(a b c)
+CPORTS=()
+for i in 0 1 2; do CPORTS+=("$(free_port)"); done
+{
+    echo 'cluster: { name: crdtbench, secret: "crdt-bench-secret" }'
+    echo 'regions:'
+    for i in 0 1 2; do
+        mkdir -p "$TMP/c${IDS[$i]}"
+        echo "  - { id: ${IDS[$i]}, listen: \"127.0.0.1:${CPORTS[$i]}\", url: \"http://127.0.0.1:${CPORTS[$i]}\", data_dir: \"$TMP/c${IDS[$i]}\", priority: $((i + 1)) }"
+    done
+    echo 'replication: { consistency_level: eventual, sync_interval_ms: 200, crdt_columns: { page_stats.views: pn-counter } }'
+} >"$TMP/cluster.yaml"
+for i in 0 1 2; do
+    "$EDGELITE" serve --config "$TMP/cluster.yaml" --region "${IDS[$i]}" --log-level warn >"$TMP/c${IDS[$i]}.log" 2>&1 &
+    PIDS+=($!)
+done
+for i in 0 1 2; do
+    for _ in $(seq 150); do grep -q 'edgelite: listening on' "$TMP/c${IDS[$i]}.log" && break; sleep 0.1; done
+    grep -q 'edgelite: listening on' "$TMP/c${IDS[$i]}.log" || { cat "$TMP/c${IDS[$i]}.log" >&2; echo "crdt_http.sh: region ${IDS[$i]} did not start" >&2; exit 1; }
+done
+value_at() { curl -s "http://127.0.0.1:${CPORTS[$1]}/v1/crdt/rbench" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("value", -1))'; }
+PER=$(( (CONNS + 2) / 3 ))
+: >"$TMP/repl.rps"; : >"$TMP/repl.ms"
+for r in $(seq "$RUNS"); do
+    log "three regions, increments everywhere: run $r/$RUNS"
+    for i in 0 1 2; do
+        "$LOADGEN" --name crdt_repl_incr -q -c "$PER" -d "$DURATION" --url "http://127.0.0.1:${CPORTS[$i]}/v1/crdt/rbench" \
+            -m POST --body "$BODY" --fail-on '"error"' >"$TMP/repl.$r.$i" 2>&1 &
+        LG[$i]=$!
+    done
+    for i in 0 1 2; do wait "${LG[$i]}" || true; done
+    t0=$(date +%s%N)
+    sum=0
+    for i in 0 1 2; do
+        x=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' "$TMP/repl.$r.$i")
+        [[ -n "$x" ]] || { cat "$TMP/repl.$r.$i" >&2; echo "crdt_http.sh: no result from region ${IDS[$i]}" >&2; exit 1; }
+        sum=$(python3 -c "print(float('$sum') + float('$x'))")
+    done
+    echo "$sum" >>"$TMP/repl.rps"
+    ms=timeout
+    for _ in $(seq 3000); do
+        va=$(value_at 0); vb=$(value_at 1); vc=$(value_at 2)
+        if [[ "$va" == "$vb" && "$vb" == "$vc" && "$va" != -1 ]]; then ms=$(( ($(date +%s%N) - t0) / 1000000 )); break; fi
+        sleep 0.01
+    done
+    log "increments/s over three regions: $sum; converged after ${ms} ms at $va"
+    echo "$ms" >>"$TMP/repl.ms"
+done
+RR=$(median <"$TMP/repl.rps")
+RM=$(median <"$TMP/repl.ms" 2>/dev/null || echo timeout)
+echo "RESULT name=crdt_repl_incr rps=$RR converge_ms=$RM regions=3 conns=$((PER * 3)) runs=$RUNS duration_s=$DURATION"
+
+A="http://127.0.0.1:${CPORTS[0]}/v2/pipeline"
+pipe() { printf '{"requests":[{"type":"execute","stmt":{"sql":"%s"}},{"type":"close"}]}' "$1"; }
+curl -s -X POST "$A" -H 'content-type: application/json' \
+    -d "$(pipe 'CREATE TABLE IF NOT EXISTS page_stats (id INTEGER PRIMARY KEY, views INTEGER NOT NULL DEFAULT 0, plain INTEGER NOT NULL DEFAULT 0)')" >/dev/null
+curl -s -X POST "$A" -H 'content-type: application/json' -d "$(pipe 'INSERT OR IGNORE INTO page_stats (id) VALUES (1)')" >/dev/null
+: >"$TMP/col.counter"; : >"$TMP/col.plain"
+for r in $(seq "$RUNS"); do
+    for kind in counter plain; do
+        col=views; [[ $kind == plain ]] && col=plain
+        log "UPDATE page_stats SET $col = $col + 1 ($kind column): run $r/$RUNS"
+        "$LOADGEN" --name "crdt_column_$kind" -q -c "$CONNS" -d "$DURATION" --url "$A" -m POST \
+            --body "$(pipe "UPDATE page_stats SET $col = $col + 1 WHERE id = 1")" --fail-on '"type":"error"' >"$TMP/col.$r.$kind" 2>&1 || true
+        x=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' "$TMP/col.$r.$kind")
+        [[ -n "$x" ]] || { cat "$TMP/col.$r.$kind" >&2; echo "crdt_http.sh: no result for the $kind column" >&2; exit 1; }
+        echo "$x" >>"$TMP/col.$kind"
+    done
+done
+CC=$(median <"$TMP/col.counter")
+CP=$(median <"$TMP/col.plain")
+CR=$(python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print('%.3f' % (a / b) if b > 0 else 'n/a')" "$CC" "$CP")
+echo "RESULT name=crdt_column_update counter_rps=$CC plain_rps=$CP ratio=$CR runs=$RUNS conns=$CONNS duration_s=$DURATION"
