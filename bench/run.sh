@@ -418,16 +418,21 @@ if ! git -C "$ROOT" diff --quiet HEAD 2>/dev/null; then GIT_REV="$GIT_REV (with 
 mv "$OUT.tmp" "$OUT"
 # 5. CRDT increments over HTTP beside Redis INCR (issue 3).
 if [[ -x "$EDGELITE" && -x "$ROOT/bench/crdt_http.sh" ]]; then
-    CRDT_HTTP=$("$ROOT/bench/crdt_http.sh" --build "$BUILD" --runs "$RUNS" 2>/dev/null | grep '^RESULT name=crdt_http_incr .*redis_incr_rps' | tail -n 1)
+    CRDT_ALL=$("$ROOT/bench/crdt_http.sh" --build "$BUILD" --runs "$RUNS" 2>/dev/null || true)
+    CRDT_HTTP=$(grep '^RESULT name=crdt_http_incr .*redis_incr_rps' <<<"$CRDT_ALL" | tail -n 1)
+    CRDT_MORE=$(grep -E '^RESULT name=(crdt_repl_incr|crdt_column_update) ' <<<"$CRDT_ALL" || true)
     {
         echo
         echo "## CRDT increments over HTTP vs Redis INCR"
         echo
         echo "G-Counter \`POST /v1/crdt/bench\` (each increment durable, group-committed) against \`redis-benchmark -t incr\`"
-        echo "(in memory, no persistence), 64 connections each, same machine, median of $RUNS runs:"
+        echo "(appendonly yes, appendfsync everysec), 64 connections each, same machine, median of $RUNS runs; then"
+        echo "three regions: increments sent to all at once and the convergence time after the load, and a"
+        echo "pn-counter column's \`UPDATE ... SET views = views + 1\` against the same on a plain column (docs/crdt.md):"
         echo
         echo '```'
         echo "${CRDT_HTTP:-crdt_http.sh produced no result}"
+        [[ -n "$CRDT_MORE" ]] && echo "$CRDT_MORE"
         echo '```'
     } >>"$OUT"
 fi
