@@ -436,6 +436,22 @@ if [[ -x "$EDGELITE" && -x "$ROOT/bench/crdt_http.sh" ]]; then
         echo '```'
     } >>"$OUT"
 fi
+# 7. Sessions (issue 11): GET/PUT beside Redis GET/SET (AOF everysec), 1,000,000 live, migration cost.
+if [[ -x "$EDGELITE" && -x "$ROOT/bench/sessions.sh" ]]; then
+    SESS=$("$ROOT/bench/sessions.sh" --build "$BUILD" --runs "$RUNS" 2>/dev/null | grep '^RESULT name=sessions_' || true)
+    {
+        echo
+        echo "## Sessions vs Redis"
+        echo
+        echo "bench/sessions.sh: \`GET\`/\`PUT /v1/sessions/{id}\` (1 KiB JSON, zstd + XChaCha20-Poly1305) against"
+        echo "\`redis-benchmark -t get,set -d 1024\` with appendonly yes, appendfsync everysec; 64 connections, median of"
+        echo "$RUNS runs; 1,000,000 live sessions; a migration under --emulate-wan (us-east-1 -> eu-central-1):"
+        echo
+        echo '```'
+        echo "${SESS:-sessions.sh produced no result}"
+        echo '```'
+    } >>"$OUT"
+fi
 # 6. Replication (issue 4): bench/repl.sh appends its own section; its failure is logged, not fatal here.
 if [[ -x "$EDGELITE" ]]; then
     "$ROOT/bench/repl.sh" --build "$BUILD" --out-append "$OUT" >/dev/null || log "bench/repl.sh failed (see above)"

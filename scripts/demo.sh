@@ -122,6 +122,13 @@ node demo/demo.mjs "${ARGS[@]}" &
 NODE_PID=$!
 wait "$NODE_PID"
 RC=$?
+if [ "$RC" -eq 0 ]; then
+  # Sessions (docs/sessions.md): created in one region, read in another, migrating there.
+  node demo/sessions.mjs "${ARGS[@]:2}" &
+  NODE_PID=$!
+  wait "$NODE_PID"
+  RC=$?
+fi
 set -e
 if [ "$RC" -ne 0 ] && [ "$RC" -ne 130 ]; then show_logs; fi
 exit "$RC"
