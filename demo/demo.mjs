@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { crdtSection } from './crdt.mjs';
 import { pipeline, plain, status, conflictsRecorded, metrics } from './hrana.mjs';
 import { Samples, fmtMs, nowMs, sleep } from './stats.mjs';
 import { LiveView } from './view.mjs';
@@ -431,6 +432,7 @@ async function main() {
     failed = true;
     say('  FAIL: no operation succeeded');
   }
+  if (!(await crdtSection(regions, say))) failed = true;
   say(failed ? 'demo: FAIL' : `demo: OK: ${regions.length} region(s) hold identical data`);
   for (const r of regions) r.client.close();
   return failed ? 1 : 0;
