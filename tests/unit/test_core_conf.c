@@ -223,6 +223,29 @@ static void test_router_section(void **state)
     expect_err("regions:\n  - { id: a, capacity: { cpus: 2 } }\n", "regions[0].capacity.cpus: unknown key");
 }
 
+/* realtime: (conf_realtime.c): defaults, values, and each refusal. */
+static void test_realtime_section(void **state)
+{
+    (void)state;
+    struct edge_conf *c = parse_ok(REGION1);
+    assert_int_equal(c->realtime.max_connections, 10000);
+    assert_int_equal(c->realtime.max_subscriptions, 64);
+    assert_int_equal(c->realtime.queue_bytes, 1024 * 1024);
+    assert_int_equal(c->realtime.backlog_batch, 512);
+    edge_conf_free(c);
+    c = parse_ok(REGION1 "realtime: { max_connections: 3, max_subscriptions: 1, queue_bytes: 4096, backlog_batch: 7 }\n");
+    assert_int_equal(c->realtime.max_connections, 3);
+    assert_int_equal(c->realtime.max_subscriptions, 1);
+    assert_int_equal(c->realtime.queue_bytes, 4096);
+    assert_int_equal(c->realtime.backlog_batch, 7);
+    edge_conf_free(c);
+    expect_err(REGION1 "realtime: { colour: red }\n", "t.yaml:3: realtime.colour: unknown key");
+    expect_err(REGION1 "realtime: { queue_bytes: 100 }\n", "realtime.queue_bytes: must be between 4096");
+    expect_err(REGION1 "realtime: { max_connections: 0 }\n", "realtime.max_connections: must be between 1");
+    expect_err(REGION1 "realtime: { backlog_batch: many }\n", "realtime.backlog_batch: expected an integer");
+    expect_err(REGION1 "realtime: [1]\n", "realtime: expected a mapping");
+}
+
 /* sessions: (conf_sessions.c): defaults, values, and each refusal. */
 static void test_sessions_section(void **state)
 {
@@ -589,7 +612,7 @@ int main(void)
         cmocka_unit_test(test_secret_env),         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_load_file_errors),   cmocka_unit_test(test_conf_oom),
         cmocka_unit_test(test_consistency_names),  cmocka_unit_test(test_regions_deployment),
-        cmocka_unit_test(test_regions_rules),      cmocka_unit_test(test_router_section),
+        cmocka_unit_test(test_regions_rules),      cmocka_unit_test(test_router_section), cmocka_unit_test(test_realtime_section),
         cmocka_unit_test(test_sessions_section),
     };
     return cmocka_run_group_tests_name("core_conf", tests, NULL, NULL);
