@@ -552,7 +552,7 @@ static bool dispatch_pass(struct edge_repl_feed *f, sqlite3 *db)
     struct conflict_row *crows = NULL;
     size_t ncr = 0;
     attach_conflicts(f, db, pend, np, &crows, &ncr);
-    qsort(pend, np, sizeof(*pend), pending_cmp);
+    if (np > 1) qsort(pend, np, sizeof(*pend), pending_cmp);
     int nl = atomic_load(&f->n);
     size_t sent = 0;
     for (size_t i = 0; i < np && pend[i].hlc <= cut_hlc; i++, sent++) {
@@ -689,7 +689,7 @@ int edge_feed_read(sqlite3 *db, struct edge_vclock *pos, const struct edge_vcloc
                 pend[i].n_ops = 0;
             }
         }
-        qsort(pend, np, sizeof(*pend), pending_cmp);
+        if (np > 1) qsort(pend, np, sizeof(*pend), pending_cmp);
         for (size_t i = 0; i < np && pend[i].hlc <= cut_hlc; i++) {
             struct edge_feed_entry e = {pend[i].origin, pend[i].seq,    pend[i].hlc, pend[i].consistency,
                                         pend[i].payload, pend[i].len, pend[i].ops, pend[i].n_ops};
