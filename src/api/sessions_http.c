@@ -360,7 +360,8 @@ struct sreq {
     char if_match_raw[32];
     char *auth; /* Authorization, passed on when forwarding */
     char forwarded_from[EDGE_SESS_REGION_MAX + 1];
-    int attempts;
+    int attempts; /* forwards (a new home each) */
+    int retries;  /* PATCH re-reads after losing a race at the home */
     uint64_t start_ns;
     /* forwarding and waiting */
     uv_timer_t timer;
@@ -714,7 +715,9 @@ static void job_write_done(struct sjob *j)
         return;
     }
     case EDGE_SESS_RETRY:
-        if (r->attempts++ < 8) {
+        /* Another write to the session committed between our read and our write: each
+         * retry means someone else's write made progress, so this is bounded by contention. */
+        if (r->retries++ < 64) {
             sreq_step(r);
         } else {
             sreq_fail(r, 409, "SESSION_BUSY", "the session kept changing while the patch was applied; try again");
@@ -829,8 +832,16 @@ static void sreq_step(struct sreq *r)
         j->w.ttl_ms = ttl > 0 ? ttl : (int64_t)sconf(n)->ttl_s * 1000;
         j->w.lifetime_ms = (int64_t)sconf(n)->max_lifetime_s * 1000;
         ok = seal_into(r, j, &jb->blob, data);
+    } else if (r->method == HTTP_PUT || r->method == HTTP_DELETE) {
+        /* No read here first: the writer's fence finds the home (EDGE_SESS_MOVED sends the
+         * write there), so a write at the home costs no read snapshot on the loop. */
+        j->w.kind = r->method == HTTP_PUT ? EDGE_SESS_REPLACE : EDGE_SESS_DELETE;
+        if (r->method == HTTP_PUT) {
+            j->w.ttl_ms = parse_ttl(body, sconf(n), &bad);
+            ok = seal_into(r, j, &jb->blob, data);
+        }
     } else {
-        /* Where is the home, by this region's copy? */
+        /* PATCH: where is the home, by this region's copy, and what does it hold? */
         struct edge_sess_row row;
         edge_buf_init(&row.blob, (size_t)1 << 26);
         edge__api_read_snapshot(r->l);
@@ -852,14 +863,8 @@ static void sreq_step(struct sreq *r)
                 forward(r, home);
             }
             ok = false;
-        } else if (r->method == HTTP_DELETE) {
-            j->w.kind = EDGE_SESS_DELETE;
-        } else if (r->method == HTTP_PUT) {
-            j->w.kind = EDGE_SESS_REPLACE;
-            j->w.ttl_ms = parse_ttl(body, sconf(n), &bad);
-            ok = seal_into(r, j, &jb->blob, data);
         } else {
-            /* PATCH: merge into the current data; the writer checks nothing changed since. */
+            /* Merge into the current data; the writer checks nothing changed since. */
             if (r->if_match >= 0 && row.version != r->if_match) {
                 char msg[128];
                 snprintf(msg, sizeof(msg), "If-Match %" PRId64 " but the session is at version %" PRId64,

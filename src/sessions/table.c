@@ -220,14 +220,16 @@ int edge_sess_write(struct edge_store_conn *conn, struct edge_sess_write *w)
     int rv = read_cur(conn, w->id, w->now_ms, &c);
     if (rv != EDGE_OK) return rv;
     if (w->kind == EDGE_SESS_CREATE) return do_create(conn, w, &c);
-    if (!c.exists || !c.live) return EDGE_OK;
-    /* The fence: only the home writes, at the epoch it holds now. */
+    if (!c.exists) return EDGE_OK;
+    /* The fence: only the home writes, at the epoch it holds now. Checked before expiry:
+     * whether a session homed elsewhere has expired is for its home's clock to say. */
     if (strcmp(c.home, w->region) != 0) {
         w->result = EDGE_SESS_MOVED;
         w->out_epoch = c.epoch;
         snprintf(w->out_home, sizeof(w->out_home), "%s", c.home);
         return EDGE_OK;
     }
+    if (!c.live) return EDGE_OK;
     if (w->if_match >= 0 && c.version != w->if_match) {
         w->result = EDGE_SESS_VERSION;
         w->out_version = c.version;
