@@ -338,6 +338,7 @@ static void node_free(struct edge_node *n)
     edge_jwt_keys_free(n->keys);
     edge__api_sessions_free(n);
     edge_rt_destroy(n->rt); /* before the feed it listens to */
+    edge__api_cache_close(n);
     edge_repl_state_close(&n->repl);
     edge_router_stats_free(n->stats);
     pthread_mutex_destroy(&n->streams_mu);
@@ -413,6 +414,12 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     if (n->repl.cluster) {
         rv = edge_repl_state_open(&n->repl, edge_store_db(wconn), &hooks, errmsg, errmsg_len);
         if (rv != EDGE_OK) goto out;
+        /* before anything is served: the cache hears of every commit from the first */
+        rv = edge__api_cache_open(n);
+        if (rv != EDGE_OK) {
+            snprintf(errmsg, errmsg_len, "cannot start the hot-read cache: %s", edge_strerror(rv));
+            goto out;
+        }
     }
     rv = edge__api_sessions_open(n, edge_store_db(wconn), errmsg, errmsg_len);
     if (rv != EDGE_OK) goto out;

@@ -146,6 +146,7 @@ struct edge_node {
     struct edge_repl_state repl; /* VV, HLC, capture, peers (repl/state.h) */
     struct edge__sess *sess;     /* /v1/sessions (sessions_http.c) */
     struct edge_router_stats *stats; /* statement statistics (router/router.h); NULL if they could not be made */
+    struct edge_router_cache *cache; /* the hot-read cache (router.cache); NULL when off or on a single node */
     int bookmark_wait_ms;            /* router.bookmark_wait_ms: then a covering region is looked for */
     struct edge_rt *rt;          /* the real-time engine (realtime/rt.h, api/realtime.c) */
 };
@@ -259,6 +260,10 @@ struct unit {
     /* CRDT (writer job) */
     char *crdt_method, *crdt_path;
     int crdt_status;
+    /* The hot-read cache: this read fills it (key, and the generations before its snapshot) */
+    char *cache_key;
+    size_t cache_klen;
+    struct edge_router_cache_gens cache_gens;
 };
 
 /* The node's time comes from core/clock (one place to inject a clock). */
@@ -467,6 +472,15 @@ void edge__api_route_explain(struct loop *l, struct edge_http_conn *c, struct ed
 void edge__api_stats_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 void edge__api_stats_reset(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 void edge__api_stats_metrics(struct edge_node *n, struct edge_buf *b);
+/* The hot-read cache: the key of a one-statement read (its version, SQL and arguments);
+ * a pipeline answered from the cache (true), or marked to fill it; the fill kept. */
+int edge__api_cache_key(json_t *stmt, int version, struct edge_buf *out);
+bool edge__api_cache_try(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *requests,
+                         size_t nreq, int version, int mode, char **fill_key, size_t *fill_klen,
+                         struct edge_router_cache_gens *fill_gens);
+void edge__api_cache_fill(struct unit *u);
+int edge__api_cache_open(struct edge_node *n);
+void edge__api_cache_close(struct edge_node *n);
 /* hrana_ctx.on_stmt for this node's statistics */
 void edge__api_stats_stmt(void *ud, const char *sql, size_t len, uint64_t ns, uint64_t rows, bool error);
 

@@ -184,8 +184,30 @@ void edge__api_route_explain(struct loop *l, struct edge_http_conn *c, struct ed
         if (i > 0) edge_buf_putc(&b, ',');
         edge_buf_json_cstr(&b, plan.fallbacks[i]);
     }
-    /* The hot-read cache is not built yet: a cacheable read is a miss. */
-    edge_buf_printf(&b, "],\"cache\":\"%s\"", plan.cacheable ? "miss" : "bypass");
+    /* What execute would do now: answered from the cache, filled (or counted), or not cached. */
+    const char *cache = "bypass";
+    if (plan.cacheable && n->cache == NULL) {
+        plan.cacheable = false;
+        plan.cache_why = "cache-off";
+    } else if (plan.cacheable) {
+        json_t *stmt = json_pack("{s:O}", "sql", sql);
+        if (json_object_get(body, "args") != NULL) json_object_set(stmt, "args", json_object_get(body, "args"));
+        if (json_object_get(body, "named_args") != NULL) {
+            json_object_set(stmt, "named_args", json_object_get(body, "named_args"));
+        }
+        cache = "miss";
+        for (int v = 2; v <= 3; v++) {
+            struct edge_buf key;
+            edge_buf_init(&key, 1u << 20);
+            if (stmt != NULL && edge__api_cache_key(stmt, v, &key) == EDGE_OK &&
+                edge_router_cache_has(n->cache, key.data, key.len)) {
+                cache = "hit";
+            }
+            edge_buf_free(&key);
+        }
+        json_decref(stmt);
+    }
+    edge_buf_printf(&b, "],\"cache\":\"%s\"", cache);
     if (!plan.cacheable && plan.cache_why != NULL) {
         edge_buf_puts(&b, ",\"cache_reason\":");
         edge_buf_json_cstr(&b, plan.cache_why);
@@ -282,6 +304,34 @@ void edge__api_stats_reset(struct loop *l, struct edge_http_conn *c, struct edge
 
 void edge__api_stats_metrics(struct edge_node *n, struct edge_buf *b)
 {
+    if (n->cache != NULL) {
+        struct edge_router_cache_stats cs;
+        edge_router_cache_stats(n->cache, &cs);
+        double lookups = (double)(cs.hits + cs.misses);
+        edge_buf_printf(b,
+                        "# HELP edgelite_router_cache_hits_total Reads answered by the hot-read cache.\n"
+                        "# TYPE edgelite_router_cache_hits_total counter\nedgelite_router_cache_hits_total %llu\n"
+                        "# TYPE edgelite_router_cache_misses_total counter\nedgelite_router_cache_misses_total %llu\n"
+                        "# HELP edgelite_router_cache_hit_ratio Hits over lookups since start.\n"
+                        "# TYPE edgelite_router_cache_hit_ratio gauge\nedgelite_router_cache_hit_ratio %.6f\n"
+                        "# TYPE edgelite_router_cache_fills_total counter\nedgelite_router_cache_fills_total %llu\n"
+                        "# HELP edgelite_router_cache_dropped_fills_total Fills dropped: a table they read changed "
+                        "while they ran, or too large.\n"
+                        "# TYPE edgelite_router_cache_dropped_fills_total counter\n"
+                        "edgelite_router_cache_dropped_fills_total %llu\n"
+                        "# TYPE edgelite_router_cache_evictions_total counter\n"
+                        "edgelite_router_cache_evictions_total %llu\n"
+                        "# HELP edgelite_router_cache_invalidated_total Entries dropped because a table they read "
+                        "changed.\n"
+                        "# TYPE edgelite_router_cache_invalidated_total counter\n"
+                        "edgelite_router_cache_invalidated_total %llu\n"
+                        "# TYPE edgelite_router_cache_entries gauge\nedgelite_router_cache_entries %llu\n"
+                        "# TYPE edgelite_router_cache_bytes gauge\nedgelite_router_cache_bytes %llu\n",
+                        (unsigned long long)cs.hits, (unsigned long long)cs.misses,
+                        lookups > 0 ? (double)cs.hits / lookups : 0.0, (unsigned long long)cs.fills,
+                        (unsigned long long)cs.dropped_fills, (unsigned long long)cs.evictions,
+                        (unsigned long long)cs.stale, (unsigned long long)cs.entries, (unsigned long long)cs.bytes);
+    }
     if (n->stats == NULL) return;
     int top = n->cfg.conf != NULL ? n->cfg.conf->router.stats_metrics_top : 10;
     edge_router_stats_prometheus(n->stats, "edgelite", top, b);

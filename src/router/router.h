@@ -161,4 +161,51 @@ void edge_router_hist_add(struct edge_router_hist *h, uint64_t ns);
 /* The q-quantile (0..1) in ms: the upper bound of the bucket holding it; 0 when empty. */
 double edge_router_hist_quantile(const struct edge_router_hist *h, double q);
 
+/* ---------------------------------------------------------------------------------- */
+/* The hot-read cache (cache.c)                                                       */
+/* ---------------------------------------------------------------------------------- */
+
+/* Results of read statements by key (the statement and its arguments), kept after
+ * admit_after uses within window_ms, at most max_bytes in all (least recently used out).
+ *
+ * Never stale: every table has a generation, bumped after each commit that wrote it
+ * (edge_router_cache_bump, from the change feed) and before that commit is answered. A
+ * fill records the generations of the tables it reads BEFORE its read snapshot starts
+ * (edge_router_cache_gens) and is kept only if they are unchanged once it ran
+ * (edge_router_cache_put): a commit that the snapshot missed bumps after the record, so
+ * the fill is dropped; one it saw may have bumped before, which is then in the result. A
+ * hit checks the entry's generations against the current ones, so an entry older than a
+ * commit to any of its tables is never served. A schema change or a feed reset bumps
+ * the global generation, which every entry carries. */
+#define EDGE_ROUTER_CACHE_GENS 4096
+struct edge_router_cache;
+struct edge_router_cache_gens {
+    int n;
+    uint32_t slot[EDGE_ROUTER_MAX_TABLES];
+    uint64_t gen[EDGE_ROUTER_MAX_TABLES];
+    uint64_t global;
+};
+int edge_router_cache_new(size_t max_bytes, int admit_after, uint64_t window_ms, struct edge_router_cache **out);
+void edge_router_cache_free(struct edge_router_cache *c);
+/* A commit wrote table name[0..len) (any thread). */
+void edge_router_cache_bump(struct edge_router_cache *c, const char *name, size_t len);
+/* Everything changed (schema change, snapshot, feed reset). */
+void edge_router_cache_bump_all(struct edge_router_cache *c);
+/* The value for key into out (appended) when present and current: true. Counts a hit or a miss. */
+bool edge_router_cache_get(struct edge_router_cache *c, const char *key, size_t klen, struct edge_buf *out);
+/* Is it current (without counting or copying)? */
+bool edge_router_cache_has(struct edge_router_cache *c, const char *key, size_t klen);
+/* A miss: count a use of key; true when it is now admitted (fill it). */
+bool edge_router_cache_admit(struct edge_router_cache *c, const char *key, size_t klen, uint64_t now_ms);
+/* The generations of these tables now (before the fill's snapshot). */
+void edge_router_cache_gens(struct edge_router_cache *c, char (*tables)[EDGE_ROUTER_NAME_MAX], int n,
+                            struct edge_router_cache_gens *g);
+/* Keep the fill if g is still current; false when it was dropped (changed, too big). */
+bool edge_router_cache_put(struct edge_router_cache *c, const char *key, size_t klen,
+                           const struct edge_router_cache_gens *g, const char *val, size_t vlen);
+struct edge_router_cache_stats {
+    uint64_t hits, misses, fills, dropped_fills, evictions, stale, entries, bytes, max_bytes;
+};
+void edge_router_cache_stats(struct edge_router_cache *c, struct edge_router_cache_stats *out);
+
 #endif

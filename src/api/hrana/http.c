@@ -141,6 +141,7 @@ void edge__api_pipeline_finish(struct unit *u)
             /* Strong: answer once a majority of regions holds the entry. */
             edge__api_wait_majority(u->loop, u->conn, seq, &resp, u->mode, u->start_ns);
         } else {
+            if (u->cache_key != NULL && u->ctx.errors == 0) edge__api_cache_fill(u);
             edge__api_pipeline_answer(n, u->conn, u->mode, seq ? n->region : NULL, seq, resp.data, resp.len, u->start_ns);
         }
     }
@@ -226,15 +227,29 @@ void edge__api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edg
             return;
         }
     }
+    char *fill_key = NULL;
+    size_t fill_klen = 0;
+    struct edge_router_cache_gens fill_gens;
+    if (route == HRANA_ROUTE_READ && n->cache != NULL && stateless && s->txn == NULL && !strong_read &&
+        (mode == PIPE_HRANA || mode == PIPE_PROTOBUF)) {
+        if (edge__api_cache_try(l, c, req, requests, nreq, version, mode, &fill_key, &fill_klen,
+                                &fill_gens)) {
+            edge__api_stream_discard(n, s);
+            json_decref(body);
+            return;
+        }
+    }
     switch (edge__api_strong_route(n, route, consistency, tables.ddl, stateless,
                                   edge_http_header(req, "x-edge-forwarded") != NULL, false, &why_code, &why)) {
     case STRONG_LOCAL: break;
     case STRONG_FORWARD:
+        edge_free(fill_key);
         edge__api_stream_discard(n, s);
         edge__api_forward(l, c, req, body, mode, consistency == 1);
         json_decref(body);
         return;
     case STRONG_REFUSE:
+        edge_free(fill_key);
         edge__api_stream_discard(n, s);
         json_decref(body);
         edge__api_respond_error(n, c, req, ep, 503, why_code, why);
@@ -242,12 +257,19 @@ void edge__api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edg
     }
     struct unit *u = edge__api_unit_new(l, c, body);
     if (u == NULL) {
+        edge_free(fill_key);
         json_decref(body);
         edge__api_stream_discard(n, s);
         edge__api_respond_error(n, c, req, ep, 503, "INTERNAL", "out of memory");
         return;
     }
     u->start_ns = req->start_ns;
+    if (fill_key != NULL) {
+        /* the key and the generations recorded by edge__api_cache_try */
+        u->cache_key = fill_key;
+        u->cache_klen = fill_klen;
+        u->cache_gens = fill_gens;
+    }
     u->requests = requests;
     u->n = nreq;
     u->stream = s;

@@ -19,6 +19,7 @@ void edge__api_unit_free(struct unit *u)
     hrana_cursor_json_free(&u->http_cursor);
     edge_free(u->crdt_method);
     edge_free(u->crdt_path);
+    edge_free(u->cache_key);
     edge_free(u);
 }
 
@@ -175,6 +176,13 @@ void edge__api_unit_dispatch(struct unit *u)
     if (u->route == HRANA_ROUTE_READ) {
         u->ctx.conn = u->loop->rconn;
         u->ctx.shared_snapshot = true;
+        if (u->cache_key != NULL && u->loop->snap_open) {
+            /* A cache fill reads on a snapshot that starts after it recorded the tables'
+             * generations (router/router.h): never on one begun earlier. */
+            sqlite3 *db = edge_store_db(u->loop->rconn);
+            if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+            u->loop->snap_open = false;
+        }
         edge__api_read_snapshot(u->loop);
         unit_run(u);
         edge__api_unit_finish(u);
