@@ -456,5 +456,17 @@ fi
 if [[ -x "$EDGELITE" ]]; then
     "$ROOT/bench/repl.sh" --build "$BUILD" --out-append "$OUT" >/dev/null || log "bench/repl.sh failed (see above)"
 fi
+# 7. The query router (issue 12): bench/router.sh prints RESULT lines; appended as they are.
+if [[ -x "$EDGELITE" && -x "$ROOT/bench/router.sh" ]]; then
+    ROUTER_OUT=$("$ROOT/bench/router.sh" --build "$BUILD" 2>/dev/null | grep '^RESULT' || true)
+    {
+        echo
+        echo "## Query router (bench/router.sh)"
+        echo
+        echo '```'
+        echo "${ROUTER_OUT:-router.sh produced no result}"
+        echo '```'
+    } >>"$OUT"
+fi
 log "wrote $OUT"
 cat "$OUT"

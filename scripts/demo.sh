@@ -131,4 +131,21 @@ if [ "$RC" -eq 0 ]; then
 fi
 set -e
 if [ "$RC" -ne 0 ] && [ "$RC" -ne 130 ]; then show_logs; fi
+# The query router (docs/router.md): reads through `edgelite router`, the region it prefers killed midway.
+if [ "$RC" -eq 0 ] && [ "${#IDS[@]}" -ge 2 ]; then
+  LAST=$(( ${#IDS[@]} - 1 ))
+  "$BIN" router --config "$DIR/edge-config.yaml" --listen 127.0.0.1:0 --client-region "${IDS[$LAST]}" \
+    --log-level warn >"$DIR/router.out" 2>"$DIR/router.log" &
+  PIDS+=($!)
+  for _ in $(seq 1 200); do grep -q "listening on" "$DIR/router.out" 2>/dev/null && break; sleep 0.05; done
+  RURL=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$DIR/router.out" | head -n 1)
+  if [ -z "$RURL" ]; then echo "demo: the router did not start" >&2; cat "$DIR/router.log" >&2; exit 1; fi
+  echo "demo: router on $RURL in front of ${IDS[*]}, clients in ${IDS[$LAST]}"
+  set +e
+  node demo/router.mjs --router "$RURL" --kill "${IDS[$LAST]}=${PIDS[$LAST]}" --seconds 4 &
+  NODE_PID=$!
+  wait "$NODE_PID"
+  RC=$?
+  set -e
+fi
 exit "$RC"
