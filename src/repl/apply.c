@@ -472,7 +472,7 @@ static bool transient(int errcode, int rv)
 
 int edge__repl_exec(sqlite3 *db, const char *sql)
 {
-    return sqlite3_exec(db, sql, NULL, NULL, NULL);
+    return edge_store_exec_kept(db, sql); /* parsed once per connection */
 }
 
 /* Keep a failed entry; EDGE_OK, with *out_new true the first time (to log it once). */

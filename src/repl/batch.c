@@ -9,12 +9,15 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "repl/proto.h"
+#include "store/sql.h"
 
 int edge_repl_log_vv(sqlite3 *db, struct edge_vclock *vv, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = NULL;
+    static const char q[] = "SELECT origin, seq FROM _edge_vv";
+    /* Kept prepared (sql.h): a link reads this for every batch it builds. */
+    sqlite3_stmt *st = edge_store_stmt_kept(db, q, sizeof(q) - 1);
     int rv = EDGE_ESTORE;
-    if (sqlite3_prepare_v2(db, "SELECT origin, seq FROM _edge_vv", -1, &st, NULL) != SQLITE_OK) {
+    if (st == NULL) {
         snprintf(err, errlen, "log: %s", sqlite3_errmsg(db));
         goto out;
     }
@@ -37,7 +40,7 @@ int edge_repl_log_vv(sqlite3 *db, struct edge_vclock *vv, char *err, size_t errl
     }
     rv = EDGE_OK;
 out:
-    sqlite3_finalize(st);
+    edge_store_stmt_done(st);
     return rv;
 }
 
@@ -77,7 +80,7 @@ int edge_repl_batch_build(sqlite3 *db, struct edge_vclock *sent, int max_entries
     edge_buf_init(&body, EDGE_REPL_FRAME_MAX - 16);
     *out_n = 0;
     /* One read transaction: the VV and the log rows come from the same snapshot. */
-    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+    if (edge_store_exec_kept(db, "BEGIN") != SQLITE_OK) {
         snprintf(err, errlen, "log: %s", sqlite3_errmsg(db));
         rv = EDGE_ESTORE;
         goto out;
@@ -101,10 +104,11 @@ int edge_repl_batch_build(sqlite3 *db, struct edge_vclock *sent, int max_entries
         struct head *h = &heads[n_heads++];
         h->origin = o;
         h->next_seq = have + 1;
-        if (sqlite3_prepare_v2(db,
-                               "SELECT seq, hlc, consistency, deps, payload FROM _edge_log "
-                               "WHERE origin = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
-                               -1, &h->st, NULL) != SQLITE_OK) {
+        /* Kept prepared too; one per origin read at once (a busy one is never handed out). */
+        static const char q[] = "SELECT seq, hlc, consistency, deps, payload FROM _edge_log "
+                                "WHERE origin = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4";
+        h->st = edge_store_stmt_kept(db, q, sizeof(q) - 1);
+        if (h->st == NULL) {
             snprintf(err, errlen, "log: %s", sqlite3_errmsg(db));
             rv = EDGE_ESTORE;
             goto out;
@@ -199,11 +203,11 @@ int edge_repl_batch_build(sqlite3 *db, struct edge_vclock *sent, int max_entries
     }
 out:
     for (size_t i = 0; i < n_heads; i++) {
-        sqlite3_finalize(heads[i].st);
+        edge_store_stmt_done(heads[i].st);
     }
     edge_free(heads);
     if (in_txn) {
-        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        edge_store_exec_kept(db, "COMMIT");
     }
     edge_vclock_close(&local);
     edge_buf_free(&body);

@@ -903,6 +903,9 @@ static int parse_url(struct edge_peer *p, const char *url)
 static void peer_free(struct edge_peer *p)
 {
     if (p->db != NULL) {
+        /* batch.c keeps its statements prepared for the connection's lifetime */
+        sqlite3_stmt *st;
+        while ((st = sqlite3_next_stmt(p->db, NULL)) != NULL) sqlite3_finalize(st);
         sqlite3_close(p->db);
     }
     if (p->wake[0] >= 0) {

@@ -304,7 +304,7 @@ static int repl_pre_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl
     if (ctx->own_txn && x->was_autocommit) {
         /* An autocommit write on a transaction connection: give it a transaction so its
          * log entry commits together with it. */
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        if (edge_store_exec_kept(db, "BEGIN IMMEDIATE") != SQLITE_OK) {
             set_sqlite_err(e, ctx, sqlite3_errcode(db));
             return -1;
         }
@@ -312,7 +312,7 @@ static int repl_pre_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl
         x->mark = 0;
         x->wrapped = true;
     }
-    x->sp = sqlite3_exec(db, "SAVEPOINT edge_stmt", NULL, NULL, NULL) == SQLITE_OK;
+    x->sp = edge_store_exec_kept(db, "SAVEPOINT edge_stmt") == SQLITE_OK;
     x->ddl = is_ddl(st);
     return 0;
 }
@@ -396,9 +396,9 @@ static int repl_post_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txct
     }
     if (x->sp) {
         if (!ok && !sqlite3_get_autocommit(db)) {
-            sqlite3_exec(db, "ROLLBACK TO edge_stmt", NULL, NULL, NULL);
+            edge_store_exec_kept(db, "ROLLBACK TO edge_stmt");
         }
-        if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "RELEASE edge_stmt", NULL, NULL, NULL);
+        if (!sqlite3_get_autocommit(db)) edge_store_exec_kept(db, "RELEASE edge_stmt");
     }
     if (!ok) {
         edge_capture_rewind(ctx->capture, x->mark);
@@ -410,14 +410,14 @@ static int repl_post_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txct
             ok = false;
             ret = -1;
         }
-        if (ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
+        if (ok && edge_store_exec_kept(db, "COMMIT") == SQLITE_OK) {
             ctx->committed(ctx->hook_ud, ctx);
         } else {
             if (ok) {
                 set_sqlite_err(e, ctx, sqlite3_errcode(db));
                 ret = -1;
             }
-            if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            if (!sqlite3_get_autocommit(db)) edge_store_exec_kept(db, "ROLLBACK");
             edge_capture_reset(ctx->capture);
         }
         return ret;
