@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "store/store.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -34,6 +35,7 @@ struct edge_store_conn {
     const char *preparing;  /* the text being prepared, for CREATE TRIGGER bodies */
     size_t preparing_len;
     char refusal[160];      /* why the sandbox refused the last statement, "" if it did not */
+    uint64_t id;            /* edge_store_conn_id */
     edge_store_observer observer;
     void *observer_ud;
 };
@@ -255,6 +257,8 @@ int edge_store_open(const char *path, enum edge_store_mode mode, bool synchronou
         return EDGE_ENOMEM;
     }
     c->mode = mode;
+    static atomic_uint_fast64_t next_id = 1;
+    c->id = atomic_fetch_add(&next_id, 1);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (rc != SQLITE_OK) {
@@ -333,6 +337,8 @@ void edge_store_close(struct edge_store_conn *c)
 }
 
 sqlite3 *edge_store_db(struct edge_store_conn *c) { return c->db; }
+
+uint64_t edge_store_conn_id(const struct edge_store_conn *c) { return c->id; }
 
 static uint64_t fnv1a(const char *s, size_t n)
 {

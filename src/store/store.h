@@ -33,6 +33,9 @@ int edge_store_open(const char *path, enum edge_store_mode mode, bool synchronou
 void edge_store_close(struct edge_store_conn *c);
 /* The underlying handle (borrowed). */
 sqlite3 *edge_store_db(struct edge_store_conn *c);
+/* A number no other connection of this process had or will have (for caches keyed by
+ * connection: a new connection may be allocated where a closed one was). */
+uint64_t edge_store_conn_id(const struct edge_store_conn *c);
 
 /* Prepare one statement of sql[0..len) through the cache. *out_tail is the offset of
  * what follows the statement. Returns a SQLite result code (SQLITE_OK); *out_stmt is

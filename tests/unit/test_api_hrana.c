@@ -603,6 +603,57 @@ static void test_classify_sequence_past_unpreparable(void **state)
     assert_int_equal(count_users(fx), 2); /* classification never executes */
 }
 
+static int classify_tables(struct fixture *fx, const char *sql, struct hrana_tables *t)
+{
+    char text[512];
+    snprintf(text, sizeof(text), "[{\"type\":\"execute\",\"stmt\":{\"sql\":\"%s\"}}]", sql);
+    json_t *reqs = parse(text);
+    memset(t, 0, sizeof(*t));
+    int r = (int)hrana_classify(reqs, 1, fx->rconn, &fx->sqls, false, t);
+    json_decref(reqs);
+    return r;
+}
+
+/* The tables of a write are kept per statement text (classify.c): answers from the
+ * cache are those of a fresh prepare, across other texts sharing its slots, schema
+ * changes and several statements of one unit (each table once). */
+static void test_classify_tables_cached(void **state)
+{
+    struct fixture *fx = *state;
+    static const char ins[] = "INSERT INTO users(name, age) VALUES ('carol', 7)";
+    struct hrana_tables t;
+    assert_int_equal(sqlite3_exec(edge_store_db(fx->conn), "CREATE TABLE audit(n INTEGER)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(classify_tables(fx, ins, &t), HRANA_ROUTE_WRITE);
+        assert_int_equal(t.n, 1);
+        assert_string_equal(t.names[0], "users");
+        /* 40 other texts: more than the cache's slots */
+        for (int k = 0; k < 40; k++) {
+            char sql[96];
+            snprintf(sql, sizeof(sql), "INSERT INTO audit VALUES (%d)", k);
+            assert_int_equal(classify_tables(fx, sql, &t), HRANA_ROUTE_WRITE);
+            assert_int_equal(t.n, 1);
+            assert_string_equal(t.names[0], "audit");
+        }
+        if (round == 1) {
+            assert_int_equal(sqlite3_exec(edge_store_db(fx->conn), "ALTER TABLE users ADD COLUMN note TEXT", NULL,
+                                          NULL, NULL),
+                             SQLITE_OK);
+        }
+    }
+    json_t *reqs = parse("[{\"type\":\"execute\",\"stmt\":{\"sql\":\"INSERT INTO audit VALUES (1)\"}},"
+                         "{\"type\":\"execute\",\"stmt\":{\"sql\":\"INSERT INTO users(name, age) VALUES ('carol', 7)\"}},"
+                         "{\"type\":\"execute\",\"stmt\":{\"sql\":\"INSERT INTO audit VALUES (1)\"}}]");
+    memset(&t, 0, sizeof(t));
+    assert_int_equal(hrana_classify(reqs, 3, fx->rconn, &fx->sqls, false, &t), HRANA_ROUTE_WRITE);
+    json_decref(reqs);
+    assert_int_equal(t.n, 2);
+    assert_string_equal(t.names[0], "audit");
+    assert_string_equal(t.names[1], "users");
+    assert_int_equal(count_users(fx), 2); /* classification never executes */
+}
+
 /* Cursor entries of a batch, JSON-encoded: one object per line, in the spec's order. */
 static json_t *cursor_lines(struct fixture *fx, const char *batch_text, size_t max, struct hrana_cursor_json *j,
                             struct edge_buf *out)
@@ -741,6 +792,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_result_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_classify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_classify_sequence_past_unpreparable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_classify_tables_cached, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursor_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursor_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_stops_runaway_query, setup, teardown),

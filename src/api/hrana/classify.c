@@ -53,14 +53,14 @@ static int authorizer(void *ud, int action, const char *a, const char *b, const 
 }
 
 /* The tables of the last few write statements each loop thread classified. The answer
- * depends only on the text and the schema (triggers add the tables they write; clients
- * cannot make TEMP objects), so it is kept under the main schema's version: preparing
+ * depends only on the text and the schema the names resolve in (clients cannot make TEMP
+ * objects), so it is kept per connection under the main schema's version: preparing
  * every write a second time was a few per cent of a node's CPU under a write load.
  * Texts longer than a slot are not kept. */
 #define TCACHE_SLOTS 16
 #define TCACHE_SQL 480
 struct tcache_slot {
-    sqlite3 *db;
+    uint64_t conn; /* edge_store_conn_id */
     int64_t schema;
     size_t len; /* 0: empty */
     char sql[TCACHE_SQL];
@@ -105,12 +105,13 @@ static void tables_merge(struct hrana_tables *t, const struct hrana_tables *a)
 static void collect_tables(struct edge_store_conn *rconn, const char *sql, size_t len, struct hrana_tables *t)
 {
     sqlite3 *db = edge_store_db(rconn);
+    uint64_t conn = edge_store_conn_id(rconn);
     struct tcache_slot *slot = NULL;
     int64_t ver = -1;
     if (len > 0 && len < TCACHE_SQL) {
         ver = schema_version(db); /* before preparing: a later change only makes a miss */
         slot = &tcache[tcache_hash(sql, len) % TCACHE_SLOTS];
-        if (ver >= 0 && slot->len == len && slot->db == db && slot->schema == ver && memcmp(slot->sql, sql, len) == 0) {
+        if (ver >= 0 && slot->len == len && slot->conn == conn && slot->schema == ver && memcmp(slot->sql, sql, len) == 0) {
             tables_merge(t, &slot->t);
             return;
         }
@@ -124,7 +125,7 @@ static void collect_tables(struct edge_store_conn *rconn, const char *sql, size_
     edge_store_observe(rconn, NULL, NULL);
     tables_merge(t, &mine);
     if (slot != NULL && ver >= 0) {
-        slot->db = db;
+        slot->conn = conn;
         slot->schema = ver;
         slot->len = len;
         memcpy(slot->sql, sql, len);
