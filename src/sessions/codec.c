@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,22 +180,53 @@ static size_t make_ad(uint8_t *ad, const char *id, uint32_t key_id)
     return n + 5;
 }
 
-/* One compression context per thread: contexts are costly to make and not shareable. */
-static _Thread_local ZSTD_CCtx *tl_cctx;
-static _Thread_local ZSTD_DCtx *tl_dctx;
+/* One compression context per thread: contexts are costly to make and not shareable.
+ * A thread-specific key frees them when the thread ends (the loops at stop). */
+struct zctx {
+    ZSTD_CCtx *c;
+    ZSTD_DCtx *d;
+};
+static pthread_key_t zkey;
+static pthread_once_t zonce = PTHREAD_ONCE_INIT;
+
+static void zctx_free(void *p)
+{
+    struct zctx *z = p;
+    ZSTD_freeCCtx(z->c);
+    ZSTD_freeDCtx(z->d);
+    free(z);
+}
+
+static void zkey_make(void) { (void)pthread_key_create(&zkey, zctx_free); }
+
+static struct zctx *zctx_get(void)
+{
+    pthread_once(&zonce, zkey_make);
+    struct zctx *z = pthread_getspecific(zkey);
+    if (z == NULL) {
+        z = calloc(1, sizeof(*z));
+        if (z == NULL) return NULL;
+        if (pthread_setspecific(zkey, z) != 0) {
+            free(z);
+            return NULL;
+        }
+    }
+    return z;
+}
 
 int edge_sess_seal(const struct edge_sess_keys *k, int level, const char *id, const void *json, size_t len,
                    struct edge_buf *blob, uint32_t *out_key_id)
 {
     if (k->n == 0 || strlen(id) > EDGE_SESS_ID_MAX) return EDGE_EINVAL;
-    if (tl_cctx == NULL) tl_cctx = ZSTD_createCCtx();
-    if (tl_cctx == NULL) return EDGE_ENOMEM;
+    struct zctx *zc = zctx_get();
+    if (zc != NULL && zc->c == NULL) zc->c = ZSTD_createCCtx();
+    if (zc == NULL || zc->c == NULL) return EDGE_ENOMEM;
     size_t bound = ZSTD_compressBound(len);
     uint8_t stackbuf[4096];
     uint8_t *z = bound <= sizeof(stackbuf) ? stackbuf : edge_malloc(bound);
     if (z == NULL) return EDGE_ENOMEM;
     int rv = EDGE_OK;
-    size_t zlen = ZSTD_compressCCtx(tl_cctx, z, bound, json, len, level);
+    size_t zlen = ZSTD_compressCCtx(zc->c, z, bound, json, len, level);
     if (ZSTD_isError(zlen)) {
         rv = EDGE_EINTERNAL;
         goto out;
@@ -247,11 +279,12 @@ int edge_sess_open(const struct edge_sess_keys *k, const char *id, uint32_t key_
         rv = EDGE_ETOOBIG;
         goto out;
     }
-    if (tl_dctx == NULL) tl_dctx = ZSTD_createDCtx();
+    struct zctx *zc = zctx_get();
+    if (zc != NULL && zc->d == NULL) zc->d = ZSTD_createDCtx();
     edge_buf_reset(out);
-    rv = tl_dctx == NULL ? EDGE_ENOMEM : edge_buf_reserve(out, (size_t)plain + 1);
+    rv = zc == NULL || zc->d == NULL ? EDGE_ENOMEM : edge_buf_reserve(out, (size_t)plain + 1);
     if (rv != EDGE_OK) goto out;
-    size_t got = ZSTD_decompressDCtx(tl_dctx, out->data, (size_t)plain, z, (size_t)zlen);
+    size_t got = ZSTD_decompressDCtx(zc->d, out->data, (size_t)plain, z, (size_t)zlen);
     if (ZSTD_isError(got) || got != plain) {
         rv = EDGE_ECORRUPT;
         goto out;
