@@ -469,6 +469,9 @@ int edge_capture_check(struct edge_capture *c, size_t mark, bool ddl, char *errm
     struct edge__rd r = {(const uint8_t *)c->raw.data, c->raw.len, mark <= c->raw.len ? mark : c->raw.len};
     struct edge_buf v;
     edge_buf_init(&v, (size_t)1 << 30);
+    struct edge__tinfo ti; /* of the table last seen: a statement writes many rows of one table */
+    memset(&ti, 0, sizeof(ti));
+    bool have_ti = false;
     int rv = EDGE_OK;
     while (rv == EDGE_OK && r.off < r.len) {
         struct raw_op o;
@@ -487,10 +490,13 @@ int edge_capture_check(struct edge_capture *c, size_t mark, bool ddl, char *errm
         for (size_t i = 0; i < c->crdt->n_cols && rv == EDGE_OK; i++) {
             const struct edge_conf_crdt_column *cc = &c->crdt->cols[i];
             if (strcasecmp(cc->table, table) != 0) continue;
-            struct edge__tinfo ti;
-            if (edge__tinfo_load(c->db, table, &ti) != EDGE_OK) {
-                rv = EDGE_ESTORE;
-                break;
+            if (!have_ti || strcmp(ti.name, table) != 0) {
+                edge__tinfo_free(&ti);
+                have_ti = edge__tinfo_load(c->db, table, &ti) == EDGE_OK;
+                if (!have_ti) {
+                    rv = EDGE_ESTORE;
+                    break;
+                }
             }
             int k = edge__tinfo_col(&ti, cc->column, strlen(cc->column));
             int64_t iv;
@@ -506,9 +512,9 @@ int edge_capture_check(struct edge_capture *c, size_t mark, bool ddl, char *errm
                     rv = EDGE_EINVAL;
                 }
             }
-            edge__tinfo_free(&ti);
         }
     }
+    edge__tinfo_free(&ti);
     edge_buf_free(&v);
     return rv;
 }
