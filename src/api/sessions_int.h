@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals shared by sessions_http.c (requests, reads, analytics, life cycle) and
+ * sessions_own.c (writes at the home, forwarding, migration, touches, GC); the design is
+ * in sessions_http.c's header comment. Not a public interface. */
+#ifndef EDGE_API_SESSIONS_INT_H
+#define EDGE_API_SESSIONS_INT_H
+
+#include "api/node_int.h"
+#include "net/httpc.h"
+#include "net/httpc_async.h"
+#include "sessions/sessions.h"
+
+#define SESS_MAX_ATTEMPTS 5
+#define SESS_WAIT_TICK_MS 3
+#define SESS_WAIT_MAX_MS 3000
+#define SESS_FWD_TIMEOUT_MS 5000
+#define SESS_TRACK_BUCKETS 4096
+#define SESS_TRACK_MAX 200000
+#define SESS_TOUCH_MIN_STEP_MS 1000
+#define SESS_REFUSE_REASONS 3
+#define SESS_GC_BUDGET_NS (10u * 1000u * 1000u) /* a GC step stops after 10 ms of deleting */
+
+
+struct track_ent {
+    struct track_ent *next;
+    char region[EDGE_SESS_REGION_MAX + 1];
+    uint32_t count;
+    char id[];
+};
+
+struct edge__sess {
+    bool enabled;
+    char why_disabled[256];
+    struct edge_conf_sessions conf;
+    struct edge_sess_keys keys;
+    /* analytics */
+    _Atomic uint64_t reads, hits, misses, stale_reads, forwards, forward_errors, writes, creates, deletes;
+    _Atomic uint64_t migrations_in, migrations_out, refused[SESS_REFUSE_REASONS];
+    _Atomic uint64_t expirations, gc_steps, gc_max_us, gc_last_us, touches, reports_sent, report_errors;
+    _Atomic uint64_t raw_bytes_written, sealed_bytes_written, decrypt_errors;
+    /* migration counting (home side) */
+    pthread_mutex_t track_mu;
+    struct track_ent *track[SESS_TRACK_BUCKETS];
+    _Atomic size_t n_track;
+    /* totals cache for stats and metrics */
+    pthread_mutex_t totals_mu;
+    uint64_t totals_at_ms;
+    int64_t live, sealed, raw, rows;
+};
+
+struct idlist {
+    char **ids;
+    size_t n, cap;
+};
+
+struct sess_peer {
+    struct edge_httpca *pool;
+    struct idlist report; /* accesses to report to this region (when it is their home) */
+    bool up;              /* its peer link was connected at up_checked_ms */
+    bool offset_known;    /* its wall clock minus ours, from the link's PING/PONG */
+    double offset_ms;
+    uint64_t up_checked_ms;
+};
+
+struct edge__sess_loop {
+    struct loop *l;
+    uv_timer_t tick;
+    bool tick_armed;
+    struct idlist touch; /* sessions homed here whose TTL slid */
+    struct sess_peer *peers; /* per region of the configuration (index as conf->regions) */
+    size_t n_peers;
+    uv_timer_t gc_timer; /* loop 0 */
+    bool gc_busy;
+};
+
+
+enum job_kind { JOB_WRITE, JOB_TOUCH, JOB_GC, JOB_MIGRATE };
+
+struct sreq;
+
+struct sreq;
+
+struct sjob {
+    struct edge_writer_job wjob; /* first: the writer hands it back as this */
+    struct edge_task task;
+    struct loop *l;
+    enum job_kind kind;
+    int store_rv;
+    int status; /* the writer's commit status */
+    struct edge_sess_write w;
+    struct sreq *req;       /* JOB_WRITE */
+    struct idlist ids;      /* JOB_TOUCH, JOB_MIGRATE */
+    char target[EDGE_SESS_REGION_MAX + 1]; /* JOB_MIGRATE */
+    int64_t *epochs;        /* JOB_MIGRATE: the epoch each decision saw */
+    bool *moved;            /* JOB_MIGRATE: out */
+    struct edge_http_conn *conn; /* JOB_MIGRATE: the access report to answer */
+    uint64_t start_ns;
+    json_t *refused;        /* JOB_MIGRATE: refusals to report */
+    int deleted;            /* JOB_GC */
+    uint64_t run_us;
+};
+
+struct sjob_blob {
+    struct sjob j;
+    struct edge_buf blob;
+};
+
+/* The home's clock: this node's wall clock (the one its HLC follows). Not the HLC itself,
+ * which a peer's clock running ahead would drag forward and so expire sessions early. */
+static inline int64_t edge__sess_now(struct edge_node *n)
+{
+    (void)n;
+    return (int64_t)wall_ms();
+}
+
+static inline const struct edge_conf_sessions *edge__sess_conf(struct edge_node *n) { return &n->sess->conf; }
+
+
+/* sessions_http.c */
+int edge__sess_idlist_add(struct idlist *l, const char *id);
+void edge__sess_idlist_free(struct idlist *l);
+int edge__sess_region_index(struct edge_node *n, const char *id); /* in the configuration, -1 if absent */
+void edge__sess_respond(struct edge_node *n, struct edge_http_conn *c, uint64_t start_ns, int status, const char *extra,
+                        const char *body, size_t len);
+void edge__sess_error(struct edge_node *n, struct edge_http_conn *c, uint64_t start_ns, int status, const char *code,
+                      const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void edge__sess_track_reset(struct edge__sess *s, const char *id);
+uint32_t edge__sess_track_remote(struct edge__sess *s, const char *id, const char *from);
+int64_t edge__sess_home_now(struct loop *l, const char *home);
+bool edge__sess_peer_up(struct loop *l, const char *region);
+/* Sessions are on here (a key ring is loaded); else answered 503 and false. */
+bool edge__sess_ready(struct edge_node *n, struct edge_http_conn *c, struct edge_http_req *req);
+/* Migration refusal reasons, as counted (edge__sess.refused) and labelled. */
+extern const char *const edge__sess_refuse_names[SESS_REFUSE_REASONS];
+
+/* sessions_own.c */
+void edge__sess_job_free(struct sjob *j);
+int edge__sess_job_submit(struct sjob *j, bool client);
+void edge__sess_tick_arm(struct loop *l);
+void edge__sess_on_gc(uv_timer_t *t);
+/* PUT, PATCH, DELETE of rest, or POST (rest NULL): run at the home or forwarded there. */
+void edge__sess_write_start(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const char *rest,
+                            int64_t if_match, const char *imh);
+
+#endif
