@@ -71,7 +71,11 @@ try {
     "INSERT INTO kv (id, v) SELECT i, 'value-' || i FROM s");
   await one(c.url('a'), 'WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 20000) ' +
     'INSERT INTO big (id, k, v) SELECT i, i % 100, i * 7 FROM s');
-  await c.waitConverged(['kv'], 30000);
+  // every region done applying before anything is timed
+  await c.waitConverged(['kv'], 60000);
+  await c.waitFor(async () => Number((await c.rows('b', 'SELECT count(*) FROM big'))[0][0]) === 20000 &&
+    Number((await c.rows('c', 'SELECT count(*) FROM big'))[0][0]) === 20000, 60000, 200);
+  await sleep(1000);
   const cfg = path.join(c.root, 'router.yaml');
   fs.writeFileSync(cfg, [`cluster: { name: ${c.name}, secret: "${c.secret}" }`, 'regions:',
     ...c.ids.map((id) => `  - { id: ${id}, url: "${c.url(id)}", priority: ${c.regions[id].priority} }`),
@@ -80,10 +84,16 @@ try {
   // 1. point reads over 1000 keys; every text differs (a comment), so the cache never answers
   // them and both paths do the same work in the region
   const point = (i) => `SELECT v FROM kv WHERE id = ${(i % 1000) + 1} /* ${i} */`;
+  // alternated twice, the better run of each kept: the machine is shared
+  const best = (a, b) => (!a || b.rps > a.rps ? b : a);
+  let direct = null;
+  let routed = null;
   await load(c.url('b'), point, 1, CONC);
-  const direct = await load(c.url('b'), point, SECONDS, CONC);
   await load(r.url, point, 1, CONC);
-  const routed = await load(r.url, point, SECONDS, CONC);
+  for (let k = 0; k < 2; k++) {
+    direct = best(direct, await load(c.url('b'), point, SECONDS, CONC));
+    routed = best(routed, await load(r.url, point, SECONDS, CONC));
+  }
   console.log(`RESULT name=router_point_reads direct_rps=${direct.rps.toFixed(0)} routed_rps=${routed.rps.toFixed(0)} ` +
     `ratio=${(routed.rps / direct.rps).toFixed(2)} direct_p50_ms=${direct.p50.toFixed(3)} direct_p99_ms=${direct.p99.toFixed(3)} ` +
     `routed_p50_ms=${routed.p50.toFixed(3)} routed_p99_ms=${routed.p99.toFixed(3)} ` +

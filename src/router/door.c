@@ -13,6 +13,7 @@
 #include "router/door.h"
 
 #include <http_parser.h>
+#include <sodium.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,46 +26,7 @@
 #include "net/httpc.h"
 #include "net/httpc_async.h"
 #include "router/router.h"
-
-#define DOOR_CONNS 64
-#define RYW_SLOTS 4096
-#define MAX_TRIES 8
-
-struct region {
-    int idx;
-    const char *id;
-    char host[256], port[8];
-    double weight;
-    struct edge_httpca *pool, *probe_pool;
-    bool up, probing, ever_probed;
-    double rtt_ms;   /* EWMA of probe round trips */
-    double wan_ms;   /* from the client region by the matrix; 0 without one */
-    int in_flight;
-    uint64_t probe_start_ns;
-    uint64_t requests, errors, failovers_from, probes_failed;
-};
-
-struct ryw {
-    uint64_t hash;
-    char key[64];
-    char bookmark[96];
-};
-
-struct door {
-    const struct edge_router_door_config *cfg;
-    const struct edge_conf_router *rc;
-    uv_loop_t loop;
-    uv_timer_t probe_timer, stop_timer;
-    volatile sig_atomic_t *stop;
-    struct edge_http_server *http;
-    struct region *regions;
-    int n;
-    struct ryw *ryw; /* RYW_SLOTS, direct-mapped by the key's hash (a newer key takes the slot) */
-    struct edge_router_stats *stats;
-    uint64_t failovers, write_not_retried, ryw_attached, requests;
-    double failover_ms_last; /* time from the first failure to the answer, last fail-over */
-    bool stopping;
-};
+#include "router/door_int.h"
 
 struct preq {
     struct door *d;
@@ -137,7 +99,7 @@ static double eff_rtt(const struct door *d, const struct region *r)
 
 /* Among the regions not tried (up ones first): those within rtt_slack_ms of the nearest,
  * then power of two choices on in-flight requests per unit of weight. -1 if none. */
-static int choose(struct door *d, uint32_t tried)
+int edge__door_choose(struct door *d, uint32_t tried)
 {
     int cand[64];
     for (int pass = 0; pass < 2; pass++) {
@@ -178,7 +140,7 @@ static int next_region(struct door *d, uint32_t tried)
             }
         }
     }
-    return choose(d, tried);
+    return edge__door_choose(d, tried);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -488,7 +450,7 @@ static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req
     snprintf(p->headers, sizeof(p->headers), "%s%s%s%s%s%s%s%s%s", auth ? "Authorization: " : "", auth ? auth : "",
              auth ? "\r\n" : "", cons ? "X-Edge-Consistency: " : "", cons ? cons : "", cons ? "\r\n" : "",
              bm ? "X-Edge-Bookmark: " : "", bm ? bm : "", bm ? "\r\n" : "");
-    if (!p->pinned) p->target = choose(d, 0);
+    if (!p->pinned) p->target = edge__door_choose(d, 0);
     if (p->target < 0) {
         answer_error(p, 503, "NO_REGION", "no region is configured with a url");
         preq_free(p);
@@ -528,6 +490,11 @@ static void door_metrics(struct door *d, struct edge_http_conn *c)
     for (int i = 0; i < d->n; i++) {
         edge_buf_printf(&b, "edgelite_router_region_errors_total{region=\"%s\"} %llu\n", d->regions[i].id,
                         (unsigned long long)d->regions[i].errors);
+    }
+    edge_buf_puts(&b, "# TYPE edgelite_router_region_ws_sessions_total counter\n");
+    for (int i = 0; i < d->n; i++) {
+        edge_buf_printf(&b, "edgelite_router_region_ws_sessions_total{region=\"%s\"} %llu\n", d->regions[i].id,
+                        (unsigned long long)d->regions[i].ws_sessions);
     }
     edge_buf_printf(&b,
                     "# TYPE edgelite_router_requests_total counter\nedgelite_router_requests_total %llu\n"
@@ -593,8 +560,7 @@ static void on_request(void *ud, struct edge_http_conn *c, struct edge_http_req 
     bool get = req->method == HTTP_GET || req->method == HTTP_HEAD;
     bool post = req->method == HTTP_POST;
     if (req->upgrade) {
-        edge_http_respond_error(c, 501, "NOT_SUPPORTED",
-                                "the router does not proxy WebSocket yet: use an http:// URL (Hrana over HTTP)");
+        edge__door_ws_upgrade(d, c, req);
     } else if (strstr(p, "/v3-protobuf") != NULL) {
         /* clients fall back to JSON, whose batons the router can read */
         edge_http_respond_error(c, 404, "NOT_FOUND", "the router speaks Hrana over HTTP in JSON (v2, v3)");
@@ -626,6 +592,16 @@ static void on_close(void *ud, struct edge_http_conn *c)
 {
     (void)ud;
     (void)c;
+}
+
+static void on_ws_message(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len)
+{
+    /* every upgraded connection has its own handler (door_ws.c); nothing arrives here */
+    (void)ud;
+    (void)opcode;
+    (void)data;
+    (void)len;
+    edge_http_ws_close(c, 1011, "no session");
 }
 
 static void on_stop_check(uv_timer_t *t)
@@ -664,6 +640,11 @@ int edge_router_door_run(const struct edge_router_door_config *cfg, volatile sig
     }
     uv_loop_init(&d.loop);
     srand((unsigned)uv_hrtime());
+    if (sodium_init() < 0) {
+        snprintf(errmsg, errmsg_len, "libsodium failed to initialise");
+        rv = EDGE_EINTERNAL;
+        goto out_loop;
+    }
     if (cfg->conf->n_regions > 32) {
         snprintf(errmsg, errmsg_len, "the router handles at most 32 regions");
         rv = EDGE_ECONFIG;
@@ -708,7 +689,7 @@ int edge_router_door_run(const struct edge_router_door_config *cfg, volatile sig
                                    .idle_timeout_ms = 60000,
                                    .request_timeout_ms = 30000,
                                    .max_ws_message = 1u << 20};
-    struct edge_http_handler h = {.ud = &d, .on_request = on_request, .on_ws_message = NULL, .on_close = on_close};
+    struct edge_http_handler h = {.ud = &d, .on_request = on_request, .on_ws_message = on_ws_message, .on_close = on_close};
     rv = edge_http_server_start(&d.loop, fd, &lim, &h, &d.http);
     if (rv != EDGE_OK) {
         snprintf(errmsg, errmsg_len, "cannot serve: %s", edge_strerror(rv));

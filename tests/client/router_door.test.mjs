@@ -94,6 +94,26 @@ describe('router_door', { timeout: 240000 }, () => {
     }
   });
 
+  test('WebSocket through the router: @libsql/client over ws://, the session pinned to one region', async () => {
+    const { createClient } = await import('@libsql/client');
+    const cl = createClient({ url: r.url.replace('http://', 'ws://') });
+    try {
+      await cl.execute({ sql: 'INSERT INTO t (id, v) VALUES (?, ?)', args: [50, 'ws'] });
+      const tx = await cl.transaction('write');
+      await tx.execute({ sql: 'UPDATE t SET v = ? WHERE id = 50', args: ['ws-tx'] });
+      assert.equal((await tx.execute('SELECT v FROM t WHERE id = 50')).rows[0].v, 'ws-tx');
+      await tx.commit();
+      const b = await cl.batch(['SELECT count(*) AS n FROM t WHERE id = 50', 'SELECT v FROM t WHERE id = 50'], 'read');
+      assert.equal(b[1].rows[0].v, 'ws-tx');
+    } finally {
+      cl.close();
+    }
+    const text = await (await fetch(r.url + '/metrics')).text();
+    const sessions = [...text.matchAll(/edgelite_router_region_ws_sessions_total\{region="(\w+)"\} (\d+)/g)]
+      .map((m) => Number(m[2]));
+    assert.equal(sessions.reduce((a, b) => a + b, 0), 1, text);
+  });
+
   test('reads share the load among regions of equal RTT', async () => {
     const seen = {};
     for (let i = 0; i < 300; i++) {
