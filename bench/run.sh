@@ -452,6 +452,22 @@ if [[ -x "$EDGELITE" && -x "$ROOT/bench/sessions.sh" ]]; then
         echo '```'
     } >>"$OUT"
 fi
+# 8. Real-time feed (issue 10): fan-out to 1,000 subscribers, write-to-event latency, memory per idle subscriber.
+if [[ -x "$EDGELITE" && -x "$ROOT/bench/realtime.sh" ]]; then
+    RT=$("$ROOT/bench/realtime.sh" --build "$BUILD" 2>/dev/null | grep '^RESULT name=realtime_' || true)
+    {
+        echo
+        echo "## Real-time feed"
+        echo
+        echo "bench/realtime.sh: a 2-region cluster; change events delivered per second by one node to 1,000"
+        echo "subscribers of one table, write-to-event latency (a write in the subscriber's region and in the other),"
+        echo "RSS growth per idle subscriber with 10,000 connected (the load generator shares the machine):"
+        echo
+        echo '```'
+        echo "${RT:-realtime.sh produced no result}"
+        echo '```'
+    } >>"$OUT"
+fi
 # 6. Replication (issue 4): bench/repl.sh appends its own section; its failure is logged, not fatal here.
 if [[ -x "$EDGELITE" ]]; then
     "$ROOT/bench/repl.sh" --build "$BUILD" --out-append "$OUT" >/dev/null || log "bench/repl.sh failed (see above)"

@@ -129,6 +129,13 @@ if [ "$RC" -eq 0 ]; then
   wait "$NODE_PID"
   RC=$?
 fi
+if [ "$RC" -eq 0 ]; then
+  # Real-time feed (docs/realtime.md): a subscriber per region sees every region's changes once.
+  node demo/realtime.mjs "${ARGS[@]:2}" &
+  NODE_PID=$!
+  wait "$NODE_PID"
+  RC=$?
+fi
 set -e
 if [ "$RC" -ne 0 ] && [ "$RC" -ne 130 ]; then show_logs; fi
 # The query router (docs/router.md): reads through `edgelite router`, the region it prefers killed midway.

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+// bench/realtime_probe.mjs (run by bench/realtime.sh): the real-time feed on a real 2-region cluster.
+//  fanout:  S subscribers of one table on region a, a writer inserting rows in batches at region a for D
+//           seconds: change events delivered per second by the node (its counter, checked against what the
+//           subscribers counted);
+//  latency: one subscriber at a, single-row writes at a (local) and at b (cross-region; with --wan, the
+//           regions' emulated one-way delay applies): commit-to-event latency p50/p99;
+//  idle:    C idle subscriber connections at a: the node's RSS growth per connection.
+// Prints RESULT lines, never pass/fail. Figures depend on the machine (the load generator shares it).
+import { startCluster, sleep } from '../tests/client/lib/cluster.mjs';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+
+const require = createRequire(new URL('../tests/client/package.json', import.meta.url));
+const WebSocket = require('ws');
+
+const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')));
+const SUBS = Number(args.subs ?? 1000);
+const DUR = Number(args.duration ?? 10);
+const IDLE = Number(args.idle ?? 10000);
+const LAT_N = Number(args.latency ?? 500);
+const WAN = args.wan ?? '';
+
+const rss = (pid) => {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+};
+const status = async (c, id) => (await fetch(`${c.url(id)}/v1/realtime/status`)).json();
+const pct = (a, p) => { const s = a.slice().sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
+
+function openSub(url, onFrame, from = 'now') {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url.replace(/^http/, 'ws') + '/v1/realtime', ['edgelite-realtime1'], { perMessageDeflate: false });
+    ws.on('open', () => { ws.send(JSON.stringify({ type: 'subscribe', id: 1, tables: ['feed'], from })); });
+    let ready = false;
+    ws.on('message', (d) => {
+      if (!ready) {
+        const s = d.toString();
+        if (s.includes('"ready"')) { ready = true; resolve(ws); }
+        return;
+      }
+      onFrame(d);
+    });
+    ws.on('error', reject);
+  });
+}
+
+const extra = ['--log-level', 'warn', ...(WAN ? ['--emulate-wan', WAN] : [])];
+const ids = WAN ? JSON.parse(fs.readFileSync(WAN, 'utf8')).regions.slice(0, 2).map((r) => r.id) : undefined;
+const c = await startCluster({ regions: 2, ids, extraArgs: extra, realtime: { max_connections: IDLE + SUBS + 100, queue_bytes: 8 * 1024 * 1024 } });
+const [A, B] = c.ids;
+try {
+  await c.createTable('feed', 'CREATE TABLE IF NOT EXISTS feed (id INTEGER PRIMARY KEY, t REAL, v TEXT)');
+
+  // ---- fan-out
+  let counted = 0;
+  const needle = Buffer.from('"type":"change"');
+  const subs = [];
+  for (let i = 0; i < SUBS; i++) {
+    subs.push(await openSub(c.url(A), (d) => {
+      let k = 0;
+      for (let at = d.indexOf(needle); at >= 0; at = d.indexOf(needle, at + needle.length)) k++;
+      counted += k;
+    }));
+  }
+  const before = (await status(c, A)).deliveries_total;
+  const t0 = Date.now();
+  let next = 1;
+  const writer = async () => {
+    while (Date.now() - t0 < DUR * 1000) {
+      const vals = [];
+      for (let k = 0; k < 10; k++) vals.push(`(${next++}, 0, 'x')`);
+      await c.sql(A, `INSERT INTO feed VALUES ${vals.join(',')}`);
+    }
+  };
+  await Promise.all([writer(), writer()]);
+  const wrote = next - 1;
+  const tEnd = Date.now();
+  // let the queues drain (bounded)
+  for (let i = 0; i < 200 && counted < wrote * SUBS; i++) await sleep(50);
+  const after = (await status(c, A)).deliveries_total;
+  const secs = (tEnd - t0) / 1000;
+  console.log(`RESULT name=realtime_fanout subscribers=${SUBS} rows=${wrote} seconds=${secs.toFixed(1)} `
+    + `deliveries_per_s=${Math.round((after - before) / secs)} client_counted=${counted} expected=${wrote * SUBS}`);
+  for (const s of subs) s.terminate();
+  await sleep(500);
+
+  // ---- latency
+  const lat = { [A]: [], [B]: [] };
+  const sent = new Map();
+  const one = await openSub(c.url(A), (d) => {
+    const now = performance.now();
+    const s = d.toString();
+    for (const m of s.matchAll(/"pk":(\d+)/g)) {
+      const st = sent.get(Number(m[1]));
+      if (st) { lat[st.at].push(now - st.t); sent.delete(Number(m[1])); }
+    }
+  });
+  let id = 10_000_000;
+  for (const at of [A, B]) {
+    for (let i = 0; i < LAT_N; i++) {
+      const k = id++;
+      sent.set(k, { t: performance.now(), at });
+      await c.sql(at, 'INSERT INTO feed VALUES (?, 0, ?)', [k, 'l']);
+      await sleep(2);
+    }
+  }
+  for (let i = 0; i < 100 && sent.size > 0; i++) await sleep(50);
+  one.terminate();
+  for (const at of [A, B]) {
+    const a = lat[at];
+    console.log(`RESULT name=realtime_latency writer=${at === A ? 'local' : 'remote'} region=${at} n=${a.length} `
+      + `p50_ms=${pct(a, 0.5)?.toFixed(2)} p99_ms=${pct(a, 0.99)?.toFixed(2)}`);
+  }
+  // note: the latency includes the HTTP round trip of the write's answer racing the event (the send time is
+  // taken before the request); for the remote writer it includes replication to a.
+
+  // ---- idle subscribers
+  await sleep(500);
+  const pid = c.regions[A].proc.pid;
+  const r0 = rss(pid);
+  const idle = [];
+  for (let i = 0; i < IDLE; i++) {
+    try { idle.push(await openSub(c.url(A), () => {})); } catch (e) { console.error(`idle ${i}: ${e.message}`); break; }
+  }
+  await sleep(1000);
+  const r1 = rss(pid);
+  console.log(`RESULT name=realtime_idle connections=${idle.length} rss_before_mb=${(r0 / 1048576).toFixed(1)} `
+    + `rss_after_mb=${(r1 / 1048576).toFixed(1)} bytes_per_subscriber=${Math.round((r1 - r0) / Math.max(1, idle.length))}`);
+  for (const s of idle) s.terminate();
+} finally {
+  await c.destroy();
+}
