@@ -98,7 +98,10 @@ describe('realtime on three regions', { timeout: 240000 }, () => {
     assert.equal((await s.subscribe({ id: 3, tables: ['other'], from: 'now' })).type, 'ready');
     await c.sql('b', "INSERT INTO orders VALUES (7001, 'vip', 1), (7002, 'vip', 2), (7003, 'plain', 3), (7004, 'plain', 4)");
     await c.sql('c', "INSERT INTO other VALUES (1, 'x')");
-    await c.sql('a', 'DELETE FROM orders WHERE id = 7003');
+    // the delete runs at a once b's insert is there (else it deletes nothing)
+    await c.waitFor(async () => (await c.rows('a', 'SELECT count(*) FROM orders WHERE id = 7003'))[0][0] === 1);
+    const d = await c.sql('a', 'DELETE FROM orders WHERE id = 7003');
+    assert.equal(d.affected, 1);
     await waitEvents(s, 7);
     await sleep(500);
     const by = (sub) => s.events.filter((e) => e.sub === sub).map((e) => `${e.op}:${e.table}:${e.pk}`);
