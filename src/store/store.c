@@ -53,11 +53,11 @@ int edge_store_global_init(char *errmsg, size_t errmsg_len)
      * them off roughly doubles multi-threaded read throughput (PERF-NOTES.md). */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
-    /* Statement journals (the savepoints of every writer job, statement and applied
-     * entry) stay in memory up to 8 MiB instead of spilling to a temp file at 64 KiB:
-     * a group of a few dozen single-row writes passed that, and the file's create,
-     * unlink and ext4 writes were about a tenth of a replicating node's CPU. */
-    sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, 8 << 20);
+    /* SQLITE_CONFIG_STMTJRNL_SPILL stays at its default (64 KiB): with SQLite 3.40.1 a
+     * statement journal that spills to its temp file past a larger threshold (256 KiB and
+     * up, tried) fails the statement with SQLITE_FULL, which stopped replication of large
+     * entries (bench/repl.sh, 100-row writes); -1 (never spill) would hold a huge
+     * statement's original pages in memory. */
     if (sqlite3_initialize() != SQLITE_OK) {
         snprintf(errmsg, errmsg_len, "sqlite3_initialize failed");
         return EDGE_ESTORE;

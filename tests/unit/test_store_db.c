@@ -418,6 +418,23 @@ static void test_budget_times_out(void **state)
     assert_true(rc.v[0].i == 3);
 }
 
+/* A statement inside a savepoint that modifies megabytes of existing pages: its
+ * statement journal passes the point where SQLite moves it from memory to a temp file,
+ * and it must still run (a larger spill threshold made such statements fail with
+ * SQLITE_FULL on SQLite 3.40.1, which stopped replication of large entries). */
+static void test_big_statement_journal(void **state)
+{
+    struct fixture *f = *state;
+    exec_ok(f->db, "CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)");
+    exec_ok(f->db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) "
+                   "INSERT INTO kv SELECT x, hex(randomblob(40)) FROM c");
+    exec_ok(f->db, "BEGIN IMMEDIATE");
+    exec_ok(f->db, "SAVEPOINT big");
+    exec_ok(f->db, "UPDATE kv SET v = hex(randomblob(40)) WHERE id IN (SELECT abs(random()) % 200000 FROM kv LIMIT 3200)");
+    exec_ok(f->db, "RELEASE big");
+    exec_ok(f->db, "COMMIT");
+}
+
 static void test_open_oom_is_clean(void **state)
 {
     struct fixture *f = *state;
@@ -455,6 +472,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_statement_cache_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_change_names_reentry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_statement_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_oom_is_clean, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
