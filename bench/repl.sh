@@ -86,6 +86,7 @@ command -v node >/dev/null || { echo "repl.sh: node (18+) is required for bench/
 bench_setup edgelite-replbench
 
 T_START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log() { printf '== [%3ds] %s\n' "$(($(date +%s) - T_START))" "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 probe() { node "$PROBE" "$@"; }
@@ -347,6 +348,8 @@ print()
 print("Written by \`bench/repl.sh\` (method: docs/benchmarks.md, \"Replication\").")
 print()
 print("- Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); machine: $(nproc) CPUs, ${CPU:-unknown CPU}; kernel $(uname -r); edgelite $GIT_REV")
+print("- Load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg). Other work on")
+print("  the 2 CPUs lowers the throughput figures and raises CPU per write (more context switches, smaller groups).")
 print("- Three regions (%s; %s is the primary) as three \`edgelite serve\` processes on loopback, config derived from" % (", ".join(ids), ids[0]))
 print("  deployment/edge-config.yaml; three loadgen processes (one per region) on the same CPUs; whole script %d s." % $ELAPSED)
 print("- Throughput loads: %s keep-alive connections per region, %s s warm-up + %s s, median of %d run(s) by total" % (conns, warm, dur, runs))
