@@ -263,8 +263,8 @@ static void on_answer(void *ud, int rv, struct edge_httpc_resp *resp)
                      "applied, so it was not sent again", r->id, edge_strerror(rv));
             answer_error(p, 502, "WRITE_OUTCOME_UNKNOWN", msg);
         } else {
-            snprintf(msg, sizeof(msg), "no region could answer within %d ms (last: %s, %s)", d->rc->request_timeout_ms,
-                     r->id, edge_strerror(rv));
+            snprintf(msg, sizeof(msg), "no region could answer (%d tried within router.request_timeout_ms %d; last: "
+                     "%s, %s)", p->tries, d->rc->request_timeout_ms, r->id, edge_strerror(rv));
             answer_error(p, rv == EDGE_ETIMEDOUT ? 504 : 503, "NO_REGION", msg);
         }
         preq_free(p);
