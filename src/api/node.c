@@ -529,6 +529,7 @@ void edge_node_stop(struct edge_node *n)
         sqlite3_interrupt(edge_store_db(n->loops[i].rconn));
     }
     edge_repl_peers_stop(&n->repl);
+    edge__api_sessions_quiesce(n);
     /* Queued writes finish and are delivered to the (still running) loops, whose
      * connections are gone by now; then the loops may end. */
     edge_writer_stop(n->writer);

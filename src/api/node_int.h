@@ -342,6 +342,8 @@ void edge__api_crdt_handle(struct loop *l, struct edge_http_conn *c, struct edge
  * table on the writer's connection); loop_init/stop/free follow the loop's life. */
 int edge__api_sessions_open(struct edge_node *n, sqlite3 *wdb, char *errmsg, size_t errmsg_len);
 void edge__api_sessions_free(struct edge_node *n);
+/* Before the writer stops (edge_node_stop): no sessions job is submitted after it returns. */
+void edge__api_sessions_quiesce(struct edge_node *n);
 int edge__api_sessions_loop_init(struct loop *l);
 void edge__api_sessions_loop_stop(struct loop *l);
 void edge__api_sessions_loop_free(struct loop *l);

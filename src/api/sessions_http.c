@@ -487,6 +487,8 @@ void edge__api_sessions_stats_handle(struct loop *l, struct edge_http_conn *c, s
     edge_buf_json_double(&b, (double)atomic_load(&s->gc_max_us) / 1000.0);
     edge_buf_puts(&b, ",\"last_step_ms\":");
     edge_buf_json_double(&b, (double)atomic_load(&s->gc_last_us) / 1000.0);
+    edge_buf_puts(&b, ",\"max_step_wall_ms\":");
+    edge_buf_json_double(&b, (double)atomic_load(&s->gc_max_wall_us) / 1000.0);
     edge_buf_printf(&b, "},\"decrypt_errors\":%" PRIu64 ",\"reports\":{\"sent\":%" PRIu64 ",\"errors\":%" PRIu64 "}}",
                     atomic_load(&s->decrypt_errors), atomic_load(&s->reports_sent), atomic_load(&s->report_errors));
     edge__sess_respond(n, c, req->start_ns, 200, NULL, b.data, b.len);
@@ -520,9 +522,11 @@ void edge__api_sessions_metrics(struct loop *l, struct edge_buf *b)
     edge_buf_printf(b,
                     "edgelite_sessions_expirations_total %" PRIu64 "\nedgelite_sessions_touches_total %" PRIu64
                     "\nedgelite_sessions_gc_steps_total %" PRIu64 "\nedgelite_sessions_gc_step_max_seconds %.6f\n"
+                    "edgelite_sessions_gc_step_max_wall_seconds %.6f\n"
                     "edgelite_sessions_decrypt_errors_total %" PRIu64 "\nedgelite_sessions_compression_ratio %.4f\n",
                     atomic_load(&s->expirations), atomic_load(&s->touches), atomic_load(&s->gc_steps),
-                    (double)atomic_load(&s->gc_max_us) / 1e6, atomic_load(&s->decrypt_errors),
+                    (double)atomic_load(&s->gc_max_us) / 1e6, (double)atomic_load(&s->gc_max_wall_us) / 1e6,
+                    atomic_load(&s->decrypt_errors),
                     sealed > 0 ? (double)raw / (double)sealed : 0.0);
 }
 
@@ -536,6 +540,7 @@ int edge__api_sessions_open(struct edge_node *n, sqlite3 *wdb, char *errmsg, siz
     if (s == NULL) return EDGE_ENOMEM;
     pthread_mutex_init(&s->track_mu, NULL);
     pthread_mutex_init(&s->totals_mu, NULL);
+    pthread_rwlock_init(&s->submit_lock, NULL);
     n->sess = s;
     const struct edge_conf *c = n->cfg.conf;
     s->conf = c != NULL ? c->sessions : (struct edge_conf_sessions)EDGE_CONF_SESSIONS_DEFAULTS;
@@ -562,6 +567,15 @@ int edge__api_sessions_open(struct edge_node *n, sqlite3 *wdb, char *errmsg, siz
     return EDGE_OK;
 }
 
+void edge__api_sessions_quiesce(struct edge_node *n)
+{
+    struct edge__sess *s = n->sess;
+    if (s == NULL) return;
+    pthread_rwlock_wrlock(&s->submit_lock);
+    s->closed = true;
+    pthread_rwlock_unlock(&s->submit_lock);
+}
+
 void edge__api_sessions_free(struct edge_node *n)
 {
     struct edge__sess *s = n->sess;
@@ -572,6 +586,7 @@ void edge__api_sessions_free(struct edge_node *n)
     edge_sess_keys_wipe(&s->keys);
     pthread_mutex_destroy(&s->track_mu);
     pthread_mutex_destroy(&s->totals_mu);
+    pthread_rwlock_destroy(&s->submit_lock);
     edge_free(s);
     n->sess = NULL;
 }

@@ -30,13 +30,15 @@ struct track_ent {
 
 struct edge__sess {
     bool enabled;
+    pthread_rwlock_t submit_lock; /* writer jobs are submitted under it, read-locked */
+    bool closed;                  /* set (write-locked) before the writer stops: no more jobs */
     char why_disabled[256];
     struct edge_conf_sessions conf;
     struct edge_sess_keys keys;
     /* analytics */
     _Atomic uint64_t reads, hits, misses, stale_reads, forwards, forward_errors, writes, creates, deletes;
     _Atomic uint64_t migrations_in, migrations_out, refused[SESS_REFUSE_REASONS];
-    _Atomic uint64_t expirations, gc_steps, gc_max_us, gc_last_us, touches, reports_sent, report_errors;
+    _Atomic uint64_t expirations, gc_steps, gc_max_us, gc_last_us, gc_max_wall_us, touches, reports_sent, report_errors;
     _Atomic uint64_t raw_bytes_written, sealed_bytes_written, decrypt_errors;
     /* migration counting (home side) */
     pthread_mutex_t track_mu;
@@ -97,7 +99,8 @@ struct sjob {
     uint64_t start_ns;
     json_t *refused;        /* JOB_MIGRATE: refusals to report */
     int deleted;            /* JOB_GC */
-    uint64_t run_us;
+    uint64_t run_us; /* wall time of run */
+    uint64_t cpu_us; /* the writer thread's CPU time in run */
 };
 
 struct sjob_blob {
