@@ -122,7 +122,7 @@ static bool query_get(const char *q, const char *key, char *out, size_t outlen)
 void edge__api_realtime_sse(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
-    static char v[8192];
+    char v[8192];
     json_t *m = json_object();
     json_object_set_new(m, "type", json_string("subscribe"));
     json_object_set_new(m, "id", json_integer(1));
