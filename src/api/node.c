@@ -336,6 +336,9 @@ static void node_free(struct edge_node *n)
     edge_free(n->expired);
     for (int i = 0; i < n->n_pool; i++) edge__api_txconn_close(n->pool[i]);
     edge_jwt_keys_free(n->keys);
+    edge_writer_free(n->writer); /* stopped and closed already unless start failed */
+    n->writer = NULL;
+    n->repl.writer = NULL;
     edge__api_sessions_free(n);
     edge_rt_destroy(n->rt); /* before the feed it listens to */
     edge__api_cache_close(n);
@@ -514,7 +517,6 @@ out:
     }
     edge_store_close(wconn);
     if (n != NULL) {
-        edge_writer_stop(n->writer);
         node_free(n);
     }
     return rv;
@@ -532,9 +534,9 @@ void edge_node_stop(struct edge_node *n)
     edge__api_sessions_quiesce(n);
     /* Queued writes finish and are delivered to the (still running) loops, whose
      * connections are gone by now; then the loops may end. */
-    edge_writer_stop(n->writer);
-    n->writer = NULL;
-    n->repl.writer = NULL;
+    /* Closed, not freed: a loop may still submit (a timer that fires before the loop
+     * sees its stop); it gets EDGE_ECLOSED. Freed in node_free once the loops ended. */
+    edge_writer_close(n->writer);
     for (int i = 0; i < n->n_loops; i++) {
         struct loop *l = &n->loops[i];
         pthread_mutex_lock(&l->inbox_mu);

@@ -15,6 +15,7 @@ struct edge_writer {
     pthread_cond_t cv;
     struct edge_writer_job *head, *tail;
     bool stopping;
+    bool closed;        /* the thread has ended and the connection is closed */
     int max_group;
     size_t queued;      /* jobs in head..tail, under mu */
     size_t max_queued;  /* edge_writer_try_submit refuses beyond this; 0 = no bound */
@@ -238,9 +239,9 @@ void edge_writer_set_max_queued(struct edge_writer *w, size_t max_queued)
     pthread_mutex_unlock(&w->mu);
 }
 
-void edge_writer_stop(struct edge_writer *w)
+void edge_writer_close(struct edge_writer *w)
 {
-    if (w == NULL) {
+    if (w == NULL || w->closed) {
         return;
     }
     pthread_mutex_lock(&w->mu);
@@ -252,9 +253,24 @@ void edge_writer_stop(struct edge_writer *w)
     sqlite3_wal_checkpoint_v2(edge_store_db(w->conn), NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     if (w->hooks.before_close) w->hooks.before_close(w->hooks.ud, w->conn);
     edge_store_close(w->conn);
+    w->conn = NULL;
+    w->closed = true;
+}
+
+void edge_writer_free(struct edge_writer *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    edge_writer_close(w);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     edge_free(w);
+}
+
+void edge_writer_stop(struct edge_writer *w)
+{
+    edge_writer_free(w);
 }
 
 void edge_writer_stats(struct edge_writer *w, struct edge_writer_stats *out)

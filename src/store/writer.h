@@ -64,7 +64,13 @@ int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job);
 int edge_writer_try_submit(struct edge_writer *w, struct edge_writer_job *job);
 /* Bound for edge_writer_try_submit; 0 = none (the default). Any thread. */
 void edge_writer_set_max_queued(struct edge_writer *w, size_t max_queued);
-/* Finish queued jobs, stop the thread, close the connection, free the writer. */
+/* Finish queued jobs, stop the thread and close the connection, but keep the writer:
+ * threads that still hold it (a loop finishing a request, a timer) get EDGE_ECLOSED from
+ * a submit instead of touching freed memory. Idempotent. */
+void edge_writer_close(struct edge_writer *w);
+/* edge_writer_close if not yet done, then free the writer: nothing may use it after. */
+void edge_writer_free(struct edge_writer *w);
+/* edge_writer_free. */
 void edge_writer_stop(struct edge_writer *w);
 /* Counters (approximate, any thread). */
 void edge_writer_stats(struct edge_writer *w, struct edge_writer_stats *out);
