@@ -23,6 +23,9 @@ describe('new region seeded from a snapshot', { timeout: 90000 }, () => {
       const region = i % 2 ? 'a' : 'b';
       assert.ok((await c.sql(region, 'INSERT INTO t VALUES (?, ?)', [i, `row ${i}`])).ok);
     }
+    // The snapshot is of a or b: both must hold all 200 first (under load the last write of one can still be
+    // on its way to the other, and then the copy would rightly lack it).
+    assert.ok((await c.waitConverged(['t'], 15000, ['a', 'b'])).ok, 'a and b did not converge');
     await c.restart('c');
     assert.match(c.stderr('c'), /seeded from a snapshot of [ab]/);
     assert.deepEqual(await c.rows('c', 'SELECT count(*) FROM t'), [[200]]);
