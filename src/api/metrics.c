@@ -254,8 +254,12 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
     edge_buf_printf(&b,
                     "# HELP edgelite_router_routed_away_total Reads the router sent to another region (bookmark not "
                     "applied here, strong read not covered).\n"
-                    "# TYPE edgelite_router_routed_away_total counter\nedgelite_router_routed_away_total %llu\n",
-                    (unsigned long long)atomic_load(&n->m.routed_away));
+                    "# TYPE edgelite_router_routed_away_total counter\nedgelite_router_routed_away_total %llu\n"
+                    "# HELP edgelite_router_read_index_total Strong reads that asked the primary for its commit "
+                    "point.\n"
+                    "# TYPE edgelite_router_read_index_total counter\nedgelite_router_read_index_total %llu\n",
+                    (unsigned long long)atomic_load(&n->m.routed_away),
+                    (unsigned long long)atomic_load(&n->m.read_index));
     edge__api_stats_metrics(n, &b);
     if (n->repl.cluster) metrics_peers(n, l->rconn, &b);
     metrics_crdt(l->rconn, &b);

@@ -76,6 +76,7 @@ struct metrics {
     _Atomic int64_t ws_streams;
     _Atomic uint64_t routed[3];
     _Atomic uint64_t routed_away; /* reads the router sent to another region (bookmark, strong) */
+    _Atomic uint64_t read_index;  /* strong reads that asked the primary for its commit point */
     _Atomic int64_t forwarding; /* strong writes sent on to the primary, not yet answered (hrana/forward.c) */
     _Atomic int64_t waiting[3]; /* parked requests: [0] bookmark reads, [1] strong writes, [2] CRDT syncs (hrana/wait.c) */
     _Atomic uint64_t writer_busy_logged_ms; /* last "writer queue full" log line (hrana/unit.c), 0 = never */
@@ -171,6 +172,9 @@ struct loop {
     struct edge_httpca *fwd[EDGE_API_MAX_REGIONS]; /* connections to each region by config index (hrana/forward.c),
                                                     * opened on first use */
     const struct edge_http_req *bm_expired; /* a request whose bookmark wait just ended (hrana/wait.c -> http.c) */
+    const struct edge_http_req *ri_req;     /* a strong read whose read index just came back (router_http.c) */
+    uint64_t ri_seq;                        /* the primary's commit point it got */
+    bool ri_known;                          /* false: the primary did not answer */
     struct edge_httpca *bcast[EDGE_REPL_MAX_PEERS]; /* broadcast relay to each other region (events.c) */
     uv_check_t snap_check;    /* ends the shared read snapshot after each loop iteration */
     bool snap_open;
@@ -468,8 +472,18 @@ struct edge__api_plan_req {
     int consistency;
     const char *bookmark; /* X-Edge-Bookmark or NULL */
     bool waited, can_forward, forwarded;
+    /* a strong read's read index: the primary's commit point asked at the time of the request */
+    bool ri_done, ri_known;
+    uint64_t ri_seq;
+    bool read_index; /* explain: say that a strong read asks the primary first */
 };
 void edge__api_plan(struct edge_node *n, const struct edge__api_plan_req *pr, struct edge_router_plan *out);
+/* A strong read on a replica: ask the primary for its commit point now (GET /v1/router/point),
+ * then handle the request again with it (l->ri_req). */
+void edge__api_read_index(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
+                          enum hrana_access access);
+void edge__api_point_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+struct edge_httpca *edge__api_region_pool(struct loop *l, const char *region);
 void edge__api_route_explain(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 void edge__api_stats_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 void edge__api_stats_reset(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "net/httpc_async.h"
 #include "repl/peer.h"
 
 int edge__api_router_peers(struct edge_node *n, struct edge_router_peer *out, struct edge_vclock *vvs, int max,
@@ -76,6 +77,12 @@ void edge__api_plan(struct edge_node *n, const struct edge__api_plan_req *pr, st
         in.peers = peers;
         in.n_peers = np;
     }
+    in.read_index = pr->read_index;
+    if (pr->ri_done) {
+        /* the read index replaces what the link last heard */
+        in.primary_known = pr->ri_known;
+        in.primary_commit = pr->ri_seq;
+    }
     if (n->cfg.conf != NULL) {
         in.fallback = (const char *const *)n->cfg.conf->router.fallback;
         in.n_fallback = n->cfg.conf->router.n_fallback;
@@ -83,6 +90,94 @@ void edge__api_plan(struct edge_node *n, const struct edge__api_plan_req *pr, st
     edge_router_plan(&in, out);
     for (int i = 0; i < np; i++) edge_vclock_close(&vvs[i]);
     edge_vclock_close(&local);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Read index: the primary's commit point at the time of a strong read                */
+/* ---------------------------------------------------------------------------------- */
+
+/* GET /v1/router/point: this region's own last entry, {"region","seq"}. */
+void edge__api_point_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
+{
+    struct edge_node *n = l->node;
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    edge_repl_state_vv(&n->repl, &vv);
+    uint64_t seq = edge_vclock_get(&vv, n->region);
+    edge_vclock_close(&vv);
+    struct edge_buf b;
+    edge_buf_init(&b, 4096);
+    edge_buf_puts(&b, "{\"region\":");
+    edge_buf_json_cstr(&b, n->region);
+    edge_buf_printf(&b, ",\"seq\":%llu}", (unsigned long long)seq);
+    edge__api_respond(n, c, req, EP_STATUS, 200, "application/json", NULL, b.data, b.len);
+    edge_buf_free(&b);
+}
+
+struct read_index {
+    struct loop *l;
+    struct edge_http_conn *conn;
+    struct edge_http_req *req;
+    int version;
+    enum hrana_access access;
+};
+
+static void read_index_done(void *ud, int rv, struct edge_httpc_resp *resp)
+{
+    struct read_index *ri = ud;
+    struct loop *l = ri->l;
+    if (!edge_http_conn_is_closed(ri->conn) && !l->stopping) {
+        uint64_t seq = 0;
+        bool known = false;
+        if (rv == EDGE_OK && resp->status == 200) {
+            json_t *doc = json_loadb(resp->body.data ? resp->body.data : "", resp->body.len, 0, NULL);
+            json_t *v = json_object_get(doc, "seq");
+            if (json_is_integer(v) && json_integer_value(v) >= 0) {
+                seq = (uint64_t)json_integer_value(v);
+                known = true;
+            }
+            json_decref(doc);
+        }
+        atomic_fetch_add(&l->node->m.read_index, 1);
+        l->ri_req = ri->req;
+        l->ri_seq = seq;
+        l->ri_known = known;
+        edge__api_pipeline_handle(l, ri->conn, ri->req, ri->version, ri->access);
+        l->ri_req = NULL;
+    }
+    edge_http_conn_unref(ri->conn);
+    edge_free(ri);
+}
+
+void edge__api_read_index(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
+                          enum hrana_access access)
+{
+    struct edge_node *n = l->node;
+    struct edge_httpca *p = edge__api_region_pool(l, n->repl.primary);
+    struct read_index *ri = p != NULL ? edge_calloc(1, sizeof(*ri)) : NULL;
+    char hdr[600] = "";
+    const char *secret = n->cfg.conf ? n->cfg.conf->cluster_secret : NULL;
+    if (secret != NULL && strlen(secret) < 500) snprintf(hdr, sizeof(hdr), "X-Edge-Cluster-Secret: %s\r\n", secret);
+    if (ri != NULL) {
+        ri->l = l;
+        ri->conn = c;
+        ri->req = req;
+        ri->version = version;
+        ri->access = access;
+        edge_http_conn_ref(c);
+        if (edge_httpca_request(p, "GET", "/v1/router/point", hdr, NULL, 0, n->cfg.strong_timeout_ms, 4096,
+                                read_index_done, ri) == EDGE_OK) {
+            return;
+        }
+        edge_http_conn_unref(c);
+        edge_free(ri);
+    }
+    /* cannot ask: handled as if the primary's point were unknown (sent to the primary) */
+    l->ri_req = req;
+    l->ri_known = false;
+    l->ri_seq = 0;
+    edge__api_pipeline_handle(l, c, req, version, access);
+    l->ri_req = NULL;
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -165,6 +260,7 @@ void edge__api_route_explain(struct loop *l, struct edge_http_conn *c, struct ed
     pr.waited = false;
     pr.can_forward = true;
     pr.forwarded = false;
+    pr.read_index = true;
     struct edge_router_plan plan;
     edge__api_plan(n, &pr, &plan);
     struct edge_buf b;

@@ -220,6 +220,12 @@ static void r_route(struct loop *l, struct edge_http_conn *c, struct edge_http_r
     edge__api_route_explain(l, c, req);
 }
 
+static void r_point(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_point_handle(l, c, req);
+}
+
 static void r_stats(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const struct route_call *rc)
 {
     (void)rc;
@@ -285,6 +291,7 @@ static const struct route routes[] = {
     {M_POST, MATCH_EXACT, "/v1/_sessions/access", AUTH_CLUSTER, EP_SESSIONS, r_sessions_access, 0},
     /* The query router: explain a plan (nothing runs), statement statistics. */
     {M_POST, MATCH_EXACT, "/v1/route", AUTH_READ, EP_OTHER, r_route, 0},
+    {M_GET, MATCH_EXACT, "/v1/router/point", AUTH_STATUS, EP_STATUS, r_point, 0},
     {M_GET, MATCH_EXACT, "/v1/stats/statements", AUTH_READ, EP_STATUS, r_stats, 0},
     {M_POST, MATCH_EXACT, "/v1/stats/reset", AUTH_WRITE, EP_STATUS, r_stats_reset, 0},
     {M_GET, MATCH_EXACT, "/v1/realtime/sse", AUTH_READ, EP_OTHER, r_rt_sse, 0},

@@ -163,6 +163,10 @@ static void plan_read(const struct edge_router_input *in, struct edge_router_pla
     if (in->consistency == EDGE_ROUTER_STRONG) {
         if (is_primary) {
             local(p, in, "strong-read-primary-local");
+        } else if (in->read_index && in->can_forward && !in->forwarded) {
+            /* served here if this region covers the point the primary gives, else by the primary */
+            local(p, in, "strong-read-index");
+            snprintf(p->fallbacks[p->n_fallbacks++], sizeof(p->fallbacks[0]), "%s", in->primary);
         } else if (in->primary_known && in->local_vv != NULL &&
                    edge_vclock_get(in->local_vv, in->primary) >= in->primary_commit) {
             local(p, in, "strong-read-covered");
@@ -201,6 +205,8 @@ void edge_router_plan(const struct edge_router_input *in, struct edge_router_pla
         out->cache_why = "unclassified";
     } else if (out->action != EDGE_ROUTE_LOCAL) {
         out->cache_why = "not-local";
+    } else if (in->consistency == EDGE_ROUTER_STRONG) {
+        out->cache_why = "strong"; /* strong reads never come from the cache */
     }
     out->cacheable = out->cache_why == NULL;
 }

@@ -87,6 +87,8 @@ struct edge_router_input {
      * the peer link's state (0 and !primary_known when no link has reported it). */
     uint64_t primary_commit;
     bool primary_known;
+    /* explain: a strong read here will first ask the primary for its point (read index) */
+    bool read_index;
     const struct edge_router_peer *peers;
     int n_peers;
     const char *const *fallback; /* router.fallback */

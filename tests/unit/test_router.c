@@ -396,6 +396,14 @@ static void test_plan_reads(void **state)
     plan_is(&w.in, EDGE_ROUTE_FORWARD, "a", "strong-read-primary");
     w.in.primary_known = false;
     plan_is(&w.in, EDGE_ROUTE_FORWARD, "a", "strong-read-primary");
+    /* explain: the node will ask the primary (read index) */
+    w.in.read_index = true;
+    plan_is(&w.in, EDGE_ROUTE_LOCAL, "c", "strong-read-index");
+    edge_router_plan(&w.in, &p);
+    assert_int_equal(p.n_fallbacks, 1);
+    assert_string_equal(p.fallbacks[0], "a");
+    assert_false(p.cacheable);
+    w.in.read_index = false;
     w.in.can_forward = false;
     plan_is(&w.in, EDGE_ROUTE_REFUSE, "c", "strong-read-in-stream");
     world_close(&w);

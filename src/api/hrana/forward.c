@@ -143,6 +143,12 @@ static int region_index(const struct edge_conf *conf, const char *id)
     return -1;
 }
 
+struct edge_httpca *edge__api_region_pool(struct loop *l, const char *region)
+{
+    int idx = region_index(l->node->cfg.conf, region);
+    return idx < 0 ? NULL : region_pool(l, idx);
+}
+
 void edge__api_forward(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, json_t *body, int mode,
                        bool strong)
 {

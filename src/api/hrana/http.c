@@ -196,13 +196,26 @@ void edge__api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edg
     const char *cons_hdr = edge_http_header(req, "x-edge-consistency");
     bool strong_read = cons_hdr != NULL && strcmp(cons_hdr, "strong") == 0;
     bool bm_over = l->bm_expired == req;
+    bool forwarded = edge_http_header(req, "x-edge-forwarded") != NULL;
+    if (route == HRANA_ROUTE_READ && n->repl.cluster && s->txn == NULL && strong_read && !bm_over && stateless &&
+        !forwarded && !edge_repl_state_is_primary(&n->repl) && l->ri_req != req &&
+        (mode == PIPE_HRANA || mode == PIPE_PROTOBUF)) {
+        /* Read index: the primary's commit point now, then this read again (router_http.c). */
+        edge__api_stream_discard(n, s);
+        json_decref(body);
+        edge__api_read_index(l, c, req, mode == PIPE_PROTOBUF ? PIPE_V3_PROTOBUF : version, access);
+        return;
+    }
     if (route == HRANA_ROUTE_READ && n->repl.cluster && s->txn == NULL && (bm_over || strong_read)) {
         struct edge__api_plan_req pr = {.kind = EDGE_ROUTER_READ,
                                         .consistency = strong_read ? EDGE_ROUTER_STRONG : EDGE_ROUTER_EVENTUAL,
                                         .bookmark = bm_over ? edge_http_header(req, "x-edge-bookmark") : NULL,
                                         .waited = true,
                                         .can_forward = stateless,
-                                        .forwarded = edge_http_header(req, "x-edge-forwarded") != NULL};
+                                        .forwarded = forwarded,
+                                        .ri_done = l->ri_req == req,
+                                        .ri_known = l->ri_known,
+                                        .ri_seq = l->ri_seq};
         struct edge_router_plan plan;
         edge__api_plan(n, &pr, &plan);
         if (plan.action == EDGE_ROUTE_FORWARD) {
