@@ -355,6 +355,18 @@ static void sub_position(const struct rt_sub *sub, struct edge_buf *out)
     }
 }
 
+/* A WebSocket frame of this turn starts with the batch header, so that several events
+ * go out without copying them into another buffer; one event alone is sent without it. */
+static const char BATCH_HEAD[] = "{\"type\":\"batch\",\"events\":[";
+#define BATCH_HEAD_LEN (sizeof(BATCH_HEAD) - 1)
+
+static void frame_next(struct rt_session *s)
+{
+    if (s->sse) return;
+    if (s->out_n == 0) edge_buf_append(&s->out, BATCH_HEAD, BATCH_HEAD_LEN);
+    else edge_buf_putc(&s->out, ',');
+}
+
 /* Queue one change event for sub in the session's frame of this turn. */
 static void queue_event(struct rt_session *s, const struct rt_sub *sub, const struct rt_entry *e, const struct rt_op *o,
                         const char *bm, size_t bm_len)
@@ -364,9 +376,8 @@ static void queue_event(struct rt_session *s, const struct rt_sub *sub, const st
         edge_buf_puts(b, "id: ");
         edge_buf_append(b, bm, bm_len);
         edge_buf_puts(b, "\ndata: ");
-    } else if (s->out_n > 0) {
-        edge_buf_putc(b, ',');
     }
+    frame_next(s);
     edge_buf_printf(b, "{\"type\":\"change\",\"sub\":%lld,", (long long)sub->id);
     edge_buf_append(b, e->arena + o->frag_off, o->frag_len);
     edge_buf_puts(b, ",\"bookmark\":\"");
@@ -381,20 +392,23 @@ static void queue_event(struct rt_session *s, const struct rt_sub *sub, const st
 static void session_flush(struct rt_session *s)
 {
     if (s->out_n == 0) return;
-    if (s->sse || s->out_n == 1) {
+    if (s->sse) {
         send_buf(s, &s->out);
-    } else {
-        struct edge_buf b;
-        edge_buf_init(&b, (size_t)1 << 30);
-        if (edge_buf_reserve(&b, s->out.len + 32) == EDGE_OK) {
-            edge_buf_puts(&b, "{\"type\":\"batch\",\"events\":[");
-            edge_buf_append(&b, s->out.data, s->out.len);
-            edge_buf_puts(&b, "]}");
-            send_buf(s, &b);
-        }
-        edge_buf_free(&b);
+    } else if (s->out.len < BATCH_HEAD_LEN) {
+        /* an append failed (out of memory): nothing sensible to send */
+    } else if (s->out_n == 1) {
+        send_text(s, s->out.data + BATCH_HEAD_LEN, s->out.len - BATCH_HEAD_LEN);
+    } else if (edge_buf_puts(&s->out, "]}") == EDGE_OK) {
+        send_buf(s, &s->out);
     }
-    edge_buf_reset(&s->out);
+    /* An idle subscriber keeps no frame memory: a big turn's buffer is given back. */
+    if (s->out.cap > 64 * 1024) {
+        size_t max = s->out.max;
+        edge_buf_free(&s->out);
+        edge_buf_init(&s->out, max);
+    } else {
+        edge_buf_reset(&s->out);
+    }
     s->out_n = 0;
 }
 
@@ -749,7 +763,7 @@ static void deliver_broadcast(struct rt_loop *rl, struct rt_entry *e)
             if (strlen(s->channels[i]) != e->chan_len || memcmp(s->channels[i], ch, e->chan_len) != 0) continue;
             struct edge_buf *b = &s->out;
             if (s->sse) edge_buf_puts(b, "event: broadcast\ndata: ");
-            else if (s->out_n > 0) edge_buf_putc(b, ',');
+            frame_next(s);
             edge_buf_puts(b, "{\"type\":\"broadcast\",\"channel\":");
             edge_buf_json_str(b, ch, e->chan_len);
             edge_buf_puts(b, ",\"payload\":");
