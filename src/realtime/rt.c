@@ -222,6 +222,12 @@ static int put_conflict(struct edge_buf *b, const struct edge_feed_conflict *c)
     return rv;
 }
 
+/* Only row changes are events: schema changes and /v1/crdt objects (EDGE_FEED_CRDT) are not. */
+static bool row_op(int kind)
+{
+    return kind == EDGE_FEED_INSERT || kind == EDGE_FEED_UPDATE || kind == EDGE_FEED_DELETE;
+}
+
 /* Render a feed entry once: per op, its event fields and what filters look at. */
 static struct rt_entry *entry_build(const struct edge_feed_entry *fe, const struct edge_vclock *after)
 {
@@ -233,7 +239,7 @@ static struct rt_entry *entry_build(const struct edge_feed_entry *fe, const stru
     e->seq = fe->seq;
     size_t ncols = 0, nops = 0;
     for (size_t i = 0; i < fe->n_ops; i++) {
-        if (fe->ops[i].kind == EDGE_FEED_DDL) continue;
+        if (!row_op(fe->ops[i].kind)) continue;
         nops++;
         ncols += (size_t)fe->ops[i].ncols;
     }
@@ -245,7 +251,7 @@ static struct rt_entry *entry_build(const struct edge_feed_entry *fe, const stru
     size_t k = 0, cc = 0;
     for (size_t i = 0; i < fe->n_ops && rv == EDGE_OK; i++) {
         const struct edge_feed_op *op = &fe->ops[i];
-        if (op->kind == EDGE_FEED_DDL) continue;
+        if (!row_op(op->kind)) continue;
         struct rt_op *o = &e->ops[k++];
         o->kind = op->kind;
         o->table_off = (uint32_t)a.len;

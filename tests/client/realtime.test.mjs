@@ -296,6 +296,19 @@ describe('realtime on three regions', { timeout: 240000 }, () => {
     await s.close();
   });
 
+  test('a /v1/crdt object named like a table is no table event', T, async () => {
+    const s = await openRt(c.url('a'));
+    await s.subscribe({ id: 1, tables: ['other'], from: 'now' });
+    const r = await fetch(`${c.url('b')}/v1/crdt/other`, { method: 'POST',
+      body: JSON.stringify({ type: 'g-counter', op: 'increment', amount: 1 }) });
+    assert.equal(r.status, 200, await r.text());
+    await c.sql('b', "INSERT INTO other VALUES (600, 'after the crdt')");
+    const ev = await s.waitFor((m) => m.type === 'change');
+    assert.equal(ev.pk, 600);
+    assert.equal(ev.op, 'insert');
+    await s.close();
+  });
+
   test('status and metrics count subscribers, tables and deliveries', T, async () => {
     const s = await openRt(c.url('a'));
     await s.subscribe({ id: 1, tables: ['orders', 'other'], from: 'now' });
