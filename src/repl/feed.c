@@ -194,6 +194,56 @@ static int decode_pass(struct edge__rd r, const char *origin, uint64_t seq, stru
     return EDGE_OK;
 }
 
+/* Hash of an op's table and key values (FNV-1a). */
+static uint64_t op_key_hash(const struct edge_feed_op *op)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < op->table_len; i++) h = (h ^ (uint8_t)(op->table[i] | 0x20)) * 1099511628211ull;
+    for (int k = 0; k < op->npk; k++) {
+        const struct edge_feed_col *c = &op->cols[op->pk[k]];
+        for (size_t i = 0; i < c->val_len; i++) h = (h ^ c->val[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
+static bool op_same_key(const struct edge_feed_op *a, const struct edge_feed_op *b)
+{
+    if (a->npk != b->npk || a->table_len != b->table_len || strncasecmp(a->table, b->table, a->table_len) != 0) {
+        return false;
+    }
+    for (int k = 0; k < a->npk; k++) {
+        const struct edge_feed_col *x = &a->cols[a->pk[k]], *y = &b->cols[b->pk[k]];
+        if (x->val_len != y->val_len || memcmp(x->val, y->val, x->val_len) != 0) return false;
+    }
+    return true;
+}
+
+/* The stamps say "insert" for every write of a row created in the same entry (they all
+ * carry the entry's stamp): a later write of a key the entry already wrote is an update,
+ * unless the entry deleted it in between. */
+static void fix_kinds(struct edge_feed_op *ops, size_t n)
+{
+    if (n < 2) return;
+    size_t cap = 16;
+    while (cap < n * 2) cap *= 2;
+    size_t *slot = edge_calloc(cap, sizeof(*slot)); /* index + 1 of the last op of a key; 0 = empty */
+    if (slot == NULL) return;
+    for (size_t i = 0; i < n; i++) {
+        struct edge_feed_op *op = &ops[i];
+        if ((op->kind != EDGE_FEED_INSERT && op->kind != EDGE_FEED_UPDATE && op->kind != EDGE_FEED_DELETE) ||
+            op->npk == 0) {
+            continue;
+        }
+        size_t at = (size_t)(op_key_hash(op) & (cap - 1));
+        while (slot[at] != 0 && !op_same_key(&ops[slot[at] - 1], op)) at = (at + 1) & (cap - 1);
+        if (slot[at] != 0 && op->kind == EDGE_FEED_INSERT && ops[slot[at] - 1].kind != EDGE_FEED_DELETE) {
+            op->kind = EDGE_FEED_UPDATE;
+        }
+        slot[at] = i + 1;
+    }
+    edge_free(slot);
+}
+
 int edge_feed_decode(sqlite3 *db, const char *origin, uint64_t seq, const uint8_t *payload, size_t len,
                      struct edge_feed_op **out_ops, size_t *out_n)
 {
@@ -254,6 +304,7 @@ int edge_feed_decode(sqlite3 *db, const char *origin, uint64_t seq, const uint8_
         op->npk = npk == ti.pk.npk ? npk : 0;
     }
     edge__tinfo_free(&ti);
+    fix_kinds(ops, n_ops);
     *out_ops = ops;
     *out_n = n_ops;
     return EDGE_OK;

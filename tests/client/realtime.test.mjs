@@ -296,6 +296,32 @@ describe('realtime on three regions', { timeout: 240000 }, () => {
     await s.close();
   });
 
+  test('interactive transactions and /v1/replicate are events too, once each, in order', T, async () => {
+    const s = await openRt(c.url('c'));
+    await s.subscribe({ id: 1, tables: ['other'], from: 'now' });
+    const client = await c.client('a');
+    try {
+      const tx = await client.transaction('write');
+      await tx.execute({ sql: 'INSERT INTO other VALUES (?, ?)', args: [700, 'tx'] });
+      await tx.execute({ sql: 'INSERT INTO other VALUES (?, ?)', args: [701, 'tx'] });
+      await tx.execute({ sql: "UPDATE other SET v = 'tx2' WHERE id = 700", args: [] });
+      await tx.commit();
+    } finally {
+      client.close();
+    }
+    const r = await fetch(`${c.url('b')}/v1/replicate`, { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ op: 'insert', table: 'other', id: 702, data: { id: 702, v: 'rep' } }) });
+    assert.equal(r.status, 200, await r.text());
+    await waitEvents(s, 4);
+    await sleep(300);
+    const got = s.events.map((e) => `${e.origin}:${e.op}:${e.pk}`);
+    // one transaction is one entry: its three operations in order, with the row's final image per op
+    assert.deepEqual(got, ['a:insert:700', 'a:insert:701', 'a:update:700', 'b:insert:702']);
+    assert.equal(s.events[0].seq, s.events[2].seq);
+    checkStream(s.events, 'txn');
+    await s.close();
+  });
+
   test('a /v1/crdt object named like a table is no table event', T, async () => {
     const s = await openRt(c.url('a'));
     await s.subscribe({ id: 1, tables: ['other'], from: 'now' });

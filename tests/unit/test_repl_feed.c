@@ -162,10 +162,19 @@ static void test_local_commits(void **state)
     /* a row deleted and written again is an insert */
     write_sql(&a, "INSERT INTO orders VALUES (1, 'again', NULL)");
     assert_string_equal(s.lines[5], "ra:6 insert orders 1 {\"id\":1,\"status\":\"again\",\"n\":null}");
+    /* one transaction writing a row twice: the second write is an update (both carry the
+     * entry's stamp), and a row deleted and written again inside it is an insert */
+    write_sql(&a, "INSERT INTO orders VALUES (50, 'a', 1); UPDATE orders SET n = 2 WHERE id = 50;"
+                  "DELETE FROM orders WHERE id = 50; INSERT INTO orders VALUES (50, 'b', 3)");
+    assert_string_equal(s.lines[6], "ra:7 insert orders 50 {\"id\":50,\"status\":\"a\",\"n\":1}");
+    assert_string_equal(s.lines[7], "ra:7 update orders 50 {\"id\":50,\"status\":\"a\",\"n\":2}");
+    assert_string_equal(s.lines[8], "ra:7 delete orders 50 {\"id\":50}");
+    assert_string_equal(s.lines[9], "ra:7 insert orders 50 {\"id\":50,\"status\":\"b\",\"n\":3}");
+    s.n = 6;
     /* a dispatch with nothing new delivers nothing */
     edge_feed_dispatch(&a.st, a.db);
     assert_int_equal(s.n, 6);
-    assert_int_equal(atomic_load(&a.st.feed.delivered), 5);
+    assert_int_equal(atomic_load(&a.st.feed.delivered), 6);
     /* unlistened: nothing more */
     edge_feed_unlisten(&a.st, &s);
     write_sql(&a, "UPDATE orders SET n = 1");
