@@ -25,7 +25,8 @@
  *
  * Insert or update: the payload keeps full row images (repl.h), so the kind is read from
  * the row's column stamps: a write that stamped every column of the row (a new row, a
- * row over a tombstone or one replication had never seen) is an insert, else an update.
+ * row over a tombstone or one replication had never seen) is an insert, else an update; a
+ * later write of a key the same entry already wrote (and did not delete) is an update.
  * Every region decodes the same payload the same way, so an event is identical wherever
  * it is read, live or from the log (what resuming at another region needs). */
 #ifndef EDGE_REPL_FEED_H
