@@ -533,14 +533,20 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
         ctx->readonly_txn = true;
     }
     size_t tail = 0;
-    if (ctx->capture != NULL && tx == EDGE_TXCTL_NONE && ctx->access != HRANA_ACCESS_RO) {
+    /* Not inside BEGIN ... READONLY: no statement there can insert, and query_only would
+     * refuse the TEMP triggers that syncing them may create. */
+    if (ctx->capture != NULL && tx == EDGE_TXCTL_NONE && ctx->access != HRANA_ACCESS_RO && !ctx->readonly_txn) {
         /* Before prepare: an INSERT compiles the id-striping triggers in (repl/ids.c).
          * They are edgelite's own TEMP objects: made outside the sandbox. */
         bool was = own_begin(ctx);
         int irv = edge_capture_ids_before(ctx->capture, sql, len);
         own_end(ctx, was);
         if (irv != EDGE_OK) {
-            set_sqlite_err(e, ctx, sqlite3_errcode(db));
+            if (sqlite3_errcode(db) != SQLITE_OK) {
+                set_sqlite_err(e, ctx, sqlite3_errcode(db));
+            } else { /* never "SQLITE_OK: not an error" */
+                set_err(e, "INTERNAL_ERROR", "cannot prepare the id-striping triggers: %s", edge_strerror(irv));
+            }
             goto out;
         }
         ids_on = true;
