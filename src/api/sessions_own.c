@@ -440,18 +440,6 @@ static void sreq_timer(struct sreq *r, int phase, uint64_t ms)
 
 /* ---- the write at the home ---- */
 
-static int64_t parse_ttl(json_t *body, const struct edge_conf_sessions *cf, bool *bad)
-{
-    json_t *t = json_object_get(body, "ttl_s");
-    *bad = false;
-    if (t == NULL || json_is_null(t)) return 0;
-    if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > cf->max_lifetime_s) {
-        *bad = true;
-        return 0;
-    }
-    return json_integer_value(t) * 1000;
-}
-
 static void job_write_done(struct sjob *j)
 {
     struct sreq *r = j->req;
@@ -495,11 +483,49 @@ static void job_write_done(struct sjob *j)
     }
 }
 
-/* Validate what can be checked without the row: 400/413 here change nothing. */
-static bool sreq_parse(struct sreq *r, json_t **out_body, json_t **out_data)
+/* The body of a PUT or POST, checked in one pass without building a tree
+ * (edge_sess_body_scan): its data's compact JSON text goes to *text, ttl (ms, 0 = keep
+ * or default) to *ttl_ms. 400 here changes nothing. */
+static bool sreq_scan(struct sreq *r, struct edge_buf *text, int64_t *ttl_ms)
 {
     struct edge_node *n = r->l->node;
-    *out_body = *out_data = NULL;
+    const struct edge_conf_sessions *cf = edge__sess_conf(n);
+    struct edge_sess_body sb;
+    char err[160];
+    int rv = edge_sess_body_scan(r->body ? r->body : "", r->body_len, text, &sb, err, sizeof(err));
+    *ttl_ms = 0;
+    if (rv == EDGE_EINVAL) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "invalid JSON body: %s", err);
+        sreq_fail(r, 400, "SESSION_BAD_REQUEST", msg);
+        return false;
+    }
+    if (rv != EDGE_OK) {
+        /* larger than the buffer's bound, which is above any sessions.max_bytes */
+        sreq_fail(r, rv == EDGE_ETOOBIG ? 413 : 503, rv == EDGE_ETOOBIG ? "SESSION_TOO_LARGE" : "INTERNAL",
+                  rv == EDGE_ETOOBIG ? "the session data is too large" : "out of memory");
+        return false;
+    }
+    if (!sb.is_object || !sb.has_data || !sb.data_is_object) {
+        sreq_fail(r, 400, "SESSION_BAD_REQUEST", "the body must be {\"data\": {...}} (an object), with ttl_s optional");
+        return false;
+    }
+    if (sb.ttl == EDGE_SESS_TTL_OTHER ||
+        (sb.ttl == EDGE_SESS_TTL_INT && (sb.ttl_s < 1 || sb.ttl_s > cf->max_lifetime_s))) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "'ttl_s' must be an integer from 1 to %d (sessions.max_lifetime_s)",
+                 cf->max_lifetime_s);
+        sreq_fail(r, 400, "SESSION_BAD_REQUEST", msg);
+        return false;
+    }
+    if (sb.ttl == EDGE_SESS_TTL_INT) *ttl_ms = (int64_t)sb.ttl_s * 1000;
+    return true;
+}
+
+/* A PATCH's body (a merge patch: any JSON value); 400 here changes nothing. */
+static bool sreq_parse(struct sreq *r, json_t **out_body)
+{
+    *out_body = NULL;
     if (r->method == HTTP_DELETE) return true;
     json_error_t jerr;
     json_t *body = json_loadb(r->body ? r->body : "", r->body_len, 0, &jerr);
@@ -509,41 +535,15 @@ static bool sreq_parse(struct sreq *r, json_t **out_body, json_t **out_data)
         sreq_fail(r, 400, "SESSION_BAD_REQUEST", msg);
         return false;
     }
-    if (r->method == HTTP_PUT || r->method == HTTP_POST) {
-        json_t *data = json_object_get(body, "data");
-        if (!json_is_object(body) || !json_is_object(data)) {
-            json_decref(body);
-            sreq_fail(r, 400, "SESSION_BAD_REQUEST", "the body must be {\"data\": {...}} (an object), with ttl_s optional");
-            return false;
-        }
-        bool bad;
-        parse_ttl(body, edge__sess_conf(n), &bad);
-        if (bad) {
-            json_decref(body);
-            char msg[128];
-            snprintf(msg, sizeof(msg), "'ttl_s' must be an integer from 1 to %d (sessions.max_lifetime_s)",
-                     edge__sess_conf(n)->max_lifetime_s);
-            sreq_fail(r, 400, "SESSION_BAD_REQUEST", msg);
-            return false;
-        }
-        *out_data = data;
-    }
     *out_body = body;
     return true;
 }
 
-/* Seal the JSON text of data for r->id into j (413 when over sessions.max_bytes). */
-static bool seal_into(struct sreq *r, struct sjob *j, struct edge_buf *blob, json_t *data)
+/* Seal len bytes of JSON text for r->id into j (413 when over sessions.max_bytes). */
+static bool seal_text(struct sreq *r, struct sjob *j, struct edge_buf *blob, const char *text, size_t len)
 {
     struct edge_node *n = r->l->node;
-    char *text = json_dumps(data, JSON_COMPACT);
-    if (text == NULL) {
-        sreq_fail(r, 503, "INTERNAL", "out of memory");
-        return false;
-    }
-    size_t len = strlen(text);
     if (len > (size_t)edge__sess_conf(n)->max_bytes) {
-        free(text);
         char msg[160];
         snprintf(msg, sizeof(msg), "the session data is %zu bytes of JSON, more than sessions.max_bytes (%d)", len,
                  edge__sess_conf(n)->max_bytes);
@@ -551,8 +551,6 @@ static bool seal_into(struct sreq *r, struct sjob *j, struct edge_buf *blob, jso
         return false;
     }
     int rv = edge_sess_seal(&n->sess->keys, edge__sess_conf(n)->compression_level, r->id, text, len, blob, &j->w.key_id);
-    sodium_memzero(text, len);
-    free(text);
     if (rv != EDGE_OK) {
         sreq_fail(r, 503, "INTERNAL", "cannot seal the session");
         return false;
@@ -563,15 +561,41 @@ static bool seal_into(struct sreq *r, struct sjob *j, struct edge_buf *blob, jso
     return true;
 }
 
+/* Seal the JSON text of data (a PATCH's merged tree). */
+static bool seal_into(struct sreq *r, struct sjob *j, struct edge_buf *blob, json_t *data)
+{
+    char *text = json_dumps(data, JSON_COMPACT);
+    if (text == NULL) {
+        sreq_fail(r, 503, "INTERNAL", "out of memory");
+        return false;
+    }
+    size_t len = strlen(text);
+    bool ok = seal_text(r, j, blob, text, len);
+    sodium_memzero(text, len);
+    free(text);
+    return ok;
+}
+
 
 static void sreq_step(struct sreq *r)
 {
     struct edge_node *n = r->l->node;
-    json_t *body, *data;
-    if (!sreq_parse(r, &body, &data)) return;
+    json_t *body = NULL;
+    struct edge_buf text; /* PUT and POST: data's JSON text */
+    int64_t ttl_ms = 0;
+    edge_buf_init(&text, (size_t)1 << 26);
+    if (r->method == HTTP_PUT || r->method == HTTP_POST) {
+        if (!sreq_scan(r, &text, &ttl_ms)) {
+            edge_buf_free(&text);
+            return;
+        }
+    } else if (!sreq_parse(r, &body)) {
+        return;
+    }
     struct sjob_blob *jb = edge_calloc(1, sizeof(*jb));
     if (jb == NULL) {
         json_decref(body);
+        edge_buf_free(&text);
         sreq_fail(r, 503, "INTERNAL", "out of memory");
         return;
     }
@@ -581,21 +605,19 @@ static void sreq_step(struct sreq *r)
     j->kind = JOB_WRITE;
     j->req = r;
     j->w = (struct edge_sess_write){.id = r->id, .region = n->region, .if_match = r->if_match, .base_version = -1};
-    bool bad;
     bool ok = true;
     if (r->method == HTTP_POST) {
         j->w.kind = EDGE_SESS_CREATE;
-        int64_t ttl = parse_ttl(body, edge__sess_conf(n), &bad);
-        j->w.ttl_ms = ttl > 0 ? ttl : (int64_t)edge__sess_conf(n)->ttl_s * 1000;
+        j->w.ttl_ms = ttl_ms > 0 ? ttl_ms : (int64_t)edge__sess_conf(n)->ttl_s * 1000;
         j->w.lifetime_ms = (int64_t)edge__sess_conf(n)->max_lifetime_s * 1000;
-        ok = seal_into(r, j, &jb->blob, data);
+        ok = seal_text(r, j, &jb->blob, text.data, text.len);
     } else if (r->method == HTTP_PUT || r->method == HTTP_DELETE) {
         /* No read here first: the writer's fence finds the home (EDGE_SESS_MOVED sends the
          * write there), so a write at the home costs no read snapshot on the loop. */
         j->w.kind = r->method == HTTP_PUT ? EDGE_SESS_REPLACE : EDGE_SESS_DELETE;
         if (r->method == HTTP_PUT) {
-            j->w.ttl_ms = parse_ttl(body, edge__sess_conf(n), &bad);
-            ok = seal_into(r, j, &jb->blob, data);
+            j->w.ttl_ms = ttl_ms;
+            ok = seal_text(r, j, &jb->blob, text.data, text.len);
         }
     } else {
         /* PATCH: where is the home, by this region's copy, and what does it hold? */
@@ -658,6 +680,8 @@ static void sreq_step(struct sreq *r)
         edge_buf_free(&row.blob);
     }
     json_decref(body);
+    if (text.data != NULL) sodium_memzero(text.data, text.len);
+    edge_buf_free(&text);
     if (!ok) {
         edge_buf_free(&jb->blob);
         edge__sess_job_free(j);

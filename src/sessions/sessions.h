@@ -72,6 +72,23 @@ int edge_sess_open(const struct edge_sess_keys *k, const char *id, uint32_t key_
  * is consumed), or NULL when out of memory. */
 json_t *edge_sess_merge_patch(json_t *target, json_t *patch);
 
+/* ---- the body of a PUT or POST ---- */
+enum edge_sess_ttl_kind { EDGE_SESS_TTL_ABSENT, EDGE_SESS_TTL_NULL, EDGE_SESS_TTL_INT, EDGE_SESS_TTL_OTHER };
+struct edge_sess_body {
+    bool is_object;      /* the body is a JSON object */
+    bool has_data;       /* it has a member "data" ... */
+    bool data_is_object; /* ... whose value is an object */
+    enum edge_sess_ttl_kind ttl;
+    long long ttl_s; /* EDGE_SESS_TTL_INT */
+};
+/* Check that body[0..len) is one JSON text (the grammar jansson's json_loadb accepts with
+ * no flags: UTF-8, no \u0000, integers within int64, depth at most 2048) and, for an
+ * object, copy the value of its member "data" into data without whitespace between
+ * tokens (the last "data" wins). EDGE_EINVAL with a message in err for bad JSON;
+ * EDGE_ENOMEM/EDGE_ETOOBIG when data does not fit. */
+int edge_sess_body_scan(const void *body, size_t len, struct edge_buf *data, struct edge_sess_body *out, char *err,
+                        size_t err_len);
+
 /* ---- the table ---- */
 struct edge_sess_row {
     char id[EDGE_SESS_ID_MAX + 1];
