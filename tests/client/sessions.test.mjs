@@ -35,6 +35,18 @@ describe('sessions', { timeout: 120000 }, () => {
         return `http://127.0.0.1:${px.port}`;
       },
     });
+    // Every link up before the first read: a read at a replica whose link to the home is not
+    // up yet is rightly marked stale, and polling until it is not would count accesses towards
+    // migrate_after. Waiting on /v1/status is no session access.
+    const linked = await cluster.waitFor(async () => {
+      for (const id of ['a', 'b', 'c']) {
+        const st = await cluster.status(id);
+        const peers = st?.peers ?? st?.replication?.peers ?? [];
+        if (peers.length !== 2 || !peers.every((p) => p.connected === true)) return undefined;
+      }
+      return true;
+    }, 20000, 50);
+    assert.ok(linked, 'the peer links never all came up');
   });
   after(async () => {
     if (cluster) await cluster.destroy();
