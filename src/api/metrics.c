@@ -53,10 +53,14 @@ static void metrics_peer(void *ud, int i, const struct edge_repl_peer_view *v)
                     "edgelite_repl_peer_pending_entries{peer=\"%s\"} %llu\nedgelite_repl_peer_rtt_ms{peer=\"%s\"} %.3f\n"
                     "edgelite_repl_peer_entries_sent_total{peer=\"%s\"} %llu\n"
                     "edgelite_repl_peer_bytes_sent_total{peer=\"%s\"} %llu\n"
-                    "edgelite_repl_peer_retries_total{peer=\"%s\"} %llu\n",
+                    "edgelite_repl_peer_retries_total{peer=\"%s\"} %llu\n"
+                    "edgelite_repl_peer_in_flight{peer=\"%s\"} %d\n"
+                    "edgelite_repl_peer_in_flight_bytes{peer=\"%s\"} %zu\n"
+                    "edgelite_repl_peer_window_full_total{peer=\"%s\"} %llu\n",
                     r, ps->connected ? 1 : 0, r, v->lag_ms, r, (unsigned long long)v->pending, r, ps->rtt_ms, r,
                     (unsigned long long)ps->entries_sent, r, (unsigned long long)ps->bytes_sent, r,
-                    (unsigned long long)ps->retries);
+                    (unsigned long long)ps->retries, r, ps->in_flight, r, ps->in_flight_bytes, r,
+                    (unsigned long long)ps->window_full);
     if (ps->clock_offset_known) {
         /* the peer's wall clock minus ours, from PING/PONG */
         edge_buf_printf(b, "edgelite_repl_peer_clock_offset_ms{peer=\"%s\"} %.1f\n", r, ps->clock_offset_ms);
@@ -138,7 +142,9 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                      "# TYPE edgelite_repl_peer_pending_entries gauge\n# TYPE edgelite_repl_peer_rtt_ms gauge\n"
                      "# TYPE edgelite_repl_peer_entries_sent_total counter\n"
                      "# TYPE edgelite_repl_peer_bytes_sent_total counter\n"
-                     "# TYPE edgelite_repl_peer_retries_total counter\n");
+                     "# TYPE edgelite_repl_peer_retries_total counter\n"
+                     "# TYPE edgelite_repl_peer_in_flight gauge\n# TYPE edgelite_repl_peer_in_flight_bytes gauge\n"
+                     "# TYPE edgelite_repl_peer_window_full_total counter\n");
     edge_repl_peers_walk(&n->repl, edge_store_db(rconn), metrics_peer, b);
 }
 

@@ -39,9 +39,12 @@ static void status_peer(void *ud, int i, const struct edge_repl_peer_view *v)
         edge_buf_json_cstr(b, ps->acked.entries[k].region);
         edge_buf_printf(b, ":%llu", (unsigned long long)ps->acked.entries[k].n);
     }
-    edge_buf_printf(b, "},\"entries_sent\":%llu,\"bytes_sent\":%llu,\"retries\":%llu,\"last_error\":",
+    edge_buf_printf(b,
+                    "},\"entries_sent\":%llu,\"bytes_sent\":%llu,\"retries\":%llu,\"in_flight\":%d,"
+                    "\"in_flight_bytes\":%zu,\"window_full\":%llu,\"last_error\":",
                     (unsigned long long)ps->entries_sent, (unsigned long long)ps->bytes_sent,
-                    (unsigned long long)ps->retries);
+                    (unsigned long long)ps->retries, ps->in_flight, ps->in_flight_bytes,
+                    (unsigned long long)ps->window_full);
     edge_buf_json_cstr(b, ps->last_error);
     edge_buf_putc(b, '}');
 }

@@ -36,7 +36,9 @@ struct edge_peer_config {
     int sync_interval_ms;     /* async entries ship at least this often; <= 0: 1000 */
     int max_batch_entries;    /* <= 0: 1000 */
     size_t max_batch_bytes;   /* 0: 1 MiB */
-    int max_in_flight;        /* ENTRIES messages awaiting their ACK at once; <= 0: 8, at most 32 */
+    int max_in_flight;        /* ENTRIES messages awaiting their ACK at once; <= 0: 128, at most 240 */
+    size_t max_in_flight_bytes; /* a batch beyond the first is built only while fewer bytes than this
+                                   await their ACK (so at most this + max_batch_bytes); 0: 8 MiB */
     void (*on_ack)(void *ud, const char *peer_region); /* link thread, after each ACK; may be NULL */
     void *ud;
 };
@@ -54,6 +56,8 @@ struct edge_peer_status {
     uint64_t needs_snapshot;    /* times the peer needed entries older than the log holds */
     uint64_t resends;           /* times the ACKs showed a gap and the link resent from the acked VV */
     int in_flight;              /* ENTRIES messages sent or queued and not yet acknowledged */
+    size_t in_flight_bytes;     /* their bytes */
+    uint64_t window_full;       /* times entries were pending and the window (count or bytes) was full */
     char last_error[128];       /* last failure reason, "" if none yet */
 };
 

@@ -14,6 +14,10 @@
 
 static uint64_t wall_now_ms(void) { return edge_wall_ms(); }
 
+/* Messages a link may have waiting here: a sender keeps up to 240 ENTRIES in flight
+ * (repl/peer.c IN_FLIGHT_MAX) plus its PING; their bytes are bounded by its window. */
+#define PEER_QUEUE_MAX 256
+
 struct peer_frame {
     uint8_t *data;
     size_t len;
@@ -294,7 +298,7 @@ static void peer_on_message(void *ud, struct edge_http_conn *c, int opcode, cons
         peer_refuse(ps, "PROTOCOL", "peer messages are binary frames");
         return;
     }
-    if (ps->q_len >= 64) {
+    if (ps->q_len >= PEER_QUEUE_MAX) {
         peer_refuse(ps, "OVERLOAD", "too many messages in flight");
         return;
     }

@@ -506,6 +506,28 @@ static void on_ack(void *ud, const char *peer_region)
     atomic_fetch_add(&f->acks, 1);
 }
 
+static void start_peer_window(struct fixture *f, const char *secret, int batch, int sync_ms, int delay_ms,
+                              int max_in_flight, size_t max_in_flight_bytes)
+{
+    snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%d", f->srv.port);
+    struct edge_peer_config c = {
+        .db_path = f->path,
+        .local_region = "us",
+        .cluster = "test-cluster",
+        .secret = secret,
+        .peer_region = "eu",
+        .peer_url = f->url,
+        .sync_interval_ms = sync_ms,
+        .max_batch_entries = batch,
+        .one_way_delay_ms = delay_ms,
+        .max_in_flight = max_in_flight,
+        .max_in_flight_bytes = max_in_flight_bytes,
+        .on_ack = on_ack,
+        .ud = f,
+    };
+    assert_int_equal(edge_peer_start(&c, &f->peer), EDGE_OK);
+}
+
 static void start_peer_wan(struct fixture *f, const char *secret, int batch, int sync_ms, int delay_ms)
 {
     snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%d", f->srv.port);
@@ -1029,6 +1051,65 @@ static void test_wan_delay_overlaps(void **state)
     srv_stop(&f->srv);
 }
 
+/* The window bounds what awaits an ACK, by count and by bytes. Every entry is in the log
+ * before the link connects and batches hold one entry, so at HELLO_OK the link has more
+ * to send than the window allows and must stop at it (window_full counts that); frames
+ * stay 100 ms on the emulated wire each way, so the window is really occupied while the
+ * test samples it. Only upper bounds on what is in flight are asserted (load can only
+ * make the sampler see less). Then every entry arrives exactly once, in order. */
+static void window_round(struct fixture *f, int max_in_flight, size_t max_bytes, int n, int want_max)
+{
+    for (int i = 1; i <= n; i++) {
+        add_entry(f, "us", (uint64_t)i, 100 + (uint64_t)i, 0);
+    }
+    srv_start(&f->srv, "k");
+    srv_run(&f->srv);
+    start_peer_window(f, "k", 1, 600000, 100, max_in_flight, max_bytes);
+    int seen_max = 0;
+    bool done = false;
+    struct edge_peer_status st;
+    for (int i = 0; i < 30000 && !done; i++) {
+        st = status(f);
+        assert_true(st.in_flight <= want_max);
+        if (max_bytes > 0 && st.in_flight > 1) {
+            assert_true(st.in_flight_bytes < 2 * max_bytes); /* under max_bytes before the last one */
+        }
+        seen_max = st.in_flight > seen_max ? st.in_flight : seen_max;
+        done = edge_vclock_get(&st.acked, "us") == (uint64_t)n && st.in_flight == 0;
+        edge_vclock_close(&st.acked);
+        usleep(1000);
+    }
+    assert_true(done);
+    print_message("window %d/%zu: at most %d in flight seen\n", max_in_flight, max_bytes, seen_max);
+    st = status(f);
+    assert_true(st.window_full >= 1);
+    assert_int_equal(st.in_flight_bytes, 0);
+    assert_int_equal(st.retries, 0);
+    assert_int_equal(st.resends, 0);
+    assert_int_equal(st.entries_sent, (uint64_t)n);
+    assert_int_equal(st.batches_sent, (uint64_t)n);
+    edge_vclock_close(&st.acked);
+    edge_peer_stop(f->peer);
+    pthread_mutex_lock(&f->srv.mu);
+    assert_int_equal(f->srv.n_recs, (size_t)n);
+    for (size_t i = 0; i < f->srv.n_recs; i++) {
+        assert_int_equal(f->srv.recs[i].seq, i + 1);
+    }
+    pthread_mutex_unlock(&f->srv.mu);
+    srv_stop(&f->srv);
+}
+
+static void test_window_bounds_count(void **state)
+{
+    window_round(*state, 3, 0, 9, 3);
+}
+
+static void test_window_bounds_bytes(void **state)
+{
+    /* One byte: a second batch never goes out while one is unanswered. */
+    window_round(*state, 32, 1, 4, 1);
+}
+
 static void test_start_validates(void **state)
 {
     struct fixture *f = *state;
@@ -1063,6 +1144,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gap_resends_from_acked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gap_without_progress_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wan_delay_overlaps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_bounds_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_bounds_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_validates, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
