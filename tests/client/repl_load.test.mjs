@@ -24,7 +24,8 @@ function runLoadgen(url, bodies, seconds) {
     p.stdout.on('data', (d) => { out += d; });
     p.stderr.on('data', (d) => { out += d; });
     p.on('error', reject);
-    p.on('exit', (code) => resolve({ code, out }));
+    // 'close', not 'exit': exit can come before the last of stdout has been read.
+    p.on('close', (code) => resolve({ code, out }));
   });
 }
 
