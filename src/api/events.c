@@ -19,17 +19,6 @@
 /* Broadcast                                                                          */
 /* ---------------------------------------------------------------------------------- */
 
-static bool channel_ok(const char *c)
-{
-    size_t n = strlen(c);
-    if (n == 0 || n > 128) return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)c[i];
-        if (ch <= 0x20 || ch == 0x7f || ch == '/') return false;
-    }
-    return true;
-}
-
 static void relay_done(void *ud, int rv, struct edge_httpc_resp *resp)
 {
     (void)ud;
@@ -76,7 +65,7 @@ void edge__api_broadcast_handle(struct loop *l, struct edge_http_conn *c, struct
         edge__api_respond_error(n, c, req, EP_OTHER, 401, "AUTH_CLUSTER", "the cluster secret is required");
         return;
     }
-    if (!channel_ok(channel)) {
+    if (!edge_rt_channel_ok(channel)) {
         edge__api_respond_error(n, c, req, EP_OTHER, 400, "BAD_CHANNEL",
                                 "a channel name is 1..128 bytes without spaces or '/'");
         return;

@@ -1139,7 +1139,7 @@ static void handle_unsubscribe(struct rt_session *s, json_t *m)
     send_error(s, "NO_SUCH_SUBSCRIPTION", "no subscription with this id on this connection", id);
 }
 
-static bool channel_ok(const char *c)
+bool edge_rt_channel_ok(const char *c)
 {
     size_t n = strlen(c);
     if (n == 0 || n > 128) return false;
@@ -1153,7 +1153,7 @@ static bool channel_ok(const char *c)
 static void handle_join(struct rt_session *s, json_t *m)
 {
     json_t *id = json_object_get(m, "id"), *ch = json_object_get(m, "channel");
-    if (!json_is_string(ch) || !channel_ok(json_string_value(ch))) {
+    if (!json_is_string(ch) || !edge_rt_channel_ok(json_string_value(ch))) {
         send_error(s, "BAD_MESSAGE", "join needs a channel name (1..128 bytes, no spaces or '/')", id);
         return;
     }
@@ -1189,7 +1189,7 @@ static void handle_broadcast(struct rt_session *s, json_t *m)
         send_error(s, "AUTH_READ_ONLY", "broadcasting needs a read-write token", id);
         return;
     }
-    if (!json_is_string(ch) || !channel_ok(json_string_value(ch)) || p == NULL) {
+    if (!json_is_string(ch) || !edge_rt_channel_ok(json_string_value(ch)) || p == NULL) {
         send_error(s, "BAD_MESSAGE", "broadcast needs a channel name and a payload", id);
         return;
     }

@@ -99,6 +99,9 @@ int edge_rt_accept(struct edge_rt *rt, int loop, struct edge_http_conn *c, bool 
 int edge_rt_sse_open(struct edge_rt *rt, int loop, struct edge_http_conn *c, const char *subscribe_json,
                      char *err, size_t errlen);
 
+/* A broadcast channel name: 1..128 bytes, printable, no space and no '/' (it is a path
+ * segment of POST /v1/broadcast/{channel}). */
+bool edge_rt_channel_ok(const char *channel);
 /* Deliver a broadcast to this loop's subscribers of channel (loop thread). */
 void edge_rt_broadcast_local(struct edge_rt *rt, int loop, const char *channel, const char *payload_json, size_t len);
 /* Post a broadcast to every loop of this node (any thread). */

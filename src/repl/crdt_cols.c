@@ -84,23 +84,11 @@ static int by_pk(sqlite3 *db, const struct edge__tinfo *t, int col, bool update,
     if (rv == EDGE_OK) rv = edge_buf_puts(&sql, update ? " SET " : " FROM ");
     if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, update ? t->cols[col] : t->name);
     if (rv == EDGE_OK && update) rv = edge_buf_printf(&sql, " = ?%d", t->pk.npk + 1);
-    if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
-    for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) {
-        if (i > 0) rv = edge_buf_puts(&sql, " AND ");
-        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->cols[t->pk.pk[i]]);
-        if (rv == EDGE_OK) rv = edge_buf_printf(&sql, " IS ?%d", i + 1);
-    }
-    sqlite3_stmt *st = NULL;
-    if (rv == EDGE_OK && (st = edge__repl_stmt(db, sql.data, sql.len)) == NULL) rv = EDGE_ESTORE;
-    struct edge__rd r = {pk, pklen, 0};
-    for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) rv = edge__repl_bind_value(st, i + 1, &r);
-    edge_buf_free(&sql);
     if (rv != EDGE_OK) {
-        edge__repl_done(st);
+        edge_buf_free(&sql);
         return rv;
     }
-    *out = st;
-    return EDGE_OK;
+    return edge__repl_where_pk(db, t, &sql, pk, pklen, out);
 }
 
 int edge__crdt_counter_read(sqlite3 *db, const struct edge__tinfo *t, int col, const void *pk, size_t pklen,

@@ -114,12 +114,16 @@ int edge__meta_put(sqlite3 *db, const struct edge__tinfo *t, const void *pk, siz
 int edge__meta_set_image(struct edge__rowmeta *m, const uint8_t *const *vals, const size_t *lens);
 void edge__meta_drop_image(struct edge__rowmeta *m);
 void edge__meta_free(struct edge__rowmeta *m);
-/* Read the row with primary key pk (encoded pk values) from its table into m's image.
- * EDGE_ENOTFOUND when it is not in the table. */
-/* Prepare "<verb> "table" WHERE pk1 IS ? AND ..." (cached statement) with the encoded
+/* Append " WHERE pk1 IS ?1 AND ..." to sql (a statement's head) and prepare it with the
+ * primary key bound to ?1..?npk; sql is freed either way. */
+int edge__repl_where_pk(sqlite3 *db, const struct edge__tinfo *t, struct edge_buf *sql, const void *pk,
+                        size_t pklen, sqlite3_stmt **out);
+/* Prepare "<verb> "table" WHERE pk1 IS ?1 AND ..." (cached statement) with the encoded
  * primary key bound; the caller releases it with edge__repl_done. */
 int edge__repl_by_pk(sqlite3 *db, const char *verb, const struct edge__tinfo *t, const void *pk, size_t pklen,
                      sqlite3_stmt **out);
+/* Read the row with primary key pk (encoded pk values) from its table into m's image.
+ * EDGE_ENOTFOUND when it is not in the table. */
 int edge__row_read(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen, struct edge__rowmeta *m);
 /* Inside a local write transaction (after its entry was built): put back the hidden
  * rows whose conflict the transaction removed, where nothing else has to move. A row

@@ -72,7 +72,29 @@ int edge__tinfo_col(const struct edge__tinfo *t, const char *name, size_t len)
     return -1;
 }
 
-/* "<verb> "table" WHERE pk1 IS ? AND ..." prepared with the primary key bound. */
+int edge__repl_where_pk(sqlite3 *db, const struct edge__tinfo *t, struct edge_buf *sql, const void *pk,
+                        size_t pklen, sqlite3_stmt **out)
+{
+    int rv = edge_buf_puts(sql, " WHERE ");
+    for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) {
+        if (i > 0) rv = edge_buf_puts(sql, " AND ");
+        if (rv == EDGE_OK) rv = edge_store_quote_ident(sql, t->cols[t->pk.pk[i]]);
+        if (rv == EDGE_OK) rv = edge_buf_printf(sql, " IS ?%d", i + 1);
+    }
+    sqlite3_stmt *st = NULL;
+    if (rv == EDGE_OK && (st = edge__repl_stmt(db, sql->data, sql->len)) == NULL) rv = EDGE_ESTORE;
+    struct edge__rd r = {pk, pklen, 0};
+    for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) rv = edge__repl_bind_value(st, i + 1, &r);
+    edge_buf_free(sql);
+    if (rv != EDGE_OK) {
+        edge__repl_done(st);
+        return rv;
+    }
+    *out = st;
+    return EDGE_OK;
+}
+
+/* "<verb> "table" WHERE pk1 IS ?1 AND ..." prepared with the primary key bound. */
 int edge__repl_by_pk(sqlite3 *db, const char *verb, const struct edge__tinfo *t, const void *pk, size_t pklen,
                      sqlite3_stmt **out)
 {
@@ -80,23 +102,11 @@ int edge__repl_by_pk(sqlite3 *db, const char *verb, const struct edge__tinfo *t,
     edge_buf_init(&sql, 1 << 20);
     int rv = edge_buf_puts(&sql, verb);
     if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->name);
-    if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " WHERE ");
-    for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) {
-        if (i > 0) rv = edge_buf_puts(&sql, " AND ");
-        if (rv == EDGE_OK) rv = edge_store_quote_ident(&sql, t->cols[t->pk.pk[i]]);
-        if (rv == EDGE_OK) rv = edge_buf_puts(&sql, " IS ?");
-    }
-    sqlite3_stmt *st = NULL;
-    if (rv == EDGE_OK && (st = edge__repl_stmt(db, sql.data, sql.len)) == NULL) rv = EDGE_ESTORE;
-    struct edge__rd r = {pk, pklen, 0};
-    for (int i = 0; i < t->pk.npk && rv == EDGE_OK; i++) rv = edge__repl_bind_value(st, i + 1, &r);
-    edge_buf_free(&sql);
     if (rv != EDGE_OK) {
-        edge__repl_done(st);
+        edge_buf_free(&sql);
         return rv;
     }
-    *out = st;
-    return EDGE_OK;
+    return edge__repl_where_pk(db, t, &sql, pk, pklen, out);
 }
 
 int edge__row_read(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen, struct edge__rowmeta *m)
