@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The real-time engine (see rt.h). */
-#include "realtime/rt.h"
+/* The real-time engine (see rt.h): entries from the change feed, delivery, catch-up, life cycle. */
+#include "realtime/rt_int.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -14,117 +14,6 @@
 #include "core/log.h"
 #include "repl/feed.h"
 #include "store/store.h"
-
-enum { ENT_CHANGE = 0, ENT_RESET = 1, ENT_BROADCAST = 2 };
-enum { SUB_CATCHUP = 0, SUB_LIVE = 1, SUB_AHEAD = 2 };
-
-/* Strings of an entry live in its arena; ops and columns refer to them by offset. */
-struct rt_col {
-    uint32_t name_off, name_len, val_off, val_len;
-    bool pk;
-};
-
-struct rt_op {
-    uint32_t table_off, table_len;
-    int kind;
-    uint32_t frag_off, frag_len; /* the event's fields after "sub", without the bookmark */
-    uint32_t pk_off, pk_len;
-    uint32_t col0, ncols;
-};
-
-struct rt_entry {
-    _Atomic int refs;
-    int type;
-    char origin[EDGE_VCLOCK_REGION_MAX + 1];
-    uint64_t seq;
-    char *arena;
-    struct rt_op *ops;
-    size_t n_ops;
-    struct rt_col *cols;
-    uint32_t bm_off, bm_len;       /* the node's position after the entry */
-    uint32_t chan_off, chan_len;   /* broadcast */
-    uint32_t pay_off, pay_len;
-};
-
-struct rt_where {
-    char *col;
-    char *val; /* canonical JSON text */
-};
-
-struct rt_session;
-
-struct rt_sub {
-    int64_t id;
-    struct rt_session *s;
-    char **tables;
-    int n_tables;
-    struct rt_where *where;
-    int n_where;
-    char **keys; /* canonical JSON text of each key */
-    int n_keys;
-    int state;
-    struct edge_vclock pos; /* CATCHUP and AHEAD: what it has */
-    struct rt_sub *next;
-};
-
-struct rt_loop;
-
-struct rt_session {
-    struct edge_rt *rt;
-    struct rt_loop *rl;
-    struct edge_http_conn *c;
-    bool authed, read_only, closed, sse;
-    struct rt_sub *subs;
-    int n_subs;
-    char **channels;
-    int n_channels;
-    struct edge_buf out; /* events of this turn, comma-separated */
-    int out_n;
-    struct rt_session *prev, *next;
-};
-
-struct rt_loop {
-    struct edge_rt *rt;
-    int idx;
-    uv_loop_t *uvl;
-    uv_idle_t idle; /* while subscriptions catch up */
-    bool idle_on, inited;
-    pthread_mutex_t mu;
-    struct rt_entry **pend;
-    size_t n_pend, cap_pend;
-    bool posted;
-    struct edge_task task;
-    bool active;            /* receives change entries (rt->mu) */
-    struct edge_vclock lvv; /* loop thread: entries processed here */
-    struct rt_session *sessions;
-    int n_catchup;
-    int n_change_subs;
-    struct edge_store_conn *rconn;
-};
-
-struct table_count {
-    char *name;
-    int64_t n;
-};
-
-struct edge_rt {
-    struct edge_repl_state *st;
-    char *db_path;
-    struct edge_rt_host host;
-    struct edge_rt_limits lim;
-    struct rt_loop *loops;
-    pthread_mutex_t mu;
-    struct edge_vclock pos; /* the node's position: entries the feed delivered (mu) */
-    int n_active;
-    struct table_count *tables;
-    size_t n_tables;
-    _Atomic int64_t conns;
-    struct {
-        _Atomic uint64_t subscriptions, entries_in, deliveries, frames, bytes_out;
-        _Atomic uint64_t closed_slow, closed_resync, refused_connections, refused_subscriptions, bad_messages,
-            auth_failed, broadcasts_in, broadcast_deliveries;
-    } m;
-};
 
 /* ---------------------------------------------------------------------------------- */
 /* Bookmarks                                                                          */
@@ -309,9 +198,8 @@ static struct rt_entry *entry_build(const struct edge_feed_entry *fe, const stru
 /* Sending                                                                            */
 /* ---------------------------------------------------------------------------------- */
 
-static void session_close(struct rt_session *s, uint16_t code, const char *reason);
 
-static void send_text(struct rt_session *s, const char *p, size_t n)
+void edge__rt_send_text(struct rt_session *s, const char *p, size_t n)
 {
     if (s->closed) return;
     struct edge_rt *rt = s->rt;
@@ -324,13 +212,13 @@ static void send_text(struct rt_session *s, const char *p, size_t n)
     atomic_fetch_add(&rt->m.bytes_out, n);
 }
 
-static void send_buf(struct rt_session *s, struct edge_buf *b)
+void edge__rt_send_buf(struct rt_session *s, struct edge_buf *b)
 {
-    send_text(s, b->data ? b->data : "", b->len);
+    edge__rt_send_text(s, b->data ? b->data : "", b->len);
 }
 
 /* An error frame: {"type":"error","code","message","id"?} (SSE: an "error" event). */
-static void send_error(struct rt_session *s, const char *code, const char *msg, json_t *id)
+void edge__rt_send_error(struct rt_session *s, const char *code, const char *msg, json_t *id)
 {
     struct edge_buf b;
     edge_buf_init(&b, 1 << 16);
@@ -340,7 +228,7 @@ static void send_error(struct rt_session *s, const char *code, const char *msg, 
     if (id != NULL && json_is_integer(id)) edge_buf_printf(&b, ",\"id\":%lld", (long long)json_integer_value(id));
     edge_buf_putc(&b, '}');
     if (s->sse) edge_buf_puts(&b, "\n\n");
-    send_buf(s, &b);
+    edge__rt_send_buf(s, &b);
     edge_buf_free(&b);
 }
 
@@ -395,17 +283,17 @@ static void queue_event(struct rt_session *s, const struct rt_sub *sub, const st
 }
 
 /* Send the frame of this turn: the one event alone, or a batch. */
-static void session_flush(struct rt_session *s)
+void edge__rt_session_flush(struct rt_session *s)
 {
     if (s->out_n == 0) return;
     if (s->sse) {
-        send_buf(s, &s->out);
+        edge__rt_send_buf(s, &s->out);
     } else if (s->out.len < BATCH_HEAD_LEN) {
         /* an append failed (out of memory): nothing sensible to send */
     } else if (s->out_n == 1) {
-        send_text(s, s->out.data + BATCH_HEAD_LEN, s->out.len - BATCH_HEAD_LEN);
+        edge__rt_send_text(s, s->out.data + BATCH_HEAD_LEN, s->out.len - BATCH_HEAD_LEN);
     } else if (edge_buf_puts(&s->out, "]}") == EDGE_OK) {
-        send_buf(s, &s->out);
+        edge__rt_send_buf(s, &s->out);
     }
     /* An idle subscriber keeps no frame memory: a big turn's buffer is given back. */
     if (s->out.cap > 64 * 1024) {
@@ -468,7 +356,7 @@ static bool sub_matches(const struct rt_sub *sub, const struct rt_entry *e, cons
 /* Table counts (status)                                                              */
 /* ---------------------------------------------------------------------------------- */
 
-static void table_count(struct edge_rt *rt, const char *name, int d)
+void edge__rt_table_count(struct edge_rt *rt, const char *name, int d)
 {
     pthread_mutex_lock(&rt->mu);
     size_t i = 0;
@@ -519,7 +407,7 @@ int edge_rt_position(struct edge_rt *rt, struct edge_buf *out)
 /* Subscriptions                                                                      */
 /* ---------------------------------------------------------------------------------- */
 
-static void sub_free(struct rt_sub *sub)
+void edge__rt_sub_free(struct rt_sub *sub)
 {
     for (int i = 0; i < sub->n_tables; i++) edge_free(sub->tables[i]);
     edge_free(sub->tables);
@@ -534,7 +422,7 @@ static void sub_free(struct rt_sub *sub)
     edge_free(sub);
 }
 
-static void loop_activate(struct rt_loop *rl)
+void edge__rt_loop_activate(struct rt_loop *rl)
 {
     struct edge_rt *rt = rl->rt;
     if (rl->n_change_subs++ > 0) return;
@@ -562,7 +450,7 @@ static void loop_deactivate(struct rt_loop *rl)
 
 static void idle_cb(uv_idle_t *h);
 
-static void catchup_count(struct rt_loop *rl, int d)
+void edge__rt_catchup_count(struct rt_loop *rl, int d)
 {
     rl->n_catchup += d;
     if (rl->n_catchup > 0 && !rl->idle_on) {
@@ -575,7 +463,7 @@ static void catchup_count(struct rt_loop *rl, int d)
 }
 
 /* Remove sub from its session (and the counts). */
-static void sub_remove(struct rt_sub *sub)
+void edge__rt_sub_remove(struct rt_sub *sub)
 {
     struct rt_session *s = sub->s;
     for (struct rt_sub **pp = &s->subs; *pp != NULL; pp = &(*pp)->next) {
@@ -585,11 +473,11 @@ static void sub_remove(struct rt_sub *sub)
         }
     }
     s->n_subs--;
-    if (sub->state == SUB_CATCHUP) catchup_count(s->rl, -1);
+    if (sub->state == SUB_CATCHUP) edge__rt_catchup_count(s->rl, -1);
     loop_deactivate(s->rl);
-    for (int i = 0; i < sub->n_tables; i++) table_count(s->rt, sub->tables[i], -1);
+    for (int i = 0; i < sub->n_tables; i++) edge__rt_table_count(s->rt, sub->tables[i], -1);
     atomic_fetch_sub(&s->rt->m.subscriptions, 1);
-    sub_free(sub);
+    edge__rt_sub_free(sub);
 }
 
 /* The log no longer holds what sub needs: tell it where to start over, drop it. */
@@ -603,15 +491,15 @@ static void sub_resync(struct rt_sub *sub)
     edge_rt_bookmark_format(&s->rl->lvv, &b);
     edge_buf_puts(&b, "\"}");
     if (s->sse) edge_buf_puts(&b, "\n\n");
-    session_flush(s);
-    send_buf(s, &b);
+    edge__rt_session_flush(s);
+    edge__rt_send_buf(s, &b);
     edge_buf_free(&b);
     atomic_fetch_add(&s->rt->m.closed_resync, 1);
-    sub_remove(sub);
-    if (s->sse) session_close(s, 1000, "resync required");
+    edge__rt_sub_remove(sub);
+    if (s->sse) edge__rt_session_close(s, 1000, "resync required");
 }
 
-static void send_ready(struct rt_sub *sub)
+void edge__rt_send_ready(struct rt_sub *sub)
 {
     struct rt_session *s = sub->s;
     struct edge_buf b;
@@ -621,7 +509,7 @@ static void send_ready(struct rt_sub *sub)
     sub_position(sub, &b);
     edge_buf_puts(&b, "\"}");
     if (s->sse) edge_buf_puts(&b, "\n\n");
-    send_buf(s, &b);
+    edge__rt_send_buf(s, &b);
     edge_buf_free(&b);
 }
 
@@ -629,10 +517,10 @@ static void send_ready(struct rt_sub *sub)
 static void sub_go_live(struct rt_sub *sub)
 {
     struct rt_loop *rl = sub->s->rl;
-    catchup_count(rl, -1);
+    edge__rt_catchup_count(rl, -1);
     sub->state = vv_le(&sub->pos, &rl->lvv) ? SUB_LIVE : SUB_AHEAD;
-    session_flush(sub->s);
-    send_ready(sub);
+    edge__rt_session_flush(sub->s);
+    edge__rt_send_ready(sub);
 }
 
 struct catchup_ctx {
@@ -657,7 +545,7 @@ static void catchup_entry(void *ud, const struct edge_feed_entry *fe)
     entry_unref(e);
 }
 
-static struct edge_store_conn *loop_rconn(struct rt_loop *rl)
+struct edge_store_conn *edge__rt_loop_rconn(struct rt_loop *rl)
 {
     if (rl->rconn == NULL) {
         char err[256];
@@ -670,7 +558,7 @@ static struct edge_store_conn *loop_rconn(struct rt_loop *rl)
 }
 
 /* One bounded step of a catching-up subscription. */
-static void sub_catchup_step(struct rt_sub *sub)
+void edge__rt_sub_catchup_step(struct rt_sub *sub)
 {
     struct rt_session *s = sub->s;
     struct rt_loop *rl = s->rl;
@@ -680,13 +568,13 @@ static void sub_catchup_step(struct rt_sub *sub)
         sub_go_live(sub);
         return;
     }
-    struct edge_store_conn *rc = loop_rconn(rl);
+    struct edge_store_conn *rc = edge__rt_loop_rconn(rl);
     if (rc == NULL) return;
     bool gap = false, more = false;
     struct catchup_ctx x = {sub};
     int rv = edge_feed_read(edge_store_db(rc), &sub->pos, &rl->lvv, (size_t)s->rt->lim.backlog_batch, catchup_entry,
                             &x, &gap, &more);
-    session_flush(s);
+    edge__rt_session_flush(s);
     if (rv != EDGE_OK) return; /* busy or transient: the next turn tries again */
     if (gap) {
         sub_resync(sub);
@@ -702,7 +590,7 @@ static void idle_cb(uv_idle_t *h)
         struct rt_session *next = s->next;
         for (struct rt_sub *sub = s->subs; sub != NULL && !s->closed;) {
             struct rt_sub *sn = sub->next;
-            if (sub->state == SUB_CATCHUP) sub_catchup_step(sub);
+            if (sub->state == SUB_CATCHUP) edge__rt_sub_catchup_step(sub);
             sub = sn;
         }
         s = next;
@@ -725,11 +613,11 @@ static void slow_consumer(struct rt_session *s)
         sub_position(sub, &b);
         edge_buf_puts(&b, "\"}");
         if (s->sse) edge_buf_puts(&b, "\n\n");
-        send_buf(s, &b);
+        edge__rt_send_buf(s, &b);
         edge_buf_free(&b);
     }
     atomic_fetch_add(&s->rt->m.closed_slow, 1);
-    session_close(s, 4008, "slow consumer");
+    edge__rt_session_close(s, 4008, "slow consumer");
 }
 
 static void deliver_change(struct rt_loop *rl, struct rt_entry *e)
@@ -814,7 +702,7 @@ static void loop_task(struct edge_task *t)
     size_t limit = rl->rt->lim.queue_bytes;
     for (struct rt_session *s = rl->sessions; s != NULL;) {
         struct rt_session *next = s->next;
-        session_flush(s);
+        edge__rt_session_flush(s);
         if (!s->closed && session_unsent(s) > limit) slow_consumer(s);
         s = next;
     }
@@ -911,480 +799,6 @@ void edge_rt_broadcast_local(struct edge_rt *rt, int loop, const char *channel, 
 {
     (void)loop;
     edge_rt_broadcast(rt, channel, payload_json, len);
-}
-
-/* ---------------------------------------------------------------------------------- */
-/* Protocol                                                                           */
-/* ---------------------------------------------------------------------------------- */
-
-/* Canonical JSON text of a filter value, as the feed renders column values. */
-static char *canon_value(json_t *v)
-{
-    struct edge_buf b;
-    edge_buf_init(&b, 1 << 20);
-    int rv;
-    if (json_is_string(v)) rv = edge_buf_json_str(&b, json_string_value(v), json_string_length(v));
-    else if (json_is_integer(v)) rv = edge_buf_printf(&b, "%lld", (long long)json_integer_value(v));
-    else if (json_is_real(v)) rv = edge_buf_json_double(&b, json_real_value(v));
-    else if (json_is_true(v)) rv = edge_buf_puts(&b, "1");
-    else if (json_is_false(v)) rv = edge_buf_puts(&b, "0");
-    else if (json_is_null(v)) rv = edge_buf_puts(&b, "null");
-    else if (json_is_array(v)) {
-        /* a composite key */
-        rv = edge_buf_putc(&b, '[');
-        for (size_t i = 0; i < json_array_size(v) && rv == EDGE_OK; i++) {
-            char *e = canon_value(json_array_get(v, i));
-            if (e == NULL) rv = EDGE_EINVAL;
-            if (rv == EDGE_OK && i > 0) rv = edge_buf_putc(&b, ',');
-            if (rv == EDGE_OK) rv = edge_buf_puts(&b, e);
-            edge_free(e);
-        }
-        if (rv == EDGE_OK) rv = edge_buf_putc(&b, ']');
-    } else rv = EDGE_EINVAL;
-    if (rv == EDGE_OK) rv = edge_buf_putc(&b, '\0');
-    if (rv != EDGE_OK) {
-        edge_buf_free(&b);
-        return NULL;
-    }
-    size_t n;
-    return edge_buf_steal(&b, &n);
-}
-
-/* Parse a subscribe request into sub (fields only); false with a message. */
-static bool parse_subscribe(struct rt_session *s, json_t *m, struct rt_sub *sub, const char **from, char *err,
-                            size_t errlen)
-{
-    json_t *id = json_object_get(m, "id"), *tables = json_object_get(m, "tables");
-    json_t *where = json_object_get(m, "where"), *keys = json_object_get(m, "keys"), *f = json_object_get(m, "from");
-    if (!json_is_integer(id)) {
-        snprintf(err, errlen, "subscribe needs an integer id");
-        return false;
-    }
-    sub->id = json_integer_value(id);
-    for (struct rt_sub *o = s->subs; o != NULL; o = o->next) {
-        if (o->id == sub->id) {
-            snprintf(err, errlen, "subscription id %lld is in use on this connection", (long long)sub->id);
-            return false;
-        }
-    }
-    if (json_is_string(tables)) {
-        json_t *one = json_array();
-        json_array_append(one, tables);
-        json_object_set_new(m, "tables", one);
-        tables = one;
-    }
-    if (!json_is_array(tables) || json_array_size(tables) == 0 || json_array_size(tables) > 64) {
-        snprintf(err, errlen, "tables must be a non-empty array of table names (at most 64)");
-        return false;
-    }
-    sub->tables = edge_calloc(json_array_size(tables), sizeof(char *));
-    if (sub->tables == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return false;
-    }
-    for (size_t i = 0; i < json_array_size(tables); i++) {
-        json_t *t = json_array_get(tables, i);
-        if (!json_is_string(t) || json_string_length(t) == 0 || json_string_length(t) > 255 ||
-            strncmp(json_string_value(t), "_edge_", 6) == 0) {
-            snprintf(err, errlen, "tables[%zu] must be the name of a table", i);
-            return false;
-        }
-        sub->tables[sub->n_tables++] = edge_strdup(json_string_value(t));
-    }
-    if (where != NULL && !json_is_null(where)) {
-        if (!json_is_object(where) || json_object_size(where) > 32) {
-            snprintf(err, errlen, "where must be an object {column: value} (at most 32 columns)");
-            return false;
-        }
-        sub->where = edge_calloc(json_object_size(where) + 1, sizeof(*sub->where));
-        const char *k;
-        json_t *v;
-        json_object_foreach(where, k, v)
-        {
-            char *cv = canon_value(v);
-            if (cv == NULL || json_is_array(v)) {
-                edge_free(cv);
-                snprintf(err, errlen, "where.%s must be a string, number, boolean or null", k);
-                return false;
-            }
-            sub->where[sub->n_where].col = edge_strdup(k);
-            sub->where[sub->n_where++].val = cv;
-        }
-    }
-    if (keys != NULL && !json_is_null(keys)) {
-        if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > 10000) {
-            snprintf(err, errlen, "keys must be a non-empty array of primary keys (at most 10000)");
-            return false;
-        }
-        sub->keys = edge_calloc(json_array_size(keys), sizeof(char *));
-        for (size_t i = 0; sub->keys != NULL && i < json_array_size(keys); i++) {
-            char *cv = canon_value(json_array_get(keys, i));
-            if (cv == NULL) {
-                snprintf(err, errlen, "keys[%zu] must be a value or an array of values", i);
-                return false;
-            }
-            sub->keys[sub->n_keys++] = cv;
-        }
-    }
-    if (f != NULL && !json_is_null(f) && !json_is_string(f)) {
-        snprintf(err, errlen, "from must be \"now\", \"start\" or a bookmark");
-        return false;
-    }
-    *from = json_is_string(f) ? json_string_value(f) : "now";
-    return true;
-}
-
-/* from = "start": the oldest entry each origin still has in the log. */
-static void start_position(struct rt_loop *rl, struct edge_vclock *pos)
-{
-    struct edge_store_conn *rc = loop_rconn(rl);
-    sqlite3_stmt *st = NULL;
-    if (rc == NULL || sqlite3_prepare_v2(edge_store_db(rc), "SELECT origin, seq FROM _edge_vv", -1, &st, NULL) != SQLITE_OK) {
-        sqlite3_finalize(st);
-        return;
-    }
-    sqlite3_stmt *mn = NULL;
-    sqlite3_prepare_v2(edge_store_db(rc), "SELECT min(seq) FROM _edge_log WHERE origin = ?1", -1, &mn, NULL);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *o = (const char *)sqlite3_column_text(st, 0);
-        uint64_t have = (uint64_t)sqlite3_column_int64(st, 1), floor = have;
-        if (mn != NULL) {
-            sqlite3_bind_text(mn, 1, o, -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(mn) == SQLITE_ROW && sqlite3_column_type(mn, 0) != SQLITE_NULL) {
-                floor = (uint64_t)sqlite3_column_int64(mn, 0) - 1;
-            }
-            sqlite3_reset(mn);
-        }
-        if (floor > 0) edge_vclock_set(pos, o, floor);
-    }
-    sqlite3_finalize(mn);
-    sqlite3_finalize(st);
-}
-
-static void handle_subscribe(struct rt_session *s, json_t *m)
-{
-    struct edge_rt *rt = s->rt;
-    json_t *id = json_object_get(m, "id");
-    if (rt->st == NULL) {
-        send_error(s, "NOT_A_CLUSTER", "this node keeps no change log (a single node): only broadcast channels work", id);
-        return;
-    }
-    if (s->n_subs >= rt->lim.max_subscriptions) {
-        atomic_fetch_add(&rt->m.refused_subscriptions, 1);
-        send_error(s, "TOO_MANY_SUBSCRIPTIONS", "this connection has realtime.max_subscriptions subscriptions", id);
-        return;
-    }
-    struct rt_sub *sub = edge_calloc(1, sizeof(*sub));
-    if (sub == NULL) {
-        send_error(s, "INTERNAL", "out of memory", id);
-        return;
-    }
-    edge_vclock_init(&sub->pos);
-    sub->s = s;
-    const char *from = "now";
-    char err[256];
-    if (!parse_subscribe(s, m, sub, &from, err, sizeof(err))) {
-        atomic_fetch_add(&rt->m.bad_messages, 1);
-        send_error(s, "BAD_SUBSCRIBE", err, id);
-        sub_free(sub);
-        return;
-    }
-    bool now = strcmp(from, "now") == 0, start = strcmp(from, "start") == 0;
-    if (!now && !start && edge_rt_bookmark_parse(from, strlen(from), &sub->pos) != EDGE_OK) {
-        atomic_fetch_add(&rt->m.bad_messages, 1);
-        send_error(s, "BOOKMARK_INVALID", "from must be \"now\", \"start\" or a bookmark REGION:SEQ[,REGION:SEQ...]", id);
-        sub_free(sub);
-        return;
-    }
-    loop_activate(s->rl);
-    if (start) start_position(s->rl, &sub->pos);
-    sub->next = s->subs;
-    s->subs = sub;
-    s->n_subs++;
-    for (int i = 0; i < sub->n_tables; i++) table_count(rt, sub->tables[i], +1);
-    atomic_fetch_add(&rt->m.subscriptions, 1);
-    struct edge_buf b;
-    edge_buf_init(&b, 1 << 16);
-    if (s->sse) edge_buf_puts(&b, "event: subscribed\ndata: ");
-    edge_buf_printf(&b, "{\"type\":\"subscribed\",\"id\":%lld,\"sub\":%lld}", (long long)sub->id, (long long)sub->id);
-    if (s->sse) edge_buf_puts(&b, "\n\n");
-    send_buf(s, &b);
-    edge_buf_free(&b);
-    if (now) {
-        sub->state = SUB_LIVE;
-        send_ready(sub);
-        return;
-    }
-    sub->state = SUB_CATCHUP;
-    catchup_count(s->rl, +1);
-    sub_catchup_step(sub); /* the first batch at once */
-}
-
-static void handle_unsubscribe(struct rt_session *s, json_t *m)
-{
-    json_t *id = json_object_get(m, "id");
-    if (!json_is_integer(id)) {
-        send_error(s, "BAD_MESSAGE", "unsubscribe needs the integer id of a subscription", id);
-        return;
-    }
-    for (struct rt_sub *sub = s->subs; sub != NULL; sub = sub->next) {
-        if (sub->id == json_integer_value(id)) {
-            sub_remove(sub);
-            char out[96];
-            int n = snprintf(out, sizeof(out), "{\"type\":\"unsubscribed\",\"id\":%lld}", (long long)json_integer_value(id));
-            send_text(s, out, (size_t)n);
-            return;
-        }
-    }
-    send_error(s, "NO_SUCH_SUBSCRIPTION", "no subscription with this id on this connection", id);
-}
-
-bool edge_rt_channel_ok(const char *c)
-{
-    size_t n = strlen(c);
-    if (n == 0 || n > 128) return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)c[i];
-        if (ch <= 0x20 || ch == 0x7f || ch == '/') return false;
-    }
-    return true;
-}
-
-static void handle_join(struct rt_session *s, json_t *m)
-{
-    json_t *id = json_object_get(m, "id"), *ch = json_object_get(m, "channel");
-    if (!json_is_string(ch) || !edge_rt_channel_ok(json_string_value(ch))) {
-        send_error(s, "BAD_MESSAGE", "join needs a channel name (1..128 bytes, no spaces or '/')", id);
-        return;
-    }
-    for (int i = 0; i < s->n_channels; i++) {
-        if (strcmp(s->channels[i], json_string_value(ch)) == 0) goto answer;
-    }
-    if (s->n_channels >= s->rt->lim.max_subscriptions) {
-        send_error(s, "TOO_MANY_SUBSCRIPTIONS", "this connection has realtime.max_subscriptions channels", id);
-        return;
-    }
-    char **g = edge_realloc(s->channels, (size_t)(s->n_channels + 1) * sizeof(*g));
-    if (g == NULL) {
-        send_error(s, "INTERNAL", "out of memory", id);
-        return;
-    }
-    s->channels = g;
-    s->channels[s->n_channels++] = edge_strdup(json_string_value(ch));
-answer:;
-    struct edge_buf b;
-    edge_buf_init(&b, 1 << 16);
-    edge_buf_puts(&b, "{\"type\":\"joined\",\"channel\":");
-    edge_buf_json_cstr(&b, json_string_value(ch));
-    if (json_is_integer(id)) edge_buf_printf(&b, ",\"id\":%lld", (long long)json_integer_value(id));
-    edge_buf_putc(&b, '}');
-    send_buf(s, &b);
-    edge_buf_free(&b);
-}
-
-static void handle_broadcast(struct rt_session *s, json_t *m)
-{
-    json_t *id = json_object_get(m, "id"), *ch = json_object_get(m, "channel"), *p = json_object_get(m, "payload");
-    if (s->read_only) {
-        send_error(s, "AUTH_READ_ONLY", "broadcasting needs a read-write token", id);
-        return;
-    }
-    if (!json_is_string(ch) || !edge_rt_channel_ok(json_string_value(ch)) || p == NULL) {
-        send_error(s, "BAD_MESSAGE", "broadcast needs a channel name and a payload", id);
-        return;
-    }
-    char *pj = json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (pj == NULL) {
-        send_error(s, "INTERNAL", "out of memory", id);
-        return;
-    }
-    if (s->rt->host.broadcast != NULL) {
-        s->rt->host.broadcast(s->rt->host.ud, s->rl->idx, json_string_value(ch), pj, strlen(pj));
-    } else {
-        edge_rt_broadcast(s->rt, json_string_value(ch), pj, strlen(pj));
-    }
-    free(pj);
-    if (json_is_integer(id)) {
-        char out[96];
-        int n = snprintf(out, sizeof(out), "{\"type\":\"broadcast_sent\",\"id\":%lld}", (long long)json_integer_value(id));
-        send_text(s, out, (size_t)n);
-    }
-}
-
-static void on_message(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len)
-{
-    (void)c;
-    struct rt_session *s = ud;
-    struct edge_rt *rt = s->rt;
-    if (s->closed) return;
-    if (opcode != 1) {
-        atomic_fetch_add(&rt->m.bad_messages, 1);
-        send_error(s, "BAD_MESSAGE", "messages are JSON text frames", NULL);
-        return;
-    }
-    json_error_t jerr;
-    json_t *m = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (m == NULL || !json_is_object(m)) {
-        atomic_fetch_add(&rt->m.bad_messages, 1);
-        send_error(s, "BAD_MESSAGE", m == NULL ? "the message is not JSON" : "the message must be a JSON object", NULL);
-        json_decref(m);
-        return;
-    }
-    json_t *jwt = json_object_get(m, "jwt");
-    if (!s->authed) {
-        const char *code = "AUTH_REQUIRED";
-        bool ro = false;
-        if (!json_is_string(jwt) ||
-            !rt->host.auth(rt->host.ud, json_string_value(jwt), json_string_length(jwt), &ro, &code)) {
-            atomic_fetch_add(&rt->m.auth_failed, 1);
-            send_error(s, code ? code : "AUTH_REQUIRED",
-                       json_is_string(jwt) ? "the token is not valid"
-                                           : "authenticate with an Authorization header or a jwt in the first message",
-                       json_object_get(m, "id"));
-            json_decref(m);
-            session_close(s, 4001, "authentication failed");
-            return;
-        }
-        s->authed = true;
-        s->read_only = ro;
-    }
-    json_t *type = json_object_get(m, "type");
-    const char *t = json_is_string(type) ? json_string_value(type) : "";
-    if (strcmp(t, "subscribe") == 0) {
-        handle_subscribe(s, m);
-    } else if (strcmp(t, "unsubscribe") == 0) {
-        handle_unsubscribe(s, m);
-    } else if (strcmp(t, "join") == 0) {
-        handle_join(s, m);
-    } else if (strcmp(t, "broadcast") == 0) {
-        handle_broadcast(s, m);
-    } else if (strcmp(t, "auth") == 0) {
-        send_text(s, "{\"type\":\"authed\"}", 17);
-    } else if (strcmp(t, "ping") == 0) {
-        json_t *id = json_object_get(m, "id");
-        char out[96];
-        int n = json_is_integer(id) ? snprintf(out, sizeof(out), "{\"type\":\"pong\",\"id\":%lld}",
-                                               (long long)json_integer_value(id))
-                                    : snprintf(out, sizeof(out), "{\"type\":\"pong\"}");
-        send_text(s, out, (size_t)n);
-    } else {
-        atomic_fetch_add(&rt->m.bad_messages, 1);
-        send_error(s, "BAD_MESSAGE", "unknown message type (subscribe, unsubscribe, join, broadcast, auth, ping)",
-                   json_object_get(m, "id"));
-    }
-    json_decref(m);
-}
-
-static void session_free(struct rt_session *s)
-{
-    while (s->subs != NULL) sub_remove(s->subs);
-    for (int i = 0; i < s->n_channels; i++) edge_free(s->channels[i]);
-    edge_free(s->channels);
-    edge_buf_free(&s->out);
-    edge_http_conn_unref(s->c);
-    edge_free(s);
-}
-
-/* The connection is gone: unlink and free the session (loop thread). */
-static void on_close(void *ud, struct edge_http_conn *c)
-{
-    (void)c;
-    struct rt_session *s = ud;
-    struct rt_loop *rl = s->rl;
-    if (s->prev) s->prev->next = s->next;
-    else rl->sessions = s->next;
-    if (s->next) s->next->prev = s->prev;
-    atomic_fetch_sub(&s->rt->conns, 1);
-    session_free(s);
-}
-
-static void session_close(struct rt_session *s, uint16_t code, const char *reason)
-{
-    if (s->closed) return;
-    session_flush(s);
-    s->closed = true;
-    /* Subscriptions end now: nothing more is queued for a connection that is going. */
-    while (s->subs != NULL) sub_remove(s->subs);
-    if (s->sse) edge_http_stream_end(s->c);
-    else edge_http_ws_close(s->c, code, reason);
-}
-
-static struct rt_session *session_new(struct edge_rt *rt, int loop, struct edge_http_conn *c)
-{
-    struct rt_session *s = edge_calloc(1, sizeof(*s));
-    if (s == NULL) return NULL;
-    s->rt = rt;
-    s->rl = &rt->loops[loop];
-    s->c = c;
-    edge_http_conn_ref(c);
-    edge_buf_init(&s->out, (size_t)1 << 30);
-    s->next = s->rl->sessions;
-    if (s->next) s->next->prev = s;
-    s->rl->sessions = s;
-    return s;
-}
-
-bool edge_rt_reserve(struct edge_rt *rt)
-{
-    if (atomic_fetch_add(&rt->conns, 1) >= rt->lim.max_connections) {
-        atomic_fetch_sub(&rt->conns, 1);
-        atomic_fetch_add(&rt->m.refused_connections, 1);
-        return false;
-    }
-    return true;
-}
-
-void edge_rt_release(struct edge_rt *rt)
-{
-    atomic_fetch_sub(&rt->conns, 1);
-}
-
-int edge_rt_accept(struct edge_rt *rt, int loop, struct edge_http_conn *c, bool authed, bool read_only)
-{
-    if (edge_http_ws_accept(c, EDGE_RT_PROTOCOL) != EDGE_OK) {
-        edge_rt_release(rt);
-        return EDGE_EPROTO;
-    }
-    struct rt_session *s = session_new(rt, loop, c);
-    if (s == NULL) {
-        edge_rt_release(rt);
-        edge_http_ws_close(c, 1011, "out of memory");
-        return EDGE_ENOMEM;
-    }
-    s->authed = authed || !rt->host.auth_required;
-    s->read_only = authed ? read_only : false;
-    edge_http_conn_set_ws_handler(c, on_message, on_close, s);
-    return EDGE_OK;
-}
-
-static void sse_closed(void *ud, struct edge_http_conn *c)
-{
-    on_close(ud, c);
-}
-
-int edge_rt_sse_open(struct edge_rt *rt, int loop, struct edge_http_conn *c, const char *subscribe_json, char *err,
-                     size_t errlen)
-{
-    json_error_t jerr;
-    json_t *m = json_loads(subscribe_json, 0, &jerr);
-    if (m == NULL) {
-        snprintf(err, errlen, "bad query");
-        edge_rt_release(rt);
-        return EDGE_EINVAL;
-    }
-    struct rt_session *s = session_new(rt, loop, c);
-    if (s == NULL) {
-        json_decref(m);
-        edge_rt_release(rt);
-        return EDGE_ENOMEM;
-    }
-    s->sse = true;
-    s->authed = true;
-    edge_http_conn_watch_close(c, sse_closed, s);
-    handle_subscribe(s, m);
-    json_decref(m);
-    if (s->n_subs == 0 && !s->closed) session_close(s, 1000, "bad subscription");
-    return EDGE_OK;
 }
 
 /* ---------------------------------------------------------------------------------- */
