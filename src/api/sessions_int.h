@@ -139,10 +139,15 @@ extern const char *const edge__sess_refuse_names[SESS_REFUSE_REASONS];
 /* sessions_own.c */
 void edge__sess_job_free(struct sjob *j);
 int edge__sess_job_submit(struct sjob *j, bool client);
-void edge__sess_tick_arm(struct loop *l);
+/* The keep-alive connections of this loop to region idx (NULL when the url is unusable
+ * or the loop is stopping). */
+struct edge_httpca *edge__sess_peer_pool(struct loop *l, int idx);
 void edge__sess_on_gc(uv_timer_t *t);
 /* PUT, PATCH, DELETE of rest, or POST (rest NULL): run at the home or forwarded there. */
 void edge__sess_write_start(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const char *rest,
                             int64_t if_match, const char *imh);
+
+/* sessions_access.c (also edge__api_sessions_access_handle, node_int.h) */
+void edge__sess_tick_arm(struct loop *l);
 
 #endif
