@@ -20,6 +20,7 @@
  * one_way_delay, so many messages are "on the wire" at once, like on a real network.
  * Only the serial handshake still sleeps. */
 #include "repl/peer.h"
+#include "repl/peer_mq.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "edgelite/errors.h"
+#include "net/httpc.h"
 #include "net/wsc.h"
 #include "repl/batch.h"
 #include "repl/proto.h"
@@ -52,7 +54,6 @@
 #define PING_TIMEOUT_MS 10000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define RECV_CHUNK 65536
 /* 128 batches cover a 140 ms round trip at one commit per ms, each sent on its own
  * (measured with 48: at a commit every 3 ms, entries waited for the window). */
 #define IN_FLIGHT_DEFAULT 128
@@ -64,18 +65,6 @@
 
 enum link_state { ST_CHALLENGE, ST_HELLO, ST_READY };
 
-/* A protocol message waiting for its (emulated) time to leave or to be handled. */
-struct qmsg {
-    uint64_t due_ms;
-    size_t n_entries; /* ENTRIES on the send queue: entries inside (statistics); else 0 */
-    struct edge_buf b;
-};
-
-/* FIFO ring of messages; slots keep their buffers for reuse. */
-struct mqueue {
-    struct qmsg *slots;
-    size_t cap, head, len, bytes;
-};
 
 /* One ENTRIES message awaiting its ACK. */
 struct flight {
@@ -185,77 +174,6 @@ static void pub_in_flight(struct edge_peer_status *st, void *arg)
     st->in_flight_bytes = p->fl_bytes;
 }
 
-/* ---- message queues (emulated wire) ---- */
-
-static int mq_init(struct mqueue *q, size_t cap)
-{
-    q->slots = edge_calloc(cap, sizeof(*q->slots));
-    if (q->slots == NULL) {
-        return EDGE_ENOMEM;
-    }
-    q->cap = cap;
-    for (size_t i = 0; i < cap; i++) {
-        edge_buf_init(&q->slots[i].b, EDGE_REPL_FRAME_MAX);
-    }
-    return EDGE_OK;
-}
-
-static void mq_free(struct mqueue *q)
-{
-    for (size_t i = 0; q->slots != NULL && i < q->cap; i++) {
-        edge_buf_free(&q->slots[i].b);
-    }
-    edge_free(q->slots);
-    memset(q, 0, sizeof(*q));
-}
-
-static bool mq_full(const struct mqueue *q)
-{
-    return q->len == q->cap;
-}
-
-static struct qmsg *mq_front(struct mqueue *q)
-{
-    return q->len > 0 ? &q->slots[q->head] : NULL;
-}
-
-/* Move *b to the tail by swapping buffers (no copy); *b comes back empty. The caller
- * checked that the queue is not full. Every buffer involved has the same max. */
-static void mq_push(struct mqueue *q, struct edge_buf *b, uint64_t due_ms, size_t n_entries)
-{
-    struct qmsg *m = &q->slots[(q->head + q->len) % q->cap];
-    struct edge_buf t = m->b;
-    m->b = *b;
-    *b = t;
-    edge_buf_reset(b);
-    m->due_ms = due_ms;
-    m->n_entries = n_entries;
-    q->len++;
-    q->bytes += m->b.len;
-}
-
-static void mq_pop(struct mqueue *q)
-{
-    struct qmsg *m = &q->slots[q->head];
-    q->bytes -= m->b.len;
-    /* A big batch would otherwise pin its memory in the slot for the link's lifetime. */
-    if (m->b.cap > 4 * RECV_CHUNK) {
-        edge_buf_free(&m->b);
-    } else {
-        edge_buf_reset(&m->b);
-    }
-    q->head = (q->head + 1) % q->cap;
-    q->len--;
-}
-
-static void mq_clear(struct mqueue *q)
-{
-    for (size_t i = 0; i < q->cap && q->len > 0; i++) {
-        mq_pop(q);
-    }
-    q->head = 0;
-}
-
 /* Forget everything in flight: the next session starts from the peer's HELLO_OK VV. */
 static void pipeline_reset(struct edge_peer *p)
 {
@@ -266,8 +184,8 @@ static void pipeline_reset(struct edge_peer *p)
     p->fl_len = 0;
     p->fl_bytes = 0;
     p->window_full = false;
-    mq_clear(&p->outq);
-    mq_clear(&p->inq);
+    edge__mq_clear(&p->outq);
+    edge__mq_clear(&p->inq);
     p->want = false;
     p->draining = false;
 }
@@ -301,12 +219,12 @@ static int send_now(struct edge_peer *p)
  * comes back empty. n_entries: ENTRIES count for the statistics, else 0. */
 static int queue_msg(struct edge_peer *p, size_t n_entries)
 {
-    if (mq_full(&p->outq)) {
+    if (edge__mq_full(&p->outq)) {
         /* Only a peer flooding PINGs can get here: ENTRIES are bounded by the window. */
         set_err(p, "protocol: send queue full");
         return EDGE_EPROTO;
     }
-    mq_push(&p->outq, &p->out, now_ms() + (uint64_t)p->one_way_delay_ms, n_entries);
+    edge__mq_push(&p->outq, &p->out, now_ms() + (uint64_t)p->one_way_delay_ms, n_entries);
     return EDGE_OK;
 }
 
@@ -322,7 +240,7 @@ static void pub_sent(struct edge_peer_status *st, void *arg)
 static int flush_out(struct edge_peer *p, uint64_t now)
 {
     for (size_t i = 0; i < p->outq.cap; i++) {
-        struct qmsg *m = mq_front(&p->outq);
+        struct qmsg *m = edge__mq_front(&p->outq);
         if (m == NULL || m->due_ms > now) {
             break;
         }
@@ -333,7 +251,7 @@ static int flush_out(struct edge_peer *p, uint64_t now)
         if (m->n_entries > 0) {
             publish(p, pub_sent, m);
         }
-        mq_pop(&p->outq);
+        edge__mq_pop(&p->outq);
     }
     return EDGE_OK;
 }
@@ -365,7 +283,7 @@ static int next_msg(struct edge_peer *p, uint64_t deadline, bool *out_have)
 
 static bool inq_has_room(const struct edge_peer *p)
 {
-    return !mq_full(&p->inq) && p->inq.bytes < INQ_BYTES_MAX;
+    return !edge__mq_full(&p->inq) && p->inq.bytes < INQ_BYTES_MAX;
 }
 
 /* Move every whole message already received to the receive queue, stamped with its
@@ -378,7 +296,7 @@ static int take_rx(struct edge_peer *p)
         if (rv != EDGE_OK || !have) {
             return rv;
         }
-        mq_push(&p->inq, &p->ws.msg, now_ms() + (uint64_t)p->one_way_delay_ms, 0);
+        edge__mq_push(&p->inq, &p->ws.msg, now_ms() + (uint64_t)p->one_way_delay_ms, 0);
     }
     return EDGE_OK;
 }
@@ -701,12 +619,12 @@ static int push_some(struct edge_peer *p)
 static int run_in(struct edge_peer *p, uint64_t now)
 {
     for (size_t i = 0; i < p->inq.cap; i++) {
-        struct qmsg *m = mq_front(&p->inq);
+        struct qmsg *m = edge__mq_front(&p->inq);
         if (m == NULL || m->due_ms > now) {
             break;
         }
         int rv = handle_msg(p, (const uint8_t *)m->b.data, m->b.len);
-        mq_pop(&p->inq);
+        edge__mq_pop(&p->inq);
         if (rv != EDGE_OK) {
             return rv;
         }
@@ -832,10 +750,10 @@ static int session(struct edge_peer *p, bool *out_handshaked)
             deadline = min_u64(deadline, ack_by);
         }
         if (p->outq.len > 0) {
-            deadline = min_u64(deadline, mq_front(&p->outq)->due_ms);
+            deadline = min_u64(deadline, edge__mq_front(&p->outq)->due_ms);
         }
         if (p->inq.len > 0) {
-            deadline = min_u64(deadline, mq_front(&p->inq)->due_ms);
+            deadline = min_u64(deadline, edge__mq_front(&p->inq)->due_ms);
         }
         if (can_push(p, now_us())) {
             deadline = now; /* more to build right away */
@@ -889,51 +807,6 @@ static void *link_main(void *arg)
 /* public                                                                             */
 /* ---------------------------------------------------------------------------------- */
 
-/* "http://host:port[/...]" or "http://[v6]:port"; the port defaults to 80. */
-static int parse_url(struct edge_peer *p, const char *url)
-{
-    const char *s = url;
-    if (strncmp(s, "http://", 7) == 0) {
-        s += 7;
-    } else if (strncmp(s, "ws://", 5) == 0) {
-        s += 5;
-    } else {
-        return EDGE_EINVAL;
-    }
-    const char *host = s, *host_end, *port = NULL;
-    if (*s == '[') {
-        host = s + 1;
-        host_end = strchr(host, ']');
-        if (host_end == NULL) {
-            return EDGE_EINVAL;
-        }
-        s = host_end + 1;
-    } else {
-        host_end = s + strcspn(s, ":/");
-        s = host_end;
-    }
-    if (*s == ':') {
-        port = s + 1;
-    }
-    size_t hl = (size_t)(host_end - host);
-    if (hl == 0 || hl >= sizeof(p->host)) {
-        return EDGE_EINVAL;
-    }
-    memcpy(p->host, host, hl);
-    p->host[hl] = '\0';
-    size_t pl = port ? strcspn(port, "/") : 0;
-    if (port == NULL) {
-        snprintf(p->port, sizeof(p->port), "80");
-    } else {
-        if (pl == 0 || pl > 5 || strspn(port, "0123456789") < pl) {
-            return EDGE_EINVAL;
-        }
-        memcpy(p->port, port, pl);
-        p->port[pl] = '\0';
-    }
-    return EDGE_OK;
-}
-
 static void peer_free(struct edge_peer *p)
 {
     if (p->db != NULL) {
@@ -956,8 +829,8 @@ static void peer_free(struct edge_peer *p)
     edge_free(p->peer_region);
     edge_buf_free(&p->out);
     pipeline_reset(p);
-    mq_free(&p->outq);
-    mq_free(&p->inq);
+    edge__mq_free(&p->outq);
+    edge__mq_free(&p->inq);
     edge_free(p->flights);
     edge_vclock_close(&p->peer_vv);
     edge_vclock_close(&p->sent);
@@ -994,9 +867,13 @@ int edge_peer_start(const struct edge_peer_config *cfg, struct edge_peer **out)
     edge_vclock_init(&p->st.acked);
     atomic_init(&p->stopping, false);
     atomic_init(&p->notified, false);
-    if (parse_url(p, cfg->peer_url) != EDGE_OK) {
+    /* The one URL parser of the code base (net/httpc.c); the link needs host and port. */
+    struct edge_httpc_url u;
+    if (edge_httpc_url_parse(cfg->peer_url, &u) != EDGE_OK) {
         goto out;
     }
+    snprintf(p->host, sizeof(p->host), "%s", u.host);
+    snprintf(p->port, sizeof(p->port), "%s", u.port);
     p->one_way_delay_ms = cfg->one_way_delay_ms;
     p->sync_interval_ms = cfg->sync_interval_ms > 0 ? cfg->sync_interval_ms : 1000;
     p->max_batch_entries = cfg->max_batch_entries > 0 ? cfg->max_batch_entries : 1000;
@@ -1021,8 +898,8 @@ int edge_peer_start(const struct edge_peer_config *cfg, struct edge_peer **out)
         goto out;
     }
     p->flights = edge_calloc((size_t)p->max_in_flight, sizeof(*p->flights));
-    if (p->flights == NULL || mq_init(&p->outq, (size_t)p->max_in_flight + OUTQ_EXTRA) != EDGE_OK ||
-        mq_init(&p->inq, INQ_MAX) != EDGE_OK) {
+    if (p->flights == NULL || edge__mq_init(&p->outq, (size_t)p->max_in_flight + OUTQ_EXTRA) != EDGE_OK ||
+        edge__mq_init(&p->inq, INQ_MAX) != EDGE_OK) {
         goto out;
     }
     rv = EDGE_EINTERNAL;
