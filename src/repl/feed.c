@@ -421,6 +421,30 @@ static uint8_t *dup_blob(const void *p, size_t n)
     return d;
 }
 
+/* The next pending entry, read from the log row s is on (seq, hlc, consistency,
+ * payload), at pend[*np]; the array grows as needed. *np is not advanced. NULL when out
+ * of memory. */
+static struct pending *pending_add(struct pending **pend, size_t *np, size_t *cap, const char *origin,
+                                   sqlite3_stmt *s)
+{
+    if (*np == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        struct pending *g = edge_realloc(*pend, nc * sizeof(**pend));
+        if (g == NULL) return NULL;
+        *pend = g;
+        *cap = nc;
+    }
+    struct pending *p = &(*pend)[*np];
+    memset(p, 0, sizeof(*p));
+    snprintf(p->origin, sizeof(p->origin), "%s", origin);
+    p->seq = (uint64_t)sqlite3_column_int64(s, 0);
+    p->hlc = (uint64_t)sqlite3_column_int64(s, 1);
+    p->consistency = sqlite3_column_int(s, 2);
+    p->len = (size_t)sqlite3_column_bytes(s, 3);
+    p->payload = dup_blob(sqlite3_column_blob(s, 3), p->len);
+    return p->payload != NULL ? p : NULL;
+}
+
 /* Does op's key encode to pk (the concatenated values, as _edge_conflicts.pk)? */
 static bool op_has_pk(const struct edge_feed_op *op, const char *tbl, const uint8_t *pk, size_t pk_len)
 {
@@ -550,25 +574,8 @@ static bool dispatch_pass(struct edge_repl_feed *f, sqlite3 *db)
         uint64_t expect = from + 1, last = from, last_hlc = 0;
         bool failed = false;
         while (sqlite3_step(s) == SQLITE_ROW) {
-            if (np == cap) {
-                size_t nc = cap ? cap * 2 : 16;
-                struct pending *g = edge_realloc(pend, nc * sizeof(*pend));
-                if (g == NULL) {
-                    failed = true;
-                    break;
-                }
-                pend = g;
-                cap = nc;
-            }
-            struct pending *p = &pend[np];
-            memset(p, 0, sizeof(*p));
-            snprintf(p->origin, sizeof(p->origin), "%s", o);
-            p->seq = (uint64_t)sqlite3_column_int64(s, 0);
-            p->hlc = (uint64_t)sqlite3_column_int64(s, 1);
-            p->consistency = sqlite3_column_int(s, 2);
-            p->len = (size_t)sqlite3_column_bytes(s, 3);
-            p->payload = dup_blob(sqlite3_column_blob(s, 3), p->len);
-            if (p->payload == NULL) {
+            struct pending *p = pending_add(&pend, &np, &cap, o, s);
+            if (p == NULL) {
                 failed = true;
                 break;
             }
@@ -694,25 +701,8 @@ int edge_feed_read(sqlite3 *db, struct edge_vclock *pos, const struct edge_vcloc
                 break;
             }
             first = false;
-            if (np == cap) {
-                size_t nc = cap ? cap * 2 : 16;
-                struct pending *g = edge_realloc(pend, nc * sizeof(*pend));
-                if (g == NULL) {
-                    rv = EDGE_ENOMEM;
-                    break;
-                }
-                pend = g;
-                cap = nc;
-            }
-            struct pending *p = &pend[np];
-            memset(p, 0, sizeof(*p));
-            snprintf(p->origin, sizeof(p->origin), "%s", o);
-            p->seq = seq;
-            p->hlc = (uint64_t)sqlite3_column_int64(s, 1);
-            p->consistency = sqlite3_column_int(s, 2);
-            p->len = (size_t)sqlite3_column_bytes(s, 3);
-            p->payload = dup_blob(sqlite3_column_blob(s, 3), p->len);
-            if (p->payload == NULL) {
+            struct pending *p = pending_add(&pend, &np, &cap, o, s);
+            if (p == NULL) {
                 rv = EDGE_ENOMEM;
                 break;
             }
