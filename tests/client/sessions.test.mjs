@@ -225,7 +225,9 @@ describe('sessions', { timeout: 120000 }, () => {
     const want = { z: 1 };
     for (let i = 0; i < N; i++) { want[`x${i}`] = i; want[`y${i}`] = i; }
     for (const id of ['a', 'b', 'c']) {
-      const r = await waitGet(id, 'race', (x) => x.status === 200 && x.json.version === 2 * N + 2);
+      // Wait for the final state, not only its version: b's writes (the version) and a's handover
+      // (the home) come from two origins, and a replica may apply b's before a's arrives.
+      const r = await waitGet(id, 'race', (x) => x.status === 200 && x.json.version === 2 * N + 2 && x.json.home === 'b');
       assert.ok(r, `region ${id}: ${JSON.stringify((await sess.get(url(id), 'race')).json)}`);
       assert.equal(r.json.home, 'b');
       assert.deepEqual(r.json.data, want);
