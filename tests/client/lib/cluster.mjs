@@ -44,16 +44,32 @@ export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** A port that was free a moment ago (bound on 127.0.0.1:0 and released). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
+function tryPort(port) {
+  return new Promise((resolve) => {
     const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+    s.once('error', () => resolve(null));
+    s.listen(port, '127.0.0.1', () => {
+      const got = s.address().port;
+      s.close(() => resolve(got));
     });
   });
+}
+
+/**
+ * A port that was free a moment ago (bound on 127.0.0.1 and released). Taken below the kernel's
+ * ephemeral range (ip_local_port_range, 32768 and up by default): between this check and the node's
+ * bind, any outgoing connection of the tests running beside this one could take an ephemeral port
+ * (a region then failed to start with "address already in use"); a random port below it only
+ * collides with another test's random pick, which the bind check mostly catches.
+ */
+export async function freePort() {
+  for (let i = 0; i < 50; i++) {
+    const got = await tryPort(20000 + Math.floor(Math.random() * 12000));
+    if (got !== null) return got;
+  }
+  const got = await tryPort(0);
+  if (got === null) throw new Error('freePort: no port');
+  return got;
 }
 
 function waitExit(proc, timeoutMs) {
