@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The real-time engine's internals, shared by rt.c (entries from the feed, delivery to
- * subscribers, catch-up from the log, life cycle) and rt_proto.c (the client protocol:
- * subscribe, unsubscribe, join, broadcast, the WebSocket and SSE sessions). */
+/* The real-time engine's internals, shared by its files: rt.c (subscriptions, life cycle,
+ * status), rt_entry.c (bookmarks, entries rendered once), rt_deliver.c (live delivery,
+ * filters, frames, flow control), rt_catchup.c (catch-up from the log), rt_broadcast.c
+ * (channels) and rt_proto.c (the client protocol: subscribe, unsubscribe, join,
+ * broadcast, the WebSocket and SSE sessions). */
 #ifndef EDGE_REALTIME_RT_INT_H
 #define EDGE_REALTIME_RT_INT_H
 
@@ -127,20 +129,43 @@ struct edge_rt {
     } m;
 };
 
-/* rt.c, for rt_proto.c */
-void edge__rt_catchup_count(struct rt_loop *rl, int d);
-void edge__rt_loop_activate(struct rt_loop *rl);
-struct edge_store_conn *edge__rt_loop_rconn(struct rt_loop *rl);
+/* rt_entry.c: bookmarks and entries */
+bool edge__rt_vv_le(const struct edge_vclock *a, const struct edge_vclock *b); /* every counter of a <= b's */
+struct rt_entry *edge__rt_entry_build(const struct edge_feed_entry *fe, const struct edge_vclock *after);
+void edge__rt_entry_unref(struct rt_entry *e);
+
+/* rt_deliver.c: sending, filters, live entries from the feed */
 void edge__rt_send_buf(struct rt_session *s, struct edge_buf *b);
 void edge__rt_send_error(struct rt_session *s, const char *code, const char *msg, json_t *id);
-void edge__rt_send_ready(struct rt_sub *sub);
 void edge__rt_send_text(struct rt_session *s, const char *p, size_t n);
+void edge__rt_sub_position(const struct rt_sub *sub, struct edge_buf *out);
+void edge__rt_frame_next(struct rt_session *s);
+void edge__rt_queue_event(struct rt_session *s, const struct rt_sub *sub, const struct rt_entry *e,
+                          const struct rt_op *o, const char *bm, size_t bm_len);
 void edge__rt_session_flush(struct rt_session *s);
+size_t edge__rt_session_unsent(const struct rt_session *s);
+bool edge__rt_sub_matches(const struct rt_sub *sub, const struct rt_entry *e, const struct rt_op *o);
+void edge__rt_loop_push(struct edge_rt *rt, struct rt_loop *rl, struct rt_entry *e);
+void edge__rt_on_feed_entry(void *ud, const struct edge_feed_entry *fe);
+void edge__rt_on_feed_reset(void *ud);
+
+/* rt_catchup.c: catching up from the log */
+void edge__rt_catchup_count(struct rt_loop *rl, int d);
+struct edge_store_conn *edge__rt_loop_rconn(struct rt_loop *rl);
+void edge__rt_send_ready(struct rt_sub *sub);
 void edge__rt_sub_catchup_step(struct rt_sub *sub);
+void edge__rt_sub_resync(struct rt_sub *sub);
+
+/* rt_broadcast.c */
+void edge__rt_deliver_broadcast(struct rt_loop *rl, struct rt_entry *e);
+
+/* rt.c: subscriptions and counts */
+void edge__rt_loop_activate(struct rt_loop *rl);
 void edge__rt_sub_free(struct rt_sub *sub);
 void edge__rt_sub_remove(struct rt_sub *sub);
 void edge__rt_table_count(struct edge_rt *rt, const char *name, int d);
-/* rt_proto.c, for rt.c */
+
+/* rt_proto.c: the client protocol and sessions */
 void edge__rt_session_close(struct rt_session *s, uint16_t code, const char *reason);
 
 #endif
