@@ -46,6 +46,7 @@ static void report_done(void *ud, int rv, struct edge_httpc_resp *resp)
         json_t *doc = json_loadb(resp->body.data ? resp->body.data : "", resp->body.len, 0, NULL);
         size_t moved = json_array_size(json_object_get(doc, "migrated"));
         atomic_fetch_add(&n->sess->migrations_in, moved);
+        atomic_fetch_add(&n->sess->reports_answered, 1); /* after the home decided (and moved) */
         json_decref(doc);
     }
     edge_free(rp);
@@ -135,6 +136,7 @@ void edge__api_sessions_access_handle(struct loop *l, struct edge_http_conn *c, 
     const char *from = json_string_value(json_object_get(body, "from"));
     json_t *ids = json_object_get(body, "ids");
     int fidx = from ? edge__sess_region_index(n, from) : -1;
+    uint8_t fcode = edge__sess_track_code(fidx);
     if (from == NULL || !json_is_array(ids) || strcmp(from, n->region) == 0) {
         json_decref(body);
         edge__sess_error(n, c, req->start_ns, 400, "SESSION_BAD_REQUEST", "expected {\"from\": region, \"ids\": [...]}");
@@ -162,7 +164,9 @@ void edge__api_sessions_access_handle(struct loop *l, struct edge_http_conn *c, 
         if (id == NULL || !edge_sess_id_valid(id, strlen(id))) continue;
         /* the access slides the TTL here, by this (the home's) clock */
         if (edge__sess_idlist_add(&l->sess->touch, id) == EDGE_OK) edge__sess_tick_arm(l);
-        if (cf->migrate_after <= 0 || edge__sess_track_remote(n->sess, id, from) < (uint32_t)cf->migrate_after) continue;
+        atomic_fetch_add(&n->sess->reports_received, 1);
+        if (cf->migrate_after <= 0 && !(cf->migrate_share > 0)) continue;
+        if (!edge__sess_track_remote(n->sess, id, from, fcode)) continue;
         struct edge_sess_row row;
         edge_buf_init(&row.blob, (size_t)1 << 26);
         int rv = edge_sess_get(l->rconn, id, &row);

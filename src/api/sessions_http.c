@@ -104,78 +104,6 @@ void edge__sess_error(struct edge_node *n, struct edge_http_conn *c, uint64_t st
 }
 
 /* ------------------------------------------------------------------------------------
- * Migration counting (home side)
- * ---------------------------------------------------------------------------------- */
-
-static uint32_t track_hash(const char *id)
-{
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 16777619u;
-    return h % SESS_TRACK_BUCKETS;
-}
-
-static void track_clear_locked(struct edge__sess *s)
-{
-    for (size_t b = 0; b < SESS_TRACK_BUCKETS; b++) {
-        while (s->track[b] != NULL) {
-            struct track_ent *e = s->track[b];
-            s->track[b] = e->next;
-            edge_free(e);
-        }
-    }
-    atomic_store(&s->n_track, 0);
-}
-
-/* An access at the home (or a handover): the count starts again. Cheap when nothing is counted. */
-void edge__sess_track_reset(struct edge__sess *s, const char *id)
-{
-    if (atomic_load(&s->n_track) == 0) return;
-    pthread_mutex_lock(&s->track_mu);
-    for (struct track_ent **pp = &s->track[track_hash(id)]; *pp != NULL; pp = &(*pp)->next) {
-        if (strcmp((*pp)->id, id) == 0) {
-            struct track_ent *e = *pp;
-            *pp = e->next;
-            edge_free(e);
-            atomic_fetch_sub(&s->n_track, 1);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s->track_mu);
-}
-
-/* An access from region `from`: the consecutive count of that region's accesses. */
-uint32_t edge__sess_track_remote(struct edge__sess *s, const char *id, const char *from)
-{
-    uint32_t count = 0;
-    pthread_mutex_lock(&s->track_mu);
-    struct track_ent **head = &s->track[track_hash(id)], *e = *head;
-    while (e != NULL && strcmp(e->id, id) != 0) e = e->next;
-    if (e == NULL) {
-        /* A bounded table: when full it starts over (counts restart, nothing else is lost). */
-        if (atomic_load(&s->n_track) >= SESS_TRACK_MAX) {
-            track_clear_locked(s);
-            head = &s->track[track_hash(id)];
-        }
-        e = edge_calloc(1, sizeof(*e) + strlen(id) + 1);
-        if (e != NULL) {
-            strcpy(e->id, id);
-            e->next = *head;
-            *head = e;
-            atomic_fetch_add(&s->n_track, 1);
-        }
-    }
-    if (e != NULL) {
-        if (strcmp(e->region, from) != 0) {
-            snprintf(e->region, sizeof(e->region), "%s", from);
-            e->count = 0;
-        }
-        count = ++e->count;
-    }
-    pthread_mutex_unlock(&s->track_mu);
-    return count;
-}
-
-/* ------------------------------------------------------------------------------------
  * GET
  * ---------------------------------------------------------------------------------- */
 
@@ -268,7 +196,7 @@ static void sess_get(struct loop *l, struct edge_http_conn *c, struct edge_http_
     int64_t slid = now + row.ttl_ms < row.max_expires_at ? now + row.ttl_ms : row.max_expires_at;
     int64_t step = row.ttl_ms / 10 > SESS_TOUCH_MIN_STEP_MS ? row.ttl_ms / 10 : SESS_TOUCH_MIN_STEP_MS;
     if (home) {
-        edge__sess_track_reset(s, id);
+        edge__sess_track_home(s, id);
         if (slid >= row.expires_at + step && edge__sess_idlist_add(&l->sess->touch, id) == EDGE_OK) {
             exp = slid;
             edge__sess_tick_arm(l);
@@ -489,8 +417,10 @@ void edge__api_sessions_stats_handle(struct loop *l, struct edge_http_conn *c, s
     edge_buf_json_double(&b, (double)atomic_load(&s->gc_last_us) / 1000.0);
     edge_buf_puts(&b, ",\"max_step_wall_ms\":");
     edge_buf_json_double(&b, (double)atomic_load(&s->gc_max_wall_us) / 1000.0);
-    edge_buf_printf(&b, "},\"decrypt_errors\":%" PRIu64 ",\"reports\":{\"sent\":%" PRIu64 ",\"errors\":%" PRIu64 "}}",
-                    atomic_load(&s->decrypt_errors), atomic_load(&s->reports_sent), atomic_load(&s->report_errors));
+    edge_buf_printf(&b, "},\"decrypt_errors\":%" PRIu64 ",\"reports\":{\"sent\":%" PRIu64 ",\"errors\":%" PRIu64
+                    ",\"answered\":%" PRIu64 ",\"received\":%" PRIu64 "}}",
+                    atomic_load(&s->decrypt_errors), atomic_load(&s->reports_sent), atomic_load(&s->report_errors),
+                    atomic_load(&s->reports_answered), atomic_load(&s->reports_received));
     edge__sess_respond(n, c, req->start_ns, 200, NULL, b.data, b.len);
     edge_buf_free(&b);
 }
@@ -523,11 +453,12 @@ void edge__api_sessions_metrics(struct loop *l, struct edge_buf *b)
                     "edgelite_sessions_expirations_total %" PRIu64 "\nedgelite_sessions_touches_total %" PRIu64
                     "\nedgelite_sessions_gc_steps_total %" PRIu64 "\nedgelite_sessions_gc_step_max_seconds %.6f\n"
                     "edgelite_sessions_gc_step_max_wall_seconds %.6f\n"
-                    "edgelite_sessions_decrypt_errors_total %" PRIu64 "\nedgelite_sessions_compression_ratio %.4f\n",
+                    "edgelite_sessions_decrypt_errors_total %" PRIu64 "\nedgelite_sessions_compression_ratio %.4f\n"
+                    "edgelite_sessions_access_reports_received_total %" PRIu64 "\n",
                     atomic_load(&s->expirations), atomic_load(&s->touches), atomic_load(&s->gc_steps),
                     (double)atomic_load(&s->gc_max_us) / 1e6, (double)atomic_load(&s->gc_max_wall_us) / 1e6,
                     atomic_load(&s->decrypt_errors),
-                    sealed > 0 ? (double)raw / (double)sealed : 0.0);
+                    sealed > 0 ? (double)raw / (double)sealed : 0.0, atomic_load(&s->reports_received));
 }
 
 /* ------------------------------------------------------------------------------------
@@ -545,6 +476,7 @@ int edge__api_sessions_open(struct edge_node *n, sqlite3 *wdb, char *errmsg, siz
     const struct edge_conf *c = n->cfg.conf;
     s->conf = c != NULL ? c->sessions : (struct edge_conf_sessions)EDGE_CONF_SESSIONS_DEFAULTS;
     s->conf.key_file = NULL; /* borrowed fields are not kept */
+    s->self_code = edge__sess_track_code(edge__sess_region_index(n, n->region));
     if (edge_sess_schema(wdb) != EDGE_OK) {
         snprintf(errmsg, errmsg_len, "cannot create the sessions table: %s", sqlite3_errmsg(wdb));
         return EDGE_ESTORE;
@@ -580,9 +512,7 @@ void edge__api_sessions_free(struct edge_node *n)
 {
     struct edge__sess *s = n->sess;
     if (s == NULL) return;
-    pthread_mutex_lock(&s->track_mu);
-    track_clear_locked(s);
-    pthread_mutex_unlock(&s->track_mu);
+    edge__sess_track_clear(s);
     edge_sess_keys_wipe(&s->keys);
     pthread_mutex_destroy(&s->track_mu);
     pthread_mutex_destroy(&s->totals_mu);

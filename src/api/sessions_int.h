@@ -21,10 +21,15 @@
 #define SESS_GC_BUDGET_NS (10u * 1000u * 1000u) /* a GC step stops after 10 ms of deleting */
 
 
+#define SESS_CODE_UNKNOWN 255 /* a region not in the configuration, in a track_ent's window */
+
+/* The home's count of one session's accesses (sessions_track.c). */
 struct track_ent {
     struct track_ent *next;
-    char region[EDGE_SESS_REGION_MAX + 1];
+    char region[EDGE_SESS_REGION_MAX + 1]; /* consecutive rule: the region counted, "" after a home access */
     uint32_t count;
+    uint16_t wlen, wpos; /* share rule: accesses in the window, next slot */
+    uint8_t *win;        /* share rule: region codes (index in the configuration), after id; NULL when off */
     char id[];
 };
 
@@ -39,8 +44,11 @@ struct edge__sess {
     _Atomic uint64_t reads, hits, misses, stale_reads, forwards, forward_errors, writes, creates, deletes;
     _Atomic uint64_t migrations_in, migrations_out, refused[SESS_REFUSE_REASONS];
     _Atomic uint64_t expirations, gc_steps, gc_max_us, gc_last_us, gc_max_wall_us, touches, reports_sent, report_errors;
+    _Atomic uint64_t reports_received; /* accesses other regions reported to this home */
+    _Atomic uint64_t reports_answered; /* reports of this region that a home answered (its decisions made) */
     _Atomic uint64_t raw_bytes_written, sealed_bytes_written, decrypt_errors;
-    /* migration counting (home side) */
+    /* migration counting (home side, sessions_track.c) */
+    uint8_t self_code; /* this region's code in the access windows */
     pthread_mutex_t track_mu;
     struct track_ent *track[SESS_TRACK_BUCKETS];
     _Atomic size_t n_track;
@@ -127,8 +135,6 @@ void edge__sess_respond(struct edge_node *n, struct edge_http_conn *c, uint64_t 
                         const char *body, size_t len);
 void edge__sess_error(struct edge_node *n, struct edge_http_conn *c, uint64_t start_ns, int status, const char *code,
                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-void edge__sess_track_reset(struct edge__sess *s, const char *id);
-uint32_t edge__sess_track_remote(struct edge__sess *s, const char *id, const char *from);
 int64_t edge__sess_home_now(struct loop *l, const char *home);
 bool edge__sess_peer_up(struct loop *l, const char *region);
 /* Sessions are on here (a key ring is loaded); else answered 503 and false. */
@@ -146,6 +152,16 @@ void edge__sess_on_gc(uv_timer_t *t);
 /* PUT, PATCH, DELETE of rest, or POST (rest NULL): run at the home or forwarded there. */
 void edge__sess_write_start(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const char *rest,
                             int64_t if_match, const char *imh);
+
+/* sessions_track.c: where a session is accessed from, and when it moves */
+/* A handover or a refusal: the session's counts start again. Cheap when nothing is counted. */
+void edge__sess_track_reset(struct edge__sess *s, const char *id);
+/* An access at the home: restarts the consecutive count, and is one access of the home in the window. */
+void edge__sess_track_home(struct edge__sess *s, const char *id);
+/* An access reported by region from (its code from edge__sess_track_code): true when a rule says move there. */
+bool edge__sess_track_remote(struct edge__sess *s, const char *id, const char *from, uint8_t from_code);
+uint8_t edge__sess_track_code(int region_idx);
+void edge__sess_track_clear(struct edge__sess *s);
 
 /* sessions_access.c (also edge__api_sessions_access_handle, node_int.h) */
 void edge__sess_tick_arm(struct loop *l);

@@ -448,7 +448,7 @@ static void job_write_done(struct sjob *j)
     }
     switch (j->w.result) {
     case EDGE_SESS_OK:
-        if (r->forwarded_from[0] == '\0') edge__sess_track_reset(n->sess, r->id);
+        if (r->forwarded_from[0] == '\0') edge__sess_track_home(n->sess, r->id);
         answer_written(r, j);
         sreq_free(r);
         return;

@@ -54,6 +54,10 @@ struct edge_conf_sessions {
     int max_lifetime_s;    /* absolute lifetime from creation, whatever the reads; default 86400 */
     int max_bytes;         /* largest JSON data of a session (bytes, before compression); default 65536 */
     int migrate_after;     /* consecutive accesses from one other region that move the home there; 0 = never; default 3 */
+    double migrate_share;  /* share (0..1] of the last migrate_window accesses from one other region that moves the
+                              home there; 0 = the share rule is off (the default) */
+    int migrate_window;    /* how many of a session's most recent accesses the share is taken over; default 20 */
+    int migrate_min_accesses; /* accesses counted before the share rule may move a session; default 5 */
     int partition_mode;    /* enum edge_sessions_partition; default unavailable */
     int gc_batch;          /* expired sessions deleted per GC step; default 256 */
     int gc_interval_ms;    /* time between GC steps; default 50 */
@@ -62,6 +66,7 @@ struct edge_conf_sessions {
 };
 #define EDGE_CONF_SESSIONS_DEFAULTS                                                                                \
     {.key_file = NULL, .ttl_s = 1800, .max_lifetime_s = 86400, .max_bytes = 65536, .migrate_after = 3,             \
+     .migrate_share = 0, .migrate_window = 20, .migrate_min_accesses = 5,                                         \
      .partition_mode = EDGE_SESSIONS_PARTITION_UNAVAILABLE, .gc_batch = 256, .gc_interval_ms = 50,                 \
      .touch_interval_ms = 100, .compression_level = 3}
 /* replication.crdt_columns (src/core/conf_crdt.c, docs/crdt.md) */

@@ -29,7 +29,8 @@ int edge__conf_parse_sessions(struct edge__conf_ctx *x, yaml_node_t *m)
 {
     static const char *const keys[] = {"key_file",       "ttl_s",          "max_lifetime_s",    "max_bytes",
                                        "migrate_after",  "partition_mode", "gc_batch",          "gc_interval_ms",
-                                       "touch_interval_ms", "compression_level", NULL};
+                                       "touch_interval_ms", "compression_level", "migrate_share",
+                                       "migrate_window",    "migrate_min_accesses", NULL};
     struct edge_conf_sessions *s = &edge__conf_target(x)->sessions;
     int rv = edge__conf_check_keys(x, m, "sessions", keys);
     yaml_node_t *kf = NULL;
@@ -42,6 +43,22 @@ int edge__conf_parse_sessions(struct edge__conf_ctx *x, yaml_node_t *m)
     /* a session travels in one replication entry: keep it well below the log's limits */
     if (rv == EDGE_OK) rv = int_in(x, m, "max_bytes", 16, 16L << 20, &s->max_bytes);
     if (rv == EDGE_OK) rv = int_in(x, m, "migrate_after", 0, 1000000, &s->migrate_after);
+    if (rv == EDGE_OK) rv = int_in(x, m, "migrate_window", 1, 1000, &s->migrate_window);
+    if (rv == EDGE_OK) rv = int_in(x, m, "migrate_min_accesses", 1, 1000, &s->migrate_min_accesses);
+    if (rv == EDGE_OK && s->migrate_min_accesses > s->migrate_window) {
+        rv = edge__conf_fail(x, edge__conf_lookup(x, m, "migrate_min_accesses"), "sessions.migrate_min_accesses",
+                             "must not exceed sessions.migrate_window (%d), got %d", s->migrate_window,
+                             s->migrate_min_accesses);
+    }
+    if (rv == EDGE_OK) {
+        double share = s->migrate_share;
+        rv = edge__conf_get_number(x, m, "sessions", "migrate_share", -1.0, &share);
+        if (rv == EDGE_OK && (share < 0 || share > 1)) {
+            rv = edge__conf_fail(x, edge__conf_lookup(x, m, "migrate_share"), "sessions.migrate_share",
+                                 "must be between 0 and 1, got %g", share);
+        }
+        if (rv == EDGE_OK) s->migrate_share = share;
+    }
     if (rv == EDGE_OK) rv = int_in(x, m, "gc_batch", 1, 100000, &s->gc_batch);
     if (rv == EDGE_OK) rv = int_in(x, m, "gc_interval_ms", 1, 3600000, &s->gc_interval_ms);
     if (rv == EDGE_OK) rv = int_in(x, m, "touch_interval_ms", 1, 60000, &s->touch_interval_ms);

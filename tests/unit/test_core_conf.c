@@ -258,6 +258,14 @@ static void test_sessions_section(void **state)
     assert_int_equal(c->sessions.migrate_after, 3);
     assert_int_equal(c->sessions.gc_batch, 256);
     assert_int_equal(c->sessions.partition_mode, EDGE_SESSIONS_PARTITION_UNAVAILABLE);
+    assert_true(c->sessions.migrate_share == 0);
+    assert_int_equal(c->sessions.migrate_window, 20);
+    assert_int_equal(c->sessions.migrate_min_accesses, 5);
+    edge_conf_free(c);
+    c = parse_ok(REGION1 "sessions: { migrate_share: 0.6, migrate_window: 10, migrate_min_accesses: 4 }\n");
+    assert_true(c->sessions.migrate_share > 0.59 && c->sessions.migrate_share < 0.61);
+    assert_int_equal(c->sessions.migrate_window, 10);
+    assert_int_equal(c->sessions.migrate_min_accesses, 4);
     edge_conf_free(c);
     c = parse_ok(REGION1 "sessions: { key_file: /k, ttl_s: 60, max_lifetime_s: 120, max_bytes: 1024,\n"
                          "  migrate_after: 0, gc_batch: 10, gc_interval_ms: 5, touch_interval_ms: 20,\n"
@@ -279,6 +287,10 @@ static void test_sessions_section(void **state)
     expect_err(REGION1 "sessions: { key_file: '' }\n", "sessions.key_file: must not be empty");
     expect_err(REGION1 "sessions: { partition_mode: available }\n", "'available' is not implemented");
     expect_err(REGION1 "sessions: { partition_mode: maybe }\n", "expected unavailable or available");
+    expect_err(REGION1 "sessions: { migrate_share: 1.5 }\n", "sessions.migrate_share: must be between 0 and 1");
+    expect_err(REGION1 "sessions: { migrate_window: 0 }\n", "sessions.migrate_window: must be between 1");
+    expect_err(REGION1 "sessions: { migrate_window: 4, migrate_min_accesses: 5 }\n",
+               "sessions.migrate_min_accesses: must not exceed sessions.migrate_window");
     expect_err(REGION1 "sessions: [1]\n", "sessions: expected a mapping");
 }
 
