@@ -8,6 +8,7 @@
 #define EDGE_NET_HTTPC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/buf.h"
 
@@ -61,6 +62,20 @@ int edge_httpc_request_ex(const struct edge_httpc_url *u, const char *method, co
                           int timeout_ms, size_t max_body, struct edge_httpc_resp *out);
 int edge_httpc_parse_response(const char *raw, size_t len, int eof, size_t max_body,
                               struct edge_httpc_resp *out);
+
+/* GET path and write the response body, as it arrives, to fd: for bodies larger than
+ * memory should hold (a snapshot). Only identity bodies (Content-Length, or ending at
+ * close; chunked is EDGE_EPROTO). head_timeout_ms bounds connect plus the response head,
+ * idle_ms each later wait for bytes, so a long transfer that keeps moving never times
+ * out. max_bytes caps the body (EDGE_ETOOBIG). On EDGE_OK (any status): *out_status,
+ * head (the response head, NUL-terminated, cut to head_size) and *out_len (bytes written
+ * to fd). Memory: one EDGE_HTTPC_MAX_HEAD buffer, whatever the body's size. */
+int edge_httpc_get_to_fd(const struct edge_httpc_url *u, const char *path, const char *extra_headers,
+                         int head_timeout_ms, int idle_ms, uint64_t max_bytes, int fd, int *out_status,
+                         char *head, size_t head_size, uint64_t *out_len);
+/* The value of header `name` in a head returned by edge_httpc_get_to_fd, copied into out:
+ * EDGE_OK, EDGE_ENOTFOUND, EDGE_ETOOBIG. */
+int edge_httpc_head_value(const char *head, const char *name, char *out, size_t out_size);
 
 /* Release a response's body; the struct may be reused. */
 void edge_httpc_resp_free(struct edge_httpc_resp *r);

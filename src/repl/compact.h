@@ -17,10 +17,13 @@
  * and conflicts_max_age, oldest first, a bounded number of rows per call. Any thread. */
 void edge_repl_compact(struct edge_repl_state *st);
 
-/* Blocking: copy the database at db_path into memory as one self-contained SQLite file
- * (no WAL), in one backup step under one read lock. *out_data is the caller's
- * (edge_free). EDGE_OK, or an error with err set. */
-int edge_repl_snapshot_take(const char *db_path, uint8_t **out_data, size_t *out_len, char *err, size_t errlen);
+/* Blocking: copy the database at db_path into a temporary file next to it, as one
+ * self-contained SQLite file (no WAL), in one backup step under one read lock; the file
+ * is unlinked at once and *out_fd (the caller's to close) is all that holds it. Memory
+ * stays flat (SQLite's page cache); the disk needs room for one more copy. *out_size and
+ * sha256_hex (lower-case hex) describe the copy. EDGE_OK, or an error with err set. */
+int edge_repl_snapshot_take(const char *db_path, int *out_fd, uint64_t *out_size, char sha256_hex[65], char *err,
+                            size_t errlen);
 
 /* Before the node opens its database (blocking, talks to peers over HTTP):
  * edge_repl_behind_the_logs sets an existing database aside when it is behind what the

@@ -2,8 +2,12 @@
 /* Snapshots of the database and seeding a region from a peer's (see compact.h). */
 #include "repl/compact.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,17 +17,53 @@
 #include "core/log.h"
 #include "net/httpc.h"
 
-int edge_repl_snapshot_take(const char *db_path, uint8_t **out_data, size_t *out_len, char *err, size_t errlen)
+/* SHA-256 of the file open at fd, read from its start in 1 MiB chunks, as hex. */
+static int file_sha256(int fd, uint64_t *out_size, char hex[65])
 {
+    enum { CHUNK = 1 << 20 };
+    uint8_t *buf = edge_malloc(CHUNK);
+    if (buf == NULL) return EDGE_ENOMEM;
+    crypto_hash_sha256_state h;
+    crypto_hash_sha256_init(&h);
+    uint64_t off = 0;
+    int rv = EDGE_OK;
+    for (;;) {
+        ssize_t n = pread(fd, buf, CHUNK, (off_t)off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) rv = EDGE_EIO;
+        if (n <= 0) break;
+        crypto_hash_sha256_update(&h, buf, (unsigned long long)n);
+        off += (uint64_t)n;
+    }
+    uint8_t md[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final(&h, md);
+    sodium_bin2hex(hex, 65, md, sizeof(md));
+    *out_size = off;
+    edge_free(buf);
+    return rv;
+}
+
+int edge_repl_snapshot_take(const char *db_path, int *out_fd, uint64_t *out_size, char sha256_hex[65], char *err,
+                            size_t errlen)
+{
+    /* A name of its own per snapshot (concurrent requests), unlinked as soon as it is
+     * open: a crash leaves nothing behind but the copy of a running transfer. */
     char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.snapshot-%p", db_path, (void *)out_data);
+    snprintf(tmp, sizeof(tmp), "%s.snapshot-%ld-%p", db_path, (long)getpid(), (void *)out_fd);
     sqlite3 *src = NULL, *dst = NULL;
     int rv = EDGE_ESTORE;
-    *out_data = NULL;
-    *out_len = 0;
+    int fd = -1;
+    *out_fd = -1;
+    *out_size = 0;
+    sha256_hex[0] = '\0';
+    unlink(tmp);
     if (sqlite3_open_v2(db_path, &src, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
         sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) == SQLITE_OK) {
         sqlite3_busy_timeout(src, 5000);
+        /* The copy goes page by page through the destination's small page cache onto
+         * disk: memory stays flat whatever the database's size. No sync of the copy: it
+         * lives only as long as the transfer, and the receiver checks its hash. */
+        sqlite3_exec(dst, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
         sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
         if (b != NULL) {
             int rc;
@@ -46,22 +86,16 @@ int edge_repl_snapshot_take(const char *db_path, uint8_t **out_data, size_t *out
         sqlite3_close_v2(dst);
     }
     if (rv == EDGE_OK) {
-        FILE *f = fopen(tmp, "rb");
-        rv = EDGE_EIO;
-        if (f != NULL && fseek(f, 0, SEEK_END) == 0) {
-            long sz = ftell(f);
-            if (sz > 0 && sz < (1L << 30) && fseek(f, 0, SEEK_SET) == 0) {
-                *out_data = edge_malloc((size_t)sz);
-                if (*out_data != NULL && fread(*out_data, 1, (size_t)sz, f) == (size_t)sz) {
-                    *out_len = (size_t)sz;
-                    rv = EDGE_OK;
-                }
-            }
-        }
-        if (f != NULL) fclose(f);
+        fd = open(tmp, O_RDONLY | O_CLOEXEC);
+        rv = fd >= 0 ? file_sha256(fd, out_size, sha256_hex) : EDGE_EIO;
         if (rv != EDGE_OK) snprintf(err, errlen, "cannot read the snapshot file");
     }
     unlink(tmp);
+    if (rv == EDGE_OK) {
+        *out_fd = fd;
+    } else if (fd >= 0) {
+        close(fd);
+    }
     return rv;
 }
 
@@ -138,6 +172,74 @@ bool edge_repl_behind_the_logs(struct edge_repl_state *n)
     return behind;
 }
 
+/* One attempt to copy r's snapshot to db_path: streamed into db_path.seed, synced,
+ * checked against the size and SHA-256 the peer announced and the SQLite magic, then
+ * renamed over db_path (and the directory synced). Memory: one receive buffer. */
+static bool seed_from(struct edge_repl_state *n, const struct edge_conf_region *r)
+{
+    const struct edge_conf *conf = n->conf;
+    struct edge_httpc_url u;
+    if (edge_httpc_url_parse(r->url, &u) != EDGE_OK) return false;
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.seed", n->db_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "seed: cannot create %s: %s", tmp, strerror(errno));
+        return false;
+    }
+    char headers[512];
+    snprintf(headers, sizeof(headers), "X-Edge-Cluster-Secret: %s\r\n", conf->cluster_secret);
+    char head[4096], want_size[32] = "", want_hash[80] = "", got_hash[65] = "";
+    int status = 0;
+    uint64_t len = 0, on_disk = 0;
+    /* The peer makes its copy before it answers: the head may take a while on a large
+     * database; after that, only a stalled transfer times out. */
+    int rv = edge_httpc_get_to_fd(&u, "/v1/snapshot", headers, 300000, 30000, UINT64_MAX, fd, &status, head,
+                                  sizeof(head), &len);
+    bool ok = rv == EDGE_OK && status == 200;
+    if (ok) {
+        ok = edge_httpc_head_value(head, "x-edge-snapshot-size", want_size, sizeof(want_size)) == EDGE_OK &&
+             edge_httpc_head_value(head, "x-edge-snapshot-sha256", want_hash, sizeof(want_hash)) == EDGE_OK &&
+             strtoull(want_size, NULL, 10) == len;
+        if (!ok) {
+            EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "seed: snapshot of %s incomplete: %llu of %s bytes", r->id,
+                     (unsigned long long)len, want_size[0] ? want_size : "?");
+        }
+    } else if (rv != EDGE_OK || status != 503) {
+        EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "seed: no snapshot from %s (%s, HTTP %d)", r->id, edge_strerror(rv),
+                 status);
+    }
+    ok = ok && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    char magic[16] = "";
+    if (ok) {
+        int rfd = open(tmp, O_RDONLY | O_CLOEXEC);
+        ok = rfd >= 0 && pread(rfd, magic, 15, 0) == 15 && memcmp(magic, "SQLite format 3", 15) == 0 &&
+             file_sha256(rfd, &on_disk, got_hash) == EDGE_OK && on_disk == len && strcmp(got_hash, want_hash) == 0;
+        if (rfd >= 0) close(rfd);
+        if (!ok) {
+            EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "seed: snapshot of %s fails its check (sha256 %s, announced %s)",
+                     r->id, got_hash, want_hash);
+        }
+    }
+    if (ok && rename(tmp, n->db_path) == 0) {
+        char dir[4200];
+        snprintf(dir, sizeof(dir), "%s", n->db_path);
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL) *slash = '\0';
+        int dfd = open(slash != NULL ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fsync(dfd); /* the rename survives a crash */
+            close(dfd);
+        }
+        EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "seeded from a snapshot of %s (%llu bytes, sha256 %s)", r->id,
+                 (unsigned long long)len, got_hash);
+        return true;
+    }
+    unlink(tmp);
+    return false;
+}
+
 /* Before the first start of a region with an empty data directory: copy a peer's
  * database, so the region starts with everything (and that peer's version vector)
  * instead of replaying the whole history, which compaction may have removed. */
@@ -150,32 +252,9 @@ void edge_repl_seed(struct edge_repl_state *n)
         for (size_t i = 0; i < conf->n_regions; i++) {
             const struct edge_conf_region *r = &conf->regions[i];
             if (strcmp(r->id, n->region) == 0 || r->url == NULL) continue;
-            struct edge_httpc_url u;
-            if (edge_httpc_url_parse(r->url, &u) != EDGE_OK) continue;
-            char headers[512];
-            snprintf(headers, sizeof(headers), "X-Edge-Cluster-Secret: %s\r\n", conf->cluster_secret);
-            struct edge_httpc_resp resp;
-            int rv = edge_httpc_request_ex(&u, "GET", "/v1/snapshot", NULL, headers, NULL, 0, 30000, (size_t)1 << 30,
-                                           &resp);
-            if (rv == EDGE_OK && resp.status == 200 && resp.body.len >= 100 &&
-                memcmp(resp.body.data, "SQLite format 3", 15) == 0) {
-                char tmp[4200];
-                snprintf(tmp, sizeof(tmp), "%s.seed", n->db_path);
-                FILE *f = fopen(tmp, "wb");
-                bool ok = f != NULL && fwrite(resp.body.data, 1, resp.body.len, f) == resp.body.len;
-                if (f != NULL) ok = (fflush(f) == 0 && fsync(fileno(f)) == 0 && fclose(f) == 0) && ok;
-                if (ok && rename(tmp, n->db_path) == 0) {
-                    EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "seeded from a snapshot of %s (%zu bytes)", r->id,
-                             resp.body.len);
-                    edge_httpc_resp_free(&resp);
-                    return;
-                }
-                unlink(tmp);
-            }
-            edge_httpc_resp_free(&resp);
+            if (seed_from(n, r)) return;
         }
         if (pass == 0) sqlite3_sleep(500); /* peers may be starting too */
     }
     EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "no peer snapshot available; starting empty and replaying the logs");
 }
-
