@@ -17,7 +17,7 @@ say() { echo "bootstrap: $*"; }
 
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libsqlite3-dev sqlite3 libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libyaml-dev
-      libzstd-dev libsodium-dev libcmocka-dev libedit-dev libprotobuf-c-dev protobuf-c-compiler
+      libzstd-dev libsodium-dev libssl-dev openssl libcmocka-dev libedit-dev libprotobuf-c-dev protobuf-c-compiler
       nginx-light redis-server curl ca-certificates)
 # Package -> the system service it brings, which bootstrap keeps off.
 declare -A SERVICE_OF=([nginx-light]=nginx.service [redis-server]=redis-server.service)

@@ -187,7 +187,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
     pthread_mutex_lock(&n->streams_mu);
     size_t http_streams = n->n_streams;
     pthread_mutex_unlock(&n->streams_mu);
-    uint64_t conns = 0, conns_total = 0, bad = 0, ws_out_closed = 0;
+    uint64_t conns = 0, conns_total = 0, bad = 0, ws_out_closed = 0, tls_failures = 0;
     for (int i = 0; i < n->n_loops; i++) {
         struct edge_http_stats st;
         if (n->loops[i].http != NULL) {
@@ -196,6 +196,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
             conns_total += st.connections_total;
             bad += st.bad_requests;
             ws_out_closed += st.ws_output_closed;
+            tls_failures += st.tls_failures;
         }
     }
     struct edge_writer_stats ws;
@@ -257,6 +258,11 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     "# TYPE edgelite_ws_output_closed_total counter\nedgelite_ws_output_closed_total %llu\n",
                     (unsigned long long)ws.queued, n->writer_queue, (unsigned long long)ws.refused,
                     (unsigned long long)ws_out_closed);
+    edge_buf_printf(&b,
+                    "# HELP edgelite_tls_failures_total Client connections closed for bad TLS input (not TLS, a "
+                    "failed handshake, a broken record) or a handshake not finished in time.\n"
+                    "# TYPE edgelite_tls_failures_total counter\nedgelite_tls_failures_total %llu\n",
+                    (unsigned long long)tls_failures);
     edge_buf_printf(&b,
                     "# HELP edgelite_router_routed_away_total Reads the router sent to another region (bookmark not "
                     "applied here, strong read not covered).\n"

@@ -15,6 +15,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "net/httpc_async.h"
+#include "net/tls.h"
 #include "realtime/rt.h"
 #include "repl/compact.h"
 
@@ -34,6 +35,8 @@ void edge_node_config_defaults(struct edge_node_config *cfg)
     cfg->log_keep = 1000;
     cfg->compact_interval_ms = 5000;
 }
+
+bool edge_node_tls(const struct edge_node *n) { return n->tls != NULL; }
 
 int edge_node_port(const struct edge_node *n) { return n->port; }
 
@@ -242,6 +245,10 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
         snprintf(l->errmsg, sizeof(l->errmsg), "cannot serve on %s:%d", n->cfg.host, n->port);
         return rv;
     }
+    if (n->tls != NULL && (rv = edge_http_server_set_tls(l->http, n->tls)) != EDGE_OK) {
+        snprintf(l->errmsg, sizeof(l->errmsg), "cannot serve TLS: %s", edge_strerror(rv));
+        return rv;
+    }
     if (idx == 0) {
         uv_timer_init(&l->loop, &l->sweep_timer);
         l->sweep_timer.data = l;
@@ -336,6 +343,7 @@ static void node_free(struct edge_node *n)
     edge_free(n->expired);
     for (int i = 0; i < n->n_pool; i++) edge__api_txconn_close(n->pool[i]);
     edge_jwt_keys_free(n->keys);
+    edge_tls_ctx_free(n->tls);
     edge_writer_free(n->writer); /* stopped and closed already unless start failed */
     n->writer = NULL;
     n->repl.writer = NULL;
@@ -398,6 +406,15 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     setenv("UV_THREADPOOL_SIZE", pool_size, 0);
     if (cfg->jwt_key_file != NULL) {
         rv = edge_jwt_keys_load(cfg->jwt_key_file, &n->keys, errmsg, errmsg_len);
+        if (rv != EDGE_OK) goto out;
+    }
+    if ((cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL)) {
+        snprintf(errmsg, errmsg_len, "TLS needs both a certificate and a key (--tls-cert and --tls-key)");
+        rv = EDGE_EINVAL;
+        goto out;
+    }
+    if (cfg->tls_cert_file != NULL) {
+        rv = edge_tls_ctx_server_new(cfg->tls_cert_file, cfg->tls_key_file, &n->tls, errmsg, errmsg_len);
         if (rv != EDGE_OK) goto out;
     }
     if (mkdir_p(cfg->data_dir) != 0) {

@@ -17,6 +17,8 @@ struct edge_node_config {
     const char *data_dir;        /* created if missing */
     const char *region;          /* "local" */
     const char *jwt_key_file;    /* NULL = no auth */
+    const char *tls_cert_file;   /* PEM certificate chain: serve https/wss only; NULL = plain HTTP */
+    const char *tls_key_file;    /* its PEM private key (with tls_cert_file) */
     int threads;                 /* loop threads; 0 = one per core */
     size_t max_body_bytes;       /* default 16 MiB */
     uint64_t stream_timeout_ms;  /* idle Hrana stream expiry, default 10 s */
@@ -40,6 +42,8 @@ struct edge_node;
  * *out is running; stop it with edge_node_stop. Errors leave nothing running; errmsg
  * says why. */
 int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, char *errmsg, size_t errmsg_len);
+/* Whether the node serves TLS (https://, wss://). */
+bool edge_node_tls(const struct edge_node *n);
 /* The port actually bound. */
 int edge_node_port(const struct edge_node *n);
 /* Graceful stop, first step (any thread): stop accepting connections and let the open

@@ -125,6 +125,7 @@ struct edge_node {
     int writer_queue;    /* limits.writer_queue in force */
     int ws_output_bytes; /* limits.ws_output_bytes in force */
     struct edge_jwt_keys *keys;
+    struct edge_tls_ctx *tls; /* --tls-cert/--tls-key: every loop serves TLS; NULL = plain */
     struct loop *loops;
     int n_loops;
     uint64_t start_wall_ms;

@@ -25,6 +25,8 @@ static void usage(void)
             "  --config FILE            cluster configuration (deployment/edge-config.yaml)\n"
             "  --region ID              this node's region (default 'local', or from --config)\n"
             "  --auth-jwt-key FILE      require JWTs signed by this Ed25519 public key\n"
+            "  --tls-cert FILE          serve https:// and wss:// only, with this PEM certificate (chain)\n"
+            "  --tls-key FILE           the certificate's PEM private key (with --tls-cert)\n"
             "  --threads N              loop threads (default: one per core)\n"
             "  --log-level LEVEL        debug, info, warn, error (default info); EDGE_TRACE=net,api\n"
             "  --max-body-bytes N       largest request body (default 16 MiB)\n"
@@ -132,6 +134,8 @@ int edge_cli_serve(int argc, char **argv)
         else if (strcmp(a, "--config") == 0) { NEED_ARG(); config = v; }
         else if (strcmp(a, "--region") == 0) { NEED_ARG(); region = v; }
         else if (strcmp(a, "--auth-jwt-key") == 0) { NEED_ARG(); cfg.jwt_key_file = v; }
+        else if (strcmp(a, "--tls-cert") == 0) { NEED_ARG(); cfg.tls_cert_file = v; }
+        else if (strcmp(a, "--tls-key") == 0) { NEED_ARG(); cfg.tls_key_file = v; }
         else if (strcmp(a, "--log-level") == 0) { NEED_ARG(); level = v; }
         else if (strcmp(a, "--emulate-wan") == 0) { NEED_ARG(); wan = v; }
         else if (strcmp(a, "--clock-offset-ms") == 0) {
@@ -234,6 +238,11 @@ int edge_cli_serve(int argc, char **argv)
             }
             if (listen == NULL) listen = r->listen;
             if (data == NULL) data = r->data_dir;
+            /* The region's certificate, unless both are given on the command line. */
+            if (cfg.tls_cert_file == NULL && cfg.tls_key_file == NULL) {
+                cfg.tls_cert_file = r->tls_cert;
+                cfg.tls_key_file = r->tls_key;
+            }
         }
         if (cfg.jwt_key_file == NULL) cfg.jwt_key_file = conf->jwt_public_key_file;
         cfg.conf = conf;
@@ -279,7 +288,8 @@ int edge_cli_serve(int argc, char **argv)
         rc = srv == EDGE_EBUSY ? 2 : 1;
         goto out;
     }
-    printf("edgelite: listening on http://%s:%d (region %s, data %s)\n", cfg.host, edge_node_port(node), cfg.region,
+    printf("edgelite: listening on %s://%s:%d (region %s, data %s)\n", edge_node_tls(node) ? "https" : "http", cfg.host,
+           edge_node_port(node), cfg.region,
            cfg.data_dir);
     fflush(stdout);
     while (!got_signal) {

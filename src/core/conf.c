@@ -294,6 +294,30 @@ static int get_str(struct ctx *x, yaml_node_t *m, const char *parent, const char
     return EDGE_OK;
 }
 
+/* A file name, resolved against the config file's directory when relative (so a
+ * config and its certificates can move together). */
+static int get_path(struct ctx *x, yaml_node_t *m, const char *parent, const char *key, char **out)
+{
+    yaml_node_t *node = NULL;
+    int rv = get_str(x, m, parent, key, 1, out, &node);
+    if (rv != EDGE_OK || *out == NULL) return rv;
+    if ((*out)[0] == '\0') {
+        char kp[PATH_LEN];
+        join(kp, parent, key);
+        return fail(x, node, kp, "must not be empty");
+    }
+    const char *slash = strrchr(x->name, '/');
+    if ((*out)[0] == '/' || slash == NULL) return EDGE_OK;
+    size_t dlen = (size_t)(slash - x->name) + 1, flen = strlen(*out);
+    char *p = edge_malloc(dlen + flen + 1);
+    if (p == NULL) return EDGE_ENOMEM;
+    memcpy(p, x->name, dlen);
+    memcpy(p + dlen, *out, flen + 1);
+    edge_free(*out);
+    *out = p;
+    return EDGE_OK;
+}
+
 static int get_int(struct ctx *x, yaml_node_t *m, const char *parent, const char *key,
                    long min, int *out)
 {
@@ -518,7 +542,7 @@ int edge__conf_get_str_list(struct edge__conf_ctx *x, yaml_node_t *m, const char
 
 static int parse_cluster(struct ctx *x, yaml_node_t *m)
 {
-    static const char *const keys[] = {"name", "secret", "secret_env", NULL};
+    static const char *const keys[] = {"name", "secret", "secret_env", "ca_file", NULL};
     char *env_name = NULL;
     yaml_node_t *name_node = NULL, *env_node = NULL;
     int rv = check_keys(x, m, "cluster", keys);
@@ -533,6 +557,9 @@ static int parse_cluster(struct ctx *x, yaml_node_t *m)
     }
     if (rv == EDGE_OK) {
         rv = get_str(x, m, "cluster", "secret_env", 1, &env_name, &env_node);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_path(x, m, "cluster", "ca_file", &x->c->ca_file);
     }
     if (rv != EDGE_OK || env_name == NULL) {
         goto out;
@@ -558,7 +585,8 @@ out:
 
 static int parse_region(struct ctx *x, yaml_node_t *m, size_t i, struct edge_conf_region *r)
 {
-    static const char *const keys[] = {"id", "listen", "url", "data_dir", "priority", "capacity", NULL};
+    static const char *const keys[] = {"id", "listen", "url", "data_dir", "priority", "capacity", "tls_cert",
+                                       "tls_key", NULL};
     char path[PATH_LEN], kp[PATH_LEN];
     yaml_node_t *id_node = NULL, *listen_node = NULL;
     int rv;
@@ -600,6 +628,12 @@ static int parse_region(struct ctx *x, yaml_node_t *m, size_t i, struct edge_con
     }
     if (rv == EDGE_OK) {
         rv = get_int(x, m, path, "priority", -2147483647L, &r->priority);
+    }
+    if (rv == EDGE_OK) rv = get_path(x, m, path, "tls_cert", &r->tls_cert);
+    if (rv == EDGE_OK) rv = get_path(x, m, path, "tls_key", &r->tls_key);
+    if (rv == EDGE_OK && (r->tls_cert == NULL) != (r->tls_key == NULL)) {
+        join(kp, path, r->tls_cert == NULL ? "tls_cert" : "tls_key");
+        rv = fail(x, m, kp, "missing: tls_cert and tls_key go together");
     }
     yaml_node_t *cap = NULL;
     if (rv == EDGE_OK) {
@@ -940,7 +974,10 @@ void edge_conf_free(struct edge_conf *c)
         edge_free(c->regions[i].listen);
         edge_free(c->regions[i].url);
         edge_free(c->regions[i].data_dir);
+        edge_free(c->regions[i].tls_cert);
+        edge_free(c->regions[i].tls_key);
     }
+    edge_free(c->ca_file);
     for (size_t i = 0; i < c->n_tables; i++) {
         edge_free(c->tables[i].name);
     }

@@ -22,6 +22,9 @@ struct edge_conf_region {
     char *url;      /* "http://127.0.0.1:8081" or NULL */
     char *data_dir; /* or NULL */
     int priority;   /* lower = preferred primary; default 100 */
+    char *tls_cert; /* regions[].tls_cert: PEM certificate chain, serves https/wss; NULL = plain (path
+                     * resolved against the config file's directory) */
+    char *tls_key;  /* regions[].tls_key: its private key (PEM); set with tls_cert */
     /* regions[].capacity: what the region takes on. */
     struct edge_conf_capacity {
         int max_sessions; /* sessions the region serves at once, 0 = unlimited (default) */
@@ -99,6 +102,7 @@ struct edge_conf_table {
 struct edge_conf {
     char *cluster_name;  /* default "edgelite" */
     char *cluster_secret; /* from secret or secret_env; NULL if none */
+    char *ca_file;        /* cluster.ca_file: CAs that https peers are verified against; NULL = the system's */
     struct edge_conf_region *regions;
     size_t n_regions;
     enum edge_consistency consistency; /* replication.consistency_level, default eventual */

@@ -51,6 +51,7 @@ static void conn_free(struct edge_http_conn *c)
     if (c->ws != NULL) {
         wslay_event_context_free(c->ws);
     }
+    edge_tls_free(c->tls);
     edge_free(c);
 }
 
@@ -148,6 +149,8 @@ void edge_http_conn_set_ws_handler(struct edge_http_conn *c,
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
+static int tls_flush(struct edge_http_conn *c);
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct edge_http_conn *c = req->data;
@@ -172,6 +175,11 @@ static void conn_finish(struct edge_http_conn *c)
     }
     c->lingering = true;
     c->dead = true;
+    if (c->tls != NULL) {
+        /* close_notify before the FIN: the client can tell the end from a truncation. */
+        edge_tls_shutdown(c->tls);
+        if (tls_flush(c) != EDGE_OK) return;
+    }
     c->shutdown_req.data = c;
     c->refs++;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
@@ -204,11 +212,9 @@ static void on_write(uv_write_t *req, int status)
     edge_http_conn_unref(c);
 }
 
-int edge__http_conn_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+/* Queue bytes as they are for the socket (plaintext, or a TLS session's records). */
+static int raw_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen)
 {
-    if (c->closing) {
-        return EDGE_ECLOSED;
-    }
     struct write_req *w = edge_malloc(sizeof(*w) + alen + blen);
     if (w == NULL) {
         edge__http_conn_close(c);
@@ -231,6 +237,47 @@ int edge__http_conn_write(struct edge_http_conn *c, const void *a, size_t alen, 
         return EDGE_EIO;
     }
     return EDGE_OK;
+}
+
+/* Send what the TLS session has produced (records, handshake messages, alerts) in one
+ * write. */
+static int tls_flush(struct edge_http_conn *c)
+{
+    size_t n = edge_tls_out_pending(c->tls);
+    if (n == 0 || c->closing) return c->closing ? EDGE_ECLOSED : EDGE_OK;
+    struct write_req *w = edge_malloc(sizeof(*w) + n);
+    if (w == NULL) {
+        edge__http_conn_close(c);
+        return EDGE_ENOMEM;
+    }
+    w->len = edge_tls_out_take(c->tls, w->data, n);
+    w->c = c;
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
+    c->refs++;
+    c->out_bytes += w->len;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
+        c->out_bytes -= w->len;
+        c->refs--;
+        edge_free(w);
+        edge__http_conn_close(c);
+        return EDGE_EIO;
+    }
+    return EDGE_OK;
+}
+
+int edge__http_conn_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (c->closing) {
+        return EDGE_ECLOSED;
+    }
+    if (c->tls == NULL) {
+        return raw_write(c, a, alen, b, blen);
+    }
+    if (edge_tls_write(c->tls, a, alen) != EDGE_OK || (blen > 0 && edge_tls_write(c->tls, b, blen) != EDGE_OK)) {
+        edge__http_conn_close(c);
+        return EDGE_EIO;
+    }
+    return tls_flush(c);
 }
 
 static const char *status_text(int status)
@@ -368,6 +415,8 @@ void edge_http_respond_error(struct edge_http_conn *c, int status, const char *c
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void tls_input(struct edge_http_conn *c, const char *data, size_t len);
+static void conn_input(struct edge_http_conn *c, const char *data, size_t nread);
 
 void edge__http_req_done(struct edge_http_conn *c)
 {
@@ -445,15 +494,77 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->last_activity_ms = uv_now(stream->loop);
+    if (c->tls != NULL) {
+        tls_input(c, buf->base, (size_t)nread);
+    } else {
+        conn_input(c, buf->base, (size_t)nread);
+    }
+}
+
+/* A connection closed for bad TLS input (not TLS, a failed or stalled handshake, a
+ * broken record): counted, and logged at most once a second with the count since. */
+static void tls_fail(struct edge_http_conn *c, const char *why)
+{
+    struct edge_http_server *s = c->s;
+    s->tls_failures++;
+    s->tls_unlogged++;
+    uint64_t now = uv_now(s->loop);
+    if (s->tls_logged_ms == 0 || now - s->tls_logged_ms >= 1000) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_HTTP, "tls: connection closed: %s (%llu such closes since the last line)",
+                 why, (unsigned long long)s->tls_unlogged);
+        s->tls_logged_ms = now;
+        s->tls_unlogged = 0;
+    }
+    (void)tls_flush(c); /* the alert, if the session made one */
+    edge__http_conn_close(c);
+}
+
+/* Records read from the socket: decrypt everything they complete and hand it to the
+ * plain path, as if it had been read from the socket in one go. */
+static void tls_input(struct edge_http_conn *c, const char *data, size_t len)
+{
+    struct edge_http_server *s = c->s;
+    if (edge_tls_feed(c->tls, data, len) != EDGE_OK) {
+        edge__http_conn_close(c);
+        return;
+    }
+    while (!c->closing && !c->lingering) {
+        size_t got = 0;
+        int rv = edge_tls_read(c->tls, s->tls_buf, READ_BUF_SIZE, &got);
+        if (rv == EDGE_ECLOSED) {
+            edge__http_conn_close(c); /* close_notify: the client is done */
+            return;
+        }
+        if (rv != EDGE_OK) {
+            tls_fail(c, edge_tls_error(c->tls));
+            return;
+        }
+        if (tls_flush(c) != EDGE_OK) return; /* handshake answers */
+        if (got == 0) break;
+        conn_input(c, s->tls_buf, got);
+    }
+    if (!c->closing) arm_timer(c);
+}
+
+/* Plaintext bytes of the connection (read from the socket, or decrypted). */
+static void conn_input(struct edge_http_conn *c, const char *data, size_t nread)
+{
+    struct edge_http_server *s = c->s;
+    uv_stream_t *stream = (uv_stream_t *)&c->tcp;
     if (c->ws != NULL) {
-        EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_NET, "ws: %zd bytes in", nread);
-        edge__http_ws_feed(c, (const uint8_t *)buf->base, (size_t)nread);
+        EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_NET, "ws: %zu bytes in", nread);
+        edge__http_ws_feed(c, (const uint8_t *)data, nread);
+        return;
+    }
+    if (c->upgrade_held) {
+        /* More of a TLS read after an upgrade request: the WebSocket layer's. */
+        if (edge_buf_append(&c->ws_pending, data, nread) != EDGE_OK) edge__http_conn_close(c);
         return;
     }
     if (c->dead) {
         return;
     }
-    size_t parsed = http_parser_execute(&c->parser, &edge__http_parser_settings, buf->base, (size_t)nread);
+    size_t parsed = http_parser_execute(&c->parser, &edge__http_parser_settings, data, nread);
     enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
     while (c->reparse && err == HPE_OK && !c->dead) {
         /* http-parser stops after any Upgrade request; continue as plain HTTP. */
@@ -461,18 +572,19 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         c->reparse = false;
         http_parser_init(&c->parser, HTTP_REQUEST);
         c->parser.data = c;
-        parsed = done + http_parser_execute(&c->parser, &edge__http_parser_settings, buf->base + done, (size_t)nread - done);
+        parsed = done + http_parser_execute(&c->parser, &edge__http_parser_settings, data + done, nread - done);
         err = HTTP_PARSER_ERRNO(&c->parser);
     }
     if (err == HPE_PAUSED) {
         /* An upgrade request: keep what follows for the WebSocket layer. */
-        if (edge_buf_append(&c->ws_pending, buf->base + parsed, (size_t)nread - parsed) != EDGE_OK) {
+        if (edge_buf_append(&c->ws_pending, data + parsed, nread - parsed) != EDGE_OK) {
             edge__http_conn_close(c);
             return;
         }
         uv_read_stop(stream);
         c->reading = false;
         c->dead = true;
+        c->upgrade_held = true;
     } else if (err != HPE_OK) {
         int status = 400;
         const char *code = "HTTP_BAD_REQUEST";
@@ -510,6 +622,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+/* A TLS handshake is a few round trips: one not done in 10 s (or the request timeout,
+ * when shorter) is stalled, not slow. */
+static uint64_t tls_handshake_ms(const struct edge_http_server *s)
+{
+    return s->limits.request_timeout_ms < TLS_HANDSHAKE_MS ? s->limits.request_timeout_ms : TLS_HANDSHAKE_MS;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct edge_http_conn *c = t->data;
@@ -517,16 +636,23 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     uint64_t now = uv_now(t->loop);
-    bool partial = c->cur != NULL;
+    bool handshake = c->tls != NULL && !edge_tls_established(c->tls);
+    bool partial = c->cur != NULL || handshake;
     if (c->in_flight || c->ws != NULL) {
         arm_timer(c);
         return;
     }
-    uint64_t limit = partial ? c->s->limits.request_timeout_ms : c->s->limits.idle_timeout_ms;
+    uint64_t limit = handshake ? tls_handshake_ms(c->s)
+                     : partial ? c->s->limits.request_timeout_ms : c->s->limits.idle_timeout_ms;
     /* A half-sent request gets request_timeout_ms in total, however slowly it trickles
-     * in (slowloris); an idle connection gets idle_timeout_ms since its last byte. */
-    uint64_t since = partial ? c->cur_start_ms : c->last_activity_ms;
+     * in (slowloris), and so does a TLS handshake from the accept; an idle connection
+     * gets idle_timeout_ms since its last byte. */
+    uint64_t since = handshake ? c->accepted_ms : partial ? c->cur_start_ms : c->last_activity_ms;
     if (now - since >= limit) {
+        if (handshake) {
+            tls_fail(c, "TLS handshake not finished in time");
+            return;
+        }
         EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_HTTP, "conn: %s timeout, closing", partial ? "request" : "idle");
         edge__http_conn_close(c);
         return;
@@ -539,9 +665,11 @@ static void arm_timer(struct edge_http_conn *c)
     if (c->closing || c->ws != NULL || c->lingering) {
         return;
     }
-    bool partial = c->cur != NULL;
-    uint64_t limit = partial ? c->s->limits.request_timeout_ms : c->s->limits.idle_timeout_ms;
-    uint64_t since = partial ? c->cur_start_ms : c->last_activity_ms;
+    bool handshake = c->tls != NULL && !edge_tls_established(c->tls);
+    bool partial = c->cur != NULL || handshake;
+    uint64_t limit = handshake ? tls_handshake_ms(c->s)
+                     : partial ? c->s->limits.request_timeout_ms : c->s->limits.idle_timeout_ms;
+    uint64_t since = handshake ? c->accepted_ms : partial ? c->cur_start_ms : c->last_activity_ms;
     uint64_t now = uv_now(c->tcp.loop);
     uint64_t left = now - since >= limit ? 1 : limit - (now - since);
     uv_timer_start(&c->timer, on_timer, left, 0);
@@ -580,9 +708,14 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    if (s->tls != NULL && edge_tls_new(s->tls, NULL, &c->tls) != EDGE_OK) {
+        edge__http_conn_close(c);
+        return;
+    }
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->last_activity_ms = uv_now(server->loop);
+    c->accepted_ms = c->last_activity_ms;
     arm_timer(c);
     edge__http_resume_reading(c);
 }
@@ -648,8 +781,19 @@ int edge_http_server_start(uv_loop_t *loop, int fd, const struct edge_http_limit
     return EDGE_OK;
 }
 
+int edge_http_server_set_tls(struct edge_http_server *s, struct edge_tls_ctx *ctx)
+{
+    if (s->tls_buf == NULL) {
+        s->tls_buf = edge_malloc(READ_BUF_SIZE);
+        if (s->tls_buf == NULL) return EDGE_ENOMEM;
+    }
+    s->tls = ctx;
+    return EDGE_OK;
+}
+
 void edge_http_server_stats(struct edge_http_server *s, struct edge_http_stats *out)
 {
+    out->tls_failures = s->tls_failures;
     out->connections_open = s->connections_open;
     out->connections_total = s->connections_total;
     out->bad_requests = s->bad_requests;
@@ -663,6 +807,7 @@ static void server_maybe_done(struct edge_http_server *s)
     }
     void (*cb)(void *) = s->stop_cb;
     void *arg = s->stop_arg;
+    edge_free(s->tls_buf);
     edge_free(s);
     if (cb != NULL) {
         cb(arg);

@@ -60,6 +60,7 @@ struct edge_http_stats {
     uint64_t connections_open;
     uint64_t connections_total;
     uint64_t bad_requests;
+    uint64_t tls_failures;     /* connections closed for bad TLS input or a handshake not finished in time */
 };
 
 /* A listener on one loop. The caller owns `loop` and runs it. */
@@ -69,6 +70,11 @@ struct edge_http_server;
  * Loop thread. EDGE_OK, EDGE_ENOMEM or EDGE_EIO. */
 int edge_http_server_start(uv_loop_t *loop, int fd, const struct edge_http_limits *limits,
                            const struct edge_http_handler *h, struct edge_http_server **out);
+/* Serve TLS on every connection accepted from now on (ctx: a server context of
+ * net/tls.h, borrowed: it must outlive the server). Call before the loop runs.
+ * EDGE_OK or EDGE_ENOMEM. */
+struct edge_tls_ctx;
+int edge_http_server_set_tls(struct edge_http_server *s, struct edge_tls_ctx *ctx);
 /* Stop accepting and close every connection; `cb` runs when all handles are closed
  * (the server is freed before it runs). Loop thread. */
 void edge_http_server_stop(struct edge_http_server *s, void (*cb)(void *arg), void *arg);

@@ -10,6 +10,7 @@
 #include <wslay/wslay.h>
 
 #include "net/http.h"
+#include "net/tls.h"
 
 #define READ_BUF_SIZE (64 * 1024)
 #define WS_MAX_OUT_BYTES (64u * 1024 * 1024) /* when limits.max_ws_out_bytes is 0 */
@@ -19,6 +20,8 @@
 /* Answers waiting in the socket's send queue before the next request is handled: a
  * client that pipelines requests but never reads cannot make the server buffer more. */
 #define HTTP_MAX_OUT_BYTES (8u * 1024 * 1024)
+/* Longest a TLS handshake may take from the accept (see tls_handshake_ms). */
+#define TLS_HANDSHAKE_MS 10000
 
 struct edge_http_server {
     uv_tcp_t listener;
@@ -31,6 +34,13 @@ struct edge_http_server {
     uint64_t ws_output_logged_ms;            /* last log line about it (loop time), 0 = never */
     uint64_t ws_output_unlogged;             /* such closes since that line */
     char read_buf[READ_BUF_SIZE]; /* shared: data is consumed synchronously in read_cb */
+    /* TLS (edge_http_server_set_tls): every connection's bytes go through a session of
+     * this context; NULL for plain TCP. tls_buf holds the plaintext of one read. */
+    struct edge_tls_ctx *tls;
+    char *tls_buf;
+    _Atomic uint64_t tls_failures;  /* connections closed for bad TLS input or a stalled handshake */
+    uint64_t tls_logged_ms;          /* last log line about it (loop time), 0 = never */
+    uint64_t tls_unlogged;           /* such closes since that line */
     bool read_buf_busy;
     bool stopping;
     bool draining;         /* edge_http_server_drain: answer what is in flight, accept nothing */
@@ -54,6 +64,9 @@ struct edge_http_conn {
     struct edge_http_server *s;
     struct edge_http_conn *prev, *next;
     http_parser parser;
+    struct edge_tls *tls;          /* the TLS session of a TLS server, else NULL */
+    uint64_t accepted_ms;          /* loop time of the accept: the handshake's deadline counts from it */
+    bool upgrade_held;             /* an upgrade request paused the parser: later input is kept in ws_pending */
     struct edge_http_req *cur;     /* being parsed */
     struct edge_buf url;           /* raw URL of cur */
     struct edge_buf hname, hval;   /* header being parsed */

@@ -22,7 +22,7 @@ export const EDGE_BIN = process.env.EDGE_BIN
   ? path.resolve(process.env.EDGE_BIN)
   : path.resolve(repoRoot, 'build', 'edgelite');
 
-const READY_RE = /edgelite: listening on (http:\/\/([^\s:]+):(\d+))/;
+const READY_RE = /edgelite: listening on (https?:\/\/([^\s:]+):(\d+))/;
 const live = new Set();
 
 process.on('exit', () => {
@@ -128,7 +128,7 @@ export async function startNode(opts = {}) {
       const r = await ready;
       node.url = r.url;
       node.port = r.port;
-      node.wsUrl = r.url.replace(/^http:/, 'ws:');
+      node.wsUrl = r.url.replace(/^http/, 'ws'); // https -> wss
       return node;
     },
 
