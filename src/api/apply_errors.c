@@ -67,9 +67,14 @@ static int retry_run(struct edge_writer_job *job, struct edge_store_conn *conn)
     struct edge_repl_state *st = &j->l->node->repl;
     struct edge_repl_apply_stats as;
     memset(&as, 0, sizeof(as));
+    /* The entries were delivered by the feed when they were kept aside; what applying
+     * them now changes is anyone's guess: the hot-read cache lets go of everything. */
+    struct edge_feed_mark mark = {0};
+    edge_feed_mark_all(st, &mark);
     edge_capture_suspend(st->wcap, true);
     j->rv = edge_repl_retry_apply_errors(edge_store_db(conn), &st->local, &as, &j->left, j->err, sizeof(j->err));
     edge_capture_suspend(st->wcap, false);
+    edge_feed_unmark(st, &mark);
     j->applied = as.applied;
     atomic_fetch_add(&st->stats.rows, as.rows);
     atomic_fetch_add(&st->stats.conflicts, as.conflicts);

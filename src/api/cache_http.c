@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The hot-read cache in the node (router/router.h, docs/router.md): which pipelines it
- * answers, how a miss becomes a fill, and the change-feed listener that bumps a table's
- * generation after every commit that wrote it, local or applied from a peer.
+ * answers, how a miss becomes a fill, the commit guard that puts a table's commit in
+ * flight before its COMMIT and out after it (repl/feed.h), and the change-feed listener
+ * that bumps a table's generation after every commit that wrote it, local or applied
+ * from a peer.
  *
  * Only the shape @libsql/client's execute() sends is cached: a pipeline of one execute
  * with its SQL text and a close, no baton, not inside a transaction, not strong, with no
@@ -93,9 +95,12 @@ bool edge__api_cache_try(struct loop *l, struct edge_http_conn *c, struct edge_h
         if (!cls.writes && !cls.unknown && !cls.txctl && !cls.ddl && !cls.nondeterministic && !cls.overflow &&
             cls.n_stmts == 1) {
             edge_router_cache_gens(n->cache, cls.read, cls.n_read, fill_gens);
-            *fill_klen = key.len;
-            *fill_key = key.data; /* taken over */
-            key.data = NULL;
+            /* a commit to one of its tables in flight: the put would refuse it anyway */
+            if (!edge_router_cache_busy(n->cache, fill_gens)) {
+                *fill_klen = key.len;
+                *fill_key = key.data; /* taken over */
+                key.data = NULL;
+            }
         }
     }
     edge_buf_free(&key);
@@ -143,6 +148,38 @@ static void on_reset(void *ud)
     edge_router_cache_bump_all(n->cache);
 }
 
+/* The commit guard (repl/feed.h): a commit site is about to COMMIT a write to table. Each
+ * slot is entered once per mark; past EDGE_FEED_MARK_MAX slots, everything. */
+static void guard_mark(void *ud, const char *table, size_t len, struct edge_feed_mark *m)
+{
+    struct edge_node *n = ud;
+    if (m->all) return;
+    if (table == NULL || m->n == EDGE_FEED_MARK_MAX) {
+        m->all = true;
+        edge_router_cache_enter(n->cache, EDGE_ROUTER_CACHE_ALL);
+        return;
+    }
+    uint32_t slot = edge_router_cache_slot(table, len);
+    for (int i = 0; i < m->n; i++) {
+        if (m->key[i] == slot) {
+            /* marked already (a COMMIT tried again): only move the generation */
+            edge_router_cache_bump(n->cache, table, len);
+            return;
+        }
+    }
+    m->key[m->n++] = slot;
+    edge_router_cache_enter(n->cache, slot);
+}
+
+static void guard_unmark(void *ud, struct edge_feed_mark *m)
+{
+    struct edge_node *n = ud;
+    for (int i = 0; i < m->n; i++) edge_router_cache_leave(n->cache, m->key[i]);
+    if (m->all) edge_router_cache_leave(n->cache, EDGE_ROUTER_CACHE_ALL);
+    m->n = 0;
+    m->all = false;
+}
+
 int edge__api_cache_open(struct edge_node *n)
 {
     const struct edge_conf *conf = n->cfg.conf;
@@ -158,13 +195,17 @@ int edge__api_cache_open(struct edge_node *n)
     if (rv != EDGE_OK) {
         edge_router_cache_free(n->cache);
         n->cache = NULL;
+        return rv;
     }
+    struct edge_feed_guard g = {guard_mark, guard_unmark, n};
+    edge_feed_guard_set(&n->repl, &g);
     return rv;
 }
 
 void edge__api_cache_close(struct edge_node *n)
 {
     if (n->cache == NULL) return;
+    edge_feed_guard_set(&n->repl, NULL); /* every committing thread has stopped */
     edge_feed_unlisten(&n->repl, n);
     edge_router_cache_free(n->cache);
     n->cache = NULL;

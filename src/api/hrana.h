@@ -66,6 +66,9 @@ struct hrana_ctx {
     int (*commit_entry)(void *ud, struct hrana_ctx *ctx, char *err, size_t errlen);
     /* The transaction committed (peers may be told). */
     void (*committed)(void *ud, struct hrana_ctx *ctx);
+    /* A statement left the transaction connection in autocommit (a COMMIT that worked or
+     * not, a ROLLBACK): what was marked before COMMIT can be let go (may be NULL). */
+    void (*settled)(void *ud, struct hrana_ctx *ctx);
     /* Statement statistics (may be NULL): each statement run, with its time and rows. */
     void (*on_stmt)(void *ud, const char *sql, size_t len, uint64_t ns, uint64_t rows, bool error);
     void *stmt_ud;

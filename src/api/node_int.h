@@ -87,7 +87,8 @@ struct metrics {
  * when the node replicates. */
 struct txconn {
     struct edge_store_conn *conn;
-    struct edge_capture *cap; /* NULL on a single node */
+    struct edge_capture *cap;  /* NULL on a single node */
+    struct edge_feed_mark mark; /* what its COMMIT in progress marked (repl/feed.h) */
 };
 
 struct stream {

@@ -537,6 +537,26 @@ const char *edge_capture_table_without_pk(struct edge_capture *c)
     return NULL;
 }
 
+void edge_capture_tables(const struct edge_capture *c, void (*cb)(void *ud, const char *table, size_t len),
+                         void *ud)
+{
+    struct edge__rd r = {(const uint8_t *)c->raw.data, c->raw.len, 0};
+    const char *last = NULL;
+    size_t last_len = 0;
+    while (r.off < r.len) {
+        struct raw_op o;
+        if (raw_next(&r, &o) != EDGE_OK || o.op == EDGE__OP_DDL_RAW) {
+            cb(ud, NULL, 0);
+            return;
+        }
+        /* a run of ops on one table is reported once */
+        if (last != NULL && last_len == o.table_len && memcmp(last, o.table, last_len) == 0) continue;
+        last = o.table;
+        last_len = o.table_len;
+        cb(ud, o.table, o.table_len);
+    }
+}
+
 /* Encode the primary key of a value set (ncols values in column order). */
 int edge__repl_pk_bytes(struct edge__rd set, const struct edge__pkinfo *pk, struct edge_buf *out)
 {

@@ -7,9 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "repl/apply_int.h"
+#include "repl/proto.h"
 #include "repl/repl_int.h"
 #include "repl/state.h"
 
@@ -22,6 +25,14 @@ void edge_feed_init(struct edge_repl_feed *f)
     memset(f, 0, sizeof(*f));
     pthread_mutex_init(&f->mu, NULL);
     edge_vclock_init(&f->cursor);
+    /* Tests only: hold every dispatch back this long after its commit, so the window
+     * between a commit becoming visible and its listeners hearing of it can be hit on
+     * purpose (router_cache_race). Never set in production. */
+    const char *d = getenv("EDGE_TEST_FEED_DELAY_MS");
+    if (d != NULL) {
+        long v = strtol(d, NULL, 10);
+        f->test_delay_ms = v > 0 && v <= 60000 ? (int)v : 0;
+    }
 }
 
 void edge_feed_close(struct edge_repl_feed *f)
@@ -76,6 +87,76 @@ void edge_feed_reset(struct edge_repl_state *st)
     feed_reset_locked(f);
     f->cursor_set = false;
     pthread_mutex_unlock(&f->mu);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The commit guard                                                                   */
+/* ---------------------------------------------------------------------------------- */
+
+void edge_feed_guard_set(struct edge_repl_state *st, const struct edge_feed_guard *g)
+{
+    if (g != NULL) {
+        st->feed.guard = *g;
+    } else {
+        memset(&st->feed.guard, 0, sizeof(st->feed.guard));
+    }
+}
+
+struct mark_ctx {
+    struct edge_repl_feed *f;
+    struct edge_feed_mark *m;
+};
+
+static void mark_one(void *ud, const char *table, size_t len)
+{
+    struct mark_ctx *x = ud;
+    x->f->guard.mark(x->f->guard.ud, table, len, x->m);
+}
+
+void edge_feed_mark_capture(struct edge_repl_state *st, const struct edge_capture *cap, struct edge_feed_mark *m)
+{
+    struct edge_repl_feed *f = &st->feed;
+    if (f->guard.mark == NULL || cap == NULL) return;
+    struct mark_ctx x = {f, m};
+    edge_capture_tables(cap, mark_one, &x);
+}
+
+void edge_feed_mark_all(struct edge_repl_state *st, struct edge_feed_mark *m)
+{
+    struct edge_repl_feed *f = &st->feed;
+    if (f->guard.mark != NULL) f->guard.mark(f->guard.ud, NULL, 0, m);
+}
+
+void edge_feed_mark_entries(struct edge_repl_state *st, sqlite3 *db, const struct edge_repl_entry *entries,
+                            size_t count, struct edge_feed_mark *m)
+{
+    struct edge_repl_feed *f = &st->feed;
+    if (f->guard.mark == NULL || count == 0) return;
+    if (edge__repl_schema_has(db, EDGE__Q_HAS_FKS)) {
+        f->guard.mark(f->guard.ud, NULL, 0, m);
+        return;
+    }
+    for (size_t i = 0; i < count && !m->all; i++) {
+        struct edge_feed_op *ops = NULL;
+        size_t n = 0;
+        if (edge_feed_decode(NULL, entries[i].origin, entries[i].seq, entries[i].payload, entries[i].payload_len, &ops,
+                             &n) != EDGE_OK) {
+            f->guard.mark(f->guard.ud, NULL, 0, m); /* cannot tell: assume anything */
+            break;
+        }
+        for (size_t k = 0; k < n; k++) {
+            bool ddl = ops[k].kind == EDGE_FEED_DDL;
+            f->guard.mark(f->guard.ud, ddl ? NULL : ops[k].table, ddl ? 0 : ops[k].table_len, m);
+        }
+        edge_free(ops);
+    }
+}
+
+void edge_feed_unmark(struct edge_repl_state *st, struct edge_feed_mark *m)
+{
+    struct edge_repl_feed *f = &st->feed;
+    if (f->guard.unmark != NULL && (m->all || m->n > 0)) f->guard.unmark(f->guard.ud, m);
+    memset(m, 0, sizeof(*m));
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -657,6 +738,10 @@ void edge_feed_dispatch(struct edge_repl_state *st, sqlite3 *db)
     if (atomic_load_explicit(&f->n, memory_order_acquire) == 0) {
         atomic_store(&f->skipped, true);
         return;
+    }
+    if (f->test_delay_ms > 0) {
+        struct timespec ts = {f->test_delay_ms / 1000, (long)(f->test_delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
     }
     pthread_mutex_lock(&f->mu);
     for (int pass = 0; pass < 1000 && atomic_load(&f->n) > 0; pass++) {

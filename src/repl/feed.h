@@ -105,6 +105,29 @@ struct edge_feed_listener {
     void *ud;
 };
 
+/* ---- the commit guard: what a commit is about to make visible ----
+ *
+ * Listeners hear of an entry after its COMMIT; a reader that must never be older than the
+ * database (the router's hot-read cache) needs to know before. Every commit site marks
+ * the tables it writes BEFORE its COMMIT (edge_feed_mark_*) and unmarks them once the
+ * commit is visible (or rolled back) and dispatched (edge_feed_unmark); the guard is told
+ * of both. A mark is the commit site's own (zero-initialised, any thread that owns it);
+ * marking the same mark again only adds tables. One guard per node, set before the node
+ * serves and cleared after every committing thread stopped (so it needs no lock). */
+#define EDGE_FEED_MARK_MAX 32
+struct edge_feed_mark {
+    bool all;                          /* anything may change (DDL, unknown tables, too many) */
+    int n;
+    uint32_t key[EDGE_FEED_MARK_MAX];  /* the guard's keys of the marked tables */
+};
+struct edge_feed_guard {
+    /* Mark table[0..len) in m (table NULL: everything); the guard dedups in m. */
+    void (*mark)(void *ud, const char *table, size_t len, struct edge_feed_mark *m);
+    /* Undo everything m holds, and empty it. */
+    void (*unmark)(void *ud, struct edge_feed_mark *m);
+    void *ud;
+};
+
 /* Embedded in struct edge_repl_state (repl/state.h). */
 struct edge_repl_feed {
     pthread_mutex_t mu;
@@ -115,6 +138,8 @@ struct edge_repl_feed {
     int64_t conflict_id;              /* last _edge_conflicts.id looked at */
     _Atomic uint64_t delivered;       /* entries handed to listeners */
     _Atomic bool skipped;             /* a dispatch found no listener: the cursor fell behind */
+    struct edge_feed_guard guard;     /* mark NULL: none */
+    int test_delay_ms;                /* EDGE_TEST_FEED_DELAY_MS: tests only (docs/testing.md) */
 };
 
 struct edge_repl_state;
@@ -135,6 +160,20 @@ int edge_feed_open(struct edge_repl_state *st, sqlite3 *db);
 /* A transaction committed on db (the committing thread's connection, not inside a
  * transaction): deliver every entry past the cursor. Any thread. */
 void edge_feed_dispatch(struct edge_repl_state *st, sqlite3 *db);
+/* Set (g) or clear (NULL) the commit guard; see above for when. */
+void edge_feed_guard_set(struct edge_repl_state *st, const struct edge_feed_guard *g);
+struct edge_capture;
+struct edge_repl_entry;
+/* Before COMMIT: mark what the capture holds (its tables; a schema change: everything). */
+void edge_feed_mark_capture(struct edge_repl_state *st, const struct edge_capture *cap, struct edge_feed_mark *m);
+/* Before applying peer entries on db: mark the tables of their payloads, or everything
+ * when the schema has foreign keys (the apply's repairs hide rows of other tables). */
+void edge_feed_mark_entries(struct edge_repl_state *st, sqlite3 *db, const struct edge_repl_entry *entries,
+                            size_t count, struct edge_feed_mark *m);
+void edge_feed_mark_all(struct edge_repl_state *st, struct edge_feed_mark *m);
+/* After the commit is visible (and dispatched) or rolled back. An empty mark is a no-op. */
+void edge_feed_unmark(struct edge_repl_state *st, struct edge_feed_mark *m);
+
 /* After a snapshot install: tell the listeners, and restart from what db holds. */
 void edge_feed_reset(struct edge_repl_state *st);
 

@@ -74,6 +74,10 @@ void edge_capture_set_crdt(struct edge_capture *c, const struct edge_conf_crdt *
 int edge_capture_check(struct edge_capture *c, size_t mark, bool ddl, char *errmsg, size_t errmsg_len);
 /* Tables written since the last reset without a PRIMARY KEY: their name, else NULL. */
 const char *edge_capture_table_without_pk(struct edge_capture *c);
+/* Call cb for every table the captured ops write, in order, repeats included (a schema
+ * change: table NULL; undecodable: NULL too, so a caller assumes the worst). */
+void edge_capture_tables(const struct edge_capture *c, void (*cb)(void *ud, const char *table, size_t len),
+                         void *ud);
 
 /* ---- ids without collisions (ids.c): INTEGER PRIMARY KEY values left to SQLite are
  * striped by region (id % stride == region index) ---- */

@@ -100,6 +100,9 @@ static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
         return EDGE_OK;
     }
     struct edge_repl_apply_stats as = {0};
+    /* Before the batch's COMMIT: the hot-read cache refuses what it may change. */
+    struct edge_feed_mark mark = {0};
+    edge_feed_mark_entries(st, db, entries, count, &mark);
     edge_capture_suspend(st->wcap, true);
     /* One transaction, a savepoint per entry; a failing entry is kept aside, never
      * blocks the rest (apply.c). The clock moves past what was applied before COMMIT. */
@@ -118,6 +121,7 @@ static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
         edge_vclock_close(&vv);
     }
     if (as.applied + as.apply_errors > 0) edge_feed_dispatch(st, db);
+    edge_feed_unmark(st, &mark);
     atomic_fetch_add(&st->stats.applied, as.applied);
     atomic_fetch_add(&st->stats.rows, as.rows);
     atomic_fetch_add(&st->stats.conflicts, as.conflicts);

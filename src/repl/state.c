@@ -136,6 +136,8 @@ static int wh_before_commit(void *ud, struct edge_store_conn *conn, int consiste
     (void)conn;
     struct edge_repl_state *st = ud;
     char err[256] = "";
+    /* Before COMMIT: from here on the hot-read cache refuses what the group wrote. */
+    edge_feed_mark_capture(st, st->wcap, &st->wmark);
     int rv = edge_repl_commit_entry(st->wcap, &st->local, consistency, out_seq, err, sizeof(err));
     if (rv != EDGE_OK) {
         EDGE_LOG(EDGE_LOG_ERROR, EDGE_MOD_REPL, "writer: cannot log the group: %s", err);
@@ -148,12 +150,14 @@ static void wh_after_commit(void *ud, uint64_t seq, int consistency)
     struct edge_repl_state *st = ud;
     edge_repl_state_committed(st, seq, consistency);
     if (seq != 0) edge_feed_dispatch(st, st->wdb);
+    edge_feed_unmark(st, &st->wmark);
 }
 
 static void wh_after_rollback(void *ud)
 {
     struct edge_repl_state *st = ud;
     edge_capture_reset(st->wcap);
+    edge_feed_unmark(st, &st->wmark);
 }
 
 static void wh_before_close(void *ud, struct edge_store_conn *conn)

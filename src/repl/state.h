@@ -58,6 +58,7 @@ struct edge_repl_state {
     struct edge_repl_counters stats; /* remote entries applied here */
     sqlite3 *wdb;                    /* the writer's connection (writer thread only) */
     struct edge_repl_feed feed;      /* change feed listeners (repl/feed.h) */
+    struct edge_feed_mark wmark;     /* what the writer's group marked before COMMIT (writer thread) */
     void (*wake)(void *ud);          /* progress: re-check waiting requests; any thread */
     void *wake_ud;
 };

@@ -39,6 +39,8 @@ struct edge_router_cache {
     uint64_t window_ms;
     _Atomic uint64_t gens[EDGE_ROUTER_CACHE_GENS];
     _Atomic uint64_t global;
+    _Atomic uint32_t busy[EDGE_ROUTER_CACHE_GENS]; /* commits in flight per slot */
+    _Atomic uint32_t busy_all;                     /* ... that may write anything */
     struct centry **buckets;
     size_t n_buckets, n;
     struct centry *lru_head, *lru_tail;
@@ -141,6 +143,47 @@ void edge_router_cache_bump_all(struct edge_router_cache *c)
     atomic_fetch_add(&c->global, 1);
 }
 
+uint32_t edge_router_cache_slot(const char *name, size_t len)
+{
+    return table_slot(name, len);
+}
+
+/* Both orders matter: enter marks before it bumps, leave bumps before it unmarks, so a
+ * fill that sees a slot out of flight also sees every bump of the commit that left it
+ * (sequentially consistent atomics). */
+void edge_router_cache_enter(struct edge_router_cache *c, uint32_t slot)
+{
+    if (c == NULL) return;
+    if (slot == EDGE_ROUTER_CACHE_ALL) {
+        atomic_fetch_add(&c->busy_all, 1);
+        atomic_fetch_add(&c->global, 1);
+    } else {
+        atomic_fetch_add(&c->busy[slot % EDGE_ROUTER_CACHE_GENS], 1);
+        atomic_fetch_add(&c->gens[slot % EDGE_ROUTER_CACHE_GENS], 1);
+    }
+}
+
+void edge_router_cache_leave(struct edge_router_cache *c, uint32_t slot)
+{
+    if (c == NULL) return;
+    if (slot == EDGE_ROUTER_CACHE_ALL) {
+        atomic_fetch_add(&c->global, 1);
+        atomic_fetch_sub(&c->busy_all, 1);
+    } else {
+        atomic_fetch_add(&c->gens[slot % EDGE_ROUTER_CACHE_GENS], 1);
+        atomic_fetch_sub(&c->busy[slot % EDGE_ROUTER_CACHE_GENS], 1);
+    }
+}
+
+bool edge_router_cache_busy(struct edge_router_cache *c, const struct edge_router_cache_gens *g)
+{
+    if (atomic_load(&c->busy_all) != 0) return true;
+    for (int i = 0; i < g->n; i++) {
+        if (atomic_load(&c->busy[g->slot[i]]) != 0) return true;
+    }
+    return false;
+}
+
 static bool current(struct edge_router_cache *c, const struct edge_router_cache_gens *g)
 {
     if (atomic_load(&c->global) != g->global) return false;
@@ -228,7 +271,7 @@ bool edge_router_cache_put(struct edge_router_cache *c, const char *key, size_t 
     pthread_mutex_lock(&c->mu);
     bool kept = false;
     /* one entry may take at most an eighth of the cache */
-    if (!current(c, g) || klen + vlen + sizeof(struct centry) > c->max_bytes / 8) {
+    if (edge_router_cache_busy(c, g) || !current(c, g) || klen + vlen + sizeof(struct centry) > c->max_bytes / 8) {
         c->dropped_fills++;
         goto out;
     }

@@ -170,15 +170,19 @@ double edge_router_hist_quantile(const struct edge_router_hist *h, double q);
 /* Results of read statements by key (the statement and its arguments), kept after
  * admit_after uses within window_ms, at most max_bytes in all (least recently used out).
  *
- * Never stale: every table has a generation, bumped after each commit that wrote it
- * (edge_router_cache_bump, from the change feed) and before that commit is answered. A
- * fill records the generations of the tables it reads BEFORE its read snapshot starts
- * (edge_router_cache_gens) and is kept only if they are unchanged once it ran
- * (edge_router_cache_put): a commit that the snapshot missed bumps after the record, so
- * the fill is dropped; one it saw may have bumped before, which is then in the result. A
- * hit checks the entry's generations against the current ones, so an entry older than a
- * commit to any of its tables is never served. A schema change or a feed reset bumps
- * the global generation, which every entry carries. */
+ * Never stale: every table has a generation and an in-flight count. Each commit site
+ * enters the tables it wrote BEFORE its COMMIT (edge_router_cache_enter: in flight, and a
+ * bump) and leaves them once the commit is visible and the change feed has told
+ * (edge_router_cache_leave: a bump, and out of flight); the feed bumps too
+ * (edge_router_cache_bump). A fill records the generations of the tables it reads BEFORE
+ * its read snapshot starts (edge_router_cache_gens) and is kept only if none of them is
+ * in flight and their generations are unchanged once it ran (edge_router_cache_put). So:
+ * an entry filled before a commit is refused from the moment that commit can be seen
+ * (the bump before COMMIT); a fill whose read may have missed a commit is refused,
+ * whether it ends while the commit is in flight (busy) or after (the leave's bump); a fill
+ * that started after a commit left has the commit in its result. A hit checks the entry's
+ * generations against the current ones. A schema change or a feed reset bumps the global
+ * generation, which every entry carries; EDGE_ROUTER_CACHE_ALL enters it. */
 #define EDGE_ROUTER_CACHE_GENS 4096
 struct edge_router_cache;
 struct edge_router_cache_gens {
@@ -193,6 +197,17 @@ void edge_router_cache_free(struct edge_router_cache *c);
 void edge_router_cache_bump(struct edge_router_cache *c, const char *name, size_t len);
 /* Everything changed (schema change, snapshot, feed reset). */
 void edge_router_cache_bump_all(struct edge_router_cache *c);
+/* The invalidation slot of table name[0..len) (two tables may share one). */
+#define EDGE_ROUTER_CACHE_ALL UINT32_MAX
+uint32_t edge_router_cache_slot(const char *name, size_t len);
+/* A commit writing slot (or EDGE_ROUTER_CACHE_ALL: anything) is about to COMMIT: the slot
+ * is in flight and its generation moves (any thread, lock-free). */
+void edge_router_cache_enter(struct edge_router_cache *c, uint32_t slot);
+/* That commit is visible or rolled back, and the feed has told: the generation moves
+ * again, and the slot is out of flight (one leave per enter). */
+void edge_router_cache_leave(struct edge_router_cache *c, uint32_t slot);
+/* Is a commit to any of g's tables in flight now? */
+bool edge_router_cache_busy(struct edge_router_cache *c, const struct edge_router_cache_gens *g);
 /* The value for key into out (appended) when present and current: true. Counts a hit or a miss. */
 bool edge_router_cache_get(struct edge_router_cache *c, const char *key, size_t klen, struct edge_buf *out);
 /* Is it current (without counting or copying)? */
@@ -202,7 +217,8 @@ bool edge_router_cache_admit(struct edge_router_cache *c, const char *key, size_
 /* The generations of these tables now (before the fill's snapshot). */
 void edge_router_cache_gens(struct edge_router_cache *c, char (*tables)[EDGE_ROUTER_NAME_MAX], int n,
                             struct edge_router_cache_gens *g);
-/* Keep the fill if g is still current; false when it was dropped (changed, too big). */
+/* Keep the fill if g is still current and none of its tables is in flight; false when it
+ * was dropped (changed, in flight, too big). */
 bool edge_router_cache_put(struct edge_router_cache *c, const char *key, size_t klen,
                            const struct edge_router_cache_gens *g, const char *val, size_t vlen);
 struct edge_router_cache_stats {

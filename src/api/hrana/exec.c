@@ -420,6 +420,7 @@ static int repl_post_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txct
             if (!sqlite3_get_autocommit(db)) edge_store_exec_kept(db, "ROLLBACK");
             edge_capture_reset(ctx->capture);
         }
+        if (ctx->settled != NULL) ctx->settled(ctx->hook_ud, ctx);
         return ret;
     }
     if (ok) {
@@ -436,6 +437,7 @@ static int repl_post_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txct
         /* A failed COMMIT, a ROLLBACK or an implicit rollback: nothing of it survives. */
         edge_capture_reset(ctx->capture);
     }
+    if (ctx->own_txn && ctx->settled != NULL && sqlite3_get_autocommit(db)) ctx->settled(ctx->hook_ud, ctx);
     return ret;
 }
 

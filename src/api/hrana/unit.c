@@ -306,7 +306,10 @@ static int tx_commit_entry(void *ud, struct hrana_ctx *ctx, char *err, size_t er
 {
     struct unit *u = ud;
     struct edge_node *n = u->loop->node;
-    return edge_repl_commit_entry(unit_txconn(u)->cap, &n->repl.local, ctx->consistency, &ctx->seq, err, errlen);
+    struct txconn *t = unit_txconn(u);
+    /* Before COMMIT: the hot-read cache refuses what the commit may change from now on. */
+    edge_feed_mark_capture(&n->repl, t->cap, &t->mark);
+    return edge_repl_commit_entry(t->cap, &n->repl.local, ctx->consistency, &ctx->seq, err, errlen);
 }
 
 static void tx_committed(void *ud, struct hrana_ctx *ctx)
@@ -315,6 +318,15 @@ static void tx_committed(void *ud, struct hrana_ctx *ctx)
     edge_repl_state_committed(&u->loop->node->repl, ctx->seq, ctx->consistency);
     /* This pool thread's connection, just committed: the feed reads the entry there. */
     if (ctx->seq != 0) edge_feed_dispatch(&u->loop->node->repl, edge_store_db(ctx->conn));
+}
+
+/* After the COMMIT (and its dispatch), or its failure: the marked tables are let go. */
+static void tx_settled(void *ud, struct hrana_ctx *ctx)
+{
+    (void)ctx;
+    struct unit *u = ud;
+    struct txconn *t = unit_txconn(u);
+    if (t != NULL) edge_feed_unmark(&u->loop->node->repl, &t->mark);
 }
 
 int edge__api_unit_consistency(struct edge_node *n, struct edge_http_req *req, const struct hrana_tables *t)
@@ -337,6 +349,7 @@ void edge__api_unit_repl_setup(struct unit *u, int consistency)
     u->ctx.hook_ud = u;
     u->ctx.commit_entry = tx_commit_entry;
     u->ctx.committed = tx_committed;
+    u->ctx.settled = tx_settled;
 }
 
 enum strong_route edge__api_strong_route(struct edge_node *n, enum hrana_route route, int consistency, bool ddl,
