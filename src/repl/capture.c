@@ -972,7 +972,10 @@ int edge_repl_schema_init(sqlite3 *db, char *errmsg, size_t errmsg_len)
         if (rc == SQLITE_OK && !have) rc = sqlite3_exec(db, added[i].ddl, NULL, NULL, &err);
     }
     if (rc == SQLITE_OK) {
-        rc = sqlite3_exec(db, "CREATE INDEX IF NOT EXISTS _edge_rows_hidden ON _edge_rows(hidden) WHERE hidden != 0",
+        rc = sqlite3_exec(db, "CREATE INDEX IF NOT EXISTS _edge_rows_hidden ON _edge_rows(hidden) WHERE hidden != 0;"
+                          /* the change feed finds an entry's conflicts by either version (feed_conflicts.c) */
+                          "CREATE INDEX IF NOT EXISTS _edge_conflicts_winner ON _edge_conflicts(winner_origin, winner_seq);"
+                          "CREATE INDEX IF NOT EXISTS _edge_conflicts_loser ON _edge_conflicts(loser_origin, loser_seq)",
                           NULL, NULL, &err);
     }
     if (rc != SQLITE_OK) {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The change feed (see feed.h). */
-#include "repl/feed.h"
+#include "repl/feed_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -467,148 +467,37 @@ const struct edge_feed_col *edge_feed_col_find(const struct edge_feed_op *op, co
 /* Dispatch                                                                           */
 /* ---------------------------------------------------------------------------------- */
 
-struct pending {
-    char origin[EDGE_VCLOCK_REGION_MAX + 1];
-    uint64_t seq, hlc;
-    int consistency;
-    uint8_t *payload;
-    size_t len;
-    struct edge_feed_op *ops;
-    size_t n_ops;
-};
-
-struct conflict_row {
-    struct edge_feed_conflict c;
-    char tbl[256];
-    uint8_t *pk;
-    size_t pk_len;
-    char winner[EDGE_VCLOCK_REGION_MAX + 1], loser[EDGE_VCLOCK_REGION_MAX + 1], kind[32];
-    uint8_t *image;
-};
-
 static int pending_cmp(const void *a, const void *b)
 {
-    const struct pending *x = a, *y = b;
+    const struct edge__feed_pending *x = a, *y = b;
     if (x->hlc != y->hlc) return x->hlc < y->hlc ? -1 : 1;
     int c = strcmp(x->origin, y->origin);
     if (c != 0) return c;
     return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : 0;
 }
 
-static uint8_t *dup_blob(const void *p, size_t n)
-{
-    uint8_t *d = edge_malloc(n ? n : 1);
-    if (d != NULL && n > 0) memcpy(d, p, n);
-    return d;
-}
-
 /* The next pending entry, read from the log row s is on (seq, hlc, consistency,
  * payload), at pend[*np]; the array grows as needed. *np is not advanced. NULL when out
  * of memory. */
-static struct pending *pending_add(struct pending **pend, size_t *np, size_t *cap, const char *origin,
+static struct edge__feed_pending *pending_add(struct edge__feed_pending **pend, size_t *np, size_t *cap, const char *origin,
                                    sqlite3_stmt *s)
 {
     if (*np == *cap) {
         size_t nc = *cap ? *cap * 2 : 16;
-        struct pending *g = edge_realloc(*pend, nc * sizeof(**pend));
+        struct edge__feed_pending *g = edge_realloc(*pend, nc * sizeof(**pend));
         if (g == NULL) return NULL;
         *pend = g;
         *cap = nc;
     }
-    struct pending *p = &(*pend)[*np];
+    struct edge__feed_pending *p = &(*pend)[*np];
     memset(p, 0, sizeof(*p));
     snprintf(p->origin, sizeof(p->origin), "%s", origin);
     p->seq = (uint64_t)sqlite3_column_int64(s, 0);
     p->hlc = (uint64_t)sqlite3_column_int64(s, 1);
     p->consistency = sqlite3_column_int(s, 2);
     p->len = (size_t)sqlite3_column_bytes(s, 3);
-    p->payload = dup_blob(sqlite3_column_blob(s, 3), p->len);
+    p->payload = edge__feed_dup_blob(sqlite3_column_blob(s, 3), p->len);
     return p->payload != NULL ? p : NULL;
-}
-
-/* Does op's key encode to pk (the concatenated values, as _edge_conflicts.pk)? */
-static bool op_has_pk(const struct edge_feed_op *op, const char *tbl, const uint8_t *pk, size_t pk_len)
-{
-    if (op->kind == EDGE_FEED_DDL || op->npk == 0) return false;
-    if (strlen(tbl) != op->table_len || strncasecmp(tbl, op->table, op->table_len) != 0) return false;
-    size_t off = 0;
-    for (int i = 0; i < op->npk; i++) {
-        const struct edge_feed_col *c = &op->cols[op->pk[i]];
-        if (off + c->val_len > pk_len || memcmp(pk + off, c->val, c->val_len) != 0) return false;
-        off += c->val_len;
-    }
-    return off == pk_len;
-}
-
-/* Read the conflicts recorded since the last dispatch and attach each to the op it
- * concerns among the pending entries (either side). */
-static void attach_conflicts(struct edge_repl_feed *f, sqlite3 *db, struct pending *pend, size_t np,
-                             struct conflict_row **out_rows, size_t *out_n)
-{
-    *out_rows = NULL;
-    *out_n = 0;
-    static const char q[] = "SELECT id, tbl, pk, winner_origin, winner_seq, winner_hlc, loser_origin, loser_seq,"
-                            " loser_hlc, loser_deleted, loser_image, kind FROM _edge_conflicts WHERE id > ?1"
-                            " ORDER BY id LIMIT 10000";
-    sqlite3_stmt *s = edge__repl_stmt(db, q, sizeof(q) - 1);
-    if (s == NULL) return;
-    sqlite3_bind_int64(s, 1, f->conflict_id);
-    size_t cap = 0, n = 0;
-    struct conflict_row *rows = NULL;
-    while (sqlite3_step(s) == SQLITE_ROW) {
-        f->conflict_id = sqlite3_column_int64(s, 0);
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 8;
-            struct conflict_row *g = edge_realloc(rows, nc * sizeof(*rows));
-            if (g == NULL) break;
-            rows = g;
-            cap = nc;
-        }
-        struct conflict_row *r = &rows[n];
-        memset(r, 0, sizeof(*r));
-        snprintf(r->tbl, sizeof(r->tbl), "%s", (const char *)sqlite3_column_text(s, 1));
-        r->pk_len = (size_t)sqlite3_column_bytes(s, 2);
-        r->pk = dup_blob(sqlite3_column_blob(s, 2), r->pk_len);
-        snprintf(r->winner, sizeof(r->winner), "%s", (const char *)sqlite3_column_text(s, 3));
-        snprintf(r->loser, sizeof(r->loser), "%s", (const char *)sqlite3_column_text(s, 6));
-        const unsigned char *kind = sqlite3_column_text(s, 11);
-        snprintf(r->kind, sizeof(r->kind), "%s", kind ? (const char *)kind : "row");
-        r->c.loser_image_len = (size_t)sqlite3_column_bytes(s, 10);
-        r->image = dup_blob(sqlite3_column_blob(s, 10), r->c.loser_image_len);
-        r->c.winner_origin = r->winner;
-        r->c.winner_seq = (uint64_t)sqlite3_column_int64(s, 4);
-        r->c.winner_hlc = (uint64_t)sqlite3_column_int64(s, 5);
-        r->c.loser_origin = r->loser;
-        r->c.loser_seq = (uint64_t)sqlite3_column_int64(s, 7);
-        r->c.loser_hlc = (uint64_t)sqlite3_column_int64(s, 8);
-        r->c.loser_deleted = sqlite3_column_int(s, 9) != 0;
-        r->c.loser_image = r->image;
-        r->c.kind = r->kind;
-        if (r->pk == NULL || r->image == NULL) {
-            edge_free(r->pk);
-            edge_free(r->image);
-            continue;
-        }
-        n++;
-    }
-    edge__repl_done(s);
-    /* rows[] is final now: pointers into it are stable. */
-    for (size_t i = 0; i < n; i++) {
-        struct conflict_row *r = &rows[i];
-        for (size_t k = 0; k < np; k++) {
-            bool won = strcmp(pend[k].origin, r->winner) == 0 && pend[k].seq == r->c.winner_seq;
-            bool lost = strcmp(pend[k].origin, r->loser) == 0 && pend[k].seq == r->c.loser_seq;
-            if (!won && !lost) continue;
-            for (size_t j = 0; j < pend[k].n_ops; j++) {
-                if (op_has_pk(&pend[k].ops[j], r->tbl, r->pk, r->pk_len)) {
-                    r->c.this_won = won;
-                    pend[k].ops[j].conflict = &r->c;
-                }
-            }
-        }
-    }
-    *out_rows = rows;
-    *out_n = n;
 }
 
 /* One pass: read up to FEED_PASS_MAX entries past the cursor, deliver them. Returns
@@ -620,7 +509,7 @@ static bool dispatch_pass(struct edge_repl_feed *f, sqlite3 *db)
 {
     struct edge_vclock vv;
     edge_vclock_init(&vv);
-    struct pending *pend = NULL;
+    struct edge__feed_pending *pend = NULL;
     size_t np = 0, cap = 0;
     bool more = false, gap = false;
     uint64_t cut_hlc = UINT64_MAX;
@@ -629,10 +518,6 @@ static bool dispatch_pass(struct edge_repl_feed *f, sqlite3 *db)
         edge_vclock_close(&f->cursor);
         edge_vclock_init(&f->cursor);
         edge_vclock_copy(&f->cursor, &vv);
-        static const char qc[] = "SELECT coalesce(max(id), 0) FROM _edge_conflicts";
-        sqlite3_stmt *c = edge__repl_stmt(db, qc, sizeof(qc) - 1);
-        if (c != NULL && sqlite3_step(c) == SQLITE_ROW) f->conflict_id = sqlite3_column_int64(c, 0);
-        edge__repl_done(c);
         f->cursor_set = true;
         goto out;
     }
@@ -655,7 +540,7 @@ static bool dispatch_pass(struct edge_repl_feed *f, sqlite3 *db)
         uint64_t expect = from + 1, last = from, last_hlc = 0;
         bool failed = false;
         while (sqlite3_step(s) == SQLITE_ROW) {
-            struct pending *p = pending_add(&pend, &np, &cap, o, s);
+            struct edge__feed_pending *p = pending_add(&pend, &np, &cap, o, s);
             if (p == NULL) {
                 failed = true;
                 break;
@@ -688,10 +573,9 @@ static bool dispatch_pass(struct edge_repl_feed *f, sqlite3 *db)
             pend[i].n_ops = 0;
         }
     }
-    struct conflict_row *crows = NULL;
-    size_t ncr = 0;
-    attach_conflicts(f, db, pend, np, &crows, &ncr);
     if (np > 1) qsort(pend, np, sizeof(*pend), pending_cmp);
+    struct edge__feed_conflicts conflicts;
+    edge__feed_conflicts_attach(db, &f->cursor, pend, np, &conflicts);
     int nl = atomic_load(&f->n);
     size_t sent = 0;
     for (size_t i = 0; i < np && pend[i].hlc <= cut_hlc; i++, sent++) {
@@ -706,11 +590,7 @@ static bool dispatch_pass(struct edge_repl_feed *f, sqlite3 *db)
         edge_vclock_copy(&f->cursor, &vv); /* also steps over what compaction took */
     }
     atomic_fetch_add(&f->delivered, sent);
-    for (size_t i = 0; i < ncr; i++) {
-        edge_free(crows[i].pk);
-        edge_free(crows[i].image);
-    }
-    edge_free(crows);
+    edge__feed_conflicts_free(&conflicts);
 out:
     for (size_t i = 0; i < np; i++) {
         edge_free(pend[i].payload);
@@ -756,7 +636,7 @@ int edge_feed_read(sqlite3 *db, struct edge_vclock *pos, const struct edge_vcloc
     *out_gap = false;
     *out_more = false;
     if (max == 0) max = 1;
-    struct pending *pend = NULL;
+    struct edge__feed_pending *pend = NULL;
     size_t np = 0, cap = 0;
     uint64_t cut_hlc = UINT64_MAX;
     int rv = EDGE_OK;
@@ -786,7 +666,7 @@ int edge_feed_read(sqlite3 *db, struct edge_vclock *pos, const struct edge_vcloc
                 break;
             }
             first = false;
-            struct pending *p = pending_add(&pend, &np, &cap, o, s);
+            struct edge__feed_pending *p = pending_add(&pend, &np, &cap, o, s);
             if (p == NULL) {
                 rv = EDGE_ENOMEM;
                 break;
@@ -816,12 +696,15 @@ int edge_feed_read(sqlite3 *db, struct edge_vclock *pos, const struct edge_vcloc
             }
         }
         if (np > 1) qsort(pend, np, sizeof(*pend), pending_cmp);
+        struct edge__feed_conflicts conflicts;
+        edge__feed_conflicts_attach(db, pos, pend, np, &conflicts);
         for (size_t i = 0; i < np && pend[i].hlc <= cut_hlc; i++) {
             struct edge_feed_entry e = {pend[i].origin, pend[i].seq,    pend[i].hlc, pend[i].consistency,
                                         pend[i].payload, pend[i].len, pend[i].ops, pend[i].n_ops};
             cb(ud, &e);
             edge_vclock_set(pos, pend[i].origin, pend[i].seq);
         }
+        edge__feed_conflicts_free(&conflicts);
     }
     for (size_t i = 0; i < np; i++) {
         edge_free(pend[i].payload);

@@ -13,11 +13,14 @@
  * causal, and it is per-origin seq order), and calls every listener once per entry.
  * SQLite serialises writers and seqs are taken inside the write transaction, so any
  * snapshot that holds seq n of an origin holds every seq below it: nothing is skipped,
- * nothing delivered twice. Conflicts this node resolved are read from _edge_conflicts
- * (rows past the last id seen) and attached to the op of the entry that won or lost.
+ * nothing delivered twice. Conflicts this node resolved are read from _edge_conflicts by
+ * the entries read (either version) and attached to the op of the version of the pair
+ * that comes second in this reader's order (feed_conflicts.c): the same rule for the
+ * live dispatch and for a catch-up from the log, so each reader gets each conflict once.
  *
  * Cost: with no listener, dispatch is one atomic load. With listeners: a read of
- * _edge_vv, one range read of _edge_log per origin that moved, one of _edge_conflicts.
+ * _edge_vv, one range read of _edge_log per origin that moved, and per origin two index
+ * range reads of _edge_conflicts.
  *
  * Listeners run on the committing thread (writer or pool), one at a time, with the feed
  * lock held: they must be quick (copy what they need and hand it to their own threads)
@@ -59,7 +62,7 @@ struct edge_feed_col {
 };
 
 /* A conflict this node resolved on the op's row: the winning and the losing version.
- * this_won says which one the op is. loser_image is _edge_conflicts.loser_image
+ * this_won says which one the op is (the one of the pair the reader gets second). loser_image is _edge_conflicts.loser_image
  * (edge_repl_image_json renders it). */
 struct edge_feed_conflict {
     bool this_won;
@@ -135,7 +138,6 @@ struct edge_repl_feed {
     struct edge_feed_listener l[EDGE_FEED_MAX_LISTENERS];
     struct edge_vclock cursor;        /* last entry delivered per origin */
     bool cursor_set;                  /* false: start from what the database holds at the next dispatch */
-    int64_t conflict_id;              /* last _edge_conflicts.id looked at */
     _Atomic uint64_t delivered;       /* entries handed to listeners */
     _Atomic bool skipped;             /* a dispatch found no listener: the cursor fell behind */
     struct edge_feed_guard guard;     /* mark NULL: none */
@@ -178,8 +180,8 @@ void edge_feed_unmark(struct edge_repl_state *st, struct edge_feed_mark *m);
 void edge_feed_reset(struct edge_repl_state *st);
 
 /* Read the log entries in (*pos, to] on db, in the order dispatch delivers them (causal,
- * per-origin seq order), at most max of them, calling cb for each (ops decoded, no
- * conflicts); *pos advances to the position reached. *out_gap: an origin's next entry
+ * per-origin seq order), at most max of them, calling cb for each (ops decoded,
+ * conflicts attached as in a dispatch, with *pos as the reader's position); *pos advances to the position reached. *out_gap: an origin's next entry
  * was no longer in the log (compacted); nothing of that origin was delivered then.
  * *out_more: entries remain. For readers that catch up from a bookmark. */
 int edge_feed_read(sqlite3 *db, struct edge_vclock *pos, const struct edge_vclock *to, size_t max,

@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startCluster } from './lib/cluster.mjs';
+import { sleep, startCluster } from './lib/cluster.mjs';
 import { openRt } from './lib/rt.mjs';
 
 describe('realtime conflicts', { timeout: 120000 }, () => {
@@ -54,4 +54,97 @@ describe('realtime conflicts', { timeout: 120000 }, () => {
     assert.equal(final, w === 'a' ? 'fromA' : 'fromB');
     for (const s of Object.values(subs)) await s.close();
   });
+});
+
+// Which region reports a conflict, and to whom (docs/realtime.md, "Conflicts"): every region that applied both
+// versions recorded the pair, and a subscriber gets it once, on whichever version of the pair reached it second,
+// live or in a backlog read from the log, at the region it is connected to or at any other after a resume.
+describe('realtime conflicts in every region and in the backlog', { timeout: 180000 }, () => {
+  let c;
+  before(async () => {
+    c = await startCluster({ regions: 3, proxies: 'front' });
+    await c.createTable('t', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)');
+  });
+  after(async () => { if (c) await c.destroy(); });
+
+  const ofRow = (e) => e.table === 't' && e.pk === 1 && e.op === 'update';
+  /** The update events of row 1; exactly one of the pair carries the conflict, and it is the second. */
+  function checkPair(events, what) {
+    const ev = events.filter(ofRow);
+    assert.equal(ev.length, 2, `${what}: ${JSON.stringify(ev)}`);
+    const withC = ev.filter((e) => e.conflict);
+    assert.equal(withC.length, 1, `${what}: conflict on ${withC.length} events: ${JSON.stringify(ev)}`);
+    assert.ok(ev[1].conflict, `${what}: the conflict is not on the second version: ${JSON.stringify(ev)}`);
+    const k = ev[1].conflict;
+    assert.equal(k.resolved_for, k.winner.origin === ev[1].origin ? 'this' : 'other', `${what}: ${JSON.stringify(k)}`);
+    const versions = ev.map((e) => `${e.origin}:${e.seq}`).sort();
+    assert.deepEqual([`${k.winner.origin}:${k.winner.seq}`, `${k.loser.origin}:${k.loser.seq}`].sort(), versions,
+      `${what}: ${JSON.stringify(k)}`);
+    return { ev, k };
+  }
+  async function waitRowEvents(s, n, ms = 30000) {
+    const end = Date.now() + ms;
+    while (s.events.filter(ofRow).length < n && Date.now() < end) await sleep(20);
+  }
+
+  test('live in all three regions, from the log at each, and across a resume in the middle of the pair',
+    { timeout: 150000 }, async () => {
+      assert.ok((await c.sql('a', "INSERT INTO t VALUES (1, 'init')")).ok);
+      assert.ok((await c.waitConverged(['t'], 30000)).ok);
+      const subs = {};
+      let start = null;
+      for (const id of c.ids) {
+        subs[id] = await openRt(c.url(id));
+        const r = await subs[id].subscribe({ id: 1, tables: ['t'] });
+        assert.equal(r.type, 'ready', JSON.stringify(r));
+        start ??= r.bookmark;
+      }
+      // a and b receive nothing (their front proxies are cut); c receives both of their writes.
+      const peerOf = (st, region) => st.peers.find((p) => p.region === region);
+      await c.proxies.a.cut();
+      await c.proxies.b.cut();
+      const down = await c.waitFor(async () => !peerOf(await c.status('a'), 'b').connected &&
+        !peerOf(await c.status('b'), 'a').connected, 30000);
+      assert.ok(down, 'still connected after the cut');
+      assert.ok((await c.sql('a', "UPDATE t SET v = 'fromA' WHERE id = 1")).ok);
+      assert.ok((await c.sql('b', "UPDATE t SET v = 'fromB' WHERE id = 1")).ok);
+      await waitRowEvents(subs.c, 2);
+      await c.proxies.a.reset();
+      await c.proxies.b.reset();
+      assert.ok((await c.waitConverged(['t'], 30000)).ok);
+      const live = {};
+      for (const id of c.ids) {
+        await waitRowEvents(subs[id], 2);
+        live[id] = checkPair(subs[id].events, `live at ${id}`);
+      }
+      const w = live.a.k.winner.origin;
+      for (const id of c.ids) assert.equal(live[id].k.winner.origin, w, `winner at ${id}`);
+      const final = (await c.rows('c', 'SELECT v FROM t WHERE id = 1'))[0][0];
+      assert.equal(final, w === 'a' ? 'fromA' : 'fromB');
+      for (const s of Object.values(subs)) await s.close();
+
+      // From the log: a subscriber from before the pair, at each region, gets it with the conflict once.
+      for (const id of c.ids) {
+        const s = await openRt(c.url(id));
+        const r = await s.subscribe({ id: 2, tables: ['t'], from: start });
+        assert.equal(r.type, 'ready', JSON.stringify(r));
+        const got = checkPair(s.events, `backlog at ${id}`);
+        assert.equal(got.k.winner.origin, w);
+        await s.close();
+      }
+      // Resume in the middle: a subscriber that has only the first version of the pair (as region a delivered
+      // it) resumes at every region and gets the second one, with the conflict.
+      const first = live.a.ev[0];
+      for (const id of c.ids) {
+        const s = await openRt(c.url(id));
+        const r = await s.subscribe({ id: 3, tables: ['t'], from: first.bookmark });
+        assert.equal(r.type, 'ready', JSON.stringify(r));
+        const ev = s.events.filter(ofRow);
+        assert.equal(ev.length, 1, `resume at ${id}: ${JSON.stringify(ev)}`);
+        assert.equal(`${ev[0].origin}:${ev[0].seq}`, `${live.a.ev[1].origin}:${live.a.ev[1].seq}`);
+        assert.ok(ev[0].conflict, `resume at ${id}: no conflict: ${JSON.stringify(ev[0])}`);
+        assert.equal(ev[0].conflict.winner.origin, w);
+        await s.close();
+      }
+    });
 });
