@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/crdt_http.h"
+#include "repl/tomb.h"
 #include "store/crdt_store.h"
 
 #define CRDT_SERIES_MAX 1000 /* object x region pairs listed on /metrics */
@@ -128,6 +129,23 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                     (unsigned long long)atomic_load(&n->repl.stats.skewed),
                     (unsigned long long)atomic_load(&n->repl.stats.ddl_skipped),
                     (unsigned long long)atomic_load(&n->repl.stats.conflicts_dropped));
+    struct edge_repl_tomb_info ti;
+    edge_repl_tomb_info(&n->repl, &ti);
+    edge_buf_printf(b,
+                    "# HELP edgelite_repl_tombstones Deleted rows whose metadata is kept (_edge_rows, deleted = 1).\n"
+                    "# TYPE edgelite_repl_tombstones gauge\nedgelite_repl_tombstones %llu\n"
+                    "# HELP edgelite_repl_tombstones_collected_total Tombstones dropped once every region held them.\n"
+                    "# TYPE edgelite_repl_tombstones_collected_total counter\n"
+                    "edgelite_repl_tombstones_collected_total %llu\n"
+                    "# HELP edgelite_repl_tombstone_gc_waiting_ms How long tombstone collection has waited for a "
+                    "region.\n"
+                    "# TYPE edgelite_repl_tombstone_gc_waiting_ms gauge\nedgelite_repl_tombstone_gc_waiting_ms %lld\n"
+                    "# HELP edgelite_repl_tombstone_horizon_drops_total Writes at or below the tombstone horizon to "
+                    "rows with no metadata, lost against a collected delete.\n"
+                    "# TYPE edgelite_repl_tombstone_horizon_drops_total counter\n"
+                    "edgelite_repl_tombstone_horizon_drops_total %llu\n",
+                    (unsigned long long)ti.tombstones, (unsigned long long)ti.collected, (long long)ti.waiting_ms,
+                    (unsigned long long)atomic_load(&n->repl.stats.horizon_drops));
     edge_buf_puts(b, "# TYPE edgelite_repl_peer_clock_offset_ms gauge\n");
     struct edge_vclock vv;
     edge_vclock_init(&vv);

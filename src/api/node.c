@@ -18,6 +18,7 @@
 #include "net/tls.h"
 #include "realtime/rt.h"
 #include "repl/compact.h"
+#include "repl/tomb.h"
 
 void edge_node_config_defaults(struct edge_node_config *cfg)
 {
@@ -101,6 +102,14 @@ static void compact_tick(uv_timer_t *t)
     edge_repl_compact(&n->repl);
 }
 
+static void tomb_tick(uv_timer_t *t)
+{
+    struct loop *l = t->data;
+    struct edge_node *n = l->node;
+    if (!n->repl.cluster || l->stopping) return;
+    edge_repl_tomb_tick(&n->repl);
+}
+
 /* A Hrana WebSocket session with a request queued or running must not be closed yet. */
 static bool ws_busy(void *ud, struct edge_http_conn *c)
 {
@@ -175,6 +184,7 @@ static void on_stop(uv_async_t *a)
     if (l->idx == 0) {
         uv_close((uv_handle_t *)&l->sweep_timer, NULL);
         uv_close((uv_handle_t *)&l->compact_timer, NULL);
+        uv_close((uv_handle_t *)&l->tomb_timer, NULL);
     }
     edge__api_sessions_loop_stop(l);
     if (l->http != NULL) {
@@ -258,6 +268,12 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
         uv_timer_init(&l->loop, &l->compact_timer);
         l->compact_timer.data = l;
         uv_timer_start(&l->compact_timer, compact_tick, n->cfg.compact_interval_ms, n->cfg.compact_interval_ms);
+        uv_timer_init(&l->loop, &l->tomb_timer);
+        l->tomb_timer.data = l;
+        uint64_t gc_every = n->cfg.conf != NULL && n->cfg.conf->tombstone_gc_interval_ms > 0
+                                ? (uint64_t)n->cfg.conf->tombstone_gc_interval_ms
+                                : EDGE_CONF_TOMBSTONE_GC_INTERVAL_MS;
+        uv_timer_start(&l->tomb_timer, tomb_tick, gc_every, gc_every);
     }
     return EDGE_OK;
 }
@@ -495,6 +511,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
                 if (l->http) edge_http_server_stop(l->http, on_server_stopped, l);
                 if (j == 0 && l->sweep_timer.data != NULL) uv_close((uv_handle_t *)&l->sweep_timer, NULL);
                 if (j == 0 && l->compact_timer.data != NULL) uv_close((uv_handle_t *)&l->compact_timer, NULL);
+                if (j == 0 && l->tomb_timer.data != NULL) uv_close((uv_handle_t *)&l->tomb_timer, NULL);
                 uv_close((uv_handle_t *)&l->inbox_async, NULL);
                 uv_close((uv_handle_t *)&l->stop_async, NULL);
                 uv_close((uv_handle_t *)&l->drain_async, NULL);

@@ -169,6 +169,7 @@ struct loop {
     _Atomic long busy_conns;  /* while draining: connections still busy; -1 until the first count */
     uv_timer_t sweep_timer;   /* loop 0 only */
     uv_timer_t compact_timer; /* loop 0 only */
+    uv_timer_t tomb_timer;    /* loop 0 only: tombstone collection (repl/tomb.h) */
     struct edge__api_waits *waits; /* requests parked until an event (hrana/wait.c) */
     struct edge__sess_loop *sess;  /* sessions_http.c */
     struct edge_httpca *fwd[EDGE_API_MAX_REGIONS]; /* connections to each region by config index (hrana/forward.c),

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "repl/tomb.h"
+
 uint64_t edge__api_db_size(struct edge_node *n)
 {
     struct stat st;
@@ -204,6 +206,15 @@ void edge__api_status_handle(struct loop *l, struct edge_http_conn *c, struct ed
                         (unsigned long long)atomic_load(&n->repl.stats.restored),
                         (unsigned long long)atomic_load(&n->repl.stats.skewed),
                         (unsigned long long)n->repl.max_skew_ms);
+        struct edge_repl_tomb_info ti;
+        edge_repl_tomb_info(&n->repl, &ti);
+        edge_buf_printf(&b,
+                        ",\"tombstones\":%llu,\"tombstones_collected_total\":%llu,\"tombstone_horizon_hlc\":%llu,"
+                        "\"tombstone_gc_waiting_ms\":%lld,\"tombstone_gc_waiting_for\":",
+                        (unsigned long long)ti.tombstones, (unsigned long long)ti.collected,
+                        (unsigned long long)ti.horizon_hlc, (long long)ti.waiting_ms);
+        if (ti.waiting_for[0] != '\0') edge_buf_json_str(&b, ti.waiting_for, strlen(ti.waiting_for));
+        else edge_buf_puts(&b, "null");
     }
     edge_buf_puts(&b, ",\"peers\":[");
     edge_repl_peers_walk(&n->repl, edge_store_db(l->rconn), status_peer, &b);

@@ -721,7 +721,8 @@ static int parse_replication(struct ctx *x, yaml_node_t *m)
                                        "sync_interval_ms",  "max_retries",
                                        "max_clock_skew_ms", "tables",
                                        "conflicts_keep",    "conflicts_max_age",
-                                       "crdt_columns",      NULL};
+                                       "crdt_columns",      "tombstone_gc_interval_ms",
+                                       NULL};
     int rv = check_keys(x, m, "replication", keys);
     if (rv != EDGE_OK) {
         return rv;
@@ -760,6 +761,10 @@ static int parse_replication(struct ctx *x, yaml_node_t *m)
     }
     if (rv == EDGE_OK) {
         rv = get_duration(x, m, "replication", "conflicts_max_age", &x->c->conflicts_max_age_ms);
+    }
+    if (rv == EDGE_OK) {
+        /* at least 10 ms: each step is a writer job */
+        rv = get_int(x, m, "replication", "tombstone_gc_interval_ms", 10, &x->c->tombstone_gc_interval_ms);
     }
     if (rv != EDGE_OK) {
         return rv;
@@ -873,6 +878,7 @@ static int set_defaults(struct edge_conf *c)
     c->max_clock_skew_ms = 500;
     c->conflicts_keep = EDGE_CONF_CONFLICTS_KEEP;
     c->conflicts_max_age_ms = EDGE_CONF_CONFLICTS_MAX_AGE_MS;
+    c->tombstone_gc_interval_ms = EDGE_CONF_TOMBSTONE_GC_INTERVAL_MS;
     c->writer_queue = EDGE_CONF_WRITER_QUEUE;
     c->ws_output_bytes = EDGE_CONF_WS_OUTPUT_BYTES;
     edge__conf_router_defaults(c);

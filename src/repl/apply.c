@@ -51,6 +51,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "repl/proto.h"
+#include "repl/tomb.h"
 
 static uint64_t wall_ms(void) { return edge_wall_ms(); }
 
@@ -677,6 +678,7 @@ static int apply_batch_once(sqlite3 *db, const struct edge_repl_local *local, ui
         stats->apply_errors += st.apply_errors;
         stats->skewed += st.skewed;
         stats->ddl_skipped += st.ddl_skipped;
+        stats->horizon_drops += st.horizon_drops;
         if (st.max_hlc > stats->max_hlc) stats->max_hlc = st.max_hlc;
     } else if (!x.restart) {
         stats->deferred += st.deferred;
@@ -713,6 +715,9 @@ int edge_repl_retry_apply_errors(sqlite3 *db, const struct edge_repl_local *loca
     memset(&st, 0, sizeof(st));
     x.guarded = true;
     x.stats = &st;
+    /* A kept entry is older than the horizon as a rule, and a row it inserts into a table
+     * created since has no metadata: the horizon rule would drop it. */
+    x.retrying = true;
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(db, "SELECT origin, seq, hlc, deps, payload FROM _edge_apply_errors ORDER BY hlc, origin, seq",
                            -1, &q, NULL) != SQLITE_OK) {
@@ -813,6 +818,10 @@ int edge_repl_hlc_recover(sqlite3 *db, struct edge_hlc *hlc)
         }
         sqlite3_finalize(st);
     }
+    /* Collected tombstones are gone from _edge_rows, their stamps not from the rule
+     * that a new write stamps above them (the horizon rule counts on it). */
+    uint64_t h = edge_repl_tomb_horizon(db);
+    if (h > best) best = h;
     if (best != 0) edge_hlc_update(hlc, best);
     return EDGE_OK;
 }

@@ -29,6 +29,9 @@ struct edge__repl_actx {
     bool no_displace; /* in a local transaction: put rows back only where nothing else moves */
     bool guarded;     /* triggers and foreign-key actions are off (or absent) for the batch */
     bool restart;     /* a schema change met an unguarded batch: run it again guarded */
+    bool retrying;    /* entries kept in _edge_apply_errors applied again: no horizon rule */
+    bool horizon_loaded;
+    uint64_t horizon; /* the tombstone horizon (_edge_gc), read once per application */
 };
 
 /* Does the schema have any object of these kinds? (see edge__repl_schema_has) */

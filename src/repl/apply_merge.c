@@ -5,10 +5,12 @@
  * causality beats clocks) are in apply.c's file comment. */
 #include "repl/apply_int.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/log.h"
 
 void edge__repl_record_conflict(sqlite3 *db, const char *kind, const char *table, const void *pk, size_t pklen,
                                 const struct edge__stamp *w, const struct edge__stamp *l, bool l_deleted,
@@ -270,6 +272,37 @@ int edge__repl_materialize(struct edge__repl_actx *x, const struct edge__tinfo *
     return EDGE_ECONFLICT;
 }
 
+/* The tombstone horizon (tomb.h), read once per application: collection runs as its
+ * own writer job, never inside one. */
+static uint64_t merge_horizon(struct edge__repl_actx *x)
+{
+    if (!x->horizon_loaded) {
+        static const char q[] = "SELECT value FROM _edge_gc WHERE name = 'horizon_hlc'";
+        sqlite3_stmt *st = edge__repl_stmt(x->db, q, sizeof(q) - 1);
+        x->horizon = 0;
+        if (st != NULL) {
+            if (sqlite3_step(st) == SQLITE_ROW) x->horizon = (uint64_t)sqlite3_column_int64(st, 0);
+            edge__repl_done(st);
+        }
+        x->horizon_loaded = true;
+    }
+    return x->horizon;
+}
+
+static void horizon_drop_log(const char *table, const struct edge__stamp *op)
+{
+    /* One line per minute at most: expected never (see docs/internals/replication.md). */
+    static _Atomic int64_t logged_at;
+    int64_t now = (int64_t)edge_wall_ms() / 1000;
+    int64_t prev = atomic_load(&logged_at);
+    if (now - prev >= 60 && atomic_compare_exchange_strong(&logged_at, &prev, now)) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
+                 "tombstones: a write to %s from %s:%llu (hlc %llu) at or below the tombstone horizon lost against a "
+                 "collected delete",
+                 table, op->origin, (unsigned long long)op->seq, (unsigned long long)op->hlc);
+    }
+}
+
 /* One row operation: in_v/in_l values and in_s stamps aligned to t (NULL / absent for a
  * column the entry does not carry). */
 int edge__repl_merge_row(struct edge__repl_actx *x, const struct edge__tinfo *t, const void *pkb, size_t pklen,
@@ -289,6 +322,17 @@ int edge__repl_merge_row(struct edge__repl_actx *x, const struct edge__tinfo *t,
         return rv;
     }
     *out_applied = false;
+    if (!m.found && !x->retrying && op->hlc <= merge_horizon(x)) {
+        /* No metadata and stamped at or below the horizon: every entry still to come
+         * stamps above it (tomb.h), so this is an old write to a row whose tombstone was
+         * collected; it lost against that delete, as it would have with the tombstone. */
+        x->stats->horizon_drops++;
+        horizon_drop_log(t->name, op);
+        edge_free(wv);
+        edge_free(wl);
+        edge__meta_free(&m);
+        return EDGE_OK;
+    }
     bool live = m.found && !m.deleted;
     if (m.found && m.exist.origin[0] != '\0' && strcmp(m.exist.origin, op->origin) != 0 &&
         !covered(deps, op->origin, &m.exist)) {

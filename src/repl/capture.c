@@ -949,7 +949,8 @@ int edge_repl_schema_init(sqlite3 *db, char *errmsg, size_t errmsg_len)
         "CREATE TABLE IF NOT EXISTS _edge_apply_errors(origin TEXT NOT NULL, seq INTEGER NOT NULL,"
         " hlc INTEGER NOT NULL, consistency INTEGER NOT NULL, deps BLOB NOT NULL, payload BLOB NOT NULL,"
         " reason TEXT NOT NULL, first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, attempts INTEGER NOT NULL,"
-        " PRIMARY KEY(origin, seq)) WITHOUT ROWID;";
+        " PRIMARY KEY(origin, seq)) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS _edge_gc(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;";
     char *err = NULL;
     int rc = sqlite3_exec(db, ddl, NULL, NULL, &err);
     /* Columns added since the first release of these tables. */
@@ -976,6 +977,12 @@ int edge_repl_schema_init(sqlite3 *db, char *errmsg, size_t errmsg_len)
                           /* the change feed finds an entry's conflicts by either version (feed_conflicts.c) */
                           "CREATE INDEX IF NOT EXISTS _edge_conflicts_winner ON _edge_conflicts(winner_origin, winner_seq);"
                           "CREATE INDEX IF NOT EXISTS _edge_conflicts_loser ON _edge_conflicts(loser_origin, loser_seq)",
+                          NULL, NULL, &err);
+    }
+    if (rc == SQLITE_OK) {
+        /* Tombstones, for their count and their collection (tomb.c) without a walk of
+         * every row's metadata. */
+        rc = sqlite3_exec(db, "CREATE INDEX IF NOT EXISTS _edge_rows_tomb ON _edge_rows(tbl, pk) WHERE deleted = 1",
                           NULL, NULL, &err);
     }
     if (rc != SQLITE_OK) {

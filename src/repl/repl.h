@@ -130,6 +130,7 @@ struct edge_repl_apply_stats {
     uint64_t apply_errors; /* entries that failed for good: kept in _edge_apply_errors, skipped */
     uint64_t skewed;      /* entries stamped more than max_skew_ms ahead of the local clock */
     uint64_t ddl_skipped; /* schema changes already in effect here (concurrent identical DDL) */
+    uint64_t horizon_drops; /* writes at or below the tombstone horizon to rows with no metadata: lost (tomb.h) */
 };
 
 /* Apply one entry inside the caller's open transaction (capture suspended by the

@@ -132,6 +132,7 @@ static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
     atomic_fetch_add(&st->stats.apply_errors, as.apply_errors);
     atomic_fetch_add(&st->stats.skewed, as.skewed);
     atomic_fetch_add(&st->stats.ddl_skipped, as.ddl_skipped);
+    atomic_fetch_add(&st->stats.horizon_drops, as.horizon_drops);
     j->applied = as.applied + as.apply_errors;
     j->apply_rv = rv;
     return EDGE_OK;

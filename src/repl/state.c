@@ -8,6 +8,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "repl/tomb.h"
 
 void edge_repl_state_init(struct edge_repl_state *st, const char *region, const char *db_path,
                           const struct edge_conf *conf, const struct edge_regions *wan, uint64_t log_keep)
@@ -24,6 +25,7 @@ void edge_repl_state_init(struct edge_repl_state *st, const char *region, const 
     pthread_mutex_init(&st->vv_mu, NULL);
     edge_vclock_init(&st->vv);
     edge_feed_init(&st->feed);
+    if (edge_repl_tomb_new(&st->tomb) != EDGE_OK) st->tomb = NULL;
     edge_hlc_init(&st->hlc, edge_clock_system());
     st->cluster = conf != NULL && conf->n_regions >= 2;
     st->default_consistency = conf != NULL ? (int)conf->consistency : 0;
@@ -47,6 +49,8 @@ void edge_repl_state_close(struct edge_repl_state *st)
 {
     edge_vclock_close(&st->vv);
     edge_feed_close(&st->feed);
+    edge_repl_tomb_free(st->tomb);
+    st->tomb = NULL;
     pthread_mutex_destroy(&st->hlc_mu);
     pthread_rwlock_destroy(&st->peers_lock);
     pthread_mutex_destroy(&st->vv_mu);

@@ -29,7 +29,10 @@ struct edge_repl_counters {
     _Atomic uint64_t applied, rows, conflicts, duplicates, deferred;
     _Atomic uint64_t hidden, restored, apply_errors, skewed, ddl_skipped;
     _Atomic uint64_t conflicts_dropped; /* _edge_conflicts rows removed by retention (compact.c) */
+    _Atomic uint64_t horizon_drops;     /* writes below the tombstone horizon to rows with no metadata (tomb.h) */
 };
+
+struct edge_repl_tomb;
 
 struct edge_repl_state {
     const char *region;              /* borrowed from the node */
@@ -61,6 +64,7 @@ struct edge_repl_state {
     struct edge_feed_mark wmark;     /* what the writer's group marked before COMMIT (writer thread) */
     void (*wake)(void *ud);          /* progress: re-check waiting requests; any thread */
     void *wake_ud;
+    struct edge_repl_tomb *tomb;     /* tombstone collection (repl/tomb.h); NULL if it could not be set up */
 };
 
 /* Fill st for a node of `region` with its database at db_path (both borrowed). */
