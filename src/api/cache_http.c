@@ -180,15 +180,69 @@ static void guard_unmark(void *ud, struct edge_feed_mark *m)
     m->all = false;
 }
 
+static int64_t schema_version(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA schema_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* A single node's writer (no change capture, so no tables): a group that changed rows or
+ * the schema puts everything in flight before its COMMIT and takes it out after. Groups
+ * that changed nothing (the writer also runs housekeeping) leave the cache alone: the
+ * connection's total of changed rows and the schema cookie tell. */
+static int single_before_commit(void *ud, struct edge_store_conn *conn, int consistency, uint64_t *out_seq)
+{
+    (void)consistency;
+    struct edge_node *n = ud;
+    sqlite3 *db = edge_store_db(conn);
+    *out_seq = 0;
+    int64_t ch = sqlite3_total_changes64(db), sv = schema_version(db);
+    if (ch != n->cache_w_changes || sv != n->cache_w_schema || sv < 0) edge_feed_mark_all(&n->repl, &n->repl.wmark);
+    n->cache_w_changes = ch;
+    n->cache_w_schema = sv;
+    return EDGE_OK;
+}
+
+static void single_after_commit(void *ud, uint64_t seq, int consistency)
+{
+    (void)seq;
+    (void)consistency;
+    struct edge_node *n = ud;
+    edge_feed_unmark(&n->repl, &n->repl.wmark);
+}
+
+static void single_after_rollback(void *ud)
+{
+    struct edge_node *n = ud;
+    edge_feed_unmark(&n->repl, &n->repl.wmark);
+}
+
+bool edge__api_cache_writer_hooks(struct edge_node *n, struct edge_writer_hooks *hooks)
+{
+    if (n->repl.cluster || n->cache == NULL) return false;
+    memset(hooks, 0, sizeof(*hooks));
+    hooks->ud = n;
+    hooks->before_commit = single_before_commit;
+    hooks->after_commit = single_after_commit;
+    hooks->after_rollback = single_after_rollback;
+    return true;
+}
+
 int edge__api_cache_open(struct edge_node *n)
 {
     const struct edge_conf *conf = n->cfg.conf;
-    /* The feed is what invalidates: without replication (a single node) there is none. */
-    if (!n->repl.cluster || conf == NULL || !conf->router.cache_enabled || conf->router.cache_max_bytes <= 0) {
-        return EDGE_OK;
-    }
-    int rv = edge_router_cache_new((size_t)conf->router.cache_max_bytes, conf->router.cache_admit_after,
-                                   (uint64_t)conf->router.cache_window_ms, &n->cache);
+    /* Without a configuration: router.cache's defaults (conf_router.c). */
+    bool enabled = conf == NULL || conf->router.cache_enabled;
+    int max_bytes = conf != NULL ? conf->router.cache_max_bytes : 16 * 1024 * 1024;
+    int admit_after = conf != NULL ? conf->router.cache_admit_after : 2;
+    int window_ms = conf != NULL ? conf->router.cache_window_ms : 10000;
+    if (!enabled || max_bytes <= 0) return EDGE_OK;
+    int rv = edge_router_cache_new((size_t)max_bytes, admit_after, (uint64_t)window_ms, &n->cache);
     if (rv != EDGE_OK) return rv;
     struct edge_feed_listener fl = {on_entry, on_reset, n};
     rv = edge_feed_listen(&n->repl, &fl);

@@ -69,6 +69,11 @@ struct hrana_ctx {
     /* A statement left the transaction connection in autocommit (a COMMIT that worked or
      * not, a ROLLBACK): what was marked before COMMIT can be let go (may be NULL). */
     void (*settled)(void *ud, struct hrana_ctx *ctx);
+    /* Without change capture (a single node): a statement that may make writes visible (a
+     * write, COMMIT/END/RELEASE) is about to run on a transaction connection, and it ran
+     * (the hot-read cache's commit guard, repl/feed.h). Both NULL or both set. */
+    void (*guard_begin)(void *ud, struct hrana_ctx *ctx);
+    void (*guard_end)(void *ud, struct hrana_ctx *ctx);
     /* Statement statistics (may be NULL): each statement run, with its time and rows. */
     void (*on_stmt)(void *ud, const char *sql, size_t len, uint64_t ns, uint64_t rows, bool error);
     void *stmt_ud;

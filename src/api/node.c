@@ -450,16 +450,17 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     if (n->repl.cluster) {
         rv = edge_repl_state_open(&n->repl, edge_store_db(wconn), &hooks, errmsg, errmsg_len);
         if (rv != EDGE_OK) goto out;
-        /* before anything is served: the cache hears of every commit from the first */
-        rv = edge__api_cache_open(n);
-        if (rv != EDGE_OK) {
-            snprintf(errmsg, errmsg_len, "cannot start the hot-read cache: %s", edge_strerror(rv));
-            goto out;
-        }
     }
+    /* before anything is served: the cache hears of every commit from the first */
+    rv = edge__api_cache_open(n);
+    if (rv != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot start the hot-read cache: %s", edge_strerror(rv));
+        goto out;
+    }
+    bool single_hooks = edge__api_cache_writer_hooks(n, &hooks);
     rv = edge__api_sessions_open(n, edge_store_db(wconn), errmsg, errmsg_len);
     if (rv != EDGE_OK) goto out;
-    rv = edge_writer_start(wconn, 256, n->repl.cluster ? &hooks : NULL, &n->writer);
+    rv = edge_writer_start(wconn, 256, n->repl.cluster || single_hooks ? &hooks : NULL, &n->writer);
     wconn = NULL;
     if (rv != EDGE_OK) {
         snprintf(errmsg, errmsg_len, "cannot start the writer thread");

@@ -149,7 +149,8 @@ struct edge_node {
     struct edge_repl_state repl; /* VV, HLC, capture, peers (repl/state.h) */
     struct edge__sess *sess;     /* /v1/sessions (sessions_http.c) */
     struct edge_router_stats *stats; /* statement statistics (router/router.h); NULL if they could not be made */
-    struct edge_router_cache *cache; /* the hot-read cache (router.cache); NULL when off or on a single node */
+    struct edge_router_cache *cache; /* the hot-read cache (router.cache); NULL when off */
+    int64_t cache_w_changes, cache_w_schema; /* single node, writer thread: at the last group commit */
     int bookmark_wait_ms;            /* router.bookmark_wait_ms: then a covering region is looked for */
     struct edge_rt *rt;          /* the real-time engine (realtime/rt.h, api/realtime.c) */
 };
@@ -499,6 +500,8 @@ bool edge__api_cache_try(struct loop *l, struct edge_http_conn *c, struct edge_h
                          struct edge_router_cache_gens *fill_gens);
 void edge__api_cache_fill(struct unit *u);
 int edge__api_cache_open(struct edge_node *n);
+/* A single node with a cache: the writer hooks of its commit guard (false: none needed). */
+bool edge__api_cache_writer_hooks(struct edge_node *n, struct edge_writer_hooks *hooks);
 void edge__api_cache_close(struct edge_node *n);
 /* hrana_ctx.on_stmt for this node's statistics */
 void edge__api_stats_stmt(void *ud, const char *sql, size_t len, uint64_t ns, uint64_t rows, bool error);

@@ -183,40 +183,6 @@ static void preq_free(struct preq *p)
 
 static void send_to(struct preq *p);
 
-/* The answer's baton, with this door's prefix "<region index>." so the next request of
- * the stream comes back to the same region. NULL: leave the body as it is. */
-static char *rewrite_baton(const char *body, size_t len, int region, size_t *out_len, bool cursor)
-{
-    size_t line = len;
-    if (cursor) {
-        const char *nl = memchr(body, '\n', len);
-        line = nl ? (size_t)(nl - body) : len;
-    }
-    if (memmem(body, line, "\"baton\":\"", 9) == NULL) return NULL;
-    json_t *doc = json_loadb(body, line, 0, NULL);
-    json_t *b = json_object_get(doc, "baton");
-    if (!json_is_string(b)) {
-        json_decref(doc);
-        return NULL;
-    }
-    char nb[512];
-    snprintf(nb, sizeof(nb), "%d.%s", region, json_string_value(b));
-    json_object_set_new(doc, "baton", json_string(nb));
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    if (text == NULL) return NULL;
-    size_t tl = strlen(text);
-    char *out = edge_malloc(tl + (len - line) + 1);
-    if (out != NULL) {
-        memcpy(out, text, tl);
-        memcpy(out + tl, body + line, len - line);
-        out[tl + len - line] = '\0';
-        *out_len = tl + len - line;
-    }
-    free(text);
-    return out;
-}
-
 static void answer_error(struct preq *p, int status, const char *code, const char *msg)
 {
     if (!edge_http_conn_is_closed(p->conn)) edge_http_respond_error(p->conn, status, code, msg);
@@ -280,13 +246,14 @@ static void on_answer(void *ud, int rv, struct edge_httpc_resp *resp)
     const char *body = resp->body.data ? resp->body.data : "";
     size_t len = resp->body.len;
     size_t nlen = 0;
-    char *nb = resp->status == 200 ? rewrite_baton(body, len, p->target, &nlen, p->cursor) : NULL;
+    char *nb = resp->status == 200 ? edge__door_rewrite_baton(body, len, p->target, &nlen, p->cursor) : NULL;
     if (!edge_http_conn_is_closed(p->conn)) {
         edge_http_respond(p->conn, resp->status, resp->content_type[0] ? resp->content_type : "application/json",
                           extra, nb ? nb : body, nb ? nlen : len);
     }
     if (p->norm[0]) {
-        edge_router_stats_record_norm(d->stats, p->norm, r->id, uv_hrtime() - p->start_ns, 0, resp->status != 200,
+        uint64_t rows = resp->status == 200 ? edge__door_count_rows(body, len, p->cursor) : 0;
+        edge_router_stats_record_norm(d->stats, p->norm, r->id, uv_hrtime() - p->start_ns, rows, resp->status != 200,
                                       false);
     }
     edge_free(nb);
@@ -312,60 +279,6 @@ static void send_to(struct preq *p)
         answer_error(p, 503, "NO_REGION", "the router could not send the request");
         preq_free(p);
     }
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* Does this statement only read? By its first word: SELECT (or VALUES) and one statement. */
-static bool stmt_reads(json_t *stmt, char *norm, size_t normcap)
-{
-    json_t *sql = json_object_get(stmt, "sql");
-    if (!json_is_string(sql)) return false; /* stored SQL: not known here */
-    edge_router_normalize(json_string_value(sql), json_string_length(sql), norm, normcap);
-    bool sel = strncmp(norm, "select ", 7) == 0 || strncmp(norm, "values", 6) == 0;
-    return sel && strchr(norm, ';') == NULL;
-}
-
-/* Classify a pipeline body {"baton","requests"} (or a cursor {"baton","batch"}) for the
- * door: read or not, and the first statement's normalized text for the statistics. */
-static bool body_reads(json_t *body, bool cursor, char *norm, size_t normcap)
-{
-    char scratch[EDGE_ROUTER_NORM_MAX];
-    bool reads = true, any = false;
-    norm[0] = '\0';
-    json_t *list = cursor ? NULL : json_object_get(body, "requests");
-    size_t n = cursor ? 1 : json_array_size(list);
-    for (size_t i = 0; i < n; i++) {
-        json_t *r = cursor ? NULL : json_array_get(list, i);
-        const char *t = cursor ? "batch" : json_string_value(json_object_get(r, "type"));
-        if (t == NULL) return false;
-        if (strcmp(t, "close") == 0 || strcmp(t, "store_sql") == 0 || strcmp(t, "close_sql") == 0 ||
-            strcmp(t, "get_autocommit") == 0) {
-            continue;
-        }
-        if (strcmp(t, "execute") == 0) {
-            any = true;
-            reads = reads && stmt_reads(json_object_get(r, "stmt"), any && norm[0] ? scratch : norm,
-                                        EDGE_ROUTER_NORM_MAX);
-        } else if (strcmp(t, "batch") == 0) {
-            json_t *steps = json_object_get(json_object_get(cursor ? body : r, "batch"), "steps");
-            size_t j;
-            json_t *st;
-            json_array_foreach(steps, j, st) {
-                any = true;
-                reads = reads && stmt_reads(json_object_get(st, "stmt"), norm[0] ? scratch : norm,
-                                            EDGE_ROUTER_NORM_MAX);
-            }
-        } else {
-            return false; /* sequence, describe, anything else: treated as a write */
-        }
-    }
-    (void)normcap;
-    return reads && any;
 }
 
 static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req *req, bool hrana, bool cursor)
@@ -408,7 +321,7 @@ static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req
         json_object_set_new(body, "baton", json_string(dot + 1));
     }
     if (body != NULL) {
-        p->read = !p->pinned && body_reads(body, cursor, p->norm, sizeof(p->norm));
+        p->read = !p->pinned && edge__door_body_reads(body, cursor, p->norm, sizeof(p->norm));
         if (!p->read && p->norm[0] == '\0') {
             /* the first statement's text for the statistics, read or not */
             json_t *r0 = cursor ? NULL : json_array_get(json_object_get(body, "requests"), 0);
@@ -459,98 +372,10 @@ static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req
     send_to(p);
 }
 
-/* ---------------------------------------------------------------------------------- */
-/* The door's own endpoints                                                           */
-/* ---------------------------------------------------------------------------------- */
-
-static void door_metrics(struct door *d, struct edge_http_conn *c)
+static bool ends_with(const char *s, const char *suffix)
 {
-    struct edge_buf b;
-    edge_buf_init(&b, 16u << 20);
-    edge_buf_puts(&b, "# TYPE edgelite_router_region_up gauge\n");
-    for (int i = 0; i < d->n; i++) {
-        edge_buf_printf(&b, "edgelite_router_region_up{region=\"%s\"} %d\n", d->regions[i].id, d->regions[i].up);
-    }
-    edge_buf_puts(&b, "# TYPE edgelite_router_region_rtt_ms gauge\n");
-    for (int i = 0; i < d->n; i++) {
-        edge_buf_printf(&b, "edgelite_router_region_rtt_ms{region=\"%s\"} %.3f\n", d->regions[i].id,
-                        d->regions[i].rtt_ms);
-    }
-    edge_buf_puts(&b, "# TYPE edgelite_router_region_in_flight gauge\n");
-    for (int i = 0; i < d->n; i++) {
-        edge_buf_printf(&b, "edgelite_router_region_in_flight{region=\"%s\"} %d\n", d->regions[i].id,
-                        d->regions[i].in_flight);
-    }
-    edge_buf_puts(&b, "# TYPE edgelite_router_region_requests_total counter\n");
-    for (int i = 0; i < d->n; i++) {
-        edge_buf_printf(&b, "edgelite_router_region_requests_total{region=\"%s\"} %llu\n", d->regions[i].id,
-                        (unsigned long long)d->regions[i].requests);
-    }
-    edge_buf_puts(&b, "# TYPE edgelite_router_region_errors_total counter\n");
-    for (int i = 0; i < d->n; i++) {
-        edge_buf_printf(&b, "edgelite_router_region_errors_total{region=\"%s\"} %llu\n", d->regions[i].id,
-                        (unsigned long long)d->regions[i].errors);
-    }
-    edge_buf_puts(&b, "# TYPE edgelite_router_region_ws_sessions_total counter\n");
-    for (int i = 0; i < d->n; i++) {
-        edge_buf_printf(&b, "edgelite_router_region_ws_sessions_total{region=\"%s\"} %llu\n", d->regions[i].id,
-                        (unsigned long long)d->regions[i].ws_sessions);
-    }
-    edge_buf_printf(&b,
-                    "# TYPE edgelite_router_requests_total counter\nedgelite_router_requests_total %llu\n"
-                    "# TYPE edgelite_router_failovers_total counter\nedgelite_router_failovers_total %llu\n"
-                    "# TYPE edgelite_router_writes_not_retried_total counter\n"
-                    "edgelite_router_writes_not_retried_total %llu\n"
-                    "# TYPE edgelite_router_ryw_bookmarks_total counter\nedgelite_router_ryw_bookmarks_total %llu\n"
-                    "# TYPE edgelite_router_last_failover_ms gauge\nedgelite_router_last_failover_ms %.3f\n",
-                    (unsigned long long)d->requests, (unsigned long long)d->failovers,
-                    (unsigned long long)d->write_not_retried, (unsigned long long)d->ryw_attached,
-                    d->failover_ms_last);
-    edge_router_stats_prometheus(d->stats, "edgelite_router", d->rc->stats_metrics_top, &b);
-    edge_http_respond(c, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
-    edge_buf_free(&b);
-}
-
-static void door_stats(struct door *d, struct edge_http_conn *c, struct edge_http_req *req)
-{
-    char sort[32] = "total_time";
-    long limit = 20;
-    for (const char *q = req->query; q != NULL && *q; q = strchr(q, '&') ? strchr(q, '&') + 1 : NULL) {
-        if (strncmp(q, "sort=", 5) == 0) snprintf(sort, sizeof(sort), "%.*s", (int)strcspn(q + 5, "&"), q + 5);
-        if (strncmp(q, "limit=", 6) == 0) limit = strtol(q + 6, NULL, 10);
-    }
-    if (limit < 1 || limit > 100000) {
-        edge_http_respond_error(c, 400, "BAD_QUERY", "limit must be 1..100000");
-        return;
-    }
-    struct edge_buf b;
-    edge_buf_init(&b, 64u << 20);
-    if (edge_router_stats_json(d->stats, sort, (int)limit, &b) != EDGE_OK) {
-        edge_http_respond_error(c, 400, "BAD_QUERY",
-                                "sort must be one of total_time, calls, errors, rows, mean_time, p99, cache_hits");
-    } else {
-        edge_http_respond(c, 200, "application/json", NULL, b.data, b.len);
-    }
-    edge_buf_free(&b);
-}
-
-static void door_regions(struct door *d, struct edge_http_conn *c)
-{
-    struct edge_buf b;
-    edge_buf_init(&b, 1 << 20);
-    edge_buf_puts(&b, "{\"regions\":[");
-    for (int i = 0; i < d->n; i++) {
-        const struct region *r = &d->regions[i];
-        edge_buf_printf(&b, "%s{\"id\":", i ? "," : "");
-        edge_buf_json_cstr(&b, r->id);
-        edge_buf_printf(&b, ",\"up\":%s,\"rtt_ms\":%.3f,\"in_flight\":%d,\"weight\":%g,\"requests\":%llu,"
-                        "\"errors\":%llu}", r->up ? "true" : "false", r->rtt_ms, r->in_flight, r->weight,
-                        (unsigned long long)r->requests, (unsigned long long)r->errors);
-    }
-    edge_buf_printf(&b, "],\"failovers\":%llu,\"last_failover_ms\":%.3f}", (unsigned long long)d->failovers,
-                    d->failover_ms_last);
-    edge_http_respond(c, 200, "application/json", NULL, b.data, b.len);
-    edge_buf_free(&b);
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
 static void on_request(void *ud, struct edge_http_conn *c, struct edge_http_req *req)
@@ -569,11 +394,11 @@ static void on_request(void *ud, struct edge_http_conn *c, struct edge_http_req 
     } else if (get && (ends_with(p, "/v2") || ends_with(p, "/v3"))) {
         edge_http_respond(c, 200, "text/plain", NULL, "Hello, this is the edgelite router\n", 35);
     } else if (get && strcmp(p, "/metrics") == 0) {
-        door_metrics(d, c);
+        edge__door_metrics(d, c);
     } else if (get && strcmp(p, "/v1/router/regions") == 0) {
-        door_regions(d, c);
+        edge__door_regions(d, c);
     } else if (get && strcmp(p, "/v1/router/stats/statements") == 0) {
-        door_stats(d, c, req);
+        edge__door_stats(d, c, req);
     } else if (post && strcmp(p, "/v1/router/stats/reset") == 0) {
         edge_router_stats_reset(d->stats);
         edge_http_respond(c, 200, "application/json", NULL, "{\"reset\":true}", 14);

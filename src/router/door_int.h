@@ -3,6 +3,7 @@
 #ifndef EDGE_ROUTER_DOOR_INT_H
 #define EDGE_ROUTER_DOOR_INT_H
 
+#include <jansson.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -59,5 +60,20 @@ struct door {
 int edge__door_choose(struct door *d, uint32_t tried);
 /* An upgrade request: the WebSocket is proxied, frame by frame, to one region for its whole life. */
 void edge__door_ws_upgrade(struct door *d, struct edge_http_conn *c, struct edge_http_req *req);
+
+/* door_body.c: a pipeline body {"baton","requests"} (or a cursor's {"baton","batch"})
+ * only reads (every statement literal SQL starting with SELECT or VALUES, one each);
+ * norm gets the first statement's normalized text (EDGE_ROUTER_NORM_MAX). */
+bool edge__door_body_reads(json_t *body, bool cursor, char *norm, size_t normcap);
+/* The answer with its baton prefixed "<region>." (a cursor: in its first line); NULL
+ * when it has no baton (leave the body as it is). */
+char *edge__door_rewrite_baton(const char *body, size_t len, int region, size_t *out_len, bool cursor);
+/* The rows of a JSON pipeline answer (every "rows" array of its results and batch
+ * steps) or of a cursor's JSON lines (its "row" entries). */
+uint64_t edge__door_count_rows(const char *body, size_t len, bool cursor);
+/* door_admin.c: the door's own endpoints. */
+void edge__door_metrics(struct door *d, struct edge_http_conn *c);
+void edge__door_stats(struct door *d, struct edge_http_conn *c, struct edge_http_req *req);
+void edge__door_regions(struct door *d, struct edge_http_conn *c);
 
 #endif

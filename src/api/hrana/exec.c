@@ -250,6 +250,7 @@ struct rx {
     bool sp;       /* the write runs inside SAVEPOINT edge_stmt */
     bool ddl;      /* a schema change */
     bool was_autocommit;
+    bool guarded;  /* guard_begin was called: guard_end follows */
     char name[64]; /* savepoint name of SAVEPOINT / RELEASE / ROLLBACK TO */
 };
 
@@ -271,6 +272,11 @@ static int repl_pre(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx,
     bool was = own_begin(ctx);
     int r = repl_pre_own(ctx, st, tx, x, e);
     own_end(ctx, was);
+    if (r == 0 && ctx->guard_begin != NULL && ctx->own_txn &&
+        (tx == EDGE_TXCTL_END || tx == EDGE_TXCTL_RELEASE || !sqlite3_stmt_readonly(st))) {
+        ctx->guard_begin(ctx->hook_ud, ctx);
+        x->guarded = true;
+    }
     return r;
 }
 
@@ -358,6 +364,10 @@ static int repl_post(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx
     bool was = own_begin(ctx);
     int r = repl_post_own(ctx, st, tx, ok, x, e);
     own_end(ctx, was);
+    if (x->guarded) {
+        ctx->guard_end(ctx->hook_ud, ctx);
+        x->guarded = false;
+    }
     return r;
 }
 

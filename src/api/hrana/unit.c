@@ -339,11 +339,33 @@ int edge__api_unit_consistency(struct edge_node *n, struct edge_http_req *req, c
     return edge_repl_consistency(&n->repl, req ? edge_http_header(req, "x-edge-consistency") : NULL, names, k);
 }
 
+/* A single node: every statement that may commit on a transaction connection lets go of
+ * the whole hot-read cache while it runs (there is no capture to tell its tables). */
+static void tx_guard_begin(void *ud, struct hrana_ctx *ctx)
+{
+    (void)ctx;
+    struct unit *u = ud;
+    struct txconn *t = unit_txconn(u);
+    if (t != NULL) edge_feed_mark_all(&u->loop->node->repl, &t->mark);
+}
+
+static void tx_guard_end(void *ud, struct hrana_ctx *ctx)
+{
+    tx_settled(ud, ctx);
+}
+
 /* Hook a unit up to replication before it is dispatched. */
 void edge__api_unit_repl_setup(struct unit *u, int consistency)
 {
     struct edge_node *n = u->loop->node;
-    if (!n->repl.cluster) return;
+    if (!n->repl.cluster) {
+        if (n->cache != NULL) {
+            u->ctx.hook_ud = u;
+            u->ctx.guard_begin = tx_guard_begin;
+            u->ctx.guard_end = tx_guard_end;
+        }
+        return;
+    }
     u->ctx.consistency = consistency;
     u->wjob.consistency = consistency;
     u->ctx.hook_ud = u;
