@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* /v1/crdt handlers. Each write is one SQLite transaction: load the object's encoded
  * state, decode, apply the operation or merge on the in-memory copy, encode, save the
- * row plus an op-log record, commit. Anything refused before COMMIT is rolled back, and
+ * row, commit. Anything refused before COMMIT is rolled back, and
  * since the in-memory copy is thrown away, a failed request leaves no trace.
  *
  * OR-Set elements and LWW values are stored as canonical JSON text (compact, sorted
@@ -41,8 +41,6 @@ struct hreq {
     struct edge_capture *cap; /* the writer's change capture; NULL on a single node */
     const char *region;
     const struct edge_clock *clock;
-    const char *body; /* the request body as received, for the op log */
-    size_t body_len;
     int status;
     const char *err_code; /* NULL while no error */
     char err_msg[160];
@@ -252,32 +250,22 @@ static int http_load(struct hreq *r, const char *name, enum edge_crdt_type type,
     return rv;
 }
 
-static int http_save(struct hreq *r, const char *name, const struct edge_crdt *c, uint64_t conflicts,
-                     const char *op, const char *args, uint64_t hlc)
+static int http_save(struct hreq *r, const char *name, const struct edge_crdt *c, uint64_t conflicts)
 {
     struct edge_crdt_row row = {0};
-    struct edge_buf vc;
     uint8_t *state = NULL;
     size_t len = 0;
-    int64_t now_ms = (int64_t)r->clock->wall_ms(r->clock->ud);
-
-    edge_buf_init(&vc, 1 << 20);
     int rv = edge_crdt_encode(c, &state, &len);
-    if (rv == EDGE_OK) {
-        rv = edge_vclock_encode(edge_crdt_vclock(c), &vc);
-    }
     if (rv == EDGE_OK) {
         row.name = (char *)name;
         row.type = (char *)edge_crdt_type_name(edge_crdt_type_of(c));
         row.state = state;
         row.state_len = len;
         row.conflicts = conflicts;
-        row.updated_ms = now_ms;
-        struct edge_crdt_op_rec rec = {name, r->region, op, args, hlc, (const uint8_t *)vc.data, vc.len, now_ms};
-        rv = edge_crdt_store_save(r->db, &row, &rec);
+        row.updated_ms = (int64_t)r->clock->wall_ms(r->clock->ud);
+        rv = edge_crdt_store_save(r->db, &row);
     }
     edge_free(state);
-    edge_buf_free(&vc);
     return rv;
 }
 
@@ -500,7 +488,7 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
     struct edge_crdt_row row = {0};
     struct edge_crdt *c = NULL, *delta = NULL;
     struct edge_crdt **dp = r->cap ? &delta : NULL;
-    char *arg = NULL, *args = NULL;
+    char *arg = NULL;
     uint64_t amount = 0;
     size_t mark = r->cap ? edge_capture_mark(r->cap) : 0;
     int in_tx = 0, rv = EDGE_OK;
@@ -573,12 +561,6 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
             goto out;
         }
     }
-    /* the op log keeps the request as it came (re-serialising it cost more than the log row) */
-    args = strndup(r->body ? r->body : "{}", r->body ? r->body_len : 2);
-    if (args == NULL) {
-        rv = EDGE_ENOMEM;
-        goto out;
-    }
     uint64_t hlc = EDGE_HLC_MAKE(r->clock->wall_ms(r->clock->ud) & 0xffffffffffffu, 0);
     if ((rv = http_exec(r->db, "BEGIN IMMEDIATE")) != EDGE_OK) {
         goto out;
@@ -602,9 +584,6 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
         break;
     default:
         rv = edge_crdt_set(c, r->region, hlc, arg, strlen(arg), dp);
-        if (rv == EDGE_OK) {
-            (void)edge_crdt_get(c, NULL, NULL, &hlc, NULL);
-        }
         break;
     }
     if (rv == EDGE_EOVERFLOW) {
@@ -615,7 +594,7 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
         rv = http_fail(r, 400, "CRDT_BAD_OP", "invalid operation arguments");
         goto out;
     }
-    if (rv != EDGE_OK || (rv = http_save(r, name, c, row.conflicts, op, args, hlc)) != EDGE_OK ||
+    if (rv != EDGE_OK || (rv = http_save(r, name, c, row.conflicts)) != EDGE_OK ||
         (rv = http_capture(r, name, delta)) != EDGE_OK || (rv = http_exec(r->db, "COMMIT")) != EDGE_OK) {
         goto out;
     }
@@ -631,7 +610,6 @@ out:
         }
     }
     free(arg); /* jansson's allocator */
-    free(args);
     edge_crdt_destroy(delta);
     edge_crdt_destroy(c);
     edge_crdt_store_row_free(&row);
@@ -687,9 +665,7 @@ static int http_merge(struct hreq *r, const char *name, json_t *req)
         rv = http_fail(r, 409, "CRDT_OVERFLOW", "the merged counter would leave its 64-bit range");
         goto out;
     }
-    uint64_t hlc = EDGE_HLC_MAKE(r->clock->wall_ms(r->clock->ud) & 0xffffffffffffu, 0);
-    if (rv != EDGE_OK ||
-        (rv = http_save(r, name, c, row.conflicts + (uint64_t)concurrent, "merge", NULL, hlc)) != EDGE_OK ||
+    if (rv != EDGE_OK || (rv = http_save(r, name, c, row.conflicts + (uint64_t)concurrent)) != EDGE_OK ||
         (rv = http_capture(r, name, in)) != EDGE_OK || (rv = http_exec(r->db, "COMMIT")) != EDGE_OK) {
         goto out;
     }
@@ -746,8 +722,6 @@ static int http_route(struct hreq *r, const char *method, const char *subpath, c
         json_decref(req);
         return http_fail(r, 400, "CRDT_BAD_JSON", "the body must be a JSON object");
     }
-    r->body = body;
-    r->body_len = body ? body_len : 0;
     int rv = slash ? http_merge(r, name, req) : http_op(r, name, req);
     json_decref(req);
     return rv;

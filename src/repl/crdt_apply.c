@@ -95,7 +95,7 @@ int edge__repl_crdt_apply(sqlite3 *db, const char *origin, const char *name, siz
     if (rv == EDGE_OK) {
         struct edge_crdt_row w = {oname, (char *)edge_crdt_type_name(t), state, state_len,
                                   row.conflicts + (uint64_t)concurrent, (int64_t)edge_wall_ms()};
-        rv = edge_crdt_store_save(db, &w, NULL);
+        rv = edge_crdt_store_save(db, &w);
     }
     if (rv == EDGE_OK) {
         rv = edge_crdt_store_note_merge(db, oname, origin, concurrent);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* CRDT rows, operation log and merge statistics. Statements come from the
+/* CRDT rows and merge statistics. Statements come from the
  * connection's statement cache (store/sql.h): an increment is a handful of statements,
  * and parsing them anew per request was a visible part of its cost. */
 #include "store/crdt_store.h"
@@ -16,10 +16,6 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS _edge_crdt("
     " name TEXT PRIMARY KEY, type TEXT NOT NULL, state BLOB NOT NULL,"
     " conflicts INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS _edge_crdt_ops("
-    " id INTEGER PRIMARY KEY, name TEXT NOT NULL, region TEXT NOT NULL, op TEXT NOT NULL,"
-    " args TEXT, hlc INTEGER NOT NULL, vclock BLOB, at_ms INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS _edge_crdt_ops_name ON _edge_crdt_ops(name, id);"
     "CREATE TABLE IF NOT EXISTS _edge_crdt_merges("
     " name TEXT NOT NULL, region TEXT NOT NULL, merges INTEGER NOT NULL, concurrent INTEGER NOT NULL,"
     " PRIMARY KEY(name, region)) WITHOUT ROWID;";
@@ -37,7 +33,7 @@ int edge_crdt_store_init(sqlite3 *db)
 int edge_crdt_store_ensure(sqlite3 *db)
 {
     /* The newest table's statement prepares only once every table exists: then the
-     * three CREATE ... IF NOT EXISTS need not run again on this connection. */
+     * CREATE ... IF NOT EXISTS need not run again on this connection. */
     sqlite3_stmt *st = KEPT(db, q_note);
     if (st != NULL) {
         edge_store_stmt_done(st);
@@ -96,14 +92,12 @@ out:
     return rv;
 }
 
-int edge_crdt_store_save(sqlite3 *db, const struct edge_crdt_row *row, const struct edge_crdt_op_rec *op)
+int edge_crdt_store_save(sqlite3 *db, const struct edge_crdt_row *row)
 {
     static const char q_save[] =
         "INSERT INTO _edge_crdt(name, type, state, conflicts, updated_ms) VALUES (?,?,?,?,?)"
         " ON CONFLICT(name) DO UPDATE SET type = excluded.type, state = excluded.state,"
         " conflicts = excluded.conflicts, updated_ms = excluded.updated_ms";
-    static const char q_op[] = "INSERT INTO _edge_crdt_ops(name, region, op, args, hlc, vclock, at_ms)"
-                               " VALUES (?,?,?,?,?,?,?)";
     sqlite3_stmt *st = NULL;
     int rv = EDGE_ESTORE;
     if (row->state_len > INT32_MAX) {
@@ -117,22 +111,6 @@ int edge_crdt_store_save(sqlite3 *db, const struct edge_crdt_row *row, const str
         sqlite3_bind_int64(st, 4, (sqlite3_int64)row->conflicts) != SQLITE_OK ||
         sqlite3_bind_int64(st, 5, row->updated_ms) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE) {
         goto out;
-    }
-    edge_store_stmt_done(st);
-    st = NULL;
-    if (op != NULL) {
-        if ((st = KEPT(db, q_op)) == NULL ||
-            sqlite3_bind_text(st, 1, op->name, -1, SQLITE_STATIC) != SQLITE_OK ||
-            sqlite3_bind_text(st, 2, op->region, -1, SQLITE_STATIC) != SQLITE_OK ||
-            sqlite3_bind_text(st, 3, op->op, -1, SQLITE_STATIC) != SQLITE_OK ||
-            (op->args ? sqlite3_bind_text(st, 4, op->args, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 4)) !=
-                SQLITE_OK ||
-            sqlite3_bind_int64(st, 5, (sqlite3_int64)op->hlc) != SQLITE_OK ||
-            (op->vclock ? sqlite3_bind_blob(st, 6, op->vclock, (int)op->vclock_len, SQLITE_STATIC)
-                        : sqlite3_bind_null(st, 6)) != SQLITE_OK ||
-            sqlite3_bind_int64(st, 7, op->at_ms) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE) {
-            goto out;
-        }
     }
     rv = EDGE_OK;
 out:
@@ -214,23 +192,6 @@ int edge_crdt_store_list(sqlite3 *db, edge_crdt_store_row_cb cb, void *ud)
             break;
         }
     }
-out:
-    sqlite3_finalize(st);
-    return rv;
-}
-
-int edge_crdt_store_op_count(sqlite3 *db, const char *name, uint64_t *out_count)
-{
-    sqlite3_stmt *st = NULL;
-    int rv = EDGE_ESTORE;
-    const char *sql = name ? "SELECT count(*) FROM _edge_crdt_ops WHERE name = ?" : "SELECT count(*) FROM _edge_crdt_ops";
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
-        (name && sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) ||
-        sqlite3_step(st) != SQLITE_ROW) {
-        goto out;
-    }
-    *out_count = (uint64_t)sqlite3_column_int64(st, 0);
-    rv = EDGE_OK;
 out:
     sqlite3_finalize(st);
     return rv;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Persistence of CRDT objects in the node's SQLite file: one row per object in
- * `_edge_crdt` (encoded full state, type, local conflict count) and an append-only
- * operation log in `_edge_crdt_ops`. The store handles opaque encoded states, so it
+ * `_edge_crdt` (encoded full state, type, local conflict count), and merge statistics
+ * in `_edge_crdt_merges`. The history of updates is the replication log's (each update
+ * is a delta in its entry), not a table of its own. The store handles opaque encoded states, so it
  * does not depend on the CRDT library; callers encode/decode with edgelite/crdt.h.
  * Every function takes a caller-owned connection, runs on the thread that owns it, and
  * never begins or commits a transaction: callers wrap save() in their own. */
@@ -23,17 +24,6 @@ struct edge_crdt_row {
     int64_t updated_ms; /* wall clock of the last change */
 };
 
-struct edge_crdt_op_rec {
-    const char *name;   /* object */
-    const char *region; /* who */
-    const char *op;     /* what: "increment", "add", "merge", ... */
-    const char *args;   /* JSON text of the arguments, may be NULL */
-    uint64_t hlc;       /* when, as a hybrid logical timestamp */
-    const uint8_t *vclock; /* object clock after the op (edge_vclock_encode), may be NULL */
-    size_t vclock_len;
-    int64_t at_ms; /* wall clock */
-};
-
 /* Create the tables if missing. EDGE_OK or EDGE_ESTORE. */
 int edge_crdt_store_init(sqlite3 *db);
 /* The same, cheap when they exist (a cached statement probe): for every request. */
@@ -41,16 +31,14 @@ int edge_crdt_store_ensure(sqlite3 *db);
 /* Load the row of name (borrowed) into *out, whose fields become caller-owned; release
  * with edge_crdt_store_row_free. EDGE_OK, EDGE_ENOTFOUND, EDGE_ENOMEM, EDGE_ESTORE. */
 int edge_crdt_store_load(sqlite3 *db, const char *name, struct edge_crdt_row *out);
-/* Insert or replace the row (borrowed) and, when op is not NULL, append op to the log,
- * inside the caller's transaction. EDGE_OK or EDGE_ESTORE. */
-int edge_crdt_store_save(sqlite3 *db, const struct edge_crdt_row *row, const struct edge_crdt_op_rec *op);
+/* Insert or replace the row (borrowed) inside the caller's transaction. EDGE_OK,
+ * EDGE_ETOOBIG or EDGE_ESTORE. */
+int edge_crdt_store_save(sqlite3 *db, const struct edge_crdt_row *row);
 /* Called per row in name order; row borrowed for the call only; a non-zero return stops
  * the walk and is returned. */
 typedef int (*edge_crdt_store_row_cb)(void *ud, const struct edge_crdt_row *row);
 /* Walk every object. EDGE_OK, EDGE_ESTORE, or the callback's value. */
 int edge_crdt_store_list(sqlite3 *db, edge_crdt_store_row_cb cb, void *ud);
-/* Number of logged operations for name (all objects when NULL). EDGE_OK, EDGE_ESTORE. */
-int edge_crdt_store_op_count(sqlite3 *db, const char *name, uint64_t *out_count);
 /* Merges of updates from other regions, per object and region: how many, and how many
  * of them combined concurrent updates (neither side had seen the other's). */
 struct edge_crdt_merge_stat {

@@ -60,15 +60,15 @@ describe('the SQL sandbox on client connections', { timeout: 240000 }, () => {
     ['PRAGMA query_only = 1', /query_only/],
     ['PRAGMA user_version = 7', /user_version/],
     ['SELECT * FROM _edge_crdt', /_edge_crdt/],
-    ['SELECT count(*) FROM _EDGE_CRDT_OPS', /_edge_crdt_ops/i],
+    ['SELECT count(*) FROM _EDGE_CRDT_MERGES', /_edge_crdt_merges/i],
     ["UPDATE _edge_crdt SET name = 'x'", /_edge_crdt/],
-    ['DELETE FROM _edge_crdt_ops', /_edge_crdt_ops/],
+    ['DELETE FROM _edge_crdt_merges', /_edge_crdt_merges/],
     ["INSERT INTO _edge_crdt (name) VALUES ('forged')", /_edge_crdt/],
     ['DROP TABLE _edge_crdt', /_edge_crdt/],
     ['CREATE TABLE _edge_mine (a)', /_edge_mine/],
     ['CREATE INDEX sneaky ON _edge_crdt (name)', /_edge_crdt/],
     ['CREATE VIEW peek AS SELECT * FROM _edge_crdt', /view/],
-    ['CREATE TRIGGER tr AFTER INSERT ON parent BEGIN DELETE FROM _edge_crdt_ops; END', /trigger/],
+    ['CREATE TRIGGER tr AFTER INSERT ON parent BEGIN DELETE FROM _edge_crdt_merges; END', /trigger/],
     ['CREATE TEMP TABLE scratch (a)', /TEMP/],
     ['ALTER TABLE parent RENAME TO "_edge_parent"', /renamed/],
     ['ALTER TABLE _edge_crdt ADD COLUMN x', /_edge_crdt/],
@@ -115,7 +115,7 @@ describe('the SQL sandbox on client connections', { timeout: 240000 }, () => {
             const tx = await c.transaction('write');
             try {
               for (const sql of ['ATTACH DATABASE \'x.db\' AS x', 'PRAGMA query_only = 1', 'SELECT * FROM _edge_crdt',
-                'DELETE FROM _edge_crdt_ops']) {
+                'DELETE FROM _edge_crdt_merges']) {
                 await assert.rejects(tx.execute(sql), (e) => (e.code ?? e.cause?.code) === 'SQLITE_AUTH', sql);
               }
             } finally {

@@ -109,13 +109,22 @@ static void check_value(json_t *j, const char *want)
     free(v);
 }
 
-/* Snapshot of a node's whole CRDT state: the list body and the op count. */
+/* Snapshot of a node's whole CRDT state: the list body and every stored row, byte for
+ * byte (state, conflicts, time of the last change). */
 static char *snapshot(struct fixture *f, int i)
 {
     json_t *j = ok(f, i, "GET", "", NULL);
-    uint64_t n = 0;
-    assert_int_equal(edge_crdt_store_op_count(f->db[i], NULL, &n), EDGE_OK);
-    json_object_set_new(j, "ops", json_integer((json_int_t)n));
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(f->db[i],
+                                        "SELECT group_concat(name || ':' || type || ':' || hex(state) || ':' ||"
+                                        " conflicts || ':' || updated_ms, ';') FROM"
+                                        " (SELECT * FROM _edge_crdt ORDER BY name)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const char *rows = (const char *)sqlite3_column_text(st, 0);
+    json_object_set_new(j, "rows", json_string(rows ? rows : ""));
+    sqlite3_finalize(st);
     char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
     return s;
