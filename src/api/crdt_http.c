@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* /v1/crdt handlers. Each write is one SQLite transaction: load the object's encoded
- * state, decode, apply the operation or merge on the in-memory copy, encode, save the
- * row, commit. Anything refused before COMMIT is rolled back, and
- * since the in-memory copy is thrown away, a failed request leaves no trace.
+/* /v1/crdt handlers: routing, updates, merges, and batches (crdt_read.c has the answers
+ * that only read). Requests come in batches (edge_crdt_http_handle_batch: the CRDT
+ * requests the writer took together) run in one savepoint: an update loads and decodes
+ * its object on first use in the batch, applies the operation to that in-memory copy,
+ * records its delta and answers the value after it; the copies are encoded and saved
+ * once, at the end or before anything that reads the rows (GET, list, merge). A refused
+ * operation leaves the copy as it was (operations are atomic in memory), so it changes
+ * nothing; a store error takes back the whole batch.
  *
  * OR-Set elements and LWW values are stored as canonical JSON text (compact, sorted
  * keys), so equal JSON values are equal elements and responses can embed them as is.
  * States arriving through /merge are checked to hold JSON text for the same reason. */
-#include "api/crdt_http.h"
+#include "api/crdt_http_int.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -24,8 +28,6 @@
 #include "store/crdt_store.h"
 #include "store/sql.h"
 
-#define NAME_MAX_LEN 128
-
 static atomic_uint_least64_t stat_ops, stat_merges, stat_conflicts;
 
 void edge_crdt_http_stats(uint64_t *out_ops, uint64_t *out_merges, uint64_t *out_conflicts)
@@ -33,124 +35,6 @@ void edge_crdt_http_stats(uint64_t *out_ops, uint64_t *out_merges, uint64_t *out
     *out_ops = atomic_load(&stat_ops);
     *out_merges = atomic_load(&stat_merges);
     *out_conflicts = atomic_load(&stat_conflicts);
-}
-
-/* A request in flight: where the answer goes and, for errors, what it says. */
-struct hreq {
-    sqlite3 *db;
-    struct edge_capture *cap; /* the writer's change capture; NULL on a single node */
-    const char *region;
-    const struct edge_clock *clock;
-    int status;
-    const char *err_code; /* NULL while no error */
-    char err_msg[160];
-    struct edge_buf *b;
-};
-
-static int http_fail(struct hreq *r, int status, const char *code, const char *msg)
-{
-    r->status = status;
-    r->err_code = code;
-    snprintf(r->err_msg, sizeof(r->err_msg), "%s", msg);
-    return EDGE_OK;
-}
-
-/* ---- JSON writing ---- */
-
-static int http_elem_cb(void *ud, const uint8_t *elem, size_t len)
-{
-    struct edge_buf *b = ud;
-    int rv = EDGE_OK;
-    if (b->len > 0 && b->data[b->len - 1] != '[') {
-        rv = edge_buf_putc(b, ',');
-    }
-    return rv == EDGE_OK ? edge_buf_append(b, elem, len) : rv;
-}
-
-static int http_put_value(struct edge_buf *b, const struct edge_crdt *c)
-{
-    switch (edge_crdt_type_of(c)) {
-    case EDGE_CRDT_GCOUNTER: {
-        uint64_t v = 0;
-        (void)edge_crdt_value_u64(c, &v);
-        return edge_buf_printf(b, "%" PRIu64, v);
-    }
-    case EDGE_CRDT_PNCOUNTER: {
-        int64_t v = 0;
-        (void)edge_crdt_value_i64(c, &v);
-        return edge_buf_printf(b, "%" PRId64, v);
-    }
-    case EDGE_CRDT_ORSET: {
-        int rv = edge_buf_putc(b, '[');
-        if (rv == EDGE_OK) {
-            rv = edge_crdt_foreach(c, http_elem_cb, b);
-        }
-        return rv == EDGE_OK ? edge_buf_putc(b, ']') : rv;
-    }
-    case EDGE_CRDT_LWW: {
-        const uint8_t *v;
-        size_t len;
-        if (edge_crdt_get(c, &v, &len, NULL, NULL) != EDGE_OK) {
-            return edge_buf_puts(b, "null");
-        }
-        return edge_buf_append(b, v, len);
-    }
-    }
-    return EDGE_EINVAL;
-}
-
-static int http_vclock_cb(void *ud, const char *region, uint64_t n)
-{
-    struct edge_buf *b = ud;
-    int rv = EDGE_OK;
-    if (b->data[b->len - 1] != '{') {
-        rv = edge_buf_putc(b, ',');
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_json_cstr(b, region);
-    }
-    return rv == EDGE_OK ? edge_buf_printf(b, ":%" PRIu64, n) : rv;
-}
-
-/* {"name","type","value"} plus, when full, "vclock", "conflicts" and "state". */
-static int http_put_object(struct edge_buf *b, const char *name, const struct edge_crdt *c, int full,
-                           uint64_t conflicts)
-{
-    uint8_t *state = NULL;
-    size_t len = 0;
-    int rv = edge_buf_puts(b, "{\"name\":");
-    if (rv == EDGE_OK) {
-        rv = edge_buf_json_cstr(b, name);
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_printf(b, ",\"type\":\"%s\",\"value\":", edge_crdt_type_name(edge_crdt_type_of(c)));
-    }
-    if (rv == EDGE_OK) {
-        rv = http_put_value(b, c);
-    }
-    if (rv == EDGE_OK && full) {
-        rv = edge_buf_puts(b, ",\"vclock\":{");
-        if (rv == EDGE_OK) {
-            rv = edge_crdt_vclock_foreach(c, http_vclock_cb, b);
-        }
-        if (rv == EDGE_OK) {
-            rv = edge_buf_printf(b, "},\"conflicts\":%" PRIu64 ",\"state\":\"", conflicts);
-        }
-        if (rv == EDGE_OK) {
-            rv = edge_crdt_encode(c, &state, &len);
-        }
-        if (rv == EDGE_OK) {
-            rv = edge_buf_base64(b, state, len);
-        }
-        if (rv == EDGE_OK) {
-            rv = edge_buf_putc(b, '"');
-        }
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_putc(b, '}');
-    }
-    edge_free(state);
-    return rv;
 }
 
 /* ---- request parsing ---- */
@@ -241,16 +125,17 @@ static int http_load(struct hreq *r, const char *name, enum edge_crdt_type type,
     if (edge_crdt_type_parse(out_row->type, &have) != EDGE_OK || have != type) {
         char msg[160];
         snprintf(msg, sizeof(msg), "object exists with type %.40s", out_row->type);
-        return http_fail(r, 409, "CRDT_TYPE_MISMATCH", msg);
+        return edge__crdt_fail(r, 409, "CRDT_TYPE_MISMATCH", msg);
     }
     rv = edge_crdt_decode(out_row->state, out_row->state_len, out);
     if (rv == EDGE_ECORRUPT) {
-        return http_fail(r, 500, "CRDT_CORRUPT", "stored state is corrupt");
+        return edge__crdt_fail(r, 500, "CRDT_CORRUPT", "stored state is corrupt");
     }
     return rv;
 }
 
-static int http_save(struct hreq *r, const char *name, const struct edge_crdt *c, uint64_t conflicts)
+static int http_save(sqlite3 *db, const struct edge_clock *clock, const char *name, const struct edge_crdt *c,
+                     uint64_t conflicts)
 {
     struct edge_crdt_row row = {0};
     uint8_t *state = NULL;
@@ -262,10 +147,80 @@ static int http_save(struct hreq *r, const char *name, const struct edge_crdt *c
         row.state = state;
         row.state_len = len;
         row.conflicts = conflicts;
-        row.updated_ms = (int64_t)r->clock->wall_ms(r->clock->ud);
-        rv = edge_crdt_store_save(r->db, &row);
+        row.updated_ms = (int64_t)clock->wall_ms(clock->ud);
+        rv = edge_crdt_store_save(db, &row);
     }
     edge_free(state);
+    return rv;
+}
+
+/* The batch's copy of name, loaded on first use. Sets an error response (and *out stays
+ * NULL) for a type clash or a corrupt row. */
+static int batch_get(struct hreq *r, const char *name, enum edge_crdt_type type, struct bobj **out)
+{
+    struct batch *bt = r->bt;
+    struct edge_crdt_row row;
+    struct edge_crdt *c = NULL;
+    *out = NULL;
+    for (size_t i = 0; i < bt->n; i++) {
+        if (strcmp(bt->objs[i].name, name) == 0) {
+            if (edge_crdt_type_of(bt->objs[i].c) != type) {
+                char msg[160];
+                snprintf(msg, sizeof(msg), "object exists with type %s",
+                         edge_crdt_type_name(edge_crdt_type_of(bt->objs[i].c)));
+                return edge__crdt_fail(r, 409, "CRDT_TYPE_MISMATCH", msg);
+            }
+            *out = &bt->objs[i];
+            return EDGE_OK;
+        }
+    }
+    if (bt->n == bt->cap) {
+        size_t cap = bt->cap ? bt->cap * 2 : 4;
+        struct bobj *o = edge_realloc(bt->objs, cap * sizeof(*o));
+        if (o == NULL) {
+            return EDGE_ENOMEM;
+        }
+        bt->objs = o;
+        bt->cap = cap;
+    }
+    int rv = http_load(r, name, type, &row, &c);
+    if (rv == EDGE_OK && r->err_code == NULL) {
+        struct bobj *o = &bt->objs[bt->n++];
+        snprintf(o->name, sizeof(o->name), "%s", name);
+        o->c = c;
+        o->conflicts = row.conflicts;
+        o->dirty = 0;
+        *out = o;
+        c = NULL;
+    }
+    edge_crdt_destroy(c);
+    edge_crdt_store_row_free(&row);
+    return rv;
+}
+
+static void batch_drop(struct batch *bt)
+{
+    for (size_t i = 0; i < bt->n; i++) {
+        edge_crdt_destroy(bt->objs[i].c);
+    }
+    bt->n = 0;
+}
+
+/* Save the changed objects and forget them all, before anything that reads or writes
+ * the rows directly (GET, list, merge) and at the end of the batch. A failure fails the
+ * batch. */
+static int batch_flush(struct batch *bt)
+{
+    int rv = EDGE_OK;
+    for (size_t i = 0; i < bt->n && rv == EDGE_OK; i++) {
+        if (bt->objs[i].dirty) {
+            rv = http_save(bt->db, bt->clock, bt->objs[i].name, bt->objs[i].c, bt->objs[i].conflicts);
+        }
+    }
+    batch_drop(bt);
+    if (rv != EDGE_OK && bt->failed == EDGE_OK) {
+        bt->failed = rv;
+    }
     return rv;
 }
 
@@ -305,200 +260,40 @@ static int http_capture(struct hreq *r, const char *name, const struct edge_crdt
     return rv;
 }
 
-/* ---- merge statistics ---- */
-
-struct stats_walk {
-    struct edge_buf *b;
-    uint64_t merges, concurrent;
-    int n;
-};
-
-static int http_stat_cb(void *ud, const struct edge_crdt_merge_stat *s)
-{
-    struct stats_walk *w = ud;
-    int rv = w->n++ > 0 ? edge_buf_putc(w->b, ',') : EDGE_OK;
-    if (rv == EDGE_OK) {
-        rv = edge_buf_json_cstr(w->b, s->region);
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_printf(w->b, ":{\"merges\":%" PRIu64 ",\"concurrent\":%" PRIu64 "}", s->merges, s->concurrent);
-    }
-    w->merges += s->merges;
-    w->concurrent += s->concurrent;
-    return rv;
-}
-
-/* ,"merges":N,"concurrent":N,"regions":{"r":{"merges":N,"concurrent":N},...} for name:
- * the updates of other regions merged here, and how many combined concurrent updates. */
-static int http_put_stats(struct hreq *r, struct edge_buf *b, const char *name)
-{
-    struct edge_buf regions;
-    struct stats_walk w = {&regions, 0, 0, 0};
-    edge_buf_init(&regions, b->max);
-    int rv = edge_crdt_store_merges(r->db, name, http_stat_cb, &w);
-    if (rv == EDGE_OK) {
-        rv = edge_buf_printf(b, ",\"merges\":%" PRIu64 ",\"concurrent\":%" PRIu64 ",\"regions\":{", w.merges,
-                             w.concurrent);
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_append(b, regions.data ? regions.data : "", regions.len);
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_putc(b, '}');
-    }
-    edge_buf_free(&regions);
-    return rv;
-}
-
-/* The whole object, with its merge statistics. */
-static int http_put_full(struct hreq *r, const char *name, const struct edge_crdt *c, uint64_t conflicts)
-{
-    int rv = http_put_object(r->b, name, c, 1, conflicts);
-    if (rv == EDGE_OK) {
-        r->b->len--; /* reopen the object for its statistics */
-        rv = http_put_stats(r, r->b, name);
-    }
-    return rv == EDGE_OK ? edge_buf_putc(r->b, '}') : rv;
-}
-
-/* ---- handlers ---- */
-
-static int http_get(struct hreq *r, const char *name)
-{
-    struct edge_crdt_row row = {0};
-    struct edge_crdt *c = NULL;
-    int rv = edge_crdt_store_load(r->db, name, &row);
-    if (rv == EDGE_ENOTFOUND) {
-        return http_fail(r, 404, "CRDT_NOT_FOUND", "no such object");
-    }
-    if (rv == EDGE_OK && (rv = edge_crdt_decode(row.state, row.state_len, &c)) == EDGE_ECORRUPT) {
-        rv = http_fail(r, 500, "CRDT_CORRUPT", "stored state is corrupt");
-    } else if (rv == EDGE_OK) {
-        r->status = 200;
-        rv = http_put_full(r, name, c, row.conflicts);
-    }
-    edge_crdt_destroy(c);
-    edge_crdt_store_row_free(&row);
-    return rv;
-}
-
-/* GET /v1/crdt/stats: every object's merge statistics. */
-static int http_stats_cb(void *ud, const struct edge_crdt_row *row)
-{
-    struct hreq *r = ud;
-    int rv = r->b->data[r->b->len - 1] != '[' ? edge_buf_putc(r->b, ',') : EDGE_OK;
-    if (rv == EDGE_OK) {
-        rv = edge_buf_puts(r->b, "{\"name\":");
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_json_cstr(r->b, row->name);
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_puts(r->b, ",\"type\":");
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_json_cstr(r->b, row->type);
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_printf(r->b, ",\"conflicts\":%" PRIu64, row->conflicts);
-    }
-    if (rv == EDGE_OK) {
-        rv = http_put_stats(r, r->b, row->name);
-    }
-    return rv == EDGE_OK ? edge_buf_putc(r->b, '}') : rv;
-}
-
-static int http_stats(struct hreq *r)
-{
-    int rv = edge_buf_puts(r->b, "{\"objects\":[");
-    if (rv == EDGE_OK) {
-        rv = edge_crdt_store_list(r->db, http_stats_cb, r);
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_puts(r->b, "]}");
-    }
-    r->status = 200;
-    return rv;
-}
-
-static int http_list_cb(void *ud, const struct edge_crdt_row *row)
-{
-    struct edge_buf *b = ud;
-    struct edge_crdt *c = NULL;
-    int rv = EDGE_OK;
-    if (b->data[b->len - 1] != '[') {
-        rv = edge_buf_putc(b, ',');
-    }
-    if (rv != EDGE_OK) {
-        return rv;
-    }
-    if (edge_crdt_decode(row->state, row->state_len, &c) == EDGE_OK) {
-        rv = http_put_object(b, row->name, c, 0, 0);
-    } else {
-        /* one bad row should not hide the others */
-        rv = edge_buf_puts(b, "{\"name\":");
-        if (rv == EDGE_OK) {
-            rv = edge_buf_json_cstr(b, row->name);
-        }
-        if (rv == EDGE_OK) {
-            rv = edge_buf_puts(b, ",\"type\":");
-        }
-        if (rv == EDGE_OK) {
-            rv = edge_buf_json_cstr(b, row->type);
-        }
-        if (rv == EDGE_OK) {
-            rv = edge_buf_puts(b, ",\"value\":null}");
-        }
-    }
-    edge_crdt_destroy(c);
-    return rv;
-}
-
-static int http_list(struct hreq *r)
-{
-    int rv = edge_buf_puts(r->b, "{\"objects\":[");
-    if (rv == EDGE_OK) {
-        rv = edge_crdt_store_list(r->db, http_list_cb, r->b);
-    }
-    if (rv == EDGE_OK) {
-        rv = edge_buf_puts(r->b, "]}");
-    }
-    r->status = 200;
-    return rv;
-}
-
 /* Type from the request body: sets an error response and returns 0 when absent/unknown. */
 static int http_req_type(struct hreq *r, json_t *req, enum edge_crdt_type *out)
 {
     const char *t = json_string_value(json_object_get(req, "type"));
     if (t == NULL) {
-        http_fail(r, 400, "CRDT_MISSING_FIELD", "\"type\" is required");
+        edge__crdt_fail(r, 400, "CRDT_MISSING_FIELD", "\"type\" is required");
         return 0;
     }
     if (edge_crdt_type_parse(t, out) != EDGE_OK) {
-        http_fail(r, 400, "CRDT_UNKNOWN_TYPE", "unknown CRDT type");
+        edge__crdt_fail(r, 400, "CRDT_UNKNOWN_TYPE", "unknown CRDT type");
         return 0;
     }
     return 1;
 }
 
+/* An update works on the batch's copy of the object (batch_get), which is saved once for
+ * every update of the batch (batch_flush). Each operation is atomic in memory: a refused
+ * one leaves the copy as it was, so it changes nothing. */
 static int http_op(struct hreq *r, const char *name, json_t *req)
 {
     enum edge_crdt_type type;
-    struct edge_crdt_row row = {0};
+    struct bobj *o = NULL;
     struct edge_crdt *c = NULL, *delta = NULL;
     struct edge_crdt **dp = r->cap ? &delta : NULL;
     char *arg = NULL;
     uint64_t amount = 0;
-    size_t mark = r->cap ? edge_capture_mark(r->cap) : 0;
-    int in_tx = 0, rv = EDGE_OK;
+    int rv = EDGE_OK;
 
     if (!http_req_type(r, req, &type)) {
         goto out;
     }
     const char *op = json_string_value(json_object_get(req, "op"));
     if (op == NULL) {
-        rv = http_fail(r, 400, "CRDT_MISSING_FIELD", "\"op\" is required");
+        rv = edge__crdt_fail(r, 400, "CRDT_MISSING_FIELD", "\"op\" is required");
         goto out;
     }
     static const char *const ops[] = {"increment", "decrement", "add", "remove", "set"};
@@ -511,11 +306,11 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
     int allowed = (type == EDGE_CRDT_GCOUNTER && kind == 0) || (type == EDGE_CRDT_PNCOUNTER && (kind == 0 || kind == 1)) ||
                   (type == EDGE_CRDT_ORSET && (kind == 2 || kind == 3)) || (type == EDGE_CRDT_LWW && kind == 4);
     if (kind < 0) {
-        rv = http_fail(r, 400, "CRDT_BAD_OP", "unknown operation");
+        rv = edge__crdt_fail(r, 400, "CRDT_BAD_OP", "unknown operation");
         goto out;
     }
     if (!allowed) {
-        rv = http_fail(r, 400, "CRDT_WRONG_TYPE", "operation not valid for this type");
+        rv = edge__crdt_fail(r, 400, "CRDT_WRONG_TYPE", "operation not valid for this type");
         goto out;
     }
     /* The seed's applyOperation(name, op, {nodeId, amount}) names the writing node: an
@@ -524,25 +319,25 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
     json_t *nid = json_object_get(req, "node_id");
     if (nid != NULL && !json_is_null(nid)) {
         if (!json_is_string(nid)) {
-            rv = http_fail(r, 400, "CRDT_BAD_NODE_ID", "\"node_id\" must be a string");
+            rv = edge__crdt_fail(r, 400, "CRDT_BAD_NODE_ID", "\"node_id\" must be a string");
             goto out;
         }
         if (strcmp(json_string_value(nid), r->region) != 0) {
             char msg[EDGE_VCLOCK_REGION_MAX + 96];
             snprintf(msg, sizeof(msg),
                      "\"node_id\" must be this node's region \"%s\" (updates apply where they are sent)", r->region);
-            rv = http_fail(r, 400, "CRDT_BAD_NODE_ID", msg);
+            rv = edge__crdt_fail(r, 400, "CRDT_BAD_NODE_ID", msg);
             goto out;
         }
     }
     if (kind <= 1) {
         json_t *a = json_object_get(req, "amount");
         if (a == NULL) {
-            rv = http_fail(r, 400, "CRDT_MISSING_FIELD", "\"amount\" is required");
+            rv = edge__crdt_fail(r, 400, "CRDT_MISSING_FIELD", "\"amount\" is required");
             goto out;
         }
         if (!json_is_integer(a) || json_integer_value(a) <= 0) {
-            rv = http_fail(r, 400, "CRDT_BAD_AMOUNT", "\"amount\" must be a positive 64-bit integer");
+            rv = edge__crdt_fail(r, 400, "CRDT_BAD_AMOUNT", "\"amount\" must be a positive 64-bit integer");
             goto out;
         }
         amount = (uint64_t)json_integer_value(a);
@@ -552,7 +347,7 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
         if (v == NULL) {
             char msg[64];
             snprintf(msg, sizeof(msg), "\"%s\" is required", field);
-            rv = http_fail(r, 400, "CRDT_MISSING_FIELD", msg);
+            rv = edge__crdt_fail(r, 400, "CRDT_MISSING_FIELD", msg);
             goto out;
         }
         arg = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
@@ -562,13 +357,10 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
         }
     }
     uint64_t hlc = EDGE_HLC_MAKE(r->clock->wall_ms(r->clock->ud) & 0xffffffffffffu, 0);
-    if ((rv = http_exec(r->db, "BEGIN IMMEDIATE")) != EDGE_OK) {
+    if ((rv = batch_get(r, name, type, &o)) != EDGE_OK || r->err_code != NULL) {
         goto out;
     }
-    in_tx = 1;
-    if ((rv = http_load(r, name, type, &row, &c)) != EDGE_OK || r->err_code != NULL) {
-        goto out;
-    }
+    c = o->c;
     switch (kind) {
     case 0:
         rv = edge_crdt_increment(c, r->region, amount, dp);
@@ -587,32 +379,27 @@ static int http_op(struct hreq *r, const char *name, json_t *req)
         break;
     }
     if (rv == EDGE_EOVERFLOW) {
-        rv = http_fail(r, 409, "CRDT_OVERFLOW", "the counter would leave its 64-bit range");
+        rv = edge__crdt_fail(r, 409, "CRDT_OVERFLOW", "the counter would leave its 64-bit range");
         goto out;
     }
     if (rv == EDGE_EINVAL) {
-        rv = http_fail(r, 400, "CRDT_BAD_OP", "invalid operation arguments");
+        rv = edge__crdt_fail(r, 400, "CRDT_BAD_OP", "invalid operation arguments");
         goto out;
     }
-    if (rv != EDGE_OK || (rv = http_save(r, name, c, row.conflicts)) != EDGE_OK ||
-        (rv = http_capture(r, name, delta)) != EDGE_OK || (rv = http_exec(r->db, "COMMIT")) != EDGE_OK) {
+    if (rv != EDGE_OK) {
         goto out;
     }
-    in_tx = 0;
-    atomic_fetch_add(&stat_ops, 1);
+    o->dirty = 1;
+    if ((rv = http_capture(r, name, delta)) != EDGE_OK) {
+        r->bt->failed = rv; /* the copy holds an update the log does not: drop the batch */
+        goto out;
+    }
+    r->bt->ops++;
     r->status = 200;
-    rv = http_put_object(r->b, name, c, 0, 0);
+    rv = edge__crdt_put_object(r->b, name, c, 0, 0);
 out:
-    if (in_tx) {
-        (void)http_exec(r->db, "ROLLBACK");
-        if (r->cap != NULL) {
-            edge_capture_rewind(r->cap, mark);
-        }
-    }
     free(arg); /* jansson's allocator */
     edge_crdt_destroy(delta);
-    edge_crdt_destroy(c);
-    edge_crdt_store_row_free(&row);
     return rv;
 }
 
@@ -631,7 +418,7 @@ static int http_merge(struct hreq *r, const char *name, json_t *req)
     }
     const char *b64 = json_string_value(json_object_get(req, "state"));
     if (b64 == NULL) {
-        rv = http_fail(r, 400, "CRDT_MISSING_FIELD", "\"state\" is required");
+        rv = edge__crdt_fail(r, 400, "CRDT_MISSING_FIELD", "\"state\" is required");
         goto out;
     }
     rv = edge_base64_decode(b64, strlen(b64), &raw, &raw_len);
@@ -639,18 +426,18 @@ static int http_merge(struct hreq *r, const char *name, json_t *req)
         rv = edge_crdt_decode(raw, raw_len, &in);
     }
     if (rv == EDGE_EINVAL || rv == EDGE_ECORRUPT) {
-        rv = http_fail(r, 400, "CRDT_BAD_STATE", "\"state\" is not a valid encoded CRDT state");
+        rv = edge__crdt_fail(r, 400, "CRDT_BAD_STATE", "\"state\" is not a valid encoded CRDT state");
         goto out;
     }
     if (rv != EDGE_OK) {
         goto out;
     }
     if (edge_crdt_type_of(in) != type) {
-        rv = http_fail(r, 400, "CRDT_BAD_STATE", "\"state\" does not hold the declared type");
+        rv = edge__crdt_fail(r, 400, "CRDT_BAD_STATE", "\"state\" does not hold the declared type");
         goto out;
     }
     if (!http_state_is_json(in)) {
-        rv = http_fail(r, 400, "CRDT_BAD_STATE", "\"state\" holds values that are not JSON");
+        rv = edge__crdt_fail(r, 400, "CRDT_BAD_STATE", "\"state\" holds values that are not JSON");
         goto out;
     }
     if ((rv = http_exec(r->db, "BEGIN IMMEDIATE")) != EDGE_OK) {
@@ -662,18 +449,18 @@ static int http_merge(struct hreq *r, const char *name, json_t *req)
     }
     rv = edge_crdt_merge(c, in, &concurrent);
     if (rv == EDGE_EOVERFLOW) {
-        rv = http_fail(r, 409, "CRDT_OVERFLOW", "the merged counter would leave its 64-bit range");
+        rv = edge__crdt_fail(r, 409, "CRDT_OVERFLOW", "the merged counter would leave its 64-bit range");
         goto out;
     }
-    if (rv != EDGE_OK || (rv = http_save(r, name, c, row.conflicts + (uint64_t)concurrent)) != EDGE_OK ||
+    if (rv != EDGE_OK || (rv = http_save(r->db, r->clock, name, c, row.conflicts + (uint64_t)concurrent)) != EDGE_OK ||
         (rv = http_capture(r, name, in)) != EDGE_OK || (rv = http_exec(r->db, "COMMIT")) != EDGE_OK) {
         goto out;
     }
     in_tx = 0;
-    atomic_fetch_add(&stat_merges, 1);
-    atomic_fetch_add(&stat_conflicts, (uint64_t)concurrent);
+    r->bt->merges++;
+    r->bt->conflicts += (uint64_t)concurrent;
     r->status = 200;
-    rv = http_put_full(r, name, c, row.conflicts + (uint64_t)concurrent);
+    rv = edge__crdt_put_full(r, name, c, row.conflicts + (uint64_t)concurrent);
 out:
     if (in_tx) {
         (void)http_exec(r->db, "ROLLBACK");
@@ -695,54 +482,59 @@ static int http_route(struct hreq *r, const char *method, const char *subpath, c
     size_t nlen = slash ? (size_t)(slash - subpath) : strlen(subpath);
     int is_get = strcmp(method, "GET") == 0, is_post = strcmp(method, "POST") == 0;
 
+    /* Everything but an update reads or writes the rows themselves. */
+    if (!(is_post && slash == NULL && subpath[0] != '\0') && batch_flush(r->bt) != EDGE_OK) {
+        return EDGE_ESTORE;
+    }
+
     if (subpath[0] == '\0') {
-        return is_get ? http_list(r) : http_fail(r, 405, "CRDT_METHOD", "method not allowed");
+        return is_get ? edge__crdt_list(r) : edge__crdt_fail(r, 405, "CRDT_METHOD", "method not allowed");
     }
     if (slash != NULL && strcmp(slash + 1, "merge") != 0) {
-        return http_fail(r, 404, "CRDT_NO_ROUTE", "no such route");
+        return edge__crdt_fail(r, 404, "CRDT_NO_ROUTE", "no such route");
     }
     if (http_decode_name(subpath, nlen, name) != 0) {
-        return http_fail(r, 400, "CRDT_BAD_NAME", "names are 1-128 bytes of [A-Za-z0-9._:-]");
+        return edge__crdt_fail(r, 400, "CRDT_BAD_NAME", "names are 1-128 bytes of [A-Za-z0-9._:-]");
     }
     if (strcmp(name, "stats") == 0 && slash == NULL) {
-        return is_get ? http_stats(r) : http_fail(r, 405, "CRDT_METHOD", "method not allowed");
+        return is_get ? edge__crdt_stats(r) : edge__crdt_fail(r, 405, "CRDT_METHOD", "method not allowed");
     }
     if (strcmp(name, "stats") == 0 || strcmp(name, "sync") == 0) {
-        return http_fail(r, 400, "CRDT_RESERVED_NAME", "\"stats\" and \"sync\" name endpoints, not objects");
+        return edge__crdt_fail(r, 400, "CRDT_RESERVED_NAME", "\"stats\" and \"sync\" name endpoints, not objects");
     }
     if (slash == NULL && is_get) {
-        return http_get(r, name);
+        return edge__crdt_get(r, name);
     }
     if (!is_post) {
-        return http_fail(r, 405, "CRDT_METHOD", "method not allowed");
+        return edge__crdt_fail(r, 405, "CRDT_METHOD", "method not allowed");
     }
     json_error_t jerr;
     json_t *req = json_loadb(body ? body : "", body ? body_len : 0, 0, &jerr);
     if (req == NULL || !json_is_object(req)) {
         json_decref(req);
-        return http_fail(r, 400, "CRDT_BAD_JSON", "the body must be a JSON object");
+        return edge__crdt_fail(r, 400, "CRDT_BAD_JSON", "the body must be a JSON object");
     }
     int rv = slash ? http_merge(r, name, req) : http_op(r, name, req);
     json_decref(req);
     return rv;
 }
 
-int edge_crdt_http_handle(sqlite3 *db, struct edge_capture *cap, const char *region, const struct edge_clock *clock,
-                          const char *method, const char *subpath, const char *body, size_t body_len, int *out_status,
-                          struct edge_buf *out_json)
+/* One request of a batch: its answer, error responses included, goes to call->out. */
+static int http_call(struct batch *bt, struct edge_capture *cap, const char *region, const struct edge_clock *clock,
+                     struct edge_crdt_http_call *call)
 {
     struct edge_buf b;
-    struct hreq r = {.db = db, .cap = cap, .region = region, .clock = clock, .status = 500, .b = &b};
+    struct hreq r = {.bt = bt, .db = bt->db, .cap = cap, .region = region, .clock = clock, .status = 500, .b = &b};
     int rv;
 
-    edge_buf_init(&b, out_json->max);
-    if (method == NULL || subpath == NULL) {
-        rv = http_fail(&r, 400, "CRDT_BAD_REQUEST", "missing method or path");
-    } else if ((rv = edge_crdt_store_ensure(db)) == EDGE_OK) {
-        rv = http_route(&r, method, subpath, body, body_len);
+    edge_buf_init(&b, call->out->max);
+    if (call->method == NULL || call->subpath == NULL) {
+        rv = edge__crdt_fail(&r, 400, "CRDT_BAD_REQUEST", "missing method or path");
+    } else {
+        rv = http_route(&r, call->method, call->subpath, call->body, call->body_len);
     }
     if (rv == EDGE_ESTORE) {
-        rv = http_fail(&r, 500, "CRDT_STORE", sqlite3_errmsg(db));
+        rv = edge__crdt_fail(&r, 500, "CRDT_STORE", sqlite3_errmsg(bt->db));
     }
     if (rv == EDGE_OK && r.err_code != NULL) {
         edge_buf_reset(&b);
@@ -755,9 +547,89 @@ int edge_crdt_http_handle(sqlite3 *db, struct edge_capture *cap, const char *reg
         }
     }
     if (rv == EDGE_OK) {
-        rv = edge_buf_append(out_json, b.data ? b.data : "", b.len);
-        *out_status = r.status;
+        rv = edge_buf_append(call->out, b.data ? b.data : "", b.len);
+        call->status = r.status;
     }
     edge_buf_free(&b);
+    return rv;
+}
+
+/* Every call of a failed batch answers the store error; nothing of the batch is kept. */
+static int http_fail_all(sqlite3 *db, struct edge_crdt_http_call *calls, size_t n, const size_t *lens)
+{
+    char msg[200];
+    snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(db));
+    int rv = EDGE_OK;
+    for (size_t i = 0; i < n && rv == EDGE_OK; i++) {
+        calls[i].out->len = lens ? lens[i] : calls[i].out->len;
+        calls[i].status = 500;
+        rv = edge_buf_puts(calls[i].out, "{\"error\":");
+        if (rv == EDGE_OK) {
+            rv = edge_buf_json_cstr(calls[i].out, msg);
+        }
+        if (rv == EDGE_OK) {
+            rv = edge_buf_puts(calls[i].out, ",\"code\":\"CRDT_STORE\"}");
+        }
+    }
+    return rv;
+}
+
+int edge_crdt_http_handle_batch(sqlite3 *db, struct edge_capture *cap, const char *region,
+                                const struct edge_clock *clock, struct edge_crdt_http_call *calls, size_t n)
+{
+    struct batch bt = {.db = db, .clock = clock, .failed = EDGE_OK};
+    size_t mark = cap ? edge_capture_mark(cap) : 0;
+    size_t *lens = edge_calloc(n ? n : 1, sizeof(*lens));
+    int rv = lens == NULL ? EDGE_ENOMEM : EDGE_OK;
+
+    for (size_t i = 0; i < n && lens != NULL; i++) {
+        lens[i] = calls[i].out->len;
+    }
+    if (rv == EDGE_OK && ((rv = edge_crdt_store_ensure(db)) != EDGE_OK ||
+                          edge_store_exec_kept(db, "SAVEPOINT edge_crdt_batch") != SQLITE_OK)) {
+        rv = http_fail_all(db, calls, n, lens);
+        goto out;
+    }
+    for (size_t i = 0; i < n && rv == EDGE_OK && bt.failed == EDGE_OK; i++) {
+        if (http_call(&bt, cap, region, clock, &calls[i]) != EDGE_OK) {
+            /* no room for the answer (out of memory, or beyond out's cap): this call
+             * alone fails, as its answer could not be written */
+            calls[i].out->len = lens[i];
+            calls[i].status = 500;
+            rv = edge_buf_puts(calls[i].out, "{\"error\":\"the answer could not be built\",\"code\":\"CRDT_INTERNAL\"}");
+        }
+    }
+    if (rv == EDGE_OK) {
+        (void)batch_flush(&bt);
+    }
+    if (rv != EDGE_OK || bt.failed != EDGE_OK ||
+        edge_store_exec_kept(db, "RELEASE edge_crdt_batch") != SQLITE_OK) {
+        (void)edge_store_exec_kept(db, "ROLLBACK TO edge_crdt_batch");
+        (void)edge_store_exec_kept(db, "RELEASE edge_crdt_batch");
+        if (cap != NULL) {
+            edge_capture_rewind(cap, mark);
+        }
+        if (rv == EDGE_OK) {
+            rv = http_fail_all(db, calls, n, lens);
+        }
+        goto out;
+    }
+    atomic_fetch_add(&stat_ops, bt.ops);
+    atomic_fetch_add(&stat_merges, bt.merges);
+    atomic_fetch_add(&stat_conflicts, bt.conflicts);
+out:
+    batch_drop(&bt);
+    edge_free(bt.objs);
+    edge_free(lens);
+    return rv;
+}
+
+int edge_crdt_http_handle(sqlite3 *db, struct edge_capture *cap, const char *region, const struct edge_clock *clock,
+                          const char *method, const char *subpath, const char *body, size_t body_len, int *out_status,
+                          struct edge_buf *out_json)
+{
+    struct edge_crdt_http_call call = {method, subpath, body, body_len, 500, out_json};
+    int rv = edge_crdt_http_handle_batch(db, cap, region, clock, &call, 1);
+    *out_status = call.status;
     return rv;
 }

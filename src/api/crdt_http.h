@@ -27,8 +27,29 @@
 #include "core/clock.h"
 #include "repl/repl.h"
 
-/* Handle one request. Writer thread only: db is the node's write connection (borrowed);
- * writes run in their own BEGIN IMMEDIATE ... COMMIT and are rolled back on any error,
+/* One request of a batch: method, subpath, body borrowed; status and out (appended to)
+ * are the answer. */
+struct edge_crdt_http_call {
+    const char *method;
+    const char *subpath;
+    const char *body;
+    size_t body_len;
+    int status;
+    struct edge_buf *out;
+};
+
+/* Handle n requests in order, as if one after the other, in one savepoint (inside the
+ * writer's group transaction, or a transaction of its own in autocommit): an object
+ * updated by several of them is loaded and decoded once and encoded and saved once,
+ * which is most of what an update costs. Each answer is what that request alone would
+ * have got: the value after its own update; a refused request changes nothing. A store
+ * error while saving takes back the whole batch (every request answers 500 CRDT_STORE,
+ * and nothing is kept, deltas included). EDGE_OK when every call has its answer. */
+int edge_crdt_http_handle_batch(sqlite3 *db, struct edge_capture *cap, const char *region,
+                                const struct edge_clock *clock, struct edge_crdt_http_call *calls, size_t n);
+
+/* Handle one request (a batch of one). Writer thread only: db is the node's write
+ * connection (borrowed); writes run in a savepoint and are rolled back on any error,
  * so a refused request changes nothing. cap (borrowed, may be NULL) is the connection's
  * change capture: updates are recorded there as deltas. region (borrowed) stamps local updates; clock
  * (borrowed) supplies HLC time. subpath is "" for the collection, "name" or

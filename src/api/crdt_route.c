@@ -116,6 +116,7 @@ void edge__api_crdt_handle(struct loop *l, struct edge_http_conn *c, struct edge
     }
     /* The handler works in a savepoint, so CRDT operations join the group commit. */
     u->wjob.run = edge__api_unit_writer_run;
+    u->wjob.run_batch = edge__api_unit_crdt_run_batch; /* with the CRDT requests queued next to it */
     u->wjob.complete = edge__api_unit_writer_complete;
     if (edge_writer_submit(n->writer, &u->wjob) != EDGE_OK) {
         u->commit_status = EDGE_ECLOSED;

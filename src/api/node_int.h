@@ -378,6 +378,7 @@ void edge__api_unit_free(struct unit *u);
 void edge__api_unit_dispatch(struct unit *u);
 void edge__api_unit_finish(struct unit *u);
 int edge__api_unit_writer_run(struct edge_writer_job *job, struct edge_store_conn *conn);
+int edge__api_unit_crdt_run_batch(struct edge_writer_job *first, int n, struct edge_store_conn *conn);
 void edge__api_unit_writer_complete(struct edge_writer_job *job, int status);
 void edge__api_unit_repl_setup(struct unit *u, int consistency);
 /* The level a unit writes at: the request header, else the strongest level of the

@@ -56,21 +56,31 @@ static void run_group(struct edge_writer *w, struct edge_writer_job *group)
          * SQLite writer would (busy timeout), then fail the group. */
         rc = exec(w->conn, "BEGIN IMMEDIATE");
         if (rc == SQLITE_OK) {
-            for (struct edge_writer_job *j = group; j != NULL; j = j->next) {
+            for (struct edge_writer_job *j = group, *end; j != NULL; j = end) {
                 edge_store_set_budget(w->conn, 0); /* no deadline left over from an earlier job */
                 exec(w->conn, "SAVEPOINT edge_job");
                 size_t mark = w->hooks.mark ? w->hooks.mark(w->hooks.ud) : 0;
-                j->run_status = j->run(j, w->conn);
+                /* j..end (excluded): one job, or a run of jobs that share run_batch */
+                int n = 1, st;
+                for (end = j->next; j->run_batch != NULL && end != NULL && end->run_batch == j->run_batch;
+                     end = end->next) {
+                    n++;
+                }
+                st = j->run_batch != NULL ? j->run_batch(j, n, w->conn) : j->run(j, w->conn);
                 if (sqlite3_get_autocommit(edge_store_db(w->conn))) {
                     culprit = j;
                     rc = SQLITE_ABORT;
                     break;
                 }
-                if (j->run_status != EDGE_OK) {
+                for (struct edge_writer_job *k = j; k != end; k = k->next) {
+                    k->run_status = st;
+                    if (st == EDGE_OK && rank(k->consistency) > rank(consistency)) {
+                        consistency = k->consistency; /* the entry takes its strongest job's level */
+                    }
+                }
+                if (st != EDGE_OK) {
                     exec(w->conn, "ROLLBACK TO edge_job");
                     if (w->hooks.rewind) w->hooks.rewind(w->hooks.ud, mark);
-                } else if (rank(j->consistency) > rank(consistency)) {
-                    consistency = j->consistency; /* the entry takes its strongest job's level */
                 }
                 exec(w->conn, "RELEASE edge_job");
             }

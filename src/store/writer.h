@@ -22,6 +22,12 @@ struct edge_writer_job {
     /* Writer thread, after the group committed (status EDGE_OK) or failed (status is
      * the error; the job's changes are gone). The job belongs to the caller again. */
     void (*complete)(struct edge_writer_job *job, int status);
+    /* Optional: consecutive jobs of a group with the same run_batch run in one call,
+     * in one SAVEPOINT (instead of run, each in its own), so that work they share (the
+     * same object loaded and saved) is done once. Their run_status is what it returns:
+     * EDGE_OK keeps the changes of all of them, anything else rolls all back. first is
+     * the first of the n jobs, linked by next. */
+    int (*run_batch)(struct edge_writer_job *first, int n, struct edge_store_conn *conn);
     bool exclusive;               /* run without the group transaction */
     int consistency;              /* for the group's log entry: 0 eventual, 1 strong, 2 async */
     int run_status;               /* what run returned */

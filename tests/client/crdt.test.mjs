@@ -375,6 +375,49 @@ describe('crdt over HTTP', { timeout: 60000 }, () => {
     assert.equal((await get(n, 'kr')).value, 'last');
   });
 
+  test('concurrent requests, batched by the writer: each answers its own step, refusals change nothing', { timeout: 60000 }, async () => {
+    const n = await node(undefined, 'eu-north');
+    const N = 300;
+    const inc = { type: 'g-counter', op: 'increment', amount: 1 };
+    assert.equal(await op(n, 'b', inc), 1); // b exists (as a g-counter) before the burst
+    const reqs = [];
+    for (let i = 0; i < N; i++) {
+      reqs.push(call(n, 'POST', '/v1/crdt/b', inc).then((r) => ({ kind: 'inc', r })));
+      if (i % 10 === 5) {
+        reqs.push(call(n, 'GET', '/v1/crdt/b').then((r) => ({ kind: 'get', r })));
+        reqs.push(call(n, 'POST', '/v1/crdt/b', { type: 'pn-counter', op: 'increment', amount: 1 }).then((r) => ({ kind: 'clash', r })));
+      }
+      // the first of these to run creates 'mixed'; the other type is refused from then on
+      if (i % 3 === 0) {
+        const type = i % 2 ? 'pn-counter' : 'g-counter';
+        reqs.push(call(n, 'POST', '/v1/crdt/mixed', { type, op: 'increment', amount: 1 }).then((r) => ({ kind: type, r })));
+      }
+    }
+    const res = await Promise.all(reqs);
+    const incs = res.filter((x) => x.kind === 'inc');
+    for (const { r } of incs) assert.equal(r.status, 200, r.text);
+    // one increment of 1 each: the answers are 2..N+1, each once
+    assert.deepEqual(incs.map(({ r }) => r.json.value).sort((a, b) => a - b), Array.from({ length: N }, (_, i) => i + 2));
+    for (const { r } of res.filter((x) => x.kind === 'get')) {
+      assert.equal(r.status, 200, r.text);
+      assert.ok(r.json.value >= 1 && r.json.value <= N + 1, r.text);
+    }
+    for (const { r } of res.filter((x) => x.kind === 'clash')) {
+      assert.equal(r.status, 409, r.text);
+      assert.equal(r.json.code, 'CRDT_TYPE_MISMATCH');
+    }
+    const b = await get(n, 'b');
+    assert.equal(b.value, N + 1);
+    assert.deepEqual(b.vclock, { 'eu-north': N + 1 });
+    const g = res.filter((x) => x.kind === 'g-counter'), p = res.filter((x) => x.kind === 'pn-counter');
+    const won = (await get(n, 'mixed')).type === 'g-counter' ? g : p, lost = won === g ? p : g;
+    for (const { r } of won) assert.equal(r.status, 200, r.text);
+    for (const { r } of lost) assert.equal(r.status, 409, r.text);
+    assert.deepEqual(won.map(({ r }) => r.json.value).sort((a, b) => a - b), Array.from({ length: won.length }, (_, i) => i + 1));
+    assert.equal((await get(n, 'mixed')).value, won.length);
+    assert.equal((await metrics(n)).ops, N + 1 + won.length);
+  });
+
   test('two regions converge through /merge, conflicts counted', T, async () => {
     const a = await node(undefined, 'us-west');
     const b = await node(undefined, 'eu-central');

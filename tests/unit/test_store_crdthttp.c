@@ -20,6 +20,7 @@
 #include "../../src/crdt/orset_codec.c"
 #include "../../src/crdt/crdt.c"
 #include "../../src/api/crdt_http.c"
+#include "../../src/api/crdt_read.c"
 
 /* The store keeps prepared statements on the connection (store/sql.h): finalize them
  * so a close succeeds, as store.c does. */
@@ -380,6 +381,142 @@ static void test_merge_two_nodes_and_restart(void **state)
     free(after);
 }
 
+/* ---- batches ---- */
+
+struct bcall {
+    const char *method, *path, *body;
+};
+
+/* A batch answers each request exactly as the same requests one at a time would, and
+ * leaves the same rows: updates of one object share its load and save, a type clash or an
+ * overflow against the batch's copy changes nothing, and GET, list and merge in between
+ * see every update before them. The clock stands still so that both runs stamp alike. */
+static void test_batch_same_as_one_by_one(void **state)
+{
+    struct fixture *f = *state;
+    static const char inc1[] = "{\"type\":\"g-counter\",\"op\":\"increment\",\"amount\":1}";
+    static const char big[] = "{\"type\":\"g-counter\",\"op\":\"increment\",\"amount\":9223372036854775807}";
+    static const char pn[] = "{\"type\":\"pn-counter\",\"op\":\"increment\",\"amount\":1}";
+    /* a state of "hits" from eu-west-1, to merge in the middle of the batch */
+    json_t *j = ok(f, 1, "POST", "hits", "{\"type\":\"g-counter\",\"op\":\"increment\",\"amount\":5}");
+    json_decref(j);
+    j = ok(f, 1, "GET", "hits", NULL);
+    char merge[512];
+    snprintf(merge, sizeof(merge), "{\"type\":\"g-counter\",\"state\":\"%s\"}",
+             json_string_value(json_object_get(j, "state")));
+    json_decref(j);
+    assert_int_equal(sqlite3_exec(f->db[1], "DELETE FROM _edge_crdt; DELETE FROM _edge_crdt_merges", NULL, NULL, NULL),
+                     SQLITE_OK);
+    const struct bcall seq[] = {
+        {"POST", "hits", inc1},
+        {"POST", "hits", "{\"type\":\"g-counter\",\"op\":\"increment\",\"amount\":2}"},
+        {"POST", "hits", pn}, /* 409 against the batch's copy */
+        {"GET", "hits", NULL},
+        {"POST", "hits", pn}, /* 409 against the row */
+        {"POST", "s", "{\"type\":\"or-set\",\"op\":\"add\",\"element\":{\"b\":1,\"a\":[2]}}"},
+        {"POST", "s", "{\"type\":\"or-set\",\"op\":\"add\",\"element\":\"y\"}"},
+        {"POST", "s", "{\"type\":\"or-set\",\"op\":\"remove\",\"element\":\"y\"}"},
+        {"POST", "top", big},
+        {"POST", "top", big},
+        {"POST", "top", big}, /* 409 CRDT_OVERFLOW: the copy keeps the two before */
+        {"POST", "top", inc1},
+        {"POST", "hits/merge", merge},
+        {"POST", "hits", inc1},
+        {"POST", "hits", "{not json"},
+        {"POST", "never", pn}, /* created, then ... */
+        {"POST", "never", "{\"type\":\"pn-counter\",\"op\":\"decrement\",\"amount\":0}"}, /* a refused op */
+        {"POST", "r", "{\"type\":\"lww-register\",\"op\":\"set\",\"value\":[1,2]}"},
+        {"GET", "", NULL},
+        {"POST", "stats", inc1},
+        {"POST", "hits", inc1},
+        {"GET", "stats", NULL},
+        {"POST", "hits", inc1},
+    };
+    enum { N = sizeof(seq) / sizeof(seq[0]) };
+    struct edge_buf one[N], all[N];
+    struct edge_crdt_http_call calls[N];
+    int status[N];
+    for (int i = 0; i < N; i++) {
+        edge_buf_init(&one[i], 1 << 20);
+        edge_buf_init(&all[i], 1 << 20);
+        assert_int_equal(edge_crdt_http_handle(f->db[1], NULL, node_region[0], &f->clock.clock, seq[i].method,
+                                               seq[i].path, seq[i].body, seq[i].body ? strlen(seq[i].body) : 0,
+                                               &status[i], &one[i]),
+                         EDGE_OK);
+        calls[i] = (struct edge_crdt_http_call){seq[i].method, seq[i].path, seq[i].body,
+                                                seq[i].body ? strlen(seq[i].body) : 0, 0, &all[i]};
+    }
+    uint64_t ops0, m0, c0, ops1, m1, c1;
+    edge_crdt_http_stats(&ops0, &m0, &c0);
+    assert_int_equal(edge_crdt_http_handle_batch(f->db[0], NULL, node_region[0], &f->clock.clock, calls, N), EDGE_OK);
+    edge_crdt_http_stats(&ops1, &m1, &c1);
+    for (int i = 0; i < N; i++) {
+        if (calls[i].status != status[i] || one[i].len != all[i].len ||
+            memcmp(one[i].data, all[i].data, one[i].len) != 0) {
+            fail_msg("request %d (%s %s): alone %d %.*s, in the batch %d %.*s", i, seq[i].method, seq[i].path,
+                     status[i], (int)one[i].len, one[i].data, calls[i].status, (int)all[i].len, all[i].data);
+        }
+        edge_buf_free(&one[i]);
+        edge_buf_free(&all[i]);
+    }
+    assert_int_equal(status[2], 409);
+    assert_int_equal(status[10], 409);
+    assert_int_equal(ops1 - ops0, 13); /* the updates answered 200 */
+    assert_int_equal(m1 - m0, 1);
+    j = ok(f, 0, "GET", "hits", NULL);
+    check_value(j, "11"); /* 1 + 2, 5 merged, 1 + 1 + 1 */
+    json_decref(j);
+    char *a = snapshot(f, 0), *b = snapshot(f, 1);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+}
+
+/* A store error while saving takes the whole batch back: every request answers 500
+ * CRDT_STORE and nothing of it is kept, not even the updates of other objects. */
+static void test_batch_store_error(void **state)
+{
+    struct fixture *f = *state;
+    static const char inc1[] = "{\"type\":\"g-counter\",\"op\":\"increment\",\"amount\":1}";
+    json_t *j = ok(f, 0, "POST", "hits", inc1);
+    json_decref(j);
+    assert_int_equal(sqlite3_exec(f->db[0],
+                                  "CREATE TEMP TRIGGER boom BEFORE INSERT ON main._edge_crdt WHEN NEW.name = 'boom'"
+                                  " BEGIN SELECT RAISE(ABORT, 'boom is refused'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    char *before = snapshot(f, 0);
+    const char *paths[] = {"hits", "boom", "hits"};
+    struct edge_buf out[3];
+    struct edge_crdt_http_call calls[3];
+    for (int i = 0; i < 3; i++) {
+        edge_buf_init(&out[i], 1 << 20);
+        calls[i] = (struct edge_crdt_http_call){"POST", paths[i], inc1, strlen(inc1), 0, &out[i]};
+    }
+    uint64_t ops0, m0, c0, ops1, m1, c1;
+    edge_crdt_http_stats(&ops0, &m0, &c0);
+    assert_int_equal(edge_crdt_http_handle_batch(f->db[0], NULL, node_region[0], &f->clock.clock, calls, 3), EDGE_OK);
+    edge_crdt_http_stats(&ops1, &m1, &c1);
+    assert_int_equal(ops1, ops0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(calls[i].status, 500);
+        json_error_t err;
+        json_t *r = json_loadb(out[i].data, out[i].len, 0, &err);
+        assert_non_null(r);
+        assert_string_equal(json_string_value(json_object_get(r, "code")), "CRDT_STORE");
+        json_decref(r);
+        edge_buf_free(&out[i]);
+    }
+    assert_int_equal(sqlite3_get_autocommit(f->db[0]), 1);
+    char *after = snapshot(f, 0);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    j = ok(f, 0, "POST", "hits", inc1); /* the connection is usable again */
+    check_value(j, "2");
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +524,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lww_and_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_inputs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_two_nodes_and_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_same_as_one_by_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_store_error, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -64,17 +64,42 @@ static void unit_run(struct unit *u)
     }
 }
 
+/* CRDT requests queued together run as one batch (api/crdt_http.h): an object they all
+ * update is loaded and saved once. Writer thread; the group may run it again after a
+ * rollback, so each answer starts afresh. */
+int edge__api_unit_crdt_run_batch(struct edge_writer_job *first, int n, struct edge_store_conn *conn)
+{
+    struct edge_crdt_http_call one, *calls = n == 1 ? &one : edge_calloc((size_t)n, sizeof(*calls));
+    struct edge_writer_job *j = first;
+    struct edge_node *node = ((struct unit *)first)->loop->node;
+    int rv = calls == NULL ? EDGE_ENOMEM : EDGE_OK;
+    for (int i = 0; i < n && rv == EDGE_OK; i++, j = j->next) {
+        struct unit *u = (struct unit *)j;
+        edge_buf_reset(&u->out);
+        u->commit_status = EDGE_OK;
+        calls[i] = (struct edge_crdt_http_call){u->crdt_method, u->crdt_path, u->body ? json_string_value(u->body) : "",
+                                                u->body ? json_string_length(u->body) : 0, 500, &u->out};
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_crdt_http_handle_batch(edge_store_db(conn), node->repl.cluster ? node->repl.wcap : NULL,
+                                         node->region, edge_clock_system(), calls, (size_t)n);
+    }
+    j = first;
+    for (int i = 0; i < n; i++, j = j->next) {
+        struct unit *u = (struct unit *)j;
+        u->crdt_status = calls != NULL ? calls[i].status : 500;
+        if (rv != EDGE_OK) u->commit_status = rv; /* answered 500 INTERNAL */
+    }
+    if (calls != &one) edge_free(calls);
+    /* The batch took back its own changes when it failed: nothing more to roll back. */
+    return EDGE_OK;
+}
+
 int edge__api_unit_writer_run(struct edge_writer_job *job, struct edge_store_conn *conn)
 {
     struct unit *u = (struct unit *)job;
     if (u->crdt_method != NULL) {
-        edge_buf_reset(&u->out);
-        struct edge_node *n = u->loop->node;
-        edge_crdt_http_handle(edge_store_db(conn), n->repl.cluster ? n->repl.wcap : NULL, n->region,
-                              edge_clock_system(), u->crdt_method,
-                              u->crdt_path, u->body ? json_string_value(u->body) : "",
-                              u->body ? json_string_length(u->body) : 0, &u->crdt_status, &u->out);
-        return EDGE_OK;
+        return edge__api_unit_crdt_run_batch(job, 1, conn);
     }
     /* A job may run again after its group was rolled back: start its output afresh. */
     edge_buf_reset(&u->out);
