@@ -61,13 +61,24 @@ bool edge__api_cache_try(struct loop *l, struct edge_http_conn *c, struct edge_h
     }
     struct edge_buf val;
     edge_buf_init(&val, (size_t)1 << 30);
-    if (edge_router_cache_get(n->cache, key.data, key.len, &val) && val.len >= sizeof(uint64_t)) {
+    bool hit = edge_router_cache_get(n->cache, key.data, key.len, &val);
+    uint16_t bml = 0;
+    if (hit && val.len >= sizeof(uint64_t) + sizeof(bml)) memcpy(&bml, val.data + sizeof(uint64_t), sizeof(bml));
+    if (hit && val.len >= sizeof(uint64_t) + sizeof(bml) + bml) {
         uint64_t rows;
         memcpy(&rows, val.data, sizeof(rows));
+        /* The fill's snapshot vector: the answer is what a read on that snapshot saw. */
+        char bm[EDGE_API_BOOKMARK_MAX];
+        size_t head = sizeof(rows) + sizeof(bml) + bml;
+        bm[0] = '\0';
+        if (bml < sizeof(bm)) {
+            memcpy(bm, val.data + sizeof(rows) + sizeof(bml), bml);
+            bm[bml] = '\0';
+        }
         struct edge_buf resp;
         edge_buf_init(&resp, (size_t)1 << 31);
         int rv = edge_buf_puts(&resp, "{\"baton\":null,\"base_url\":null,\"results\":[");
-        if (rv == EDGE_OK) rv = edge_buf_append(&resp, val.data + sizeof(rows), val.len - sizeof(rows));
+        if (rv == EDGE_OK) rv = edge_buf_append(&resp, val.data + head, val.len - head);
         if (rv == EDGE_OK) rv = edge_buf_puts(&resp, ",{\"type\":\"ok\",\"response\":{\"type\":\"close\"}}]}");
         if (rv == EDGE_OK) {
             json_t *sql = json_object_get(stmt, "sql");
@@ -75,7 +86,7 @@ bool edge__api_cache_try(struct loop *l, struct edge_http_conn *c, struct edge_h
                                      uv_hrtime() - req->start_ns, rows, false, true);
             atomic_fetch_add(&n->m.stmts, 1);
             atomic_fetch_add(&n->m.rows, rows);
-            edge__api_pipeline_answer(n, c, mode, NULL, 0, resp.data, resp.len, req->start_ns);
+            edge__api_pipeline_answer_bm(n, c, mode, bm[0] ? bm : NULL, resp.data, resp.len, req->start_ns);
         } else {
             edge__api_respond_error(n, c, req, EP_PIPELINE, 500, "RESPONSE_TOO_LARGE", "the response is too large");
         }
@@ -108,7 +119,8 @@ bool edge__api_cache_try(struct loop *l, struct edge_http_conn *c, struct edge_h
 }
 
 /* The unit's answer is its out: the results of the execute (then the close). Kept with
- * the rows it returned in front. */
+ * the rows it returned and the bookmark of the snapshot it read (u16 length, text) in
+ * front. */
 void edge__api_cache_fill(struct unit *u)
 {
     struct edge_node *n = u->loop->node;
@@ -122,7 +134,10 @@ void edge__api_cache_fill(struct unit *u)
     struct edge_buf v;
     edge_buf_init(&v, (size_t)1 << 30);
     uint64_t rows = u->ctx.rows;
-    if (edge_buf_append(&v, &rows, sizeof(rows)) == EDGE_OK && edge_buf_append(&v, out, cut) == EDGE_OK) {
+    const char *bm = u->loop->snap_open ? u->loop->snap_bm : "";
+    uint16_t bml = (uint16_t)strlen(bm);
+    if (edge_buf_append(&v, &rows, sizeof(rows)) == EDGE_OK && edge_buf_append(&v, &bml, sizeof(bml)) == EDGE_OK &&
+        edge_buf_append(&v, bm, bml) == EDGE_OK && edge_buf_append(&v, out, cut) == EDGE_OK) {
         edge_router_cache_put(n->cache, u->cache_key, u->cache_klen, &u->cache_gens, v.data, v.len);
     }
     edge_buf_free(&v);

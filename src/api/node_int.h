@@ -53,6 +53,8 @@
 #define EDGE_API_FORWARD_CONNS 32
 /* Regions a loop may send requests on to (forwarded writes and routed reads). */
 #define EDGE_API_MAX_REGIONS 33
+/* A vector bookmark of every region: 33 x (64-byte name, ':', 20 digits, ','). */
+#define EDGE_API_BOOKMARK_MAX 3072
 #define EXPIRED_KEEP_MS (300u * 1000u)
 
 /* How a pipeline unit is answered: Hrana JSON, /v1/replicate's form, the lines of
@@ -183,6 +185,9 @@ struct loop {
     uv_check_t snap_check;    /* ends the shared read snapshot after each loop iteration */
     bool snap_open;
     uint64_t snap_version;
+    /* The version vector of the shared read snapshot ("origin:seq,..."), read inside it:
+     * a read's answer carries it as X-Edge-Bookmark (hrana/unit.c). "" when unknown. */
+    char snap_bm[EDGE_API_BOOKMARK_MAX];
     struct edge_http_server *http;
     struct edge_store_conn *rconn;
     int listen_fd;
@@ -405,6 +410,9 @@ void edge__api_pipeline_run(struct loop *l, struct edge_http_conn *c, struct edg
 void edge__api_pipeline_finish(struct unit *u);
 void edge__api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, int mode, const char *origin,
                               uint64_t seq, const char *body, size_t len, uint64_t start_ns);
+/* The same with the bookmark as text: "REGION:SEQ" of a write, or a read's vector (NULL: none). */
+void edge__api_pipeline_answer_bm(struct edge_node *n, struct edge_http_conn *c, int mode, const char *bookmark,
+                                  const char *body, size_t len, uint64_t start_ns);
 
 /* hrana/http.c: POST /v3/cursor */
 void edge__api_cursor_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,

@@ -239,9 +239,13 @@ static void on_answer(void *ud, int rv, struct edge_httpc_resp *resp)
     if (p->first_fail_ns != 0) d->failover_ms_last = (double)(uv_hrtime() - p->first_fail_ns) / 1e6;
     char extra[400];
     size_t off = (size_t)snprintf(extra, sizeof(extra), "X-Edge-Region: %s\r\n", r->id);
-    if (resp->bookmark[0] != '\0' && strlen(resp->bookmark) < 90) {
+    size_t bml = strlen(resp->bookmark);
+    if (bml > 0 && bml < sizeof(resp->bookmark) - 1) {
         snprintf(extra + off, sizeof(extra) - off, "X-Edge-Bookmark: %s\r\n", resp->bookmark);
-        ryw_put(d, p->ryw_key, resp->bookmark);
+        /* Only a write's bookmark is remembered for read-your-writes: a read's (the vector
+         * of the snapshot it ran on, for subscribing from) would make later reads wait for
+         * every region's entries. */
+        if (!p->read && bml < 90) ryw_put(d, p->ryw_key, resp->bookmark);
     }
     const char *body = resp->body.data ? resp->body.data : "";
     size_t len = resp->body.len;

@@ -57,12 +57,19 @@ static void forward_answer(struct forward *f)
             edge__api_observe(n, EP_PIPELINE, f->start_ns, true);
             edge_http_respond_error(f->conn, 503, f->read ? "REGION_UNREACHABLE" : "PRIMARY_UNREACHABLE", msg);
         } else if (f->resp.status == 200) {
-            /* The primary's bookmark orders reads everywhere. */
+            /* The primary's bookmark orders reads everywhere; a read's is the vector of the
+             * snapshot it ran on there, passed on whole (unless it may have been cut short). */
             char origin[EDGE_VCLOCK_REGION_MAX + 1] = "";
             uint64_t seq = 0;
-            if (!edge__api_bookmark_parse(f->resp.bookmark, origin, &seq)) seq = 0; /* none: answer without one */
-            edge__api_pipeline_answer(n, f->conn, f->mode, seq ? origin : NULL, seq,
-                                      f->resp.body.data ? f->resp.body.data : "", f->resp.body.len, f->start_ns);
+            const char *body = f->resp.body.data ? f->resp.body.data : "";
+            if (f->read && strlen(f->resp.bookmark) < sizeof(f->resp.bookmark) - 1) {
+                edge__api_pipeline_answer_bm(n, f->conn, f->mode, f->resp.bookmark, body, f->resp.body.len,
+                                             f->start_ns);
+            } else {
+                if (!edge__api_bookmark_parse(f->resp.bookmark, origin, &seq)) seq = 0; /* none: answer without one */
+                edge__api_pipeline_answer(n, f->conn, f->mode, seq ? origin : NULL, seq, body, f->resp.body.len,
+                                          f->start_ns);
+            }
         } else {
             edge__api_observe(n, f->mode == PIPE_REPLICATE ? EP_REPLICATE : EP_PIPELINE, f->start_ns, true);
             edge_http_respond(f->conn, f->resp.status, "application/json", NULL,

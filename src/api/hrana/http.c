@@ -11,10 +11,16 @@
 void edge__api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, int mode, const char *origin,
                             uint64_t seq, const char *body, size_t len, uint64_t start_ns)
 {
-    char extra[200] = "";
-    if (origin != NULL && seq != 0) {
-        snprintf(extra, sizeof(extra), "X-Edge-Bookmark: %s:%llu\r\n", origin, (unsigned long long)seq);
-    }
+    char bm[EDGE_VCLOCK_REGION_MAX + 32] = "";
+    if (origin != NULL && seq != 0) snprintf(bm, sizeof(bm), "%s:%llu", origin, (unsigned long long)seq);
+    edge__api_pipeline_answer_bm(n, c, mode, bm[0] ? bm : NULL, body, len, start_ns);
+}
+
+void edge__api_pipeline_answer_bm(struct edge_node *n, struct edge_http_conn *c, int mode, const char *bookmark,
+                                  const char *body, size_t len, uint64_t start_ns)
+{
+    char extra[EDGE_API_BOOKMARK_MAX + 32] = "";
+    if (bookmark != NULL && bookmark[0] != '\0') snprintf(extra, sizeof(extra), "X-Edge-Bookmark: %s\r\n", bookmark);
     if (mode == PIPE_PROTOBUF) {
         edge__api_pb_pipeline_answer(n, c, extra[0] ? extra : NULL, body, len, start_ns);
         return;
@@ -42,8 +48,8 @@ void edge__api_pipeline_answer(struct edge_node *n, struct edge_http_conn *c, in
         edge_buf_puts(&b, "{\"region\":");
         edge_buf_json_cstr(&b, n->region);
         edge_buf_puts(&b, ",\"bookmark\":");
-        if (origin != NULL && seq != 0) {
-            edge_buf_printf(&b, "\"%s:%llu\"", origin, (unsigned long long)seq);
+        if (bookmark != NULL && bookmark[0] != '\0') {
+            edge_buf_json_cstr(&b, bookmark);
         } else {
             edge_buf_puts(&b, "null");
         }
@@ -142,7 +148,15 @@ void edge__api_pipeline_finish(struct unit *u)
             edge__api_wait_majority(u->loop, u->conn, seq, &resp, u->mode, u->start_ns);
         } else {
             if (u->cache_key != NULL && u->ctx.errors == 0) edge__api_cache_fill(u);
-            edge__api_pipeline_answer(n, u->conn, u->mode, seq ? n->region : NULL, seq, resp.data, resp.len, u->start_ns);
+            if (u->route == HRANA_ROUTE_READ && seq == 0) {
+                /* A read: the vector of the snapshot it ran on (unit.c), so that "read, then
+                 * subscribe from this bookmark" has no gap and no duplicate. */
+                const char *bm = u->loop->snap_open ? u->loop->snap_bm : NULL;
+                edge__api_pipeline_answer_bm(n, u->conn, u->mode, bm, resp.data, resp.len, u->start_ns);
+            } else {
+                edge__api_pipeline_answer(n, u->conn, u->mode, seq ? n->region : NULL, seq, resp.data, resp.len,
+                                          u->start_ns);
+            }
         }
     }
     edge_buf_free(&resp);

@@ -159,6 +159,32 @@ void edge__api_snap_end(uv_check_t *h)
     uv_check_stop(h);
 }
 
+/* The snapshot's version vector, read first inside it (the deferred BEGIN starts the
+ * snapshot at this read): exactly the log entries the reads on it see. */
+static void snap_bookmark(struct loop *l)
+{
+    struct edge_store_conn *c = l->rconn;
+    bool was = edge_store_sandboxed(c);
+    edge_store_sandbox(c, false);
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    struct edge_buf b;
+    edge_buf_init(&b, sizeof(l->snap_bm) - 1);
+    int rv = edge_repl_vv_load(edge_store_db(c), &vv);
+    for (size_t i = 0; i < vv.n_entries && rv == EDGE_OK; i++) {
+        rv = edge_buf_printf(&b, "%s%s:%llu", i ? "," : "", vv.entries[i].region, (unsigned long long)vv.entries[i].n);
+    }
+    /* nothing written anywhere yet: still a bookmark ("before everything") */
+    if (rv == EDGE_OK && vv.n_entries == 0) rv = edge_buf_printf(&b, "%s:0", l->node->region);
+    if (rv == EDGE_OK && b.len < sizeof(l->snap_bm)) {
+        memcpy(l->snap_bm, b.data, b.len);
+        l->snap_bm[b.len] = '\0';
+    }
+    edge_buf_free(&b);
+    edge_vclock_close(&vv);
+    edge_store_sandbox(c, was);
+}
+
 void edge__api_read_snapshot(struct loop *l)
 {
     uint64_t v = atomic_load(&l->node->repl.data_version);
@@ -173,6 +199,8 @@ void edge__api_read_snapshot(struct loop *l)
         l->snap_open = sqlite3_step(st) == SQLITE_DONE;
         edge_store_release(l->rconn, st);
     }
+    l->snap_bm[0] = '\0';
+    if (l->snap_open && l->node->repl.cluster) snap_bookmark(l);
     if (l->snap_open && !uv_is_active((uv_handle_t *)&l->snap_check)) {
         uv_check_start(&l->snap_check, edge__api_snap_end);
     }
