@@ -78,6 +78,7 @@ static int retry_run(struct edge_writer_job *job, struct edge_store_conn *conn)
     j->applied = as.applied;
     atomic_fetch_add(&st->stats.rows, as.rows);
     atomic_fetch_add(&st->stats.conflicts, as.conflicts);
+    atomic_fetch_add(&st->stats.session_merges, as.session_merges);
     atomic_fetch_add(&st->stats.hidden, as.hidden);
     atomic_fetch_add(&st->stats.restored, as.restored);
     return EDGE_OK;

@@ -418,9 +418,12 @@ void edge__api_sessions_stats_handle(struct loop *l, struct edge_http_conn *c, s
     edge_buf_puts(&b, ",\"max_step_wall_ms\":");
     edge_buf_json_double(&b, (double)atomic_load(&s->gc_max_wall_us) / 1000.0);
     edge_buf_printf(&b, "},\"decrypt_errors\":%" PRIu64 ",\"reports\":{\"sent\":%" PRIu64 ",\"errors\":%" PRIu64
-                    ",\"answered\":%" PRIu64 ",\"received\":%" PRIu64 "}}",
+                    ",\"answered\":%" PRIu64 ",\"received\":%" PRIu64 "}"
+                    ",\"partition\":{\"mode\":\"%s\",\"writes\":%" PRIu64 ",\"merges\":%" PRIu64 "}}",
                     atomic_load(&s->decrypt_errors), atomic_load(&s->reports_sent), atomic_load(&s->report_errors),
-                    atomic_load(&s->reports_answered), atomic_load(&s->reports_received));
+                    atomic_load(&s->reports_answered), atomic_load(&s->reports_received),
+                    edge__sess_available(n) ? "available" : "unavailable", atomic_load(&s->partition_writes),
+                    atomic_load(&n->repl.stats.session_merges));
     edge__sess_respond(n, c, req->start_ns, 200, NULL, b.data, b.len);
     edge_buf_free(&b);
 }
@@ -454,11 +457,14 @@ void edge__api_sessions_metrics(struct loop *l, struct edge_buf *b)
                     "\nedgelite_sessions_gc_steps_total %" PRIu64 "\nedgelite_sessions_gc_step_max_seconds %.6f\n"
                     "edgelite_sessions_gc_step_max_wall_seconds %.6f\n"
                     "edgelite_sessions_decrypt_errors_total %" PRIu64 "\nedgelite_sessions_compression_ratio %.4f\n"
-                    "edgelite_sessions_access_reports_received_total %" PRIu64 "\n",
+                    "edgelite_sessions_access_reports_received_total %" PRIu64 "\n"
+                    "edgelite_sessions_partition_writes_total %" PRIu64 "\n"
+                    "edgelite_sessions_partition_merges_total %" PRIu64 "\n",
                     atomic_load(&s->expirations), atomic_load(&s->touches), atomic_load(&s->gc_steps),
                     (double)atomic_load(&s->gc_max_us) / 1e6, (double)atomic_load(&s->gc_max_wall_us) / 1e6,
                     atomic_load(&s->decrypt_errors),
-                    sealed > 0 ? (double)raw / (double)sealed : 0.0, atomic_load(&s->reports_received));
+                    sealed > 0 ? (double)raw / (double)sealed : 0.0, atomic_load(&s->reports_received),
+                    atomic_load(&s->partition_writes), atomic_load(&n->repl.stats.session_merges));
 }
 
 /* ------------------------------------------------------------------------------------

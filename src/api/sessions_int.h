@@ -46,6 +46,7 @@ struct edge__sess {
     _Atomic uint64_t expirations, gc_steps, gc_max_us, gc_last_us, gc_max_wall_us, touches, reports_sent, report_errors;
     _Atomic uint64_t reports_received; /* accesses other regions reported to this home */
     _Atomic uint64_t reports_answered; /* reports of this region that a home answered (its decisions made) */
+    _Atomic uint64_t partition_writes; /* writes taken here while their home was unreachable (mode available) */
     _Atomic uint64_t raw_bytes_written, sealed_bytes_written, decrypt_errors;
     /* migration counting (home side, sessions_track.c) */
     uint8_t self_code; /* this region's code in the access windows */
@@ -125,6 +126,10 @@ static inline int64_t edge__sess_now(struct edge_node *n)
 }
 
 static inline const struct edge_conf_sessions *edge__sess_conf(struct edge_node *n) { return &n->sess->conf; }
+static inline bool edge__sess_available(struct edge_node *n)
+{
+    return n->sess->conf.partition_mode == EDGE_SESSIONS_PARTITION_AVAILABLE;
+}
 
 
 /* sessions_http.c */

@@ -46,6 +46,7 @@ static int job_run(struct edge_writer_job *wj, struct edge_store_conn *conn)
     switch (j->kind) {
     case JOB_WRITE:
         j->w.now_ms = edge__sess_now(n);
+        j->w.vv_region = edge__sess_available(n) ? n->region : NULL;
         j->store_rv = edge_sess_write(conn, &j->w);
         break;
     case JOB_TOUCH: {
@@ -65,7 +66,8 @@ static int job_run(struct edge_writer_job *wj, struct edge_store_conn *conn)
         for (size_t i = 0; i < j->ids.n && j->store_rv == EDGE_OK; i++) {
             struct edge_sess_write w = {.kind = EDGE_SESS_MIGRATE, .id = j->ids.ids[i], .region = n->region,
                                         .now_ms = edge__sess_now(n), .if_match = -1, .base_version = -1,
-                                        .base_epoch = j->epochs[i], .target = j->target};
+                                        .base_epoch = j->epochs[i], .target = j->target,
+                                        .vv_region = edge__sess_available(n) ? n->region : NULL};
             j->store_rv = edge_sess_write(conn, &w);
             j->moved[i] = j->store_rv == EDGE_OK && w.result == EDGE_SESS_OK;
         }
@@ -136,6 +138,7 @@ struct sreq {
     uint64_t wait_seq;
     int64_t wait_epoch;
     uint64_t wait_until_ms;
+    bool local; /* partition_mode available: taken here, the home being unreachable */
 };
 
 enum { PH_NONE, PH_FWD_SEND, PH_FWD_ANSWER, PH_WAIT_BOOKMARK, PH_WAIT_HOME };
@@ -190,9 +193,14 @@ static void answer_written(struct sreq *r, const struct sjob *j)
     } else {
         if (j->w.kind == EDGE_SESS_CREATE) status = 201;
         edge_buf_puts(&b, ",\"home\":");
-        edge_buf_json_cstr(&b, n->region);
-        edge_buf_printf(&b, ",\"version\":%" PRId64 ",\"epoch\":%" PRId64 ",\"expires_at\":%" PRId64 ",\"bookmark\":%s}",
-                        j->w.out_version, j->w.out_epoch, j->w.out_expires_at, bm);
+        edge_buf_json_cstr(&b, j->w.out_home[0] ? j->w.out_home : n->region);
+        edge_buf_printf(&b, ",\"version\":%" PRId64 ",\"epoch\":%" PRId64 ",\"expires_at\":%" PRId64 ",\"bookmark\":%s%s}",
+                        j->w.out_version, j->w.out_epoch, j->w.out_expires_at, bm, r->local ? ",\"partitioned\":true" : "");
+        if (r->local) {
+            size_t el = strlen(extra);
+            snprintf(extra + el, sizeof(extra) - el, "X-Edge-Partitioned: 1\r\n");
+            atomic_fetch_add(&n->sess->partition_writes, 1);
+        }
         atomic_fetch_add(status == 201 ? &n->sess->creates : &n->sess->writes, 1);
         atomic_fetch_add(&n->sess->raw_bytes_written, (uint64_t)j->w.raw_len);
         atomic_fetch_add(&n->sess->sealed_bytes_written, j->w.blob_len);
@@ -283,9 +291,28 @@ static void fwd_send(struct sreq *r)
     }
 }
 
+/* sessions.partition_mode: available: a PUT or PATCH whose home cannot be reached is
+ * taken here, counted in the record's version vector, and merged when the partition heals
+ * (repl/apply_sess.c). A DELETE still needs the home; so does a write forwarded to us. */
+static bool take_locally(struct sreq *r, const char *home, bool unreachable)
+{
+    struct edge_node *n = r->l->node;
+    if (!edge__sess_available(n) || r->local || r->forwarded_from[0] != '\0' || r->method == HTTP_DELETE ||
+        r->method == HTTP_POST) {
+        return false;
+    }
+    if (!unreachable && edge__sess_peer_up(r->l, home)) return false;
+    r->local = true;
+    EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_API, "sessions: %s: home %s unreachable, write taken here (partition_mode available)",
+             r->id, home);
+    sreq_step(r);
+    return true;
+}
+
 static void forward(struct sreq *r, const char *home)
 {
     struct edge_node *n = r->l->node;
+    if (take_locally(r, home, false)) return;
     if (r->attempts++ >= SESS_MAX_ATTEMPTS) {
         sreq_fail(r, 503, "SESSION_MOVING", "the session's home kept moving; try again");
         return;
@@ -335,6 +362,7 @@ static void fwd_answer(struct sreq *r)
     struct edge_node *n = r->l->node;
     if (r->fwd_rv != EDGE_OK) {
         atomic_fetch_add(&n->sess->forward_errors, 1);
+        if (take_locally(r, r->fwd_home, true)) return;
         struct edge_buf b;
         edge_buf_init(&b, 1024);
         char msg[256];
@@ -602,7 +630,8 @@ static void sreq_step(struct sreq *r)
     j->l = r->l;
     j->kind = JOB_WRITE;
     j->req = r;
-    j->w = (struct edge_sess_write){.id = r->id, .region = n->region, .if_match = r->if_match, .base_version = -1};
+    j->w = (struct edge_sess_write){.id = r->id, .region = n->region, .if_match = r->if_match, .base_version = -1,
+                                    .partitioned = r->local};
     bool ok = true;
     if (r->method == HTTP_POST) {
         j->w.kind = EDGE_SESS_CREATE;
@@ -630,7 +659,7 @@ static void sreq_step(struct sreq *r)
         } else if (rv != EDGE_OK) {
             sreq_fail(r, 503, "SESSION_READ_FAILED", "cannot read the session");
             ok = false;
-        } else if (strcmp(row.home, n->region) != 0) {
+        } else if (strcmp(row.home, n->region) != 0 && !r->local) {
             char home[EDGE_SESS_REGION_MAX + 1];
             snprintf(home, sizeof(home), "%s", row.home);
             if (r->forwarded_from[0] != '\0') {

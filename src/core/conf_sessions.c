@@ -71,9 +71,7 @@ int edge__conf_parse_sessions(struct edge__conf_ctx *x, yaml_node_t *m)
         if (strcmp(mode, "unavailable") == 0) {
             s->partition_mode = EDGE_SESSIONS_PARTITION_UNAVAILABLE;
         } else if (strcmp(mode, "available") == 0) {
-            /* documented in docs/sessions.md; this build refuses it rather than pretend */
-            rv = edge__conf_fail(x, pm, "sessions.partition_mode",
-                                 "'available' is not implemented in this build (only 'unavailable')");
+            s->partition_mode = EDGE_SESSIONS_PARTITION_AVAILABLE; /* docs/sessions.md, "Partitions" */
         } else {
             rv = edge__conf_fail(x, pm, "sessions.partition_mode", "expected unavailable or available, got '%.40s'",
                                  mode);

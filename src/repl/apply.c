@@ -38,6 +38,7 @@
  * kept in _edge_apply_errors) and the table-shape cache. apply_merge.c: merging an
  * operation into a row's registers and the statements that write the result.
  * apply_repair.c: the end-of-batch rules above (UNIQUE, FOREIGN KEY) and hidden rows.
+ * apply_sess.c: the rows of _edge_sessions, ordered as whole records by their version vector.
  * Shared declarations: apply_int.h. */
 #include "repl/apply_int.h"
 
@@ -679,6 +680,7 @@ static int apply_batch_once(sqlite3 *db, const struct edge_repl_local *local, ui
         stats->skewed += st.skewed;
         stats->ddl_skipped += st.ddl_skipped;
         stats->horizon_drops += st.horizon_drops;
+        stats->session_merges += st.session_merges;
         if (st.max_hlc > stats->max_hlc) stats->max_hlc = st.max_hlc;
     } else if (!x.restart) {
         stats->deferred += st.deferred;
@@ -784,6 +786,7 @@ int edge_repl_retry_apply_errors(sqlite3 *db, const struct edge_repl_local *loca
         stats->applied += st.applied;
         stats->rows += st.rows;
         stats->conflicts += st.conflicts;
+        stats->session_merges += st.session_merges;
         stats->hidden += st.hidden;
         stats->restored += st.restored;
         if (st.max_hlc > stats->max_hlc) stats->max_hlc = st.max_hlc;

@@ -77,6 +77,25 @@ int edge__repl_materialize(struct edge__repl_actx *x, const struct edge__tinfo *
 int edge__repl_merge_row(struct edge__repl_actx *x, const struct edge__tinfo *t, const void *pkb, size_t pklen,
                          const uint8_t *const *in_v, const size_t *in_l, const struct edge__stamp *in_s,
                          const struct edge__stamp *op, const struct edge_vclock *deps, bool *out_applied);
+/* ---- apply_sess.c: _edge_sessions rows merge as whole records by their version vector ---- */
+enum edge__sess_kind {
+    EDGE__SESS_SAME,           /* not a session record, or the same vv: the per-column merge */
+    EDGE__SESS_IN_NEWER,       /* the incoming record covers the row's: taken whole */
+    EDGE__SESS_CUR_NEWER,      /* the row covers the incoming record: ignored */
+    EDGE__SESS_CONCURRENT_IN,  /* neither covers the other; the incoming one wins whole */
+    EDGE__SESS_CONCURRENT_CUR, /* neither covers the other; the row stays */
+};
+struct edge__sess_order {
+    enum edge__sess_kind kind;
+    int vv_col;               /* the vv column, -1 when none */
+    struct edge_buf merged;   /* CONCURRENT_*: the merged vv as an encoded value */
+};
+/* How the incoming row op (in_v, in_s) of t orders against the row pk in its table
+ * (which must be live there, its registers m). out->merged: free with ..._free. */
+int edge__repl_sess_order(struct edge__repl_actx *x, const struct edge__tinfo *t, const void *pk, size_t pklen,
+                          const uint8_t *const *in_v, const size_t *in_l, const struct edge__stamp *in_s,
+                          const struct edge__rowmeta *m, struct edge__sess_order *out);
+void edge__repl_sess_order_free(struct edge__sess_order *o);
 /* The same for a delete of row pkb. */
 int edge__repl_merge_delete(struct edge__repl_actx *x, const struct edge__tinfo *t, const void *pkb, size_t pklen,
                             const struct edge__stamp *op, const struct edge_vclock *deps, bool *out_applied);

@@ -334,7 +334,33 @@ int edge__repl_merge_row(struct edge__repl_actx *x, const struct edge__tinfo *t,
         return EDGE_OK;
     }
     bool live = m.found && !m.deleted;
-    if (m.found && m.exist.origin[0] != '\0' && strcmp(m.exist.origin, op->origin) != 0 &&
+    /* A session record (apply_sess.c) is ordered whole by its version vector. */
+    struct edge__sess_order so;
+    memset(&so, 0, sizeof(so));
+    so.kind = EDGE__SESS_SAME;
+    edge_buf_init(&so.merged, 1);
+    if (live && m.hidden == EDGE__HIDDEN_NO && strcmp(t->name, "_edge_sessions") == 0) {
+        edge_buf_free(&so.merged);
+        rv = edge__repl_sess_order(x, t, pkb, pklen, in_v, in_l, in_s, &m, &so);
+    }
+    bool whole = so.kind != EDGE__SESS_SAME;
+    if (rv != EDGE_OK || so.kind == EDGE__SESS_CUR_NEWER) {
+        /* an older record than the one here: it is already part of it */
+        edge__repl_sess_order_free(&so);
+        edge__meta_free(&m);
+        edge_free(wv);
+        edge_free(wl);
+        return rv;
+    }
+    if (so.kind == EDGE__SESS_CONCURRENT_IN || so.kind == EDGE__SESS_CONCURRENT_CUR) {
+        bool in_wins = so.kind == EDGE__SESS_CONCURRENT_IN;
+        const struct edge__stamp *cur_s = &m.cols[so.vv_col], *in_vs = &in_s[so.vv_col];
+        x->stats->conflicts++;
+        x->stats->session_merges++;
+        edge__repl_record_conflict(db, "session", t->name, pkb, pklen, in_wins ? in_vs : cur_s, in_wins ? cur_s : in_vs,
+                                   false, NULL, NULL);
+    }
+    if (!whole && m.found && m.exist.origin[0] != '\0' && strcmp(m.exist.origin, op->origin) != 0 &&
         !covered(deps, op->origin, &m.exist)) {
         /* Concurrent: the writer had not seen the row's last deciding write. */
         x->stats->conflicts++;
@@ -342,11 +368,18 @@ int edge__repl_merge_row(struct edge__repl_actx *x, const struct edge__tinfo *t,
         edge__repl_record_conflict(db, "row", t->name, pkb, pklen, op_wins ? op : &m.exist, op_wins ? &m.exist : op,
                                    op_wins ? m.deleted : false, NULL, NULL);
     }
-    bool take_exist = !m.found || wins(op, op->origin, deps, &m.exist);
+    bool in_whole = so.kind == EDGE__SESS_IN_NEWER || so.kind == EDGE__SESS_CONCURRENT_IN;
+    bool take_exist = !m.found || in_whole ||
+                      (so.kind != EDGE__SESS_CONCURRENT_CUR && wins(op, op->origin, deps, &m.exist));
     bool exists_after = live || take_exist;
     bool changed = false;
     for (int i = 0; i < nc; i++) {
-        bool take = in_v[i] != NULL && (stamp_eq(&in_s[i], &m.cols[i]) || wins(&in_s[i], op->origin, deps, &m.cols[i]));
+        bool take;
+        if (whole) {
+            take = in_v[i] != NULL && in_whole;
+        } else {
+            take = in_v[i] != NULL && (stamp_eq(&in_s[i], &m.cols[i]) || wins(&in_s[i], op->origin, deps, &m.cols[i]));
+        }
         if (take) {
             /* Equal stamps are not "nothing to do": one entry may hold several writes of
              * the same row (a group of jobs, a transaction), all with its stamp, and the
@@ -356,6 +389,12 @@ int edge__repl_merge_row(struct edge__repl_actx *x, const struct edge__tinfo *t,
         }
         wv[i] = take ? in_v[i] : NULL;
         wl[i] = take ? in_l[i] : 0;
+    }
+    if (so.kind == EDGE__SESS_CONCURRENT_IN || so.kind == EDGE__SESS_CONCURRENT_CUR) {
+        /* the winner's record (or the row's) with both records' writes in its vv */
+        wv[so.vv_col] = (const uint8_t *)so.merged.data;
+        wl[so.vv_col] = so.merged.len;
+        changed = true;
     }
     for (int k = 0; k < t->pk.npk; k++) {
         int c = t->pk.pk[k];
@@ -400,6 +439,7 @@ int edge__repl_merge_row(struct edge__repl_actx *x, const struct edge__tinfo *t,
     }
     m.found = true;
     if (rv == EDGE_OK) rv = edge__meta_put(db, t, pkb, pklen, &m);
+    edge__repl_sess_order_free(&so);
     edge__meta_free(&m);
     edge_free(wv);
     edge_free(wl);

@@ -131,6 +131,7 @@ struct edge_repl_apply_stats {
     uint64_t skewed;      /* entries stamped more than max_skew_ms ahead of the local clock */
     uint64_t ddl_skipped; /* schema changes already in effect here (concurrent identical DDL) */
     uint64_t horizon_drops; /* writes at or below the tombstone horizon to rows with no metadata: lost (tomb.h) */
+    uint64_t session_merges; /* concurrent session records merged, one lost (apply_sess.c) */
 };
 
 /* Apply one entry inside the caller's open transaction (capture suspended by the

@@ -125,6 +125,7 @@ static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
     atomic_fetch_add(&st->stats.applied, as.applied);
     atomic_fetch_add(&st->stats.rows, as.rows);
     atomic_fetch_add(&st->stats.conflicts, as.conflicts);
+    atomic_fetch_add(&st->stats.session_merges, as.session_merges);
     atomic_fetch_add(&st->stats.duplicates, as.duplicates);
     atomic_fetch_add(&st->stats.deferred, as.deferred);
     atomic_fetch_add(&st->stats.hidden, as.hidden);

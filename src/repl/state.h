@@ -30,6 +30,7 @@ struct edge_repl_counters {
     _Atomic uint64_t hidden, restored, apply_errors, skewed, ddl_skipped;
     _Atomic uint64_t conflicts_dropped; /* _edge_conflicts rows removed by retention (compact.c) */
     _Atomic uint64_t horizon_drops;     /* writes below the tombstone horizon to rows with no metadata (tomb.h) */
+    _Atomic uint64_t session_merges;    /* concurrent session records merged (apply_sess.c) */
 };
 
 struct edge_repl_tomb;

@@ -133,6 +133,11 @@ struct edge_sess_write {
     size_t blob_len;
     uint32_t key_id;
     int64_t raw_len;
+    /* sessions.partition_mode: available: the region counted in the record's version
+     * vector (this node's; NULL when the mode is unavailable and vv stays as it is), and
+     * partitioned: a REPLACE taken here while the home is unreachable (no home check). */
+    const char *vv_region;
+    bool partitioned;
     /* out */
     enum edge_sess_result result;
     int64_t out_version, out_epoch, out_expires_at;

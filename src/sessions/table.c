@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The session table: its schema, point reads, and the writes of the home (sessions.h).
+/* The session table: its schema, point reads, and the writes of the home (sessions.h),
+ * or of a region cut off from the home with sessions.partition_mode: available.
  * Every write runs on the writer connection inside the group transaction, so its checks
  * (is this still the home, at this epoch, at this version?) and its change are one
  * atomic step in the order the writer commits. */
@@ -16,10 +17,30 @@ int edge_sess_schema(sqlite3 *db)
         "CREATE TABLE IF NOT EXISTS _edge_sessions(id TEXT PRIMARY KEY, home TEXT NOT NULL,"
         " epoch INTEGER NOT NULL, version INTEGER NOT NULL, ttl_ms INTEGER NOT NULL, created_at INTEGER NOT NULL,"
         " expires_at INTEGER NOT NULL, max_expires_at INTEGER NOT NULL, key_id INTEGER NOT NULL,"
-        " raw_len INTEGER NOT NULL, blob BLOB NOT NULL);"
+        " raw_len INTEGER NOT NULL, blob BLOB NOT NULL, vv TEXT NOT NULL DEFAULT '{}');"
         "CREATE INDEX IF NOT EXISTS _edge_sessions_home_exp ON _edge_sessions(home, expires_at);";
-    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? EDGE_OK : EDGE_ESTORE;
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) return EDGE_ESTORE;
+    /* A table made by an older build has no vv column: add it (every record starts at {}). */
+    sqlite3_stmt *st = NULL;
+    bool has_vv = false;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('_edge_sessions') WHERE name = 'vv'", -1, &st, NULL) !=
+        SQLITE_OK) {
+        return EDGE_ESTORE;
+    }
+    has_vv = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (has_vv) return EDGE_OK;
+    return sqlite3_exec(db, "ALTER TABLE _edge_sessions ADD COLUMN vv TEXT NOT NULL DEFAULT '{}'", NULL, NULL, NULL) ==
+                   SQLITE_OK
+               ? EDGE_OK
+               : EDGE_ESTORE;
 }
+
+/* The session's version vector after a write by region r (NULL: unchanged): one more
+ * write counted for r. Only sessions.partition_mode: available keeps it (docs/sessions.md). */
+#define VV_BUMP(r) \
+    "CASE WHEN " r " IS NULL THEN vv ELSE json_set(vv, '$.\"' || " r " || '\"', coalesce(json_extract(vv, '$.\"' || " r \
+    " || '\"'), 0) + 1) END"
 
 static int prep(struct edge_store_conn *conn, const char *sql, sqlite3_stmt **st)
 {
@@ -121,7 +142,8 @@ static int do_create(struct edge_store_conn *conn, struct edge_sess_write *w, co
     int64_t epoch = c->exists ? c->epoch + 1 : 1;
     int rv = prep(conn,
                   "INSERT OR REPLACE INTO _edge_sessions(id, home, epoch, version, ttl_ms, created_at, expires_at,"
-                  " max_expires_at, key_id, raw_len, blob) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                  " max_expires_at, key_id, raw_len, blob, vv) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+                  " CASE WHEN ?11 IS NULL THEN '{}' ELSE json_object(?11, 1) END)",
                   &st);
     if (rv != EDGE_OK) return rv;
     sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
@@ -134,6 +156,7 @@ static int do_create(struct edge_store_conn *conn, struct edge_sess_write *w, co
     sqlite3_bind_int64(st, 8, (sqlite3_int64)w->key_id);
     sqlite3_bind_int64(st, 9, w->raw_len);
     sqlite3_bind_blob(st, 10, w->blob, (int)w->blob_len, SQLITE_STATIC);
+    if (w->vv_region != NULL) sqlite3_bind_text(st, 11, w->vv_region, -1, SQLITE_STATIC);
     rv = step_done(conn, st);
     if (rv == EDGE_OK) {
         w->result = EDGE_SESS_OK;
@@ -158,7 +181,7 @@ static int do_replace(struct edge_store_conn *conn, struct edge_sess_write *w, c
     if (exp < c->expires_at) exp = c->expires_at;
     int rv = prep(conn,
                   "UPDATE _edge_sessions SET version = ?2, ttl_ms = ?3, expires_at = ?4, key_id = ?5, raw_len = ?6,"
-                  " blob = ?7 WHERE id = ?1",
+                  " blob = ?7, vv = " VV_BUMP("?8") " WHERE id = ?1",
                   &st);
     if (rv != EDGE_OK) return rv;
     sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
@@ -168,12 +191,14 @@ static int do_replace(struct edge_store_conn *conn, struct edge_sess_write *w, c
     sqlite3_bind_int64(st, 5, (sqlite3_int64)w->key_id);
     sqlite3_bind_int64(st, 6, w->raw_len);
     sqlite3_bind_blob(st, 7, w->blob, (int)w->blob_len, SQLITE_STATIC);
+    if (w->vv_region != NULL) sqlite3_bind_text(st, 8, w->vv_region, -1, SQLITE_STATIC);
     rv = step_done(conn, st);
     if (rv == EDGE_OK) {
         w->result = EDGE_SESS_OK;
         w->out_version = c->version + 1;
         w->out_epoch = c->epoch;
         w->out_expires_at = exp;
+        snprintf(w->out_home, sizeof(w->out_home), "%s", c->home);
     }
     return rv;
 }
@@ -196,11 +221,12 @@ static int do_migrate(struct edge_store_conn *conn, struct edge_sess_write *w, c
         w->result = EDGE_SESS_RETRY;
         return EDGE_OK;
     }
-    int rv = prep(conn, "UPDATE _edge_sessions SET home = ?2, epoch = ?3 WHERE id = ?1", &st);
+    int rv = prep(conn, "UPDATE _edge_sessions SET home = ?2, epoch = ?3, vv = " VV_BUMP("?4") " WHERE id = ?1", &st);
     if (rv != EDGE_OK) return rv;
     sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, w->target, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, c->epoch + 1);
+    if (w->vv_region != NULL) sqlite3_bind_text(st, 4, w->vv_region, -1, SQLITE_STATIC);
     rv = step_done(conn, st);
     if (rv == EDGE_OK) {
         w->result = EDGE_SESS_OK;
@@ -225,7 +251,7 @@ static int fast_replace(struct edge_store_conn *conn, struct edge_sess_write *w,
                   "UPDATE _edge_sessions SET version = version + 1,"
                   " ttl_ms = CASE WHEN ?3 > 0 THEN ?3 ELSE ttl_ms END,"
                   " expires_at = max(expires_at, min(?4 + CASE WHEN ?3 > 0 THEN ?3 ELSE ttl_ms END, max_expires_at)),"
-                  " key_id = ?5, raw_len = ?6, blob = ?7"
+                  " key_id = ?5, raw_len = ?6, blob = ?7, vv = " VV_BUMP("?10")
                   " WHERE id = ?1 AND home = ?2 AND expires_at > ?4 AND (?8 < 0 OR version = ?8)"
                   " AND (?9 < 0 OR version = ?9)"
                   " RETURNING version, epoch, expires_at",
@@ -240,6 +266,7 @@ static int fast_replace(struct edge_store_conn *conn, struct edge_sess_write *w,
     sqlite3_bind_blob(st, 7, w->blob, (int)w->blob_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 8, w->if_match);
     sqlite3_bind_int64(st, 9, w->base_version);
+    if (w->vv_region != NULL) sqlite3_bind_text(st, 10, w->vv_region, -1, SQLITE_STATIC);
     int s = sqlite3_step(st);
     if (s == SQLITE_ROW) {
         w->out_version = sqlite3_column_int64(st, 0);
@@ -261,7 +288,7 @@ int edge_sess_write(struct edge_store_conn *conn, struct edge_sess_write *w)
     struct cur c;
     w->result = EDGE_SESS_NOT_FOUND;
     w->out_home[0] = '\0';
-    if (w->kind == EDGE_SESS_REPLACE) {
+    if (w->kind == EDGE_SESS_REPLACE && !w->partitioned) {
         bool done;
         int frv = fast_replace(conn, w, &done);
         if (frv != EDGE_OK || done) return frv;
@@ -272,7 +299,7 @@ int edge_sess_write(struct edge_store_conn *conn, struct edge_sess_write *w)
     if (!c.exists) return EDGE_OK;
     /* The fence: only the home writes, at the epoch it holds now. Checked before expiry:
      * whether a session homed elsewhere has expired is for its home's clock to say. */
-    if (strcmp(c.home, w->region) != 0) {
+    if (strcmp(c.home, w->region) != 0 && !(w->partitioned && w->kind == EDGE_SESS_REPLACE)) {
         w->result = EDGE_SESS_MOVED;
         w->out_epoch = c.epoch;
         snprintf(w->out_home, sizeof(w->out_home), "%s", c.home);

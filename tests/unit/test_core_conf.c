@@ -285,7 +285,9 @@ static void test_sessions_section(void **state)
     expect_err(REGION1 "sessions: { ttl_s: soon }\n", "sessions.ttl_s: expected an integer");
     expect_err(REGION1 "sessions: { compression_level: 22 }\n", "sessions.compression_level: must be between 1 and 19");
     expect_err(REGION1 "sessions: { key_file: '' }\n", "sessions.key_file: must not be empty");
-    expect_err(REGION1 "sessions: { partition_mode: available }\n", "'available' is not implemented");
+    c = parse_ok(REGION1 "sessions: { partition_mode: available }\n");
+    assert_int_equal(c->sessions.partition_mode, EDGE_SESSIONS_PARTITION_AVAILABLE);
+    edge_conf_free(c);
     expect_err(REGION1 "sessions: { partition_mode: maybe }\n", "expected unavailable or available");
     expect_err(REGION1 "sessions: { migrate_share: 1.5 }\n", "sessions.migrate_share: must be between 0 and 1");
     expect_err(REGION1 "sessions: { migrate_window: 0 }\n", "sessions.migrate_window: must be between 1");
