@@ -144,7 +144,8 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                     "rows with no metadata, lost against a collected delete.\n"
                     "# TYPE edgelite_repl_tombstone_horizon_drops_total counter\n"
                     "edgelite_repl_tombstone_horizon_drops_total %llu\n",
-                    (unsigned long long)ti.tombstones, (unsigned long long)ti.collected, (long long)ti.waiting_ms,
+                    (unsigned long long)edge_repl_tomb_count(edge_store_db(rconn)), (unsigned long long)ti.collected,
+                    (long long)ti.waiting_ms,
                     (unsigned long long)atomic_load(&n->repl.stats.horizon_drops));
     edge_buf_puts(b, "# TYPE edgelite_repl_peer_clock_offset_ms gauge\n");
     struct edge_vclock vv;

@@ -211,7 +211,8 @@ void edge__api_status_handle(struct loop *l, struct edge_http_conn *c, struct ed
         edge_buf_printf(&b,
                         ",\"tombstones\":%llu,\"tombstones_collected_total\":%llu,\"tombstone_horizon_hlc\":%llu,"
                         "\"tombstone_gc_waiting_ms\":%lld,\"tombstone_gc_waiting_for\":",
-                        (unsigned long long)ti.tombstones, (unsigned long long)ti.collected,
+                        (unsigned long long)edge_repl_tomb_count(edge_store_db(l->rconn)),
+                        (unsigned long long)ti.collected,
                         (unsigned long long)ti.horizon_hlc, (long long)ti.waiting_ms);
         if (ti.waiting_for[0] != '\0') edge_buf_json_str(&b, ti.waiting_for, strlen(ti.waiting_for));
         else edge_buf_puts(&b, "null");

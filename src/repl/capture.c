@@ -982,7 +982,12 @@ int edge_repl_schema_init(sqlite3 *db, char *errmsg, size_t errmsg_len)
     if (rc == SQLITE_OK) {
         /* Tombstones, for their count and their collection (tomb.c) without a walk of
          * every row's metadata. */
-        rc = sqlite3_exec(db, "CREATE INDEX IF NOT EXISTS _edge_rows_tomb ON _edge_rows(tbl, pk) WHERE deleted = 1",
+        rc = sqlite3_exec(db,
+                          "CREATE INDEX IF NOT EXISTS _edge_rows_tomb ON _edge_rows(tbl, pk) WHERE deleted = 1;"
+                          /* the count, kept up to date by edge__meta_put and tomb.c from then on */
+                          "INSERT INTO _edge_gc(name, value) SELECT 'tombstones',"
+                          " (SELECT count(*) FROM _edge_rows WHERE deleted = 1)"
+                          " WHERE NOT EXISTS (SELECT 1 FROM _edge_gc WHERE name = 'tombstones')",
                           NULL, NULL, &err);
     }
     if (rc != SQLITE_OK) {

@@ -96,6 +96,7 @@ int edge__stamps_decode(struct edge__rd *r, struct edge__stamp *s, int n);
 struct edge__rowmeta {
     bool found;
     bool deleted;
+    bool stored_tomb;         /* what _edge_rows holds now is a tombstone (for the count in _edge_gc) */
     int hidden;               /* EDGE__HIDDEN_*, only while !deleted */
     struct edge__stamp exist; /* the write that last decided existence */
     int ncols;
@@ -108,8 +109,9 @@ struct edge__rowmeta {
     size_t image_len;
 };
 int edge__meta_get(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen, struct edge__rowmeta *m);
-int edge__meta_put(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen,
-                   const struct edge__rowmeta *m);
+/* Store m (and keep the tombstone count of _edge_gc in step, in the same transaction:
+ * m->stored_tomb, set by edge__meta_get, says what was there). */
+int edge__meta_put(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen, struct edge__rowmeta *m);
 /* Replace the kept values by vals (ncols spans, NULL = unknown); copies them. */
 int edge__meta_set_image(struct edge__rowmeta *m, const uint8_t *const *vals, const size_t *lens);
 void edge__meta_drop_image(struct edge__rowmeta *m);

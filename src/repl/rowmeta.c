@@ -196,6 +196,7 @@ int edge__meta_get(sqlite3 *db, const struct edge__tinfo *t, const void *pk, siz
         m->exist.seq = (uint64_t)sqlite3_column_int64(st, 1);
         m->exist.hlc = (uint64_t)sqlite3_column_int64(st, 2);
         m->deleted = sqlite3_column_int(st, 3) != 0;
+        m->stored_tomb = m->deleted;
         m->hidden = m->deleted ? EDGE__HIDDEN_NO : sqlite3_column_int(st, 6);
         const uint8_t *cb = sqlite3_column_blob(st, 4);
         int cl = sqlite3_column_bytes(st, 4);
@@ -210,8 +211,7 @@ int edge__meta_get(sqlite3 *db, const struct edge__tinfo *t, const void *pk, siz
     return rv;
 }
 
-int edge__meta_put(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen,
-                   const struct edge__rowmeta *m)
+int edge__meta_put(sqlite3 *db, const struct edge__tinfo *t, const void *pk, size_t pklen, struct edge__rowmeta *m)
 {
     struct edge_buf cols, img;
     edge_buf_init(&cols, (size_t)1 << 24);
@@ -263,7 +263,20 @@ int edge__meta_put(sqlite3 *db, const struct edge__tinfo *t, const void *pk, siz
     edge_buf_free(&cols);
     edge_buf_free(&img);
     if (rv != EDGE_OK) return rv;
-    return rc == SQLITE_DONE ? EDGE_OK : EDGE_ESTORE;
+    if (rc != SQLITE_DONE) return EDGE_ESTORE;
+    if (m->deleted != m->stored_tomb) {
+        /* The count of tombstones, kept in the transaction that changes them: a rolled
+         * back entry or group takes its change of the count with it (tomb.c reads it). */
+        static const char q[] = "UPDATE _edge_gc SET value = value + ?1 WHERE name = 'tombstones'";
+        sqlite3_stmt *st = edge__repl_stmt(db, q, sizeof(q) - 1);
+        if (st == NULL) return EDGE_ESTORE;
+        sqlite3_bind_int(st, 1, m->deleted ? 1 : -1);
+        rc = sqlite3_step(st);
+        edge__repl_done(st);
+        if (rc != SQLITE_DONE) return EDGE_ESTORE;
+        m->stored_tomb = m->deleted;
+    }
+    return EDGE_OK;
 }
 
 int edge_repl_image_json(const void *p, size_t len, struct edge_buf *out)

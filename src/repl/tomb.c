@@ -105,6 +105,18 @@ uint64_t edge_repl_tomb_horizon(sqlite3 *db)
     return h;
 }
 
+uint64_t edge_repl_tomb_count(sqlite3 *db)
+{
+    sqlite3_stmt *q = NULL;
+    int64_t n = 0;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM _edge_gc WHERE name = 'tombstones'", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW) {
+        n = sqlite3_column_int64(q, 0);
+    }
+    sqlite3_finalize(q);
+    return n > 0 ? (uint64_t)n : 0;
+}
+
 void edge_repl_tomb_pass_free(struct edge_repl_tomb_pass *p)
 {
     edge_free(p->after_tbl);
@@ -149,6 +161,7 @@ static int collect_in_txn(sqlite3 *db, struct edge_repl_tomb_pass *p)
     struct victim *vs = edge_calloc(p->max ? p->max : 1, sizeof(*vs));
     if (vs == NULL) return EDGE_ENOMEM;
     size_t nv = 0;
+    uint64_t gone = 0; /* by this call (p->collected adds up over calls) */
     int rv = EDGE_OK;
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(db, p->after_tbl ? q_from : q_start, -1, &q, NULL) != SQLITE_OK) rv = EDGE_ESTORE;
@@ -211,12 +224,25 @@ static int collect_in_txn(sqlite3 *db, struct edge_repl_tomb_pass *p)
         sqlite3_bind_text(q, 1, vs[i].tbl, -1, SQLITE_STATIC);
         sqlite3_bind_blob64(q, 2, vs[i].pk, vs[i].pklen, SQLITE_STATIC);
         if (sqlite3_step(q) != SQLITE_DONE) rv = EDGE_ESTORE;
-        else p->collected += (uint64_t)sqlite3_changes(db);
+        else gone += (uint64_t)sqlite3_changes(db);
         sqlite3_reset(q);
     }
     sqlite3_finalize(q);
     q = NULL;
-    if (rv == EDGE_OK && p->collected > 0) {
+    if (rv == EDGE_OK && gone > 0) {
+        if (sqlite3_prepare_v2(db, "UPDATE _edge_gc SET value = value - ?1 WHERE name = 'tombstones'", -1, &q, NULL) !=
+            SQLITE_OK) {
+            rv = EDGE_ESTORE;
+        }
+        if (rv == EDGE_OK) {
+            sqlite3_bind_int64(q, 1, (sqlite3_int64)gone);
+            if (sqlite3_step(q) != SQLITE_DONE) rv = EDGE_ESTORE;
+        }
+        sqlite3_finalize(q);
+        q = NULL;
+    }
+    if (rv == EDGE_OK) p->collected += gone;
+    if (rv == EDGE_OK && gone > 0) {
         /* The horizon only grows: a write at or below it to a row with no metadata lost
          * against a tombstone that is gone (apply_merge.c). */
         static const char up[] = "INSERT INTO _edge_gc(name, value) VALUES ('horizon_hlc', ?1)"
@@ -242,14 +268,7 @@ int edge_repl_tomb_collect(sqlite3 *db, struct edge_repl_tomb_pass *p)
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return EDGE_ESTORE;
     uint64_t before = p->collected;
     int rv = p->upto != NULL && p->max > 0 ? collect_in_txn(db, p) : EDGE_OK;
-    if (rv == EDGE_OK) {
-        sqlite3_stmt *q = NULL;
-        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM _edge_rows WHERE deleted = 1", -1, &q, NULL) == SQLITE_OK &&
-            sqlite3_step(q) == SQLITE_ROW) {
-            p->left = (uint64_t)sqlite3_column_int64(q, 0);
-        }
-        sqlite3_finalize(q);
-    }
+    if (rv == EDGE_OK) p->left = edge_repl_tomb_count(db);
     if (rv == EDGE_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) rv = EDGE_ESTORE;
     if (rv != EDGE_OK) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -44,7 +44,7 @@ void edge_repl_tomb_free(struct edge_repl_tomb *t);
 void edge_repl_tomb_tick(struct edge_repl_state *st);
 
 struct edge_repl_tomb_info {
-    uint64_t tombstones;      /* in _edge_rows now (as of the last job) */
+    uint64_t tombstones;      /* in _edge_rows (as of the last step; /metrics reads the count itself) */
     uint64_t collected;       /* dropped since start */
     uint64_t horizon_hlc;     /* greatest stamp ever collected (persisted) */
     uint64_t epochs;          /* epochs completed since start */
@@ -58,7 +58,7 @@ void edge_repl_tomb_info(struct edge_repl_state *st, struct edge_repl_tomb_info 
  * are all covered by upto are deleted, and the horizon in _edge_gc is raised to the
  * greatest stamp deleted. The cursor (after_tbl/after_pk) moves past the last row
  * examined; done is set when the end of the tombstones was reached. Also counts the
- * tombstones left. Exposed for the unit tests. */
+ * tombstones left (edge_repl_tomb_count). Exposed for the unit tests. */
 struct edge_repl_tomb_pass {
     const struct edge_vclock *upto;
     size_t max;
@@ -70,6 +70,10 @@ struct edge_repl_tomb_pass {
 };
 int edge_repl_tomb_collect(sqlite3 *db, struct edge_repl_tomb_pass *p);
 void edge_repl_tomb_pass_free(struct edge_repl_tomb_pass *p);
+
+/* The number of tombstones in db: a count kept in _edge_gc by every change of
+ * _edge_rows, in the same transaction (no walk of the tombstones). 0 when no table. */
+uint64_t edge_repl_tomb_count(sqlite3 *db);
 
 /* The horizon stored in db (0 when none or no table). */
 uint64_t edge_repl_tomb_horizon(sqlite3 *db);

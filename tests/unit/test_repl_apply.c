@@ -903,7 +903,16 @@ static void test_consistency_only_raised(void **state)
 
 /* ---- Tombstone collection (repl/tomb.h) ---- */
 
-static int64_t tombs(sqlite3 *db) { return count_of(db, "SELECT count(*) FROM _edge_rows WHERE deleted = 1"); }
+#define tombs(db) tombs_at((db), __LINE__)
+static int64_t tombs_at(sqlite3 *db, int line)
+{
+    int64_t n = count_of(db, "SELECT count(*) FROM _edge_rows WHERE deleted = 1");
+    /* the count kept in step with every change (savepoints rolled back included) */
+    if ((int64_t)edge_repl_tomb_count(db) != n) {
+        fail_msg("line %d: %lld tombstones, counted %lld", line, (long long)n, (long long)edge_repl_tomb_count(db));
+    }
+    return n;
+}
 
 /* One full collection pass of region i's tombstones covered by upto. */
 static uint64_t collect_all(struct world *w, int i, const struct edge_vclock *upto)
@@ -1086,7 +1095,10 @@ static void run_history(struct world *w, unsigned seed, bool gc, uint64_t *mid, 
     for (int round = 0; gc && round < 2; round++) {
         for (int g = 0; g < NREG; g++) *collected += gc_step(w, &ep[g], g);
     }
-    for (int i = 0; gc && i < NREG; i++) assert_int_equal(tombs(w->r[i].db), 0);
+    for (int i = 0; i < NREG; i++) {
+        int64_t n = tombs(w->r[i].db);
+        if (gc) assert_int_equal(n, 0);
+    }
     for (int i = 0; i < NREG; i++) edge_vclock_close(&ep[i].v);
 }
 
@@ -1125,7 +1137,7 @@ static void test_tombstone_gc_random_histories(void **state)
     (void)state;
     unsigned base = base_seed() + 7000;
     uint64_t collected = 0, mid = 0;
-    for (unsigned h = 0; h < 16; h++) {
+    for (unsigned h = 0; h < 10; h++) {
         struct world *a = calloc(1, sizeof(*a));
         struct world *b = calloc(1, sizeof(*b));
         run_history(a, base + h, false, &mid, &collected);
@@ -1149,7 +1161,7 @@ static void test_tombstone_gc_random_histories(void **state)
     }
     fprintf(stdout, "tombstones collected: %llu while writing, %llu after convergence\n", (unsigned long long)mid,
             (unsigned long long)collected);
-    assert_true(mid > 10);
+    assert_true(mid > 5);
 }
 
 int main(void)
