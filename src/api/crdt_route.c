@@ -118,8 +118,11 @@ void edge__api_crdt_handle(struct loop *l, struct edge_http_conn *c, struct edge
     u->wjob.run = edge__api_unit_writer_run;
     u->wjob.run_batch = edge__api_unit_crdt_run_batch; /* with the CRDT requests queued next to it */
     u->wjob.complete = edge__api_unit_writer_complete;
-    if (edge_writer_submit(n->writer, &u->wjob) != EDGE_OK) {
-        u->commit_status = EDGE_ECLOSED;
+    /* Bounded by limits.writer_queue like every client write: past it, 503 WRITER_BUSY. */
+    int rv = edge_writer_try_submit(n->writer, &u->wjob);
+    if (rv != EDGE_OK) {
+        if (rv == EDGE_EAGAIN) edge__api_writer_busy_log(n);
+        u->commit_status = rv == EDGE_EAGAIN ? EDGE_EAGAIN : EDGE_ECLOSED;
         edge__api_unit_finish(u);
     }
 }

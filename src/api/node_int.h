@@ -382,6 +382,8 @@ struct unit *edge__api_unit_new(struct loop *l, struct edge_http_conn *c, json_t
 void edge__api_unit_free(struct unit *u);
 void edge__api_unit_dispatch(struct unit *u);
 void edge__api_unit_finish(struct unit *u);
+/* A client write refused by limits.writer_queue: a rate-limited log line (hrana/unit.c). */
+void edge__api_writer_busy_log(struct edge_node *n);
 int edge__api_unit_writer_run(struct edge_writer_job *job, struct edge_store_conn *conn);
 int edge__api_unit_crdt_run_batch(struct edge_writer_job *first, int n, struct edge_store_conn *conn);
 void edge__api_unit_writer_complete(struct edge_writer_job *job, int status);

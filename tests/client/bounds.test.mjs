@@ -87,7 +87,14 @@ describe('bounds: limits.writer_queue', { timeout: 60000 }, () => {
       assert.equal(refused.json?.code, 'WRITER_BUSY', refused.text);
       await assert.rejects(wsClient.execute({ sql: 'INSERT INTO q (v) VALUES (?)', args: ['refused-ws'] }),
         (e) => e.code === 'WRITER_BUSY' || /WRITER_BUSY/.test(String(e.message)));
-      assert.ok((await metric(node, 'edgelite_writer_refused_total')) >= 2);
+      // CRDT operations go through the same bounded queue: refused, and no object is created.
+      const crdt = await fetch(`${node.url}/v1/crdt/refused`, { method: 'POST',
+        body: JSON.stringify({ type: 'g-counter', op: 'increment', amount: 1 }) });
+      const crdtText = await crdt.text();
+      assert.equal(crdt.status, 503, crdtText);
+      assert.equal(crdt.headers.get('retry-after'), '1');
+      assert.equal(JSON.parse(crdtText).code, 'WRITER_BUSY', crdtText);
+      assert.ok((await metric(node, 'edgelite_writer_refused_total')) >= 3);
       await tx.rollback();
       for (const w of waiting) accepted.push(await w);
       for (const a of accepted) assert.equal(a.status, 200, a.text);
@@ -96,6 +103,8 @@ describe('bounds: limits.writer_queue', { timeout: 60000 }, () => {
       for (let i = 0; i < waiting.length; i++) assert.ok(vs.includes(`w${i}`), JSON.stringify(vs));
       assert.ok(!vs.includes('refused-http') && !vs.includes('refused-ws') && !vs.includes('held'), JSON.stringify(vs));
       assert.match(node.stderr(), /writer queue full/);
+      const none = await fetch(`${node.url}/v1/crdt/refused`);
+      assert.equal(none.status, 404, await none.text());
       // Once the writer has caught up, writes are accepted again.
       const again = await insert(node.url, 'after');
       assert.equal(again.status, 200, again.text);

@@ -209,7 +209,7 @@ void edge__api_read_snapshot(struct loop *l)
 /* Send the unit off to where it must run (loop thread). */
 /* The writer queue is full (limits.writer_queue): one line per 10 s at most, with how
  * many writes were refused since the last one, so an overload does not flood the log. */
-static void writer_busy_log(struct edge_node *n)
+void edge__api_writer_busy_log(struct edge_node *n)
 {
     uint64_t now = mono_ms();
     uint64_t last = atomic_load(&n->m.writer_busy_logged_ms);
@@ -249,7 +249,7 @@ void edge__api_unit_dispatch(struct unit *u)
         u->wjob.complete = edge__api_unit_writer_complete;
         int srv = edge_writer_try_submit(n->writer, &u->wjob);
         if (srv != EDGE_OK) {
-            if (srv == EDGE_EAGAIN) writer_busy_log(n);
+            if (srv == EDGE_EAGAIN) edge__api_writer_busy_log(n);
             u->commit_status = srv == EDGE_EAGAIN ? EDGE_EAGAIN : EDGE_ECLOSED;
             edge__api_unit_finish(u);
         }
