@@ -1164,6 +1164,81 @@ static void test_tombstone_gc_random_histories(void **state)
     assert_true(mid > 5);
 }
 
+/* Session records (apply_sess.c): writes on both sides of a partition, each changing other
+ * columns, end as one writer's whole record with both version vectors joined, in every
+ * region and delivery order; the per-column merge would mix r0's raw_len with r1's ttl_ms. */
+static char *dump_sess(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT coalesce(group_concat(id || '|' || home || '|' || epoch || '|' || version"
+                                        " || '|' || ttl_ms || '|' || raw_len || '|' || hex(blob) || '|' || vv, ';'), '')"
+                                        " FROM (SELECT * FROM _edge_sessions ORDER BY id)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    char *out = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return out;
+}
+
+static void test_session_records_merge_whole(void **state)
+{
+    (void)state;
+    uint64_t merges_total = 0;
+    for (unsigned seed = 1; seed <= 12; seed++) {
+        struct world *w = calloc(1, sizeof(*w));
+        world_init(w, seed);
+        for (int i = 0; i < NREG; i++) {
+            exec_ok(w->r[i].db,
+                    "CREATE TABLE _edge_sessions(id TEXT PRIMARY KEY, home TEXT NOT NULL, epoch INTEGER NOT NULL,"
+                    " version INTEGER NOT NULL, ttl_ms INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+                    " expires_at INTEGER NOT NULL, max_expires_at INTEGER NOT NULL, key_id INTEGER NOT NULL,"
+                    " raw_len INTEGER NOT NULL, blob BLOB NOT NULL, vv TEXT NOT NULL DEFAULT '{}')");
+        }
+        local_write(w, 0, "INSERT INTO _edge_sessions VALUES ('s', 'r0', 1, 1, 1000, 1, 9, 9, 1, 5, x'a0', '{\"r0\":1}')");
+        deliver_all(w);
+        /* the partition: r0 (the home) and r1 each write once, seeing only the create */
+        local_write(w, 1, "UPDATE _edge_sessions SET version = 2, ttl_ms = 2000, blob = x'b1',"
+                          " vv = '{\"r0\":1,\"r1\":1}' WHERE id = 's'");
+        local_write(w, 0, "UPDATE _edge_sessions SET version = 2, raw_len = 7, blob = x'a1', vv = '{\"r0\":2}'"
+                          " WHERE id = 's'");
+        deliver_all(w);
+        char *d0 = dump_sess(w->r[0].db);
+        for (int i = 1; i < NREG; i++) {
+            char *di = dump_sess(w->r[i].db);
+            if (strcmp(d0, di) != 0) fail_msg("seed %u: r0 %s, r%d %s", seed, d0, i, di);
+            free(di);
+        }
+        /* r1's write has the greater stamp (its clock runs 3 ahead, and it wrote first in a tie) or r0's: the
+         * result is one of them whole, with both writes in its vv */
+        if (strcmp(d0, "s|r0|1|2|2000|5|B1|{\"r0\":2,\"r1\":1}") != 0 &&
+            strcmp(d0, "s|r0|1|2|1000|7|A1|{\"r0\":2,\"r1\":1}") != 0) {
+            fail_msg("seed %u: a mixed or unmerged record: %s", seed, d0);
+        }
+        free(d0);
+        /* every region merged once (r2 on the second write it heard) and kept the loser */
+        for (int i = 0; i < NREG; i++) {
+            assert_int_equal(w->r[i].stats.session_merges, 1);
+            assert_int_equal(count_of(w->r[i].db, "SELECT count(*) FROM _edge_conflicts WHERE kind = 'session'"), 1);
+            merges_total += w->r[i].stats.session_merges;
+        }
+        /* a later write at the home covers both: taken whole everywhere, no new merge */
+        local_write(w, 0, "UPDATE _edge_sessions SET version = 3, blob = x'a3', vv = '{\"r0\":3,\"r1\":1}' WHERE id = 's'");
+        deliver_all(w);
+        for (int i = 0; i < NREG; i++) {
+            char *di = dump_sess(w->r[i].db);
+            assert_non_null(strstr(di, "|3|"));
+            assert_non_null(strstr(di, "|A3|"));
+            assert_int_equal(w->r[i].stats.session_merges, 1);
+            free(di);
+        }
+        world_free(w);
+        free(w);
+    }
+    assert_int_equal(merges_total, 12 * NREG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1176,7 +1251,7 @@ int main(void)
         cmocka_unit_test(test_hlc_recover),              cmocka_unit_test(test_poison_entry_kept_aside),
         cmocka_unit_test(test_ids_no_collision),         cmocka_unit_test(test_rename_while_writing),
         cmocka_unit_test(test_consistency_only_raised), cmocka_unit_test(test_tombstone_horizon_rule),
-        cmocka_unit_test(test_tombstone_gc_random_histories),
+        cmocka_unit_test(test_tombstone_gc_random_histories), cmocka_unit_test(test_session_records_merge_whole),
     };
     fprintf(stdout, "test_repl_apply: seed %u (set EDGE_SEED to reproduce)\n", base_seed());
     return cmocka_run_group_tests_name("repl_apply", tests, NULL, NULL);
