@@ -57,11 +57,14 @@ static void metrics_peer(void *ud, int i, const struct edge_repl_peer_view *v)
                     "edgelite_repl_peer_retries_total{peer=\"%s\"} %llu\n"
                     "edgelite_repl_peer_in_flight{peer=\"%s\"} %d\n"
                     "edgelite_repl_peer_in_flight_bytes{peer=\"%s\"} %zu\n"
-                    "edgelite_repl_peer_window_full_total{peer=\"%s\"} %llu\n",
+                    "edgelite_repl_peer_window_full_total{peer=\"%s\"} %llu\n"
+                    "edgelite_repl_peer_auth_failures_total{peer=\"%s\"} %llu\n"
+                    "edgelite_repl_peer_mac_errors_total{peer=\"%s\"} %llu\n",
                     r, ps->connected ? 1 : 0, r, v->lag_ms, r, (unsigned long long)v->pending, r, ps->rtt_ms, r,
                     (unsigned long long)ps->entries_sent, r, (unsigned long long)ps->bytes_sent, r,
                     (unsigned long long)ps->retries, r, ps->in_flight, r, ps->in_flight_bytes, r,
-                    (unsigned long long)ps->window_full);
+                    (unsigned long long)ps->window_full, r, (unsigned long long)ps->auth_failures, r,
+                    (unsigned long long)ps->mac_errors);
     if (ps->clock_offset_known) {
         /* the peer's wall clock minus ours, from PING/PONG */
         edge_buf_printf(b, "edgelite_repl_peer_clock_offset_ms{peer=\"%s\"} %.1f\n", r, ps->clock_offset_ms);
@@ -116,7 +119,14 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                     "# HELP edgelite_repl_conflicts_dropped_total _edge_conflicts rows removed by retention "
                     "(replication.conflicts_keep, conflicts_max_age).\n"
                     "# TYPE edgelite_repl_conflicts_dropped_total counter\n"
-                    "edgelite_repl_conflicts_dropped_total %llu\n",
+                    "edgelite_repl_conflicts_dropped_total %llu\n"
+                    "# HELP edgelite_repl_inbound_auth_refused_total Inbound peer links refused: bad HELLO MAC or cluster.\n"
+                    "# TYPE edgelite_repl_inbound_auth_refused_total counter\n"
+                    "edgelite_repl_inbound_auth_refused_total %llu\n"
+                    "# HELP edgelite_repl_inbound_mac_errors_total Inbound peer links closed for a frame that failed its "
+                    "integrity check.\n"
+                    "# TYPE edgelite_repl_inbound_mac_errors_total counter\n"
+                    "edgelite_repl_inbound_mac_errors_total %llu\n",
                     (unsigned long long)atomic_load(&n->repl.stats.applied),
                     (unsigned long long)atomic_load(&n->repl.stats.rows),
                     (unsigned long long)atomic_load(&n->repl.stats.conflicts),
@@ -128,7 +138,9 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                     (unsigned long long)atomic_load(&n->repl.stats.restored),
                     (unsigned long long)atomic_load(&n->repl.stats.skewed),
                     (unsigned long long)atomic_load(&n->repl.stats.ddl_skipped),
-                    (unsigned long long)atomic_load(&n->repl.stats.conflicts_dropped));
+                    (unsigned long long)atomic_load(&n->repl.stats.conflicts_dropped),
+                    (unsigned long long)atomic_load(&n->repl.stats.peer_auth_refused),
+                    (unsigned long long)atomic_load(&n->repl.stats.peer_mac_errors));
     struct edge_repl_tomb_info ti;
     edge_repl_tomb_info(&n->repl, &ti);
     edge_buf_printf(b,
@@ -163,7 +175,9 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                      "# TYPE edgelite_repl_peer_bytes_sent_total counter\n"
                      "# TYPE edgelite_repl_peer_retries_total counter\n"
                      "# TYPE edgelite_repl_peer_in_flight gauge\n# TYPE edgelite_repl_peer_in_flight_bytes gauge\n"
-                     "# TYPE edgelite_repl_peer_window_full_total counter\n");
+                     "# TYPE edgelite_repl_peer_window_full_total counter\n"
+                     "# TYPE edgelite_repl_peer_auth_failures_total counter\n"
+                     "# TYPE edgelite_repl_peer_mac_errors_total counter\n");
     edge_repl_peers_walk(&n->repl, edge_store_db(rconn), metrics_peer, b);
 }
 

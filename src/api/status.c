@@ -43,10 +43,12 @@ static void status_peer(void *ud, int i, const struct edge_repl_peer_view *v)
     }
     edge_buf_printf(b,
                     "},\"entries_sent\":%llu,\"bytes_sent\":%llu,\"retries\":%llu,\"in_flight\":%d,"
-                    "\"in_flight_bytes\":%zu,\"window_full\":%llu,\"last_error\":",
+                    "\"in_flight_bytes\":%zu,\"window_full\":%llu,\"auth_failures\":%llu,\"mac_errors\":%llu,"
+                    "\"last_error\":",
                     (unsigned long long)ps->entries_sent, (unsigned long long)ps->bytes_sent,
                     (unsigned long long)ps->retries, ps->in_flight, ps->in_flight_bytes,
-                    (unsigned long long)ps->window_full);
+                    (unsigned long long)ps->window_full, (unsigned long long)ps->auth_failures,
+                    (unsigned long long)ps->mac_errors);
     edge_buf_json_cstr(b, ps->last_error);
     edge_buf_putc(b, '}');
 }
@@ -199,13 +201,16 @@ void edge__api_status_handle(struct loop *l, struct edge_http_conn *c, struct ed
     if (n->repl.cluster) {
         edge_buf_printf(&b,
                         ",\"apply_errors\":%llu,\"apply_failures_total\":%llu,\"hidden_rows_total\":%llu,"
-                        "\"restored_rows_total\":%llu,\"skewed_entries_total\":%llu,\"max_clock_skew_ms\":%llu",
+                        "\"restored_rows_total\":%llu,\"skewed_entries_total\":%llu,\"max_clock_skew_ms\":%llu,"
+                        "\"peer_auth_refused_total\":%llu,\"peer_mac_errors_total\":%llu",
                         (unsigned long long)edge_repl_apply_error_count(edge_store_db(l->rconn)),
                         (unsigned long long)atomic_load(&n->repl.stats.apply_errors),
                         (unsigned long long)atomic_load(&n->repl.stats.hidden),
                         (unsigned long long)atomic_load(&n->repl.stats.restored),
                         (unsigned long long)atomic_load(&n->repl.stats.skewed),
-                        (unsigned long long)n->repl.max_skew_ms);
+                        (unsigned long long)n->repl.max_skew_ms,
+                        (unsigned long long)atomic_load(&n->repl.stats.peer_auth_refused),
+                        (unsigned long long)atomic_load(&n->repl.stats.peer_mac_errors));
         struct edge_repl_tomb_info ti;
         edge_repl_tomb_info(&n->repl, &ti);
         edge_buf_printf(&b,

@@ -95,6 +95,8 @@ struct edge_peer {
     struct edge_wsc ws;       /* the connection (net/wsc.h); ws.msg is the last message received */
     enum link_state state;
     struct edge_buf out;      /* protocol message being built */
+    struct edge_repl_seal seal; /* this session's key and frame numbers, once HELLO_OK verified */
+    bool sealed;              /* every frame is sealed and checked from here */
     struct edge_vclock peer_vv;  /* "acked": the peer's VV (HELLO_OK, then max of the ACKs) */
     struct edge_vclock sent;     /* "sent": peer_vv plus everything put on the wire since */
     struct edge_vclock progress; /* peer_vv at the last fallback (or session start) */
@@ -197,6 +199,8 @@ static void pipeline_reset(struct edge_peer *p)
 static void close_conn(struct edge_peer *p)
 {
     edge_wsc_close(&p->ws);
+    edge_repl_seal_wipe(&p->seal);
+    p->sealed = false;
     p->ping_t_ms = 0;
     pipeline_reset(p);
     bool f = false;
@@ -223,6 +227,11 @@ static int queue_msg(struct edge_peer *p, size_t n_entries)
         /* Only a peer flooding PINGs can get here: ENTRIES are bounded by the window. */
         set_err(p, "protocol: send queue full");
         return EDGE_EPROTO;
+    }
+    /* Sealed in queue order, which is the order they leave in: the frame numbers match. */
+    if (p->sealed && edge_repl_seal_frame(&p->seal, &p->out) != EDGE_OK) {
+        set_err(p, "protocol: cannot seal a frame");
+        return EDGE_ENOMEM;
     }
     edge__mq_push(&p->outq, &p->out, now_ms() + (uint64_t)p->one_way_delay_ms, n_entries);
     return EDGE_OK;
@@ -312,8 +321,15 @@ static int peer_error(struct edge_peer *p, const uint8_t *m, size_t len)
         set_err(p, "protocol: malformed ERROR");
         return EDGE_EPROTO;
     }
-    set_err(p, "peer error %s: %s", er.code, er.message);
-    return strcmp(er.code, "AUTH") == 0 ? EDGE_EAUTH : EDGE_EPROTO;
+    /* A node of protocol 2 cannot parse a protocol 3 HELLO and says so this way. */
+    bool old = !p->sealed && strcmp(er.code, "PROTOCOL") == 0 && strcmp(er.message, "malformed HELLO") == 0;
+    set_err(p, "peer error %s: %s%s", er.code, er.message,
+            old ? " (an older node? this one speaks peer protocol " EDGE_REPL_PROTO_VERSION_STR ")" : "");
+    if (strcmp(er.code, "AUTH") != 0) return EDGE_EPROTO;
+    pthread_mutex_lock(&p->mu);
+    p->st.auth_failures++;
+    pthread_mutex_unlock(&p->mu);
+    return EDGE_EAUTH;
 }
 
 /* An ACK answers the oldest ENTRIES in flight (the peer answers each in order). */
@@ -484,9 +500,11 @@ static int hello(struct edge_peer *p)
     h.version = EDGE_REPL_PROTO_VERSION;
     snprintf(h.cluster, sizeof(h.cluster), "%s", p->cluster);
     snprintf(h.region, sizeof(h.region), "%s", p->local_region);
-    rv = edge_repl_hello_mac(p->secret, nonce, h.cluster, h.region, h.mac);
+    snprintf(h.to_region, sizeof(h.to_region), "%s", p->peer_region);
+    randombytes_buf(h.nonce, sizeof(h.nonce)); /* the server proves the secret against this */
+    rv = edge_repl_log_vv(p->db, &h.vv, p->err, sizeof(p->err));
     if (rv == EDGE_OK) {
-        rv = edge_repl_log_vv(p->db, &h.vv, p->err, sizeof(p->err));
+        rv = edge_repl_hello_mac(p->secret, nonce, &h, h.mac);
     }
     if (rv == EDGE_OK) {
         edge_buf_reset(&p->out);
@@ -507,12 +525,30 @@ static int hello(struct edge_peer *p)
         rv = EDGE_EPROTO;
         goto out;
     }
+    /* Before anything of it is believed: a server without the secret cannot make this MAC
+     * over our fresh nonce, so nothing is pushed to it. */
+    if (edge_repl_hello_ok_verify(&ok, p->secret, nonce, &h) != EDGE_OK) {
+        set_err(p, "AUTH: the peer did not prove the cluster secret (HELLO_OK MAC)");
+        pthread_mutex_lock(&p->mu);
+        p->st.auth_failures++;
+        pthread_mutex_unlock(&p->mu);
+        edge_vclock_close(&ok.vv);
+        rv = EDGE_EAUTH;
+        goto out;
+    }
     if (strcmp(ok.region, p->peer_region) != 0) {
         set_err(p, "peer is region %s, expected %s", ok.region, p->peer_region);
         edge_vclock_close(&ok.vv);
         rv = EDGE_ECONFIG;
         goto out;
     }
+    rv = edge_repl_seal_init(&p->seal, p->secret, nonce, &h, p->peer_region, true);
+    if (rv != EDGE_OK) {
+        set_err(p, "cannot derive the session key");
+        edge_vclock_close(&ok.vv);
+        goto out;
+    }
+    p->sealed = true;
     edge_vclock_close(&p->peer_vv);
     p->peer_vv = ok.vv;
     /* Whatever was on the wire before is lost or answered: start from the peer's word. */
@@ -623,7 +659,20 @@ static int run_in(struct edge_peer *p, uint64_t now)
         if (m == NULL || m->due_ms > now) {
             break;
         }
-        int rv = handle_msg(p, (const uint8_t *)m->b.data, m->b.len);
+        size_t len = m->b.len;
+        int rv = EDGE_OK;
+        /* Checked in arrival order, which is the order the frame numbers count. */
+        if (p->sealed && edge_repl_open_frame(&p->seal, (const uint8_t *)m->b.data, m->b.len, &len) != EDGE_OK) {
+            set_err(p, "protocol: MAC: frame %llu from the peer failed its integrity check",
+                    (unsigned long long)p->seal.rx_seq);
+            pthread_mutex_lock(&p->mu);
+            p->st.mac_errors++;
+            pthread_mutex_unlock(&p->mu);
+            rv = EDGE_EPROTO;
+        }
+        if (rv == EDGE_OK) {
+            rv = handle_msg(p, (const uint8_t *)m->b.data, len);
+        }
         edge__mq_pop(&p->inq);
         if (rv != EDGE_OK) {
             return rv;
@@ -859,8 +908,8 @@ int edge_peer_start(const struct edge_peer_config *cfg, struct edge_peer **out)
     }
     p->wake[0] = p->wake[1] = -1;
     pthread_mutex_init(&p->mu, NULL);
-    edge_wsc_init(&p->ws, -1, &p->stopping, EDGE_REPL_FRAME_MAX, p->err, sizeof(p->err));
-    edge_buf_init(&p->out, EDGE_REPL_FRAME_MAX);
+    edge_wsc_init(&p->ws, -1, &p->stopping, EDGE_REPL_WIRE_MAX, p->err, sizeof(p->err));
+    edge_buf_init(&p->out, EDGE_REPL_WIRE_MAX);
     edge_vclock_init(&p->peer_vv);
     edge_vclock_init(&p->sent);
     edge_vclock_init(&p->progress);

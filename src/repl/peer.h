@@ -58,6 +58,8 @@ struct edge_peer_status {
     int in_flight;              /* ENTRIES messages sent or queued and not yet acknowledged */
     size_t in_flight_bytes;     /* their bytes */
     uint64_t window_full;       /* times entries were pending and the window (count or bytes) was full */
+    uint64_t auth_failures;     /* sessions ended because the peer did not prove the secret (AUTH) */
+    uint64_t mac_errors;        /* sessions ended by a received frame whose seal did not verify */
     char last_error[128];       /* last failure reason, "" if none yet */
 };
 

@@ -16,7 +16,7 @@ int edge__mq_init(struct mqueue *q, size_t cap)
     }
     q->cap = cap;
     for (size_t i = 0; i < cap; i++) {
-        edge_buf_init(&q->slots[i].b, EDGE_REPL_FRAME_MAX);
+        edge_buf_init(&q->slots[i].b, EDGE_REPL_WIRE_MAX);
     }
     return EDGE_OK;
 }

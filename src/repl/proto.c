@@ -1,12 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Encoders and bounds-checked decoders of the peer protocol messages (repl/proto.h),
- * and the HELLO MAC. Decoders walk the frame with a small cursor whose every read
+/* Encoders and bounds-checked decoders of the peer protocol messages (repl/proto.h);
+ * the MACs and frame seals are in proto_auth.c. Decoders walk the frame with a small cursor whose every read
  * checks the remaining length first. */
 #include "repl/proto.h"
 
 #include <string.h>
-
-#include <sodium.h>
 
 #include "core/alloc.h"
 #include "edgelite/errors.h"
@@ -77,15 +75,22 @@ int edge_repl_encode_hello(struct edge_buf *out, const struct edge_repl_hello *h
         rv = put_region(out, h->region);
     }
     if (rv == EDGE_OK) {
-        rv = edge_buf_append(out, h->mac, EDGE_REPL_MAC_LEN);
+        rv = put_region(out, h->to_region);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_append(out, h->nonce, EDGE_REPL_NONCE_LEN);
     }
     if (rv == EDGE_OK) {
         rv = edge_vclock_encode(&h->vv, out);
     }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_append(out, h->mac, EDGE_REPL_MAC_LEN);
+    }
     return rv;
 }
 
-int edge_repl_encode_hello_ok(struct edge_buf *out, const char *region, const struct edge_vclock *vv)
+int edge_repl_encode_hello_ok(struct edge_buf *out, const char *region, const struct edge_vclock *vv,
+                              const uint8_t mac[EDGE_REPL_MAC_LEN])
 {
     int rv = put_u8(out, EDGE_REPL_MSG_HELLO_OK);
     if (rv == EDGE_OK) {
@@ -93,6 +98,9 @@ int edge_repl_encode_hello_ok(struct edge_buf *out, const char *region, const st
     }
     if (rv == EDGE_OK) {
         rv = edge_vclock_encode(vv, out);
+    }
+    if (rv == EDGE_OK) {
+        rv = edge_buf_append(out, mac, EDGE_REPL_MAC_LEN);
     }
     return rv;
 }
@@ -288,11 +296,14 @@ int edge_repl_decode_challenge(const uint8_t *p, size_t len, uint8_t out_nonce[E
 int edge_repl_decode_hello(const uint8_t *p, size_t len, struct edge_repl_hello *out)
 {
     struct edge__rd c;
-    const uint8_t *mac = NULL;
+    const uint8_t *raw = NULL;
     edge_vclock_init(&out->vv);
     int rv = begin(&c, p, len, EDGE_REPL_MSG_HELLO);
     if (rv == EDGE_OK) {
         rv = edge__uvarint_read(&c, &out->version);
+    }
+    if (rv == EDGE_OK && out->version != EDGE_REPL_PROTO_VERSION) {
+        return EDGE_EPROTO; /* another layout follows: not parsed */
     }
     if (rv == EDGE_OK) {
         rv = get_str(&c, out->cluster, EDGE_REPL_STR_MAX);
@@ -301,13 +312,20 @@ int edge_repl_decode_hello(const uint8_t *p, size_t len, struct edge_repl_hello 
         rv = get_region(&c, out->region);
     }
     if (rv == EDGE_OK) {
-        rv = get_raw(&c, EDGE_REPL_MAC_LEN, &mac);
+        rv = get_region(&c, out->to_region);
     }
     if (rv == EDGE_OK) {
-        memcpy(out->mac, mac, EDGE_REPL_MAC_LEN);
+        rv = get_raw(&c, EDGE_REPL_NONCE_LEN, &raw);
+    }
+    if (rv == EDGE_OK) {
+        memcpy(out->nonce, raw, EDGE_REPL_NONCE_LEN);
         rv = get_vclock(&c, &out->vv);
     }
     if (rv == EDGE_OK) {
+        rv = get_raw(&c, EDGE_REPL_MAC_LEN, &raw);
+    }
+    if (rv == EDGE_OK) {
+        memcpy(out->mac, raw, EDGE_REPL_MAC_LEN);
         rv = end(&c);
     }
     if (rv != EDGE_OK) {
@@ -319,6 +337,7 @@ int edge_repl_decode_hello(const uint8_t *p, size_t len, struct edge_repl_hello 
 int edge_repl_decode_hello_ok(const uint8_t *p, size_t len, struct edge_repl_hello_ok *out)
 {
     struct edge__rd c;
+    const uint8_t *mac = NULL;
     edge_vclock_init(&out->vv);
     int rv = begin(&c, p, len, EDGE_REPL_MSG_HELLO_OK);
     if (rv == EDGE_OK) {
@@ -328,6 +347,10 @@ int edge_repl_decode_hello_ok(const uint8_t *p, size_t len, struct edge_repl_hel
         rv = get_vclock(&c, &out->vv);
     }
     if (rv == EDGE_OK) {
+        rv = get_raw(&c, EDGE_REPL_MAC_LEN, &mac);
+    }
+    if (rv == EDGE_OK) {
+        memcpy(out->mac, mac, EDGE_REPL_MAC_LEN);
         rv = end(&c);
     }
     if (rv != EDGE_OK) {
@@ -512,52 +535,4 @@ void edge_repl_entries_free(struct edge_repl_entry *e, size_t n)
 void edge_repl_hello_close(struct edge_repl_hello *h)
 {
     edge_vclock_close(&h->vv);
-}
-
-/* ---- authentication ---- */
-
-int edge_repl_hello_mac(const char *secret, const uint8_t nonce[EDGE_REPL_NONCE_LEN], const char *cluster,
-                        const char *region, uint8_t out_mac[EDGE_REPL_MAC_LEN])
-{
-    size_t clen = 0, rlen = 0;
-    if (secret == NULL || !str_ok(cluster, &clen) || !str_ok(region, &rlen)) {
-        return EDGE_EINVAL;
-    }
-    if (sodium_init() < 0) {
-        return EDGE_EINTERNAL;
-    }
-    /* Hashing the secret first gives a fixed-size key whatever the configured length. */
-    uint8_t key[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256(key, (const unsigned char *)secret, strlen(secret));
-    crypto_auth_hmacsha256_state st;
-    static const uint8_t zero = 0;
-    crypto_auth_hmacsha256_init(&st, key, sizeof(key));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)EDGE_REPL_WS_PROTOCOL,
-                                  strlen(EDGE_REPL_WS_PROTOCOL));
-    crypto_auth_hmacsha256_update(&st, nonce, EDGE_REPL_NONCE_LEN);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)cluster, clen);
-    crypto_auth_hmacsha256_update(&st, &zero, 1);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)region, rlen);
-    crypto_auth_hmacsha256_final(&st, out_mac);
-    sodium_memzero(key, sizeof(key));
-    sodium_memzero(&st, sizeof(st));
-    return EDGE_OK;
-}
-
-int edge_repl_hello_verify(const struct edge_repl_hello *h, const char *cluster, const char *secret,
-                           const uint8_t nonce[EDGE_REPL_NONCE_LEN])
-{
-    uint8_t mac[EDGE_REPL_MAC_LEN];
-    if (h->version != EDGE_REPL_PROTO_VERSION) {
-        return EDGE_EPROTO;
-    }
-    if (cluster == NULL || strcmp(h->cluster, cluster) != 0) {
-        return EDGE_EAUTH;
-    }
-    if (edge_repl_hello_mac(secret, nonce, h->cluster, h->region, mac) != EDGE_OK) {
-        return EDGE_EAUTH;
-    }
-    int rv = sodium_memcmp(mac, h->mac, EDGE_REPL_MAC_LEN) == 0 ? EDGE_OK : EDGE_EAUTH;
-    sodium_memzero(mac, sizeof(mac));
-    return rv;
 }

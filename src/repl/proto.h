@@ -13,24 +13,31 @@
 #ifndef EDGE_REPL_PROTO_H
 #define EDGE_REPL_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/buf.h"
 #include "core/vclock.h"
 
-#define EDGE_REPL_PROTO_VERSION 2 /* 2: entry payloads name their columns (payload version 3) */
+/* 2: entry payloads name their columns (payload version 3); 3: mutual handshake (client
+ * nonce in HELLO, server MAC in HELLO_OK) and a MAC on every frame after it */
+#define EDGE_REPL_PROTO_VERSION 3
+#define EDGE_REPL_PROTO_VERSION_STR "3"
 #define EDGE_REPL_WS_PROTOCOL "edgelite-peer1" /* Sec-WebSocket-Protocol and MAC label */
 #define EDGE_REPL_STR_MAX 256                  /* bytes, any protocol string */
 #define EDGE_REPL_FRAME_MAX ((size_t)64 << 20) /* bytes, one message */
 #define EDGE_REPL_ENTRIES_MAX 100000           /* entries in one ENTRIES message */
 #define EDGE_REPL_NONCE_LEN 32
 #define EDGE_REPL_MAC_LEN 32
+#define EDGE_REPL_KEY_LEN 32
+/* bytes of one sealed frame on the wire: a message and its tag */
+#define EDGE_REPL_WIRE_MAX (EDGE_REPL_FRAME_MAX + EDGE_REPL_MAC_LEN)
 
 enum edge_repl_msg {
     EDGE_REPL_MSG_CHALLENGE = 1, /* S->C nonce[32] */
-    EDGE_REPL_MSG_HELLO = 2,     /* C->S version, cluster, region, mac[32], vv */
-    EDGE_REPL_MSG_HELLO_OK = 3,  /* S->C region, vv */
+    EDGE_REPL_MSG_HELLO = 2,     /* C->S version, cluster, region, to_region, nonce[32], vv, mac[32] */
+    EDGE_REPL_MSG_HELLO_OK = 3,  /* S->C region, vv, mac[32] */
     EDGE_REPL_MSG_ENTRIES = 4,   /* C->S count, entries */
     EDGE_REPL_MSG_ACK = 5,       /* S->C vv */
     EDGE_REPL_MSG_PING = 6,      /* both, t */
@@ -57,15 +64,28 @@ struct edge_repl_entry {
 struct edge_repl_hello {
     uint64_t version;                     /* EDGE_REPL_PROTO_VERSION from a current client */
     char cluster[EDGE_REPL_STR_MAX + 1];  /* NUL-terminated */
-    char region[EDGE_VCLOCK_REGION_MAX + 1];
-    uint8_t mac[EDGE_REPL_MAC_LEN];       /* edge_repl_hello_mac */
+    char region[EDGE_VCLOCK_REGION_MAX + 1];    /* the client's region */
+    char to_region[EDGE_VCLOCK_REGION_MAX + 1]; /* the region the client means to reach */
+    uint8_t nonce[EDGE_REPL_NONCE_LEN];   /* the client's fresh nonce */
     struct edge_vclock vv;                /* the client's version vector */
+    uint8_t mac[EDGE_REPL_MAC_LEN];       /* edge_repl_hello_mac */
 };
 
 struct edge_repl_hello_ok {
     char region[EDGE_VCLOCK_REGION_MAX + 1];
-    struct edge_vclock vv; /* the server's version vector */
+    struct edge_vclock vv;          /* the server's version vector */
+    uint8_t mac[EDGE_REPL_MAC_LEN]; /* edge_repl_hello_ok_mac */
 };
+
+/* One side's frame protection state after the handshake: the session key and a
+ * sequence number per direction. Plain data, wiped by edge_repl_seal_wipe. */
+struct edge_repl_seal {
+    uint8_t key[EDGE_REPL_KEY_LEN];
+    uint8_t tx_dir, rx_dir; /* EDGE_REPL_DIR_C2S / _S2C */
+    uint64_t tx_seq, rx_seq; /* the next frame's number, from 0 */
+};
+#define EDGE_REPL_DIR_C2S 1
+#define EDGE_REPL_DIR_S2C 2
 
 struct edge_repl_error {
     char code[EDGE_REPL_STR_MAX + 1];
@@ -83,7 +103,9 @@ int edge_repl_msg_type(const uint8_t *p, size_t len, int *out_type);
 int edge_repl_encode_challenge(struct edge_buf *out, const uint8_t nonce[EDGE_REPL_NONCE_LEN]);
 /* h borrowed; h->version is written as given (tests send wrong versions). */
 int edge_repl_encode_hello(struct edge_buf *out, const struct edge_repl_hello *h);
-int edge_repl_encode_hello_ok(struct edge_buf *out, const char *region, const struct edge_vclock *vv);
+/* mac: edge_repl_hello_ok_mac of the same region and vv. */
+int edge_repl_encode_hello_ok(struct edge_buf *out, const char *region, const struct edge_vclock *vv,
+                              const uint8_t mac[EDGE_REPL_MAC_LEN]);
 /* A whole ENTRIES message from n entries (borrowed); n <= EDGE_REPL_ENTRIES_MAX. */
 int edge_repl_encode_entries(struct edge_buf *out, const struct edge_repl_entry *e, size_t n);
 /* Incremental form for batching: the type byte and count, then n calls to
@@ -102,8 +124,10 @@ int edge_repl_encode_error(struct edge_buf *out, const char *code, const char *m
  * EDGE_ECORRUPT (wrong type, truncation, trailing bytes, overlong or invalid field),
  * EDGE_ENOMEM. Out-structs are fully written on success and need no cleanup on error. ---- */
 int edge_repl_decode_challenge(const uint8_t *p, size_t len, uint8_t out_nonce[EDGE_REPL_NONCE_LEN]);
-/* Accepts any version number (so a server can answer a newer client with ERROR);
- * caller edge_repl_hello_close(out) on success. */
+/* Reads the version first: a version other than EDGE_REPL_PROTO_VERSION gives
+ * EDGE_EPROTO with only out->version set (the rest of an old or newer HELLO has another
+ * layout; the server answers ERROR VERSION). Caller edge_repl_hello_close(out) on
+ * success. */
 int edge_repl_decode_hello(const uint8_t *p, size_t len, struct edge_repl_hello *out);
 /* Caller edge_vclock_close(&out->vv) on success. */
 int edge_repl_decode_hello_ok(const uint8_t *p, size_t len, struct edge_repl_hello_ok *out);
@@ -124,16 +148,46 @@ void edge_repl_entries_free(struct edge_repl_entry *e, size_t n);
 /* Free h's version vector; h is reusable after edge_vclock_init(&h->vv). */
 void edge_repl_hello_close(struct edge_repl_hello *h);
 
-/* ---- authentication (DESIGN.md 3: HMAC challenge) ----
- * mac = HMAC-SHA256(key = SHA-256(secret),
- *                   msg = "edgelite-peer1" || nonce || cluster || 0x00 || region).
- * Strings borrowed. EDGE_OK or EDGE_EINVAL (NULL/overlong cluster or region). */
-int edge_repl_hello_mac(const char *secret, const uint8_t nonce[EDGE_REPL_NONCE_LEN], const char *cluster,
-                        const char *region, uint8_t out_mac[EDGE_REPL_MAC_LEN]);
+/* ---- authentication (DESIGN.md 3: HMAC challenge, both ways) ----
+ * K = SHA-256(secret). Every MAC input starts with a label and a NUL, and strings are
+ * NUL-terminated in it (they hold no NUL), vv as edge_vclock_encode:
+ *   HELLO    mac = HMAC-SHA256(K, "edgelite-peer3 hello" 0 || ns || nc || cluster 0 || region 0
+ *                              || to_region 0 || vv)
+ *   HELLO_OK mac = HMAC-SHA256(K, "edgelite-peer3 hello-ok" 0 || ns || nc || cluster 0 ||
+ *                              client region 0 || server region 0 || server vv)
+ *   session key = HMAC-SHA256(K, "edgelite-peer3 session" 0 || ns || nc || cluster 0 ||
+ *                              client region 0 || server region 0)
+ * ns: the server's CHALLENGE nonce, nc: the client's nonce from the HELLO. */
+
+/* HELLO MAC of h's fields (h->mac is ignored). EDGE_OK, EDGE_EINVAL, EDGE_ENOMEM. */
+int edge_repl_hello_mac(const char *secret, const uint8_t server_nonce[EDGE_REPL_NONCE_LEN],
+                        const struct edge_repl_hello *h, uint8_t out_mac[EDGE_REPL_MAC_LEN]);
 /* Server-side check of a decoded HELLO against the nonce it sent: EDGE_OK, EDGE_EPROTO
  * (version != EDGE_REPL_PROTO_VERSION), EDGE_EAUTH (cluster differs or the MAC is wrong;
- * constant-time compare). All arguments borrowed. */
+ * constant-time compare). The caller then checks h->to_region and h->region. */
 int edge_repl_hello_verify(const struct edge_repl_hello *h, const char *cluster, const char *secret,
-                           const uint8_t nonce[EDGE_REPL_NONCE_LEN]);
+                           const uint8_t server_nonce[EDGE_REPL_NONCE_LEN]);
+/* HELLO_OK MAC the server sends for HELLO h (already verified). */
+int edge_repl_hello_ok_mac(const char *secret, const uint8_t server_nonce[EDGE_REPL_NONCE_LEN],
+                           const struct edge_repl_hello *h, const char *server_region,
+                           const struct edge_vclock *server_vv, uint8_t out_mac[EDGE_REPL_MAC_LEN]);
+/* Client-side check of a decoded HELLO_OK for the HELLO h it sent: EDGE_OK or EDGE_EAUTH
+ * (wrong MAC: the server does not know the secret, or the message was altered). */
+int edge_repl_hello_ok_verify(const struct edge_repl_hello_ok *ok, const char *secret,
+                              const uint8_t server_nonce[EDGE_REPL_NONCE_LEN], const struct edge_repl_hello *h);
+/* Derive the session key of the handshake (ns, h, server_region) into *s, with both
+ * sequence numbers at 0; client: true on the connecting side. EDGE_OK, EDGE_EINVAL. */
+int edge_repl_seal_init(struct edge_repl_seal *s, const char *secret, const uint8_t server_nonce[EDGE_REPL_NONCE_LEN],
+                        const struct edge_repl_hello *h, const char *server_region, bool client);
+void edge_repl_seal_wipe(struct edge_repl_seal *s);
+/* Append the tag of the message in b[0..len) for the next outgoing sequence number:
+ * tag = BLAKE2b-256(key = session key, dir || seq (8 bytes, big endian) || message).
+ * EDGE_OK (tx_seq advanced) or EDGE_ENOMEM / EDGE_ETOOBIG (b's cap; b unchanged). */
+int edge_repl_seal_frame(struct edge_repl_seal *s, struct edge_buf *b);
+/* Check a received sealed frame p[0..len) against the next incoming sequence number:
+ * EDGE_OK with *out_len = the message's length (the tag stripped; rx_seq advanced), or
+ * EDGE_EAUTH (shorter than a tag, or the tag does not match: injected, altered, replayed,
+ * reordered or reflected) and rx_seq unchanged. Constant-time compare. */
+int edge_repl_open_frame(struct edge_repl_seal *s, const uint8_t *p, size_t len, size_t *out_len);
 
 #endif

@@ -29,7 +29,8 @@ struct edge_peer_session {
     struct edge_peer_session_host host;
     struct edge_http_conn *conn;
     uint8_t nonce[EDGE_REPL_NONCE_LEN];
-    bool authed;
+    bool authed;                /* HELLO verified and HELLO_OK sent: every frame is sealed from here */
+    struct edge_repl_seal seal; /* the session key and both sequence numbers */
     char region[EDGE_VCLOCK_REGION_MAX + 1];
     struct peer_frame *q_head, *q_tail;
     size_t q_len;
@@ -63,14 +64,21 @@ static void peer_session_unref(struct edge_peer_session *ps)
         edge_free(f);
     }
     edge_http_conn_unref(ps->conn);
+    edge_repl_seal_wipe(&ps->seal);
     edge_free(ps);
 }
 
+/* b gets the frame's tag appended once the link is authenticated. */
 static void peer_send(struct edge_peer_session *ps, struct edge_buf *b)
 {
-    if (!ps->closed && b->len > 0) {
-        edge_http_ws_send(ps->conn, 2, b->data, b->len);
+    if (ps->closed || b->len == 0) return;
+    if (ps->authed && edge_repl_seal_frame(&ps->seal, b) != EDGE_OK) {
+        /* never sent unsealed: the peer would refuse it anyway */
+        edge_http_ws_close(ps->conn, 1011, "INTERNAL");
+        ps->closed = true;
+        return;
     }
+    edge_http_ws_send(ps->conn, 2, b->data, b->len);
 }
 
 /* Refuse the link: an ERROR message with the reason, then close. Logged once. */
@@ -224,30 +232,48 @@ static void peer_hello(struct edge_peer_session *ps, struct peer_frame *f, struc
     struct edge_repl_hello h;
     memset(&h, 0, sizeof(h));
     edge_vclock_init(&h.vv);
+    int drv = ps->authed ? EDGE_OK : edge_repl_decode_hello(f->data, f->len, &h);
     if (ps->authed) {
         peer_refuse(ps, "HELLO_REPLAYED", "a second HELLO on an established link");
-    } else if (edge_repl_decode_hello(f->data, f->len, &h) != EDGE_OK) {
+    } else if (drv == EDGE_EPROTO) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "peer protocol version %llu is not supported; this node speaks %d",
+                 (unsigned long long)h.version, EDGE_REPL_PROTO_VERSION);
+        peer_refuse(ps, "VERSION", msg);
+    } else if (drv != EDGE_OK) {
         peer_refuse(ps, "PROTOCOL", "malformed HELLO");
     } else {
         snprintf(ps->region, sizeof(ps->region), "%s", h.region);
         const char *secret = st->conf ? st->conf->cluster_secret : NULL;
         const char *cluster = st->conf ? st->conf->cluster_name : "";
         int vrv = secret ? edge_repl_hello_verify(&h, cluster, secret, ps->nonce) : EDGE_EAUTH;
+        struct edge_vclock vv;
+        uint8_t mac[EDGE_REPL_MAC_LEN];
+        edge_vclock_init(&vv);
         if (vrv == EDGE_EPROTO) {
             peer_refuse(ps, "VERSION", "unsupported peer protocol version");
         } else if (vrv != EDGE_OK) {
+            atomic_fetch_add(&st->stats.peer_auth_refused, 1);
             peer_refuse(ps, "AUTH", "cluster name or secret does not match");
+        } else if (strcmp(h.to_region, st->region) != 0) {
+            /* the MAC covers to_region: this is what the client asked for, not a forgery */
+            peer_refuse(ps, "WRONG_REGION", "this node is another region than the one the link was configured for");
         } else if (strcmp(h.region, st->region) == 0 || edge_conf_region_find(st->conf, h.region) == NULL) {
             peer_refuse(ps, "UNKNOWN_REGION", "region is not part of this cluster");
         } else {
-            ps->authed = true;
-            struct edge_vclock vv;
-            edge_vclock_init(&vv);
             edge_repl_state_vv(st, &vv);
-            if (edge_repl_encode_hello_ok(b, st->region, &vv) == EDGE_OK) peer_send(ps, b);
-            edge_vclock_close(&vv);
-            EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "peer link from %s established", ps->region);
+            if (edge_repl_hello_ok_mac(secret, ps->nonce, &h, st->region, &vv, mac) != EDGE_OK ||
+                edge_repl_seal_init(&ps->seal, secret, ps->nonce, &h, st->region, false) != EDGE_OK) {
+                peer_refuse(ps, "INTERNAL", "cannot derive the session key");
+            } else {
+                /* HELLO_OK leaves unsealed (it proves the secret itself); every frame after it is sealed */
+                if (edge_repl_encode_hello_ok(b, st->region, &vv, mac) == EDGE_OK) peer_send(ps, b);
+                ps->authed = true;
+                EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "peer link from %s established", ps->region);
+            }
         }
+        edge_vclock_close(&vv);
+        sodium_memzero(mac, sizeof(mac));
     }
     edge_repl_hello_close(&h);
 }
@@ -307,6 +333,17 @@ static void peer_on_message(void *ud, struct edge_http_conn *c, int opcode, cons
     if (ps->q_len >= PEER_QUEUE_MAX) {
         peer_refuse(ps, "OVERLOAD", "too many messages in flight");
         return;
+    }
+    /* Checked on arrival, in arrival order: the sequence numbers are the arrival order.
+     * A frame that fails is never queued, so nothing of it is applied or answered. */
+    if (ps->authed) {
+        size_t n = 0;
+        if (edge_repl_open_frame(&ps->seal, data, len, &n) != EDGE_OK) {
+            atomic_fetch_add(&ps->st->stats.peer_mac_errors, 1);
+            peer_refuse(ps, "MAC", "a frame failed its integrity check (altered, injected, replayed or reordered)");
+            return;
+        }
+        len = n;
     }
     struct peer_frame *f = edge_calloc(1, sizeof(*f));
     uint8_t *copy = edge_malloc(len ? len : 1);

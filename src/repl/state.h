@@ -31,6 +31,9 @@ struct edge_repl_counters {
     _Atomic uint64_t conflicts_dropped; /* _edge_conflicts rows removed by retention (compact.c) */
     _Atomic uint64_t horizon_drops;     /* writes below the tombstone horizon to rows with no metadata (tomb.h) */
     _Atomic uint64_t session_merges;    /* concurrent session records merged (apply_sess.c) */
+    /* inbound peer links (session.c) refused for a bad HELLO MAC or cluster, and closed for
+     * a frame whose seal did not verify */
+    _Atomic uint64_t peer_auth_refused, peer_mac_errors;
 };
 
 struct edge_repl_tomb;

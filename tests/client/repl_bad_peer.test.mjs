@@ -29,16 +29,26 @@ function uvarint(n) {
 }
 const str = (s) => Buffer.concat([uvarint(Buffer.byteLength(s)), Buffer.from(s)]);
 
-function helloMac(secret, nonce, cluster, region) {
+// Protocol 3: HMAC-SHA256(SHA-256(secret), "edgelite-peer3 hello" 0 || server nonce || client nonce ||
+// cluster 0 || region 0 || to_region 0 || vv); the vv sent here is empty (one 0 byte).
+const CLIENT_NONCE = Buffer.alloc(32, 0x5a);
+function helloMac(secret, nonce, cluster, region, toRegion = 'a') {
   const key = crypto.createHash('sha256').update(secret).digest();
+  const z = Buffer.from([0]);
   return crypto.createHmac('sha256', key)
-    .update(Buffer.concat([Buffer.from('edgelite-peer1'), nonce, Buffer.from(cluster), Buffer.from([0]),
-      Buffer.from(region)]))
+    .update(Buffer.concat([Buffer.from('edgelite-peer3 hello'), z, nonce, CLIENT_NONCE, Buffer.from(cluster), z,
+      Buffer.from(region), z, Buffer.from(toRegion), z, uvarint(0)]))
     .digest();
 }
 
-function hello({ version = 2, cluster, region, mac }) {
-  return Buffer.concat([Buffer.from([2]), uvarint(version), str(cluster), str(region), mac, uvarint(0)]);
+function hello({ version = 3, cluster, region, toRegion = 'a', mac }) {
+  return Buffer.concat([Buffer.from([2]), uvarint(version), str(cluster), str(region), str(toRegion), CLIENT_NONCE,
+    uvarint(0), mac]);
+}
+
+// What a protocol 2 node sends: no target region, no client nonce, the MAC before the vv.
+function helloV2({ cluster, region }) {
+  return Buffer.concat([Buffer.from([2]), uvarint(2), str(cluster), str(region), Buffer.alloc(32, 1), uvarint(0)]);
 }
 
 function readUvarint(buf, off) {
@@ -173,6 +183,49 @@ describe('repl_bad_peer', { timeout: 90000 }, () => {
     await assertStillServing('replayed MAC');
   });
 
+  test('a protocol 2 HELLO gets ERROR VERSION', async () => {
+    const res = await peerSession(c.url('a'), (ws) => send(ws, helloV2({ cluster: c.name, region: 'c' })));
+    assertRefused(res, 'v2 HELLO', 'VERSION');
+    assert.match(res.errors.find((e) => e.code === 'VERSION').message, /version 2 .*speaks 3/);
+    await assertStillServing('v2 HELLO');
+  });
+
+  test('a HELLO meant for another region', async () => {
+    const res = await peerSession(c.url('a'), (ws, nonce) =>
+      send(ws, hello({ cluster: c.name, region: 'c', toRegion: 'b', mac: helloMac(c.secret, nonce, c.name, 'c', 'b') })));
+    assertRefused(res, 'other target', 'WRONG_REGION');
+    await assertStillServing('other target');
+  });
+
+  test('a valid HELLO gets a HELLO_OK that proves the secret', async () => {
+    const res = await peerSession(c.url('a'), (ws, nonce) =>
+      send(ws, hello({ cluster: c.name, region: 'c', mac: helloMac(c.secret, nonce, c.name, 'c') })), 1500);
+    const ok = res.messages.find((m) => m[0] === 3);
+    assert.ok(ok, `no HELLO_OK: ${JSON.stringify(res.errors)}`);
+    // region str, vv, then mac[32] = HMAC(K, "edgelite-peer3 hello-ok" 0 || ns || nc || cluster 0 || c 0 || a 0 || vv)
+    const body = ok.subarray(1, ok.length - 32);
+    const [rlen, off] = readUvarint(body, 0);
+    assert.equal(body.subarray(off, off + rlen).toString(), 'a');
+    const vv = body.subarray(off + rlen);
+    const key = crypto.createHash('sha256').update(c.secret).digest();
+    const z = Buffer.from([0]);
+    const want = crypto.createHmac('sha256', key).update(Buffer.concat([Buffer.from('edgelite-peer3 hello-ok'), z,
+      res.challenge, CLIENT_NONCE, Buffer.from(c.name), z, Buffer.from('c'), z, Buffer.from('a'), z, vv])).digest();
+    assert.deepEqual(ok.subarray(ok.length - 32), want, 'HELLO_OK MAC');
+  });
+
+  test('an unsealed frame after the handshake', async () => {
+    const res = await peerSession(c.url('a'), async (ws, nonce) => {
+      await send(ws, hello({ cluster: c.name, region: 'c', mac: helloMac(c.secret, nonce, c.name, 'c') }));
+      await sleep(200);
+      await send(ws, Buffer.from([6, 1])); // a PING without its tag: what an injector without the key can send
+    });
+    assert.ok(res.closed, 'the link stayed open after an unsealed frame');
+    assert.ok(res.errors.some((e) => e.code === 'MAC'), JSON.stringify(res.errors));
+    assert.ok(!res.messages.some((m) => m[0] === 7), 'the unsealed PING was answered');
+    await assertStillServing('unsealed frame');
+  });
+
   test('HELLO from a region that is not in the cluster', async () => {
     const res = await peerSession(c.url('a'), (ws, nonce) =>
       send(ws, hello({ cluster: c.name, region: 'zz', mac: helloMac(c.secret, nonce, c.name, 'zz') })));
@@ -203,7 +256,8 @@ describe('repl_bad_peer', { timeout: 90000 }, () => {
     assert.ok(res.messages.length >= 1 && res.messages[0][0] === 3,
       `a valid HELLO was not answered with HELLO_OK: ${res.messages.map((m) => m[0])} ${JSON.stringify(res.errors)}`);
     assert.ok(res.closed, 'the link stayed open after a second HELLO');
-    assert.ok(res.errors.some((e) => e.code === 'HELLO_REPLAYED'), JSON.stringify(res.errors));
+    // after HELLO_OK every frame must carry its seal: a replayed HELLO has none
+    assert.ok(res.errors.some((e) => e.code === 'MAC' || e.code === 'HELLO_REPLAYED'), JSON.stringify(res.errors));
     await assertStillServing('second HELLO');
   });
 

@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case EDGE_REPL_MSG_HELLO_OK: {
         struct edge_repl_hello_ok h;
         if (edge_repl_decode_hello_ok(data, size, &h) == EDGE_OK) {
-            same(&b, edge_repl_encode_hello_ok(&b, h.region, &h.vv), data, size);
+            same(&b, edge_repl_encode_hello_ok(&b, h.region, &h.vv, h.mac), data, size);
             edge_vclock_close(&h.vv);
         }
         break;

@@ -72,6 +72,8 @@ struct srv {
     int batches;        /* ENTRIES messages received, all connections */
     int kill_at_batch;  /* close without ACK when this batch arrives (0: never) */
     bool garbage_once;  /* send one malformed message after HELLO_OK */
+    bool impostor;      /* accept any HELLO and answer HELLO_OK without knowing the secret */
+    int mac_refused;    /* frames from the client whose seal did not verify */
     int pings;
     int hold_acks;      /* answer nothing until this many ENTRIES came on the connection (0: off) */
     int first_ack_after; /* ENTRIES received on the connection when its first ACK went out */
@@ -136,6 +138,21 @@ static int srv_send(int fd, const struct edge_buf *m)
         return -1;
     }
     return write_all(fd, m->data, m->len);
+}
+
+/* Send m, sealed with the session's next tag once the handshake is done (m unchanged). */
+static int srv_xmit(int fd, struct edge_repl_seal *seal, const struct edge_buf *m)
+{
+    if (seal == NULL) {
+        return srv_send(fd, m);
+    }
+    struct edge_buf t;
+    edge_buf_init(&t, m->len + EDGE_REPL_MAC_LEN);
+    assert_int_equal(edge_buf_append(&t, m->data, m->len), EDGE_OK);
+    assert_int_equal(edge_repl_seal_frame(seal, &t), EDGE_OK);
+    int rv = srv_send(fd, &t);
+    edge_buf_free(&t);
+    return rv;
 }
 
 /* One whole client message (masked frames, possibly fragmented) into out. */
@@ -236,7 +253,9 @@ static void srv_conn(struct srv *s, int fd)
     struct edge_buf m, o;
     uint8_t nonce[EDGE_REPL_NONCE_LEN];
     struct edge_repl_hello h;
+    struct edge_repl_seal seal;
     int conn = 0;
+    memset(&seal, 0, sizeof(seal));
     edge_buf_init(&m, (size_t)32 << 20);
     edge_buf_init(&o, (size_t)32 << 20);
     if (srv_handshake(s, fd) != 0) {
@@ -249,9 +268,9 @@ static void srv_conn(struct srv *s, int fd)
     }
     assert_int_equal(edge_repl_decode_hello((const uint8_t *)m.data, m.len, &h), EDGE_OK);
     int vr = edge_repl_hello_verify(&h, s->cluster, s->secret, nonce);
-    edge_repl_hello_close(&h);
     edge_buf_reset(&o);
-    if (vr != EDGE_OK) {
+    if (vr != EDGE_OK && !s->impostor) {
+        edge_repl_hello_close(&h);
         assert_int_equal(edge_repl_encode_error(&o, "AUTH", "bad mac"), EDGE_OK);
         (void)srv_send(fd, &o);
         pthread_mutex_lock(&s->mu);
@@ -259,9 +278,16 @@ static void srv_conn(struct srv *s, int fd)
         pthread_mutex_unlock(&s->mu);
         goto out;
     }
+    assert_string_equal(h.to_region, s->region);
     pthread_mutex_lock(&s->mu);
     conn = ++s->conns;
-    assert_int_equal(edge_repl_encode_hello_ok(&o, s->region, &s->vv), EDGE_OK);
+    /* an impostor knows no secret: its MAC is made with another one */
+    const char *key = s->impostor ? "not-the-secret" : s->secret;
+    uint8_t okmac[EDGE_REPL_MAC_LEN];
+    assert_int_equal(edge_repl_hello_ok_mac(key, nonce, &h, s->region, &s->vv, okmac), EDGE_OK);
+    assert_int_equal(edge_repl_encode_hello_ok(&o, s->region, &s->vv, okmac), EDGE_OK);
+    assert_int_equal(edge_repl_seal_init(&seal, key, nonce, &h, s->region, false), EDGE_OK);
+    edge_repl_hello_close(&h);
     bool garbage = s->garbage_once;
     s->garbage_once = false;
     pthread_mutex_unlock(&s->mu);
@@ -272,11 +298,19 @@ static void srv_conn(struct srv *s, int fd)
         const uint8_t bad[] = {EDGE_REPL_MSG_ACK, 0xff, 0xff};
         edge_buf_reset(&o);
         assert_int_equal(edge_buf_append(&o, bad, sizeof(bad)), EDGE_OK);
-        (void)srv_send(fd, &o);
+        (void)srv_xmit(fd, &seal, &o);
     }
     int conn_batches = 0, held = 0;
     for (int i = 0; i < 100000 && srv_recv(s, fd, &m) == 0; i++) {
         int type = 0;
+        size_t plain = 0;
+        if (edge_repl_open_frame(&seal, (const uint8_t *)m.data, m.len, &plain) != EDGE_OK) {
+            pthread_mutex_lock(&s->mu);
+            s->mac_refused++;
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        m.len = plain;
         assert_int_equal(edge_repl_msg_type((const uint8_t *)m.data, m.len, &type), EDGE_OK);
         edge_buf_reset(&o);
         if (type == EDGE_REPL_MSG_PING) {
@@ -331,12 +365,12 @@ static void srv_conn(struct srv *s, int fd)
                 continue;
             }
             for (; held > 0; held--) {
-                if (srv_send(fd, &o) != 0) {
+                if (srv_xmit(fd, &seal, &o) != 0) {
                     goto out;
                 }
             }
         }
-        if (srv_send(fd, &o) != 0) {
+        if (srv_xmit(fd, &seal, &o) != 0) {
             break;
         }
     }
@@ -653,6 +687,39 @@ static void test_wrong_secret(void **state)
     pthread_mutex_lock(&f->srv.mu);
     assert_true(f->srv.hello_rejected >= 1);
     assert_int_equal(f->srv.conns, 0);
+    assert_int_equal(f->srv.n_recs, 0);
+    pthread_mutex_unlock(&f->srv.mu);
+    srv_stop(&f->srv);
+}
+
+/* A server that does not know the secret (it accepts any HELLO) cannot make the HELLO_OK
+ * MAC over the link's fresh nonce: the link refuses it with AUTH and pushes nothing. */
+static void test_impostor_server(void **state)
+{
+    struct fixture *f = *state;
+    add_entry(f, "us", 1, 5, 0);
+    srv_start(&f->srv, "right");
+    f->srv.impostor = true;
+    srv_run(&f->srv);
+    start_peer(f, "right", 0, 0);
+    struct edge_peer_status st;
+    bool seen = false;
+    for (int i = 0; i < 1000 && !seen; i++) {
+        st = status(f);
+        seen = st.retries >= 2 && strstr(st.last_error, "AUTH") != NULL;
+        edge_vclock_close(&st.acked);
+        usleep(10000);
+    }
+    assert_true(seen);
+    st = status(f);
+    assert_false(st.connected);
+    assert_true(st.auth_failures >= 2);
+    assert_int_equal(st.entries_sent, 0);
+    edge_vclock_close(&st.acked);
+    edge_peer_stop(f->peer);
+    pthread_mutex_lock(&f->srv.mu);
+    assert_true(f->srv.conns >= 2);
+    assert_int_equal(f->srv.batches, 0);
     assert_int_equal(f->srv.n_recs, 0);
     pthread_mutex_unlock(&f->srv.mu);
     srv_stop(&f->srv);
@@ -1134,6 +1201,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_push_in_hlc_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_impostor_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_resends_from_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notify_and_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_on_sync_tick, setup, teardown),

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of the peer protocol codec: a round trip of every message, rejection of
  * every strict prefix and of trailing bytes, field-level corruptions (bad consistency,
- * seq 0, NUL in strings, overlong strings, absurd counts), and the HELLO MAC (good,
- * bad secret, other nonce, other cluster, wrong version). */
+ * seq 0, NUL in strings, overlong strings, absurd counts), the HELLO and HELLO_OK MACs
+ * (good, bad secret, other nonce either way, every field bound, wrong version) and the
+ * frame seal (altered, replayed, reordered, reflected, other session). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -138,23 +139,32 @@ static void test_challenge(void **state)
     edge_buf_free(&b);
 }
 
+static void mk_hello(struct edge_repl_hello *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->version = EDGE_REPL_PROTO_VERSION;
+    snprintf(h->cluster, sizeof(h->cluster), "prod-cluster");
+    snprintf(h->region, sizeof(h->region), "us-east");
+    snprintf(h->to_region, sizeof(h->to_region), "eu-west");
+    for (int i = 0; i < EDGE_REPL_NONCE_LEN; i++) h->nonce[i] = (uint8_t)(0xa0 + i);
+    mk_vv(&h->vv);
+}
+
 static void test_hello_roundtrip_and_mac(void **state)
 {
     (void)state;
     struct edge_repl_hello h, d;
     struct edge_buf b;
-    memset(&h, 0, sizeof(h));
-    h.version = EDGE_REPL_PROTO_VERSION;
-    snprintf(h.cluster, sizeof(h.cluster), "prod-cluster");
-    snprintf(h.region, sizeof(h.region), "us-east");
-    mk_vv(&h.vv);
-    assert_int_equal(edge_repl_hello_mac("s3cret", NONCE, h.cluster, h.region, h.mac), EDGE_OK);
+    mk_hello(&h);
+    assert_int_equal(edge_repl_hello_mac("s3cret", NONCE, &h, h.mac), EDGE_OK);
     edge_buf_init(&b, BUF_MAX);
     assert_int_equal(edge_repl_encode_hello(&b, &h), EDGE_OK);
     assert_int_equal(edge_repl_decode_hello((const uint8_t *)b.data, b.len, &d), EDGE_OK);
     assert_int_equal(d.version, EDGE_REPL_PROTO_VERSION);
     assert_string_equal(d.cluster, "prod-cluster");
     assert_string_equal(d.region, "us-east");
+    assert_string_equal(d.to_region, "eu-west");
+    assert_memory_equal(d.nonce, h.nonce, EDGE_REPL_NONCE_LEN);
     assert_memory_equal(d.mac, h.mac, EDGE_REPL_MAC_LEN);
     assert_int_equal(edge_vclock_compare(&d.vv, &h.vv), EDGE_VCLOCK_EQUAL);
 
@@ -165,33 +175,132 @@ static void test_hello_roundtrip_and_mac(void **state)
     memcpy(other_nonce, NONCE, sizeof(other_nonce));
     other_nonce[31] ^= 1;
     assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", other_nonce), EDGE_EAUTH);
-    /* A MAC computed for another region does not verify (region is bound in). */
-    uint8_t mac2[EDGE_REPL_MAC_LEN];
-    assert_int_equal(edge_repl_hello_mac("s3cret", NONCE, "prod-cluster", "eu-west", mac2), EDGE_OK);
-    assert_memory_not_equal(mac2, d.mac, EDGE_REPL_MAC_LEN);
+    /* Every field is bound in: region, target region, client nonce, version vector. */
+    snprintf(d.region, sizeof(d.region), "ap-south");
+    assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", NONCE), EDGE_EAUTH);
+    snprintf(d.region, sizeof(d.region), "us-east");
+    snprintf(d.to_region, sizeof(d.to_region), "ap-south");
+    assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", NONCE), EDGE_EAUTH);
+    snprintf(d.to_region, sizeof(d.to_region), "eu-west");
+    d.nonce[0] ^= 1;
+    assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", NONCE), EDGE_EAUTH);
+    d.nonce[0] ^= 1;
+    assert_int_equal(edge_vclock_set(&d.vv, "eu-west", 43), EDGE_OK);
+    assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", NONCE), EDGE_EAUTH);
+    assert_int_equal(edge_vclock_set(&d.vv, "eu-west", 42), EDGE_OK);
+    assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", NONCE), EDGE_OK);
     d.mac[0] ^= 0x80;
     assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", NONCE), EDGE_EAUTH);
     d.mac[0] ^= 0x80;
     d.version = EDGE_REPL_PROTO_VERSION + 1;
     assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", NONCE), EDGE_EPROTO);
-    d.version = 1; /* positional payloads: refused, not misapplied */
+    d.version = 2; /* one-way authentication, no frame MACs: refused */
     assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", NONCE), EDGE_EPROTO);
     edge_repl_hello_close(&d);
     check_truncations(&b, dec_hello);
 
-    /* A wrong version is still decodable (the server answers it with ERROR). */
+    /* Another version is not parsed past its number (the server answers ERROR VERSION),
+     * and a protocol 2 HELLO (no target region, no client nonce) is one of those. */
     edge_buf_reset(&b);
+    const uint8_t v2[] = {EDGE_REPL_MSG_HELLO, 2, 1, 'c', 1, 'r'};
+    assert_int_equal(edge_repl_decode_hello(v2, sizeof(v2), &d), EDGE_EPROTO);
+    assert_int_equal(d.version, 2);
     h.version = 7;
     assert_int_equal(edge_repl_encode_hello(&b, &h), EDGE_OK);
-    assert_int_equal(edge_repl_decode_hello((const uint8_t *)b.data, b.len, &d), EDGE_OK);
+    assert_int_equal(edge_repl_decode_hello((const uint8_t *)b.data, b.len, &d), EDGE_EPROTO);
     assert_int_equal(d.version, 7);
-    assert_int_equal(edge_repl_hello_verify(&d, "prod-cluster", "s3cret", NONCE), EDGE_EPROTO);
-    edge_repl_hello_close(&d);
+    h.version = EDGE_REPL_PROTO_VERSION;
 
     /* An invalid region cannot be encoded. */
     edge_buf_reset(&b);
     snprintf(h.region, sizeof(h.region), "has space");
     assert_int_equal(edge_repl_encode_hello(&b, &h), EDGE_EINVAL);
+    edge_vclock_close(&h.vv);
+    edge_buf_free(&b);
+}
+
+/* The server's proof and the session key: both sides derive the same, bound to both nonces. */
+static void test_hello_ok_mac_and_seal(void **state)
+{
+    (void)state;
+    struct edge_repl_hello h;
+    struct edge_repl_hello_ok ok;
+    struct edge_buf b;
+    mk_hello(&h);
+    edge_buf_init(&b, BUF_MAX);
+    uint8_t mac[EDGE_REPL_MAC_LEN];
+    assert_int_equal(edge_repl_hello_ok_mac("s3cret", NONCE, &h, "eu-west", &h.vv, mac), EDGE_OK);
+    assert_int_equal(edge_repl_encode_hello_ok(&b, "eu-west", &h.vv, mac), EDGE_OK);
+    assert_int_equal(edge_repl_decode_hello_ok((const uint8_t *)b.data, b.len, &ok), EDGE_OK);
+    assert_int_equal(edge_repl_hello_ok_verify(&ok, "s3cret", NONCE, &h), EDGE_OK);
+    assert_int_equal(edge_repl_hello_ok_verify(&ok, "wrong", NONCE, &h), EDGE_EAUTH);
+    h.nonce[5] ^= 1; /* another client nonce: a replayed HELLO_OK */
+    assert_int_equal(edge_repl_hello_ok_verify(&ok, "s3cret", NONCE, &h), EDGE_EAUTH);
+    h.nonce[5] ^= 1;
+    snprintf(ok.region, sizeof(ok.region), "ap-south");
+    assert_int_equal(edge_repl_hello_ok_verify(&ok, "s3cret", NONCE, &h), EDGE_EAUTH);
+    snprintf(ok.region, sizeof(ok.region), "eu-west");
+    assert_int_equal(edge_vclock_set(&ok.vv, "us-east", 1), EDGE_OK);
+    assert_int_equal(edge_repl_hello_ok_verify(&ok, "s3cret", NONCE, &h), EDGE_EAUTH);
+    edge_vclock_close(&ok.vv);
+    /* A HELLO MAC is no HELLO_OK MAC (labels differ). */
+    uint8_t hmac[EDGE_REPL_MAC_LEN];
+    assert_int_equal(edge_repl_hello_mac("s3cret", NONCE, &h, hmac), EDGE_OK);
+    assert_memory_not_equal(hmac, mac, EDGE_REPL_MAC_LEN);
+
+    struct edge_repl_seal c, s, other;
+    assert_int_equal(edge_repl_seal_init(&c, "s3cret", NONCE, &h, "eu-west", true), EDGE_OK);
+    assert_int_equal(edge_repl_seal_init(&s, "s3cret", NONCE, &h, "eu-west", false), EDGE_OK);
+    assert_memory_equal(c.key, s.key, EDGE_REPL_KEY_LEN);
+    h.nonce[0] ^= 1;
+    assert_int_equal(edge_repl_seal_init(&other, "s3cret", NONCE, &h, "eu-west", false), EDGE_OK);
+    h.nonce[0] ^= 1;
+    assert_memory_not_equal(c.key, other.key, EDGE_REPL_KEY_LEN);
+
+    /* Frames: each opens once, in order, in its direction only. */
+    struct edge_buf f1, f2;
+    size_t n = 0;
+    edge_buf_init(&f1, BUF_MAX);
+    edge_buf_init(&f2, BUF_MAX);
+    assert_int_equal(edge_repl_encode_ping(&f1, 7), EDGE_OK);
+    assert_int_equal(edge_repl_encode_ping(&f2, 8), EDGE_OK);
+    size_t l1 = f1.len;
+    assert_int_equal(edge_repl_seal_frame(&c, &f1), EDGE_OK);
+    assert_int_equal(edge_repl_seal_frame(&c, &f2), EDGE_OK);
+    assert_int_equal(f1.len, l1 + EDGE_REPL_MAC_LEN);
+    /* reordered: the second frame first */
+    assert_int_equal(edge_repl_open_frame(&s, (const uint8_t *)f2.data, f2.len, &n), EDGE_EAUTH);
+    /* reflected: the client's frame back to the client */
+    assert_int_equal(edge_repl_open_frame(&c, (const uint8_t *)f1.data, f1.len, &n), EDGE_EAUTH);
+    /* another session's key */
+    assert_int_equal(edge_repl_open_frame(&other, (const uint8_t *)f1.data, f1.len, &n), EDGE_EAUTH);
+    /* altered: any bit of message or tag */
+    for (size_t i = 0; i < f1.len; i++) {
+        f1.data[i] ^= 0x04;
+        assert_int_equal(edge_repl_open_frame(&s, (const uint8_t *)f1.data, f1.len, &n), EDGE_EAUTH);
+        f1.data[i] ^= 0x04;
+    }
+    assert_int_equal(edge_repl_open_frame(&s, (const uint8_t *)f1.data, f1.len - 1, &n), EDGE_EAUTH);
+    assert_int_equal(edge_repl_open_frame(&s, (const uint8_t *)f1.data, 3, &n), EDGE_EAUTH);
+    assert_int_equal(s.rx_seq, 0);
+    assert_int_equal(edge_repl_open_frame(&s, (const uint8_t *)f1.data, f1.len, &n), EDGE_OK);
+    assert_int_equal(n, l1);
+    /* replayed */
+    assert_int_equal(edge_repl_open_frame(&s, (const uint8_t *)f1.data, f1.len, &n), EDGE_EAUTH);
+    assert_int_equal(edge_repl_open_frame(&s, (const uint8_t *)f2.data, f2.len, &n), EDGE_OK);
+    uint64_t t = 0;
+    assert_int_equal(edge_repl_decode_ping((const uint8_t *)f2.data, n, &t), EDGE_OK);
+    assert_int_equal(t, 8);
+    /* the other direction has its own numbers */
+    edge_buf_reset(&f1);
+    assert_int_equal(edge_repl_encode_ping(&f1, 9), EDGE_OK);
+    assert_int_equal(edge_repl_seal_frame(&s, &f1), EDGE_OK);
+    assert_int_equal(edge_repl_open_frame(&c, (const uint8_t *)f1.data, f1.len, &n), EDGE_OK);
+    edge_repl_seal_wipe(&c);
+    edge_repl_seal_wipe(&s);
+    edge_repl_seal_wipe(&other);
+    edge_buf_free(&f1);
+    edge_buf_free(&f2);
     edge_vclock_close(&h.vv);
     edge_buf_free(&b);
 }
@@ -207,10 +316,12 @@ static void test_hello_ok_ack_ping_pong_error(void **state)
     mk_vv(&vv);
     edge_buf_init(&b, BUF_MAX);
 
-    assert_int_equal(edge_repl_encode_hello_ok(&b, "eu-west", &vv), EDGE_OK);
+    const uint8_t mac[EDGE_REPL_MAC_LEN] = {9, 9, 9};
+    assert_int_equal(edge_repl_encode_hello_ok(&b, "eu-west", &vv, mac), EDGE_OK);
     assert_int_equal(edge_repl_decode_hello_ok((const uint8_t *)b.data, b.len, &ok), EDGE_OK);
     assert_string_equal(ok.region, "eu-west");
     assert_int_equal(edge_vclock_compare(&ok.vv, &vv), EDGE_VCLOCK_EQUAL);
+    assert_memory_equal(ok.mac, mac, EDGE_REPL_MAC_LEN);
     edge_vclock_close(&ok.vv);
     check_truncations(&b, dec_hello_ok);
 
@@ -428,6 +539,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_challenge),
         cmocka_unit_test(test_hello_roundtrip_and_mac),
+        cmocka_unit_test(test_hello_ok_mac_and_seal),
         cmocka_unit_test(test_hello_ok_ack_ping_pong_error),
         cmocka_unit_test(test_entries),
         cmocka_unit_test(test_entries_bitflips),

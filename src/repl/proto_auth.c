@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/* The peer protocol's cryptography (repl/proto.h): the HELLO and HELLO_OK MACs that let
+ * each side prove the cluster secret against the other's fresh nonce, the session key
+ * derived from both nonces, and the per-frame seal.
+ *
+ * DESIGN: the handshake MACs and the key derivation are HMAC-SHA256 under SHA-256(secret)
+ * (fixed-size key whatever the configured length), each with its own label, so a MAC of
+ * one kind can never stand for another. The frame tag is keyed BLAKE2b-256 under the
+ * session key: one pass over each frame, and frames are whole batches (up to 1 MiB), so
+ * the cheaper hash matters there while the handshake runs once per connection. */
+#include "repl/proto.h"
+
+#include <string.h>
+
+#include <sodium.h>
+
+#include "edgelite/errors.h"
+
+#define LABEL_HELLO "edgelite-peer3 hello"
+#define LABEL_HELLO_OK "edgelite-peer3 hello-ok"
+#define LABEL_SESSION "edgelite-peer3 session"
+
+/* One HMAC-SHA256 computation under K = SHA-256(secret). */
+struct mac {
+    crypto_auth_hmacsha256_state st;
+};
+
+static int mac_begin(struct mac *m, const char *secret, const char *label)
+{
+    if (secret == NULL || sodium_init() < 0) {
+        return EDGE_EINVAL;
+    }
+    uint8_t key[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(key, (const unsigned char *)secret, strlen(secret));
+    crypto_auth_hmacsha256_init(&m->st, key, sizeof(key));
+    sodium_memzero(key, sizeof(key));
+    /* the label with its NUL */
+    crypto_auth_hmacsha256_update(&m->st, (const unsigned char *)label, strlen(label) + 1);
+    return EDGE_OK;
+}
+
+static void mac_raw(struct mac *m, const uint8_t *p, size_t n)
+{
+    crypto_auth_hmacsha256_update(&m->st, p, n);
+}
+
+/* A string and its NUL: no string holds one, so fields cannot shift into each other. */
+static int mac_str(struct mac *m, const char *s)
+{
+    if (s == NULL || memchr(s, 0, EDGE_REPL_STR_MAX + 1) == NULL) {
+        return EDGE_EINVAL;
+    }
+    mac_raw(m, (const uint8_t *)s, strlen(s) + 1);
+    return EDGE_OK;
+}
+
+/* A version vector in its canonical encoding. */
+static int mac_vv(struct mac *m, const struct edge_vclock *vv)
+{
+    struct edge_buf b;
+    edge_buf_init(&b, EDGE_REPL_FRAME_MAX);
+    int rv = edge_vclock_encode(vv, &b);
+    if (rv == EDGE_OK) {
+        mac_raw(m, (const uint8_t *)b.data, b.len);
+    }
+    edge_buf_free(&b);
+    return rv;
+}
+
+static void mac_end(struct mac *m, int rv, uint8_t out[EDGE_REPL_MAC_LEN])
+{
+    uint8_t tmp[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256_final(&m->st, tmp);
+    if (rv == EDGE_OK) {
+        memcpy(out, tmp, EDGE_REPL_MAC_LEN);
+    }
+    sodium_memzero(tmp, sizeof(tmp));
+    sodium_memzero(&m->st, sizeof(m->st));
+}
+
+/* The part every handshake MAC shares: both nonces, cluster, client region. */
+static int mac_common(struct mac *m, const uint8_t ns[EDGE_REPL_NONCE_LEN], const struct edge_repl_hello *h)
+{
+    mac_raw(m, ns, EDGE_REPL_NONCE_LEN);
+    mac_raw(m, h->nonce, EDGE_REPL_NONCE_LEN);
+    int rv = mac_str(m, h->cluster);
+    if (rv == EDGE_OK) {
+        rv = mac_str(m, h->region);
+    }
+    return rv;
+}
+
+int edge_repl_hello_mac(const char *secret, const uint8_t server_nonce[EDGE_REPL_NONCE_LEN],
+                        const struct edge_repl_hello *h, uint8_t out_mac[EDGE_REPL_MAC_LEN])
+{
+    struct mac m;
+    int rv = mac_begin(&m, secret, LABEL_HELLO);
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    rv = mac_common(&m, server_nonce, h);
+    if (rv == EDGE_OK) {
+        rv = mac_str(&m, h->to_region);
+    }
+    if (rv == EDGE_OK) {
+        rv = mac_vv(&m, &h->vv);
+    }
+    mac_end(&m, rv, out_mac);
+    return rv;
+}
+
+int edge_repl_hello_verify(const struct edge_repl_hello *h, const char *cluster, const char *secret,
+                           const uint8_t server_nonce[EDGE_REPL_NONCE_LEN])
+{
+    uint8_t mac[EDGE_REPL_MAC_LEN];
+    if (h->version != EDGE_REPL_PROTO_VERSION) {
+        return EDGE_EPROTO;
+    }
+    if (cluster == NULL || strcmp(h->cluster, cluster) != 0) {
+        return EDGE_EAUTH;
+    }
+    if (edge_repl_hello_mac(secret, server_nonce, h, mac) != EDGE_OK) {
+        return EDGE_EAUTH;
+    }
+    int rv = sodium_memcmp(mac, h->mac, EDGE_REPL_MAC_LEN) == 0 ? EDGE_OK : EDGE_EAUTH;
+    sodium_memzero(mac, sizeof(mac));
+    return rv;
+}
+
+int edge_repl_hello_ok_mac(const char *secret, const uint8_t server_nonce[EDGE_REPL_NONCE_LEN],
+                           const struct edge_repl_hello *h, const char *server_region,
+                           const struct edge_vclock *server_vv, uint8_t out_mac[EDGE_REPL_MAC_LEN])
+{
+    struct mac m;
+    int rv = mac_begin(&m, secret, LABEL_HELLO_OK);
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    rv = mac_common(&m, server_nonce, h);
+    if (rv == EDGE_OK) {
+        rv = mac_str(&m, server_region);
+    }
+    if (rv == EDGE_OK) {
+        rv = mac_vv(&m, server_vv);
+    }
+    mac_end(&m, rv, out_mac);
+    return rv;
+}
+
+int edge_repl_hello_ok_verify(const struct edge_repl_hello_ok *ok, const char *secret,
+                              const uint8_t server_nonce[EDGE_REPL_NONCE_LEN], const struct edge_repl_hello *h)
+{
+    uint8_t mac[EDGE_REPL_MAC_LEN];
+    if (edge_repl_hello_ok_mac(secret, server_nonce, h, ok->region, &ok->vv, mac) != EDGE_OK) {
+        return EDGE_EAUTH;
+    }
+    int rv = sodium_memcmp(mac, ok->mac, EDGE_REPL_MAC_LEN) == 0 ? EDGE_OK : EDGE_EAUTH;
+    sodium_memzero(mac, sizeof(mac));
+    return rv;
+}
+
+int edge_repl_seal_init(struct edge_repl_seal *s, const char *secret, const uint8_t server_nonce[EDGE_REPL_NONCE_LEN],
+                        const struct edge_repl_hello *h, const char *server_region, bool client)
+{
+    struct mac m;
+    memset(s, 0, sizeof(*s));
+    int rv = mac_begin(&m, secret, LABEL_SESSION);
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    rv = mac_common(&m, server_nonce, h);
+    if (rv == EDGE_OK) {
+        rv = mac_str(&m, server_region);
+    }
+    mac_end(&m, rv, s->key);
+    s->tx_dir = client ? EDGE_REPL_DIR_C2S : EDGE_REPL_DIR_S2C;
+    s->rx_dir = client ? EDGE_REPL_DIR_S2C : EDGE_REPL_DIR_C2S;
+    return rv;
+}
+
+void edge_repl_seal_wipe(struct edge_repl_seal *s)
+{
+    sodium_memzero(s, sizeof(*s));
+}
+
+static void frame_tag(const struct edge_repl_seal *s, uint8_t dir, uint64_t seq, const uint8_t *p, size_t len,
+                      uint8_t out[EDGE_REPL_MAC_LEN])
+{
+    uint8_t hdr[9];
+    hdr[0] = dir;
+    for (int i = 0; i < 8; i++) {
+        hdr[1 + i] = (uint8_t)(seq >> (56 - 8 * i));
+    }
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, s->key, EDGE_REPL_KEY_LEN, EDGE_REPL_MAC_LEN);
+    crypto_generichash_update(&st, hdr, sizeof(hdr));
+    if (len > 0) {
+        crypto_generichash_update(&st, p, len);
+    }
+    crypto_generichash_final(&st, out, EDGE_REPL_MAC_LEN);
+    sodium_memzero(&st, sizeof(st));
+}
+
+int edge_repl_seal_frame(struct edge_repl_seal *s, struct edge_buf *b)
+{
+    uint8_t tag[EDGE_REPL_MAC_LEN];
+    frame_tag(s, s->tx_dir, s->tx_seq, (const uint8_t *)b->data, b->len, tag);
+    int rv = edge_buf_append(b, tag, sizeof(tag));
+    if (rv == EDGE_OK) {
+        s->tx_seq++;
+    }
+    return rv;
+}
+
+int edge_repl_open_frame(struct edge_repl_seal *s, const uint8_t *p, size_t len, size_t *out_len)
+{
+    uint8_t tag[EDGE_REPL_MAC_LEN];
+    if (p == NULL || len < EDGE_REPL_MAC_LEN) {
+        return EDGE_EAUTH;
+    }
+    size_t n = len - EDGE_REPL_MAC_LEN;
+    frame_tag(s, s->rx_dir, s->rx_seq, p, n, tag);
+    int rv = sodium_memcmp(tag, p + n, EDGE_REPL_MAC_LEN) == 0 ? EDGE_OK : EDGE_EAUTH;
+    sodium_memzero(tag, sizeof(tag));
+    if (rv == EDGE_OK) {
+        s->rx_seq++;
+        *out_len = n;
+    }
+    return rv;
+}
