@@ -703,10 +703,14 @@ static int pump(struct edge_peer *p, uint64_t deadline)
         char why[sizeof(p->err)];
         memcpy(why, p->err, sizeof(why));
         int r2 = take_rx(p);
-        if (r2 == EDGE_OK) {
-            r2 = run_in(p, UINT64_MAX);
+        if (r2 == EDGE_OK || r2 == EDGE_ECLOSED) {
+            /* a WebSocket close parsed after them: they still come first */
+            int r3 = run_in(p, UINT64_MAX);
+            if (r3 != EDGE_OK) {
+                return r3;
+            }
         }
-        if (r2 != EDGE_OK) {
+        if (r2 != EDGE_OK && r2 != EDGE_ECLOSED) {
             return r2;
         }
         memcpy(p->err, why, sizeof(why));
@@ -744,6 +748,12 @@ static int session(struct edge_peer *p, bool *out_handshaked)
             return EDGE_ECLOSED;
         }
         rv = take_rx(p);
+        if (rv == EDGE_ECLOSED) {
+            /* The close came after messages already parsed: an ERROR before it says why
+             * (e.g. MAC), so it is handled first, as on a real network. */
+            int r2 = run_in(p, UINT64_MAX);
+            return r2 != EDGE_OK ? r2 : rv;
+        }
         if (rv == EDGE_OK) {
             rv = run_in(p, now_ms());
         }

@@ -11,6 +11,14 @@
  *   /set?bandwidth_kbps=100           cap each direction at 100 kbit/s (0 = off)
  *   /set?blackhole=1                  keep connections, silently drop every byte
  *   /set?cut=1                        close all connections and refuse new ones
+ *   /set?tamper_dir=2&tamper_type=5&tamper_at=4&tamper_xor=64
+ *                                     in WebSocket connections, alter binary messages going
+ *                                     client->upstream (1) or upstream->client (2) whose first
+ *                                     byte is tamper_type: XOR the byte at payload offset
+ *                                     tamper_at with tamper_xor (default 1), or, with
+ *                                     tamper_find=TEXT&tamper_replace=TEXT (same length),
+ *                                     replace TEXT in them; tamper_max=N stops after N
+ *                                     messages (0: no limit). tamper_dir=0 turns it off.
  *   /reset                            all faults off
  *   /status                           settings and counters
  *
@@ -40,6 +48,8 @@
 #define CHUNK 16384
 #define QUEUE_MAX (1u << 20)
 #define CTL_REQ_MAX 2048
+#define HEAD_MAX 8192
+#define PAT_MAX 64
 
 struct chunk {
     struct chunk *next;
@@ -48,7 +58,25 @@ struct chunk {
     char data[];
 };
 
+/* Where a direction's byte stream is, for tampering: the HTTP head, a WebSocket frame
+ * header, a frame's payload, or a connection that is not a WebSocket (left alone). */
+enum ws_phase { WS_HEAD, WS_FRAME_HDR, WS_PAYLOAD, WS_PASS };
+
+struct wscan {
+    enum ws_phase phase;
+    char head[HEAD_MAX + 1];
+    size_t head_len;
+    uint8_t hdr[14];
+    size_t hdr_len;
+    uint64_t left, off; /* payload bytes still to come, and the offset of the next one */
+    uint8_t mask[4];
+    bool masked, binary;
+    bool target;   /* this message is one to alter */
+    bool altered;  /* ... and it was */
+};
+
 struct dir {
+    struct wscan ws;
     struct chunk *head, *tail;
     size_t queued;          /* bytes in the queue */
     uint64_t last_due_us;   /* keeps delivery in order under jitter */
@@ -59,6 +87,7 @@ struct dir {
 
 struct pair {
     bool used;
+    bool websocket; /* the client's request was a WebSocket upgrade */
     int cfd, ufd;          /* client, upstream */
     bool up_connected;
     struct dir c2u, u2c;
@@ -73,6 +102,8 @@ struct ctl {
 struct settings {
     long latency_ms, jitter_ms, bandwidth_kbps;
     bool cut, blackhole;
+    long tamper_dir, tamper_type, tamper_at, tamper_xor, tamper_max;
+    char tamper_find[PAT_MAX + 1], tamper_replace[PAT_MAX + 1];
 };
 
 struct proxy {
@@ -82,6 +113,7 @@ struct proxy {
     struct pair pairs[MAX_PAIRS];
     struct ctl ctls[MAX_CTL];
     uint64_t accepted, refused, bytes_c2u, bytes_u2c, dropped;
+    uint64_t tampered; /* messages altered since the last /set of tamper_dir */
     uint64_t rng;
 };
 
@@ -235,8 +267,156 @@ static void do_accept(struct proxy *px)
     }
 }
 
+/* ---- tampering (WebSocket messages, in place, before they are queued) ---- */
+
+static bool ci_contains(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (const char *p = hay; *p != '\0'; p++) {
+        if (strncasecmp(p, needle, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The HTTP head: returns the bytes of buf it used (all of them while the head goes on). */
+static size_t scan_head(struct pair *p, struct wscan *w, bool c2u, const uint8_t *buf, size_t n)
+{
+    size_t used = 0;
+    while (used < n) {
+        if (w->head_len < HEAD_MAX) {
+            w->head[w->head_len++] = (char)buf[used];
+            w->head[w->head_len] = '\0';
+        }
+        used++;
+        if (w->head_len >= 4 && memcmp(w->head + w->head_len - 4, "\r\n\r\n", 4) == 0) {
+            if (c2u) {
+                p->websocket = ci_contains(w->head, "upgrade: websocket");
+            }
+            w->phase = p->websocket ? WS_FRAME_HDR : WS_PASS;
+            return used;
+        }
+        if (w->head_len >= HEAD_MAX) {
+            w->phase = WS_PASS; /* not what the peer link sends */
+            return used;
+        }
+    }
+    return used;
+}
+
+static size_t scan_frame_hdr(struct wscan *w, const uint8_t *buf, size_t n)
+{
+    size_t used = 0;
+    while (used < n) {
+        w->hdr[w->hdr_len++] = buf[used++];
+        if (w->hdr_len < 2) {
+            continue;
+        }
+        size_t l7 = w->hdr[1] & 0x7f;
+        size_t need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + ((w->hdr[1] & 0x80) ? 4 : 0);
+        if (w->hdr_len < need) {
+            continue;
+        }
+        uint64_t len = l7;
+        size_t at = 2;
+        if (l7 == 126) {
+            len = ((uint64_t)w->hdr[2] << 8) | w->hdr[3];
+            at = 4;
+        } else if (l7 == 127) {
+            len = 0;
+            for (int i = 0; i < 8; i++) {
+                len = (len << 8) | w->hdr[2 + i];
+            }
+            at = 10;
+        }
+        w->masked = (w->hdr[1] & 0x80) != 0;
+        if (w->masked) {
+            memcpy(w->mask, w->hdr + at, 4);
+        }
+        w->binary = (w->hdr[0] & 0x0f) == 2;
+        w->hdr_len = 0;
+        w->left = len;
+        w->off = 0;
+        w->target = false;
+        w->altered = false;
+        w->phase = len > 0 ? WS_PAYLOAD : WS_FRAME_HDR;
+        break;
+    }
+    return used;
+}
+
+/* The part of a payload in this read: decide on its first byte, then alter it. A
+ * TEXT that straddles two reads is not replaced (the peer link's messages are small
+ * enough to come in one read, and the caller waits for the effect anyway). */
+static size_t scan_payload(struct proxy *px, struct wscan *w, bool c2u, uint8_t *buf, size_t n)
+{
+    size_t seg = w->left < n ? (size_t)w->left : n;
+    const struct settings *s = &px->s;
+    if (w->off == 0) {
+        uint8_t type = buf[0] ^ (w->masked ? w->mask[0] : 0);
+        w->target = w->binary && s->tamper_dir == (c2u ? 1 : 2) && type == s->tamper_type &&
+                    (s->tamper_max == 0 || px->tampered < (uint64_t)s->tamper_max);
+    }
+    if (w->target && s->tamper_find[0] != '\0') {
+        size_t pl = strlen(s->tamper_find);
+        uint8_t *tmp = malloc(seg ? seg : 1);
+        if (tmp != NULL) {
+            for (size_t i = 0; i < seg; i++) {
+                tmp[i] = buf[i] ^ (w->masked ? w->mask[(w->off + i) & 3] : 0);
+            }
+            for (size_t i = 0; i + pl <= seg; i++) {
+                if (memcmp(tmp + i, s->tamper_find, pl) == 0) {
+                    memcpy(tmp + i, s->tamper_replace, pl);
+                    w->altered = true;
+                    i += pl - 1;
+                }
+            }
+            for (size_t i = 0; i < seg; i++) {
+                buf[i] = tmp[i] ^ (w->masked ? w->mask[(w->off + i) & 3] : 0);
+            }
+            free(tmp);
+        }
+    } else if (w->target && (uint64_t)s->tamper_at >= w->off && (uint64_t)s->tamper_at < w->off + seg) {
+        /* XOR commutes with the mask: no need to unmask */
+        buf[s->tamper_at - (long)w->off] ^= (uint8_t)(s->tamper_xor ? s->tamper_xor : 1);
+        w->altered = true;
+    }
+    w->off += seg;
+    w->left -= seg;
+    if (w->left == 0) {
+        if (w->altered) {
+            px->tampered++;
+        }
+        w->phase = WS_FRAME_HDR;
+    }
+    return seg;
+}
+
+/* Walk what was just read on one direction, keeping its place in the stream. */
+static void scan(struct proxy *px, struct pair *p, struct dir *d, bool c2u, uint8_t *buf, size_t n)
+{
+    struct wscan *w = &d->ws;
+    size_t i = 0;
+    for (int guard = 0; guard < 1000000 && i < n; guard++) {
+        switch (w->phase) {
+        case WS_HEAD:
+            i += scan_head(p, w, c2u, buf + i, n - i);
+            break;
+        case WS_FRAME_HDR:
+            i += scan_frame_hdr(w, buf + i, n - i);
+            break;
+        case WS_PAYLOAD:
+            i += scan_payload(px, w, c2u, buf + i, n - i);
+            break;
+        case WS_PASS:
+            return;
+        }
+    }
+}
+
 /* Read from src into d's queue. Returns -1 if the pair must close. */
-static int pump_in(struct proxy *px, int src, struct dir *d, uint64_t *counter)
+static int pump_in(struct proxy *px, struct pair *p, int src, struct dir *d, uint64_t *counter)
 {
     if (d->src_eof || d->queued >= QUEUE_MAX) {
         return 0;
@@ -250,6 +430,8 @@ static int pump_in(struct proxy *px, int src, struct dir *d, uint64_t *counter)
     if (n < 0) {
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
     }
+    /* the upstream answers only after the client's head, so p->websocket is known by then */
+    scan(px, p, d, d == &p->c2u, (uint8_t *)buf, (size_t)n);
     if (px->s.blackhole) {
         px->dropped += (uint64_t)n;
         return 0;
@@ -338,11 +520,12 @@ static void status_json(struct proxy *px, char *out, size_t cap)
     snprintf(out, cap,
              "{\"latency_ms\":%ld,\"jitter_ms\":%ld,\"bandwidth_kbps\":%ld,\"cut\":%s,\"blackhole\":%s,"
              "\"connections\":%zu,\"accepted\":%llu,\"refused\":%llu,\"bytes_c2u\":%llu,\"bytes_u2c\":%llu,"
-             "\"dropped\":%llu}\n",
+             "\"dropped\":%llu,\"tamper_dir\":%ld,\"tamper_type\":%ld,\"tampered\":%llu}\n",
              px->s.latency_ms, px->s.jitter_ms, px->s.bandwidth_kbps, px->s.cut ? "true" : "false",
              px->s.blackhole ? "true" : "false", n_pairs(px), (unsigned long long)px->accepted,
              (unsigned long long)px->refused, (unsigned long long)px->bytes_c2u,
-             (unsigned long long)px->bytes_u2c, (unsigned long long)px->dropped);
+             (unsigned long long)px->bytes_u2c, (unsigned long long)px->dropped, px->s.tamper_dir,
+             px->s.tamper_type, (unsigned long long)px->tampered);
 }
 
 static void apply_cut(struct proxy *px)
@@ -375,6 +558,15 @@ static int apply_query(struct proxy *px, char *q, const char **out_err)
             return -1;
         }
         *eq = '\0';
+        if (strcmp(kv, "tamper_find") == 0 || strcmp(kv, "tamper_replace") == 0) {
+            char *dst = kv[7] == 'f' ? s.tamper_find : s.tamper_replace;
+            if (strlen(eq + 1) > PAT_MAX) {
+                *out_err = "tamper_find/tamper_replace: at most 64 bytes";
+                return -1;
+            }
+            snprintf(dst, PAT_MAX + 1, "%s", eq + 1);
+            continue;
+        }
         char *end = NULL;
         long v = strtol(eq + 1, &end, 10);
         if (end == eq + 1 || *end != '\0' || v < 0 || v > 100000000) {
@@ -391,10 +583,25 @@ static int apply_query(struct proxy *px, char *q, const char **out_err)
             s.cut = v != 0;
         } else if (strcmp(kv, "blackhole") == 0) {
             s.blackhole = v != 0;
+        } else if (strcmp(kv, "tamper_dir") == 0 && v <= 2) {
+            s.tamper_dir = v;
+            px->tampered = 0;
+        } else if (strcmp(kv, "tamper_type") == 0 && v <= 255) {
+            s.tamper_type = v;
+        } else if (strcmp(kv, "tamper_at") == 0) {
+            s.tamper_at = v;
+        } else if (strcmp(kv, "tamper_xor") == 0 && v <= 255) {
+            s.tamper_xor = v;
+        } else if (strcmp(kv, "tamper_max") == 0) {
+            s.tamper_max = v;
         } else {
             *out_err = "unknown key";
             return -1;
         }
+    }
+    if (strlen(s.tamper_find) != strlen(s.tamper_replace)) {
+        *out_err = "tamper_find and tamper_replace must have the same length";
+        return -1;
     }
     bool cut_now = s.cut && !px->s.cut, hole_now = s.blackhole && !px->s.blackhole;
     px->s = s;
@@ -596,8 +803,8 @@ static void run(struct proxy *px)
                 p->up_connected = true;
             }
             if (re & (POLLIN | POLLHUP | POLLERR)) {
-                rc = client ? pump_in(px, p->cfd, &p->c2u, &px->bytes_c2u)
-                            : (p->up_connected ? pump_in(px, p->ufd, &p->u2c, &px->bytes_u2c) : 0);
+                rc = client ? pump_in(px, p, p->cfd, &p->c2u, &px->bytes_c2u)
+                            : (p->up_connected ? pump_in(px, p, p->ufd, &p->u2c, &px->bytes_u2c) : 0);
             }
             if (rc == 0 && p->up_connected) {
                 rc = client ? pump_out(px, p->cfd, &p->u2c) : pump_out(px, p->ufd, &p->c2u);
