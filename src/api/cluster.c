@@ -12,7 +12,8 @@
 #include "repl/session.h"
 
 /* GET /v1/snapshot: a consistent copy of the database (SQLite backup API) for seeding a
- * region. Needs the cluster secret (X-Edge-Cluster-Secret), since it holds all data.
+ * region. Needs another region's X-Edge-Cluster-Auth (api/cluster_auth.c), since it holds
+ * all data; the cluster secret itself is not accepted (it would have travelled).
  *
  * DESIGN: the copy is made on the thread pool into an unlinked temporary file
  * (repl/compact.h), then streamed from it: headers with its size and SHA-256, then
@@ -118,8 +119,11 @@ void edge__api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct 
         edge__api_respond_error(n, c, req, EP_STATUS, 404, "NOT_A_CLUSTER", "this node does not replicate");
         return;
     }
-    if (!edge__api_auth_cluster(n, req)) {
-        edge__api_respond_error(n, c, req, EP_STATUS, 401, "AUTH_CLUSTER", "a snapshot needs the cluster secret");
+    const char *why = NULL;
+    if (!edge__api_auth_cluster_request(n, req, &why)) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "a snapshot needs another region's X-Edge-Cluster-Auth: %s", why);
+        edge__api_respond_error(n, c, req, EP_STATUS, 401, "AUTH_CLUSTER", msg);
         return;
     }
     struct snapshot_job *j = edge_calloc(1, sizeof(*j));

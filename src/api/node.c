@@ -368,6 +368,7 @@ static void node_free(struct edge_node *n)
     edge__api_cache_close(n);
     edge_repl_state_close(&n->repl);
     edge_router_stats_free(n->stats);
+    edge__api_cluster_nonces_close(n);
     pthread_mutex_destroy(&n->streams_mu);
     pthread_mutex_destroy(&n->pool_mu);
     edge_free(n->data_dir);
@@ -386,6 +387,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     if (n == NULL) return EDGE_ENOMEM;
     n->lock_fd = -1;
     n->cfg = *cfg;
+    edge__api_cluster_nonces_init(n);
     pthread_mutex_init(&n->streams_mu, NULL);
     pthread_mutex_init(&n->pool_mu, NULL);
     n->data_dir = edge_strdup(cfg->data_dir);

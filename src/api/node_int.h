@@ -117,6 +117,21 @@ struct edge_httpca;
 struct edge__sess;      /* sessions_http.c: the node's sessions state */
 struct edge__sess_loop; /* sessions_http.c: a loop's touches, reports and links to homes */
 
+/* The server nonces handed out by GET /v1/cluster/challenge (api/cluster_auth.c): each
+ * opens one request, within CLUSTER_NONCE_TTL_MS; at most CLUSTER_NONCES_MAX wait at
+ * once (a new one takes the place of the oldest). Guarded by mu (any loop). */
+#define CLUSTER_NONCES_MAX 64
+#define CLUSTER_NONCE_TTL_MS 10000
+struct cluster_nonce {
+    uint8_t nonce[32];
+    uint64_t expires_ms; /* monotonic; 0: free slot */
+};
+struct cluster_nonces {
+    pthread_mutex_t mu;
+    struct cluster_nonce slot[CLUSTER_NONCES_MAX];
+    uint64_t issued, accepted, refused, evicted; /* counters for /metrics */
+};
+
 struct edge_node {
     struct edge_node_config cfg;
     int lock_fd; /* data_dir/LOCK, flock'ed for the node's lifetime; -1 if none */
@@ -155,6 +170,7 @@ struct edge_node {
     int64_t cache_w_changes, cache_w_schema; /* single node, writer thread: at the last group commit */
     int bookmark_wait_ms;            /* router.bookmark_wait_ms: then a covering region is looked for */
     struct edge_rt *rt;          /* the real-time engine (realtime/rt.h, api/realtime.c) */
+    struct cluster_nonces cnonces; /* challenges of /v1/cluster/challenge awaiting their request */
 };
 
 struct loop {
@@ -339,6 +355,14 @@ bool edge__api_auth_http(struct edge_node *n, struct edge_http_req *req, enum hr
                         const char **code);
 /* true when the request carries this cluster's secret (X-Edge-Cluster-Secret), compared in constant time */
 bool edge__api_auth_cluster(struct edge_node *n, struct edge_http_req *req);
+/* GET /v1/cluster/challenge?cnonce=HEX: a single-use nonce and the node's proof
+ * (repl/proto.h, "HTTP requests between regions"). */
+void edge__api_cluster_challenge(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+/* true when the request carries a valid X-Edge-Cluster-Auth for its method and path; the
+ * nonce it names is used up either way. Else false with a reason for the 401 body. */
+bool edge__api_auth_cluster_request(struct edge_node *n, struct edge_http_req *req, const char **why);
+void edge__api_cluster_nonces_init(struct edge_node *n);
+void edge__api_cluster_nonces_close(struct edge_node *n);
 
 /* routes.c: row i of the route table, by name (for unit/test_api_routes); false past the end */
 struct edge__api_route_info {

@@ -24,8 +24,10 @@ enum route_auth {
     AUTH_READ,    /* a valid JWT, read-only or read-write; a pipeline refuses writes per statement */
     AUTH_WRITE,   /* a valid read-write JWT; a read-only one is 403 AUTH_READ_ONLY */
     AUTH_METRICS, /* as AUTH_READ, or public with auth.public_metrics: true */
-    AUTH_STATUS,  /* as AUTH_READ, or the cluster secret (a peer checks it is not behind, repl/snapshot.c) */
-    AUTH_CLUSTER, /* the cluster secret (X-Edge-Cluster-Secret), checked by the handler; no JWT opens it */
+    AUTH_STATUS,  /* as AUTH_READ, or another region: X-Edge-Cluster-Auth (a peer checks it is not behind,
+                   * repl/snapshot.c) or the cluster secret (the router's read index) */
+    AUTH_CLUSTER, /* another region, checked by the handler (X-Edge-Cluster-Auth for /v1/snapshot, the
+                   * cluster secret for the rest); no JWT opens it */
     AUTH_PEER,    /* the cluster's HMAC handshake on the upgraded link (repl/session.c); no JWT opens it */
     AUTH_HELLO,   /* a valid JWT in the Hrana hello message (hrana/ws.c), with the same read-only rule */
 };
@@ -161,6 +163,13 @@ static void r_replicate(struct loop *l, struct edge_http_conn *c, struct edge_ht
     edge__api_replicate_handle(l, c, req, rc->access);
 }
 
+static void r_challenge(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
+                        const struct route_call *rc)
+{
+    (void)rc;
+    edge__api_cluster_challenge(l, c, req);
+}
+
 static void r_snapshot(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req,
                        const struct route_call *rc)
 {
@@ -271,6 +280,9 @@ static const struct route routes[] = {
     {M_GET, MATCH_EXACT, "/metrics", AUTH_METRICS, EP_METRICS, r_metrics, 0},
     {M_GET, MATCH_EXACT, "/v1/status", AUTH_STATUS, EP_STATUS, r_status, 0},
     {M_POST, MATCH_EXACT, "/v1/replicate", AUTH_WRITE, EP_REPLICATE, r_replicate, 0},
+    /* Between regions: a nonce to answer (it opens nothing by itself), then the snapshot
+     * with X-Edge-Cluster-Auth (api/cluster_auth.c); the secret never travels. */
+    {M_GET, MATCH_EXACT, "/v1/cluster/challenge", AUTH_CLUSTER, EP_STATUS, r_challenge, 0},
     {M_GET, MATCH_EXACT, "/v1/snapshot", AUTH_CLUSTER, EP_STATUS, r_snapshot, 0},
     {M_GET, MATCH_EXACT, "/v1/conflicts", AUTH_READ, EP_STATUS, r_conflicts, 0},
     {M_GET, MATCH_EXACT, "/v1/apply-errors", AUTH_READ, EP_STATUS, r_apply_errors, 0},
@@ -357,6 +369,12 @@ static bool authorize(struct edge_node *n, struct edge_http_conn *c, struct edge
     *access = HRANA_ACCESS_RW;
     if (r->auth == AUTH_METRICS && n->cfg.conf != NULL && n->cfg.conf->public_metrics) return true;
     if (r->auth == AUTH_STATUS && edge__api_auth_cluster(n, req)) return true;
+    if (r->auth == AUTH_STATUS && edge_http_header(req, "x-edge-cluster-auth") != NULL) {
+        const char *why = NULL;
+        if (edge__api_auth_cluster_request(n, req, &why)) return true;
+        edge__api_respond_error(n, c, req, r->ep, 401, "AUTH_CLUSTER", why);
+        return false;
+    }
     if (r->auth != AUTH_READ && r->auth != AUTH_WRITE && r->auth != AUTH_METRICS && r->auth != AUTH_STATUS) {
         return true;
     }

@@ -190,4 +190,38 @@ int edge_repl_seal_frame(struct edge_repl_seal *s, struct edge_buf *b);
  * reordered or reflected) and rx_seq unchanged. Constant-time compare. */
 int edge_repl_open_frame(struct edge_repl_seal *s, const uint8_t *p, size_t len, size_t *out_len);
 
+/* ---- HTTP requests between regions (GET /v1/snapshot, a peer's /v1/status) ----
+ * The same idea without a connection to bind to: the client sends a fresh nonce nc to
+ * GET /v1/cluster/challenge?cnonce=HEX and gets a single-use server nonce ns with the
+ * server's proof; the request then carries X-Edge-Cluster-Auth with its MAC, bound to
+ * the method and the path, so the secret itself never travels.
+ *   proof = HMAC-SHA256(K, "edgelite-http1 challenge" 0 || nc || ns || cluster 0 || server region 0)
+ *   mac   = HMAC-SHA256(K, "edgelite-http1 request" 0 || ns || nc || cluster 0 || client region 0
+ *                          || method 0 || path 0) */
+#define EDGE_REPL_HTTP_AUTH_HEADER "X-Edge-Cluster-Auth"
+
+struct edge_repl_http_auth {
+    char region[EDGE_VCLOCK_REGION_MAX + 1];
+    uint8_t nonce[EDGE_REPL_NONCE_LEN];  /* ns */
+    uint8_t cnonce[EDGE_REPL_NONCE_LEN]; /* nc */
+    uint8_t mac[EDGE_REPL_MAC_LEN];
+};
+
+int edge_repl_http_proof(const char *secret, const uint8_t cnonce[EDGE_REPL_NONCE_LEN],
+                         const uint8_t nonce[EDGE_REPL_NONCE_LEN], const char *cluster, const char *server_region,
+                         uint8_t out_mac[EDGE_REPL_MAC_LEN]);
+int edge_repl_http_mac(const char *secret, const struct edge_repl_http_auth *a, const char *cluster,
+                       const char *method, const char *path, uint8_t out_mac[EDGE_REPL_MAC_LEN]);
+/* Constant-time check of a->mac: EDGE_OK or EDGE_EAUTH. */
+int edge_repl_http_verify(const char *secret, const struct edge_repl_http_auth *a, const char *cluster,
+                          const char *method, const char *path);
+/* The header's value: "region=R nonce=HEX cnonce=HEX mac=HEX" (that order, single
+ * spaces). Parse: EDGE_OK or EDGE_EINVAL (anything else, an invalid region, bad hex). */
+int edge_repl_http_auth_parse(const char *value, struct edge_repl_http_auth *out);
+/* Into out[cap] (at least 256 bytes): EDGE_OK or EDGE_EINVAL. */
+int edge_repl_http_auth_format(const struct edge_repl_http_auth *a, char *out, size_t cap);
+/* 64 lowercase hex digits of a 32-byte value into out[65], and back (EDGE_EINVAL). */
+void edge_repl_hex32(const uint8_t v[32], char out[65]);
+int edge_repl_unhex32(const char *s, size_t len, uint8_t out[32]);
+
 #endif

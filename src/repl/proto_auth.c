@@ -10,6 +10,7 @@
  * the cheaper hash matters there while the handshake runs once per connection. */
 #include "repl/proto.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -19,6 +20,8 @@
 #define LABEL_HELLO "edgelite-peer3 hello"
 #define LABEL_HELLO_OK "edgelite-peer3 hello-ok"
 #define LABEL_SESSION "edgelite-peer3 session"
+#define LABEL_HTTP_PROOF "edgelite-http1 challenge"
+#define LABEL_HTTP_REQUEST "edgelite-http1 request"
 
 /* One HMAC-SHA256 computation under K = SHA-256(secret). */
 struct mac {
@@ -227,4 +230,151 @@ int edge_repl_open_frame(struct edge_repl_seal *s, const uint8_t *p, size_t len,
         *out_len = n;
     }
     return rv;
+}
+
+/* ---- HTTP requests between regions ---- */
+
+int edge_repl_http_proof(const char *secret, const uint8_t cnonce[EDGE_REPL_NONCE_LEN],
+                         const uint8_t nonce[EDGE_REPL_NONCE_LEN], const char *cluster, const char *server_region,
+                         uint8_t out_mac[EDGE_REPL_MAC_LEN])
+{
+    struct mac m;
+    int rv = mac_begin(&m, secret, LABEL_HTTP_PROOF);
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    mac_raw(&m, cnonce, EDGE_REPL_NONCE_LEN);
+    mac_raw(&m, nonce, EDGE_REPL_NONCE_LEN);
+    rv = mac_str(&m, cluster);
+    if (rv == EDGE_OK) {
+        rv = mac_str(&m, server_region);
+    }
+    mac_end(&m, rv, out_mac);
+    return rv;
+}
+
+int edge_repl_http_mac(const char *secret, const struct edge_repl_http_auth *a, const char *cluster,
+                       const char *method, const char *path, uint8_t out_mac[EDGE_REPL_MAC_LEN])
+{
+    struct mac m;
+    int rv = mac_begin(&m, secret, LABEL_HTTP_REQUEST);
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    mac_raw(&m, a->nonce, EDGE_REPL_NONCE_LEN);
+    mac_raw(&m, a->cnonce, EDGE_REPL_NONCE_LEN);
+    rv = mac_str(&m, cluster);
+    if (rv == EDGE_OK) {
+        rv = mac_str(&m, a->region);
+    }
+    if (rv == EDGE_OK) {
+        rv = mac_str(&m, method);
+    }
+    if (rv == EDGE_OK) {
+        rv = mac_str(&m, path);
+    }
+    mac_end(&m, rv, out_mac);
+    return rv;
+}
+
+int edge_repl_http_verify(const char *secret, const struct edge_repl_http_auth *a, const char *cluster,
+                          const char *method, const char *path)
+{
+    uint8_t mac[EDGE_REPL_MAC_LEN];
+    if (edge_repl_http_mac(secret, a, cluster, method, path, mac) != EDGE_OK) {
+        return EDGE_EAUTH;
+    }
+    int rv = sodium_memcmp(mac, a->mac, EDGE_REPL_MAC_LEN) == 0 ? EDGE_OK : EDGE_EAUTH;
+    sodium_memzero(mac, sizeof(mac));
+    return rv;
+}
+
+void edge_repl_hex32(const uint8_t v[32], char out[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = digits[v[i] >> 4];
+        out[2 * i + 1] = digits[v[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int edge_repl_unhex32(const char *s, size_t len, uint8_t out[32])
+{
+    if (s == NULL || len != 64) {
+        return EDGE_EINVAL;
+    }
+    for (int i = 0; i < 32; i++) {
+        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            return EDGE_EINVAL;
+        }
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return EDGE_OK;
+}
+
+/* "key=" then the value up to the next space (or the end) at *p; *p moves past it. */
+static int take_field(const char **p, const char *key, const char **out_v, size_t *out_len)
+{
+    size_t kl = strlen(key);
+    if (strncmp(*p, key, kl) != 0 || (*p)[kl] != '=') {
+        return EDGE_EINVAL;
+    }
+    const char *v = *p + kl + 1;
+    size_t n = strcspn(v, " ");
+    *out_v = v;
+    *out_len = n;
+    *p = v[n] == ' ' ? v + n + 1 : v + n;
+    return EDGE_OK;
+}
+
+int edge_repl_http_auth_parse(const char *value, struct edge_repl_http_auth *out)
+{
+    const char *p = value, *v = NULL;
+    size_t n = 0;
+    if (value == NULL || strnlen(value, 1024) >= 1024) {
+        return EDGE_EINVAL;
+    }
+    memset(out, 0, sizeof(*out));
+    int rv = take_field(&p, "region", &v, &n);
+    if (rv == EDGE_OK && (n == 0 || n > EDGE_VCLOCK_REGION_MAX)) {
+        rv = EDGE_EINVAL;
+    }
+    if (rv == EDGE_OK) {
+        memcpy(out->region, v, n);
+        out->region[n] = '\0';
+        rv = edge_vclock_region_valid(out->region) ? EDGE_OK : EDGE_EINVAL;
+    }
+    if (rv == EDGE_OK) rv = take_field(&p, "nonce", &v, &n);
+    if (rv == EDGE_OK) rv = edge_repl_unhex32(v, n, out->nonce);
+    if (rv == EDGE_OK) rv = take_field(&p, "cnonce", &v, &n);
+    if (rv == EDGE_OK) rv = edge_repl_unhex32(v, n, out->cnonce);
+    if (rv == EDGE_OK) rv = take_field(&p, "mac", &v, &n);
+    if (rv == EDGE_OK) rv = edge_repl_unhex32(v, n, out->mac);
+    if (rv == EDGE_OK && *p != '\0') {
+        rv = EDGE_EINVAL;
+    }
+    return rv;
+}
+
+int edge_repl_http_auth_format(const struct edge_repl_http_auth *a, char *out, size_t cap)
+{
+    char ns[65], nc[65], mac[65];
+    if (!edge_vclock_region_valid(a->region)) {
+        return EDGE_EINVAL;
+    }
+    edge_repl_hex32(a->nonce, ns);
+    edge_repl_hex32(a->cnonce, nc);
+    edge_repl_hex32(a->mac, mac);
+    int n = snprintf(out, cap, "region=%s nonce=%s cnonce=%s mac=%s", a->region, ns, nc, mac);
+    return n > 0 && (size_t)n < cap ? EDGE_OK : EDGE_EINVAL;
 }

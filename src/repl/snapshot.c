@@ -16,6 +16,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "net/httpc.h"
+#include "repl/http_auth.h"
 
 /* SHA-256 of the file open at fd, read from its start in 1 MiB chunks, as hex. */
 static int file_sha256(int fd, uint64_t *out_size, char hex[65])
@@ -123,10 +124,14 @@ bool edge_repl_behind_the_logs(struct edge_repl_state *n)
         const struct edge_conf_region *r = &conf->regions[i];
         struct edge_httpc_url u;
         if (strcmp(r->id, n->region) == 0 || r->url == NULL || edge_httpc_url_parse(r->url, &u) != EDGE_OK) continue;
-        /* /v1/status needs a token when the peer has JWT keys; the cluster secret opens it too. */
-        char headers[512] = "";
-        if (conf->cluster_secret != NULL) {
-            snprintf(headers, sizeof(headers), "X-Edge-Cluster-Secret: %s\r\n", conf->cluster_secret);
+        /* /v1/status needs a token when the peer has JWT keys; another region's challenge-response
+         * opens it too (repl/http_auth.h): the secret itself never travels. */
+        char headers[512] = "", why[160];
+        if (conf->cluster_secret != NULL &&
+            edge_repl_http_auth_header(conf, n->region, r->id, &u, "GET", "/v1/status", 2000, headers,
+                                       sizeof(headers), why, sizeof(why)) != EDGE_OK) {
+            EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "not asking %s for its status: %s", r->id, why);
+            continue;
         }
         struct edge_httpc_resp resp;
         if (edge_httpc_request_ex(&u, "GET", "/v1/status", NULL, headers, NULL, 0, 2000, 1 << 20, &resp) == EDGE_OK &&
@@ -180,6 +185,13 @@ static bool seed_from(struct edge_repl_state *n, const struct edge_conf_region *
     const struct edge_conf *conf = n->conf;
     struct edge_httpc_url u;
     if (edge_httpc_url_parse(r->url, &u) != EDGE_OK) return false;
+    /* another region's challenge-response (repl/http_auth.h): the secret itself never travels */
+    char headers[512], why[160];
+    if (edge_repl_http_auth_header(conf, n->region, r->id, &u, "GET", "/v1/snapshot", 5000, headers, sizeof(headers),
+                                   why, sizeof(why)) != EDGE_OK) {
+        EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "no snapshot from %s: %s", r->id, why);
+        return false;
+    }
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s.seed", n->db_path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -187,8 +199,6 @@ static bool seed_from(struct edge_repl_state *n, const struct edge_conf_region *
         EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "seed: cannot create %s: %s", tmp, strerror(errno));
         return false;
     }
-    char headers[512];
-    snprintf(headers, sizeof(headers), "X-Edge-Cluster-Secret: %s\r\n", conf->cluster_secret);
     char head[4096], want_size[32] = "", want_hash[80] = "", got_hash[65] = "";
     int status = 0;
     uint64_t len = 0, on_disk = 0;

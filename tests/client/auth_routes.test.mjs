@@ -6,6 +6,7 @@
 // auth.public_metrics: true.
 
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -200,14 +201,36 @@ describe('on a region of a cluster, the cluster routes open with the secret only
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  test('/v1/snapshot: the secret, not a JWT; /v1/status: a JWT or the secret', T, async () => {
+  // Another region's challenge-response (repl/proto.h, "HTTP requests between regions"), as b would send it.
+  async function clusterAuth(method, p, region = 'b') {
+    const z = Buffer.from([0]);
+    const key = crypto.createHash('sha256').update(secret).digest();
+    const cnonce = crypto.randomBytes(32);
+    const ch = await get(node, `/v1/cluster/challenge?cnonce=${cnonce.toString('hex')}`);
+    assert.equal(ch.status, 200);
+    const ns = Buffer.from(JSON.parse(ch.text).nonce, 'hex');
+    const mac = crypto.createHmac('sha256', key).update(Buffer.concat([Buffer.from('edgelite-http1 request'), z, ns,
+      cnonce, Buffer.from('routes'), z, Buffer.from(region), z, Buffer.from(method), z, Buffer.from(p), z])).digest();
+    return `region=${region} nonce=${ns.toString('hex')} cnonce=${cnonce.toString('hex')} mac=${mac.toString('hex')}`;
+  }
+
+  test('/v1/snapshot: another region\'s MAC, not a JWT nor the secret; /v1/status: a JWT, the MAC or the secret', T,
+    async () => {
     const snap = (headers) => rawHttp(node.port, httpRequest('GET', '/v1/snapshot', { headers }), { timeoutMs: 10000 });
     assert.equal((await snap({})).status, 401);
     assert.equal((await snap({ Authorization: `Bearer ${rw}` })).status, 401);
     assert.equal((await snap({ 'X-Edge-Cluster-Secret': 'wrong' })).status, 401);
-    const ok = await snap({ 'X-Edge-Cluster-Secret': secret });
+    // the secret itself no longer opens it: a client would have had to send it
+    assert.equal((await snap({ 'X-Edge-Cluster-Secret': secret })).status, 401);
+    const ok = await snap({ 'X-Edge-Cluster-Auth': await clusterAuth('GET', '/v1/snapshot') });
     assert.equal(ok.status, 200);
     assert.equal(ok.body.subarray(0, 15).toString('latin1'), 'SQLite format 3');
+    assert.equal((await get(node, '/v1/status', { 'x-edge-cluster-auth': await clusterAuth('GET', '/v1/status') }))
+      .status, 200);
+    assert.equal((await get(node, '/v1/status', { 'x-edge-cluster-auth': await clusterAuth('GET', '/v1/snapshot') }))
+      .status, 401);
+    assert.equal((await get(node, '/v1/conflicts', { 'x-edge-cluster-auth': await clusterAuth('GET', '/v1/conflicts') }))
+      .status, 401);
 
     assert.equal((await get(node, '/v1/status')).status, 401);
     assert.equal((await get(node, '/v1/status', { 'x-edge-cluster-secret': 'wrong' })).status, 401);
