@@ -104,6 +104,7 @@ struct pub_job {
     json_t *body;
     char table[256];
     int kind; /* 0 upsert, 1 delete */
+    bool strong; /* answered once a majority of regions holds the entry */
     int status;
     char code[32];
     char msg[512];
@@ -129,18 +130,58 @@ static int bind_json(sqlite3_stmt *st, int idx, json_t *v)
     return rc;
 }
 
+/* The primary key columns in key order (pragma_table_info's pk is the 1-based position). */
+#define PUB_MAX_PK 32
 struct pkcol {
-    char name[256];
+    char name[PUB_MAX_PK][256];
+    const char *names[PUB_MAX_PK];
     int n;
+    bool too_many;
 };
 
 static void pk_cb(void *ud, int cid, const char *name, int pk)
 {
     (void)cid;
     struct pkcol *p = ud;
-    if (pk > 0) {
-        p->n++;
-        snprintf(p->name, sizeof(p->name), "%s", name);
+    if (pk <= 0) return;
+    if (pk > PUB_MAX_PK) {
+        p->too_many = true;
+        return;
+    }
+    snprintf(p->name[pk - 1], sizeof(p->name[0]), "%s", name);
+    p->names[pk - 1] = p->name[pk - 1];
+    p->n++;
+}
+
+static bool is_pk(const struct pkcol *pk, const char *col)
+{
+    for (int i = 0; i < pk->n; i++) {
+        if (strcasecmp(pk->names[i], col) == 0) return true;
+    }
+    return false;
+}
+
+/* The key values of recordId: the value itself for a one-column key, an array of the
+ * values in key order for a composite one (as the events' "pk"). false: it does not fit. */
+static bool pk_values(const struct pkcol *pk, json_t *id, json_t **out)
+{
+    if (pk->n == 1) {
+        out[0] = id;
+        return !json_is_array(id);
+    }
+    if (!json_is_array(id) || json_array_size(id) != (size_t)pk->n) return false;
+    for (int i = 0; i < pk->n; i++) {
+        out[i] = json_array_get(id, (size_t)i);
+        if (json_is_array(out[i]) || json_is_object(out[i]) || json_is_null(out[i])) return false;
+    }
+    return true;
+}
+
+static void pk_describe(const struct pkcol *pk, char *buf, size_t len)
+{
+    size_t off = 0;
+    for (int i = 0; i < pk->n && off < len; i++) {
+        off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", pk->names[i]);
     }
 }
 
@@ -151,24 +192,46 @@ static int pub_run(struct edge_writer_job *job, struct edge_store_conn *conn)
     sqlite3 *db = edge_store_db(conn);
     json_t *id = json_object_get(j->body, "recordId"), *data = json_object_get(j->body, "data");
     json_t *ver = json_object_get(j->body, "version");
-    struct pkcol pk = {"", 0};
+    struct pkcol pk;
+    memset(&pk, 0, sizeof(pk));
     int ncols = edge_store_table_columns(db, j->table, pk_cb, &pk);
     if (ncols <= 0) {
         pub_fail(j, 404, "NO_SUCH_TABLE", "no table %s", j->table);
         return EDGE_ENOTFOUND;
     }
-    if (pk.n != 1) {
-        pub_fail(j, 400, "PRIMARY_KEY", "table %s needs a one-column PRIMARY KEY for /v1/events", j->table);
+    if (pk.n == 0 || pk.too_many) {
+        pub_fail(j, 400, "PRIMARY_KEY", "table %s needs a PRIMARY KEY (of at most 32 columns) for /v1/events",
+                 j->table);
+        return EDGE_EINVAL;
+    }
+    json_t *keys[PUB_MAX_PK];
+    if (!pk_values(&pk, id, keys)) {
+        char cols[200];
+        pk_describe(&pk, cols, sizeof(cols));
+        j->status = 400;
+        snprintf(j->code, sizeof(j->code), "PRIMARY_KEY");
+        snprintf(j->msg, sizeof(j->msg), "the primary key of %.150s is (%s): recordId must be %s", j->table, cols,
+                 pk.n == 1 ? "its value" : "an array of its values in that order");
         return EDGE_EINVAL;
     }
     if (ver != NULL && !json_is_null(ver)) {
         char origin[EDGE_VCLOCK_REGION_MAX + 1] = "";
         uint64_t seq = 0;
         sqlite3_stmt *k = NULL;
-        int rv = sqlite3_prepare_v2(db, "SELECT ?1", -1, &k, NULL) == SQLITE_OK ? EDGE_OK : EDGE_ESTORE;
-        if (rv == EDGE_OK) bind_json(k, 1, id);
+        struct edge_buf q;
+        edge_buf_init(&q, 1 << 12);
+        int rv = edge_buf_puts(&q, "SELECT ");
+        for (int i = 0; i < pk.n && rv == EDGE_OK; i++) rv = edge_buf_printf(&q, "%s?%d", i ? "," : "", i + 1);
+        if (rv == EDGE_OK) rv = edge_buf_putc(&q, '\0');
+        if (rv == EDGE_OK) rv = sqlite3_prepare_v2(db, q.data, -1, &k, NULL) == SQLITE_OK ? EDGE_OK : EDGE_ESTORE;
+        edge_buf_free(&q);
+        for (int i = 0; rv == EDGE_OK && i < pk.n; i++) bind_json(k, i + 1, keys[i]);
         if (rv == EDGE_OK && sqlite3_step(k) == SQLITE_ROW) {
-            rv = edge_repl_row_version(db, j->table, pk.name, sqlite3_column_value(k, 0), origin, sizeof(origin), &seq);
+            sqlite3_value *kv[PUB_MAX_PK];
+            for (int i = 0; i < pk.n; i++) kv[i] = sqlite3_column_value(k, i);
+            rv = edge_repl_row_version(db, j->table, pk.names, pk.n, kv, origin, sizeof(origin), &seq);
+        } else if (rv == EDGE_OK) {
+            rv = EDGE_ESTORE;
         }
         sqlite3_finalize(k);
         char now[128];
@@ -181,24 +244,28 @@ static int pub_run(struct edge_writer_job *job, struct edge_store_conn *conn)
     }
     struct edge_buf sql;
     edge_buf_init(&sql, 1 << 20);
-    const char *names[256];
-    json_t *vals[256];
+    const char *names[256 + PUB_MAX_PK];
+    json_t *vals[256 + PUB_MAX_PK];
     int nv = 0;
+    for (int i = 0; i < pk.n; i++) {
+        names[nv] = pk.names[i];
+        vals[nv++] = keys[i];
+    }
     if (j->kind == 1) {
         edge_buf_puts(&sql, "DELETE FROM ");
         edge_store_quote_ident(&sql, j->table);
-        edge_buf_puts(&sql, " WHERE ");
-        edge_store_quote_ident(&sql, pk.name);
-        edge_buf_puts(&sql, " = ?1");
+        for (int i = 0; i < pk.n; i++) {
+            edge_buf_puts(&sql, i ? " AND " : " WHERE ");
+            edge_store_quote_ident(&sql, pk.names[i]);
+            edge_buf_printf(&sql, " = ?%d", i + 1);
+        }
     } else {
         const char *k;
         json_t *v;
-        names[nv] = pk.name;
-        vals[nv++] = id;
         json_object_foreach(data, k, v)
         {
-            if (strcasecmp(k, pk.name) == 0) continue;
-            if (nv >= 256) break;
+            if (is_pk(&pk, k)) continue; /* the key is recordId */
+            if (nv >= pk.n + 256) break;
             names[nv] = k;
             vals[nv++] = v;
         }
@@ -212,13 +279,16 @@ static int pub_run(struct edge_writer_job *job, struct edge_store_conn *conn)
         edge_buf_puts(&sql, ") VALUES (");
         for (int i = 0; i < nv; i++) edge_buf_printf(&sql, "%s?%d", i ? "," : "", i + 1);
         edge_buf_puts(&sql, ") ON CONFLICT(");
-        edge_store_quote_ident(&sql, pk.name);
-        if (nv == 1) {
+        for (int i = 0; i < pk.n; i++) {
+            if (i) edge_buf_putc(&sql, ',');
+            edge_store_quote_ident(&sql, pk.names[i]);
+        }
+        if (nv == pk.n) {
             edge_buf_puts(&sql, ") DO NOTHING");
         } else {
             edge_buf_puts(&sql, ") DO UPDATE SET ");
-            for (int i = 1; i < nv; i++) {
-                if (i > 1) edge_buf_putc(&sql, ',');
+            for (int i = pk.n; i < nv; i++) {
+                if (i > pk.n) edge_buf_putc(&sql, ',');
                 edge_store_quote_ident(&sql, names[i]);
                 edge_buf_puts(&sql, " = excluded.");
                 edge_store_quote_ident(&sql, names[i]);
@@ -230,8 +300,8 @@ static int pub_run(struct edge_writer_job *job, struct edge_store_conn *conn)
     int rc = sqlite3_prepare_v2(db, sql.data, -1, &st, NULL);
     edge_buf_free(&sql);
     if (rc == SQLITE_OK) {
-        if (j->kind == 1) bind_json(st, 1, id);
-        for (int i = 0; j->kind == 0 && i < nv; i++) bind_json(st, i + 1, vals[i]);
+        int nb = j->kind == 1 ? pk.n : nv;
+        for (int i = 0; i < nb; i++) bind_json(st, i + 1, vals[i]);
         rc = sqlite3_step(st);
     }
     if (rc != SQLITE_DONE) {
@@ -258,7 +328,17 @@ static void pub_answer(struct edge_task *t)
                 snprintf(body, sizeof(body), "{\"ok\":true,\"bookmark\":null,\"version\":null}");
                 hdr[0] = '\0';
             }
-            edge__api_respond(n, j->c, j->req, EP_OTHER, 200, "application/json", hdr[0] ? hdr : NULL, body, strlen(body));
+            if (j->strong && n->repl.cluster && j->wjob.seq != 0) {
+                /* A strong table: as a strong SQL write, the answer waits for a majority. */
+                struct edge_buf b;
+                edge_buf_init(&b, sizeof(body));
+                edge_buf_puts(&b, body);
+                edge__api_wait_majority(j->l, j->c, j->wjob.seq, &b, PIPE_EVENTS, j->req->start_ns);
+                edge_buf_free(&b);
+            } else {
+                edge__api_respond(n, j->c, j->req, EP_OTHER, 200, "application/json", hdr[0] ? hdr : NULL, body,
+                                  strlen(body));
+            }
         } else {
             edge__api_respond_error(n, j->c, j->req, EP_OTHER, j->status, j->code, j->msg);
         }
@@ -295,7 +375,8 @@ void edge__api_events_handle(struct loop *l, struct edge_http_conn *c, struct ed
     else if (!json_is_string(table) || json_string_length(table) == 0 || json_string_length(table) > 255 ||
              strncmp(json_string_value(table), "_edge_", 6) == 0 || strncmp(json_string_value(table), "sqlite_", 7) == 0)
         bad = "table must name a table";
-    else if (id == NULL || json_is_null(id) || json_is_object(id) || json_is_array(id)) bad = "recordId must be a value";
+    else if (id == NULL || json_is_null(id) || json_is_object(id) || (json_is_array(id) && json_array_size(id) == 0))
+        bad = "recordId must be the key's value (an array of values for a composite key)";
     else if (kind == 0 && data != NULL && !json_is_object(data)) bad = "data must be an object {column: value}";
     else if (ver != NULL && !json_is_null(ver) && !json_is_string(ver)) bad = "version must be a string (an event's version)";
     if (bad != NULL) {
@@ -306,10 +387,21 @@ void edge__api_events_handle(struct loop *l, struct edge_http_conn *c, struct ed
     const char *tn = json_string_value(table);
     int cons = edge_repl_consistency(&n->repl, NULL, &tn, 1);
     if (n->repl.cluster && cons == 1) {
-        json_decref(body);
-        edge__api_respond_error(n, c, req, EP_OTHER, 400, "STRONG_TABLE",
-                                "tables at strong consistency are written through SQL (it goes to the primary)");
-        return;
+        /* A strong table goes the way of a strong SQL write: to the primary, answered once
+         * a majority holds it. */
+        const char *code = NULL, *msg = NULL;
+        bool forwarded = edge_http_header(req, "x-edge-forwarded") != NULL;
+        switch (edge__api_strong_route(n, HRANA_ROUTE_WRITE, 1, false, true, forwarded, false, &code, &msg)) {
+        case STRONG_LOCAL: break;
+        case STRONG_FORWARD:
+            edge__api_forward(l, c, req, body, PIPE_EVENTS, true);
+            json_decref(body);
+            return;
+        case STRONG_REFUSE:
+            json_decref(body);
+            edge__api_respond_error(n, c, req, EP_OTHER, 503, code, msg);
+            return;
+        }
     }
     struct pub_job *j = edge_calloc(1, sizeof(*j));
     if (j == NULL) {
@@ -322,6 +414,7 @@ void edge__api_events_handle(struct loop *l, struct edge_http_conn *c, struct ed
     j->req = req;
     j->body = body;
     j->kind = kind;
+    j->strong = n->repl.cluster && cons == 1;
     j->status = 200;
     snprintf(j->table, sizeof(j->table), "%s", tn);
     edge_http_conn_ref(c);

@@ -60,7 +60,9 @@
 /* How a pipeline unit is answered: Hrana JSON, /v1/replicate's form, the lines of
  * POST /v3/cursor, Hrana protobuf, or the length-delimited messages of
  * POST /v3-protobuf/cursor. */
-enum pipe_mode { PIPE_HRANA = 0, PIPE_REPLICATE = 1, PIPE_CURSOR = 2, PIPE_PROTOBUF = 3, PIPE_PB_CURSOR = 4 };
+/* PIPE_EVENTS: POST /v1/events (events.c): the body is the final answer, forwarded to the
+ * primary and parked for a majority like a strong pipeline. */
+enum pipe_mode { PIPE_HRANA = 0, PIPE_REPLICATE = 1, PIPE_CURSOR = 2, PIPE_PROTOBUF = 3, PIPE_PB_CURSOR = 4, PIPE_EVENTS = 5 };
 /* The "version" of a /v3-protobuf/pipeline route: Hrana 3 with a protobuf body, so a
  * request parked for its bookmark is decoded as one (edge__api_pipeline_handle). */
 #define PIPE_V3_PROTOBUF 0x103

@@ -714,26 +714,33 @@ int edge_feed_read(sqlite3 *db, struct edge_vclock *pos, const struct edge_vcloc
     return rv;
 }
 
-int edge_repl_row_version(sqlite3 *db, const char *table, const char *pkcol, sqlite3_value *key, char *origin,
-                          size_t origin_len, uint64_t *seq)
+int edge_repl_row_version(sqlite3 *db, const char *table, const char *const *pkcols, int npk,
+                          sqlite3_value *const *keys, char *origin, size_t origin_len, uint64_t *seq)
 {
     struct edge_buf q, pk;
     edge_buf_init(&q, 1 << 16);
     edge_buf_init(&pk, 1 << 20);
-    int rv = edge_buf_puts(&q, "SELECT ");
-    if (rv == EDGE_OK) rv = edge_store_quote_ident(&q, pkcol);
+    int rv = npk > 0 ? edge_buf_puts(&q, "SELECT ") : EDGE_EINVAL;
+    for (int i = 0; i < npk && rv == EDGE_OK; i++) {
+        if (i > 0) rv = edge_buf_putc(&q, ',');
+        if (rv == EDGE_OK) rv = edge_store_quote_ident(&q, pkcols[i]);
+    }
     if (rv == EDGE_OK) rv = edge_buf_puts(&q, " FROM ");
     if (rv == EDGE_OK) rv = edge_store_quote_ident(&q, table);
-    if (rv == EDGE_OK) rv = edge_buf_puts(&q, " WHERE ");
-    if (rv == EDGE_OK) rv = edge_store_quote_ident(&q, pkcol);
-    if (rv == EDGE_OK) rv = edge_buf_puts(&q, " = ?1");
+    for (int i = 0; i < npk && rv == EDGE_OK; i++) {
+        rv = edge_buf_puts(&q, i ? " AND " : " WHERE ");
+        if (rv == EDGE_OK) rv = edge_store_quote_ident(&q, pkcols[i]);
+        if (rv == EDGE_OK) rv = edge_buf_printf(&q, " = ?%d", i + 1);
+    }
     if (rv == EDGE_OK) rv = edge_buf_putc(&q, '\0');
     sqlite3_stmt *s = NULL;
     if (rv == EDGE_OK && sqlite3_prepare_v2(db, q.data, -1, &s, NULL) != SQLITE_OK) rv = EDGE_ESTORE;
     if (rv == EDGE_OK) {
-        sqlite3_bind_value(s, 1, key);
-        /* the key as the table stores it (its affinity applied), encoded as capture does */
-        rv = sqlite3_step(s) == SQLITE_ROW ? edge__repl_put_value(&pk, sqlite3_column_value(s, 0)) : EDGE_ENOTFOUND;
+        for (int i = 0; i < npk; i++) sqlite3_bind_value(s, i + 1, keys[i]);
+        /* the key as the table stores it (its affinity applied), encoded as capture does:
+         * the values of the key columns in key order, one after the other */
+        rv = sqlite3_step(s) == SQLITE_ROW ? EDGE_OK : EDGE_ENOTFOUND;
+        for (int i = 0; i < npk && rv == EDGE_OK; i++) rv = edge__repl_put_value(&pk, sqlite3_column_value(s, i));
     }
     sqlite3_finalize(s);
     s = NULL;

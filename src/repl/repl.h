@@ -178,11 +178,12 @@ int edge_repl_hlc_recover(sqlite3 *db, struct edge_hlc *hlc);
  * object {column: value} appended to out; "null" for an empty or older image. */
 int edge_repl_image_json(const void *p, size_t len, struct edge_buf *out);
 
-/* The version of a row (the log entry that last wrote it) in table, whose one-column
- * primary key pkcol has the value key: EDGE_OK with origin and seq, EDGE_ENOTFOUND when
- * the row is not in the table (or was written before replication kept its metadata). */
-int edge_repl_row_version(sqlite3 *db, const char *table, const char *pkcol, sqlite3_value *key, char *origin,
-                          size_t origin_len, uint64_t *seq);
+/* The version of a row (the log entry that last wrote it) in table, whose primary key
+ * columns pkcols[0..npk) (in key order) have the values keys[]: EDGE_OK with origin and
+ * seq, EDGE_ENOTFOUND when the row is not in the table (or was written before
+ * replication kept its metadata). */
+int edge_repl_row_version(sqlite3 *db, const char *table, const char *const *pkcols, int npk,
+                          sqlite3_value *const *keys, char *origin, size_t origin_len, uint64_t *seq);
 
 /* Decode a payload for display/tests: calls cb for each op. */
 typedef void (*edge_repl_op_cb)(void *ud, const char *table, int op /* 1 upsert, 2 delete */, int ncols);

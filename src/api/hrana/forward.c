@@ -124,7 +124,8 @@ static void forward_send(struct forward *f)
     /* /v3 accepts every v2 pipeline and also what a v3 client may send (is_autocommit,
      * get_autocommit, and every protobuf request, which travels as its JSON form). */
     int rv = p == NULL ? EDGE_ECLOSED
-                       : edge_httpca_request(p, "POST", "/v3/pipeline", f->headers, f->body, f->body_len,
+                       : edge_httpca_request(p, "POST", f->mode == PIPE_EVENTS ? "/v1/events" : "/v3/pipeline",
+                                             f->headers, f->body, f->body_len,
                                              n->cfg.strong_timeout_ms + 2000, (size_t)1 << 30, forward_done, f);
     if (rv != EDGE_OK) {
         f->rv = rv == EDGE_ECLOSED ? EDGE_EIO : rv;

@@ -21,6 +21,11 @@ void edge__api_pipeline_answer_bm(struct edge_node *n, struct edge_http_conn *c,
 {
     char extra[EDGE_API_BOOKMARK_MAX + 32] = "";
     if (bookmark != NULL && bookmark[0] != '\0') snprintf(extra, sizeof(extra), "X-Edge-Bookmark: %s\r\n", bookmark);
+    if (mode == PIPE_EVENTS) {
+        edge__api_observe(n, EP_OTHER, start_ns, false);
+        edge_http_respond(c, 200, "application/json", extra[0] ? extra : NULL, body, len);
+        return;
+    }
     if (mode == PIPE_PROTOBUF) {
         edge__api_pb_pipeline_answer(n, c, extra[0] ? extra : NULL, body, len, start_ns);
         return;
