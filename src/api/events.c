@@ -42,9 +42,7 @@ void edge__api_broadcast_relay(struct edge_node *n, int loop, const char *channe
         const struct edge_conf_region *r = &conf->regions[i];
         if (strcmp(r->id, n->region) == 0 || r->url == NULL) continue;
         if (l->bcast[k] == NULL) {
-            struct edge_httpc_url u;
-            if (edge_httpc_url_parse(r->url, &u) != EDGE_OK ||
-                edge_httpca_new(&l->loop, u.host, u.port, 4, 5000, &l->bcast[k]) != EDGE_OK) {
+            if (edge__api_peer_pool(l, r->url, 4, 5000, &l->bcast[k]) != EDGE_OK) {
                 l->bcast[k] = NULL;
                 k++;
                 continue;

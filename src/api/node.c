@@ -39,6 +39,21 @@ void edge_node_config_defaults(struct edge_node_config *cfg)
 
 bool edge_node_tls(const struct edge_node *n) { return n->tls != NULL; }
 
+int edge__api_peer_pool(struct loop *l, const char *url, int max_conns, uint64_t idle_ms, struct edge_httpca **out)
+{
+    struct edge_httpc_url u;
+    *out = NULL;
+    if (url == NULL || edge_httpc_url_parse(url, &u) != EDGE_OK) return EDGE_EINVAL;
+    if (u.tls && l->node->repl.peer_tls == NULL) return EDGE_EINVAL;
+    int rv = edge_httpca_new(&l->loop, u.host, u.port, max_conns, idle_ms, out);
+    if (rv == EDGE_OK && u.tls) rv = edge_httpca_set_tls(*out, l->node->repl.peer_tls, u.host);
+    if (rv != EDGE_OK && *out != NULL) {
+        edge_httpca_close(*out);
+        *out = NULL;
+    }
+    return rv;
+}
+
 int edge_node_port(const struct edge_node *n) { return n->port; }
 
 static void on_inbox(uv_async_t *a)
@@ -278,6 +293,21 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
     return EDGE_OK;
 }
 
+/* The client context of links, pools, seeding and status checks to https:// regions:
+ * certificates verified against cluster.ca_file (the system's CAs without it). Made
+ * when a region URL is https:// or a CA file is named. */
+static int peer_tls_open(struct edge_node *n, const struct edge_conf *conf, char *errmsg, size_t errmsg_len)
+{
+    if (conf == NULL) return EDGE_OK;
+    bool https = conf->ca_file != NULL;
+    for (size_t i = 0; i < conf->n_regions && !https; i++) {
+        struct edge_httpc_url u;
+        https = conf->regions[i].url != NULL && edge_httpc_url_parse(conf->regions[i].url, &u) == EDGE_OK && u.tls;
+    }
+    if (!https) return EDGE_OK;
+    return edge_tls_ctx_client_new(conf->ca_file, &n->repl.peer_tls, errmsg, errmsg_len);
+}
+
 /* The data directory holds every row: only its owner may enter it. */
 static int mkdir_p(const char *dir)
 {
@@ -367,6 +397,7 @@ static void node_free(struct edge_node *n)
     edge_rt_destroy(n->rt); /* before the feed it listens to */
     edge__api_cache_close(n);
     edge_repl_state_close(&n->repl);
+    edge_tls_ctx_free(n->repl.peer_tls); /* after the links and pools that used it */
     edge_router_stats_free(n->stats);
     edge__api_cluster_nonces_close(n);
     pthread_mutex_destroy(&n->streams_mu);
@@ -435,6 +466,8 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
         rv = edge_tls_ctx_server_new(cfg->tls_cert_file, cfg->tls_key_file, &n->tls, errmsg, errmsg_len);
         if (rv != EDGE_OK) goto out;
     }
+    rv = peer_tls_open(n, cfg->conf, errmsg, errmsg_len);
+    if (rv != EDGE_OK) goto out;
     if (mkdir_p(cfg->data_dir) != 0) {
         snprintf(errmsg, errmsg_len, "cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
         rv = EDGE_EIO;

@@ -312,6 +312,10 @@ static inline uint64_t wall_ms(void)
 /* node.c: loops */
 void edge__api_loop_post(struct loop *l, struct edge_task *t); /* any thread */
 void edge__api_wake(void *node);                                /* any thread: re-check waiters */
+/* A pool of this loop's connections to another region's URL (net/httpc_async.h), speaking
+ * TLS to an https:// URL (verified against cluster.ca_file). EDGE_OK, or EDGE_EINVAL for
+ * a URL the pool cannot reach (not numeric). Loop thread. */
+int edge__api_peer_pool(struct loop *l, const char *url, int max_conns, uint64_t idle_ms, struct edge_httpca **out);
 
 /* routes.c */
 void edge__api_on_request(void *ud, struct edge_http_conn *c, struct edge_http_req *req);

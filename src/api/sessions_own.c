@@ -230,11 +230,8 @@ struct edge_httpca *edge__sess_peer_pool(struct loop *l, int idx)
     if (idx < 0 || (size_t)idx >= sl->n_peers || l->stopping) return NULL;
     if (sl->peers[idx].pool != NULL) return sl->peers[idx].pool;
     const char *url = n->cfg.conf->regions[idx].url;
-    struct edge_httpc_url u;
-    if (url == NULL || edge_httpc_url_parse(url, &u) != EDGE_OK) return NULL;
     uint64_t idle = n->cfg.idle_conn_timeout_ms / 2;
-    if (edge_httpca_new(&l->loop, u.host, u.port, EDGE_API_FORWARD_CONNS, idle ? idle : 1, &sl->peers[idx].pool) !=
-        EDGE_OK) {
+    if (edge__api_peer_pool(l, url, EDGE_API_FORWARD_CONNS, idle ? idle : 1, &sl->peers[idx].pool) != EDGE_OK) {
         sl->peers[idx].pool = NULL;
     }
     return sl->peers[idx].pool;

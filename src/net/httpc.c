@@ -24,12 +24,13 @@
 
 #include "core/alloc.h"
 #include "edgelite/errors.h"
+#include "net/tls.h"
 
 /* ---- URLs ---- */
 
 int edge_httpc_url_parse(const char *url, struct edge_httpc_url *out)
 {
-    static const char *const schemes[] = {"http://", "libsql://", "ws://"};
+    static const char *const schemes[] = {"http://", "libsql://", "ws://", "https://", "wss://"};
     const char *p = NULL;
     const char *host_end;
     const char *hp_end;
@@ -41,6 +42,7 @@ int edge_httpc_url_parse(const char *url, struct edge_httpc_url *out)
         size_t sl = strlen(schemes[i]);
         if (strncasecmp(url, schemes[i], sl) == 0) {
             p = url + sl;
+            out->tls = i >= 3;
             break;
         }
     }
@@ -73,7 +75,7 @@ int edge_httpc_url_parse(const char *url, struct edge_httpc_url *out)
         long port = strtol(out->port, NULL, 10);
         if (port < 1 || port > 65535) return EDGE_EINVAL;
     } else {
-        memcpy(out->port, "80", 3);
+        memcpy(out->port, out->tls ? "443" : "80", out->tls ? 4 : 3);
     }
     if (*hp_end == '/') {
         n = strcspn(hp_end, "?#");
@@ -453,6 +455,50 @@ static int send_all(int fd, const char *p, size_t len, int64_t deadline)
     return EDGE_OK;
 }
 
+static int tls_wait(void *ud, int fd, short events, int64_t deadline)
+{
+    (void)ud;
+    return wait_fd(fd, events, deadline);
+}
+
+/* After the TCP connect of an https:// URL: the handshake, the server's certificate and
+ * name checked against u->tls_ctx (or the system's CAs). */
+static int tls_start(const struct edge_httpc_url *u, int fd, int64_t deadline, struct edge_tls **out)
+{
+    struct edge_tls_ctx *own = NULL, *ctx = u->tls_ctx;
+    char err[256];
+    int rv = EDGE_OK;
+    if (ctx == NULL) rv = edge_tls_ctx_client_new(NULL, &own, err, sizeof(err));
+    if (rv == EDGE_OK) rv = edge_tls_new(ctx != NULL ? ctx : own, u->host, out);
+    edge_tls_ctx_free(own); /* the session keeps what it needs */
+    if (rv != EDGE_OK) return rv;
+    rv = edge_tls_fd_handshake(*out, fd, tls_wait, NULL, deadline);
+    return rv == EDGE_ECLOSED ? EDGE_EIO : rv;
+}
+
+/* Decrypt what the session holds into raw (bounded by raw's cap). */
+static int tls_drain(struct edge_tls *t, struct edge_buf *raw, int *eof)
+{
+    for (int pass = 0; pass < 1 << 20; pass++) {
+        int rv = edge_buf_reserve(raw, 16384);
+        if (rv == EDGE_ETOOBIG && raw->len < raw->max) rv = edge_buf_reserve(raw, raw->max - raw->len);
+        if (rv != EDGE_OK) return rv;
+        size_t room = raw->cap - raw->len - 1, got = 0;
+        if (room > raw->max - raw->len) room = raw->max - raw->len;
+        if (room == 0) return EDGE_ETOOBIG;
+        rv = edge_tls_read(t, raw->data + raw->len, room, &got);
+        if (rv == EDGE_ECLOSED) {
+            *eof = 1;
+            return EDGE_OK;
+        }
+        if (rv != EDGE_OK) return rv;
+        if (got == 0) return EDGE_OK;
+        raw->len += got;
+        raw->data[raw->len] = '\0';
+    }
+    return EDGE_OK;
+}
+
 int edge_httpc_request(const struct edge_httpc_url *u, const char *method, const char *path,
                        const char *token, const char *body, size_t body_len, int timeout_ms,
                        size_t max_body, struct edge_httpc_resp *out)
@@ -471,6 +517,8 @@ int edge_httpc_request_ex(const struct edge_httpc_url *u, const char *method, co
     int rv;
     int eof = 0;
     int v6 = strchr(u->host, ':') != NULL;
+    struct edge_tls *tls = NULL;
+    int default_port = strcmp(u->port, u->tls ? "443" : "80") == 0;
 
     memset(out, 0, sizeof(*out));
     edge_buf_init(&out->body, max_body);
@@ -487,8 +535,7 @@ int edge_httpc_request_ex(const struct edge_httpc_url *u, const char *method, co
                          "User-Agent: edgelite-cli/" EDGE_VERSION "\r\n"
                          "Accept: application/json\r\nConnection: close\r\n",
                          method, path, v6 ? "[" : "", u->host, v6 ? "]" : "",
-                         strcmp(u->port, "80") == 0 ? "" : ":",
-                         strcmp(u->port, "80") == 0 ? "" : u->port);
+                         default_port ? "" : ":", default_port ? "" : u->port);
     if (rv == EDGE_OK && token != NULL && token[0] != '\0') {
         rv = edge_buf_printf(&req, "Authorization: Bearer %s\r\n", token);
     }
@@ -505,13 +552,40 @@ int edge_httpc_request_ex(const struct edge_httpc_url *u, const char *method, co
 
     rv = connect_to(u, deadline, &fd);
     if (rv != EDGE_OK) goto out;
-    rv = send_all(fd, req.data, req.len, deadline);
+    if (u->tls) {
+        rv = tls_start(u, fd, deadline, &tls);
+        if (rv == EDGE_OK) rv = edge_tls_write(tls, req.data, req.len);
+        if (rv == EDGE_OK) rv = edge_tls_fd_flush(tls, fd, tls_wait, NULL, deadline);
+    } else {
+        rv = send_all(fd, req.data, req.len, deadline);
+    }
     if (rv != EDGE_OK) goto out;
 
     for (;;) {
         struct frame f;
         ssize_t n;
         size_t room;
+
+        if (tls != NULL) {
+            rv = edge_tls_fd_pull(tls, fd);
+            if (rv == EDGE_EAGAIN) {
+                rv = wait_fd(fd, POLLIN, deadline);
+                if (rv != EDGE_OK) goto out;
+                continue;
+            }
+            if (rv == EDGE_ECLOSED || rv == EDGE_EIO) {
+                eof = 1; /* a close after a complete response is still a response */
+            } else if (rv != EDGE_OK || (rv = tls_drain(tls, &raw, &eof)) != EDGE_OK) {
+                goto out;
+            }
+            rv = frame_scan(raw.data != NULL ? raw.data : "", raw.len, eof, max_body, &f);
+            if (rv == EDGE_OK) break;
+            if (rv != EDGE_EAGAIN) {
+                if (rv == EDGE_EPROTO && eof && raw.len == 0) rv = EDGE_EIO;
+                goto out;
+            }
+            continue;
+        }
 
         rv = edge_buf_reserve(&raw, 16384);
         if (rv == EDGE_ETOOBIG && raw.len < raw.max) rv = edge_buf_reserve(&raw, raw.max - raw.len);
@@ -543,6 +617,7 @@ int edge_httpc_request_ex(const struct edge_httpc_url *u, const char *method, co
     }
     rv = edge_httpc_parse_response(raw.data, raw.len, eof, max_body, out);
 out:
+    edge_tls_free(tls);
     if (fd >= 0) close(fd);
     edge_buf_free(&req);
     edge_buf_free(&raw);
@@ -550,6 +625,32 @@ out:
 }
 
 /* ---- a body streamed into a file ---- */
+
+/* recv(2) on the socket or, with TLS, the decrypted bytes of it: > 0 bytes, 0 at the
+ * end, -1 with errno (EAGAIN: wait for POLLIN; EPROTO: a TLS failure). What the session
+ * already holds is taken before the socket is read, so a wait never hides it. */
+static ssize_t io_recv(int sock, struct edge_tls *tls, char *buf, size_t cap)
+{
+    if (tls == NULL) return recv(sock, buf, cap, 0);
+    for (int pass = 0; pass < 4; pass++) {
+        size_t got = 0;
+        int rv = edge_tls_read(tls, buf, cap, &got);
+        if (rv == EDGE_ECLOSED) return 0;
+        if (rv != EDGE_OK) {
+            errno = EPROTO;
+            return -1;
+        }
+        if (got > 0) return (ssize_t)got;
+        rv = edge_tls_fd_pull(tls, sock);
+        if (rv == EDGE_ECLOSED) return 0;
+        if (rv != EDGE_OK) {
+            errno = rv == EDGE_EAGAIN ? EAGAIN : ECONNRESET;
+            return -1;
+        }
+    }
+    errno = EAGAIN; /* fed a part of a record: wait for the rest */
+    return -1;
+}
 
 int edge_httpc_get_to_fd(const struct edge_httpc_url *u, const char *path, const char *extra_headers,
                          int head_timeout_ms, int idle_ms, uint64_t max_bytes, int fd, int *out_status,
@@ -565,6 +666,8 @@ int edge_httpc_get_to_fd(const struct edge_httpc_url *u, const char *path, const
     uint64_t written = 0;
     struct frame f;
     int v6 = strchr(u->host, ':') != NULL;
+    struct edge_tls *tls = NULL;
+    int default_port = strcmp(u->port, u->tls ? "443" : "80") == 0;
 
     *out_status = 0;
     *out_len = 0;
@@ -573,16 +676,22 @@ int edge_httpc_get_to_fd(const struct edge_httpc_url *u, const char *path, const
     int n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s%s%s%s%s\r\nUser-Agent: edgelite/" EDGE_VERSION
                      "\r\nConnection: close\r\n%s\r\n",
-                     path, v6 ? "[" : "", u->host, v6 ? "]" : "", strcmp(u->port, "80") == 0 ? "" : ":",
-                     strcmp(u->port, "80") == 0 ? "" : u->port, extra_headers ? extra_headers : "");
+                     path, v6 ? "[" : "", u->host, v6 ? "]" : "", default_port ? "" : ":",
+                     default_port ? "" : u->port, extra_headers ? extra_headers : "");
     rv = EDGE_EINVAL;
     if (n < 0 || (size_t)n >= sizeof(req)) goto out;
     rv = connect_to(u, deadline, &sock);
-    if (rv == EDGE_OK) rv = send_all(sock, req, (size_t)n, deadline);
+    if (rv == EDGE_OK && u->tls) {
+        rv = tls_start(u, sock, deadline, &tls);
+        if (rv == EDGE_OK) rv = edge_tls_write(tls, req, (size_t)n);
+        if (rv == EDGE_OK) rv = edge_tls_fd_flush(tls, sock, tls_wait, NULL, deadline);
+    } else if (rv == EDGE_OK) {
+        rv = send_all(sock, req, (size_t)n, deadline);
+    }
     if (rv != EDGE_OK) goto out;
     /* The head, within head_timeout_ms. */
     for (;;) {
-        ssize_t got = recv(sock, buf + have, EDGE_HTTPC_MAX_HEAD - have, 0);
+        ssize_t got = io_recv(sock, tls, buf + have, EDGE_HTTPC_MAX_HEAD - have);
         if (got < 0 && errno == EINTR) continue;
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             rv = wait_fd(sock, POLLIN, deadline);
@@ -625,7 +734,7 @@ int edge_httpc_get_to_fd(const struct edge_httpc_url *u, const char *path, const
         if (written == want) break;
         off = 0;
         have = 0;
-        ssize_t got = recv(sock, buf, EDGE_HTTPC_MAX_HEAD, 0);
+        ssize_t got = io_recv(sock, tls, buf, EDGE_HTTPC_MAX_HEAD);
         if (got < 0 && errno == EINTR) continue;
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             rv = wait_fd(sock, POLLIN, now_ms() + (idle_ms > 0 ? idle_ms : 1));
@@ -645,6 +754,7 @@ int edge_httpc_get_to_fd(const struct edge_httpc_url *u, const char *path, const
     *out_len = written;
     rv = EDGE_OK;
 out:
+    edge_tls_free(tls);
     if (sock >= 0) close(sock);
     edge_free(buf);
     return rv;

@@ -7,6 +7,7 @@
 #ifndef EDGE_NET_HTTPC_H
 #define EDGE_NET_HTTPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,12 +15,18 @@
 
 #define EDGE_HTTPC_MAX_HEAD (64 * 1024)
 
-/* A parsed http:// URL. libsql:// and ws:// are accepted as plain http:// because
- * edgelite serves Hrana, WebSocket and status on one unencrypted port. */
+struct edge_tls_ctx;
+
+/* A parsed URL. libsql:// and ws:// are taken as http://, wss:// as https://, because
+ * edgelite serves Hrana, WebSocket and status on one port (TLS or not). */
 struct edge_httpc_url {
     char host[256]; /* without the [] of an IPv6 literal */
-    char port[8];   /* decimal, "80" when absent */
+    char port[8];   /* decimal, "80" (or "443" with TLS) when absent */
     char path[512]; /* begins with '/', "/" when absent; no query string */
+    bool tls;       /* https:// or wss:// */
+    /* For tls: the client context (net/tls.h) the server's certificate is verified
+     * against, borrowed; set by the caller after parsing. NULL: the system's CAs. */
+    struct edge_tls_ctx *tls_ctx;
 };
 
 struct edge_httpc_resp {
@@ -29,8 +36,9 @@ struct edge_httpc_resp {
     struct edge_buf body;   /* de-chunked body, NUL-terminated; owned, see _free */
 };
 
-/* Parse url (borrowed) into *out. Accepts http://, libsql://, ws:// schemes (case
- * insensitive); rejects https/wss (no TLS here) and malformed input with EDGE_EINVAL. */
+/* Parse url (borrowed) into *out. Accepts http://, libsql://, ws://, https:// and wss://
+ * (case insensitive); rejects other schemes and malformed input with EDGE_EINVAL.
+ * With TLS, requests verify the server's certificate and its name (host). */
 int edge_httpc_url_parse(const char *url, struct edge_httpc_url *out);
 
 /* Resolve rel (e.g. "v2/pipeline") against the URL's path the way a browser resolves

@@ -22,6 +22,8 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/log.h"
+#include "net/tls.h"
 
 struct hconn;
 
@@ -59,6 +61,15 @@ struct hconn {
     bool connected, writing, closing;
     bool refused; /* the connect failed: nothing of the request was sent */
     int handles;
+    struct edge_tls *tls; /* with a TLS pool; `connected` once its handshake is done */
+    int tls_writes;       /* encrypted writes in flight (`writing` while a request's are) */
+};
+
+/* One write of a TLS session's records. */
+struct tls_write {
+    uv_write_t req;
+    struct hconn *c;
+    char data[];
 };
 
 struct edge_httpca {
@@ -74,6 +85,8 @@ struct edge_httpca {
     int pending; /* queued or in flight */
     int handles; /* open handles of requests and connections */
     bool closing;
+    struct edge_tls_ctx *tls; /* edge_httpca_set_tls, borrowed; NULL = plain */
+    char tls_name[256];       /* the name the server's certificate must carry */
 };
 
 static void pump(struct edge_httpca *p);
@@ -265,6 +278,7 @@ static void conn_handle_closed(uv_handle_t *h)
     struct hconn *c = h->data;
     if (--c->handles > 0) return;
     struct edge_httpca *p = c->p;
+    edge_tls_free(c->tls);
     edge_buf_free(&c->wbuf);
     edge_buf_free(&c->hname);
     edge_buf_free(&c->hval);
@@ -312,10 +326,63 @@ static void on_write(uv_write_t *w, int status)
     }
 }
 
+static void on_tls_write(uv_write_t *w, int status)
+{
+    struct tls_write *tw = (struct tls_write *)w;
+    struct hconn *c = tw->c;
+    edge_free(tw);
+    c->tls_writes--;
+    if (c->closing) return;
+    if (status < 0) {
+        conn_close(c); /* fails cur with EDGE_EIO */
+        pump(c->p);
+    } else if (c->tls_writes == 0 && c->writing) {
+        c->writing = false;
+        if (c->cur == NULL) pump(c->p);
+    }
+}
+
+/* Send what the TLS session produced (handshake, records of a request). */
+static int tls_send(struct hconn *c)
+{
+    size_t n = edge_tls_out_pending(c->tls);
+    if (n == 0) return EDGE_OK;
+    struct tls_write *tw = edge_malloc(sizeof(*tw) + n);
+    if (tw == NULL) {
+        conn_close(c);
+        return EDGE_ENOMEM;
+    }
+    tw->c = c;
+    uv_buf_t b = uv_buf_init(tw->data, (unsigned)edge_tls_out_take(c->tls, tw->data, n));
+    if (uv_write(&tw->req, (uv_stream_t *)&c->tcp, &b, 1, on_tls_write) != 0) {
+        edge_free(tw);
+        conn_close(c);
+        return EDGE_EIO;
+    }
+    c->tls_writes++;
+    return EDGE_OK;
+}
+
 static void send_cur(struct hconn *c)
 {
     struct hreq *r = c->cur;
     edge_buf_reset(&c->wbuf);
+    if (c->tls != NULL) {
+        http_parser_init(&c->parser, HTTP_RESPONSE);
+        c->parser.data = c;
+        c->complete = false;
+        c->parse_rv = EDGE_OK;
+        c->in_value = false;
+        edge_buf_reset(&c->hname);
+        edge_buf_reset(&c->hval);
+        if (edge_tls_write(c->tls, r->wire, r->wire_len) != EDGE_OK) {
+            conn_close(c);
+            return;
+        }
+        c->writing = true;
+        if (tls_send(c) == EDGE_OK && c->tls_writes == 0) c->writing = false;
+        return;
+    }
     if (edge_buf_append(&c->wbuf, r->wire, r->wire_len) != EDGE_OK) {
         fail_later(r, EDGE_ENOMEM); /* its timer also closes this connection */
         return;
@@ -344,28 +411,98 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(slab, sizeof(slab));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* The server closed (eof: cleanly) or the connection failed. */
+static void conn_end(struct hconn *c, bool eof)
 {
-    struct hconn *c = s->data;
     struct edge_httpca *p = c->p;
-    if (c->closing) return;
-    if (nread == 0) return;
-    if (c->cur == NULL) {
-        /* Idle: the server closed (or sent something unasked). Either way: done. */
-        conn_close(c);
-        return;
-    }
-    if (nread < 0) {
-        /* EOF ends a body that has no length; anything else is an early close. */
-        if (nread == UV_EOF) http_parser_execute(&c->parser, &parser_settings, NULL, 0);
-        if (c->complete) {
-            finish(c->cur, EDGE_OK);
-        }
+    if (c->cur == NULL || !c->connected) {
+        c->refused = !c->connected; /* in its TLS handshake: nothing of the request was sent */
         conn_close(c);
         pump(p);
         return;
     }
-    size_t used = http_parser_execute(&c->parser, &parser_settings, buf->base, (size_t)nread);
+    /* EOF ends a body that has no length; anything else is an early close. */
+    if (eof) http_parser_execute(&c->parser, &parser_settings, NULL, 0);
+    if (c->complete) {
+        finish(c->cur, EDGE_OK);
+    }
+    conn_close(c);
+    pump(p);
+}
+
+static void conn_input(struct hconn *c, const char *data, size_t nread);
+static void after_connect(struct hconn *c);
+
+/* Records from the server: the handshake first, then responses as plaintext. */
+static void tls_input(struct hconn *c, const char *data, size_t len)
+{
+    static __thread char plain[64 * 1024]; /* consumed synchronously below */
+    if (edge_tls_feed(c->tls, data, len) != EDGE_OK) {
+        conn_end(c, false);
+        return;
+    }
+    if (!c->connected) {
+        int hs = edge_tls_handshake(c->tls);
+        if (tls_send(c) != EDGE_OK) return;
+        if (hs == EDGE_EPROTO) {
+            EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_NET, "https %s: %s", c->p->hostport, edge_tls_error(c->tls));
+            c->refused = true; /* nothing of the request was sent */
+            conn_close(c);
+            pump(c->p);
+            return;
+        }
+        if (hs != EDGE_OK) return;
+        c->connected = true;
+        after_connect(c);
+        if (c->closing) return;
+    }
+    /* Bounded by what was fed: each pass takes decrypted bytes or ends. */
+    for (int pass = 0; pass < 1 << 16 && !c->closing; pass++) {
+        size_t got = 0;
+        int rv = edge_tls_read(c->tls, plain, sizeof(plain), &got);
+        if (rv == EDGE_ECLOSED) {
+            conn_end(c, true);
+            return;
+        }
+        if (rv != EDGE_OK) {
+            if (c->cur != NULL) finish(c->cur, EDGE_EPROTO);
+            conn_close(c);
+            pump(c->p);
+            return;
+        }
+        if (got == 0) break;
+        conn_input(c, plain, got);
+    }
+    if (!c->closing) (void)tls_send(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct hconn *c = s->data;
+    if (c->closing) return;
+    if (nread == 0) return;
+    if (nread < 0) {
+        conn_end(c, nread == UV_EOF);
+        return;
+    }
+    if (c->tls != NULL) {
+        tls_input(c, buf->base, (size_t)nread);
+    } else {
+        conn_input(c, buf->base, (size_t)nread);
+    }
+}
+
+/* Response bytes (read, or decrypted). */
+static void conn_input(struct hconn *c, const char *data, size_t nread)
+{
+    struct edge_httpca *p = c->p;
+    if (c->cur == NULL) {
+        /* Idle: the server sent something unasked. Done. */
+        conn_close(c);
+        pump(p);
+        return;
+    }
+    size_t used = http_parser_execute(&c->parser, &parser_settings, data, nread);
     if (c->complete) {
         bool keep = http_should_keep_alive(&c->parser) && used == (size_t)nread;
         finish(c->cur, EDGE_OK);
@@ -394,7 +531,24 @@ static void on_connect(uv_connect_t *cr, int status)
         pump(c->p);
         return;
     }
+    if (c->p->tls != NULL) {
+        /* Usable once the handshake is done (tls_input). */
+        if (edge_tls_new(c->p->tls, c->p->tls_name, &c->tls) != EDGE_OK) {
+            c->refused = true;
+            conn_close(c);
+            pump(c->p);
+            return;
+        }
+        (void)edge_tls_handshake(c->tls); /* the ClientHello */
+        (void)tls_send(c);
+        return;
+    }
     c->connected = true;
+    after_connect(c);
+}
+
+static void after_connect(struct hconn *c)
+{
     if (c->cur != NULL) {
         send_cur(c);
     } else {
@@ -488,6 +642,14 @@ int edge_httpca_new(uv_loop_t *loop, const char *host, const char *port, int max
     p->max_conns = max_conns;
     p->idle_ms = idle_ms ? idle_ms : 1;
     *out = p;
+    return EDGE_OK;
+}
+
+int edge_httpca_set_tls(struct edge_httpca *p, struct edge_tls_ctx *ctx, const char *name)
+{
+    if (strlen(name) >= sizeof(p->tls_name)) return EDGE_EINVAL;
+    snprintf(p->tls_name, sizeof(p->tls_name), "%s", name);
+    p->tls = ctx;
     return EDGE_OK;
 }
 

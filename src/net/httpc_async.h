@@ -35,6 +35,14 @@ typedef void (*edge_httpca_cb)(void *ud, int rv, struct edge_httpc_resp *resp);
 int edge_httpca_new(uv_loop_t *loop, const char *host, const char *port, int max_conns, uint64_t idle_ms,
                     struct edge_httpca **out);
 
+/* Speak TLS on the pool's connections (an https:// server): the server's certificate
+ * must be signed by a CA of ctx (a client context of net/tls.h, borrowed: it must
+ * outlive the pool) and name `name` (the URL's host). Before the first request.
+ * A connection whose handshake fails fails its request with EDGE_ECONNREFUSED (nothing
+ * of it was sent) and logs why. EDGE_OK or EDGE_EINVAL (name too long). */
+struct edge_tls_ctx;
+int edge_httpca_set_tls(struct edge_httpca *p, struct edge_tls_ctx *ctx, const char *name);
+
 /* Send method path with the extra headers (NULL or "Name: value\r\n" lines; Host,
  * Content-Length and Content-Type: application/json are added) and body (copied).
  * The callback runs later on the loop, never from inside this call. EDGE_OK, or

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct edge_tls_ctx;
 struct edge_tls;
@@ -61,5 +62,19 @@ size_t edge_tls_out_take(struct edge_tls *t, void *buf, size_t cap);
 /* Why the last EDGE_EPROTO happened (static text or the session's own buffer). */
 const char *edge_tls_error(const struct edge_tls *t);
 
+/* For owners of a non-blocking socket that wait with poll() (the blocking clients,
+ * tls_fd.c). `wait` blocks until fd has `events`, the deadline (monotonic ms) passes
+ * (EDGE_ETIMEDOUT) or the owner stops (any other error); EDGE_OK means "try again". */
+typedef int (*edge_tls_wait_fn)(void *ud, int fd, short events, int64_t deadline_ms);
+/* Send every pending encrypted byte. EDGE_OK, EDGE_EIO or wait's error. */
+int edge_tls_fd_flush(struct edge_tls *t, int fd, edge_tls_wait_fn wait, void *ud, int64_t deadline_ms);
+/* Run the handshake to its end. EDGE_OK, EDGE_EPROTO (edge_tls_error says why: e.g. a
+ * certificate not signed by a trusted CA, or not naming the host), EDGE_ECLOSED (the
+ * server hung up), EDGE_EIO or wait's error. */
+int edge_tls_fd_handshake(struct edge_tls *t, int fd, edge_tls_wait_fn wait, void *ud, int64_t deadline_ms);
+/* One non-blocking read of the socket into the session: EDGE_OK (bytes fed: call
+ * edge_tls_read until it gives 0), EDGE_EAGAIN (nothing yet), EDGE_ECLOSED (EOF),
+ * EDGE_EIO. */
+int edge_tls_fd_pull(struct edge_tls *t, int fd);
 
 #endif

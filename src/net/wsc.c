@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/sha1.h"
+#include "net/tls.h"
 
 #define RECV_CHUNK 65536
 #define IO_TIMEOUT_MS 10000
@@ -53,8 +54,12 @@ void edge_wsc_init(struct edge_wsc *w, int wake_fd, const atomic_bool *stop, siz
     edge_buf_init(&w->tx, max_frame + 16);
 }
 
+void edge_wsc_set_tls(struct edge_wsc *w, struct edge_tls_ctx *ctx) { w->tls_ctx = ctx; }
+
 void edge_wsc_close(struct edge_wsc *w)
 {
+    edge_tls_free(w->tls);
+    w->tls = NULL;
     if (w->fd >= 0) {
         close(w->fd);
         w->fd = -1;
@@ -130,8 +135,41 @@ int edge_wsc_sleep(struct edge_wsc *w, int ms)
     return EDGE_OK;
 }
 
+/* edge_tls_wait_fn over edge_wsc_wait: the stop flag and the wake pipe still work. */
+static int tls_wait(void *ud, int fd, short events, int64_t deadline)
+{
+    (void)fd;
+    struct edge_wsc *w = ud;
+    uint64_t now = now_ms();
+    if ((int64_t)now >= deadline) return EDGE_ETIMEDOUT;
+    short r;
+    return edge_wsc_wait(w, events, (int)(deadline - (int64_t)now), &r);
+}
+
+static int tls_start(struct edge_wsc *w, const char *host, const char *port, uint64_t deadline)
+{
+    int rv = edge_tls_new(w->tls_ctx, host, &w->tls);
+    if (rv != EDGE_OK) {
+        set_err(w, "TLS to %s:%s: %s", host, port, edge_strerror(rv));
+        return rv;
+    }
+    rv = edge_tls_fd_handshake(w->tls, w->fd, tls_wait, w, (int64_t)deadline);
+    if (rv == EDGE_EPROTO) {
+        set_err(w, "TLS to %s:%s: %s", host, port, edge_tls_error(w->tls));
+    } else if (rv == EDGE_ETIMEDOUT) {
+        set_err(w, "TLS to %s:%s: handshake timed out", host, port);
+    } else if (rv != EDGE_OK && rv != EDGE_ECLOSED) {
+        set_err(w, "TLS to %s:%s: %s", host, port, edge_strerror(rv));
+    } else if (rv == EDGE_ECLOSED && !stopping(w)) {
+        set_err(w, "TLS to %s:%s: connection closed during the handshake", host, port);
+        rv = EDGE_EIO;
+    }
+    return rv;
+}
+
 int edge_wsc_connect(struct edge_wsc *w, const char *host, const char *port, int timeout_ms)
 {
+    uint64_t start = now_ms();
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -178,6 +216,7 @@ int edge_wsc_connect(struct edge_wsc *w, const char *host, const char *port, int
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     rv = EDGE_OK;
+    if (w->tls_ctx != NULL) rv = tls_start(w, host, port, start + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0));
 out:
     freeaddrinfo(res);
     return rv;
@@ -188,6 +227,14 @@ static int send_all(struct edge_wsc *w, const void *data, size_t len)
     const char *d = data;
     size_t off = 0;
     uint64_t deadline = now_ms() + IO_TIMEOUT_MS;
+    if (w->tls != NULL) {
+        int rv = edge_tls_write(w->tls, data, len);
+        if (rv == EDGE_OK) rv = edge_tls_fd_flush(w->tls, w->fd, tls_wait, w, (int64_t)deadline);
+        if (rv == EDGE_EPROTO) set_err(w, "send: %s", edge_tls_error(w->tls));
+        else if (rv == EDGE_ETIMEDOUT) set_err(w, "send: timed out");
+        else if (rv != EDGE_OK && rv != EDGE_ECLOSED) set_err(w, "send: %s", edge_strerror(rv));
+        return rv;
+    }
     /* Each pass sends something or waits; the deadline bounds the passes. */
     while (off < len) {
         ssize_t n = send(w->fd, d + off, len - off, MSG_NOSIGNAL);
@@ -213,6 +260,43 @@ static int send_all(struct edge_wsc *w, const void *data, size_t len)
     return EDGE_OK;
 }
 
+/* The socket is readable: decrypt all it completes into rx. */
+static int tls_recv(struct edge_wsc *w)
+{
+    int rv = edge_tls_fd_pull(w->tls, w->fd);
+    if (rv == EDGE_EAGAIN) return EDGE_OK;
+    if (rv == EDGE_ECLOSED) {
+        set_err(w, "connection closed by peer");
+        return EDGE_ECLOSED;
+    }
+    if (rv != EDGE_OK) {
+        set_err(w, "recv: %s", edge_strerror(rv));
+        return rv;
+    }
+    /* Bounded by what was fed (at most a read's worth of records). */
+    for (int pass = 0; pass < 1 << 16; pass++) {
+        rv = edge_buf_reserve(&w->rx, RECV_CHUNK);
+        if (rv != EDGE_OK) {
+            set_err(w, "recv: buffer: %s", edge_strerror(rv));
+            return rv;
+        }
+        size_t got = 0;
+        rv = edge_tls_read(w->tls, w->rx.data + w->rx.len, RECV_CHUNK, &got);
+        if (rv == EDGE_ECLOSED) {
+            set_err(w, "connection closed by peer (TLS close)");
+            return EDGE_ECLOSED;
+        }
+        if (rv != EDGE_OK) {
+            set_err(w, "recv: %s", edge_tls_error(w->tls));
+            return EDGE_EPROTO;
+        }
+        if (got == 0) break;
+        w->rx.len += got;
+        w->rx.data[w->rx.len] = '\0';
+    }
+    return EDGE_OK;
+}
+
 /* Read what is available after waiting up to timeout_ms. EDGE_OK also on timeout or
  * wake (nothing read); EDGE_ECLOSED on EOF or stop. */
 int edge_wsc_recv(struct edge_wsc *w, int timeout_ms)
@@ -227,6 +311,7 @@ int edge_wsc_recv(struct edge_wsc *w, int timeout_ms)
         w->rx.len -= w->rx_off;
         w->rx_off = 0;
     }
+    if (w->tls != NULL) return tls_recv(w);
     rv = edge_buf_reserve(&w->rx, RECV_CHUNK);
     if (rv != EDGE_OK) {
         set_err(w, "recv: buffer: %s", edge_strerror(rv));

@@ -19,8 +19,13 @@
 
 #include "core/buf.h"
 
+struct edge_tls_ctx;
+struct edge_tls;
+
 struct edge_wsc {
     int fd;                   /* -1 when not connected */
+    struct edge_tls_ctx *tls_ctx; /* edge_wsc_set_tls: connect with TLS (borrowed), else NULL */
+    struct edge_tls *tls;     /* the connection's TLS session */
     int wake_fd;              /* read end of the owner's wake pipe (borrowed) */
     const atomic_bool *stop;  /* the owner's stop flag (borrowed) */
     size_t max_frame;         /* largest frame accepted */
@@ -48,7 +53,13 @@ int edge_wsc_wait(struct edge_wsc *w, short events, int timeout_ms, short *out_r
 /* Interruptible sleep: only the stop flag cuts it short. */
 int edge_wsc_sleep(struct edge_wsc *w, int ms);
 
-/* Connect to host:port within timeout_ms (non-blocking socket, TCP_NODELAY). */
+/* Speak TLS on every later connection (wss://): the server's certificate must be signed
+ * by a CA of ctx (a client context of net/tls.h, borrowed) and name the host given to
+ * edge_wsc_connect. */
+void edge_wsc_set_tls(struct edge_wsc *w, struct edge_tls_ctx *ctx);
+/* Connect to host:port within timeout_ms (non-blocking socket, TCP_NODELAY), and with
+ * TLS set, run the TLS handshake within the same time (EDGE_EPROTO when the server's
+ * certificate is refused: the reason is in err). */
 int edge_wsc_connect(struct edge_wsc *w, const char *host, const char *port, int timeout_ms);
 /* The client handshake: GET path with Sec-WebSocket-Protocol: protocol and the extra
  * header lines ("Name: value\r\n"..., may be NULL); checks the 101 answer, its

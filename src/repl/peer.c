@@ -933,6 +933,10 @@ int edge_peer_start(const struct edge_peer_config *cfg, struct edge_peer **out)
     }
     snprintf(p->host, sizeof(p->host), "%s", u.host);
     snprintf(p->port, sizeof(p->port), "%s", u.port);
+    if (u.tls) {
+        if (cfg->tls_ctx == NULL) goto out;
+        edge_wsc_set_tls(&p->ws, cfg->tls_ctx);
+    }
     p->one_way_delay_ms = cfg->one_way_delay_ms;
     p->sync_interval_ms = cfg->sync_interval_ms > 0 ? cfg->sync_interval_ms : 1000;
     p->max_batch_entries = cfg->max_batch_entries > 0 ? cfg->max_batch_entries : 1000;

@@ -30,7 +30,8 @@ struct edge_peer_config {
     const char *cluster;      /* cluster name, sent in HELLO */
     const char *secret;       /* cluster secret (HMAC key material) */
     const char *peer_region;  /* expected region of the remote node (checked on HELLO_OK) */
-    const char *peer_url;     /* "http://127.0.0.1:8082" (a path, if any, is ignored) */
+    const char *peer_url;     /* "http://127.0.0.1:8082" (a path, if any, is ignored); https:// speaks TLS */
+    struct edge_tls_ctx *tls_ctx; /* verifies an https:// peer's certificate (net/tls.h, borrowed) */
     int one_way_delay_ms;     /* WAN emulation: each message leaves this long after it is queued and each
                                  received message is handled this long after it arrived; both overlap */
     int sync_interval_ms;     /* async entries ship at least this often; <= 0: 1000 */

@@ -124,6 +124,7 @@ bool edge_repl_behind_the_logs(struct edge_repl_state *n)
         const struct edge_conf_region *r = &conf->regions[i];
         struct edge_httpc_url u;
         if (strcmp(r->id, n->region) == 0 || r->url == NULL || edge_httpc_url_parse(r->url, &u) != EDGE_OK) continue;
+        u.tls_ctx = n->peer_tls;
         /* /v1/status needs a token when the peer has JWT keys; another region's challenge-response
          * opens it too (repl/http_auth.h): the secret itself never travels. */
         char headers[512] = "", why[160];
@@ -185,6 +186,7 @@ static bool seed_from(struct edge_repl_state *n, const struct edge_conf_region *
     const struct edge_conf *conf = n->conf;
     struct edge_httpc_url u;
     if (edge_httpc_url_parse(r->url, &u) != EDGE_OK) return false;
+    u.tls_ctx = n->peer_tls;
     /* another region's challenge-response (repl/http_auth.h): the secret itself never travels */
     char headers[512], why[160];
     if (edge_repl_http_auth_header(conf, n->region, r->id, &u, "GET", "/v1/snapshot", 5000, headers, sizeof(headers),

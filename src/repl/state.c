@@ -346,6 +346,7 @@ int edge_repl_peers_start(struct edge_repl_state *st, char *errmsg, size_t errms
             .secret = conf->cluster_secret,
             .peer_region = r->id,
             .peer_url = r->url,
+            .tls_ctx = st->peer_tls,
             .one_way_delay_ms = rtt > 0 ? (int)(rtt / 2) : 0,
             .sync_interval_ms = conf->sync_interval_ms,
             .on_ack = peer_on_ack,

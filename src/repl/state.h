@@ -43,6 +43,7 @@ struct edge_repl_state {
     const char *db_path;             /* borrowed */
     const struct edge_conf *conf;    /* borrowed, NULL on a single node */
     const struct edge_regions *wan;  /* borrowed, optional WAN emulation */
+    struct edge_tls_ctx *peer_tls;   /* verifies https:// peers (cluster.ca_file); owned by the node, NULL = none */
     bool cluster;                    /* replicating: capture changes into the log */
     int default_consistency;         /* 0 eventual, 1 strong, 2 async */
     const char *primary;             /* region with the lowest priority (borrowed from the config) */

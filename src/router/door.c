@@ -25,6 +25,7 @@
 #include "net/http.h"
 #include "net/httpc.h"
 #include "net/httpc_async.h"
+#include "net/tls.h"
 #include "router/router.h"
 #include "router/door_int.h"
 
@@ -460,6 +461,7 @@ int edge_router_door_run(const struct edge_router_door_config *cfg, volatile sig
     d.stop = stop;
     int rv = EDGE_ENOMEM;
     int fd = -1, port = 0;
+    struct edge_tls_ctx *tls = NULL; /* verifies https:// regions (cluster.ca_file) */
     d.regions = edge_calloc(cfg->conf->n_regions + 1, sizeof(*d.regions));
     d.ryw = edge_calloc(RYW_SLOTS, sizeof(*d.ryw));
     if (d.regions == NULL || d.ryw == NULL ||
@@ -488,6 +490,10 @@ int edge_router_door_run(const struct edge_router_door_config *cfg, volatile sig
             rv = EDGE_ECONFIG;
             goto out_loop;
         }
+        if (u.tls && tls == NULL) {
+            rv = edge_tls_ctx_client_new(cfg->conf->ca_file, &tls, errmsg, errmsg_len);
+            if (rv != EDGE_OK) goto out_loop;
+        }
         r->idx = d.n;
         r->id = cr->id;
         snprintf(r->host, sizeof(r->host), "%s", u.host);
@@ -499,7 +505,9 @@ int edge_router_door_run(const struct edge_router_door_config *cfg, volatile sig
             r->wan_ms = w > 0 ? w : 0;
         }
         if (edge_httpca_new(&d.loop, r->host, r->port, DOOR_CONNS, 30000, &r->pool) != EDGE_OK ||
-            edge_httpca_new(&d.loop, r->host, r->port, 1, 30000, &r->probe_pool) != EDGE_OK) {
+            edge_httpca_new(&d.loop, r->host, r->port, 1, 30000, &r->probe_pool) != EDGE_OK ||
+            (u.tls && (edge_httpca_set_tls(r->pool, tls, u.host) != EDGE_OK ||
+                       edge_httpca_set_tls(r->probe_pool, tls, u.host) != EDGE_OK))) {
             snprintf(errmsg, errmsg_len, "region %s: url %s needs a numeric loopback address", cr->id, cr->url);
             rv = EDGE_ECONFIG;
             d.n++;
@@ -543,6 +551,7 @@ out_loop:
         uv_run(&d.loop, UV_RUN_DEFAULT);
     }
     uv_loop_close(&d.loop);
+    edge_tls_ctx_free(tls); /* after the pools that used it */
 out:
     edge_router_stats_free(d.stats);
     edge_free(d.regions);

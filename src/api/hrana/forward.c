@@ -102,12 +102,11 @@ static struct edge_httpca *region_pool(struct loop *l, int region)
     struct edge_node *n = l->node;
     if (region < 0 || region >= EDGE_API_MAX_REGIONS) return NULL;
     if (l->fwd[region] != NULL || l->stopping) return l->fwd[region];
-    struct edge_httpc_url u;
     const char *url = n->cfg.conf->regions[region].url;
-    if (url == NULL || edge_httpc_url_parse(url, &u) != EDGE_OK) return NULL;
+    if (url == NULL) return NULL;
     /* Idle connections close well before the other region's own idle timeout would. */
     uint64_t idle = n->cfg.idle_conn_timeout_ms / 2;
-    int rv = edge_httpca_new(&l->loop, u.host, u.port, EDGE_API_FORWARD_CONNS, idle ? idle : 1, &l->fwd[region]);
+    int rv = edge__api_peer_pool(l, url, EDGE_API_FORWARD_CONNS, idle ? idle : 1, &l->fwd[region]);
     if (rv != EDGE_OK) {
         EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "forward: region url %s: %s (a numeric loopback address is needed)",
                  url, edge_strerror(rv));
