@@ -158,6 +158,12 @@ void edge__api_peer_upgrade(struct loop *l, struct edge_http_conn *c, struct edg
         edge__api_respond_error(n, c, req, EP_OTHER, 404, "NOT_A_CLUSTER", "this node does not replicate");
         return;
     }
+    if (n->tls_peers_verified && !edge_http_conn_peer_verified(c)) {
+        /* TLS with cluster.ca_file: a peer proves itself with a certificate of the CA. */
+        edge__api_respond_error(n, c, req, EP_OTHER, 403, "PEER_CERT_REQUIRED",
+                                "a peer link needs a client certificate signed by the cluster's CA");
+        return;
+    }
     struct edge_peer_session_host host = {peer_post, l};
     if (edge_peer_session_accept(&n->repl, c, &host) == EDGE_ENOMEM) {
         edge__api_respond_error(n, c, req, EP_OTHER, 503, "INTERNAL", "out of memory");

@@ -296,16 +296,27 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
 /* The client context of links, pools, seeding and status checks to https:// regions:
  * certificates verified against cluster.ca_file (the system's CAs without it). Made
  * when a region URL is https:// or a CA file is named. */
-static int peer_tls_open(struct edge_node *n, const struct edge_conf *conf, char *errmsg, size_t errmsg_len)
+static int peer_tls_open(struct edge_node *n, const struct edge_node_config *cfg, char *errmsg, size_t errmsg_len)
 {
+    const struct edge_conf *conf = cfg->conf;
     if (conf == NULL) return EDGE_OK;
+    if (n->tls != NULL && conf->ca_file != NULL) {
+        /* Mutual: peers present their region's certificate, and this node asks for one. */
+        int rv = edge_tls_ctx_verify_clients(n->tls, conf->ca_file, errmsg, errmsg_len);
+        if (rv != EDGE_OK) return rv;
+        n->tls_peers_verified = true;
+    }
     bool https = conf->ca_file != NULL;
     for (size_t i = 0; i < conf->n_regions && !https; i++) {
         struct edge_httpc_url u;
         https = conf->regions[i].url != NULL && edge_httpc_url_parse(conf->regions[i].url, &u) == EDGE_OK && u.tls;
     }
     if (!https) return EDGE_OK;
-    return edge_tls_ctx_client_new(conf->ca_file, &n->repl.peer_tls, errmsg, errmsg_len);
+    int rv = edge_tls_ctx_client_new(conf->ca_file, &n->repl.peer_tls, errmsg, errmsg_len);
+    if (rv == EDGE_OK && cfg->tls_cert_file != NULL) {
+        rv = edge_tls_ctx_set_cert(n->repl.peer_tls, cfg->tls_cert_file, cfg->tls_key_file, errmsg, errmsg_len);
+    }
+    return rv;
 }
 
 /* The data directory holds every row: only its owner may enter it. */
@@ -466,7 +477,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
         rv = edge_tls_ctx_server_new(cfg->tls_cert_file, cfg->tls_key_file, &n->tls, errmsg, errmsg_len);
         if (rv != EDGE_OK) goto out;
     }
-    rv = peer_tls_open(n, cfg->conf, errmsg, errmsg_len);
+    rv = peer_tls_open(n, cfg, errmsg, errmsg_len);
     if (rv != EDGE_OK) goto out;
     if (mkdir_p(cfg->data_dir) != 0) {
         snprintf(errmsg, errmsg_len, "cannot create data directory %s: %s", cfg->data_dir, strerror(errno));

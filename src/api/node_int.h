@@ -146,6 +146,7 @@ struct edge_node {
     int ws_output_bytes; /* limits.ws_output_bytes in force */
     struct edge_jwt_keys *keys;
     struct edge_tls_ctx *tls; /* --tls-cert/--tls-key: every loop serves TLS; NULL = plain */
+    bool tls_peers_verified;  /* TLS and cluster.ca_file: inbound peer links need a client certificate of the CA */
     struct loop *loops;
     int n_loops;
     uint64_t start_wall_ms;

@@ -126,6 +126,10 @@ void edge_http_conn_unref(struct edge_http_conn *c)
 }
 
 bool edge_http_conn_is_closed(const struct edge_http_conn *c) { return c->closing; }
+bool edge_http_conn_peer_verified(const struct edge_http_conn *c)
+{
+    return c->tls != NULL && edge_tls_peer_verified(c->tls);
+}
 size_t edge_http_conn_unsent(const struct edge_http_conn *c) { return c->out_bytes; }
 void edge_http_conn_set_ud(struct edge_http_conn *c, void *ud) { c->ud = ud; }
 void *edge_http_conn_ud(struct edge_http_conn *c) { return c->ud; }

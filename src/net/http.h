@@ -146,6 +146,9 @@ void edge_http_conn_watch_close(struct edge_http_conn *c, void (*cb)(void *ud, s
 void edge_http_conn_ref(struct edge_http_conn *c);
 void edge_http_conn_unref(struct edge_http_conn *c);
 bool edge_http_conn_is_closed(const struct edge_http_conn *c);
+/* Over TLS, the client presented a certificate the server verified (net/tls.h,
+ * edge_tls_ctx_verify_clients); false on a plain connection. */
+bool edge_http_conn_peer_verified(const struct edge_http_conn *c);
 /* Bytes written to the socket and not yet taken by the kernel (a reader that does not
  * keep up makes this grow). Loop thread. */
 size_t edge_http_conn_unsent(const struct edge_http_conn *c);

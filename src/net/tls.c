@@ -126,6 +126,48 @@ fail:
     return EDGE_EIO;
 }
 
+int edge_tls_ctx_set_cert(struct edge_tls_ctx *ctx, const char *cert_file, const char *key_file, char *err,
+                          size_t err_len)
+{
+    char what[600];
+    ERR_clear_error();
+    if (SSL_CTX_use_certificate_chain_file(ctx->ssl, cert_file) != 1) {
+        snprintf(what, sizeof(what), "TLS certificate %s", cert_file);
+        last_error(err, err_len, what, "cannot be read");
+        return EDGE_EIO;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx->ssl, key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx->ssl) != 1) {
+        snprintf(what, sizeof(what), "TLS key %s (of certificate %s)", key_file, cert_file);
+        last_error(err, err_len, what, "cannot be used");
+        return EDGE_EINVAL;
+    }
+    return EDGE_OK;
+}
+
+int edge_tls_ctx_verify_clients(struct edge_tls_ctx *ctx, const char *ca_file, char *err, size_t err_len)
+{
+    ERR_clear_error();
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
+    if (SSL_CTX_load_verify_locations(ctx->ssl, ca_file, NULL) != 1 || names == NULL) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        char what[300];
+        snprintf(what, sizeof(what), "TLS CA file %s", ca_file);
+        last_error(err, err_len, what, "cannot be read");
+        return EDGE_EIO;
+    }
+    SSL_CTX_set_client_CA_list(ctx->ssl, names); /* takes names */
+    /* Ask, do not require: applications' clients have no certificate. */
+    SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_PEER, NULL);
+    return EDGE_OK;
+}
+
+bool edge_tls_peer_verified(const struct edge_tls *t)
+{
+    X509 *peer = SSL_get0_peer_certificate(t->ssl);
+    return peer != NULL && SSL_get_verify_result(t->ssl) == X509_V_OK;
+}
+
 void edge_tls_ctx_free(struct edge_tls_ctx *ctx)
 {
     if (ctx == NULL) return;

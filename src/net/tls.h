@@ -28,6 +28,14 @@ int edge_tls_ctx_server_new(const char *cert_file, const char *key_file, struct 
 /* A client context that verifies servers against the CA certificates of ca_file (PEM);
  * NULL ca_file: the system's default CAs. EDGE_OK, or EDGE_EIO with the reason in err. */
 int edge_tls_ctx_client_new(const char *ca_file, struct edge_tls_ctx **out, char *err, size_t err_len);
+/* A client context: present this certificate (PEM chain and key) when a server asks
+ * for one (a region proving itself to its peers). EDGE_OK, or EDGE_EIO / EDGE_EINVAL. */
+int edge_tls_ctx_set_cert(struct edge_tls_ctx *ctx, const char *cert_file, const char *key_file, char *err,
+                          size_t err_len);
+/* A server context: ask every client for a certificate and verify one it sends against
+ * the CAs of ca_file (a client that sends a bad one fails its handshake; one that sends
+ * none is served, see edge_tls_peer_verified). EDGE_OK or EDGE_EIO with the reason. */
+int edge_tls_ctx_verify_clients(struct edge_tls_ctx *ctx, const char *ca_file, char *err, size_t err_len);
 /* Contexts are reference counted: every session holds one, so a context may be freed
  * by its owner while sessions still use it. NULL is ignored. */
 void edge_tls_ctx_free(struct edge_tls_ctx *ctx);
@@ -46,6 +54,9 @@ int edge_tls_feed(struct edge_tls *t, const void *data, size_t len);
  * (edge_tls_error says why: a bad certificate, not TLS at all, an old version...). */
 int edge_tls_handshake(struct edge_tls *t);
 bool edge_tls_established(const struct edge_tls *t);
+/* The other side presented a certificate that verified (on a server: a client
+ * certificate, with edge_tls_ctx_verify_clients). */
+bool edge_tls_peer_verified(const struct edge_tls *t);
 /* Decrypted bytes, handshake included: EDGE_OK with *got > 0 bytes in buf, or *got 0
  * when more input is needed; EDGE_ECLOSED once the peer sent its close_notify;
  * EDGE_EPROTO on a TLS failure. Call until *got is 0: records already fed are only

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 // TLS between regions (issue 9 item 3): region URLs are https://, every region serves TLS with a
 // certificate of the cluster's CA (cluster.ca_file), and the peer links (WebSocket), seeding and
-// status checks speak TLS and verify the peer's certificate and its IP SAN. Three regions converge.
-// A fourth region whose certificate is signed by another CA (and which trusts only that CA) is
-// refused: the links to and from it fail with a certificate error visible in /v1/status, and no
-// row written there reaches the others (nor theirs it).
+// status checks speak TLS and verify the peer's certificate and its IP SAN; a region proves itself
+// to its peers with its certificate as a client certificate. Three regions converge. A fourth region
+// holding the secret and trusting the right CA, but whose own certificate another CA signed, is
+// refused both ways: its peers' links to it fail the certificate check, its links to them are
+// refused for its client certificate (both visible in /v1/status), and none of its updates is
+// applied elsewhere (nor theirs there). A peer link without a client certificate gets 403.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -92,14 +94,13 @@ describe('TLS between regions', () => {
         `tls_cert: region-${id}.crt, tls_key: region-${id}.key }\n`).join('') +
       'replication: { consistency_level: eventual, sync_interval_ms: 200 }\n';
     fs.writeFileSync(path.join(dir, 'cluster.yaml'), conf('ca.crt'));
-    fs.writeFileSync(path.join(dir, 'rogue.yaml'), conf('rogue.crt'));
     await spawnRegion('a', path.join(dir, 'cluster.yaml'));
     await sql('a', 'CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)');
     await sql('a', "INSERT INTO t VALUES (1, 'from a')");
     // b and c start empty: they seed from a's snapshot over TLS.
     await spawnRegion('b', path.join(dir, 'cluster.yaml'));
     await spawnRegion('c', path.join(dir, 'cluster.yaml'));
-    await spawnRegion('d', path.join(dir, 'rogue.yaml'));
+    await spawnRegion('d', path.join(dir, 'cluster.yaml'));
   });
 
   after(async () => {
@@ -143,10 +144,10 @@ describe('TLS between regions', () => {
       });
       assert.equal(link.connected, false);
     }
-    // d (trusting only its own CA) cannot reach them either.
-    const dst = await until("d's links failing on the certificates of a, b, c", async () => {
+    // d trusts their certificates, but they refuse its client certificate.
+    const dst = await until("d's links refused by a, b, c", async () => {
       const st = await status('d', rogue.cert);
-      const bad = st.peers.filter((x) => !x.connected && /certificate/i.test(x.last_error ?? ''));
+      const bad = st.peers.filter((x) => !x.connected && /certificate|alert|unknown ca/i.test(x.last_error ?? ''));
       return bad.length === 3 ? st : null;
     });
     assert.ok(dst.peers.every((p) => !p.connected));
@@ -182,6 +183,14 @@ describe('TLS between regions', () => {
     }
     const mine = await httpsRequest(`${url('d')}/v1/crdt/from_d`, { ca: rogue.cert });
     assert.equal(Number(mine.json.value), 5);
+    // A peer link without any client certificate is refused before the peer handshake.
+    const up = await httpsRequest(`${url('a')}/v1/peer`, {
+      ca: ca.cert,
+      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-protocol': 'edgelite-peer1', 'x-edge-region': 'b' },
+    });
+    assert.equal(up.status, 403, up.text);
+    assert.equal(up.json.code, 'PEER_CERT_REQUIRED');
     for (const id of IDS) assert.equal(procs[id].exitCode, null, `region ${id} is still running`);
   });
 });

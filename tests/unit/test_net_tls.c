@@ -2,7 +2,8 @@
 /* TLS sessions over memory buffers (src/net/tls.c), a client and a server pumped
  * against each other in memory: the handshake and data both ways (a large write too),
  * close_notify, a certificate of another CA, a certificate for another address, a key
- * that does not match, and input that is not TLS (plain HTTP, garbage). The CA and the
+ * that does not match, input that is not TLS (plain HTTP, garbage), and client
+ * certificates (none, the CA's, another CA's). The CA and the
  * certificates are made here with OpenSSL into a temporary directory. Every pump is a
  * bounded number of passes. */
 #include <setjmp.h>
@@ -284,6 +285,40 @@ static void test_not_tls(void **state)
     }
 }
 
+/* Client certificates: asked for, verified when sent, refused when another CA signed them. */
+static void test_client_cert(void **state)
+{
+    (void)state;
+    const char *certs[] = {NULL, path_srv, path_other};
+    const char *keys[] = {NULL, path_srv_key, path_other_key};
+    for (int i = 0; i < 3; i++) {
+        struct pair p;
+        char err[512];
+        memset(&p, 0, sizeof(p));
+        struct edge_tls_ctx *sctx, *cctx;
+        assert_int_equal(edge_tls_ctx_server_new(path_srv, path_srv_key, &sctx, err, sizeof(err)), EDGE_OK);
+        assert_int_equal(edge_tls_ctx_verify_clients(sctx, path_ca, err, sizeof(err)), EDGE_OK);
+        assert_int_equal(edge_tls_ctx_client_new(path_ca, &cctx, err, sizeof(err)), EDGE_OK);
+        if (certs[i] != NULL) assert_int_equal(edge_tls_ctx_set_cert(cctx, certs[i], keys[i], err, sizeof(err)), EDGE_OK);
+        assert_int_equal(edge_tls_new(sctx, NULL, &p.s), EDGE_OK);
+        assert_int_equal(edge_tls_new(cctx, "127.0.0.1", &p.c), EDGE_OK);
+        edge_tls_ctx_free(sctx);
+        edge_tls_ctx_free(cctx);
+        int srv;
+        int crv = handshake(p.c, p.s, &srv);
+        if (i < 2) {
+            assert_int_equal(crv, EDGE_OK);
+            assert_int_equal(srv, EDGE_OK);
+            assert_int_equal(edge_tls_peer_verified(p.s), i == 1);
+            assert_true(edge_tls_peer_verified(p.c));
+        } else {
+            assert_int_equal(srv, EDGE_EPROTO); /* the server refuses the other CA's certificate */
+            assert_false(edge_tls_peer_verified(p.s));
+        }
+        pair_close(&p);
+    }
+}
+
 static void test_bad_files(void **state)
 {
     (void)state;
@@ -308,6 +343,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),        cmocka_unit_test(test_dns_name),
         cmocka_unit_test(test_other_ca_refused),  cmocka_unit_test(test_wrong_name_refused),
         cmocka_unit_test(test_not_tls),           cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_client_cert),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

@@ -28,7 +28,7 @@ export function makeServerCert(dir, ca, name = 'server', san = 'IP:127.0.0.1') {
   openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
     '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`], dir);
   fs.writeFileSync(path.join(dir, `${name}.ext`),
-    `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+    `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n`);
   openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial',
     '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`], dir);
   return { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) };
