@@ -10,6 +10,7 @@
 
 #include "core/alloc.h"
 #include "net/httpc_async.h"
+#include "realtime/rt.h"
 #include "repl/peer.h"
 
 int edge__api_router_peers(struct edge_node *n, struct edge_router_peer *out, struct edge_vclock *vvs, int max,
@@ -66,7 +67,21 @@ void edge__api_plan(struct edge_node *n, const struct edge__api_plan_req *pr, st
     in.forwarded = pr->forwarded;
     char origin[EDGE_VCLOCK_REGION_MAX + 1];
     uint64_t seq = 0;
-    if (pr->bookmark != NULL && edge__api_bookmark_parse(pr->bookmark, origin, &seq)) {
+    if (pr->bookmark != NULL && strchr(pr->bookmark, ',') != NULL) {
+        /* A vector bookmark (REGION:SEQ,...; the front door's read-your-writes sends one):
+         * planned by its first origin this region lacks, as hrana/wait.c waits for them one
+         * after the other; a region the read goes to keeps the whole bookmark. */
+        struct edge_vclock bv;
+        edge_vclock_init(&bv);
+        if (edge_rt_bookmark_parse(pr->bookmark, strlen(pr->bookmark), &bv) == EDGE_OK && bv.n_entries > 0) {
+            size_t k = 0;
+            while (k + 1 < bv.n_entries && edge_repl_state_covers(&n->repl, bv.entries[k].region, bv.entries[k].n)) k++;
+            snprintf(origin, sizeof(origin), "%s", bv.entries[k].region);
+            in.bm_origin = origin;
+            in.bm_seq = bv.entries[k].n;
+        }
+        edge_vclock_close(&bv);
+    } else if (pr->bookmark != NULL && edge__api_bookmark_parse(pr->bookmark, origin, &seq)) {
         in.bm_origin = origin;
         in.bm_seq = seq;
     }

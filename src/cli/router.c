@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/hrana/pb.h"
 #include "cli/cli.h"
 #include "core/conf.h"
 #include "core/log.h"
@@ -104,7 +105,8 @@ int edge_cli_router(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    struct edge_router_door_config dc = {conf, wan, host, (int)port, client_region};
+    struct edge_router_door_config dc = {conf, wan, host, (int)port, client_region, hrana_pb_decode_pipeline,
+                                         hrana_pb_decode_cursor};
     int rv = edge_router_door_run(&dc, &stop_flag, err, sizeof(err));
     if (rv != EDGE_OK) fprintf(stderr, "edgelite router: %s\n", err);
     edge_regions_free(wan);

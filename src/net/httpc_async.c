@@ -662,10 +662,13 @@ int edge_httpca_request(struct edge_httpca *p, const char *method, const char *p
     if (r == NULL) return EDGE_ENOMEM;
     struct edge_buf w;
     edge_buf_init(&w, (size_t)1 << 31);
+    /* JSON unless the extra headers name the type (the router forwards protobuf bodies) */
+    bool own_type = extra_headers != NULL &&
+                    (strncasecmp(extra_headers, "content-type:", 13) == 0 || strcasestr(extra_headers, "\ncontent-type:"));
     int rv = edge_buf_printf(&w,
-                             "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                             "Content-Length: %zu\r\n%s\r\n",
-                             method, path, p->hostport, body_len, extra_headers ? extra_headers : "");
+                             "%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %zu\r\n%s\r\n", method, path,
+                             p->hostport, own_type ? "" : "Content-Type: application/json\r\n", body_len,
+                             extra_headers ? extra_headers : "");
     if (rv == EDGE_OK && body_len > 0) rv = edge_buf_append(&w, body, body_len);
     if (rv != EDGE_OK) {
         edge_buf_free(&w);

@@ -44,7 +44,8 @@ struct edge_tls_ctx;
 int edge_httpca_set_tls(struct edge_httpca *p, struct edge_tls_ctx *ctx, const char *name);
 
 /* Send method path with the extra headers (NULL or "Name: value\r\n" lines; Host,
- * Content-Length and Content-Type: application/json are added) and body (copied).
+ * Content-Length and, unless they name one, Content-Type: application/json are added)
+ * and body (copied).
  * The callback runs later on the loop, never from inside this call. EDGE_OK, or
  * EDGE_ENOMEM / EDGE_ECLOSED (then cb never runs). */
 int edge_httpca_request(struct edge_httpca *p, const char *method, const char *path, const char *extra_headers,

@@ -35,10 +35,10 @@ struct preq {
     struct edge_http_req *req;
     char *body;          /* what is sent on (the client's, or with the baton's prefix taken off) */
     size_t body_len;
-    char headers[4096];
+    char headers[8192]; /* token (<= 3000), consistency, a vector bookmark (<= 2752), type */
     char norm[EDGE_ROUTER_NORM_MAX];
     char ryw_key[64];
-    bool read, pinned, cursor;
+    bool read, pinned, cursor, pb;
     int target;
     uint32_t tried;      /* bit per region index */
     int tries;
@@ -155,20 +155,52 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-static const char *ryw_get(struct door *d, const char *key)
+/* The client's version vector as a bookmark ("a:5" or "a:5,c:9", as the node reads it)
+ * into out; NULL when it has none. */
+static const char *ryw_get(struct door *d, const char *key, char *out, size_t cap)
 {
     uint64_t h = hash_str(key);
     struct ryw *e = &d->ryw[h % RYW_SLOTS];
-    return e->hash == h && strcmp(e->key, key) == 0 && e->bookmark[0] ? e->bookmark : NULL;
+    if (e->hash != h || strcmp(e->key, key) != 0) return NULL;
+    size_t off = 0;
+    out[0] = '\0';
+    for (int i = 0; i < d->n && i < DOOR_MAX_REGIONS; i++) {
+        if (e->seq[i] == 0) continue;
+        int w = snprintf(out + off, cap - off, "%s%s:%llu", off ? "," : "", d->regions[i].id,
+                         (unsigned long long)e->seq[i]);
+        if (w < 0 || (size_t)w >= cap - off) return NULL; /* cannot happen with the caller's size */
+        off += (size_t)w;
+    }
+    return off > 0 ? out : NULL;
 }
 
+/* Merge an answer's bookmark (REGION:SEQ, or a vector of them) into the client's vector;
+ * a newer client taking the slot starts from nothing. Origins not in the config: ignored. */
 static void ryw_put(struct door *d, const char *key, const char *bm)
 {
     uint64_t h = hash_str(key);
     struct ryw *e = &d->ryw[h % RYW_SLOTS];
-    e->hash = h;
-    snprintf(e->key, sizeof(e->key), "%s", key);
-    snprintf(e->bookmark, sizeof(e->bookmark), "%s", bm);
+    if (e->hash != h || strcmp(e->key, key) != 0) {
+        memset(e, 0, sizeof(*e));
+        e->hash = h;
+        snprintf(e->key, sizeof(e->key), "%s", key);
+    }
+    for (const char *p = bm; p != NULL && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *colon = memrchr(p, ':', len);
+        if (colon != NULL) {
+            char *end = NULL;
+            unsigned long long seq = strtoull(colon + 1, &end, 10);
+            size_t il = (size_t)(colon - p);
+            for (int i = 0; i < d->n && i < DOOR_MAX_REGIONS && end == p + len; i++) {
+                if (strlen(d->regions[i].id) == il && memcmp(d->regions[i].id, p, il) == 0 && seq > e->seq[i]) {
+                    e->seq[i] = seq;
+                }
+            }
+        }
+        p = comma ? comma + 1 : NULL;
+    }
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -246,18 +278,33 @@ static void on_answer(void *ud, int rv, struct edge_httpc_resp *resp)
         /* Only a write's bookmark is remembered for read-your-writes: a read's (the vector
          * of the snapshot it ran on, for subscribing from) would make later reads wait for
          * every region's entries. */
-        if (!p->read && bml < 90) ryw_put(d, p->ryw_key, resp->bookmark);
+        if (!p->read) ryw_put(d, p->ryw_key, resp->bookmark);
     }
     const char *body = resp->body.data ? resp->body.data : "";
     size_t len = resp->body.len;
     size_t nlen = 0;
-    char *nb = resp->status == 200 ? edge__door_rewrite_baton(body, len, p->target, &nlen, p->cursor) : NULL;
+    char *nb = NULL;
+    struct edge_buf pbo;
+    edge_buf_init(&pbo, (size_t)1 << 30);
+    if (resp->status == 200 && p->pb && strstr(resp->content_type, "protobuf") != NULL) {
+        /* a body the door cannot re-prefix is passed as it is: the client's next request
+         * with its baton is then refused (STREAM_INVALID), never sent to a wrong region */
+        if (edge__door_pb_answer((const uint8_t *)body, len, p->target, p->cursor, &pbo) == EDGE_OK) {
+            nb = pbo.data;
+            nlen = pbo.len;
+            pbo.data = NULL;
+        }
+    } else if (resp->status == 200 && !p->pb) {
+        nb = edge__door_rewrite_baton(body, len, p->target, &nlen, p->cursor);
+    }
     if (!edge_http_conn_is_closed(p->conn)) {
         edge_http_respond(p->conn, resp->status, resp->content_type[0] ? resp->content_type : "application/json",
                           extra, nb ? nb : body, nb ? nlen : len);
     }
+    edge_buf_free(&pbo);
     if (p->norm[0]) {
-        uint64_t rows = resp->status == 200 ? edge__door_count_rows(body, len, p->cursor) : 0;
+        /* rows are counted in JSON answers; a protobuf answer's are not decoded here */
+        uint64_t rows = resp->status == 200 && !p->pb ? edge__door_count_rows(body, len, p->cursor) : 0;
         edge_router_stats_record_norm(d->stats, p->norm, r->id, uv_hrtime() - p->start_ns, rows, resp->status != 200,
                                       false);
     }
@@ -286,7 +333,8 @@ static void send_to(struct preq *p)
     }
 }
 
-static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req *req, bool hrana, bool cursor)
+static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req *req, bool hrana, bool cursor,
+                  bool pb)
 {
     struct preq *p = edge_calloc(1, sizeof(*p));
     if (p == NULL) {
@@ -298,6 +346,7 @@ static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req
     edge_http_conn_ref(c);
     p->req = req;
     p->cursor = cursor;
+    p->pb = pb;
     p->target = -1;
     p->start_ns = uv_hrtime();
     p->deadline_ms = now_ms() + (uint64_t)d->rc->request_timeout_ms;
@@ -308,7 +357,18 @@ static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req
     } else {
         snprintf(p->ryw_key, sizeof(p->ryw_key), "c:%p", (void *)c);
     }
-    json_t *body = hrana ? json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, NULL) : NULL;
+    json_t *body = NULL;
+    if (pb) {
+        /* the SQL, for the classification; the bytes go on as they came */
+        char err[256];
+        const uint8_t *raw = (const uint8_t *)(req->body.data ? req->body.data : "");
+        if ((cursor ? d->cfg->pb_decode_cursor : d->cfg->pb_decode_pipeline)(raw, req->body.len, &body, err,
+                                                                              sizeof(err)) != EDGE_OK) {
+            body = NULL; /* a write, then: the region answers the error */
+        }
+    } else if (hrana) {
+        body = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, NULL);
+    }
     json_t *baton = json_object_get(body, "baton");
     if (json_is_string(baton)) {
         /* "<region>.<the region's baton>": the stream lives there */
@@ -336,7 +396,22 @@ static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req
             }
         }
     }
-    if (p->pinned) {
+    if (p->pinned && pb) {
+        /* the region's own baton in place of the door's */
+        const char *b = json_string_value(json_object_get(body, "baton"));
+        struct edge_buf nb;
+        edge_buf_init(&nb, (size_t)1 << 30);
+        if (b != NULL && edge__door_pb_set_baton((const uint8_t *)req->body.data, req->body.len, b, strlen(b), &nb) ==
+                             EDGE_OK) {
+            p->body = edge_malloc(nb.len + 1);
+            if (p->body != NULL) {
+                memcpy(p->body, nb.data ? nb.data : "", nb.len);
+                p->body[nb.len] = '\0';
+                p->body_len = nb.len;
+            }
+        }
+        edge_buf_free(&nb);
+    } else if (p->pinned) {
         char *text = json_dumps(body, JSON_COMPACT);
         p->body = text ? edge_strdup(text) : NULL;
         free(text);
@@ -353,21 +428,26 @@ static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req
         preq_free(p);
         return;
     }
-    p->body_len = p->pinned ? strlen(p->body) : req->body.len;
+    if (!(p->pinned && pb)) p->body_len = p->pinned ? strlen(p->body) : req->body.len;
     /* Headers the regions need: the token, the consistency asked for, the bookmark (the
      * client's, else for a read the latest this client's writes got). */
     const char *cons = edge_http_header(req, "x-edge-consistency");
     const char *bm = edge_http_header(req, "x-edge-bookmark");
+    char vv[DOOR_MAX_REGIONS * (EDGE_VCLOCK_REGION_MAX + 22) + 1];
     if (bm == NULL && p->read) {
-        bm = ryw_get(d, p->ryw_key);
+        bm = ryw_get(d, p->ryw_key, vv, sizeof(vv));
         if (bm != NULL) d->ryw_attached++;
     }
     if (auth != NULL && strlen(auth) > 3000) auth = NULL;
     if (cons != NULL && strlen(cons) > 32) cons = NULL;
-    if (bm != NULL && strlen(bm) > 96) bm = NULL;
-    snprintf(p->headers, sizeof(p->headers), "%s%s%s%s%s%s%s%s%s", auth ? "Authorization: " : "", auth ? auth : "",
-             auth ? "\r\n" : "", cons ? "X-Edge-Consistency: " : "", cons ? cons : "", cons ? "\r\n" : "",
-             bm ? "X-Edge-Bookmark: " : "", bm ? bm : "", bm ? "\r\n" : "");
+    if (bm != NULL && strlen(bm) > sizeof(vv) - 1) bm = NULL;
+    /* a protobuf body keeps the client's Content-Type (the region checks it) */
+    const char *ct = pb ? edge_http_header(req, "content-type") : NULL;
+    if (ct != NULL && strlen(ct) > 64) ct = "application/x-protobuf";
+    snprintf(p->headers, sizeof(p->headers), "%s%s%s%s%s%s%s%s%s%s%s%s", auth ? "Authorization: " : "",
+             auth ? auth : "", auth ? "\r\n" : "", cons ? "X-Edge-Consistency: " : "", cons ? cons : "",
+             cons ? "\r\n" : "", bm ? "X-Edge-Bookmark: " : "", bm ? bm : "", bm ? "\r\n" : "",
+             ct ? "Content-Type: " : "", ct ? ct : "", ct ? "\r\n" : "");
     if (!p->pinned) p->target = edge__door_choose(d, 0);
     if (p->target < 0) {
         answer_error(p, 503, "NO_REGION", "no region is configured with a url");
@@ -391,8 +471,20 @@ static void on_request(void *ud, struct edge_http_conn *c, struct edge_http_req 
     bool post = req->method == HTTP_POST;
     if (req->upgrade) {
         edge__door_ws_upgrade(d, c, req);
+    } else if (strstr(p, "/v3-protobuf") != NULL && d->cfg->pb_decode_pipeline != NULL) {
+        if (get && ends_with(p, "/v3-protobuf")) {
+            edge_http_respond(c, 200, "text/plain", NULL, "", 0);
+        } else if (post && ends_with(p, "/v3-protobuf/pipeline")) {
+            proxy(d, c, req, true, false, true);
+        } else if (post && ends_with(p, "/v3-protobuf/cursor")) {
+            proxy(d, c, req, true, true, true);
+        } else {
+            edge_http_respond_error(c, 404, "NOT_FOUND",
+                                    "over protobuf the router serves GET /v3-protobuf, POST /v3-protobuf/pipeline and "
+                                    "POST /v3-protobuf/cursor");
+        }
     } else if (strstr(p, "/v3-protobuf") != NULL) {
-        /* clients fall back to JSON, whose batons the router can read */
+        /* no decoder given: clients fall back to JSON */
         edge_http_respond_error(c, 404, "NOT_FOUND", "the router speaks Hrana over HTTP in JSON (v2, v3)");
     } else if (get && strcmp(p, "/health") == 0) {
         edge_http_respond(c, 200, "text/plain", NULL, "", 0);
@@ -408,11 +500,11 @@ static void on_request(void *ud, struct edge_http_conn *c, struct edge_http_req 
         edge_router_stats_reset(d->stats);
         edge_http_respond(c, 200, "application/json", NULL, "{\"reset\":true}", 14);
     } else if (post && (ends_with(p, "/v2/pipeline") || ends_with(p, "/v3/pipeline"))) {
-        proxy(d, c, req, true, false);
+        proxy(d, c, req, true, false, false);
     } else if (post && ends_with(p, "/v3/cursor")) {
-        proxy(d, c, req, true, true);
+        proxy(d, c, req, true, true, false);
     } else if (get || post) {
-        proxy(d, c, req, false, false); /* the regions' other endpoints, as writes */
+        proxy(d, c, req, false, false, false); /* the regions' other endpoints, as writes */
     } else {
         edge_http_respond_error(c, 405, "METHOD_NOT_ALLOWED", "the router forwards GET and POST");
     }
@@ -476,7 +568,7 @@ int edge_router_door_run(const struct edge_router_door_config *cfg, volatile sig
         rv = EDGE_EINTERNAL;
         goto out_loop;
     }
-    if (cfg->conf->n_regions > 32) {
+    if (cfg->conf->n_regions > DOOR_MAX_REGIONS) {
         snprintf(errmsg, errmsg_len, "the router handles at most 32 regions");
         rv = EDGE_ECONFIG;
         goto out_loop;

@@ -11,7 +11,10 @@
 #ifndef EDGE_ROUTER_DOOR_H
 #define EDGE_ROUTER_DOOR_H
 
+#include <jansson.h>
 #include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "core/conf.h"
 
@@ -21,6 +24,11 @@ struct edge_router_door_config {
     const char *host;               /* listen address (loopback) */
     int port;                       /* 0: any free port */
     const char *client_region;      /* the region the clients are in, or NULL */
+    /* Hrana 3 protobuf bodies (PipelineReq, CursorReq) into their JSON form, to classify
+     * them (the node's decoders, src/api/hrana/pb.h; the router module does not link the
+     * API). NULL: /v3-protobuf answers 404 and clients fall back to JSON. */
+    int (*pb_decode_pipeline)(const uint8_t *data, size_t len, json_t **out_body, char *err, size_t errlen);
+    int (*pb_decode_cursor)(const uint8_t *data, size_t len, json_t **out_body, char *err, size_t errlen);
 };
 
 /* Serve until *stop becomes non-zero (checked every 100 ms; set it from a signal

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "core/vclock.h"
 #include "net/http.h"
 #include "net/httpc_async.h"
 #include "router/door.h"
@@ -34,10 +35,14 @@ struct region {
     int ws_open;
 };
 
+#define DOOR_MAX_REGIONS 32
+
+/* What one client's writes got: per region (by index), the highest seq of that region's
+ * bookmarks, a version vector (so writes answered by several regions all count). */
 struct ryw {
     uint64_t hash;
     char key[64];
-    char bookmark[96];
+    uint64_t seq[DOOR_MAX_REGIONS];
 };
 
 struct door {
@@ -71,6 +76,15 @@ char *edge__door_rewrite_baton(const char *body, size_t len, int region, size_t 
 /* The rows of a JSON pipeline answer (every "rows" array of its results and batch
  * steps) or of a cursor's JSON lines (its "row" entries). */
 uint64_t edge__door_count_rows(const char *body, size_t len, bool cursor);
+/* door_pb.c: the baton (field 1) of a top-level protobuf message: *baton NULL when it
+ * has none; EDGE_EPROTO when the message is malformed. */
+int edge__door_pb_baton(const uint8_t *p, size_t len, const uint8_t **baton, size_t *blen);
+/* The message with its baton replaced by baton[0..blen) (NULL: removed), into out. */
+int edge__door_pb_set_baton(const uint8_t *p, size_t len, const char *baton, size_t blen, struct edge_buf *out);
+/* A protobuf answer (a PipelineResp, or a cursor's length-delimited CursorResp and
+ * entries) with its baton prefixed "<region>.", into out; EDGE_ENOTFOUND when it has
+ * no baton (leave it as it is). */
+int edge__door_pb_answer(const uint8_t *p, size_t len, int region, bool cursor, struct edge_buf *out);
 /* door_admin.c: the door's own endpoints. */
 void edge__door_metrics(struct door *d, struct edge_http_conn *c);
 void edge__door_stats(struct door *d, struct edge_http_conn *c, struct edge_http_req *req);

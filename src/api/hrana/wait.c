@@ -581,6 +581,27 @@ static void park_bookmark(struct loop *l, struct edge_http_conn *c, struct edge_
     }
 }
 
+/* The first origin of a vector bookmark this region has not applied: false when it has
+ * them all (or the text is not a vector bookmark). */
+static bool vector_first_missing(struct edge_node *n, const char *bm, char origin[EDGE_VCLOCK_REGION_MAX + 1],
+                                 uint64_t *seq)
+{
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    bool found = false;
+    if (edge_rt_bookmark_parse(bm, strlen(bm), &vv) == EDGE_OK) {
+        for (size_t i = 0; i < vv.n_entries && !found; i++) {
+            if (!edge_repl_state_covers(&n->repl, vv.entries[i].region, vv.entries[i].n)) {
+                snprintf(origin, EDGE_VCLOCK_REGION_MAX + 1, "%s", vv.entries[i].region);
+                *seq = vv.entries[i].n;
+                found = true;
+            }
+        }
+    }
+    edge_vclock_close(&vv);
+    return found;
+}
+
 void edge__api_wait_bookmark_rest(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, int version,
                                   enum hrana_access access)
 {
@@ -588,8 +609,11 @@ void edge__api_wait_bookmark_rest(struct loop *l, struct edge_http_conn *c, stru
     const char *bm = edge_http_header(req, "x-edge-bookmark");
     char origin[EDGE_VCLOCK_REGION_MAX + 1];
     uint64_t seq = 0;
-    if (bm == NULL || !edge__api_bookmark_parse(bm, origin, &seq)) {
-        edge__api_pipeline_handle(l, c, req, version, access); /* cannot happen: checked before the first wait */
+    bool missing = bm != NULL && (strchr(bm, ',') != NULL ? vector_first_missing(n, bm, origin, &seq)
+                                                          : edge__api_bookmark_parse(bm, origin, &seq));
+    if (!missing) {
+        /* every origin of a vector arrived meanwhile (a single one was checked before) */
+        edge__api_pipeline_handle(l, c, req, version, access);
         return;
     }
     if (edge_http_conn_is_closed(c) || l->waits == NULL) return;
@@ -620,20 +644,14 @@ bool edge__api_wait_bookmark(struct loop *l, struct edge_http_conn *c, struct ed
          * first origin not yet covered; answer_ready checks the rest. */
         struct edge_vclock vv;
         edge_vclock_init(&vv);
-        if (edge_rt_bookmark_parse(bm, strlen(bm), &vv) != EDGE_OK) {
-            edge_vclock_close(&vv);
+        int prv = edge_rt_bookmark_parse(bm, strlen(bm), &vv);
+        edge_vclock_close(&vv);
+        if (prv != EDGE_OK) {
             edge__api_respond_error(n, c, req, EP_PIPELINE, 400, "BOOKMARK_INVALID",
                                     "X-Edge-Bookmark must be REGION:SEQ or REGION:SEQ,REGION:SEQ,...");
             return true;
         }
-        for (size_t i = 0; i < vv.n_entries && seq == 0; i++) {
-            if (!edge_repl_state_covers(&n->repl, vv.entries[i].region, vv.entries[i].n)) {
-                snprintf(origin, sizeof(origin), "%s", vv.entries[i].region);
-                seq = vv.entries[i].n;
-            }
-        }
-        edge_vclock_close(&vv);
-        if (seq == 0) return false;
+        if (!vector_first_missing(n, bm, origin, &seq)) return false;
     } else if (!edge__api_bookmark_parse(bm, origin, &seq)) {
         edge__api_respond_error(n, c, req, EP_PIPELINE, 400, "BOOKMARK_INVALID", "X-Edge-Bookmark must be REGION:SEQ");
         return true;
