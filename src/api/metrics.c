@@ -59,12 +59,15 @@ static void metrics_peer(void *ud, int i, const struct edge_repl_peer_view *v)
                     "edgelite_repl_peer_in_flight_bytes{peer=\"%s\"} %zu\n"
                     "edgelite_repl_peer_window_full_total{peer=\"%s\"} %llu\n"
                     "edgelite_repl_peer_auth_failures_total{peer=\"%s\"} %llu\n"
-                    "edgelite_repl_peer_mac_errors_total{peer=\"%s\"} %llu\n",
+                    "edgelite_repl_peer_mac_errors_total{peer=\"%s\"} %llu\n"
+                    "edgelite_repl_peer_needs_snapshot{peer=\"%s\"} %d\n"
+                    "edgelite_repl_peer_log_missing_total{peer=\"%s\"} %llu\n",
                     r, ps->connected ? 1 : 0, r, v->lag_ms, r, (unsigned long long)v->pending, r, ps->rtt_ms, r,
                     (unsigned long long)ps->entries_sent, r, (unsigned long long)ps->bytes_sent, r,
                     (unsigned long long)ps->retries, r, ps->in_flight, r, ps->in_flight_bytes, r,
                     (unsigned long long)ps->window_full, r, (unsigned long long)ps->auth_failures, r,
-                    (unsigned long long)ps->mac_errors);
+                    (unsigned long long)ps->mac_errors, r, v->needs_snapshot ? 1 : 0, r,
+                    (unsigned long long)ps->needs_snapshot);
     if (ps->clock_offset_known) {
         /* the peer's wall clock minus ours, from PING/PONG */
         edge_buf_printf(b, "edgelite_repl_peer_clock_offset_ms{peer=\"%s\"} %.1f\n", r, ps->clock_offset_ms);
@@ -193,7 +196,21 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                      "# TYPE edgelite_repl_peer_in_flight gauge\n# TYPE edgelite_repl_peer_in_flight_bytes gauge\n"
                      "# TYPE edgelite_repl_peer_window_full_total counter\n"
                      "# TYPE edgelite_repl_peer_auth_failures_total counter\n"
-                     "# TYPE edgelite_repl_peer_mac_errors_total counter\n");
+                     "# TYPE edgelite_repl_peer_mac_errors_total counter\n"
+                     "# HELP edgelite_repl_peer_needs_snapshot 1 while the log is compacted past what the peer "
+                     "acknowledged (replication.max_log_bytes): it must be re-seeded.\n"
+                     "# TYPE edgelite_repl_peer_needs_snapshot gauge\n"
+                     "# TYPE edgelite_repl_peer_log_missing_total counter\n");
+    edge_buf_printf(b,
+                    "# HELP edgelite_repl_log_bytes Bytes of the replication log (payload, deps, 40 per row).\n"
+                    "# TYPE edgelite_repl_log_bytes gauge\nedgelite_repl_log_bytes %llu\n"
+                    "# TYPE edgelite_repl_log_max_bytes gauge\nedgelite_repl_log_max_bytes %llu\n"
+                    "# HELP edgelite_repl_log_forced_compactions_total Compactions past a region's "
+                    "acknowledgement because the log passed replication.max_log_bytes.\n"
+                    "# TYPE edgelite_repl_log_forced_compactions_total counter\n"
+                    "edgelite_repl_log_forced_compactions_total %llu\n",
+                    (unsigned long long)atomic_load(&n->repl.log_bytes), (unsigned long long)n->repl.max_log_bytes,
+                    (unsigned long long)atomic_load(&n->repl.log_forced));
     edge_repl_peers_walk(&n->repl, edge_store_db(rconn), metrics_peer, b);
 }
 

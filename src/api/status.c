@@ -44,11 +44,12 @@ static void status_peer(void *ud, int i, const struct edge_repl_peer_view *v)
     edge_buf_printf(b,
                     "},\"entries_sent\":%llu,\"bytes_sent\":%llu,\"retries\":%llu,\"in_flight\":%d,"
                     "\"in_flight_bytes\":%zu,\"window_full\":%llu,\"auth_failures\":%llu,\"mac_errors\":%llu,"
-                    "\"last_error\":",
+                    "\"needs_snapshot\":%s,\"log_missing\":%llu,\"last_error\":",
                     (unsigned long long)ps->entries_sent, (unsigned long long)ps->bytes_sent,
                     (unsigned long long)ps->retries, ps->in_flight, ps->in_flight_bytes,
                     (unsigned long long)ps->window_full, (unsigned long long)ps->auth_failures,
-                    (unsigned long long)ps->mac_errors);
+                    (unsigned long long)ps->mac_errors, v->needs_snapshot ? "true" : "false",
+                    (unsigned long long)ps->needs_snapshot);
     edge_buf_json_cstr(b, ps->last_error);
     edge_buf_putc(b, '}');
 }
@@ -221,6 +222,10 @@ void edge__api_status_handle(struct loop *l, struct edge_http_conn *c, struct ed
                         (unsigned long long)ti.horizon_hlc, (long long)ti.waiting_ms);
         if (ti.waiting_for[0] != '\0') edge_buf_json_str(&b, ti.waiting_for, strlen(ti.waiting_for));
         else edge_buf_puts(&b, "null");
+        edge_buf_printf(&b, ",\"log_bytes\":%llu,\"max_log_bytes\":%llu,\"log_forced_compactions\":%llu",
+                        (unsigned long long)atomic_load(&n->repl.log_bytes),
+                        (unsigned long long)n->repl.max_log_bytes,
+                        (unsigned long long)atomic_load(&n->repl.log_forced));
     }
     edge_buf_puts(&b, ",\"peers\":[");
     edge_repl_peers_walk(&n->repl, edge_store_db(l->rconn), status_peer, &b);

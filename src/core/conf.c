@@ -345,6 +345,26 @@ static int get_int(struct ctx *x, yaml_node_t *m, const char *parent, const char
     return EDGE_OK;
 }
 
+/* A byte count beyond int's range (replication.max_log_bytes): a plain integer >= min. */
+static int get_bytes(struct ctx *x, yaml_node_t *m, const char *parent, const char *key, long long min, int64_t *out)
+{
+    char kp[PATH_LEN];
+    yaml_node_t *v = lookup(x, m, key);
+    join(kp, parent, key);
+    if (v == NULL || is_null(v)) return EDGE_OK; /* keep the default */
+    const char *s = (const char *)v->data.scalar.value;
+    char *end = NULL;
+    errno = 0;
+    long long n = v->type == YAML_SCALAR_NODE ? strtoll(s, &end, 10) : 0;
+    if (v->type != YAML_SCALAR_NODE || v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+        v->data.scalar.length == 0 || end == s || *end != '\0' || errno != 0 || !(s[0] >= '0' && s[0] <= '9')) {
+        return fail_type(x, v, kp, "a number of bytes");
+    }
+    if (n < min) return fail(x, v, kp, "must be at least %lld, got %lld", min, n);
+    *out = (int64_t)n;
+    return EDGE_OK;
+}
+
 /* Boolean field: exactly true or false (plain scalars); absent or null keeps the default. */
 static int get_bool(struct ctx *x, yaml_node_t *m, const char *parent, const char *key, int *out)
 {
@@ -722,6 +742,7 @@ static int parse_replication(struct ctx *x, yaml_node_t *m)
                                        "max_clock_skew_ms", "tables",
                                        "conflicts_keep",    "conflicts_max_age",
                                        "crdt_columns",      "tombstone_gc_interval_ms",
+                                       "max_log_bytes",
                                        NULL};
     int rv = check_keys(x, m, "replication", keys);
     if (rv != EDGE_OK) {
@@ -765,6 +786,9 @@ static int parse_replication(struct ctx *x, yaml_node_t *m)
     if (rv == EDGE_OK) {
         /* at least 10 ms: each step is a writer job */
         rv = get_int(x, m, "replication", "tombstone_gc_interval_ms", 10, &x->c->tombstone_gc_interval_ms);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_bytes(x, m, "replication", "max_log_bytes", 0, &x->c->max_log_bytes);
     }
     if (rv != EDGE_OK) {
         return rv;
@@ -877,6 +901,7 @@ static int set_defaults(struct edge_conf *c)
     c->max_retries = 3;
     c->max_clock_skew_ms = 500;
     c->conflicts_keep = EDGE_CONF_CONFLICTS_KEEP;
+    c->max_log_bytes = EDGE_CONF_MAX_LOG_BYTES;
     c->conflicts_max_age_ms = EDGE_CONF_CONFLICTS_MAX_AGE_MS;
     c->tombstone_gc_interval_ms = EDGE_CONF_TOMBSTONE_GC_INTERVAL_MS;
     c->writer_queue = EDGE_CONF_WRITER_QUEUE;

@@ -117,6 +117,8 @@ struct edge_conf {
     int conflicts_keep;        /* replication.conflicts_keep: newest _edge_conflicts rows kept; default 100000 */
     int64_t conflicts_max_age_ms; /* replication.conflicts_max_age ("7d"): older rows dropped; default 7 days */
     int tombstone_gc_interval_ms; /* replication.tombstone_gc_interval_ms: tombstone collection step; default 5000 */
+    int64_t max_log_bytes;     /* replication.max_log_bytes: past it the log is compacted beyond an unreachable
+                                  region's acknowledgement (it then needs a snapshot); 0 = no bound; default 1 GiB */
     int writer_queue;          /* limits.writer_queue: write jobs queued before 503 WRITER_BUSY; default 10000 */
     int ws_output_bytes;       /* limits.ws_output_bytes: unsent WebSocket output before a 1009 close; default 64 MiB */
     struct edge_conf_router router;
@@ -127,6 +129,7 @@ struct edge_conf {
 
 #define EDGE_CONF_CONFLICTS_KEEP 100000
 #define EDGE_CONF_TOMBSTONE_GC_INTERVAL_MS 5000
+#define EDGE_CONF_MAX_LOG_BYTES (1LL << 30)
 #define EDGE_CONF_CONFLICTS_MAX_AGE_MS (7LL * 24 * 3600 * 1000)
 #define EDGE_CONF_WRITER_QUEUE 10000
 #define EDGE_CONF_WS_OUTPUT_BYTES (64 * 1024 * 1024)

@@ -112,32 +112,75 @@ static void conflicts_trim(struct edge_repl_state *st)
     if (edge_writer_submit(st->writer, &tj->wjob) != EDGE_OK) edge_free(tj);
 }
 
-/* Writer thread, alone: drop log entries that every region has acknowledged. */
+/* Writer thread, alone: count the log rows added since the last tick into log_bytes,
+ * then drop the entries at or below the floor (per origin) and take their bytes off.
+ *
+ * DESIGN: the size of _edge_log is kept incrementally, not scanned: an origin's entries
+ * are only ever added in seq order (own commits, and peers' entries applied in order),
+ * so per origin the rows above log_counted[origin] are the new ones: one range read of
+ * the primary key per origin and tick. length() of a blob reads no overflow page. The
+ * first tick after start counts the whole log once. Counted bytes are what the rows
+ * hold (payload + deps) plus 40 per row (in the SQL below) for the key and the record: what the bound is
+ * about is the order of magnitude, not SQLite's page layout. */
 struct compact_job {
     struct edge_writer_job wjob;
-    struct edge_vclock floor; /* per origin: the lowest seq acknowledged by every peer */
+    struct edge_repl_state *st;
+    struct edge_vclock floor; /* per origin (every origin the node knows): drop seq <= this */
     uint64_t removed;
 };
 
 static int compact_run(struct edge_writer_job *job, struct edge_store_conn *conn)
 {
     struct compact_job *cj = (struct compact_job *)job;
+    struct edge_repl_state *rs = cj->st;
     sqlite3 *db = edge_store_db(conn);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return EDGE_OK;
-    if (sqlite3_prepare_v2(db, "DELETE FROM _edge_log WHERE origin = ?1 AND seq <= ?2", -1, &st, NULL) == SQLITE_OK) {
-        for (size_t i = 0; i < cj->floor.n_entries; i++) {
-            sqlite3_bind_text(st, 1, cj->floor.entries[i].region, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 2, (sqlite3_int64)cj->floor.entries[i].n);
-            if (sqlite3_step(st) == SQLITE_DONE) cj->removed += (uint64_t)sqlite3_changes(db);
-            sqlite3_reset(st);
+    sqlite3_stmt *st = NULL, *cnt = NULL, *del_bytes = NULL;
+    struct edge_vclock counted;
+    edge_vclock_init(&counted);
+    (void)edge_vclock_copy(&counted, &rs->log_counted);
+    uint64_t added = 0, dropped = 0;
+    bool ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+    ok = ok && sqlite3_prepare_v2(db, "SELECT coalesce(sum(length(payload) + length(deps) + 40), 0), max(seq) "
+                                      "FROM _edge_log WHERE origin = ?1 AND seq > ?2", -1, &cnt, NULL) == SQLITE_OK;
+    for (size_t i = 0; ok && i < cj->floor.n_entries; i++) {
+        const char *o = cj->floor.entries[i].region;
+        sqlite3_bind_text(cnt, 1, o, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(cnt, 2, (sqlite3_int64)edge_vclock_get(&counted, o));
+        if (sqlite3_step(cnt) == SQLITE_ROW && sqlite3_column_type(cnt, 1) != SQLITE_NULL) {
+            added += (uint64_t)sqlite3_column_int64(cnt, 0);
+            ok = edge_vclock_set(&counted, o, (uint64_t)sqlite3_column_int64(cnt, 1)) == EDGE_OK;
         }
+        sqlite3_reset(cnt);
     }
+    ok = ok && sqlite3_prepare_v2(db, "SELECT coalesce(sum(length(payload) + length(deps) + 40), 0) "
+                                      "FROM _edge_log WHERE origin = ?1 AND seq <= ?2", -1, &del_bytes,
+                                  NULL) == SQLITE_OK;
+    ok = ok && sqlite3_prepare_v2(db, "DELETE FROM _edge_log WHERE origin = ?1 AND seq <= ?2", -1, &st, NULL) ==
+                   SQLITE_OK;
+    for (size_t i = 0; ok && i < cj->floor.n_entries; i++) {
+        if (cj->floor.entries[i].n == 0) continue;
+        sqlite3_bind_text(del_bytes, 1, cj->floor.entries[i].region, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(del_bytes, 2, (sqlite3_int64)cj->floor.entries[i].n);
+        if (sqlite3_step(del_bytes) == SQLITE_ROW) dropped += (uint64_t)sqlite3_column_int64(del_bytes, 0);
+        sqlite3_reset(del_bytes);
+        sqlite3_bind_text(st, 1, cj->floor.entries[i].region, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)cj->floor.entries[i].n);
+        if (sqlite3_step(st) == SQLITE_DONE) cj->removed += (uint64_t)sqlite3_changes(db);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(cnt);
+    sqlite3_finalize(del_bytes);
     sqlite3_finalize(st);
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         cj->removed = 0;
+    } else {
+        /* Only what committed moves the count (the writer thread alone writes both). */
+        (void)edge_vclock_copy(&rs->log_counted, &counted);
+        uint64_t now = atomic_load(&rs->log_bytes) + added;
+        atomic_store(&rs->log_bytes, now > dropped ? now - dropped : 0);
     }
+    edge_vclock_close(&counted);
     return EDGE_OK;
 }
 
@@ -149,48 +192,92 @@ static void compact_complete(struct edge_writer_job *job, int status)
     edge_free(cj);
 }
 
+static bool covers(const struct edge_vclock *have, const struct edge_vclock *want)
+{
+    for (size_t k = 0; k < want->n_entries; k++) {
+        if (edge_vclock_get(have, want->entries[k].region) < want->entries[k].n) return false;
+    }
+    return true;
+}
+
+/* Loop thread (the compaction tick). The floor is the minimum over this node and every
+ * peer not marked needs_snapshot (a peer never heard from keeps all), less the log_keep
+ * tail. Past max_log_bytes it is raised to the minimum over the peers whose links are up
+ * (never above what some peer acknowledged: an entry no other region holds is never
+ * dropped, whatever the bound), and every peer left below it is marked needs_snapshot:
+ * its link can no longer catch it up from the log, it must be re-seeded. The mark goes
+ * once that peer's acknowledgements reach the floor it was marked at. */
 void edge_repl_compact(struct edge_repl_state *st)
 {
     if (!st->cluster) return;
     conflicts_trim(st);
     struct compact_job *cj = edge_calloc(1, sizeof(*cj));
     if (cj == NULL) return;
+    cj->st = st;
+    struct edge_vclock reach, top;
     edge_vclock_init(&cj->floor);
+    edge_vclock_init(&reach);
+    edge_vclock_init(&top);
     edge_repl_state_vv(st, &cj->floor);
-    /* floor = min over this node and every peer; a peer never heard from keeps all. */
+    (void)edge_vclock_copy(&reach, &cj->floor);
+    (void)edge_vclock_copy(&top, &cj->floor);
+    for (size_t k = 0; k < top.n_entries; k++) top.entries[k].n = 0;
+    uint64_t log_bytes = atomic_load(&st->log_bytes);
+    bool over = st->max_log_bytes > 0 && log_bytes > st->max_log_bytes;
+    bool forced = false;
     pthread_rwlock_rdlock(&st->peers_lock);
     if (st->n_peers == 0) {
         pthread_rwlock_unlock(&st->peers_lock);
-        edge_vclock_close(&cj->floor);
-        edge_free(cj);
-        return;
+        goto drop;
     }
+    struct edge_peer_status ps[EDGE_REPL_MAX_PEERS];
     for (int i = 0; i < st->n_peers; i++) {
-        struct edge_peer_status ps;
-        edge_peer_status(st->peers[i], &ps);
-        for (size_t k = 0; k < cj->floor.n_entries; k++) {
-            uint64_t theirs = edge_vclock_get(&ps.acked, cj->floor.entries[k].region);
-            if (theirs < cj->floor.entries[k].n) cj->floor.entries[k].n = theirs;
+        edge_peer_status(st->peers[i], &ps[i]);
+        if (atomic_load(&st->needs_snapshot[i]) && ps[i].connected && covers(&ps[i].acked, &st->snap_floor[i])) {
+            atomic_store(&st->needs_snapshot[i], false);
+            EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "peer=%s caught up with the log again (re-seeded)",
+                     st->peer_region[i]);
         }
-        edge_vclock_close(&ps.acked);
+        if (atomic_load(&st->needs_snapshot[i])) continue;
+        for (size_t k = 0; k < cj->floor.n_entries; k++) {
+            uint64_t theirs = edge_vclock_get(&ps[i].acked, cj->floor.entries[k].region);
+            if (theirs < cj->floor.entries[k].n) cj->floor.entries[k].n = theirs;
+            if (ps[i].connected && theirs < reach.entries[k].n) reach.entries[k].n = theirs;
+            if (theirs > top.entries[k].n) top.entries[k].n = theirs;
+        }
     }
-    pthread_rwlock_unlock(&st->peers_lock);
     /* Keep a tail per origin so a briefly lagging link rarely needs more than the log. */
     for (size_t k = 0; k < cj->floor.n_entries; k++) {
         uint64_t v = cj->floor.entries[k].n;
         cj->floor.entries[k].n = v > st->log_keep ? v - st->log_keep : 0;
+        uint64_t target = reach.entries[k].n < top.entries[k].n ? reach.entries[k].n : top.entries[k].n;
+        if (over && target > cj->floor.entries[k].n) {
+            cj->floor.entries[k].n = target;
+            forced = true;
+        }
     }
-    bool any = false;
-    for (size_t k = 0; k < cj->floor.n_entries; k++) any = any || cj->floor.entries[k].n > 0;
-    if (!any) {
-        edge_vclock_close(&cj->floor);
-        edge_free(cj);
-        return;
+    for (int i = 0; forced && i < st->n_peers; i++) {
+        if (atomic_load(&st->needs_snapshot[i]) || covers(&ps[i].acked, &cj->floor)) continue;
+        (void)edge_vclock_copy(&st->snap_floor[i], &cj->floor);
+        atomic_store(&st->needs_snapshot[i], true);
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
+                 "peer=%s needs a snapshot: the log (%llu bytes) passed replication.max_log_bytes (%llu) and is "
+                 "compacted past what it acknowledged (link %s); it is re-seeded when it returns",
+                 st->peer_region[i], (unsigned long long)log_bytes, (unsigned long long)st->max_log_bytes,
+                 ps[i].connected ? "up" : "down");
     }
+    for (int i = 0; i < st->n_peers; i++) edge_vclock_close(&ps[i].acked);
+    pthread_rwlock_unlock(&st->peers_lock);
+    if (forced) atomic_fetch_add(&st->log_forced, 1);
+    /* Submitted even with nothing to drop: the job also counts the new rows. */
     cj->wjob.exclusive = true;
     cj->wjob.run = compact_run;
     cj->wjob.complete = compact_complete;
-    if (edge_writer_submit(st->writer, &cj->wjob) != EDGE_OK) {
+    if (edge_writer_submit(st->writer, &cj->wjob) == EDGE_OK) cj = NULL;
+drop:
+    edge_vclock_close(&reach);
+    edge_vclock_close(&top);
+    if (cj != NULL) {
         edge_vclock_close(&cj->floor);
         edge_free(cj);
     }

@@ -24,6 +24,9 @@ void edge_repl_state_init(struct edge_repl_state *st, const char *region, const 
     pthread_rwlock_init(&st->peers_lock, NULL);
     pthread_mutex_init(&st->vv_mu, NULL);
     edge_vclock_init(&st->vv);
+    edge_vclock_init(&st->log_counted);
+    for (int i = 0; i < EDGE_REPL_MAX_PEERS; i++) edge_vclock_init(&st->snap_floor[i]);
+    st->max_log_bytes = conf != NULL && conf->max_log_bytes > 0 ? (uint64_t)conf->max_log_bytes : 0;
     edge_feed_init(&st->feed);
     if (edge_repl_tomb_new(&st->tomb) != EDGE_OK) st->tomb = NULL;
     edge_hlc_init(&st->hlc, edge_clock_system());
@@ -48,6 +51,8 @@ void edge_repl_state_init(struct edge_repl_state *st, const char *region, const 
 void edge_repl_state_close(struct edge_repl_state *st)
 {
     edge_vclock_close(&st->vv);
+    edge_vclock_close(&st->log_counted);
+    for (int i = 0; i < EDGE_REPL_MAX_PEERS; i++) edge_vclock_close(&st->snap_floor[i]);
     edge_feed_close(&st->feed);
     edge_repl_tomb_free(st->tomb);
     st->tomb = NULL;
@@ -425,7 +430,8 @@ void edge_repl_peers_walk(struct edge_repl_state *st, sqlite3 *db,
     for (int i = 0; i < st->n_peers; i++) {
         struct edge_peer_status ps;
         edge_peer_status(st->peers[i], &ps);
-        struct edge_repl_peer_view v = {st->peer_region[i], st->peer_url[i], &ps, 0, 0};
+        struct edge_repl_peer_view v = {st->peer_region[i], st->peer_url[i], &ps, 0, 0,
+                                        atomic_load(&st->needs_snapshot[i])};
         peer_backlog(st, db, &ps.acked, &v.pending, &v.lag_ms);
         cb(ud, i, &v);
         edge_vclock_close(&ps.acked);

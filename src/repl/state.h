@@ -67,6 +67,15 @@ struct edge_repl_state {
     sqlite3 *wdb;                    /* the writer's connection (writer thread only) */
     struct edge_repl_feed feed;      /* change feed listeners (repl/feed.h) */
     struct edge_feed_mark wmark;     /* what the writer's group marked before COMMIT (writer thread) */
+    /* The log's size bound (compact.c). log_counted and log_bytes are the writer thread's
+     * (log_bytes readable by any); needs_snapshot[i] (peer i was compacted past: it must
+     * be re-seeded) is set and cleared by the compaction tick, read by anyone. */
+    uint64_t max_log_bytes;          /* replication.max_log_bytes, 0 = no bound */
+    struct edge_vclock log_counted;  /* per origin: log entries up to this seq are in log_bytes */
+    _Atomic uint64_t log_bytes;      /* bytes of _edge_log's rows (payload + deps + 40 per row) */
+    _Atomic uint64_t log_forced;     /* compactions that went past a region's acknowledgement */
+    _Atomic bool needs_snapshot[EDGE_REPL_MAX_PEERS];
+    struct edge_vclock snap_floor[EDGE_REPL_MAX_PEERS]; /* the floor that peer must reach (compaction tick) */
     void (*wake)(void *ud);          /* progress: re-check waiting requests; any thread */
     void *wake_ud;
     struct edge_repl_tomb *tomb;     /* tombstone collection (repl/tomb.h); NULL if it could not be set up */
@@ -130,6 +139,7 @@ struct edge_repl_peer_view {
     const struct edge_peer_status *status;
     uint64_t pending;
     double lag_ms;
+    bool needs_snapshot; /* compacted past what it acknowledged: it must be re-seeded */
 };
 void edge_repl_peers_walk(struct edge_repl_state *st, sqlite3 *db,
                           void (*cb)(void *ud, int i, const struct edge_repl_peer_view *v), void *ud);

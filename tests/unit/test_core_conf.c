@@ -122,6 +122,14 @@ static void test_defaults_and_nulls(void **state)
     assert_true(c->conflicts_max_age_ms == EDGE_CONF_CONFLICTS_MAX_AGE_MS);
     assert_int_equal(c->writer_queue, EDGE_CONF_WRITER_QUEUE);
     assert_int_equal(c->ws_output_bytes, EDGE_CONF_WS_OUTPUT_BYTES);
+    assert_true(c->max_log_bytes == EDGE_CONF_MAX_LOG_BYTES);
+    edge_conf_free(c);
+    /* replication.max_log_bytes: beyond int's range, 0 = no bound */
+    c = parse_ok(REGION1 "replication: { max_log_bytes: 8589934592 }\n");
+    assert_true(c->max_log_bytes == 8589934592LL);
+    edge_conf_free(c);
+    c = parse_ok(REGION1 "replication: { max_log_bytes: 0 }\n");
+    assert_true(c->max_log_bytes == 0);
     edge_conf_free(c);
 
     /* The bounds of issue 9: limits.* and conflict retention. */
@@ -348,6 +356,10 @@ static void test_errors(void **state)
         {REGION1 "limits: { writer_q: 5 }\n", "limits.writer_q: unknown key"},
         {REGION1 "limits: [1]\n", "limits"},
         {REGION1 "replication: { conflicts_keep: 0 }\n", "replication.conflicts_keep: must be between 1"},
+        {REGION1 "replication: { max_log_bytes: -1 }\n", "replication.max_log_bytes: expected a number of bytes"},
+        {REGION1 "replication: { max_log_bytes: 1GB }\n", "replication.max_log_bytes: expected a number of bytes"},
+        {REGION1 "replication: { max_log_bytes: \"100\" }\n", "replication.max_log_bytes: expected a number of bytes"},
+        {REGION1 "replication: { max_log_bytes: [1] }\n", "replication.max_log_bytes: expected a number of bytes"},
         {REGION1 "replication: { conflicts_max_age: 7 }\n", "replication.conflicts_max_age: expected a duration"},
         {REGION1 "replication: { conflicts_max_age: 7w }\n", "replication.conflicts_max_age: expected a duration"},
         {REGION1 "replication: { conflicts_max_age: 0d }\n", "replication.conflicts_max_age: expected a duration"},
