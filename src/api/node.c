@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +38,7 @@ void edge_node_config_defaults(struct edge_node_config *cfg)
     cfg->strong_timeout_ms = 5000;
     cfg->log_keep = 1000;
     cfg->compact_interval_ms = 5000;
+    cfg->listen_fd = -1;
 }
 
 bool edge_node_tls(const struct edge_node *n) { return n->tls != NULL; }
@@ -109,12 +113,83 @@ void edge__api_wake(void *node)
     }
 }
 
+/* Pool thread: has this region fallen behind every peer's compacted log (it was
+ * unreachable while they passed replication.max_log_bytes)? Then it serves nothing
+ * until it is re-seeded (edge_node_reseed_wanted). */
+static void behind_work(uv_work_t *w)
+{
+    struct edge_node *n = w->data;
+    if (edge_repl_behind_now(&n->repl)) atomic_store(&n->seeding, true);
+}
+
+static void behind_after(uv_work_t *w, int status)
+{
+    (void)status;
+    struct edge_node *n = w->data;
+    atomic_store(&n->behind_checking, false);
+}
+
+/* The check asks every peer's /v1/status: at most once a second, one at a time. */
+#define BEHIND_CHECK_EVERY_MS 1000
+
 static void compact_tick(uv_timer_t *t)
 {
     struct loop *l = t->data;
     struct edge_node *n = l->node;
     if (!n->repl.cluster || l->stopping) return;
     edge_repl_compact(&n->repl);
+    uint64_t now = mono_ms();
+    if (!atomic_load(&n->seeding) && !atomic_load(&n->behind_checking) &&
+        now - n->behind_at_ms >= BEHIND_CHECK_EVERY_MS) {
+        n->behind_at_ms = now;
+        atomic_store(&n->behind_checking, true);
+        n->behind_work.data = n;
+        if (uv_queue_work(&l->loop, &n->behind_work, behind_work, behind_after) != 0) {
+            atomic_store(&n->behind_checking, false);
+        }
+    }
+}
+
+bool edge_node_reseed_wanted(struct edge_node *n) { return atomic_load(&n->seeding); }
+
+int edge_node_listener_dup(struct edge_node *n)
+{
+    return n->listen_keep >= 0 ? fcntl(n->listen_keep, F_DUPFD_CLOEXEC, 0) : -1;
+}
+
+/* The port a socket is bound to, or -1. */
+static int socket_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -1;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+/* Before the database opens: set it aside when it is behind the other regions (or the
+ * embedder says so: cfg.reseed), then, without a database, seed it from a peer while
+ * a small server answers 503 SEEDING on the node's socket. aside: the set-aside copy. */
+static int seed_phase(struct edge_node *n, const struct edge_node_config *cfg, int listen_fd, char *aside,
+                      size_t aside_len, char *errmsg, size_t errmsg_len)
+{
+    aside[0] = '\0';
+    if (!n->repl.cluster) return EDGE_OK;
+    bool must = cfg->reseed ? edge_repl_set_aside(&n->repl, aside, aside_len) == EDGE_OK
+                            : edge_repl_behind_the_logs(&n->repl, aside, aside_len);
+    struct stat st;
+    if (cfg->conf->cluster_secret == NULL || stat(n->db_path, &st) == 0) return EDGE_OK;
+    struct edge__api_seeding *seeding = NULL;
+    int sfd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
+    if (sfd < 0 || edge__api_seeding_start(sfd, 5000, &seeding) != EDGE_OK) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "node: cannot answer 503 SEEDING while seeding; the port waits instead");
+        seeding = NULL;
+    }
+    int rv = edge_repl_seed(&n->repl, must, cfg->cancelled, cfg->cancelled_ud);
+    edge__api_seeding_stop(seeding);
+    if (rv != EDGE_OK) snprintf(errmsg, errmsg_len, "stopped while waiting for a snapshot to seed from");
+    return rv;
 }
 
 static void tomb_tick(uv_timer_t *t)
@@ -416,6 +491,7 @@ static void node_free(struct edge_node *n)
     edge_free(n->data_dir);
     edge_free(n->region);
     edge_free(n->db_path);
+    if (n->listen_keep >= 0) close(n->listen_keep);
     if (n->lock_fd >= 0) close(n->lock_fd); /* last: the database is closed by now */
     edge_free(n);
 }
@@ -428,6 +504,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     int listen_fd = -1;
     if (n == NULL) return EDGE_ENOMEM;
     n->lock_fd = -1;
+    n->listen_keep = -1;
     n->cfg = *cfg;
     edge__api_cluster_nonces_init(n);
     pthread_mutex_init(&n->streams_mu, NULL);
@@ -488,14 +565,31 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     if (rv != EDGE_OK) goto out;
     rv = edge_store_global_init(errmsg, errmsg_len);
     if (rv != EDGE_OK) goto out;
-    edge_repl_behind_the_logs(&n->repl);
-    edge_repl_seed(&n->repl);
+    /* The socket first: a region being seeded answers on it (503 SEEDING) meanwhile. */
+    if (cfg->use_listen_fd) {
+        listen_fd = cfg->listen_fd;
+        n->port = socket_port(listen_fd);
+        rv = n->port > 0 ? EDGE_OK : EDGE_EINVAL;
+    } else {
+        rv = edge_http_listen_socket(cfg->host, cfg->port, &listen_fd, &n->port);
+    }
+    if (rv != EDGE_OK) {
+        snprintf(errmsg, errmsg_len, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
+                 rv == EDGE_EBUSY ? "address already in use (another process listens on it)" : edge_strerror(rv));
+        goto out;
+    }
+    char aside[4400];
+    rv = seed_phase(n, cfg, listen_fd, aside, sizeof(aside), errmsg, errmsg_len);
+    if (rv != EDGE_OK) goto out;
     rv = edge_store_open(n->db_path, EDGE_STORE_WRITE, cfg->synchronous_full, 5000, &wconn, errmsg, errmsg_len);
     if (rv != EDGE_OK) goto out;
     struct edge_writer_hooks hooks = {0};
     if (n->repl.cluster) {
         rv = edge_repl_state_open(&n->repl, edge_store_db(wconn), &hooks, errmsg, errmsg_len);
         if (rv != EDGE_OK) goto out;
+        /* Re-seeded: this region's own entries that only the old copy held (best effort,
+         * logged; the old copy stays next to the database either way). */
+        if (aside[0] != '\0') (void)edge_repl_reapply_own(&n->repl, edge_store_db(wconn), aside);
     }
     /* before anything is served: the cache hears of every commit from the first */
     rv = edge__api_cache_open(n);
@@ -516,12 +610,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     edge_writer_set_max_queued(n->writer, (size_t)n->writer_queue);
     n->ws_output_bytes = cfg->conf != NULL ? cfg->conf->ws_output_bytes : EDGE_CONF_WS_OUTPUT_BYTES;
     n->repl.writer = n->writer;
-    rv = edge_http_listen_socket(cfg->host, cfg->port, &listen_fd, &n->port);
-    if (rv != EDGE_OK) {
-        snprintf(errmsg, errmsg_len, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
-                 rv == EDGE_EBUSY ? "address already in use (another process listens on it)" : edge_strerror(rv));
-        goto out;
-    }
+    n->listen_keep = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
     int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
     if (threads > 64) threads = 64;

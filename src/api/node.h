@@ -31,6 +31,18 @@ struct edge_node_config {
     uint64_t strong_timeout_ms;     /* how long a strong write waits for a majority, default 5 s */
     uint64_t log_keep;              /* acknowledged log entries kept per origin before compaction, default 1000 */
     uint64_t compact_interval_ms;   /* how often compaction runs, default 5 s */
+    /* Set the database aside and seed it from a peer before serving (the node said
+     * edge_node_reseed_wanted); the region's own entries only the old copy holds are
+     * taken over. Until seeded, it answers 503 SEEDING (src/api/seeding.c). */
+    bool reseed;
+    /* An already listening socket to serve on instead of binding host:port (taken over;
+     * from edge_node_listener_dup of the previous node): clients wait in its backlog
+     * across a restart instead of being refused. */
+    bool use_listen_fd;
+    int listen_fd;
+    /* Polled while a seed must wait for a peer: true gives up the start (EDGE_ECLOSED). */
+    bool (*cancelled)(void *ud);
+    void *cancelled_ud;
 };
 
 /* Fill a config with the embedded defaults. */
@@ -56,6 +68,13 @@ bool edge_node_drained(struct edge_node *n);
 /* How many connections are still busy (for the log line of a stop that timed out); -1
  * while a loop has not counted yet (it may be running a long request). */
 long edge_node_busy_connections(struct edge_node *n);
+/* True once the running node found itself behind the compacted logs of every peer
+ * that answers (they were past replication.max_log_bytes while it was unreachable): it
+ * answers 503 SEEDING from then on, and the embedder should stop it and start it again
+ * with cfg.reseed (and cfg.listen_fd from edge_node_listener_dup). Any thread. */
+bool edge_node_reseed_wanted(struct edge_node *n);
+/* A new descriptor of the node's listening socket (the caller's), or -1. Any thread. */
+int edge_node_listener_dup(struct edge_node *n);
 /* Stop accepting, close connections (rolling back open streams), finish queued
  * writes, close the database, free the node. Any thread but the node's own. */
 void edge_node_stop(struct edge_node *n);

@@ -137,6 +137,13 @@ struct cluster_nonces {
 struct edge_node {
     struct edge_node_config cfg;
     int lock_fd; /* data_dir/LOCK, flock'ed for the node's lifetime; -1 if none */
+    int listen_keep; /* a duplicate of the listening socket, for edge_node_listener_dup; -1 if none */
+    /* Behind the compacted logs while running (seeding.c): every route but /health and
+     * /version answers 503 SEEDING; the embedder restarts the node with cfg.reseed. */
+    _Atomic bool seeding;
+    _Atomic bool behind_checking; /* a check of the peers' logs is on the pool (loop 0) */
+    uint64_t behind_at_ms;        /* when the last one began (mono_ms, loop 0) */
+    uv_work_t behind_work;
     char *data_dir;
     char *region;
     char *db_path;
@@ -338,6 +345,14 @@ void edge__api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct
 void edge__api_apply_errors_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 void edge__api_apply_errors_retry(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 void edge__api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
+
+/* seeding.c: answer a request of a region being seeded (503 SEEDING; false for /version,
+ * which the caller answers); the server that answers so while the node has no database
+ * yet, on fd (taken over; a duplicate of the node's socket). */
+bool edge__api_seeding_answer(struct edge_http_conn *c, const struct edge_http_req *req);
+struct edge__api_seeding;
+int edge__api_seeding_start(int fd, uint64_t idle_ms, struct edge__api_seeding **out);
+void edge__api_seeding_stop(struct edge__api_seeding *s);
 void edge__api_peer_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 
 /* realtime.c: the real-time engine's glue */

@@ -72,6 +72,14 @@ static int parse_listen(const char *s, char *host, size_t hostlen, int *port)
 static volatile sig_atomic_t got_signal;
 static void on_signal(int sig) { got_signal = sig; }
 
+/* While a seed waits for a peer: a SIGINT/SIGTERM is pending (blocked on every thread). */
+static bool stop_pending(void *ud)
+{
+    (void)ud;
+    sigset_t p;
+    return sigpending(&p) == 0 && (sigismember(&p, SIGINT) == 1 || sigismember(&p, SIGTERM) == 1);
+}
+
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -81,8 +89,8 @@ static uint64_t now_ms(void)
 
 /* Let the requests in flight finish (every committed write gets its answer) until the
  * node is idle, the timeout passes or a second signal asks to stop at once. The signals
- * are blocked on this thread, so sigtimedwait takes the second one. */
-static void graceful_stop(struct edge_node *node, const sigset_t *signals, uint64_t timeout_s)
+ * are blocked on this thread, so sigtimedwait takes the second one: true then. */
+static bool graceful_stop(struct edge_node *node, const sigset_t *signals, uint64_t timeout_s)
 {
     edge_node_drain(node);
     uint64_t deadline = now_ms() + timeout_s * 1000u;
@@ -95,15 +103,16 @@ static void graceful_stop(struct edge_node *node, const sigset_t *signals, uint6
                 fprintf(stderr, "edgelite: shutdown timeout: closing the connections still busy (a loop is still "
                                 "running a request)\n");
             }
-            return;
+            return false;
         }
         struct timespec step = {0, 20 * 1000 * 1000};
         int sig = sigtimedwait(signals, NULL, &step);
         if (sig == SIGINT || sig == SIGTERM) {
             fprintf(stderr, "edgelite: second signal: stopping at once\n");
-            return;
+            return true;
         }
     }
+    return false;
 }
 
 int edge_cli_serve(int argc, char **argv)
@@ -280,6 +289,7 @@ int edge_cli_serve(int argc, char **argv)
     umask(077);
     struct edge_node *node = NULL;
     char err[512] = "";
+    cfg.cancelled = stop_pending; /* a region that must be seeded waits for a peer until stopped */
     int srv = edge_node_start(&cfg, &node, err, sizeof(err));
     if (srv != EDGE_OK) {
         fprintf(stderr, "edgelite serve: %s\n", err);
@@ -292,12 +302,42 @@ int edge_cli_serve(int argc, char **argv)
            edge_node_port(node), cfg.region,
            cfg.data_dir);
     fflush(stdout);
-    while (!got_signal) {
-        sigsuspend(&old);
+    for (;;) {
+        struct timespec step = {0, 200 * 1000 * 1000};
+        int sig = sigtimedwait(&block, NULL, &step);
+        if (sig == SIGINT || sig == SIGTERM) got_signal = sig;
+        if (got_signal) break;
+        if (!edge_node_reseed_wanted(node)) continue;
+        /* Behind every peer's compacted log: stop, and start again from a snapshot on the
+         * same socket (clients wait in its backlog; meanwhile they get 503 SEEDING). */
+        fprintf(stderr, "edgelite: this region fell behind the compacted logs of the other regions: restarting it "
+                        "from a snapshot\n");
+        cfg.listen_fd = edge_node_listener_dup(node);
+        cfg.use_listen_fd = cfg.listen_fd >= 0;
+        cfg.port = edge_node_port(node);
+        cfg.reseed = true;
+        bool stop = graceful_stop(node, &block, 2);
+        edge_node_stop(node);
+        node = NULL;
+        if (stop) {
+            if (cfg.listen_fd >= 0) close(cfg.listen_fd);
+            fprintf(stderr, "edgelite: stopped\n");
+            rc = 0;
+            goto out;
+        }
+        srv = edge_node_start(&cfg, &node, err, sizeof(err));
+        cfg.reseed = false;
+        cfg.use_listen_fd = false;
+        if (srv != EDGE_OK) {
+            fprintf(stderr, "edgelite serve: %s\n", err);
+            rc = srv == EDGE_ECLOSED ? 0 : 1;
+            goto out;
+        }
+        fprintf(stderr, "edgelite: re-seeded, serving again on port %d\n", edge_node_port(node));
     }
     fprintf(stderr, "edgelite: %s received, stopping: no new connections, up to %llu s for requests in flight\n",
             got_signal == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)shutdown_timeout_s);
-    graceful_stop(node, &block, shutdown_timeout_s);
+    (void)graceful_stop(node, &block, shutdown_timeout_s);
     edge_node_stop(node);
     fprintf(stderr, "edgelite: stopped\n");
     rc = 0;

@@ -25,11 +25,25 @@ void edge_repl_compact(struct edge_repl_state *st);
 int edge_repl_snapshot_take(const char *db_path, int *out_fd, uint64_t *out_size, char sha256_hex[65], char *err,
                             size_t errlen);
 
-/* Before the node opens its database (blocking, talks to peers over HTTP):
- * edge_repl_behind_the_logs sets an existing database aside when it is behind what the
- * other regions can still send; edge_repl_seed then copies a peer's snapshot when
- * there is no database. Both do nothing on a single node. */
-bool edge_repl_behind_the_logs(struct edge_repl_state *st);
-void edge_repl_seed(struct edge_repl_state *st);
+/* Before the node opens its database (blocking, talks to peers over HTTP; both do
+ * nothing on a single node). edge_repl_behind_the_logs sets an existing database aside
+ * (its path into aside, "" if not) when it is behind what the other regions can still
+ * send; edge_repl_set_aside does it unconditionally (a region found behind while it ran).
+ * edge_repl_seed then streams a peer's snapshot in when there is no database: a new
+ * region (must false) tries each peer twice and else starts empty; must true tries
+ * until a peer gives one or cancelled (polled, may be NULL) returns true (EDGE_ECLOSED). */
+bool edge_repl_behind_the_logs(struct edge_repl_state *st, char *aside, size_t aside_len);
+int edge_repl_set_aside(struct edge_repl_state *st, char *aside, size_t aside_len);
+int edge_repl_seed(struct edge_repl_state *st, bool must, bool (*cancelled)(void *ud), void *ud);
+/* While running (blocking, HTTP to every peer): true when, for some other origin, every
+ * peer that answers has compacted its log past what this node holds: only a snapshot
+ * can bring it up to date (logged). */
+bool edge_repl_behind_now(struct edge_repl_state *st);
+/* After a re-seed, on the writer's connection before the writer starts (capture
+ * attached): apply this region's own entries that the set-aside database at aside holds
+ * beyond the new database's VV (acknowledged here, never received by a peer), in order,
+ * then merge the VV into st. A gap or an entry that cannot apply is logged and left in
+ * the old file. */
+int edge_repl_reapply_own(struct edge_repl_state *st, sqlite3 *wdb, const char *aside);
 
 #endif

@@ -100,84 +100,6 @@ int edge_repl_snapshot_take(const char *db_path, int *out_fd, uint64_t *out_size
     return rv;
 }
 
-/* Is the existing database behind what the other regions can still send? That is the
- * case when a peer's log no longer holds entries this database lacks (compacted), or
- * when a peer has more of this region's own entries than the database (it was restored
- * from an old copy: writing on would reuse sequence numbers). Then the database is set
- * aside and the region is seeded from a snapshot like a new one. */
-bool edge_repl_behind_the_logs(struct edge_repl_state *n)
-{
-    struct stat stt;
-    if (!n->cluster || stat(n->db_path, &stt) != 0) return false;
-    struct edge_vclock local;
-    edge_vclock_init(&local);
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(n->db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        edge_repl_vv_load(db, &local); /* no table yet: an empty vector */
-    }
-    sqlite3_stmt *leftover;
-    while (db != NULL && (leftover = sqlite3_next_stmt(db, NULL)) != NULL) sqlite3_finalize(leftover);
-    sqlite3_close_v2(db);
-    bool behind = false;
-    const struct edge_conf *conf = n->conf;
-    for (size_t i = 0; i < conf->n_regions && !behind; i++) {
-        const struct edge_conf_region *r = &conf->regions[i];
-        struct edge_httpc_url u;
-        if (strcmp(r->id, n->region) == 0 || r->url == NULL || edge_httpc_url_parse(r->url, &u) != EDGE_OK) continue;
-        u.tls_ctx = n->peer_tls;
-        /* /v1/status needs a token when the peer has JWT keys; another region's challenge-response
-         * opens it too (repl/http_auth.h): the secret itself never travels. */
-        char headers[512] = "", why[160];
-        if (conf->cluster_secret != NULL &&
-            edge_repl_http_auth_header(conf, n->region, r->id, &u, "GET", "/v1/status", 2000, headers,
-                                       sizeof(headers), why, sizeof(why)) != EDGE_OK) {
-            EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "not asking %s for its status: %s", r->id, why);
-            continue;
-        }
-        struct edge_httpc_resp resp;
-        if (edge_httpc_request_ex(&u, "GET", "/v1/status", NULL, headers, NULL, 0, 2000, 1 << 20, &resp) == EDGE_OK &&
-            resp.status == 200) {
-            json_t *doc = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
-            const char *origin;
-            json_t *v;
-            json_object_foreach(json_object_get(doc, "log_floor"), origin, v) {
-                if (strcmp(origin, n->region) != 0 && (uint64_t)json_integer_value(v) > edge_vclock_get(&local, origin)) {
-                    EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
-                             "this database is behind the compacted log of %s (origin %s: have %llu, log starts after %llu)",
-                             r->id, origin, (unsigned long long)edge_vclock_get(&local, origin),
-                             (unsigned long long)json_integer_value(v));
-                    behind = true;
-                }
-            }
-            json_t *mine = json_object_get(json_object_get(doc, "version_vector"), n->region);
-            if (!behind && (uint64_t)json_integer_value(mine) > edge_vclock_get(&local, n->region)) {
-                EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
-                         "%s holds %llu entries of this region but this database only %llu: it was restored from "
-                         "an old copy", r->id, (unsigned long long)json_integer_value(mine),
-                         (unsigned long long)edge_vclock_get(&local, n->region));
-                behind = true;
-            }
-            json_decref(doc);
-        }
-        edge_httpc_resp_free(&resp);
-    }
-    edge_vclock_close(&local);
-    if (behind) {
-        char aside[4300], from[4300];
-        const struct edge_clock *clk = edge_clock_system();
-        uint64_t now = clk->wall_ms(clk->ud);
-        const char *suffix[] = {"", "-wal", "-shm"};
-        for (int k = 0; k < 3; k++) {
-            snprintf(from, sizeof(from), "%s%s", n->db_path, suffix[k]);
-            snprintf(aside, sizeof(aside), "%s.behind-%llu%s", n->db_path, (unsigned long long)now, suffix[k]);
-            rename(from, aside);
-        }
-        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "set the old database aside as %s.behind-%llu; seeding from a peer",
-                 n->db_path, (unsigned long long)now);
-    }
-    return behind;
-}
-
 /* One attempt to copy r's snapshot to db_path: streamed into db_path.seed, synced,
  * checked against the size and SHA-256 the peer announced and the SQLite magic, then
  * renamed over db_path (and the directory synced). Memory: one receive buffer. */
@@ -252,21 +174,35 @@ static bool seed_from(struct edge_repl_state *n, const struct edge_conf_region *
     return false;
 }
 
-/* Before the first start of a region with an empty data directory: copy a peer's
- * database, so the region starts with everything (and that peer's version vector)
- * instead of replaying the whole history, which compaction may have removed. */
-void edge_repl_seed(struct edge_repl_state *n)
+/* Before the node opens its database, when there is none: copy a peer's, so the region
+ * starts with everything (and that peer's version vector) instead of replaying the whole
+ * history, which compaction may have removed. A new region (must false) tries every peer
+ * twice and else starts empty: the regions of a new cluster start together, each with
+ * nothing to give. A region that must be seeded (its database was set aside) tries until
+ * one answers, backing off up to 5 s, and stops only when cancelled says so. */
+int edge_repl_seed(struct edge_repl_state *n, bool must, bool (*cancelled)(void *ud), void *ud)
 {
     struct stat st;
-    if (!n->cluster || n->conf->cluster_secret == NULL || stat(n->db_path, &st) == 0) return;
+    if (!n->cluster || n->conf->cluster_secret == NULL || stat(n->db_path, &st) == 0) return EDGE_OK;
     const struct edge_conf *conf = n->conf;
-    for (int pass = 0; pass < 2; pass++) {
+    int wait_ms = 500;
+    for (uint64_t pass = 0; pass < UINT64_MAX; pass++) {
         for (size_t i = 0; i < conf->n_regions; i++) {
             const struct edge_conf_region *r = &conf->regions[i];
             if (strcmp(r->id, n->region) == 0 || r->url == NULL) continue;
-            if (seed_from(n, r)) return;
+            if (seed_from(n, r)) return EDGE_OK;
         }
-        if (pass == 0) sqlite3_sleep(500); /* peers may be starting too */
+        if (!must && pass >= 1) break;
+        if (must && pass % 10 == 0) {
+            EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "seed: no peer gave a snapshot yet; serving 503 SEEDING until one does");
+        }
+        /* peers may be starting too; sleep in small steps so a stop is seen */
+        for (int t = 0; t < wait_ms; t += 100) {
+            if (cancelled != NULL && cancelled(ud)) return EDGE_ECLOSED;
+            sqlite3_sleep(100);
+        }
+        wait_ms = wait_ms >= 2500 ? 5000 : wait_ms * 2;
     }
     EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "no peer snapshot available; starting empty and replaying the logs");
+    return EDGE_OK;
 }

@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: MIT */
+/* A database behind what the other regions can still send (see compact.h): found at
+ * start or while running, set aside, and this region's own entries that only it held
+ * taken over from the set-aside copy after the re-seed. */
+#include "repl/compact.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "net/httpc.h"
+#include "repl/batch.h"
+#include "repl/http_auth.h"
+#include "repl/proto.h"
+#include "repl/repl_int.h"
+
+/* GET /v1/status of region r: the parsed document, or NULL when it cannot be had. */
+static json_t *peer_status(const struct edge_repl_state *n, const struct edge_conf_region *r)
+{
+    const struct edge_conf *conf = n->conf;
+    struct edge_httpc_url u;
+    if (strcmp(r->id, n->region) == 0 || r->url == NULL || edge_httpc_url_parse(r->url, &u) != EDGE_OK) return NULL;
+    u.tls_ctx = n->peer_tls; /* https:// peers are verified against cluster.ca_file */
+    /* /v1/status needs a token when the peer has JWT keys; another region's challenge-response
+     * opens it too (repl/http_auth.h): the secret itself never travels. */
+    char headers[512] = "", why[160];
+    if (conf->cluster_secret != NULL &&
+        edge_repl_http_auth_header(conf, n->region, r->id, &u, "GET", "/v1/status", 2000, headers, sizeof(headers),
+                                   why, sizeof(why)) != EDGE_OK) {
+        EDGE_LOG(EDGE_LOG_DEBUG, EDGE_MOD_REPL, "not asking %s for its status: %s", r->id, why);
+        return NULL;
+    }
+    struct edge_httpc_resp resp;
+    json_t *doc = NULL;
+    if (edge_httpc_request_ex(&u, "GET", "/v1/status", NULL, headers, NULL, 0, 2000, 1 << 20, &resp) == EDGE_OK &&
+        resp.status == 200) {
+        doc = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
+    }
+    edge_httpc_resp_free(&resp);
+    return doc;
+}
+
+int edge_repl_set_aside(struct edge_repl_state *n, char *aside, size_t aside_len)
+{
+    char to[4300], from[4300];
+    const struct edge_clock *clk = edge_clock_system();
+    uint64_t now = clk->wall_ms(clk->ud);
+    const char *suffix[] = {"", "-wal", "-shm"};
+    int rv = EDGE_OK;
+    for (int k = 0; k < 3; k++) {
+        snprintf(from, sizeof(from), "%s%s", n->db_path, suffix[k]);
+        snprintf(to, sizeof(to), "%s.behind-%llu%s", n->db_path, (unsigned long long)now, suffix[k]);
+        if (rename(from, to) != 0 && k == 0) rv = EDGE_EIO;
+    }
+    snprintf(aside, aside_len, "%s.behind-%llu", n->db_path, (unsigned long long)now);
+    if (rv == EDGE_OK) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "set the old database aside as %s; seeding from a peer", aside);
+    }
+    return rv;
+}
+
+/* Is the existing database behind what the other regions can still send? That is the
+ * case when a peer's log no longer holds entries this database lacks (compacted), or
+ * when a peer has more of this region's own entries than the database (it was restored
+ * from an old copy: writing on would reuse sequence numbers). Then the database is set
+ * aside (its path in aside) and the region is seeded from a snapshot like a new one. */
+bool edge_repl_behind_the_logs(struct edge_repl_state *n, char *aside, size_t aside_len)
+{
+    struct stat stt;
+    aside[0] = '\0';
+    if (!n->cluster || stat(n->db_path, &stt) != 0) return false;
+    struct edge_vclock local;
+    edge_vclock_init(&local);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(n->db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        edge_repl_vv_load(db, &local); /* no table yet: an empty vector */
+    }
+    sqlite3_stmt *leftover;
+    while (db != NULL && (leftover = sqlite3_next_stmt(db, NULL)) != NULL) sqlite3_finalize(leftover);
+    sqlite3_close_v2(db);
+    bool behind = false;
+    const struct edge_conf *conf = n->conf;
+    for (size_t i = 0; i < conf->n_regions && !behind; i++) {
+        const struct edge_conf_region *r = &conf->regions[i];
+        json_t *doc = peer_status(n, r);
+        if (doc == NULL) continue;
+        const char *origin;
+        json_t *v;
+        json_object_foreach(json_object_get(doc, "log_floor"), origin, v) {
+            if (strcmp(origin, n->region) != 0 && (uint64_t)json_integer_value(v) > edge_vclock_get(&local, origin)) {
+                EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
+                         "this database is behind the compacted log of %s (origin %s: have %llu, log starts after %llu)",
+                         r->id, origin, (unsigned long long)edge_vclock_get(&local, origin),
+                         (unsigned long long)json_integer_value(v));
+                behind = true;
+            }
+        }
+        json_t *mine = json_object_get(json_object_get(doc, "version_vector"), n->region);
+        if (!behind && (uint64_t)json_integer_value(mine) > edge_vclock_get(&local, n->region)) {
+            EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
+                     "%s holds %llu entries of this region but this database only %llu: it was restored from "
+                     "an old copy", r->id, (unsigned long long)json_integer_value(mine),
+                     (unsigned long long)edge_vclock_get(&local, n->region));
+            behind = true;
+        }
+        json_decref(doc);
+    }
+    edge_vclock_close(&local);
+    return behind && edge_repl_set_aside(n, aside, aside_len) == EDGE_OK;
+}
+
+/* While running (blocking, off the loops): behind when, for some other origin, every peer
+ * that answers has compacted its log past what this node holds: no link can catch it up
+ * any more (the peers marked it needs_snapshot). The local VV is read after the answers,
+ * so an entry applied meanwhile never makes it look behind. */
+bool edge_repl_behind_now(struct edge_repl_state *n)
+{
+    if (!n->cluster) return false;
+    const struct edge_conf *conf = n->conf;
+    json_t *docs[EDGE_REPL_MAX_PEERS];
+    const char *ids[EDGE_REPL_MAX_PEERS];
+    int nd = 0;
+    for (size_t i = 0; i < conf->n_regions && nd < EDGE_REPL_MAX_PEERS; i++) {
+        json_t *doc = peer_status(n, &conf->regions[i]);
+        if (doc == NULL) continue;
+        ids[nd] = conf->regions[i].id;
+        docs[nd++] = doc;
+    }
+    struct edge_vclock local;
+    edge_vclock_init(&local);
+    edge_repl_state_vv(n, &local);
+    bool behind = false;
+    for (int d = 0; d < nd && !behind; d++) {
+        const char *origin;
+        json_t *v;
+        json_object_foreach(json_object_get(docs[d], "log_floor"), origin, v) {
+            uint64_t have = edge_vclock_get(&local, origin);
+            if (strcmp(origin, n->region) == 0 || (uint64_t)json_integer_value(v) <= have) continue;
+            bool all = true;
+            for (int e = 0; e < nd && all; e++) {
+                json_t *f = json_object_get(json_object_get(docs[e], "log_floor"), origin);
+                all = (uint64_t)json_integer_value(f) > have;
+            }
+            if (all) {
+                EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
+                         "this region is behind the compacted logs of every peer that answers (origin %s: have %llu, "
+                         "the log of %s starts after %llu): it must be re-seeded from a snapshot",
+                         origin, (unsigned long long)have, ids[d], (unsigned long long)json_integer_value(v));
+                behind = true;
+                break;
+            }
+        }
+    }
+    edge_vclock_close(&local);
+    for (int d = 0; d < nd; d++) json_decref(docs[d]);
+    return behind;
+}
+
+/* After a re-seed, on the writer's connection before the writer runs: this region's own
+ * entries that the set-aside database holds beyond what the snapshot has of them (writes
+ * acknowledged here that no peer had received) are applied to the new database like
+ * entries from a peer, in seq order, so they are neither lost nor renumbered; the links
+ * then send them on. */
+int edge_repl_reapply_own(struct edge_repl_state *st, sqlite3 *wdb, const char *aside)
+{
+    sqlite3 *old = NULL;
+    struct edge_vclock sent, now;
+    struct edge_buf msg;
+    edge_vclock_init(&sent);
+    edge_vclock_init(&now);
+    edge_buf_init(&msg, EDGE_REPL_FRAME_MAX);
+    uint64_t total = 0;
+    char err[256] = "";
+    int rv = EDGE_ESTORE;
+    if (sqlite3_open_v2(aside, &old, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) goto out;
+    /* sent: everything of the other origins (not ours to give), ours up to the new VV */
+    rv = edge_repl_log_vv(old, &sent, err, sizeof(err));
+    if (rv == EDGE_OK) rv = edge_repl_vv_load(wdb, &now);
+    if (rv != EDGE_OK) goto out;
+    uint64_t have = edge_vclock_get(&now, st->region);
+    if (edge_vclock_get(&sent, st->region) <= have) goto out; /* nothing only the old copy holds */
+    rv = edge_vclock_set(&sent, st->region, have);
+    for (int guard = 0; rv == EDGE_OK && guard < 1000000; guard++) {
+        size_t n = 0;
+        edge_buf_reset(&msg);
+        rv = edge_repl_batch_build(old, &sent, 1000, (size_t)1 << 20, &msg, &n, err, sizeof(err));
+        if (rv != EDGE_OK || n == 0) break;
+        struct edge_repl_entry *entries = NULL;
+        size_t count = 0;
+        rv = edge_repl_decode_entries((const uint8_t *)msg.data, msg.len, &entries, &count);
+        if (rv != EDGE_OK) break;
+        struct edge_repl_apply_stats as = {0};
+        edge_capture_suspend(st->wcap, true);
+        rv = edge_repl_apply_batch(wdb, &st->local, st->max_skew_ms, entries, count, &as, err, sizeof(err));
+        edge_capture_suspend(st->wcap, false);
+        edge_repl_entries_free(entries, count);
+        total += as.applied;
+        if (rv == EDGE_OK && as.applied == 0) {
+            snprintf(err, sizeof(err), "entry %s:%llu cannot be applied", st->region, (unsigned long long)have + 1);
+            rv = EDGE_EAGAIN;
+        }
+    }
+    if (rv == EDGE_OK && total > 0) {
+        edge_vclock_close(&now);
+        edge_vclock_init(&now);
+        if (edge_repl_vv_load(wdb, &now) == EDGE_OK) edge_repl_state_merge(st, &now);
+    }
+out:
+    if (rv == EDGE_ENOTFOUND || rv == EDGE_EAGAIN) {
+        /* A gap: the old copy no longer holds the next entry (compacted once a peer had
+         * it); that peer sends it, the rest of the old copy stays in the file. */
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "re-seed: own entries of %s left in it after %llu applied: %s", aside,
+                 (unsigned long long)total, err);
+    } else if (rv != EDGE_OK) {
+        EDGE_LOG(EDGE_LOG_ERROR, EDGE_MOD_REPL, "re-seed: cannot take this region's own entries from %s: %s (%s)",
+                 aside, edge_strerror(rv), err);
+    } else if (total > 0) {
+        EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL,
+                 "re-seed: %llu entries of this region that no peer had yet were taken over from %s",
+                 (unsigned long long)total, aside);
+    }
+    if (old != NULL) {
+        sqlite3_stmt *leftover;
+        while ((leftover = sqlite3_next_stmt(old, NULL)) != NULL) sqlite3_finalize(leftover);
+        sqlite3_close_v2(old);
+    }
+    edge_buf_free(&msg);
+    edge_vclock_close(&sent);
+    edge_vclock_close(&now);
+    return rv == EDGE_OK ? EDGE_OK : rv;
+}
