@@ -182,7 +182,7 @@ static int seed_phase(struct edge_node *n, const struct edge_node_config *cfg, i
     if (cfg->conf->cluster_secret == NULL || stat(n->db_path, &st) == 0) return EDGE_OK;
     struct edge__api_seeding *seeding = NULL;
     int sfd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
-    if (sfd < 0 || edge__api_seeding_start(sfd, 5000, &seeding) != EDGE_OK) {
+    if (sfd < 0 || edge__api_seeding_start(sfd, 5000, n->tls, &seeding) != EDGE_OK) {
         EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "node: cannot answer 503 SEEDING while seeding; the port waits instead");
         seeding = NULL;
     }

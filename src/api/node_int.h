@@ -351,7 +351,7 @@ void edge__api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct 
  * yet, on fd (taken over; a duplicate of the node's socket). */
 bool edge__api_seeding_answer(struct edge_http_conn *c, const struct edge_http_req *req);
 struct edge__api_seeding;
-int edge__api_seeding_start(int fd, uint64_t idle_ms, struct edge__api_seeding **out);
+int edge__api_seeding_start(int fd, uint64_t idle_ms, struct edge_tls_ctx *tls, struct edge__api_seeding **out);
 void edge__api_seeding_stop(struct edge__api_seeding *s);
 void edge__api_peer_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 

@@ -81,7 +81,7 @@ static void seeding_main(void *arg)
     uv_run(&s->loop, UV_RUN_DEFAULT);
 }
 
-int edge__api_seeding_start(int fd, uint64_t idle_ms, struct edge__api_seeding **out)
+int edge__api_seeding_start(int fd, uint64_t idle_ms, struct edge_tls_ctx *tls, struct edge__api_seeding **out)
 {
     *out = NULL;
     struct edge__api_seeding *s = edge_calloc(1, sizeof(*s));
@@ -107,7 +107,11 @@ int edge__api_seeding_start(int fd, uint64_t idle_ms, struct edge__api_seeding *
     };
     struct edge_http_handler h = {s, seeding_request, seeding_ws, seeding_close};
     int rv = edge_http_server_start(&s->loop, fd, &lim, &h, &s->http);
-    if (rv == EDGE_OK && uv_thread_create(&s->thread, seeding_main, s) != 0) {
+    /* https clients get their 503 over TLS like any other answer */
+    if (rv == EDGE_OK && tls != NULL) rv = edge_http_server_set_tls(s->http, tls);
+    if (rv != EDGE_OK && s->http != NULL) {
+        edge_http_server_stop(s->http, seeding_stopped, s);
+    } else if (rv == EDGE_OK && uv_thread_create(&s->thread, seeding_main, s) != 0) {
         edge_http_server_stop(s->http, seeding_stopped, s);
         rv = EDGE_EINTERNAL;
     }
