@@ -396,8 +396,9 @@ void edge__api_on_request(void *ud, struct edge_http_conn *c, struct edge_http_r
     struct loop *l = ud;
     struct edge_node *n = l->node;
     const char *p = req->path;
+    uint64_t start_ns = req->start_ns; /* req is gone once answered */
     if (atomic_load(&n->seeding) && edge__api_seeding_answer(c, req)) {
-        edge__api_observe(n, EP_OTHER, req->start_ns, true);
+        edge__api_observe(n, EP_OTHER, start_ns, true);
         return;
     }
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
