@@ -10,28 +10,11 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { EDGE_BIN, sleep, startCluster } from './lib/cluster.mjs';
-
-function startRouter(config, extra = []) {
-  const proc = spawn(EDGE_BIN, ['router', '--config', config, '--listen', '127.0.0.1:0', '--log-level', 'warn',
-    ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stderr.on('data', (d) => { err += d; });
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`router did not start: ${err}`)); }, 15000);
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) { clearTimeout(t); resolve({ proc, url: m[1], stderr: () => err }); }
-    });
-    proc.once('exit', (code) => { clearTimeout(t); reject(new Error(`router exited ${code}: ${err}`)); });
-  });
-}
+import { sleep, startCluster } from './lib/cluster.mjs';
+import { startRouter } from './lib/router.mjs';
 
 async function run(url, sql, timeoutMs = 15000) {
   const res = await fetch(url + '/v2/pipeline', { method: 'POST', signal: AbortSignal.timeout(timeoutMs),
