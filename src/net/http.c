@@ -216,19 +216,9 @@ static void on_write(uv_write_t *req, int status)
     edge_http_conn_unref(c);
 }
 
-/* Queue bytes as they are for the socket (plaintext, or a TLS session's records). */
-static int raw_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+/* Hand w (its data and len set) to libuv; on failure the connection closes. */
+static int write_start(struct edge_http_conn *c, struct write_req *w)
 {
-    struct write_req *w = edge_malloc(sizeof(*w) + alen + blen);
-    if (w == NULL) {
-        edge__http_conn_close(c);
-        return EDGE_ENOMEM;
-    }
-    memcpy(w->data, a, alen);
-    if (blen > 0) {
-        memcpy(w->data + alen, b, blen);
-    }
-    w->len = alen + blen;
     w->c = c;
     uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
     c->refs++;
@@ -243,6 +233,22 @@ static int raw_write(struct edge_http_conn *c, const void *a, size_t alen, const
     return EDGE_OK;
 }
 
+/* Queue bytes as they are for the socket (plaintext, or a TLS session's records). */
+static int raw_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+{
+    struct write_req *w = edge_malloc(sizeof(*w) + alen + blen);
+    if (w == NULL) {
+        edge__http_conn_close(c);
+        return EDGE_ENOMEM;
+    }
+    memcpy(w->data, a, alen);
+    if (blen > 0) {
+        memcpy(w->data + alen, b, blen);
+    }
+    w->len = alen + blen;
+    return write_start(c, w);
+}
+
 /* Send what the TLS session has produced (records, handshake messages, alerts) in one
  * write. */
 static int tls_flush(struct edge_http_conn *c)
@@ -255,18 +261,7 @@ static int tls_flush(struct edge_http_conn *c)
         return EDGE_ENOMEM;
     }
     w->len = edge_tls_out_take(c->tls, w->data, n);
-    w->c = c;
-    uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
-    c->refs++;
-    c->out_bytes += w->len;
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
-        c->out_bytes -= w->len;
-        c->refs--;
-        edge_free(w);
-        edge__http_conn_close(c);
-        return EDGE_EIO;
-    }
-    return EDGE_OK;
+    return write_start(c, w);
 }
 
 int edge__http_conn_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen)

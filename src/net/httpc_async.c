@@ -363,18 +363,24 @@ static int tls_send(struct hconn *c)
     return EDGE_OK;
 }
 
+/* Ready the parser for the answer to the request about to be sent. */
+static void response_reset(struct hconn *c)
+{
+    http_parser_init(&c->parser, HTTP_RESPONSE);
+    c->parser.data = c;
+    c->complete = false;
+    c->parse_rv = EDGE_OK;
+    c->in_value = false;
+    edge_buf_reset(&c->hname);
+    edge_buf_reset(&c->hval);
+}
+
 static void send_cur(struct hconn *c)
 {
     struct hreq *r = c->cur;
     edge_buf_reset(&c->wbuf);
     if (c->tls != NULL) {
-        http_parser_init(&c->parser, HTTP_RESPONSE);
-        c->parser.data = c;
-        c->complete = false;
-        c->parse_rv = EDGE_OK;
-        c->in_value = false;
-        edge_buf_reset(&c->hname);
-        edge_buf_reset(&c->hval);
+        response_reset(c);
         if (edge_tls_write(c->tls, r->wire, r->wire_len) != EDGE_OK) {
             conn_close(c);
             return;
@@ -387,13 +393,7 @@ static void send_cur(struct hconn *c)
         fail_later(r, EDGE_ENOMEM); /* its timer also closes this connection */
         return;
     }
-    http_parser_init(&c->parser, HTTP_RESPONSE);
-    c->parser.data = c;
-    c->complete = false;
-    c->parse_rv = EDGE_OK;
-    c->in_value = false;
-    edge_buf_reset(&c->hname);
-    edge_buf_reset(&c->hval);
+    response_reset(c);
     uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
     c->write_req.data = c;
     c->writing = true;
