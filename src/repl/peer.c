@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The outbound peer link (repl/peer.h): the HELLO exchange and the push loop on one
- * thread, over the blocking WebSocket client of net/wsc.h, whose waits a wake pipe
- * interrupts (stop, notify).
+/* The outbound peer link (repl/peer.h): the push loop on one thread (the HELLO
+ * exchange before it is peer_hello.c), over the blocking WebSocket client of
+ * net/wsc.h, whose waits a wake pipe interrupts (stop, notify).
  *
  * DESIGN: a batch is built with one read transaction and one statement per origin,
  * merged by HLC (the receiver applies in order, and an origin's entries stay in seq
@@ -19,8 +19,7 @@
  * time (queued + one_way_delay) and incoming ones in another until arrival +
  * one_way_delay, so many messages are "on the wire" at once, like on a real network.
  * Only the serial handshake still sleeps. */
-#include "repl/peer.h"
-#include "repl/peer_mq.h"
+#include "repl/peer_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,7 +48,6 @@
 #define CONNECT_TIMEOUT_MS 2000
 #define HANDSHAKE_TIMEOUT_MS 5000
 #define ACK_TIMEOUT_MS 10000
-#define IO_TIMEOUT_MS 10000
 #define PING_EVERY_MS 1000
 #define PING_TIMEOUT_MS 10000
 #define BACKOFF_MIN_MS 100
@@ -63,82 +61,13 @@
 #define INQ_MAX 64              /* received messages waiting for their emulated arrival */
 #define INQ_BYTES_MAX (4u << 20) /* ... and their bytes; reading pauses beyond either */
 
-enum link_state { ST_CHALLENGE, ST_HELLO, ST_READY };
-
-
-/* One ENTRIES message awaiting its ACK. */
-struct flight {
-    struct edge_vclock sent; /* p->sent right after it was built: its ACK must cover this */
-    size_t bytes;            /* the message's size, counted in fl_bytes */
-    uint64_t built_us;       /* when it was built (monotonic) */
-    uint64_t deadline_ms;    /* the ACK is overdue after this */
-};
-
-struct edge_peer {
-    /* immutable after start */
-    char *db_path, *local_region, *cluster, *secret, *peer_region;
-    char host[256], port[8];
-    int one_way_delay_ms, sync_interval_ms, max_batch_entries, max_in_flight;
-    size_t max_batch_bytes, max_in_flight_bytes;
-    void (*on_ack)(void *ud, const char *peer_region);
-    void *ud;
-    pthread_t thread;
-    int wake[2];            /* pipe: any byte interrupts the link thread's poll */
-    atomic_bool stopping;   /* set once by edge_peer_stop */
-    atomic_bool notified;   /* new entries since the last push */
-
-    pthread_mutex_t mu;           /* guards st */
-    struct edge_peer_status st;   /* published copy */
-
-    /* link thread only */
-    sqlite3 *db;
-    struct edge_wsc ws;       /* the connection (net/wsc.h); ws.msg is the last message received */
-    enum link_state state;
-    struct edge_buf out;      /* protocol message being built */
-    struct edge_repl_seal seal; /* this session's key and frame numbers, once HELLO_OK verified */
-    bool sealed;              /* every frame is sealed and checked from here */
-    struct edge_vclock peer_vv;  /* "acked": the peer's VV (HELLO_OK, then max of the ACKs) */
-    struct edge_vclock sent;     /* "sent": peer_vv plus everything put on the wire since */
-    struct edge_vclock progress; /* peer_vv at the last fallback (or session start) */
-    struct mqueue outq, inq;
-    struct flight *flights;      /* ring of max_in_flight */
-    size_t fl_head, fl_len;
-    size_t fl_bytes;             /* sum of the in-flight messages' bytes */
-    bool window_full;            /* the last push stopped at the window with entries pending */
-    bool want;                   /* a trigger asked for a push and the log may have more */
-    bool draining;               /* a gap was seen: send nothing new until all ACKs are in */
-    uint64_t ping_t_ms;       /* send time of the outstanding PING, 0 if none */
-    uint64_t ping_us;         /* the same instant, finer, for wire_rtt_us */
-    uint64_t wire_rtt_us;     /* smallest PING round trip this session (2 delays before the first) */
-    bool have_rtt;            /* wire_rtt_us comes from a PONG */
-    uint64_t ping_wall_ms;    /* wall clock when the PING left */
-    uint64_t offset_rtt_us;   /* round trip of the sample clock_offset_ms came from */
-    bool have_offset;
-    char err[128];
-};
-
 /* ---------------------------------------------------------------------------------- */
 /* helpers                                                                            */
 /* ---------------------------------------------------------------------------------- */
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static uint64_t wall_ms(void) { return edge_wall_ms(); }
 
-static void set_err(struct edge_peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(struct edge_peer *p, const char *fmt, ...)
+void edge__peer_set_err(struct edge_peer *p, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -151,20 +80,20 @@ static bool stopping(struct edge_peer *p)
     return atomic_load(&p->stopping);
 }
 
-static void publish(struct edge_peer *p, void (*fn)(struct edge_peer_status *st, void *arg), void *arg)
+void edge__peer_publish(struct edge_peer *p, void (*fn)(struct edge_peer_status *st, void *arg), void *arg)
 {
     pthread_mutex_lock(&p->mu);
     fn(&p->st, arg);
     pthread_mutex_unlock(&p->mu);
 }
 
-static void pub_acked(struct edge_peer_status *st, void *arg)
+void edge__peer_pub_acked(struct edge_peer_status *st, void *arg)
 {
     struct edge_peer *p = arg;
     (void)edge_vclock_copy(&st->acked, &p->peer_vv);
 }
 
-static void pub_connected(struct edge_peer_status *st, void *arg)
+void edge__peer_pub_connected(struct edge_peer_status *st, void *arg)
 {
     st->connected = *(bool *)arg;
 }
@@ -204,19 +133,8 @@ static void close_conn(struct edge_peer *p)
     p->ping_t_ms = 0;
     pipeline_reset(p);
     bool f = false;
-    publish(p, pub_connected, &f);
-    publish(p, pub_in_flight, p);
-}
-
-/* Send the protocol message in p->out as one binary frame after sleeping the emulated
- * delay: only for the serial handshake, where nothing could overlap anyway. */
-static int send_now(struct edge_peer *p)
-{
-    int rv = edge_wsc_sleep(&p->ws, p->one_way_delay_ms);
-    if (rv == EDGE_OK) {
-        rv = edge_wsc_send(&p->ws, 0x2, (const uint8_t *)p->out.data, p->out.len);
-    }
-    return rv;
+    edge__peer_publish(p, edge__peer_pub_connected, &f);
+    edge__peer_publish(p, pub_in_flight, p);
 }
 
 /* Queue the protocol message in p->out to leave one emulated delay from now; p->out
@@ -225,15 +143,15 @@ static int queue_msg(struct edge_peer *p, size_t n_entries)
 {
     if (edge__mq_full(&p->outq)) {
         /* Only a peer flooding PINGs can get here: ENTRIES are bounded by the window. */
-        set_err(p, "protocol: send queue full");
+        edge__peer_set_err(p, "protocol: send queue full");
         return EDGE_EPROTO;
     }
     /* Sealed in queue order, which is the order they leave in: the frame numbers match. */
     if (p->sealed && edge_repl_seal_frame(&p->seal, &p->out) != EDGE_OK) {
-        set_err(p, "protocol: cannot seal a frame");
+        edge__peer_set_err(p, "protocol: cannot seal a frame");
         return EDGE_ENOMEM;
     }
-    edge__mq_push(&p->outq, &p->out, now_ms() + (uint64_t)p->one_way_delay_ms, n_entries);
+    edge__mq_push(&p->outq, &p->out, edge__peer_now_ms() + (uint64_t)p->one_way_delay_ms, n_entries);
     return EDGE_OK;
 }
 
@@ -258,34 +176,9 @@ static int flush_out(struct edge_peer *p, uint64_t now)
             return rv;
         }
         if (m->n_entries > 0) {
-            publish(p, pub_sent, m);
+            edge__peer_publish(p, pub_sent, m);
         }
         edge__mq_pop(&p->outq);
-    }
-    return EDGE_OK;
-}
-
-/* Handshake only: next whole message into p->ws.msg, waiting until deadline (*out_have
- * false on timeout), then sleeping the emulated receive delay. */
-static int next_msg(struct edge_peer *p, uint64_t deadline, bool *out_have)
-{
-    *out_have = false;
-    for (int i = 0; i < 1000000; i++) {
-        int rv = edge_wsc_parse(&p->ws, out_have);
-        if (rv != EDGE_OK) {
-            return rv;
-        }
-        if (*out_have) {
-            return edge_wsc_sleep(&p->ws, p->one_way_delay_ms);
-        }
-        uint64_t now = now_ms();
-        if (now >= deadline) {
-            return EDGE_OK;
-        }
-        rv = edge_wsc_recv(&p->ws, (int)(deadline - now));
-        if (rv != EDGE_OK) {
-            return rv;
-        }
     }
     return EDGE_OK;
 }
@@ -305,7 +198,7 @@ static int take_rx(struct edge_peer *p)
         if (rv != EDGE_OK || !have) {
             return rv;
         }
-        edge__mq_push(&p->inq, &p->ws.msg, now_ms() + (uint64_t)p->one_way_delay_ms, 0);
+        edge__mq_push(&p->inq, &p->ws.msg, edge__peer_now_ms() + (uint64_t)p->one_way_delay_ms, 0);
     }
     return EDGE_OK;
 }
@@ -313,24 +206,6 @@ static int take_rx(struct edge_peer *p)
 /* ---------------------------------------------------------------------------------- */
 /* protocol                                                                           */
 /* ---------------------------------------------------------------------------------- */
-
-static int peer_error(struct edge_peer *p, const uint8_t *m, size_t len)
-{
-    struct edge_repl_error er;
-    if (edge_repl_decode_error(m, len, &er) != EDGE_OK) {
-        set_err(p, "protocol: malformed ERROR");
-        return EDGE_EPROTO;
-    }
-    /* A node of protocol 2 cannot parse a protocol 3 HELLO and says so this way. */
-    bool old = !p->sealed && strcmp(er.code, "PROTOCOL") == 0 && strcmp(er.message, "malformed HELLO") == 0;
-    set_err(p, "peer error %s: %s%s", er.code, er.message,
-            old ? " (an older node? this one speaks peer protocol " EDGE_REPL_PROTO_VERSION_STR ")" : "");
-    if (strcmp(er.code, "AUTH") != 0) return EDGE_EPROTO;
-    pthread_mutex_lock(&p->mu);
-    p->st.auth_failures++;
-    pthread_mutex_unlock(&p->mu);
-    return EDGE_EAUTH;
-}
 
 /* An ACK answers the oldest ENTRIES in flight (the peer answers each in order). */
 static int got_ack(struct edge_peer *p, const struct edge_vclock *vv)
@@ -342,7 +217,7 @@ static int got_ack(struct edge_peer *p, const struct edge_vclock *vv)
         rv = edge_vclock_merge(&p->sent, vv);
     }
     if (rv != EDGE_OK) {
-        set_err(p, "ACK: %s", edge_strerror(rv));
+        edge__peer_set_err(p, "ACK: %s", edge_strerror(rv));
         return rv;
     }
     if (p->fl_len > 0) {
@@ -368,7 +243,7 @@ static int got_ack(struct edge_peer *p, const struct edge_vclock *vv)
             rv = edge_vclock_copy(&p->progress, &p->peer_vv);
         }
         if (rv != EDGE_OK) {
-            set_err(p, "ACK: %s", edge_strerror(rv));
+            edge__peer_set_err(p, "ACK: %s", edge_strerror(rv));
             return rv;
         }
         p->draining = false;
@@ -377,8 +252,8 @@ static int got_ack(struct edge_peer *p, const struct edge_vclock *vv)
         p->st.resends++;
         pthread_mutex_unlock(&p->mu);
     }
-    publish(p, pub_acked, p);
-    publish(p, pub_in_flight, p);
+    edge__peer_publish(p, edge__peer_pub_acked, p);
+    edge__peer_publish(p, pub_in_flight, p);
     if (p->on_ack != NULL) {
         p->on_ack(p->ud, p->peer_region);
     }
@@ -391,7 +266,7 @@ static int handle_msg(struct edge_peer *p, const uint8_t *m, size_t len)
     int type = 0;
     uint64_t t = 0;
     if (edge_repl_msg_type(m, len, &type) != EDGE_OK) {
-        set_err(p, "protocol: bad message type");
+        edge__peer_set_err(p, "protocol: bad message type");
         return EDGE_EPROTO;
     }
     switch (type) {
@@ -407,8 +282,8 @@ static int handle_msg(struct edge_peer *p, const uint8_t *m, size_t len)
             break;
         }
         if (p->ping_t_ms != 0 && t == p->ping_t_ms) {
-            double sample = (double)(now_ms() - p->ping_t_ms);
-            uint64_t us = now_us() - p->ping_us;
+            double sample = (double)(edge__peer_now_ms() - p->ping_t_ms);
+            uint64_t us = edge__peer_now_us() - p->ping_us;
             if (peer_wall != 0) {
                 /* NTP-style: the peer read its clock about half a round trip after we
                  * sent. Kept from the fastest round trip, the one least delayed. */
@@ -445,129 +320,13 @@ static int handle_msg(struct edge_peer *p, const uint8_t *m, size_t len)
         return rv;
     }
     case EDGE_REPL_MSG_ERROR:
-        return peer_error(p, m, len);
+        return edge__peer_error(p, m, len);
     default:
-        set_err(p, "protocol: unexpected message type %d", type);
+        edge__peer_set_err(p, "protocol: unexpected message type %d", type);
         return EDGE_EPROTO;
     }
-    set_err(p, "protocol: malformed message type %d", type);
+    edge__peer_set_err(p, "protocol: malformed message type %d", type);
     return EDGE_EPROTO;
-}
-
-static int expect(struct edge_peer *p, int want, const char *what)
-{
-    bool have = false;
-    int type = 0;
-    int rv = next_msg(p, now_ms() + IO_TIMEOUT_MS, &have);
-    if (rv != EDGE_OK) {
-        return rv;
-    }
-    if (!have) {
-        set_err(p, "timed out waiting for %s", what);
-        return EDGE_ETIMEDOUT;
-    }
-    if (edge_repl_msg_type((const uint8_t *)p->ws.msg.data, p->ws.msg.len, &type) != EDGE_OK) {
-        set_err(p, "protocol: bad message type while waiting for %s", what);
-        return EDGE_EPROTO;
-    }
-    if (type == EDGE_REPL_MSG_ERROR) {
-        return peer_error(p, (const uint8_t *)p->ws.msg.data, p->ws.msg.len);
-    }
-    if (type != want) {
-        set_err(p, "protocol: got type %d while waiting for %s", type, what);
-        return EDGE_EPROTO;
-    }
-    return EDGE_OK;
-}
-
-static int hello(struct edge_peer *p)
-{
-    uint8_t nonce[EDGE_REPL_NONCE_LEN];
-    struct edge_repl_hello h;
-    struct edge_repl_hello_ok ok;
-    memset(&h, 0, sizeof(h));
-    edge_vclock_init(&h.vv);
-    p->state = ST_CHALLENGE;
-    int rv = expect(p, EDGE_REPL_MSG_CHALLENGE, "CHALLENGE");
-    if (rv != EDGE_OK) {
-        goto out;
-    }
-    if (edge_repl_decode_challenge((const uint8_t *)p->ws.msg.data, p->ws.msg.len, nonce) != EDGE_OK) {
-        set_err(p, "protocol: malformed CHALLENGE");
-        rv = EDGE_EPROTO;
-        goto out;
-    }
-    h.version = EDGE_REPL_PROTO_VERSION;
-    snprintf(h.cluster, sizeof(h.cluster), "%s", p->cluster);
-    snprintf(h.region, sizeof(h.region), "%s", p->local_region);
-    snprintf(h.to_region, sizeof(h.to_region), "%s", p->peer_region);
-    randombytes_buf(h.nonce, sizeof(h.nonce)); /* the server proves the secret against this */
-    rv = edge_repl_log_vv(p->db, &h.vv, p->err, sizeof(p->err));
-    if (rv == EDGE_OK) {
-        rv = edge_repl_hello_mac(p->secret, nonce, &h, h.mac);
-    }
-    if (rv == EDGE_OK) {
-        edge_buf_reset(&p->out);
-        rv = edge_repl_encode_hello(&p->out, &h);
-    }
-    if (rv == EDGE_OK) {
-        p->state = ST_HELLO;
-        rv = send_now(p);
-    }
-    if (rv == EDGE_OK) {
-        rv = expect(p, EDGE_REPL_MSG_HELLO_OK, "HELLO_OK");
-    }
-    if (rv != EDGE_OK) {
-        goto out;
-    }
-    if (edge_repl_decode_hello_ok((const uint8_t *)p->ws.msg.data, p->ws.msg.len, &ok) != EDGE_OK) {
-        set_err(p, "protocol: malformed HELLO_OK");
-        rv = EDGE_EPROTO;
-        goto out;
-    }
-    /* Before anything of it is believed: a server without the secret cannot make this MAC
-     * over our fresh nonce, so nothing is pushed to it. */
-    if (edge_repl_hello_ok_verify(&ok, p->secret, nonce, &h) != EDGE_OK) {
-        set_err(p, "AUTH: the peer did not prove the cluster secret (HELLO_OK MAC)");
-        pthread_mutex_lock(&p->mu);
-        p->st.auth_failures++;
-        pthread_mutex_unlock(&p->mu);
-        edge_vclock_close(&ok.vv);
-        rv = EDGE_EAUTH;
-        goto out;
-    }
-    if (strcmp(ok.region, p->peer_region) != 0) {
-        set_err(p, "peer is region %s, expected %s", ok.region, p->peer_region);
-        edge_vclock_close(&ok.vv);
-        rv = EDGE_ECONFIG;
-        goto out;
-    }
-    rv = edge_repl_seal_init(&p->seal, p->secret, nonce, &h, p->peer_region, true);
-    if (rv != EDGE_OK) {
-        set_err(p, "cannot derive the session key");
-        edge_vclock_close(&ok.vv);
-        goto out;
-    }
-    p->sealed = true;
-    edge_vclock_close(&p->peer_vv);
-    p->peer_vv = ok.vv;
-    /* Whatever was on the wire before is lost or answered: start from the peer's word. */
-    rv = edge_vclock_copy(&p->sent, &p->peer_vv);
-    if (rv == EDGE_OK) {
-        rv = edge_vclock_copy(&p->progress, &p->peer_vv);
-    }
-    if (rv != EDGE_OK) {
-        set_err(p, "HELLO_OK: %s", edge_strerror(rv));
-        goto out;
-    }
-    p->state = ST_READY;
-    bool t = true;
-    publish(p, pub_acked, p);
-    publish(p, pub_connected, &t);
-out:
-    sodium_memzero(nonce, sizeof(nonce));
-    edge_repl_hello_close(&h);
-    return rv;
 }
 
 /* The bound on what awaits an ACK: max_in_flight messages, and a second one only while
@@ -602,7 +361,7 @@ static bool can_push(const struct edge_peer *p, uint64_t now)
 static int push_some(struct edge_peer *p)
 {
     for (int i = 0; i < p->max_in_flight; i++) {
-        if (!can_push(p, now_us())) {
+        if (!can_push(p, edge__peer_now_us())) {
             /* Counted once per wait (status.window_full): entries wait for an ACK
              * because of the bound, not because of the peer or the round-trip rule. */
             bool full = p->want && !p->draining && !window_open(p);
@@ -633,11 +392,11 @@ static int push_some(struct edge_peer *p)
         edge_vclock_init(&f->sent);
         rv = edge_vclock_copy(&f->sent, &p->sent);
         if (rv != EDGE_OK) {
-            set_err(p, "push: %s", edge_strerror(rv));
+            edge__peer_set_err(p, "push: %s", edge_strerror(rv));
             return rv;
         }
-        f->built_us = now_us();
-        f->deadline_ms = now_ms() + (uint64_t)p->one_way_delay_ms + ACK_TIMEOUT_MS;
+        f->built_us = edge__peer_now_us();
+        f->deadline_ms = edge__peer_now_ms() + (uint64_t)p->one_way_delay_ms + ACK_TIMEOUT_MS;
         f->bytes = p->out.len;
         p->fl_bytes += f->bytes;
         p->fl_len++;
@@ -646,7 +405,7 @@ static int push_some(struct edge_peer *p)
         if (rv != EDGE_OK) {
             return rv;
         }
-        publish(p, pub_in_flight, p);
+        edge__peer_publish(p, pub_in_flight, p);
     }
     return EDGE_OK;
 }
@@ -663,7 +422,7 @@ static int run_in(struct edge_peer *p, uint64_t now)
         int rv = EDGE_OK;
         /* Checked in arrival order, which is the order the frame numbers count. */
         if (p->sealed && edge_repl_open_frame(&p->seal, (const uint8_t *)m->b.data, m->b.len, &len) != EDGE_OK) {
-            set_err(p, "protocol: MAC: frame %llu from the peer failed its integrity check",
+            edge__peer_set_err(p, "protocol: MAC: frame %llu from the peer failed its integrity check",
                     (unsigned long long)p->seal.rx_seq);
             pthread_mutex_lock(&p->mu);
             p->st.mac_errors++;
@@ -690,7 +449,7 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
  * read what came. */
 static int pump(struct edge_peer *p, uint64_t deadline)
 {
-    uint64_t now = now_ms();
+    uint64_t now = edge__peer_now_ms();
     int timeout = deadline > now ? (int)min_u64(deadline - now, 60000) : 0;
     if (!inq_has_room(p)) {
         short r;
@@ -729,7 +488,7 @@ static int session(struct edge_peer *p, bool *out_handshaked)
                                 HANDSHAKE_TIMEOUT_MS);
     }
     if (rv == EDGE_OK) {
-        rv = hello(p);
+        rv = edge__peer_hello(p);
     }
     if (rv != EDGE_OK) {
         return rv;
@@ -741,8 +500,8 @@ static int session(struct edge_peer *p, bool *out_handshaked)
     p->wire_rtt_us = 2 * (uint64_t)p->one_way_delay_ms * 1000u;
     p->have_rtt = false;
     p->have_offset = false;
-    uint64_t next_sync = now_ms() + (uint64_t)p->sync_interval_ms;
-    uint64_t next_ping = now_ms();
+    uint64_t next_sync = edge__peer_now_ms() + (uint64_t)p->sync_interval_ms;
+    uint64_t next_ping = edge__peer_now_ms();
     for (uint64_t iter = 0; iter < UINT64_MAX; iter++) {
         if (stopping(p)) {
             return EDGE_ECLOSED;
@@ -755,12 +514,12 @@ static int session(struct edge_peer *p, bool *out_handshaked)
             return r2 != EDGE_OK ? r2 : rv;
         }
         if (rv == EDGE_OK) {
-            rv = run_in(p, now_ms());
+            rv = run_in(p, edge__peer_now_ms());
         }
         if (rv != EDGE_OK) {
             return rv;
         }
-        uint64_t now = now_ms();
+        uint64_t now = edge__peer_now_ms();
         if (atomic_exchange(&p->notified, false)) {
             p->want = true;
         }
@@ -774,14 +533,14 @@ static int session(struct edge_peer *p, bool *out_handshaked)
         }
         if (now >= next_ping) {
             if (p->ping_t_ms != 0 && now - p->ping_t_ms > PING_TIMEOUT_MS) {
-                set_err(p, "no PONG for %d ms", PING_TIMEOUT_MS);
+                edge__peer_set_err(p, "no PONG for %d ms", PING_TIMEOUT_MS);
                 return EDGE_ETIMEDOUT;
             }
             if (p->ping_t_ms == 0) {
                 /* t is this side's monotonic ms, never 0 on Linux after boot. It is taken
                  * when the PING is queued, so the emulated delays count in the RTT. */
                 p->ping_t_ms = now ? now : 1;
-                p->ping_us = now_us();
+                p->ping_us = edge__peer_now_us();
                 p->ping_wall_ms = wall_ms();
                 edge_buf_reset(&p->out);
                 rv = edge_repl_encode_ping(&p->out, p->ping_t_ms);
@@ -794,16 +553,16 @@ static int session(struct edge_peer *p, bool *out_handshaked)
             }
             next_ping = now + PING_EVERY_MS;
         }
-        rv = flush_out(p, now_ms());
+        rv = flush_out(p, edge__peer_now_ms());
         if (rv != EDGE_OK) {
             return rv;
         }
-        now = now_ms();
+        now = edge__peer_now_ms();
         uint64_t deadline = min_u64(next_sync, next_ping);
         if (p->fl_len > 0) {
             uint64_t ack_by = p->flights[p->fl_head].deadline_ms;
             if (now >= ack_by) {
-                set_err(p, "timed out waiting for ACK");
+                edge__peer_set_err(p, "timed out waiting for ACK");
                 return EDGE_ETIMEDOUT;
             }
             deadline = min_u64(deadline, ack_by);
@@ -814,7 +573,7 @@ static int session(struct edge_peer *p, bool *out_handshaked)
         if (p->inq.len > 0) {
             deadline = min_u64(deadline, edge__mq_front(&p->inq)->due_ms);
         }
-        if (can_push(p, now_us())) {
+        if (can_push(p, edge__peer_now_us())) {
             deadline = now; /* more to build right away */
         }
         rv = pump(p, deadline);
@@ -845,9 +604,9 @@ static void *link_main(void *arg)
             break;
         }
         if (p->err[0] == '\0') {
-            set_err(p, "%s", edge_strerror(rv));
+            edge__peer_set_err(p, "%s", edge_strerror(rv));
         }
-        publish(p, pub_failure, p);
+        edge__peer_publish(p, pub_failure, p);
         EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "peer=%s link down: %s", p->peer_region, p->err);
         if (handshaked) {
             backoff = BACKOFF_MIN_MS;
