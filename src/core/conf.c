@@ -23,7 +23,7 @@
 #include "core/jwt.h"
 
 #define CONF_FILE_MAX (1024 * 1024)
-#define PATH_LEN 160
+#define PATH_LEN EDGE__CONF_PATH_LEN
 
 /* ------------------------------------------------------------------------------------
  * Small shared helpers
@@ -345,26 +345,6 @@ static int get_int(struct ctx *x, yaml_node_t *m, const char *parent, const char
     return EDGE_OK;
 }
 
-/* A byte count beyond int's range (replication.max_log_bytes): a plain integer >= min. */
-static int get_bytes(struct ctx *x, yaml_node_t *m, const char *parent, const char *key, long long min, int64_t *out)
-{
-    char kp[PATH_LEN];
-    yaml_node_t *v = lookup(x, m, key);
-    join(kp, parent, key);
-    if (v == NULL || is_null(v)) return EDGE_OK; /* keep the default */
-    const char *s = (const char *)v->data.scalar.value;
-    char *end = NULL;
-    errno = 0;
-    long long n = v->type == YAML_SCALAR_NODE ? strtoll(s, &end, 10) : 0;
-    if (v->type != YAML_SCALAR_NODE || v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
-        v->data.scalar.length == 0 || end == s || *end != '\0' || errno != 0 || !(s[0] >= '0' && s[0] <= '9')) {
-        return fail_type(x, v, kp, "a number of bytes");
-    }
-    if (n < min) return fail(x, v, kp, "must be at least %lld, got %lld", min, n);
-    *out = (int64_t)n;
-    return EDGE_OK;
-}
-
 /* Boolean field: exactly true or false (plain scalars); absent or null keeps the default. */
 static int get_bool(struct ctx *x, yaml_node_t *m, const char *parent, const char *key, int *out)
 {
@@ -384,46 +364,6 @@ static int get_bool(struct ctx *x, yaml_node_t *m, const char *parent, const cha
         *out = 0;
     } else {
         return fail_type(x, v, kp, "true or false");
-    }
-    return EDGE_OK;
-}
-
-/* A duration: a positive integer and a unit, s, m, h or d ("7d"); absent or null keeps the default. */
-static int get_duration(struct ctx *x, yaml_node_t *m, const char *parent, const char *key, int64_t *out_ms)
-{
-    char kp[PATH_LEN];
-    yaml_node_t *v = lookup(x, m, key);
-    join(kp, parent, key);
-    if (v == NULL || is_null(v)) {
-        return EDGE_OK;
-    }
-    if (v->type != YAML_SCALAR_NODE) {
-        return fail_type(x, v, kp, "a duration such as 30s, 15m, 12h or 7d");
-    }
-    const char *s = (const char *)v->data.scalar.value;
-    char *end = NULL;
-    errno = 0;
-    long long n = strtoll(s, &end, 10);
-    int64_t unit = 0;
-    if (end != s && s[0] >= '0' && s[0] <= '9' && end[0] != '\0' && end[1] == '\0') {
-        unit = end[0] == 's' ? 1000 : end[0] == 'm' ? 60000 : end[0] == 'h' ? 3600000 : end[0] == 'd' ? 86400000 : 0;
-    }
-    /* at most ~100 years: the product stays far from overflow */
-    if (unit == 0 || errno != 0 || n <= 0 || n > 36500LL * 86400) {
-        return fail_type(x, v, kp, "a duration such as 30s, 15m, 12h or 7d");
-    }
-    *out_ms = (int64_t)n * unit;
-    return EDGE_OK;
-}
-
-static int get_consistency(struct ctx *x, yaml_node_t *v, const char *kp,
-                           enum edge_consistency *out)
-{
-    if (v->type != YAML_SCALAR_NODE || is_null(v)) {
-        return fail_type(x, v, kp, "one of strong, eventual, async");
-    }
-    if (edge_consistency_parse((const char *)v->data.scalar.value, out) != EDGE_OK) {
-        return fail_type(x, v, kp, "one of strong, eventual, async");
     }
     return EDGE_OK;
 }
@@ -492,6 +432,78 @@ int edge__conf_get_int(struct edge__conf_ctx *x, yaml_node_t *m, const char *par
 int edge__conf_get_bool(struct edge__conf_ctx *x, yaml_node_t *m, const char *parent, const char *key, int *out)
 {
     return get_bool(CX(x), m, parent, key, out);
+}
+
+int edge__conf_fail_type(struct edge__conf_ctx *x, const yaml_node_t *n, const char *path, const char *want)
+{
+    return fail_type(CX(x), n, path, want);
+}
+
+int edge__conf_is_null(const yaml_node_t *n)
+{
+    return is_null(n);
+}
+
+void edge__conf_join(char *out, const char *parent, const char *key)
+{
+    join(out, parent, key);
+}
+
+int edge__conf_get_bytes(struct edge__conf_ctx *x, yaml_node_t *m, const char *parent, const char *key, long long min,
+                         int64_t *out)
+{
+    char kp[PATH_LEN];
+    yaml_node_t *v = lookup(CX(x), m, key);
+    join(kp, parent, key);
+    if (v == NULL || is_null(v)) return EDGE_OK; /* keep the default */
+    const char *s = (const char *)v->data.scalar.value;
+    char *end = NULL;
+    errno = 0;
+    long long n = v->type == YAML_SCALAR_NODE ? strtoll(s, &end, 10) : 0;
+    if (v->type != YAML_SCALAR_NODE || v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+        v->data.scalar.length == 0 || end == s || *end != '\0' || errno != 0 || !(s[0] >= '0' && s[0] <= '9')) {
+        return fail_type(CX(x), v, kp, "a number of bytes");
+    }
+    if (n < min) return fail(CX(x), v, kp, "must be at least %lld, got %lld", min, n);
+    *out = (int64_t)n;
+    return EDGE_OK;
+}
+
+int edge__conf_get_duration(struct edge__conf_ctx *x, yaml_node_t *m, const char *parent, const char *key,
+                            int64_t *out_ms)
+{
+    char kp[PATH_LEN];
+    yaml_node_t *v = lookup(CX(x), m, key);
+    join(kp, parent, key);
+    if (v == NULL || is_null(v)) {
+        return EDGE_OK;
+    }
+    if (v->type != YAML_SCALAR_NODE) {
+        return fail_type(CX(x), v, kp, "a duration such as 30s, 15m, 12h or 7d");
+    }
+    const char *s = (const char *)v->data.scalar.value;
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(s, &end, 10);
+    int64_t unit = 0;
+    if (end != s && s[0] >= '0' && s[0] <= '9' && end[0] != '\0' && end[1] == '\0') {
+        unit = end[0] == 's' ? 1000 : end[0] == 'm' ? 60000 : end[0] == 'h' ? 3600000 : end[0] == 'd' ? 86400000 : 0;
+    }
+    /* at most ~100 years: the product stays far from overflow */
+    if (unit == 0 || errno != 0 || n <= 0 || n > 36500LL * 86400) {
+        return fail_type(CX(x), v, kp, "a duration such as 30s, 15m, 12h or 7d");
+    }
+    *out_ms = (int64_t)n * unit;
+    return EDGE_OK;
+}
+
+int edge__conf_get_consistency(struct edge__conf_ctx *x, yaml_node_t *v, const char *kp, enum edge_consistency *out)
+{
+    if (v->type != YAML_SCALAR_NODE || is_null(v) ||
+        edge_consistency_parse((const char *)v->data.scalar.value, out) != EDGE_OK) {
+        return fail_type(CX(x), v, kp, "one of strong, eventual, async");
+    }
+    return EDGE_OK;
 }
 
 int edge__conf_get_number(struct edge__conf_ctx *x, yaml_node_t *m, const char *parent, const char *key,
@@ -701,112 +713,6 @@ static int parse_regions(struct ctx *x, yaml_node_t *root)
     return EDGE_OK;
 }
 
-static int parse_tables(struct ctx *x, yaml_node_t *m)
-{
-    int rv = check_keys(x, m, "replication.tables", NULL);
-    size_t n = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
-    if (rv != EDGE_OK || n == 0) {
-        return rv;
-    }
-    x->c->tables = edge_calloc(n, sizeof(*x->c->tables));
-    if (x->c->tables == NULL) {
-        return EDGE_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        yaml_node_pair_t *p = &m->data.mapping.pairs.start[i];
-        yaml_node_t *k = node_at(x, p->key);
-        char kp[PATH_LEN];
-        const char *name = (const char *)k->data.scalar.value;
-        join(kp, "replication.tables", name);
-        if (name[0] == '\0') {
-            return fail(x, k, "replication.tables", "empty table name");
-        }
-        struct edge_conf_table *t = &x->c->tables[i];
-        rv = get_consistency(x, node_at(x, p->value), kp, &t->level);
-        if (rv != EDGE_OK) {
-            return rv;
-        }
-        t->name = edge_strdup(name);
-        if (t->name == NULL) {
-            return EDGE_ENOMEM;
-        }
-        x->c->n_tables = i + 1;
-    }
-    return EDGE_OK;
-}
-
-static int parse_replication(struct ctx *x, yaml_node_t *m)
-{
-    static const char *const keys[] = {"consistency_level", "conflict_resolution",
-                                       "sync_interval_ms",  "max_retries",
-                                       "max_clock_skew_ms", "tables",
-                                       "conflicts_keep",    "conflicts_max_age",
-                                       "crdt_columns",      "tombstone_gc_interval_ms",
-                                       "max_log_bytes",
-                                       NULL};
-    int rv = check_keys(x, m, "replication", keys);
-    if (rv != EDGE_OK) {
-        return rv;
-    }
-    yaml_node_t *v = lookup(x, m, "consistency_level");
-    if (v != NULL) {
-        rv = get_consistency(x, v, "replication.consistency_level", &x->c->consistency);
-        if (rv != EDGE_OK) {
-            return rv;
-        }
-    }
-    v = lookup(x, m, "conflict_resolution");
-    if (v != NULL) {
-        if (v->type != YAML_SCALAR_NODE || is_null(v) ||
-            (strcmp((const char *)v->data.scalar.value, "version_vector") != 0 &&
-             strcmp((const char *)v->data.scalar.value, "lww") != 0)) {
-            return fail_type(x, v, "replication.conflict_resolution",
-                             "one of version_vector, lww");
-        }
-        rv = get_str(x, m, "replication", "conflict_resolution", 0,
-                     &x->c->conflict_resolution, NULL);
-        if (rv != EDGE_OK) {
-            return rv;
-        }
-    }
-    rv = get_int(x, m, "replication", "sync_interval_ms", 1, &x->c->sync_interval_ms);
-    if (rv == EDGE_OK) {
-        rv = get_int(x, m, "replication", "max_retries", 0, &x->c->max_retries);
-    }
-    if (rv == EDGE_OK) {
-        /* at least 1 ms: 0 would count every entry that is not from the past */
-        rv = get_int(x, m, "replication", "max_clock_skew_ms", 1, &x->c->max_clock_skew_ms);
-    }
-    if (rv == EDGE_OK) {
-        rv = get_int(x, m, "replication", "conflicts_keep", 1, &x->c->conflicts_keep);
-    }
-    if (rv == EDGE_OK) {
-        rv = get_duration(x, m, "replication", "conflicts_max_age", &x->c->conflicts_max_age_ms);
-    }
-    if (rv == EDGE_OK) {
-        /* at least 10 ms: each step is a writer job */
-        rv = get_int(x, m, "replication", "tombstone_gc_interval_ms", 10, &x->c->tombstone_gc_interval_ms);
-    }
-    if (rv == EDGE_OK) {
-        rv = get_bytes(x, m, "replication", "max_log_bytes", 0, &x->c->max_log_bytes);
-    }
-    if (rv != EDGE_OK) {
-        return rv;
-    }
-    v = lookup(x, m, "crdt_columns");
-    if (v != NULL && !is_null(v) && (rv = edge__conf_parse_crdt_columns((struct edge__conf_ctx *)x, v)) != EDGE_OK) {
-        return rv;
-    }
-    v = lookup(x, m, "tables");
-    if (v == NULL || is_null(v)) {
-        return EDGE_OK;
-    }
-    if (v->type != YAML_MAPPING_NODE) {
-        return fail_type(x, v, "replication.tables", "a mapping of table: consistency");
-    }
-    return parse_tables(x, v);
-}
-
 static int parse_root(struct ctx *x, yaml_node_t *root)
 {
     static const char *const keys[] = {"cluster", "regions",  "replication", "auth",   "limits",
@@ -834,7 +740,7 @@ static int parse_root(struct ctx *x, yaml_node_t *root)
         rv = get_section(x, root, "replication", &sec);
     }
     if (rv == EDGE_OK && sec != NULL) {
-        rv = parse_replication(x, sec);
+        rv = edge__conf_parse_replication((struct edge__conf_ctx *)x, sec);
     }
     if (rv == EDGE_OK) {
         rv = get_section(x, root, "auth", &sec);
