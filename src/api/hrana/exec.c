@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Hrana requests: execution, with the replication hooks around each statement (see hrana.h). */
+/* Hrana requests: execution (see hrana.h); the replication hooks around each statement
+ * are in exec_repl.c. */
 #include "api/hrana/hrana_int.h"
+#include "api/hrana/exec_repl.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -18,13 +20,13 @@
 /* Execution                                                                          */
 /* ---------------------------------------------------------------------------------- */
 
-static void set_err(struct stmt_error *e, const char *code, const char *fmt, const char *a)
+void hrana__set_err(struct stmt_error *e, const char *code, const char *fmt, const char *a)
 {
     e->code = code;
     snprintf(e->message, sizeof(e->message), fmt, a);
 }
 
-static void set_sqlite_err(struct stmt_error *e, struct hrana_ctx *ctx, int rc)
+void hrana__set_sqlite_err(struct stmt_error *e, struct hrana_ctx *ctx, int rc)
 {
     sqlite3 *db = edge_store_db(ctx->conn);
     if ((rc & 0xff) == SQLITE_INTERRUPT && edge_store_budget_hit(ctx->conn)) {
@@ -40,20 +42,6 @@ static void set_sqlite_err(struct stmt_error *e, struct hrana_ctx *ctx, int rc)
         e->code = "SQLITE_AUTH";
     }
     snprintf(e->message, sizeof(e->message), "%s", msg);
-}
-
-/* Client statements run in the store's sandbox (hrana_execute_request); edgelite's own
- * statements around them (savepoints, the log entry, query_only) step out of it. */
-static bool own_begin(struct hrana_ctx *ctx)
-{
-    bool was = edge_store_sandboxed(ctx->conn);
-    edge_store_sandbox(ctx->conn, false);
-    return was;
-}
-
-static void own_end(struct hrana_ctx *ctx, bool was)
-{
-    if (was) edge_store_sandbox(ctx->conn, true);
 }
 
 static bool is_parse_error(const char *msg)
@@ -86,7 +74,7 @@ static int bind_value(sqlite3_stmt *st, int idx, json_t *v, struct stmt_error *e
         if (json_is_integer(val)) {
             i = json_integer_value(val);
         } else if (!hrana__parse_i64(json_string_value(val), &i)) {
-            set_err(e, "ARGS_INVALID", "invalid integer value '%s'", json_string_value(val));
+            hrana__set_err(e, "ARGS_INVALID", "invalid integer value '%s'", json_string_value(val));
             return -1;
         }
         rc = sqlite3_bind_int64(st, idx, i);
@@ -100,13 +88,13 @@ static int bind_value(sqlite3_stmt *st, int idx, json_t *v, struct stmt_error *e
         uint8_t *bytes = NULL;
         size_t n = 0;
         if (edge_base64_decode(json_string_value(b64), json_string_length(b64), &bytes, &n) != EDGE_OK) {
-            set_err(e, "ARGS_INVALID", "%sinvalid base64 in blob value", "");
+            hrana__set_err(e, "ARGS_INVALID", "%sinvalid base64 in blob value", "");
             return -1;
         }
         rc = sqlite3_bind_blob64(st, idx, bytes, n, edge_free);
     }
     if (rc != SQLITE_OK) {
-        set_err(e, edge_store_code_name(rc), "cannot bind argument: %s", sqlite3_errstr(rc));
+        hrana__set_err(e, edge_store_code_name(rc), "cannot bind argument: %s", sqlite3_errstr(rc));
         return -1;
     }
     return 0;
@@ -121,7 +109,7 @@ static int bind_args(sqlite3_stmt *st, json_t *stmt, struct stmt_error *e)
     if (n_args > (size_t)count) {
         char m[64];
         snprintf(m, sizeof(m), "%zu", n_args);
-        set_err(e, "ARGS_INVALID", "%s arguments given but the statement has fewer parameters", m);
+        hrana__set_err(e, "ARGS_INVALID", "%s arguments given but the statement has fewer parameters", m);
         return -1;
     }
     for (int i = 1; i <= count; i++) {
@@ -153,7 +141,7 @@ static int bind_args(sqlite3_stmt *st, json_t *stmt, struct stmt_error *e)
         if (v == NULL) {
             char idx[32];
             snprintf(idx, sizeof(idx), "%d", i);
-            set_err(e, "ARGS_INVALID", nm ? "no value for parameter %s" : "no value for parameter #%s",
+            hrana__set_err(e, "ARGS_INVALID", nm ? "no value for parameter %s" : "no value for parameter #%s",
                     nm ? nm : idx);
             return -1;
         }
@@ -233,223 +221,13 @@ static void sync_readonly(struct hrana_ctx *ctx)
 {
     sqlite3 *db = edge_store_db(ctx->conn);
     if (ctx->readonly_txn && sqlite3_get_autocommit(db)) {
-        bool was = own_begin(ctx);
+        bool was = hrana__own_begin(ctx);
         sqlite3_exec(db, "PRAGMA query_only=0", NULL, NULL, NULL);
-        own_end(ctx, was);
+        hrana__own_end(ctx, was);
         ctx->readonly_txn = false;
     }
 }
 
-/* ---------------------------------------------------------------------------------- */
-/* Replication hooks around one statement                                             */
-/* ---------------------------------------------------------------------------------- */
-
-struct rx {
-    size_t mark;   /* capture position before the statement */
-    bool wrapped;  /* we opened a transaction around an autocommit write */
-    bool sp;       /* the write runs inside SAVEPOINT edge_stmt */
-    bool ddl;      /* a schema change */
-    bool was_autocommit;
-    bool guarded;  /* guard_begin was called: guard_end follows */
-    char name[64]; /* savepoint name of SAVEPOINT / RELEASE / ROLLBACK TO */
-};
-
-static bool is_ddl(sqlite3_stmt *st)
-{
-    const char *s = sqlite3_sql(st);
-    return s != NULL && hrana__starts_ddl(s, strlen(s));
-}
-
-/* Before stepping st. Returns 0, or -1 with e set.
- * Every write runs inside its own SAVEPOINT so that a failing statement leaves the
- * database exactly as the change log records it (SQLite's OR FAIL would otherwise keep
- * part of a statement that the log then drops). */
-static int repl_pre_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, struct rx *x,
-                        struct stmt_error *e);
-
-static int repl_pre(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, struct rx *x, struct stmt_error *e)
-{
-    bool was = own_begin(ctx);
-    int r = repl_pre_own(ctx, st, tx, x, e);
-    own_end(ctx, was);
-    if (r == 0 && ctx->guard_begin != NULL && ctx->own_txn &&
-        (tx == EDGE_TXCTL_END || tx == EDGE_TXCTL_RELEASE || !sqlite3_stmt_readonly(st))) {
-        ctx->guard_begin(ctx->hook_ud, ctx);
-        x->guarded = true;
-    }
-    return r;
-}
-
-static int repl_pre_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, struct rx *x,
-                        struct stmt_error *e)
-{
-    memset(x, 0, sizeof(*x));
-    if (ctx->capture == NULL) return 0;
-    sqlite3 *db = edge_store_db(ctx->conn);
-    x->was_autocommit = sqlite3_get_autocommit(db) != 0;
-    if (tx == EDGE_TXCTL_SAVEPOINT || tx == EDGE_TXCTL_RELEASE || tx == EDGE_TXCTL_ROLLBACK_TO) {
-        const char *sql = sqlite3_sql(st);
-        edge_store_savepoint_name(sql, strlen(sql), x->name, sizeof(x->name));
-    }
-    if ((tx == EDGE_TXCTL_BEGIN || tx == EDGE_TXCTL_BEGIN_READONLY || tx == EDGE_TXCTL_SAVEPOINT) &&
-        x->was_autocommit) {
-        edge_capture_reset(ctx->capture);
-    }
-    bool commits = tx == EDGE_TXCTL_END ||
-                   (tx == EDGE_TXCTL_RELEASE && edge_capture_release_ends_txn(ctx->capture, x->name));
-    if (commits && !x->was_autocommit && ctx->own_txn) {
-        /* The transaction's log entry is written inside it, just before it commits. */
-        char msg[256] = "";
-        if (ctx->commit_entry(ctx->hook_ud, ctx, msg, sizeof(msg)) != EDGE_OK) {
-            set_err(e, "REPLICATION_ERROR", "%s", msg);
-            return -1;
-        }
-    }
-    x->mark = edge_capture_mark(ctx->capture);
-    if (tx != EDGE_TXCTL_NONE || sqlite3_stmt_readonly(st)) return 0;
-    if (ctx->own_txn && x->was_autocommit) {
-        /* An autocommit write on a transaction connection: give it a transaction so its
-         * log entry commits together with it. */
-        if (edge_store_exec_kept(db, "BEGIN IMMEDIATE") != SQLITE_OK) {
-            set_sqlite_err(e, ctx, sqlite3_errcode(db));
-            return -1;
-        }
-        edge_capture_reset(ctx->capture);
-        x->mark = 0;
-        x->wrapped = true;
-    }
-    x->sp = edge_store_exec_kept(db, "SAVEPOINT edge_stmt") == SQLITE_OK;
-    x->ddl = is_ddl(st);
-    return 0;
-}
-
-static void count_pk(void *ud, int cid, const char *name, int pk)
-{
-    (void)cid;
-    (void)name;
-    if (pk > 0) ++*(int *)ud;
-}
-
-/* A user table without a PRIMARY KEY, or NULL. */
-static const char *table_without_pk(sqlite3 *db)
-{
-    static const char q[] =
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
-        " AND name NOT LIKE '\\_edge\\_%' ESCAPE '\\'";
-    static __thread char name[128];
-    sqlite3_stmt *st = NULL;
-    const char *found = NULL;
-    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) == SQLITE_OK) {
-        while (found == NULL && sqlite3_step(st) == SQLITE_ROW) {
-            const char *t = (const char *)sqlite3_column_text(st, 0);
-            int npk = 0;
-            if (t != NULL && edge_store_table_columns(db, t, count_pk, &npk) > 0 && npk == 0) {
-                snprintf(name, sizeof(name), "%s", t);
-                found = name;
-            }
-        }
-    }
-    sqlite3_finalize(st);
-    return found;
-}
-
-/* After stepping st (ok says whether it succeeded). Returns 0, or -1 with e set when a
- * successful statement had to be undone (its change could not be replicated). */
-static int repl_post_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, bool ok, struct rx *x,
-                         struct stmt_error *e);
-
-static int repl_post(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, bool ok, struct rx *x,
-                     struct stmt_error *e)
-{
-    bool was = own_begin(ctx);
-    int r = repl_post_own(ctx, st, tx, ok, x, e);
-    own_end(ctx, was);
-    if (x->guarded) {
-        ctx->guard_end(ctx->hook_ud, ctx);
-        x->guarded = false;
-    }
-    return r;
-}
-
-static int repl_post_own(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx, bool ok, struct rx *x,
-                         struct stmt_error *e)
-{
-    if (ctx->capture == NULL) return 0;
-    sqlite3 *db = edge_store_db(ctx->conn);
-    int ret = 0;
-    if (ok && x->ddl) {
-        const char *nopk = table_without_pk(db);
-        if (nopk != NULL) {
-            set_err(e, "REPLICATION_NO_PRIMARY_KEY",
-                    "table %s has no PRIMARY KEY: edgelite replicates only tables with a primary key", nopk);
-            ok = false;
-            ret = -1;
-        } else {
-            char *sql = sqlite3_expanded_sql(st);
-            if (sql == NULL || edge_capture_ddl(ctx->capture, sql, strlen(sql)) != EDGE_OK) {
-                set_err(e, "REPLICATION_ERROR", "%scannot record the schema change", "");
-                ok = false;
-                ret = -1;
-            }
-            sqlite3_free(sql);
-        }
-    }
-    if (ok) {
-        /* CRDT columns (replication.crdt_columns): checked per statement, so a bad one
-         * fails alone instead of failing the group commit it would join. */
-        char msg[256] = "";
-        if (edge_capture_check(ctx->capture, x->mark, x->ddl, msg, sizeof(msg)) != EDGE_OK) {
-            set_err(e, "CRDT_COLUMN", "%s", msg[0] ? msg : "cannot check the CRDT columns");
-            ok = false;
-            ret = -1;
-        }
-    }
-    if (x->sp) {
-        if (!ok && !sqlite3_get_autocommit(db)) {
-            edge_store_exec_kept(db, "ROLLBACK TO edge_stmt");
-        }
-        if (!sqlite3_get_autocommit(db)) edge_store_exec_kept(db, "RELEASE edge_stmt");
-    }
-    if (!ok) {
-        edge_capture_rewind(ctx->capture, x->mark);
-    }
-    if (x->wrapped) {
-        char msg[256] = "";
-        if (ok && ctx->commit_entry(ctx->hook_ud, ctx, msg, sizeof(msg)) != EDGE_OK) {
-            set_err(e, "REPLICATION_ERROR", "%s", msg);
-            ok = false;
-            ret = -1;
-        }
-        if (ok && edge_store_exec_kept(db, "COMMIT") == SQLITE_OK) {
-            ctx->committed(ctx->hook_ud, ctx);
-        } else {
-            if (ok) {
-                set_sqlite_err(e, ctx, sqlite3_errcode(db));
-                ret = -1;
-            }
-            if (!sqlite3_get_autocommit(db)) edge_store_exec_kept(db, "ROLLBACK");
-            edge_capture_reset(ctx->capture);
-        }
-        if (ctx->settled != NULL) ctx->settled(ctx->hook_ud, ctx);
-        return ret;
-    }
-    if (ok) {
-        if (tx == EDGE_TXCTL_SAVEPOINT) edge_capture_savepoint(ctx->capture, x->name, x->was_autocommit);
-        if (tx == EDGE_TXCTL_ROLLBACK_TO) edge_capture_rollback_to(ctx->capture, x->name);
-        if (tx == EDGE_TXCTL_RELEASE) edge_capture_release(ctx->capture, x->name);
-    }
-    if (ok && ctx->own_txn && !x->was_autocommit && sqlite3_get_autocommit(db)) {
-        if (tx == EDGE_TXCTL_END || tx == EDGE_TXCTL_RELEASE) {
-            ctx->committed(ctx->hook_ud, ctx);
-        }
-        edge_capture_reset(ctx->capture);
-    } else if (sqlite3_get_autocommit(db)) {
-        /* A failed COMMIT, a ROLLBACK or an implicit rollback: nothing of it survives. */
-        edge_capture_reset(ctx->capture);
-    }
-    if (ctx->own_txn && ctx->settled != NULL && sqlite3_get_autocommit(db)) ctx->settled(ctx->hook_ud, ctx);
-    return ret;
-}
 
 /* The StmtResult JSON of execute and batch, as a result sink. */
 struct stmt_json {
@@ -533,15 +311,15 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     if (sql == NULL) {
         char id[32];
         snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(stmt, "sql_id")));
-        set_err(e, "SQL_NOT_FOUND", "no stored SQL with id %s", id);
+        hrana__set_err(e, "SQL_NOT_FOUND", "no stored SQL with id %s", id);
         goto out;
     }
     tx = edge_store_txctl(sql, len);
     sqlite3 *db = edge_store_db(ctx->conn);
     if (tx == EDGE_TXCTL_BEGIN_READONLY && sqlite3_get_autocommit(db)) {
-        bool was = own_begin(ctx);
+        bool was = hrana__own_begin(ctx);
         sqlite3_exec(db, "PRAGMA query_only=1", NULL, NULL, NULL);
-        own_end(ctx, was);
+        hrana__own_end(ctx, was);
         ctx->readonly_txn = true;
     }
     size_t tail = 0;
@@ -550,14 +328,14 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     if (ctx->capture != NULL && tx == EDGE_TXCTL_NONE && ctx->access != HRANA_ACCESS_RO && !ctx->readonly_txn) {
         /* Before prepare: an INSERT compiles the id-striping triggers in (repl/ids.c).
          * They are edgelite's own TEMP objects: made outside the sandbox. */
-        bool was = own_begin(ctx);
+        bool was = hrana__own_begin(ctx);
         int irv = edge_capture_ids_before(ctx->capture, sql, len);
-        own_end(ctx, was);
+        hrana__own_end(ctx, was);
         if (irv != EDGE_OK) {
             if (sqlite3_errcode(db) != SQLITE_OK) {
-                set_sqlite_err(e, ctx, sqlite3_errcode(db));
+                hrana__set_sqlite_err(e, ctx, sqlite3_errcode(db));
             } else { /* never "SQLITE_OK: not an error" */
-                set_err(e, "INTERNAL_ERROR", "cannot prepare the id-striping triggers: %s", edge_strerror(irv));
+                hrana__set_err(e, "INTERNAL_ERROR", "cannot prepare the id-striping triggers: %s", edge_strerror(irv));
             }
             goto out;
         }
@@ -566,12 +344,12 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     edge_store_set_budget(ctx->conn, ctx->budget_ms);
     int rc = edge_store_prepare(ctx->conn, sql, len, &st, &tail);
     if (rc != SQLITE_OK) {
-        set_sqlite_err(e, ctx, rc);
+        hrana__set_sqlite_err(e, ctx, rc);
         if (is_parse_error(e->message)) e->code = "SQL_PARSE_ERROR";
         goto out;
     }
     if (st == NULL) {
-        set_err(e, "SQL_NO_STATEMENT", "%sno SQL statement given", "");
+        hrana__set_err(e, "SQL_NO_STATEMENT", "%sno SQL statement given", "");
         goto out;
     }
     /* Anything after the statement other than whitespace, comments and ';' is a second one. */
@@ -585,20 +363,20 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
         bool more = rc2 != SQLITE_OK || next != NULL;
         sqlite3_finalize(next);
         if (more) {
-            set_err(e, "SQL_MANY_STATEMENTS", "%sonly one SQL statement is allowed here", "");
+            hrana__set_err(e, "SQL_MANY_STATEMENTS", "%sonly one SQL statement is allowed here", "");
             goto out;
         }
         break;
     }
     if (ctx->access == HRANA_ACCESS_RO && !sqlite3_stmt_readonly(st)) {
-        set_err(e, "AUTH_READ_ONLY", "%swrites are not allowed with a read-only token", "");
+        hrana__set_err(e, "AUTH_READ_ONLY", "%swrites are not allowed with a read-only token", "");
         goto out;
     }
     if (bind_args(st, stmt, e) != 0) {
         goto out;
     }
-    struct rx x;
-    if (repl_pre(ctx, st, tx, &x, e) != 0) {
+    struct hrana__rx x;
+    if (hrana__repl_pre(ctx, st, tx, &x, e) != 0) {
         goto out;
     }
     json_t *wr = json_object_get(stmt, "want_rows");
@@ -611,25 +389,25 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     }
     if (wrv != EDGE_OK) {
         rs->rewind(rs->ud, mark);
-        set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
+        hrana__set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
         sqlite3_reset(st);
-        repl_post(ctx, st, tx, false, &x, e);
+        hrana__repl_post(ctx, st, tx, false, &x, e);
         ret = -1;
         goto out;
     }
     if (rc != SQLITE_DONE) {
-        set_sqlite_err(e, ctx, rc);
+        hrana__set_sqlite_err(e, ctx, rc);
         sqlite3_reset(st);
-        repl_post(ctx, st, tx, false, &x, e);
+        hrana__repl_post(ctx, st, tx, false, &x, e);
         goto out;
     }
     sqlite3_int64 changes_now = sqlite3_changes64(db);
     if (ids_on) {
         /* Rows the striping triggers inserted in place of the statement's own: count
          * them, and give RETURNING its rows for them. */
-        bool was_sb = own_begin(ctx);
+        bool was_sb = hrana__own_begin(ctx);
         edge_capture_ids_after(ctx->capture, &ids);
-        own_end(ctx, was_sb);
+        hrana__own_end(ctx, was_sb);
         ids_on = false;
         changes_now += (sqlite3_int64)ids.assigned;
         if (ids.returning_sql != NULL) {
@@ -650,14 +428,14 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
             ids.returning_sql = NULL;
             if (wrv != EDGE_OK) {
                 rs->rewind(rs->ud, mark);
-                set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
-                repl_post(ctx, st, tx, false, &x, e);
+                hrana__set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
+                hrana__repl_post(ctx, st, tx, false, &x, e);
                 goto out;
             }
         }
     }
     bool changed_now = sqlite3_total_changes64(db) != changes_before;
-    if (repl_post(ctx, st, tx, true, &x, e) != 0) {
+    if (hrana__repl_post(ctx, st, tx, true, &x, e) != 0) {
         goto out;
     }
     bool changed = changed_now;
@@ -665,16 +443,16 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     bool has_rowid = !ro && stmt_is_insert(st);
     if (rs->end(rs->ud, changed ? (int64_t)changes_now : 0, has_rowid, has_rowid ? sqlite3_last_insert_rowid(db) : 0,
                 ro ? nrows : 0) != EDGE_OK) {
-        set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
+        hrana__set_err(e, "RESPONSE_TOO_LARGE", "%sthe result is too large", "");
         goto out;
     }
     ctx->rows += nrows;
     ret = 0;
 out:
     if (ids_on) {
-        bool was_sb = own_begin(ctx);
+        bool was_sb = hrana__own_begin(ctx);
         edge_capture_ids_after(ctx->capture, &ids); /* the statement failed: forget its ids */
-        own_end(ctx, was_sb);
+        hrana__own_end(ctx, was_sb);
         edge_free(ids.returning_sql);
     }
     if (ret != 0) {
@@ -791,7 +569,7 @@ static int run_sequence_inner(struct hrana_ctx *ctx, json_t *req, struct stmt_er
     size_t len = 0;
     const char *sql = hrana__stmt_sql(req, ctx->sqls, &len);
     if (sql == NULL) {
-        set_err(e, "SQL_NOT_FOUND", "%sno stored SQL with that id", "");
+        hrana__set_err(e, "SQL_NOT_FOUND", "%sno stored SQL with that id", "");
         return -1;
     }
     sqlite3 *db = edge_store_db(ctx->conn);
@@ -802,16 +580,16 @@ static int run_sequence_inner(struct hrana_ctx *ctx, json_t *req, struct stmt_er
         sqlite3_stmt *st = NULL;
         enum edge_txctl tx = edge_store_txctl(sql + off, len - off);
         if (tx == EDGE_TXCTL_BEGIN_READONLY && sqlite3_get_autocommit(db)) {
-            bool was = own_begin(ctx);
+            bool was = hrana__own_begin(ctx);
             sqlite3_exec(db, "PRAGMA query_only=1", NULL, NULL, NULL);
-            own_end(ctx, was);
+            hrana__own_end(ctx, was);
             ctx->readonly_txn = true;
         }
         size_t toff = 0;
         int rc = edge_store_prepare_once(ctx->conn, sql + off, len - off, &st, &toff);
         tail = sql + off + toff;
         if (rc != SQLITE_OK) {
-            set_sqlite_err(e, ctx, rc);
+            hrana__set_sqlite_err(e, ctx, rc);
             if (is_parse_error(e->message)) e->code = "SQL_PARSE_ERROR";
             return -1;
         }
@@ -819,7 +597,7 @@ static int run_sequence_inner(struct hrana_ctx *ctx, json_t *req, struct stmt_er
         if (st == NULL && next == off) {
             /* SQLite stops at a NUL byte and reports no progress: what follows would
              * never run, and this loop would never end. */
-            set_err(e, "SQL_PARSE_ERROR", "%sthe SQL text contains a NUL character", "");
+            hrana__set_err(e, "SQL_PARSE_ERROR", "%sthe SQL text contains a NUL character", "");
             return -1;
         }
         off = next;
@@ -829,26 +607,26 @@ static int run_sequence_inner(struct hrana_ctx *ctx, json_t *req, struct stmt_er
         ctx->stmts++;
         if (ctx->access == HRANA_ACCESS_RO && !sqlite3_stmt_readonly(st)) {
             sqlite3_finalize(st);
-            set_err(e, "AUTH_READ_ONLY", "%swrites are not allowed with a read-only token", "");
+            hrana__set_err(e, "AUTH_READ_ONLY", "%swrites are not allowed with a read-only token", "");
             return -1;
         }
-        struct rx x;
-        if (repl_pre(ctx, st, tx, &x, e) != 0) {
+        struct hrana__rx x;
+        if (hrana__repl_pre(ctx, st, tx, &x, e) != 0) {
             sqlite3_finalize(st);
             return -1;
         }
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         }
         if (rc != SQLITE_DONE) {
-            set_sqlite_err(e, ctx, rc);
+            hrana__set_sqlite_err(e, ctx, rc);
             sqlite3_reset(st);
-            repl_post(ctx, st, tx, false, &x, e);
+            hrana__repl_post(ctx, st, tx, false, &x, e);
             sqlite3_finalize(st);
             sync_readonly(ctx);
             edge_store_set_budget(ctx->conn, 0);
             return -1;
         }
-        int prv = repl_post(ctx, st, tx, true, &x, e);
+        int prv = hrana__repl_post(ctx, st, tx, true, &x, e);
         sqlite3_finalize(st);
         sync_readonly(ctx);
         if (prv != 0) {
@@ -864,16 +642,16 @@ static int run_describe(struct hrana_ctx *ctx, json_t *req, struct edge_buf *out
     size_t len = 0;
     const char *sql = hrana__stmt_sql(req, ctx->sqls, &len);
     if (sql == NULL) {
-        set_err(e, "SQL_NOT_FOUND", "%sno stored SQL with that id", "");
+        hrana__set_err(e, "SQL_NOT_FOUND", "%sno stored SQL with that id", "");
         return -1;
     }
     sqlite3_stmt *st = NULL;
     int rc = edge_store_prepare_once(ctx->conn, sql, len, &st, NULL);
     if (rc != SQLITE_OK || st == NULL) {
         if (rc == SQLITE_OK) {
-            set_err(e, "SQL_NO_STATEMENT", "%sno SQL statement given", "");
+            hrana__set_err(e, "SQL_NO_STATEMENT", "%sno SQL statement given", "");
         } else {
-            set_sqlite_err(e, ctx, rc);
+            hrana__set_sqlite_err(e, ctx, rc);
             if (is_parse_error(e->message)) e->code = "SQL_PARSE_ERROR";
         }
         sqlite3_finalize(st);
@@ -903,7 +681,7 @@ static int store_sql(struct hrana_sqlmap *m, json_t *req, struct stmt_error *e)
     int32_t id = (int32_t)json_integer_value(json_object_get(req, "sql_id"));
     json_t *sql = json_object_get(req, "sql");
     if (json_string_length(sql) > HRANA_MAX_SQL_BYTES) {
-        set_err(e, "SQL_STORE_TOO_LARGE", "%sthe SQL text is too large to store", "");
+        hrana__set_err(e, "SQL_STORE_TOO_LARGE", "%sthe SQL text is too large to store", "");
         return -1;
     }
     for (size_t i = 0; i < m->n; i++) {
@@ -911,7 +689,7 @@ static int store_sql(struct hrana_sqlmap *m, json_t *req, struct stmt_error *e)
             /* Over HTTP a client may re-store an id after an expired stream; replace. */
             char *copy = edge_strndup(json_string_value(sql), json_string_length(sql));
             if (copy == NULL) {
-                set_err(e, "INTERNAL", "%sout of memory", "");
+                hrana__set_err(e, "INTERNAL", "%sout of memory", "");
                 return -1;
             }
             edge_free(m->items[i].sql);
@@ -922,18 +700,18 @@ static int store_sql(struct hrana_sqlmap *m, json_t *req, struct stmt_error *e)
     if (m->n >= m->max) {
         char lim[32];
         snprintf(lim, sizeof(lim), "%zu", m->max);
-        set_err(e, "SQL_STORE_TOO_MANY", "too many stored SQL texts (the limit is %s)", lim);
+        hrana__set_err(e, "SQL_STORE_TOO_MANY", "too many stored SQL texts (the limit is %s)", lim);
         return -1;
     }
     struct hrana_sql *items = edge_realloc(m->items, (m->n + 1) * sizeof(*items));
     if (items == NULL) {
-        set_err(e, "INTERNAL", "%sout of memory", "");
+        hrana__set_err(e, "INTERNAL", "%sout of memory", "");
         return -1;
     }
     m->items = items;
     char *copy = edge_strndup(json_string_value(sql), json_string_length(sql));
     if (copy == NULL) {
-        set_err(e, "INTERNAL", "%sout of memory", "");
+        hrana__set_err(e, "INTERNAL", "%sout of memory", "");
         return -1;
     }
     m->items[m->n].id = id;
@@ -995,7 +773,7 @@ int hrana_execute_request(struct hrana_ctx *ctx, json_t *req, enum hrana_wrap wr
         rv = edge_buf_printf(out, ",\"is_autocommit\":%s", ac ? "true" : "false");
     } else if (strstr(t, "_cursor") != NULL) {
         /* open_cursor, fetch_cursor, close_cursor belong to the WebSocket session (ws_cursor.c) */
-        set_err(&e, "HRANA_PROTO_ERROR", "%s is not executed here", t);
+        hrana__set_err(&e, "HRANA_PROTO_ERROR", "%s is not executed here", t);
         r = -1;
     }
     /* close, open_stream, close_stream: nothing more to say */
@@ -1007,7 +785,7 @@ int hrana_execute_request(struct hrana_ctx *ctx, json_t *req, enum hrana_wrap wr
         return edge_buf_puts(out, "}}");
     }
     if (rv != EDGE_OK && e.code == NULL) {
-        set_err(&e, "RESPONSE_TOO_LARGE", "%sthe response is too large", "");
+        hrana__set_err(&e, "RESPONSE_TOO_LARGE", "%sthe response is too large", "");
     }
     out->len = mark;
     if (out->data) out->data[mark] = '\0';

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Internals shared by the Hrana files (classify.c, exec.c, cursor.c, pb.c). */
+/* Internals shared by the Hrana files (classify.c, exec.c, exec_repl.c, cursor.c, pb.c). */
 #ifndef EDGE_API_HRANA_INT_H
 #define EDGE_API_HRANA_INT_H
 
