@@ -160,34 +160,105 @@ bool edge_repl_behind_now(struct edge_repl_state *n)
     return behind;
 }
 
+/* Does the old copy's log hold entry origin:seq? */
+static bool old_log_has(sqlite3 *old, const char *origin, uint64_t seq)
+{
+    sqlite3_stmt *q = NULL;
+    bool has = false;
+    if (sqlite3_prepare_v2(old, "SELECT 1 FROM _edge_log WHERE origin = ?1 AND seq = ?2", -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, origin, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)seq);
+        has = sqlite3_step(q) == SQLITE_ROW;
+    }
+    sqlite3_finalize(q);
+    return has;
+}
+
+/* sent: where the next batch from the old copy starts. Per origin, what the new database
+ * has; an other origin whose next entry the old copy no longer holds (compacted there) is
+ * skipped whole (set to the old copy's count): the links bring it. skip marks those. */
+static int reapply_from(sqlite3 *old, const struct edge_vclock *oldvv, const struct edge_vclock *now,
+                        const char *self, struct edge_vclock *skip, struct edge_vclock *sent)
+{
+    int rv = EDGE_OK;
+    for (size_t i = 0; i < oldvv->n_entries && rv == EDGE_OK; i++) {
+        const char *o = oldvv->entries[i].region;
+        uint64_t have = edge_vclock_get(now, o);
+        if (edge_vclock_get(skip, o) == 0 && strcmp(o, self) != 0 && oldvv->entries[i].n > have &&
+            !old_log_has(old, o, have + 1)) {
+            rv = edge_vclock_set(skip, o, 1);
+        }
+        if (rv == EDGE_OK) rv = edge_vclock_set(sent, o, edge_vclock_get(skip, o) ? oldvv->entries[i].n : have);
+    }
+    return rv;
+}
+
+/* Own entries stuck on dependencies that neither copy holds (an entry of another region
+ * this one had applied, which the snapshot's region never received and the old log no
+ * longer has): their deps are narrowed to what the new database holds, so they apply
+ * now. The merge stays the same: this region had applied what it depended on, so its
+ * HLC stamps every own entry above those, and the concurrent rule (greater stamp wins)
+ * gives what the causal rule would have. Returns how many entries were narrowed. */
+static size_t narrow_own_deps(struct edge_repl_entry *entries, size_t count, const char *self,
+                              const struct edge_vclock *now)
+{
+    size_t narrowed = 0;
+    for (size_t i = 0; i < count; i++) {
+        struct edge_repl_entry *e = &entries[i];
+        if (strcmp(e->origin, self) != 0) continue;
+        bool any = false;
+        for (size_t k = 0; k < e->deps.n_entries;) {
+            char r[EDGE_VCLOCK_REGION_MAX + 1];
+            snprintf(r, sizeof(r), "%s", e->deps.entries[k].region);
+            uint64_t have = edge_vclock_get(now, r);
+            if (strcmp(r, self) == 0 || e->deps.entries[k].n <= have) {
+                k++;
+                continue;
+            }
+            /* Lowering never allocates; at 0 the entry goes and the next one moves to k. */
+            (void)edge_vclock_set(&e->deps, r, have);
+            if (have > 0) k++;
+            any = true;
+        }
+        narrowed += any;
+    }
+    return narrowed;
+}
+
 /* After a re-seed, on the writer's connection before the writer runs: this region's own
  * entries that the set-aside database holds beyond what the snapshot has of them (writes
  * acknowledged here that no peer had received) are applied to the new database like
- * entries from a peer, in seq order, so they are neither lost nor renumbered; the links
- * then send them on. */
+ * entries from a peer, in HLC order, so they are neither lost nor renumbered; the links
+ * then send them on. What they depend on comes first: entries of other regions that the
+ * old copy holds and the snapshot lacks are applied with them (they are the same entries
+ * everywhere), and an own entry whose dependency neither copy holds has its deps
+ * narrowed (narrow_own_deps). Every round re-reads the new VV, so an entry deferred in
+ * one batch is sent again in the next; each round applies at least one entry. */
 int edge_repl_reapply_own(struct edge_repl_state *st, sqlite3 *wdb, const char *aside)
 {
     sqlite3 *old = NULL;
-    struct edge_vclock sent, now;
+    struct edge_vclock oldvv, sent, now, skip;
     struct edge_buf msg;
+    edge_vclock_init(&oldvv);
     edge_vclock_init(&sent);
     edge_vclock_init(&now);
+    edge_vclock_init(&skip);
     edge_buf_init(&msg, EDGE_REPL_FRAME_MAX);
-    uint64_t total = 0;
+    uint64_t first = 0, total = 0;
+    size_t narrowed = 0;
     char err[256] = "";
     int rv = EDGE_ESTORE;
     if (sqlite3_open_v2(aside, &old, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) goto out;
-    /* sent: everything of the other origins (not ours to give), ours up to the new VV */
-    rv = edge_repl_log_vv(old, &sent, err, sizeof(err));
+    rv = edge_repl_log_vv(old, &oldvv, err, sizeof(err));
     if (rv == EDGE_OK) rv = edge_repl_vv_load(wdb, &now);
     if (rv != EDGE_OK) goto out;
-    uint64_t have = edge_vclock_get(&now, st->region);
-    if (edge_vclock_get(&sent, st->region) <= have) goto out; /* nothing only the old copy holds */
-    rv = edge_vclock_set(&sent, st->region, have);
-    for (int guard = 0; rv == EDGE_OK && guard < 1000000; guard++) {
+    first = edge_vclock_get(&now, st->region);
+    uint64_t want = edge_vclock_get(&oldvv, st->region);
+    for (int guard = 0; rv == EDGE_OK && edge_vclock_get(&now, st->region) < want && guard < 1000000; guard++) {
         size_t n = 0;
         edge_buf_reset(&msg);
-        rv = edge_repl_batch_build(old, &sent, 1000, (size_t)1 << 20, &msg, &n, err, sizeof(err));
+        rv = reapply_from(old, &oldvv, &now, st->region, &skip, &sent);
+        if (rv == EDGE_OK) rv = edge_repl_batch_build(old, &sent, 1000, (size_t)1 << 20, &msg, &n, err, sizeof(err));
         if (rv != EDGE_OK || n == 0) break;
         struct edge_repl_entry *entries = NULL;
         size_t count = 0;
@@ -196,32 +267,52 @@ int edge_repl_reapply_own(struct edge_repl_state *st, sqlite3 *wdb, const char *
         struct edge_repl_apply_stats as = {0};
         edge_capture_suspend(st->wcap, true);
         rv = edge_repl_apply_batch(wdb, &st->local, st->max_skew_ms, entries, count, &as, err, sizeof(err));
+        if (rv == EDGE_OK && as.applied == 0) {
+            /* Stuck on what neither copy holds: narrowed, tried once more. */
+            size_t k = narrow_own_deps(entries, count, st->region, &now);
+            narrowed += k;
+            if (k > 0) rv = edge_repl_apply_batch(wdb, &st->local, st->max_skew_ms, entries, count, &as, err,
+                                                  sizeof(err));
+        }
         edge_capture_suspend(st->wcap, false);
         edge_repl_entries_free(entries, count);
         total += as.applied;
         if (rv == EDGE_OK && as.applied == 0) {
-            snprintf(err, sizeof(err), "entry %s:%llu cannot be applied", st->region, (unsigned long long)have + 1);
+            snprintf(err, sizeof(err), "entry %s:%llu cannot be applied", st->region,
+                     (unsigned long long)edge_vclock_get(&now, st->region) + 1);
             rv = EDGE_EAGAIN;
         }
+        if (rv == EDGE_OK) {
+            edge_vclock_close(&now);
+            edge_vclock_init(&now);
+            rv = edge_repl_vv_load(wdb, &now);
+        }
     }
-    if (rv == EDGE_OK && total > 0) {
+    if (rv == EDGE_OK && edge_vclock_get(&now, st->region) < want) {
+        snprintf(err, sizeof(err), "entry %s:%llu is not in it", st->region,
+                 (unsigned long long)edge_vclock_get(&now, st->region) + 1);
+        rv = EDGE_ENOTFOUND;
+    }
+    if (total > 0) {
         edge_vclock_close(&now);
         edge_vclock_init(&now);
         if (edge_repl_vv_load(wdb, &now) == EDGE_OK) edge_repl_state_merge(st, &now);
     }
-out:
+out:;
+    uint64_t own = edge_vclock_get(&now, st->region) > first ? edge_vclock_get(&now, st->region) - first : 0;
     if (rv == EDGE_ENOTFOUND || rv == EDGE_EAGAIN) {
-        /* A gap: the old copy no longer holds the next entry (compacted once a peer had
-         * it); that peer sends it, the rest of the old copy stays in the file. */
-        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "re-seed: own entries of %s left in it after %llu applied: %s", aside,
-                 (unsigned long long)total, err);
+        /* A gap in this region's own entries: the old copy no longer holds the next one
+         * (compacted once a peer had it) and the snapshot's region lacks it too. */
+        EDGE_LOG(EDGE_LOG_ERROR, EDGE_MOD_REPL, "re-seed: own entries of %s left in it after %llu applied: %s", aside,
+                 (unsigned long long)own, err);
     } else if (rv != EDGE_OK) {
         EDGE_LOG(EDGE_LOG_ERROR, EDGE_MOD_REPL, "re-seed: cannot take this region's own entries from %s: %s (%s)",
                  aside, edge_strerror(rv), err);
     } else if (total > 0) {
         EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL,
-                 "re-seed: %llu entries of this region that no peer had yet were taken over from %s",
-                 (unsigned long long)total, aside);
+                 "re-seed: %llu entries of this region that no peer had yet were taken over from %s, with %llu "
+                 "entries of other regions they depend on; %zu had their dependencies narrowed",
+                 (unsigned long long)own, aside, (unsigned long long)(total - own), narrowed);
     }
     if (old != NULL) {
         sqlite3_stmt *leftover;
@@ -229,7 +320,9 @@ out:
         sqlite3_close_v2(old);
     }
     edge_buf_free(&msg);
+    edge_vclock_close(&oldvv);
     edge_vclock_close(&sent);
     edge_vclock_close(&now);
-    return rv == EDGE_OK ? EDGE_OK : rv;
+    edge_vclock_close(&skip);
+    return rv;
 }

@@ -41,9 +41,11 @@ int edge_repl_seed(struct edge_repl_state *st, bool must, bool (*cancelled)(void
 bool edge_repl_behind_now(struct edge_repl_state *st);
 /* After a re-seed, on the writer's connection before the writer starts (capture
  * attached): apply this region's own entries that the set-aside database at aside holds
- * beyond the new database's VV (acknowledged here, never received by a peer), in order,
- * then merge the VV into st. A gap or an entry that cannot apply is logged and left in
- * the old file. */
+ * beyond the new database's VV (acknowledged here, never received by a peer), in HLC
+ * order, with the entries of other regions they depend on that the old copy holds; an
+ * own entry whose dependency neither copy holds gets its deps narrowed to the new VV.
+ * Then merge the VV into st. Only a gap in this region's own sequence leaves entries in
+ * the old file (logged). */
 int edge_repl_reapply_own(struct edge_repl_state *st, sqlite3 *wdb, const char *aside);
 
 #endif
