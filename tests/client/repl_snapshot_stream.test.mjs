@@ -26,7 +26,9 @@ function vmKb(pid, field) {
 describe('a large snapshot streams to disk', { timeout: LONG ? 3600000 : 240000 }, () => {
   let c;
   before(async () => {
-    c = await startCluster({ regions: 2, proxies: 'none', extraArgs: ['--log-level', 'info'] });
+    // The seeded region prints its ready line once the copy is in: minutes for the 2 GiB one.
+    c = await startCluster({ regions: 2, proxies: 'none', extraArgs: ['--log-level', 'info'],
+      readyTimeoutMs: LONG ? 1800000 : 15000 });
     await c.createTable('big', 'CREATE TABLE IF NOT EXISTS big (id INTEGER PRIMARY KEY, v BLOB)');
   });
   after(async () => { if (c) await c.destroy(); });

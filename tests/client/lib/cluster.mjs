@@ -196,6 +196,8 @@ function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs,
  *   peerUrl: async (src, dstRegion) => url | undefined: the URL region src uses for region dst
  *            (e.g. a recording proxy in front of dst); undefined keeps the default
  *   secret, name: cluster secret and name
+ *   readyTimeoutMs: how long a region may take to print its listening line (default 15000; a region seeded
+ *            from a large snapshot prints it only once the copy is in)
  * Returns the cluster object described below; always call `cluster.destroy()` in after().
  */
 export async function startCluster(opts = {}) {
@@ -236,7 +238,7 @@ export async function startCluster(opts = {}) {
       const r = regions[id];
       const { proc, out, ready } = spawnReady(EDGE_BIN,
         ['serve', '--config', r.config, '--region', id, ...extraArgs, ...r.args],
-        /edgelite: listening on http:\/\/[^\s:]+:(\d+)/, 15000, `edgelite region ${id}`);
+        /edgelite: listening on http:\/\/[^\s:]+:(\d+)/, opts.readyTimeoutMs ?? 15000, `edgelite region ${id}`);
       r.proc = proc;
       r.out = out;
       r.expectExit = false;
