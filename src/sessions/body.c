@@ -20,6 +20,9 @@
 struct scan {
     const unsigned char *base, *p, *end;
     struct edge_buf *out; /* NULL: validate only */
+    /* Bytes emitted but not yet appended to out: a run of the body that is copied whole.
+     * A compact body is one run, so data costs one append instead of one per token. */
+    const unsigned char *run, *run_end;
     char *err;
     size_t err_len;
     int rv;
@@ -48,15 +51,30 @@ static void ws(struct scan *s)
     while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) s->p++;
 }
 
-static bool emit(struct scan *s, const unsigned char *from, size_t n)
+static bool flush(struct scan *s)
 {
-    if (s->out == NULL) return true;
-    int rc = edge_buf_append(s->out, from, n);
+    if (s->out == NULL || s->run == s->run_end) return true;
+    int rc = edge_buf_append(s->out, s->run, (size_t)(s->run_end - s->run));
+    s->run = s->run_end = NULL;
     if (rc != EDGE_OK) {
         s->rv = rc;
         snprintf(s->err, s->err_len, "%s", rc == EDGE_ETOOBIG ? "too large" : "out of memory");
         return false;
     }
+    return true;
+}
+
+/* from..from+n lies inside the body (emitted text is always the body's own bytes). */
+static bool emit(struct scan *s, const unsigned char *from, size_t n)
+{
+    if (s->out == NULL) return true;
+    if (s->run_end == from && s->run != NULL) {
+        s->run_end += n;
+        return true;
+    }
+    if (!flush(s)) return false;
+    s->run = from;
+    s->run_end = from + n;
     return true;
 }
 
@@ -232,7 +250,7 @@ static bool container(struct scan *s, int depth)
     ws(s);
     if (s->p < s->end && *s->p == close) {
         s->p++;
-        return emit(s, &close, 1);
+        return emit(s, s->p - 1, 1);
     }
     for (;;) {
         if (open == '{') {
@@ -249,7 +267,7 @@ static bool container(struct scan *s, int depth)
         if (s->p >= s->end) return fail(s, open == '{' ? "'}' expected" : "']' expected");
         if (*s->p == close) {
             s->p++;
-            return emit(s, &close, 1);
+            return emit(s, s->p - 1, 1);
         }
         if (*s->p != ',') return fail(s, open == '{' ? "',' or '}' expected" : "',' or ']' expected");
         if (!emit(s, s->p, 1)) return false;
@@ -336,7 +354,7 @@ int edge_sess_body_scan(const void *body, size_t len, struct edge_buf *data, str
             s.out = data;
             out->data_is_object = *s.p == '{';
             out->has_data = true;
-            if (!value(&s, 1)) return s.rv;
+            if (!value(&s, 1) || !flush(&s)) return s.rv;
             s.out = NULL;
         } else if (is_ttl) {
             unsigned char c = *s.p;
