@@ -65,13 +65,13 @@ struct edge_conf_sessions {
     int gc_batch;          /* expired sessions deleted per GC step; default 256 */
     int gc_interval_ms;    /* time between GC steps; default 50 */
     int touch_interval_ms; /* sliding-TTL touches are batched this long; default 100 */
-    int compression_level; /* zstd level 1..19; default 3 */
+    int compression_level; /* zstd level -7..19 (negative: the fast levels); default -1 */
 };
 #define EDGE_CONF_SESSIONS_DEFAULTS                                                                                \
     {.key_file = NULL, .ttl_s = 1800, .max_lifetime_s = 86400, .max_bytes = 65536, .migrate_after = 3,             \
      .migrate_share = 0, .migrate_window = 20, .migrate_min_accesses = 5,                                         \
      .partition_mode = EDGE_SESSIONS_PARTITION_UNAVAILABLE, .gc_batch = 256, .gc_interval_ms = 50,                 \
-     .touch_interval_ms = 100, .compression_level = 3}
+     .touch_interval_ms = 100, .compression_level = -1}
 /* replication.crdt_columns (src/core/conf_crdt.c, docs/crdt.md) */
 #define EDGE_CONF_CRDT_COUNTER 1 /* pn-counter: INTEGER, writes merge as their deltas */
 #define EDGE_CONF_CRDT_ORSET 2   /* or-set: TEXT holding a JSON array, merged element-wise, add-wins */

@@ -62,7 +62,7 @@ int edge__conf_parse_sessions(struct edge__conf_ctx *x, yaml_node_t *m)
     if (rv == EDGE_OK) rv = int_in(x, m, "gc_batch", 1, 100000, &s->gc_batch);
     if (rv == EDGE_OK) rv = int_in(x, m, "gc_interval_ms", 1, 3600000, &s->gc_interval_ms);
     if (rv == EDGE_OK) rv = int_in(x, m, "touch_interval_ms", 1, 60000, &s->touch_interval_ms);
-    if (rv == EDGE_OK) rv = int_in(x, m, "compression_level", 1, 19, &s->compression_level);
+    if (rv == EDGE_OK) rv = int_in(x, m, "compression_level", -7, 19, &s->compression_level);
     if (rv != EDGE_OK) return rv;
     char *mode = NULL;
     yaml_node_t *pm = NULL;

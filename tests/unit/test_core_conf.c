@@ -291,7 +291,14 @@ static void test_sessions_section(void **state)
     expect_err(REGION1 "sessions: { ttl: 5 }\n", "t.yaml:3: sessions.ttl: unknown key");
     expect_err(REGION1 "sessions: { ttl_s: 0 }\n", "sessions.ttl_s: must be between 1");
     expect_err(REGION1 "sessions: { ttl_s: soon }\n", "sessions.ttl_s: expected an integer");
-    expect_err(REGION1 "sessions: { compression_level: 22 }\n", "sessions.compression_level: must be between 1 and 19");
+    expect_err(REGION1 "sessions: { compression_level: 22 }\n", "sessions.compression_level: must be between -7 and 19");
+    expect_err(REGION1 "sessions: { compression_level: -8 }\n", "sessions.compression_level: must be between -7");
+    c = parse_ok(REGION1 "sessions: { compression_level: -3 }\n");
+    assert_int_equal(c->sessions.compression_level, -3);
+    edge_conf_free(c);
+    c = parse_ok(REGION1 "sessions: { key_file: /k }\n");
+    assert_int_equal(c->sessions.compression_level, -1);
+    edge_conf_free(c);
     expect_err(REGION1 "sessions: { key_file: '' }\n", "sessions.key_file: must not be empty");
     c = parse_ok(REGION1 "sessions: { partition_mode: available }\n");
     assert_int_equal(c->sessions.partition_mode, EDGE_SESSIONS_PARTITION_AVAILABLE);
