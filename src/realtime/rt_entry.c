@@ -169,6 +169,12 @@ struct rt_entry *edge__rt_entry_build(const struct edge_feed_entry *fe, const st
         if (rv == EDGE_OK) rv = edge_feed_pk_json(op, &a);
         if (rv == EDGE_OK) rv = edge_buf_puts(&a, ",\"row\":");
         if (rv == EDGE_OK) rv = op->kind == EDGE_FEED_DELETE ? edge_buf_puts(&a, "null") : edge_feed_row_json(op, &a);
+        if (rv == EDGE_OK && op->old != NULL) {
+            /* the row before the change, as the origin had it (capture_old.c) */
+            struct edge_feed_op img = {.ncols = op->nold, .cols = op->old};
+            rv = edge_buf_puts(&a, ",\"old\":");
+            if (rv == EDGE_OK) rv = edge_feed_row_json(&img, &a);
+        }
         if (rv == EDGE_OK) rv = edge_buf_puts(&a, ",\"origin\":");
         if (rv == EDGE_OK) rv = edge_buf_json_cstr(&a, fe->origin);
         if (rv == EDGE_OK) {

@@ -195,6 +195,10 @@ static int apply_payload(struct edge__repl_actx *x, const char *origin, uint64_t
             x->any_write = true;
             continue;
         }
+        if (kind == EDGE_REPL_OP_OLD) {
+            rv = edge__repl_skip_old(&rd); /* the change feed's, not the row's */
+            continue;
+        }
         bool rowx = kind == EDGE_REPL_OP_ROWX;
         if (rowx) kind = EDGE_REPL_OP_ROW; /* a row with pn-counter differences (crdt_cols.c) */
         if (kind != EDGE_REPL_OP_ROW && kind != EDGE_REPL_OP_DELETE) {
@@ -845,6 +849,10 @@ int edge_repl_payload_walk(const uint8_t *p, size_t len, edge_repl_op_cb cb, voi
         uint64_t n = 0;
         if (edge__repl_get_str(&rd, &t, &tl) != EDGE_OK || edge__repl_get_u8(&rd, &kind) != EDGE_OK) {
             return EDGE_ECORRUPT;
+        }
+        if (kind == EDGE_REPL_OP_OLD) {
+            if (edge__repl_skip_old(&rd) != EDGE_OK) return EDGE_ECORRUPT;
+            continue; /* not an op on the table: the change feed's image */
         }
         if (kind == EDGE_REPL_OP_DDL) {
             const char *s;

@@ -173,7 +173,9 @@ static int decode_pass(struct edge__rd r, const char *origin, uint64_t seq, stru
         edge__repl_get_varint(&r, &n_ops) != EDGE_OK || n_ops > r.len) {
         return EDGE_ECORRUPT;
     }
-    size_t nc = 0;
+    size_t nc = 0, j = 0;
+    const struct edge_feed_col *old = NULL; /* an EDGE_REPL_OP_OLD for the next op */
+    int nold = 0;
     for (uint64_t i = 0; i < n_ops; i++) {
         const char *table;
         size_t tl;
@@ -181,7 +183,35 @@ static int decode_pass(struct edge__rd r, const char *origin, uint64_t seq, stru
         if (edge__repl_get_str(&r, &table, &tl) != EDGE_OK || edge__repl_get_u8(&r, &kind) != EDGE_OK) {
             return EDGE_ECORRUPT;
         }
-        struct edge_feed_op *op = ops ? &ops[i] : NULL;
+        if (kind == EDGE_REPL_OP_OLD) {
+            /* not an op of its own: the image the next op's "old" is */
+            uint64_t n;
+            if (edge__repl_get_varint(&r, &n) != EDGE_OK || n > 65535) return EDGE_ECORRUPT;
+            struct edge_feed_col *c = cols ? &cols[nc] : NULL;
+            for (uint64_t k = 0; k < n; k++) {
+                const char *name;
+                size_t nl;
+                if (edge__repl_get_str(&r, &name, &nl) != EDGE_OK) return EDGE_ECORRUPT;
+                if (c) {
+                    c[k].name = name;
+                    c[k].name_len = nl;
+                }
+            }
+            for (uint64_t k = 0; k < n; k++) {
+                size_t start = r.off;
+                if (edge__repl_skip_value(&r) != EDGE_OK) return EDGE_ECORRUPT;
+                if (c) {
+                    c[k].val = r.p + start;
+                    c[k].val_len = r.off - start;
+                }
+            }
+            old = c;
+            nold = (int)n;
+            nc += (size_t)n;
+            continue;
+        }
+        struct edge_feed_op *op = ops ? &ops[j] : NULL;
+        j++;
         if (op) {
             memset(op, 0, sizeof(*op));
             op->table = table;
@@ -267,10 +297,17 @@ static int decode_pass(struct edge__rd r, const char *origin, uint64_t seq, stru
             op->kind = kind == EDGE_REPL_OP_DELETE ? EDGE_FEED_DELETE : all_mine ? EDGE_FEED_INSERT : EDGE_FEED_UPDATE;
             op->ncols = (int)n;
             op->cols = c;
+            op->old = old;
+            op->nold = nold;
+            /* the origin had the row: its update, whatever the stamps say (a row written
+             * before replication had none) */
+            if (old != NULL && op->kind == EDGE_FEED_INSERT) op->kind = EDGE_FEED_UPDATE;
         }
+        old = NULL;
+        nold = 0;
         nc += (size_t)n;
     }
-    *out_ops = (size_t)n_ops;
+    *out_ops = j;
     *out_cols = nc;
     return EDGE_OK;
 }

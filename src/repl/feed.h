@@ -87,6 +87,11 @@ struct edge_feed_op {
     int npk;           /* key columns: cols[pk[i]] (npk 0 when the table is unknown here) */
     const int *pk;
     const struct edge_feed_conflict *conflict; /* NULL unless this node resolved one */
+    /* update/delete: the row before the change at the origin, every column its record had
+     * (capture_old.c); NULL (nold 0) when the entry carries none (an insert, a row over
+     * EDGE_REPL_OLD_MAX bytes, edgelite's own tables, an entry of an older node). */
+    int nold;
+    const struct edge_feed_col *old;
 };
 
 struct edge_feed_entry {

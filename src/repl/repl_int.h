@@ -22,9 +22,20 @@
  * in the op's column list), then u8 1 (pn-counter) + zigzag varint difference, or u8 2
  * (or-set) + str delta (an encoded OR-Set state) (crdt_cols.c). */
 #define EDGE_REPL_OP_ROWX 5
+/* The row as it was before the op that follows (an update's or a delete's), at the
+ * origin: varint n, n column names, n values (a delete's layout). Only the change feed
+ * reads it (feed.c: an event's "old"); apply skips it. Not written for edgelite's own
+ * tables, nor when its values exceed EDGE_REPL_OLD_MAX bytes (docs/realtime.md). */
+#define EDGE_REPL_OP_OLD 6
+#define EDGE_REPL_OLD_MAX 16384
 #define EDGE__OP_DDL_RAW 100 /* raw capture record kind for DDL text */
 #define EDGE__OP_CRDT_RAW 101 /* raw capture record kind for a CRDT delta */
 #define EDGE_REPL_MAX_PK 32
+
+/* A value the preupdate hook reported for a column the stored record does not have
+ * (raw capture records only, capture.c); edge__repl_raw_skip skips one raw value. */
+#define EDGE__RAW_UNKNOWN 5
+int edge__repl_raw_skip(struct edge__rd *r);
 
 /* struct edge__rd, the bounds-checked reader over p[0..len), is core/vclock.h's. */
 
@@ -51,6 +62,11 @@ int edge__renames_note(sqlite3 *db, const char *sql, size_t len);
 /* What a table (table NULL) or a column of table is called now: EDGE_ENOTFOUND if it
  * was never renamed. */
 int edge__renames_resolve(sqlite3 *db, const char *table, const char *name, size_t len, char *out, size_t outlen);
+/* capture_old.c: skip the body of an EDGE_REPL_OP_OLD (after its kind byte); append one
+ * for the raw old values at oldset (ncols, in ti's order) to body, counting it in n_ops. */
+int edge__repl_skip_old(struct edge__rd *r);
+int edge__repl_put_old(struct edge_buf *body, const struct edge__tinfo *ti, const char *table, size_t tl,
+                       struct edge__rd oldset, uint64_t ncols, uint64_t *n_ops);
 
 /* The per-connection statement cache of store/sql.h, under the names capture and apply
  * use: the per-row SQL of capture and apply is parsed once, not per row. */
