@@ -2,7 +2,6 @@
 /* Token checks for HTTP (Authorization: Bearer) and WebSocket (hello jwt). */
 #include "api/node_int.h"
 
-#include <sodium.h>
 #include <string.h>
 #include <time.h>
 
@@ -37,13 +36,4 @@ bool edge__api_auth_http(struct edge_node *n, struct edge_http_req *req, enum hr
         return false;
     }
     return edge__api_auth_token(n, tok, len, access, code);
-}
-
-bool edge__api_auth_cluster(struct edge_node *n, struct edge_http_req *req)
-{
-    const char *given = edge_http_header(req, "x-edge-cluster-secret");
-    const char *secret = n->cfg.conf ? n->cfg.conf->cluster_secret : NULL;
-    if (!n->repl.cluster || secret == NULL || given == NULL) return false;
-    size_t len = strlen(secret);
-    return strlen(given) == len && sodium_memcmp(given, secret, len) == 0;
 }

@@ -13,6 +13,7 @@
 #include "net/httpc.h"
 #include "net/httpc_async.h"
 #include "realtime/rt.h"
+#include "repl/http_auth.h"
 #include "store/sql.h"
 
 /* ---------------------------------------------------------------------------------- */
@@ -34,13 +35,33 @@ void edge__api_broadcast_relay(struct edge_node *n, int loop, const char *channe
     const struct edge_conf *conf = n->cfg.conf;
     struct loop *l = &n->loops[loop];
     if (!n->repl.cluster || conf == NULL || conf->cluster_secret == NULL || l->stopping) return;
-    char path[256], hdr[512];
-    snprintf(path, sizeof(path), "/v1/broadcast-relay/%s", channel);
-    snprintf(hdr, sizeof(hdr), "X-Edge-Cluster-Secret: %s\r\n", conf->cluster_secret);
+    /* the path as the callee decodes it is what is signed; on the wire every byte of the
+     * channel but the unreserved ones is %-escaped, so it decodes to exactly that */
+    char path[256], wire[512], hdr[512];
+    static const char hex[] = "0123456789ABCDEF";
+    int plen = snprintf(path, sizeof(path), "/v1/broadcast-relay/%s", channel);
+    size_t w = (size_t)snprintf(wire, sizeof(wire), "/v1/broadcast-relay/");
+    for (const unsigned char *p = (const unsigned char *)channel; *p != '\0' && w + 4 < sizeof(wire); p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-._~", *p)) {
+            wire[w++] = (char)*p;
+        } else {
+            wire[w++] = '%';
+            wire[w++] = hex[*p >> 4];
+            wire[w++] = hex[*p & 15];
+        }
+    }
+    wire[w] = '\0';
+    if (plen <= 0 || (size_t)plen >= sizeof(path)) return;
     int k = 0;
     for (size_t i = 0; i < conf->n_regions && k < EDGE_REPL_MAX_PEERS; i++) {
         const struct edge_conf_region *r = &conf->regions[i];
         if (strcmp(r->id, n->region) == 0 || r->url == NULL) continue;
+        /* signed for this region alone, over this very payload (repl/proto.h) */
+        if (edge_repl_http_sig_header(conf, n->region, r->id, "POST", path, payload_json, len, hdr, sizeof(hdr)) !=
+            EDGE_OK) {
+            k++;
+            continue;
+        }
         if (l->bcast[k] == NULL) {
             if (edge__api_peer_pool(l, r->url, 4, 5000, &l->bcast[k]) != EDGE_OK) {
                 l->bcast[k] = NULL;
@@ -48,7 +69,7 @@ void edge__api_broadcast_relay(struct edge_node *n, int loop, const char *channe
                 continue;
             }
         }
-        edge_httpca_request(l->bcast[k], "POST", path, hdr, payload_json, len, 2000, 4096, relay_done, NULL);
+        edge_httpca_request(l->bcast[k], "POST", wire, hdr, payload_json, len, 2000, 4096, relay_done, NULL);
         k++;
     }
 }
@@ -59,8 +80,9 @@ void edge__api_broadcast_handle(struct loop *l, struct edge_http_conn *c, struct
                                 const char *channel, bool relayed)
 {
     struct edge_node *n = l->node;
-    if (relayed && !edge__api_auth_cluster(n, req)) {
-        edge__api_respond_error(n, c, req, EP_OTHER, 401, "AUTH_CLUSTER", "the cluster secret is required");
+    const char *why = NULL;
+    if (relayed && !edge__api_auth_cluster_signed(n, req, &why)) {
+        edge__api_respond_error(n, c, req, EP_OTHER, 401, "AUTH_CLUSTER", why);
         return;
     }
     if (!edge_rt_channel_ok(channel)) {

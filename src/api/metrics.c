@@ -340,6 +340,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     (unsigned long long)atomic_load(&n->m.read_index));
     edge__api_stats_metrics(n, &b);
     if (n->repl.cluster) metrics_peers(n, l->rconn, &b);
+    if (n->repl.cluster) edge__api_cluster_sigs_metrics(n, &b);
     metrics_crdt(l->rconn, &b);
     edge__api_sessions_metrics(l, &b);
     edge__api_realtime_metrics(n, &b);

@@ -486,6 +486,7 @@ static void node_free(struct edge_node *n)
     edge_tls_ctx_free(n->repl.peer_tls); /* after the links and pools that used it */
     edge_router_stats_free(n->stats);
     edge__api_cluster_nonces_close(n);
+    edge__api_cluster_sigs_close(n);
     pthread_mutex_destroy(&n->streams_mu);
     pthread_mutex_destroy(&n->pool_mu);
     edge_free(n->data_dir);
@@ -507,6 +508,7 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     n->listen_keep = -1;
     n->cfg = *cfg;
     edge__api_cluster_nonces_init(n);
+    edge__api_cluster_sigs_init(n);
     pthread_mutex_init(&n->streams_mu, NULL);
     pthread_mutex_init(&n->pool_mu, NULL);
     n->data_dir = edge_strdup(cfg->data_dir);

@@ -134,6 +134,28 @@ struct cluster_nonces {
     uint64_t issued, accepted, refused, evicted; /* counters for /metrics */
 };
 
+/* The nonces of signed requests from other regions (api/cluster_sig.c, X-Edge-Cluster-Sig),
+ * each kept for a while after it arrived (CLUSTER_SIG_KEEP_MS): at most CLUSTER_SIGS_MAX, the oldest
+ * dropped first. Dropping one raises its region's floor to its ts, and a ts at or below the
+ * floor is refused, so a dropped nonce can never be replayed. Allocated on the first signed
+ * request; guarded by mu (any loop). */
+#define CLUSTER_SIGS_MAX 65536 /* a power of two */
+struct cluster_sig_seen {
+    uint8_t nonce[16]; /* the first half of the caller's 32 random bytes */
+    int64_t ts_ms;     /* the caller's clock */
+    uint64_t seen_ms;  /* ours (monotonic), when it arrived */
+    int32_t next;      /* in its bucket's chain, -1 at the end */
+    int32_t region;    /* index in the configuration */
+};
+struct cluster_sigs {
+    pthread_mutex_t mu;
+    struct cluster_sig_seen *ring; /* CLUSTER_SIGS_MAX, oldest at head */
+    int32_t *bucket;               /* CLUSTER_SIGS_MAX chain heads, -1 empty */
+    uint32_t head, count;
+    int64_t floor_ms[EDGE_API_MAX_REGIONS];
+    uint64_t accepted, refused, replayed, evicted; /* counters for /metrics */
+};
+
 struct edge_node {
     struct edge_node_config cfg;
     int lock_fd; /* data_dir/LOCK, flock'ed for the node's lifetime; -1 if none */
@@ -181,6 +203,7 @@ struct edge_node {
     int bookmark_wait_ms;            /* router.bookmark_wait_ms: then a covering region is looked for */
     struct edge_rt *rt;          /* the real-time engine (realtime/rt.h, api/realtime.c) */
     struct cluster_nonces cnonces; /* challenges of /v1/cluster/challenge awaiting their request */
+    struct cluster_sigs csigs;     /* nonces of signed requests from other regions */
 };
 
 struct loop {
@@ -375,8 +398,13 @@ bool edge__api_auth_token(struct edge_node *n, const char *tok, size_t len, enum
                          const char **code);
 bool edge__api_auth_http(struct edge_node *n, struct edge_http_req *req, enum hrana_access *access,
                         const char **code);
-/* true when the request carries this cluster's secret (X-Edge-Cluster-Secret), compared in constant time */
-bool edge__api_auth_cluster(struct edge_node *n, struct edge_http_req *req);
+/* cluster_sig.c: true when the request carries a valid X-Edge-Cluster-Sig of another region
+ * for its method, path, query and body, within the clock window and never seen before (its
+ * nonce is then remembered). Else false with a reason for the 401 body. */
+bool edge__api_auth_cluster_signed(struct edge_node *n, struct edge_http_req *req, const char **why);
+void edge__api_cluster_sigs_init(struct edge_node *n);
+void edge__api_cluster_sigs_close(struct edge_node *n);
+void edge__api_cluster_sigs_metrics(struct edge_node *n, struct edge_buf *b);
 /* GET /v1/cluster/challenge?cnonce=HEX: a single-use nonce and the node's proof
  * (repl/proto.h, "HTTP requests between regions"). */
 void edge__api_cluster_challenge(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);

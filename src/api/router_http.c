@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "net/httpc_async.h"
 #include "realtime/rt.h"
+#include "repl/http_auth.h"
 #include "repl/peer.h"
 
 int edge__api_router_peers(struct edge_node *n, struct edge_router_peer *out, struct edge_vclock *vvs, int max,
@@ -170,9 +171,12 @@ void edge__api_read_index(struct loop *l, struct edge_http_conn *c, struct edge_
     struct edge_node *n = l->node;
     struct edge_httpca *p = edge__api_region_pool(l, n->repl.primary);
     struct read_index *ri = p != NULL ? edge_calloc(1, sizeof(*ri)) : NULL;
+    /* signed, no round trip: the answer decides where this read goes (repl/proto.h) */
     char hdr[600] = "";
-    const char *secret = n->cfg.conf ? n->cfg.conf->cluster_secret : NULL;
-    if (secret != NULL && strlen(secret) < 500) snprintf(hdr, sizeof(hdr), "X-Edge-Cluster-Secret: %s\r\n", secret);
+    if (n->cfg.conf != NULL && n->cfg.conf->cluster_secret != NULL && n->repl.primary != NULL) {
+        (void)edge_repl_http_sig_header(n->cfg.conf, n->region, n->repl.primary, "GET", "/v1/router/point", NULL, 0,
+                                        hdr, sizeof(hdr));
+    }
     if (ri != NULL) {
         ri->l = l;
         ri->conn = c;

@@ -25,9 +25,9 @@ enum route_auth {
     AUTH_WRITE,   /* a valid read-write JWT; a read-only one is 403 AUTH_READ_ONLY */
     AUTH_METRICS, /* as AUTH_READ, or public with auth.public_metrics: true */
     AUTH_STATUS,  /* as AUTH_READ, or another region: X-Edge-Cluster-Auth (a peer checks it is not behind,
-                   * repl/snapshot.c) or the cluster secret (the router's read index) */
-    AUTH_CLUSTER, /* another region, checked by the handler (X-Edge-Cluster-Auth for /v1/snapshot, the
-                   * cluster secret for the rest); no JWT opens it */
+                   * repl/behind.c) or X-Edge-Cluster-Sig (the router's read index) */
+    AUTH_CLUSTER, /* another region, checked by the handler (X-Edge-Cluster-Auth for /v1/snapshot,
+                   * X-Edge-Cluster-Sig for the rest); no JWT opens it */
     AUTH_PEER,    /* the cluster's HMAC handshake on the upgraded link (repl/session.c); no JWT opens it */
     AUTH_HELLO,   /* a valid JWT in the Hrana hello message (hrana/ws.c), with the same read-only rule */
 };
@@ -368,10 +368,20 @@ static bool authorize(struct edge_node *n, struct edge_http_conn *c, struct edge
 {
     *access = HRANA_ACCESS_RW;
     if (r->auth == AUTH_METRICS && n->cfg.conf != NULL && n->cfg.conf->public_metrics) return true;
-    if (r->auth == AUTH_STATUS && edge__api_auth_cluster(n, req)) return true;
-    if (r->auth == AUTH_STATUS && edge_http_header(req, "x-edge-cluster-auth") != NULL) {
+    if ((r->auth == AUTH_STATUS || r->auth == AUTH_CLUSTER) && edge_http_header(req, "x-edge-cluster-secret") != NULL) {
+        /* what older nodes sent: the secret itself, readable on the path; refused so that
+         * such a peer says why in its log rather than being let in by a token policy */
+        edge__api_respond_error(n, c, req, r->ep, 401, "AUTH_CLUSTER",
+                                "X-Edge-Cluster-Secret is not accepted: the secret never travels (regions sign "
+                                "their requests, X-Edge-Cluster-Sig or X-Edge-Cluster-Auth)");
+        return false;
+    }
+    if (r->auth == AUTH_STATUS &&
+        (edge_http_header(req, "x-edge-cluster-auth") != NULL || edge_http_header(req, "x-edge-cluster-sig") != NULL)) {
         const char *why = NULL;
-        if (edge__api_auth_cluster_request(n, req, &why)) return true;
+        bool ok = edge_http_header(req, "x-edge-cluster-sig") != NULL ? edge__api_auth_cluster_signed(n, req, &why)
+                                                                      : edge__api_auth_cluster_request(n, req, &why);
+        if (ok) return true;
         edge__api_respond_error(n, c, req, r->ep, 401, "AUTH_CLUSTER", why);
         return false;
     }

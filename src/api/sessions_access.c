@@ -16,6 +16,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "repl/http_auth.h"
 
 /* ------------------------------------------------------------------------------------
  * Per-loop tick: touches at the home, access reports to other homes
@@ -69,14 +70,17 @@ static void send_report(struct loop *l, int idx)
     edge_buf_puts(&b, "]}");
     size_t count = ids->n;
     edge__sess_idlist_free(ids);
-    const char *secret = n->cfg.conf->cluster_secret;
+    /* signed over the body: a report cannot be altered, replayed or sent to another home */
     char headers[512];
-    snprintf(headers, sizeof(headers), "X-Edge-Cluster-Secret: %s\r\n", secret ? secret : "");
+    const char *home = n->cfg.conf->regions[idx].id;
     struct edge_httpca *p = edge__sess_peer_pool(l, idx);
     struct report *rp = edge_calloc(1, sizeof(*rp));
     int rv = p == NULL || rp == NULL ? EDGE_ECLOSED
-                                     : edge_httpca_request(p, "POST", "/v1/_sessions/access", headers, b.data, b.len,
-                                                           SESS_FWD_TIMEOUT_MS, 1 << 20, report_done, rp);
+             : edge_repl_http_sig_header(n->cfg.conf, n->region, home, "POST", "/v1/_sessions/access", b.data, b.len,
+                                         headers, sizeof(headers)) != EDGE_OK
+                 ? EDGE_EINVAL
+                 : edge_httpca_request(p, "POST", "/v1/_sessions/access", headers, b.data, b.len,
+                                       SESS_FWD_TIMEOUT_MS, 1 << 20, report_done, rp);
     if (rv != EDGE_OK) {
         edge_free(rp);
         atomic_fetch_add(&n->sess->report_errors, 1);
@@ -127,8 +131,9 @@ static void on_tick(uv_timer_t *t)
 void edge__api_sessions_access_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
-    if (!edge__api_auth_cluster(n, req)) {
-        edge__sess_error(n, c, req->start_ns, 401, "AUTH_CLUSTER", "the cluster secret is required");
+    const char *why = NULL;
+    if (!edge__api_auth_cluster_signed(n, req, &why)) {
+        edge__sess_error(n, c, req->start_ns, 401, "AUTH_CLUSTER", "%s", why);
         return;
     }
     if (!edge__sess_ready(n, c, req)) return;

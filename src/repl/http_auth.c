@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "edgelite/errors.h"
 #include "repl/proto.h"
 
@@ -69,5 +70,33 @@ int edge_repl_http_auth_header(const struct edge_conf *conf, const char *region,
         rv = n > 0 && (size_t)n < cap ? EDGE_OK : EDGE_EINVAL;
     }
     sodium_memzero(&a, sizeof(a));
+    return rv;
+}
+
+int edge_repl_http_sig_header(const struct edge_conf *conf, const char *region, const char *to, const char *method,
+                              const char *target, const void *body, size_t len, char *out, size_t cap)
+{
+    struct edge_repl_http_sig s;
+    char path[EDGE_REPL_STR_MAX + 1], value[320];
+    const char *q = strchr(target, '?');
+    size_t plen = q != NULL ? (size_t)(q - target) : strlen(target);
+    if (conf == NULL || conf->cluster_secret == NULL || sodium_init() < 0 || strlen(region) >= sizeof(s.region) ||
+        plen >= sizeof(path)) {
+        return EDGE_EINVAL;
+    }
+    memcpy(path, target, plen);
+    path[plen] = '\0';
+    memset(&s, 0, sizeof(s));
+    snprintf(s.region, sizeof(s.region), "%s", region);
+    s.ts_ms = (int64_t)edge_wall_ms(); /* compared with the callee's clock: wall time, not monotonic */
+    randombytes_buf(s.nonce, sizeof(s.nonce));
+    int rv = edge_repl_http_sig_mac(conf->cluster_secret, conf->cluster_name, &s, to, method, path,
+                                    q != NULL ? q + 1 : NULL, body, len, s.mac);
+    if (rv == EDGE_OK) rv = edge_repl_http_sig_format(&s, value, sizeof(value));
+    if (rv == EDGE_OK) {
+        int n = snprintf(out, cap, "%s: %s\r\n", EDGE_REPL_HTTP_SIG_HEADER, value);
+        rv = n > 0 && (size_t)n < cap ? EDGE_OK : EDGE_EINVAL;
+    }
+    sodium_memzero(&s, sizeof(s));
     return rv;
 }

@@ -220,6 +220,39 @@ int edge_repl_http_verify(const char *secret, const struct edge_repl_http_auth *
 int edge_repl_http_auth_parse(const char *value, struct edge_repl_http_auth *out);
 /* Into out[cap] (at least 256 bytes): EDGE_OK or EDGE_EINVAL. */
 int edge_repl_http_auth_format(const struct edge_repl_http_auth *a, char *out, size_t cap);
+/* ---- Signed HTTP requests between regions (session access reports, broadcast relays,
+ * the router's read index) ----
+ * Hot paths that cannot afford the challenge's round trip: the request carries
+ * X-Edge-Cluster-Sig with the caller's region, its wall clock, a fresh nonce and
+ *   mac = HMAC-SHA256(K, "edgelite-http1 signed" 0 || cluster 0 || caller region 0 || callee region 0
+ *                        || method 0 || path 0 || query 0 || ts (8 bytes, big-endian) || nonce
+ *                        || SHA-256(body))
+ * so the secret never travels and nothing of the request (body included) can be altered
+ * or sent to another region. The callee refuses a ts outside EDGE_REPL_HTTP_SIG_WINDOW_MS
+ * of its own clock and a nonce it has seen (api/cluster_sig.c keeps them). */
+#define EDGE_REPL_HTTP_SIG_HEADER "X-Edge-Cluster-Sig"
+#define EDGE_REPL_HTTP_SIG_WINDOW_MS 30000
+
+struct edge_repl_http_sig {
+    char region[EDGE_VCLOCK_REGION_MAX + 1]; /* the caller */
+    int64_t ts_ms;                           /* the caller's wall clock, Unix milliseconds */
+    uint8_t nonce[EDGE_REPL_NONCE_LEN];
+    uint8_t mac[EDGE_REPL_MAC_LEN];
+};
+
+/* path without the query; query NULL or without its '?'. */
+int edge_repl_http_sig_mac(const char *secret, const char *cluster, const struct edge_repl_http_sig *s,
+                           const char *to_region, const char *method, const char *path, const char *query,
+                           const void *body, size_t len, uint8_t out_mac[EDGE_REPL_MAC_LEN]);
+/* Constant-time check of s->mac: EDGE_OK or EDGE_EAUTH. */
+int edge_repl_http_sig_verify(const char *secret, const char *cluster, const struct edge_repl_http_sig *s,
+                              const char *to_region, const char *method, const char *path, const char *query,
+                              const void *body, size_t len);
+/* The header's value: "region=R ts=MS nonce=HEX mac=HEX" (that order, single spaces).
+ * Parse: EDGE_OK or EDGE_EINVAL. Format into out[cap] (at least 256 bytes). */
+int edge_repl_http_sig_parse(const char *value, struct edge_repl_http_sig *out);
+int edge_repl_http_sig_format(const struct edge_repl_http_sig *s, char *out, size_t cap);
+
 /* 64 lowercase hex digits of a 32-byte value into out[65], and back (EDGE_EINVAL). */
 void edge_repl_hex32(const uint8_t v[32], char out[65]);
 int edge_repl_unhex32(const char *s, size_t len, uint8_t out[32]);

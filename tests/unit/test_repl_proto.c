@@ -3,7 +3,8 @@
  * every strict prefix and of trailing bytes, field-level corruptions (bad consistency,
  * seq 0, NUL in strings, overlong strings, absurd counts), the HELLO and HELLO_OK MACs
  * (good, bad secret, other nonce either way, every field bound, wrong version) and the
- * frame seal (altered, replayed, reordered, reflected, other session). */
+ * frame seal (altered, replayed, reordered, reflected, other session), and the signature
+ * of HTTP requests between regions. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -534,10 +535,95 @@ static void test_entries_bitflips(void **state)
     edge_buf_free(&b);
 }
 
+/* Signed HTTP requests: format and parse round trip, strict parsing, and every input bound
+ * into the MAC (cluster, caller, callee, method, path, query, ts, nonce, body). */
+static void test_http_sig(void **state)
+{
+    (void)state;
+    struct edge_repl_http_sig s, t;
+    char v[320];
+    memset(&s, 0, sizeof(s));
+    snprintf(s.region, sizeof(s.region), "eu-west");
+    s.ts_ms = 1764672000123;
+    memcpy(s.nonce, NONCE, sizeof(s.nonce));
+    static const char body[] = "{\"from\":\"eu-west\",\"ids\":[\"x\"]}";
+    assert_int_equal(edge_repl_http_sig_mac("s3cret", "c1", &s, "us-east", "POST", "/v1/_sessions/access", NULL, body,
+                                            sizeof(body) - 1, s.mac),
+                     EDGE_OK);
+    assert_int_equal(edge_repl_http_sig_format(&s, v, sizeof(v)), EDGE_OK);
+    assert_int_equal(edge_repl_http_sig_parse(v, &t), EDGE_OK);
+    assert_string_equal(t.region, "eu-west");
+    assert_true(t.ts_ms == s.ts_ms);
+    assert_memory_equal(t.nonce, s.nonce, sizeof(s.nonce));
+    assert_memory_equal(t.mac, s.mac, sizeof(s.mac));
+#define OK(sec, cl, to, m, p, q, b, n) edge_repl_http_sig_verify(sec, cl, &t, to, m, p, q, b, n)
+    assert_int_equal(OK("s3cret", "c1", "us-east", "POST", "/v1/_sessions/access", NULL, body, sizeof(body) - 1), EDGE_OK);
+    assert_int_equal(OK("s3cret", "c1", "us-east", "POST", "/v1/_sessions/access", "", body, sizeof(body) - 1), EDGE_OK);
+    assert_int_equal(OK("wrong", "c1", "us-east", "POST", "/v1/_sessions/access", NULL, body, sizeof(body) - 1),
+                     EDGE_EAUTH);
+    assert_int_equal(OK("s3cret", "c2", "us-east", "POST", "/v1/_sessions/access", NULL, body, sizeof(body) - 1),
+                     EDGE_EAUTH);
+    assert_int_equal(OK("s3cret", "c1", "ap-south", "POST", "/v1/_sessions/access", NULL, body, sizeof(body) - 1),
+                     EDGE_EAUTH);
+    assert_int_equal(OK("s3cret", "c1", "us-east", "GET", "/v1/_sessions/access", NULL, body, sizeof(body) - 1),
+                     EDGE_EAUTH);
+    assert_int_equal(OK("s3cret", "c1", "us-east", "POST", "/v1/router/point", NULL, body, sizeof(body) - 1),
+                     EDGE_EAUTH);
+    assert_int_equal(OK("s3cret", "c1", "us-east", "POST", "/v1/_sessions/access", "a=1", body, sizeof(body) - 1),
+                     EDGE_EAUTH);
+    assert_int_equal(OK("s3cret", "c1", "us-east", "POST", "/v1/_sessions/access", NULL, body, sizeof(body) - 2),
+                     EDGE_EAUTH);
+    assert_int_equal(OK("s3cret", "c1", "us-east", "POST", "/v1/_sessions/access", NULL, NULL, 0), EDGE_EAUTH);
+    t.ts_ms++;
+    assert_int_equal(OK("s3cret", "c1", "us-east", "POST", "/v1/_sessions/access", NULL, body, sizeof(body) - 1),
+                     EDGE_EAUTH);
+    t.ts_ms--;
+    t.nonce[31] ^= 1;
+    assert_int_equal(OK("s3cret", "c1", "us-east", "POST", "/v1/_sessions/access", NULL, body, sizeof(body) - 1),
+                     EDGE_EAUTH);
+    t.nonce[31] ^= 1;
+    snprintf(t.region, sizeof(t.region), "ap-south");
+    assert_int_equal(OK("s3cret", "c1", "us-east", "POST", "/v1/_sessions/access", NULL, body, sizeof(body) - 1),
+                     EDGE_EAUTH);
+#undef OK
+    /* An empty body and no body are the same thing. */
+    uint8_t m1[EDGE_REPL_MAC_LEN], m2[EDGE_REPL_MAC_LEN];
+    assert_int_equal(edge_repl_http_sig_mac("k", "c1", &s, "us-east", "GET", "/v1/router/point", NULL, NULL, 0, m1),
+                     EDGE_OK);
+    assert_int_equal(edge_repl_http_sig_mac("k", "c1", &s, "us-east", "GET", "/v1/router/point", NULL, "", 0, m2),
+                     EDGE_OK);
+    assert_memory_equal(m1, m2, sizeof(m1));
+
+    static const char *const bad[] = {
+        "",
+        "region=eu-west",
+        "region=eu-west ts=1 nonce=00",
+        "region= ts=1 nonce=0000000000000000000000000000000000000000000000000000000000000000 "
+        "mac=0000000000000000000000000000000000000000000000000000000000000000",
+        "region=eu-west ts=-1 nonce=0000000000000000000000000000000000000000000000000000000000000000 "
+        "mac=0000000000000000000000000000000000000000000000000000000000000000",
+        "region=eu-west ts=1234567890123456 nonce=0000000000000000000000000000000000000000000000000000000000000000 "
+        "mac=0000000000000000000000000000000000000000000000000000000000000000",
+        "region=eu-west ts= nonce=0000000000000000000000000000000000000000000000000000000000000000 "
+        "mac=0000000000000000000000000000000000000000000000000000000000000000",
+        "region=eu-west ts=1 nonce=0000000000000000000000000000000000000000000000000000000000000000 "
+        "mac=0000000000000000000000000000000000000000000000000000000000000000 extra=1",
+        "ts=1 region=eu-west nonce=0000000000000000000000000000000000000000000000000000000000000000 "
+        "mac=0000000000000000000000000000000000000000000000000000000000000000",
+        "region=eu-west ts=1 nonce=zz00000000000000000000000000000000000000000000000000000000000000 "
+        "mac=0000000000000000000000000000000000000000000000000000000000000000",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(edge_repl_http_sig_parse(bad[i], &t), EDGE_EINVAL);
+    }
+    assert_int_equal(edge_repl_http_sig_parse(NULL, &t), EDGE_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_challenge),
+        cmocka_unit_test(test_http_sig),
         cmocka_unit_test(test_hello_roundtrip_and_mac),
         cmocka_unit_test(test_hello_ok_mac_and_seal),
         cmocka_unit_test(test_hello_ok_ack_ping_pong_error),
