@@ -3,12 +3,14 @@
 #include "api/node_int.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
 #include "repl/compact.h"
+#include "repl/proto.h"
 #include "repl/session.h"
 
 /* GET /v1/snapshot: a consistent copy of the database (SQLite backup API) for seeding a
@@ -36,6 +38,7 @@ struct snapshot_job {
     uint64_t size, off;
     char sha256[65];
     uint8_t *chunk;
+    struct edge_repl_http_auth auth; /* the request's: the answer's MAC is bound to it */
 };
 
 static void snapshot_work(uv_work_t *w)
@@ -50,6 +53,7 @@ static void snapshot_free(uv_handle_t *h)
     if (j->fd >= 0) close(j->fd);
     edge_http_conn_unref(j->conn);
     edge_free(j->chunk);
+    sodium_memzero(&j->auth, sizeof(j->auth));
     edge_free(j);
 }
 
@@ -88,11 +92,20 @@ static void snapshot_after(uv_work_t *w, int status)
     j->chunk = j->rv == EDGE_OK ? edge_malloc(SNAP_CHUNK) : NULL;
     if (!edge_http_conn_is_closed(j->conn)) {
         edge__api_observe(n, EP_STATUS, j->start_ns, j->rv != EDGE_OK);
-        char extra[512];
+        char extra[640], mhex[65];
+        uint8_t mac[EDGE_REPL_MAC_LEN] = {0};
+        const struct edge_conf *conf = n->cfg.conf;
+        if (j->rv == EDGE_OK && edge_repl_http_snapshot_mac(conf->cluster_secret, &j->auth, conf->cluster_name,
+                                                            n->region, j->size, j->sha256, mac) != EDGE_OK) {
+            j->rv = EDGE_EINVAL;
+            snprintf(j->err, sizeof(j->err), "cannot compute the snapshot's MAC");
+        }
+        edge_repl_hex32(mac, mhex);
         snprintf(extra, sizeof(extra),
                  "X-Edge-Region: %s\r\nContent-Length: %llu\r\nX-Edge-Snapshot-Size: %llu\r\n"
-                 "X-Edge-Snapshot-Sha256: %s\r\n",
-                 n->region, (unsigned long long)j->size, (unsigned long long)j->size, j->sha256);
+                 "X-Edge-Snapshot-Sha256: %s\r\n%s: %s\r\n",
+                 n->region, (unsigned long long)j->size, (unsigned long long)j->size, j->sha256,
+                 EDGE_REPL_SNAPSHOT_MAC_HEADER, mhex);
         if (j->rv == EDGE_OK && j->chunk == NULL) {
             edge_http_respond_error(j->conn, 503, "INTERNAL", "out of memory");
         } else if (j->rv != EDGE_OK) {
@@ -109,6 +122,7 @@ static void snapshot_after(uv_work_t *w, int status)
     if (j->fd >= 0) close(j->fd);
     edge_http_conn_unref(j->conn);
     edge_free(j->chunk);
+    sodium_memzero(&j->auth, sizeof(j->auth));
     edge_free(j);
 }
 
@@ -131,6 +145,8 @@ void edge__api_snapshot_handle(struct loop *l, struct edge_http_conn *c, struct 
         edge__api_respond_error(n, c, req, EP_STATUS, 503, "INTERNAL", "out of memory");
         return;
     }
+    /* checked just now, so it parses: its nonces bind the answer's MAC to this request */
+    (void)edge_repl_http_auth_parse(edge_http_header(req, "x-edge-cluster-auth"), &j->auth);
     j->l = l;
     j->fd = -1;
     j->conn = c;

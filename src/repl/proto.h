@@ -220,6 +220,17 @@ int edge_repl_http_verify(const char *secret, const struct edge_repl_http_auth *
 int edge_repl_http_auth_parse(const char *value, struct edge_repl_http_auth *out);
 /* Into out[cap] (at least 256 bytes): EDGE_OK or EDGE_EINVAL. */
 int edge_repl_http_auth_format(const struct edge_repl_http_auth *a, char *out, size_t cap);
+/* The answer to GET /v1/snapshot is bound to its request: the server sends
+ *   X-Edge-Snapshot-Mac = HMAC-SHA256(K, "edgelite-http1 snapshot" 0 || ns || nc || cluster 0 || server region 0
+ *                                      || caller region 0 || size (decimal) 0 || sha256 (hex) 0)
+ * with the nonces and caller of the request's X-Edge-Cluster-Auth, so the size and hash
+ * the body is checked against (and through them the body) cannot be swapped on the path,
+ * nor an answer to another request replayed. */
+#define EDGE_REPL_SNAPSHOT_MAC_HEADER "X-Edge-Snapshot-Mac"
+int edge_repl_http_snapshot_mac(const char *secret, const struct edge_repl_http_auth *a, const char *cluster,
+                                const char *server_region, uint64_t size, const char *sha256_hex,
+                                uint8_t out_mac[EDGE_REPL_MAC_LEN]);
+
 /* ---- Signed HTTP requests between regions (session access reports, broadcast relays,
  * the router's read index) ----
  * Hot paths that cannot afford the challenge's round trip: the request carries

@@ -23,6 +23,7 @@
 #define LABEL_HTTP_PROOF "edgelite-http1 challenge"
 #define LABEL_HTTP_REQUEST "edgelite-http1 request"
 #define LABEL_HTTP_SIGNED "edgelite-http1 signed"
+#define LABEL_HTTP_SNAPSHOT "edgelite-http1 snapshot"
 
 /* One HMAC-SHA256 computation under K = SHA-256(secret). */
 struct mac {
@@ -287,6 +288,27 @@ int edge_repl_http_verify(const char *secret, const struct edge_repl_http_auth *
     }
     int rv = sodium_memcmp(mac, a->mac, EDGE_REPL_MAC_LEN) == 0 ? EDGE_OK : EDGE_EAUTH;
     sodium_memzero(mac, sizeof(mac));
+    return rv;
+}
+
+int edge_repl_http_snapshot_mac(const char *secret, const struct edge_repl_http_auth *a, const char *cluster,
+                                const char *server_region, uint64_t size, const char *sha256_hex,
+                                uint8_t out_mac[EDGE_REPL_MAC_LEN])
+{
+    struct mac m;
+    char sz[24];
+    int rv = mac_begin(&m, secret, LABEL_HTTP_SNAPSHOT);
+    if (rv != EDGE_OK) {
+        return rv;
+    }
+    snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+    mac_raw(&m, a->nonce, EDGE_REPL_NONCE_LEN);
+    mac_raw(&m, a->cnonce, EDGE_REPL_NONCE_LEN);
+    const char *const strs[] = {cluster, server_region, a->region, sz, sha256_hex};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]) && rv == EDGE_OK; i++) {
+        rv = mac_str(&m, strs[i]);
+    }
+    mac_end(&m, rv, out_mac);
     return rv;
 }
 

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "net/httpc.h"
 #include "repl/http_auth.h"
+#include "repl/proto.h"
 
 /* SHA-256 of the file open at fd, read from its start in 1 MiB chunks, as hex. */
 static int file_sha256(int fd, uint64_t *out_size, char hex[65])
@@ -100,8 +101,35 @@ int edge_repl_snapshot_take(const char *db_path, int *out_fd, uint64_t *out_size
     return rv;
 }
 
+/* The answer's X-Edge-Snapshot-Mac against the size and hash it announced, under the
+ * nonces of our own X-Edge-Cluster-Auth header (repl/proto.h): true when they match. */
+static bool answer_mac_ok(const struct edge_conf *conf, const char *peer_id, const char *auth_header,
+                          const char *head, const char *size, const char *sha256_hex)
+{
+    struct edge_repl_http_auth a;
+    char value[320], got[80];
+    uint8_t want[EDGE_REPL_MAC_LEN], mac[EDGE_REPL_MAC_LEN];
+    const char *v = strchr(auth_header, ':');
+    size_t vlen = v != NULL ? strcspn(v + 2, "\r\n") : 0;
+    bool ok = v != NULL && vlen < sizeof(value);
+    if (ok) {
+        memcpy(value, v + 2, vlen);
+        value[vlen] = '\0';
+        ok = edge_repl_http_auth_parse(value, &a) == EDGE_OK &&
+             edge_httpc_head_value(head, "x-edge-snapshot-mac", got, sizeof(got)) == EDGE_OK &&
+             edge_repl_unhex32(got, strlen(got), mac) == EDGE_OK &&
+             edge_repl_http_snapshot_mac(conf->cluster_secret, &a, conf->cluster_name, peer_id,
+                                         strtoull(size, NULL, 10), sha256_hex, want) == EDGE_OK &&
+             sodium_memcmp(want, mac, sizeof(mac)) == 0;
+    }
+    sodium_memzero(&a, sizeof(a));
+    sodium_memzero(want, sizeof(want));
+    return ok;
+}
+
 /* One attempt to copy r's snapshot to db_path: streamed into db_path.seed, synced,
- * checked against the size and SHA-256 the peer announced and the SQLite magic, then
+ * checked against the size and SHA-256 the peer announced (and MACed for this request)
+ * and the SQLite magic, then
  * renamed over db_path (and the directory synced). Memory: one receive buffer. */
 static bool seed_from(struct edge_repl_state *n, const struct edge_conf_region *r)
 {
@@ -138,6 +166,12 @@ static bool seed_from(struct edge_repl_state *n, const struct edge_conf_region *
         if (!ok) {
             EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "seed: snapshot of %s incomplete: %llu of %s bytes", r->id,
                      (unsigned long long)len, want_size[0] ? want_size : "?");
+        } else if (!answer_mac_ok(conf, r->id, headers, head, want_size, want_hash)) {
+            /* the hash guards the body against corruption; the MAC guards the hash */
+            EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
+                     "seed: snapshot of %s refused: its X-Edge-Snapshot-Mac is missing or does not match its size and "
+                     "sha256 (altered on the way, or an older node)", r->id);
+            ok = false;
         }
     } else if (rv != EDGE_OK || status != 503) {
         EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "seed: no snapshot from %s (%s, HTTP %d)", r->id, edge_strerror(rv),

@@ -617,6 +617,37 @@ static void test_http_sig(void **state)
         assert_int_equal(edge_repl_http_sig_parse(bad[i], &t), EDGE_EINVAL);
     }
     assert_int_equal(edge_repl_http_sig_parse(NULL, &t), EDGE_EINVAL);
+
+    /* The snapshot answer's MAC: bound to both nonces, both regions, the size and the hash. */
+    struct edge_repl_http_auth a;
+    memset(&a, 0, sizeof(a));
+    snprintf(a.region, sizeof(a.region), "eu-west");
+    memcpy(a.nonce, NONCE, sizeof(a.nonce));
+    memcpy(a.cnonce, NONCE, sizeof(a.cnonce));
+    a.cnonce[0] ^= 0x80;
+    static const char h1[] = "0f0e0d0c0b0a09080706050403020100000102030405060708090a0b0c0d0e0f";
+    static const char h2[] = "1f0e0d0c0b0a09080706050403020100000102030405060708090a0b0c0d0e0f";
+    uint8_t base[EDGE_REPL_MAC_LEN], other[EDGE_REPL_MAC_LEN];
+    assert_int_equal(edge_repl_http_snapshot_mac("s3cret", &a, "c1", "us-east", 4096, h1, base), EDGE_OK);
+    assert_int_equal(edge_repl_http_snapshot_mac("s3cret", &a, "c1", "us-east", 4096, h2, other), EDGE_OK);
+    assert_memory_not_equal(base, other, sizeof(base));
+    assert_int_equal(edge_repl_http_snapshot_mac("s3cret", &a, "c1", "us-east", 4097, h1, other), EDGE_OK);
+    assert_memory_not_equal(base, other, sizeof(base));
+    assert_int_equal(edge_repl_http_snapshot_mac("s3cret", &a, "c1", "ap-south", 4096, h1, other), EDGE_OK);
+    assert_memory_not_equal(base, other, sizeof(base));
+    assert_int_equal(edge_repl_http_snapshot_mac("wrong", &a, "c1", "us-east", 4096, h1, other), EDGE_OK);
+    assert_memory_not_equal(base, other, sizeof(base));
+    a.nonce[3] ^= 1;
+    assert_int_equal(edge_repl_http_snapshot_mac("s3cret", &a, "c1", "us-east", 4096, h1, other), EDGE_OK);
+    assert_memory_not_equal(base, other, sizeof(base));
+    a.nonce[3] ^= 1;
+    a.cnonce[3] ^= 1;
+    assert_int_equal(edge_repl_http_snapshot_mac("s3cret", &a, "c1", "us-east", 4096, h1, other), EDGE_OK);
+    assert_memory_not_equal(base, other, sizeof(base));
+    a.cnonce[3] ^= 1;
+    snprintf(a.region, sizeof(a.region), "eu-north");
+    assert_int_equal(edge_repl_http_snapshot_mac("s3cret", &a, "c1", "us-east", 4096, h1, other), EDGE_OK);
+    assert_memory_not_equal(base, other, sizeof(base));
 }
 
 int main(void)
