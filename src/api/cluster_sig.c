@@ -155,21 +155,23 @@ bool edge__api_auth_cluster_signed(struct edge_node *n, struct edge_http_req *re
     const char *bad = "no X-Edge-Cluster-Sig header (a request of another region of this cluster)";
     int region = -1;
     if (n->repl.cluster && conf != NULL && conf->cluster_secret != NULL && h != NULL) {
-        int64_t expect = 0;
         if (edge_repl_http_sig_parse(h, &s) != EDGE_OK) {
             bad = "malformed X-Edge-Cluster-Sig header";
         } else if (strcmp(s.region, n->region) == 0 || (region = region_index(conf, s.region)) < 0) {
             bad = "the region is not another region of this cluster";
-        } else if (expect = (int64_t)edge_wall_ms() + peer_offset_ms(n, s.region),
-                   s.ts_ms < expect - EDGE_REPL_HTTP_SIG_WINDOW_MS || s.ts_ms > expect + EDGE_REPL_HTTP_SIG_WINDOW_MS) {
-            bad = "signed outside the clock window (30 s either way of the caller's clock as its peer link "
-                  "measured it)";
-        } else if (edge_repl_http_sig_verify(conf->cluster_secret, conf->cluster_name, &s, n->region,
-                                             method_name(req->method), req->path, req->query, req->body.data,
-                                             req->body.len) != EDGE_OK) {
-            bad = "wrong MAC (another secret, or the method, path, query or body was altered)";
         } else {
-            bad = NULL;
+            /* our estimate of the caller's clock now */
+            int64_t expect = (int64_t)edge_wall_ms() + peer_offset_ms(n, s.region);
+            if (s.ts_ms < expect - EDGE_REPL_HTTP_SIG_WINDOW_MS || s.ts_ms > expect + EDGE_REPL_HTTP_SIG_WINDOW_MS) {
+                bad = "signed outside the clock window (30 s either way of the caller's clock as its peer link "
+                      "measured it)";
+            } else if (edge_repl_http_sig_verify(conf->cluster_secret, conf->cluster_name, &s, n->region,
+                                                 method_name(req->method), req->path, req->query, req->body.data,
+                                                 req->body.len) != EDGE_OK) {
+                bad = "wrong MAC (another secret, or the method, path, query or body was altered)";
+            } else {
+                bad = NULL;
+            }
         }
     }
     pthread_mutex_lock(&n->csigs.mu);
