@@ -126,6 +126,11 @@ void edge_http_conn_unref(struct edge_http_conn *c)
 }
 
 bool edge_http_conn_is_closed(const struct edge_http_conn *c) { return c->closing; }
+bool edge_http_conn_peer_names(const struct edge_http_conn *c, const char *name, bool dns_only)
+{
+    return c->tls != NULL && edge_tls_peer_names(c->tls, name, dns_only);
+}
+
 bool edge_http_conn_peer_verified(const struct edge_http_conn *c)
 {
     return c->tls != NULL && edge_tls_peer_verified(c->tls);

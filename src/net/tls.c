@@ -168,6 +168,16 @@ bool edge_tls_peer_verified(const struct edge_tls *t)
     return peer != NULL && SSL_get_verify_result(t->ssl) == X509_V_OK;
 }
 
+bool edge_tls_peer_names(const struct edge_tls *t, const char *name, bool dns_only)
+{
+    X509 *peer = edge_tls_peer_verified(t) ? SSL_get0_peer_certificate(t->ssl) : NULL;
+    if (peer == NULL || name == NULL || name[0] == '\0') return false;
+    if (!dns_only && X509_check_ip_asc(peer, name, 0) == 1) return true;
+    /* SANs only (no fall-back to the subject's CN), no partial wildcards */
+    return X509_check_host(peer, name, strlen(name),
+                           X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+}
+
 void edge_tls_ctx_free(struct edge_tls_ctx *ctx)
 {
     if (ctx == NULL) return;

@@ -57,6 +57,9 @@ bool edge_tls_established(const struct edge_tls *t);
 /* The other side presented a certificate that verified (on a server: a client
  * certificate, with edge_tls_ctx_verify_clients). */
 bool edge_tls_peer_verified(const struct edge_tls *t);
+/* The verified peer certificate has a SAN for name: a DNS name, or (unless dns_only) an
+ * IP address literal. False without a verified certificate. */
+bool edge_tls_peer_names(const struct edge_tls *t, const char *name, bool dns_only);
 /* Decrypted bytes, handshake included: EDGE_OK with *got > 0 bytes in buf, or *got 0
  * when more input is needed; EDGE_ECLOSED once the peer sent its close_notify;
  * EDGE_EPROTO on a TLS failure. Call until *got is 0: records already fed are only

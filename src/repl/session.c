@@ -10,6 +10,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "net/httpc.h"
 #include "repl/proto.h"
 
 static uint64_t wall_now_ms(void) { return edge_wall_ms(); }
@@ -199,6 +200,28 @@ static void apply_complete(struct edge_writer_job *job, int status)
     j->ps->host.post(j->ps->host.ud, &j->task);
 }
 
+/* With mutual TLS, the client certificate must belong to the region the HELLO claims: a
+ * certificate that names region ids (DNS SANs equal to configured ids) is bound to those,
+ * any other to the host of the claimed region's configured URL (IP or DNS SAN). Without a
+ * verified certificate (plain link, no cluster.ca_file) there is nothing to bind. */
+static bool cert_is_region(const struct edge_peer_session *ps, const char *region)
+{
+    const struct edge_conf *conf = ps->st->conf;
+    if (!edge_http_conn_peer_verified(ps->conn)) return true;
+    bool names_regions = false;
+    for (size_t i = 0; i < conf->n_regions; i++) {
+        if (edge_http_conn_peer_names(ps->conn, conf->regions[i].id, true)) {
+            if (strcmp(conf->regions[i].id, region) == 0) return true;
+            names_regions = true;
+        }
+    }
+    if (names_regions) return false;
+    const struct edge_conf_region *r = edge_conf_region_find(conf, region);
+    struct edge_httpc_url u;
+    return r != NULL && r->url != NULL && edge_httpc_url_parse(r->url, &u) == EDGE_OK &&
+           edge_http_conn_peer_names(ps->conn, u.host, false);
+}
+
 static void peer_entries(struct edge_peer_session *ps, struct peer_frame *f)
 {
     struct apply_job *j = edge_calloc(1, sizeof(*j));
@@ -260,6 +283,13 @@ static void peer_hello(struct edge_peer_session *ps, struct peer_frame *f, struc
             peer_refuse(ps, "WRONG_REGION", "this node is another region than the one the link was configured for");
         } else if (strcmp(h.region, st->region) == 0 || edge_conf_region_find(st->conf, h.region) == NULL) {
             peer_refuse(ps, "UNKNOWN_REGION", "region is not part of this cluster");
+        } else if (!cert_is_region(ps, h.region)) {
+            atomic_fetch_add(&st->stats.peer_auth_refused, 1);
+            EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "peer link claiming region %s refused: its certificate is not %s's",
+                     h.region, h.region);
+            peer_refuse(ps, "CERT_REGION",
+                        "the client certificate does not belong to that region (its SANs name other regions, or not "
+                        "the host of its configured URL)");
         } else {
             edge_repl_state_vv(st, &vv);
             if (edge_repl_hello_ok_mac(secret, ps->nonce, &h, st->region, &vv, mac) != EDGE_OK ||
