@@ -74,6 +74,11 @@ struct hrana_ctx {
      * (the hot-read cache's commit guard, repl/feed.h). Both NULL or both set. */
     void (*guard_begin)(void *ud, struct hrana_ctx *ctx);
     void (*guard_end)(void *ud, struct hrana_ctx *ctx);
+    /* A statement ran (or failed) on a transaction connection (own_txn); commits says it
+     * was a COMMIT/END/RELEASE. The node reads the version vector of the transaction's
+     * snapshot here, once the transaction has one, for the bookmark of its reads (may be
+     * NULL). Called outside the sandbox. */
+    void (*txn_stmt)(void *ud, struct hrana_ctx *ctx, bool commits);
     /* Statement statistics (may be NULL): each statement run, with its time and rows. */
     void (*on_stmt)(void *ud, const char *sql, size_t len, uint64_t ns, uint64_t rows, bool error);
     void *stmt_ud;

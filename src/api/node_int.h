@@ -93,6 +93,11 @@ struct txconn {
     struct edge_store_conn *conn;
     struct edge_capture *cap;  /* NULL on a single node */
     struct edge_feed_mark mark; /* what its COMMIT in progress marked (repl/feed.h) */
+    /* The version vector of the open transaction's snapshot, read once it has one: the
+     * bookmark of reads inside it (hrana/unit.c). "" until then; bm_over: the transaction
+     * ended, the next one reads its own. Only the thread running its unit touches it. */
+    char bm[EDGE_API_BOOKMARK_MAX];
+    bool bm_over;
 };
 
 struct stream {
@@ -467,6 +472,10 @@ void edge__api_unit_repl_setup(struct unit *u, int consistency);
 int edge__api_unit_consistency(struct edge_node *n, struct edge_http_req *req, const struct hrana_tables *t);
 void edge__api_unit_count(struct edge_node *n, struct unit *u);
 void edge__api_unit_settle(struct edge_node *n, struct txconn **slot, bool *readonly_txn, bool ro_now, bool closing);
+/* The bookmark of a unit's answer (docs/realtime.md): a write's REGION:SEQ, else the
+ * version vector of the snapshot its reads ran on (the loop's, or its transaction's,
+ * copied into buf). NULL when there is none (a single node). Before the unit settles. */
+const char *edge__api_unit_bookmark(struct unit *u, char *buf, size_t cap);
 const char *edge__api_status_code(int st);
 /* Loop thread: open (or renew) the loop's shared read snapshot on l->rconn, as reads do. */
 void edge__api_read_snapshot(struct loop *l);
@@ -596,6 +605,13 @@ void edge__api_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_
 void edge__api_ws_on_message(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len);
 void edge__api_ws_on_close(void *ud, struct edge_http_conn *c);
 void edge__api_ws_process(struct ws_session *s);
+/* Handle one message of the session; true if it went asynchronous (the session is busy). */
+bool edge__api_ws_handle(struct ws_session *s, json_t *msg);
+/* A WebSocket request carrying "bookmark" (docs/router.md): EDGE_OK when this region has
+ * applied every origin of it (run it now); EDGE_EAGAIN when it is parked, the session busy
+ * until the request runs again or is answered BOOKMARK_TIMEOUT (after the bookmark
+ * timeout, per origin); EDGE_EINVAL for a text that is not a bookmark, EDGE_ENOMEM. */
+int edge__api_wait_bookmark_ws(struct ws_session *s, json_t *msg, int64_t request_id, const char *bm);
 void edge__api_ws_unref(struct ws_session *s);
 void edge__api_ws_finish(struct unit *u);
 

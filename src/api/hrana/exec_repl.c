@@ -120,6 +120,9 @@ int hrana__repl_post(struct hrana_ctx *ctx, sqlite3_stmt *st, enum edge_txctl tx
 {
     bool was = hrana__own_begin(ctx);
     int r = repl_post_own(ctx, st, tx, ok, x, e);
+    if (ctx->own_txn && ctx->txn_stmt != NULL) {
+        ctx->txn_stmt(ctx->hook_ud, ctx, tx == EDGE_TXCTL_END || tx == EDGE_TXCTL_RELEASE);
+    }
     hrana__own_end(ctx, was);
     if (x->guarded) {
         ctx->guard_end(ctx->hook_ud, ctx);

@@ -80,7 +80,12 @@ void edge__api_pipeline_finish(struct unit *u)
 {
     struct edge_node *n = u->loop->node;
     struct stream *s = u->stream;
+    /* Reads inside a transaction: the bookmark of its snapshot, taken before the
+     * connection may go back to the pool. */
+    char txn_bm[EDGE_API_BOOKMARK_MAX];
+    txn_bm[0] = '\0';
     if (u->route == HRANA_ROUTE_TXN) {
+        if (u->ctx.seq == 0 && edge__api_unit_bookmark(u, txn_bm, sizeof(txn_bm)) == NULL) txn_bm[0] = '\0';
         edge__api_unit_settle(n, &s->txn, &s->readonly_txn, u->ctx.readonly_txn, u->close_stream);
     }
     if (s->txn == NULL) {
@@ -158,6 +163,9 @@ void edge__api_pipeline_finish(struct unit *u)
                  * subscribe from this bookmark" has no gap and no duplicate. */
                 const char *bm = u->loop->snap_open ? u->loop->snap_bm : NULL;
                 edge__api_pipeline_answer_bm(n, u->conn, u->mode, bm, resp.data, resp.len, u->start_ns);
+            } else if (u->route == HRANA_ROUTE_TXN && seq == 0 && txn_bm[0] != '\0') {
+                /* Inside a transaction (or one that ended without writing): its snapshot's. */
+                edge__api_pipeline_answer_bm(n, u->conn, u->mode, txn_bm, resp.data, resp.len, u->start_ns);
             } else {
                 edge__api_pipeline_answer(n, u->conn, u->mode, seq ? n->region : NULL, seq, resp.data, resp.len,
                                           u->start_ns);

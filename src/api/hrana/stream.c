@@ -69,6 +69,8 @@ void edge__api_pool_release(struct edge_node *n, struct txconn *t, bool readonly
         edge_capture_reset(t->cap);
     }
     edge_feed_unmark(&n->repl, &t->mark); /* a COMMIT that failed and was never settled */
+    t->bm[0] = '\0';
+    t->bm_over = false;
     pthread_mutex_lock(&n->pool_mu);
     if (n->n_pool < MAX_TXN_CONNS) {
         n->pool[n->n_pool++] = t;

@@ -159,30 +159,37 @@ void edge__api_snap_end(uv_check_t *h)
     uv_check_stop(h);
 }
 
-/* The snapshot's version vector, read first inside it (the deferred BEGIN starts the
- * snapshot at this read): exactly the log entries the reads on it see. */
-static void snap_bookmark(struct loop *l)
+/* The version vector of the snapshot c reads on, as a bookmark ("REGION:SEQ,..."), into
+ * out (left as it was when it cannot be read). Read inside the snapshot, so it names
+ * exactly the log entries the reads on it see. */
+static void vv_bookmark(struct edge_node *n, struct edge_store_conn *c, char *out, size_t cap)
 {
-    struct edge_store_conn *c = l->rconn;
     bool was = edge_store_sandboxed(c);
     edge_store_sandbox(c, false);
     struct edge_vclock vv;
     edge_vclock_init(&vv);
     struct edge_buf b;
-    edge_buf_init(&b, sizeof(l->snap_bm) - 1);
+    edge_buf_init(&b, cap - 1);
     int rv = edge_repl_vv_load(edge_store_db(c), &vv);
     for (size_t i = 0; i < vv.n_entries && rv == EDGE_OK; i++) {
         rv = edge_buf_printf(&b, "%s%s:%llu", i ? "," : "", vv.entries[i].region, (unsigned long long)vv.entries[i].n);
     }
     /* nothing written anywhere yet: still a bookmark ("before everything") */
-    if (rv == EDGE_OK && vv.n_entries == 0) rv = edge_buf_printf(&b, "%s:0", l->node->region);
-    if (rv == EDGE_OK && b.len < sizeof(l->snap_bm)) {
-        memcpy(l->snap_bm, b.data, b.len);
-        l->snap_bm[b.len] = '\0';
+    if (rv == EDGE_OK && vv.n_entries == 0) rv = edge_buf_printf(&b, "%s:0", n->region);
+    if (rv == EDGE_OK && b.len < cap) {
+        memcpy(out, b.data, b.len);
+        out[b.len] = '\0';
     }
     edge_buf_free(&b);
     edge_vclock_close(&vv);
     edge_store_sandbox(c, was);
+}
+
+/* The loop's snapshot: read first inside it (the deferred BEGIN starts the snapshot at
+ * this read). */
+static void snap_bookmark(struct loop *l)
+{
+    vv_bookmark(l->node, l->rconn, l->snap_bm, sizeof(l->snap_bm));
 }
 
 void edge__api_read_snapshot(struct loop *l)
@@ -407,6 +414,45 @@ static void tx_guard_end(void *ud, struct hrana_ctx *ctx)
     tx_settled(ud, ctx);
 }
 
+/* Pool thread, after each statement of an interactive transaction: the first time the
+ * transaction holds a snapshot (SQLite starts it at the first read or write, not at a
+ * deferred BEGIN), read its version vector: the bookmark of every read inside it. Not
+ * after a COMMIT that failed and left the transaction open: its log entry is in there. */
+static void tx_txn_stmt(void *ud, struct hrana_ctx *ctx, bool commits)
+{
+    struct unit *u = ud;
+    struct txconn *t = unit_txconn(u);
+    if (t == NULL) return;
+    sqlite3 *db = edge_store_db(ctx->conn);
+    if (sqlite3_get_autocommit(db)) {
+        t->bm_over = true; /* kept for this unit's answer; the next transaction reads anew */
+        return;
+    }
+    if (t->bm_over) {
+        t->bm[0] = '\0';
+        t->bm_over = false;
+    }
+    if (t->bm[0] == '\0' && !commits && sqlite3_txn_state(db, "main") != SQLITE_TXN_NONE) {
+        vv_bookmark(u->loop->node, ctx->conn, t->bm, sizeof(t->bm));
+    }
+}
+
+const char *edge__api_unit_bookmark(struct unit *u, char *buf, size_t cap)
+{
+    struct edge_node *n = u->loop->node;
+    if (!n->repl.cluster || cap == 0) return NULL;
+    uint64_t seq = u->route == HRANA_ROUTE_WRITE ? u->wjob.seq : u->ctx.seq;
+    if (seq != 0) {
+        snprintf(buf, cap, "%s:%llu", n->region, (unsigned long long)seq);
+        return buf;
+    }
+    if (u->route == HRANA_ROUTE_READ) return u->loop->snap_open && u->loop->snap_bm[0] ? u->loop->snap_bm : NULL;
+    struct txconn *t = u->route == HRANA_ROUTE_TXN ? unit_txconn(u) : NULL;
+    if (t == NULL || t->bm[0] == '\0') return NULL;
+    snprintf(buf, cap, "%s", t->bm);
+    return buf;
+}
+
 /* Hook a unit up to replication before it is dispatched. */
 void edge__api_unit_repl_setup(struct unit *u, int consistency)
 {
@@ -425,6 +471,7 @@ void edge__api_unit_repl_setup(struct unit *u, int consistency)
     u->ctx.commit_entry = tx_commit_entry;
     u->ctx.committed = tx_committed;
     u->ctx.settled = tx_settled;
+    u->ctx.txn_stmt = tx_txn_stmt;
 }
 
 enum strong_route edge__api_strong_route(struct edge_node *n, enum hrana_route route, int consistency, bool ddl,

@@ -72,6 +72,8 @@ struct waiter {
     struct edge_buf resp;
     struct ws_session *ws; /* a WebSocket answer: the session stays busy until it is sent */
     int64_t request_id;
+    json_t *ws_msg; /* a WebSocket request waiting for its bookmark: run again when ready */
+    bool ws_rerun;  /* ws_msg ran again: the session's busy flag is its own now */
 };
 
 #define SQ_WAITER(h) ((struct waiter *)((char *)(h) - offsetof(struct waiter, sq)))
@@ -206,11 +208,12 @@ static void detach(struct edge__api_waits *ws, struct waiter *w)
 static void waiter_free(struct waiter *w)
 {
     if (w->ws != NULL) {
-        w->ws->busy = false;
+        if (!w->ws_rerun) w->ws->busy = false;
         /* The session's next message, unless the loop is stopping (nothing more runs). */
         if (!w->l->stopping) edge__api_ws_process(w->ws);
         edge__api_ws_unref(w->ws);
     }
+    json_decref(w->ws_msg);
     edge_http_conn_unref(w->conn);
     edge_buf_free(&w->resp);
     edge_free(w);
@@ -221,7 +224,15 @@ static void answer_ready(struct waiter *w)
 {
     struct edge_node *n = w->l->node;
     if (edge_http_conn_is_closed(w->conn) || w->l->stopping) return; /* nobody to answer */
-    if (w->kind == WAIT_BOOKMARK) {
+    if (w->kind == WAIT_BOOKMARK && w->ws != NULL) {
+        /* The WebSocket request runs now, in its place in the session's order (it may
+         * park again for the next origin of a vector). */
+        if (!w->ws->closed) {
+            w->ws->busy = false;
+            w->ws_rerun = true;
+            edge__api_ws_handle(w->ws, w->ws_msg);
+        }
+    } else if (w->kind == WAIT_BOOKMARK) {
         /* A vector bookmark waits for its origins one after the other. */
         if (!edge__api_wait_bookmark(w->l, w->conn, w->req, w->version, w->access)) {
             edge__api_pipeline_handle(w->l, w->conn, w->req, w->version, w->access);
@@ -241,7 +252,18 @@ static void answer_timeout(struct waiter *w)
     struct edge_node *n = w->l->node;
     char msg[256];
     if (edge_http_conn_is_closed(w->conn) || w->l->stopping) return;
-    if (w->kind == WAIT_BOOKMARK && w->first_wait) {
+    if (w->kind == WAIT_BOOKMARK && w->ws != NULL) {
+        /* A WebSocket stream cannot be sent to another region: the client (or the door)
+         * decides what to do. */
+        snprintf(msg, sizeof(msg), "this region has not yet applied %s:%llu (waited %llu ms)", w->origin,
+                 (unsigned long long)w->sq.key, (unsigned long long)n->cfg.bookmark_timeout_ms);
+        struct edge_buf b;
+        edge_buf_init(&b, 4096);
+        hrana_write_response_error(&b, w->request_id, msg, "BOOKMARK_TIMEOUT");
+        if (!w->ws->closed) edge_http_ws_send(w->conn, 1, b.data, b.len);
+        edge_buf_free(&b);
+        edge__api_observe(n, EP_WS, w->start_ns, true);
+    } else if (w->kind == WAIT_BOOKMARK && w->first_wait) {
         /* Plan again with the wait over: sent on to a region known to have the write, or
          * parked for the rest of the bookmark timeout (http.c). */
         w->l->bm_expired = w->req;
@@ -520,6 +542,41 @@ bool edge__api_wait_majority_ws(struct unit *u, struct ws_session *s, uint64_t s
     }
     w->ws = s;
     return true;
+}
+
+int edge__api_wait_bookmark_ws(struct ws_session *s, json_t *msg, int64_t request_id, const char *bm)
+{
+    struct loop *l = s->loop;
+    struct edge_node *n = l->node;
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    int prv = edge_rt_bookmark_parse(bm, strlen(bm), &vv);
+    char origin[EDGE_VCLOCK_REGION_MAX + 1] = "";
+    uint64_t seq = 0;
+    for (size_t i = 0; prv == EDGE_OK && i < vv.n_entries && seq == 0; i++) {
+        if (!edge_repl_state_covers(&n->repl, vv.entries[i].region, vv.entries[i].n)) {
+            snprintf(origin, sizeof(origin), "%s", vv.entries[i].region);
+            seq = vv.entries[i].n;
+        }
+    }
+    edge_vclock_close(&vv);
+    if (prv != EDGE_OK) return prv == EDGE_ENOMEM ? EDGE_ENOMEM : EDGE_EINVAL;
+    if (!n->repl.cluster || seq == 0 || l->waits == NULL || s->closed) return EDGE_OK;
+    struct waiter *w = waiter_new(l, s->conn, WAIT_BOOKMARK, n->cfg.bookmark_timeout_ms);
+    if (w == NULL) return EDGE_ENOMEM;
+    snprintf(w->origin, sizeof(w->origin), "%s", origin);
+    w->sq.key = seq;
+    w->request_id = request_id;
+    w->start_ns = uv_hrtime();
+    if (park(l->waits, w) != EDGE_OK) {
+        waiter_free(w); /* w->ws is still NULL: the session is untouched */
+        return EDGE_ENOMEM;
+    }
+    w->ws_msg = json_incref(msg);
+    w->ws = s;
+    s->busy = true;
+    s->refs++;
+    return EDGE_EAGAIN;
 }
 
 void edge__api_wait_reachable(struct loop *l, struct edge_http_conn *c, uint64_t seq, uint64_t timeout_ms,

@@ -69,8 +69,25 @@ static struct ws_stream *ws_find(struct ws_session *s, int32_t id)
     return NULL;
 }
 
-/* Handle one message; returns true if it went asynchronous (the session is busy). */
-static bool ws_handle(struct ws_session *s, json_t *msg)
+/* The bookmark of an answer (docs/router.md, "Bookmarks over WebSocket"): one more member
+ * of the response_ok message, after "response", which Hrana clients ignore. */
+static void ws_add_bookmark(struct edge_buf *out, const char *bm)
+{
+    static const char ok[] = "{\"type\":\"response_ok\"";
+    if (out->len < sizeof(ok) || memcmp(out->data, ok, sizeof(ok) - 1) != 0 || out->data[out->len - 1] != '}') return;
+    size_t len = out->len;
+    out->len--;
+    int rv = edge_buf_puts(out, ",\"bookmark\":");
+    if (rv == EDGE_OK) rv = edge_buf_json_cstr(out, bm);
+    if (rv == EDGE_OK) rv = edge_buf_putc(out, '}');
+    if (rv != EDGE_OK) {
+        out->len = len; /* too large with it: the answer goes without */
+        out->data[len - 1] = '}';
+        out->data[len] = '\0';
+    }
+}
+
+bool edge__api_ws_handle(struct ws_session *s, json_t *msg)
 {
     struct edge_node *n = s->loop->node;
     const char *type = json_string_value(json_object_get(msg, "type"));
@@ -127,6 +144,21 @@ static bool ws_handle(struct ws_session *s, json_t *msg)
     if (hrana_validate_request(req, s->version >= 3 ? 3 : 2, true, err, sizeof(err)) != EDGE_OK) {
         ws_send_error(s, request_id, err, "HRANA_PROTO_ERROR");
         return false;
+    }
+    json_t *jbm = json_object_get(msg, "bookmark");
+    if (jbm != NULL && !json_is_null(jbm)) {
+        /* Wait until this region has applied it, as X-Edge-Bookmark does over HTTP. */
+        int brv = json_is_string(jbm) && json_string_length(jbm) > 0 && json_string_length(jbm) < EDGE_API_BOOKMARK_MAX
+                      ? edge__api_wait_bookmark_ws(s, msg, request_id, json_string_value(jbm))
+                      : EDGE_EINVAL;
+        if (brv == EDGE_EAGAIN) return true;
+        if (brv != EDGE_OK) {
+            ws_send_error(s, request_id,
+                          brv == EDGE_EINVAL ? "bookmark must be a string REGION:SEQ or REGION:SEQ,REGION:SEQ,..."
+                                             : "out of memory",
+                          brv == EDGE_EINVAL ? "BOOKMARK_INVALID" : "INTERNAL");
+            return false;
+        }
     }
     const char *t = json_string_value(json_object_get(req, "type"));
     int32_t sid = (int32_t)json_integer_value(json_object_get(req, "stream_id"));
@@ -229,7 +261,7 @@ void edge__api_ws_process(struct ws_session *s)
         s->q_head = m->next;
         if (s->q_head == NULL) s->q_tail = NULL;
         s->q_len--;
-        ws_handle(s, m->msg);
+        edge__api_ws_handle(s, m->msg);
         json_decref(m->msg);
         edge_free(m);
     }
@@ -338,6 +370,11 @@ void edge__api_ws_finish(struct unit *u)
 {
     struct ws_session *s = u->ws;
     struct edge_node *n = u->loop->node;
+    /* Taken before a transaction's connection may go back to the pool. */
+    char bm_buf[EDGE_API_BOOKMARK_MAX];
+    const char *bm = !s->closed && u->commit_status == EDGE_OK && u->ctx.stmts > 0
+                         ? edge__api_unit_bookmark(u, bm_buf, sizeof(bm_buf))
+                         : NULL;
     if (u->route == HRANA_ROUTE_TXN && u->wss != NULL) {
         edge__api_unit_settle(n, &u->wss->txn, &u->wss->readonly_txn, u->ctx.readonly_txn, s->closed);
     }
@@ -364,6 +401,7 @@ void edge__api_ws_finish(struct unit *u)
                 edge__api_ws_cursor_failed(u->wcursor, msg, edge__api_status_code(u->commit_status));
             }
         }
+        if (bm != NULL) ws_add_bookmark(&u->out, bm);
         uint64_t seq = u->route == HRANA_ROUTE_WRITE ? u->wjob.seq : u->ctx.seq;
         if (n->repl.cluster && u->commit_status == EDGE_OK && u->ctx.consistency == 1 && seq != 0) {
             /* Strong on the primary: answer once a majority holds the entry. The waiter
