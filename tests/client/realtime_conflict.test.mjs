@@ -10,6 +10,37 @@ import assert from 'node:assert/strict';
 import { sleep, startCluster } from './lib/cluster.mjs';
 import { openRt } from './lib/rt.mjs';
 
+/**
+ * Row 1 of t written at a and converged; a subscriber of t in every region; then, with a and b cut from each
+ * other (their front proxies), the row updated at a ('fromA') and at b ('fromB'); whileCut(subs) runs before the
+ * link heals; then converged. Resolves with the subscribers and the bookmark of the first one's `ready`.
+ */
+async function concurrentUpdates(c, whileCut = async () => {}) {
+  assert.ok((await c.sql('a', "INSERT INTO t VALUES (1, 'init')")).ok);
+  assert.ok((await c.waitConverged(['t'], 30000)).ok);
+  const subs = {};
+  let start = null;
+  for (const id of c.ids) {
+    subs[id] = await openRt(c.url(id));
+    const r = await subs[id].subscribe({ id: 1, tables: ['t'] });
+    assert.equal(r.type, 'ready', JSON.stringify(r));
+    start ??= r.bookmark;
+  }
+  const peerOf = (st, region) => st.peers.find((p) => p.region === region);
+  await c.proxies.a.cut();
+  await c.proxies.b.cut();
+  const down = await c.waitFor(async () => !peerOf(await c.status('a'), 'b').connected &&
+    !peerOf(await c.status('b'), 'a').connected, 30000);
+  assert.ok(down, 'still connected after the cut');
+  assert.ok((await c.sql('a', "UPDATE t SET v = 'fromA' WHERE id = 1")).ok);
+  assert.ok((await c.sql('b', "UPDATE t SET v = 'fromB' WHERE id = 1")).ok);
+  await whileCut(subs);
+  await c.proxies.a.reset();
+  await c.proxies.b.reset();
+  assert.ok((await c.waitConverged(['t'], 30000)).ok);
+  return { subs, start };
+}
+
 describe('realtime conflicts', { timeout: 120000 }, () => {
   let c;
   before(async () => {
@@ -19,24 +50,7 @@ describe('realtime conflicts', { timeout: 120000 }, () => {
   after(async () => { if (c) await c.destroy(); });
 
   test('concurrent updates of one row: both events carry the conflict, one won', { timeout: 60000 }, async () => {
-    assert.ok((await c.sql('a', "INSERT INTO t VALUES (1, 'init')")).ok);
-    assert.ok((await c.waitConverged(['t'], 30000)).ok);
-    const subs = {};
-    for (const id of c.ids) {
-      subs[id] = await openRt(c.url(id));
-      assert.equal((await subs[id].subscribe({ id: 1, tables: ['t'] })).type, 'ready');
-    }
-    const peerOf = (st, region) => st.peers.find((p) => p.region === region);
-    await c.proxies.a.cut();
-    await c.proxies.b.cut();
-    const down = await c.waitFor(async () => !peerOf(await c.status('a'), 'b').connected &&
-      !peerOf(await c.status('b'), 'a').connected, 30000);
-    assert.ok(down, 'still connected after the cut');
-    assert.ok((await c.sql('a', "UPDATE t SET v = 'fromA' WHERE id = 1")).ok);
-    assert.ok((await c.sql('b', "UPDATE t SET v = 'fromB' WHERE id = 1")).ok);
-    await c.proxies.a.reset();
-    await c.proxies.b.reset();
-    assert.ok((await c.waitConverged(['t'], 30000)).ok);
+    const { subs } = await concurrentUpdates(c);
     const remote = {};
     for (const id of c.ids) {
       const other = id === 'a' ? 'b' : 'a';
@@ -89,29 +103,8 @@ describe('realtime conflicts in every region and in the backlog', { timeout: 180
 
   test('live in all three regions, from the log at each, and across a resume in the middle of the pair',
     { timeout: 150000 }, async () => {
-      assert.ok((await c.sql('a', "INSERT INTO t VALUES (1, 'init')")).ok);
-      assert.ok((await c.waitConverged(['t'], 30000)).ok);
-      const subs = {};
-      let start = null;
-      for (const id of c.ids) {
-        subs[id] = await openRt(c.url(id));
-        const r = await subs[id].subscribe({ id: 1, tables: ['t'] });
-        assert.equal(r.type, 'ready', JSON.stringify(r));
-        start ??= r.bookmark;
-      }
-      // a and b receive nothing (their front proxies are cut); c receives both of their writes.
-      const peerOf = (st, region) => st.peers.find((p) => p.region === region);
-      await c.proxies.a.cut();
-      await c.proxies.b.cut();
-      const down = await c.waitFor(async () => !peerOf(await c.status('a'), 'b').connected &&
-        !peerOf(await c.status('b'), 'a').connected, 30000);
-      assert.ok(down, 'still connected after the cut');
-      assert.ok((await c.sql('a', "UPDATE t SET v = 'fromA' WHERE id = 1")).ok);
-      assert.ok((await c.sql('b', "UPDATE t SET v = 'fromB' WHERE id = 1")).ok);
-      await waitRowEvents(subs.c, 2);
-      await c.proxies.a.reset();
-      await c.proxies.b.reset();
-      assert.ok((await c.waitConverged(['t'], 30000)).ok);
+      // a and b receive nothing while cut; c receives both of their writes before the link heals.
+      const { subs, start } = await concurrentUpdates(c, (s) => waitRowEvents(s.c, 2));
       const live = {};
       for (const id of c.ids) {
         await waitRowEvents(subs[id], 2);
