@@ -132,7 +132,7 @@ int edge__door_choose(struct door *d, uint32_t tried)
 }
 
 /* After a failure: router.fallback order first, then as choose() does. */
-static int next_region(struct door *d, uint32_t tried)
+int edge__door_next_region(struct door *d, uint32_t tried)
 {
     for (size_t f = 0; f < d->rc->n_fallback; f++) {
         for (int i = 0; i < d->n; i++) {
@@ -157,7 +157,7 @@ static uint64_t hash_str(const char *s)
 
 /* The client's version vector as a bookmark ("a:5" or "a:5,c:9", as the node reads it)
  * into out; NULL when it has none. */
-static const char *ryw_get(struct door *d, const char *key, char *out, size_t cap)
+const char *edge__door_ryw_get(struct door *d, const char *key, char *out, size_t cap)
 {
     uint64_t h = hash_str(key);
     struct ryw *e = &d->ryw[h % RYW_SLOTS];
@@ -174,9 +174,16 @@ static const char *ryw_get(struct door *d, const char *key, char *out, size_t ca
     return off > 0 ? out : NULL;
 }
 
+/* The key of a token: shared by HTTP requests (the header) and WebSocket sessions (the
+ * hello's jwt, as "Bearer <jwt>"), so a client's writes over one are read over the other. */
+void edge__door_ryw_token_key(const char *authorization, char *out, size_t cap)
+{
+    snprintf(out, cap, "t:%016llx", (unsigned long long)hash_str(authorization));
+}
+
 /* Merge an answer's bookmark (REGION:SEQ, or a vector of them) into the client's vector;
  * a newer client taking the slot starts from nothing. Origins not in the config: ignored. */
-static void ryw_put(struct door *d, const char *key, const char *bm)
+void edge__door_ryw_put(struct door *d, const char *key, const char *bm)
 {
     uint64_t h = hash_str(key);
     struct ryw *e = &d->ryw[h % RYW_SLOTS];
@@ -242,7 +249,7 @@ static void on_answer(void *ud, int rv, struct edge_httpc_resp *resp)
         bool retry = !p->pinned && time_left && p->tries < MAX_TRIES && !d->stopping &&
                      (p->read || rv == EDGE_ECONNREFUSED);
         if (retry) {
-            int next = next_region(d, p->tried);
+            int next = edge__door_next_region(d, p->tried);
             if (next >= 0) {
                 if (p->first_fail_ns == 0) p->first_fail_ns = uv_hrtime();
                 r->failovers_from++;
@@ -278,7 +285,7 @@ static void on_answer(void *ud, int rv, struct edge_httpc_resp *resp)
         /* Only a write's bookmark is remembered for read-your-writes: a read's (the vector
          * of the snapshot it ran on, for subscribing from) would make later reads wait for
          * every region's entries. */
-        if (!p->read) ryw_put(d, p->ryw_key, resp->bookmark);
+        if (!p->read) edge__door_ryw_put(d, p->ryw_key, resp->bookmark);
     }
     const char *body = resp->body.data ? resp->body.data : "";
     size_t len = resp->body.len;
@@ -353,7 +360,7 @@ static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req
     d->requests++;
     const char *auth = edge_http_header(req, "authorization");
     if (auth != NULL) {
-        snprintf(p->ryw_key, sizeof(p->ryw_key), "t:%016llx", (unsigned long long)hash_str(auth));
+        edge__door_ryw_token_key(auth, p->ryw_key, sizeof(p->ryw_key));
     } else {
         snprintf(p->ryw_key, sizeof(p->ryw_key), "c:%p", (void *)c);
     }
@@ -435,7 +442,7 @@ static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req
     const char *bm = edge_http_header(req, "x-edge-bookmark");
     char vv[DOOR_MAX_REGIONS * (EDGE_VCLOCK_REGION_MAX + 22) + 1];
     if (bm == NULL && p->read) {
-        bm = ryw_get(d, p->ryw_key, vv, sizeof(vv));
+        bm = edge__door_ryw_get(d, p->ryw_key, vv, sizeof(vv));
         if (bm != NULL) d->ryw_attached++;
     }
     if (auth != NULL && strlen(auth) > 3000) auth = NULL;
@@ -590,6 +597,10 @@ int edge_router_door_run(const struct edge_router_door_config *cfg, volatile sig
         r->id = cr->id;
         snprintf(r->host, sizeof(r->host), "%s", u.host);
         snprintf(r->port, sizeof(r->port), "%s", u.port);
+        if (u.tls) {
+            r->tls = tls;
+            snprintf(r->tls_name, sizeof(r->tls_name), "%s", u.host);
+        }
         r->weight = cr->capacity.weight > 0 ? cr->capacity.weight : 1.0;
         r->up = true; /* until a probe or a request says otherwise */
         if (cfg->wan != NULL && cfg->client_region != NULL) {

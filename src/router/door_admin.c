@@ -47,10 +47,20 @@ void edge__door_metrics(struct door *d, struct edge_http_conn *c)
                     "# TYPE edgelite_router_writes_not_retried_total counter\n"
                     "edgelite_router_writes_not_retried_total %llu\n"
                     "# TYPE edgelite_router_ryw_bookmarks_total counter\nedgelite_router_ryw_bookmarks_total %llu\n"
-                    "# TYPE edgelite_router_last_failover_ms gauge\nedgelite_router_last_failover_ms %.3f\n",
+                    "# TYPE edgelite_router_last_failover_ms gauge\nedgelite_router_last_failover_ms %.3f\n"
+                    "# TYPE edgelite_router_ws_failovers_total counter\nedgelite_router_ws_failovers_total %llu\n"
+                    "# TYPE edgelite_router_ws_lost_pinned_total counter\nedgelite_router_ws_lost_pinned_total %llu\n"
+                    "# TYPE edgelite_router_ws_limited_total counter\nedgelite_router_ws_limited_total %llu\n"
+                    "# TYPE edgelite_router_ws_ryw_bookmarks_total counter\n"
+                    "edgelite_router_ws_ryw_bookmarks_total %llu\n"
+                    "# TYPE edgelite_router_ws_reads_retried_total counter\n"
+                    "edgelite_router_ws_reads_retried_total %llu\n"
+                    "# TYPE edgelite_router_ws_last_failover_ms gauge\nedgelite_router_ws_last_failover_ms %.3f\n",
                     (unsigned long long)d->requests, (unsigned long long)d->failovers,
                     (unsigned long long)d->write_not_retried, (unsigned long long)d->ryw_attached,
-                    d->failover_ms_last);
+                    d->failover_ms_last, (unsigned long long)d->ws_failovers, (unsigned long long)d->ws_lost_pinned,
+                    (unsigned long long)d->ws_limited, (unsigned long long)d->ws_ryw_attached,
+                    (unsigned long long)d->ws_reads_retried, d->ws_failover_ms_last);
     edge_router_stats_prometheus(d->stats, "edgelite_router", d->rc->stats_metrics_top, &b);
     edge_http_respond(c, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
     edge_buf_free(&b);

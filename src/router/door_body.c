@@ -46,13 +46,18 @@ char *edge__door_rewrite_baton(const char *body, size_t len, int region, size_t 
 }
 
 /* Does this statement only read? By its first word: SELECT (or VALUES) and one statement. */
+bool edge__door_sql_reads(const char *sql, size_t len, char *norm, size_t normcap)
+{
+    edge_router_normalize(sql, len, norm, normcap);
+    bool sel = strncmp(norm, "select ", 7) == 0 || strncmp(norm, "values", 6) == 0;
+    return sel && strchr(norm, ';') == NULL;
+}
+
 static bool stmt_reads(json_t *stmt, char *norm, size_t normcap)
 {
     json_t *sql = json_object_get(stmt, "sql");
     if (!json_is_string(sql)) return false; /* stored SQL: not known here */
-    edge_router_normalize(json_string_value(sql), json_string_length(sql), norm, normcap);
-    bool sel = strncmp(norm, "select ", 7) == 0 || strncmp(norm, "values", 6) == 0;
-    return sel && strchr(norm, ';') == NULL;
+    return edge__door_sql_reads(json_string_value(sql), json_string_length(sql), norm, normcap);
 }
 
 /* Classify a pipeline body {"baton","requests"} (or a cursor {"baton","batch"}) for the
@@ -105,6 +110,61 @@ static size_t skip_string(const char *p, size_t len, size_t i)
         }
     }
     return len;
+}
+
+static size_t skip_ws(const char *p, size_t len, size_t i)
+{
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) i++;
+    return i;
+}
+
+/* Past the JSON value at p[i]: strings stepped over whole, nesting counted. */
+static size_t skip_value(const char *p, size_t len, size_t i)
+{
+    if (i < len && p[i] == '"') return skip_string(p, len, i);
+    int depth = 0;
+    for (; i < len; i++) {
+        char ch = p[i];
+        if (ch == '"') {
+            i = skip_string(p, len, i) - 1;
+        } else if (ch == '[' || ch == '{') {
+            depth++;
+        } else if (ch == ']' || ch == '}') {
+            if (depth == 0) return i;
+            if (--depth == 0) return i + 1;
+        } else if (ch == ',' && depth == 0) {
+            return i;
+        }
+    }
+    return len;
+}
+
+int edge__door_json_member(const char *p, size_t len, const char *key, size_t *vs, size_t *vl)
+{
+    size_t kl = strlen(key);
+    size_t i = skip_ws(p, len, 0);
+    if (i >= len || p[i] != '{') return EDGE_EPROTO;
+    i++;
+    while (i < len) {
+        i = skip_ws(p, len, i);
+        if (i < len && p[i] == '}') return EDGE_ENOTFOUND;
+        if (i >= len || p[i] != '"') return EDGE_EPROTO;
+        size_t ks = i + 1, ke = skip_string(p, len, i);
+        i = skip_ws(p, len, ke);
+        if (i >= len || p[i] != ':') return EDGE_EPROTO;
+        i = skip_ws(p, len, i + 1);
+        size_t ve = skip_value(p, len, i);
+        if (ve <= i) return EDGE_EPROTO;
+        if (ke - ks - 1 == kl && memcmp(p + ks, key, kl) == 0) {
+            bool str = p[i] == '"';
+            *vs = str ? i + 1 : i;
+            *vl = str ? ve - i - 2 : ve - i;
+            return EDGE_OK;
+        }
+        i = skip_ws(p, len, ve);
+        if (i < len && p[i] == ',') i++;
+    }
+    return EDGE_EPROTO;
 }
 
 /* The elements of the array that starts at p[i] ('['): each row of a Hrana result is an

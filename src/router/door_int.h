@@ -9,11 +9,14 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "core/buf.h"
 #include "core/vclock.h"
 #include "net/http.h"
 #include "net/httpc_async.h"
 #include "router/door.h"
 #include "router/router.h"
+
+struct edge_tls_ctx;
 
 #define DOOR_CONNS 64
 #define RYW_SLOTS 4096
@@ -33,6 +36,8 @@ struct region {
     uint64_t requests, errors, failovers_from, probes_failed;
     uint64_t ws_sessions; /* WebSocket sessions proxied to it (door_ws.c) */
     int ws_open;
+    struct edge_tls_ctx *tls; /* an https:// region: verified against cluster.ca_file (borrowed) */
+    char tls_name[256];       /* the host its certificate must name */
 };
 
 #define DOOR_MAX_REGIONS 32
@@ -58,6 +63,11 @@ struct door {
     struct edge_router_stats *stats;
     uint64_t failovers, write_not_retried, ryw_attached, requests, ws_refused_retries;
     double failover_ms_last; /* time from the first failure to the answer, last fail-over */
+    /* WebSocket sessions (door_ws.c): moved to another region, closed 1011 because a
+     * transaction or cursor was in the lost region, requests refused by a WST_MAX_* bound,
+     * bookmarks attached, reads sent again after a move */
+    uint64_t ws_failovers, ws_lost_pinned, ws_limited, ws_ryw_attached, ws_reads_retried;
+    double ws_failover_ms_last; /* from the loss to the next region's 101 */
     bool stopping;
 };
 
@@ -65,6 +75,82 @@ struct door {
 int edge__door_choose(struct door *d, uint32_t tried);
 /* An upgrade request: the WebSocket is proxied, frame by frame, to one region for its whole life. */
 void edge__door_ws_upgrade(struct door *d, struct edge_http_conn *c, struct edge_http_req *req);
+
+/* door.c: read-your-writes, per client key ("t:<hash of Authorization>", or per connection):
+ * the client's vector as a bookmark into out (NULL: none); merge an answer's bookmark in. */
+const char *edge__door_ryw_get(struct door *d, const char *key, char *out, size_t cap);
+void edge__door_ryw_put(struct door *d, const char *key, const char *bm);
+/* The key of a client token (the Authorization header's value) into out[64]. */
+void edge__door_ryw_token_key(const char *authorization, char *out, size_t cap);
+/* After a failure: router.fallback order first, then as edge__door_choose. */
+int edge__door_next_region(struct door *d, uint32_t tried);
+
+/* door_wsup.c: a WebSocket to one region (TLS for an https:// region). Nothing is sent
+ * before on_open; on_lost comes once (REFUSED: before on_open, nothing was sent; LOST: the
+ * connection went or the region went away; CLOSED: the region closed it with code), and
+ * the link is gone after it. */
+enum { EDGE_DOOR_WSUP_REFUSED = 1, EDGE_DOOR_WSUP_LOST, EDGE_DOOR_WSUP_CLOSED };
+struct edge_door_wsup;
+struct edge_door_wsup_cb {
+    void *ud;
+    void (*on_open)(void *ud);
+    void (*on_msg)(void *ud, int opcode, const uint8_t *data, size_t len);
+    void (*on_lost)(void *ud, int kind, uint16_t code, const char *why);
+};
+int edge__door_wsup_open(struct door *d, int region, const char *path, const char *proto,
+                         const struct edge_door_wsup_cb *cb, struct edge_door_wsup **out);
+int edge__door_wsup_send(struct edge_door_wsup *u, int opcode, const void *data, size_t len);
+/* No callback after this; NULL is ignored. */
+void edge__door_wsup_close(struct edge_door_wsup *u);
+
+/* door_ws_state.c: a session's streams, stored SQL, cursors and requests in flight. */
+#define WST_MAX_STREAMS 1024             /* streams (and, apart, cursors) per session, as the node */
+#define WST_MAX_SQLS 200                 /* stored SQL texts per session (the node's bound) */
+#define WST_MAX_SQL_BYTES (4u << 20)     /* bytes of them */
+#define WST_MAX_IN_FLIGHT 4096           /* requests not answered yet */
+#define WST_MAX_IN_FLIGHT_BYTES (16u << 20) /* bytes of those kept to send again */
+#define WST_SYNTHETIC_BASE (-((int64_t)1 << 40)) /* the door's own request ids count down from here */
+enum { WST_SAFE, WST_READ, WST_WRITE, WST_CURSOR };
+enum { WST_OTHER, WST_OPEN_STREAM, WST_CLOSE_STREAM, WST_STORE_SQL, WST_CLOSE_SQL, WST_EXECUTE, WST_BATCH,
+       WST_SEQUENCE, WST_OPEN_CURSOR, WST_CLOSE_CURSOR };
+struct edge_door_wst_req {
+    int64_t id;
+    int kind, rtype;
+    int64_t target; /* the stream, text or cursor id it names */
+    bool sent;      /* to the current region */
+    char *text;     /* the message as sent (kept while it may be sent again) */
+    size_t len;
+    struct edge_door_wst_req *next;
+};
+struct edge_door_wst;
+int edge__door_wst_new(struct edge_door_wst **out);
+void edge__door_wst_free(struct edge_door_wst *t);
+/* A client request (its "request" object req): classified, its effect on the state noted,
+ * queued with its text (owned from here on EDGE_OK; on an error the caller keeps it).
+ * EDGE_ETOOBIG / EDGE_ENOMEM with a Hrana error code and message: refused, nothing changed. */
+int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request_id, char *text, size_t len,
+                           bool sent, struct edge_door_wst_req **out, const char **code, const char **why);
+/* The request was sent to the current region. */
+void edge__door_wst_sent(struct edge_door_wst *t, struct edge_door_wst_req *r);
+/* The region answered request_id: its kind (WST_*), or -1 when it is not one in flight. */
+int edge__door_wst_answer(struct edge_door_wst *t, int64_t request_id, bool ok);
+/* A stream may be inside a transaction, or a cursor is open: the session cannot move. */
+bool edge__door_wst_pinned(const struct edge_door_wst *t);
+/* The region is lost: every write or cursor request sent to it is dropped (unknown() for
+ * each, to answer the client), every other one is to be sent again; the number of reads
+ * among those. */
+size_t edge__door_wst_lost(struct edge_door_wst *t, void (*unknown)(void *ud, int64_t request_id, int kind),
+                         void *ud);
+/* To a new region: the streams and texts (by the client's ids, negative request ids),
+ * then every request not sent, in order. */
+int edge__door_wst_replay(struct edge_door_wst *t, int (*emit)(void *ud, const char *text, size_t len), void *ud);
+
+/* door_body.c: does this SQL only read (first word SELECT or VALUES, one statement); norm
+ * gets its normalized text. */
+bool edge__door_sql_reads(const char *sql, size_t len, char *norm, size_t normcap);
+/* The value of a top-level member of a JSON object text: [*vs, *vs + *vl) (a string
+ * without its quotes). EDGE_ENOTFOUND, or EDGE_EPROTO when it is not an object. */
+int edge__door_json_member(const char *p, size_t len, const char *key, size_t *vs, size_t *vl);
 
 /* door_body.c: a pipeline body {"baton","requests"} (or a cursor's {"baton","batch"})
  * only reads (every statement literal SQL starting with SELECT or VALUES, one each);

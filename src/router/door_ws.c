@@ -1,14 +1,22 @@
 /* SPDX-License-Identifier: MIT */
-/* The front door's WebSocket proxy: the client's WebSocket is accepted here (the same
- * Hrana subprotocol it offered), and one WebSocket to the chosen region carries its
- * messages both ways, unchanged, for the connection's whole life. Every stream of the
- * session lives in that one region, so streams are pinned by construction. A region
- * whose connection is refused is replaced by the next (nothing was sent); once the
- * upstream is up, its loss closes the client with 1011 (the Hrana session was there).
+/* The front door's WebSocket sessions (docs/router.md, "WebSocket"): the client's WebSocket
+ * is accepted here with the Hrana subprotocol it offered (JSON: hrana3, hrana2, hrana1) and
+ * one WebSocket to a region (door_wsup.c) carries the session. The door reads every message
+ * both ways:
  *
- * The upstream side is a small RFC 6455 client on the loop: the handshake, masked frames
- * out, unmasked frames in (fragments joined, pings answered). */
-#include <sodium.h>
+ * - read-your-writes: the bookmarks of writes answered on the session are merged into the
+ *   client's vector (the same one the HTTP path keeps per token: the hello's jwt is the
+ *   token), and an execute, batch, sequence or open_cursor that carries no "bookmark" gets
+ *   that vector, so the region runs it once it has every write the client saw answered;
+ * - fail-over: the session's state (hello, streams, stored SQL) and its requests in flight
+ *   are tracked (door_ws_state.c); when the region is lost and no stream may be inside a
+ *   transaction (and no cursor is open), the session moves to the next region: hello again,
+ *   the streams and texts recreated with the client's ids, the reads and state requests in
+ *   flight sent again, each write in flight answered WRITE_OUTCOME_UNKNOWN (it may have run)
+ *   and never sent twice. Otherwise the client is closed with 1011, as a lost session.
+ *
+ * A region refusing the connection (nothing was sent) is replaced by the next one. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,322 +27,341 @@
 #include "core/log.h"
 #include "router/door_int.h"
 
-#define WS_MAX_MESSAGE (16u << 20)
-
-struct wsp {
+struct wss {
     struct door *d;
     struct edge_http_conn *client;
-    int region;
-    uint32_t tried;
+    struct edge_door_wsup *up;
+    bool open;      /* up answered 101 */
+    int region;     /* of up */
+    uint32_t tried; /* regions tried since the last loss */
     char proto[16];
     char path[512];
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    bool tcp_open, upgraded, closing, client_gone;
-    struct edge_buf rx;      /* bytes from the region not yet parsed */
-    struct edge_buf pending; /* frames from the client before the upgrade answered */
-    struct edge_buf msg;     /* a fragmented message being joined */
-    int msg_opcode;
+    bool closing, client_gone;
+    char *hello; /* the client's latest hello, sent again to a new region */
+    size_t hello_len;
+    int hellos_unanswered; /* the client's hellos waiting for their answer */
+    bool replay_hello;     /* the first answer on this region is to the hello the door sent */
+    uint64_t lost_ns;      /* when the region was lost (0: not moving) */
+    char ryw_key[64];
+    struct edge_door_wst *st;
 };
 
-struct wreq {
-    uv_write_t w;
-    size_t len;
-    char data[];
-};
+static void connect_next(struct wss *s);
 
-static void wsp_try_connect(struct wsp *s);
-
-static void wsp_free(struct wsp *s)
+static void finish(struct wss *s, uint16_t code, const char *reason)
 {
-    edge_buf_free(&s->rx);
-    edge_buf_free(&s->pending);
-    edge_buf_free(&s->msg);
+    if (s->closing) return;
+    s->closing = true;
+    if (!s->client_gone) edge_http_ws_close(s->client, code, reason);
+    edge__door_wsup_close(s->up);
+    s->up = NULL;
+    s->open = false;
+}
+
+static void wss_free(struct wss *s)
+{
+    edge__door_wsup_close(s->up);
+    edge__door_wst_free(s->st);
+    edge_free(s->hello);
     if (s->client != NULL) edge_http_conn_unref(s->client);
     edge_free(s);
 }
 
-static void on_tcp_closed(uv_handle_t *h)
+static void to_client(struct wss *s, const char *text, size_t len)
 {
-    struct wsp *s = h->data;
-    s->tcp_open = false;
-    if (s->client_gone) {
-        wsp_free(s);
-    } else if (!s->upgraded && !s->closing) {
-        wsp_try_connect(s); /* refused: the next region */
-    }
+    if (!s->client_gone && !s->closing) edge_http_ws_send(s->client, 1, text, len);
 }
 
-static void close_upstream(struct wsp *s)
-{
-    if (s->tcp_open && !uv_is_closing((uv_handle_t *)&s->tcp)) {
-        if (s->region >= 0 && s->upgraded) s->d->regions[s->region].ws_open--;
-        uv_close((uv_handle_t *)&s->tcp, on_tcp_closed);
-    }
-}
-
-/* The session ends: the client goes (or is closed) and the upstream with it. */
-static void finish(struct wsp *s, uint16_t code, const char *reason)
-{
-    if (s->closing) return;
-    s->closing = true;
-    if (!s->client_gone && code != 0) edge_http_ws_close(s->client, code, reason);
-    close_upstream(s);
-}
-
-static void on_written(uv_write_t *w, int status)
-{
-    (void)status;
-    edge_free(w);
-}
-
-static int raw_write(struct wsp *s, const void *p, size_t n)
-{
-    struct wreq *w = edge_malloc(sizeof(*w) + n);
-    if (w == NULL) return EDGE_ENOMEM;
-    memcpy(w->data, p, n);
-    w->len = n;
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
-    if (uv_write(&w->w, (uv_stream_t *)&s->tcp, &b, 1, on_written) != 0) {
-        edge_free(w);
-        return EDGE_EIO;
-    }
-    return EDGE_OK;
-}
-
-/* A masked client frame (RFC 6455 5.3) of one whole message into out. */
-static int frame(struct edge_buf *out, int opcode, const uint8_t *data, size_t len)
-{
-    uint8_t h[14];
-    size_t hl = 0;
-    h[hl++] = (uint8_t)(0x80 | (opcode & 0x0f));
-    if (len < 126) {
-        h[hl++] = (uint8_t)(0x80 | len);
-    } else if (len < 65536) {
-        h[hl++] = 0x80 | 126;
-        h[hl++] = (uint8_t)(len >> 8);
-        h[hl++] = (uint8_t)len;
-    } else {
-        h[hl++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--) h[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
-    }
-    uint8_t mask[4];
-    randombytes_buf(mask, sizeof(mask));
-    memcpy(h + hl, mask, 4);
-    hl += 4;
-    int rv = edge_buf_append(out, h, hl);
-    if (rv != EDGE_OK) return rv;
-    if (edge_buf_reserve(out, len) != EDGE_OK) return EDGE_ENOMEM;
-    for (size_t i = 0; i < len; i++) out->data[out->len + i] = (char)(data[i] ^ mask[i & 3]);
-    out->len += len;
-    out->data[out->len] = '\0';
-    return EDGE_OK;
-}
-
-static int send_frame(struct wsp *s, int opcode, const uint8_t *data, size_t len)
+static void client_error(struct wss *s, int64_t request_id, const char *code, const char *msg)
 {
     struct edge_buf b;
-    edge_buf_init(&b, (size_t)WS_MAX_MESSAGE + 64);
-    int rv = frame(&b, opcode, data, len);
-    if (rv == EDGE_OK) rv = raw_write(s, b.data, b.len);
+    edge_buf_init(&b, 4096);
+    edge_buf_printf(&b, "{\"type\":\"response_error\",\"request_id\":%lld,\"error\":{\"message\":", (long long)request_id);
+    edge_buf_json_cstr(&b, msg);
+    edge_buf_puts(&b, ",\"code\":");
+    edge_buf_json_cstr(&b, code);
+    edge_buf_puts(&b, "}}");
+    to_client(s, b.data, b.len);
     edge_buf_free(&b);
-    return rv;
 }
 
-/* Parse what arrived from the region: the 101 first, then frames. */
-static void parse(struct wsp *s)
+static int emit(void *ud, const char *text, size_t len)
 {
-    if (!s->upgraded) {
-        const char *end = s->rx.data ? strstr(s->rx.data, "\r\n\r\n") : NULL;
-        if (end == NULL) {
-            if (s->rx.len > 16384) finish(s, 1011, "bad answer from the region");
-            return;
-        }
-        if (strncmp(s->rx.data, "HTTP/1.1 101", 12) != 0) {
-            finish(s, 1011, "the region refused the WebSocket");
-            return;
-        }
-        s->upgraded = true;
-        s->d->regions[s->region].ws_sessions++;
-        s->d->regions[s->region].ws_open++;
-        size_t used = (size_t)(end + 4 - s->rx.data);
-        memmove(s->rx.data, s->rx.data + used, s->rx.len - used);
-        s->rx.len -= used;
-        if (s->pending.len > 0 && raw_write(s, s->pending.data, s->pending.len) != EDGE_OK) {
-            finish(s, 1011, "cannot reach the region");
-            return;
-        }
-        edge_buf_free(&s->pending);
+    struct wss *s = ud;
+    return edge__door_wsup_send(s->up, 1, text, len);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The region's side                                                                  */
+/* ---------------------------------------------------------------------------------- */
+
+static void on_up_open(void *ud)
+{
+    struct wss *s = ud;
+    struct door *d = s->d;
+    s->open = true;
+    s->tried = 0;
+    if (s->lost_ns != 0) {
+        d->ws_failovers++;
+        d->ws_failover_ms_last = (double)(uv_hrtime() - s->lost_ns) / 1e6;
+        EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_API, "router: WebSocket session moved to region %s in %.1f ms",
+                 d->regions[s->region].id, d->ws_failover_ms_last);
+        s->lost_ns = 0;
     }
-    const uint8_t *p = (const uint8_t *)s->rx.data;
-    size_t off = 0;
-    while (!s->closing) {
-        size_t avail = s->rx.len - off;
-        if (avail < 2) break;
-        const uint8_t *f = p + off;
-        bool fin = f[0] & 0x80;
-        int op = f[0] & 0x0f;
-        bool masked = f[1] & 0x80;
-        uint64_t len = f[1] & 0x7f;
-        size_t hl = 2;
-        if (len == 126) {
-            if (avail < 4) break;
-            len = ((uint64_t)f[2] << 8) | f[3];
-            hl = 4;
-        } else if (len == 127) {
-            if (avail < 10) break;
-            len = 0;
-            for (int i = 0; i < 8; i++) len = (len << 8) | f[2 + i];
-            hl = 10;
-        }
-        if (masked) hl += 4;
-        if (len > WS_MAX_MESSAGE) {
-            finish(s, 1009, "message too large");
-            return;
-        }
-        if (avail < hl + len) break;
-        uint8_t *payload = (uint8_t *)f + hl;
-        if (masked) {
-            for (uint64_t i = 0; i < len; i++) payload[i] ^= f[hl - 4 + (i & 3)];
-        }
-        if (op == 8) {
-            uint16_t code = len >= 2 ? (uint16_t)((payload[0] << 8) | payload[1]) : 1000;
-            finish(s, code == 1005 || code == 1006 ? 1011 : code, "the region closed the session");
-            return;
-        } else if (op == 9) {
-            send_frame(s, 10, payload, (size_t)len);
-        } else if (op == 1 || op == 2 || op == 0) {
-            if (op != 0) {
-                edge_buf_reset(&s->msg);
-                s->msg_opcode = op;
-            }
-            if (edge_buf_append(&s->msg, payload, (size_t)len) != EDGE_OK) {
-                finish(s, 1009, "message too large");
-                return;
-            }
-            if (fin && !s->client_gone) {
-                edge_http_ws_send(s->client, s->msg_opcode, s->msg.data ? s->msg.data : "", s->msg.len);
-                edge_buf_reset(&s->msg);
-            }
-        }
-        off += hl + (size_t)len;
+    int rv = EDGE_OK;
+    if (s->hello != NULL) {
+        s->replay_hello = true;
+        rv = emit(s, s->hello, s->hello_len);
     }
-    if (off > 0 && !s->closing) {
-        memmove(s->rx.data, s->rx.data + off, s->rx.len - off);
-        s->rx.len -= off;
+    if (rv == EDGE_OK) rv = edge__door_wst_replay(s->st, emit, s);
+    if (rv != EDGE_OK) {
+        /* the link reports its loss (on_up_lost) once the socket says so */
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: WebSocket to region %s: cannot send: %s",
+                 d->regions[s->region].id, edge_strerror(rv));
     }
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* The answer to a hello: the client sees one per hello it sent, never the door's own. */
+static void hello_answer(struct wss *s, const uint8_t *data, size_t len)
 {
-    (void)suggested;
-    struct wsp *s = h->data;
-    if (edge_buf_reserve(&s->rx, 65536) != EDGE_OK) {
-        buf->base = NULL;
-        buf->len = 0;
+    if (s->replay_hello) {
+        s->replay_hello = false;
+        if (s->hellos_unanswered == 0) return;
+    }
+    if (s->hellos_unanswered > 0) s->hellos_unanswered--;
+    to_client(s, (const char *)data, len);
+}
+
+static void on_up_msg(void *ud, int opcode, const uint8_t *data, size_t len)
+{
+    struct wss *s = ud;
+    struct door *d = s->d;
+    if (s->closing) return;
+    const char *p = (const char *)data;
+    size_t vs, vl;
+    if (opcode != 1 || edge__door_json_member(p, len, "type", &vs, &vl) != EDGE_OK) {
+        to_client(s, p, len); /* not one the door reads: the client judges it */
         return;
     }
-    buf->base = s->rx.data + s->rx.len;
-    buf->len = s->rx.cap - s->rx.len - 1;
+    if ((vl == 8 && memcmp(p + vs, "hello_ok", 8) == 0) || (vl == 11 && memcmp(p + vs, "hello_error", 11) == 0)) {
+        hello_answer(s, data, len);
+        return;
+    }
+    bool ok = vl == 11 && memcmp(p + vs, "response_ok", 11) == 0;
+    bool err = vl == 14 && memcmp(p + vs, "response_error", 14) == 0;
+    if ((ok || err) && edge__door_json_member(p, len, "request_id", &vs, &vl) == EDGE_OK && vl < 24) {
+        char num[24];
+        memcpy(num, p + vs, vl);
+        num[vl] = '\0';
+        long long id = strtoll(num, NULL, 10);
+        int kind = edge__door_wst_answer(s->st, id, ok);
+        if (kind < 0 && id <= WST_SYNTHETIC_BASE) return; /* the door's own request */
+        if (ok && kind == WST_WRITE && edge__door_json_member(p, len, "bookmark", &vs, &vl) == EDGE_OK &&
+            vl > 0 && vl < 4096 && p[vs - 1] == '"') {
+            /* only a write's bookmark counts (a read's is its snapshot's vector: door.c) */
+            char bm[4096];
+            memcpy(bm, p + vs, vl);
+            bm[vl] = '\0';
+            edge__door_ryw_put(d, s->ryw_key, bm);
+        }
+    }
+    to_client(s, p, len);
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+static void write_unknown(void *ud, int64_t request_id, int kind)
 {
-    (void)buf;
-    struct wsp *s = st->data;
-    if (nread < 0) {
+    struct wss *s = ud;
+    char msg[300];
+    if (kind == WST_CURSOR) {
+        snprintf(msg, sizeof(msg), "region %s was lost while this cursor request was in flight",
+                 s->d->regions[s->region].id);
+        client_error(s, request_id, "CURSOR_LOST", msg);
+        return;
+    }
+    s->d->write_not_retried++;
+    snprintf(msg, sizeof(msg), "region %s was lost while the request was in flight; it may have been applied, so "
+             "it was not sent again", s->d->regions[s->region].id);
+    client_error(s, request_id, "WRITE_OUTCOME_UNKNOWN", msg);
+}
+
+static void on_up_lost(void *ud, int kind, uint16_t code, const char *why)
+{
+    struct wss *s = ud;
+    struct door *d = s->d;
+    struct region *r = &d->regions[s->region];
+    bool was_open = s->open;
+    s->up = NULL;
+    s->open = false;
+    s->replay_hello = false;
+    if (s->closing) return;
+    if (kind == EDGE_DOOR_WSUP_CLOSED) {
+        finish(s, code, why); /* the region's verdict on the session */
+        return;
+    }
+    if (kind == EDGE_DOOR_WSUP_REFUSED) {
+        r->up = false; /* nothing was sent: the next region */
+        d->ws_refused_retries++;
+        connect_next(s);
+        return;
+    }
+    if (r->up) EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: region %s lost a WebSocket session: %s", r->id, why);
+    r->up = false;
+    if (!was_open || d->stopping) {
         finish(s, 1011, "the region's connection was lost");
         return;
     }
-    s->rx.len += (size_t)nread;
-    s->rx.data[s->rx.len] = '\0';
-    parse(s);
-}
-
-static void on_connect(uv_connect_t *cr, int status)
-{
-    struct wsp *s = cr->data;
-    struct region *r = &s->d->regions[s->region];
-    if (s->client_gone || s->closing) {
-        close_upstream(s);
+    if (edge__door_wst_pinned(s->st)) {
+        d->ws_lost_pinned++;
+        finish(s, 1011, "the region holding this session's transaction or cursor was lost");
         return;
     }
-    if (status < 0) {
-        /* nothing was sent: the next region (on_tcp_closed) */
-        r->up = false;
-        s->d->ws_refused_retries++;
-        uv_close((uv_handle_t *)&s->tcp, on_tcp_closed);
-        return;
-    }
-    uint8_t key[16];
-    randombytes_buf(key, sizeof(key));
-    struct edge_buf b;
-    edge_buf_init(&b, 8192);
-    edge_buf_printf(&b, "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ", s->path, r->host, r->port);
-    edge_buf_base64(&b, key, sizeof(key));
-    edge_buf_puts(&b, "\r\n");
-    if (s->proto[0]) edge_buf_printf(&b, "Sec-WebSocket-Protocol: %s\r\n", s->proto);
-    edge_buf_puts(&b, "\r\n");
-    int rv = raw_write(s, b.data, b.len);
-    edge_buf_free(&b);
-    if (rv != EDGE_OK || uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) != 0) {
-        finish(s, 1011, "cannot reach the region");
-    }
+    s->lost_ns = uv_hrtime();
+    s->tried = 1u << s->region;
+    d->ws_reads_retried += edge__door_wst_lost(s->st, write_unknown, s);
+    connect_next(s);
 }
 
-static void wsp_try_connect(struct wsp *s)
+static void connect_next(struct wss *s)
 {
     struct door *d = s->d;
-    int next = edge__door_choose(d, s->tried);
-    if (next < 0 || d->stopping) {
-        finish(s, 1011, "no region could take the session");
-        if (!s->tcp_open && s->client_gone) wsp_free(s);
+    static const struct edge_door_wsup_cb cb0 = {NULL, on_up_open, on_up_msg, on_up_lost};
+    struct edge_door_wsup_cb cb = cb0;
+    cb.ud = s;
+    while (!s->closing) {
+        if (d->stopping) {
+            finish(s, 1001, "the router is stopping");
+            return;
+        }
+        if (s->lost_ns != 0 && uv_hrtime() - s->lost_ns > (uint64_t)d->rc->request_timeout_ms * 1000000u) {
+            finish(s, 1011, "no region took the session within router.request_timeout_ms");
+            return;
+        }
+        int next = s->lost_ns != 0 ? edge__door_next_region(d, s->tried) : edge__door_choose(d, s->tried);
+        if (next < 0) {
+            finish(s, 1011, "no region could take the session");
+            return;
+        }
+        s->tried |= 1u << next;
+        s->region = next;
+        if (edge__door_wsup_open(d, next, s->path, s->proto, &cb, &s->up) == EDGE_OK) return;
+        s->up = NULL;
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The client's side                                                                  */
+/* ---------------------------------------------------------------------------------- */
+
+static void client_hello(struct wss *s, json_t *msg, const uint8_t *data, size_t len)
+{
+    char *copy = edge_malloc(len + 1);
+    if (copy == NULL) {
+        finish(s, 1011, "out of memory");
         return;
     }
-    s->region = next;
-    s->tried |= 1u << next;
-    struct region *r = &d->regions[next];
-    struct sockaddr_storage addr;
-    if (uv_ip4_addr(r->host, atoi(r->port), (struct sockaddr_in *)&addr) != 0 &&
-        uv_ip6_addr(r->host, atoi(r->port), (struct sockaddr_in6 *)&addr) != 0) {
-        finish(s, 1011, "a region's address is not numeric");
+    memcpy(copy, data, len);
+    copy[len] = '\0';
+    edge_free(s->hello);
+    s->hello = copy;
+    s->hello_len = len;
+    s->hellos_unanswered++;
+    json_t *jwt = json_object_get(msg, "jwt");
+    if (json_is_string(jwt) && json_string_length(jwt) < 8192) {
+        /* the same key as HTTP requests with this token (Authorization: Bearer <jwt>) */
+        char auth[8200];
+        snprintf(auth, sizeof(auth), "Bearer %s", json_string_value(jwt));
+        edge__door_ryw_token_key(auth, s->ryw_key, sizeof(s->ryw_key));
+    }
+    if (s->open && emit(s, copy, len) != EDGE_OK) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: WebSocket to region %s: cannot send the hello",
+                 s->d->regions[s->region].id);
+    }
+}
+
+static void client_request(struct wss *s, json_t *msg, const uint8_t *data, size_t len)
+{
+    struct door *d = s->d;
+    json_t *rid = json_object_get(msg, "request_id");
+    if (!json_is_integer(rid)) {
+        finish(s, 1002, "request without an integer request_id");
         return;
     }
-    uv_tcp_init(&d->loop, &s->tcp);
-    s->tcp.data = s;
-    s->tcp_open = true;
-    s->creq.data = s;
-    if (uv_tcp_connect(&s->creq, &s->tcp, (const struct sockaddr *)&addr, on_connect) != 0) {
-        uv_close((uv_handle_t *)&s->tcp, on_tcp_closed);
+    int64_t id = json_integer_value(rid);
+    json_t *req = json_object_get(msg, "request");
+    const char *type = json_string_value(json_object_get(req, "type"));
+    char *text = NULL;
+    size_t tlen = len;
+    json_t *bm = json_object_get(msg, "bookmark");
+    if (type != NULL && (bm == NULL || json_is_null(bm)) &&
+        (strcmp(type, "execute") == 0 || strcmp(type, "batch") == 0 || strcmp(type, "sequence") == 0 ||
+         strcmp(type, "open_cursor") == 0)) {
+        char vv[DOOR_MAX_REGIONS * (EDGE_VCLOCK_REGION_MAX + 22) + 1];
+        const char *mine = edge__door_ryw_get(d, s->ryw_key, vv, sizeof(vv));
+        if (mine != NULL) {
+            json_object_set_new(msg, "bookmark", json_string(mine));
+            char *dumped = json_dumps(msg, JSON_COMPACT);
+            if (dumped != NULL) {
+                text = edge_strdup(dumped);
+                tlen = strlen(dumped);
+                free(dumped);
+                d->ws_ryw_attached++;
+            }
+        }
     }
+    if (text == NULL) {
+        text = edge_malloc(len + 1);
+        if (text == NULL) {
+            client_error(s, id, "INTERNAL", "out of memory");
+            return;
+        }
+        memcpy(text, data, len);
+        text[len] = '\0';
+        tlen = len;
+    }
+    struct edge_door_wst_req *r = NULL;
+    const char *code = NULL, *why = NULL;
+    if (edge__door_wst_request(s->st, req, id, text, tlen, false, &r, &code, &why) != EDGE_OK) {
+        edge_free(text);
+        d->ws_limited++;
+        client_error(s, id, code, why);
+        return;
+    }
+    if (!s->open) return; /* sent once a region answered (edge__door_wst_replay) */
+    if (emit(s, r->text, r->len) == EDGE_OK) edge__door_wst_sent(s->st, r);
 }
 
 static void on_client_msg(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len)
 {
     (void)c;
-    struct wsp *s = ud;
+    struct wss *s = ud;
     if (s->closing) return;
-    if (!s->upgraded) {
-        if (s->pending.len + len > WS_MAX_MESSAGE || frame(&s->pending, opcode, data, len) != EDGE_OK) {
-            finish(s, 1009, "too much before the region answered");
-        }
+    if (opcode != 1) {
+        finish(s, 1003, "the router speaks Hrana over WebSocket in JSON text messages");
         return;
     }
-    if (send_frame(s, opcode, data, len) != EDGE_OK) finish(s, 1011, "cannot reach the region");
+    json_t *msg = json_loadb((const char *)data, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (msg == NULL) {
+        finish(s, 1007, "a Hrana message is JSON"); /* as the regions answer it */
+    } else if (!json_is_object(msg) || type == NULL) {
+        finish(s, 1002, "a Hrana message is a JSON object with a type");
+    } else if (strcmp(type, "hello") == 0) {
+        client_hello(s, msg, data, len);
+    } else if (strcmp(type, "request") == 0) {
+        client_request(s, msg, data, len);
+    } else {
+        finish(s, 1002, "unknown message type");
+    }
+    json_decref(msg);
 }
 
 static void on_client_close(void *ud, struct edge_http_conn *c)
 {
     (void)c;
-    struct wsp *s = ud;
+    struct wss *s = ud;
     s->client_gone = true;
     s->closing = true;
-    if (s->tcp_open) {
-        close_upstream(s); /* frees in on_tcp_closed */
-    } else {
-        wsp_free(s);
-    }
+    wss_free(s);
 }
 
 static bool offers(const char *list, const char *p)
@@ -352,6 +379,8 @@ static bool offers(const char *list, const char *p)
 void edge__door_ws_upgrade(struct door *d, struct edge_http_conn *c, struct edge_http_req *req)
 {
     const char *protos = edge_http_header(req, "sec-websocket-protocol");
+    /* JSON only: the door reads the messages (hrana3-protobuf is not offered back, and
+     * @libsql/client then speaks hrana3 in JSON) */
     const char *chosen = offers(protos, "hrana3")   ? "hrana3"
                          : offers(protos, "hrana2") ? "hrana2"
                          : offers(protos, "hrana1") ? "hrana1"
@@ -360,8 +389,9 @@ void edge__door_ws_upgrade(struct door *d, struct edge_http_conn *c, struct edge
         edge_http_respond_error(c, 400, "WS_PROTOCOL_UNSUPPORTED", "no supported WebSocket subprotocol offered");
         return;
     }
-    struct wsp *s = edge_calloc(1, sizeof(*s));
-    if (s == NULL) {
+    struct wss *s = edge_calloc(1, sizeof(*s));
+    if (s == NULL || edge__door_wst_new(&s->st) != EDGE_OK) {
+        edge_free(s);
         edge_http_respond_error(c, 503, "INTERNAL", "out of memory");
         return;
     }
@@ -369,15 +399,13 @@ void edge__door_ws_upgrade(struct door *d, struct edge_http_conn *c, struct edge
     s->region = -1;
     snprintf(s->proto, sizeof(s->proto), "%s", chosen ? chosen : "");
     snprintf(s->path, sizeof(s->path), "%s", req->path[0] == '/' && strlen(req->path) < 500 ? req->path : "/");
-    edge_buf_init(&s->rx, (size_t)WS_MAX_MESSAGE + 65536);
-    edge_buf_init(&s->pending, (size_t)WS_MAX_MESSAGE + 64);
-    edge_buf_init(&s->msg, WS_MAX_MESSAGE);
+    snprintf(s->ryw_key, sizeof(s->ryw_key), "w:%p", (void *)s);
     if (edge_http_ws_accept(c, chosen) != EDGE_OK) {
-        wsp_free(s);
+        wss_free(s);
         return;
     }
     s->client = c;
     edge_http_conn_ref(c);
     edge_http_conn_set_ws_handler(c, on_client_msg, on_client_close, s);
-    wsp_try_connect(s);
+    connect_next(s);
 }

@@ -1,0 +1,432 @@
+/* SPDX-License-Identifier: MIT */
+/* What the front door remembers of one Hrana WebSocket session (door_int.h) so that it can
+ * move the session to another region: the streams and stored SQL texts the client created
+ * (by the client's ids), the cursors it opened, whether a stream may be inside a
+ * transaction, and every request not yet answered, in order, with what it is (a read that
+ * may run again, a request that only touches the session's state, a write, a cursor's).
+ *
+ * DESIGN: a stream, text or cursor leaves the state when the region answers its close, not
+ * when the client sends it: a session moved while the close is in flight is rebuilt as it
+ * was before the requests in flight, and those are sent again in order (open_stream,
+ * execute, close_stream of one `execute()` of @libsql/client, all pipelined). Whether a
+ * stream is in a transaction is read from the first word of each statement (the
+ * tokenizer of normalize.c, as the door classifies reads): BEGIN or SAVEPOINT open one,
+ * COMMIT, END and ROLLBACK (not ROLLBACK TO) end it; a `sequence` (several statements in
+ * one text) counts as opening one. Everything here is bounded (door_int.h: WST_MAX_*); a
+ * request past a bound is refused with a Hrana error and changes nothing. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "router/door_int.h"
+
+struct wst_obj { /* a stream, a stored SQL text or a cursor, by the client's id */
+    int64_t id;
+    bool opening, closing; /* its open / close is in flight */
+    bool in_tx;            /* a stream that may be inside a transaction */
+    char *sql;             /* a stored text */
+    size_t sql_len;
+};
+
+struct wst_list {
+    struct wst_obj *v;
+    size_t n, cap;
+};
+
+struct edge_door_wst {
+    struct wst_list streams, sqls, cursors;
+    size_t sql_bytes;
+    struct edge_door_wst_req *head, *tail;
+    size_t n_req, req_bytes;
+    int64_t next_synthetic; /* negative ids of the door's own requests */
+};
+
+int edge__door_wst_new(struct edge_door_wst **out)
+{
+    struct edge_door_wst *t = edge_calloc(1, sizeof(*t));
+    if (t == NULL) return EDGE_ENOMEM;
+    t->next_synthetic = WST_SYNTHETIC_BASE - 1;
+    *out = t;
+    return EDGE_OK;
+}
+
+static void req_free(struct edge_door_wst_req *r)
+{
+    edge_free(r->text);
+    edge_free(r);
+}
+
+void edge__door_wst_free(struct edge_door_wst *t)
+{
+    if (t == NULL) return;
+    for (size_t i = 0; i < t->sqls.n; i++) edge_free(t->sqls.v[i].sql);
+    edge_free(t->streams.v);
+    edge_free(t->sqls.v);
+    edge_free(t->cursors.v);
+    for (struct edge_door_wst_req *r = t->head, *nx; r != NULL; r = nx) {
+        nx = r->next;
+        req_free(r);
+    }
+    edge_free(t);
+}
+
+/* The live object of this id: the newest one whose close is not in flight. */
+static struct wst_obj *find_live(struct wst_list *l, int64_t id)
+{
+    for (size_t i = l->n; i-- > 0;) {
+        if (l->v[i].id == id && !l->v[i].closing) return &l->v[i];
+    }
+    return NULL;
+}
+
+static struct wst_obj *add(struct wst_list *l, int64_t id)
+{
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 8;
+        struct wst_obj *nv = edge_realloc(l->v, nc * sizeof(*nv));
+        if (nv == NULL) return NULL;
+        l->v = nv;
+        l->cap = nc;
+    }
+    struct wst_obj *o = &l->v[l->n++];
+    memset(o, 0, sizeof(*o));
+    o->id = id;
+    return o;
+}
+
+static void remove_at(struct edge_door_wst *t, struct wst_list *l, size_t i)
+{
+    if (l == &t->sqls) {
+        t->sql_bytes -= l->v[i].sql_len;
+        edge_free(l->v[i].sql);
+    }
+    memmove(&l->v[i], &l->v[i + 1], (l->n - i - 1) * sizeof(*l->v));
+    l->n--;
+}
+
+/* Remove the oldest object of this id whose open (opening) or close (!opening) is in flight. */
+static void remove_pending(struct edge_door_wst *t, struct wst_list *l, int64_t id, bool opening)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->v[i].id == id && (opening ? l->v[i].opening : l->v[i].closing)) {
+            remove_at(t, l, i);
+            return;
+        }
+    }
+}
+
+static void settle_open(struct wst_list *l, int64_t id)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->v[i].id == id && l->v[i].opening) {
+            l->v[i].opening = false;
+            return;
+        }
+    }
+}
+
+/* The SQL of a Hrana statement: its "sql", or the stored text of its "sql_id". */
+static const char *stmt_sql(struct edge_door_wst *t, json_t *stmt, size_t *len)
+{
+    json_t *sql = json_object_get(stmt, "sql");
+    if (json_is_string(sql)) {
+        *len = json_string_length(sql);
+        return json_string_value(sql);
+    }
+    json_t *sid = json_object_get(stmt, "sql_id");
+    struct wst_obj *o = json_is_integer(sid) ? find_live(&t->sqls, json_integer_value(sid)) : NULL;
+    if (o == NULL) return NULL;
+    *len = o->sql_len;
+    return o->sql;
+}
+
+/* One statement: does it read only, and what does it do to the stream's transaction. */
+static bool stmt_note(struct edge_door_wst *t, json_t *stmt, bool *in_tx)
+{
+    char norm[EDGE_ROUTER_NORM_MAX];
+    size_t len = 0;
+    const char *sql = stmt_sql(t, stmt, &len);
+    if (sql == NULL) return false;
+    bool reads = edge__door_sql_reads(sql, len, norm, sizeof(norm));
+    if (strncmp(norm, "begin", 5) == 0 || strncmp(norm, "savepoint", 9) == 0) {
+        *in_tx = true;
+    } else if (strncmp(norm, "commit", 6) == 0 || strncmp(norm, "end", 3) == 0) {
+        *in_tx = false;
+    } else if (strncmp(norm, "rollback", 8) == 0 && strstr(norm, " to ") == NULL) {
+        *in_tx = false;
+    }
+    return reads;
+}
+
+static bool batch_note(struct edge_door_wst *t, json_t *batch, bool *in_tx)
+{
+    bool reads = true, any = false;
+    size_t j;
+    json_t *st;
+    json_array_foreach(json_object_get(batch, "steps"), j, st) {
+        any = true;
+        if (!stmt_note(t, json_object_get(st, "stmt"), in_tx)) reads = false;
+    }
+    return reads && any;
+}
+
+static const struct {
+    const char *name;
+    int rtype, kind;
+} TYPES[] = {
+    {"open_stream", WST_OPEN_STREAM, WST_SAFE},   {"close_stream", WST_CLOSE_STREAM, WST_SAFE},
+    {"store_sql", WST_STORE_SQL, WST_SAFE},       {"close_sql", WST_CLOSE_SQL, WST_SAFE},
+    {"describe", WST_OTHER, WST_SAFE},            {"get_autocommit", WST_OTHER, WST_SAFE},
+    {"execute", WST_EXECUTE, WST_WRITE},          {"batch", WST_BATCH, WST_WRITE},
+    {"sequence", WST_SEQUENCE, WST_WRITE},        {"open_cursor", WST_OPEN_CURSOR, WST_CURSOR},
+    {"fetch_cursor", WST_OTHER, WST_CURSOR},      {"close_cursor", WST_CLOSE_CURSOR, WST_CURSOR},
+};
+
+int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request_id, char *text, size_t len,
+                           bool sent, struct edge_door_wst_req **out, const char **code, const char **why)
+{
+    const char *type = json_string_value(json_object_get(req, "type"));
+    int rtype = WST_OTHER, kind = WST_WRITE; /* anything unknown: the region answers the error */
+    for (size_t i = 0; type != NULL && i < sizeof(TYPES) / sizeof(TYPES[0]); i++) {
+        if (strcmp(type, TYPES[i].name) == 0) {
+            rtype = TYPES[i].rtype;
+            kind = TYPES[i].kind;
+        }
+    }
+    *code = "WS_ROUTER_LIMIT";
+    if (t->n_req >= WST_MAX_IN_FLIGHT || t->req_bytes + len > WST_MAX_IN_FLIGHT_BYTES) {
+        *why = "too many requests in flight on this WebSocket through the router";
+        return EDGE_ETOOBIG;
+    }
+    json_t *jid = json_object_get(req, rtype == WST_STORE_SQL || rtype == WST_CLOSE_SQL ? "sql_id"
+                                       : rtype == WST_OPEN_CURSOR || rtype == WST_CLOSE_CURSOR ? "cursor_id"
+                                                                                               : "stream_id");
+    int64_t target = json_integer_value(jid);
+    /* the state it changes, bounded first */
+    if (rtype == WST_OPEN_STREAM && t->streams.n >= WST_MAX_STREAMS) {
+        *why = "too many streams on this WebSocket through the router";
+        return EDGE_ETOOBIG;
+    }
+    if (rtype == WST_OPEN_CURSOR && t->cursors.n >= WST_MAX_STREAMS) {
+        *why = "too many cursors on this WebSocket through the router";
+        return EDGE_ETOOBIG;
+    }
+    json_t *jsql = json_object_get(req, "sql");
+    if (rtype == WST_STORE_SQL && find_live(&t->sqls, target) == NULL &&
+        (t->sqls.n >= WST_MAX_SQLS || t->sql_bytes + json_string_length(jsql) > WST_MAX_SQL_BYTES)) {
+        *why = "too many stored SQL texts (or bytes of them) on this WebSocket through the router";
+        return EDGE_ETOOBIG;
+    }
+    struct edge_door_wst_req *r = edge_calloc(1, sizeof(*r));
+    if (r == NULL) {
+        *code = "INTERNAL";
+        *why = "out of memory";
+        return EDGE_ENOMEM;
+    }
+    struct wst_obj *o = NULL;
+    bool tx = false;
+    switch (rtype) {
+    case WST_OPEN_STREAM:
+    case WST_OPEN_CURSOR:
+        o = add(rtype == WST_OPEN_STREAM ? &t->streams : &t->cursors, target);
+        if (o != NULL) o->opening = true;
+        if (rtype == WST_OPEN_CURSOR) {
+            struct wst_obj *s = find_live(&t->streams, json_integer_value(json_object_get(req, "stream_id")));
+            tx = s ? s->in_tx : false;
+            batch_note(t, json_object_get(req, "batch"), &tx);
+            if (s != NULL) s->in_tx = tx;
+        }
+        break;
+    case WST_STORE_SQL:
+        /* storing an id again replaces its text, as the region does */
+        o = find_live(&t->sqls, target);
+        if (o != NULL) {
+            t->sql_bytes -= o->sql_len;
+            edge_free(o->sql);
+        } else {
+            o = add(&t->sqls, target);
+        }
+        if (o != NULL) {
+            o->opening = true;
+            o->sql_len = json_string_length(jsql);
+            o->sql = edge_malloc(o->sql_len + 1);
+            if (o->sql == NULL) {
+                o->sql_len = 0;
+                remove_at(t, &t->sqls, (size_t)(o - t->sqls.v));
+                o = NULL;
+                break;
+            }
+            memcpy(o->sql, json_is_string(jsql) ? json_string_value(jsql) : "", o->sql_len);
+            o->sql[o->sql_len] = '\0';
+            t->sql_bytes += o->sql_len;
+        }
+        break;
+    case WST_CLOSE_STREAM:
+    case WST_CLOSE_SQL:
+    case WST_CLOSE_CURSOR:
+        o = find_live(rtype == WST_CLOSE_STREAM ? &t->streams : rtype == WST_CLOSE_SQL ? &t->sqls : &t->cursors,
+                      target);
+        if (o != NULL) o->closing = true;
+        o = (struct wst_obj *)t; /* not an allocation failure */
+        break;
+    case WST_EXECUTE:
+    case WST_BATCH:
+    case WST_SEQUENCE: {
+        struct wst_obj *s = find_live(&t->streams, target);
+        tx = s ? s->in_tx : false;
+        bool reads = rtype == WST_EXECUTE ? stmt_note(t, json_object_get(req, "stmt"), &tx)
+                     : rtype == WST_BATCH ? batch_note(t, json_object_get(req, "batch"), &tx)
+                                          : (tx = true, false);
+        /* a read inside a transaction runs on its snapshot: not something to run elsewhere */
+        if (reads && s != NULL && !s->in_tx && !tx) kind = WST_READ;
+        if (s != NULL) s->in_tx = tx;
+        o = (struct wst_obj *)t;
+        break;
+    }
+    default: o = (struct wst_obj *)t; break;
+    }
+    if (o == NULL) {
+        edge_free(r);
+        *code = "INTERNAL";
+        *why = "out of memory";
+        return EDGE_ENOMEM;
+    }
+    r->id = request_id;
+    r->kind = kind;
+    r->rtype = rtype;
+    r->target = target;
+    r->sent = sent;
+    r->text = text; /* owned from here */
+    r->len = len;
+    if (sent && (kind == WST_WRITE || kind == WST_CURSOR)) {
+        /* never sent again: the text is not needed */
+        edge_free(r->text);
+        r->text = NULL;
+        r->len = 0;
+    }
+    t->req_bytes += r->len;
+    t->n_req++;
+    if (t->tail) t->tail->next = r;
+    else t->head = r;
+    t->tail = r;
+    *out = r;
+    return EDGE_OK;
+}
+
+static void unlink_req(struct edge_door_wst *t, struct edge_door_wst_req *prev, struct edge_door_wst_req *r)
+{
+    if (prev) prev->next = r->next;
+    else t->head = r->next;
+    if (t->tail == r) t->tail = prev;
+    t->n_req--;
+    t->req_bytes -= r->len;
+}
+
+int edge__door_wst_answer(struct edge_door_wst *t, int64_t request_id, bool ok)
+{
+    struct edge_door_wst_req *prev = NULL, *r = t->head;
+    while (r != NULL && r->id != request_id) {
+        prev = r;
+        r = r->next;
+    }
+    if (r == NULL) return -1;
+    int kind = r->kind;
+    switch (r->rtype) {
+    case WST_OPEN_STREAM:
+        if (ok) settle_open(&t->streams, r->target);
+        else remove_pending(t, &t->streams, r->target, true);
+        break;
+    case WST_OPEN_CURSOR:
+        if (ok) settle_open(&t->cursors, r->target);
+        else remove_pending(t, &t->cursors, r->target, true);
+        break;
+    case WST_STORE_SQL:
+        if (ok) settle_open(&t->sqls, r->target);
+        else remove_pending(t, &t->sqls, r->target, true);
+        break;
+    case WST_CLOSE_STREAM: remove_pending(t, &t->streams, r->target, false); break;
+    case WST_CLOSE_SQL: remove_pending(t, &t->sqls, r->target, false); break;
+    case WST_CLOSE_CURSOR: remove_pending(t, &t->cursors, r->target, false); break;
+    default: break;
+    }
+    unlink_req(t, prev, r);
+    req_free(r);
+    return kind;
+}
+
+void edge__door_wst_sent(struct edge_door_wst *t, struct edge_door_wst_req *r)
+{
+    r->sent = true;
+    if (r->kind == WST_WRITE || r->kind == WST_CURSOR) {
+        t->req_bytes -= r->len;
+        edge_free(r->text);
+        r->text = NULL;
+        r->len = 0;
+    }
+}
+
+bool edge__door_wst_pinned(const struct edge_door_wst *t)
+{
+    if (t->cursors.n > 0) return true;
+    for (size_t i = 0; i < t->streams.n; i++) {
+        if (t->streams.v[i].in_tx) return true;
+    }
+    return false;
+}
+
+size_t edge__door_wst_lost(struct edge_door_wst *t, void (*unknown)(void *ud, int64_t request_id, int kind),
+                           void *ud)
+{
+    size_t reads = 0;
+    struct edge_door_wst_req *prev = NULL, *r = t->head;
+    while (r != NULL) {
+        struct edge_door_wst_req *next = r->next;
+        if (r->sent && (r->kind == WST_WRITE || r->kind == WST_CURSOR)) {
+            unlink_req(t, prev, r);
+            unknown(ud, r->id, r->kind);
+            req_free(r);
+        } else {
+            if (r->sent && r->kind == WST_READ) reads++;
+            r->sent = false; /* to send again */
+            prev = r;
+        }
+        r = next;
+    }
+    return reads;
+}
+
+int edge__door_wst_replay(struct edge_door_wst *t, int (*emit)(void *ud, const char *text, size_t len), void *ud)
+{
+    char head[160];
+    int rv = EDGE_OK;
+    /* the state as it was before the requests still in flight, which follow in order */
+    for (size_t i = 0; i < t->streams.n && rv == EDGE_OK; i++) {
+        if (t->streams.v[i].opening) continue;
+        int n = snprintf(head, sizeof(head),
+                         "{\"type\":\"request\",\"request_id\":%lld,\"request\":{\"type\":\"open_stream\","
+                         "\"stream_id\":%lld}}",
+                         (long long)t->next_synthetic--, (long long)t->streams.v[i].id);
+        rv = emit(ud, head, (size_t)n);
+    }
+    for (size_t i = 0; i < t->sqls.n && rv == EDGE_OK; i++) {
+        const struct wst_obj *o = &t->sqls.v[i];
+        if (o->opening) continue;
+        struct edge_buf b;
+        edge_buf_init(&b, WST_MAX_SQL_BYTES + 256);
+        edge_buf_printf(&b, "{\"type\":\"request\",\"request_id\":%lld,\"request\":{\"type\":\"store_sql\","
+                            "\"sql_id\":%lld,\"sql\":",
+                        (long long)t->next_synthetic--, (long long)o->id);
+        edge_buf_json_str(&b, o->sql, o->sql_len);
+        rv = edge_buf_puts(&b, "}}");
+        if (rv == EDGE_OK) rv = emit(ud, b.data, b.len);
+        edge_buf_free(&b);
+    }
+    for (struct edge_door_wst_req *r = t->head; r != NULL && rv == EDGE_OK; r = r->next) {
+        if (r->sent) continue;
+        rv = emit(ud, r->text ? r->text : "", r->len);
+        if (rv == EDGE_OK) edge__door_wst_sent(t, r);
+    }
+    return rv;
+}
