@@ -310,8 +310,9 @@ static void on_answer(void *ud, int rv, struct edge_httpc_resp *resp)
     }
     edge_buf_free(&pbo);
     if (p->norm[0]) {
-        /* rows are counted in JSON answers; a protobuf answer's are not decoded here */
-        uint64_t rows = resp->status == 200 && !p->pb ? edge__door_count_rows(body, len, p->cursor) : 0;
+        uint64_t rows = resp->status != 200 ? 0
+                        : p->pb ? edge__door_pb_count_rows((const uint8_t *)body, len, p->cursor)
+                                : edge__door_count_rows(body, len, p->cursor);
         edge_router_stats_record_norm(d->stats, p->norm, r->id, uv_hrtime() - p->start_ns, rows, resp->status != 200,
                                       false);
     }

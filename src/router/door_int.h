@@ -171,6 +171,9 @@ int edge__door_pb_set_baton(const uint8_t *p, size_t len, const char *baton, siz
  * entries) with its baton prefixed "<region>.", into out; EDGE_ENOTFOUND when it has
  * no baton (leave it as it is). */
 int edge__door_pb_answer(const uint8_t *p, size_t len, int region, bool cursor, struct edge_buf *out);
+/* The rows of a protobuf answer (a PipelineResp's statement and batch results, or a
+ * cursor's row entries), walking the wire format; a malformed tail counts nothing more. */
+uint64_t edge__door_pb_count_rows(const uint8_t *p, size_t len, bool cursor);
 /* door_admin.c: the door's own endpoints. */
 void edge__door_metrics(struct door *d, struct edge_http_conn *c);
 void edge__door_stats(struct door *d, struct edge_http_conn *c, struct edge_http_req *req);

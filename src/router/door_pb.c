@@ -140,3 +140,65 @@ int edge__door_pb_answer(const uint8_t *p, size_t len, int region, bool cursor, 
     edge_buf_free(&first);
     return rv;
 }
+
+/* Rows of protobuf answers, for the door's statistics: the wire format is walked, nothing is
+ * decoded into values or re-encoded. A StmtResult's rows are its field 2; an ExecuteResp holds
+ * a StmtResult in field 1, a BatchResp a BatchResult in field 1, whose step_results (field 1)
+ * are map entries with the StmtResult as field 2; a Response has execute as field 2 and batch
+ * as 3; a Result its Response as 1; a PipelineResp its results as 3. A cursor's answer is the
+ * CursorResp, then CursorEntry messages, each length-delimited; a row entry is field 4. */
+static uint64_t pb_count(const uint8_t *p, size_t len, int level)
+{
+    /* the field holding the next level down, from the PipelineResp (0) to a StmtResult (5) */
+    static const uint64_t field_of[] = {3, 1, 0, 1, 0, 2};
+    uint64_t n = 0;
+    for (size_t off = 0; off < len;) {
+        uint64_t field;
+        int wire;
+        size_t vs, vl;
+        if (skip_field(p, len, &off, &field, &wire, &vs, &vl) != EDGE_OK) break;
+        if (wire != 2) continue;
+        if (level == 5) {
+            if (field == 2) n++; /* a Row */
+        } else if (level == 2) {
+            /* a Response: execute (2) -> ExecuteResp, batch (3) -> BatchResp */
+            if (field == 2) n += pb_count(p + vs, vl, 4);
+            if (field == 3) n += pb_count(p + vs, vl, 3);
+        } else if (level == 3) {
+            if (field == 1) n += pb_count(p + vs, vl, 6); /* BatchResp -> BatchResult */
+        } else if (level == 4) {
+            if (field == 1) n += pb_count(p + vs, vl, 5); /* ExecuteResp -> StmtResult */
+        } else if (level == 6) {
+            if (field == 1) n += pb_count(p + vs, vl, 7); /* BatchResult -> a step_results entry */
+        } else if (level == 7) {
+            if (field == 2) n += pb_count(p + vs, vl, 5); /* the entry's value: a StmtResult */
+        } else if (field == field_of[level]) {
+            n += pb_count(p + vs, vl, level + 1);
+        }
+    }
+    return n;
+}
+
+uint64_t edge__door_pb_count_rows(const uint8_t *p, size_t len, bool cursor)
+{
+    if (!cursor) return pb_count(p, len, 0);
+    uint64_t n = 0;
+    bool first = true;
+    for (size_t off = 0; off < len;) {
+        uint64_t ml;
+        if (get_varint(p, len, &off, &ml) != EDGE_OK || ml > len - off) break;
+        if (!first) {
+            const uint8_t *e = p + off;
+            for (size_t eo = 0; eo < ml;) {
+                uint64_t field;
+                int wire;
+                size_t vs, vl;
+                if (skip_field(e, (size_t)ml, &eo, &field, &wire, &vs, &vl) != EDGE_OK) break;
+                if (field == 4 && wire == 2) n++;
+            }
+        }
+        first = false;
+        off += (size_t)ml;
+    }
+    return n;
+}

@@ -117,6 +117,41 @@ describe('router_door_protobuf', { timeout: 180000 }, () => {
     assertAllProtobuf();
   });
 
+  test('the door counts the rows of protobuf answers: pipeline, batch and cursor, exactly', async () => {
+    const w = client.openStream();
+    for (let i = 100; i < 107; i++) await w.run(['INSERT INTO t (id, v) VALUES (?, ?)', [i, `row ${i} "rows":[[1]]`]]);
+    w.close();
+    await new Promise((res) => setTimeout(res, 200)); // the stream's close has gone out
+    assert.equal((await fetch(r.url + '/v1/router/stats/reset', { method: 'POST' })).status, 200);
+    const s = client.openStream();
+    assert.equal((await s.query('SELECT id FROM t WHERE id >= 100')).rows.length, 7);
+    s.close();
+    const s1 = client.openStream(); // the batch first on its stream: no baton, so the door names it
+    const pb = s1.batch(false); // one pipeline, a batch of two steps
+    const p1 = pb.step().query('SELECT v FROM t WHERE id >= 100 AND id < 103');
+    const p2 = pb.step().query('SELECT id FROM t WHERE id >= 105');
+    await pb.execute();
+    assert.equal((await p1).rows.length + (await p2).rows.length, 5);
+    s1.close();
+    const s2 = client.openStream();
+    const cb = s2.batch(true); // through /v3-protobuf/cursor
+    const c1 = cb.step().query('SELECT v FROM t WHERE id >= 104');
+    const c2 = cb.step().query('SELECT count(*) FROM t WHERE id >= 100');
+    await cb.execute();
+    assert.equal((await c1).rows.length + (await c2).rows.length, 4);
+    s2.close();
+    const st = (await (await fetch(r.url + '/v1/router/stats/statements?sort=calls&limit=100')).json()).statements;
+    const rowsOf = (q) => {
+      const e = st.filter((x) => x.query === q);
+      assert.equal(e.length, 1, `${q}: ${JSON.stringify(st)}`);
+      return e[0].rows;
+    };
+    assert.equal(rowsOf('select id from t where id >= ?'), 7);
+    assert.equal(rowsOf('select v from t where id >= ? and id < ?'), 5);
+    assert.equal(rowsOf('select v from t where id >= ?'), 4);
+    assertAllProtobuf();
+  });
+
   test('a malformed protobuf body gets the region\'s clear error through the door', async () => {
     const res = await fetch(r.url + '/v3-protobuf/pipeline', { method: 'POST',
       headers: { 'content-type': 'application/x-protobuf' }, body: Buffer.from([0x12, 0x7f, 0x01]),
