@@ -139,6 +139,19 @@ static size_t skip_value(const char *p, size_t len, size_t i)
     return len;
 }
 
+/* Does the string from p[start] (a quote) end with its own closing quote before end? */
+static bool string_closed(const char *p, size_t start, size_t end)
+{
+    for (size_t i = start + 1; i < end; i++) {
+        if (p[i] == '\\') {
+            i++;
+        } else if (p[i] == '"') {
+            return i + 1 == end;
+        }
+    }
+    return false;
+}
+
 int edge__door_json_member(const char *p, size_t len, const char *key, size_t *vs, size_t *vl)
 {
     size_t kl = strlen(key);
@@ -154,7 +167,7 @@ int edge__door_json_member(const char *p, size_t len, const char *key, size_t *v
         if (i >= len || p[i] != ':') return EDGE_EPROTO;
         i = skip_ws(p, len, i + 1);
         size_t ve = skip_value(p, len, i);
-        if (ve <= i) return EDGE_EPROTO;
+        if (ve <= i || (p[i] == '"' && !string_closed(p, i, ve))) return EDGE_EPROTO;
         if (ke - ks - 1 == kl && memcmp(p + ks, key, kl) == 0) {
             bool str = p[i] == '"';
             *vs = str ? i + 1 : i;

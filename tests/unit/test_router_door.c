@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of what the front door reads in the messages it relays (src/router/door_*.c):
+ * a top-level JSON member found without parsing the rest (strings and nesting stepped over),
+ * rows of protobuf answers by the wire format (exact counts; truncated or garbage input
+ * counts what it can and never reads past its end), and a WebSocket session's state: which
+ * requests are reads, when a stream is inside a transaction, what a lost region leaves to
+ * send again, and the order of the replay to the next region. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "core/alloc.h"
+#include "router/door_int.h"
+
+static const char *member(const char *doc, const char *key, char *out, size_t cap)
+{
+    size_t vs, vl;
+    if (edge__door_json_member(doc, strlen(doc), key, &vs, &vl) != EDGE_OK) return NULL;
+    if (vl >= cap) return NULL;
+    memcpy(out, doc + vs, vl);
+    out[vl] = '\0';
+    return out;
+}
+
+static void test_json_member(void **state)
+{
+    (void)state;
+    char v[256];
+    const char *doc = "{\"type\":\"response_ok\",\"request_id\":17,\"response\":{\"type\":\"execute\",\"result\":"
+                      "{\"rows\":[[{\"type\":\"text\",\"value\":\"\\\"bookmark\\\":\\\"x\\\"}\"}]]}},"
+                      "\"bookmark\":\"a:5,b:9\"}";
+    assert_string_equal(member(doc, "type", v, sizeof(v)), "response_ok");
+    assert_string_equal(member(doc, "request_id", v, sizeof(v)), "17");
+    /* the one at the top, not the text inside a value */
+    assert_string_equal(member(doc, "bookmark", v, sizeof(v)), "a:5,b:9");
+    assert_null(member(doc, "result", v, sizeof(v))); /* nested only */
+    assert_null(member(" {\"a\": 1 } ", "b", v, sizeof(v)));
+    assert_string_equal(member(" { \"a\" : [1, {\"b\":2}] , \"b\" : true } ", "b", v, sizeof(v)), "true ");
+    static const char *bad[] = {"", "[1]", "{", "{\"a\"", "{\"a\":", "{\"a\":\"unterminated", "{a:1}", "{\"a\" 1}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t vs, vl;
+        assert_int_not_equal(edge__door_json_member(bad[i], strlen(bad[i]), "a", &vs, &vl), EDGE_OK);
+    }
+}
+
+/* protobuf building blocks */
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    do {
+        p[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v) p[n] |= 0x80;
+        n++;
+    } while (v);
+    return n;
+}
+
+static size_t put_msg(uint8_t *p, int field, const uint8_t *body, size_t len)
+{
+    size_t n = put_varint(p, ((uint64_t)field << 3) | 2);
+    n += put_varint(p + n, len);
+    memcpy(p + n, body, len);
+    return n + len;
+}
+
+/* A StmtResult with `rows` rows of one integer value each. */
+static size_t stmt_result(uint8_t *p, int rows)
+{
+    size_t n = 0;
+    uint8_t val[] = {0x10, 0x02}; /* Value.integer = 1 (sint64) */
+    uint8_t row[8];
+    size_t rl = put_msg(row, 1, val, sizeof(val));
+    for (int i = 0; i < rows; i++) n += put_msg(p + n, 2, row, rl);
+    p[n++] = 0x18; /* affected_row_count = 0 */
+    p[n++] = 0x00;
+    return n;
+}
+
+static void test_pb_rows(void **state)
+{
+    (void)state;
+    uint8_t sr[512], a[1024], b[1024], resp[2048], pipe[4096];
+    /* result 1: execute with 3 rows */
+    size_t srl = stmt_result(sr, 3);
+    size_t al = put_msg(a, 1, sr, srl);      /* ExecuteResp.result */
+    size_t bl = put_msg(b, 2, a, al);        /* Response.execute */
+    size_t rl = put_msg(resp, 1, b, bl);     /* Result.ok */
+    size_t pl = put_msg(pipe, 1, (const uint8_t *)"bt", 2); /* baton */
+    pl += put_msg(pipe + pl, 3, resp, rl);   /* PipelineResp.results */
+    /* result 2: batch with steps of 2 and 4 rows */
+    uint8_t entry[512], br[2048], bresp[2048];
+    size_t brl = 0;
+    for (int k = 0; k < 2; k++) {
+        size_t el = 0;
+        entry[el++] = 0x08; /* key */
+        entry[el++] = (uint8_t)k;
+        srl = stmt_result(sr, k == 0 ? 2 : 4);
+        el += put_msg(entry + el, 2, sr, srl);
+        brl += put_msg(br + brl, 1, entry, el); /* BatchResult.step_results */
+    }
+    al = put_msg(a, 1, br, brl);            /* BatchResp.result */
+    bl = put_msg(bresp, 3, a, al);          /* Response.batch */
+    rl = put_msg(resp, 1, bresp, bl);
+    pl += put_msg(pipe + pl, 3, resp, rl);
+    assert_int_equal(edge__door_pb_count_rows(pipe, pl, false), 9);
+    /* every truncation: no crash, never more than the whole */
+    for (size_t cut = 0; cut < pl; cut++) {
+        uint8_t *copy = malloc(cut + 1); /* exactly cut bytes are readable: ASan checks */
+        memcpy(copy, pipe, cut);
+        assert_true(edge__door_pb_count_rows(copy, cut, false) <= 9);
+        assert_true(edge__door_pb_count_rows(copy, cut, true) <= 9);
+        free(copy);
+    }
+    /* a cursor: CursorResp, then step_begin, 5 rows, step_end */
+    uint8_t cur[1024];
+    size_t cl = 0;
+    uint8_t cr[8];
+    size_t crl = put_msg(cr, 1, (const uint8_t *)"bt", 2);
+    cl += put_varint(cur + cl, crl);
+    memcpy(cur + cl, cr, crl);
+    cl += crl;
+    uint8_t e[64];
+    uint8_t empty[1] = {0};
+    size_t el = put_msg(e, 1, empty, 0);
+    cl += put_varint(cur + cl, el);
+    memcpy(cur + cl, e, el);
+    cl += el;
+    for (int i = 0; i < 5; i++) {
+        uint8_t val[] = {0x0a, 0x02, 0x10, 0x02}; /* Row.values = {integer 1} */
+        el = put_msg(e, 4, val, sizeof(val));
+        cl += put_varint(cur + cl, el);
+        memcpy(cur + cl, e, el);
+        cl += el;
+    }
+    assert_int_equal(edge__door_pb_count_rows(cur, cl, true), 5);
+    uint8_t junk[64];
+    for (size_t i = 0; i < sizeof(junk); i++) junk[i] = (uint8_t)(i * 37 + 11);
+    (void)edge__door_pb_count_rows(junk, sizeof(junk), false);
+    (void)edge__door_pb_count_rows(junk, sizeof(junk), true);
+}
+
+/* one request into the state, as door_ws.c gives it */
+static struct edge_door_wst_req *req(struct edge_door_wst *t, int64_t id, const char *json, bool sent)
+{
+    json_t *r = json_loads(json, 0, NULL);
+    assert_non_null(r);
+    struct edge_door_wst_req *out = NULL;
+    const char *code, *why;
+    char *text = edge_strdup(json);
+    assert_int_equal(edge__door_wst_request(t, r, id, text, strlen(text), sent, &out, &code, &why), EDGE_OK);
+    json_decref(r);
+    return out;
+}
+
+static int64_t unknown_ids[16];
+static int n_unknown;
+static void on_unknown(void *ud, int64_t id, int kind)
+{
+    (void)ud;
+    (void)kind;
+    unknown_ids[n_unknown++] = id;
+}
+
+static char replayed[16][256];
+static int n_replayed;
+static int on_emit(void *ud, const char *text, size_t len)
+{
+    (void)ud;
+    snprintf(replayed[n_replayed++], sizeof(replayed[0]), "%.*s", (int)len, text);
+    return EDGE_OK;
+}
+
+static void test_ws_state(void **state)
+{
+    (void)state;
+    struct edge_door_wst *t = NULL;
+    assert_int_equal(edge__door_wst_new(&t), EDGE_OK);
+    /* an answered stream and text, then an execute() of @libsql/client in flight */
+    req(t, 0, "{\"type\":\"open_stream\",\"stream_id\":1}", true);
+    req(t, 1, "{\"type\":\"store_sql\",\"sql_id\":4,\"sql\":\"SELECT 4\"}", true);
+    assert_int_equal(edge__door_wst_answer(t, 0, true), WST_SAFE);
+    assert_int_equal(edge__door_wst_answer(t, 1, true), WST_SAFE);
+    assert_int_equal(edge__door_wst_answer(t, 1, true), -1); /* answered once */
+    assert_int_equal(req(t, 2, "{\"type\":\"open_stream\",\"stream_id\":2}", true)->kind, WST_SAFE);
+    assert_int_equal(req(t, 3, "{\"type\":\"execute\",\"stream_id\":2,\"stmt\":{\"sql_id\":4}}", true)->kind,
+                     WST_READ);
+    assert_int_equal(req(t, 4, "{\"type\":\"close_stream\",\"stream_id\":2}", true)->kind, WST_SAFE);
+    assert_int_equal(req(t, 5, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"INSERT INTO t VALUES (1)\"}}",
+                         true)->kind, WST_WRITE);
+    assert_int_equal(req(t, 6, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"select 1; delete from t\"}}",
+                         true)->kind, WST_WRITE);
+    assert_false(edge__door_wst_pinned(t));
+    /* one not sent yet (arrived while moving) */
+    req(t, 7, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"VALUES (1)\"}}", false);
+    n_unknown = 0;
+    assert_int_equal(edge__door_wst_lost(t, on_unknown, NULL), 1); /* the read 3 runs again */
+    assert_int_equal(n_unknown, 2);
+    assert_int_equal(unknown_ids[0], 5);
+    assert_int_equal(unknown_ids[1], 6);
+    n_replayed = 0;
+    assert_int_equal(edge__door_wst_replay(t, on_emit, NULL), EDGE_OK);
+    /* stream 1 and text 4 recreated (door's own ids), then 2, 3, 4 and 7 in order */
+    assert_int_equal(n_replayed, 6);
+    assert_non_null(strstr(replayed[0], "\"open_stream\",\"stream_id\":1}"));
+    assert_non_null(strstr(replayed[1], "\"store_sql\",\"sql_id\":4,\"sql\":\"SELECT 4\""));
+    assert_non_null(strstr(replayed[2], "\"stream_id\":2}") && strstr(replayed[2], "open_stream"));
+    assert_non_null(strstr(replayed[3], "\"sql_id\":4"));
+    assert_non_null(strstr(replayed[4], "close_stream"));
+    assert_non_null(strstr(replayed[5], "VALUES (1)"));
+    /* the streams settle; a transaction pins the session until it ends */
+    assert_int_equal(edge__door_wst_answer(t, 2, true), WST_SAFE);
+    assert_int_equal(edge__door_wst_answer(t, 3, true), WST_READ);
+    assert_int_equal(edge__door_wst_answer(t, 4, true), WST_SAFE);
+    req(t, 8, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"BEGIN IMMEDIATE\"}}", true);
+    assert_true(edge__door_wst_pinned(t));
+    assert_int_equal(req(t, 9, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"SELECT 1\"}}", true)->kind,
+                     WST_WRITE); /* a read inside a transaction is not run elsewhere */
+    req(t, 10, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"ROLLBACK TO sp\"}}", true);
+    assert_true(edge__door_wst_pinned(t));
+    req(t, 11, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"COMMIT\"}}", true);
+    assert_false(edge__door_wst_pinned(t));
+    /* a whole-transaction batch ends where it began */
+    req(t, 12, "{\"type\":\"batch\",\"stream_id\":1,\"batch\":{\"steps\":[{\"stmt\":{\"sql\":\"BEGIN\"}},"
+               "{\"stmt\":{\"sql\":\"SELECT 1\"}},{\"stmt\":{\"sql\":\"COMMIT\"}},{\"stmt\":{\"sql\":\"ROLLBACK\"}}]}}",
+        true);
+    assert_false(edge__door_wst_pinned(t));
+    req(t, 13, "{\"type\":\"sequence\",\"stream_id\":1,\"sql\":\"BEGIN; SELECT 1\"}", true);
+    assert_true(edge__door_wst_pinned(t));
+    req(t, 14, "{\"type\":\"close_stream\",\"stream_id\":1}", true);
+    assert_int_equal(edge__door_wst_answer(t, 14, true), WST_SAFE);
+    assert_false(edge__door_wst_pinned(t));
+    /* a cursor pins until its close is answered */
+    req(t, 15, "{\"type\":\"open_cursor\",\"stream_id\":2,\"cursor_id\":1,\"batch\":{\"steps\":[]}}", true);
+    assert_true(edge__door_wst_pinned(t));
+    req(t, 16, "{\"type\":\"close_cursor\",\"cursor_id\":1}", true);
+    assert_int_equal(edge__door_wst_answer(t, 16, true), WST_CURSOR);
+    assert_false(edge__door_wst_pinned(t));
+    /* malformed requests: classified as writes, nothing else */
+    assert_int_equal(req(t, 17, "{}", true)->kind, WST_WRITE);
+    assert_int_equal(req(t, 18, "{\"type\":\"execute\",\"stmt\":7}", true)->kind, WST_WRITE);
+    assert_int_equal(req(t, 19, "{\"type\":\"store_sql\",\"sql_id\":\"x\",\"sql\":null}", true)->kind, WST_SAFE);
+    edge__door_wst_free(t);
+}
+
+static void test_ws_bounds(void **state)
+{
+    (void)state;
+    struct edge_door_wst *t = NULL;
+    assert_int_equal(edge__door_wst_new(&t), EDGE_OK);
+    char buf[128];
+    for (int i = 0; i < WST_MAX_SQLS; i++) {
+        snprintf(buf, sizeof(buf), "{\"type\":\"store_sql\",\"sql_id\":%d,\"sql\":\"SELECT %d\"}", i, i);
+        req(t, i, buf, true);
+    }
+    /* storing an id again replaces it, within the bound */
+    req(t, 9999, "{\"type\":\"store_sql\",\"sql_id\":3,\"sql\":\"SELECT 33\"}", true);
+    json_t *r = json_loads("{\"type\":\"store_sql\",\"sql_id\":5000,\"sql\":\"SELECT 1\"}", 0, NULL);
+    struct edge_door_wst_req *out = NULL;
+    const char *code = NULL, *why = NULL;
+    char text[] = "x";
+    assert_int_equal(edge__door_wst_request(t, r, 10000, text, 1, true, &out, &code, &why), EDGE_ETOOBIG);
+    assert_string_equal(code, "WS_ROUTER_LIMIT");
+    json_decref(r);
+    edge__door_wst_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_member),
+        cmocka_unit_test(test_pb_rows),
+        cmocka_unit_test(test_ws_state),
+        cmocka_unit_test(test_ws_bounds),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
