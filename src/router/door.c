@@ -75,6 +75,7 @@ static void probe_all(uv_timer_t *t)
 {
     struct door *d = t->data;
     uint64_t timeout = (uint64_t)d->rc->probe_interval_ms * 2;
+    edge__door_ws_tick(d);
     for (int i = 0; i < d->n; i++) {
         struct region *r = &d->regions[i];
         if (r->probing || r->probe_pool == NULL) continue;

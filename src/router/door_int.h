@@ -17,6 +17,7 @@
 #include "router/router.h"
 
 struct edge_tls_ctx;
+struct edge_door_wss;
 
 #define DOOR_CONNS 64
 #define RYW_SLOTS 4096
@@ -68,13 +69,17 @@ struct door {
      * bookmarks attached, reads sent again after a move */
     uint64_t ws_failovers, ws_lost_pinned, ws_limited, ws_ryw_attached, ws_reads_retried;
     double ws_failover_ms_last; /* from the loss to the next region's 101 */
+    struct edge_door_wss *ws_head;   /* every WebSocket session (door_ws.c) */
     bool stopping;
 };
 
 /* The region for a new request or session among those not in tried (a bit per index), -1 if none. */
 int edge__door_choose(struct door *d, uint32_t tried);
-/* An upgrade request: the WebSocket is proxied, frame by frame, to one region for its whole life. */
+/* An upgrade request: a Hrana WebSocket session through the door (door_ws.c). */
 void edge__door_ws_upgrade(struct door *d, struct edge_http_conn *c, struct edge_http_req *req);
+/* Every probe interval: a session whose region is down and whose oldest request has waited
+ * longer than router.request_timeout_ms counts its region as lost (door_ws.c). */
+void edge__door_ws_tick(struct door *d);
 
 /* door.c: read-your-writes, per client key ("t:<hash of Authorization>", or per connection):
  * the client's vector as a bookmark into out (NULL: none); merge an answer's bookmark in. */
@@ -118,6 +123,7 @@ struct edge_door_wst_req {
     int kind, rtype;
     int64_t target; /* the stream, text or cursor id it names */
     bool sent;      /* to the current region */
+    uint64_t sent_ns; /* when (uv_hrtime) */
     char *text;     /* the message as sent (kept while it may be sent again) */
     size_t len;
     struct edge_door_wst_req *next;
@@ -134,6 +140,8 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
 void edge__door_wst_sent(struct edge_door_wst *t, struct edge_door_wst_req *r);
 /* The region answered request_id: its kind (WST_*), or -1 when it is not one in flight. */
 int edge__door_wst_answer(struct edge_door_wst *t, int64_t request_id, bool ok);
+/* When the oldest request sent to the current region and not answered was sent; 0: none. */
+uint64_t edge__door_wst_oldest_ns(const struct edge_door_wst *t);
 /* A stream may be inside a transaction, or a cursor is open: the session cannot move. */
 bool edge__door_wst_pinned(const struct edge_door_wst *t);
 /* The region is lost: every write or cursor request sent to it is dropped (unknown() for

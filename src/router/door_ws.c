@@ -27,8 +27,9 @@
 #include "core/log.h"
 #include "router/door_int.h"
 
-struct wss {
+struct edge_door_wss {
     struct door *d;
+    struct edge_door_wss *prev, *next; /* d->ws_head */
     struct edge_http_conn *client;
     struct edge_door_wsup *up;
     bool open;      /* up answered 101 */
@@ -46,9 +47,9 @@ struct wss {
     struct edge_door_wst *st;
 };
 
-static void connect_next(struct wss *s);
+static void connect_next(struct edge_door_wss *s);
 
-static void finish(struct wss *s, uint16_t code, const char *reason)
+static void finish(struct edge_door_wss *s, uint16_t code, const char *reason)
 {
     if (s->closing) return;
     s->closing = true;
@@ -58,8 +59,11 @@ static void finish(struct wss *s, uint16_t code, const char *reason)
     s->open = false;
 }
 
-static void wss_free(struct wss *s)
+static void wss_free(struct edge_door_wss *s)
 {
+    if (s->prev) s->prev->next = s->next;
+    else s->d->ws_head = s->next;
+    if (s->next) s->next->prev = s->prev;
     edge__door_wsup_close(s->up);
     edge__door_wst_free(s->st);
     edge_free(s->hello);
@@ -67,12 +71,12 @@ static void wss_free(struct wss *s)
     edge_free(s);
 }
 
-static void to_client(struct wss *s, const char *text, size_t len)
+static void to_client(struct edge_door_wss *s, const char *text, size_t len)
 {
     if (!s->client_gone && !s->closing) edge_http_ws_send(s->client, 1, text, len);
 }
 
-static void client_error(struct wss *s, int64_t request_id, const char *code, const char *msg)
+static void client_error(struct edge_door_wss *s, int64_t request_id, const char *code, const char *msg)
 {
     struct edge_buf b;
     edge_buf_init(&b, 4096);
@@ -87,7 +91,7 @@ static void client_error(struct wss *s, int64_t request_id, const char *code, co
 
 static int emit(void *ud, const char *text, size_t len)
 {
-    struct wss *s = ud;
+    struct edge_door_wss *s = ud;
     return edge__door_wsup_send(s->up, 1, text, len);
 }
 
@@ -97,7 +101,7 @@ static int emit(void *ud, const char *text, size_t len)
 
 static void on_up_open(void *ud)
 {
-    struct wss *s = ud;
+    struct edge_door_wss *s = ud;
     struct door *d = s->d;
     s->open = true;
     s->tried = 0;
@@ -122,7 +126,7 @@ static void on_up_open(void *ud)
 }
 
 /* The answer to a hello: the client sees one per hello it sent, never the door's own. */
-static void hello_answer(struct wss *s, const uint8_t *data, size_t len)
+static void hello_answer(struct edge_door_wss *s, const uint8_t *data, size_t len)
 {
     if (s->replay_hello) {
         s->replay_hello = false;
@@ -134,7 +138,7 @@ static void hello_answer(struct wss *s, const uint8_t *data, size_t len)
 
 static void on_up_msg(void *ud, int opcode, const uint8_t *data, size_t len)
 {
-    struct wss *s = ud;
+    struct edge_door_wss *s = ud;
     struct door *d = s->d;
     if (s->closing) return;
     const char *p = (const char *)data;
@@ -170,7 +174,7 @@ static void on_up_msg(void *ud, int opcode, const uint8_t *data, size_t len)
 
 static void write_unknown(void *ud, int64_t request_id, int kind)
 {
-    struct wss *s = ud;
+    struct edge_door_wss *s = ud;
     char msg[300];
     if (kind == WST_CURSOR) {
         snprintf(msg, sizeof(msg), "region %s was lost while this cursor request was in flight",
@@ -186,7 +190,7 @@ static void write_unknown(void *ud, int64_t request_id, int kind)
 
 static void on_up_lost(void *ud, int kind, uint16_t code, const char *why)
 {
-    struct wss *s = ud;
+    struct edge_door_wss *s = ud;
     struct door *d = s->d;
     struct region *r = &d->regions[s->region];
     bool was_open = s->open;
@@ -221,7 +225,7 @@ static void on_up_lost(void *ud, int kind, uint16_t code, const char *why)
     connect_next(s);
 }
 
-static void connect_next(struct wss *s)
+static void connect_next(struct edge_door_wss *s)
 {
     struct door *d = s->d;
     static const struct edge_door_wsup_cb cb0 = {NULL, on_up_open, on_up_msg, on_up_lost};
@@ -248,11 +252,28 @@ static void connect_next(struct wss *s)
     }
 }
 
+void edge__door_ws_tick(struct door *d)
+{
+    uint64_t now = uv_hrtime(), limit = (uint64_t)d->rc->request_timeout_ms * 1000000u;
+    for (struct edge_door_wss *s = d->ws_head, *next; s != NULL; s = next) {
+        next = s->next; /* on_up_lost may not free s, but keep the walk simple */
+        if (!s->open || s->closing || d->regions[s->region].up) continue;
+        uint64_t oldest = edge__door_wst_oldest_ns(s->st);
+        if (oldest == 0 || now - oldest < limit) continue;
+        /* a region that stopped answering (its probes fail) with the session's requests
+         * waiting past the deadline: as lost, so that reads go on elsewhere */
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: region %s is down and a WebSocket session's request has "
+                 "waited %.0f ms: moving the session", d->regions[s->region].id, (double)(now - oldest) / 1e6);
+        edge__door_wsup_close(s->up);
+        on_up_lost(s, EDGE_DOOR_WSUP_LOST, 0, "no answer within router.request_timeout_ms");
+    }
+}
+
 /* ---------------------------------------------------------------------------------- */
 /* The client's side                                                                  */
 /* ---------------------------------------------------------------------------------- */
 
-static void client_hello(struct wss *s, json_t *msg, const uint8_t *data, size_t len)
+static void client_hello(struct edge_door_wss *s, json_t *msg, const uint8_t *data, size_t len)
 {
     char *copy = edge_malloc(len + 1);
     if (copy == NULL) {
@@ -278,7 +299,7 @@ static void client_hello(struct wss *s, json_t *msg, const uint8_t *data, size_t
     }
 }
 
-static void client_request(struct wss *s, json_t *msg, const uint8_t *data, size_t len)
+static void client_request(struct edge_door_wss *s, json_t *msg, const uint8_t *data, size_t len)
 {
     struct door *d = s->d;
     json_t *rid = json_object_get(msg, "request_id");
@@ -333,7 +354,7 @@ static void client_request(struct wss *s, json_t *msg, const uint8_t *data, size
 static void on_client_msg(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len)
 {
     (void)c;
-    struct wss *s = ud;
+    struct edge_door_wss *s = ud;
     if (s->closing) return;
     if (opcode != 1) {
         finish(s, 1003, "the router speaks Hrana over WebSocket in JSON text messages");
@@ -358,7 +379,7 @@ static void on_client_msg(void *ud, struct edge_http_conn *c, int opcode, const 
 static void on_client_close(void *ud, struct edge_http_conn *c)
 {
     (void)c;
-    struct wss *s = ud;
+    struct edge_door_wss *s = ud;
     s->client_gone = true;
     s->closing = true;
     wss_free(s);
@@ -389,7 +410,7 @@ void edge__door_ws_upgrade(struct door *d, struct edge_http_conn *c, struct edge
         edge_http_respond_error(c, 400, "WS_PROTOCOL_UNSUPPORTED", "no supported WebSocket subprotocol offered");
         return;
     }
-    struct wss *s = edge_calloc(1, sizeof(*s));
+    struct edge_door_wss *s = edge_calloc(1, sizeof(*s));
     if (s == NULL || edge__door_wst_new(&s->st) != EDGE_OK) {
         edge_free(s);
         edge_http_respond_error(c, 503, "INTERNAL", "out of memory");
@@ -397,6 +418,9 @@ void edge__door_ws_upgrade(struct door *d, struct edge_http_conn *c, struct edge
     }
     s->d = d;
     s->region = -1;
+    s->next = d->ws_head;
+    if (d->ws_head) d->ws_head->prev = s;
+    d->ws_head = s;
     snprintf(s->proto, sizeof(s->proto), "%s", chosen ? chosen : "");
     snprintf(s->path, sizeof(s->path), "%s", req->path[0] == '/' && strlen(req->path) < 500 ? req->path : "/");
     snprintf(s->ryw_key, sizeof(s->ryw_key), "w:%p", (void *)s);

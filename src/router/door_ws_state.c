@@ -298,6 +298,7 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
     r->rtype = rtype;
     r->target = target;
     r->sent = sent;
+    r->sent_ns = sent ? uv_hrtime() : 0;
     r->text = text; /* owned from here */
     r->len = len;
     if (sent && (kind == WST_WRITE || kind == WST_CURSOR)) {
@@ -356,9 +357,18 @@ int edge__door_wst_answer(struct edge_door_wst *t, int64_t request_id, bool ok)
     return kind;
 }
 
+uint64_t edge__door_wst_oldest_ns(const struct edge_door_wst *t)
+{
+    for (const struct edge_door_wst_req *r = t->head; r != NULL; r = r->next) {
+        if (r->sent) return r->sent_ns;
+    }
+    return 0;
+}
+
 void edge__door_wst_sent(struct edge_door_wst *t, struct edge_door_wst_req *r)
 {
     r->sent = true;
+    r->sent_ns = uv_hrtime();
     if (r->kind == WST_WRITE || r->kind == WST_CURSOR) {
         t->req_bytes -= r->len;
         edge_free(r->text);

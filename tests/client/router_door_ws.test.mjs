@@ -185,6 +185,54 @@ describe('router_door_ws: fail-over of a WebSocket session', { timeout: 240000 }
       rc.proc.kill('SIGKILL');
     }
   });
+  test('a region that stops answering (SIGSTOP): past router.request_timeout_ms the session moves', async () => {
+    const { createClient } = await import('@libsql/client');
+    const cfg = routerConfig(c, path.join(c.root, 'router-ws-stall.yaml'),
+      '{ probe_interval_ms: 100, request_timeout_ms: 1500, rtt_slack_ms: 0 }');
+    const rc = await startRouter(cfg, ['--client-region', 'b']);
+    const cl = createClient({ url: rc.url.replace('http://', 'ws://') });
+    try {
+      assert.equal((await cl.execute('SELECT v FROM t WHERE id = 1')).rows[0].v, 'one');
+      let failed = 0;
+      let reads = 0;
+      let slowest = 0;
+      let stop = false;
+      const errors = [];
+      const worker = async () => {
+        while (!stop) {
+          const t0 = Date.now();
+          try {
+            await cl.execute({ sql: 'SELECT v FROM t WHERE id = ?', args: [1] });
+            reads++;
+          } catch (e) {
+            failed++;
+            errors.push(String(e));
+          }
+          slowest = Math.max(slowest, Date.now() - t0);
+        }
+      };
+      const load = Promise.all([worker(), worker()]);
+      await sleep(500);
+      c.pause('b');
+      let werr;
+      try {
+        werr = await cl.execute("INSERT INTO log (v) VALUES ('stalled')").then(() => null, (e) => e);
+        await sleep(1000);
+      } finally {
+        stop = true;
+        await load;
+        c.resume('b');
+      }
+      console.log(`# ${reads} reads, failed ${failed}, slowest ${slowest} ms (the stall: request_timeout_ms 1500)`);
+      assert.equal(failed, 0, errors.slice(0, 3).join('\n'));
+      assert.ok(werr && werr.code === 'WRITE_OUTCOME_UNKNOWN', String(werr));
+      assert.equal(await routerMetric(rc.url, 'edgelite_router_ws_failovers_total'), 1);
+      assert.deepEqual(await wsSessions(rc.url), { a: 1, b: 1, c: 0 });
+    } finally {
+      cl.close();
+      rc.proc.kill('SIGKILL');
+    }
+  });
 });
 
 describe('router_door_ws: transactions, malformed frames, bounds', { timeout: 240000 }, () => {
