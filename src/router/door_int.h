@@ -65,7 +65,7 @@ struct door {
     uint64_t failovers, write_not_retried, ryw_attached, requests, ws_refused_retries;
     double failover_ms_last; /* time from the first failure to the answer, last fail-over */
     /* WebSocket sessions (door_ws.c): moved to another region, closed 1011 because a
-     * transaction or cursor was in the lost region, requests refused by a WST_MAX_* bound,
+     * transaction was in the lost region, requests refused by a WST_MAX_* bound,
      * bookmarks attached, reads sent again after a move */
     uint64_t ws_failovers, ws_lost_pinned, ws_limited, ws_ryw_attached, ws_reads_retried;
     double ws_failover_ms_last; /* from the loss to the next region's 101 */
@@ -142,11 +142,11 @@ void edge__door_wst_sent(struct edge_door_wst *t, struct edge_door_wst_req *r);
 int edge__door_wst_answer(struct edge_door_wst *t, int64_t request_id, bool ok);
 /* When the oldest request sent to the current region and not answered was sent; 0: none. */
 uint64_t edge__door_wst_oldest_ns(const struct edge_door_wst *t);
-/* A stream may be inside a transaction, or a cursor is open: the session cannot move. */
+/* A stream may be inside a transaction: the session cannot move. */
 bool edge__door_wst_pinned(const struct edge_door_wst *t);
-/* The region is lost: every write or cursor request sent to it is dropped (unknown() for
- * each, to answer the client), every other one is to be sent again; the number of reads
- * among those. */
+/* The region is lost: every write, open_cursor or fetch_cursor sent to it is dropped
+ * (unknown() for each, to answer the client), every other one is to be sent again (the
+ * number of reads among those), and the cursors are forgotten. */
 size_t edge__door_wst_lost(struct edge_door_wst *t, void (*unknown)(void *ud, int64_t request_id, int kind),
                          void *ud);
 /* To a new region: the streams and texts (by the client's ids, negative request ids),

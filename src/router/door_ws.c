@@ -10,10 +10,11 @@
  *   that vector, so the region runs it once it has every write the client saw answered;
  * - fail-over: the session's state (hello, streams, stored SQL) and its requests in flight
  *   are tracked (door_ws_state.c); when the region is lost and no stream may be inside a
- *   transaction (and no cursor is open), the session moves to the next region: hello again,
+ *   transaction, the session moves to the next region: hello again,
  *   the streams and texts recreated with the client's ids, the reads and state requests in
  *   flight sent again, each write in flight answered WRITE_OUTCOME_UNKNOWN (it may have run)
- *   and never sent twice. Otherwise the client is closed with 1011, as a lost session.
+ *   and never sent twice, each cursor request in flight CURSOR_LOST. Otherwise (a transaction)
+ *   the client is closed with 1011, as a lost session.
  *
  * A region refusing the connection (nothing was sent) is replaced by the next one. */
 #include <jansson.h>
@@ -177,7 +178,7 @@ static void write_unknown(void *ud, int64_t request_id, int kind)
     struct edge_door_wss *s = ud;
     char msg[300];
     if (kind == WST_CURSOR) {
-        snprintf(msg, sizeof(msg), "region %s was lost while this cursor request was in flight",
+        snprintf(msg, sizeof(msg), "region %s was lost with this cursor (its batch may have run there)",
                  s->d->regions[s->region].id);
         client_error(s, request_id, "CURSOR_LOST", msg);
         return;
@@ -216,7 +217,7 @@ static void on_up_lost(void *ud, int kind, uint16_t code, const char *why)
     }
     if (edge__door_wst_pinned(s->st)) {
         d->ws_lost_pinned++;
-        finish(s, 1011, "the region holding this session's transaction or cursor was lost");
+        finish(s, 1011, "the region holding this session's transaction was lost");
         return;
     }
     s->lost_ns = uv_hrtime();

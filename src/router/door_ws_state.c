@@ -181,7 +181,7 @@ static const struct {
     {"describe", WST_OTHER, WST_SAFE},            {"get_autocommit", WST_OTHER, WST_SAFE},
     {"execute", WST_EXECUTE, WST_WRITE},          {"batch", WST_BATCH, WST_WRITE},
     {"sequence", WST_SEQUENCE, WST_WRITE},        {"open_cursor", WST_OPEN_CURSOR, WST_CURSOR},
-    {"fetch_cursor", WST_OTHER, WST_CURSOR},      {"close_cursor", WST_CLOSE_CURSOR, WST_CURSOR},
+    {"fetch_cursor", WST_OTHER, WST_CURSOR},      {"close_cursor", WST_CLOSE_CURSOR, WST_SAFE},
 };
 
 int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request_id, char *text, size_t len,
@@ -379,7 +379,6 @@ void edge__door_wst_sent(struct edge_door_wst *t, struct edge_door_wst_req *r)
 
 bool edge__door_wst_pinned(const struct edge_door_wst *t)
 {
-    if (t->cursors.n > 0) return true;
     for (size_t i = 0; i < t->streams.n; i++) {
         if (t->streams.v[i].in_tx) return true;
     }
@@ -390,6 +389,9 @@ size_t edge__door_wst_lost(struct edge_door_wst *t, void (*unknown)(void *ud, in
                            void *ud)
 {
     size_t reads = 0;
+    /* the cursors were the region's: their later fetches are the next region's
+     * CURSOR_NOT_FOUND, their closes its plain ok */
+    t->cursors.n = 0;
     struct edge_door_wst_req *prev = NULL, *r = t->head;
     while (r != NULL) {
         struct edge_door_wst_req *next = r->next;

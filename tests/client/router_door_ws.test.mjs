@@ -5,7 +5,8 @@
 //   without those writes carries the vector and waits for them (the real @libsql/client over ws://);
 // - fail-over: a region SIGKILLed under a WebSocket read load: the session moves to another region
 //   (hello, streams and stored SQL recreated), the reads in flight run again there, no read fails; a
-//   write in flight at the kill is answered WRITE_OUTCOME_UNKNOWN and not run anywhere;
+//   write in flight at the kill is answered WRITE_OUTCOME_UNKNOWN and not run anywhere, a batch gets
+//   a clear error too; a region that stops answering counts as lost after router.request_timeout_ms;
 // - a transaction open in the lost region closes the session with 1011 (never a silent re-run);
 // - malformed frames and the per-session bounds: a clear close code or Hrana error, the door lives on.
 
@@ -156,12 +157,15 @@ describe('router_door_ws: fail-over of a WebSocket session', { timeout: 240000 }
       c.pause('c');
       await sleep(100);
       const write = cl.execute("INSERT INTO log (v) VALUES ('in flight')").then(() => null, (e) => e);
+      // a batch in flight: lost with the region, answered, the session kept
+      const batch = cl.batch(['SELECT 1', 'SELECT 2'], 'read').then(() => null, (e) => e);
       await sleep(300);
       c.regions.c.expectExit = true;
       c.regions.c.proc.kill('SIGKILL'); // straight from stopped: it never runs again
       killedAt = Date.now();
       await c.kill('c');
       const werr = await write;
+      const berr = await batch;
       await sleep(2000);
       stop = true;
       await load;
@@ -172,6 +176,9 @@ describe('router_door_ws: fail-over of a WebSocket session', { timeout: 240000 }
       assert.ok(firstAfter > 0, 'no read was answered after the kill');
       assert.ok(werr, 'the write in flight succeeded?');
       assert.equal(werr.code, 'WRITE_OUTCOME_UNKNOWN', String(werr));
+      assert.ok(berr, 'the batch in flight succeeded?');
+      // @libsql/client sends it as one batch request, BEGIN ... COMMIT: not a read to the door
+      assert.equal(berr.code, 'WRITE_OUTCOME_UNKNOWN', String(berr));
       assert.equal(await routerMetric(rc.url, 'edgelite_router_ws_failovers_total'), 1);
       assert.ok(await routerMetric(rc.url, 'edgelite_router_ws_reads_retried_total') >= 1);
       // the connection is kept: later writes go on in the new region, and the one in flight ran nowhere

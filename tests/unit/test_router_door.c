@@ -235,12 +235,24 @@ static void test_ws_state(void **state)
     req(t, 14, "{\"type\":\"close_stream\",\"stream_id\":1}", true);
     assert_int_equal(edge__door_wst_answer(t, 14, true), WST_SAFE);
     assert_false(edge__door_wst_pinned(t));
-    /* a cursor pins until its close is answered */
+    /* a cursor does not pin: lost with its region, its requests in flight answered, a close sent again */
+    edge__door_wst_free(t);
+    assert_int_equal(edge__door_wst_new(&t), EDGE_OK);
+    req(t, 14, "{\"type\":\"open_stream\",\"stream_id\":2}", true);
+    assert_int_equal(edge__door_wst_answer(t, 14, true), WST_SAFE);
     req(t, 15, "{\"type\":\"open_cursor\",\"stream_id\":2,\"cursor_id\":1,\"batch\":{\"steps\":[]}}", true);
-    assert_true(edge__door_wst_pinned(t));
-    req(t, 16, "{\"type\":\"close_cursor\",\"cursor_id\":1}", true);
-    assert_int_equal(edge__door_wst_answer(t, 16, true), WST_CURSOR);
+    req(t, 16, "{\"type\":\"fetch_cursor\",\"cursor_id\":1,\"max_count\":10}", true);
+    req(t, 20, "{\"type\":\"close_cursor\",\"cursor_id\":1}", true);
     assert_false(edge__door_wst_pinned(t));
+    n_unknown = 0;
+    assert_int_equal(edge__door_wst_lost(t, on_unknown, NULL), 0);
+    assert_int_equal(n_unknown, 2);
+    assert_int_equal(unknown_ids[0], 15);
+    assert_int_equal(unknown_ids[1], 16);
+    n_replayed = 0;
+    assert_int_equal(edge__door_wst_replay(t, on_emit, NULL), EDGE_OK);
+    assert_non_null(strstr(replayed[n_replayed - 1], "close_cursor"));
+    assert_int_equal(edge__door_wst_answer(t, 20, true), WST_SAFE);
     /* malformed requests: classified as writes, nothing else */
     assert_int_equal(req(t, 17, "{}", true)->kind, WST_WRITE);
     assert_int_equal(req(t, 18, "{\"type\":\"execute\",\"stmt\":7}", true)->kind, WST_WRITE);
