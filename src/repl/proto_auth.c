@@ -398,29 +398,43 @@ static int take_field(const char **p, const char *key, const char **out_v, size_
     return EDGE_OK;
 }
 
-int edge_repl_http_auth_parse(const char *value, struct edge_repl_http_auth *out)
+/* "region=" and a valid region id at *p into out (EDGE_VCLOCK_REGION_MAX + 1 bytes). */
+static int take_region(const char **p, char *out)
 {
-    const char *p = value, *v = NULL;
+    const char *v = NULL;
     size_t n = 0;
-    if (value == NULL || strnlen(value, 1024) >= 1024) {
-        return EDGE_EINVAL;
-    }
-    memset(out, 0, sizeof(*out));
-    int rv = take_field(&p, "region", &v, &n);
+    int rv = take_field(p, "region", &v, &n);
     if (rv == EDGE_OK && (n == 0 || n > EDGE_VCLOCK_REGION_MAX)) {
         rv = EDGE_EINVAL;
     }
     if (rv == EDGE_OK) {
-        memcpy(out->region, v, n);
-        out->region[n] = '\0';
-        rv = edge_vclock_region_valid(out->region) ? EDGE_OK : EDGE_EINVAL;
+        memcpy(out, v, n);
+        out[n] = '\0';
+        rv = edge_vclock_region_valid(out) ? EDGE_OK : EDGE_EINVAL;
     }
-    if (rv == EDGE_OK) rv = take_field(&p, "nonce", &v, &n);
-    if (rv == EDGE_OK) rv = edge_repl_unhex32(v, n, out->nonce);
-    if (rv == EDGE_OK) rv = take_field(&p, "cnonce", &v, &n);
-    if (rv == EDGE_OK) rv = edge_repl_unhex32(v, n, out->cnonce);
-    if (rv == EDGE_OK) rv = take_field(&p, "mac", &v, &n);
-    if (rv == EDGE_OK) rv = edge_repl_unhex32(v, n, out->mac);
+    return rv;
+}
+
+/* "key=" and 64 hex digits at *p into out. */
+static int take_hex32(const char **p, const char *key, uint8_t out[32])
+{
+    const char *v = NULL;
+    size_t n = 0;
+    int rv = take_field(p, key, &v, &n);
+    return rv == EDGE_OK ? edge_repl_unhex32(v, n, out) : rv;
+}
+
+int edge_repl_http_auth_parse(const char *value, struct edge_repl_http_auth *out)
+{
+    const char *p = value;
+    if (value == NULL || strnlen(value, 1024) >= 1024) {
+        return EDGE_EINVAL;
+    }
+    memset(out, 0, sizeof(*out));
+    int rv = take_region(&p, out->region);
+    if (rv == EDGE_OK) rv = take_hex32(&p, "nonce", out->nonce);
+    if (rv == EDGE_OK) rv = take_hex32(&p, "cnonce", out->cnonce);
+    if (rv == EDGE_OK) rv = take_hex32(&p, "mac", out->mac);
     if (rv == EDGE_OK && *p != '\0') {
         rv = EDGE_EINVAL;
     }
@@ -448,15 +462,7 @@ int edge_repl_http_sig_parse(const char *value, struct edge_repl_http_sig *out)
         return EDGE_EINVAL;
     }
     memset(out, 0, sizeof(*out));
-    int rv = take_field(&p, "region", &v, &n);
-    if (rv == EDGE_OK && (n == 0 || n > EDGE_VCLOCK_REGION_MAX)) {
-        rv = EDGE_EINVAL;
-    }
-    if (rv == EDGE_OK) {
-        memcpy(out->region, v, n);
-        out->region[n] = '\0';
-        rv = edge_vclock_region_valid(out->region) ? EDGE_OK : EDGE_EINVAL;
-    }
+    int rv = take_region(&p, out->region);
     if (rv == EDGE_OK) rv = take_field(&p, "ts", &v, &n);
     if (rv == EDGE_OK) {
         /* 1..15 digits: far beyond any real clock, far below overflow */
@@ -468,10 +474,8 @@ int edge_repl_http_sig_parse(const char *value, struct edge_repl_http_sig *out)
         }
         out->ts_ms = ts;
     }
-    if (rv == EDGE_OK) rv = take_field(&p, "nonce", &v, &n);
-    if (rv == EDGE_OK) rv = edge_repl_unhex32(v, n, out->nonce);
-    if (rv == EDGE_OK) rv = take_field(&p, "mac", &v, &n);
-    if (rv == EDGE_OK) rv = edge_repl_unhex32(v, n, out->mac);
+    if (rv == EDGE_OK) rv = take_hex32(&p, "nonce", out->nonce);
+    if (rv == EDGE_OK) rv = take_hex32(&p, "mac", out->mac);
     if (rv == EDGE_OK && *p != '\0') {
         rv = EDGE_EINVAL;
     }
