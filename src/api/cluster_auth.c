@@ -107,7 +107,7 @@ void edge__api_cluster_challenge(struct loop *l, struct edge_http_conn *c, struc
                       (size_t)len);
 }
 
-static const char *method_name(int m)
+const char *edge__api_cluster_method(int m)
 {
     switch (m) {
     case HTTP_GET: return "GET";
@@ -131,7 +131,7 @@ bool edge__api_auth_cluster_request(struct edge_node *n, struct edge_http_req *r
         *why = "unknown, used or expired nonce";
     } else if (strcmp(a.region, n->region) == 0 || edge_conf_region_find(conf, a.region) == NULL) {
         *why = "the region is not another region of this cluster";
-    } else if (edge_repl_http_verify(conf->cluster_secret, &a, conf->cluster_name, method_name(req->method),
+    } else if (edge_repl_http_verify(conf->cluster_secret, &a, conf->cluster_name, edge__api_cluster_method(req->method),
                                      req->path) != EDGE_OK) {
         *why = "wrong MAC (another secret, or another method or path)";
     } else {
@@ -142,4 +142,26 @@ bool edge__api_auth_cluster_request(struct edge_node *n, struct edge_http_req *r
     pthread_mutex_unlock(&n->cnonces.mu);
     sodium_memzero(&a, sizeof(a));
     return ok;
+}
+
+void edge__api_cluster_nonces_metrics(struct edge_node *n, struct edge_buf *b)
+{
+    uint64_t cn[4];
+    pthread_mutex_lock(&n->cnonces.mu);
+    cn[0] = n->cnonces.issued;
+    cn[1] = n->cnonces.accepted;
+    cn[2] = n->cnonces.refused;
+    cn[3] = n->cnonces.evicted;
+    pthread_mutex_unlock(&n->cnonces.mu);
+    edge_buf_printf(b,
+                    "# HELP edgelite_cluster_auth_challenges_total Nonces handed out by /v1/cluster/challenge.\n"
+                    "# TYPE edgelite_cluster_auth_challenges_total counter\nedgelite_cluster_auth_challenges_total %llu\n"
+                    "# TYPE edgelite_cluster_auth_accepted_total counter\nedgelite_cluster_auth_accepted_total %llu\n"
+                    "# HELP edgelite_cluster_auth_refused_total X-Edge-Cluster-Auth headers refused (bad, replayed, "
+                    "expired, wrong MAC).\n"
+                    "# TYPE edgelite_cluster_auth_refused_total counter\nedgelite_cluster_auth_refused_total %llu\n"
+                    "# HELP edgelite_cluster_auth_evicted_total Unused nonces replaced by newer ones (table full).\n"
+                    "# TYPE edgelite_cluster_auth_evicted_total counter\nedgelite_cluster_auth_evicted_total %llu\n",
+                    (unsigned long long)cn[0], (unsigned long long)cn[1], (unsigned long long)cn[2],
+                    (unsigned long long)cn[3]);
 }

@@ -18,7 +18,6 @@
  * remembered, so nobody without the secret can fill the ring. */
 #include "api/node_int.h"
 
-#include <http_parser.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -137,16 +136,6 @@ static int region_index(const struct edge_conf *conf, const char *id)
     return -1;
 }
 
-static const char *method_name(int m)
-{
-    switch (m) {
-    case HTTP_GET: return "GET";
-    case HTTP_HEAD: return "HEAD";
-    case HTTP_POST: return "POST";
-    default: return "OTHER";
-    }
-}
-
 bool edge__api_auth_cluster_signed(struct edge_node *n, struct edge_http_req *req, const char **why)
 {
     const struct edge_conf *conf = n->cfg.conf;
@@ -166,7 +155,7 @@ bool edge__api_auth_cluster_signed(struct edge_node *n, struct edge_http_req *re
                 bad = "signed outside the clock window (30 s either way of the caller's clock as its peer link "
                       "measured it)";
             } else if (edge_repl_http_sig_verify(conf->cluster_secret, conf->cluster_name, &s, n->region,
-                                                 method_name(req->method), req->path, req->query, req->body.data,
+                                                 edge__api_cluster_method(req->method), req->path, req->query, req->body.data,
                                                  req->body.len) != EDGE_OK) {
                 bad = "wrong MAC (another secret, or the method, path, query or body was altered)";
             } else {

@@ -106,13 +106,6 @@ static void metrics_crdt(struct edge_store_conn *rconn, struct edge_buf *b)
 
 static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, struct edge_buf *b)
 {
-    uint64_t cn[4];
-    pthread_mutex_lock(&n->cnonces.mu);
-    cn[0] = n->cnonces.issued;
-    cn[1] = n->cnonces.accepted;
-    cn[2] = n->cnonces.refused;
-    cn[3] = n->cnonces.evicted;
-    pthread_mutex_unlock(&n->cnonces.mu);
     edge_buf_printf(b,
                     "# TYPE edgelite_repl_entries_applied_total counter\nedgelite_repl_entries_applied_total %llu\n"
                     "# TYPE edgelite_repl_rows_applied_total counter\nedgelite_repl_rows_applied_total %llu\n"
@@ -136,15 +129,7 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                     "# HELP edgelite_repl_inbound_mac_errors_total Inbound peer links closed for a frame that failed its "
                     "integrity check.\n"
                     "# TYPE edgelite_repl_inbound_mac_errors_total counter\n"
-                    "edgelite_repl_inbound_mac_errors_total %llu\n"
-                    "# HELP edgelite_cluster_auth_challenges_total Nonces handed out by /v1/cluster/challenge.\n"
-                    "# TYPE edgelite_cluster_auth_challenges_total counter\nedgelite_cluster_auth_challenges_total %llu\n"
-                    "# TYPE edgelite_cluster_auth_accepted_total counter\nedgelite_cluster_auth_accepted_total %llu\n"
-                    "# HELP edgelite_cluster_auth_refused_total X-Edge-Cluster-Auth headers refused (bad, replayed, "
-                    "expired, wrong MAC).\n"
-                    "# TYPE edgelite_cluster_auth_refused_total counter\nedgelite_cluster_auth_refused_total %llu\n"
-                    "# HELP edgelite_cluster_auth_evicted_total Unused nonces replaced by newer ones (table full).\n"
-                    "# TYPE edgelite_cluster_auth_evicted_total counter\nedgelite_cluster_auth_evicted_total %llu\n",
+                    "edgelite_repl_inbound_mac_errors_total %llu\n",
                     (unsigned long long)atomic_load(&n->repl.stats.applied),
                     (unsigned long long)atomic_load(&n->repl.stats.rows),
                     (unsigned long long)atomic_load(&n->repl.stats.conflicts),
@@ -158,8 +143,8 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                     (unsigned long long)atomic_load(&n->repl.stats.ddl_skipped),
                     (unsigned long long)atomic_load(&n->repl.stats.conflicts_dropped),
                     (unsigned long long)atomic_load(&n->repl.stats.peer_auth_refused),
-                    (unsigned long long)atomic_load(&n->repl.stats.peer_mac_errors), (unsigned long long)cn[0],
-                    (unsigned long long)cn[1], (unsigned long long)cn[2], (unsigned long long)cn[3]);
+                    (unsigned long long)atomic_load(&n->repl.stats.peer_mac_errors));
+    edge__api_cluster_nonces_metrics(n, b);
     struct edge_repl_tomb_info ti;
     edge_repl_tomb_info(&n->repl, &ti);
     edge_buf_printf(b,

@@ -418,6 +418,11 @@ void edge__api_cluster_challenge(struct loop *l, struct edge_http_conn *c, struc
 bool edge__api_auth_cluster_request(struct edge_node *n, struct edge_http_req *req, const char **why);
 void edge__api_cluster_nonces_init(struct edge_node *n);
 void edge__api_cluster_nonces_close(struct edge_node *n);
+/* The edgelite_cluster_auth_* metrics (challenges, accepted, refused, evicted) into b. */
+void edge__api_cluster_nonces_metrics(struct edge_node *n, struct edge_buf *b);
+/* The name of a request method as the MACs of X-Edge-Cluster-Auth and X-Edge-Cluster-Sig
+ * cover it: "GET", "HEAD", "POST", else "OTHER". */
+const char *edge__api_cluster_method(int m);
 
 /* routes.c: row i of the route table, by name (for unit/test_api_routes); false past the end */
 struct edge__api_route_info {
