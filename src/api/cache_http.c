@@ -16,6 +16,7 @@
 
 #include "core/alloc.h"
 #include "repl/feed.h"
+#include "store/sql.h"
 
 int edge__api_cache_key(json_t *stmt, int version, struct edge_buf *out)
 {
@@ -197,13 +198,7 @@ static void guard_unmark(void *ud, struct edge_feed_mark *m)
 
 static int64_t schema_version(sqlite3 *db)
 {
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(db, "PRAGMA schema_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-        v = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    return v;
+    return edge_store_query_int(db, "PRAGMA schema_version", -1);
 }
 
 /* A single node's writer (no change capture, so no tables): a group that changed rows or

@@ -800,14 +800,7 @@ int edge_repl_retry_apply_errors(sqlite3 *db, const struct edge_repl_local *loca
 
 uint64_t edge_repl_apply_error_count(sqlite3 *db)
 {
-    sqlite3_stmt *st = NULL;
-    uint64_t n = 0;
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM _edge_apply_errors", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        n = (uint64_t)sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    return n;
+    return (uint64_t)edge_store_query_int(db, "SELECT count(*) FROM _edge_apply_errors", 0);
 }
 
 int edge_repl_hlc_recover(sqlite3 *db, struct edge_hlc *hlc)

@@ -95,25 +95,12 @@ bool edge_repl_tomb_covered(const struct edge_vclock *v, const char *origin, uin
 
 uint64_t edge_repl_tomb_horizon(sqlite3 *db)
 {
-    sqlite3_stmt *q = NULL;
-    uint64_t h = 0;
-    if (sqlite3_prepare_v2(db, "SELECT value FROM _edge_gc WHERE name = 'horizon_hlc'", -1, &q, NULL) == SQLITE_OK &&
-        sqlite3_step(q) == SQLITE_ROW) {
-        h = (uint64_t)sqlite3_column_int64(q, 0);
-    }
-    sqlite3_finalize(q);
-    return h;
+    return (uint64_t)edge_store_query_int(db, "SELECT value FROM _edge_gc WHERE name = 'horizon_hlc'", 0);
 }
 
 uint64_t edge_repl_tomb_count(sqlite3 *db)
 {
-    sqlite3_stmt *q = NULL;
-    int64_t n = 0;
-    if (sqlite3_prepare_v2(db, "SELECT value FROM _edge_gc WHERE name = 'tombstones'", -1, &q, NULL) == SQLITE_OK &&
-        sqlite3_step(q) == SQLITE_ROW) {
-        n = sqlite3_column_int64(q, 0);
-    }
-    sqlite3_finalize(q);
+    int64_t n = edge_store_query_int(db, "SELECT value FROM _edge_gc WHERE name = 'tombstones'", 0);
     return n > 0 ? (uint64_t)n : 0;
 }
 

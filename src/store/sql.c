@@ -54,6 +54,17 @@ int edge_store_exec_kept(sqlite3 *db, const char *sql)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+int64_t edge_store_query_int(sqlite3 *db, const char *sql, int64_t dflt)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = dflt;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
 int edge_store_table_columns(sqlite3 *db, const char *table, void (*cb)(void *ud, int cid, const char *name, int pk),
                            void *ud)
 {

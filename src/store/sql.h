@@ -6,6 +6,7 @@
 
 #include <sqlite3.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/buf.h"
 
@@ -22,6 +23,11 @@ void edge_store_stmt_done(sqlite3_stmt *st);
  * cache above: the writer runs several per job, and parsing them anew each time was a
  * visible part of a small write's cost. Returns the SQLite result code (SQLITE_OK). */
 int edge_store_exec_kept(sqlite3 *db, const char *sql);
+
+/* The first column of the first row of sql (no parameters, prepared afresh, not kept) as
+ * an integer (NULL reads as 0), or dflt when it cannot be prepared or returns no row: the
+ * one-number lookups (a count, a value of _edge_gc, a pragma) that several layers make. */
+int64_t edge_store_query_int(sqlite3 *db, const char *sql, int64_t dflt);
 
 /* The columns of table in order (pragma_table_info): cb(ud, cid, name, pk) for each,
  * pk the 1-based position in the primary key or 0. Returns the number of columns
