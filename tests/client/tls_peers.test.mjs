@@ -10,43 +10,16 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 
-import { EDGE_BIN, freePort, sleep } from './lib/cluster.mjs';
-import { tmpDir } from './lib/node.mjs';
-import { httpsRequest, makeCa, makeServerCert } from './lib/tls.mjs';
+import { httpsRequest, makeCa, makeServerCert, tlsRegions, until } from './lib/tls.mjs';
 
 const IDS = ['a', 'b', 'c', 'd']; // d: the region with a foreign certificate
-let dir;
+let tr;
 let ca;
 let rogue;
-const port = {};
-const procs = {};
-const errs = {};
 
-function spawnRegion(id, config) {
-  const proc = spawn(EDGE_BIN, ['serve', '--config', config, '--region', id, '--log-level', 'warn'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs[id] = proc;
-  errs[id] = '';
-  proc.stderr.setEncoding('utf8');
-  proc.stderr.on('data', (d) => { errs[id] = (errs[id] + d).slice(-64 * 1024); });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`region ${id}: not ready in 20 s\n${errs[id]}`)), 20000);
-    proc.stdout.setEncoding('utf8');
-    proc.stdout.on('data', (d) => {
-      out += d;
-      if (/edgelite: listening on https:\/\//.test(out)) { clearTimeout(t); resolve(); }
-    });
-    proc.once('exit', (code) => { clearTimeout(t); reject(new Error(`region ${id} exited ${code}\n${errs[id]}`)); });
-  });
-}
-
-const url = (id) => `https://127.0.0.1:${port[id]}`;
+const url = (id) => tr.url(id);
+const status = (id, trust) => tr.status(id, trust);
 
 async function sql(id, sqlText, trust = ca.cert) {
   const r = await httpsRequest(`${url(id)}/v2/pipeline`, {
@@ -59,57 +32,23 @@ async function sql(id, sqlText, trust = ca.cert) {
   return res.response.result.rows.map((row) => row.map((v) => v.value));
 }
 
-async function status(id, trust = ca.cert) {
-  const r = await httpsRequest(`${url(id)}/v1/status`, { ca: trust });
-  assert.equal(r.status, 200);
-  return r.json;
-}
-
-/** Poll fn until it returns a truthy value; bounded by count and time. */
-async function until(what, fn, timeoutMs = 60000) {
-  const t0 = Date.now();
-  let last;
-  for (let i = 0; i < 600 && Date.now() - t0 < timeoutMs; i++) {
-    try { last = await fn(); } catch (e) { last = e; }
-    if (last && !(last instanceof Error)) return last;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
-}
-
 describe('TLS between regions', () => {
   before(async () => {
-    dir = tmpDir('edgelite-tlspeers-');
-    ca = makeCa(dir, 'ca');
-    rogue = makeCa(dir, 'rogue');
-    for (const id of IDS) {
-      port[id] = await freePort();
-      fs.mkdirSync(path.join(dir, `data-${id}`));
-      makeServerCert(dir, id === 'd' ? rogue : ca, `region-${id}`);
-    }
-    const secret = crypto.randomBytes(12).toString('hex');
-    const conf = (caFile) => `cluster: { name: tlspeers, secret: "${secret}", ca_file: ${caFile} }\nregions:\n` +
-      IDS.map((id, i) => `  - { id: ${id}, listen: "127.0.0.1:${port[id]}", url: "${url(id)}", ` +
-        `data_dir: "${path.join(dir, `data-${id}`)}", priority: ${i + 1}, ` +
-        `tls_cert: region-${id}.crt, tls_key: region-${id}.key }\n`).join('') +
-      'replication: { consistency_level: eventual, sync_interval_ms: 200 }\n';
-    fs.writeFileSync(path.join(dir, 'cluster.yaml'), conf('ca.crt'));
-    await spawnRegion('a', path.join(dir, 'cluster.yaml'));
+    tr = await tlsRegions('edgelite-tlspeers-', IDS);
+    ca = tr.ca;
+    rogue = makeCa(tr.dir, 'rogue');
+    for (const id of IDS) makeServerCert(tr.dir, id === 'd' ? rogue : ca, `region-${id}`);
+    tr.writeConfig('tlspeers', (id) => `region-${id}`);
+    await tr.spawn('a');
     await sql('a', 'CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)');
     await sql('a', "INSERT INTO t VALUES (1, 'from a')");
     // b and c start empty: they seed from a's snapshot over TLS.
-    await spawnRegion('b', path.join(dir, 'cluster.yaml'));
-    await spawnRegion('c', path.join(dir, 'cluster.yaml'));
-    await spawnRegion('d', path.join(dir, 'cluster.yaml'));
+    await tr.spawn('b');
+    await tr.spawn('c');
+    await tr.spawn('d');
   });
 
-  after(async () => {
-    for (const p of Object.values(procs)) {
-      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-    }
-    await sleep(100);
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  after(async () => { if (tr) await tr.stop(); });
 
   test('three regions over https:// connect and converge', async () => {
     for (const id of ['a', 'b', 'c']) {
@@ -191,6 +130,6 @@ describe('TLS between regions', () => {
     });
     assert.equal(up.status, 403, up.text);
     assert.equal(up.json.code, 'PEER_CERT_REQUIRED');
-    for (const id of IDS) assert.equal(procs[id].exitCode, null, `region ${id} is still running`);
+    for (const id of IDS) assert.equal(tr.procs[id].exitCode, null, `region ${id} is still running`);
   });
 });

@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: MIT
 // TLS test material made at test time with the openssl CLI: a CA, server certificates it signs for
 // 127.0.0.1 (an IP SAN), and a second, unrelated CA with its own server certificate (a region the
-// cluster must refuse). Plus an https/wss-capable JSON request helper that trusts a given CA.
+// cluster must refuse). Plus an https/wss-capable JSON request helper that trusts a given CA, and
+// the regions of one cluster serving TLS (tlsRegions) for the tests of TLS between regions.
 
+import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { EDGE_BIN, freePort, sleep } from './cluster.mjs';
+import { tmpDir } from './node.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -88,4 +94,77 @@ export function runClientChild(args, env = {}, timeoutMs = 60000) {
       }
     });
   });
+}
+
+/** Poll fn until it returns a truthy value (a throw counts as not yet); bounded by count and time. */
+export async function until(what, fn, timeoutMs = 60000) {
+  const t0 = Date.now();
+  let last;
+  for (let i = 0; i < 600 && Date.now() - t0 < timeoutMs; i++) {
+    try { last = await fn(); } catch (e) { last = e; }
+    if (last && !(last instanceof Error)) return last;
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+}
+
+/**
+ * The regions `ids` of one cluster, each serving TLS: a fresh directory (prefix) holding the cluster's
+ * CA (`ca`, ca.crt), a free port and a data directory per region. Nothing runs until spawn.
+ * - writeConfig(name, certOf): writes cluster.yaml (cluster.ca_file ca.crt, every region's
+ *   tls_cert/tls_key `${certOf(id)}.crt/.key` in the directory, eventual consistency);
+ * - spawn(id): starts that region, resolves once it listens on https:// (20 s at most);
+ * - status(id, trust = ca.cert): its /v1/status (asserts 200);
+ * - stop(): SIGKILLs every region still running and removes the directory.
+ * procs[id] is the child process, errs[id] the last 64 KiB of its stderr.
+ */
+export async function tlsRegions(prefix, ids) {
+  const r = { ids, dir: tmpDir(prefix), port: {}, procs: {}, errs: {} };
+  r.ca = makeCa(r.dir, 'ca');
+  for (const id of ids) {
+    r.port[id] = await freePort();
+    fs.mkdirSync(path.join(r.dir, `data-${id}`));
+  }
+  r.config = path.join(r.dir, 'cluster.yaml');
+  r.url = (id) => `https://127.0.0.1:${r.port[id]}`;
+  r.writeConfig = (name, certOf) => {
+    const secret = crypto.randomBytes(12).toString('hex');
+    const conf = `cluster: { name: ${name}, secret: "${secret}", ca_file: ca.crt }\nregions:\n` +
+      ids.map((id, i) => `  - { id: ${id}, listen: "127.0.0.1:${r.port[id]}", url: "${r.url(id)}", ` +
+        `data_dir: "${path.join(r.dir, `data-${id}`)}", priority: ${i + 1}, ` +
+        `tls_cert: ${certOf(id)}.crt, tls_key: ${certOf(id)}.key }\n`).join('') +
+      'replication: { consistency_level: eventual, sync_interval_ms: 200 }\n';
+    fs.writeFileSync(r.config, conf);
+  };
+  r.spawn = (id) => {
+    const proc = spawn(EDGE_BIN, ['serve', '--config', r.config, '--region', id, '--log-level', 'warn'],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    r.procs[id] = proc;
+    r.errs[id] = '';
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (d) => { r.errs[id] = (r.errs[id] + d).slice(-64 * 1024); });
+    return new Promise((resolve, reject) => {
+      let out = '';
+      const t = setTimeout(() => reject(new Error(`region ${id}: not ready in 20 s\n${r.errs[id]}`)), 20000);
+      proc.stdout.setEncoding('utf8');
+      proc.stdout.on('data', (d) => {
+        out += d;
+        if (/edgelite: listening on https:\/\//.test(out)) { clearTimeout(t); resolve(); }
+      });
+      proc.once('exit', (code) => { clearTimeout(t); reject(new Error(`region ${id} exited ${code}\n${r.errs[id]}`)); });
+    });
+  };
+  r.status = async (id, trust = r.ca.cert) => {
+    const res = await httpsRequest(`${r.url(id)}/v1/status`, { ca: trust });
+    assert.equal(res.status, 200);
+    return res.json;
+  };
+  r.stop = async () => {
+    for (const p of Object.values(r.procs)) {
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    }
+    await sleep(100);
+    fs.rmSync(r.dir, { recursive: true, force: true });
+  };
+  return r;
 }
