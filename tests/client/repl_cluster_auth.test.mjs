@@ -11,53 +11,11 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 
 import { startCluster } from './lib/cluster.mjs';
-
-/** A TCP proxy to 127.0.0.1:upstreamPort that keeps every byte the client sent. */
-async function recordingProxy(upstreamPort) {
-  const sent = [];
-  const sockets = new Set();
-  const server = net.createServer((client) => {
-    const up = net.connect(upstreamPort, '127.0.0.1');
-    sockets.add(client);
-    sockets.add(up);
-    client.on('data', (d) => { sent.push(Buffer.from(d)); up.write(d); });
-    up.on('data', (d) => client.write(d));
-    const end = () => { client.destroy(); up.destroy(); sockets.delete(client); sockets.delete(up); };
-    client.on('error', end); up.on('error', end); client.on('close', end); up.on('close', end);
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: server.address().port,
-    sent: () => Buffer.concat(sent),
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
-const z = Buffer.from([0]);
-const hmac = (secret, parts) => crypto.createHmac('sha256', crypto.createHash('sha256').update(secret).digest())
-  .update(Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)))).digest();
-
-/** The caller's side, as repl/http_auth.c does it. */
-async function challenge(base, cnonce = crypto.randomBytes(32)) {
-  const res = await fetch(`${base}/v1/cluster/challenge?cnonce=${cnonce.toString('hex')}`,
-    { signal: AbortSignal.timeout(5000) });
-  const body = await res.json();
-  return { status: res.status, body, cnonce };
-}
-
-function authHeader({ secret, cluster, region, nonceHex, cnonce, method, path }) {
-  const ns = Buffer.from(nonceHex, 'hex');
-  const mac = hmac(secret, ['edgelite-http1 request', z, ns, cnonce, cluster, z, region, z, method, z, path, z]);
-  return `region=${region} nonce=${nonceHex} cnonce=${cnonce.toString('hex')} mac=${mac.toString('hex')}`;
-}
+import { authHeader, challenge, hmac, z } from './lib/cluster_auth.mjs';
+import { recordingProxy } from './lib/proxy.mjs';
 
 describe('repl_cluster_auth', { timeout: 180000 }, () => {
   let c;

@@ -12,67 +12,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
 import { sleep, startCluster } from './lib/cluster.mjs';
+import { recordingProxy } from './lib/proxy.mjs';
 import { openRt } from './lib/rt.mjs';
 import { sess, writeKeyFile } from './lib/sessions.mjs';
-
-/**
- * A TCP proxy to 127.0.0.1:upstreamPort that keeps every byte the client sent, and parses the
- * plain HTTP requests among them (a connection upgraded to WebSocket is not parsed further).
- */
-async function recordingProxy(upstreamPort) {
-  const raw = [];
-  const requests = [];
-  const sockets = new Set();
-  const server = net.createServer((client) => {
-    const up = net.connect(upstreamPort, '127.0.0.1');
-    sockets.add(client);
-    sockets.add(up);
-    let buf = Buffer.alloc(0);
-    let upgraded = false;
-    client.on('data', (d) => {
-      raw.push(Buffer.from(d));
-      up.write(d);
-      if (upgraded) return;
-      buf = Buffer.concat([buf, d]);
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const head = buf.subarray(0, end).toString('latin1');
-        const m = /^content-length:\s*(\d+)/im.exec(head);
-        const len = m ? Number(m[1]) : 0;
-        if (buf.length < end + 4 + len) return;
-        const [line, ...hl] = head.split('\r\n');
-        const [method, target] = line.split(' ');
-        const headers = {};
-        for (const h of hl) {
-          const i = h.indexOf(':');
-          headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
-        }
-        requests.push({ method, target, headers, body: Buffer.from(buf.subarray(end + 4, end + 4 + len)) });
-        buf = buf.subarray(end + 4 + len);
-        if (/^upgrade:\s*websocket/im.test(head)) { upgraded = true; return; }
-      }
-    });
-    up.on('data', (d) => client.write(d));
-    const end = () => { client.destroy(); up.destroy(); sockets.delete(client); sockets.delete(up); };
-    client.on('error', end); up.on('error', end); client.on('close', end); up.on('close', end);
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: server.address().port,
-    sent: () => Buffer.concat(raw),
-    requests,
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
 
 const z = Buffer.from([0]);
 

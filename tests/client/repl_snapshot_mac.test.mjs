@@ -9,12 +9,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 
 import { createClient } from '@libsql/client';
 
 import { startCluster } from './lib/cluster.mjs';
+import { authHeader, challenge } from './lib/cluster_auth.mjs';
+import { tcpProxy } from './lib/proxy.mjs';
 
 /**
  * A TCP proxy to 127.0.0.1:upstreamPort. While `fake` is set, the answer to GET /v1/snapshot has its
@@ -22,72 +23,53 @@ import { startCluster } from './lib/cluster.mjs';
  * rewritten to match (every other header, the MAC included, passes as the server sent it).
  */
 async function tamperingProxy(upstreamPort) {
-  const sockets = new Set();
   const state = { fake: null, swapped: 0 };
-  const server = net.createServer((client) => {
-    const up = net.connect(upstreamPort, '127.0.0.1');
-    sockets.add(client);
-    sockets.add(up);
+  const px = await tcpProxy(upstreamPort, ({ client, up }) => {
     let first = Buffer.alloc(0);
     let decided = false;
     let swap = false;
     let resp = Buffer.alloc(0);
-    client.on('data', (d) => {
-      if (!decided) {
-        first = Buffer.concat([first, d]);
-        if (first.indexOf('\r\n') < 0) return;
-        decided = true;
-        swap = state.fake !== null && first.toString('latin1').startsWith('GET /v1/snapshot ');
-        up.write(first);
-        return;
-      }
-      up.write(d);
-    });
-    up.on('data', (d) => {
-      if (!swap) { client.write(d); return; }
-      resp = Buffer.concat([resp, d]);
-      const end = resp.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const head = resp.subarray(0, end).toString('latin1');
-      const m = /^content-length:\s*(\d+)/im.exec(head);
-      if (!m || resp.length < end + 4 + Number(m[1])) return;
-      const fake = state.fake;
-      const sha = crypto.createHash('sha256').update(fake).digest('hex');
-      const newHead = head
-        .replace(/^content-length:.*$/im, `Content-Length: ${fake.length}`)
-        .replace(/^x-edge-snapshot-size:.*$/im, `X-Edge-Snapshot-Size: ${fake.length}`)
-        .replace(/^x-edge-snapshot-sha256:.*$/im, `X-Edge-Snapshot-Sha256: ${sha}`);
-      state.swapped++;
-      swap = false;
-      client.end(Buffer.concat([Buffer.from(`${newHead}\r\n\r\n`, 'latin1'), fake]));
-    });
-    const end = () => { client.destroy(); up.destroy(); sockets.delete(client); sockets.delete(up); };
-    client.on('error', end); up.on('error', end); client.on('close', end); up.on('close', end);
+    return {
+      fromClient(d) {
+        if (!decided) {
+          first = Buffer.concat([first, d]);
+          if (first.indexOf('\r\n') < 0) return;
+          decided = true;
+          swap = state.fake !== null && first.toString('latin1').startsWith('GET /v1/snapshot ');
+          up.write(first);
+          return;
+        }
+        up.write(d);
+      },
+      fromUpstream(d) {
+        if (!swap) { client.write(d); return; }
+        resp = Buffer.concat([resp, d]);
+        const end = resp.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = resp.subarray(0, end).toString('latin1');
+        const m = /^content-length:\s*(\d+)/im.exec(head);
+        if (!m || resp.length < end + 4 + Number(m[1])) return;
+        const fake = state.fake;
+        const sha = crypto.createHash('sha256').update(fake).digest('hex');
+        const newHead = head
+          .replace(/^content-length:.*$/im, `Content-Length: ${fake.length}`)
+          .replace(/^x-edge-snapshot-size:.*$/im, `X-Edge-Snapshot-Size: ${fake.length}`)
+          .replace(/^x-edge-snapshot-sha256:.*$/im, `X-Edge-Snapshot-Sha256: ${sha}`);
+        state.swapped++;
+        swap = false;
+        client.end(Buffer.concat([Buffer.from(`${newHead}\r\n\r\n`, 'latin1'), fake]));
+      },
+    };
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: server.address().port,
-    state,
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
+  return { ...px, state };
 }
-
-const z = Buffer.from([0]);
-const hmac = (secret, parts) => crypto.createHmac('sha256', crypto.createHash('sha256').update(secret).digest())
-  .update(Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)))).digest();
 
 /** A genuine snapshot of base, fetched as region `region` would (repl/http_auth.c). */
 async function snapshotOf(c, base, region) {
-  const cnonce = crypto.randomBytes(32);
-  const ch = await (await fetch(`${base}/v1/cluster/challenge?cnonce=${cnonce.toString('hex')}`)).json();
-  const ns = Buffer.from(ch.nonce, 'hex');
-  const mac = hmac(c.secret, ['edgelite-http1 request', z, ns, cnonce, c.name, z, region, z, 'GET', z,
-    '/v1/snapshot', z]);
-  const res = await fetch(`${base}/v1/snapshot`, { headers: { 'x-edge-cluster-auth':
-    `region=${region} nonce=${ch.nonce} cnonce=${cnonce.toString('hex')} mac=${mac.toString('hex')}` } });
+  const ch = await challenge(base);
+  const h = authHeader({ secret: c.secret, cluster: c.name, region, nonceHex: ch.body.nonce, cnonce: ch.cnonce,
+    method: 'GET', path: '/v1/snapshot' });
+  const res = await fetch(`${base}/v1/snapshot`, { headers: { 'x-edge-cluster-auth': h } });
   assert.equal(res.status, 200);
   assert.match(res.headers.get('x-edge-snapshot-mac') ?? '', /^[0-9a-f]{64}$/, 'the answer carries its MAC');
   return Buffer.from(await res.arrayBuffer());
