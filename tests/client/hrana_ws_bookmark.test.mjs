@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { createClient } from '@libsql/client';
 
 import { sleep, startCluster } from './lib/cluster.mjs';
+import { checkReadThenSubscribe, kvWriters } from './lib/read_feed.mjs';
 import { openRt, parseBookmark } from './lib/rt.mjs';
 import { createV3WsClient } from './lib/scenarios.mjs';
 import { openHranaWs } from './lib/ws.mjs';
@@ -187,26 +188,13 @@ describe('bookmarks over Hrana WebSocket and inside transactions', { timeout: 29
   test('read over WebSocket (and inside a transaction), subscribe from its bookmark: no gap, no duplicate',
     { timeout: 200000 }, async () => {
       assert.ok((await c.waitConverged(['kv'], 30000)).ok);
-      let writing = true;
-      let writes = 0;
-      const writer = async (id, k) => {
-        for (let i = 0; i < 300 && writing; i++) {
-          const key = (k + 1) * 1000 + (i % ROWS_PER_REGION);
-          const r = i % 10 === 9
-            ? await c.sql(id, 'INSERT INTO kv VALUES (?, 1)', [(k + 1) * 1000 + 100 + i])
-            : await c.sql(id, 'UPDATE kv SET v = v + 1 WHERE id = ?', [key]);
-          assert.ok(r.ok, JSON.stringify(r.error));
-          writes++;
-        }
-      };
-      const writers = c.ids.map((id, k) => writer(id, k));
+      const w = kvWriters(c, { rowsPerRegion: ROWS_PER_REGION, max: 300 });
       const sessions = {};
       const readers = [];
       try {
         for (const id of c.ids) sessions[id] = await session(c, id);
         for (let round = 0; round < 6; round++) {
-          const until = Date.now() + 30000;
-          while (writes < (round + 1) * 30 && writing && Date.now() < until) await sleep(10);
+          await w.waitWrites((round + 1) * 30);
           const at = c.ids[round % 3];
           const s = sessions[at];
           const inTxn = round % 2 === 1;
@@ -231,35 +219,11 @@ describe('bookmarks over Hrana WebSocket and inside transactions', { timeout: 29
           }
         }
       } finally {
-        writing = false;
-        await Promise.allSettled(writers);
+        await w.stop();
         for (const s of Object.values(sessions)) await s.close();
       }
-      await Promise.all(writers);
-      assert.ok((await c.waitConverged(['kv'], 60000)).ok);
-      const final = new Map((await c.rows('a', 'SELECT id, v FROM kv ORDER BY id')).map((x) => [Number(x[0]), Number(x[1])]));
-      const want = JSON.stringify([...final.entries()]);
-      const apply = (r) => {
-        const state = new Map(r.rows);
-        for (const e of r.rt.events) {
-          if (e.op === 'delete') state.delete(e.pk);
-          else state.set(e.pk, e.row.v);
-        }
-        return JSON.stringify([...state.entries()].sort((x, y) => x[0] - y[0]));
-      };
-      for (const r of readers) {
-        const end = Date.now() + 60000;
-        while (apply(r) !== want && Date.now() < end) await sleep(50);
-        const seen = new Set();
-        for (const e of r.rt.events) {
-          const k = `${e.origin}:${e.seq}:${e.pk}`;
-          assert.ok(!seen.has(k), `${r.what}: ${k} twice`);
-          seen.add(k);
-          assert.ok(e.seq > (r.bm[e.origin] ?? 0), `${r.what}: ${e.origin}:${e.seq} is already in the read`);
-        }
-        assert.equal(apply(r), want, `${r.what}: the read plus its ${r.rt.events.length} events is not the final table`);
-        await r.rt.close();
-      }
+      await w.done();
+      await checkReadThenSubscribe(c, readers);
     });
 
   test('the unmodified @libsql/client and @libsql/hrana-client (hrana3) work with the extra field', { timeout: 60000 },

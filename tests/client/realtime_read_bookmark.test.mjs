@@ -8,7 +8,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { sleep, startCluster } from './lib/cluster.mjs';
+import { startCluster } from './lib/cluster.mjs';
+import { checkReadThenSubscribe, kvWriters } from './lib/read_feed.mjs';
 import { openRt, parseBookmark } from './lib/rt.mjs';
 
 const ROWS_PER_REGION = 8;
@@ -27,81 +28,34 @@ describe('a read\'s bookmark orders it with the real-time feed', { timeout: 2400
   });
   after(async () => { if (c) await c.destroy(); });
 
-  let writing = false;
-  let writes = 0;
-  /** rows of a read as a Map id -> v */
-  const asMap = (rows) => new Map(rows.map((r) => [Number(r[0]), Number(r[1])]));
-
   test('rows + events after the read\'s bookmark = the final table, under concurrent writes', { timeout: 200000 },
     async () => {
-      writing = true;
-      writes = 0;
       // Each region increments its own rows and inserts new ones, bounded in count.
-      const writer = async (id, k) => {
-        for (let i = 0; i < 400 && writing; i++) {
-          const key = (k + 1) * 1000 + (i % ROWS_PER_REGION);
-          const r = i % 10 === 9
-            ? await c.sql(id, 'INSERT INTO kv VALUES (?, 1)', [(k + 1) * 1000 + 100 + i])
-            : await c.sql(id, 'UPDATE kv SET v = v + 1 WHERE id = ?', [key]);
-          assert.ok(r.ok, JSON.stringify(r.error));
-          writes++;
-        }
-      };
-      const writers = c.ids.map((id, k) => writer(id, k));
+      const w = kvWriters(c, { rowsPerRegion: ROWS_PER_REGION, max: 400 });
       try {
-        await readAndCheck(writers);
+        // Readers: read at one region, subscribe from the read's bookmark at the same one and at another.
+        const readers = [];
+        for (let round = 0; round < 6; round++) {
+          await w.waitWrites((round + 1) * 40);
+          const at = c.ids[round % 3];
+          const r = await c.sql(at, 'SELECT id, v FROM kv ORDER BY id');
+          assert.ok(r.ok, JSON.stringify(r.error));
+          assert.ok(r.bookmark, `round ${round}: the read at ${at} answered no X-Edge-Bookmark`);
+          const bm = parseBookmark(r.bookmark);
+          for (const sub of [at, c.ids[(round + 1) % 3]]) {
+            const rt = await openRt(c.url(sub));
+            const ready = await rt.subscribe({ id: 1, tables: ['kv'], from: r.bookmark });
+            assert.equal(ready.type, 'ready', JSON.stringify(ready));
+            readers.push({ what: `read at ${at} (${r.bookmark}), subscribed at ${sub}`, rt, bm,
+              rows: new Map(r.rows.map((x) => [Number(x[0]), Number(x[1])])) });
+          }
+        }
+        await w.done();
+        await checkReadThenSubscribe(c, readers);
       } finally {
-        writing = false;
-        await Promise.allSettled(writers);
+        await w.stop();
       }
     });
-
-  async function readAndCheck(writers) {
-      // Readers: read at one region, subscribe from the read's bookmark at the same one and at another.
-      const readers = [];
-      for (let round = 0; round < 6; round++) {
-        const until = Date.now() + 30000;
-        while (writes < (round + 1) * 40 && writing && Date.now() < until) await sleep(10);
-        const at = c.ids[round % 3];
-        const r = await c.sql(at, 'SELECT id, v FROM kv ORDER BY id');
-        assert.ok(r.ok, JSON.stringify(r.error));
-        assert.ok(r.bookmark, `round ${round}: the read at ${at} answered no X-Edge-Bookmark`);
-        const bm = parseBookmark(r.bookmark);
-        for (const sub of [at, c.ids[(round + 1) % 3]]) {
-          const s = await openRt(c.url(sub));
-          const ready = await s.subscribe({ id: 1, tables: ['kv'], from: r.bookmark });
-          assert.equal(ready.type, 'ready', JSON.stringify(ready));
-          readers.push({ what: `read at ${at} (${r.bookmark}), subscribed at ${sub}`, s, bm, rows: asMap(r.rows) });
-        }
-      }
-      writing = false;
-      await Promise.all(writers);
-      assert.ok((await c.waitConverged(['kv'], 60000)).ok);
-      const final = asMap(await c.rows('a', 'SELECT id, v FROM kv ORDER BY id'));
-      const want = JSON.stringify([...final.entries()]);
-      const apply = (r) => {
-        const state = new Map(r.rows);
-        for (const e of r.s.events) {
-          if (e.op === 'delete') state.delete(e.pk);
-          else state.set(e.pk, e.row.v);
-        }
-        return JSON.stringify([...state.entries()].sort((x, y) => x[0] - y[0]));
-      };
-      for (const r of readers) {
-        // Wait until the subscriber's view is the final table (bounded), then check what it took to get there.
-        const end = Date.now() + 60000;
-        while (apply(r) !== want && Date.now() < end) await sleep(50);
-        const seen = new Set();
-        for (const e of r.s.events) {
-          const k = `${e.origin}:${e.seq}:${e.pk}`;
-          assert.ok(!seen.has(k), `${r.what}: ${k} twice`);
-          seen.add(k);
-          assert.ok(e.seq > (r.bm[e.origin] ?? 0), `${r.what}: ${e.origin}:${e.seq} is already in the read`);
-        }
-        assert.equal(apply(r), want, `${r.what}: the read plus its ${r.s.events.length} events is not the final table`);
-        await r.s.close();
-      }
-  }
 
   test('a hot-read cache hit answers the bookmark of the snapshot it was read on', { timeout: 60000 }, async () => {
     assert.ok((await c.waitConverged(['kv'], 30000)).ok);
