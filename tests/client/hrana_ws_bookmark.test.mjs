@@ -55,7 +55,7 @@ describe('bookmarks over Hrana WebSocket and inside transactions', { timeout: 29
   let c;
   before(async () => {
     c = await startCluster({ regions: 3, proxies: 'front', extraArgs: ['--log-level', 'warn',
-      '--bookmark-timeout-ms', '3000'] });
+      '--bookmark-timeout-ms', '8000'] });
     await c.createTable('kv', 'CREATE TABLE IF NOT EXISTS kv (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)');
     for (const [k, id] of c.ids.entries()) {
       for (let i = 0; i < ROWS_PER_REGION; i++) {
@@ -172,7 +172,7 @@ describe('bookmarks over Hrana WebSocket and inside transactions', { timeout: 29
         }
         assert.equal((await c.rows('b', 'SELECT count(*) FROM kv WHERE id = 9999'))[0][0], 0,
           'a request with a bad bookmark was executed');
-        // Never applied here: BOOKMARK_TIMEOUT after the bookmark timeout (3 s), then the next request.
+        // Never applied here: BOOKMARK_TIMEOUT after the bookmark timeout (8 s), then the next request.
         sendWithBookmark(s, 107, { type: 'execute', stream_id: 0, stmt: stmt('SELECT 1') }, 'zz:5');
         sendWithBookmark(s, 108, { type: 'execute', stream_id: 0, stmt: stmt('SELECT 2') }, null);
         const to = await answerOf(s, 107, 20000);
