@@ -8,7 +8,7 @@
  * EDGE_REPL_HTTP_SIG_WINDOW_MS of our estimate of its clock (ours plus the offset its peer
  * link measured, so a region whose clock is off still gets through), which bounds how
  * long a request held back on the path stays usable. Each accepted nonce is remembered
- * for CLUSTER_SIG_KEEP_MS after it arrived, in a ring of CLUSTER_SIGS_MAX entries in
+ * for CLUSTER_SIG_KEEP_MS after it arrived, in a ring of cluster.sig_replay_max entries in
  * arrival order with a chained hash index. Dropping an entry (aged, or the ring full)
  * raises its region's floor to the entry's ts, and any ts of that region at or below its
  * floor is refused: so every nonce accepted above the floor is still in the ring, and a
@@ -34,6 +34,10 @@ void edge__api_cluster_sigs_init(struct edge_node *n)
 {
     memset(&n->csigs, 0, sizeof(n->csigs));
     pthread_mutex_init(&n->csigs.mu, NULL);
+    n->csigs.max = n->cfg.conf != NULL ? (uint32_t)n->cfg.conf->cluster_sig_replay_max : EDGE_CONF_SIG_REPLAY_MAX;
+    uint32_t nb = 1;
+    while (nb < n->csigs.max) nb <<= 1;
+    n->csigs.bucket_mask = nb - 1;
 }
 
 void edge__api_cluster_sigs_close(struct edge_node *n)
@@ -45,11 +49,11 @@ void edge__api_cluster_sigs_close(struct edge_node *n)
     pthread_mutex_destroy(&n->csigs.mu);
 }
 
-static uint32_t bucket_of(const uint8_t nonce[16])
+static uint32_t bucket_of(const struct cluster_sigs *cs, const uint8_t nonce[16])
 {
     uint32_t h;
     memcpy(&h, nonce, sizeof(h)); /* random bytes of a caller that knows the secret */
-    return h & (CLUSTER_SIGS_MAX - 1);
+    return h & cs->bucket_mask;
 }
 
 /* Drop the oldest entry; its region's floor covers it from now on. cs->mu held, count > 0. */
@@ -57,11 +61,11 @@ static void drop_oldest(struct cluster_sigs *cs)
 {
     int32_t i = (int32_t)cs->head;
     struct cluster_sig_seen *e = &cs->ring[i];
-    int32_t *link = &cs->bucket[bucket_of(e->nonce)];
+    int32_t *link = &cs->bucket[bucket_of(cs, e->nonce)];
     while (*link != -1 && *link != i) link = &cs->ring[*link].next;
     if (*link == i) *link = e->next;
     if (e->ts_ms > cs->floor_ms[e->region]) cs->floor_ms[e->region] = e->ts_ms;
-    cs->head = (cs->head + 1) & (CLUSTER_SIGS_MAX - 1);
+    cs->head = (cs->head + 1) % cs->max;
     cs->count--;
 }
 
@@ -70,8 +74,8 @@ static void drop_oldest(struct cluster_sigs *cs)
 static const char *remember(struct cluster_sigs *cs, const struct edge_repl_http_sig *s, int region, uint64_t now)
 {
     if (cs->ring == NULL) {
-        cs->ring = edge_calloc(CLUSTER_SIGS_MAX, sizeof(*cs->ring));
-        cs->bucket = edge_malloc(CLUSTER_SIGS_MAX * sizeof(*cs->bucket));
+        cs->ring = edge_calloc(cs->max, sizeof(*cs->ring));
+        cs->bucket = edge_malloc(((size_t)cs->bucket_mask + 1) * sizeof(*cs->bucket));
         if (cs->ring == NULL || cs->bucket == NULL) {
             edge_free(cs->ring);
             edge_free(cs->bucket);
@@ -79,18 +83,18 @@ static const char *remember(struct cluster_sigs *cs, const struct edge_repl_http
             cs->bucket = NULL;
             return "out of memory";
         }
-        memset(cs->bucket, 0xff, CLUSTER_SIGS_MAX * sizeof(*cs->bucket));
+        memset(cs->bucket, 0xff, ((size_t)cs->bucket_mask + 1) * sizeof(*cs->bucket));
     }
     /* aged entries go first: their region has signed newer requests long since */
     while (cs->count > 0 && cs->ring[cs->head].seen_ms + CLUSTER_SIG_KEEP_MS < now) drop_oldest(cs);
-    uint32_t b = bucket_of(s->nonce);
+    uint32_t b = bucket_of(cs, s->nonce);
     for (int32_t i = cs->bucket[b]; i != -1; i = cs->ring[i].next) {
         if (memcmp(cs->ring[i].nonce, s->nonce, 16) == 0) {
             cs->replayed++;
             return "replayed (this signature was used already)";
         }
     }
-    if (cs->count == CLUSTER_SIGS_MAX) {
+    if (cs->count == cs->max) {
         drop_oldest(cs);
         cs->evicted++;
     }
@@ -99,7 +103,7 @@ static const char *remember(struct cluster_sigs *cs, const struct edge_repl_http
         cs->replayed++;
         return "replayed, or signed before the oldest signature the replay cache still knows (sign again)";
     }
-    int32_t i = (int32_t)((cs->head + cs->count) & (CLUSTER_SIGS_MAX - 1));
+    int32_t i = (int32_t)((cs->head + cs->count) % cs->max);
     memcpy(cs->ring[i].nonce, s->nonce, 16);
     cs->ring[i].ts_ms = s->ts_ms;
     cs->ring[i].seen_ms = now;
@@ -175,6 +179,7 @@ bool edge__api_auth_cluster_signed(struct edge_node *n, struct edge_http_req *re
 void edge__api_cluster_sigs_metrics(struct edge_node *n, struct edge_buf *b)
 {
     uint64_t v[5];
+    int max = (int)n->csigs.max; /* set at start, never changed */
     pthread_mutex_lock(&n->csigs.mu);
     v[0] = n->csigs.accepted;
     v[1] = n->csigs.refused;
@@ -198,5 +203,5 @@ void edge__api_cluster_sigs_metrics(struct edge_node *n, struct edge_buf *b)
                     "# HELP edgelite_cluster_sig_cache_entries Nonces remembered by the replay cache (at most %d).\n"
                     "# TYPE edgelite_cluster_sig_cache_entries gauge\nedgelite_cluster_sig_cache_entries %llu\n",
                     (unsigned long long)v[0], (unsigned long long)v[1], (unsigned long long)v[2],
-                    (unsigned long long)v[3], CLUSTER_SIGS_MAX, (unsigned long long)v[4]);
+                    (unsigned long long)v[3], max, (unsigned long long)v[4]);
 }

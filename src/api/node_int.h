@@ -140,11 +140,11 @@ struct cluster_nonces {
 };
 
 /* The nonces of signed requests from other regions (api/cluster_sig.c, X-Edge-Cluster-Sig),
- * each kept for a while after it arrived (CLUSTER_SIG_KEEP_MS): at most CLUSTER_SIGS_MAX, the oldest
- * dropped first. Dropping one raises its region's floor to its ts, and a ts at or below the
- * floor is refused, so a dropped nonce can never be replayed. Allocated on the first signed
- * request; guarded by mu (any loop). */
-#define CLUSTER_SIGS_MAX 65536 /* a power of two */
+ * each kept for a while after it arrived (CLUSTER_SIG_KEEP_MS): at most max
+ * (cluster.sig_replay_max, default and largest EDGE_CONF_SIG_REPLAY_MAX), the oldest dropped
+ * first. Dropping one raises its region's floor to its ts, and a ts at or below the floor is
+ * refused, so a dropped nonce can never be replayed. Allocated on the first signed request;
+ * guarded by mu (any loop). */
 struct cluster_sig_seen {
     uint8_t nonce[16]; /* the first half of the caller's 32 random bytes */
     int64_t ts_ms;     /* the caller's clock */
@@ -154,8 +154,10 @@ struct cluster_sig_seen {
 };
 struct cluster_sigs {
     pthread_mutex_t mu;
-    struct cluster_sig_seen *ring; /* CLUSTER_SIGS_MAX, oldest at head */
-    int32_t *bucket;               /* CLUSTER_SIGS_MAX chain heads, -1 empty */
+    struct cluster_sig_seen *ring; /* max entries, oldest at head */
+    int32_t *bucket;               /* bucket_mask + 1 chain heads, -1 empty */
+    uint32_t max;                  /* the bound, from the configuration at start */
+    uint32_t bucket_mask;          /* the least power of two >= max, minus 1 */
     uint32_t head, count;
     int64_t floor_ms[EDGE_API_MAX_REGIONS];
     uint64_t accepted, refused, replayed, evicted; /* counters for /metrics */

@@ -574,7 +574,7 @@ int edge__conf_get_str_list(struct edge__conf_ctx *x, yaml_node_t *m, const char
 
 static int parse_cluster(struct ctx *x, yaml_node_t *m)
 {
-    static const char *const keys[] = {"name", "secret", "secret_env", "ca_file", NULL};
+    static const char *const keys[] = {"name", "secret", "secret_env", "ca_file", "sig_replay_max", NULL};
     char *env_name = NULL;
     yaml_node_t *name_node = NULL, *env_node = NULL;
     int rv = check_keys(x, m, "cluster", keys);
@@ -592,6 +592,14 @@ static int parse_cluster(struct ctx *x, yaml_node_t *m)
     }
     if (rv == EDGE_OK) {
         rv = get_path(x, m, "cluster", "ca_file", &x->c->ca_file);
+    }
+    if (rv == EDGE_OK) {
+        rv = get_int(x, m, "cluster", "sig_replay_max", -2147483647L, &x->c->cluster_sig_replay_max);
+    }
+    if (rv == EDGE_OK &&
+        (x->c->cluster_sig_replay_max < 1 || x->c->cluster_sig_replay_max > EDGE_CONF_SIG_REPLAY_MAX)) {
+        rv = fail(x, lookup(x, m, "sig_replay_max"), "cluster.sig_replay_max", "must be between 1 and %d, got %d",
+                  EDGE_CONF_SIG_REPLAY_MAX, x->c->cluster_sig_replay_max);
     }
     if (rv != EDGE_OK || env_name == NULL) {
         goto out;
@@ -811,6 +819,7 @@ static int set_defaults(struct edge_conf *c)
     c->conflicts_max_age_ms = EDGE_CONF_CONFLICTS_MAX_AGE_MS;
     c->tombstone_gc_interval_ms = EDGE_CONF_TOMBSTONE_GC_INTERVAL_MS;
     c->writer_queue = EDGE_CONF_WRITER_QUEUE;
+    c->cluster_sig_replay_max = EDGE_CONF_SIG_REPLAY_MAX;
     c->ws_output_bytes = EDGE_CONF_WS_OUTPUT_BYTES;
     edge__conf_router_defaults(c);
     c->sessions = (struct edge_conf_sessions)EDGE_CONF_SESSIONS_DEFAULTS;

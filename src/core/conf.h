@@ -103,6 +103,7 @@ struct edge_conf {
     char *cluster_name;  /* default "edgelite" */
     char *cluster_secret; /* from secret or secret_env; NULL if none */
     char *ca_file;        /* cluster.ca_file: CAs that https peers are verified against; NULL = the system's */
+    int cluster_sig_replay_max; /* cluster.sig_replay_max: nonces of signed requests remembered; default 65536 */
     struct edge_conf_region *regions;
     size_t n_regions;
     enum edge_consistency consistency; /* replication.consistency_level, default eventual */
@@ -132,6 +133,9 @@ struct edge_conf {
 #define EDGE_CONF_MAX_LOG_BYTES (1LL << 30)
 #define EDGE_CONF_CONFLICTS_MAX_AGE_MS (7LL * 24 * 3600 * 1000)
 #define EDGE_CONF_WRITER_QUEUE 10000
+/* The replay cache of signed requests between regions (api/cluster_sig.c): its default is
+ * also its largest size (40 bytes an entry plus its hash chain head). */
+#define EDGE_CONF_SIG_REPLAY_MAX 65536
 #define EDGE_CONF_WS_OUTPUT_BYTES (64 * 1024 * 1024)
 
 /* Parse a YAML config file. On success *out is caller-owned (edge_conf_free). On

@@ -10,39 +10,15 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
 import { sleep, startCluster } from './lib/cluster.mjs';
+import { send, sign } from './lib/cluster_auth.mjs';
 import { recordingProxy } from './lib/proxy.mjs';
 import { openRt } from './lib/rt.mjs';
 import { sess, writeKeyFile } from './lib/sessions.mjs';
-
-const z = Buffer.from([0]);
-
-/** X-Edge-Cluster-Sig as repl/http_auth.c builds it (repl/proto.h gives the MAC's layout). */
-function sign({ secret, cluster, from, to, method, path: p, query = '', body = Buffer.alloc(0), ts = Date.now(),
-  nonce = crypto.randomBytes(32) }) {
-  const tsb = Buffer.alloc(8);
-  tsb.writeBigUInt64BE(BigInt(ts));
-  const parts = ['edgelite-http1 signed', z, cluster, z, from, z, to, z, method, z, p, z, query, z, tsb, nonce,
-    crypto.createHash('sha256').update(body).digest()];
-  const key = crypto.createHash('sha256').update(secret).digest();
-  const mac = crypto.createHmac('sha256', key)
-    .update(Buffer.concat(parts.map((x) => (typeof x === 'string' ? Buffer.from(x) : x)))).digest();
-  return `region=${from} ts=${ts} nonce=${nonce.toString('hex')} mac=${mac.toString('hex')}`;
-}
-
-async function send(base, method, target, headers, body) {
-  const res = await fetch(base + target, { method, headers, body: method === 'GET' ? undefined : body,
-    signal: AbortSignal.timeout(10000) });
-  const text = await res.text();
-  let json = null;
-  try { json = JSON.parse(text); } catch { /* not JSON */ }
-  return { status: res.status, json, text };
-}
 
 describe('repl_cluster_sig', { timeout: 180000 }, () => {
   let c;

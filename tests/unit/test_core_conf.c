@@ -100,6 +100,7 @@ static void test_defaults_and_nulls(void **state)
                                    "router: {}\nsessions: {}\nrealtime: null\n");
     assert_string_equal(c->cluster_name, "edgelite");
     assert_null(c->cluster_secret);
+    assert_int_equal(c->cluster_sig_replay_max, EDGE_CONF_SIG_REPLAY_MAX);
     assert_int_equal(c->regions[0].priority, 100);
     assert_null(c->regions[0].url);
     assert_null(c->regions[0].data_dir);
@@ -130,6 +131,14 @@ static void test_defaults_and_nulls(void **state)
     edge_conf_free(c);
     c = parse_ok(REGION1 "replication: { max_log_bytes: 0 }\n");
     assert_true(c->max_log_bytes == 0);
+    edge_conf_free(c);
+
+    /* cluster.sig_replay_max: 1 up to its default */
+    c = parse_ok("cluster: { sig_replay_max: 8 }\n" REGION1);
+    assert_int_equal(c->cluster_sig_replay_max, 8);
+    edge_conf_free(c);
+    c = parse_ok("cluster: { sig_replay_max: 65536 }\n" REGION1);
+    assert_int_equal(c->cluster_sig_replay_max, 65536);
     edge_conf_free(c);
 
     /* The bounds of issue 9: limits.* and conflict retention. */
@@ -357,6 +366,10 @@ static void test_errors(void **state)
         {REGION1 "auth: { public_metrics: yes }\n", "t.yaml:3: auth.public_metrics: expected true or false"},
         {REGION1 "auth: { public_metrics: \"true\" }\n", "auth.public_metrics: expected true or false"},
         {REGION1 "auth: { public_metrics: 1 }\n", "auth.public_metrics: expected true or false"},
+        {"cluster: { sig_replay_max: 0 }\n" REGION1, "t.yaml:1: cluster.sig_replay_max: must be between 1 and 65536, got 0"},
+        {"cluster: { sig_replay_max: -3 }\n" REGION1, "cluster.sig_replay_max: must be between 1 and 65536, got -3"},
+        {"cluster: { sig_replay_max: 65537 }\n" REGION1, "cluster.sig_replay_max: must be between 1 and 65536"},
+        {"cluster: { sig_replay_max: lots }\n" REGION1, "cluster.sig_replay_max: expected an integer"},
         {REGION1 "limits: { writer_queue: 0 }\n", "t.yaml:3: limits.writer_queue: must be between 1"},
         {REGION1 "limits: { writer_queue: many }\n", "limits.writer_queue: expected an integer"},
         {REGION1 "limits: { ws_output_bytes: 100 }\n", "limits.ws_output_bytes: must be between 4096"},

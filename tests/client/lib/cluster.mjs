@@ -156,17 +156,17 @@ export async function startProxy(upstreamPort) {
   return px;
 }
 
-function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs, tables, replication, limits,
-  sessions, capacity, router, realtime }) {
+function yamlConfig({ name, secret, clusterKeys, regions, urlOf, consistency, syncIntervalMs, tables, replication,
+  limits, sessions, capacity, router, realtime }) {
   const lines = [];
-  lines.push(`cluster: { name: ${name}, secret: "${secret}" }`);
+  const more = (o) => Object.entries(o ?? {}).map(([k, v]) => `, ${k}: ${JSON.stringify(v)}`).join('');
+  lines.push(`cluster: { name: ${name}, secret: "${secret}"${more(clusterKeys)} }`);
   lines.push('regions:');
   for (const r of regions) {
     lines.push(`  - { id: ${r.id}, listen: "127.0.0.1:${r.port}", url: "${urlOf(r)}", data_dir: "${r.dataDir}",` +
       ` priority: ${r.priority}${capacity?.[r.id] ? `, capacity: ${JSON.stringify(capacity[r.id])}` : ''} }`);
   }
   const t = Object.entries(tables ?? {}).map(([k, v]) => `${k}: ${v}`).join(', ');
-  const more = (o) => Object.entries(o ?? {}).map(([k, v]) => `, ${k}: ${JSON.stringify(v)}`).join('');
   lines.push(`replication: { consistency_level: ${consistency}, sync_interval_ms: ${syncIntervalMs},` +
     ` tables: ${t ? `{ ${t} }` : '~'}${more(replication)} }`);
   if (limits) lines.push(`limits: { ${more(limits).slice(2)} }`);
@@ -195,7 +195,7 @@ function yamlConfig({ name, secret, regions, urlOf, consistency, syncIntervalMs,
  *   capacity: { id: { max_sessions: N, weight: W } } per-region capacity mappings
  *   peerUrl: async (src, dstRegion) => url | undefined: the URL region src uses for region dst
  *            (e.g. a recording proxy in front of dst); undefined keeps the default
- *   secret, name: cluster secret and name
+ *   secret, name: cluster secret and name; cluster: more cluster.* keys ({ sig_replay_max: 8 })
  *   readyTimeoutMs: how long a region may take to print its listening line (default 15000; a region seeded
  *            from a large snapshot prints it only once the copy is in)
  * Returns the cluster object described below; always call `cluster.destroy()` in after().
@@ -454,9 +454,9 @@ export async function startCluster(opts = {}) {
         return `http://127.0.0.1:${px.port}`;
       };
       const file = path.join(root, `config-${src}.yaml`);
-      fs.writeFileSync(file, yamlConfig({ name, secret, regions: list, urlOf, consistency, syncIntervalMs,
-        tables: opts.tables, replication: opts.replication, limits: opts.limits, sessions: opts.sessions,
-        capacity: opts.capacity, router: opts.router, realtime: opts.realtime }));
+      fs.writeFileSync(file, yamlConfig({ name, secret, clusterKeys: opts.cluster, regions: list, urlOf, consistency,
+        syncIntervalMs, tables: opts.tables, replication: opts.replication, limits: opts.limits,
+        sessions: opts.sessions, capacity: opts.capacity, router: opts.router, realtime: opts.realtime }));
       regions[src].config = file;
     }
     await Promise.all(ids.map((id) => cluster._launch(id)));
