@@ -6,10 +6,10 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 
 import { sleep, startCluster } from './lib/cluster.mjs';
 import { openRt, parseBookmark } from './lib/rt.mjs';
+import { openSse } from './lib/sse.mjs';
 
 const T = { timeout: 60000 };
 
@@ -169,31 +169,7 @@ describe('realtime on three regions', { timeout: 240000 }, () => {
   });
 
   test('SSE: the same events, id is the bookmark and Last-Event-ID resumes', T, async () => {
-    const sse = (lastId) => new Promise((resolve, reject) => {
-      const u = new URL(`${c.url('a')}/v1/realtime/sse?tables=other&from=now`);
-      const req = http.get(u, { headers: lastId ? { 'Last-Event-ID': lastId } : {} }, (res) => {
-        const s = { status: res.statusCode, type: res.headers['content-type'], events: [], text: '', res };
-        res.setEncoding('utf8');
-        res.on('data', (d) => {
-          s.text += d;
-          let i;
-          while ((i = s.text.indexOf('\n\n')) >= 0) {
-            const block = s.text.slice(0, i);
-            s.text = s.text.slice(i + 2);
-            const ev = { event: 'message', id: null, data: '' };
-            for (const line of block.split('\n')) {
-              if (line.startsWith('id: ')) ev.id = line.slice(4);
-              else if (line.startsWith('event: ')) ev.event = line.slice(7);
-              else if (line.startsWith('data: ')) ev.data += line.slice(6);
-            }
-            ev.json = JSON.parse(ev.data);
-            s.events.push(ev);
-          }
-        });
-        resolve(s);
-      });
-      req.on('error', reject);
-    });
+    const sse = (lastId) => openSse(c.url('a'), 'tables=other&from=now', lastId ? { 'Last-Event-ID': lastId } : {});
     const waitSse = async (s, pred, ms = 10000) => {
       const end = Date.now() + ms;
       while (!pred() && Date.now() < end) await sleep(20);

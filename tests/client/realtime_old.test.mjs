@@ -6,10 +6,10 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 
 import { sleep, startCluster } from './lib/cluster.mjs';
 import { openRt } from './lib/rt.mjs';
+import { openSse } from './lib/sse.mjs';
 
 const T = { timeout: 60000 };
 
@@ -17,34 +17,6 @@ async function waitEvents(s, n, ms = 20000) {
   const end = Date.now() + ms;
   while (s.events.length < n && Date.now() < end) await sleep(20);
   return s.events.length;
-}
-
-/** An SSE stream of /v1/realtime/sse: the parsed `message` events land in `events`. */
-function openSse(base, query) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(new URL(`${base}/v1/realtime/sse?${query}`), (res) => {
-      const s = { status: res.statusCode, events: [], ready: false, text: '', res };
-      res.setEncoding('utf8');
-      res.on('data', (d) => {
-        s.text += d;
-        let i;
-        while ((i = s.text.indexOf('\n\n')) >= 0) {
-          const block = s.text.slice(0, i);
-          s.text = s.text.slice(i + 2);
-          let event = 'message';
-          let data = '';
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event: ')) event = line.slice(7);
-            else if (line.startsWith('data: ')) data += line.slice(6);
-          }
-          if (event === 'ready') s.ready = true;
-          if (event === 'message' && data) s.events.push(JSON.parse(data));
-        }
-      });
-      resolve(s);
-    });
-    req.on('error', reject);
-  });
 }
 
 /** The events' op, pk, row and old, the fields this file is about. */
@@ -102,8 +74,8 @@ describe('realtime: the old row image', { timeout: 180000 }, () => {
       assert.deepEqual(shape(subs[id].events), want, `region ${id}`);
       await subs[id].close();
     }
-    for (let i = 0; i < 500 && sse.events.length < want.length; i++) await sleep(20);
-    assert.deepEqual(shape(sse.events), want, 'SSE at c');
+    for (let i = 0; i < 500 && sse.messages.length < want.length; i++) await sleep(20);
+    assert.deepEqual(shape(sse.messages), want, 'SSE at c');
     sse.res.destroy();
 
     // Resumed from the bookmark before the writes, at a region that is not the origin: the backlog
