@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { createClient } from '@libsql/client';
 
 import { sleep, startCluster } from './lib/cluster.mjs';
-import { checkReadThenSubscribe, kvWriters } from './lib/read_feed.mjs';
+import { checkReadThenSubscribe, createKv, kvWriters } from './lib/read_feed.mjs';
 import { openRt, parseBookmark } from './lib/rt.mjs';
 import { createV3WsClient } from './lib/scenarios.mjs';
 import { openHranaWs } from './lib/ws.mjs';
@@ -56,13 +56,7 @@ describe('bookmarks over Hrana WebSocket and inside transactions', { timeout: 29
   before(async () => {
     c = await startCluster({ regions: 3, proxies: 'front', extraArgs: ['--log-level', 'warn',
       '--bookmark-timeout-ms', '8000'] });
-    await c.createTable('kv', 'CREATE TABLE IF NOT EXISTS kv (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)');
-    for (const [k, id] of c.ids.entries()) {
-      for (let i = 0; i < ROWS_PER_REGION; i++) {
-        assert.ok((await c.sql(id, 'INSERT INTO kv VALUES (?, 0)', [(k + 1) * 1000 + i])).ok);
-      }
-    }
-    assert.ok((await c.waitConverged(['kv'], 30000)).ok);
+    await createKv(c, ROWS_PER_REGION);
   });
   after(async () => { if (c) await c.destroy(); });
 

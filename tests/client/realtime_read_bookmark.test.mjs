@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startCluster } from './lib/cluster.mjs';
-import { checkReadThenSubscribe, kvWriters } from './lib/read_feed.mjs';
+import { checkReadThenSubscribe, createKv, kvWriters } from './lib/read_feed.mjs';
 import { openRt, parseBookmark } from './lib/rt.mjs';
 
 const ROWS_PER_REGION = 8;
@@ -18,13 +18,7 @@ describe('a read\'s bookmark orders it with the real-time feed', { timeout: 2400
   let c;
   before(async () => {
     c = await startCluster({ regions: 3 });
-    await c.createTable('kv', 'CREATE TABLE IF NOT EXISTS kv (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)');
-    for (const [k, id] of c.ids.entries()) {
-      for (let i = 0; i < ROWS_PER_REGION; i++) {
-        assert.ok((await c.sql(id, 'INSERT INTO kv VALUES (?, 0)', [(k + 1) * 1000 + i])).ok);
-      }
-    }
-    assert.ok((await c.waitConverged(['kv'], 30000)).ok);
+    await createKv(c, ROWS_PER_REGION);
   });
   after(async () => { if (c) await c.destroy(); });
 

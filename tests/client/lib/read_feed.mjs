@@ -9,6 +9,20 @@ import assert from 'node:assert/strict';
 import { sleep } from './cluster.mjs';
 
 /**
+ * Table kv with rowsPerRegion rows written at each region of cluster c (region k's ids from
+ * (k + 1) * 1000, v 0), converged everywhere.
+ */
+export async function createKv(c, rowsPerRegion) {
+  await c.createTable('kv', 'CREATE TABLE IF NOT EXISTS kv (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)');
+  for (const [k, id] of c.ids.entries()) {
+    for (let i = 0; i < rowsPerRegion; i++) {
+      assert.ok((await c.sql(id, 'INSERT INTO kv VALUES (?, 0)', [(k + 1) * 1000 + i])).ok);
+    }
+  }
+  assert.ok((await c.waitConverged(['kv'], 30000)).ok);
+}
+
+/**
  * Writers at every region of cluster c, each at most `max` statements: region k (0-based) adds 1 to
  * one of its rows (k + 1) * 1000 + (i % rowsPerRegion), and every tenth statement inserts a new row
  * (k + 1) * 1000 + 100 + i. w.writes counts the statements done; w.waitWrites(n) waits (30 s at
