@@ -15,7 +15,7 @@ import fs from 'node:fs';
 
 import { startCluster } from './lib/cluster.mjs';
 import { authHeader, challenge, hmac, z } from './lib/cluster_auth.mjs';
-import { recordingProxy } from './lib/proxy.mjs';
+import { closeAll, peerUrlVia, recordingProxy } from './lib/proxy.mjs';
 
 describe('repl_cluster_auth', { timeout: 180000 }, () => {
   let c;
@@ -25,17 +25,13 @@ describe('repl_cluster_auth', { timeout: 180000 }, () => {
       regions: 3,
       extraArgs: ['--log-level', 'info'],
       // everything c sends to a and b is recorded
-      peerUrl: async (src, r) => {
-        if (src !== 'c') return undefined;
-        recorders[r.id] = await recordingProxy(r.port);
-        return `http://127.0.0.1:${recorders[r.id].port}`;
-      },
+      peerUrl: peerUrlVia('c', recorders, recordingProxy),
     });
     await c.createTable('t', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)');
   });
   after(async () => {
     if (c) await c.destroy();
-    for (const r of Object.values(recorders)) await r.close();
+    await closeAll(recorders);
   });
 
   test('seeding and the start-up status check never send the secret', async () => {

@@ -15,7 +15,7 @@ import { createClient } from '@libsql/client';
 
 import { startCluster } from './lib/cluster.mjs';
 import { authHeader, challenge } from './lib/cluster_auth.mjs';
-import { tcpProxy } from './lib/proxy.mjs';
+import { closeAll, peerUrlVia, tcpProxy } from './lib/proxy.mjs';
 
 /**
  * A TCP proxy to 127.0.0.1:upstreamPort. While `fake` is set, the answer to GET /v1/snapshot has its
@@ -83,17 +83,13 @@ describe('repl_snapshot_mac', { timeout: 180000 }, () => {
       regions: 3,
       extraArgs: ['--log-level', 'info'],
       // c reaches a and b through proxies that can swap a snapshot in transit
-      peerUrl: async (src, r) => {
-        if (src !== 'c') return undefined;
-        px[r.id] = await tamperingProxy(r.port);
-        return `http://127.0.0.1:${px[r.id].port}`;
-      },
+      peerUrl: peerUrlVia('c', px, tamperingProxy),
     });
     await c.createTable('t', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)');
   });
   after(async () => {
     if (c) await c.destroy();
-    for (const p of Object.values(px)) await p.close();
+    await closeAll(px);
   });
 
   test('a snapshot swapped on the path, with its size and hash announced, is refused', async () => {

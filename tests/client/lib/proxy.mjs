@@ -35,6 +35,23 @@ export async function tcpProxy(upstreamPort, onConnection = () => ({})) {
 }
 
 /**
+ * A startCluster peerUrl by which region src reaches every other region through a proxy of its own,
+ * make(upstreamPort) (e.g. recordingProxy), kept in into[regionId]; the other regions dial directly.
+ */
+export function peerUrlVia(src, into, make) {
+  return async (from, r) => {
+    if (from !== src) return undefined;
+    into[r.id] = await make(r.port);
+    return `http://127.0.0.1:${into[r.id].port}`;
+  };
+}
+
+/** Close every proxy of into (after the cluster is gone). */
+export async function closeAll(into) {
+  for (const px of Object.values(into)) await px.close();
+}
+
+/**
  * A tcpProxy that keeps every byte the client sent (sent(): one Buffer), and parses the plain HTTP
  * requests among them into requests ({ method, target, headers (lower-case names), body }); a
  * connection upgraded to WebSocket is not parsed further.
