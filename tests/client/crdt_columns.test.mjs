@@ -41,21 +41,6 @@ describe('crdt_columns', { timeout: 120000 }, () => {
     return JSON.parse(last[c.ids[0]]);
   }
 
-  async function partitioned(fn) {
-    const links = Object.keys(c.proxies);
-    for (const l of links) await c.proxies[l].cut();
-    try {
-      const down = await c.waitFor(async () => {
-        for (const id of c.ids) if ((await c.status(id)).peers.some((p) => p.connected)) return false;
-        return true;
-      }, 10000);
-      assert.ok(down, 'links still up after cutting every proxy');
-      await fn();
-    } finally {
-      for (const l of links) await c.proxies[l].reset();
-    }
-  }
-
   test('UPDATE ... SET views = views + 1 from all three regions at once ends exact', async () => {
     await q('a', 'INSERT INTO page_stats (id, views, plain, title) VALUES (1, 0, 0, ?)', ['home']);
     await convergedRow(1, (r) => r !== undefined && r[2] === 'home');
@@ -73,7 +58,7 @@ describe('crdt_columns', { timeout: 120000 }, () => {
   test('while partitioned: every increment counts in the counter, the plain column keeps one writer', async () => {
     const start = (await row('a', 1))[0];
     const startPlain = (await row('a', 1))[1];
-    await partitioned(async () => {
+    await c.partitioned(async () => {
       for (const [k, id] of c.ids.entries()) {
         for (let i = 0; i < 5 + k; i++) {
           await q(id, 'UPDATE page_stats SET views = views + 1, plain = plain + 1 WHERE id = 1');
@@ -92,7 +77,7 @@ describe('crdt_columns', { timeout: 120000 }, () => {
     await q('a', 'UPDATE page_stats SET views = 1000 WHERE id = 1');
     await convergedRow(1, (x) => x[0] === 1000);
     // concurrently: a resets to 0 (a difference of -1000), b adds 5 and c adds 2
-    await partitioned(async () => {
+    await c.partitioned(async () => {
       await q('a', 'UPDATE page_stats SET views = 0 WHERE id = 1');
       await q('b', 'UPDATE page_stats SET views = views + 5 WHERE id = 1');
       await q('c', 'UPDATE page_stats SET views = views + 2 WHERE id = 1');
@@ -100,7 +85,7 @@ describe('crdt_columns', { timeout: 120000 }, () => {
     const r = await convergedRow(1, (x) => x[0] === 7);
     assert.equal(r[0], 7);
     // new rows contribute their value; concurrent inserts of one key add up
-    await partitioned(async () => {
+    await c.partitioned(async () => {
       await q('a', 'INSERT INTO page_stats (id, views) VALUES (2, 3)');
       await q('b', 'INSERT INTO page_stats (id, views) VALUES (2, 4)');
     });
@@ -120,7 +105,7 @@ describe('crdt_columns', { timeout: 120000 }, () => {
       assert.ok(ok, `carts.items: ${JSON.stringify(last)}, want ${want}`);
     };
     await same('["apple"]');
-    await partitioned(async () => {
+    await c.partitioned(async () => {
       await q('a', `UPDATE carts SET items = '["pear", "apple"]' WHERE id = 1`); // adds pear
       await q('b', `UPDATE carts SET items = '[]' WHERE id = 1`); // removes the apple it saw
       await q('c', `UPDATE carts SET items = '["fig"]' WHERE id = 1`); // removes apple, adds fig

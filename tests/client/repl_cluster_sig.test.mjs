@@ -16,7 +16,7 @@ import path from 'node:path';
 
 import { sleep, startCluster } from './lib/cluster.mjs';
 import { send, sign } from './lib/cluster_auth.mjs';
-import { recordingProxy } from './lib/proxy.mjs';
+import { closeAll, peerUrlVia, recordingProxy } from './lib/proxy.mjs';
 import { openRt } from './lib/rt.mjs';
 import { sess, writeKeyFile } from './lib/sessions.mjs';
 
@@ -34,26 +34,14 @@ describe('repl_cluster_sig', { timeout: 180000 }, () => {
       // migrate_after high: the accesses are counted, never acted upon, in this test
       sessions: { key_file: file, migrate_after: 1000, touch_interval_ms: 50 },
       // everything c sends to a and b is recorded
-      peerUrl: async (src, r) => {
-        if (src !== 'c') return undefined;
-        rec[r.id] = await recordingProxy(r.port);
-        return `http://127.0.0.1:${rec[r.id].port}`;
-      },
+      peerUrl: peerUrlVia('c', rec, recordingProxy),
     });
     await c.createTable('acct', 'CREATE TABLE IF NOT EXISTS acct (id INTEGER PRIMARY KEY, bal INTEGER)');
-    const linked = await c.waitFor(async () => {
-      for (const id of c.ids) {
-        const st = await c.status(id);
-        const peers = st?.peers ?? [];
-        if (peers.length !== 2 || !peers.every((p) => p.connected === true)) return undefined;
-      }
-      return true;
-    }, 20000, 50);
-    assert.ok(linked, 'the peer links never all came up');
+    assert.ok(await c.waitLinked(), 'the peer links never all came up');
   });
   after(async () => {
     if (c) await c.destroy();
-    for (const r of Object.values(rec)) await r.close();
+    await closeAll(rec);
     if (keyDir) fs.rmSync(keyDir, { recursive: true, force: true });
   });
 

@@ -414,6 +414,51 @@ export async function startCluster(opts = {}) {
       return v;
     },
 
+    /** Wait until every region has its links to all the others up (20 s at most); true if they came up. */
+    async waitLinked(timeoutMs = 20000) {
+      return cluster.waitFor(async () => {
+        for (const id of ids) {
+          const peers = (await cluster.status(id))?.peers ?? [];
+          if (peers.length !== ids.length - 1 || !peers.every((p) => p.connected === true)) return undefined;
+        }
+        return true;
+      }, timeoutMs, 50);
+    },
+
+    /**
+     * With proxies 'front': cut the proxies in front of the regions of list and wait (30 s at most)
+     * until none of them has a link up to another of them; true if they came apart.
+     */
+    async cutApart(list, timeoutMs = 30000) {
+      for (const id of list) await cluster.proxies[id].cut();
+      return cluster.waitFor(async () => {
+        for (const id of list) {
+          const st = await cluster.status(id);
+          if (st.peers.some((p) => p.region !== id && list.includes(p.region) && p.connected)) return false;
+        }
+        return true;
+      }, timeoutMs);
+    },
+
+    /**
+     * With proxies: cut every proxy, wait (10 s at most, asserting it) until no region has a link up,
+     * run fn, then reset every proxy, also when fn throws.
+     */
+    async partitioned(fn) {
+      const links = Object.keys(cluster.proxies);
+      for (const l of links) await cluster.proxies[l].cut();
+      try {
+        const down = await cluster.waitFor(async () => {
+          for (const id of ids) if ((await cluster.status(id)).peers.some((p) => p.connected)) return false;
+          return true;
+        }, 10000);
+        if (!down) throw new Error('links still up after cutting every proxy');
+        return await fn();
+      } finally {
+        for (const l of links) await cluster.proxies[l].reset();
+      }
+    },
+
     /** Kill every region and proxy and remove the data directories. */
     async destroy() {
       for (const id of ids) {
