@@ -20,6 +20,7 @@
 
 #include "core/alloc.h"
 #include "core/conf_int.h"
+#include "core/err.h"
 #include "core/jwt.h"
 
 #define CONF_FILE_MAX (1024 * 1024)
@@ -28,17 +29,6 @@
 /* ------------------------------------------------------------------------------------
  * Small shared helpers
  * ---------------------------------------------------------------------------------- */
-
-void edge__conf_setmsg(char *errmsg, size_t n, const char *fmt, ...)
-{
-    if (errmsg == NULL || n == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errmsg, n, fmt, ap);
-    va_end(ap);
-}
 
 /* Region ids end up in URLs, file names and metrics labels: keep them tame. */
 int edge__conf_valid_region_id(const char *s)
@@ -160,9 +150,9 @@ static int fail(struct ctx *x, const yaml_node_t *n, const char *path, const cha
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
     if (path != NULL && path[0] != '\0') {
-        edge__conf_setmsg(x->errmsg, x->errmsg_len, "%s:%lu: %s: %s", x->name, line_of(n), path, what);
+        edge__errmsg_set(x->errmsg, x->errmsg_len, "%s:%lu: %s: %s", x->name, line_of(n), path, what);
     } else {
-        edge__conf_setmsg(x->errmsg, x->errmsg_len, "%s:%lu: %s", x->name, line_of(n), what);
+        edge__errmsg_set(x->errmsg, x->errmsg_len, "%s:%lu: %s", x->name, line_of(n), what);
     }
     return EDGE_ECONFIG;
 }
@@ -841,18 +831,18 @@ int edge_conf_parse(const char *name, const char *yaml, size_t len, struct edge_
         errmsg[0] = '\0';
     }
     if (!yaml_parser_initialize(&parser)) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: out of memory", name);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: out of memory", name);
         return EDGE_ENOMEM;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
     x.c = edge_calloc(1, sizeof(*x.c));
     if (x.c == NULL || set_defaults(x.c) != EDGE_OK) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: out of memory", name);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: out of memory", name);
         goto out;
     }
     if (!yaml_parser_load(&parser, &doc)) {
         rv = parser.error == YAML_MEMORY_ERROR ? EDGE_ENOMEM : EDGE_ECONFIG;
-        edge__conf_setmsg(errmsg, errmsg_len, "%s:%lu: YAML syntax error: %s%s%s", name,
+        edge__errmsg_set(errmsg, errmsg_len, "%s:%lu: YAML syntax error: %s%s%s", name,
                (unsigned long)parser.problem_mark.line + 1ul,
                parser.problem != NULL ? parser.problem : "unknown",
                parser.context != NULL ? " " : "", parser.context != NULL ? parser.context : "");
@@ -861,7 +851,7 @@ int edge_conf_parse(const char *name, const char *yaml, size_t len, struct edge_
     have_doc = 1;
     rv = parse_root(&x, yaml_document_get_root_node(&doc));
     if (rv == EDGE_ENOMEM) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: out of memory", name);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: out of memory", name);
     }
     if (rv != EDGE_OK) {
         goto out;
@@ -869,7 +859,7 @@ int edge_conf_parse(const char *name, const char *yaml, size_t len, struct edge_
     /* A second document would be ignored by the loader; refuse rather than guess. */
     if (!yaml_parser_load(&parser, &extra)) {
         rv = EDGE_ECONFIG;
-        edge__conf_setmsg(errmsg, errmsg_len, "%s:%lu: YAML syntax error: %s", name,
+        edge__errmsg_set(errmsg, errmsg_len, "%s:%lu: YAML syntax error: %s", name,
                (unsigned long)parser.problem_mark.line + 1ul,
                parser.problem != NULL ? parser.problem : "unknown");
         goto out;
@@ -879,7 +869,7 @@ int edge_conf_parse(const char *name, const char *yaml, size_t len, struct edge_
     yaml_document_delete(&extra);
     if (extra_root != NULL) {
         rv = EDGE_ECONFIG;
-        edge__conf_setmsg(errmsg, errmsg_len, "%s:%lu: only one YAML document is allowed", name, extra_line);
+        edge__errmsg_set(errmsg, errmsg_len, "%s:%lu: only one YAML document is allowed", name, extra_line);
         goto out;
     }
     *out = x.c;

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Error names and messages generated from EDGE_ERR_MAP, plus the translators from
- * foreign error spaces (errno). SQLite codes are translated in src/store. */
+ * foreign error spaces (errno), and the one formatter of errmsg buffers. SQLite codes are
+ * translated in src/store. */
 #include "core/err.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 
 static const char *const messages[] = {
 #define X(name, msg) msg,
@@ -49,4 +52,15 @@ int edge__err_from_errno(int e)
     case ECONNRESET: return EDGE_ECLOSED;
     default: return EDGE_EIO;
     }
+}
+
+void edge__errmsg_set(char *errmsg, size_t n, const char *fmt, ...)
+{
+    if (errmsg == NULL || n == 0) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, n, fmt, ap);
+    va_end(ap);
 }

@@ -11,11 +11,11 @@
 #include <errno.h>
 #include <jansson.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/err.h"
 
 struct edge_jwt_keys {
     size_t n;
@@ -30,19 +30,6 @@ static const uint8_t pkcs8_prefix[16] = {0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x0
 
 #define KEYFILE_MAX (64 * 1024)
 #define PEM_NOMEM (-2) /* pem_next: out of memory; -1 is a malformed block */
-
-static void setmsg(char *errmsg, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void setmsg(char *errmsg, size_t n, const char *fmt, ...)
-{
-    if (errmsg == NULL || n == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errmsg, n, fmt, ap);
-    va_end(ap);
-}
 
 static int is_space(char c)
 {
@@ -112,7 +99,7 @@ static int pem_next(const char *text, size_t len, size_t *pos, char *label, size
     const char *end_lab = memfind(lab, (size_t)(text + len - lab), "-----");
     if (end_lab == NULL || (size_t)(end_lab - lab) >= label_len ||
         memchr(lab, '\n', (size_t)(end_lab - lab)) != NULL) {
-        setmsg(errmsg, errmsg_len, "malformed PEM header");
+        edge__errmsg_set(errmsg, errmsg_len, "malformed PEM header");
         return -1;
     }
     memcpy(label, lab, (size_t)(end_lab - lab));
@@ -122,16 +109,16 @@ static int pem_next(const char *text, size_t len, size_t *pos, char *label, size
     snprintf(footer, sizeof(footer), "-----END %s-----", label);
     const char *f = memfind(body, (size_t)(text + len - body), footer);
     if (f == NULL) {
-        setmsg(errmsg, errmsg_len, "PEM block '%s' has no END line", label);
+        edge__errmsg_set(errmsg, errmsg_len, "PEM block '%s' has no END line", label);
         return -1;
     }
     int rv = b64_decode_ws(body, (size_t)(f - body), der, der_len);
     if (rv == EDGE_ENOMEM) {
-        setmsg(errmsg, errmsg_len, "out of memory");
+        edge__errmsg_set(errmsg, errmsg_len, "out of memory");
         return PEM_NOMEM;
     }
     if (rv != EDGE_OK) {
-        setmsg(errmsg, errmsg_len, "PEM block '%s' is not valid base64", label);
+        edge__errmsg_set(errmsg, errmsg_len, "PEM block '%s' is not valid base64", label);
         return -1;
     }
     *pos = (size_t)(f - text) + strlen(footer);
@@ -199,24 +186,24 @@ int edge__read_file(const char *path, size_t max, char **out, size_t *out_len, c
     *out_len = 0;
     f = fopen(path, "rb");
     if (f == NULL) {
-        setmsg(errmsg, errmsg_len, "%s: %s", path, strerror(errno));
+        edge__errmsg_set(errmsg, errmsg_len, "%s: %s", path, strerror(errno));
         goto out;
     }
     data = edge_malloc(max + 2);
     if (data == NULL) {
         rv = EDGE_ENOMEM;
-        setmsg(errmsg, errmsg_len, "%s: out of memory", path);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: out of memory", path);
         goto out;
     }
     /* Read one byte past the cap to tell "exactly max" from "too big". */
     len = fread(data, 1, max + 1, f);
     if (ferror(f)) {
-        setmsg(errmsg, errmsg_len, "%s: read error", path);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: read error", path);
         goto out;
     }
     if (len > max) {
         rv = EDGE_ETOOBIG;
-        setmsg(errmsg, errmsg_len, "%s: file larger than %zu bytes", path, max);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: file larger than %zu bytes", path, max);
         goto out;
     }
     data[len] = '\0';
@@ -248,24 +235,24 @@ int edge_jwt_keys_parse(const char *text, size_t len, struct edge_jwt_keys **out
     trim(&text, &len);
     k = edge_calloc(1, sizeof(*k) + EDGE_JWT_MAX_KEYS * EDGE_JWT_PK_LEN);
     if (k == NULL) {
-        setmsg(errmsg, errmsg_len, "out of memory");
+        edge__errmsg_set(errmsg, errmsg_len, "out of memory");
         goto out;
     }
     if (len == 0) {
         rv = EDGE_EINVAL;
-        setmsg(errmsg, errmsg_len, "no key found (empty)");
+        edge__errmsg_set(errmsg, errmsg_len, "no key found (empty)");
         goto out;
     }
     if (memfind(text, len, "-----BEGIN") == NULL) {
         /* sqld's other accepted form: one raw key in base64url. */
         rv = b64_decode_ws(text, len, &der, &der_len);
         if (rv == EDGE_ENOMEM) {
-            setmsg(errmsg, errmsg_len, "out of memory");
+            edge__errmsg_set(errmsg, errmsg_len, "out of memory");
             goto out;
         }
         if (rv != EDGE_OK || der_len != EDGE_JWT_PK_LEN) {
             rv = EDGE_EINVAL;
-            setmsg(errmsg, errmsg_len,
+            edge__errmsg_set(errmsg, errmsg_len,
                    "expected PEM public key(s) or a base64url 32-byte Ed25519 key");
             goto out;
         }
@@ -290,23 +277,23 @@ int edge_jwt_keys_parse(const char *text, size_t len, struct edge_jwt_keys **out
         }
         rv = EDGE_EINVAL;
         if (strcmp(label, "PUBLIC KEY") != 0) {
-            setmsg(errmsg, errmsg_len, "PEM block '%s' is not a PUBLIC KEY", label);
+            edge__errmsg_set(errmsg, errmsg_len, "PEM block '%s' is not a PUBLIC KEY", label);
             goto out;
         }
         if (der_len != sizeof(spki_prefix) + EDGE_JWT_PK_LEN ||
             memcmp(der, spki_prefix, sizeof(spki_prefix)) != 0) {
-            setmsg(errmsg, errmsg_len, "PEM public key %zu is not an Ed25519 key", k->n + 1);
+            edge__errmsg_set(errmsg, errmsg_len, "PEM public key %zu is not an Ed25519 key", k->n + 1);
             goto out;
         }
         if (k->n == EDGE_JWT_MAX_KEYS) {
-            setmsg(errmsg, errmsg_len, "more than %d keys", EDGE_JWT_MAX_KEYS);
+            edge__errmsg_set(errmsg, errmsg_len, "more than %d keys", EDGE_JWT_MAX_KEYS);
             goto out;
         }
         memcpy(k->pk[k->n++], der + sizeof(spki_prefix), EDGE_JWT_PK_LEN);
     }
     if (k->n == 0) {
         rv = EDGE_EINVAL;
-        setmsg(errmsg, errmsg_len, "no PEM public key found");
+        edge__errmsg_set(errmsg, errmsg_len, "no PEM public key found");
         goto out;
     }
     rv = EDGE_OK;
@@ -336,7 +323,7 @@ int edge_jwt_keys_load(const char *path, struct edge_jwt_keys **out, char *errms
     inner[0] = '\0';
     rv = edge_jwt_keys_parse(text, len, out, inner, sizeof(inner));
     if (rv != EDGE_OK) {
-        setmsg(errmsg, errmsg_len, "%s: %s", path, inner);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: %s", path, inner);
     }
     edge_free(text);
     return rv;
@@ -381,17 +368,17 @@ int edge_jwt_seckey_parse(const char *text, size_t len, uint8_t out_sk[EDGE_JWT_
         if (r <= 0) {
             rv = r == PEM_NOMEM ? EDGE_ENOMEM : EDGE_EINVAL;
             if (r == 0) {
-                setmsg(errmsg, errmsg_len, "no PEM block found");
+                edge__errmsg_set(errmsg, errmsg_len, "no PEM block found");
             }
             goto out;
         }
         if (strcmp(label, "PRIVATE KEY") != 0) {
-            setmsg(errmsg, errmsg_len, "PEM block '%s' is not a PRIVATE KEY (PKCS#8)", label);
+            edge__errmsg_set(errmsg, errmsg_len, "PEM block '%s' is not a PRIVATE KEY (PKCS#8)", label);
             goto out;
         }
         if (der_len != sizeof(pkcs8_prefix) + EDGE_JWT_SEED_LEN ||
             memcmp(der, pkcs8_prefix, sizeof(pkcs8_prefix)) != 0) {
-            setmsg(errmsg, errmsg_len, "PEM private key is not an Ed25519 PKCS#8 key");
+            edge__errmsg_set(errmsg, errmsg_len, "PEM private key is not an Ed25519 PKCS#8 key");
             goto out;
         }
         rv = sk_from_seed(der + sizeof(pkcs8_prefix), out_sk);
@@ -411,10 +398,10 @@ int edge_jwt_seckey_parse(const char *text, size_t len, uint8_t out_sk[EDGE_JWT_
         if (rv == EDGE_OK && sodium_memcmp(out_sk + EDGE_JWT_SEED_LEN, der + EDGE_JWT_SEED_LEN,
                                            EDGE_JWT_PK_LEN) != 0) {
             rv = EDGE_EINVAL;
-            setmsg(errmsg, errmsg_len, "64-byte secret key: public half does not match seed");
+            edge__errmsg_set(errmsg, errmsg_len, "64-byte secret key: public half does not match seed");
         }
     } else {
-        setmsg(errmsg, errmsg_len,
+        edge__errmsg_set(errmsg, errmsg_len,
                "expected a PKCS#8 PEM private key or a base64url 32-byte seed / 64-byte key");
     }
 out:
@@ -425,7 +412,7 @@ out:
     if (rv != EDGE_OK) {
         sodium_memzero(out_sk, EDGE_JWT_SK_LEN);
         if (rv == EDGE_ENOMEM) {
-            setmsg(errmsg, errmsg_len, "out of memory");
+            edge__errmsg_set(errmsg, errmsg_len, "out of memory");
         }
     }
     return rv;
@@ -446,7 +433,7 @@ int edge_jwt_seckey_load(const char *path, uint8_t out_sk[EDGE_JWT_SK_LEN], char
     inner[0] = '\0';
     rv = edge_jwt_seckey_parse(text, len, out_sk, inner, sizeof(inner));
     if (rv != EDGE_OK) {
-        setmsg(errmsg, errmsg_len, "%s: %s", path, inner);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: %s", path, inner);
     }
     sodium_memzero(text, len);
     edge_free(text);

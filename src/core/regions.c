@@ -11,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "core/conf_int.h"
+#include "core/err.h"
 
 /* ------------------------------------------------------------------------------------
  * Region catalogue (regions.json)
@@ -46,7 +47,7 @@ static int parse_region_info(const char *path, json_t *o, size_t i, struct edge_
     json_t *val;
 
     if (!json_is_object(o)) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: regions[%zu]: expected an object", path, i);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: regions[%zu]: expected an object", path, i);
         return EDGE_ECONFIG;
     }
     json_object_foreach(o, key, val)
@@ -56,37 +57,37 @@ static int parse_region_info(const char *path, json_t *o, size_t i, struct edge_
             ok |= strcmp(*k, key) == 0;
         }
         if (!ok) {
-            edge__conf_setmsg(errmsg, errmsg_len, "%s: regions[%zu].%s: unknown key", path, i, key);
+            edge__errmsg_set(errmsg, errmsg_len, "%s: regions[%zu].%s: unknown key", path, i, key);
             return EDGE_ECONFIG;
         }
     }
     const char *id = json_string_value(json_object_get(o, "id"));
     const char *name = json_string_value(json_object_get(o, "name"));
     if (!edge__conf_valid_region_id(id)) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: regions[%zu].id: expected a region id of [a-z0-9-]+",
+        edge__errmsg_set(errmsg, errmsg_len, "%s: regions[%zu].id: expected a region id of [a-z0-9-]+",
                path, i);
         return EDGE_ECONFIG;
     }
     size_t dup;
     if (region_index(r, id, &dup)) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: regions[%zu].id: duplicate region id '%s'", path, i, id);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: regions[%zu].id: duplicate region id '%s'", path, i, id);
         return EDGE_ECONFIG;
     }
     if (name == NULL || name[0] == '\0') {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: regions[%zu].name: expected a non-empty string", path, i);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: regions[%zu].name: expected a non-empty string", path, i);
         return EDGE_ECONFIG;
     }
     if (!json_num(o, "lat", -90, 90, &ri->lat)) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: regions[%zu].lat: expected a number in -90..90", path, i);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: regions[%zu].lat: expected a number in -90..90", path, i);
         return EDGE_ECONFIG;
     }
     if (!json_num(o, "lon", -180, 180, &ri->lon)) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: regions[%zu].lon: expected a number in -180..180", path,
+        edge__errmsg_set(errmsg, errmsg_len, "%s: regions[%zu].lon: expected a number in -180..180", path,
                i);
         return EDGE_ECONFIG;
     }
     if (!json_num(o, "cost_per_gb", 0, 1e6, &ri->cost_per_gb)) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: regions[%zu].cost_per_gb: expected a number >= 0", path,
+        edge__errmsg_set(errmsg, errmsg_len, "%s: regions[%zu].cost_per_gb: expected a number >= 0", path,
                i);
         return EDGE_ECONFIG;
     }
@@ -106,42 +107,42 @@ static int parse_latency(const char *path, json_t *lat, struct edge_regions *r, 
     size_t n = r->n_regions;
 
     if (!json_is_object(lat)) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: latency_ms: expected an object of objects", path);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: latency_ms: expected an object of objects", path);
         return EDGE_ECONFIG;
     }
     json_object_foreach(lat, a, row)
     {
         size_t ia, ib;
         if (!region_index(r, a, &ia)) {
-            edge__conf_setmsg(errmsg, errmsg_len, "%s: latency_ms.%s: unknown region id", path, a);
+            edge__errmsg_set(errmsg, errmsg_len, "%s: latency_ms.%s: unknown region id", path, a);
             return EDGE_ECONFIG;
         }
         if (!json_is_object(row)) {
-            edge__conf_setmsg(errmsg, errmsg_len, "%s: latency_ms.%s: expected an object", path, a);
+            edge__errmsg_set(errmsg, errmsg_len, "%s: latency_ms.%s: expected an object", path, a);
             return EDGE_ECONFIG;
         }
         json_object_foreach(row, b, v)
         {
             if (!region_index(r, b, &ib)) {
-                edge__conf_setmsg(errmsg, errmsg_len, "%s: latency_ms.%s.%s: unknown region id", path, a, b);
+                edge__errmsg_set(errmsg, errmsg_len, "%s: latency_ms.%s.%s: unknown region id", path, a, b);
                 return EDGE_ECONFIG;
             }
             double ms = json_number_value(v);
             if (!json_is_number(v) || ms < 0 || ms > 1e6) {
-                edge__conf_setmsg(errmsg, errmsg_len, "%s: latency_ms.%s.%s: expected a number of ms >= 0",
+                edge__errmsg_set(errmsg, errmsg_len, "%s: latency_ms.%s.%s: expected a number of ms >= 0",
                        path, a, b);
                 return EDGE_ECONFIG;
             }
             if (ia == ib) {
                 if (ms != 0) {
-                    edge__conf_setmsg(errmsg, errmsg_len, "%s: latency_ms.%s.%s: must be 0", path, a, b);
+                    edge__errmsg_set(errmsg, errmsg_len, "%s: latency_ms.%s.%s: must be 0", path, a, b);
                     return EDGE_ECONFIG;
                 }
                 continue;
             }
             double prev = r->rtt_ms[ia * n + ib];
             if (prev >= 0 && prev != ms) {
-                edge__conf_setmsg(errmsg, errmsg_len,
+                edge__errmsg_set(errmsg, errmsg_len,
                        "%s: latency_ms.%s.%s: %g contradicts %g given for %s<->%s", path, a, b,
                        ms, prev, b, a);
                 return EDGE_ECONFIG;
@@ -165,11 +166,11 @@ int edge_regions_load(const char *path, struct edge_regions **out, char *errmsg,
     root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
         rv = json_error_code(&jerr) == json_error_cannot_open_file ? EDGE_EIO : EDGE_ECONFIG;
-        edge__conf_setmsg(errmsg, errmsg_len, "%s:%d: %s", path, jerr.line < 1 ? 1 : jerr.line, jerr.text);
+        edge__errmsg_set(errmsg, errmsg_len, "%s:%d: %s", path, jerr.line < 1 ? 1 : jerr.line, jerr.text);
         goto out;
     }
     if (!json_is_object(root)) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s:1: expected a JSON object", path);
+        edge__errmsg_set(errmsg, errmsg_len, "%s:1: expected a JSON object", path);
         goto out;
     }
     const char *key;
@@ -178,13 +179,13 @@ int edge_regions_load(const char *path, struct edge_regions **out, char *errmsg,
     {
         if (strcmp(key, "regions") != 0 && strcmp(key, "latency_ms") != 0 &&
             strcmp(key, "description") != 0) {
-            edge__conf_setmsg(errmsg, errmsg_len, "%s: %s: unknown key", path, key);
+            edge__errmsg_set(errmsg, errmsg_len, "%s: %s: unknown key", path, key);
             goto out;
         }
     }
     json_t *regs = json_object_get(root, "regions");
     if (!json_is_array(regs) || json_array_size(regs) == 0) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: regions: expected a non-empty array", path);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: regions: expected a non-empty array", path);
         goto out;
     }
     size_t n = json_array_size(regs);
@@ -192,7 +193,7 @@ int edge_regions_load(const char *path, struct edge_regions **out, char *errmsg,
     r = edge_calloc(1, sizeof(*r));
     if (r == NULL || (r->regions = edge_calloc(n, sizeof(*r->regions))) == NULL ||
         (r->rtt_ms = edge_calloc(n * n, sizeof(double))) == NULL) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: out of memory", path);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: out of memory", path);
         goto out;
     }
     for (size_t i = 0; i < n * n; i++) {
@@ -216,7 +217,7 @@ int edge_regions_load(const char *path, struct edge_regions **out, char *errmsg,
     rv = EDGE_OK;
 out:
     if (rv == EDGE_ENOMEM) {
-        edge__conf_setmsg(errmsg, errmsg_len, "%s: out of memory", path);
+        edge__errmsg_set(errmsg, errmsg_len, "%s: out of memory", path);
     }
     edge_regions_free(r);
     json_decref(root);
