@@ -23,12 +23,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { EDGE_BIN, sleep, waitExit } from './node.mjs';
+
+// The binary and sleep are lib/node.mjs's; the tests import them from either file.
+export { EDGE_BIN, sleep };
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..', '..');
 
-export const EDGE_BIN = process.env.EDGE_BIN
-  ? path.resolve(process.env.EDGE_BIN)
-  : path.resolve(repoRoot, 'build', 'edgelite');
 export const CHAOS_BIN = process.env.EDGE_CHAOS_BIN
   ? path.resolve(process.env.EDGE_CHAOS_BIN)
   : path.resolve(repoRoot, 'build', 'chaosproxy');
@@ -39,10 +41,6 @@ process.on('exit', () => {
     try { p.kill('SIGKILL'); } catch { /* gone */ }
   }
 });
-
-export function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 function tryPort(port) {
   return new Promise((resolve) => {
@@ -70,19 +68,6 @@ export async function freePort() {
   const got = await tryPort(0);
   if (got === null) throw new Error('freePort: no port');
   return got;
-}
-
-function waitExit(proc, timeoutMs) {
-  if (proc.exitCode !== null || proc.signalCode !== null) {
-    return Promise.resolve({ code: proc.exitCode, signal: proc.signalCode, timedOut: false });
-  }
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve({ code: null, signal: null, timedOut: true }), timeoutMs);
-    proc.once('exit', (code, signal) => {
-      clearTimeout(t);
-      resolve({ code, signal, timedOut: false });
-    });
-  });
 }
 
 function alive(proc) {

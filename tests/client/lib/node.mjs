@@ -40,7 +40,8 @@ export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function waitExit(proc, timeoutMs) {
+/** Wait until proc exits (timeoutMs at most): { code, signal, timedOut }. */
+export function waitExit(proc, timeoutMs) {
   if (proc.exitCode !== null || proc.signalCode !== null) {
     return Promise.resolve({ code: proc.exitCode, signal: proc.signalCode, timedOut: false });
   }
