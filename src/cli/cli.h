@@ -11,4 +11,11 @@ int edge_cli_shell(int argc, char **argv);
 int edge_cli_status(int argc, char **argv);
 int edge_cli_router(int argc, char **argv);
 
+/* The arguments of the client sub-commands (shell, status): [URL], --auth-token TOKEN or
+ * --auth-token=TOKEN, -h/--help, and flag (NULL: none), which sets *out_flag to 1. URL and
+ * TOKEN are borrowed from argv. Returns -1 when the command goes on, else the exit status
+ * after the caller's usage text: 0 for -h/--help, 2 for any other argument. */
+int edge_cli_client_args(int argc, char **argv, const char *flag, int *out_flag, const char **out_url,
+                         const char **out_token);
+
 #endif

@@ -857,20 +857,10 @@ int edge_cli_shell(int argc, char **argv)
     memset(&in, 0, sizeof(in));
     edge_buf_init(&in.pending, SHELL_MAX_STMT);
     edge_buf_init(&line, SHELL_MAX_STMT);
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--auth-token") == 0 && i + 1 < argc) {
-            token_arg = argv[++i];
-        } else if (strncmp(argv[i], "--auth-token=", 13) == 0) {
-            token_arg = argv[i] + 13;
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage();
-            return 0;
-        } else if (argv[i][0] != '-' && url_arg == NULL) {
-            url_arg = argv[i];
-        } else {
-            usage();
-            return 2;
-        }
+    int args_rv = edge_cli_client_args(argc, argv, NULL, NULL, &url_arg, &token_arg);
+    if (args_rv >= 0) {
+        usage();
+        return args_rv;
     }
     sh.url_text = edge_httpc_default_url(url_arg);
     sh.token = edge_httpc_default_token(token_arg);

@@ -190,22 +190,10 @@ int edge_cli_status(int argc, char **argv)
     int rv;
     int status = 1;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
-            as_json = 1;
-        } else if (strcmp(argv[i], "--auth-token") == 0 && i + 1 < argc) {
-            token_arg = argv[++i];
-        } else if (strncmp(argv[i], "--auth-token=", 13) == 0) {
-            token_arg = argv[i] + 13;
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage();
-            return 0;
-        } else if (argv[i][0] != '-' && url_arg == NULL) {
-            url_arg = argv[i];
-        } else {
-            usage();
-            return 2;
-        }
+    int args_rv = edge_cli_client_args(argc, argv, "--json", &as_json, &url_arg, &token_arg);
+    if (args_rv >= 0) {
+        usage();
+        return args_rv;
     }
     url = edge_httpc_default_url(url_arg);
     token = edge_httpc_default_token(token_arg);
