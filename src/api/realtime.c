@@ -48,24 +48,10 @@ int edge__api_realtime_start(struct edge_node *n, int n_loops)
     return edge_rt_create(n->repl.cluster ? &n->repl : NULL, n->db_path, &host, &lim, &n->rt);
 }
 
-/* Does the comma-separated header list offer proto? */
-static bool offers(const char *list, const char *proto)
-{
-    size_t pl = strlen(proto);
-    for (const char *p = list; p != NULL && *p;) {
-        while (*p == ' ' || *p == ',') p++;
-        const char *e = p;
-        while (*e && *e != ',' && *e != ' ') e++;
-        if ((size_t)(e - p) == pl && strncmp(p, proto, pl) == 0) return true;
-        p = e;
-    }
-    return false;
-}
-
 void edge__api_realtime_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
-    if (!offers(edge_http_header(req, "sec-websocket-protocol"), EDGE_RT_PROTOCOL)) {
+    if (!edge_http_list_has(edge_http_header(req, "sec-websocket-protocol"), EDGE_RT_PROTOCOL)) {
         edge__api_respond_error(n, c, req, EP_WS, 400, "WS_PROTOCOL_UNSUPPORTED",
                                 "offer the WebSocket subprotocol " EDGE_RT_PROTOCOL);
         return;

@@ -113,6 +113,9 @@ void edge_http_respond_error(struct edge_http_conn *c, int status, const char *c
 
 /* The value of a request header (name lower-case) or NULL. */
 const char *edge_http_header(const struct edge_http_req *req, const char *name);
+/* Does the comma- (or space-) separated header value list (NULL: none) name token, exactly
+ * (case-sensitive, as WebSocket subprotocols are, RFC 6455 section 4.1)? */
+bool edge_http_list_has(const char *list, const char *token);
 
 /* Upgrade the current request's connection to WebSocket, choosing `protocol` (may be
  * NULL). Sends 101. Returns EDGE_OK or EDGE_EPROTO if the request is not a valid

@@ -37,6 +37,19 @@ const char *edge_http_header(const struct edge_http_req *req, const char *name)
     return NULL;
 }
 
+bool edge_http_list_has(const char *list, const char *token)
+{
+    size_t tl = strlen(token);
+    for (const char *p = list; p != NULL && *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ') e++;
+        if ((size_t)(e - p) == tl && strncmp(p, token, tl) == 0) return true;
+        p = e;
+    }
+    return false;
+}
+
 static int hexval(int c)
 {
     if (c >= '0' && c <= '9') return c - '0';

@@ -312,34 +312,19 @@ void edge__api_ws_on_close(void *ud, struct edge_http_conn *c)
     }
 }
 
-static bool offers(const char *list, const char *proto)
-{
-    if (list == NULL) return false;
-    size_t pl = strlen(proto);
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == ',') p++;
-        const char *e = p;
-        while (*e && *e != ',' && *e != ' ') e++;
-        if ((size_t)(e - p) == pl && strncmp(p, proto, pl) == 0) return true;
-        p = e;
-    }
-    return false;
-}
-
 void edge__api_ws_upgrade(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req)
 {
     struct edge_node *n = l->node;
     const char *protos = edge_http_header(req, "sec-websocket-protocol");
     const char *chosen = NULL;
     int version = 1;
-    if (offers(protos, "hrana3")) {
+    if (edge_http_list_has(protos, "hrana3")) {
         chosen = "hrana3";
         version = 3;
-    } else if (offers(protos, "hrana2")) {
+    } else if (edge_http_list_has(protos, "hrana2")) {
         chosen = "hrana2";
         version = 2;
-    } else if (offers(protos, "hrana1")) {
+    } else if (edge_http_list_has(protos, "hrana1")) {
         chosen = "hrana1";
     } else if (protos != NULL) {
         edge__api_respond_error(n, c, req, EP_WS, 400, "WS_PROTOCOL_UNSUPPORTED", "no supported WebSocket subprotocol offered");
