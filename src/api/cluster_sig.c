@@ -34,7 +34,11 @@ void edge__api_cluster_sigs_init(struct edge_node *n)
 {
     memset(&n->csigs, 0, sizeof(n->csigs));
     pthread_mutex_init(&n->csigs.mu, NULL);
-    n->csigs.max = n->cfg.conf != NULL ? (uint32_t)n->cfg.conf->cluster_sig_replay_max : EDGE_CONF_SIG_REPLAY_MAX;
+    const struct edge_conf *conf = n->cfg.conf;
+    /* edge_conf_load validated it; a configuration built otherwise gets the default */
+    bool set = conf != NULL && conf->cluster_sig_replay_max >= 1 &&
+               conf->cluster_sig_replay_max <= EDGE_CONF_SIG_REPLAY_MAX;
+    n->csigs.max = set ? (uint32_t)conf->cluster_sig_replay_max : EDGE_CONF_SIG_REPLAY_MAX;
     uint32_t nb = 1;
     while (nb < n->csigs.max) nb <<= 1;
     n->csigs.bucket_mask = nb - 1;
