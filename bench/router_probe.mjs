@@ -6,9 +6,13 @@
 //   2. a 100-row aggregate over 20000 rows, cached vs uncached (each uncached call is a text of its own)
 //   3. fail-over: reads through the router pinned to one region by --client-region, that region
 //      SIGKILLed: time from the kill to the first read answered elsewhere, failed reads
+//   1b. the same point reads over WebSocket (@libsql/client, ws://), straight vs through the router
+//      (which reads every message: bookmarks, the session's state for fail-over)
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { startCluster, sleep } from '../tests/client/lib/cluster.mjs';
 
 const SECONDS = Number(process.env.ROUTER_BENCH_SECONDS ?? 4);
@@ -99,6 +103,41 @@ try {
     `routed_p50_ms=${routed.p50.toFixed(3)} routed_p99_ms=${routed.p99.toFixed(3)} ` +
     `added_p50_ms=${(routed.p50 - direct.p50).toFixed(3)} added_p99_ms=${(routed.p99 - direct.p99).toFixed(3)} ` +
     `errors=${direct.errors + routed.errors} conc=${CONC}`);
+  // 1b. over WebSocket: one @libsql/client per path, CONC executes in flight on it
+  // the client is installed with the tests (tests/client/node_modules)
+  const req = createRequire(new URL('../tests/client/package.json', import.meta.url));
+  const { createClient } = await import(pathToFileURL(req.resolve('@libsql/client')).href);
+  const wsLoad = async (url, seconds) => {
+    const cl = createClient({ url: url.replace('http://', 'ws://') });
+    const lat = [];
+    let n = 0;
+    let errors = 0;
+    const stop = Date.now() + seconds * 1000;
+    const t0 = Date.now();
+    await Promise.all(Array.from({ length: CONC }, async () => {
+      while (Date.now() < stop && n < 2e6) {
+        const i = n++;
+        const s0 = process.hrtime.bigint();
+        try { await cl.execute(point(i)); } catch { errors++; }
+        lat.push(Number(process.hrtime.bigint() - s0) / 1e6);
+      }
+    }));
+    const secs = (Date.now() - t0) / 1000;
+    cl.close();
+    return { rps: lat.length / secs, p50: pct(lat, 0.5), p99: pct(lat, 0.99), errors };
+  };
+  let wsDirect = null;
+  let wsRouted = null;
+  await wsLoad(c.url('b'), 1);
+  await wsLoad(r.url, 1);
+  for (let k = 0; k < 2; k++) {
+    wsDirect = best(wsDirect, await wsLoad(c.url('b'), SECONDS));
+    wsRouted = best(wsRouted, await wsLoad(r.url, SECONDS));
+  }
+  console.log(`RESULT name=router_ws_point_reads direct_rps=${wsDirect.rps.toFixed(0)} routed_rps=${wsRouted.rps.toFixed(0)} ` +
+    `ratio=${(wsRouted.rps / wsDirect.rps).toFixed(2)} direct_p50_ms=${wsDirect.p50.toFixed(3)} ` +
+    `routed_p50_ms=${wsRouted.p50.toFixed(3)} direct_p99_ms=${wsDirect.p99.toFixed(3)} ` +
+    `routed_p99_ms=${wsRouted.p99.toFixed(3)} errors=${wsDirect.errors + wsRouted.errors} conc=${CONC}`);
   // 2. aggregate: cached (one text) vs uncached (a text of its own each time)
   const agg = 'SELECT k, count(*), sum(v) FROM big GROUP BY k';
   const unc = await load(c.url('b'), (i) => `${agg} /* u${i} */`, SECONDS, 4);
