@@ -399,7 +399,13 @@ static void proxy(struct door *d, struct edge_http_conn *c, struct edge_http_req
         if (!p->read && p->norm[0] == '\0') {
             /* the first statement's text for the statistics, read or not */
             json_t *r0 = cursor ? NULL : json_array_get(json_object_get(body, "requests"), 0);
-            json_t *sql = json_object_get(json_object_get(r0, "stmt"), "sql");
+            json_t *stmt = json_object_get(r0, "stmt");
+            if (stmt == NULL) {
+                /* a batch (or a cursor's): its first step */
+                json_t *b = json_object_get(cursor ? body : r0, "batch");
+                stmt = json_object_get(json_array_get(json_object_get(b, "steps"), 0), "stmt");
+            }
+            json_t *sql = json_object_get(stmt, "sql");
             if (json_is_string(sql)) {
                 edge_router_normalize(json_string_value(sql), json_string_length(sql), p->norm, sizeof(p->norm));
             }

@@ -125,14 +125,12 @@ describe('router_door_protobuf', { timeout: 180000 }, () => {
     assert.equal((await fetch(r.url + '/v1/router/stats/reset', { method: 'POST' })).status, 200);
     const s = client.openStream();
     assert.equal((await s.query('SELECT id FROM t WHERE id >= 100')).rows.length, 7);
-    s.close();
-    const s1 = client.openStream(); // the batch first on its stream: no baton, so the door names it
-    const pb = s1.batch(false); // one pipeline, a batch of two steps
+    const pb = s.batch(false); // a batch of two steps, in the stream (its baton) as its second request
     const p1 = pb.step().query('SELECT v FROM t WHERE id >= 100 AND id < 103');
     const p2 = pb.step().query('SELECT id FROM t WHERE id >= 105');
     await pb.execute();
     assert.equal((await p1).rows.length + (await p2).rows.length, 5);
-    s1.close();
+    s.close();
     const s2 = client.openStream();
     const cb = s2.batch(true); // through /v3-protobuf/cursor
     const c1 = cb.step().query('SELECT v FROM t WHERE id >= 104');
