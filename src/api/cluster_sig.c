@@ -98,14 +98,18 @@ static const char *remember(struct cluster_sigs *cs, const struct edge_repl_http
             return "replayed (this signature was used already)";
         }
     }
-    if (cs->count == cs->max) {
-        drop_oldest(cs);
-        cs->evicted++;
-    }
     if (s->ts_ms <= cs->floor_ms[region]) {
         /* used already, or so old that the replay cache no longer knows */
         cs->replayed++;
         return "replayed, or signed before the oldest signature the replay cache still knows (sign again)";
+    }
+    /* Room is made only for a signature that is let in: a refused one (a replay of a
+     * captured request, say) must not push a live nonce out and raise its region's floor.
+     * The drop may raise the floor above s's ts; s is in the ring then, so its nonce is
+     * still caught, and its own drop later leaves the floor where it is. */
+    if (cs->count == cs->max) {
+        drop_oldest(cs);
+        cs->evicted++;
     }
     int32_t i = (int32_t)((cs->head + cs->count) % cs->max);
     memcpy(cs->ring[i].nonce, s->nonce, 16);
