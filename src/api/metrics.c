@@ -309,6 +309,21 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
                     "# TYPE edgelite_ws_output_closed_total counter\nedgelite_ws_output_closed_total %llu\n",
                     (unsigned long long)ws.queued, n->writer_queue, (unsigned long long)ws.refused,
                     (unsigned long long)ws_out_closed);
+    struct edge_ckpt_stats cks;
+    edge_ckpt_stats(n->ckpt, &cks);
+    edge_buf_printf(&b,
+                    "# HELP edgelite_wal_checkpoints_total WAL checkpoints of the writer's connection: by the "
+                    "checkpoint thread, or inline on the writer thread once the WAL passed %d pages.\n"
+                    "# TYPE edgelite_wal_checkpoints_total counter\n"
+                    "edgelite_wal_checkpoints_total{by=\"thread\"} %llu\n"
+                    "edgelite_wal_checkpoints_total{by=\"writer\"} %llu\n"
+                    "# HELP edgelite_wal_checkpoint_seconds_total Time the checkpoint thread spent checkpointing.\n"
+                    "# TYPE edgelite_wal_checkpoint_seconds_total counter\nedgelite_wal_checkpoint_seconds_total %.6f\n"
+                    "# HELP edgelite_wal_pages WAL size in pages after the writer's last commit.\n"
+                    "# TYPE edgelite_wal_pages gauge\nedgelite_wal_pages %llu\n",
+                    EDGE_CKPT_PAGES * EDGE_CKPT_HARD_FACTOR, (unsigned long long)cks.background,
+                    (unsigned long long)cks.inline_, (double)cks.background_us / 1e6,
+                    (unsigned long long)cks.last_wal_pages);
     edge_buf_printf(&b,
                     "# HELP edgelite_tls_failures_total Client connections closed for bad TLS input (not TLS, a "
                     "failed handshake, a broken record) or a handshake not finished in time.\n"

@@ -478,6 +478,8 @@ static void node_free(struct edge_node *n)
     edge_tls_ctx_free(n->tls);
     edge_writer_free(n->writer); /* stopped and closed already unless start failed */
     n->writer = NULL;
+    edge_ckpt_stop(n->ckpt); /* after the writer's connection closed: its WAL hook points here */
+    n->ckpt = NULL;
     n->repl.writer = NULL;
     edge__api_sessions_free(n);
     edge_rt_destroy(n->rt); /* before the feed it listens to */
@@ -585,6 +587,10 @@ int edge_node_start(const struct edge_node_config *cfg, struct edge_node **out, 
     if (rv != EDGE_OK) goto out;
     rv = edge_store_open(n->db_path, EDGE_STORE_WRITE, cfg->synchronous_full, 5000, &wconn, errmsg, errmsg_len);
     if (rv != EDGE_OK) goto out;
+    /* Without it the writer checkpoints inline, as SQLite does by default: slower, not wrong. */
+    if (edge_ckpt_start(wconn, n->db_path, &n->ckpt) != EDGE_OK) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "node: no checkpoint thread; the writer checkpoints inline");
+    }
     struct edge_writer_hooks hooks = {0};
     if (n->repl.cluster) {
         rv = edge_repl_state_open(&n->repl, edge_store_db(wconn), &hooks, errmsg, errmsg_len);

@@ -45,6 +45,7 @@
 #include "repl/state.h"
 #include "router/router.h"
 #include "store/store.h"
+#include "store/ckpt.h"
 #include "store/writer.h"
 
 #define MAX_TXN_CONNS 64
@@ -178,6 +179,7 @@ struct edge_node {
     char *db_path;
     int port;
     struct edge_writer *writer;
+    struct edge_ckpt *ckpt; /* the writer connection's WAL checkpoints (store/ckpt.h) */
     int writer_queue;    /* limits.writer_queue in force */
     int ws_output_bytes; /* limits.ws_output_bytes in force */
     struct edge_jwt_keys *keys;
