@@ -68,6 +68,8 @@ static void metrics_peer(void *ud, int i, const struct edge_repl_peer_view *v)
                     (unsigned long long)ps->window_full, r, (unsigned long long)ps->auth_failures, r,
                     (unsigned long long)ps->mac_errors, r, v->needs_snapshot ? 1 : 0, r,
                     (unsigned long long)ps->needs_snapshot);
+    /* the link fell back to the peer's ACKed VV and sent again (an ACK below what it covered: a gap) */
+    edge_buf_printf(b, "edgelite_repl_peer_resends_total{peer=\"%s\"} %llu\n", r, (unsigned long long)ps->resends);
     if (ps->clock_offset_known) {
         /* the peer's wall clock minus ours, from PING/PONG */
         edge_buf_printf(b, "edgelite_repl_peer_clock_offset_ms{peer=\"%s\"} %.1f\n", r, ps->clock_offset_ms);
@@ -163,6 +165,14 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                     (unsigned long long)edge_repl_tomb_count(edge_store_db(rconn)), (unsigned long long)ti.collected,
                     (long long)ti.waiting_ms,
                     (unsigned long long)atomic_load(&n->repl.stats.horizon_drops));
+    edge_buf_printf(b,
+                    "# HELP edgelite_repl_apply_transactions_total Writer transactions that applied ENTRIES frames "
+                    "from peers (the frames queued for a link go in one, up to 64 frames or 4 MiB).\n"
+                    "# TYPE edgelite_repl_apply_transactions_total counter\nedgelite_repl_apply_transactions_total %llu\n"
+                    "# HELP edgelite_repl_apply_frames_total ENTRIES frames those transactions applied.\n"
+                    "# TYPE edgelite_repl_apply_frames_total counter\nedgelite_repl_apply_frames_total %llu\n",
+                    (unsigned long long)atomic_load(&n->repl.stats.apply_txns),
+                    (unsigned long long)atomic_load(&n->repl.stats.apply_frames));
     edge_buf_puts(b, "# TYPE edgelite_repl_peer_clock_offset_ms gauge\n");
     struct edge_vclock vv;
     edge_vclock_init(&vv);
@@ -180,6 +190,7 @@ static void metrics_peers(struct edge_node *n, struct edge_store_conn *rconn, st
                      "# TYPE edgelite_repl_peer_retries_total counter\n"
                      "# TYPE edgelite_repl_peer_in_flight gauge\n# TYPE edgelite_repl_peer_in_flight_bytes gauge\n"
                      "# TYPE edgelite_repl_peer_window_full_total counter\n"
+                     "# TYPE edgelite_repl_peer_resends_total counter\n"
                      "# TYPE edgelite_repl_peer_auth_failures_total counter\n"
                      "# TYPE edgelite_repl_peer_mac_errors_total counter\n"
                      "# HELP edgelite_repl_peer_needs_snapshot 1 while the log is compacted past what the peer "

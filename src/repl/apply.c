@@ -594,10 +594,23 @@ static int batch_end(sqlite3 *db, struct batch_env *env, const struct edge_repl_
     return rv;
 }
 
-static int apply_batch_once(sqlite3 *db, const struct edge_repl_local *local, uint64_t max_skew_ms,
-                            const struct edge_repl_entry *entries, size_t count, struct edge_repl_apply_stats *stats,
-                            bool force, bool *out_restart, char *errmsg, size_t errmsg_len)
+/* Frames of the batch whose last entry comes before entry i (all of them for count) are
+ * done: their callback runs, inside the transaction. */
+static int frames_done(sqlite3 *db, const struct edge_repl_frames *fr, size_t *k, size_t i)
 {
+    int rv = EDGE_OK;
+    while (fr != NULL && rv == EDGE_OK && *k < fr->n && fr->ends[*k] <= i) {
+        rv = fr->on_frame(fr->ud, db, (*k)++);
+    }
+    return rv;
+}
+
+static int apply_batch_once(sqlite3 *db, const struct edge_repl_local *local, uint64_t max_skew_ms,
+                            const struct edge_repl_entry *entries, size_t count, const struct edge_repl_frames *fr,
+                            struct edge_repl_apply_stats *stats, bool force, bool *out_restart, char *errmsg,
+                            size_t errmsg_len)
+{
+    size_t kf = 0;
     *out_restart = false;
     struct batch_env env;
     int rv = batch_begin(db, &env, force, errmsg, errmsg_len);
@@ -615,6 +628,11 @@ static int apply_batch_once(sqlite3 *db, const struct edge_repl_local *local, ui
     for (size_t i = 0; i < count && rv == EDGE_OK; i++) {
         const struct edge_repl_entry *e = &entries[i];
         char err[512] = "";
+        rv = frames_done(db, fr, &kf, i);
+        if (rv != EDGE_OK) {
+            snprintf(errmsg, errmsg_len, "apply: cannot read the version vector after a frame");
+            break;
+        }
         edge__repl_exec(db, "SAVEPOINT edge_apply");
         uint64_t before = st.applied;
         int arv = apply_one(&x, e->origin, e->seq, e->hlc, e->consistency, &e->deps, e->payload, e->payload_len, err,
@@ -666,6 +684,10 @@ static int apply_batch_once(sqlite3 *db, const struct edge_repl_local *local, ui
         if (e->hlc > st.max_hlc) st.max_hlc = e->hlc;
     }
     if (rv == EDGE_OK) {
+        rv = frames_done(db, fr, &kf, count);
+        if (rv != EDGE_OK) snprintf(errmsg, errmsg_len, "apply: cannot read the version vector after a frame");
+    }
+    if (rv == EDGE_OK) {
         rv = edge__repl_fixup(&x);
         if (rv != EDGE_OK) snprintf(errmsg, errmsg_len, "apply: constraint repair failed: %s", sqlite3_errmsg(db));
     }
@@ -693,17 +715,24 @@ static int apply_batch_once(sqlite3 *db, const struct edge_repl_local *local, ui
     return rv;
 }
 
+int edge_repl_apply_frames(sqlite3 *db, const struct edge_repl_local *local, uint64_t max_skew_ms,
+                           const struct edge_repl_entry *entries, size_t count, const struct edge_repl_frames *fr,
+                           struct edge_repl_apply_stats *stats, char *errmsg, size_t errmsg_len)
+{
+    bool restart = false;
+    int rv = apply_batch_once(db, local, max_skew_ms, entries, count, fr, stats, false, &restart, errmsg, errmsg_len);
+    if (restart) {
+        errmsg[0] = '\0';
+        rv = apply_batch_once(db, local, max_skew_ms, entries, count, fr, stats, true, &restart, errmsg, errmsg_len);
+    }
+    return rv;
+}
+
 int edge_repl_apply_batch(sqlite3 *db, const struct edge_repl_local *local, uint64_t max_skew_ms,
                           const struct edge_repl_entry *entries, size_t count, struct edge_repl_apply_stats *stats,
                           char *errmsg, size_t errmsg_len)
 {
-    bool restart = false;
-    int rv = apply_batch_once(db, local, max_skew_ms, entries, count, stats, false, &restart, errmsg, errmsg_len);
-    if (restart) {
-        errmsg[0] = '\0';
-        rv = apply_batch_once(db, local, max_skew_ms, entries, count, stats, true, &restart, errmsg, errmsg_len);
-    }
-    return rv;
+    return edge_repl_apply_frames(db, local, max_skew_ms, entries, count, NULL, stats, errmsg, errmsg_len);
 }
 
 int edge_repl_retry_apply_errors(sqlite3 *db, const struct edge_repl_local *local,

@@ -297,11 +297,6 @@ static int handle_msg(struct edge_peer *p, const uint8_t *m, size_t len)
                     pthread_mutex_unlock(&p->mu);
                 }
             }
-            /* The smallest sample is the one that queued least behind batches at the peer. */
-            if (!p->have_rtt || us < p->wire_rtt_us) {
-                p->wire_rtt_us = us;
-                p->have_rtt = true;
-            }
             p->ping_t_ms = 0;
             pthread_mutex_lock(&p->mu);
             p->st.rtt_ms = p->st.rtt_ms == 0 ? sample : 0.7 * p->st.rtt_ms + 0.3 * sample;
@@ -336,32 +331,23 @@ static bool window_open(const struct edge_peer *p)
     return p->fl_len == 0 || (p->fl_len < (size_t)p->max_in_flight && p->fl_bytes < p->max_in_flight_bytes);
 }
 
-/* May another batch go out now? Within the window, only while its predecessors can
- * still be on the wire: once the oldest one has been out longer than a round trip (plus
- * a quarter), it waits in the peer's queue, and so would a new batch; holding back then
- * lets the pending entries coalesce into one batch when the ACK comes, instead of many
- * tiny ones that the peer applies one transaction each (on a LAN, where the wire is ~0
- * and the peer's apply is the bottleneck, this keeps the old one-batch-per-ACK
- * behaviour). Tried: never holding back on WAN links cut the p99 of cross-region
- * write-to-event latency, but made convergence after a bulk load 2-3x slower (bench/repl.sh
- * wan_preload), so the rule stays for now. */
-static bool can_push(const struct edge_peer *p, uint64_t now)
+/* May another batch go out now? Whenever the window has room: an entry leaves as soon as
+ * it is committed. (Before, a batch waited once the oldest in flight was older than a
+ * round trip and a quarter, so that pending entries coalesced for a receiver that applied
+ * each ENTRIES in its own transaction; a late ACK then cost every new write a further
+ * round trip, the tail of cross-region write-to-event latency. The receiver now applies
+ * the frames queued for a link in one transaction, session.c, which keeps bulk loads
+ * converging as fast.) */
+static bool can_push(const struct edge_peer *p)
 {
-    if (!p->want || p->draining || !window_open(p)) {
-        return false;
-    }
-    if (p->fl_len == 0) {
-        return true;
-    }
-    uint64_t age = now - p->flights[p->fl_head].built_us;
-    return age < p->wire_rtt_us + p->wire_rtt_us / 4 + 1000;
+    return p->want && !p->draining && window_open(p);
 }
 
 /* Fill the window: build and queue ENTRIES while can_push says so. */
 static int push_some(struct edge_peer *p)
 {
     for (int i = 0; i < p->max_in_flight; i++) {
-        if (!can_push(p, edge__peer_now_us())) {
+        if (!can_push(p)) {
             /* Counted once per wait (status.window_full): entries wait for an ACK
              * because of the bound, not because of the peer or the round-trip rule. */
             bool full = p->want && !p->draining && !window_open(p);
@@ -395,7 +381,6 @@ static int push_some(struct edge_peer *p)
             edge__peer_set_err(p, "push: %s", edge_strerror(rv));
             return rv;
         }
-        f->built_us = edge__peer_now_us();
         f->deadline_ms = edge__peer_now_ms() + (uint64_t)p->one_way_delay_ms + ACK_TIMEOUT_MS;
         f->bytes = p->out.len;
         p->fl_bytes += f->bytes;
@@ -497,8 +482,6 @@ static int session(struct edge_peer *p, bool *out_handshaked)
     EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "peer=%s connected", p->peer_region);
     p->want = true; /* a fresh session always catches up, async entries included */
     p->draining = false;
-    p->wire_rtt_us = 2 * (uint64_t)p->one_way_delay_ms * 1000u;
-    p->have_rtt = false;
     p->have_offset = false;
     uint64_t next_sync = edge__peer_now_ms() + (uint64_t)p->sync_interval_ms;
     uint64_t next_ping = edge__peer_now_ms();
@@ -573,7 +556,7 @@ static int session(struct edge_peer *p, bool *out_handshaked)
         if (p->inq.len > 0) {
             deadline = min_u64(deadline, edge__mq_front(&p->inq)->due_ms);
         }
-        if (can_push(p, edge__peer_now_us())) {
+        if (can_push(p)) {
             deadline = now; /* more to build right away */
         }
         rv = pump(p, deadline);

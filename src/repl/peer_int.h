@@ -26,7 +26,6 @@ enum link_state { ST_CHALLENGE, ST_HELLO, ST_READY };
 struct flight {
     struct edge_vclock sent; /* p->sent right after it was built: its ACK must cover this */
     size_t bytes;            /* the message's size, counted in fl_bytes */
-    uint64_t built_us;       /* when it was built (monotonic) */
     uint64_t deadline_ms;    /* the ACK is overdue after this */
 };
 
@@ -64,9 +63,7 @@ struct edge_peer {
     bool want;                   /* a trigger asked for a push and the log may have more */
     bool draining;               /* a gap was seen: send nothing new until all ACKs are in */
     uint64_t ping_t_ms;       /* send time of the outstanding PING, 0 if none */
-    uint64_t ping_us;         /* the same instant, finer, for wire_rtt_us */
-    uint64_t wire_rtt_us;     /* smallest PING round trip this session (2 delays before the first) */
-    bool have_rtt;            /* wire_rtt_us comes from a PONG */
+    uint64_t ping_us;         /* the same instant, finer, for the clock offset */
     uint64_t ping_wall_ms;    /* wall clock when the PING left */
     uint64_t offset_rtt_us;   /* round trip of the sample clock_offset_ms came from */
     bool have_offset;

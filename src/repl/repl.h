@@ -159,6 +159,22 @@ int edge_repl_apply_batch(sqlite3 *db, const struct edge_repl_local *local, uint
                           const struct edge_repl_entry *entries, size_t count, struct edge_repl_apply_stats *stats,
                           char *errmsg, size_t errmsg_len);
 
+/* The batch as the consecutive frames it came in (session.c applies several queued ENTRIES
+ * frames in one transaction): frame k ends before entry ends[k] (ascending, the last one
+ * count), and on_frame(ud, db, k) runs inside the transaction once frame k's entries are
+ * applied, before any of the next frame's (to read the version vector it leaves). A
+ * restarted batch (schema changes) calls it again from frame 0. An error from it fails
+ * the batch like a transient one. */
+struct edge_repl_frames {
+    const size_t *ends;
+    size_t n;
+    int (*on_frame)(void *ud, sqlite3 *db, size_t k);
+    void *ud;
+};
+int edge_repl_apply_frames(sqlite3 *db, const struct edge_repl_local *local, uint64_t max_skew_ms,
+                           const struct edge_repl_entry *entries, size_t count, const struct edge_repl_frames *fr,
+                           struct edge_repl_apply_stats *stats, char *errmsg, size_t errmsg_len);
+
 /* Apply again the entries kept in _edge_apply_errors (in their origin's order); the
  * ones that succeed leave the table. Same transaction rules as the batch. *out_left:
  * entries still failing. */

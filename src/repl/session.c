@@ -40,17 +40,32 @@ struct edge_peer_session {
     int refs;
 };
 
-/* One ENTRIES batch on its way through the writer and back. */
+/* ENTRIES frames queued for a link while its apply job ran are applied together, in one
+ * writer transaction (group apply): on a WAN link a sender keeps many small batches in
+ * flight, and one transaction each made the receiver the bottleneck after a stall or a
+ * bulk load. Bounded per job by count and bytes (the first frame always goes, whatever
+ * its size); metrics edgelite_repl_apply_transactions_total / _frames_total. */
+#define GROUP_FRAMES_MAX 64
+#define GROUP_BYTES_MAX ((size_t)4 << 20)
+
+/* One ENTRIES frame of an apply job, and what it is answered. */
+struct apply_frame {
+    uint8_t *data;
+    size_t len;
+    struct edge_vclock ack_vv; /* the VV after this frame; empty: the region's VV when answered */
+    int rv;
+    char err[256];
+};
+
+/* One or more ENTRIES frames on their way through the writer and back. */
 struct apply_job {
     struct edge_writer_job wjob;
     struct edge_task task;
     struct edge_peer_session *ps;
-    uint8_t *frame;
-    size_t frame_len;
-    struct edge_vclock ack_vv;
-    int apply_rv;
-    uint64_t applied; /* entries this batch applied (or kept aside as failed) */
-    char apply_err[256];
+    struct apply_frame *frames;
+    size_t n_frames;
+    size_t n_run;     /* frames the job answers (from the first); the rest go back to the queue */
+    uint64_t applied; /* entries the job applied (or kept aside as failed) */
 };
 
 static void peer_process(struct edge_peer_session *ps);
@@ -95,78 +110,216 @@ static void peer_refuse(struct edge_peer_session *ps, const char *code, const ch
     ps->closed = true;
 }
 
-/* Writer thread, alone: apply a batch of entries in order inside one transaction. */
-static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
+static void add_stats(struct edge_repl_state *st, const struct edge_repl_apply_stats *as)
 {
-    struct apply_job *j = (struct apply_job *)job;
-    struct edge_repl_state *st = j->ps->st;
-    sqlite3 *db = edge_store_db(conn);
-    struct edge_repl_entry *entries = NULL;
-    size_t count = 0;
-    j->apply_rv = edge_repl_decode_entries(j->frame, j->frame_len, &entries, &count);
-    if (j->apply_rv != EDGE_OK) {
-        snprintf(j->apply_err, sizeof(j->apply_err), "malformed ENTRIES message");
-        return EDGE_OK;
+    atomic_fetch_add(&st->stats.applied, as->applied);
+    atomic_fetch_add(&st->stats.rows, as->rows);
+    atomic_fetch_add(&st->stats.conflicts, as->conflicts);
+    atomic_fetch_add(&st->stats.session_merges, as->session_merges);
+    atomic_fetch_add(&st->stats.duplicates, as->duplicates);
+    atomic_fetch_add(&st->stats.deferred, as->deferred);
+    atomic_fetch_add(&st->stats.hidden, as->hidden);
+    atomic_fetch_add(&st->stats.restored, as->restored);
+    atomic_fetch_add(&st->stats.apply_errors, as->apply_errors);
+    atomic_fetch_add(&st->stats.skewed, as->skewed);
+    atomic_fetch_add(&st->stats.ddl_skipped, as->ddl_skipped);
+    atomic_fetch_add(&st->stats.horizon_drops, as->horizon_drops);
+}
+
+/* After the transaction, whatever happened: what we hold now (the sender resends the rest). */
+static void load_ack_vv(struct edge_repl_state *st, sqlite3 *db, struct edge_vclock *out)
+{
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    if (edge_repl_vv_load(db, &vv) == EDGE_OK) {
+        edge_repl_state_merge(st, &vv);
+        edge_vclock_copy(out, &vv);
     }
+    edge_vclock_close(&vv);
+}
+
+/* Apply entries (from frames whose ends fr gives, or one frame) in order inside one
+ * transaction, a savepoint per entry; a failing entry is kept aside, never blocks the rest
+ * (apply.c). The clock moves past what was applied before COMMIT. After it, what we hold
+ * now goes to *ack_vv (whatever happened: the sender resends the rest) and to the
+ * region's VV, then the feed hears of what was applied. */
+static int apply_entries(struct apply_job *j, sqlite3 *db, const struct edge_repl_entry *entries, size_t count,
+                         const struct edge_repl_frames *fr, struct edge_vclock *ack_vv, char *err, size_t err_len)
+{
+    struct edge_repl_state *st = j->ps->st;
     struct edge_repl_apply_stats as = {0};
     /* Before the batch's COMMIT: the hot-read cache refuses what it may change. */
     struct edge_feed_mark mark = {0};
     edge_feed_mark_entries(st, db, entries, count, &mark);
     edge_capture_suspend(st->wcap, true);
-    /* One transaction, a savepoint per entry; a failing entry is kept aside, never
-     * blocks the rest (apply.c). The clock moves past what was applied before COMMIT. */
-    int rv = edge_repl_apply_batch(db, &st->local, st->max_skew_ms, entries, count, &as, j->apply_err,
-                                   sizeof(j->apply_err));
+    int rv = edge_repl_apply_frames(db, &st->local, st->max_skew_ms, entries, count, fr, &as, err, err_len);
     edge_capture_suspend(st->wcap, false);
-    edge_repl_entries_free(entries, count);
-    if (rv == EDGE_OK || rv == EDGE_ECORRUPT || rv == EDGE_ESTORE) {
-        /* What we hold now, whatever happened: the sender resends the rest. */
-        struct edge_vclock vv;
-        edge_vclock_init(&vv);
-        if (edge_repl_vv_load(db, &vv) == EDGE_OK) {
-            edge_repl_state_merge(st, &vv);
-            edge_vclock_copy(&j->ack_vv, &vv);
-        }
-        edge_vclock_close(&vv);
-    }
+    if (rv == EDGE_OK || rv == EDGE_ECORRUPT || rv == EDGE_ESTORE) load_ack_vv(st, db, ack_vv);
     if (as.applied + as.apply_errors > 0) edge_feed_dispatch(st, db);
     edge_feed_unmark(st, &mark);
-    atomic_fetch_add(&st->stats.applied, as.applied);
-    atomic_fetch_add(&st->stats.rows, as.rows);
-    atomic_fetch_add(&st->stats.conflicts, as.conflicts);
-    atomic_fetch_add(&st->stats.session_merges, as.session_merges);
-    atomic_fetch_add(&st->stats.duplicates, as.duplicates);
-    atomic_fetch_add(&st->stats.deferred, as.deferred);
-    atomic_fetch_add(&st->stats.hidden, as.hidden);
-    atomic_fetch_add(&st->stats.restored, as.restored);
-    atomic_fetch_add(&st->stats.apply_errors, as.apply_errors);
-    atomic_fetch_add(&st->stats.skewed, as.skewed);
-    atomic_fetch_add(&st->stats.ddl_skipped, as.ddl_skipped);
-    atomic_fetch_add(&st->stats.horizon_drops, as.horizon_drops);
-    j->applied = as.applied + as.apply_errors;
-    j->apply_rv = rv;
+    if (rv == EDGE_OK || fr == NULL) {
+        /* a group that failed is applied again frame by frame: counted there */
+        add_stats(st, &as);
+        j->applied += as.applied + as.apply_errors;
+    }
+    return rv;
+}
+
+/* Writer thread: one frame, on its own (as every frame was before group apply). */
+static void apply_one(struct apply_job *j, sqlite3 *db, struct apply_frame *f)
+{
+    struct edge_repl_entry *entries = NULL;
+    size_t count = 0;
+    f->rv = edge_repl_decode_entries(f->data, f->len, &entries, &count);
+    if (f->rv != EDGE_OK) {
+        snprintf(f->err, sizeof(f->err), "malformed ENTRIES message");
+        return;
+    }
+    f->rv = apply_entries(j, db, entries, count, NULL, &f->ack_vv, f->err, sizeof(f->err));
+    edge_repl_entries_free(entries, count);
+    if (f->rv == EDGE_OK) {
+        atomic_fetch_add(&j->ps->st->stats.apply_txns, 1);
+        atomic_fetch_add(&j->ps->st->stats.apply_frames, 1);
+    }
+}
+
+/* Inside the group's transaction, frame k applied: the VV it leaves is its ACK. */
+static int group_on_frame(void *ud, sqlite3 *db, size_t k)
+{
+    struct apply_job *j = ud;
+    struct apply_frame *f = &j->frames[k];
+    edge_vclock_close(&f->ack_vv);
+    edge_vclock_init(&f->ack_vv);
+    return edge_repl_vv_load(db, &f->ack_vv);
+}
+
+/* Writer thread: frames 0..n-1 (all decoded) in one transaction. EDGE_OK: applied and
+ * each has its ACK's VV; else nothing was applied. */
+static int apply_group(struct apply_job *j, sqlite3 *db, struct edge_repl_entry *const *per, const size_t *cnt,
+                       size_t n)
+{
+    size_t total = 0;
+    for (size_t k = 0; k < n; k++) total += cnt[k];
+    size_t *ends = edge_calloc(n, sizeof(*ends));
+    struct edge_repl_entry *all = edge_calloc(total ? total : 1, sizeof(*all));
+    int rv = EDGE_ENOMEM;
+    if (ends == NULL || all == NULL) goto out;
+    /* The entries side by side, borrowed: each frame's array keeps owning its VVs. */
+    size_t at = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (cnt[k] > 0) memcpy(&all[at], per[k], cnt[k] * sizeof(*all));
+        at += cnt[k];
+        ends[k] = at;
+    }
+    struct edge_repl_frames fr = {ends, n, group_on_frame, j};
+    char err[256] = "";
+    /* the last frame's ACK is read after COMMIT, as a frame alone is */
+    struct edge_vclock last;
+    edge_vclock_init(&last);
+    rv = apply_entries(j, db, all, total, &fr, &last, err, sizeof(err));
+    if (rv == EDGE_OK) {
+        edge_vclock_close(&j->frames[n - 1].ack_vv);
+        j->frames[n - 1].ack_vv = last;
+        edge_vclock_init(&last);
+        atomic_fetch_add(&j->ps->st->stats.apply_txns, 1);
+        atomic_fetch_add(&j->ps->st->stats.apply_frames, n);
+    }
+    edge_vclock_close(&last);
+out:
+    edge_free(all);
+    edge_free(ends);
+    return rv;
+}
+
+/* Writer thread, alone. Several frames: the ones before the first that does not decode
+ * go in one transaction; if that fails, each of them is applied alone instead, so a
+ * failure is answered exactly as it was frame by frame. The frame that does not decode
+ * is answered as before, and the frames after it go back to the link's queue: it may
+ * close the link, and then they must not be applied. */
+static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
+{
+    struct apply_job *j = (struct apply_job *)job;
+    sqlite3 *db = edge_store_db(conn);
+    j->n_run = j->n_frames;
+    if (j->n_frames == 1) {
+        apply_one(j, db, &j->frames[0]);
+        return EDGE_OK;
+    }
+    struct edge_repl_entry **per = edge_calloc(j->n_frames, sizeof(*per));
+    size_t *cnt = edge_calloc(j->n_frames, sizeof(*cnt));
+    size_t ok = 0;
+    if (per != NULL && cnt != NULL) {
+        while (ok < j->n_frames && edge_repl_decode_entries(j->frames[ok].data, j->frames[ok].len, &per[ok],
+                                                            &cnt[ok]) == EDGE_OK) {
+            ok++;
+        }
+    }
+    int grv = ok >= 2 ? apply_group(j, db, per, cnt, ok) : EDGE_EINVAL;
+    for (size_t k = 0; k < ok; k++) edge_repl_entries_free(per[k], cnt[k]);
+    edge_free(per);
+    edge_free(cnt);
+    size_t alone = grv == EDGE_OK ? ok : 0;
+    if (grv == EDGE_OK) {
+        for (size_t k = 0; k < ok; k++) j->frames[k].rv = EDGE_OK;
+    }
+    /* frame by frame from the first not applied by the group, up to the one that does not
+     * decode (included) */
+    size_t upto = ok < j->n_frames ? ok + 1 : ok;
+    for (size_t k = alone; k < upto; k++) {
+        edge_vclock_close(&j->frames[k].ack_vv);
+        edge_vclock_init(&j->frames[k].ack_vv);
+        apply_one(j, db, &j->frames[k]);
+    }
+    j->n_run = upto;
     return EDGE_OK;
 }
 
-/* Loop thread: answer the batch with an ACK and take the next message. */
+static void apply_job_free(struct apply_job *j)
+{
+    for (size_t k = 0; k < j->n_frames; k++) {
+        edge_vclock_close(&j->frames[k].ack_vv);
+        edge_free(j->frames[k].data);
+    }
+    edge_free(j->frames);
+    edge_free(j);
+}
+
+/* Loop thread: answer each frame with its ACK, in order, and take the next message. */
 static void apply_finish(struct apply_job *j)
 {
     struct edge_peer_session *ps = j->ps;
     struct edge_repl_state *st = ps->st;
-    if (j->apply_rv != EDGE_OK && j->apply_rv != EDGE_EBUSY) {
-        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "peer %s: apply failed: %s", ps->region,
-                 j->apply_err[0] ? j->apply_err : edge_strerror(j->apply_rv));
-    }
-    if (!ps->closed) {
+    for (size_t k = 0; k < j->n_run && !ps->closed; k++) {
+        struct apply_frame *f = &j->frames[k];
+        if (f->rv != EDGE_OK && f->rv != EDGE_EBUSY) {
+            EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "peer %s: apply failed: %s", ps->region,
+                     f->err[0] ? f->err : edge_strerror(f->rv));
+        }
         struct edge_buf b;
         edge_buf_init(&b, 1 << 20);
-        if (j->apply_rv == EDGE_ECORRUPT && j->ack_vv.n_entries == 0) {
-            peer_refuse(ps, "BAD_ENTRIES", j->apply_err[0] ? j->apply_err : "malformed entries");
+        if (f->rv == EDGE_ECORRUPT && f->ack_vv.n_entries == 0) {
+            peer_refuse(ps, "BAD_ENTRIES", f->err[0] ? f->err : "malformed entries");
         } else {
-            if (j->ack_vv.n_entries == 0) edge_repl_state_vv(st, &j->ack_vv);
-            if (edge_repl_encode_ack(&b, &j->ack_vv) == EDGE_OK) peer_send(ps, &b);
+            if (f->ack_vv.n_entries == 0) edge_repl_state_vv(st, &f->ack_vv);
+            if (edge_repl_encode_ack(&b, &f->ack_vv) == EDGE_OK) peer_send(ps, &b);
         }
         edge_buf_free(&b);
+    }
+    /* Frames after one that did not decode: back to the head of the queue, in order
+     * (gone with the link if that frame closed it). */
+    for (size_t k = j->n_frames; k > j->n_run && !ps->closed; k--) {
+        struct peer_frame *f = edge_calloc(1, sizeof(*f));
+        if (f == NULL) {
+            peer_refuse(ps, "INTERNAL", "out of memory");
+            break;
+        }
+        f->data = j->frames[k - 1].data;
+        f->len = j->frames[k - 1].len;
+        j->frames[k - 1].data = NULL;
+        f->next = ps->q_head;
+        ps->q_head = f;
+        if (ps->q_tail == NULL) ps->q_tail = f;
+        ps->q_len++;
     }
     /* New entries (possibly from a third region) may need relaying to other peers, and
      * reads waiting for a bookmark may now be served. A batch that applied nothing
@@ -178,9 +331,7 @@ static void apply_finish(struct apply_job *j)
         edge_repl_state_wake(st);
     }
     ps->busy = false;
-    edge_vclock_close(&j->ack_vv);
-    edge_free(j->frame);
-    edge_free(j);
+    apply_job_free(j);
     peer_process(ps);
     peer_session_unref(ps);
 }
@@ -222,18 +373,45 @@ static bool cert_is_region(const struct edge_peer_session *ps, const char *regio
            edge_http_conn_peer_names(ps->conn, u.host, false);
 }
 
+static bool is_entries(const struct peer_frame *f)
+{
+    int type = 0;
+    return edge_repl_msg_type(f->data, f->len, &type) == EDGE_OK && type == EDGE_REPL_MSG_ENTRIES;
+}
+
+/* f, and the ENTRIES frames queued right behind it (bounded), in one apply job. */
 static void peer_entries(struct edge_peer_session *ps, struct peer_frame *f)
 {
     struct apply_job *j = edge_calloc(1, sizeof(*j));
-    if (j == NULL) {
+    size_t n = 1, bytes = f->len;
+    for (struct peer_frame *q = ps->q_head; q != NULL && n < GROUP_FRAMES_MAX && bytes + q->len <= GROUP_BYTES_MAX &&
+                                            is_entries(q);
+         q = q->next) {
+        n++;
+        bytes += q->len;
+    }
+    if (j != NULL) j->frames = edge_calloc(n, sizeof(*j->frames));
+    if (j == NULL || j->frames == NULL) {
+        edge_free(j);
         peer_refuse(ps, "INTERNAL", "out of memory");
         return;
     }
-    edge_vclock_init(&j->ack_vv);
     j->ps = ps;
-    j->frame = f->data; /* the job owns the bytes now */
-    j->frame_len = f->len;
-    f->data = NULL;
+    j->n_frames = n;
+    for (size_t k = 0; k < n; k++) {
+        struct peer_frame *g = f;
+        if (k > 0) {
+            g = ps->q_head;
+            ps->q_head = g->next;
+            if (ps->q_head == NULL) ps->q_tail = NULL;
+            ps->q_len--;
+        }
+        edge_vclock_init(&j->frames[k].ack_vv);
+        j->frames[k].data = g->data; /* the job owns the bytes now */
+        j->frames[k].len = g->len;
+        g->data = NULL;
+        if (k > 0) edge_free(g);
+    }
     /* Alone, never inside a group: local writes get their row stamps only when the
      * group's log entry is built at commit, so an entry applied between a local write
      * and that point would merge against stale stamps and the regions would diverge
@@ -244,7 +422,8 @@ static void peer_entries(struct edge_peer_session *ps, struct peer_frame *f)
     ps->busy = true;
     ps->refs++;
     if (edge_writer_submit(ps->st->writer, &j->wjob) != EDGE_OK) {
-        j->apply_rv = EDGE_ECLOSED;
+        j->n_run = j->n_frames;
+        for (size_t k = 0; k < n; k++) j->frames[k].rv = EDGE_ECLOSED;
         apply_finish(j);
     }
 }

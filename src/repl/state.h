@@ -34,6 +34,9 @@ struct edge_repl_counters {
     /* inbound peer links (session.c) refused for a bad HELLO MAC or cluster, and closed for
      * a frame whose seal did not verify */
     _Atomic uint64_t peer_auth_refused, peer_mac_errors;
+    /* inbound ENTRIES: writer transactions that applied them, and the frames those held
+     * (several queued frames go in one, session.c) */
+    _Atomic uint64_t apply_txns, apply_frames;
 };
 
 struct edge_repl_tomb;
