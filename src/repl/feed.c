@@ -163,6 +163,33 @@ void edge_feed_unmark(struct edge_repl_state *st, struct edge_feed_mark *m)
 /* Decoding                                                                           */
 /* ---------------------------------------------------------------------------------- */
 
+/* A column image (an op's row, or the "old" one before it): a count, the names, then the
+ * values, each borrowed from the payload into c[0..n) (NULL in the counting pass). */
+static int read_image(struct edge__rd *r, struct edge_feed_col *c, uint64_t *out_n)
+{
+    uint64_t n;
+    if (edge__repl_get_varint(r, &n) != EDGE_OK || n > 65535) return EDGE_ECORRUPT;
+    for (uint64_t k = 0; k < n; k++) {
+        const char *name;
+        size_t nl;
+        if (edge__repl_get_str(r, &name, &nl) != EDGE_OK) return EDGE_ECORRUPT;
+        if (c) {
+            c[k].name = name;
+            c[k].name_len = nl;
+        }
+    }
+    for (uint64_t k = 0; k < n; k++) {
+        size_t start = r->off;
+        if (edge__repl_skip_value(r) != EDGE_OK) return EDGE_ECORRUPT;
+        if (c) {
+            c[k].val = r->p + start;
+            c[k].val_len = r->off - start;
+        }
+    }
+    *out_n = n;
+    return EDGE_OK;
+}
+
 /* Walk the payload. Pass 1 (ops NULL) counts ops and columns; pass 2 fills. */
 static int decode_pass(struct edge__rd r, const char *origin, uint64_t seq, struct edge_feed_op *ops,
                        struct edge_feed_col *cols, size_t *out_ops, size_t *out_cols)
@@ -186,25 +213,8 @@ static int decode_pass(struct edge__rd r, const char *origin, uint64_t seq, stru
         if (kind == EDGE_REPL_OP_OLD) {
             /* not an op of its own: the image the next op's "old" is */
             uint64_t n;
-            if (edge__repl_get_varint(&r, &n) != EDGE_OK || n > 65535) return EDGE_ECORRUPT;
             struct edge_feed_col *c = cols ? &cols[nc] : NULL;
-            for (uint64_t k = 0; k < n; k++) {
-                const char *name;
-                size_t nl;
-                if (edge__repl_get_str(&r, &name, &nl) != EDGE_OK) return EDGE_ECORRUPT;
-                if (c) {
-                    c[k].name = name;
-                    c[k].name_len = nl;
-                }
-            }
-            for (uint64_t k = 0; k < n; k++) {
-                size_t start = r.off;
-                if (edge__repl_skip_value(&r) != EDGE_OK) return EDGE_ECORRUPT;
-                if (c) {
-                    c[k].val = r.p + start;
-                    c[k].val_len = r.off - start;
-                }
-            }
+            if (read_image(&r, c, &n) != EDGE_OK) return EDGE_ECORRUPT;
             old = c;
             nold = (int)n;
             nc += (size_t)n;
@@ -247,25 +257,8 @@ static int decode_pass(struct edge__rd r, const char *origin, uint64_t seq, stru
         if (rowx) kind = EDGE_REPL_OP_ROW;
         if (kind != EDGE_REPL_OP_ROW && kind != EDGE_REPL_OP_DELETE) return EDGE_ECORRUPT;
         uint64_t n;
-        if (edge__repl_get_varint(&r, &n) != EDGE_OK || n > 65535) return EDGE_ECORRUPT;
         struct edge_feed_col *c = cols ? &cols[nc] : NULL;
-        for (uint64_t k = 0; k < n; k++) {
-            const char *name;
-            size_t nl;
-            if (edge__repl_get_str(&r, &name, &nl) != EDGE_OK) return EDGE_ECORRUPT;
-            if (c) {
-                c[k].name = name;
-                c[k].name_len = nl;
-            }
-        }
-        for (uint64_t k = 0; k < n; k++) {
-            size_t start = r.off;
-            if (edge__repl_skip_value(&r) != EDGE_OK) return EDGE_ECORRUPT;
-            if (c) {
-                c[k].val = r.p + start;
-                c[k].val_len = r.off - start;
-            }
-        }
+        if (read_image(&r, c, &n) != EDGE_OK) return EDGE_ECORRUPT;
         bool all_mine = true;
         if (kind == EDGE_REPL_OP_ROW) {
             size_t ol = strlen(origin);
