@@ -875,6 +875,86 @@ static void test_poison_entry_kept_aside(void **state)
     free(w);
 }
 
+/* Group apply (session.c): several ENTRIES frames in one transaction answer the same VV
+ * after each frame as applying them one by one does, with an entry kept aside for good
+ * and a gap among them. */
+struct frame_vvs {
+    uint64_t seq[8];
+};
+
+static int record_frame_vv(void *ud, sqlite3 *db, size_t k)
+{
+    struct edge_vclock vv;
+    edge_vclock_init(&vv);
+    int rv = edge_repl_vv_load(db, &vv);
+    ((struct frame_vvs *)ud)->seq[k] = edge_vclock_get(&vv, "r0");
+    edge_vclock_close(&vv);
+    return rv;
+}
+
+static void test_frames_answer_as_one_by_one(void **state)
+{
+    (void)state;
+    struct world *w = calloc(1, sizeof(*w));
+    world_init(w, 23);
+    exec_ok(w->r[1].db, "CREATE TABLE t_a(x INTEGER PRIMARY KEY)"); /* r0's index cannot be made in r1 */
+    exec_ok(w->r[2].db, "CREATE TABLE t_a(x INTEGER PRIMARY KEY)");
+    local_write(w, 0, "CREATE INDEX t_a ON t(a)");
+    local_write(w, 0, "INSERT INTO t(id, a, b, c) VALUES (5, 'p', 1, 1.0)");
+    local_write(w, 0, "INSERT INTO t(id, a, b, c) VALUES (6, 'q', 2, 2.0)");
+    local_write(w, 0, "UPDATE t SET a = 'r' WHERE id = 5");
+    /* frames: {1,2} (1 kept aside), {4} (a gap: 3 is not there), {3}, {4} */
+    const int ks[] = {0, 1, 3, 2, 3};
+    const size_t ends[] = {2, 3, 4, 5};
+    struct edge_repl_entry es[5];
+    for (int j = 0; j < 5; j++) {
+        struct entry *e = &w->log[ks[j]];
+        memset(&es[j], 0, sizeof(es[j]));
+        snprintf(es[j].origin, sizeof(es[j].origin), "%s", e->origin);
+        es[j].seq = e->seq;
+        es[j].hlc = e->hlc;
+        es[j].deps = e->deps; /* borrowed */
+        es[j].payload = e->payload;
+        es[j].payload_len = e->len;
+    }
+    /* r1: one transaction; r2: one per frame, as before group apply */
+    struct frame_vvs got = {{0}}, want = {{0}};
+    struct edge_repl_frames fr = {ends, 4, record_frame_vv, &got};
+    char err[256] = "";
+    edge_capture_suspend(w->r[1].cap, true);
+    assert_int_equal(edge_repl_apply_frames(w->r[1].db, &w->r[1].local, 0, es, 5, &fr, &w->r[1].stats, err,
+                                            sizeof(err)),
+                     EDGE_OK);
+    edge_capture_suspend(w->r[1].cap, false);
+    for (size_t k = 0, from = 0; k < 4; from = ends[k], k++) {
+        edge_capture_suspend(w->r[2].cap, true);
+        assert_int_equal(edge_repl_apply_batch(w->r[2].db, &w->r[2].local, 0, &es[from], ends[k] - from,
+                                               &w->r[2].stats, err, sizeof(err)),
+                         EDGE_OK);
+        edge_capture_suspend(w->r[2].cap, false);
+        struct edge_vclock vv;
+        edge_vclock_init(&vv);
+        assert_int_equal(edge_repl_vv_load(w->r[2].db, &vv), EDGE_OK);
+        want.seq[k] = edge_vclock_get(&vv, "r0");
+        edge_vclock_close(&vv);
+    }
+    const uint64_t expect[4] = {2, 2, 3, 4};
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(got.seq[k], expect[k]);
+        assert_int_equal(want.seq[k], expect[k]);
+    }
+    assert_int_equal(w->r[1].stats.apply_errors, 1);
+    assert_int_equal(w->r[2].stats.apply_errors, 1);
+    assert_int_equal(w->r[1].stats.applied, w->r[2].stats.applied);
+    char *d1 = dump(w->r[1].db), *d2 = dump(w->r[2].db);
+    assert_string_equal(d1, d2);
+    assert_string_equal(d1, "5|'r'|1|1.0;6|'q'|2|2.0");
+    free(d1);
+    free(d2);
+    world_free(w);
+    free(w);
+}
+
 /* Item 9: X-Edge-Consistency raises a level, never lowers it; a write whose tables are
  * not known takes the strongest configured level. */
 static void test_consistency_only_raised(void **state)
@@ -1252,6 +1332,7 @@ int main(void)
         cmocka_unit_test(test_ids_no_collision),         cmocka_unit_test(test_rename_while_writing),
         cmocka_unit_test(test_consistency_only_raised), cmocka_unit_test(test_tombstone_horizon_rule),
         cmocka_unit_test(test_tombstone_gc_random_histories), cmocka_unit_test(test_session_records_merge_whole),
+        cmocka_unit_test(test_frames_answer_as_one_by_one),
     };
     fprintf(stdout, "test_repl_apply: seed %u (set EDGE_SEED to reproduce)\n", base_seed());
     return cmocka_run_group_tests_name("repl_apply", tests, NULL, NULL);
