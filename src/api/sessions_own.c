@@ -82,6 +82,27 @@ static int job_run(struct edge_writer_job *wj, struct edge_store_conn *conn)
     return j->store_rv;
 }
 
+/* The session writes the writer took together (consecutive JOB_WRITE jobs of a group),
+ * in one savepoint instead of one each: in order, each seeing the ones before it, each
+ * with its own result. A store error ends the batch; the writer then rolls it back and
+ * runs its jobs again one by one (batch_fallback), so only the failing write fails. */
+static int job_run_batch(struct edge_writer_job *first, int count, struct edge_store_conn *conn)
+{
+    struct sjob *j0 = (struct sjob *)first;
+    struct edge_node *n = j0->l->node;
+    int64_t now = edge__sess_now(n);
+    const char *vv_region = edge__sess_available(n) ? n->region : NULL;
+    struct edge_writer_job *wj = first;
+    for (int i = 0; i < count; i++, wj = wj->next) {
+        struct sjob *j = (struct sjob *)wj;
+        j->w.now_ms = now;
+        j->w.vv_region = vv_region;
+        j->store_rv = edge_sess_write(conn, &j->w);
+        if (j->store_rv != EDGE_OK) return j->store_rv;
+    }
+    return EDGE_OK;
+}
+
 static void job_done_task(struct edge_task *t);
 
 static void job_complete(struct edge_writer_job *wj, int status)
@@ -714,6 +735,8 @@ static void sreq_step(struct sreq *r)
         edge__sess_job_free(j);
         return;
     }
+    j->wjob.run_batch = job_run_batch;
+    j->wjob.batch_fallback = true;
     int rv = edge__sess_job_submit(j, true);
     if (rv != EDGE_OK) {
         edge_buf_free(&jb->blob);

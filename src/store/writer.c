@@ -35,6 +35,29 @@ static int rank(int consistency)
     return consistency == 1 ? 2 : consistency == 0 ? 1 : 0;
 }
 
+/* A batch (j..end, excluded) that failed as a whole and asked for batch_fallback, its
+ * changes already rolled back: each of its jobs runs again alone, through run, in a
+ * savepoint of its own, so that only the jobs that fail by themselves fail (a store error
+ * in one request of a batch must not fail the others). Returns the job that rolled the
+ * whole transaction back, if one did (run_group then takes it out), else NULL. */
+static struct edge_writer_job *run_alone(struct edge_writer *w, struct edge_writer_job *j,
+                                         struct edge_writer_job *end)
+{
+    for (struct edge_writer_job *k = j; k != end; k = k->next) {
+        edge_store_set_budget(w->conn, 0);
+        exec(w->conn, "SAVEPOINT edge_one");
+        size_t mark = w->hooks.mark ? w->hooks.mark(w->hooks.ud) : 0;
+        k->run_status = k->run(k, w->conn);
+        if (sqlite3_get_autocommit(edge_store_db(w->conn))) return k;
+        if (k->run_status != EDGE_OK) {
+            exec(w->conn, "ROLLBACK TO edge_one");
+            if (w->hooks.rewind) w->hooks.rewind(w->hooks.ud, mark);
+        }
+        exec(w->conn, "RELEASE edge_one");
+    }
+    return NULL;
+}
+
 /* Run one group: BEGIN IMMEDIATE, a savepoint per job, COMMIT.
  * A job that makes SQLite roll the whole transaction back (an OR ROLLBACK conflict
  * clause, RAISE(ROLLBACK) in a trigger) would take every other job of the group with
@@ -72,15 +95,20 @@ static void run_group(struct edge_writer *w, struct edge_writer_job *group)
                     rc = SQLITE_ABORT;
                     break;
                 }
-                for (struct edge_writer_job *k = j; k != end; k = k->next) {
-                    k->run_status = st;
-                    if (st == EDGE_OK && rank(k->consistency) > rank(consistency)) {
-                        consistency = k->consistency; /* the entry takes its strongest job's level */
-                    }
-                }
+                for (struct edge_writer_job *k = j; k != end; k = k->next) k->run_status = st;
                 if (st != EDGE_OK) {
                     exec(w->conn, "ROLLBACK TO edge_job");
                     if (w->hooks.rewind) w->hooks.rewind(w->hooks.ud, mark);
+                    if (n > 1 && j->batch_fallback) culprit = run_alone(w, j, end);
+                    if (culprit != NULL) {
+                        rc = SQLITE_ABORT;
+                        break;
+                    }
+                }
+                for (struct edge_writer_job *k = j; k != end; k = k->next) {
+                    if (k->run_status == EDGE_OK && rank(k->consistency) > rank(consistency)) {
+                        consistency = k->consistency; /* the entry takes its strongest job's level */
+                    }
                 }
                 exec(w->conn, "RELEASE edge_job");
             }

@@ -28,6 +28,10 @@ struct edge_writer_job {
      * EDGE_OK keeps the changes of all of them, anything else rolls all back. first is
      * the first of the n jobs, linked by next. */
     int (*run_batch)(struct edge_writer_job *first, int n, struct edge_store_conn *conn);
+    /* With run_batch: when a batch of more than one job fails, its changes are rolled
+     * back and each of its jobs runs again alone (run, in a savepoint of its own), so
+     * only the jobs that fail by themselves fail. Without it the whole batch fails. */
+    bool batch_fallback;
     bool exclusive;               /* run without the group transaction */
     int consistency;              /* for the group's log entry: 0 eventual, 1 strong, 2 async */
     int run_status;               /* what run returned */

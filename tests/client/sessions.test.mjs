@@ -123,6 +123,31 @@ describe('sessions', { timeout: 120000 }, () => {
     assert.equal(r.json.version, 3);
   });
 
+  test('concurrent PUTs: each answers its own version; with If-Match exactly one wins each version', async () => {
+    // The home's writer takes concurrent writes together (one savepoint for the run): each still gets
+    // its own answer, in the order they were applied.
+    const c = await sess.create(url('a'), { id: 'put-race', data: { n: 0 } });
+    assert.equal(c.status, 201, c.text);
+    const plain = await Promise.all(Array.from({ length: 40 }, (_, i) =>
+      sess.put(url('a'), 'put-race', { data: { n: i + 1 } })));
+    for (const r of plain) assert.equal(r.status, 200, r.text);
+    assert.deepEqual(plain.map((r) => r.json.version).sort((x, y) => x - y), Array.from({ length: 40 }, (_, i) => i + 2));
+    let version = 41;
+    for (let round = 0; round < 5; round++) {
+      const rs = await Promise.all(Array.from({ length: 24 }, (_, i) =>
+        sess.put(url('a'), 'put-race', { data: { round, i } }, { 'if-match': String(version) })));
+      const won = rs.filter((r) => r.status === 200);
+      assert.equal(won.length, 1, `round ${round}: ${won.length} PUTs won version ${version}`);
+      assert.equal(won[0].json.version, version + 1);
+      for (const r of rs) if (r.status !== 200) assert.equal(r.json?.code, 'SESSION_VERSION_MISMATCH', r.text);
+      const winner = rs.indexOf(won[0]);
+      version++;
+      const g = await sess.get(url('a'), 'put-race');
+      assert.equal(g.json.version, version);
+      assert.deepEqual(g.json.data, { round, i: winner });
+    }
+  });
+
   test('bad input is a clear 4xx and changes nothing', async () => {
     const c = await sess.create(url('a'), { id: 'bad', data: { keep: true } });
     assert.equal(c.status, 201, c.text);
