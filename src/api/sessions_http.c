@@ -179,7 +179,7 @@ static void sess_get(struct loop *l, struct edge_http_conn *c, struct edge_http_
     }
     struct edge_buf plain;
     edge_buf_init(&plain, (size_t)1 << 26);
-    rv = edge_sess_open(&s->keys, id, row.key_id, row.blob.data, row.blob.len, (size_t)1 << 26, &plain);
+    rv = edge__sess_cache_open(l, id, row.key_id, row.blob.data, row.blob.len, &plain);
     edge_buf_free(&row.blob);
     if (rv != EDGE_OK) {
         edge_buf_free(&plain);
@@ -417,6 +417,10 @@ void edge__api_sessions_stats_handle(struct loop *l, struct edge_http_conn *c, s
     edge_buf_json_double(&b, (double)atomic_load(&s->gc_last_us) / 1000.0);
     edge_buf_puts(&b, ",\"max_step_wall_ms\":");
     edge_buf_json_double(&b, (double)atomic_load(&s->gc_max_wall_us) / 1000.0);
+    edge_buf_printf(&b, "},\"read_cache\":{\"hits\":%" PRIu64 ",\"misses\":%" PRIu64 ",\"evictions\":%" PRIu64
+                    ",\"entries\":%" PRId64 ",\"bytes\":%" PRId64,
+                    atomic_load(&s->cache_hits), atomic_load(&s->cache_misses), atomic_load(&s->cache_evictions),
+                    atomic_load(&s->cache_entries), atomic_load(&s->cache_bytes));
     edge_buf_printf(&b, "},\"decrypt_errors\":%" PRIu64 ",\"reports\":{\"sent\":%" PRIu64 ",\"errors\":%" PRIu64
                     ",\"answered\":%" PRIu64 ",\"received\":%" PRIu64 "}"
                     ",\"partition\":{\"mode\":\"%s\",\"writes\":%" PRIu64 ",\"merges\":%" PRIu64 "}}",
@@ -459,12 +463,19 @@ void edge__api_sessions_metrics(struct loop *l, struct edge_buf *b)
                     "edgelite_sessions_decrypt_errors_total %" PRIu64 "\nedgelite_sessions_compression_ratio %.4f\n"
                     "edgelite_sessions_access_reports_received_total %" PRIu64 "\n"
                     "edgelite_sessions_partition_writes_total %" PRIu64 "\n"
-                    "edgelite_sessions_partition_merges_total %" PRIu64 "\n",
+                    "edgelite_sessions_partition_merges_total %" PRIu64 "\n"
+                    "edgelite_sessions_read_cache_hits_total %" PRIu64 "\n"
+                    "edgelite_sessions_read_cache_misses_total %" PRIu64 "\n"
+                    "edgelite_sessions_read_cache_evictions_total %" PRIu64 "\n"
+                    "edgelite_sessions_read_cache_entries %" PRId64 "\n"
+                    "edgelite_sessions_read_cache_bytes %" PRId64 "\n",
                     atomic_load(&s->expirations), atomic_load(&s->touches), atomic_load(&s->gc_steps),
                     (double)atomic_load(&s->gc_max_us) / 1e6, (double)atomic_load(&s->gc_max_wall_us) / 1e6,
                     atomic_load(&s->decrypt_errors),
                     sealed > 0 ? (double)raw / (double)sealed : 0.0, atomic_load(&s->reports_received),
-                    atomic_load(&s->partition_writes), atomic_load(&n->repl.stats.session_merges));
+                    atomic_load(&s->partition_writes), atomic_load(&n->repl.stats.session_merges),
+                    atomic_load(&s->cache_hits), atomic_load(&s->cache_misses), atomic_load(&s->cache_evictions),
+                    atomic_load(&s->cache_entries), atomic_load(&s->cache_bytes));
 }
 
 /* ------------------------------------------------------------------------------------
@@ -569,6 +580,7 @@ void edge__api_sessions_loop_free(struct loop *l)
     struct edge__sess_loop *sl = l->sess;
     if (sl == NULL) return;
     edge__sess_idlist_free(&sl->touch);
+    edge__sess_cache_free(l);
     for (size_t i = 0; i < sl->n_peers; i++) edge__sess_idlist_free(&sl->peers[i].report);
     edge_free(sl->peers);
     edge_free(sl);

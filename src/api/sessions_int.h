@@ -18,6 +18,8 @@
 #define SESS_TRACK_MAX 200000
 #define SESS_TOUCH_MIN_STEP_MS 1000
 #define SESS_REFUSE_REASONS 3
+#define SESS_CACHE_SLOTS 1024    /* the read cache of each loop: slots (a power of two) */
+#define SESS_CACHE_MAX_PLAIN 8192 /* ... and the largest plaintext it keeps */
 #define SESS_GC_BUDGET_NS (10u * 1000u * 1000u) /* a GC step stops after 10 ms of deleting */
 
 
@@ -48,6 +50,9 @@ struct edge__sess {
     _Atomic uint64_t reports_answered; /* reports of this region that a home answered (its decisions made) */
     _Atomic uint64_t partition_writes; /* writes taken here while their home was unreachable (mode available) */
     _Atomic uint64_t raw_bytes_written, sealed_bytes_written, decrypt_errors;
+    /* the loops' read caches (sessions_cache.c) */
+    _Atomic uint64_t cache_hits, cache_misses, cache_evictions;
+    _Atomic int64_t cache_entries, cache_bytes;
     /* migration counting (home side, sessions_track.c) */
     uint8_t self_code; /* this region's code in the access windows */
     pthread_mutex_t track_mu;
@@ -73,8 +78,19 @@ struct sess_peer {
     uint64_t up_checked_ms;
 };
 
+/* One decoded record of the loop's read cache (sessions_cache.c): the sealed blob it was
+ * opened from, and its plaintext. One allocation: the struct, then id, blob, plain. */
+struct sess_centry {
+    uint32_t key_id;
+    size_t blob_len, plain_len;
+    char *id;
+    uint8_t *blob;
+    char *plain;
+};
+
 struct edge__sess_loop {
     struct loop *l;
+    struct sess_centry **cache; /* SESS_CACHE_SLOTS, direct-mapped by id; NULL until the first GET */
     uv_timer_t tick;
     bool tick_armed;
     struct idlist touch; /* sessions homed here whose TTL slid */
@@ -167,6 +183,14 @@ void edge__sess_track_home(struct edge__sess *s, const char *id);
 bool edge__sess_track_remote(struct edge__sess *s, const char *id, const char *from, uint8_t from_code);
 uint8_t edge__sess_track_code(int region_idx);
 void edge__sess_track_clear(struct edge__sess *s);
+
+/* sessions_cache.c: each loop's cache of decoded records, for GET */
+/* The plaintext of the record (id, key_id, blob) into plain, from the cache or opened
+ * (edge_sess_open) and then kept: EDGE_OK, or what edge_sess_open returned. */
+int edge__sess_cache_open(struct loop *l, const char *id, uint32_t key_id, const void *blob, size_t len,
+                          struct edge_buf *plain);
+/* Wipe and free the loop's cache (loop_free). */
+void edge__sess_cache_free(struct loop *l);
 
 /* sessions_access.c (also edge__api_sessions_access_handle, node_int.h) */
 void edge__sess_tick_arm(struct loop *l);

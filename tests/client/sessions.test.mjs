@@ -148,6 +148,29 @@ describe('sessions', { timeout: 120000 }, () => {
     }
   });
 
+  test('repeated reads are served from the loop\'s decoded copy; a changed record is read fresh', async () => {
+    const c = await sess.create(url('a'), { id: 'cached', data: { v: 1, s: 'x'.repeat(300) } });
+    assert.equal(c.status, 201, c.text);
+    const hits0 = await metric('a', 'edgelite_sessions_read_cache_hits_total');
+    for (let i = 0; i < 6; i++) {
+      const r = await sess.get(url('a'), 'cached');
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(r.json.data, { v: 1, s: 'x'.repeat(300) });
+    }
+    const hits1 = await metric('a', 'edgelite_sessions_read_cache_hits_total');
+    assert.ok(hits1 > hits0, `no read served from the cache (${hits0} -> ${hits1})`);
+    assert.ok(await metric('a', 'edgelite_sessions_read_cache_entries') >= 1);
+    for (let v = 2; v <= 4; v++) {
+      const w = await sess.put(url('a'), 'cached', { data: { v } });
+      assert.equal(w.status, 200, w.text);
+      for (let i = 0; i < 3; i++) {
+        const r = await sess.get(url('a'), 'cached');
+        assert.deepEqual(r.json.data, { v }, `read after write ${v}`);
+        assert.equal(r.json.version, v);
+      }
+    }
+  });
+
   test('bad input is a clear 4xx and changes nothing', async () => {
     const c = await sess.create(url('a'), { id: 'bad', data: { keep: true } });
     assert.equal(c.status, 201, c.text);
