@@ -126,6 +126,10 @@ struct edge_door_wst_req {
     uint64_t sent_ns; /* when (uv_hrtime) */
     char *text;     /* the message as sent (kept while it may be sent again) */
     size_t len;
+    bool ends_tx;   /* it ends its stream's transaction once answered ok (COMMIT, ROLLBACK...) */
+    bool self_tx;   /* a batch holding a whole transaction: open after it only if a step failed */
+    int64_t tx_stream; /* that stream */
+    uint64_t tx_gen; /* the stream's transaction generation it ends */
     struct edge_door_wst_req *next;
 };
 struct edge_door_wst;
@@ -138,7 +142,8 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
                            bool sent, struct edge_door_wst_req **out, const char **code, const char **why);
 /* The request was sent to the current region. */
 void edge__door_wst_sent(struct edge_door_wst *t, struct edge_door_wst_req *r);
-/* The region answered request_id: its kind (WST_*), or -1 when it is not one in flight. */
+/* The region answered request_id: its kind (WST_*), or -1 when it is not one in flight.
+ * ok: response_ok (for a batch: and no step failed); a transaction ends only on ok. */
 int edge__door_wst_answer(struct edge_door_wst *t, int64_t request_id, bool ok);
 /* When the oldest request sent to the current region and not answered was sent; 0: none. */
 uint64_t edge__door_wst_oldest_ns(const struct edge_door_wst *t);

@@ -137,6 +137,21 @@ static void hello_answer(struct edge_door_wss *s, const uint8_t *data, size_t le
     to_client(s, (const char *)data, len);
 }
 
+/* Did a step of a batch answer fail ("step_errors" holds an error object)? Then a COMMIT
+ * among its steps may have failed and its transaction may still be open. The member is
+ * found by its text: inside a JSON string its quotes would be escaped. */
+static bool step_failed(const char *p, size_t len)
+{
+    static const char key[] = "\"step_errors\":[";
+    const char *q = memmem(p, len, key, sizeof(key) - 1);
+    if (q == NULL) return false;
+    for (q += sizeof(key) - 1; q < p + len; q++) {
+        if (*q == '{') return true;
+        if (*q == ']') return false;
+    }
+    return false;
+}
+
 static void on_up_msg(void *ud, int opcode, const uint8_t *data, size_t len)
 {
     struct edge_door_wss *s = ud;
@@ -159,7 +174,7 @@ static void on_up_msg(void *ud, int opcode, const uint8_t *data, size_t len)
         memcpy(num, p + vs, vl);
         num[vl] = '\0';
         long long id = strtoll(num, NULL, 10);
-        int kind = edge__door_wst_answer(s->st, id, ok);
+        int kind = edge__door_wst_answer(s->st, id, ok && !step_failed(p, len));
         if (kind < 0 && id <= WST_SYNTHETIC_BASE) return; /* the door's own request */
         if (ok && kind == WST_WRITE && edge__door_json_member(p, len, "bookmark", &vs, &vl) == EDGE_OK &&
             vl > 0 && vl < 4096 && p[vs - 1] == '"') {

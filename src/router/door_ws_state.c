@@ -11,8 +11,11 @@
  * execute, close_stream of one `execute()` of @libsql/client, all pipelined). Whether a
  * stream is in a transaction is read from the first word of each statement (the
  * tokenizer of normalize.c, as the door classifies reads): BEGIN or SAVEPOINT open one,
- * COMMIT, END and ROLLBACK (not ROLLBACK TO) end it; a `sequence` (several statements in
- * one text) counts as opening one. Everything here is bounded (door_int.h: WST_MAX_*); a
+ * COMMIT, END and ROLLBACK (not ROLLBACK TO) end it, but only once the region answers
+ * them ok: SQLite keeps the transaction open after a failed COMMIT (a deferred foreign key,
+ * SQLITE_BUSY), and so does the node after a failed replication; until then the stream
+ * stays pinned and its later statements count as inside it. A `sequence` (several
+ * statements in one text) counts as opening one. Everything here is bounded (door_int.h: WST_MAX_*); a
  * request past a bound is refused with a Hrana error and changes nothing. */
 #include <jansson.h>
 #include <stdio.h>
@@ -25,7 +28,10 @@
 struct wst_obj { /* a stream, a stored SQL text or a cursor, by the client's id */
     int64_t id;
     bool opening, closing; /* its open / close is in flight */
-    bool in_tx;            /* a stream that may be inside a transaction */
+    bool in_tx;            /* a stream that may be inside a transaction (pins the session) */
+    bool planned;          /* inside one if every request sent so far succeeds */
+    int unsure;            /* whole-transaction batches in flight (tx_note) */
+    uint64_t tx_gen;       /* counts the requests that left it inside one */
     char *sql;             /* a stored text */
     size_t sql_len;
 };
@@ -160,7 +166,8 @@ static bool stmt_note(struct edge_door_wst *t, json_t *stmt, bool *in_tx)
     return reads;
 }
 
-static bool batch_note(struct edge_door_wst *t, json_t *batch, bool *in_tx)
+/* entered: a step began a transaction (which later steps may end) */
+static bool batch_note(struct edge_door_wst *t, json_t *batch, bool *in_tx, bool *entered)
 {
     bool reads = true, any = false;
     size_t j;
@@ -168,8 +175,47 @@ static bool batch_note(struct edge_door_wst *t, json_t *batch, bool *in_tx)
     json_array_foreach(json_object_get(batch, "steps"), j, st) {
         any = true;
         if (!stmt_note(t, json_object_get(st, "stmt"), in_tx)) reads = false;
+        if (*in_tx) *entered = true;
     }
     return reads && any;
+}
+
+/* A request leaves stream s inside a transaction (tx) or not, if it succeeds: a stream
+ * enters one at once, leaves it when the request is answered ok (edge__door_wst_answer).
+ * A batch that begins and ends one (@libsql/client's BEGIN..COMMIT batch) does not pin the
+ * session while in flight (lost with its region, it is a write answered
+ * WRITE_OUTCOME_UNKNOWN and nothing of it is left open), but pins it once answered with a
+ * failed step: its COMMIT may have failed and left the transaction open. */
+static void tx_note(struct wst_obj *s, struct edge_door_wst_req *r, bool entered, bool tx)
+{
+    if (s == NULL) return;
+    if (tx) {
+        s->in_tx = true;
+        s->tx_gen++;
+    } else if (s->planned || entered) {
+        r->ends_tx = true;
+        r->self_tx = !s->planned;
+        r->tx_stream = s->id;
+        r->tx_gen = s->tx_gen;
+        if (r->self_tx) s->unsure++;
+    }
+    s->planned = tx;
+}
+
+/* The answer (ok) of a request that ends a transaction. */
+static void tx_answer(struct edge_door_wst *t, struct edge_door_wst_req *r, bool ok)
+{
+    struct wst_obj *s = r->ends_tx ? find_live(&t->streams, r->tx_stream) : NULL;
+    if (s == NULL) return;
+    if (r->self_tx) {
+        s->unsure--;
+        if (!ok) s->in_tx = s->planned = true;
+    } else if (s->tx_gen == r->tx_gen) {
+        /* nothing entered a transaction on this stream since: ended if it succeeded, else
+         * still open (a failed COMMIT) and what follows it runs inside */
+        if (ok) s->in_tx = false;
+        else s->planned = true;
+    }
 }
 
 static const struct {
@@ -232,11 +278,12 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
     case WST_OPEN_CURSOR:
         o = add(rtype == WST_OPEN_STREAM ? &t->streams : &t->cursors, target);
         if (o != NULL) o->opening = true;
-        if (rtype == WST_OPEN_CURSOR) {
+        if (rtype == WST_OPEN_CURSOR && o != NULL) {
             struct wst_obj *s = find_live(&t->streams, json_integer_value(json_object_get(req, "stream_id")));
-            tx = s ? s->in_tx : false;
-            batch_note(t, json_object_get(req, "batch"), &tx);
-            if (s != NULL) s->in_tx = tx;
+            tx = s ? s->planned : false;
+            bool entered = false;
+            batch_note(t, json_object_get(req, "batch"), &tx, &entered);
+            tx_note(s, r, entered, tx);
         }
         break;
     case WST_STORE_SQL:
@@ -275,13 +322,15 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
     case WST_BATCH:
     case WST_SEQUENCE: {
         struct wst_obj *s = find_live(&t->streams, target);
-        tx = s ? s->in_tx : false;
+        tx = s ? s->planned : false;
+        bool entered = false;
         bool reads = rtype == WST_EXECUTE ? stmt_note(t, json_object_get(req, "stmt"), &tx)
-                     : rtype == WST_BATCH ? batch_note(t, json_object_get(req, "batch"), &tx)
+                     : rtype == WST_BATCH ? batch_note(t, json_object_get(req, "batch"), &tx, &entered)
                                           : (tx = true, false);
-        /* a read inside a transaction runs on its snapshot: not something to run elsewhere */
-        if (reads && s != NULL && !s->in_tx && !tx) kind = WST_READ;
-        if (s != NULL) s->in_tx = tx;
+        /* a read inside a transaction runs on its snapshot: not something to run elsewhere
+         * (nor one behind a COMMIT not answered yet: the COMMIT may fail) */
+        if (reads && s != NULL && !s->in_tx && !s->planned && s->unsure == 0 && !tx && !entered) kind = WST_READ;
+        tx_note(s, r, entered, tx);
         o = (struct wst_obj *)t;
         break;
     }
@@ -334,6 +383,7 @@ int edge__door_wst_answer(struct edge_door_wst *t, int64_t request_id, bool ok)
     }
     if (r == NULL) return -1;
     int kind = r->kind;
+    tx_answer(t, r, ok);
     switch (r->rtype) {
     case WST_OPEN_STREAM:
         if (ok) settle_open(&t->streams, r->target);
@@ -396,6 +446,7 @@ size_t edge__door_wst_lost(struct edge_door_wst *t, void (*unknown)(void *ud, in
     while (r != NULL) {
         struct edge_door_wst_req *next = r->next;
         if (r->sent && (r->kind == WST_WRITE || r->kind == WST_CURSOR)) {
+            if (r->self_tx) tx_answer(t, r, true); /* nothing of it stays open elsewhere */
             unlink_req(t, prev, r);
             unknown(ud, r->id, r->kind);
             req_free(r);

@@ -224,11 +224,51 @@ static void test_ws_state(void **state)
     req(t, 10, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"ROLLBACK TO sp\"}}", true);
     assert_true(edge__door_wst_pinned(t));
     req(t, 11, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"COMMIT\"}}", true);
+    /* a COMMIT ends the transaction only once it succeeded: a failed one (a deferred foreign
+     * key, SQLITE_BUSY) leaves it open, and a read sent behind it may run inside it */
+    assert_true(edge__door_wst_pinned(t));
+    assert_int_equal(req(t, 21, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"SELECT 2\"}}", true)->kind,
+                     WST_WRITE);
+    edge__door_wst_answer(t, 8, true);
+    edge__door_wst_answer(t, 9, true);
+    edge__door_wst_answer(t, 10, true);
+    assert_int_equal(edge__door_wst_answer(t, 11, false), WST_WRITE);
+    assert_true(edge__door_wst_pinned(t));
+    edge__door_wst_answer(t, 21, true);
+    assert_true(edge__door_wst_pinned(t));
+    assert_int_equal(req(t, 22, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"SELECT 3\"}}", true)->kind,
+                     WST_WRITE); /* still inside it */
+    req(t, 23, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"COMMIT\"}}", true);
+    /* an answer to a COMMIT overtaken by a new BEGIN does not end the new transaction */
+    req(t, 24, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"BEGIN\"}}", true);
+    edge__door_wst_answer(t, 22, true);
+    edge__door_wst_answer(t, 23, true);
+    assert_true(edge__door_wst_pinned(t));
+    req(t, 25, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"ROLLBACK\"}}", true);
+    edge__door_wst_answer(t, 24, true);
+    assert_true(edge__door_wst_pinned(t));
+    edge__door_wst_answer(t, 25, true);
     assert_false(edge__door_wst_pinned(t));
-    /* a whole-transaction batch ends where it began */
+    assert_int_equal(req(t, 26, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"SELECT 4\"}}", true)->kind,
+                     WST_READ);
+    edge__door_wst_answer(t, 26, true);
+    /* a whole-transaction batch ends where it began, once answered ok */
     req(t, 12, "{\"type\":\"batch\",\"stream_id\":1,\"batch\":{\"steps\":[{\"stmt\":{\"sql\":\"BEGIN\"}},"
                "{\"stmt\":{\"sql\":\"SELECT 1\"}},{\"stmt\":{\"sql\":\"COMMIT\"}},{\"stmt\":{\"sql\":\"ROLLBACK\"}}]}}",
         true);
+    assert_false(edge__door_wst_pinned(t)); /* lost in flight: a write, nothing left open */
+    assert_int_equal(req(t, 27, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"SELECT 5\"}}", true)->kind,
+                     WST_WRITE); /* may run inside it if its COMMIT fails */
+    edge__door_wst_answer(t, 12, true);
+    edge__door_wst_answer(t, 27, true);
+    assert_false(edge__door_wst_pinned(t));
+    /* answered with a failed step (door_ws.c: "step_errors"): its COMMIT may have failed */
+    req(t, 28, "{\"type\":\"batch\",\"stream_id\":1,\"batch\":{\"steps\":[{\"stmt\":{\"sql\":\"BEGIN\"}},"
+               "{\"stmt\":{\"sql\":\"COMMIT\"}}]}}", true);
+    edge__door_wst_answer(t, 28, false);
+    assert_true(edge__door_wst_pinned(t));
+    req(t, 29, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"ROLLBACK\"}}", true);
+    edge__door_wst_answer(t, 29, true);
     assert_false(edge__door_wst_pinned(t));
     req(t, 13, "{\"type\":\"sequence\",\"stream_id\":1,\"sql\":\"BEGIN; SELECT 1\"}", true);
     assert_true(edge__door_wst_pinned(t));
