@@ -155,7 +155,8 @@ bool edge__door_wst_pinned(const struct edge_door_wst *t);
 size_t edge__door_wst_lost(struct edge_door_wst *t, void (*unknown)(void *ud, int64_t request_id, int kind),
                          void *ud);
 /* To a new region: the streams and texts (by the client's ids, negative request ids),
- * then every request not sent, in order. */
+ * then every request not sent, in order. A request whose emit fails counts as sent (it may
+ * be partly on its way): the caller then treats the link as lost. */
 int edge__door_wst_replay(struct edge_door_wst *t, int (*emit)(void *ud, const char *text, size_t len), void *ud);
 
 /* door_body.c: does this SQL only read (first word SELECT or VALUES, one statement); norm

@@ -49,6 +49,20 @@ struct edge_door_wss {
 };
 
 static void connect_next(struct edge_door_wss *s);
+static void on_up_lost(void *ud, int kind, uint16_t code, const char *why);
+
+/* A send to the region failed: what was being sent may be partly on its way (TLS buffered
+ * it) and what follows cannot go, so the link counts as lost at once (a write in flight is
+ * WRITE_OUTCOME_UNKNOWN, never sent again; reads go to the next region), instead of
+ * leaving requests unanswered until the socket reports something. */
+static void up_failed(struct edge_door_wss *s, int rv)
+{
+    if (s->up == NULL) return;
+    EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: WebSocket to region %s: cannot send: %s",
+             s->d->regions[s->region].id, edge_strerror(rv));
+    edge__door_wsup_close(s->up);
+    on_up_lost(s, EDGE_DOOR_WSUP_LOST, 0, "cannot send to the region");
+}
 
 static void finish(struct edge_door_wss *s, uint16_t code, const char *reason)
 {
@@ -119,11 +133,7 @@ static void on_up_open(void *ud)
         rv = emit(s, s->hello, s->hello_len);
     }
     if (rv == EDGE_OK) rv = edge__door_wst_replay(s->st, emit, s);
-    if (rv != EDGE_OK) {
-        /* the link reports its loss (on_up_lost) once the socket says so */
-        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: WebSocket to region %s: cannot send: %s",
-                 d->regions[s->region].id, edge_strerror(rv));
-    }
+    if (rv != EDGE_OK) up_failed(s, rv);
 }
 
 /* The answer to a hello: the client sees one per hello it sent, never the door's own. */
@@ -309,10 +319,8 @@ static void client_hello(struct edge_door_wss *s, json_t *msg, const uint8_t *da
         snprintf(auth, sizeof(auth), "Bearer %s", json_string_value(jwt));
         edge__door_ryw_token_key(auth, s->ryw_key, sizeof(s->ryw_key));
     }
-    if (s->open && emit(s, copy, len) != EDGE_OK) {
-        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: WebSocket to region %s: cannot send the hello",
-                 s->d->regions[s->region].id);
-    }
+    int rv = s->open ? emit(s, copy, len) : EDGE_OK;
+    if (rv != EDGE_OK) up_failed(s, rv);
 }
 
 static void client_request(struct edge_door_wss *s, json_t *msg, const uint8_t *data, size_t len)
@@ -364,7 +372,9 @@ static void client_request(struct edge_door_wss *s, json_t *msg, const uint8_t *
         return;
     }
     if (!s->open) return; /* sent once a region answered (edge__door_wst_replay) */
-    if (emit(s, r->text, r->len) == EDGE_OK) edge__door_wst_sent(s->st, r);
+    int rv = emit(s, r->text, r->len);
+    edge__door_wst_sent(s->st, r); /* even if it failed: it may be partly on its way */
+    if (rv != EDGE_OK) up_failed(s, rv);
 }
 
 static void on_client_msg(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len)

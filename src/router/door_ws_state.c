@@ -489,7 +489,10 @@ int edge__door_wst_replay(struct edge_door_wst *t, int (*emit)(void *ud, const c
     for (struct edge_door_wst_req *r = t->head; r != NULL && rv == EDGE_OK; r = r->next) {
         if (r->sent) continue;
         rv = emit(ud, r->text ? r->text : "", r->len);
-        if (rv == EDGE_OK) edge__door_wst_sent(t, r);
+        /* sent even when the send failed: part of it may be on its way (TLS buffers a record
+         * before its write can fail), so a write is never sent again (door_ws.c loses the
+         * link: WRITE_OUTCOME_UNKNOWN) */
+        edge__door_wst_sent(t, r);
     }
     return rv;
 }
