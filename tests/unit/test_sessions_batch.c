@@ -201,18 +201,24 @@ static void add_failing_trigger(struct fixture *f)
                      SQLITE_OK);
 }
 
-/* Nine PUTs in one batch, the fifth hitting a store error: it alone fails. */
-static void test_store_error_mid_batch(void **state)
+/* Nine PUTs (s0..s8 to "v2") in one batch, the fifth (s4) hitting a trigger's ABORT. */
+static void put_nine_one_failing(struct fixture *f, struct tjob *jobs, bool fallback)
 {
-    struct fixture *f = *state;
     add_failing_trigger(f);
-    struct tjob jobs[NJOBS];
     for (int i = 0; i < NJOBS; i++) {
         char id[8];
         snprintf(id, sizeof(id), "s%d", i);
         set_write(&jobs[i], EDGE_SESS_REPLACE, id, "v2", -1);
     }
-    run_together(f, jobs, NJOBS, true);
+    run_together(f, jobs, NJOBS, fallback);
+}
+
+/* Nine PUTs in one batch, the fifth hitting a store error: it alone fails. */
+static void test_store_error_mid_batch(void **state)
+{
+    struct fixture *f = *state;
+    struct tjob jobs[NJOBS];
+    put_nine_one_failing(f, jobs, true);
     for (int i = 0; i < NJOBS; i++) {
         char id[8], blob[32];
         snprintf(id, sizeof(id), "s%d", i);
@@ -237,14 +243,8 @@ static void test_store_error_mid_batch(void **state)
 static void test_store_error_without_fallback(void **state)
 {
     struct fixture *f = *state;
-    add_failing_trigger(f);
     struct tjob jobs[NJOBS];
-    for (int i = 0; i < NJOBS; i++) {
-        char id[8];
-        snprintf(id, sizeof(id), "s%d", i);
-        set_write(&jobs[i], EDGE_SESS_REPLACE, id, "v2", -1);
-    }
-    run_together(f, jobs, NJOBS, false);
+    put_nine_one_failing(f, jobs, false);
     for (int i = 0; i < NJOBS; i++) {
         char id[8], blob[32];
         snprintf(id, sizeof(id), "s%d", i);
