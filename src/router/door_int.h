@@ -68,6 +68,7 @@ struct door {
      * transaction was in the lost region, requests refused by a WST_MAX_* bound,
      * bookmarks attached, reads sent again after a move */
     uint64_t ws_failovers, ws_lost_pinned, ws_limited, ws_ryw_attached, ws_reads_retried;
+    uint64_t ws_upstream_full; /* requests refused: DOOR_WSUP_MAX_QUEUED waiting for the region */
     double ws_failover_ms_last; /* from the loss to the next region's 101 */
     struct edge_door_wss *ws_head;   /* every WebSocket session (door_ws.c) */
     bool stopping;
@@ -105,6 +106,10 @@ struct edge_door_wsup_cb {
 int edge__door_wsup_open(struct door *d, int region, const char *path, const char *proto,
                          const struct edge_door_wsup_cb *cb, struct edge_door_wsup **out);
 int edge__door_wsup_send(struct edge_door_wsup *u, int opcode, const void *data, size_t len);
+/* Bytes written to the link that the region has not taken yet (the socket's write queue and
+ * TLS records not handed to it): past DOOR_WSUP_MAX_QUEUED the owner refuses new requests. */
+#define DOOR_WSUP_MAX_QUEUED (8u << 20)
+size_t edge__door_wsup_queued(const struct edge_door_wsup *u);
 /* No callback after this; NULL is ignored. */
 void edge__door_wsup_close(struct edge_door_wsup *u);
 

@@ -363,6 +363,14 @@ static void client_request(struct edge_door_wss *s, json_t *msg, const uint8_t *
         text[len] = '\0';
         tlen = len;
     }
+    if (s->open && edge__door_wsup_queued(s->up) >= DOOR_WSUP_MAX_QUEUED) {
+        /* the region does not take what it was sent: refuse rather than buffer without bound */
+        edge_free(text);
+        d->ws_upstream_full++;
+        client_error(s, id, "WS_ROUTER_LIMIT", "the region is not reading this WebSocket's requests (8 MiB "
+                     "waiting to be sent); try again later");
+        return;
+    }
     struct edge_door_wst_req *r = NULL;
     const char *code = NULL, *why = NULL;
     if (edge__door_wst_request(s->st, req, id, text, tlen, false, &r, &code, &why) != EDGE_OK) {

@@ -158,6 +158,14 @@ int edge__door_wsup_send(struct edge_door_wsup *u, int opcode, const void *data,
     return rv;
 }
 
+size_t edge__door_wsup_queued(const struct edge_door_wsup *u)
+{
+    if (u == NULL) return 0;
+    size_t n = uv_stream_get_write_queue_size((const uv_stream_t *)&u->tcp);
+    if (u->tls != NULL) n += edge_tls_out_pending(u->tls);
+    return n;
+}
+
 /* Parse what arrived from the region: the 101 first, then frames. */
 static void parse(struct edge_door_wsup *u)
 {
