@@ -133,6 +133,19 @@ static void settle_open(struct wst_list *l, int64_t id)
     }
 }
 
+/* The region stored a text: it replaces the texts of this id stored before it. */
+static void sql_stored(struct edge_door_wst *t, int64_t id)
+{
+    size_t i = 0;
+    while (i < t->sqls.n && !(t->sqls.v[i].id == id && t->sqls.v[i].opening)) i++;
+    if (i == t->sqls.n) return;
+    t->sqls.v[i].opening = false;
+    while (i-- > 0) {
+        const struct wst_obj *o = &t->sqls.v[i];
+        if (o->id == id && !o->opening && !o->closing) remove_at(t, &t->sqls, i);
+    }
+}
+
 /* The SQL of a Hrana statement: its "sql", or the stored text of its "sql_id". */
 static const char *stmt_sql(struct edge_door_wst *t, json_t *stmt, size_t *len)
 {
@@ -260,8 +273,12 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
         return EDGE_ETOOBIG;
     }
     json_t *jsql = json_object_get(req, "sql");
-    if (rtype == WST_STORE_SQL && find_live(&t->sqls, target) == NULL &&
-        (t->sqls.n >= WST_MAX_SQLS || t->sql_bytes + json_string_length(jsql) > WST_MAX_SQL_BYTES)) {
+    /* a replacement counts too (the previous text is kept until it is answered): the bytes
+     * held never pass the bound; the entries of pending replacements are bounded by the
+     * requests in flight */
+    if (rtype == WST_STORE_SQL &&
+        ((find_live(&t->sqls, target) == NULL && t->sqls.n >= WST_MAX_SQLS) ||
+         t->sql_bytes + json_string_length(jsql) > WST_MAX_SQL_BYTES)) {
         *why = "too many stored SQL texts (or bytes of them) on this WebSocket through the router";
         return EDGE_ETOOBIG;
     }
@@ -287,14 +304,10 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
         }
         break;
     case WST_STORE_SQL:
-        /* storing an id again replaces its text, as the region does */
-        o = find_live(&t->sqls, target);
-        if (o != NULL) {
-            t->sql_bytes -= o->sql_len;
-            edge_free(o->sql);
-        } else {
-            o = add(&t->sqls, target);
-        }
+        /* storing an id again replaces its text, as the region does, once it answered ok:
+         * the previous text stays (and is what a replay stores) until then, and stays for
+         * good when the region refuses the new one */
+        o = add(&t->sqls, target);
         if (o != NULL) {
             o->opening = true;
             o->sql_len = json_string_length(jsql);
@@ -316,6 +329,10 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
         o = find_live(rtype == WST_CLOSE_STREAM ? &t->streams : rtype == WST_CLOSE_SQL ? &t->sqls : &t->cursors,
                       target);
         if (o != NULL) o->closing = true;
+        /* a text with a replacement pending: the previous one closes with it */
+        for (size_t i = 0; rtype == WST_CLOSE_SQL && i < t->sqls.n; i++) {
+            if (t->sqls.v[i].id == target) t->sqls.v[i].closing = true;
+        }
         o = (struct wst_obj *)t; /* not an allocation failure */
         break;
     case WST_EXECUTE:
@@ -394,11 +411,15 @@ int edge__door_wst_answer(struct edge_door_wst *t, int64_t request_id, bool ok)
         else remove_pending(t, &t->cursors, r->target, true);
         break;
     case WST_STORE_SQL:
-        if (ok) settle_open(&t->sqls, r->target);
+        if (ok) sql_stored(t, r->target);
         else remove_pending(t, &t->sqls, r->target, true);
         break;
     case WST_CLOSE_STREAM: remove_pending(t, &t->streams, r->target, false); break;
-    case WST_CLOSE_SQL: remove_pending(t, &t->sqls, r->target, false); break;
+    case WST_CLOSE_SQL:
+        for (size_t i = t->sqls.n; i-- > 0;) {
+            if (t->sqls.v[i].id == r->target && t->sqls.v[i].closing) remove_at(t, &t->sqls, i);
+        }
+        break;
     case WST_CLOSE_CURSOR: remove_pending(t, &t->cursors, r->target, false); break;
     default: break;
     }

@@ -355,6 +355,73 @@ static void test_ws_bounds(void **state)
     assert_int_equal(edge__door_wst_request(t, r, 10000, text, 1, true, &out, &code, &why), EDGE_ETOOBIG);
     assert_string_equal(code, "WS_ROUTER_LIMIT");
     json_decref(r);
+    /* replacements count against the 4 MiB of texts: 200 texts of 60 KiB do not fit */
+    char *big = malloc(70 * 1024);
+    int refused = 0;
+    for (int i = 0; i < WST_MAX_SQLS; i++) {
+        int n = snprintf(big, 70 * 1024, "{\"type\":\"store_sql\",\"sql_id\":%d,\"sql\":\"SELECT '", i);
+        memset(big + n, 'x', 60 * 1024);
+        snprintf(big + n + 60 * 1024, 64, "'\"}");
+        r = json_loads(big, 0, NULL);
+        assert_non_null(r);
+        char *copy = edge_strdup(big);
+        int rv = edge__door_wst_request(t, r, 20000 + i, copy, strlen(copy), true, &out, &code, &why);
+        if (rv == EDGE_OK) {
+            assert_int_equal(edge__door_wst_answer(t, 20000 + i, true), WST_SAFE);
+        } else {
+            assert_int_equal(rv, EDGE_ETOOBIG);
+            edge_free(copy);
+            refused++;
+        }
+        json_decref(r);
+    }
+    free(big);
+    assert_true(refused > 100); /* 4 MiB hold 68 of them */
+    edge__door_wst_free(t);
+}
+
+/* A replacement of a stored text: the previous text stays until the region answers ok; a
+ * refused one leaves it (as the region does); a session moved meanwhile stores it again
+ * before the replacement, which follows in order. */
+static void test_ws_sql_replace(void **state)
+{
+    (void)state;
+    struct edge_door_wst *t = NULL;
+    assert_int_equal(edge__door_wst_new(&t), EDGE_OK);
+    req(t, 1, "{\"type\":\"store_sql\",\"sql_id\":4,\"sql\":\"SELECT 4\"}", true);
+    assert_int_equal(edge__door_wst_answer(t, 1, true), WST_SAFE);
+    req(t, 2, "{\"type\":\"store_sql\",\"sql_id\":4,\"sql\":\"SELECT 44\"}", true);
+    assert_int_equal(edge__door_wst_answer(t, 2, false), WST_SAFE); /* refused */
+    n_replayed = 0;
+    assert_int_equal(edge__door_wst_replay(t, on_emit, NULL), EDGE_OK);
+    assert_int_equal(n_replayed, 1);
+    assert_non_null(strstr(replayed[0], "\"sql\":\"SELECT 4\""));
+    /* pending at a loss: the old text first, then the replacement and the read after it */
+    req(t, 3, "{\"type\":\"store_sql\",\"sql_id\":4,\"sql\":\"SELECT 444\"}", true);
+    req(t, 4, "{\"type\":\"open_stream\",\"stream_id\":1}", true);
+    req(t, 5, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql_id\":4}}", true);
+    n_unknown = 0;
+    assert_int_equal(edge__door_wst_lost(t, on_unknown, NULL), 1); /* the read runs again */
+    n_replayed = 0;
+    assert_int_equal(edge__door_wst_replay(t, on_emit, NULL), EDGE_OK);
+    assert_int_equal(n_replayed, 4);
+    assert_non_null(strstr(replayed[0], "\"sql\":\"SELECT 4\""));
+    assert_non_null(strstr(replayed[1], "SELECT 444"));
+    assert_int_equal(edge__door_wst_answer(t, 3, true), WST_SAFE);
+    n_replayed = 0;
+    assert_int_equal(edge__door_wst_replay(t, on_emit, NULL), EDGE_OK);
+    assert_non_null(strstr(replayed[1], "\"sql\":\"SELECT 444\""));
+    for (int i = 0; i < n_replayed; i++) assert_null(strstr(replayed[i], "\"SELECT 4\""));
+    /* a close takes every text of the id */
+    req(t, 6, "{\"type\":\"store_sql\",\"sql_id\":4,\"sql\":\"SELECT 5\"}", true);
+    req(t, 7, "{\"type\":\"close_sql\",\"sql_id\":4}", true);
+    assert_int_equal(edge__door_wst_answer(t, 6, true), WST_SAFE);
+    assert_int_equal(edge__door_wst_answer(t, 7, true), WST_SAFE);
+    n_replayed = 0;
+    assert_int_equal(edge__door_wst_answer(t, 4, true), WST_SAFE);
+    assert_int_equal(edge__door_wst_answer(t, 5, true), WST_READ);
+    assert_int_equal(edge__door_wst_replay(t, on_emit, NULL), EDGE_OK);
+    for (int i = 0; i < n_replayed; i++) assert_null(strstr(replayed[i], "store_sql"));
     edge__door_wst_free(t);
 }
 
@@ -366,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_ws_state),
         cmocka_unit_test(test_ws_send_failed),
         cmocka_unit_test(test_ws_bounds),
+        cmocka_unit_test(test_ws_sql_replace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
