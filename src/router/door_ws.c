@@ -39,6 +39,7 @@ struct edge_door_wss {
     char proto[16];
     char path[512];
     bool closing, client_gone;
+    bool accepting; /* inside edge_http_ws_accept: the client's close does not free it yet */
     char *hello; /* the client's latest hello, sent again to a new region */
     size_t hello_len;
     int hellos_unanswered; /* the client's hellos waiting for their answer */
@@ -416,7 +417,7 @@ static void on_client_close(void *ud, struct edge_http_conn *c)
     struct edge_door_wss *s = ud;
     s->client_gone = true;
     s->closing = true;
-    wss_free(s);
+    if (!s->accepting) wss_free(s); /* else edge__door_ws_upgrade frees it */
 }
 
 static bool offers(const char *list, const char *p)
@@ -458,12 +459,18 @@ void edge__door_ws_upgrade(struct door *d, struct edge_http_conn *c, struct edge
     snprintf(s->proto, sizeof(s->proto), "%s", chosen ? chosen : "");
     snprintf(s->path, sizeof(s->path), "%s", req->path[0] == '/' && strlen(req->path) < 500 ? req->path : "/");
     snprintf(s->ryw_key, sizeof(s->ryw_key), "w:%p", (void *)s);
-    if (edge_http_ws_accept(c, chosen) != EDGE_OK) {
+    s->client = c;
+    edge_http_conn_ref(c);
+    /* the handler first: the accept delivers at once the client's messages that came right
+     * behind the upgrade request (they are queued until the region is up) */
+    edge_http_conn_set_ws_handler(c, on_client_msg, on_client_close, s);
+    s->accepting = true;
+    int rv = edge_http_ws_accept(c, chosen);
+    s->accepting = false;
+    if (rv != EDGE_OK || s->client_gone) {
+        if (rv != EDGE_OK) edge_http_conn_set_ws_handler(c, NULL, NULL, NULL);
         wss_free(s);
         return;
     }
-    s->client = c;
-    edge_http_conn_ref(c);
-    edge_http_conn_set_ws_handler(c, on_client_msg, on_client_close, s);
     connect_next(s);
 }
