@@ -87,9 +87,18 @@ static void wss_free(struct edge_door_wss *s)
     edge_free(s);
 }
 
-static void to_client(struct edge_door_wss *s, const char *text, size_t len)
+/* opcode: the region's frame type (1 text, 2 binary), passed on as it came */
+static void to_client(struct edge_door_wss *s, int opcode, const char *text, size_t len)
 {
-    if (!s->client_gone && !s->closing) edge_http_ws_send(s->client, 1, text, len);
+    if (!s->client_gone && !s->closing) edge_http_ws_send(s->client, opcode, text, len);
+}
+
+/* A close code the door may send on (RFC 6455 7.4: 1004-1006 and 1015 are never sent, the
+ * rest below 3000 unassigned); any other from a region becomes 1011. */
+static uint16_t close_code(uint16_t code)
+{
+    bool ok = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+    return ok ? code : 1011;
 }
 
 static void client_error(struct edge_door_wss *s, int64_t request_id, const char *code, const char *msg)
@@ -101,7 +110,7 @@ static void client_error(struct edge_door_wss *s, int64_t request_id, const char
     edge_buf_puts(&b, ",\"code\":");
     edge_buf_json_cstr(&b, code);
     edge_buf_puts(&b, "}}");
-    to_client(s, b.data, b.len);
+    to_client(s, 1, b.data, b.len);
     edge_buf_free(&b);
 }
 
@@ -145,7 +154,7 @@ static void hello_answer(struct edge_door_wss *s, const uint8_t *data, size_t le
         if (s->hellos_unanswered == 0) return;
     }
     if (s->hellos_unanswered > 0) s->hellos_unanswered--;
-    to_client(s, (const char *)data, len);
+    to_client(s, 1, (const char *)data, len);
 }
 
 /* Did a step of a batch answer fail ("step_errors" holds an error object)? Then a COMMIT
@@ -171,7 +180,7 @@ static void on_up_msg(void *ud, int opcode, const uint8_t *data, size_t len)
     const char *p = (const char *)data;
     size_t vs, vl;
     if (opcode != 1 || edge__door_json_member(p, len, "type", &vs, &vl) != EDGE_OK) {
-        to_client(s, p, len); /* not one the door reads: the client judges it */
+        to_client(s, opcode, p, len); /* not one the door reads: the client judges it */
         return;
     }
     if ((vl == 8 && memcmp(p + vs, "hello_ok", 8) == 0) || (vl == 11 && memcmp(p + vs, "hello_error", 11) == 0)) {
@@ -196,7 +205,7 @@ static void on_up_msg(void *ud, int opcode, const uint8_t *data, size_t len)
             edge__door_ryw_put(d, s->ryw_key, bm);
         }
     }
-    to_client(s, p, len);
+    to_client(s, 1, p, len);
 }
 
 static void write_unknown(void *ud, int64_t request_id, int kind)
@@ -226,7 +235,7 @@ static void on_up_lost(void *ud, int kind, uint16_t code, const char *why)
     s->replay_hello = false;
     if (s->closing) return;
     if (kind == EDGE_DOOR_WSUP_CLOSED) {
-        finish(s, code, why); /* the region's verdict on the session */
+        finish(s, close_code(code), why); /* the region's verdict on the session */
         return;
     }
     if (kind == EDGE_DOOR_WSUP_REFUSED) {
@@ -434,6 +443,12 @@ static bool offers(const char *list, const char *p)
 
 void edge__door_ws_upgrade(struct door *d, struct edge_http_conn *c, struct edge_http_req *req)
 {
+    if (strncmp(req->path, "/v1/", 4) == 0 || strcmp(req->path, "/v1") == 0) {
+        /* the regions' own upgrades (/v1/peer: replication between regions, /v1/realtime)
+         * are not Hrana and are never relayed */
+        edge_http_respond_error(c, 404, "NOT_FOUND", "the router relays Hrana WebSocket sessions only");
+        return;
+    }
     const char *protos = edge_http_header(req, "sec-websocket-protocol");
     /* JSON only: the door reads the messages (hrana3-protobuf is not offered back, and
      * @libsql/client then speaks hrana3 in JSON) */

@@ -4,7 +4,9 @@
 // `edgelite router`, and a client from the `ws` package. A region that stops reading: the door
 // refuses requests with WS_ROUTER_LIMIT past its bound instead of buffering them without end.
 // A client whose first messages arrive in the same packet as its upgrade request gets them
-// answered (they used to reach the door's HTTP handler and close the session 1011).
+// answered (they used to reach the door's HTTP handler and close the session 1011). A region's
+// binary frame reaches the client as binary, an invalid close code as 1011; the regions' own
+// upgrades (/v1/peer, /v1/realtime) are not relayed.
 
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -149,5 +151,42 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     assert.ok(text.includes('hello_ok'), text);
     assert.ok(text.includes('"response_ok"') && text.includes('"request_id":1'), text);
     assert.deepEqual(region.got.slice(1).map((x) => x.type), ['hello', 'request']);
+  });
+
+  test('a region\'s frame type and close code are checked; /v1/peer is not relayed', async () => {
+    const region = await scriptedRegion({
+      onRequest(ws, x) {
+        if (x.request_id === 1) ws.send(Buffer.from([0xff, 0x00, 0x01]), { binary: true });
+        else ws._socket.write(Buffer.from([0x88, 0x02, 0x03, 0xe7])); // close 999 (ws refuses to send it)
+      },
+    });
+    cleanup.push(region.close);
+    const door = await startRouter(doorConfig(dir, [region.port]));
+    cleanup.push(() => door.proc.kill('SIGKILL'));
+    const ws = await openWs(door.url);
+    cleanup.push(() => ws.terminate());
+    const msgs = [];
+    ws.on('message', (m, binary) => msgs.push({ m, binary }));
+    const closed = new Promise((r) => ws.once('close', (code) => r(code)));
+    ws.send(JSON.stringify({ type: 'hello', jwt: null }));
+    ws.send(JSON.stringify({ type: 'request', request_id: 1, request: { type: 'open_stream', stream_id: 1 } }));
+    const t0 = Date.now();
+    while (msgs.length < 2 && Date.now() - t0 < 10000) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(msgs.length, 2);
+    assert.equal(msgs[1].binary, true);
+    assert.deepEqual([...msgs[1].m], [0xff, 0x00, 0x01]);
+    ws.send(JSON.stringify({ type: 'request', request_id: 2, request: { type: 'open_stream', stream_id: 2 } }));
+    assert.equal(await closed, 1011); // the region's 999 is not a code to send on
+    for (const p of ['/v1/peer', '/v1/realtime']) {
+      const w = new WebSocket(door.url.replace('http', 'ws') + p, ['hrana3']);
+      const status = await new Promise((r) => {
+        w.once('unexpected-response', (req, res) => r(res.statusCode));
+        w.once('open', () => r('open'));
+        w.once('error', () => r('error'));
+      });
+      w.terminate();
+      assert.equal(status, 404, p);
+    }
+    assert.equal(region.got.filter((x) => x.path !== undefined).length, 1); // the session only
   });
 });
