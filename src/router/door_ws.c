@@ -342,6 +342,12 @@ static void client_request(struct edge_door_wss *s, json_t *msg, const uint8_t *
         return;
     }
     int64_t id = json_integer_value(rid);
+    if (id <= WST_SYNTHETIC_BASE) {
+        /* the door's own ids (its replayed open_stream / store_sql): an answer to one of
+         * those would settle the client's request */
+        client_error(s, id, "REQUEST_ID_RESERVED", "request ids at or below -2^40 are the router's own");
+        return;
+    }
     json_t *req = json_object_get(msg, "request");
     const char *type = json_string_value(json_object_get(req, "type"));
     char *text = NULL;

@@ -6,7 +6,7 @@
 // A client whose first messages arrive in the same packet as its upgrade request gets them
 // answered (they used to reach the door's HTTP handler and close the session 1011). A region's
 // binary frame reaches the client as binary, an invalid close code as 1011; the regions' own
-// upgrades (/v1/peer, /v1/realtime) are not relayed.
+// upgrades (/v1/peer, /v1/realtime) are not relayed; a request id in the door's own range is refused.
 
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -175,6 +175,14 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     assert.equal(msgs.length, 2);
     assert.equal(msgs[1].binary, true);
     assert.deepEqual([...msgs[1].m], [0xff, 0x00, 0x01]);
+    // a request id in the door's own range (its replayed requests) is refused, not relayed
+    const reserved = -(2 ** 40) - 3;
+    ws.send(JSON.stringify({ type: 'request', request_id: reserved, request: { type: 'open_stream', stream_id: 9 } }));
+    while (msgs.length < 3 && Date.now() - t0 < 10000) await new Promise((r) => setTimeout(r, 50));
+    const answer = JSON.parse(String(msgs[2].m));
+    assert.equal(answer.request_id, reserved);
+    assert.equal(answer.error.code, 'REQUEST_ID_RESERVED');
+    assert.ok(!region.got.some((x) => x.request_id === reserved));
     ws.send(JSON.stringify({ type: 'request', request_id: 2, request: { type: 'open_stream', stream_id: 2 } }));
     assert.equal(await closed, 1011); // the region's 999 is not a code to send on
     for (const p of ['/v1/peer', '/v1/realtime']) {
