@@ -152,7 +152,8 @@ void edge__door_wst_sent(struct edge_door_wst *t, struct edge_door_wst_req *r);
 int edge__door_wst_answer(struct edge_door_wst *t, int64_t request_id, bool ok);
 /* When the oldest request sent to the current region and not answered was sent; 0: none. */
 uint64_t edge__door_wst_oldest_ns(const struct edge_door_wst *t);
-/* A stream may be inside a transaction: the session cannot move. */
+/* A stream may be inside a transaction, or holds per-connection state (PRAGMA, ATTACH,
+ * CREATE TEMP): the session cannot move. */
 bool edge__door_wst_pinned(const struct edge_door_wst *t);
 /* The region is lost: every write, open_cursor or fetch_cursor sent to it is dropped
  * (unknown() for each, to answer the client), every other one is to be sent again (the

@@ -31,6 +31,8 @@ struct wst_obj { /* a stream, a stored SQL text or a cursor, by the client's id 
     bool in_tx;            /* a stream that may be inside a transaction (pins the session) */
     bool planned;          /* inside one if every request sent so far succeeds */
     int unsure;            /* whole-transaction batches in flight (tx_note) */
+    bool sticky;           /* ran PRAGMA, ATTACH or CREATE TEMP: pins the session (stmt_note) */
+    char sp[64];           /* the savepoint that opened its transaction ("": BEGIN or none) */
     uint64_t tx_gen;       /* counts the requests that left it inside one */
     char *sql;             /* a stored text */
     size_t sql_len;
@@ -161,16 +163,40 @@ static const char *stmt_sql(struct edge_door_wst *t, json_t *stmt, size_t *len)
     return o->sql;
 }
 
-/* One statement: does it read only, and what does it do to the stream's transaction. */
-static bool stmt_note(struct edge_door_wst *t, json_t *stmt, bool *in_tx)
+/* The savepoint name after "savepoint " / "release [savepoint] " in a normalized text. */
+static void sp_name(const char *p, char *out, size_t cap)
+{
+    if (strncmp(p, "savepoint ", 10) == 0) p += 10;
+    size_t n = strcspn(p, " ;");
+    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+}
+
+/* One statement: does it read only, and what does it do to the stream's transaction (s:
+ * the stream, NULL when unknown). A transaction opened by SAVEPOINT ends with the RELEASE of
+ * that (outermost) savepoint, as the node and SQLite take it. A stream that ran PRAGMA,
+ * ATTACH or CREATE TEMP holds per-connection state that a stream recreated elsewhere would
+ * not have: it pins the session until it is closed. */
+static bool stmt_note(struct edge_door_wst *t, struct wst_obj *s, json_t *stmt, bool *in_tx)
 {
     char norm[EDGE_ROUTER_NORM_MAX];
     size_t len = 0;
     const char *sql = stmt_sql(t, stmt, &len);
     if (sql == NULL) return false;
     bool reads = edge__door_sql_reads(sql, len, norm, sizeof(norm));
-    if (strncmp(norm, "begin", 5) == 0 || strncmp(norm, "savepoint", 9) == 0) {
+    char name[sizeof(s->sp)];
+    if (s != NULL && (strncmp(norm, "pragma", 6) == 0 || strncmp(norm, "attach", 6) == 0 ||
+                      strncmp(norm, "create temp", 11) == 0)) {
+        s->sticky = true;
+    }
+    if (strncmp(norm, "begin", 5) == 0) {
         *in_tx = true;
+        if (s != NULL) s->sp[0] = '\0';
+    } else if (strncmp(norm, "savepoint ", 10) == 0) {
+        if (!*in_tx && s != NULL) sp_name(norm + 10, s->sp, sizeof(s->sp));
+        *in_tx = true;
+    } else if (strncmp(norm, "release ", 8) == 0) {
+        sp_name(norm + 8, name, sizeof(name));
+        if (s != NULL && s->sp[0] != '\0' && strcmp(name, s->sp) == 0) *in_tx = false;
     } else if (strncmp(norm, "commit", 6) == 0 || strncmp(norm, "end", 3) == 0) {
         *in_tx = false;
     } else if (strncmp(norm, "rollback", 8) == 0 && strstr(norm, " to ") == NULL) {
@@ -180,14 +206,14 @@ static bool stmt_note(struct edge_door_wst *t, json_t *stmt, bool *in_tx)
 }
 
 /* entered: a step began a transaction (which later steps may end) */
-static bool batch_note(struct edge_door_wst *t, json_t *batch, bool *in_tx, bool *entered)
+static bool batch_note(struct edge_door_wst *t, struct wst_obj *s, json_t *batch, bool *in_tx, bool *entered)
 {
     bool reads = true, any = false;
     size_t j;
     json_t *st;
     json_array_foreach(json_object_get(batch, "steps"), j, st) {
         any = true;
-        if (!stmt_note(t, json_object_get(st, "stmt"), in_tx)) reads = false;
+        if (!stmt_note(t, s, json_object_get(st, "stmt"), in_tx)) reads = false;
         if (*in_tx) *entered = true;
     }
     return reads && any;
@@ -299,7 +325,7 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
             struct wst_obj *s = find_live(&t->streams, json_integer_value(json_object_get(req, "stream_id")));
             tx = s ? s->planned : false;
             bool entered = false;
-            batch_note(t, json_object_get(req, "batch"), &tx, &entered);
+            batch_note(t, s, json_object_get(req, "batch"), &tx, &entered);
             tx_note(s, r, entered, tx);
         }
         break;
@@ -341,8 +367,8 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
         struct wst_obj *s = find_live(&t->streams, target);
         tx = s ? s->planned : false;
         bool entered = false;
-        bool reads = rtype == WST_EXECUTE ? stmt_note(t, json_object_get(req, "stmt"), &tx)
-                     : rtype == WST_BATCH ? batch_note(t, json_object_get(req, "batch"), &tx, &entered)
+        bool reads = rtype == WST_EXECUTE ? stmt_note(t, s, json_object_get(req, "stmt"), &tx)
+                     : rtype == WST_BATCH ? batch_note(t, s, json_object_get(req, "batch"), &tx, &entered)
                                           : (tx = true, false);
         /* a read inside a transaction runs on its snapshot: not something to run elsewhere
          * (nor one behind a COMMIT not answered yet: the COMMIT may fail) */
@@ -451,7 +477,7 @@ void edge__door_wst_sent(struct edge_door_wst *t, struct edge_door_wst_req *r)
 bool edge__door_wst_pinned(const struct edge_door_wst *t)
 {
     for (size_t i = 0; i < t->streams.n; i++) {
-        if (t->streams.v[i].in_tx) return true;
+        if (t->streams.v[i].in_tx || t->streams.v[i].sticky) return true;
     }
     return false;
 }

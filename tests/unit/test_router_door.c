@@ -425,6 +425,53 @@ static void test_ws_sql_replace(void **state)
     edge__door_wst_free(t);
 }
 
+/* A savepoint opened outside a transaction is one, until its RELEASE; per-connection state
+ * (PRAGMA, ATTACH, CREATE TEMP) pins the session until the stream is closed. */
+static void test_ws_pin_state(void **state)
+{
+    (void)state;
+    struct edge_door_wst *t = NULL;
+    assert_int_equal(edge__door_wst_new(&t), EDGE_OK);
+    req(t, 1, "{\"type\":\"open_stream\",\"stream_id\":1}", true);
+    edge__door_wst_answer(t, 1, true);
+    req(t, 2, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"SAVEPOINT outer_sp\"}}", true);
+    req(t, 3, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"SAVEPOINT inner_sp\"}}", true);
+    req(t, 4, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"RELEASE inner_sp\"}}", true);
+    for (int i = 2; i <= 4; i++) edge__door_wst_answer(t, i, true);
+    assert_true(edge__door_wst_pinned(t));
+    req(t, 5, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"release savepoint OUTER_SP\"}}", true);
+    edge__door_wst_answer(t, 5, true);
+    assert_false(edge__door_wst_pinned(t));
+    /* inside BEGIN a RELEASE ends nothing */
+    req(t, 6, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"BEGIN\"}}", true);
+    req(t, 7, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"SAVEPOINT a\"}}", true);
+    req(t, 8, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"RELEASE a\"}}", true);
+    for (int i = 6; i <= 8; i++) edge__door_wst_answer(t, i, true);
+    assert_true(edge__door_wst_pinned(t));
+    req(t, 9, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"COMMIT\"}}", true);
+    edge__door_wst_answer(t, 9, true);
+    assert_false(edge__door_wst_pinned(t));
+    static const char *sticky[] = {"PRAGMA foreign_keys = ON", "ATTACH 'x.db' AS x", "CREATE TEMP TABLE tt (a)",
+                                   "create temporary view v as select 1"};
+    for (int k = 0; k < 4; k++) {
+        char buf[256];
+        snprintf(buf, sizeof(buf), "{\"type\":\"open_stream\",\"stream_id\":%d}", 10 + k);
+        req(t, 100 + 4 * k, buf, true);
+        edge__door_wst_answer(t, 100 + 4 * k, true);
+        snprintf(buf, sizeof(buf), "{\"type\":\"execute\",\"stream_id\":%d,\"stmt\":{\"sql\":\"%s\"}}", 10 + k,
+                 sticky[k]);
+        req(t, 101 + 4 * k, buf, true);
+        edge__door_wst_answer(t, 101 + 4 * k, true);
+        assert_true(edge__door_wst_pinned(t));
+        snprintf(buf, sizeof(buf), "{\"type\":\"close_stream\",\"stream_id\":%d}", 10 + k);
+        req(t, 102 + 4 * k, buf, true);
+        assert_true(edge__door_wst_pinned(t));
+        edge__door_wst_answer(t, 102 + 4 * k, true);
+        assert_false(edge__door_wst_pinned(t));
+    }
+    edge__door_wst_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_ws_send_failed),
         cmocka_unit_test(test_ws_bounds),
         cmocka_unit_test(test_ws_sql_replace),
+        cmocka_unit_test(test_ws_pin_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
