@@ -165,6 +165,12 @@ static int apply_entries(struct apply_job *j, sqlite3 *db, const struct edge_rep
     return rv;
 }
 
+/* Its answer is BAD_ENTRIES and the close (apply_finish), not an ACK. */
+static bool frame_closes_link(const struct apply_frame *f)
+{
+    return f->rv == EDGE_ECORRUPT && f->ack_vv.n_entries == 0;
+}
+
 /* Writer thread: one frame, on its own (as every frame was before group apply). */
 static void apply_one(struct apply_job *j, sqlite3 *db, struct apply_frame *f)
 {
@@ -263,12 +269,15 @@ static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
         for (size_t k = 0; k < ok; k++) j->frames[k].rv = EDGE_OK;
     }
     /* frame by frame from the first not applied by the group, up to the one that does not
-     * decode (included) */
+     * decode (included), or to the first whose answer closes the link (included): the
+     * frames after it go back to the queue and leave with the link, never applied, as
+     * the frames after a malformed one always did */
     size_t upto = ok < j->n_frames ? ok + 1 : ok;
     for (size_t k = alone; k < upto; k++) {
         edge_vclock_close(&j->frames[k].ack_vv);
         edge_vclock_init(&j->frames[k].ack_vv);
         apply_one(j, db, &j->frames[k]);
+        if (frame_closes_link(&j->frames[k])) upto = k + 1;
     }
     j->n_run = upto;
     return EDGE_OK;
@@ -297,7 +306,7 @@ static void apply_finish(struct apply_job *j)
         }
         struct edge_buf b;
         edge_buf_init(&b, 1 << 20);
-        if (f->rv == EDGE_ECORRUPT && f->ack_vv.n_entries == 0) {
+        if (frame_closes_link(f)) {
             peer_refuse(ps, "BAD_ENTRIES", f->err[0] ? f->err : "malformed entries");
         } else {
             if (f->ack_vv.n_entries == 0) edge_repl_state_vv(st, &f->ack_vv);
