@@ -55,7 +55,9 @@
 /* 128 batches cover a 140 ms round trip at one commit per ms, each sent on its own
  * (measured with 48: at a commit every 3 ms, entries waited for the window). */
 #define IN_FLIGHT_DEFAULT 128
-#define IN_FLIGHT_MAX 240       /* the node queues at most 256 messages per inbound link (PINGs too) */
+/* The node queues at most 256 messages per inbound link (PINGs too), besides the ENTRIES in
+ * its apply job for the link (group apply: up to 64 frames / 4 MiB, repl/session.c). */
+#define IN_FLIGHT_MAX 240
 #define IN_FLIGHT_BYTES_DEFAULT ((size_t)8 << 20)
 #define OUTQ_EXTRA 16           /* PING/PONG room next to the ENTRIES in the send queue */
 #define INQ_MAX 64              /* received messages waiting for their emulated arrival */
@@ -349,7 +351,8 @@ static int push_some(struct edge_peer *p)
     for (int i = 0; i < p->max_in_flight; i++) {
         if (!can_push(p)) {
             /* Counted once per wait (status.window_full): entries wait for an ACK
-             * because of the bound, not because of the peer or the round-trip rule. */
+             * because of the window's bounds, not because the peer wants nothing or
+             * the link is draining. */
             bool full = p->want && !p->draining && !window_open(p);
             if (full && !p->window_full) {
                 pthread_mutex_lock(&p->mu);

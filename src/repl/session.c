@@ -16,7 +16,12 @@
 static uint64_t wall_now_ms(void) { return edge_wall_ms(); }
 
 /* Messages a link may have waiting here: a sender keeps up to 240 ENTRIES in flight
- * (repl/peer.c IN_FLIGHT_MAX) plus its PING; their bytes are bounded by its window. */
+ * (repl/peer.c IN_FLIGHT_MAX) plus its PING; their bytes are bounded by its window. The
+ * frames of the link's apply job have left the queue: a link holds at most this many
+ * queued messages plus one job of GROUP_FRAMES_MAX frames / GROUP_BYTES_MAX bytes (the
+ * first frame whatever its size), i.e. 256 + 64 frames (256 + 1 before group apply). A
+ * sender within its window never gets there: job and queue together are its in-flight
+ * ENTRIES and PINGs. */
 #define PEER_QUEUE_MAX 256
 
 struct peer_frame {
