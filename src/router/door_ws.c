@@ -309,8 +309,16 @@ void edge__door_ws_tick(struct door *d)
 /* The client's side                                                                  */
 /* ---------------------------------------------------------------------------------- */
 
+/* Hellos the region has not answered yet, per session: a client sending more is not
+ * waiting for their answers (the counter only, but bounded as everything else). */
+#define WSS_MAX_HELLOS 64
+
 static void client_hello(struct edge_door_wss *s, json_t *msg, const uint8_t *data, size_t len)
 {
+    if (s->hellos_unanswered >= WSS_MAX_HELLOS) {
+        finish(s, 1008, "too many hellos waiting for their answer");
+        return;
+    }
     char *copy = edge_malloc(len + 1);
     if (copy == NULL) {
         finish(s, 1011, "out of memory");
@@ -365,7 +373,7 @@ static void client_request(struct edge_door_wss *s, json_t *msg, const uint8_t *
                 text = edge_strdup(dumped);
                 tlen = strlen(dumped);
                 free(dumped);
-                d->ws_ryw_attached++;
+                if (text != NULL) d->ws_ryw_attached++; /* else sent as it came, without one */
             }
         }
     }

@@ -122,6 +122,10 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     assert.equal(refused.length, answers.length);
     // (a refusal counted may still be on its way to the client)
     assert.ok(await metric(door.url, 'edgelite_router_ws_upstream_full_total') >= refused.length);
+    // hellos the region does not answer: past 64 waiting the door closes the session 1008
+    const closed = new Promise((r) => { ws.once('close', (code) => r(code)); setTimeout(() => r('still open'), 15000); });
+    for (let i = 0; i < 70; i++) ws.send(JSON.stringify({ type: 'hello', jwt: null }));
+    assert.equal(await closed, 1008);
   });
 
   test('messages in the same packet as the upgrade request are answered', async () => {
