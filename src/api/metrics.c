@@ -324,17 +324,30 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
     edge_ckpt_stats(n->ckpt, &cks);
     edge_buf_printf(&b,
                     "# HELP edgelite_wal_checkpoints_total WAL checkpoints of the writer's connection: by the "
-                    "checkpoint thread, or inline on the writer thread once the WAL passed %d pages.\n"
+                    "checkpoint thread, or inline on the writer thread once the WAL passed %llu pages; result ok "
+                    "copied pages back, busy copied none (SQLITE_BUSY, or a reader's snapshot), error failed.\n"
                     "# TYPE edgelite_wal_checkpoints_total counter\n"
-                    "edgelite_wal_checkpoints_total{by=\"thread\"} %llu\n"
-                    "edgelite_wal_checkpoints_total{by=\"writer\"} %llu\n"
+                    "edgelite_wal_checkpoints_total{by=\"thread\",result=\"ok\"} %llu\n"
+                    "edgelite_wal_checkpoints_total{by=\"thread\",result=\"busy\"} %llu\n"
+                    "edgelite_wal_checkpoints_total{by=\"thread\",result=\"error\"} %llu\n"
+                    "edgelite_wal_checkpoints_total{by=\"writer\",result=\"ok\"} %llu\n"
+                    "edgelite_wal_checkpoints_total{by=\"writer\",result=\"busy\"} %llu\n"
+                    "edgelite_wal_checkpoints_total{by=\"writer\",result=\"error\"} %llu\n"
+                    "# HELP edgelite_wal_hard_limit_total Commits that took the WAL past the hard bound, where the "
+                    "writer checkpoints inline.\n"
+                    "# TYPE edgelite_wal_hard_limit_total counter\nedgelite_wal_hard_limit_total %llu\n"
                     "# HELP edgelite_wal_checkpoint_seconds_total Time the checkpoint thread spent checkpointing.\n"
                     "# TYPE edgelite_wal_checkpoint_seconds_total counter\nedgelite_wal_checkpoint_seconds_total %.6f\n"
                     "# HELP edgelite_wal_pages WAL size in pages after the writer's last commit.\n"
-                    "# TYPE edgelite_wal_pages gauge\nedgelite_wal_pages %llu\n",
-                    EDGE_CKPT_PAGES * EDGE_CKPT_HARD_FACTOR, (unsigned long long)cks.background,
-                    (unsigned long long)cks.inline_, (double)cks.background_us / 1e6,
-                    (unsigned long long)cks.last_wal_pages);
+                    "# TYPE edgelite_wal_pages gauge\nedgelite_wal_pages %llu\n"
+                    "# HELP edgelite_wal_pages_left WAL pages the last checkpoint could not copy back (a reader "
+                    "holds an older snapshot); the WAL cannot restart while it is above 0.\n"
+                    "# TYPE edgelite_wal_pages_left gauge\nedgelite_wal_pages_left %llu\n",
+                    (unsigned long long)cks.hard_pages, (unsigned long long)cks.bg_ok,
+                    (unsigned long long)cks.bg_busy, (unsigned long long)cks.bg_err, (unsigned long long)cks.wr_ok,
+                    (unsigned long long)cks.wr_busy, (unsigned long long)cks.wr_err,
+                    (unsigned long long)cks.hard_hits, (double)cks.background_us / 1e6,
+                    (unsigned long long)cks.last_wal_pages, (unsigned long long)cks.last_left);
     edge_buf_printf(&b,
                     "# HELP edgelite_tls_failures_total Client connections closed for bad TLS input (not TLS, a "
                     "failed handshake, a broken record) or a handshake not finished in time.\n"
