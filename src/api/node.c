@@ -714,6 +714,9 @@ void edge_node_stop(struct edge_node *n)
      * connections are gone by now; then the loops may end. */
     /* Closed, not freed: a loop may still submit (a timer that fires before the loop
      * sees its stop); it gets EDGE_ECLOSED. Freed in node_free once the loops ended. */
+    /* Its run would make the writer's fold of the WAL (in close) SQLITE_BUSY; the hook
+     * stays valid, freed after the writer in node_free. */
+    edge_ckpt_quiesce(n->ckpt);
     edge_writer_close(n->writer);
     for (int i = 0; i < n->n_loops; i++) {
         struct loop *l = &n->loops[i];
