@@ -12,22 +12,11 @@ import crypto from 'node:crypto';
 import WebSocket from 'ws';
 
 import { sleep, startCluster } from './lib/cluster.mjs';
+import { uvarint, readUvarint, str } from './lib/peer_wire.mjs';
 
 const MAX_BODY = 65536; // --max-body-bytes also caps WebSocket messages
 
 // ---- the peer protocol by hand (src/repl/proto.h, docs/internals/peer-protocol.md) ----
-function uvarint(n) {
-  const out = [];
-  let v = BigInt(n);
-  do {
-    let b = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v > 0n) b |= 0x80;
-    out.push(b);
-  } while (v > 0n);
-  return Buffer.from(out);
-}
-const str = (s) => Buffer.concat([uvarint(Buffer.byteLength(s)), Buffer.from(s)]);
 
 // Protocol 3: HMAC-SHA256(SHA-256(secret), "edgelite-peer3 hello" 0 || server nonce || client nonce ||
 // cluster 0 || region 0 || to_region 0 || vv); the vv sent here is empty (one 0 byte).
@@ -51,17 +40,6 @@ function helloV2({ cluster, region }) {
   return Buffer.concat([Buffer.from([2]), uvarint(2), str(cluster), str(region), Buffer.alloc(32, 1), uvarint(0)]);
 }
 
-function readUvarint(buf, off) {
-  let v = 0;
-  let shift = 0;
-  for (let i = 0; i < 10 && off < buf.length; i++) {
-    const b = buf[off++];
-    v += (b & 0x7f) * 2 ** shift;
-    shift += 7;
-    if (!(b & 0x80)) return [v, off];
-  }
-  throw new Error('bad varint');
-}
 
 function decodeError(buf) {
   if (buf[0] !== 8) return null;

@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 
 import { sleep, startCluster } from './lib/cluster.mjs';
+import { uvarint, readUvarint, str } from './lib/peer_wire.mjs';
 
 // ---- keyed BLAKE2b (RFC 7693), the frame tag's hash ----
 const M64 = (1n << 64n) - 1n;
@@ -66,29 +67,6 @@ function blake2b(data, key, outLen = 32) {
 }
 
 // ---- the peer protocol by hand (docs/internals/peer-protocol.md) ----
-function uvarint(n) {
-  const out = [];
-  let v = BigInt(n);
-  do {
-    let b = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v > 0n) b |= 0x80;
-    out.push(b);
-  } while (v > 0n);
-  return Buffer.from(out);
-}
-function readUvarint(buf, off) {
-  let v = 0;
-  let shift = 0;
-  for (let i = 0; i < 10 && off < buf.length; i++) {
-    const b = buf[off++];
-    v += (b & 0x7f) * 2 ** shift;
-    shift += 7;
-    if (!(b & 0x80)) return [v, off];
-  }
-  throw new Error('bad varint');
-}
-const str = (s) => Buffer.concat([uvarint(Buffer.byteLength(s)), Buffer.from(s)]);
 const Z = Buffer.from([0]);
 const NC = Buffer.alloc(32, 0x6b);
 const hmacKey = (secret) => crypto.createHash('sha256').update(secret).digest();
