@@ -36,6 +36,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { sleep, startCluster } from '../client/lib/cluster.mjs';
+import { uvarint } from '../client/lib/peer_wire.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const WAN = path.resolve(here, '..', '..', 'deployment', 'regions.json');
@@ -213,24 +214,15 @@ export function planDigest(seed, n, loadMs) {
 /** The primary-key bytes edgelite stores for a row (src/repl/capture.c value encoding), as hex(). */
 function pkHex(values) {
   const out = [];
-  const uvarint = (n) => {
-    let v = BigInt(n);
-    do {
-      let b = Number(v & 0x7fn);
-      v >>= 7n;
-      if (v > 0n) b |= 0x80;
-      out.push(b);
-    } while (v > 0n);
-  };
   for (const v of values) {
     if (typeof v === 'bigint' || typeof v === 'number') {
       const i = BigInt(v);
       out.push(1);
-      uvarint(i >= 0n ? i << 1n : ((-i) << 1n) - 1n);
+      out.push(...uvarint(i >= 0n ? i << 1n : ((-i) << 1n) - 1n));
     } else {
       const b = Buffer.from(String(v), 'utf8');
       out.push(3);
-      uvarint(b.length);
+      out.push(...uvarint(b.length));
       out.push(...b);
     }
   }
