@@ -59,13 +59,16 @@ void edge__door_metrics(struct door *d, struct edge_http_conn *c)
                     "# TYPE edgelite_router_ws_upstream_full_total counter\n"
                     "edgelite_router_ws_upstream_full_total %llu\n"
                     "# TYPE edgelite_router_ws_refused_retries_total counter\n"
-                    "edgelite_router_ws_refused_retries_total %llu\n",
+                    "edgelite_router_ws_refused_retries_total %llu\n"
+                    "# TYPE edgelite_router_ws_connect_timeouts_total counter\n"
+                    "edgelite_router_ws_connect_timeouts_total %llu\n",
                     (unsigned long long)d->requests, (unsigned long long)d->failovers,
                     (unsigned long long)d->write_not_retried, (unsigned long long)d->ryw_attached,
                     d->failover_ms_last, (unsigned long long)d->ws_failovers, (unsigned long long)d->ws_lost_pinned,
                     (unsigned long long)d->ws_limited, (unsigned long long)d->ws_ryw_attached,
                     (unsigned long long)d->ws_reads_retried, d->ws_failover_ms_last,
-                    (unsigned long long)d->ws_upstream_full, (unsigned long long)d->ws_refused_retries);
+                    (unsigned long long)d->ws_upstream_full, (unsigned long long)d->ws_refused_retries,
+                    (unsigned long long)d->ws_connect_timeouts);
     edge_router_stats_prometheus(d->stats, "edgelite_router", d->rc->stats_metrics_top, &b);
     edge_http_respond(c, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
     edge_buf_free(&b);

@@ -69,6 +69,7 @@ struct door {
      * bookmarks attached, reads sent again after a move */
     uint64_t ws_failovers, ws_lost_pinned, ws_limited, ws_ryw_attached, ws_reads_retried;
     uint64_t ws_upstream_full; /* requests refused: DOOR_WSUP_MAX_QUEUED waiting for the region */
+    uint64_t ws_connect_timeouts; /* WebSockets to a region past router.connect_timeout_ms before the 101 */
     double ws_failover_ms_last; /* from the loss to the next region's 101 */
     struct edge_door_wss *ws_head;   /* every WebSocket session (door_ws.c) */
     bool stopping;

@@ -8,7 +8,11 @@
  * only after on_open), so a failure before that is always "nothing was sent" and the owner
  * may go to the next region; after it, a lost connection may have lost requests in flight,
  * which the owner sorts out (door_ws.c). After on_lost, or once the owner called close, no
- * callback comes; the link frees itself when its handle is closed. */
+ * callback comes; the link frees itself when its handles are closed.
+ *
+ * Each step before the 101 (the TCP connect, the TLS handshake, the answer to the upgrade
+ * request) has router.connect_timeout_ms: a region that accepts TCP and never answers is a
+ * refusal once it passes (nothing was sent), not a session held until the client gives up. */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +34,9 @@ struct edge_door_wsup {
     char path[512];
     uv_tcp_t tcp;
     uv_connect_t creq;
+    uv_timer_t timer;  /* the deadline of the step before the 101 */
+    const char *step;  /* which step it is, for the log */
+    int handles;       /* tcp and timer not closed yet */
     struct edge_tls *tls;
     bool upgraded, done; /* done: on_lost called or closed by the owner: no more callbacks */
     struct edge_buf rx;  /* bytes (plaintext) from the region not yet parsed */
@@ -45,6 +52,7 @@ struct wreq {
 static void on_closed(uv_handle_t *h)
 {
     struct edge_door_wsup *u = h->data;
+    if (--u->handles > 0) return;
     edge_tls_free(u->tls);
     edge_buf_free(&u->rx);
     edge_buf_free(&u->msg);
@@ -55,6 +63,7 @@ static void shut(struct edge_door_wsup *u)
 {
     if (!uv_is_closing((uv_handle_t *)&u->tcp)) {
         if (u->upgraded) u->d->regions[u->region].ws_open--;
+        uv_close((uv_handle_t *)&u->timer, on_closed);
         uv_close((uv_handle_t *)&u->tcp, on_closed);
     }
 }
@@ -68,6 +77,23 @@ static void lost(struct edge_door_wsup *u, int kind, uint16_t code, const char *
         u->cb.on_lost(u->cb.ud, kind, code, why);
     }
     shut(u);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct edge_door_wsup *u = t->data;
+    if (u->done || u->upgraded) return;
+    EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: WebSocket to region %s: no %s within router.connect_timeout_ms "
+             "(%d ms)", u->d->regions[u->region].id, u->step, u->d->rc->connect_timeout_ms);
+    u->d->ws_connect_timeouts++;
+    lost(u, EDGE_DOOR_WSUP_REFUSED, 0, "the region did not answer within router.connect_timeout_ms");
+}
+
+/* The next step before the 101 gets a deadline of its own. */
+static void step(struct edge_door_wsup *u, const char *what)
+{
+    u->step = what;
+    uv_timer_start(&u->timer, on_deadline, (uint64_t)u->d->rc->connect_timeout_ms, 0);
 }
 
 void edge__door_wsup_close(struct edge_door_wsup *u)
@@ -180,6 +206,7 @@ static void parse(struct edge_door_wsup *u)
             return;
         }
         u->upgraded = true;
+        uv_timer_stop(&u->timer);
         u->d->regions[u->region].ws_sessions++;
         u->d->regions[u->region].ws_open++;
         size_t used = (size_t)(end + 4 - u->rx.data);
@@ -295,6 +322,7 @@ static void tls_input(struct edge_door_wsup *u, const char *data, size_t len)
             return;
         }
         if (hs != EDGE_OK) return;
+        step(u, "answer to the WebSocket upgrade");
         send_upgrade(u);
         if (u->done) return;
     }
@@ -359,6 +387,7 @@ static void on_connect(uv_connect_t *cr, int status)
         return;
     }
     struct region *r = &u->d->regions[u->region];
+    step(u, r->tls != NULL ? "TLS handshake" : "answer to the WebSocket upgrade");
     if (r->tls != NULL) {
         if (edge_tls_new(r->tls, r->tls_name, &u->tls) != EDGE_OK) {
             lost(u, EDGE_DOOR_WSUP_REFUSED, 0, "TLS to the region failed");
@@ -391,8 +420,12 @@ int edge__door_wsup_open(struct door *d, int region, const char *path, const cha
     edge_buf_init(&u->msg, WS_MAX_MESSAGE);
     uv_tcp_init(&d->loop, &u->tcp);
     uv_tcp_nodelay(&u->tcp, 1);
+    uv_timer_init(&d->loop, &u->timer);
+    u->handles = 2;
     u->tcp.data = u;
+    u->timer.data = u;
     u->creq.data = u;
+    step(u, "TCP connection");
     if (uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&addr, on_connect) != 0) {
         u->done = true;
         shut(u);

@@ -7,6 +7,8 @@
 // answered (they used to reach the door's HTTP handler and close the session 1011). A region's
 // binary frame reaches the client as binary, an invalid close code as 1011; the regions' own
 // upgrades (/v1/peer, /v1/realtime) are not relayed; a request id in the door's own range is refused.
+// A region that accepts TCP and never answers the upgrade: past router.connect_timeout_ms the
+// session's first requests go to the next region, and with none left the client is closed 1011.
 
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -67,11 +69,30 @@ function frame(text) {
   return Buffer.concat([head, mask, Buffer.from(p.map((b, i) => b ^ mask[i & 3]))]);
 }
 
-function doorConfig(dir, ports) {
+// A region that accepts TCP connections and never answers anything (upgrades(): how many WebSocket
+// upgrade requests it was sent; the door's probes come on a connection of their own).
+async function silentRegion() {
+  const socks = [];
+  let upgrades = 0;
+  const srv = net.createServer((s) => {
+    socks.push(s);
+    let got = '';
+    s.on('data', (d) => {
+      got += d;
+      if (/^upgrade: websocket/im.test(got) && got.includes('\r\n\r\n')) { upgrades++; got = ''; }
+    });
+    s.on('error', () => {});
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return { port: srv.address().port, upgrades: () => upgrades,
+    close: () => { for (const s of socks) s.destroy(); srv.close(); } };
+}
+
+function doorConfig(dir, ports, extra = '') {
   const file = path.join(dir, 'door.yaml');
   fs.writeFileSync(file, `cluster: { name: x, secret: "0123456789abcdef0123" }\nregions:\n` +
     ports.map((p, i) => `  - { id: r${i}, url: "http://127.0.0.1:${p}", priority: ${i + 1} }`).join('\n') +
-    `\nrouter: { probe_interval_ms: 600000, request_timeout_ms: 60000, rtt_slack_ms: 0 }\n`);
+    `\nrouter: { probe_interval_ms: 600000, request_timeout_ms: 60000, rtt_slack_ms: 0${extra} }\n`);
   return file;
 }
 
@@ -90,6 +111,18 @@ async function openWs(url) {
 describe('router_door_ws_edge', { timeout: 120000 }, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edge-door-ws-edge-'));
   const cleanup = [];
+  // A door in front of these regions and a session through it that has sent its hello; answers: every
+  // message the client got, parsed.
+  async function session(ports, extra = '', args = []) {
+    const door = await startRouter(doorConfig(dir, ports, extra), args);
+    cleanup.push(() => door.proc.kill('SIGKILL'));
+    const ws = await openWs(door.url);
+    cleanup.push(() => ws.terminate());
+    const answers = [];
+    ws.on('message', (m) => answers.push(JSON.parse(String(m))));
+    ws.send(JSON.stringify({ type: 'hello', jwt: null }));
+    return { door, ws, answers };
+  }
   after(() => {
     for (const f of cleanup.reverse()) f();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -98,13 +131,7 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
   test('a region that stops reading: requests past 8 MiB waiting are refused WS_ROUTER_LIMIT', async () => {
     const region = await stalledRegion();
     cleanup.push(region.close);
-    const door = await startRouter(doorConfig(dir, [region.port]));
-    cleanup.push(() => door.proc.kill('SIGKILL'));
-    const ws = await openWs(door.url);
-    cleanup.push(() => ws.terminate());
-    const answers = [];
-    ws.on('message', (m) => answers.push(JSON.parse(String(m))));
-    ws.send(JSON.stringify({ type: 'hello', jwt: null }));
+    const { door, ws, answers } = await session([region.port]);
     const big = 'x'.repeat(1000 * 1000);
     const N = 40; // 40 MB: more than the bound and what the sockets' buffers hold
     for (let i = 1; i <= N; i++) {
@@ -126,6 +153,40 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     const closed = new Promise((r) => { ws.once('close', (code) => r(code)); setTimeout(() => r('still open'), 15000); });
     for (let i = 0; i < 70; i++) ws.send(JSON.stringify({ type: 'hello', jwt: null }));
     assert.equal(await closed, 1008);
+  });
+
+  test('a region that never answers the upgrade: the session\'s first request goes to the next one', async () => {
+    const silent = await silentRegion();
+    cleanup.push(silent.close);
+    const region = await scriptedRegion();
+    cleanup.push(region.close);
+    // r0 (the silent one) is the client's region: the door tries it first
+    const { door, ws, answers } = await session([silent.port, region.port], ', connect_timeout_ms: 300',
+      ['--client-region', 'r0']);
+    ws.send(JSON.stringify({ type: 'request', request_id: 1, request: { type: 'open_stream', stream_id: 1 } }));
+    // well past the 300 ms deadline, far short of the door's request_timeout_ms (60 s): on the old code
+    // the session waited on the silent region for good
+    const t0 = Date.now();
+    while (answers.length < 2 && Date.now() - t0 < 15000) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(answers.map((a) => a.type), ['hello_ok', 'response_ok'], JSON.stringify(answers));
+    assert.equal(answers[1].request_id, 1);
+    assert.equal(silent.upgrades(), 1, 'the door did not try the silent region first');
+    assert.deepEqual(region.got.slice(1).map((x) => x.type), ['hello', 'request']);
+    assert.ok(await metric(door.url, 'edgelite_router_ws_connect_timeouts_total') >= 1);
+    ws.terminate();
+
+    // the silent region alone: the client gets a clear close, not a session that waits for good
+    const silent2 = await silentRegion();
+    cleanup.push(silent2.close);
+    const { ws: ws2 } = await session([silent2.port], ', connect_timeout_ms: 300');
+    const closed = new Promise((r) => {
+      ws2.once('close', (code, reason) => r({ code, reason: String(reason) }));
+      setTimeout(() => r('still open'), 15000).unref();
+    });
+    const c = await closed;
+    assert.equal(c.code, 1011, JSON.stringify(c));
+    assert.match(c.reason, /no region/);
+    assert.equal(silent2.upgrades(), 1);
   });
 
   test('messages in the same packet as the upgrade request are answered', async () => {
