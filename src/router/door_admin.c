@@ -69,6 +69,11 @@ void edge__door_metrics(struct door *d, struct edge_http_conn *c)
                     (unsigned long long)d->ws_reads_retried, d->ws_failover_ms_last,
                     (unsigned long long)d->ws_upstream_full, (unsigned long long)d->ws_refused_retries,
                     (unsigned long long)d->ws_connect_timeouts);
+    size_t ws_streams, ws_cursors;
+    edge__door_ws_counts(d, &ws_streams, &ws_cursors);
+    edge_buf_printf(&b, "# TYPE edgelite_router_ws_streams gauge\nedgelite_router_ws_streams %zu\n"
+                        "# TYPE edgelite_router_ws_cursors gauge\nedgelite_router_ws_cursors %zu\n",
+                    ws_streams, ws_cursors);
     edge_router_stats_prometheus(d->stats, "edgelite_router", d->rc->stats_metrics_top, &b);
     edge_http_respond(c, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
     edge_buf_free(&b);

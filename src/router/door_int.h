@@ -153,6 +153,10 @@ void edge__door_wst_sent(struct edge_door_wst *t, struct edge_door_wst_req *r);
 int edge__door_wst_answer(struct edge_door_wst *t, int64_t request_id, bool ok);
 /* When the oldest request sent to the current region and not answered was sent; 0: none. */
 uint64_t edge__door_wst_oldest_ns(const struct edge_door_wst *t);
+/* Adds the session's streams and cursors (those a region holds or is opening) to the counts. */
+void edge__door_wst_counts(const struct edge_door_wst *t, size_t *streams, size_t *cursors);
+/* The streams and cursors of every WebSocket session of the door (door_ws.c), for /metrics. */
+void edge__door_ws_counts(struct door *d, size_t *streams, size_t *cursors);
 /* A stream may be inside a transaction, or holds per-connection state (PRAGMA, ATTACH,
  * CREATE TEMP): the session cannot move. */
 bool edge__door_wst_pinned(const struct edge_door_wst *t);

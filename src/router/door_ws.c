@@ -288,6 +288,14 @@ static void connect_next(struct edge_door_wss *s)
     }
 }
 
+void edge__door_ws_counts(struct door *d, size_t *streams, size_t *cursors)
+{
+    *streams = *cursors = 0;
+    for (const struct edge_door_wss *s = d->ws_head; s != NULL; s = s->next) {
+        edge__door_wst_counts(s->st, streams, cursors);
+    }
+}
+
 void edge__door_ws_tick(struct door *d)
 {
     uint64_t now = uv_hrtime(), limit = (uint64_t)d->rc->request_timeout_ms * 1000000u;

@@ -36,6 +36,8 @@ struct wst_obj { /* a stream, a stored SQL text or a cursor, by the client's id 
     uint64_t tx_gen;       /* counts the requests that left it inside one */
     char *sql;             /* a stored text */
     size_t sql_len;
+    uint64_t serial;       /* a stream: its own, unique in the session (ids are reused) */
+    uint64_t stream;       /* a cursor: the serial of its stream, whose close closes it too */
 };
 
 struct wst_list {
@@ -49,6 +51,7 @@ struct edge_door_wst {
     struct edge_door_wst_req *head, *tail;
     size_t n_req, req_bytes;
     int64_t next_synthetic; /* negative ids of the door's own requests */
+    uint64_t next_serial;   /* of the streams */
 };
 
 int edge__door_wst_new(struct edge_door_wst **out)
@@ -114,12 +117,18 @@ static void remove_at(struct edge_door_wst *t, struct wst_list *l, size_t i)
     l->n--;
 }
 
-/* Remove the oldest object of this id whose open (opening) or close (!opening) is in flight. */
+/* Remove the oldest object of this id whose open (opening) or close (!opening) is in flight.
+ * A stream takes its cursors with it: the region closed them with it (Hrana), so they no
+ * longer count toward the session's bound, whether close_cursor comes or not. */
 static void remove_pending(struct edge_door_wst *t, struct wst_list *l, int64_t id, bool opening)
 {
     for (size_t i = 0; i < l->n; i++) {
         if (l->v[i].id == id && (opening ? l->v[i].opening : l->v[i].closing)) {
+            uint64_t serial = l->v[i].serial;
             remove_at(t, l, i);
+            for (size_t j = t->cursors.n; l == &t->streams && j-- > 0;) {
+                if (t->cursors.v[j].stream == serial) remove_at(t, &t->cursors, j);
+            }
             return;
         }
     }
@@ -321,8 +330,10 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
     case WST_OPEN_CURSOR:
         o = add(rtype == WST_OPEN_STREAM ? &t->streams : &t->cursors, target);
         if (o != NULL) o->opening = true;
+        if (rtype == WST_OPEN_STREAM && o != NULL) o->serial = ++t->next_serial;
         if (rtype == WST_OPEN_CURSOR && o != NULL) {
             struct wst_obj *s = find_live(&t->streams, json_integer_value(json_object_get(req, "stream_id")));
+            o->stream = s != NULL ? s->serial : 0; /* 0: no stream, the region refuses it */
             tx = s ? s->planned : false;
             bool entered = false;
             batch_note(t, s, json_object_get(req, "batch"), &tx, &entered);
@@ -472,6 +483,12 @@ void edge__door_wst_sent(struct edge_door_wst *t, struct edge_door_wst_req *r)
         r->text = NULL;
         r->len = 0;
     }
+}
+
+void edge__door_wst_counts(const struct edge_door_wst *t, size_t *streams, size_t *cursors)
+{
+    *streams += t->streams.n;
+    *cursors += t->cursors.n;
 }
 
 bool edge__door_wst_pinned(const struct edge_door_wst *t)

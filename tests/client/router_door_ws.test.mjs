@@ -48,6 +48,14 @@ function routerConfig(c, file, router) {
   return file;
 }
 
+// A raw Hrana session (hrana3) through the door at url (http://...), its hello answered.
+async function helloWs(url) {
+  const s = await openHranaWs(url.replace('http://', 'ws://'), ['hrana3']);
+  s.send({ type: 'hello', jwt: null });
+  assert.equal((await s.next()).type, 'hello_ok');
+  return s;
+}
+
 async function waitDown(c, url, id) {
   assert.ok(await c.waitFor(async () => (await (await fetch(url + '/v1/router/regions')).json()).regions
     .some((x) => x.id === id && !x.up), 10000, 50), `the router did not see ${id} down`);
@@ -258,9 +266,7 @@ describe('router_door_ws: transactions, malformed frames, bounds', { timeout: 24
   test('a transaction in the lost region: the session closes 1011, nothing re-run', async () => {
     const rc = await startRouter(cfgNear, ['--client-region', 'b']);
     try {
-      const s = await openHranaWs(rc.url.replace('http://', 'ws://'), ['hrana3']);
-      s.send({ type: 'hello', jwt: null });
-      assert.equal((await s.next()).type, 'hello_ok');
+      const s = await helloWs(rc.url);
       assert.equal((await s.request({ type: 'open_stream', stream_id: 1 })).type, 'response_ok');
       const ex = (sql) => s.request({ type: 'execute', stream_id: 1, stmt: { sql, want_rows: true } });
       assert.equal((await ex('BEGIN')).type, 'response_ok');
@@ -276,9 +282,35 @@ describe('router_door_ws: transactions, malformed frames, bounds', { timeout: 24
     }
   });
 
+  test('streams closed with a cursor still open: the cursor bound is never reached', async () => {
+    const rc = await startRouter(cfgNear, ['--client-region', 'a']);
+    try {
+      const s = await helloWs(rc.url);
+      // 1100 streams (more than the 1024 cursors a session may hold), each closed with its cursor open:
+      // the region closes a stream's cursors with it, and so does the door's count
+      const N = 1100;
+      let maxCursors = 0;
+      for (let i = 0; i < N; i++) {
+        const stream = 1 + (i % 3);
+        assert.equal((await s.request({ type: 'open_stream', stream_id: stream })).type, 'response_ok');
+        const cur = await s.request({ type: 'open_cursor', stream_id: stream, cursor_id: i,
+          batch: { steps: [{ stmt: { sql: 'SELECT v FROM t' } }] } });
+        assert.equal(cur.type, 'response_ok', `cursor ${i}: ${JSON.stringify(cur)}`);
+        if (i % 100 === 50) maxCursors = Math.max(maxCursors, await routerMetric(rc.url, 'edgelite_router_ws_cursors'));
+        assert.equal((await s.request({ type: 'close_stream', stream_id: stream })).type, 'response_ok');
+      }
+      assert.equal(maxCursors, 1, 'one cursor open at a time');
+      assert.equal(await routerMetric(rc.url, 'edgelite_router_ws_cursors'), 0);
+      assert.equal(await routerMetric(rc.url, 'edgelite_router_ws_streams'), 0);
+      assert.equal(await routerMetric(rc.url, 'edgelite_router_ws_limited_total'), 0);
+      await s.close();
+    } finally {
+      rc.proc.kill('SIGKILL');
+    }
+  });
+
   test('malformed frames: a close code or a Hrana error, never a crash; bounded state', async () => {
     const rc = await startRouter(cfgNear, ['--client-region', 'a']);
-    const ws = rc.url.replace('http://', 'ws://');
     try {
       const cases = [
         [(s) => s.send('this is not json'), 1007],
@@ -289,16 +321,12 @@ describe('router_door_ws: transactions, malformed frames, bounds', { timeout: 24
         [(s) => s.ws.send(Buffer.from([1, 2, 3]), { binary: true }), 1003],
       ];
       for (const [act, code] of cases) {
-        const s = await openHranaWs(ws, ['hrana3']);
-        s.send({ type: 'hello', jwt: null });
-        assert.equal((await s.next()).type, 'hello_ok');
+        const s = await helloWs(rc.url);
         act(s);
         assert.equal((await s.closed).code, code, String(act));
       }
       // a request the region refuses: its Hrana error, and the session goes on
-      const s = await openHranaWs(ws, ['hrana3']);
-      s.send({ type: 'hello', jwt: null });
-      assert.equal((await s.next()).type, 'hello_ok');
+      const s = await helloWs(rc.url);
       const bad = await s.request({ type: 'execute', stream_id: 99, stmt: { sql: 'SELECT 1' } });
       assert.equal(bad.type, 'response_error');
       const badBm = await s.request({ type: 'open_stream', stream_id: 1 });

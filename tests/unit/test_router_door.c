@@ -380,6 +380,53 @@ static void test_ws_bounds(void **state)
     edge__door_wst_free(t);
 }
 
+/* A stream's cursors leave with it (the region closes them with the stream): streams opened
+ * and closed, each with a cursor never closed, never reach the cursors' bound; a stream id
+ * reused while the close of its previous stream is in flight keeps its new cursor. */
+static void test_ws_cursors_with_stream(void **state)
+{
+    (void)state;
+    struct edge_door_wst *t = NULL;
+    assert_int_equal(edge__door_wst_new(&t), EDGE_OK);
+    char buf[160];
+    int64_t id = 0;
+    for (int i = 0; i < 3 * WST_MAX_STREAMS; i++) {
+        snprintf(buf, sizeof(buf), "{\"type\":\"open_stream\",\"stream_id\":%d}", i % 7);
+        req(t, ++id, buf, true);
+        assert_int_equal(edge__door_wst_answer(t, id, true), WST_SAFE);
+        snprintf(buf, sizeof(buf), "{\"type\":\"open_cursor\",\"stream_id\":%d,\"cursor_id\":%d,"
+                 "\"batch\":{\"steps\":[]}}", i % 7, i);
+        req(t, ++id, buf, true);
+        assert_int_equal(edge__door_wst_answer(t, id, true), WST_CURSOR);
+        snprintf(buf, sizeof(buf), "{\"type\":\"close_stream\",\"stream_id\":%d}", i % 7);
+        req(t, ++id, buf, true);
+        assert_int_equal(edge__door_wst_answer(t, id, true), WST_SAFE);
+    }
+    size_t ns = 0, nc = 0;
+    edge__door_wst_counts(t, &ns, &nc);
+    assert_int_equal(ns, 0);
+    assert_int_equal(nc, 0);
+    /* stream 1 closed (close in flight) and opened again with a cursor: the close's answer
+     * takes the old stream's cursor only */
+    req(t, ++id, "{\"type\":\"open_stream\",\"stream_id\":1}", true);
+    assert_int_equal(edge__door_wst_answer(t, id, true), WST_SAFE);
+    req(t, ++id, "{\"type\":\"open_cursor\",\"stream_id\":1,\"cursor_id\":1,\"batch\":{\"steps\":[]}}", true);
+    assert_int_equal(edge__door_wst_answer(t, id, true), WST_CURSOR);
+    int64_t close_id = ++id;
+    req(t, close_id, "{\"type\":\"close_stream\",\"stream_id\":1}", true);
+    req(t, ++id, "{\"type\":\"open_stream\",\"stream_id\":1}", true);
+    req(t, ++id, "{\"type\":\"open_cursor\",\"stream_id\":1,\"cursor_id\":2,\"batch\":{\"steps\":[]}}", true);
+    ns = nc = 0;
+    edge__door_wst_counts(t, &ns, &nc);
+    assert_int_equal(nc, 2);
+    assert_int_equal(edge__door_wst_answer(t, close_id, true), WST_SAFE);
+    ns = nc = 0;
+    edge__door_wst_counts(t, &ns, &nc);
+    assert_int_equal(ns, 1);
+    assert_int_equal(nc, 1);
+    edge__door_wst_free(t);
+}
+
 /* A replacement of a stored text: the previous text stays until the region answers ok; a
  * refused one leaves it (as the region does); a session moved meanwhile stores it again
  * before the replacement, which follows in order. */
@@ -480,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_ws_state),
         cmocka_unit_test(test_ws_send_failed),
         cmocka_unit_test(test_ws_bounds),
+        cmocka_unit_test(test_ws_cursors_with_stream),
         cmocka_unit_test(test_ws_sql_replace),
         cmocka_unit_test(test_ws_pin_state),
     };
