@@ -40,6 +40,7 @@ struct edge_conf_router {
     int probe_interval_ms;  /* the front door probes each region this often; default 500 */
     int request_timeout_ms; /* a request's deadline through the front door, fail-overs included; default 5000 */
     int connect_timeout_ms; /* front door WebSocket to a region: deadline of each step before its 101; default 2000 */
+    int first_probe_delay_ms; /* front door: its first probes this long after it starts (regions up until then); 0 */
     char **fallback;        /* region ids tried in this order after the chosen one; none: by RTT */
     size_t n_fallback;
     int stats_max_statements; /* stats.max_statements: distinct statements kept per node; default 1000 */

@@ -18,6 +18,7 @@ void edge__conf_router_defaults(struct edge_conf *c)
     r->probe_interval_ms = 500;
     r->request_timeout_ms = 5000;
     r->connect_timeout_ms = 2000;
+    r->first_probe_delay_ms = 0;
     r->fallback = NULL;
     r->n_fallback = 0;
     r->stats_max_statements = 1000;
@@ -40,7 +41,7 @@ int edge__conf_parse_router(struct edge__conf_ctx *x, yaml_node_t *m)
 {
     static const char *const keys[] = {"bookmark_wait_ms",   "slow_ms",  "rtt_slack_ms", "probe_interval_ms",
                                        "request_timeout_ms", "fallback", "stats",        "cache",
-                                       "connect_timeout_ms", NULL};
+                                       "connect_timeout_ms", "first_probe_delay_ms", NULL};
     static const char *const stats_keys[] = {"max_statements", "metrics_top", NULL};
     static const char *const cache_keys[] = {"enabled", "admit_after", "window_ms", "max_bytes", NULL};
     struct edge_conf_router *r = &edge__conf_target(x)->router;
@@ -56,6 +57,9 @@ int edge__conf_parse_router(struct edge__conf_ctx *x, yaml_node_t *m)
     /* per step (TCP, TLS, the 101) of the door's WebSocket to a region; below 10 ms a loopback
      * TLS handshake under load would already miss it */
     if (rv == EDGE_OK) rv = edge__conf_get_int(x, m, "router", "connect_timeout_ms", 10, &r->connect_timeout_ms);
+    if (rv == EDGE_OK) {
+        rv = edge__conf_get_int(x, m, "router", "first_probe_delay_ms", 0, &r->first_probe_delay_ms);
+    }
     if (rv == EDGE_OK) rv = edge__conf_get_str_list(x, m, "router", "fallback", &r->fallback, &r->n_fallback);
     if (rv == EDGE_OK) rv = edge__conf_get_section(x, m, "router", "stats", &sec);
     if (rv == EDGE_OK && sec != NULL) {

@@ -645,7 +645,8 @@ int edge_router_door_run(const struct edge_router_door_config *cfg, volatile sig
     }
     uv_timer_init(&d.loop, &d.probe_timer);
     d.probe_timer.data = &d;
-    uv_timer_start(&d.probe_timer, probe_all, 0, (uint64_t)d.rc->probe_interval_ms);
+    /* until the first probe every region counts as up (router.first_probe_delay_ms) */
+    uv_timer_start(&d.probe_timer, probe_all, (uint64_t)d.rc->first_probe_delay_ms, (uint64_t)d.rc->probe_interval_ms);
     uv_timer_init(&d.loop, &d.stop_timer);
     d.stop_timer.data = &d;
     uv_timer_start(&d.stop_timer, on_stop_check, 100, 100);

@@ -2,8 +2,10 @@
 // The front door's WebSocket path to https:// regions (issue 12): the door's WebSocket to a region
 // speaks TLS, verified as its HTTP pools are (cluster.ca_file, the URL's host). The real
 // @libsql/client over ws:// through the door reaches a TLS region; a region whose certificate
-// names another host is refused and the session goes to the next region; a door that trusts
-// another CA reaches no region and closes the session.
+// names another host is refused and the session goes to the next region, with no request reaching
+// it; a door that trusts another CA reaches no region and closes the session. The door's first
+// probes wait (router.first_probe_delay_ms), so that the session itself meets the bad certificate:
+// before, the probes could mark the region down first and the session never tried it.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -45,6 +47,12 @@ function spawnRegion(id, config) {
 
 const url = (id) => `https://127.0.0.1:${port[id]}`;
 
+async function routerMetric(rurl, name) {
+  const text = await (await fetch(rurl + '/metrics')).text();
+  for (const line of text.split('\n')) if (line.startsWith(name + ' ')) return Number(line.slice(name.length + 1));
+  return NaN;
+}
+
 async function wsSessions(rurl) {
   const text = await (await fetch(rurl + '/metrics')).text();
   const out = {};
@@ -58,7 +66,8 @@ describe('router_door_tls: WebSocket through the door to https:// regions', { ti
     const file = path.join(dir, `router-${path.basename(caFile)}.yaml`);
     fs.writeFileSync(file, `cluster: { name: doortls, secret: "${secret}", ca_file: ${caFile} }\nregions:\n` +
       IDS.map((id, i) => `  - { id: ${id}, url: "${url(id)}", priority: ${i + 1} }\n`).join('') +
-      'router: { probe_interval_ms: 100, request_timeout_ms: 5000, rtt_slack_ms: 0 }\n');
+      'router: { probe_interval_ms: 100, first_probe_delay_ms: 600000, request_timeout_ms: 5000, ' +
+      'rtt_slack_ms: 0 }\n');
     return file;
   };
   before(async () => {
@@ -109,6 +118,13 @@ describe('router_door_tls: WebSocket through the door to https:// regions', { ti
         cl.close();
       }
       assert.deepEqual(await wsSessions(rt.url), { a: 1, b: 0 });
+      // the session did try b first (no probe had marked it down), and was refused by its certificate
+      assert.equal(await routerMetric(rt.url, 'edgelite_router_ws_refused_retries_total'), 1);
+      assert.match(rt.stderr(), /WebSocket to region b: TLS/);
+      // and nothing of the session ran in b: its statements are none of the client's
+      const st = await httpsRequest(`${url('b')}/v1/stats/statements?limit=1000`, { ca: ca.cert, anyHost: true });
+      assert.equal(st.status, 200, st.text);
+      assert.deepEqual(st.json.statements.filter((x) => /\bt\b/.test(x.query)), [], st.text);
     } finally {
       rt.proc.kill('SIGKILL');
     }
@@ -125,6 +141,7 @@ describe('router_door_tls: WebSocket through the door to https:// regions', { ti
         cl.close();
       }
       assert.deepEqual(await wsSessions(rt.url), { a: 0, b: 0 });
+      assert.equal(await routerMetric(rt.url, 'edgelite_router_ws_refused_retries_total'), 2); // both tried
     } finally {
       rt.proc.kill('SIGKILL');
     }

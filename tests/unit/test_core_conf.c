@@ -196,13 +196,14 @@ static void test_router_section(void **state)
     assert_int_equal(c->router.cache_admit_after, 2);
     assert_int_equal(c->router.cache_max_bytes, 16 * 1024 * 1024);
     assert_int_equal(c->router.connect_timeout_ms, 2000);
+    assert_int_equal(c->router.first_probe_delay_ms, 0);
     assert_int_equal(c->regions[0].capacity.max_sessions, 0);
     assert_true(c->regions[0].capacity.weight == 1.0);
     edge_conf_free(c);
 
     c = parse_ok("regions:\n  - { id: a, capacity: { max_sessions: 5, weight: 2.5 } }\n  - { id: b }\n"
                  "router: { bookmark_wait_ms: 0, slow_ms: 5, rtt_slack_ms: 0, probe_interval_ms: 100,\n"
-                 "  request_timeout_ms: 800, connect_timeout_ms: 300, fallback: [b, a],\n"
+                 "  request_timeout_ms: 800, connect_timeout_ms: 300, first_probe_delay_ms: 250, fallback: [b, a],\n"
                  "  stats: { max_statements: 3, metrics_top: 0 },\n"
                  "  cache: { enabled: false, admit_after: 1, window_ms: 50, max_bytes: 0 } }\n");
     assert_int_equal(c->regions[0].capacity.max_sessions, 5);
@@ -213,6 +214,7 @@ static void test_router_section(void **state)
     assert_int_equal(c->router.probe_interval_ms, 100);
     assert_int_equal(c->router.request_timeout_ms, 800);
     assert_int_equal(c->router.connect_timeout_ms, 300);
+    assert_int_equal(c->router.first_probe_delay_ms, 250);
     assert_int_equal(c->router.n_fallback, 2);
     assert_string_equal(c->router.fallback[0], "b");
     assert_string_equal(c->router.fallback[1], "a");
@@ -228,6 +230,7 @@ static void test_router_section(void **state)
     expect_err(REGION1 "router: { slow_ms: 0 }\n", "router.slow_ms: must be between 1");
     expect_err(REGION1 "router: { probe_interval_ms: 10 }\n", "router.probe_interval_ms: must be between 50");
     expect_err(REGION1 "router: { connect_timeout_ms: 5 }\n", "router.connect_timeout_ms: must be between 10");
+    expect_err(REGION1 "router: { first_probe_delay_ms: -1 }\n", "router.first_probe_delay_ms: must be between 0");
     expect_err(REGION1 "router: { fallback: r1 }\n", "router.fallback: expected a list of strings");
     expect_err(REGION1 "router: { fallback: [r9] }\n", "router.fallback[0]: 'r9' is not a region");
     expect_err(REGION1 "router: { fallback: [r1, r1] }\n", "router.fallback[1]: region 'r1' is listed twice");
