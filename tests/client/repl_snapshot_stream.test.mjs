@@ -63,7 +63,12 @@ describe('a large snapshot streams to disk', { timeout: LONG ? 3600000 : 240000 
     // Holding the copy in memory (as before) puts the peak above the copy's size; streaming keeps it at the
     // node's ordinary footprint.
     assert.ok(recvPeakMb < copyMb / 2, `receiver peak ${recvPeakMb.toFixed(1)} MiB for a ${copyMb.toFixed(1)} MiB copy`);
-    assert.ok(senderGrowMb < copyMb / 4, `sender grew ${senderGrowMb.toFixed(1)} MiB for a ${copyMb.toFixed(1)} MiB copy`);
+    // The sender's bar is the receiver's: half the copy. Its growth is not only the transfer's: glibc gives each
+    // thread that allocates an arena of its own, and whether the backup's pool thread finds one the writes already
+    // grew is chance; measured here, 1-4 MiB when it does and up to 27 MiB when it does not (with
+    // MALLOC_ARENA_MAX=1, 1-2 MiB every time; the backup of a 90 MB database alone peaks 4 MiB above its start).
+    // A sender that queued the copy grows by at least its size (85 MiB here).
+    assert.ok(senderGrowMb < copyMb / 2, `sender grew ${senderGrowMb.toFixed(1)} MiB for a ${copyMb.toFixed(1)} MiB copy`);
     assert.deepEqual(await c.rows('b', 'SELECT count(*), sum(length(v)) FROM big'), want);
     // Row by row: the id and two slices of every blob, in id order.
     const digest = async (id) => (await c.rows(id,
