@@ -125,19 +125,9 @@ static const char *remember(struct cluster_sigs *cs, const struct edge_repl_http
 /* The region's wall clock minus ours as its peer link measured it, 0 if unknown. */
 static int64_t peer_offset_ms(struct edge_node *n, const char *region)
 {
-    int64_t off = 0;
-    pthread_rwlock_rdlock(&n->repl.peers_lock);
-    for (int i = 0; i < n->repl.n_peers; i++) {
-        if (n->repl.peers[i] != NULL && strcmp(n->repl.peer_region[i], region) == 0) {
-            struct edge_peer_status ps;
-            memset(&ps, 0, sizeof(ps));
-            edge_peer_status(n->repl.peers[i], &ps);
-            if (ps.clock_offset_known) off = (int64_t)(ps.clock_offset_ms + (ps.clock_offset_ms < 0 ? -0.5 : 0.5));
-            edge_vclock_close(&ps.acked);
-        }
-    }
-    pthread_rwlock_unlock(&n->repl.peers_lock);
-    return off;
+    struct edge_peer_status ps;
+    if (!edge__api_peer_link_status(n, region, &ps) || !ps.clock_offset_known) return 0;
+    return (int64_t)(ps.clock_offset_ms + (ps.clock_offset_ms < 0 ? -0.5 : 0.5));
 }
 
 static int region_index(const struct edge_conf *conf, const char *id)

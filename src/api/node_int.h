@@ -48,6 +48,8 @@
 #include "store/ckpt.h"
 #include "store/writer.h"
 
+struct edge_peer_status;
+
 #define MAX_TXN_CONNS 64
 /* Keep-alive connections from one loop to the primary for forwarded strong writes;
  * more forwards queue on the loop (hrana/forward.c). */
@@ -370,6 +372,10 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
 
 /* status.c */
 uint64_t edge__api_db_size(struct edge_node *n);
+/* The status of the peer link to region into *out (region ids are unique), its acked VV
+ * already closed (not for the caller to read). Takes peers_lock for reading. false, *out
+ * zeroed, when no link goes to region. Any thread. */
+bool edge__api_peer_link_status(struct edge_node *n, const char *region, struct edge_peer_status *out);
 void edge__api_status_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 void edge__api_conflicts_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req);
 

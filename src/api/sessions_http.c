@@ -118,20 +118,13 @@ static struct sess_peer *peer_info(struct loop *l, const char *region)
     struct sess_peer *p = &sl->peers[idx];
     uint64_t now = mono_ms();
     if (p->up_checked_ms != 0 && now - p->up_checked_ms < 250) return p;
+    struct edge_peer_status ps;
     bool up = false;
-    pthread_rwlock_rdlock(&n->repl.peers_lock);
-    for (int i = 0; i < n->repl.n_peers; i++) {
-        if (n->repl.peers[i] != NULL && strcmp(n->repl.peer_region[i], region) == 0) {
-            struct edge_peer_status ps;
-            memset(&ps, 0, sizeof(ps));
-            edge_peer_status(n->repl.peers[i], &ps);
-            up = ps.connected;
-            p->offset_known = ps.clock_offset_known;
-            p->offset_ms = ps.clock_offset_ms;
-            edge_vclock_close(&ps.acked);
-        }
+    if (edge__api_peer_link_status(n, region, &ps)) {
+        up = ps.connected;
+        p->offset_known = ps.clock_offset_known;
+        p->offset_ms = ps.clock_offset_ms;
     }
-    pthread_rwlock_unlock(&n->repl.peers_lock);
     p->up = up;
     p->up_checked_ms = now;
     return p;

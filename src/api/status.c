@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "repl/peer.h"
 #include "repl/tomb.h"
 
 uint64_t edge__api_db_size(struct edge_node *n)
@@ -17,6 +18,22 @@ uint64_t edge__api_db_size(struct edge_node *n)
     snprintf(wal, sizeof(wal), "%s-wal", n->db_path);
     if (stat(wal, &st) == 0) total += (uint64_t)st.st_size;
     return total;
+}
+
+bool edge__api_peer_link_status(struct edge_node *n, const char *region, struct edge_peer_status *out)
+{
+    bool found = false;
+    memset(out, 0, sizeof(*out));
+    pthread_rwlock_rdlock(&n->repl.peers_lock);
+    for (int i = 0; i < n->repl.n_peers && !found; i++) {
+        if (n->repl.peers[i] != NULL && strcmp(n->repl.peer_region[i], region) == 0) {
+            edge_peer_status(n->repl.peers[i], out);
+            edge_vclock_close(&out->acked);
+            found = true;
+        }
+    }
+    pthread_rwlock_unlock(&n->repl.peers_lock);
+    return found;
 }
 
 static void status_peer(void *ud, int i, const struct edge_repl_peer_view *v)
