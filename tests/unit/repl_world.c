@@ -123,14 +123,9 @@ uint64_t local_write(struct world *w, int i, const char *sql)
     return seq;
 }
 
-/* Deliver entries ks[0..n) to region i in one batch, through the function the node's
- * writer uses; returns the batch result. */
-int deliver_batch(struct world *w, int i, const int *ks, int n)
+void world_entries(struct world *w, const int *ks, size_t n, struct edge_repl_entry *es)
 {
-    struct region *r = &w->r[i];
-    struct edge_repl_entry es[16];
-    assert_true(n <= 16);
-    for (int j = 0; j < n; j++) {
+    for (size_t j = 0; j < n; j++) {
         struct entry *e = &w->log[ks[j]];
         memset(&es[j], 0, sizeof(es[j]));
         snprintf(es[j].origin, sizeof(es[j].origin), "%s", e->origin);
@@ -140,6 +135,16 @@ int deliver_batch(struct world *w, int i, const int *ks, int n)
         es[j].payload = e->payload;
         es[j].payload_len = e->len;
     }
+}
+
+/* Deliver entries ks[0..n) to region i in one batch, through the function the node's
+ * writer uses; returns the batch result. */
+int deliver_batch(struct world *w, int i, const int *ks, int n)
+{
+    struct region *r = &w->r[i];
+    struct edge_repl_entry es[16];
+    assert_true(n <= 16);
+    world_entries(w, ks, (size_t)n, es);
     char err[256] = "";
     if (world_trace) {
         fprintf(stderr, "D r%d:", i);

@@ -15,6 +15,8 @@
 #include "core/vclock.h"
 #include "repl/repl.h"
 
+struct edge_repl_entry;
+
 #define NREG 3
 #define MAXENT 4096
 
@@ -66,6 +68,9 @@ void world_init(struct world *w, unsigned seed);
 void world_free(struct world *w);
 /* Run SQL as one local transaction in region i and keep its log entry. */
 uint64_t local_write(struct world *w, int i, const char *sql);
+/* Log entries ks[0..n) as the apply functions take them, into es[0..n) (deps and payload
+ * borrowed from the log: valid until world_free). */
+void world_entries(struct world *w, const int *ks, size_t n, struct edge_repl_entry *es);
 /* Deliver entries ks[0..n) to region i in one batch, through the function the node's
  * writer uses; returns the batch result. */
 int deliver_batch(struct world *w, int i, const int *ks, int n);

@@ -49,16 +49,7 @@ static void test_frames_answer_as_one_by_one(void **state)
     const int ks[] = {0, 1, 3, 2, 3};
     const size_t ends[] = {2, 3, 4, 5};
     struct edge_repl_entry es[5];
-    for (int j = 0; j < 5; j++) {
-        struct entry *e = &w->log[ks[j]];
-        memset(&es[j], 0, sizeof(es[j]));
-        snprintf(es[j].origin, sizeof(es[j].origin), "%s", e->origin);
-        es[j].seq = e->seq;
-        es[j].hlc = e->hlc;
-        es[j].deps = e->deps; /* borrowed */
-        es[j].payload = e->payload;
-        es[j].payload_len = e->len;
-    }
+    world_entries(w, ks, 5, es);
     /* r1: one transaction; r2: one per frame, as before group apply */
     struct frame_vvs got = {{0}}, want = {{0}};
     struct edge_repl_frames fr = {ends, 4, record_frame_vv, &got};
@@ -131,20 +122,6 @@ static int log_frame(void *ud, sqlite3 *db, size_t k)
     return EDGE_OK;
 }
 
-static void entries_of(struct world *w, const int *ks, size_t n, struct edge_repl_entry *es)
-{
-    for (size_t j = 0; j < n; j++) {
-        struct entry *e = &w->log[ks[j]];
-        memset(&es[j], 0, sizeof(es[j]));
-        snprintf(es[j].origin, sizeof(es[j].origin), "%s", e->origin);
-        es[j].seq = e->seq;
-        es[j].hlc = e->hlc;
-        es[j].deps = e->deps; /* borrowed */
-        es[j].payload = e->payload;
-        es[j].payload_len = e->len;
-    }
-}
-
 /* The frames (entries ks, frame k ending before entry ends[k]) in one transaction in
  * region 1, logged in *got; returns its result. */
 static int apply_group_in(struct world *w, int i, const int *ks, size_t n, const size_t *ends, size_t n_fr,
@@ -152,7 +129,7 @@ static int apply_group_in(struct world *w, int i, const int *ks, size_t n, const
 {
     struct edge_repl_entry es[16];
     assert_true(n <= 16 && n_fr <= FRAMES_MAX);
-    entries_of(w, ks, n, es);
+    world_entries(w, ks, n, es);
     struct edge_repl_frames fr = {ends, n_fr, log_frame, got};
     char err[256] = "";
     edge_capture_suspend(w->r[i].cap, true);
@@ -168,7 +145,7 @@ static void apply_each_in(struct world *w, int i, const int *ks, size_t n, const
 {
     struct edge_repl_entry es[16];
     assert_true(n <= 16 && n_fr <= FRAMES_MAX);
-    entries_of(w, ks, n, es);
+    world_entries(w, ks, n, es);
     char err[256] = "";
     for (size_t k = 0, from = 0; k < n_fr; from = ends[k], k++) {
         edge_capture_suspend(w->r[i].cap, true);
