@@ -195,18 +195,22 @@ void deliver_all(struct world *w)
     fail_msg("seed %u: delivery did not finish", w->seed);
 }
 
-char *dump(sqlite3 *db)
+char *query_text(sqlite3 *db, const char *sql)
 {
     sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT coalesce(group_concat(id || '|' || quote(a) || '|' || quote(b) || '|' || quote(c), ';'), '')"
-                                        " FROM (SELECT * FROM t ORDER BY id)",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    char *s = strdup((const char *)sqlite3_column_text(st, 0));
+    const unsigned char *v = sqlite3_column_text(st, 0);
+    assert_non_null(v);
+    char *s = strdup((const char *)v);
     sqlite3_finalize(st);
     return s;
+}
+
+char *dump(sqlite3 *db)
+{
+    return query_text(db, "SELECT coalesce(group_concat(id || '|' || quote(a) || '|' || quote(b) || '|' || quote(c), ';'), '')"
+                          " FROM (SELECT * FROM t ORDER BY id)");
 }
 
 /* Every user table (and the schema) of a region as text, in primary key order. */

@@ -78,6 +78,8 @@ int deliver_batch(struct world *w, int i, const int *ks, int n);
 int deliver(struct world *w, int i, int k);
 /* Deliver everything everywhere until nothing moves (random order within each pass). */
 void deliver_all(struct world *w);
+/* The one text value of a query's one row (strdup'ed, the caller frees); fails the test otherwise. */
+char *query_text(sqlite3 *db, const char *sql);
 /* Table t as text, in id order (caller frees). */
 char *dump(sqlite3 *db);
 /* Every user table (and the schema) of a region as text, in primary key order (caller frees). */

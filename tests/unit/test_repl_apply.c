@@ -249,17 +249,9 @@ static void test_consistency_only_raised(void **state)
  * region and delivery order; the per-column merge would mix r0's raw_len with r1's ttl_ms. */
 static char *dump_sess(sqlite3 *db)
 {
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT coalesce(group_concat(id || '|' || home || '|' || epoch || '|' || version"
-                                        " || '|' || ttl_ms || '|' || raw_len || '|' || hex(blob) || '|' || vv, ';'), '')"
-                                        " FROM (SELECT * FROM _edge_sessions ORDER BY id)",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    char *out = strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    return out;
+    return query_text(db, "SELECT coalesce(group_concat(id || '|' || home || '|' || epoch || '|' || version"
+                          " || '|' || ttl_ms || '|' || raw_len || '|' || hex(blob) || '|' || vv, ';'), '')"
+                          " FROM (SELECT * FROM _edge_sessions ORDER BY id)");
 }
 
 static void test_session_records_merge_whole(void **state)

@@ -101,15 +101,10 @@ struct frame_log {
 
 static void vv_text(sqlite3 *db, char *out, size_t len)
 {
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT coalesce(group_concat(origin || '=' || seq, ','), '') FROM"
-                                        " (SELECT origin, seq FROM _edge_vv ORDER BY origin)",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
+    char *s = query_text(db, "SELECT coalesce(group_concat(origin || '=' || seq, ','), '') FROM"
+                             " (SELECT origin, seq FROM _edge_vv ORDER BY origin)");
+    snprintf(out, len, "%s", s);
+    free(s);
 }
 
 static int log_frame(void *ud, sqlite3 *db, size_t k)
