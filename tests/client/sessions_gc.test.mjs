@@ -4,7 +4,8 @@
 // are deleted by a in bounded steps, the deletes replicate to b, live sessions stay. "No pause over 50 ms"
 // is read from the node's own measurement, the longest GC step's work on the writer thread (its CPU time,
 // edgelite_sessions_gc_step_max_seconds), not from the test's clock nor from wall time, which on a shared
-// machine counts other processes' turns on the core; reads keep being answered meanwhile.
+// machine counts other processes' turns on the core; reads keep being answered meanwhile. Then, on a cluster
+// of its own, deleted and expired sessions leave no tombstones behind once both regions have the deletes.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { startCluster } from './lib/cluster.mjs';
+import { sleep, startCluster } from './lib/cluster.mjs';
 import { sess, writeKeyFile } from './lib/sessions.mjs';
 
 const N = 100000;
@@ -75,5 +76,86 @@ describe('sessions_gc', { timeout: 180000 }, () => {
       assert.equal(r.status, 200, r.text);
       assert.deepEqual(r.json.data, { ok: true });
     }
+  });
+});
+
+// Deleted and collected sessions are row deletes: each leaves a tombstone in _edge_rows (docs/sessions.md,
+// "Limits"). They must not pile up: once both regions have the deletes, the tombstones are collected in
+// both, the sessions stay gone, and an id can be created again and reach the other region.
+describe('sessions_gc tombstones', { timeout: 120000 }, () => {
+  let cluster;
+  let keyDir;
+  const url = (id) => cluster.url(id);
+  const K = 100;
+
+  before(async () => {
+    keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgelite-sesskeys-'));
+    const { file } = writeKeyFile(keyDir, [1]);
+    cluster = await startCluster({
+      regions: 2,
+      sessions: { key_file: file, migrate_after: 0 },
+      replication: { tombstone_gc_interval_ms: 200 },
+    });
+    assert.ok(await cluster.waitLinked(), 'the peer links never came up');
+  });
+  after(async () => {
+    if (cluster) await cluster.destroy();
+    if (keyDir) fs.rmSync(keyDir, { recursive: true, force: true });
+  });
+
+  test('deleted and expired sessions leave no tombstones once both regions have the deletes', async () => {
+    const tombs = (id) => cluster.metric(id, 'edgelite_repl_tombstones');
+    const collected = (id) => cluster.metric(id, 'edgelite_repl_tombstones_collected_total');
+    const before0 = {};
+    for (const id of ['a', 'b']) before0[id] = { tombs: await tombs(id), collected: await collected(id) };
+    for (const id of ['a', 'b']) assert.ok(Number.isFinite(before0[id].collected), `${id}: no tombstone metrics`);
+    // K sessions deleted (half at the home a, half forwarded from b), K expired (ttl_s 1) and collected
+    // by a's GC. Whether b held an expired one before its delete came depends on timing: either way b
+    // keeps no tombstone for long, and a has one of each.
+    for (let i = 0; i < K; i++) {
+      assert.equal((await sess.create(url('a'), { id: `del-${i}`, data: { i } })).status, 201);
+      assert.equal((await sess.create(url('a'), { id: `exp-${i}`, data: { i }, ttl_s: 1 })).status, 201);
+    }
+    for (let i = 0; i < K; i++) {
+      assert.ok(await cluster.waitFor(async () => (await sess.get(url('b'), `del-${i}`)).status === 200, 10000, 20),
+        `b never saw del-${i}`);
+      const r = await sess.del(url(i % 2 ? 'b' : 'a'), `del-${i}`);
+      assert.equal(r.status, 200, r.text);
+    }
+    const gone = await cluster.waitFor(async () => {
+      const [a, b] = [await sess.stats(url('a')), await sess.stats(url('b'))];
+      return a.rows === 0 && b.rows === 0 ? { a, b } : undefined;
+    }, 20000, 100);
+    assert.ok(gone, `rows left: a ${(await sess.stats(url('a'))).rows}, b ${(await sess.stats(url('b'))).rows}`);
+    assert.equal(gone.a.expirations, K);
+    let last = {};
+    const clean = await cluster.waitFor(async () => {
+      last = { a: await tombs('a'), b: await tombs('b') };
+      return last.a === 0 && last.b === 0;
+    }, 30000, 100);
+    assert.ok(clean, `tombstones left: ${JSON.stringify(last)}`);
+    for (const [id, want] of [['a', 2 * K], ['b', K]]) {
+      const n = await collected(id) - before0[id].collected;
+      assert.ok(n >= want, `${id} collected ${n} tombstones, expected >= ${want}`);
+    }
+    // Still gone once their tombstones are: no region brings a record back.
+    await sleep(500);
+    for (const id of ['a', 'b']) {
+      assert.equal((await sess.stats(url(id))).rows, 0);
+      for (const sid of ['del-0', 'del-1', `del-${K - 1}`, 'exp-0', `exp-${K - 1}`]) {
+        assert.equal((await sess.get(url(id), sid)).status, 404, `${sid} at ${id}`);
+      }
+    }
+    // A collected id can be created again, at the other region, and reaches the first.
+    const again = await sess.create(url('b'), { id: 'del-0', data: { again: true } });
+    assert.equal(again.status, 201, again.text);
+    assert.equal(again.json.version, 1);
+    const seen = await cluster.waitFor(async () => {
+      const r = await sess.get(url('a'), 'del-0');
+      return r.status === 200 ? r : undefined;
+    }, 10000, 50);
+    assert.ok(seen, 'the new del-0 never reached a');
+    assert.deepEqual(seen.json.data, { again: true });
+    assert.equal(seen.json.home, 'b');
   });
 });
