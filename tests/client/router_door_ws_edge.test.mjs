@@ -21,9 +21,11 @@ import WebSocket, { WebSocketServer } from 'ws';
 
 import { startRouter } from './lib/router.mjs';
 
-// A region that answers the upgrade and then stops reading its socket.
+// A region that answers the upgrade and then stops reading its socket (upgrades(): how many
+// WebSocket upgrade requests it answered; the door's probe gets the same answer on its own connection).
 async function stalledRegion() {
   const socks = [];
+  let upgrades = 0;
   const srv = net.createServer((s) => {
     socks.push(s);
     let got = '';
@@ -31,6 +33,7 @@ async function stalledRegion() {
       got += d;
       if (!got.includes('\r\n\r\n')) return;
       s.off('data', on);
+      if (/^upgrade: websocket/im.test(got)) upgrades++;
       s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
         'Sec-WebSocket-Protocol: hrana3\r\n\r\n');
       s.pause();
@@ -39,7 +42,8 @@ async function stalledRegion() {
     s.on('error', () => {});
   });
   await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  return { port: srv.address().port, close: () => { for (const s of socks) s.destroy(); srv.close(); } };
+  return { port: srv.address().port, upgrades: () => upgrades,
+    close: () => { for (const s of socks) s.destroy(); srv.close(); } };
 }
 
 // A region speaking just enough Hrana: hello_ok, and response_ok to every request (what it
@@ -132,14 +136,23 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     const region = await stalledRegion();
     cleanup.push(region.close);
     const { door, ws, answers } = await session([region.port]);
+    // the session up at the door first: the region runs in this process, and building the 40 MB
+    // below holds it for seconds under load, past the door's connect_timeout_ms (2 s) for the 101
+    const name = 'edgelite_router_region_ws_sessions_total{region="r0"}';
+    for (const t0 = Date.now(); await metric(door.url, name) !== 1 && Date.now() - t0 < 15000;) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(region.upgrades(), 1);
     const big = 'x'.repeat(1000 * 1000);
     const N = 40; // 40 MB: more than the bound and what the sockets' buffers hold
     for (let i = 1; i <= N; i++) {
       ws.send(JSON.stringify({ type: 'request', request_id: i,
         request: { type: 'execute', stream_id: 1, stmt: { sql: `INSERT INTO t VALUES ('${big}')` } } }));
     }
-    // until the answers stop coming (the rest wait for the region)
-    for (let seen = -1; seen !== answers.length;) {
+    // until the answers stop coming (the rest wait for the region); none yet is not "stopped" (under
+    // load the first refusal may take longer than one pause)
+    const t0 = Date.now();
+    for (let seen = -1; seen !== answers.length || (answers.length === 0 && Date.now() - t0 < 30000);) {
       seen = answers.length;
       await new Promise((r) => setTimeout(r, 1500));
     }
