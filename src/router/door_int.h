@@ -69,7 +69,7 @@ struct door {
      * bookmarks attached, reads sent again after a move */
     uint64_t ws_failovers, ws_lost_pinned, ws_limited, ws_ryw_attached, ws_reads_retried;
     uint64_t ws_upstream_full; /* requests refused: DOOR_WSUP_MAX_QUEUED waiting for the region */
-    uint64_t ws_connect_timeouts; /* WebSockets to a region past router.connect_timeout_ms before the 101 */
+    uint64_t ws_connect_timeouts; /* WebSockets to a region past router.connect_timeout_ms (or a move's deadline) before the 101 */
     double ws_failover_ms_last; /* from the loss to the next region's 101 */
     struct edge_door_wss *ws_head;   /* every WebSocket session (door_ws.c) */
     bool stopping;
@@ -93,10 +93,11 @@ void edge__door_ryw_token_key(const char *authorization, char *out, size_t cap);
 int edge__door_next_region(struct door *d, uint32_t tried);
 
 /* door_wsup.c: a WebSocket to one region (TLS for an https:// region). Nothing is sent
- * before on_open; on_lost comes once (REFUSED: before on_open, nothing was sent; LOST: the
- * connection went or the region went away; CLOSED: the region closed it with code), and
- * the link is gone after it. */
-enum { EDGE_DOOR_WSUP_REFUSED = 1, EDGE_DOOR_WSUP_LOST, EDGE_DOOR_WSUP_CLOSED };
+ * before on_open; on_lost comes once (REFUSED: before on_open, nothing was sent; EXPIRED:
+ * before on_open the deadline given to edge__door_wsup_open passed, nothing was sent, and the
+ * region did not fail its own; LOST: the connection went or the region went away; CLOSED: the
+ * region closed it with code), and the link is gone after it. */
+enum { EDGE_DOOR_WSUP_REFUSED = 1, EDGE_DOOR_WSUP_LOST, EDGE_DOOR_WSUP_CLOSED, EDGE_DOOR_WSUP_EXPIRED };
 struct edge_door_wsup;
 struct edge_door_wsup_cb {
     void *ud;
@@ -104,7 +105,9 @@ struct edge_door_wsup_cb {
     void (*on_msg)(void *ud, int opcode, const uint8_t *data, size_t len);
     void (*on_lost)(void *ud, int kind, uint16_t code, const char *why);
 };
-int edge__door_wsup_open(struct door *d, int region, const char *path, const char *proto,
+/* deadline_ns (uv_hrtime; 0: none): past it before the 101 the link ends (EXPIRED), even when
+ * router.connect_timeout_ms of the step under way would reach further. */
+int edge__door_wsup_open(struct door *d, int region, const char *path, const char *proto, uint64_t deadline_ns,
                          const struct edge_door_wsup_cb *cb, struct edge_door_wsup **out);
 int edge__door_wsup_send(struct edge_door_wsup *u, int opcode, const void *data, size_t len);
 /* Bytes written to the link that the region has not taken yet (the socket's write queue and

@@ -52,6 +52,17 @@ struct edge_door_wss {
 static void connect_next(struct edge_door_wss *s);
 static void on_up_lost(void *ud, int kind, uint16_t code, const char *why);
 
+/* The end of a move (router.request_timeout_ms from the loss, uv_hrtime); 0: not moving. */
+static uint64_t move_deadline_ns(const struct edge_door_wss *s)
+{
+    return s->lost_ns != 0 ? s->lost_ns + (uint64_t)s->d->rc->request_timeout_ms * 1000000u : 0;
+}
+
+static bool move_expired(const struct edge_door_wss *s)
+{
+    return s->lost_ns != 0 && uv_hrtime() >= move_deadline_ns(s);
+}
+
 /* A send to the region failed: what was being sent may be partly on its way (TLS buffered
  * it) and what follows cannot go, so the link counts as lost at once (a write in flight is
  * WRITE_OUTCOME_UNKNOWN, never sent again; reads go to the next region), instead of
@@ -244,6 +255,12 @@ static void on_up_lost(void *ud, int kind, uint16_t code, const char *why)
         connect_next(s);
         return;
     }
+    if (kind == EDGE_DOOR_WSUP_EXPIRED) {
+        /* the move's deadline came first: the region did not fail its own (it may have had a
+         * few ms), so it is not down for it */
+        finish(s, 1011, "no region took the session within router.request_timeout_ms");
+        return;
+    }
     if (r->up) EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: region %s lost a WebSocket session: %s", r->id, why);
     r->up = false;
     if (!was_open || d->stopping) {
@@ -272,7 +289,7 @@ static void connect_next(struct edge_door_wss *s)
             finish(s, 1001, "the router is stopping");
             return;
         }
-        if (s->lost_ns != 0 && uv_hrtime() - s->lost_ns > (uint64_t)d->rc->request_timeout_ms * 1000000u) {
+        if (move_expired(s)) {
             finish(s, 1011, "no region took the session within router.request_timeout_ms");
             return;
         }
@@ -283,7 +300,8 @@ static void connect_next(struct edge_door_wss *s)
         }
         s->tried |= 1u << next;
         s->region = next;
-        if (edge__door_wsup_open(d, next, s->path, s->proto, &cb, &s->up) == EDGE_OK) return;
+        /* a move's link ends with the move (each step's connect_timeout_ms may reach past it) */
+        if (edge__door_wsup_open(d, next, s->path, s->proto, move_deadline_ns(s), &cb, &s->up) == EDGE_OK) return;
         s->up = NULL;
     }
 }

@@ -12,7 +12,9 @@
  *
  * Each step before the 101 (the TCP connect, the TLS handshake, the answer to the upgrade
  * request) has router.connect_timeout_ms: a region that accepts TCP and never answers is a
- * refusal once it passes (nothing was sent), not a session held until the client gives up. */
+ * refusal once it passes (nothing was sent), not a session held until the client gives up.
+ * A link opened to move a session also ends at the move's deadline (router.request_timeout_ms
+ * from the loss) when that comes first: a step's own deadline may reach past it. */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,8 @@ struct edge_door_wsup {
     uv_connect_t creq;
     uv_timer_t timer;  /* the deadline of the step before the 101 */
     const char *step;  /* which step it is, for the log */
+    uint64_t deadline_ns; /* the owner's (uv_hrtime; 0: none): no step runs past it */
+    bool cut;          /* the timer is the owner's deadline, not the step's own */
     int handles;       /* tcp and timer not closed yet */
     struct edge_tls *tls;
     bool upgraded, done; /* done: on_lost called or closed by the owner: no more callbacks */
@@ -73,7 +77,7 @@ static void lost(struct edge_door_wsup *u, int kind, uint16_t code, const char *
 {
     if (!u->done) {
         u->done = true;
-        if (!u->upgraded) kind = EDGE_DOOR_WSUP_REFUSED;
+        if (!u->upgraded && kind != EDGE_DOOR_WSUP_EXPIRED) kind = EDGE_DOOR_WSUP_REFUSED;
         u->cb.on_lost(u->cb.ud, kind, code, why);
     }
     shut(u);
@@ -83,17 +87,36 @@ static void on_deadline(uv_timer_t *t)
 {
     struct edge_door_wsup *u = t->data;
     if (u->done || u->upgraded) return;
-    EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: WebSocket to region %s: no %s within router.connect_timeout_ms "
-             "(%d ms)", u->d->regions[u->region].id, u->step, u->d->rc->connect_timeout_ms);
+    if (u->cut) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: WebSocket to region %s: no %s before the move's "
+                 "router.request_timeout_ms (%d ms) ran out", u->d->regions[u->region].id, u->step,
+                 u->d->rc->request_timeout_ms);
+    } else {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_API, "router: WebSocket to region %s: no %s within "
+                 "router.connect_timeout_ms (%d ms)", u->d->regions[u->region].id, u->step,
+                 u->d->rc->connect_timeout_ms);
+    }
     u->d->ws_connect_timeouts++;
-    lost(u, EDGE_DOOR_WSUP_REFUSED, 0, "the region did not answer within router.connect_timeout_ms");
+    if (u->cut) lost(u, EDGE_DOOR_WSUP_EXPIRED, 0, "the owner's deadline passed before the region's 101");
+    else lost(u, EDGE_DOOR_WSUP_REFUSED, 0, "the region did not answer within router.connect_timeout_ms");
 }
 
-/* The next step before the 101 gets a deadline of its own. */
+/* The next step before the 101 gets a deadline of its own, cut to the owner's. */
 static void step(struct edge_door_wsup *u, const char *what)
 {
+    uint64_t ms = (uint64_t)u->d->rc->connect_timeout_ms;
     u->step = what;
-    uv_timer_start(&u->timer, on_deadline, (uint64_t)u->d->rc->connect_timeout_ms, 0);
+    u->cut = false;
+    if (u->deadline_ns != 0) {
+        uint64_t now = uv_hrtime();
+        /* rounded up: the timer never fires before the deadline */
+        uint64_t left = u->deadline_ns > now ? (u->deadline_ns - now + 999999u) / 1000000u : 0;
+        if (left < ms) {
+            ms = left;
+            u->cut = true;
+        }
+    }
+    uv_timer_start(&u->timer, on_deadline, ms, 0);
 }
 
 void edge__door_wsup_close(struct edge_door_wsup *u)
@@ -400,7 +423,7 @@ static void on_connect(uv_connect_t *cr, int status)
     send_upgrade(u);
 }
 
-int edge__door_wsup_open(struct door *d, int region, const char *path, const char *proto,
+int edge__door_wsup_open(struct door *d, int region, const char *path, const char *proto, uint64_t deadline_ns,
                          const struct edge_door_wsup_cb *cb, struct edge_door_wsup **out)
 {
     struct region *r = &d->regions[region];
@@ -414,6 +437,7 @@ int edge__door_wsup_open(struct door *d, int region, const char *path, const cha
     u->d = d;
     u->region = region;
     u->cb = *cb;
+    u->deadline_ns = deadline_ns;
     snprintf(u->proto, sizeof(u->proto), "%s", proto ? proto : "");
     snprintf(u->path, sizeof(u->path), "%s", path);
     edge_buf_init(&u->rx, (size_t)WS_MAX_MESSAGE + 65536);

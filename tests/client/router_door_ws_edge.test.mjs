@@ -8,7 +8,9 @@
 // binary frame reaches the client as binary, an invalid close code as 1011; the regions' own
 // upgrades (/v1/peer, /v1/realtime) are not relayed; a request id in the door's own range is refused.
 // A region that accepts TCP and never answers the upgrade: past router.connect_timeout_ms the
-// session's first requests go to the next region, and with none left the client is closed 1011.
+// session's first requests go to the next region, and with none left the client is closed 1011; a
+// session moving to it is closed 1011 at the move's deadline (router.request_timeout_ms) when its
+// connect_timeout_ms would reach further.
 
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -92,11 +94,11 @@ async function silentRegion() {
     close: () => { for (const s of socks) s.destroy(); srv.close(); } };
 }
 
-function doorConfig(dir, ports, extra = '') {
+function doorConfig(dir, ports, extra = '', requestTimeoutMs = 60000) {
   const file = path.join(dir, 'door.yaml');
   fs.writeFileSync(file, `cluster: { name: x, secret: "0123456789abcdef0123" }\nregions:\n` +
     ports.map((p, i) => `  - { id: r${i}, url: "http://127.0.0.1:${p}", priority: ${i + 1} }`).join('\n') +
-    `\nrouter: { probe_interval_ms: 600000, request_timeout_ms: 60000, rtt_slack_ms: 0${extra} }\n`);
+    `\nrouter: { probe_interval_ms: 600000, request_timeout_ms: ${requestTimeoutMs}, rtt_slack_ms: 0${extra} }\n`);
   return file;
 }
 
@@ -117,8 +119,8 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
   const cleanup = [];
   // A door in front of these regions and a session through it that has sent its hello; answers: every
   // message the client got, parsed.
-  async function session(ports, extra = '', args = []) {
-    const door = await startRouter(doorConfig(dir, ports, extra), args);
+  async function session(ports, extra = '', args = [], requestTimeoutMs = undefined) {
+    const door = await startRouter(doorConfig(dir, ports, extra, requestTimeoutMs), args);
     cleanup.push(() => door.proc.kill('SIGKILL'));
     const ws = await openWs(door.url);
     cleanup.push(() => ws.terminate());
@@ -200,6 +202,37 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     assert.equal(c.code, 1011, JSON.stringify(c));
     assert.match(c.reason, /no region/);
     assert.equal(silent2.upgrades(), 1);
+  });
+
+  test('a move to a region that never answers the upgrade ends within router.request_timeout_ms', async () => {
+    const silent = await silentRegion();
+    cleanup.push(silent.close);
+    // the session's region answers the hello, then drops the connection at the first request
+    const region = await scriptedRegion({ onRequest: (ws) => ws.terminate() });
+    cleanup.push(region.close);
+    // each step's own deadline (connect_timeout_ms) is far past the test: only the move's deadline
+    // (request_timeout_ms, 1 s) can end the wait for the silent region; no probes (the scripted
+    // region answers /health 426), so r0, the client's region, takes the session
+    const { door, ws, answers } = await session([region.port, silent.port],
+      ', connect_timeout_ms: 600000, first_probe_delay_ms: 600000', ['--client-region', 'r0'], 1000);
+    const t0 = Date.now();
+    while (answers.length < 1 && Date.now() - t0 < 15000) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(answers.map((a) => a.type), ['hello_ok']);
+    const t1 = Date.now();
+    const closed = new Promise((r) => {
+      ws.once('close', (code, reason) => r({ code, reason: String(reason), ms: Date.now() - t1 }));
+      setTimeout(() => r('still open'), 15000).unref();
+    });
+    ws.send(JSON.stringify({ type: 'request', request_id: 1, request: { type: 'open_stream', stream_id: 1 } }));
+    // on the old code the move waited on the silent region for its 600 s connect_timeout_ms
+    const c = await closed;
+    assert.equal(c.code, 1011, JSON.stringify(c));
+    assert.match(c.reason, /request_timeout_ms/);
+    assert.equal(silent.upgrades(), 1, 'the move did not try the silent region');
+    assert.equal(await metric(door.url, 'edgelite_router_ws_connect_timeouts_total'), 1);
+    // cut short by the move's deadline, not by its own: the silent region is not marked down for it
+    const regions = (await (await fetch(door.url + '/v1/router/regions')).json()).regions;
+    assert.equal(regions.find((x) => x.id === 'r1').up, true, JSON.stringify(regions));
   });
 
   test('messages in the same packet as the upgrade request are answered', async () => {
