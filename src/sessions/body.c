@@ -128,13 +128,23 @@ static bool utf8(struct scan *s)
     return true;
 }
 
+/* 1 for a byte that stands for itself in a JSON string: 0x20..0x7f but '"' and '\\'. */
+static const unsigned char str_plain[256] = {[0x20 ... 0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7f] = 1};
+
 /* A string at s->p (on its opening quote); raw, raw_len: its bytes between the quotes
  * (escapes not decoded: only compared against plain ASCII names). */
 static bool string(struct scan *s, const unsigned char **raw, size_t *raw_len)
 {
     const unsigned char *start = s->p++;
     while (s->p < s->end) {
-        unsigned char c = *s->p;
+        /* The bytes that need no check (printable ASCII but the quote and the backslash)
+         * are most of a string: skip them in a loop of its own, on locals, by table; the
+         * byte-by-byte loop below was about a tenth of a node's instructions per PUT. */
+        const unsigned char *q = s->p, *e = s->end;
+        while (q < e && str_plain[*q]) q++;
+        s->p = q;
+        if (q == e) break;
+        unsigned char c = *q;
         if (c == '"') {
             s->p++;
             if (raw != NULL) {
@@ -204,6 +214,17 @@ static bool number(struct scan *s, bool *is_int, long long *ival)
         while (s->p < s->end && *s->p >= '0' && *s->p <= '9') s->p++;
     }
     size_t n = (size_t)(s->p - start);
+    size_t digits = n - (*start == '-');
+    if (integer && digits <= 18) {
+        /* at most 18 digits always fit an int64: no strtoll (with its copy) needed */
+        if (ival != NULL) {
+            long long v = 0;
+            for (const unsigned char *d = start + (*start == '-'); d < s->p; d++) v = v * 10 + (*d - '0');
+            *ival = *start == '-' ? -v : v;
+        }
+        if (is_int != NULL) *is_int = true;
+        return emit(s, start, n);
+    }
     char tmp[64], *txt = tmp;
     if (n >= sizeof(tmp)) {
         /* an integer this long cannot fit; a real is converted to see whether it overflows */
