@@ -269,6 +269,30 @@ static int tls_flush(struct edge_http_conn *c)
     return write_start(c, w);
 }
 
+/* An answer's head and body, written at once when the socket takes them: one writev
+ * from the caller's buffers, with no copy, no write request and no write callback. A
+ * uv_write that completes at once still costs the copy and a callback in the next loop
+ * iteration, and libuv 1.44 re-arms the socket's epoll registration (an epoll_ctl
+ * system call) for each one, about one system call in four of a session PUT. What the
+ * socket does not take is queued as before. Only for plaintext keep-alive answers
+ * (close_after_write unset): whoever sets that flag finishes the connection once
+ * out_bytes is 0, and out_bytes never rises here. */
+static int answer_write(struct edge_http_conn *c, const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (c->closing || c->tls != NULL || c->close_after_write) return edge__http_conn_write(c, a, alen, b, blen);
+    uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen)};
+    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, blen > 0 ? 2 : 1);
+    if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
+    if (n < 0) {
+        edge__http_conn_close(c);
+        return EDGE_EIO;
+    }
+    size_t done = (size_t)n;
+    if (done >= alen + blen) return EDGE_OK;
+    if (done >= alen) return raw_write(c, b + (done - alen), blen - (done - alen), NULL, 0);
+    return raw_write(c, a + done, alen - done, b, blen);
+}
+
 int edge__http_conn_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen)
 {
     if (c->closing) {
@@ -353,7 +377,7 @@ void edge_http_respond(struct edge_http_conn *c, int status, const char *content
             c->close_after_write = true;
             c->dead = true;
         }
-        edge__http_conn_write(c, head, (size_t)hlen, body, len);
+        answer_write(c, head, (size_t)hlen, body, len);
     }
     if (!keep) {
         /* Nothing after a "Connection: close" exchange is executed (RFC 9112 9.6):
