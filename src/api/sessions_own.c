@@ -203,8 +203,26 @@ static void answer_written(struct sreq *r, const struct sjob *j)
     struct edge_node *n = r->l->node;
     char extra[256] = "", bm[128] = "null";
     if (j->wjob.seq != 0) {
-        snprintf(extra, sizeof(extra), "X-Edge-Bookmark: %s:%" PRIu64 "\r\n", n->region, j->wjob.seq);
-        snprintf(bm, sizeof(bm), "\"%s:%" PRIu64 "\"", n->region, j->wjob.seq);
+        /* "<region>:<seq>", by hand rather than by two snprintf (answers of every write) */
+        char seq[24], *q = seq + sizeof(seq);
+        *--q = '\0';
+        for (uint64_t v = j->wjob.seq; v > 0; v /= 10) *--q = (char)('0' + v % 10);
+        size_t rl = strlen(n->region), ql = strlen(q);
+        if (rl + ql + 24 < sizeof(bm)) {
+            memcpy(extra, "X-Edge-Bookmark: ", 17);
+            memcpy(extra + 17, n->region, rl);
+            extra[17 + rl] = ':';
+            memcpy(extra + 18 + rl, q, ql);
+            memcpy(extra + 18 + rl + ql, "\r\n", 3);
+            bm[0] = '"';
+            memcpy(bm + 1, n->region, rl);
+            bm[1 + rl] = ':';
+            memcpy(bm + 2 + rl, q, ql);
+            memcpy(bm + 2 + rl + ql, "\"", 2);
+        } else {
+            snprintf(extra, sizeof(extra), "X-Edge-Bookmark: %s:%s\r\n", n->region, q);
+            snprintf(bm, sizeof(bm), "\"%s:%s\"", n->region, q);
+        }
     }
     struct edge_buf b;
     edge_buf_init(&b, 4096);
@@ -218,8 +236,15 @@ static void answer_written(struct sreq *r, const struct sjob *j)
         if (j->w.kind == EDGE_SESS_CREATE) status = 201;
         edge_buf_puts(&b, ",\"home\":");
         edge_buf_json_cstr(&b, j->w.out_home[0] ? j->w.out_home : n->region);
-        edge_buf_printf(&b, ",\"version\":%" PRId64 ",\"epoch\":%" PRId64 ",\"expires_at\":%" PRId64 ",\"bookmark\":%s%s}",
-                        j->w.out_version, j->w.out_epoch, j->w.out_expires_at, bm, r->local ? ",\"partitioned\":true" : "");
+        edge_buf_puts(&b, ",\"version\":");
+        edge__sess_buf_i64(&b, j->w.out_version);
+        edge_buf_puts(&b, ",\"epoch\":");
+        edge__sess_buf_i64(&b, j->w.out_epoch);
+        edge_buf_puts(&b, ",\"expires_at\":");
+        edge__sess_buf_i64(&b, j->w.out_expires_at);
+        edge_buf_puts(&b, ",\"bookmark\":");
+        edge_buf_puts(&b, bm);
+        edge_buf_puts(&b, r->local ? ",\"partitioned\":true}" : "}");
         if (r->local) {
             size_t el = strlen(extra);
             snprintf(extra + el, sizeof(extra) - el, "X-Edge-Partitioned: 1\r\n");
