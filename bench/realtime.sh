@@ -11,8 +11,10 @@
 #   RESULT name=realtime_fanout subscribers=... deliveries_per_s=... client_counted=... expected=...
 #   RESULT name=realtime_latency writer=local|remote p50_ms=... p99_ms=...
 #   RESULT name=realtime_idle connections=... bytes_per_subscriber=...
+# --trace FILE: the nodes record each change's hops there and TRACE lines give each hop's p50/p99
+# (local: req commit feed loop written arrived; remote adds peer_queued peer_sent rx apply applied).
 #
-# Usage: bench/realtime.sh [--subs N] [--duration SEC] [--idle N] [--wan FILE] [--build DIR]
+# Usage: bench/realtime.sh [--subs N] [--duration SEC] [--idle N] [--wan FILE] [--build DIR] [--trace FILE]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,6 +23,7 @@ SUBS=1000
 DURATION=10
 IDLE=10000
 WAN=
+TRACE=
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --subs) SUBS=$2; shift 2 ;;
@@ -28,7 +31,8 @@ while [[ $# -gt 0 ]]; do
     --idle) IDLE=$2; shift 2 ;;
     --wan) WAN=$2; shift 2 ;;
     --build) BUILD=$2; shift 2 ;;
-    -h | --help) sed -n '3,15p' "$0"; exit 0 ;;
+    --trace) TRACE=$2; shift 2 ;;
+    -h | --help) sed -n '3,18p' "$0"; exit 0 ;;
     *) echo "realtime.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -44,6 +48,7 @@ if (( $(ulimit -n) < need )); then
     ulimit -n "$need" 2>/dev/null || { echo "realtime.sh: ulimit -n is $(ulimit -n), need $need (lower --idle)" >&2; exit 1; }
 fi
 [[ -z "$WAN" || "$WAN" = /* ]] || WAN=$ROOT/$WAN
+[[ -z "$TRACE" || "$TRACE" = /* ]] || TRACE=$PWD/$TRACE
 cd "$ROOT/tests/client"
 EDGE_BIN=$BUILD/edgelite exec node "$ROOT/bench/realtime_probe.mjs" --subs="$SUBS" --duration="$DURATION" \
-    --idle="$IDLE" ${WAN:+--wan="$WAN"}
+    --idle="$IDLE" ${WAN:+--wan="$WAN"} ${TRACE:+--trace="$TRACE"}

@@ -7,6 +7,8 @@
 //           (local) and at b (cross-region; with --wan, the regions' emulated one-way delay applies):
 //           commit-to-event latency p50/p99;
 //  idle:    C idle subscriber connections at a: the node's RSS growth per connection.
+// --trace=FILE: the nodes record each change's hops in FILE (EDGE_TRACE_FILE, src/repl/trace.h) and the
+//           latency phase prints TRACE lines: p50/p99 of each hop of its events, local and remote.
 // Prints RESULT lines, never pass/fail. Figures depend on the machine (the load generator shares it).
 import { startCluster, sleep } from '../tests/client/lib/cluster.mjs';
 import { createRequire } from 'node:module';
@@ -22,6 +24,8 @@ const DUR = Number(args.duration ?? 10);
 const IDLE = Number(args.idle ?? 10000);
 const LAT_N = Number(args.latency ?? 500);
 const WAN = args.wan ?? '';
+const TRACE = args.trace ?? '';
+if (TRACE) { fs.writeFileSync(TRACE, ''); process.env.EDGE_TRACE_FILE = TRACE; }
 
 const rss = (pid) => {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -93,6 +97,7 @@ try {
   const lat = { [A]: [], [B]: [] };
   const fromCommit = { [A]: [], [B]: [] }; // the origin's commit (its HLC) to the event's arrival
   const sent = new Map();
+  const traced = [];
   const sub = spawn(process.execPath, [new URL('./realtime_sub.mjs', import.meta.url).pathname, c.url(A), 'feed'],
     { stdio: ['pipe', 'pipe', 'inherit'] });
   let rest = '';
@@ -104,9 +109,10 @@ try {
     rest = lines.pop();
     for (const line of lines) {
       if (line === 'READY') { subReady(); continue; }
-      const [pk, ns, wall, hlcMs] = line.split(' ');
+      const [pk, ns, wall, hlcMs, origin, seq] = line.split(' ');
       const st = sent.get(Number(pk));
       if (st) {
+        traced.push({ at: st.at, req: st.t, arrived: BigInt(ns), key: `${origin} ${seq}` });
         lat[st.at].push(Number(BigInt(ns) - st.t) / 1e6);
         fromCommit[st.at].push(Number(wall) - Number(hlcMs));
         sent.delete(Number(pk));
@@ -132,6 +138,35 @@ try {
       + `p50_ms=${pct(a, 0.5)?.toFixed(2)} p99_ms=${pct(a, 0.99)?.toFixed(2)} `
       + `commit_to_event_p50_ms=${pct(fromCommit[at], 0.5)?.toFixed(1)} `
       + `commit_to_event_p99_ms=${pct(fromCommit[at], 0.99)?.toFixed(1)}`);
+  }
+  if (TRACE) {
+    // hop -> ns per "origin seq"; the first line of a hop wins (a node traces its own hops only)
+    const hops = new Map();
+    for (const l of fs.readFileSync(TRACE, 'utf8').split('\n')) {
+      const [hop, origin, seq, ns] = l.split(' ');
+      if (!ns) continue;
+      const k = `${origin} ${seq}`;
+      if (!hops.has(k)) hops.set(k, {});
+      const h = hops.get(k);
+      if (h[hop] === undefined) h[hop] = BigInt(ns);
+    }
+    const path = {
+      local: ['req', 'commit', 'feed', 'loop', 'written', 'arrived'],
+      remote: ['req', 'commit', 'peer_queued', 'peer_sent', 'rx', 'apply', 'applied', 'feed', 'loop', 'written', 'arrived'],
+    };
+    for (const at of [A, B]) {
+      const kind = at === A ? 'local' : 'remote';
+      const evs = traced.filter((t) => t.at === at).map((t) => ({ ...hops.get(t.key), req: t.req, arrived: t.arrived }));
+      const names = path[kind];
+      for (let i = 0; i + 1 < names.length; i++) {
+        const d = evs.filter((e) => e[names[i]] !== undefined && e[names[i + 1]] !== undefined)
+          .map((e) => Number(e[names[i + 1]] - e[names[i]]) / 1e6);
+        console.log(`TRACE writer=${kind} hop=${names[i]}->${names[i + 1]} n=${d.length} p50_ms=${pct(d, 0.5)?.toFixed(3)} `
+          + `p99_ms=${pct(d, 0.99)?.toFixed(3)}`);
+      }
+      const d = evs.filter((e) => e.commit !== undefined).map((e) => Number(e.arrived - e.commit) / 1e6);
+      console.log(`TRACE writer=${kind} hop=commit->arrived n=${d.length} p50_ms=${pct(d, 0.5)?.toFixed(3)} p99_ms=${pct(d, 0.99)?.toFixed(3)}`);
+    }
   }
   // note: p50/p99 run from before the write's HTTP request to the event's arrival, so they include the request
   // (its answer races the event); for the remote writer they include replication to a. commit_to_event starts at

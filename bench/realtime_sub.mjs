@@ -2,7 +2,8 @@
 // bench/realtime_sub.mjs (started by bench/realtime_probe.mjs): the latency phase's subscriber, in a process of
 // its own so that the writer's event loop (HTTP requests, timers, GC) does not delay the events it times.
 // Usage: node realtime_sub.mjs <node url> <table>. Prints "READY" once subscribed, then one line per change
-// event: "<pk> <CLOCK_MONOTONIC ns when its frame arrived> <wall clock ms then> <the event's hlc, as wall ms>"
+// event: "<pk> <CLOCK_MONOTONIC ns when its frame arrived> <wall clock ms then> <the event's hlc, as wall ms>
+// <origin> <seq>"
 // (process.hrtime is system-wide on Linux, so the parent compares it with its own; the HLC's wall part is the
 // origin's commit time, on this machine's clock). Exits when its stdin closes.
 import { createRequire } from 'node:module';
@@ -24,8 +25,8 @@ ws.on('message', (d) => {
   }
   let out = '';
   // An HLC is wall ms << 16 | a counter (docs/realtime.md).
-  for (const m of s.matchAll(/"pk":(\d+).*?"hlc":"(\d+)"/g)) {
-    out += `${m[1]} ${now} ${wall.toFixed(3)} ${BigInt(m[2]) >> 16n}\n`;
+  for (const m of s.matchAll(/"pk":(\d+).*?"origin":"([^"]*)","seq":(\d+),"hlc":"(\d+)"/g)) {
+    out += `${m[1]} ${now} ${wall.toFixed(3)} ${BigInt(m[4]) >> 16n} ${m[2]} ${m[3]}\n`;
   }
   if (out) process.stdout.write(out);
 });

@@ -16,6 +16,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "repl/feed.h"
+#include "repl/trace.h"
 #include "store/store.h"
 
 /* ---------------------------------------------------------------------------------- */
@@ -236,6 +237,7 @@ static void loop_task(struct edge_task *t)
     rl->n_pend = rl->cap_pend = 0;
     rl->posted = false;
     pthread_mutex_unlock(&rl->mu);
+    uint64_t t_loop = edge_repl_trace_on() ? edge_repl_trace_now_ns() : 0;
     for (size_t i = 0; i < n; i++) {
         struct rt_entry *e = list[i];
         if (e->type == ENT_CHANGE) {
@@ -251,9 +253,7 @@ static void loop_task(struct edge_task *t)
                 }
             }
         }
-        edge__rt_entry_unref(e);
     }
-    edge_free(list);
     size_t limit = rl->rt->lim.queue_bytes;
     for (struct rt_session *s = rl->sessions; s != NULL;) {
         struct rt_session *next = s->next;
@@ -261,6 +261,15 @@ static void loop_task(struct edge_task *t)
         if (!s->closed && edge__rt_session_unsent(s) > limit) slow_consumer(s);
         s = next;
     }
+    /* Let go of the entries once their frames are written, so the trace can name them. */
+    for (size_t i = 0; i < n; i++) {
+        if (t_loop != 0 && list[i]->type == ENT_CHANGE) {
+            edge_repl_trace_at("loop", list[i]->origin, list[i]->seq, t_loop);
+            edge_repl_trace_at("written", list[i]->origin, list[i]->seq, 0);
+        }
+        edge__rt_entry_unref(list[i]);
+    }
+    edge_free(list);
 }
 
 void edge__rt_loop_push(struct edge_rt *rt, struct rt_loop *rl, struct rt_entry *e)
@@ -296,6 +305,7 @@ void edge__rt_on_feed_entry(void *ud, const struct edge_feed_entry *fe)
     pthread_mutex_lock(&rt->mu);
     edge_vclock_set(&rt->pos, fe->origin, fe->seq);
     if (rt->n_active > 0) {
+        if (edge_repl_trace_on()) edge_repl_trace_at("feed", fe->origin, fe->seq, 0);
         struct rt_entry *e = edge__rt_entry_build(fe, &rt->pos);
         if (e == NULL) {
             EDGE_LOG(EDGE_LOG_ERROR, EDGE_MOD_API, "realtime: out of memory rendering %s:%llu", fe->origin,

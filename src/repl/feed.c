@@ -15,6 +15,7 @@
 #include "repl/proto.h"
 #include "repl/repl_int.h"
 #include "repl/state.h"
+#include "repl/trace.h"
 
 /* Entries read per pass of a dispatch: a long catch-up goes out in several passes, so
  * one dispatch never holds an unbounded batch in memory. */
@@ -25,6 +26,7 @@ void edge_feed_init(struct edge_repl_feed *f)
     memset(f, 0, sizeof(*f));
     pthread_mutex_init(&f->mu, NULL);
     edge_vclock_init(&f->cursor);
+    edge_repl_trace_init();
     /* Tests only: hold every dispatch back this long after its commit, so the window
      * between a commit becoming visible and its listeners hearing of it can be hit on
      * purpose (router_cache_race). Never set in production. */

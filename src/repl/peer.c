@@ -44,6 +44,7 @@
 #include "net/wsc.h"
 #include "repl/batch.h"
 #include "repl/proto.h"
+#include "repl/trace.h"
 
 #define CONNECT_TIMEOUT_MS 2000
 #define HANDSHAKE_TIMEOUT_MS 5000
@@ -179,6 +180,7 @@ static int flush_out(struct edge_peer *p, uint64_t now)
         }
         if (m->n_entries > 0) {
             edge__peer_publish(p, pub_sent, m);
+            if (m->trace_seq != 0) edge_repl_trace_at("peer_sent", p->local_region, m->trace_seq, 0);
         }
         edge__mq_pop(&p->outq);
     }
@@ -392,6 +394,11 @@ static int push_some(struct edge_peer *p)
         rv = queue_msg(p, n);
         if (rv != EDGE_OK) {
             return rv;
+        }
+        if (edge_repl_trace_on()) {
+            struct qmsg *m = &p->outq.slots[(p->outq.head + p->outq.len - 1) % p->outq.cap];
+            m->trace_seq = edge_vclock_get(&p->sent, p->local_region);
+            edge_repl_trace_at("peer_queued", p->local_region, m->trace_seq, 0);
         }
         edge__peer_publish(p, pub_in_flight, p);
     }

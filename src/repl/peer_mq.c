@@ -51,6 +51,7 @@ void edge__mq_push(struct mqueue *q, struct edge_buf *b, uint64_t due_ms, size_t
     edge_buf_reset(b);
     m->due_ms = due_ms;
     m->n_entries = n_entries;
+    m->trace_seq = 0;
     q->len++;
     q->bytes += m->b.len;
 }

@@ -19,6 +19,7 @@
 struct qmsg {
     uint64_t due_ms;
     size_t n_entries; /* ENTRIES on the send queue: entries inside (statistics); else 0 */
+    uint64_t trace_seq; /* repl/trace.h: the last local seq inside, when tracing */
     struct edge_buf b;
 };
 

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "net/httpc.h"
 #include "repl/proto.h"
+#include "repl/trace.h"
 
 static uint64_t wall_now_ms(void) { return edge_wall_ms(); }
 
@@ -27,6 +28,7 @@ static uint64_t wall_now_ms(void) { return edge_wall_ms(); }
 struct peer_frame {
     uint8_t *data;
     size_t len;
+    uint64_t rx_ns; /* repl/trace.h: when it arrived, when tracing */
     struct peer_frame *next;
 };
 
@@ -71,6 +73,7 @@ struct apply_job {
     size_t n_frames;
     size_t n_run;     /* frames the job answers (from the first); the rest go back to the queue */
     uint64_t applied; /* entries the job applied (or kept aside as failed) */
+    uint64_t rx_ns, run_ns; /* repl/trace.h: its first frame's arrival, the writer's start */
 };
 
 static void peer_process(struct edge_peer_session *ps);
@@ -159,6 +162,14 @@ static int apply_entries(struct apply_job *j, sqlite3 *db, const struct edge_rep
     edge_capture_suspend(st->wcap, true);
     int rv = edge_repl_apply_frames(db, &st->local, st->max_skew_ms, entries, count, fr, &as, err, err_len);
     edge_capture_suspend(st->wcap, false);
+    if (edge_repl_trace_on()) {
+        uint64_t now = edge_repl_trace_now_ns();
+        for (size_t i = 0; i < count; i++) {
+            edge_repl_trace_at("rx", entries[i].origin, entries[i].seq, j->rx_ns);
+            edge_repl_trace_at("apply", entries[i].origin, entries[i].seq, j->run_ns);
+            edge_repl_trace_at("applied", entries[i].origin, entries[i].seq, now);
+        }
+    }
     if (rv == EDGE_OK || rv == EDGE_ECORRUPT || rv == EDGE_ESTORE) load_ack_vv(st, db, ack_vv);
     if (as.applied + as.apply_errors > 0) edge_feed_dispatch(st, db);
     edge_feed_unmark(st, &mark);
@@ -251,6 +262,7 @@ static int apply_run(struct edge_writer_job *job, struct edge_store_conn *conn)
 {
     struct apply_job *j = (struct apply_job *)job;
     sqlite3 *db = edge_store_db(conn);
+    if (edge_repl_trace_on()) j->run_ns = edge_repl_trace_now_ns();
     j->n_run = j->n_frames;
     if (j->n_frames == 1) {
         apply_one(j, db, &j->frames[0]);
@@ -412,6 +424,7 @@ static void peer_entries(struct edge_peer_session *ps, struct peer_frame *f)
     }
     j->ps = ps;
     j->n_frames = n;
+    j->rx_ns = f->rx_ns;
     for (size_t k = 0; k < n; k++) {
         struct peer_frame *g = f;
         if (k > 0) {
@@ -579,6 +592,7 @@ static void peer_on_message(void *ud, struct edge_http_conn *c, int opcode, cons
     memcpy(copy, data, len);
     f->data = copy;
     f->len = len;
+    if (edge_repl_trace_on()) f->rx_ns = edge_repl_trace_now_ns();
     if (ps->q_tail) ps->q_tail->next = f; else ps->q_head = f;
     ps->q_tail = f;
     ps->q_len++;

@@ -9,6 +9,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "repl/tomb.h"
+#include "repl/trace.h"
 
 void edge_repl_state_init(struct edge_repl_state *st, const char *region, const char *db_path,
                           const struct edge_conf *conf, const struct edge_regions *wan, uint64_t log_keep)
@@ -157,6 +158,7 @@ static int wh_before_commit(void *ud, struct edge_store_conn *conn, int consiste
 static void wh_after_commit(void *ud, uint64_t seq, int consistency)
 {
     struct edge_repl_state *st = ud;
+    if (seq != 0 && edge_repl_trace_on()) edge_repl_trace_at("commit", st->region, seq, 0);
     edge_repl_state_committed(st, seq, consistency);
     if (seq != 0) edge_feed_dispatch(st, st->wdb);
     edge_feed_unmark(st, &st->wmark);
