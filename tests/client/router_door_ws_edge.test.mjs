@@ -176,10 +176,12 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     const region = await scriptedRegion();
     cleanup.push(region.close);
     // r0 (the silent one) is the client's region: the door tries it first
-    const { door, ws, answers } = await session([silent.port, region.port], ', connect_timeout_ms: 300',
+    // connect_timeout_ms 1000: a loaded machine (the test's own regions run in this process) can take
+    // a few hundred ms for a real 101, which must not count as the silent region's timeout
+    const { door, ws, answers } = await session([silent.port, region.port], ', connect_timeout_ms: 1000',
       ['--client-region', 'r0']);
     ws.send(JSON.stringify({ type: 'request', request_id: 1, request: { type: 'open_stream', stream_id: 1 } }));
-    // well past the 300 ms deadline, far short of the door's request_timeout_ms (60 s): on the old code
+    // well past the 1000 ms deadline, far short of the door's request_timeout_ms (60 s): on the old code
     // the session waited on the silent region for good
     const t0 = Date.now();
     while (answers.length < 2 && Date.now() - t0 < 15000) await new Promise((r) => setTimeout(r, 50));
@@ -193,7 +195,7 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     // the silent region alone: the client gets a clear close, not a session that waits for good
     const silent2 = await silentRegion();
     cleanup.push(silent2.close);
-    const { ws: ws2 } = await session([silent2.port], ', connect_timeout_ms: 300');
+    const { ws: ws2 } = await session([silent2.port], ', connect_timeout_ms: 1000');
     const closed = new Promise((r) => {
       ws2.once('close', (code, reason) => r({ code, reason: String(reason) }));
       setTimeout(() => r('still open'), 15000).unref();
