@@ -76,6 +76,9 @@ static void probe_all(uv_timer_t *t)
     struct door *d = t->data;
     uint64_t timeout = (uint64_t)d->rc->probe_interval_ms * 2;
     edge__door_ws_tick(d);
+    /* router.first_probe_delay_ms holds the probes only: the sessions' check above runs from
+     * the start (a region a request found failing is down before any probe) */
+    if (uv_now(&d->loop) < d->probes_from_ms) return;
     for (int i = 0; i < d->n; i++) {
         struct region *r = &d->regions[i];
         if (r->probing || r->probe_pool == NULL) continue;
@@ -645,8 +648,12 @@ int edge_router_door_run(const struct edge_router_door_config *cfg, volatile sig
     }
     uv_timer_init(&d.loop, &d.probe_timer);
     d.probe_timer.data = &d;
-    /* until the first probe every region counts as up (router.first_probe_delay_ms) */
-    uv_timer_start(&d.probe_timer, probe_all, (uint64_t)d.rc->first_probe_delay_ms, (uint64_t)d.rc->probe_interval_ms);
+    /* until the first probes a region counts as up unless a request or a session to it failed;
+     * the ticks start so that one falls on first_probe_delay_ms exactly */
+    d.probes_from_ms = uv_now(&d.loop) + (uint64_t)d.rc->first_probe_delay_ms;
+    uv_timer_start(&d.probe_timer, probe_all,
+                   (uint64_t)d.rc->first_probe_delay_ms % (uint64_t)d.rc->probe_interval_ms,
+                   (uint64_t)d.rc->probe_interval_ms);
     uv_timer_init(&d.loop, &d.stop_timer);
     d.stop_timer.data = &d;
     uv_timer_start(&d.stop_timer, on_stop_check, 100, 100);

@@ -72,6 +72,7 @@ struct door {
     uint64_t ws_connect_timeouts; /* WebSockets to a region past router.connect_timeout_ms (or a move's deadline) before the 101 */
     double ws_failover_ms_last; /* from the loss to the next region's 101 */
     struct edge_door_wss *ws_head;   /* every WebSocket session (door_ws.c) */
+    uint64_t probes_from_ms; /* loop time of the first probes (router.first_probe_delay_ms) */
     bool stopping;
 };
 

@@ -15,6 +15,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -309,5 +310,52 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
       assert.equal(status, 404, p);
     }
     assert.equal(region.got.filter((x) => x.path !== undefined).length, 1); // the session only
+  });
+  test('router.first_probe_delay_ms holds the probes, not the check of sessions on a down region', async () => {
+    // r0 answers the upgrade and the hello, then nothing; a plain HTTP request to it is reset (so the
+    // door marks it down from a request, with no probe yet)
+    const srv = http.createServer((req) => req.socket.destroy());
+    const wss = new WebSocketServer({ noServer: true, handleProtocols: (ps) => [...ps][0] });
+    const hung = [];
+    srv.on('upgrade', (req, sock, head) => wss.handleUpgrade(req, sock, head, (ws) => {
+      ws.on('message', (m) => {
+        const x = JSON.parse(String(m));
+        if (x.type === 'hello') ws.send(JSON.stringify({ type: 'hello_ok' }));
+        else hung.push(x);
+      });
+    }));
+    await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+    cleanup.push(() => { for (const c of wss.clients) c.terminate(); srv.close(); });
+    const region = await scriptedRegion();
+    cleanup.push(region.close);
+    const file = path.join(dir, 'door-first-probe.yaml');
+    fs.writeFileSync(file, `cluster: { name: x, secret: "0123456789abcdef0123" }\nregions:\n` +
+      [srv.address().port, region.port].map((p, i) => `  - { id: r${i}, url: "http://127.0.0.1:${p}", ` +
+        `priority: ${i + 1} }`).join('\n') +
+      '\nrouter: { probe_interval_ms: 100, first_probe_delay_ms: 600000, request_timeout_ms: 1000, ' +
+      'rtt_slack_ms: 0 }\n');
+    const door = await startRouter(file, ['--client-region', 'r0']);
+    cleanup.push(() => door.proc.kill('SIGKILL'));
+    const ws = await openWs(door.url);
+    cleanup.push(() => ws.terminate());
+    const answers = [];
+    ws.on('message', (m) => answers.push(JSON.parse(String(m))));
+    ws.send(JSON.stringify({ type: 'hello', jwt: null }));
+    ws.send(JSON.stringify({ type: 'request', request_id: 1, request: { type: 'open_stream', stream_id: 1 } }));
+    for (const t0 = Date.now(); hung.length < 1 && Date.now() - t0 < 10000;) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(hung.length, 1, 'the session\'s request did not reach r0');
+    // a read over HTTP: r0 resets it, the door marks r0 down and answers from r1
+    await fetch(door.url + '/v2/pipeline', { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ baton: null, requests: [{ type: 'execute', stmt: { sql: 'SELECT 1' } }] }) });
+    const regions = (await (await fetch(door.url + '/v1/router/regions')).json()).regions;
+    assert.equal(regions.find((x) => x.id === 'r0').up, false, JSON.stringify(regions));
+    // r0 is down and the session's request has waited past request_timeout_ms (1 s): the next tick
+    // (every 100 ms) moves it to r1, which answers; on the old code the tick waited for the first
+    // probes (600 s) and the request stayed unanswered
+    for (const t0 = Date.now(); answers.length < 2 && Date.now() - t0 < 10000;) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(answers.map((a) => a.type), ['hello_ok', 'response_ok'], JSON.stringify(answers));
+    assert.equal(answers[1].request_id, 1);
+    assert.equal(await metric(door.url, 'edgelite_router_ws_failovers_total'), 1);
+    assert.deepEqual(region.got.slice(1).map((x) => x.type), ['hello', 'request']);
   });
 });
