@@ -547,15 +547,23 @@ static void on_ws_message(void *ud, struct edge_http_conn *c, int opcode, const 
 static void on_stop_check(uv_timer_t *t)
 {
     struct door *d = t->data;
-    if (*d->stop == 0 || d->stopping) return;
-    d->stopping = true;
-    uv_timer_stop(&d->probe_timer);
-    uv_timer_stop(&d->stop_timer);
-    for (int i = 0; i < d->n; i++) {
-        edge_httpca_close(d->regions[i].pool);
-        edge_httpca_close(d->regions[i].probe_pool);
-        d->regions[i].pool = d->regions[i].probe_pool = NULL;
+    if (*d->stop == 0) return;
+    if (!d->stopping) {
+        d->stopping = true;
+        d->stop_ns = uv_hrtime();
+        uv_timer_stop(&d->probe_timer);
+        for (int i = 0; i < d->n; i++) {
+            edge_httpca_close(d->regions[i].pool);
+            edge_httpca_close(d->regions[i].probe_pool);
+            d->regions[i].pool = d->regions[i].probe_pool = NULL;
+        }
+        /* a close frame (1001) to every WebSocket session, up or still connecting upstream:
+         * closing their connections at once gave the clients 1006 and no reason */
+        edge__door_ws_stop(d);
     }
+    /* the clients get up to a second to answer their close (this timer ticks every 100 ms) */
+    if (d->ws_head != NULL && uv_hrtime() - d->stop_ns < 1000000000u) return;
+    uv_timer_stop(&d->stop_timer);
     uv_close((uv_handle_t *)&d->probe_timer, NULL);
     uv_close((uv_handle_t *)&d->stop_timer, NULL);
     edge_http_server_stop(d->http, NULL, NULL);

@@ -73,6 +73,7 @@ struct door {
     double ws_failover_ms_last; /* from the loss to the next region's 101 */
     struct edge_door_wss *ws_head;   /* every WebSocket session (door_ws.c) */
     uint64_t probes_from_ms; /* loop time of the first probes (router.first_probe_delay_ms) */
+    uint64_t stop_ns;        /* when the stop began (uv_hrtime) */
     bool stopping;
 };
 
@@ -83,6 +84,9 @@ void edge__door_ws_upgrade(struct door *d, struct edge_http_conn *c, struct edge
 /* Every probe interval: a session whose region is down and whose oldest request has waited
  * longer than router.request_timeout_ms counts its region as lost (door_ws.c). */
 void edge__door_ws_tick(struct door *d);
+/* The door is stopping: every WebSocket session, up or still connecting to its region, is
+ * closed 1001 (door_ws.c); a session leaves d->ws_head once its client is gone. */
+void edge__door_ws_stop(struct door *d);
 
 /* door.c: read-your-writes, per client key ("t:<hash of Authorization>", or per connection):
  * the client's vector as a bookmark into out (NULL: none); merge an answer's bookmark in. */

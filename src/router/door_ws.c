@@ -331,6 +331,11 @@ void edge__door_ws_tick(struct door *d)
     }
 }
 
+void edge__door_ws_stop(struct door *d)
+{
+    for (struct edge_door_wss *s = d->ws_head; s != NULL; s = s->next) finish(s, 1001, "the router is stopping");
+}
+
 /* ---------------------------------------------------------------------------------- */
 /* The client's side                                                                  */
 /* ---------------------------------------------------------------------------------- */

@@ -358,4 +358,30 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     assert.equal(await metric(door.url, 'edgelite_router_ws_failovers_total'), 1);
     assert.deepEqual(region.got.slice(1).map((x) => x.type), ['hello', 'request']);
   });
+  test('SIGTERM of the door: sessions up and sessions still connecting upstream get a close frame 1001', async () => {
+    const region = await scriptedRegion();
+    cleanup.push(region.close);
+    const silent = await silentRegion();
+    cleanup.push(silent.close);
+    // a session up in its region (hello answered), and one whose region never answers the upgrade
+    for (const [name, port] of [['up', region.port], ['connecting', silent.port]]) {
+      const { door, ws, answers } = await session([port], ', connect_timeout_ms: 600000');
+      for (const t0 = Date.now(); Date.now() - t0 < 10000;) {
+        if (name === 'up' ? answers.length >= 1 : silent.upgrades() >= 1) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.deepEqual(answers.map((a) => a.type), name === 'up' ? ['hello_ok'] : [], name);
+      const closed = new Promise((r) => {
+        ws.once('close', (code, reason) => r({ code, reason: String(reason) }));
+        setTimeout(() => r('still open'), 10000).unref();
+      });
+      const exited = new Promise((r) => door.proc.once('exit', (code) => r(code)));
+      door.proc.kill('SIGTERM');
+      // on the old code both got 1006 (the connection closed with no close frame)
+      const c = await closed;
+      assert.equal(c.code, 1001, `${name}: ${JSON.stringify(c)}`);
+      assert.match(c.reason, /stopping/, name);
+      assert.equal(await exited, 0, `${name}: the door did not exit cleanly`);
+    }
+  });
 });
