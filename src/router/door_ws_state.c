@@ -328,6 +328,14 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
     switch (rtype) {
     case WST_OPEN_STREAM:
     case WST_OPEN_CURSOR:
+        if (rtype == WST_OPEN_STREAM && (o = find_live(&t->streams, target)) != NULL && !o->opening) {
+            /* a stream id already open: the region refuses it (STREAM_EXISTS) and the live stream
+             * stays as it was; a second entry would count twice and take, while in flight, what
+             * is sent on the id (a BEGIN), then leave with it */
+            rtype = WST_OTHER;
+            o = (struct wst_obj *)t;
+            break;
+        }
         o = add(rtype == WST_OPEN_STREAM ? &t->streams : &t->cursors, target);
         if (o != NULL) o->opening = true;
         if (rtype == WST_OPEN_STREAM && o != NULL) o->serial = ++t->next_serial;

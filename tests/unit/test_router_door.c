@@ -519,6 +519,47 @@ static void test_ws_pin_state(void **state)
     edge__door_wst_free(t);
 }
 
+/* A second open_stream for a stream id already open (the region answers STREAM_EXISTS): the live
+ * stream stays as it was, counted once, and what is sent on the id while the duplicate is in flight
+ * counts for it (a BEGIN pins the session). */
+static void test_ws_duplicate_open(void **state)
+{
+    (void)state;
+    struct edge_door_wst *t = NULL;
+    assert_int_equal(edge__door_wst_new(&t), EDGE_OK);
+    req(t, 0, "{\"type\":\"open_stream\",\"stream_id\":1}", true);
+    assert_int_equal(edge__door_wst_answer(t, 0, true), WST_SAFE);
+    req(t, 1, "{\"type\":\"open_stream\",\"stream_id\":1}", true);
+    req(t, 2, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"BEGIN\"}}", true);
+    size_t streams = 0, cursors = 0;
+    edge__door_wst_counts(t, &streams, &cursors);
+    assert_int_equal(streams, 1);
+    assert_true(edge__door_wst_pinned(t));
+    assert_int_equal(edge__door_wst_answer(t, 1, false), WST_SAFE); /* STREAM_EXISTS */
+    assert_int_equal(edge__door_wst_answer(t, 2, true), WST_WRITE);
+    streams = 0;
+    edge__door_wst_counts(t, &streams, &cursors);
+    assert_int_equal(streams, 1);
+    assert_true(edge__door_wst_pinned(t)); /* the BEGIN ran on the live stream */
+    /* its COMMIT ends it; a move recreates the one stream */
+    req(t, 3, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"COMMIT\"}}", true);
+    edge__door_wst_answer(t, 3, true);
+    assert_false(edge__door_wst_pinned(t));
+    n_unknown = 0;
+    edge__door_wst_lost(t, on_unknown, NULL);
+    n_replayed = 0;
+    assert_int_equal(edge__door_wst_replay(t, on_emit, NULL), EDGE_OK);
+    assert_int_equal(n_replayed, 1);
+    assert_non_null(strstr(replayed[0], "\"open_stream\",\"stream_id\":1}"));
+    /* closed: gone */
+    req(t, 4, "{\"type\":\"close_stream\",\"stream_id\":1}", true);
+    edge__door_wst_answer(t, 4, true);
+    streams = 0;
+    edge__door_wst_counts(t, &streams, &cursors);
+    assert_int_equal(streams, 0);
+    edge__door_wst_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +571,7 @@ int main(void)
         cmocka_unit_test(test_ws_cursors_with_stream),
         cmocka_unit_test(test_ws_sql_replace),
         cmocka_unit_test(test_ws_pin_state),
+        cmocka_unit_test(test_ws_duplicate_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
