@@ -146,13 +146,40 @@ struct edge_door_wst_req {
     uint64_t tx_gen; /* the stream's transaction generation it ends */
     struct edge_door_wst_req *next;
 };
+/* One JSON value inside a client's WebSocket message, read in place (door_jv.c): p at its
+ * first byte, len its bytes (a string's with its quotes); p NULL: absent. Only on a message
+ * known to be JSON (edge__door_jv_plain, else json_loadb said so). */
+struct edge_jv {
+    const char *p;
+    size_t len;
+};
+/* Is the text JSON for sure (an object in the plain subset jansson always accepts)? false:
+ * jansson decides. */
+bool edge__door_jv_plain(const char *p, size_t len);
+/* The member key of obj (the last of duplicates, as jansson), absent if obj is no object. */
+struct edge_jv edge__door_jv_get(struct edge_jv obj, const char *key);
+/* The members keys[0..n) of obj (n <= 8) in one pass over it, as edge__door_jv_get each. */
+void edge__door_jv_members(struct edge_jv obj, const char *const *keys, size_t n, struct edge_jv *out);
+/* The element of array arr after prev ({NULL}: the first); absent at the end. */
+struct edge_jv edge__door_jv_next(struct edge_jv arr, struct edge_jv prev);
+bool edge__door_jv_is_object(struct edge_jv v);
+bool edge__door_jv_is_string(struct edge_jv v);
+bool edge__door_jv_is_integer(struct edge_jv v);
+bool edge__door_jv_is_null(struct edge_jv v);
+int64_t edge__door_jv_int(struct edge_jv v); /* 0 if not an integer (json_integer_value) */
+/* A string's decoded bytes into out (room for v.len) or only counted (out NULL); 0 if none. */
+size_t edge__door_jv_str(struct edge_jv v, char *out);
+bool edge__door_jv_str_eq(struct edge_jv v, const char *s);
+/* A string's decoded text: in place when it has no escape, else in *owned (edge_free it);
+ * NULL if v is no string (or out of memory). */
+const char *edge__door_jv_text(struct edge_jv v, size_t *len, char **owned);
 struct edge_door_wst;
 int edge__door_wst_new(struct edge_door_wst **out);
 void edge__door_wst_free(struct edge_door_wst *t);
 /* A client request (its "request" object req): classified, its effect on the state noted,
  * queued with its text (owned from here on EDGE_OK; on an error the caller keeps it).
  * EDGE_ETOOBIG / EDGE_ENOMEM with a Hrana error code and message: refused, nothing changed. */
-int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request_id, char *text, size_t len,
+int edge__door_wst_request(struct edge_door_wst *t, struct edge_jv req, int64_t request_id, char *text, size_t len,
                            bool sent, struct edge_door_wst_req **out, const char **code, const char **why);
 /* The request was sent to the current region. */
 void edge__door_wst_sent(struct edge_door_wst *t, struct edge_door_wst_req *r);

@@ -344,7 +344,10 @@ void edge__door_ws_stop(struct door *d)
  * waiting for their answers (the counter only, but bounded as everything else). */
 #define WSS_MAX_HELLOS 64
 
-static void client_hello(struct edge_door_wss *s, json_t *msg, const uint8_t *data, size_t len)
+/* The members of a client's message the door reads (one pass over it: on_client_msg). */
+enum { M_TYPE, M_JWT, M_REQUEST_ID, M_REQUEST, M_BOOKMARK, M_N };
+
+static void client_hello(struct edge_door_wss *s, const struct edge_jv *m, const uint8_t *data, size_t len)
 {
     if (s->hellos_unanswered >= WSS_MAX_HELLOS) {
         finish(s, 1008, "too many hellos waiting for their answer");
@@ -361,45 +364,52 @@ static void client_hello(struct edge_door_wss *s, json_t *msg, const uint8_t *da
     s->hello = copy;
     s->hello_len = len;
     s->hellos_unanswered++;
-    json_t *jwt = json_object_get(msg, "jwt");
-    if (json_is_string(jwt) && json_string_length(jwt) < 8192) {
+    struct edge_jv jwt = m[M_JWT];
+    size_t jl = edge__door_jv_str(jwt, NULL);
+    if (edge__door_jv_is_string(jwt) && jl < 8192) {
         /* the same key as HTTP requests with this token (Authorization: Bearer <jwt>) */
         char auth[8200];
-        snprintf(auth, sizeof(auth), "Bearer %s", json_string_value(jwt));
+        memcpy(auth, "Bearer ", 7);
+        edge__door_jv_str(jwt, auth + 7); /* decoded: at most jwt.len bytes */
+        auth[7 + jl] = '\0';
         edge__door_ryw_token_key(auth, s->ryw_key, sizeof(s->ryw_key));
     }
     int rv = s->open ? emit(s, copy, len) : EDGE_OK;
     if (rv != EDGE_OK) up_failed(s, rv);
 }
 
-static void client_request(struct edge_door_wss *s, json_t *msg, const uint8_t *data, size_t len)
+static void client_request(struct edge_door_wss *s, const struct edge_jv *m, const uint8_t *data, size_t len)
 {
     struct door *d = s->d;
-    json_t *rid = json_object_get(msg, "request_id");
-    if (!json_is_integer(rid)) {
+    struct edge_jv rid = m[M_REQUEST_ID];
+    if (!edge__door_jv_is_integer(rid)) {
         finish(s, 1002, "request without an integer request_id");
         return;
     }
-    int64_t id = json_integer_value(rid);
+    int64_t id = edge__door_jv_int(rid);
     if (id <= WST_SYNTHETIC_BASE) {
         /* the door's own ids (its replayed open_stream / store_sql): an answer to one of
          * those would settle the client's request */
         client_error(s, id, "REQUEST_ID_RESERVED", "request ids at or below -2^40 are the router's own");
         return;
     }
-    json_t *req = json_object_get(msg, "request");
-    const char *type = json_string_value(json_object_get(req, "type"));
+    struct edge_jv req = m[M_REQUEST];
+    struct edge_jv type = edge__door_jv_get(req, "type");
     char *text = NULL;
     size_t tlen = len;
-    json_t *bm = json_object_get(msg, "bookmark");
-    if (type != NULL && (bm == NULL || json_is_null(bm)) &&
-        (strcmp(type, "execute") == 0 || strcmp(type, "batch") == 0 || strcmp(type, "sequence") == 0 ||
-         strcmp(type, "open_cursor") == 0)) {
+    struct edge_jv bm = m[M_BOOKMARK];
+    if ((bm.p == NULL || edge__door_jv_is_null(bm)) &&
+        (edge__door_jv_str_eq(type, "execute") || edge__door_jv_str_eq(type, "batch") ||
+         edge__door_jv_str_eq(type, "sequence") || edge__door_jv_str_eq(type, "open_cursor"))) {
         char vv[DOOR_MAX_REGIONS * (EDGE_VCLOCK_REGION_MAX + 22) + 1];
         const char *mine = edge__door_ryw_get(d, s->ryw_key, vv, sizeof(vv));
-        if (mine != NULL) {
-            json_object_set_new(msg, "bookmark", json_string(mine));
-            char *dumped = json_dumps(msg, JSON_COMPACT);
+        /* the message is rewritten with it by jansson, as it always was: the only case that
+         * pays for a parse */
+        json_t *jmsg = mine != NULL ? json_loadb((const char *)data, len, 0, NULL) : NULL;
+        if (jmsg != NULL) {
+            json_object_set_new(jmsg, "bookmark", json_string(mine));
+            char *dumped = json_dumps(jmsg, JSON_COMPACT);
+            json_decref(jmsg);
             if (dumped != NULL) {
                 text = edge_strdup(dumped);
                 tlen = strlen(dumped);
@@ -449,20 +459,36 @@ static void on_client_msg(void *ud, struct edge_http_conn *c, int opcode, const 
         finish(s, 1003, "the router speaks Hrana over WebSocket in JSON text messages");
         return;
     }
-    json_t *msg = json_loadb((const char *)data, len, 0, NULL);
-    const char *type = json_string_value(json_object_get(msg, "type"));
-    if (msg == NULL) {
-        finish(s, 1007, "a Hrana message is JSON"); /* as the regions answer it */
-    } else if (!json_is_object(msg) || type == NULL) {
+    /* read in place (door_jv.c); whether it is JSON at all is jansson's verdict, unless it is
+     * plain JSON for sure */
+    const char *p = (const char *)data;
+    if (!edge__door_jv_plain(p, len)) {
+        json_t *j = json_loadb(p, len, 0, NULL);
+        bool is_json = j != NULL;
+        json_decref(j);
+        if (!is_json) {
+            finish(s, 1007, "a Hrana message is JSON"); /* as the regions answer it */
+            return;
+        }
+    }
+    /* json_loadb takes no scalar at the top: the message starts with '{' or '[' */
+    size_t i = 0;
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) i++;
+    size_t e = len;
+    while (e > i && (p[e - 1] == ' ' || p[e - 1] == '\t' || p[e - 1] == '\n' || p[e - 1] == '\r')) e--;
+    struct edge_jv msg = {p + i, e - i};
+    static const char *const keys[M_N] = {"type", "jwt", "request_id", "request", "bookmark"};
+    struct edge_jv m[M_N];
+    edge__door_jv_members(msg, keys, M_N, m);
+    if (!edge__door_jv_is_object(msg) || !edge__door_jv_is_string(m[M_TYPE])) {
         finish(s, 1002, "a Hrana message is a JSON object with a type");
-    } else if (strcmp(type, "hello") == 0) {
-        client_hello(s, msg, data, len);
-    } else if (strcmp(type, "request") == 0) {
-        client_request(s, msg, data, len);
+    } else if (edge__door_jv_str_eq(m[M_TYPE], "hello")) {
+        client_hello(s, m, data, len);
+    } else if (edge__door_jv_str_eq(m[M_TYPE], "request")) {
+        client_request(s, m, data, len);
     } else {
         finish(s, 1002, "unknown message type");
     }
-    json_decref(msg);
 }
 
 static void on_client_close(void *ud, struct edge_http_conn *c)

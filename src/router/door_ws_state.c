@@ -17,7 +17,6 @@
  * stays pinned and its later statements count as inside it. A `sequence` (several
  * statements in one text) counts as opening one. Everything here is bounded (door_int.h: WST_MAX_*); a
  * request past a bound is refused with a Hrana error and changes nothing. */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,16 +156,17 @@ static void sql_stored(struct edge_door_wst *t, int64_t id)
     }
 }
 
-/* The SQL of a Hrana statement: its "sql", or the stored text of its "sql_id". */
-static const char *stmt_sql(struct edge_door_wst *t, json_t *stmt, size_t *len)
+/* The SQL of a Hrana statement: its "sql" (decoded in *owned when it has escapes), or the
+ * stored text of its "sql_id". */
+static const char *stmt_sql(struct edge_door_wst *t, struct edge_jv stmt, size_t *len, char **owned)
 {
-    json_t *sql = json_object_get(stmt, "sql");
-    if (json_is_string(sql)) {
-        *len = json_string_length(sql);
-        return json_string_value(sql);
-    }
-    json_t *sid = json_object_get(stmt, "sql_id");
-    struct wst_obj *o = json_is_integer(sid) ? find_live(&t->sqls, json_integer_value(sid)) : NULL;
+    static const char *const keys[] = {"sql", "sql_id"};
+    struct edge_jv m[2];
+    *owned = NULL;
+    edge__door_jv_members(stmt, keys, 2, m);
+    struct edge_jv sql = m[0], sid = m[1];
+    if (edge__door_jv_is_string(sql)) return edge__door_jv_text(sql, len, owned);
+    struct wst_obj *o = edge__door_jv_is_integer(sid) ? find_live(&t->sqls, edge__door_jv_int(sid)) : NULL;
     if (o == NULL) return NULL;
     *len = o->sql_len;
     return o->sql;
@@ -185,13 +185,15 @@ static void sp_name(const char *p, char *out, size_t cap)
  * that (outermost) savepoint, as the node and SQLite take it. A stream that ran PRAGMA,
  * ATTACH or CREATE TEMP holds per-connection state that a stream recreated elsewhere would
  * not have: it pins the session until it is closed. */
-static bool stmt_note(struct edge_door_wst *t, struct wst_obj *s, json_t *stmt, bool *in_tx)
+static bool stmt_note(struct edge_door_wst *t, struct wst_obj *s, struct edge_jv stmt, bool *in_tx)
 {
     char norm[EDGE_ROUTER_NORM_MAX];
     size_t len = 0;
-    const char *sql = stmt_sql(t, stmt, &len);
+    char *owned;
+    const char *sql = stmt_sql(t, stmt, &len, &owned);
     if (sql == NULL) return false;
     bool reads = edge__door_sql_reads(sql, len, norm, sizeof(norm));
+    edge_free(owned);
     char name[sizeof(s->sp)];
     if (s != NULL && (strncmp(norm, "pragma", 6) == 0 || strncmp(norm, "attach", 6) == 0 ||
                       strncmp(norm, "create temp", 11) == 0)) {
@@ -215,14 +217,14 @@ static bool stmt_note(struct edge_door_wst *t, struct wst_obj *s, json_t *stmt, 
 }
 
 /* entered: a step began a transaction (which later steps may end) */
-static bool batch_note(struct edge_door_wst *t, struct wst_obj *s, json_t *batch, bool *in_tx, bool *entered)
+static bool batch_note(struct edge_door_wst *t, struct wst_obj *s, struct edge_jv batch, bool *in_tx, bool *entered)
 {
     bool reads = true, any = false;
-    size_t j;
-    json_t *st;
-    json_array_foreach(json_object_get(batch, "steps"), j, st) {
+    struct edge_jv steps = edge__door_jv_get(batch, "steps");
+    for (struct edge_jv st = edge__door_jv_next(steps, (struct edge_jv){NULL, 0}); st.p != NULL;
+         st = edge__door_jv_next(steps, st)) {
         any = true;
-        if (!stmt_note(t, s, json_object_get(st, "stmt"), in_tx)) reads = false;
+        if (!stmt_note(t, s, edge__door_jv_get(st, "stmt"), in_tx)) reads = false;
         if (*in_tx) *entered = true;
     }
     return reads && any;
@@ -278,12 +280,19 @@ static const struct {
     {"fetch_cursor", WST_OTHER, WST_CURSOR},      {"close_cursor", WST_CLOSE_CURSOR, WST_SAFE},
 };
 
-int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request_id, char *text, size_t len,
+int edge__door_wst_request(struct edge_door_wst *t, struct edge_jv req, int64_t request_id, char *text, size_t len,
                            bool sent, struct edge_door_wst_req **out, const char **code, const char **why)
 {
-    const char *type = json_string_value(json_object_get(req, "type"));
+    /* what is read of it, in one pass */
+    enum { M_TYPE, M_STREAM, M_SQL_ID, M_CURSOR, M_SQL, M_STMT, M_BATCH, M_N };
+    static const char *const keys[M_N] = {"type", "stream_id", "sql_id", "cursor_id", "sql", "stmt", "batch"};
+    struct edge_jv m[M_N];
+    edge__door_jv_members(req, keys, M_N, m);
+    char type[32];
+    bool typed = edge__door_jv_is_string(m[M_TYPE]) && edge__door_jv_str(m[M_TYPE], NULL) < sizeof(type);
+    if (typed) type[edge__door_jv_str(m[M_TYPE], type)] = '\0';
     int rtype = WST_OTHER, kind = WST_WRITE; /* anything unknown: the region answers the error */
-    for (size_t i = 0; type != NULL && i < sizeof(TYPES) / sizeof(TYPES[0]); i++) {
+    for (size_t i = 0; typed && i < sizeof(TYPES) / sizeof(TYPES[0]); i++) {
         if (strcmp(type, TYPES[i].name) == 0) {
             rtype = TYPES[i].rtype;
             kind = TYPES[i].kind;
@@ -294,10 +303,10 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
         *why = "too many requests in flight on this WebSocket through the router";
         return EDGE_ETOOBIG;
     }
-    json_t *jid = json_object_get(req, rtype == WST_STORE_SQL || rtype == WST_CLOSE_SQL ? "sql_id"
-                                       : rtype == WST_OPEN_CURSOR || rtype == WST_CLOSE_CURSOR ? "cursor_id"
-                                                                                               : "stream_id");
-    int64_t target = json_integer_value(jid);
+    struct edge_jv jid = m[rtype == WST_STORE_SQL || rtype == WST_CLOSE_SQL           ? M_SQL_ID
+                           : rtype == WST_OPEN_CURSOR || rtype == WST_CLOSE_CURSOR ? M_CURSOR
+                                                                                   : M_STREAM];
+    int64_t target = edge__door_jv_int(jid);
     /* the state it changes, bounded first */
     if (rtype == WST_OPEN_STREAM && t->streams.n >= WST_MAX_STREAMS) {
         *why = "too many streams on this WebSocket through the router";
@@ -307,13 +316,13 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
         *why = "too many cursors on this WebSocket through the router";
         return EDGE_ETOOBIG;
     }
-    json_t *jsql = json_object_get(req, "sql");
+    struct edge_jv jsql = m[M_SQL];
     /* a replacement counts too (the previous text is kept until it is answered): the bytes
      * held never pass the bound; the entries of pending replacements are bounded by the
      * requests in flight */
     if (rtype == WST_STORE_SQL &&
         ((find_live(&t->sqls, target) == NULL && t->sqls.n >= WST_MAX_SQLS) ||
-         t->sql_bytes + json_string_length(jsql) > WST_MAX_SQL_BYTES)) {
+         t->sql_bytes + edge__door_jv_str(jsql, NULL) > WST_MAX_SQL_BYTES)) {
         *why = "too many stored SQL texts (or bytes of them) on this WebSocket through the router";
         return EDGE_ETOOBIG;
     }
@@ -340,11 +349,11 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
         if (o != NULL) o->opening = true;
         if (rtype == WST_OPEN_STREAM && o != NULL) o->serial = ++t->next_serial;
         if (rtype == WST_OPEN_CURSOR && o != NULL) {
-            struct wst_obj *s = find_live(&t->streams, json_integer_value(json_object_get(req, "stream_id")));
+            struct wst_obj *s = find_live(&t->streams, edge__door_jv_int(m[M_STREAM]));
             o->stream = s != NULL ? s->serial : 0; /* 0: no stream, the region refuses it */
             tx = s ? s->planned : false;
             bool entered = false;
-            batch_note(t, s, json_object_get(req, "batch"), &tx, &entered);
+            batch_note(t, s, m[M_BATCH], &tx, &entered);
             tx_note(s, r, entered, tx);
         }
         break;
@@ -355,15 +364,15 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
         o = add(&t->sqls, target);
         if (o != NULL) {
             o->opening = true;
-            o->sql_len = json_string_length(jsql);
-            o->sql = edge_malloc(o->sql_len + 1);
+            o->sql_len = edge__door_jv_str(jsql, NULL);
+            o->sql = edge_malloc(jsql.len + 1); /* room to decode in */
             if (o->sql == NULL) {
                 o->sql_len = 0;
                 remove_at(t, &t->sqls, (size_t)(o - t->sqls.v));
                 o = NULL;
                 break;
             }
-            memcpy(o->sql, json_is_string(jsql) ? json_string_value(jsql) : "", o->sql_len);
+            edge__door_jv_str(jsql, o->sql);
             o->sql[o->sql_len] = '\0';
             t->sql_bytes += o->sql_len;
         }
@@ -386,8 +395,8 @@ int edge__door_wst_request(struct edge_door_wst *t, json_t *req, int64_t request
         struct wst_obj *s = find_live(&t->streams, target);
         tx = s ? s->planned : false;
         bool entered = false;
-        bool reads = rtype == WST_EXECUTE ? stmt_note(t, s, json_object_get(req, "stmt"), &tx)
-                     : rtype == WST_BATCH ? batch_note(t, s, json_object_get(req, "batch"), &tx, &entered)
+        bool reads = rtype == WST_EXECUTE ? stmt_note(t, s, m[M_STMT], &tx)
+                     : rtype == WST_BATCH ? batch_note(t, s, m[M_BATCH], &tx, &entered)
                                           : (tx = true, false);
         /* a read inside a transaction runs on its snapshot: not something to run elsewhere
          * (nor one behind a COMMIT not answered yet: the COMMIT may fail) */

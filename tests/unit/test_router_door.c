@@ -148,13 +148,14 @@ static void test_pb_rows(void **state)
 /* one request into the state, as door_ws.c gives it */
 static struct edge_door_wst_req *req(struct edge_door_wst *t, int64_t id, const char *json, bool sent)
 {
-    json_t *r = json_loads(json, 0, NULL);
-    assert_non_null(r);
+    json_t *j = json_loads(json, 0, NULL);
+    assert_non_null(j); /* JSON, as door_ws.c checks before */
+    json_decref(j);
+    struct edge_jv r = {json, strlen(json)};
     struct edge_door_wst_req *out = NULL;
     const char *code, *why;
     char *text = edge_strdup(json);
     assert_int_equal(edge__door_wst_request(t, r, id, text, strlen(text), sent, &out, &code, &why), EDGE_OK);
-    json_decref(r);
     return out;
 }
 
@@ -348,13 +349,13 @@ static void test_ws_bounds(void **state)
     }
     /* storing an id again replaces it, within the bound */
     req(t, 9999, "{\"type\":\"store_sql\",\"sql_id\":3,\"sql\":\"SELECT 33\"}", true);
-    json_t *r = json_loads("{\"type\":\"store_sql\",\"sql_id\":5000,\"sql\":\"SELECT 1\"}", 0, NULL);
+    static const char s5000[] = "{\"type\":\"store_sql\",\"sql_id\":5000,\"sql\":\"SELECT 1\"}";
+    struct edge_jv r = {s5000, sizeof(s5000) - 1};
     struct edge_door_wst_req *out = NULL;
     const char *code = NULL, *why = NULL;
     char text[] = "x";
     assert_int_equal(edge__door_wst_request(t, r, 10000, text, 1, true, &out, &code, &why), EDGE_ETOOBIG);
     assert_string_equal(code, "WS_ROUTER_LIMIT");
-    json_decref(r);
     /* replacements count against the 4 MiB of texts: 200 texts of 60 KiB do not fit */
     char *big = malloc(70 * 1024);
     int refused = 0;
@@ -362,8 +363,7 @@ static void test_ws_bounds(void **state)
         int n = snprintf(big, 70 * 1024, "{\"type\":\"store_sql\",\"sql_id\":%d,\"sql\":\"SELECT '", i);
         memset(big + n, 'x', 60 * 1024);
         snprintf(big + n + 60 * 1024, 64, "'\"}");
-        r = json_loads(big, 0, NULL);
-        assert_non_null(r);
+        r = (struct edge_jv){big, strlen(big)};
         char *copy = edge_strdup(big);
         int rv = edge__door_wst_request(t, r, 20000 + i, copy, strlen(copy), true, &out, &code, &why);
         if (rv == EDGE_OK) {
@@ -373,7 +373,6 @@ static void test_ws_bounds(void **state)
             edge_free(copy);
             refused++;
         }
-        json_decref(r);
     }
     free(big);
     assert_true(refused > 100); /* 4 MiB hold 68 of them */
@@ -560,10 +559,207 @@ static void test_ws_duplicate_open(void **state)
     edge__door_wst_free(t);
 }
 
+/* ---- the in-place reading of the client's WebSocket messages (door_jv.c) against jansson ---- */
+
+/* jansson's string member of o as bytes ("" and false when it is none) */
+static bool jstr(json_t *o, const char *key, const char **v, size_t *n)
+{
+    json_t *x = json_object_get(o, key);
+    *v = json_is_string(x) ? json_string_value(x) : NULL;
+    *n = json_is_string(x) ? json_string_length(x) : 0;
+    return *v != NULL;
+}
+
+static void same_string(json_t *o, struct edge_jv v, const char *key)
+{
+    const char *js;
+    size_t jn;
+    struct edge_jv m = edge__door_jv_get(v, key);
+    bool is = jstr(o, key, &js, &jn);
+    assert_int_equal(edge__door_jv_is_string(m), is);
+    if (!is) return;
+    char *dec = malloc(m.len + 1);
+    assert_int_equal(edge__door_jv_str(m, NULL), jn);
+    assert_int_equal(edge__door_jv_str(m, dec), jn);
+    assert_memory_equal(dec, js, jn);
+    size_t tl;
+    char *owned;
+    const char *t = edge__door_jv_text(m, &tl, &owned);
+    assert_int_equal(tl, jn);
+    assert_memory_equal(t, js, jn);
+    edge_free(owned);
+    free(dec);
+    if (jn < 64 && memchr(js, '\0', jn) == NULL) assert_true(edge__door_jv_str_eq(m, js));
+}
+
+static void same_int(json_t *o, struct edge_jv v, const char *key)
+{
+    json_t *x = json_object_get(o, key);
+    struct edge_jv m = edge__door_jv_get(v, key);
+    assert_int_equal(edge__door_jv_is_integer(m), json_is_integer(x));
+    assert_true(edge__door_jv_int(m) == json_integer_value(x));
+    assert_int_equal(m.p == NULL, x == NULL);
+    assert_int_equal(edge__door_jv_is_null(m), json_is_null(x));
+    assert_int_equal(edge__door_jv_is_object(m), json_is_object(x));
+}
+
+/* Every member the door reads, read both ways (a stmt at any depth: the batch's steps). */
+static void same_stmt(json_t *o, struct edge_jv v)
+{
+    same_string(o, v, "sql");
+    same_int(o, v, "sql_id");
+}
+
+static int same_reading(const char *p, size_t len)
+{
+    json_t *j = json_loadb(p, len, 0, NULL);
+    bool plain = edge__door_jv_plain(p, len);
+    if (plain) assert_non_null(j); /* the plain subset is JSON for jansson */
+    if (j == NULL) return 0;
+    size_t i = 0, e = len;
+    while (i < len && strchr(" \t\n\r", p[i]) && p[i]) i++;
+    while (e > i && strchr(" \t\n\r", p[e - 1]) && p[e - 1]) e--;
+    struct edge_jv msg = {p + i, e - i};
+    assert_int_equal(edge__door_jv_is_object(msg), json_is_object(j));
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return 1;
+    }
+    const char *keys[] = {"type", "jwt", "bookmark", "request_id"};
+    struct edge_jv all[4];
+    edge__door_jv_members(msg, keys, 4, all); /* one pass finds what each lookup finds */
+    for (size_t k = 0; k < 4; k++) {
+        same_string(j, msg, keys[k]);
+        same_int(j, msg, keys[k]);
+        struct edge_jv one = edge__door_jv_get(msg, keys[k]);
+        assert_true(all[k].p == one.p && all[k].len == one.len);
+    }
+    json_t *req = json_object_get(j, "request");
+    struct edge_jv r = edge__door_jv_get(msg, "request");
+    same_int(j, msg, "request");
+    const char *rkeys[] = {"type", "sql", "stream_id", "sql_id", "cursor_id"};
+    for (size_t k = 0; k < 5; k++) {
+        same_string(req, r, rkeys[k]);
+        same_int(req, r, rkeys[k]);
+    }
+    same_stmt(json_object_get(req, "stmt"), edge__door_jv_get(r, "stmt"));
+    json_t *steps = json_object_get(json_object_get(req, "batch"), "steps");
+    struct edge_jv vsteps = edge__door_jv_get(edge__door_jv_get(r, "batch"), "steps");
+    size_t n = 0;
+    for (struct edge_jv st = edge__door_jv_next(vsteps, (struct edge_jv){NULL, 0}); st.p != NULL;
+         st = edge__door_jv_next(vsteps, st), n++) {
+        json_t *jst = json_array_get(steps, n);
+        assert_non_null(jst);
+        assert_int_equal(edge__door_jv_is_object(st), json_is_object(jst));
+        same_stmt(json_object_get(jst, "stmt"), edge__door_jv_get(st, "stmt"));
+    }
+    assert_int_equal(n, json_array_size(steps));
+    json_decref(j);
+    return 1;
+}
+
+static void test_ws_message_reading(void **state)
+{
+    (void)state;
+    static const char *corpus[] = {
+        "{\"type\":\"hello\",\"jwt\":\"eyJ.abc.def\"}",
+        "{\"type\":\"hello\",\"jwt\":null}",
+        "{\"type\":\"request\",\"request_id\":7,\"request\":{\"type\":\"open_stream\",\"stream_id\":3}}",
+        "{\"type\":\"request\",\"request_id\":8,\"request\":{\"type\":\"execute\",\"stream_id\":3,\"stmt\":"
+        "{\"sql_id\":12,\"args\":[],\"named_args\":[],\"want_rows\":true}}}",
+        "{\"type\":\"request\",\"request_id\":9,\"request\":{\"type\":\"store_sql\",\"sql_id\":12,\"sql\":"
+        "\"SELECT v FROM kv WHERE id = 5 /* 4 */\"}}",
+        "{\"type\":\"request\",\"request_id\":10,\"request\":{\"type\":\"batch\",\"stream_id\":1,\"batch\":{\"steps\":"
+        "[{\"stmt\":{\"sql\":\"BEGIN\"}},{\"condition\":{\"type\":\"ok\",\"step\":0},\"stmt\":{\"sql\":\"INSERT "
+        "INTO t VALUES (1.5, -0, 0.25, true, false, null)\"}},{\"stmt\":{\"sql\":\"COMMIT\"}}]}},\"bookmark\":null}",
+        /* escaped strings */
+        "{\"type\":\"request\",\"request_id\":11,\"request\":{\"type\":\"execute\",\"stream_id\":1,\"stmt\":"
+        "{\"sql\":\"SELECT '\\\"\\\\\\/\\b\\f\\n\\r\\t', 'caf\\u00e9 \\ud83d\\ude00 \\u20ac'\"}}}",
+        "{\"t\\u0079pe\":\"re\\u0071uest\",\"request_id\":12,\"request\":{\"type\":\"exec\\u0075te\",\"stmt\":"
+        "{\"s\\u0071l\":\"SELECT 1\"}}}",
+        "{\"type\":\"request\",\"request_id\":13,\"request\":{\"type\":\"execute\",\"stmt\":{\"sql\":\"SELECT 'é€😀'\"}}}",
+        /* duplicate keys: the last wins */
+        "{\"type\":\"hello\",\"type\":\"request\",\"request_id\":1,\"request_id\":2,\"request\":{\"type\":\"close_stream\","
+        "\"stream_id\":1,\"stream_id\":9}}",
+        /* nested objects and arrays that hold the names the door looks for */
+        "{\"x\":{\"type\":\"hello\",\"request_id\":5},\"y\":[\"type\",{\"sql\":\"x\"}],\"type\":\"request\","
+        "\"request_id\":14,\"request\":{\"stmt\":{\"stmt\":{\"sql\":\"DELETE\"}},\"type\":\"execute\",\"z\":[[{}],[]]}}",
+        /* numbers: huge, real, exponents, negative */
+        "{\"type\":\"request\",\"request_id\":99999999999999999999,\"request\":{}}",
+        "{\"type\":\"request\",\"request_id\":9223372036854775807,\"request\":{\"type\":\"open_stream\",\"stream_id\":-9223372036854775808}}",
+        "{\"type\":\"request\",\"request_id\":123456789012345678,\"request\":{\"stream_id\":1e400}}",
+        "{\"type\":\"request\",\"request_id\":1e3,\"request\":{\"stream_id\":1E-400}}",
+        "{\"type\":\"request\",\"request_id\":1.0,\"request\":{\"stream_id\":-0.0}}",
+        "{\"type\":\"request\",\"request_id\":-5,\"request\":{\"stream_id\":012}}",
+        /* malformed */
+        "{\"type\":\"request\",\"request_id\":1,\"request\":{\"type\":\"execute\"}",
+        "{\"type\":\"request\",\"request_id\":1} x",
+        "{\"type\":\"req\x01uest\"}",
+        "{\"type\":\"\xff\xfe\"}",
+        "{\"type\":\"\xc3\xa9\xe2\x82\"}",
+        "{\"type\":\"\\ud800\"}",
+        "{\"type\":\"\\udc00\\ud800\"}",
+        "{\"type\":\"a\\u0000b\"}",
+        "{\"type\":\"\\x\"}",
+        "{\"type\":tru}",
+        "{\"type\" \"hello\"}",
+        "{\"type\":\"hello\",}",
+        "{,}",
+        "[{\"type\":\"hello\"}]",
+        "\"hello\"",
+        "17",
+        "",
+        "  {\"type\" : \"hello\" ,\n\t\"jwt\" : \"x\"\r\n}  ",
+        "{}",
+    };
+    int valid = 0;
+    for (size_t c = 0; c < sizeof(corpus) / sizeof(corpus[0]); c++) valid += same_reading(corpus[c], strlen(corpus[c]));
+    assert_true(valid >= 15);
+    /* deep nesting: jansson stops at 2048 levels */
+    size_t dn = 2 * 3000 + 64;
+    char *deep = malloc(dn);
+    for (int depth = 30; depth <= 3000; depth += 990) {
+        size_t n = (size_t)snprintf(deep, dn, "{\"type\":\"hello\",\"x\":");
+        for (int k = 0; k < depth; k++) deep[n++] = '[';
+        for (int k = 0; k < depth; k++) deep[n++] = ']';
+        deep[n++] = '}';
+        same_reading(deep, n);
+    }
+    free(deep);
+    /* every corpus message mutated at each byte: replaced, dropped, cut */
+    static const char repl[] = "\"\\{}[]:,0-.eu\x01\x80 9x";
+    char *m = malloc(1024);
+    uint32_t seed = 12345;
+    size_t tried = 0;
+    for (size_t c = 0; c < sizeof(corpus) / sizeof(corpus[0]); c++) {
+        size_t n = strlen(corpus[c]);
+        for (size_t at = 0; at < n && n < 1000; at++) {
+            for (size_t k = 0; k < sizeof(repl) - 1; k++) {
+                memcpy(m, corpus[c], n);
+                m[at] = repl[k];
+                same_reading(m, n);
+                tried++;
+            }
+            memcpy(m, corpus[c], at);
+            memcpy(m + at, corpus[c] + at + 1, n - at - 1);
+            same_reading(m, n - 1);
+            same_reading(corpus[c], at);
+            seed = seed * 1103515245u + 12345u;
+            memcpy(m, corpus[c], n);
+            m[(seed >> 8) % n] = (char)(seed >> 16);
+            same_reading(m, n);
+            tried += 3;
+        }
+    }
+    free(m);
+    assert_true(tried > 10000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_member),
+        cmocka_unit_test(test_ws_message_reading),
         cmocka_unit_test(test_pb_rows),
         cmocka_unit_test(test_ws_state),
         cmocka_unit_test(test_ws_send_failed),
