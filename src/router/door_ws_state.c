@@ -39,8 +39,10 @@ struct wst_obj { /* a stream, a stored SQL text or a cursor, by the client's id 
     uint64_t stream;       /* a cursor: the serial of its stream, whose close closes it too */
 };
 
+/* by pointer: removing from the front (the oldest text of @libsql/client's cache of 100, at
+ * each new one) moves 8 bytes an entry, not the whole object */
 struct wst_list {
-    struct wst_obj *v;
+    struct wst_obj **v;
     size_t n, cap;
 };
 
@@ -71,10 +73,12 @@ static void req_free(struct edge_door_wst_req *r)
 void edge__door_wst_free(struct edge_door_wst *t)
 {
     if (t == NULL) return;
-    for (size_t i = 0; i < t->sqls.n; i++) edge_free(t->sqls.v[i].sql);
-    edge_free(t->streams.v);
-    edge_free(t->sqls.v);
-    edge_free(t->cursors.v);
+    for (size_t i = 0; i < t->sqls.n; i++) edge_free(t->sqls.v[i]->sql);
+    struct wst_list *lists[] = {&t->streams, &t->sqls, &t->cursors};
+    for (size_t k = 0; k < 3; k++) {
+        for (size_t i = 0; i < lists[k]->n; i++) edge_free(lists[k]->v[i]);
+        edge_free(lists[k]->v);
+    }
     for (struct edge_door_wst_req *r = t->head, *nx; r != NULL; r = nx) {
         nx = r->next;
         req_free(r);
@@ -86,7 +90,7 @@ void edge__door_wst_free(struct edge_door_wst *t)
 static struct wst_obj *find_live(struct wst_list *l, int64_t id)
 {
     for (size_t i = l->n; i-- > 0;) {
-        if (l->v[i].id == id && !l->v[i].closing) return &l->v[i];
+        if (l->v[i]->id == id && !l->v[i]->closing) return l->v[i];
     }
     return NULL;
 }
@@ -95,13 +99,14 @@ static struct wst_obj *add(struct wst_list *l, int64_t id)
 {
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 8;
-        struct wst_obj *nv = edge_realloc(l->v, nc * sizeof(*nv));
+        struct wst_obj **nv = edge_realloc(l->v, nc * sizeof(*nv));
         if (nv == NULL) return NULL;
         l->v = nv;
         l->cap = nc;
     }
-    struct wst_obj *o = &l->v[l->n++];
-    memset(o, 0, sizeof(*o));
+    struct wst_obj *o = edge_calloc(1, sizeof(*o));
+    if (o == NULL) return NULL;
+    l->v[l->n++] = o;
     o->id = id;
     return o;
 }
@@ -109,9 +114,10 @@ static struct wst_obj *add(struct wst_list *l, int64_t id)
 static void remove_at(struct edge_door_wst *t, struct wst_list *l, size_t i)
 {
     if (l == &t->sqls) {
-        t->sql_bytes -= l->v[i].sql_len;
-        edge_free(l->v[i].sql);
+        t->sql_bytes -= l->v[i]->sql_len;
+        edge_free(l->v[i]->sql);
     }
+    edge_free(l->v[i]);
     memmove(&l->v[i], &l->v[i + 1], (l->n - i - 1) * sizeof(*l->v));
     l->n--;
 }
@@ -122,11 +128,11 @@ static void remove_at(struct edge_door_wst *t, struct wst_list *l, size_t i)
 static void remove_pending(struct edge_door_wst *t, struct wst_list *l, int64_t id, bool opening)
 {
     for (size_t i = 0; i < l->n; i++) {
-        if (l->v[i].id == id && (opening ? l->v[i].opening : l->v[i].closing)) {
-            uint64_t serial = l->v[i].serial;
+        if (l->v[i]->id == id && (opening ? l->v[i]->opening : l->v[i]->closing)) {
+            uint64_t serial = l->v[i]->serial;
             remove_at(t, l, i);
             for (size_t j = t->cursors.n; l == &t->streams && j-- > 0;) {
-                if (t->cursors.v[j].stream == serial) remove_at(t, &t->cursors, j);
+                if (t->cursors.v[j]->stream == serial) remove_at(t, &t->cursors, j);
             }
             return;
         }
@@ -136,8 +142,8 @@ static void remove_pending(struct edge_door_wst *t, struct wst_list *l, int64_t 
 static void settle_open(struct wst_list *l, int64_t id)
 {
     for (size_t i = 0; i < l->n; i++) {
-        if (l->v[i].id == id && l->v[i].opening) {
-            l->v[i].opening = false;
+        if (l->v[i]->id == id && l->v[i]->opening) {
+            l->v[i]->opening = false;
             return;
         }
     }
@@ -147,11 +153,11 @@ static void settle_open(struct wst_list *l, int64_t id)
 static void sql_stored(struct edge_door_wst *t, int64_t id)
 {
     size_t i = 0;
-    while (i < t->sqls.n && !(t->sqls.v[i].id == id && t->sqls.v[i].opening)) i++;
+    while (i < t->sqls.n && !(t->sqls.v[i]->id == id && t->sqls.v[i]->opening)) i++;
     if (i == t->sqls.n) return;
-    t->sqls.v[i].opening = false;
+    t->sqls.v[i]->opening = false;
     while (i-- > 0) {
-        const struct wst_obj *o = &t->sqls.v[i];
+        const struct wst_obj *o = t->sqls.v[i];
         if (o->id == id && !o->opening && !o->closing) remove_at(t, &t->sqls, i);
     }
 }
@@ -368,7 +374,7 @@ int edge__door_wst_request(struct edge_door_wst *t, struct edge_jv req, int64_t 
             o->sql = edge_malloc(jsql.len + 1); /* room to decode in */
             if (o->sql == NULL) {
                 o->sql_len = 0;
-                remove_at(t, &t->sqls, (size_t)(o - t->sqls.v));
+                remove_at(t, &t->sqls, t->sqls.n - 1); /* o, just added */
                 o = NULL;
                 break;
             }
@@ -385,7 +391,7 @@ int edge__door_wst_request(struct edge_door_wst *t, struct edge_jv req, int64_t 
         if (o != NULL) o->closing = true;
         /* a text with a replacement pending: the previous one closes with it */
         for (size_t i = 0; rtype == WST_CLOSE_SQL && i < t->sqls.n; i++) {
-            if (t->sqls.v[i].id == target) t->sqls.v[i].closing = true;
+            if (t->sqls.v[i]->id == target) t->sqls.v[i]->closing = true;
         }
         o = (struct wst_obj *)t; /* not an allocation failure */
         break;
@@ -471,7 +477,7 @@ int edge__door_wst_answer(struct edge_door_wst *t, int64_t request_id, bool ok)
     case WST_CLOSE_STREAM: remove_pending(t, &t->streams, r->target, false); break;
     case WST_CLOSE_SQL:
         for (size_t i = t->sqls.n; i-- > 0;) {
-            if (t->sqls.v[i].id == r->target && t->sqls.v[i].closing) remove_at(t, &t->sqls, i);
+            if (t->sqls.v[i]->id == r->target && t->sqls.v[i]->closing) remove_at(t, &t->sqls, i);
         }
         break;
     case WST_CLOSE_CURSOR: remove_pending(t, &t->cursors, r->target, false); break;
@@ -511,7 +517,7 @@ void edge__door_wst_counts(const struct edge_door_wst *t, size_t *streams, size_
 bool edge__door_wst_pinned(const struct edge_door_wst *t)
 {
     for (size_t i = 0; i < t->streams.n; i++) {
-        if (t->streams.v[i].in_tx || t->streams.v[i].sticky) return true;
+        if (t->streams.v[i]->in_tx || t->streams.v[i]->sticky) return true;
     }
     return false;
 }
@@ -522,6 +528,7 @@ size_t edge__door_wst_lost(struct edge_door_wst *t, void (*unknown)(void *ud, in
     size_t reads = 0;
     /* the cursors were the region's: their later fetches are the next region's
      * CURSOR_NOT_FOUND, their closes its plain ok */
+    for (size_t i = 0; i < t->cursors.n; i++) edge_free(t->cursors.v[i]);
     t->cursors.n = 0;
     struct edge_door_wst_req *prev = NULL, *r = t->head;
     while (r != NULL) {
@@ -547,15 +554,15 @@ int edge__door_wst_replay(struct edge_door_wst *t, int (*emit)(void *ud, const c
     int rv = EDGE_OK;
     /* the state as it was before the requests still in flight, which follow in order */
     for (size_t i = 0; i < t->streams.n && rv == EDGE_OK; i++) {
-        if (t->streams.v[i].opening) continue;
+        if (t->streams.v[i]->opening) continue;
         int n = snprintf(head, sizeof(head),
                          "{\"type\":\"request\",\"request_id\":%lld,\"request\":{\"type\":\"open_stream\","
                          "\"stream_id\":%lld}}",
-                         (long long)t->next_synthetic--, (long long)t->streams.v[i].id);
+                         (long long)t->next_synthetic--, (long long)t->streams.v[i]->id);
         rv = emit(ud, head, (size_t)n);
     }
     for (size_t i = 0; i < t->sqls.n && rv == EDGE_OK; i++) {
-        const struct wst_obj *o = &t->sqls.v[i];
+        const struct wst_obj *o = t->sqls.v[i];
         if (o->opening) continue;
         struct edge_buf b;
         edge_buf_init(&b, WST_MAX_SQL_BYTES + 256);
