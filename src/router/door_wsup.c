@@ -190,7 +190,20 @@ static int frame(struct edge_buf *out, int opcode, const uint8_t *data, size_t l
     int rv = edge_buf_append(out, h, hl);
     if (rv != EDGE_OK) return rv;
     if (edge_buf_reserve(out, len) != EDGE_OK) return EDGE_ENOMEM;
-    for (size_t i = 0; i < len; i++) out->data[out->len + i] = (char)(data[i] ^ mask[i & 3]);
+    /* 8 bytes at a time (the mask twice: byte k of a word meets mask[k & 3] whatever the
+     * byte order), through a local pointer: a byte store through out->data may alias out */
+    uint8_t *dst = (uint8_t *)out->data + out->len, m8[8];
+    memcpy(m8, mask, 4);
+    memcpy(m8 + 4, mask, 4);
+    uint64_t m64, w;
+    memcpy(&m64, m8, 8);
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&w, data + i, 8);
+        w ^= m64;
+        memcpy(dst + i, &w, 8);
+    }
+    for (; i < len; i++) dst[i] = (uint8_t)(data[i] ^ mask[i & 3]);
     out->len += len;
     out->data[out->len] = '\0';
     return EDGE_OK;
