@@ -343,10 +343,10 @@ int edge__door_wst_request(struct edge_door_wst *t, struct edge_jv req, int64_t 
     switch (rtype) {
     case WST_OPEN_STREAM:
     case WST_OPEN_CURSOR:
-        if (rtype == WST_OPEN_STREAM && (o = find_live(&t->streams, target)) != NULL && !o->opening) {
-            /* a stream id already open: the region refuses it (STREAM_EXISTS) and the live stream
-             * stays as it was; a second entry would count twice and take, while in flight, what
-             * is sent on the id (a BEGIN), then leave with it */
+        if (rtype == WST_OPEN_STREAM && (o = find_live(&t->streams, target)) != NULL) {
+            /* a stream id already open, or whose open is still in flight: the region refuses it
+             * (STREAM_EXISTS) and the stream stays as it was; a second entry would count twice
+             * and take, while in flight, what is sent on the id (a BEGIN), then leave with it */
             rtype = WST_OTHER;
             o = (struct wst_obj *)t;
             break;

@@ -559,6 +559,29 @@ static void test_ws_duplicate_open(void **state)
     edge__door_wst_free(t);
 }
 
+/* The same while the first open is still in flight: the BEGIN sent on the id belongs to the
+ * first stream, and the duplicate's refusal takes nothing with it. */
+static void test_ws_duplicate_open_in_flight(void **state)
+{
+    (void)state;
+    struct edge_door_wst *t = NULL;
+    assert_int_equal(edge__door_wst_new(&t), EDGE_OK);
+    req(t, 0, "{\"type\":\"open_stream\",\"stream_id\":1}", true);
+    req(t, 1, "{\"type\":\"open_stream\",\"stream_id\":1}", true);
+    req(t, 2, "{\"type\":\"execute\",\"stream_id\":1,\"stmt\":{\"sql\":\"BEGIN\"}}", true);
+    size_t streams = 0, cursors = 0;
+    edge__door_wst_counts(t, &streams, &cursors);
+    assert_int_equal(streams, 1);
+    edge__door_wst_answer(t, 0, true);
+    assert_int_equal(edge__door_wst_answer(t, 1, false), WST_SAFE); /* STREAM_EXISTS */
+    assert_int_equal(edge__door_wst_answer(t, 2, true), WST_WRITE);
+    streams = 0;
+    edge__door_wst_counts(t, &streams, &cursors);
+    assert_int_equal(streams, 1);
+    assert_true(edge__door_wst_pinned(t)); /* the region holds the transaction: no move */
+    edge__door_wst_free(t);
+}
+
 /* ---- the in-place reading of the client's WebSocket messages (door_jv.c) against jansson ---- */
 
 /* jansson's string member of o as bytes ("" and false when it is none) */
@@ -768,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_ws_sql_replace),
         cmocka_unit_test(test_ws_pin_state),
         cmocka_unit_test(test_ws_duplicate_open),
+        cmocka_unit_test(test_ws_duplicate_open_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
