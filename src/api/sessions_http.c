@@ -82,18 +82,6 @@ int edge__sess_region_index(struct edge_node *n, const char *id)
     return -1;
 }
 
-int edge__sess_buf_i64(struct edge_buf *b, int64_t v)
-{
-    char tmp[24], *q = tmp + sizeof(tmp);
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u > 0);
-    if (v < 0) *--q = '-';
-    return edge_buf_append(b, q, (size_t)(tmp + sizeof(tmp) - q));
-}
-
 void edge__sess_respond(struct edge_node *n, struct edge_http_conn *c, uint64_t start_ns, int status,
                          const char *extra, const char *body, size_t len)
 {
@@ -221,11 +209,11 @@ static void sess_get(struct loop *l, struct edge_http_conn *c, struct edge_http_
     edge_buf_puts(&b, ",\"home\":");
     edge_buf_json_cstr(&b, row.home);
     edge_buf_puts(&b, ",\"version\":");
-    edge__sess_buf_i64(&b, row.version);
+    edge_buf_i64(&b, row.version);
     edge_buf_puts(&b, ",\"epoch\":");
-    edge__sess_buf_i64(&b, row.epoch);
+    edge_buf_i64(&b, row.epoch);
     edge_buf_puts(&b, ",\"expires_at\":");
-    edge__sess_buf_i64(&b, exp);
+    edge_buf_i64(&b, exp);
     edge_buf_puts(&b, stale ? ",\"stale\":true}" : ",\"stale\":false}");
     sodium_memzero(plain.data, plain.len);
     edge_buf_free(&plain);

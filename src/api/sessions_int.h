@@ -152,9 +152,6 @@ static inline bool edge__sess_available(struct edge_node *n)
 int edge__sess_idlist_add(struct idlist *l, const char *id);
 void edge__sess_idlist_free(struct idlist *l);
 int edge__sess_region_index(struct edge_node *n, const char *id); /* in the configuration, -1 if absent */
-/* Appends v in decimal (what "%" PRId64 prints), without printf's machinery: a session
- * answer's numbers were a vsnprintf each time, about 2,500 instructions. */
-int edge__sess_buf_i64(struct edge_buf *b, int64_t v);
 void edge__sess_respond(struct edge_node *n, struct edge_http_conn *c, uint64_t start_ns, int status, const char *extra,
                         const char *body, size_t len);
 void edge__sess_error(struct edge_node *n, struct edge_http_conn *c, uint64_t start_ns, int status, const char *code,

@@ -204,9 +204,8 @@ static void answer_written(struct sreq *r, const struct sjob *j)
     char extra[256] = "", bm[128] = "null";
     if (j->wjob.seq != 0) {
         /* "<region>:<seq>", by hand rather than by two snprintf (answers of every write) */
-        char seq[24], *q = seq + sizeof(seq);
-        *--q = '\0';
-        for (uint64_t v = j->wjob.seq; v > 0; v /= 10) *--q = (char)('0' + v % 10);
+        char seq[EDGE_DEC_MAX];
+        const char *q = edge_dec_u64(seq, j->wjob.seq);
         size_t rl = strlen(n->region), ql = strlen(q);
         if (rl + ql + 24 < sizeof(bm)) {
             memcpy(extra, "X-Edge-Bookmark: ", 17);
@@ -237,11 +236,11 @@ static void answer_written(struct sreq *r, const struct sjob *j)
         edge_buf_puts(&b, ",\"home\":");
         edge_buf_json_cstr(&b, j->w.out_home[0] ? j->w.out_home : n->region);
         edge_buf_puts(&b, ",\"version\":");
-        edge__sess_buf_i64(&b, j->w.out_version);
+        edge_buf_i64(&b, j->w.out_version);
         edge_buf_puts(&b, ",\"epoch\":");
-        edge__sess_buf_i64(&b, j->w.out_epoch);
+        edge_buf_i64(&b, j->w.out_epoch);
         edge_buf_puts(&b, ",\"expires_at\":");
-        edge__sess_buf_i64(&b, j->w.out_expires_at);
+        edge_buf_i64(&b, j->w.out_expires_at);
         edge_buf_puts(&b, ",\"bookmark\":");
         edge_buf_puts(&b, bm);
         edge_buf_puts(&b, r->local ? ",\"partitioned\":true}" : "}");

@@ -328,3 +328,22 @@ int edge_base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len
     *out_len = o;
     return EDGE_OK;
 }
+
+const char *edge_dec_u64(char buf[EDGE_DEC_MAX], uint64_t v)
+{
+    char *q = buf + EDGE_DEC_MAX;
+    *--q = '\0';
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return q;
+}
+
+int edge_buf_i64(struct edge_buf *b, int64_t v)
+{
+    char tmp[EDGE_DEC_MAX];
+    const char *q = edge_dec_u64(tmp, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
+    if (v < 0) edge_buf_putc(b, '-');
+    return edge_buf_puts(b, q);
+}

@@ -31,6 +31,12 @@ int edge_buf_reserve(struct edge_buf *b, size_t n);
 int edge_buf_append(struct edge_buf *b, const void *p, size_t n);
 int edge_buf_puts(struct edge_buf *b, const char *s);
 int edge_buf_putc(struct edge_buf *b, char c);
+/* v in decimal (what "%" PRId64 prints), without printf's machinery (a vsnprintf was about
+ * 2,500 instructions of an answer's number). */
+int edge_buf_i64(struct edge_buf *b, int64_t v);
+/* v in decimal, NUL-terminated, at the end of buf: returns its first digit. */
+#define EDGE_DEC_MAX 24
+const char *edge_dec_u64(char buf[EDGE_DEC_MAX], uint64_t v);
 int edge_buf_printf(struct edge_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int edge_buf_vprintf(struct edge_buf *b, const char *fmt, va_list ap);

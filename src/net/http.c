@@ -368,12 +368,8 @@ static char *head_put(char *p, const char *end, const char *str)
 static int answer_head(char *head, size_t cap, int status, const char *type, size_t len, const char *conn,
                        const char *extra)
 {
-    char num[24], *q = num + sizeof(num);
-    *--q = '\0';
-    do {
-        *--q = (char)('0' + len % 10);
-        len /= 10;
-    } while (len > 0);
+    char num[EDGE_DEC_MAX];
+    const char *q = edge_dec_u64(num, len);
     char code[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10), (char)('0' + status % 10), 0};
     if (status < 100 || status > 999) return -1;
     const char *end = head + cap - 1; /* room for the NUL, as snprintf left */
