@@ -37,6 +37,7 @@ struct edge_store_conn {
     size_t preparing_len;
     char refusal[160];      /* why the sandbox refused the last statement, "" if it did not */
     uint64_t id;            /* edge_store_conn_id */
+    int busy_ms;            /* the busy timeout, for edge_store_step */
     edge_store_observer observer;
     void *observer_ud;
 };
@@ -268,6 +269,7 @@ int edge_store_open(const char *path, enum edge_store_mode mode, bool synchronou
     }
     sqlite3_extended_result_codes(c->db, 0);
     sqlite3_busy_timeout(c->db, busy_ms);
+    c->busy_ms = busy_ms;
     char sql[256];
     /* mmap_size: pages of the database file are read from the mapping rather than by a
      * pread per cache miss (the WAL is still read by pread). For writing connections:
@@ -338,6 +340,33 @@ void edge_store_close(struct edge_store_conn *c)
 }
 
 sqlite3 *edge_store_db(struct edge_store_conn *c) { return c->db; }
+
+/* SQLite calls the busy handler only for a transaction that is not open yet: a deferred
+ * transaction that has read and now writes gets SQLITE_BUSY at once while another
+ * connection holds the write lock (the writer thread's group, a housekeeping job), even
+ * when that one commits nothing. In WAL mode waiting is sound: the read snapshot stays,
+ * and if the holder commits changes the next try answers SQLITE_BUSY_SNAPSHOT, which no
+ * wait cures and which goes back to the client. So the step is tried again within the
+ * busy timeout (and the statement budget), with the back-off of SQLite's own handler. */
+int edge_store_step(struct edge_store_conn *c, sqlite3_stmt *st)
+{
+    static const int delays_ms[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
+    const size_t n_delays = sizeof(delays_ms) / sizeof(delays_ms[0]);
+    int rc = sqlite3_step(st);
+    int waited = 0;
+    for (size_t i = 0; rc == SQLITE_BUSY && sqlite3_extended_errcode(c->db) == SQLITE_BUSY &&
+                       !sqlite3_get_autocommit(c->db) && !sqlite3_stmt_readonly(st) && waited < c->busy_ms;
+         i++) {
+        if (c->deadline_ns != 0 && mono_ns() >= c->deadline_ns) break;
+        int d = delays_ms[i < n_delays ? i : n_delays - 1];
+        if (d > c->busy_ms - waited) d = c->busy_ms - waited;
+        sqlite3_sleep(d);
+        waited += d;
+        sqlite3_reset(st);
+        rc = sqlite3_step(st);
+    }
+    return rc;
+}
 
 uint64_t edge_store_conn_id(const struct edge_store_conn *c) { return c->id; }
 

@@ -33,6 +33,10 @@ int edge_store_open(const char *path, enum edge_store_mode mode, bool synchronou
 void edge_store_close(struct edge_store_conn *c);
 /* The underlying handle (borrowed). */
 sqlite3 *edge_store_db(struct edge_store_conn *c);
+/* sqlite3_step for client statements: a write in an open (deferred) transaction that
+ * finds the write lock held waits for it within the busy timeout, as a write outside a
+ * transaction does, instead of failing SQLITE_BUSY at once. A SQLite result code. */
+int edge_store_step(struct edge_store_conn *c, sqlite3_stmt *st);
 /* A number no other connection of this process had or will have (for caches keyed by
  * connection: a new connection may be allocated where a closed one was). */
 uint64_t edge_store_conn_id(const struct edge_store_conn *c);

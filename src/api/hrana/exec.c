@@ -383,9 +383,11 @@ int hrana__run_stmt(struct hrana_ctx *ctx, json_t *stmt, const struct hrana__row
     bool want_rows = !json_is_false(wr);
     sqlite3_int64 changes_before = sqlite3_total_changes64(db);
     int wrv = rs->begin(rs->ud, st);
-    while (wrv == EDGE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (wrv == EDGE_OK) rc = edge_store_step(ctx->conn, st);
+    while (wrv == EDGE_OK && rc == SQLITE_ROW) {
         nrows++;
         if (want_rows) wrv = rs->row(rs->ud, st);
+        if (wrv == EDGE_OK) rc = sqlite3_step(st);
     }
     if (wrv != EDGE_OK) {
         rs->rewind(rs->ud, mark);
@@ -615,7 +617,7 @@ static int run_sequence_inner(struct hrana_ctx *ctx, json_t *req, struct stmt_er
             sqlite3_finalize(st);
             return -1;
         }
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        for (rc = edge_store_step(ctx->conn, st); rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         }
         if (rc != SQLITE_DONE) {
             hrana__set_sqlite_err(e, ctx, rc);
