@@ -113,50 +113,72 @@ bool edge_repl_behind_the_logs(struct edge_repl_state *n, char *aside, size_t as
     return behind && edge_repl_set_aside(n, aside, aside_len) == EDGE_OK;
 }
 
-/* While running (blocking, off the loops): behind when, for some other origin, every peer
- * that answers has compacted its log past what this node holds: no link can catch it up
- * any more (the peers marked it needs_snapshot). The local VV is read after the answers,
- * so an entry applied meanwhile never makes it look behind. */
+bool edge_repl_behind_decide(const char *self, const struct edge_vclock *local, const struct edge_vclock *floors,
+                             const char *const *ids, int n, char *why, size_t why_len)
+{
+    size_t w = 0;
+    if (why_len > 0) why[0] = '\0';
+    for (int d = 0; d < n; d++) {
+        bool lacks = false;
+        for (size_t k = 0; k < floors[d].n_entries && !lacks; k++) {
+            const char *origin = floors[d].entries[k].region;
+            uint64_t have = edge_vclock_get(local, origin);
+            if (strcmp(origin, self) == 0 || floors[d].entries[k].n <= have) continue;
+            lacks = true;
+            if (w < why_len) {
+                int m = snprintf(why + w, why_len - w, "%s%s: origin %s, have %llu, its log starts after %llu",
+                                 d ? "; " : "", ids[d], origin, (unsigned long long)have,
+                                 (unsigned long long)floors[d].entries[k].n);
+                w += m > 0 ? (size_t)m : 0;
+            }
+        }
+        if (!lacks) return false;
+    }
+    return n > 0;
+}
+
+/* While running (blocking, off the loops): see compact.h. The local VV is read after the
+ * answers, so an entry applied meanwhile never makes it look behind. */
 bool edge_repl_behind_now(struct edge_repl_state *n)
 {
     if (!n->cluster) return false;
     const struct edge_conf *conf = n->conf;
-    json_t *docs[EDGE_REPL_MAX_PEERS];
-    const char *ids[EDGE_REPL_MAX_PEERS];
+    struct edge_vclock floors[EDGE_REPL_MAX_PEERS];
+    const char *ids[EDGE_REPL_MAX_PEERS] = {NULL};
     int nd = 0;
     for (size_t i = 0; i < conf->n_regions && nd < EDGE_REPL_MAX_PEERS; i++) {
         json_t *doc = peer_status(n, &conf->regions[i]);
         if (doc == NULL) continue;
         ids[nd] = conf->regions[i].id;
-        docs[nd++] = doc;
+        edge_vclock_init(&floors[nd]);
+        const char *origin;
+        json_t *v;
+        int rv = EDGE_OK;
+        json_object_foreach(json_object_get(doc, "log_floor"), origin, v) {
+            if (rv == EDGE_OK && json_integer_value(v) > 0) {
+                rv = edge_vclock_set(&floors[nd], origin, (uint64_t)json_integer_value(v));
+            }
+        }
+        json_decref(doc);
+        if (rv != EDGE_OK) {
+            edge_vclock_close(&floors[nd]); /* cannot tell what this peer holds: as if it had not answered */
+            continue;
+        }
+        nd++;
     }
     struct edge_vclock local;
     edge_vclock_init(&local);
     edge_repl_state_vv(n, &local);
-    bool behind = false;
-    for (int d = 0; d < nd && !behind; d++) {
-        const char *origin;
-        json_t *v;
-        json_object_foreach(json_object_get(docs[d], "log_floor"), origin, v) {
-            uint64_t have = edge_vclock_get(&local, origin);
-            if (strcmp(origin, n->region) == 0 || (uint64_t)json_integer_value(v) <= have) continue;
-            bool all = true;
-            for (int e = 0; e < nd && all; e++) {
-                json_t *f = json_object_get(json_object_get(docs[e], "log_floor"), origin);
-                all = (uint64_t)json_integer_value(f) > have;
-            }
-            if (all) {
-                EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
-                         "this region is behind the compacted logs of every peer that answers (origin %s: have %llu, "
-                         "the log of %s starts after %llu): it must be re-seeded from a snapshot",
-                         origin, (unsigned long long)have, ids[d], (unsigned long long)json_integer_value(v));
-                behind = true;
-                break;
-            }
-        }
+    char why[512];
+    bool behind = edge_repl_behind_decide(n->region, &local, floors, ids, nd, why, sizeof(why));
+    if (behind) {
+        EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
+                 "this region is behind the compacted logs of every peer that answers (%s): it must be re-seeded "
+                 "from a snapshot",
+                 why);
     }
     edge_vclock_close(&local);
-    for (int d = 0; d < nd; d++) json_decref(docs[d]);
+    for (int d = 0; d < nd; d++) edge_vclock_close(&floors[d]);
     return behind;
 }
 

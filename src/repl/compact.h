@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/vclock.h"
 #include "repl/state.h"
 
 /* Queue a compaction on the writer: per origin, drop the log entries every peer has
@@ -35,10 +36,19 @@ int edge_repl_snapshot_take(const char *db_path, int *out_fd, uint64_t *out_size
 bool edge_repl_behind_the_logs(struct edge_repl_state *st, char *aside, size_t aside_len);
 int edge_repl_set_aside(struct edge_repl_state *st, char *aside, size_t aside_len);
 int edge_repl_seed(struct edge_repl_state *st, bool must, bool (*cancelled)(void *ud), void *ud);
-/* While running (blocking, HTTP to every peer): true when, for some other origin, every
- * peer that answers has compacted its log past what this node holds: only a snapshot
- * can bring it up to date (logged). */
+/* While running (blocking, HTTP to every peer's /v1/status): true when no peer that
+ * answers can catch this node up any more, so only a snapshot can (logged). */
 bool edge_repl_behind_now(struct edge_repl_state *st);
+/* The rule of edge_repl_behind_now, on what the n peers that answered hold: floors[d]
+ * is peer ids[d]'s log floor per origin (entries up to it are compacted away), local
+ * this node's VV. A link sends every origin the node lacks, or nothing when the next
+ * entry of one of them is gone from its log (repl/batch.c). So a peer can catch the node
+ * up only when its log still starts at or below what the node holds for every other
+ * origin; behind when no peer can (one peer short of origin a and the other of origin b
+ * leave the node as stuck as both short of a). False when n is 0. why (may be cut)
+ * names what each peer lacks. */
+bool edge_repl_behind_decide(const char *self, const struct edge_vclock *local, const struct edge_vclock *floors,
+                             const char *const *ids, int n, char *why, size_t why_len);
 /* After a re-seed, on the writer's connection before the writer starts (capture
  * attached): apply this region's own entries that the set-aside database at aside holds
  * beyond the new database's VV (acknowledged here, never received by a peer), in HLC
