@@ -79,7 +79,7 @@ describe('a region paused past the log bound is re-seeded', { timeout: 180000 },
       c.resume('c');
     }
     const reseeded = await c.waitFor(() => /re-seeded, serving again/.test(c.stderr('c')), 60000, 200);
-    assert.ok(reseeded, `c was not re-seeded:\n${c.stderr('c').slice(-3000)}`);
+    assert.ok(reseeded, `c was not re-seeded:\n${await c.diagnose('c')}\n${c.stderr('c').slice(-3000)}`);
     assert.match(c.stderr('c'), /behind the compacted logs of every peer/);
     assert.match(c.stderr('c'), /seeded from a snapshot of [ab] \(\d+ bytes, sha256 [0-9a-f]{64}\)/);
     assert.equal(await assertSameRows(c, 30000), 420);

@@ -288,6 +288,44 @@ export async function startCluster(opts = {}) {
     /** The region's own extra `serve` flags from its next (re)start on. */
     setArgs(id, args) { regions[id].args = args; },
 
+    /**
+     * For a failure message: whether region id still answers /health (3 s at most), each of its
+     * threads' name, state and kernel wait channel (a loop stuck in a lock shows here), and
+     * what every other region's /v1/status says about it (link, needs_snapshot, log floors).
+     */
+    async diagnose(id) {
+      const out = [];
+      try {
+        const h = await fetch(`${cluster.url(id)}/health`, { signal: AbortSignal.timeout(3000) });
+        out.push(`${id} /health: ${h.status} ${(await h.text()).slice(0, 200)}`);
+      } catch (e) {
+        out.push(`${id} /health: ${e.name} ${e.message}`);
+      }
+      const pid = regions[id].proc?.pid;
+      try {
+        for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+          const rd = (f) => { try { return fs.readFileSync(`/proc/${pid}/task/${tid}/${f}`, 'utf8').trim(); } catch { return '?'; } };
+          const st = rd('stat');
+          out.push(`  thread ${tid} ${rd('comm')} state ${st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3)} wchan ${rd('wchan')}`);
+        }
+      } catch (e) {
+        out.push(`  threads: ${e.message}`);
+      }
+      for (const o of ids) {
+        if (o === id) continue;
+        try {
+          const st = await cluster.status(o);
+          const p = st.peers.find((x) => x.region === id);
+          out.push(`${o}: link to ${id} connected=${p?.connected} needs_snapshot=${p?.needs_snapshot} ` +
+            `last_error=${JSON.stringify(p?.last_error)} log_floor=${JSON.stringify(st.log_floor)} ` +
+            `vv=${JSON.stringify(st.version_vector)}`);
+        } catch (e) {
+          out.push(`${o}: status: ${e.message}`);
+        }
+      }
+      return out.join('\n');
+    },
+
     pause(id) { regions[id].proc.kill('SIGSTOP'); },
     resume(id) { regions[id].proc.kill('SIGCONT'); },
 
