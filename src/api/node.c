@@ -2,6 +2,7 @@
 /* The node's life cycle: start, the loop threads, stop (see node_int.h for the design). */
 #include "api/node_int.h"
 
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -296,6 +297,9 @@ static void on_stop(uv_async_t *a)
 static void loop_main(void *arg)
 {
     struct loop *l = arg;
+    char name[16]; /* what ps -L, top -H and /proc/<pid>/task/<tid>/comm show */
+    snprintf(name, sizeof(name), "edge-loop%d", l->idx);
+    pthread_setname_np(pthread_self(), name);
     uv_run(&l->loop, UV_RUN_DEFAULT);
 }
 

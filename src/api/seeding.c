@@ -11,6 +11,7 @@
  * embedder restarts it. */
 #include "api/node_int.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -78,6 +79,7 @@ static void seeding_on_stop(uv_async_t *a)
 static void seeding_main(void *arg)
 {
     struct edge__api_seeding *s = arg;
+    pthread_setname_np(pthread_self(), "edge-seeding");
     uv_run(&s->loop, UV_RUN_DEFAULT);
 }
 

@@ -587,6 +587,9 @@ static void pub_failure(struct edge_peer_status *st, void *arg)
 static void *link_main(void *arg)
 {
     struct edge_peer *p = arg;
+    char name[16]; /* cut to the 15 bytes a thread name holds */
+    snprintf(name, sizeof(name), "edge-peer-%s", p->peer_region);
+    pthread_setname_np(pthread_self(), name);
     uint32_t backoff = BACKOFF_MIN_MS;
     for (uint64_t attempt = 0; attempt < UINT64_MAX && !stopping(p); attempt++) {
         bool handshaked = false;

@@ -113,6 +113,7 @@ static int wal_hook(void *ud, sqlite3 *db, const char *dbname, int pages)
 static void *ckpt_main(void *arg)
 {
     struct edge_ckpt *ck = arg;
+    pthread_setname_np(pthread_self(), "edge-ckpt");
     pthread_mutex_lock(&ck->mu);
     for (;;) {
         while ((!ck->pending || ck->writer_turn) && !ck->stopping) pthread_cond_wait(&ck->cv, &ck->mu);

@@ -171,6 +171,7 @@ static void run_group(struct edge_writer *w, struct edge_writer_job *group)
 static void *writer_main(void *arg)
 {
     struct edge_writer *w = arg;
+    pthread_setname_np(pthread_self(), "edge-writer");
     for (;;) {
         pthread_mutex_lock(&w->mu);
         while (w->head == NULL && !w->stopping) {
