@@ -63,6 +63,7 @@ describe('a region paused past the log bound is re-seeded', { timeout: 180000 },
     assert.equal(await assertSameRows(c, 20000), 20);
     assert.equal((await peerView(c, 'a', 'c')).needs_snapshot, false);
     assert.equal((await peerView(c, 'a', 'c')).max_log_bytes, BOUND);
+    const cvv = (await c.status('c')).version_vector; // what c holds while paused
     c.pause('c');
     try {
       await writePastBound(c);
@@ -75,6 +76,14 @@ describe('a region paused past the log bound is re-seeded', { timeout: 180000 },
       assert.match(c.stderr('a'), /peer=c needs a snapshot: the log \(\d+ bytes\) passed replication\.max_log_bytes/);
       const sa = await c.status('a');
       assert.ok(sa.log_floor.a > 20, `a's log was not compacted past c: ${JSON.stringify(sa.log_floor)}`);
+      // A mark comes with the compaction it orders, which the writer runs a moment later: until
+      // both logs have really lost entries c lacks, one of them could still catch c up when it
+      // returns (then c rightly needs no snapshot, and this test would wait for one in vain, as
+      // it once did in CI). So wait until neither peer's log can serve c.
+      const pastC = (st) => Object.entries(st.log_floor).some(([o, f]) => o !== 'c' && f > (cvv[o] ?? 0));
+      const compacted = await c.waitFor(async () => pastC(await c.status('a')) && pastC(await c.status('b')), 30000, 100);
+      assert.ok(compacted, `a and b did not both compact past c (c holds ${JSON.stringify(cvv)}): ` +
+        `${JSON.stringify((await c.status('a')).log_floor)} ${JSON.stringify((await c.status('b')).log_floor)}`);
     } finally {
       c.resume('c');
     }
