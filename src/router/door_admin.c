@@ -41,6 +41,16 @@ void edge__door_metrics(struct door *d, struct edge_http_conn *c)
         edge_buf_printf(&b, "edgelite_router_region_ws_sessions_total{region=\"%s\"} %llu\n", d->regions[i].id,
                         (unsigned long long)d->regions[i].ws_sessions);
     }
+    edge_buf_puts(&b, "# TYPE edgelite_router_region_ws_backoff_ms gauge\n");
+    for (int i = 0; i < d->n; i++) {
+        edge_buf_printf(&b, "edgelite_router_region_ws_backoff_ms{region=\"%s\"} %u\n", d->regions[i].id,
+                        d->regions[i].ws_backoff_ms);
+    }
+    edge_buf_puts(&b, "# TYPE edgelite_router_region_ws_backoff_skipped_total counter\n");
+    for (int i = 0; i < d->n; i++) {
+        edge_buf_printf(&b, "edgelite_router_region_ws_backoff_skipped_total{region=\"%s\"} %llu\n",
+                        d->regions[i].id, (unsigned long long)d->regions[i].ws_backoff_skipped);
+    }
     edge_buf_printf(&b,
                     "# TYPE edgelite_router_requests_total counter\nedgelite_router_requests_total %llu\n"
                     "# TYPE edgelite_router_failovers_total counter\nedgelite_router_failovers_total %llu\n"

@@ -37,11 +37,20 @@ struct region {
     uint64_t requests, errors, failovers_from, probes_failed;
     uint64_t ws_sessions; /* WebSocket sessions proxied to it (door_ws.c) */
     int ws_open;
+    /* WebSocket connects' own back-off (door_ws.c): a region whose upgrade failed or timed
+     * out is passed over by new sessions until ws_backoff_until_ns (uv_hrtime); the interval
+     * (0: none) doubles from DOOR_WS_BACKOFF_MIN_MS to _MAX_MS and a 101 clears it. Its HTTP
+     * probes may well answer: they say nothing of the upgrade. */
+    uint32_t ws_backoff_ms;
+    uint64_t ws_backoff_until_ns;
+    uint64_t ws_backoff_skipped; /* picks that went elsewhere because of it */
     struct edge_tls_ctx *tls; /* an https:// region: verified against cluster.ca_file (borrowed) */
     char tls_name[256];       /* the host its certificate must name */
 };
 
 #define DOOR_MAX_REGIONS 32
+#define DOOR_WS_BACKOFF_MIN_MS 1000u
+#define DOOR_WS_BACKOFF_MAX_MS 30000u
 
 /* What one client's writes got: per region (by index), the highest seq of that region's
  * bookmarks, a version vector (so writes answered by several regions all count). */

@@ -16,7 +16,8 @@
  *   and never sent twice, each cursor request in flight CURSOR_LOST. Otherwise (a transaction)
  *   the client is closed with 1011, as a lost session.
  *
- * A region refusing the connection (nothing was sent) is replaced by the next one. */
+ * A region refusing the connection (nothing was sent) is replaced by the next one, and new
+ * sessions pass it over for a while (its back-off: pick()). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,40 @@ static int emit(void *ud, const char *text, size_t len)
     return edge__door_wsup_send(s->up, 1, text, len);
 }
 
+/* A WebSocket to r failed before its 101. Its next probe may well mark it up again (a region
+ * whose /health answers and whose upgrade hangs), so new sessions pass it over for an interval
+ * of its own, doubled at each failure up to DOOR_WS_BACKOFF_MAX_MS; a failure while the interval
+ * runs (a session that tried the region at the same time) does not double it. */
+static void backoff(struct door *d, struct region *r)
+{
+    uint64_t now = uv_hrtime();
+    if (now < r->ws_backoff_until_ns) return;
+    r->ws_backoff_ms = r->ws_backoff_ms == 0 ? DOOR_WS_BACKOFF_MIN_MS
+                       : r->ws_backoff_ms >= DOOR_WS_BACKOFF_MAX_MS / 2 ? DOOR_WS_BACKOFF_MAX_MS
+                                                                      : r->ws_backoff_ms * 2;
+    r->ws_backoff_until_ns = now + (uint64_t)r->ws_backoff_ms * 1000000u;
+    EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_API, "router: region %s: new WebSocket sessions pass it over for %u ms",
+             r->id, r->ws_backoff_ms);
+}
+
+/* The region for the session's next connect among those not tried: a region in its back-off
+ * is taken only when no other one is left (never none at all). */
+static int pick(struct edge_door_wss *s)
+{
+    struct door *d = s->d;
+    int best = s->lost_ns != 0 ? edge__door_next_region(d, s->tried) : edge__door_choose(d, s->tried);
+    if (best < 0 || uv_hrtime() >= d->regions[best].ws_backoff_until_ns) return best;
+    uint32_t off = s->tried;
+    uint64_t now = uv_hrtime();
+    for (int i = 0; i < d->n; i++) {
+        if (now < d->regions[i].ws_backoff_until_ns) off |= 1u << i;
+    }
+    int other = s->lost_ns != 0 ? edge__door_next_region(d, off) : edge__door_choose(d, off);
+    if (other < 0) return best;
+    d->regions[best].ws_backoff_skipped++;
+    return other;
+}
+
 /* ---------------------------------------------------------------------------------- */
 /* The region's side                                                                  */
 /* ---------------------------------------------------------------------------------- */
@@ -141,6 +176,8 @@ static void on_up_open(void *ud)
     struct door *d = s->d;
     s->open = true;
     s->tried = 0;
+    d->regions[s->region].ws_backoff_ms = 0; /* its upgrades work again */
+    d->regions[s->region].ws_backoff_until_ns = 0;
     if (s->lost_ns != 0) {
         d->ws_failovers++;
         d->ws_failover_ms_last = (double)(uv_hrtime() - s->lost_ns) / 1e6;
@@ -252,6 +289,7 @@ static void on_up_lost(void *ud, int kind, uint16_t code, const char *why)
     if (kind == EDGE_DOOR_WSUP_REFUSED) {
         r->up = false; /* nothing was sent: the next region */
         d->ws_refused_retries++;
+        backoff(d, r);
         connect_next(s);
         return;
     }
@@ -293,7 +331,7 @@ static void connect_next(struct edge_door_wss *s)
             finish(s, 1011, "no region took the session within router.request_timeout_ms");
             return;
         }
-        int next = s->lost_ns != 0 ? edge__door_next_region(d, s->tried) : edge__door_choose(d, s->tried);
+        int next = pick(s);
         if (next < 0) {
             finish(s, 1011, "no region could take the session");
             return;

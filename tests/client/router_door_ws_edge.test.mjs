@@ -22,6 +22,7 @@ import path from 'node:path';
 
 import WebSocket, { WebSocketServer } from 'ws';
 
+import { startCluster } from './lib/cluster.mjs';
 import { startRouter } from './lib/router.mjs';
 
 // A region that answers the upgrade and then stops reading its socket (upgrades(): how many
@@ -95,11 +96,33 @@ async function silentRegion() {
     close: () => { for (const s of socks) s.destroy(); srv.close(); } };
 }
 
-function doorConfig(dir, ports, extra = '', requestTimeoutMs = 60000) {
+// A region whose GET /health answers 200 and whose WebSocket upgrade hangs (upgrades(): how many upgrade
+// requests it was sent); answer(): from then on it answers the upgrade and the hello as a region would.
+async function hangingUpgradeRegion() {
+  const srv = http.createServer((req, res) => { res.writeHead(200); res.end(); });
+  const wss = new WebSocketServer({ noServer: true, handleProtocols: (ps) => [...ps][0] });
+  const socks = [];
+  let upgrades = 0;
+  let answering = false;
+  srv.on('upgrade', (req, sock, head) => {
+    upgrades++;
+    socks.push(sock);
+    sock.on('error', () => {});
+    if (!answering) return;
+    wss.handleUpgrade(req, sock, head, (ws) => ws.on('message', (m) => {
+      if (JSON.parse(String(m)).type === 'hello') ws.send(JSON.stringify({ type: 'hello_ok' }));
+    }));
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return { port: srv.address().port, upgrades: () => upgrades, answer: () => { answering = true; },
+    close: () => { for (const s of socks) s.destroy(); for (const c of wss.clients) c.terminate(); srv.close(); } };
+}
+
+function doorConfig(dir, ports, extra = '', requestTimeoutMs = 60000, probeIntervalMs = 600000) {
   const file = path.join(dir, 'door.yaml');
   fs.writeFileSync(file, `cluster: { name: x, secret: "0123456789abcdef0123" }\nregions:\n` +
     ports.map((p, i) => `  - { id: r${i}, url: "http://127.0.0.1:${p}", priority: ${i + 1} }`).join('\n') +
-    `\nrouter: { probe_interval_ms: 600000, request_timeout_ms: ${requestTimeoutMs}, rtt_slack_ms: 0${extra} }\n`);
+    `\nrouter: { probe_interval_ms: ${probeIntervalMs}, request_timeout_ms: ${requestTimeoutMs}, rtt_slack_ms: 0${extra} }\n`);
   return file;
 }
 
@@ -205,6 +228,79 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     assert.equal(c.code, 1011, JSON.stringify(c));
     assert.match(c.reason, /no region/);
     assert.equal(silent2.upgrades(), 1);
+  });
+
+  test('a region whose /health answers and whose upgrade hangs is backed off for new sessions', async () => {
+    const hang = await hangingUpgradeRegion();
+    cleanup.push(hang.close);
+    const c = await startCluster({ regions: 1 });
+    cleanup.push(() => c.destroy());
+    // r0 (the hanging one) is the client's region, so the door prefers it whenever it is up, and its
+    // probes (every 100 ms) say it is up again right after each failed upgrade
+    const door = await startRouter(doorConfig(dir, [hang.port, c.regions.a.port],
+      ', connect_timeout_ms: 1000', 60000, 100), ['--client-region', 'r0']);
+    cleanup.push(() => door.proc.kill('SIGKILL'));
+    const m = (name, region) => metric(door.url, region ? `${name}{region="${region}"}` : name);
+    const r0Up = async () => (await (await fetch(door.url + '/v1/router/regions')).json()).regions
+      .find((x) => x.id === 'r0').up;
+    // a session through the door, its hello answered; closes: the close code if the door closed it instead
+    async function hello() {
+      const ws = await openWs(door.url);
+      cleanup.push(() => ws.terminate());
+      const got = new Promise((r) => {
+        ws.once('message', (x) => r(JSON.parse(String(x)).type));
+        ws.once('close', (code) => r(code));
+        setTimeout(() => r('nothing'), 15000).unref();
+      });
+      ws.send(JSON.stringify({ type: 'hello', jwt: null }));
+      return got;
+    }
+    // the first session pays router.connect_timeout_ms once, then its hello is answered by the node
+    assert.equal(await hello(), 'hello_ok');
+    assert.equal(hang.upgrades(), 1);
+    assert.equal(await m('edgelite_router_ws_connect_timeouts_total'), 1);
+    for (const t0 = Date.now(); !(await r0Up()) && Date.now() - t0 < 5000;) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await r0Up(), true, 'the probes did not mark r0 up again');
+    // 5 new sessions at once, within r0's 1 s back-off: all in the node, r0 not tried; on the old code
+    // each of them went to r0 first and waited for its connect_timeout_ms (6 upgrades, 6 timeouts)
+    assert.deepEqual(await Promise.all([1, 2, 3, 4, 5].map(() => hello())), Array(5).fill('hello_ok'));
+    assert.equal(hang.upgrades(), 1, 'new sessions tried r0 in its back-off');
+    assert.equal(await m('edgelite_router_ws_connect_timeouts_total'), 1);
+    assert.equal(await m('edgelite_router_region_ws_backoff_ms', 'r0'), 1000);
+    assert.equal(await m('edgelite_router_region_ws_backoff_skipped_total', 'r0'), 5);
+    assert.equal(await m('edgelite_router_region_ws_sessions_total', 'r1'), 6);
+    // past the interval r0 is tried again; it fails again: the interval doubles
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(await hello(), 'hello_ok');
+    assert.equal(hang.upgrades(), 2);
+    assert.equal(await m('edgelite_router_region_ws_backoff_ms', 'r0'), 2000);
+    // r0 answers upgrades now: past the 2 s the next session is r0's and its 101 clears the back-off
+    hang.answer();
+    await new Promise((r) => setTimeout(r, 2200));
+    assert.equal(await hello(), 'hello_ok');
+    assert.equal(hang.upgrades(), 3);
+    assert.equal(await m('edgelite_router_region_ws_sessions_total', 'r0'), 1);
+    assert.equal(await m('edgelite_router_region_ws_backoff_ms', 'r0'), 0);
+
+    // a region in back-off that is the only one left is still tried (never refuse every session for it)
+    const alone = await hangingUpgradeRegion();
+    cleanup.push(alone.close);
+    const door2 = await startRouter(doorConfig(dir, [alone.port], ', connect_timeout_ms: 300', 60000, 100));
+    cleanup.push(() => door2.proc.kill('SIGKILL'));
+    for (const n of [1, 2]) {
+      const ws = await openWs(door2.url);
+      cleanup.push(() => ws.terminate());
+      const closed = new Promise((r) => {
+        ws.once('close', (code, reason) => r({ code, reason: String(reason) }));
+        setTimeout(() => r('still open'), 15000).unref();
+      });
+      ws.send(JSON.stringify({ type: 'hello', jwt: null }));
+      const cl = await closed;
+      assert.equal(cl.code, 1011, JSON.stringify(cl));
+      assert.match(cl.reason, /no region/);
+      assert.equal(alone.upgrades(), n);
+    }
+    assert.equal(await metric(door2.url, 'edgelite_router_region_ws_backoff_skipped_total{region="r0"}'), 0);
   });
 
   test('a move to a region that never answers the upgrade ends within router.request_timeout_ms', async () => {
