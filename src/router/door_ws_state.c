@@ -351,6 +351,16 @@ int edge__door_wst_request(struct edge_door_wst *t, struct edge_jv req, int64_t 
             o = (struct wst_obj *)t;
             break;
         }
+        if (rtype == WST_OPEN_CURSOR && find_live(&t->cursors, target) != NULL) {
+            /* the same for a cursor id open or opening: the node refuses it (CURSOR_EXISTS) at
+             * once, before its batch runs and before the first open's answer, which would
+             * otherwise be taken as the duplicate's refusal (the first entry removed, the
+             * duplicate's kept with its stream); its batch is not noted (nothing of it runs),
+             * it stays a cursor's request (CURSOR_LOST if the region is lost with it) */
+            rtype = WST_OTHER;
+            o = (struct wst_obj *)t;
+            break;
+        }
         o = add(rtype == WST_OPEN_STREAM ? &t->streams : &t->cursors, target);
         if (o != NULL) o->opening = true;
         if (rtype == WST_OPEN_STREAM && o != NULL) o->serial = ++t->next_serial;

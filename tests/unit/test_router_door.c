@@ -582,6 +582,63 @@ static void test_ws_duplicate_open_in_flight(void **state)
     edge__door_wst_free(t);
 }
 
+/* A second open_cursor for a cursor id that is open, or whose open is in flight, leaves the
+ * state as it was: the node answers it CURSOR_EXISTS at once (before an open in flight is
+ * answered) and runs nothing of its batch. */
+static void test_ws_duplicate_open_cursor(void **state)
+{
+    (void)state;
+    struct edge_door_wst *t = NULL;
+    assert_int_equal(edge__door_wst_new(&t), EDGE_OK);
+    req(t, 0, "{\"type\":\"open_stream\",\"stream_id\":1}", true);
+    req(t, 1, "{\"type\":\"open_stream\",\"stream_id\":2}", true);
+    edge__door_wst_answer(t, 0, true);
+    edge__door_wst_answer(t, 1, true);
+    req(t, 2, "{\"type\":\"open_cursor\",\"stream_id\":1,\"cursor_id\":5,\"batch\":{\"steps\":"
+              "[{\"stmt\":{\"sql\":\"SELECT 1\"}}]}}", true);
+    edge__door_wst_answer(t, 2, true);
+    /* cursor 5 open: a duplicate on stream 2 whose batch begins a transaction */
+    req(t, 3, "{\"type\":\"open_cursor\",\"stream_id\":2,\"cursor_id\":5,\"batch\":{\"steps\":"
+              "[{\"stmt\":{\"sql\":\"BEGIN\"}}]}}", true);
+    size_t streams = 0, cursors = 0;
+    edge__door_wst_counts(t, &streams, &cursors);
+    assert_int_equal(cursors, 1);
+    assert_int_equal(edge__door_wst_answer(t, 3, false), WST_CURSOR); /* CURSOR_EXISTS */
+    assert_false(edge__door_wst_pinned(t)); /* its BEGIN never ran */
+    /* cursor 6 opening on stream 1, its duplicate on stream 2 refused before the open's answer */
+    req(t, 4, "{\"type\":\"open_cursor\",\"stream_id\":1,\"cursor_id\":6,\"batch\":{\"steps\":"
+              "[{\"stmt\":{\"sql\":\"SELECT 1\"}}]}}", true);
+    req(t, 5, "{\"type\":\"open_cursor\",\"stream_id\":2,\"cursor_id\":6,\"batch\":{\"steps\":"
+              "[{\"stmt\":{\"sql\":\"SELECT 1\"}}]}}", true);
+    streams = cursors = 0;
+    edge__door_wst_counts(t, &streams, &cursors);
+    assert_int_equal(cursors, 2);
+    assert_int_equal(edge__door_wst_answer(t, 5, false), WST_CURSOR);
+    assert_int_equal(edge__door_wst_answer(t, 4, true), WST_CURSOR);
+    /* closing stream 2 closes none of them: both are stream 1's */
+    req(t, 6, "{\"type\":\"close_stream\",\"stream_id\":2}", true);
+    edge__door_wst_answer(t, 6, true);
+    streams = cursors = 0;
+    edge__door_wst_counts(t, &streams, &cursors);
+    assert_int_equal(cursors, 2);
+    /* a duplicate of 5 with 5's close behind it: the close takes the open cursor */
+    req(t, 7, "{\"type\":\"open_cursor\",\"stream_id\":1,\"cursor_id\":5,\"batch\":{\"steps\":"
+              "[{\"stmt\":{\"sql\":\"SELECT 1\"}}]}}", true);
+    req(t, 8, "{\"type\":\"close_cursor\",\"cursor_id\":5}", true);
+    edge__door_wst_answer(t, 7, false);
+    edge__door_wst_answer(t, 8, true);
+    streams = cursors = 0;
+    edge__door_wst_counts(t, &streams, &cursors);
+    assert_int_equal(cursors, 1);
+    req(t, 9, "{\"type\":\"close_stream\",\"stream_id\":1}", true);
+    edge__door_wst_answer(t, 9, true);
+    streams = cursors = 0;
+    edge__door_wst_counts(t, &streams, &cursors);
+    assert_int_equal(streams, 0);
+    assert_int_equal(cursors, 0);
+    edge__door_wst_free(t);
+}
+
 /* ---- the in-place reading of the client's WebSocket messages (door_jv.c) against jansson ---- */
 
 /* jansson's string member of o as bytes ("" and false when it is none) */
@@ -792,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_ws_pin_state),
         cmocka_unit_test(test_ws_duplicate_open),
         cmocka_unit_test(test_ws_duplicate_open_in_flight),
+        cmocka_unit_test(test_ws_duplicate_open_cursor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
