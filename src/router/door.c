@@ -560,6 +560,11 @@ static void on_stop_check(uv_timer_t *t)
         /* a close frame (1001) to every WebSocket session, up or still connecting upstream:
          * closing their connections at once gave the clients 1006 and no reason */
         edge__door_ws_stop(d);
+        /* no new connections during the grace: a client connecting is refused at once and
+         * goes to another door, instead of a 503 for every request (and a 200 for /health, so
+         * a balancer still sent it here); an answer from now on ends its connection */
+        edge_http_server_drain(d->http);
+        (void)edge_http_server_close_idle(d->http, NULL, NULL); /* first call: the listener only */
     }
     /* the clients get up to a second to answer their close (this timer ticks every 100 ms) */
     if (d->ws_head != NULL && uv_hrtime() - d->stop_ns < 1000000000u) return;

@@ -454,6 +454,55 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     assert.equal(await metric(door.url, 'edgelite_router_ws_failovers_total'), 1);
     assert.deepEqual(region.got.slice(1).map((x) => x.type), ['hello', 'request']);
   });
+  test('SIGTERM of the door: new connections are refused during the grace, open sessions keep it', async () => {
+    const region = await scriptedRegion();
+    cleanup.push(region.close);
+    const door = await startRouter(doorConfig(dir, [region.port]));
+    cleanup.push(() => door.proc.kill('SIGKILL'));
+    const port = Number(new URL(door.url).port);
+    // a raw client that does not answer the door's close frame at once: the door waits for it (up to 1 s)
+    const sock = net.connect(port, '127.0.0.1');
+    cleanup.push(() => sock.destroy());
+    await new Promise((r) => sock.once('connect', r));
+    let got = Buffer.alloc(0);
+    sock.on('data', (d) => { got = Buffer.concat([got, d]); });
+    sock.write(Buffer.concat([
+      Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+        'Sec-WebSocket-Protocol: hrana3\r\n\r\n'),
+      frame(JSON.stringify({ type: 'hello', jwt: null }))]));
+    for (const t0 = Date.now(); !got.includes('hello_ok') && Date.now() - t0 < 10000;) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(got.includes('hello_ok'), got.toString('latin1'));
+    const exited = new Promise((r) => door.proc.once('exit', (code) => r(code)));
+    const mark = got.length;
+    door.proc.kill('SIGTERM');
+    // the session's close frame 1001 (opcode 8, code 0x03e9): the grace has begun
+    const closeFrame = Buffer.from([0x88]);
+    for (const t0 = Date.now(); got.indexOf(closeFrame, mark) < 0 && Date.now() - t0 < 10000;) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const at = got.indexOf(closeFrame, mark);
+    assert.ok(at >= 0, 'no close frame');
+    assert.deepEqual([...got.subarray(at + 2, at + 4)], [0x03, 0xe9]);
+    // a new connection now: refused at once (the client goes to another door); on the old code it was
+    // accepted and its /health answered 200 (a balancer kept sending clients to the stopping door)
+    const seen = await new Promise((r) => {
+      const c = net.connect(port, '127.0.0.1');
+      c.once('error', (e) => r(e.code));
+      c.once('connect', () => {
+        c.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+        let a = '';
+        c.on('data', (d) => { a += d; });
+        setTimeout(() => { c.destroy(); r(`accepted: ${a.split('\r\n')[0]}`); }, 300);
+      });
+    });
+    assert.equal(door.proc.exitCode, null, 'the door exited before the check: no grace to look at');
+    assert.equal(seen, 'ECONNREFUSED');
+    // the open session still has its grace: its close answered, the door exits 0 at once
+    sock.write(Buffer.from([0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe9 ^ 2]));
+    assert.equal(await exited, 0);
+  });
+
   test('SIGTERM of the door: sessions up and sessions still connecting upstream get a close frame 1001', async () => {
     const region = await scriptedRegion();
     cleanup.push(region.close);
