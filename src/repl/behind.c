@@ -114,9 +114,10 @@ bool edge_repl_behind_the_logs(struct edge_repl_state *n, char *aside, size_t as
 }
 
 bool edge_repl_behind_decide(const char *self, const struct edge_vclock *local, const struct edge_vclock *floors,
-                             const char *const *ids, int n, char *why, size_t why_len)
+                             const struct edge_vclock *vvs, const char *const *ids, int n, char *why, size_t why_len)
 {
     size_t w = 0;
+    bool any_lacks = false;
     if (why_len > 0) why[0] = '\0';
     for (int d = 0; d < n; d++) {
         bool lacks = false;
@@ -127,14 +128,31 @@ bool edge_repl_behind_decide(const char *self, const struct edge_vclock *local, 
             lacks = true;
             if (w < why_len) {
                 int m = snprintf(why + w, why_len - w, "%s%s: origin %s, have %llu, its log starts after %llu",
-                                 d ? "; " : "", ids[d], origin, (unsigned long long)have,
+                                 w ? "; " : "", ids[d], origin, (unsigned long long)have,
                                  (unsigned long long)floors[d].entries[k].n);
                 w += m > 0 ? (size_t)m : 0;
             }
         }
-        if (!lacks) return false;
+        any_lacks = any_lacks || lacks;
+        if (lacks) continue;
+        /* A peer whose log lacks nothing but which holds nothing this node lacks (other
+         * origins) cannot catch it up either: it is as far as this node, so a peer that
+         * lacks an origin for this node lacks it for that one too, and it stays there
+         * until it is re-seeded itself. Without this, two regions cut off together while
+         * a third compacted past both each counted the other as able to serve, and
+         * neither ever re-seeded. */
+        bool holds_more = vvs == NULL;
+        for (size_t k = 0; vvs != NULL && k < vvs[d].n_entries && !holds_more; k++) {
+            const char *origin = vvs[d].entries[k].region;
+            holds_more = strcmp(origin, self) != 0 && vvs[d].entries[k].n > edge_vclock_get(local, origin);
+        }
+        if (holds_more) return false;
+        if (w < why_len) {
+            int m = snprintf(why + w, why_len - w, "%s%s: holds nothing this region lacks", w ? "; " : "", ids[d]);
+            w += m > 0 ? (size_t)m : 0;
+        }
     }
-    return n > 0;
+    return n > 0 && any_lacks;
 }
 
 /* While running (blocking, off the loops): see compact.h. The local VV is read after the
@@ -143,7 +161,7 @@ bool edge_repl_behind_now(struct edge_repl_state *n)
 {
     if (!n->cluster) return false;
     const struct edge_conf *conf = n->conf;
-    struct edge_vclock floors[EDGE_REPL_MAX_PEERS];
+    struct edge_vclock floors[EDGE_REPL_MAX_PEERS], vvs[EDGE_REPL_MAX_PEERS];
     const char *ids[EDGE_REPL_MAX_PEERS] = {NULL};
     int nd = 0;
     for (size_t i = 0; i < conf->n_regions && nd < EDGE_REPL_MAX_PEERS; i++) {
@@ -151,6 +169,7 @@ bool edge_repl_behind_now(struct edge_repl_state *n)
         if (doc == NULL) continue;
         ids[nd] = conf->regions[i].id;
         edge_vclock_init(&floors[nd]);
+        edge_vclock_init(&vvs[nd]);
         const char *origin;
         json_t *v;
         int rv = EDGE_OK;
@@ -159,9 +178,15 @@ bool edge_repl_behind_now(struct edge_repl_state *n)
                 rv = edge_vclock_set(&floors[nd], origin, (uint64_t)json_integer_value(v));
             }
         }
+        json_object_foreach(json_object_get(doc, "version_vector"), origin, v) {
+            if (rv == EDGE_OK && json_integer_value(v) > 0) {
+                rv = edge_vclock_set(&vvs[nd], origin, (uint64_t)json_integer_value(v));
+            }
+        }
         json_decref(doc);
         if (rv != EDGE_OK) {
             edge_vclock_close(&floors[nd]); /* cannot tell what this peer holds: as if it had not answered */
+            edge_vclock_close(&vvs[nd]);
             continue;
         }
         nd++;
@@ -170,7 +195,7 @@ bool edge_repl_behind_now(struct edge_repl_state *n)
     edge_vclock_init(&local);
     edge_repl_state_vv(n, &local);
     char why[512];
-    bool behind = edge_repl_behind_decide(n->region, &local, floors, ids, nd, why, sizeof(why));
+    bool behind = edge_repl_behind_decide(n->region, &local, floors, vvs, ids, nd, why, sizeof(why));
     if (behind) {
         EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL,
                  "this region is behind the compacted logs of every peer that answers (%s): it must be re-seeded "
@@ -178,7 +203,10 @@ bool edge_repl_behind_now(struct edge_repl_state *n)
                  why);
     }
     edge_vclock_close(&local);
-    for (int d = 0; d < nd; d++) edge_vclock_close(&floors[d]);
+    for (int d = 0; d < nd; d++) {
+        edge_vclock_close(&floors[d]);
+        edge_vclock_close(&vvs[d]);
+    }
     return behind;
 }
 

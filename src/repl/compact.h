@@ -45,10 +45,13 @@ bool edge_repl_behind_now(struct edge_repl_state *st);
  * entry of one of them is gone from its log (repl/batch.c). So a peer can catch the node
  * up only when its log still starts at or below what the node holds for every other
  * origin; behind when no peer can (one peer short of origin a and the other of origin b
- * leave the node as stuck as both short of a). False when n is 0. why (may be cut)
- * names what each peer lacks. */
+ * leave the node as stuck as both short of a). A peer short of nothing helps only if it
+ * holds something the node lacks: vvs[d] is peer d's VV (vvs NULL: not known, every
+ * such peer counts as able to help). Behind needs at least one peer short of an origin;
+ * false when n is 0. why (may be cut) names what each peer lacks. */
 bool edge_repl_behind_decide(const char *self, const struct edge_vclock *local, const struct edge_vclock *floors,
-                             const char *const *ids, int n, char *why, size_t why_len);
+                             const struct edge_vclock *vvs, const char *const *ids, int n, char *why,
+                             size_t why_len);
 /* After a re-seed, on the writer's connection before the writer starts (capture
  * attached): apply this region's own entries that the set-aside database at aside holds
  * beyond the new database's VV (acknowledged here, never received by a peer), in HLC

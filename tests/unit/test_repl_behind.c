@@ -29,7 +29,7 @@ static bool decide(uint64_t have_a, uint64_t have_b, uint64_t a_fa, uint64_t a_f
     set2(&local, have_a, have_b);
     set2(&floors[0], a_fa, a_fb);
     set2(&floors[1], b_fa, b_fb);
-    bool behind = edge_repl_behind_decide("c", &local, floors, IDS, n, why, why_len);
+    bool behind = edge_repl_behind_decide("c", &local, floors, NULL, IDS, n, why, why_len);
     edge_vclock_close(&local);
     edge_vclock_close(&floors[0]);
     edge_vclock_close(&floors[1]);
@@ -84,9 +84,43 @@ static void test_own_origin_ignored(void **state)
     assert_int_equal(edge_vclock_set(&local, "c", 3), 0);
     assert_int_equal(edge_vclock_set(&floors[0], "c", 40), 0);
     char why[64];
-    assert_false(edge_repl_behind_decide("c", &local, floors, IDS, 1, why, sizeof(why)));
+    assert_false(edge_repl_behind_decide("c", &local, floors, NULL, IDS, 1, why, sizeof(why)));
     edge_vclock_close(&local);
     edge_vclock_close(&floors[0]);
+}
+
+/* Peer a compacted origin a past the region; peer b (cut off from a with the region) has
+ * a log that lacks nothing but holds no more than the region: b's link has nothing to
+ * send and a lacks origin a for b too, so only a snapshot helps. The rule before counted
+ * b as able to serve and both regions waited for ever. A peer that holds more of any
+ * other origin still counts (its link makes progress); with no peer short of anything
+ * the region is simply up to date. */
+static void test_peer_with_nothing_more_cannot_serve(void **state)
+{
+    (void)state;
+    char why[256];
+    struct edge_vclock local, floors[2], vvs[2];
+    set2(&local, 12, 10);
+    set2(&floors[0], 31, 5);
+    set2(&floors[1], 3, 2);
+    set2(&vvs[0], 40, 10);
+    set2(&vvs[1], 12, 10);
+    assert_true(edge_repl_behind_decide("c", &local, floors, vvs, IDS, 2, why, sizeof(why)));
+    assert_non_null(strstr(why, "b: holds nothing this region lacks"));
+    assert_int_equal(edge_vclock_set(&vvs[1], "c", 99), 0); /* own origin: no reason either way */
+    assert_true(edge_repl_behind_decide("c", &local, floors, vvs, IDS, 2, why, sizeof(why)));
+    assert_int_equal(edge_vclock_set(&vvs[1], "b", 11), 0);
+    assert_false(edge_repl_behind_decide("c", &local, floors, vvs, IDS, 2, why, sizeof(why)));
+    edge_vclock_close(&floors[0]);
+    set2(&floors[0], 12, 5);
+    edge_vclock_close(&vvs[1]);
+    set2(&vvs[1], 12, 10);
+    assert_false(edge_repl_behind_decide("c", &local, floors, vvs, IDS, 2, why, sizeof(why)));
+    edge_vclock_close(&local);
+    for (int i = 0; i < 2; i++) {
+        edge_vclock_close(&floors[i]);
+        edge_vclock_close(&vvs[i]);
+    }
 }
 
 /* A short buffer cuts the reason, never overruns it. */
@@ -106,6 +140,7 @@ int main(void)
         cmocka_unit_test(test_one_peer_can_serve),
         cmocka_unit_test(test_only_answers_count),
         cmocka_unit_test(test_own_origin_ignored),
+        cmocka_unit_test(test_peer_with_nothing_more_cannot_serve),
         cmocka_unit_test(test_reason_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
