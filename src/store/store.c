@@ -352,16 +352,22 @@ int edge_store_step(struct edge_store_conn *c, sqlite3_stmt *st)
 {
     static const int delays_ms[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
     const size_t n_delays = sizeof(delays_ms) / sizeof(delays_ms[0]);
+    /* The time counted is the time since the first try, not the sum of our sleeps: a
+     * transaction that has not read yet holds no snapshot, so SQLite's own handler runs
+     * inside each try and waits the busy timeout there too (a first try that waited 5 s
+     * must not be followed by minutes of more tries). */
+    uint64_t start = mono_ns();
     int rc = sqlite3_step(st);
-    int waited = 0;
     for (size_t i = 0; rc == SQLITE_BUSY && sqlite3_extended_errcode(c->db) == SQLITE_BUSY &&
-                       !sqlite3_get_autocommit(c->db) && !sqlite3_stmt_readonly(st) && waited < c->busy_ms;
+                       !sqlite3_get_autocommit(c->db) && !sqlite3_stmt_readonly(st);
          i++) {
-        if (c->deadline_ns != 0 && mono_ns() >= c->deadline_ns) break;
+        uint64_t now = mono_ns();
+        if (c->deadline_ns != 0 && now >= c->deadline_ns) break;
+        uint64_t spent_ms = (now - start) / 1000000u;
+        if (spent_ms >= (uint64_t)c->busy_ms) break;
         int d = delays_ms[i < n_delays ? i : n_delays - 1];
-        if (d > c->busy_ms - waited) d = c->busy_ms - waited;
+        if ((uint64_t)d > (uint64_t)c->busy_ms - spent_ms) d = (int)((uint64_t)c->busy_ms - spent_ms);
         sqlite3_sleep(d);
-        waited += d;
         sqlite3_reset(st);
         rc = sqlite3_step(st);
     }
