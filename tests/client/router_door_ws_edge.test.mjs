@@ -79,6 +79,22 @@ function frame(text) {
 
 // A region that accepts TCP connections and never answers anything (upgrades(): how many WebSocket
 // upgrade requests it was sent; the door's probes come on a connection of their own).
+// A raw client: the upgrade request and the given Hrana messages in one packet; `got` collects every byte the
+// door sends back (the 101 included). It answers nothing, so a close frame from the door waits for it.
+async function rawUpgrade(port, cleanup, messages) {
+  const sock = net.connect(port, '127.0.0.1');
+  cleanup.push(() => sock.destroy());
+  await new Promise((r) => sock.once('connect', r));
+  const raw = { sock, got: Buffer.alloc(0) };
+  sock.on('data', (d) => { raw.got = Buffer.concat([raw.got, d]); });
+  sock.write(Buffer.concat([
+    Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+      'Sec-WebSocket-Protocol: hrana3\r\n\r\n'),
+    ...messages.map((m) => frame(JSON.stringify(m)))]));
+  return raw;
+}
+
 async function silentRegion() {
   const socks = [];
   let upgrades = 0;
@@ -340,23 +356,13 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     const door = await startRouter(doorConfig(dir, [region.port]));
     cleanup.push(() => door.proc.kill('SIGKILL'));
     const port = Number(new URL(door.url).port);
-    const sock = net.connect(port, '127.0.0.1');
-    cleanup.push(() => sock.destroy());
-    await new Promise((r) => sock.once('connect', r));
-    let got = Buffer.alloc(0);
-    sock.on('data', (d) => { got = Buffer.concat([got, d]); });
-    sock.write(Buffer.concat([
-      Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
-        'Sec-WebSocket-Protocol: hrana3\r\n\r\n'),
-      frame(JSON.stringify({ type: 'hello', jwt: null })),
-      frame(JSON.stringify({ type: 'request', request_id: 1, request: { type: 'open_stream', stream_id: 1 } })),
-    ]));
+    const raw = await rawUpgrade(port, cleanup, [{ type: 'hello', jwt: null },
+      { type: 'request', request_id: 1, request: { type: 'open_stream', stream_id: 1 } }]);
     const t0 = Date.now();
-    while (!got.includes('"request_id":1') && !got.includes(Buffer.from([0x88])) && Date.now() - t0 < 10000) {
+    while (!raw.got.includes('"request_id":1') && !raw.got.includes(Buffer.from([0x88])) && Date.now() - t0 < 10000) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    const text = got.toString('latin1');
+    const text = raw.got.toString('latin1');
     assert.match(text, /^HTTP\/1\.1 101/);
     assert.ok(text.includes('hello_ok'), text);
     assert.ok(text.includes('"response_ok"') && text.includes('"request_id":1'), text);
@@ -461,29 +467,20 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     cleanup.push(() => door.proc.kill('SIGKILL'));
     const port = Number(new URL(door.url).port);
     // a raw client that does not answer the door's close frame at once: the door waits for it (up to 1 s)
-    const sock = net.connect(port, '127.0.0.1');
-    cleanup.push(() => sock.destroy());
-    await new Promise((r) => sock.once('connect', r));
-    let got = Buffer.alloc(0);
-    sock.on('data', (d) => { got = Buffer.concat([got, d]); });
-    sock.write(Buffer.concat([
-      Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
-        'Sec-WebSocket-Protocol: hrana3\r\n\r\n'),
-      frame(JSON.stringify({ type: 'hello', jwt: null }))]));
-    for (const t0 = Date.now(); !got.includes('hello_ok') && Date.now() - t0 < 10000;) await new Promise((r) => setTimeout(r, 20));
-    assert.ok(got.includes('hello_ok'), got.toString('latin1'));
+    const raw = await rawUpgrade(port, cleanup, [{ type: 'hello', jwt: null }]);
+    for (const t0 = Date.now(); !raw.got.includes('hello_ok') && Date.now() - t0 < 10000;) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(raw.got.includes('hello_ok'), raw.got.toString('latin1'));
     const exited = new Promise((r) => door.proc.once('exit', (code) => r(code)));
-    const mark = got.length;
+    const mark = raw.got.length;
     door.proc.kill('SIGTERM');
     // the session's close frame 1001 (opcode 8, code 0x03e9): the grace has begun
     const closeFrame = Buffer.from([0x88]);
-    for (const t0 = Date.now(); got.indexOf(closeFrame, mark) < 0 && Date.now() - t0 < 10000;) {
+    for (const t0 = Date.now(); raw.got.indexOf(closeFrame, mark) < 0 && Date.now() - t0 < 10000;) {
       await new Promise((r) => setTimeout(r, 5));
     }
-    const at = got.indexOf(closeFrame, mark);
+    const at = raw.got.indexOf(closeFrame, mark);
     assert.ok(at >= 0, 'no close frame');
-    assert.deepEqual([...got.subarray(at + 2, at + 4)], [0x03, 0xe9]);
+    assert.deepEqual([...raw.got.subarray(at + 2, at + 4)], [0x03, 0xe9]);
     // a new connection now: refused at once (the client goes to another door); on the old code it was
     // accepted and its /health answered 200 (a balancer kept sending clients to the stopping door)
     const seen = await new Promise((r) => {
@@ -499,7 +496,7 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     assert.equal(door.proc.exitCode, null, 'the door exited before the check: no grace to look at');
     assert.equal(seen, 'ECONNREFUSED');
     // the open session still has its grace: its close answered, the door exits 0 at once
-    sock.write(Buffer.from([0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe9 ^ 2]));
+    raw.sock.write(Buffer.from([0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe9 ^ 2]));
     assert.equal(await exited, 0);
   });
 
