@@ -41,13 +41,16 @@ async function assertSameRows(c, timeoutMs) {
   return sums[0].count;
 }
 
-async function waitMarked(c, peer, timeoutMs) {
+// Wait until both a's and b's views of their link to peer pass ok: { va, vb } then, null at the timeout.
+async function waitBoth(c, peer, ok, timeoutMs, everyMs = 250) {
   return c.waitFor(async () => {
     const va = await peerView(c, 'a', peer);
     const vb = await peerView(c, 'b', peer);
-    return va.needs_snapshot && vb.needs_snapshot ? { va, vb } : null;
-  }, timeoutMs, 250);
+    return ok(va) && ok(vb) ? { va, vb } : null;
+  }, timeoutMs, everyMs);
 }
+
+const waitMarked = (c, peer, timeoutMs) => waitBoth(c, peer, (v) => v.needs_snapshot, timeoutMs);
 
 describe('a region paused past the log bound is re-seeded', { timeout: 180000 }, () => {
   let c;
@@ -71,8 +74,7 @@ describe('a region paused past the log bound is re-seeded', { timeout: 180000 },
       // link still up sit in c's socket buffers and in the peers' send queues, which the kernel still
       // delivers after SIGCONT: c then rightly catches up from them without a snapshot (CI saw that once,
       // c's acks covering the marks' floor), and this test would wait for a re-seed that cannot come.
-      const down = await c.waitFor(async () => !(await peerView(c, 'a', 'c')).connected &&
-        !(await peerView(c, 'b', 'c')).connected, 30000, 100);
+      const down = await waitBoth(c, 'c', (v) => !v.connected, 30000, 100);
       assert.ok(down, `the links to c did not notice its silence: ${JSON.stringify(await peerView(c, 'a', 'c'))}`);
       await writePastBound(c);
       // Then the logs are compacted past c.
@@ -103,8 +105,7 @@ describe('a region paused past the log bound is re-seeded', { timeout: 180000 },
     // It takes writes again, and they reach the others; the marks go.
     assert.ok((await c.sql('c', "INSERT INTO t VALUES (5000, 'from c after')")).ok);
     assert.equal(await assertSameRows(c, 20000), 421);
-    const cleared = await c.waitFor(async () => !(await peerView(c, 'a', 'c')).needs_snapshot &&
-      !(await peerView(c, 'b', 'c')).needs_snapshot, 30000, 250);
+    const cleared = await waitBoth(c, 'c', (v) => !v.needs_snapshot, 30000);
     assert.ok(cleared, 'the needs_snapshot marks did not clear');
     assert.deepEqual(c.unexpectedExits, []);
   });

@@ -77,8 +77,6 @@ function frame(text) {
   return Buffer.concat([head, mask, Buffer.from(p.map((b, i) => b ^ mask[i & 3]))]);
 }
 
-// A region that accepts TCP connections and never answers anything (upgrades(): how many WebSocket
-// upgrade requests it was sent; the door's probes come on a connection of their own).
 // A raw client: the upgrade request and the given Hrana messages in one packet; `got` collects every byte the
 // door sends back (the 101 included). It answers nothing, so a close frame from the door waits for it.
 async function rawUpgrade(port, cleanup, messages) {
@@ -95,6 +93,8 @@ async function rawUpgrade(port, cleanup, messages) {
   return raw;
 }
 
+// A region that accepts TCP connections and never answers anything (upgrades(): how many WebSocket
+// upgrade requests it was sent; the door's probes come on a connection of their own).
 async function silentRegion() {
   const socks = [];
   let upgrades = 0;
