@@ -48,6 +48,7 @@ static void conn_free(struct edge_http_conn *c)
     edge_buf_free(&c->hname);
     edge_buf_free(&c->hval);
     edge_buf_free(&c->ws_pending);
+    edge_buf_free(&c->ws_out);
     if (c->ws != NULL) {
         wslay_event_context_free(c->ws);
     }
@@ -99,10 +100,17 @@ void edge__http_conn_close(struct edge_http_conn *c)
     if (c->closing) {
         return;
     }
+    /* Frames sent just before the close still get their try, as a write queued at once
+     * did before frames were gathered per iteration (a close frame, a last error). */
+    if (c->ws_out.len > 0) {
+        edge__http_ws_out_flush(c);
+        if (c->closing) return;
+    }
     c->closing = true;
     c->dead = true;
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (c->ws_out_on) uv_close((uv_handle_t *)&c->ws_out_prep, on_handle_closed);
 }
 
 static void conn_close_timer(uv_timer_t *t)
@@ -135,7 +143,8 @@ bool edge_http_conn_peer_verified(const struct edge_http_conn *c)
 {
     return c->tls != NULL && edge_tls_peer_verified(c->tls);
 }
-size_t edge_http_conn_unsent(const struct edge_http_conn *c) { return c->out_bytes; }
+size_t edge__http_conn_unsent(const struct edge_http_conn *c) { return c->out_bytes + c->ws_out.len; }
+size_t edge_http_conn_unsent(const struct edge_http_conn *c) { return edge__http_conn_unsent(c); }
 void edge_http_conn_set_ud(struct edge_http_conn *c, void *ud) { c->ud = ud; }
 void *edge_http_conn_ud(struct edge_http_conn *c) { return c->ud; }
 
@@ -269,15 +278,16 @@ static int tls_flush(struct edge_http_conn *c)
     return write_start(c, w);
 }
 
-/* An answer's head and body, written at once when the socket takes them: one writev
- * from the caller's buffers, with no copy, no write request and no write callback. A
+/* An answer's head and body (or a WebSocket connection's frames of one loop iteration),
+ * written at once when the socket takes them: one writev from the caller's buffers,
+ * with no copy, no write request and no write callback. A
  * uv_write that completes at once still costs the copy and a callback in the next loop
  * iteration, and libuv 1.44 re-arms the socket's epoll registration (an epoll_ctl
  * system call) for each one, about one system call in four of a session PUT. What the
  * socket does not take is queued as before. Only for plaintext keep-alive answers
  * (close_after_write unset): whoever sets that flag finishes the connection once
  * out_bytes is 0, and out_bytes never rises here. */
-static int answer_write(struct edge_http_conn *c, const char *a, size_t alen, const char *b, size_t blen)
+int edge__http_conn_write_now(struct edge_http_conn *c, const char *a, size_t alen, const char *b, size_t blen)
 {
     if (c->closing || c->tls != NULL || c->close_after_write) return edge__http_conn_write(c, a, alen, b, blen);
     uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen)};
@@ -411,7 +421,7 @@ void edge_http_respond(struct edge_http_conn *c, int status, const char *content
             c->close_after_write = true;
             c->dead = true;
         }
-        answer_write(c, head, (size_t)hlen, body, len);
+        edge__http_conn_write_now(c, head, (size_t)hlen, body, len);
     }
     if (!keep) {
         /* Nothing after a "Connection: close" exchange is executed (RFC 9112 9.6):
@@ -914,7 +924,7 @@ size_t edge_http_server_close_idle(struct edge_http_server *s, bool (*ws_busy)(v
             idle = c->q_head == NULL && !c->in_flight && c->out_bytes == 0;
         } else {
             bool own = c->ws_on_message == NULL;
-            idle = c->out_bytes == 0 && !(own && ws_busy != NULL && ws_busy(ud, c));
+            idle = edge__http_conn_unsent(c) == 0 && !(own && ws_busy != NULL && ws_busy(ud, c));
         }
         /* Idle at two calls in a row: the loop has polled in between, so bytes that had
          * already arrived (a request sent before the stop) were read. */

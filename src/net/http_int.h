@@ -104,6 +104,13 @@ struct edge_http_conn {
     const uint8_t *ws_in;          /* input being fed to wslay */
     size_t ws_in_len;
     struct edge_buf ws_pending;    /* bytes that arrived with the upgrade request */
+    /* Frames wslay produced this loop iteration, written at once by ws_out_prep just before
+     * the loop polls: one write per connection and iteration instead of two per message
+     * (wslay hands over each frame's header and payload apart). ws_out_on: the prepare
+     * handle was initialised (at the upgrade), so the connection has three handles. */
+    struct edge_buf ws_out;
+    uv_prepare_t ws_out_prep;
+    bool ws_out_on;
 };
 
 /* http_parse.c */
@@ -116,11 +123,17 @@ void edge__http_conn_close(struct edge_http_conn *c);
 void edge__http_conn_close_in(struct edge_http_conn *c, uint64_t ms);
 /* Queue a then b (b may be NULL) for writing. */
 int edge__http_conn_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen);
+/* The same, written at once when the socket takes it (see answer_write). */
+int edge__http_conn_write_now(struct edge_http_conn *c, const char *a, size_t alen, const char *b, size_t blen);
+/* Bytes not on the socket yet: queued in uv_write and WebSocket frames not flushed. */
+size_t edge__http_conn_unsent(const struct edge_http_conn *c);
 void edge__http_resume_reading(struct edge_http_conn *c);
 /* The request at the head of the queue is answered (or upgraded): drop it. */
 void edge__http_req_done(struct edge_http_conn *c);
 
 /* ws.c: bytes read on an upgraded connection */
 void edge__http_ws_feed(struct edge_http_conn *c, const uint8_t *data, size_t len);
+/* Write the frames gathered this iteration now (before a close, at the prepare phase). */
+void edge__http_ws_out_flush(struct edge_http_conn *c);
 
 #endif

@@ -30,14 +30,32 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     return (ssize_t)n;
 }
 
+static void ws_out_prep(uv_prepare_t *h) { edge__http_ws_out_flush(h->data); }
+
+void edge__http_ws_out_flush(struct edge_http_conn *c)
+{
+    uv_prepare_stop(&c->ws_out_prep);
+    if (c->ws_out.len == 0 || c->closing) return;
+    /* taken first: a failed write closes the connection, which flushes again */
+    struct edge_buf out = c->ws_out;
+    edge_buf_init(&c->ws_out, out.max);
+    (void)edge__http_conn_write_now(c, out.data, out.len, NULL, 0);
+    /* freed each time: an idle subscriber keeps no output memory */
+    edge_buf_free(&out);
+}
+
+/* Frames are gathered, not written: the prepare phase (just before the loop blocks) writes
+ * what this iteration produced, after every callback that could add to it (reads, the
+ * node's answers from its threads, other connections' messages relayed by the door). */
 static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *ud)
 {
     (void)flags;
     struct edge_http_conn *c = ud;
-    if (edge__http_conn_write(c, data, len, NULL, 0) != EDGE_OK) {
+    if (c->closing || edge_buf_append(&c->ws_out, data, len) != EDGE_OK) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
+    if (!uv_is_active((uv_handle_t *)&c->ws_out_prep)) uv_prepare_start(&c->ws_out_prep, ws_out_prep);
     return (ssize_t)len;
 }
 
@@ -69,6 +87,8 @@ static void ws_flush(struct edge_http_conn *c)
     }
     if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
         /* Close handshake done (or failed): let the writes drain, then close. */
+        edge__http_ws_out_flush(c);
+        if (c->closing) return;
         c->close_after_write = true;
         if (c->out_bytes == 0) {
             edge__http_conn_close(c);
@@ -123,6 +143,11 @@ int edge_http_ws_accept(struct edge_http_conn *c, const char *protocol)
         return EDGE_ENOMEM;
     }
     wslay_event_config_set_max_recv_msg_length(c->ws, c->s->limits.max_ws_message);
+    edge_buf_init(&c->ws_out, SIZE_MAX);
+    uv_prepare_init(c->tcp.loop, &c->ws_out_prep);
+    c->ws_out_prep.data = c;
+    c->ws_out_on = true;
+    c->handles_open++;
     edge__http_conn_write(c, head, (size_t)hlen, NULL, 0);
     /* The upgrade request is consumed; the connection now belongs to the WS session. */
     edge__http_req_done(c);
@@ -172,7 +197,8 @@ int edge_http_ws_send(struct edge_http_conn *c, int opcode, const void *data, si
     }
     /* One answer larger than the limit onto an empty queue still goes out: the limit is
      * on what piles up unread, and the answer's memory is spent already. */
-    if (c->out_bytes > 0 && c->out_bytes + len > limit) {
+    size_t unsent = edge__http_conn_unsent(c);
+    if (unsent > 0 && unsent + len > limit) {
         output_limit_close(c, limit);
         return EDGE_ECLOSED;
     }

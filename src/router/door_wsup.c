@@ -40,12 +40,21 @@ struct edge_door_wsup {
     const char *step;  /* which step it is, for the log */
     uint64_t deadline_ns; /* the owner's (uv_hrtime; 0: none): no step runs past it */
     bool cut;          /* the timer is the owner's deadline, not the step's own */
-    int handles;       /* tcp and timer not closed yet */
+    int handles;       /* tcp, timer and prep not closed yet */
     struct edge_tls *tls;
     bool upgraded, done; /* done: on_lost called or closed by the owner: no more callbacks */
     struct edge_buf rx;  /* bytes (plaintext) from the region not yet parsed */
     struct edge_buf msg; /* a fragmented message being joined */
     int msg_opcode;
+    /* Frames of this loop iteration, written by prep just before the loop blocks: one
+     * write per iteration instead of one per message (net/ws.c does the same for the
+     * client's side). */
+    struct edge_buf out;
+    uv_prepare_t prep;
+    /* Masking keys (RFC 6455 5.3) drawn 64 at a time: one getrandom per frame was a
+     * system call per relayed message. */
+    uint8_t masks[256];
+    size_t masks_left;
 };
 
 struct wreq {
@@ -60,6 +69,8 @@ static void on_closed(uv_handle_t *h)
     edge_tls_free(u->tls);
     edge_buf_free(&u->rx);
     edge_buf_free(&u->msg);
+    edge_buf_free(&u->out);
+    sodium_memzero(u->masks, sizeof(u->masks));
     edge_free(u);
 }
 
@@ -68,6 +79,7 @@ static void shut(struct edge_door_wsup *u)
     if (!uv_is_closing((uv_handle_t *)&u->tcp)) {
         if (u->upgraded) u->d->regions[u->region].ws_open--;
         uv_close((uv_handle_t *)&u->timer, on_closed);
+        uv_close((uv_handle_t *)&u->prep, on_closed);
         uv_close((uv_handle_t *)&u->tcp, on_closed);
     }
 }
@@ -119,9 +131,14 @@ static void step(struct edge_door_wsup *u, const char *what)
     uv_timer_start(&u->timer, on_deadline, ms, 0);
 }
 
+static void on_prep(uv_prepare_t *h);
+
 void edge__door_wsup_close(struct edge_door_wsup *u)
 {
     if (u == NULL) return;
+    /* what was sent before the close still gets its try, as when each frame was written
+     * at once */
+    if (!u->done && u->out.len > 0) on_prep(&u->prep);
     u->done = true;
     shut(u);
 }
@@ -167,9 +184,10 @@ static int raw_write(struct edge_door_wsup *u, const void *p, size_t n)
     return tls_flush(u);
 }
 
-/* A masked client frame (RFC 6455 5.3) of one whole message into out. */
-static int frame(struct edge_buf *out, int opcode, const uint8_t *data, size_t len)
+/* A masked client frame (RFC 6455 5.3) of one whole message onto u->out. */
+static int frame(struct edge_door_wsup *u, int opcode, const uint8_t *data, size_t len)
 {
+    struct edge_buf *out = &u->out;
     uint8_t h[14];
     size_t hl = 0;
     h[hl++] = (uint8_t)(0x80 | (opcode & 0x0f));
@@ -183,8 +201,13 @@ static int frame(struct edge_buf *out, int opcode, const uint8_t *data, size_t l
         h[hl++] = 0x80 | 127;
         for (int i = 7; i >= 0; i--) h[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
     }
+    if (u->masks_left < 4) {
+        randombytes_buf(u->masks, sizeof(u->masks));
+        u->masks_left = sizeof(u->masks);
+    }
     uint8_t mask[4];
-    randombytes_buf(mask, sizeof(mask));
+    memcpy(mask, u->masks + sizeof(u->masks) - u->masks_left, 4);
+    u->masks_left -= 4;
     memcpy(h + hl, mask, 4);
     hl += 4;
     int rv = edge_buf_append(out, h, hl);
@@ -209,21 +232,55 @@ static int frame(struct edge_buf *out, int opcode, const uint8_t *data, size_t l
     return EDGE_OK;
 }
 
+/* A write that failed at the flush is a loss, told from the next timer phase: the
+ * owner's answers to its client (errors, a move) are then made where the client's
+ * connection still flushes them before the loop blocks, which a prepare callback's are
+ * not (a prepare handle started during the prepare phase waits for the next iteration). */
+static void on_flush_failed(uv_timer_t *t)
+{
+    lost(t->data, EDGE_DOOR_WSUP_LOST, 0, "cannot send to the region");
+}
+
+static void on_prep(uv_prepare_t *h)
+{
+    struct edge_door_wsup *u = h->data;
+    uv_prepare_stop(h);
+    if (u->done || u->out.len == 0) return;
+    int rv = EDGE_OK;
+    size_t done = 0;
+    if (u->tls == NULL) {
+        uv_buf_t b = uv_buf_init(u->out.data, (unsigned)u->out.len);
+        int n = uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
+        if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
+        if (n < 0) rv = EDGE_EIO;
+        else done = (size_t)n;
+    }
+    if (rv == EDGE_OK && done < u->out.len) rv = raw_write(u, u->out.data + done, u->out.len - done);
+    /* freed each time: an idle link keeps no output memory */
+    size_t max = u->out.max;
+    edge_buf_free(&u->out);
+    edge_buf_init(&u->out, max);
+    if (rv != EDGE_OK) uv_timer_start(&u->timer, on_flush_failed, 0, 0);
+}
+
 int edge__door_wsup_send(struct edge_door_wsup *u, int opcode, const void *data, size_t len)
 {
     if (u == NULL || u->done || !u->upgraded) return EDGE_ECLOSED;
-    struct edge_buf b;
-    edge_buf_init(&b, (size_t)WS_MAX_MESSAGE + 64);
-    int rv = frame(&b, opcode, data, len);
-    if (rv == EDGE_OK) rv = raw_write(u, b.data, b.len);
-    edge_buf_free(&b);
-    return rv;
+    if (len > WS_MAX_MESSAGE) return EDGE_ETOOBIG;
+    size_t before = u->out.len;
+    int rv = frame(u, opcode, data, len);
+    if (rv != EDGE_OK) {
+        u->out.len = before; /* no part of a frame is left behind */
+        return rv;
+    }
+    if (!uv_is_active((uv_handle_t *)&u->prep)) uv_prepare_start(&u->prep, on_prep);
+    return EDGE_OK;
 }
 
 size_t edge__door_wsup_queued(const struct edge_door_wsup *u)
 {
     if (u == NULL) return 0;
-    size_t n = uv_stream_get_write_queue_size((const uv_stream_t *)&u->tcp);
+    size_t n = u->out.len + uv_stream_get_write_queue_size((const uv_stream_t *)&u->tcp);
     if (u->tls != NULL) n += edge_tls_out_pending(u->tls);
     return n;
 }
@@ -455,12 +512,15 @@ int edge__door_wsup_open(struct door *d, int region, const char *path, const cha
     snprintf(u->path, sizeof(u->path), "%s", path);
     edge_buf_init(&u->rx, (size_t)WS_MAX_MESSAGE + 65536);
     edge_buf_init(&u->msg, WS_MAX_MESSAGE);
+    edge_buf_init(&u->out, SIZE_MAX);
     uv_tcp_init(&d->loop, &u->tcp);
     uv_tcp_nodelay(&u->tcp, 1);
     uv_timer_init(&d->loop, &u->timer);
-    u->handles = 2;
+    uv_prepare_init(&d->loop, &u->prep);
+    u->handles = 3;
     u->tcp.data = u;
     u->timer.data = u;
+    u->prep.data = u;
     u->creq.data = u;
     step(u, "TCP connection");
     if (uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&addr, on_connect) != 0) {
