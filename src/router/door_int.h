@@ -39,8 +39,9 @@ struct region {
     int ws_open;
     /* WebSocket connects' own back-off (door_ws.c): a region whose upgrade failed or timed
      * out is passed over by new sessions until ws_backoff_until_ns (uv_hrtime); the interval
-     * (0: none) doubles from DOOR_WS_BACKOFF_MIN_MS to _MAX_MS and a 101 clears it. Its HTTP
-     * probes may well answer: they say nothing of the upgrade. */
+     * (0: none) doubles from DOOR_WS_BACKOFF_MIN_MS to _MAX_MS; a 101 clears it, and so does
+     * _MAX_MS past its end without a failure. Its HTTP probes may well answer: they say
+     * nothing of the upgrade. */
     uint32_t ws_backoff_ms;
     uint64_t ws_backoff_until_ns;
     uint64_t ws_backoff_skipped; /* picks that went elsewhere because of it */

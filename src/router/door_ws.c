@@ -135,11 +135,16 @@ static int emit(void *ud, const char *text, size_t len)
 /* A WebSocket to r failed before its 101. Its next probe may well mark it up again (a region
  * whose /health answers and whose upgrade hangs), so new sessions pass it over for an interval
  * of its own, doubled at each failure up to DOOR_WS_BACKOFF_MAX_MS; a failure while the interval
- * runs (a session that tried the region at the same time) does not double it. */
+ * runs (a session that tried the region at the same time) does not double it. A region tried
+ * without a failure for DOOR_WS_BACKOFF_MAX_MS after its interval ended starts from the minimum
+ * again: one failure hours after the last is not the next step of an old series. */
 static void backoff(struct door *d, struct region *r)
 {
     uint64_t now = uv_hrtime();
     if (now < r->ws_backoff_until_ns) return;
+    if (r->ws_backoff_ms != 0 && now - r->ws_backoff_until_ns >= (uint64_t)DOOR_WS_BACKOFF_MAX_MS * 1000000u) {
+        r->ws_backoff_ms = 0;
+    }
     r->ws_backoff_ms = r->ws_backoff_ms == 0 ? DOOR_WS_BACKOFF_MIN_MS
                        : r->ws_backoff_ms >= DOOR_WS_BACKOFF_MAX_MS / 2 ? DOOR_WS_BACKOFF_MAX_MS
                                                                       : r->ws_backoff_ms * 2;

@@ -319,6 +319,39 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     assert.equal(await metric(door2.url, 'edgelite_router_region_ws_backoff_skipped_total{region="r0"}'), 0);
   });
 
+  test('a back-off starts from 1 s again after 30 s without a failure', async () => {
+    const hang = await hangingUpgradeRegion();
+    cleanup.push(hang.close);
+    const c = await startCluster({ regions: 1 });
+    cleanup.push(() => c.destroy());
+    const door = await startRouter(doorConfig(dir, [hang.port, c.regions.a.port],
+      ', connect_timeout_ms: 1000', 60000, 100), ['--client-region', 'r0']);
+    cleanup.push(() => door.proc.kill('SIGKILL'));
+    const backoffMs = () => metric(door.url, 'edgelite_router_region_ws_backoff_ms{region="r0"}');
+    async function hello() {
+      const ws = await openWs(door.url);
+      cleanup.push(() => ws.terminate());
+      const got = new Promise((r) => {
+        ws.once('message', (x) => r(JSON.parse(String(x)).type));
+        ws.once('close', (code) => r(code));
+        setTimeout(() => r('nothing'), 15000).unref();
+      });
+      ws.send(JSON.stringify({ type: 'hello', jwt: null }));
+      return got;
+    }
+    assert.equal(await hello(), 'hello_ok');
+    assert.equal(await backoffMs(), 1000);
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(await hello(), 'hello_ok');
+    assert.equal(hang.upgrades(), 2);
+    assert.equal(await backoffMs(), 2000, 'a failure right after the interval doubles it');
+    // the 2 s run out, then 30 s more with no session trying r0: the next failure is a new series
+    await new Promise((r) => setTimeout(r, 2000 + 30500));
+    assert.equal(await hello(), 'hello_ok');
+    assert.equal(hang.upgrades(), 3);
+    assert.equal(await backoffMs(), 1000, 'the old series went on (4000 on the old code)');
+  });
+
   test('a move to a region that never answers the upgrade ends within router.request_timeout_ms', async () => {
     const silent = await silentRegion();
     cleanup.push(silent.close);
