@@ -221,11 +221,19 @@ int edge_repl_seed(struct edge_repl_state *n, bool must, bool (*cancelled)(void 
     const struct edge_conf *conf = n->conf;
     int wait_ms = 500;
     for (uint64_t pass = 0; pass < UINT64_MAX; pass++) {
-        for (size_t i = 0; i < conf->n_regions; i++) {
-            const struct edge_conf_region *r = &conf->regions[i];
-            if (strcmp(r->id, n->region) == 0 || r->url == NULL) continue;
-            if (seed_from(n, r)) return EDGE_OK;
+        /* the most advanced peer that answers first: the first in the configuration may be
+         * stopped (its snapshot request would wait out the 300 s head timeout) or behind */
+        size_t *order = edge_calloc(conf->n_regions, sizeof(*order));
+        if (order == NULL) return EDGE_ENOMEM;
+        size_t count = edge__repl_seed_order(n, order, conf->n_regions);
+        bool seeded = false, stop = false;
+        for (size_t k = 0; k < count && !seeded && !stop; k++) {
+            stop = cancelled != NULL && cancelled(ud);
+            seeded = !stop && seed_from(n, &conf->regions[order[k]]);
         }
+        edge_free(order);
+        if (seeded) return EDGE_OK;
+        if (stop) return EDGE_ECLOSED;
         if (!must && pass >= 1) break;
         if (must && pass % 10 == 0) {
             EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "seed: no peer gave a snapshot yet; serving 503 SEEDING until one does");

@@ -46,6 +46,39 @@ describe('new region seeded from a snapshot', { timeout: 90000 }, () => {
   });
 });
 
+describe('a new region is seeded from the most advanced peer', { timeout: 90000 }, () => {
+  let c;
+  before(async () => {
+    c = await startCluster({ regions: 3, proxies: 'pair', extraArgs: ['--log-level', 'info'] });
+    await c.createTable('t', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)');
+  });
+  after(async () => { if (c) await c.destroy(); });
+
+  test('the first region in the configuration is cut off from the writes: the copy comes from the next one', async () => {
+    for (let i = 1; i <= 50; i++) assert.ok((await c.sql('b', 'INSERT INTO t VALUES (?, ?)', [i, 'before'])).ok);
+    assert.ok((await c.waitConverged(['t'], 15000)).ok);
+    await c.stop('c');
+    fs.rmSync(c.regions.c.dataDir, { recursive: true, force: true });
+    // a answers (its status, its snapshot) but gets none of b's later writes: it is behind
+    await c.proxies['a>b'].cut();
+    await c.proxies['b>a'].cut();
+    try {
+      assert.ok(await c.waitFor(async () => !(await c.status('a')).peers.some((p) => p.region === 'b' && p.connected) &&
+        !(await c.status('b')).peers.some((p) => p.region === 'a' && p.connected), 15000), 'a and b still linked');
+      for (let i = 51; i <= 60; i++) assert.ok((await c.sql('b', 'INSERT INTO t VALUES (?, ?)', [i, 'after'])).ok);
+      assert.deepEqual(await c.rows('a', 'SELECT count(*) FROM t'), [[50]]);
+      await c.restart('c');
+      // the old code asked the regions in configuration order: a's copy, 10 rows short
+      assert.match(c.stderr('c'), /seeded from a snapshot of b/);
+    } finally {
+      await c.proxies['a>b'].reset();
+      await c.proxies['b>a'].reset();
+    }
+    assert.ok((await c.waitConverged(['t'], 20000)).ok, 'the regions did not converge once a and b were linked again');
+    assert.deepEqual(await c.rows('c', 'SELECT count(*) FROM t'), [[60]]);
+  });
+});
+
 describe('a region behind the compacted logs reseeds', { timeout: 90000 }, () => {
   let c;
   before(async () => {
