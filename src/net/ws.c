@@ -113,6 +113,8 @@ void edge__http_ws_feed(struct edge_http_conn *c, const uint8_t *data, size_t le
 
 int edge_http_ws_accept(struct edge_http_conn *c, const char *protocol)
 {
+    /* a closing connection would get a prepare handle nobody closes (and never be freed) */
+    if (c->closing) return EDGE_ECLOSED;
     struct edge_http_req *r = c->q_head;
     const char *key = edge_http_header(r, "sec-websocket-key");
     const char *ver = edge_http_header(r, "sec-websocket-version");

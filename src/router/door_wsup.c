@@ -55,6 +55,7 @@ struct edge_door_wsup {
      * system call per relayed message. */
     uint8_t masks[256];
     size_t masks_left;
+    bool flush_failed; /* a flush's write failed: the loss is on its way, nothing more is sent */
 };
 
 struct wreq {
@@ -260,12 +261,16 @@ static void on_prep(uv_prepare_t *h)
     size_t max = u->out.max;
     edge_buf_free(&u->out);
     edge_buf_init(&u->out, max);
-    if (rv != EDGE_OK) uv_timer_start(&u->timer, on_flush_failed, 0, 0);
+    if (rv != EDGE_OK) {
+        u->flush_failed = true;
+        uv_timer_start(&u->timer, on_flush_failed, 0, 0);
+    }
 }
 
 int edge__door_wsup_send(struct edge_door_wsup *u, int opcode, const void *data, size_t len)
 {
     if (u == NULL || u->done || !u->upgraded) return EDGE_ECLOSED;
+    if (u->flush_failed) return EDGE_EIO; /* a request now would be taken as sent */
     if (len > WS_MAX_MESSAGE) return EDGE_ETOOBIG;
     size_t before = u->out.len;
     int rv = frame(u, opcode, data, len);

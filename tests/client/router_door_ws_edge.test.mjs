@@ -169,6 +169,19 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     ws.send(JSON.stringify({ type: 'hello', jwt: null }));
     return { door, ws, answers };
   }
+  // A new session through the door at url that sends its hello: the type of the first answer, or the close
+  // code if the door closed it instead
+  async function helloType(url) {
+    const ws = await openWs(url);
+    cleanup.push(() => ws.terminate());
+    const got = new Promise((r) => {
+      ws.once('message', (x) => r(JSON.parse(String(x)).type));
+      ws.once('close', (code) => r(code));
+      setTimeout(() => r('nothing'), 15000).unref();
+    });
+    ws.send(JSON.stringify({ type: 'hello', jwt: null }));
+    return got;
+  }
   after(() => {
     for (const f of cleanup.reverse()) f();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -259,18 +272,7 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     const m = (name, region) => metric(door.url, region ? `${name}{region="${region}"}` : name);
     const r0Up = async () => (await (await fetch(door.url + '/v1/router/regions')).json()).regions
       .find((x) => x.id === 'r0').up;
-    // a session through the door, its hello answered; closes: the close code if the door closed it instead
-    async function hello() {
-      const ws = await openWs(door.url);
-      cleanup.push(() => ws.terminate());
-      const got = new Promise((r) => {
-        ws.once('message', (x) => r(JSON.parse(String(x)).type));
-        ws.once('close', (code) => r(code));
-        setTimeout(() => r('nothing'), 15000).unref();
-      });
-      ws.send(JSON.stringify({ type: 'hello', jwt: null }));
-      return got;
-    }
+    const hello = () => helloType(door.url);
     // the first session pays router.connect_timeout_ms once, then its hello is answered by the node
     assert.equal(await hello(), 'hello_ok');
     assert.equal(hang.upgrades(), 1);
@@ -328,17 +330,7 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
       ', connect_timeout_ms: 1000', 60000, 100), ['--client-region', 'r0']);
     cleanup.push(() => door.proc.kill('SIGKILL'));
     const backoffMs = () => metric(door.url, 'edgelite_router_region_ws_backoff_ms{region="r0"}');
-    async function hello() {
-      const ws = await openWs(door.url);
-      cleanup.push(() => ws.terminate());
-      const got = new Promise((r) => {
-        ws.once('message', (x) => r(JSON.parse(String(x)).type));
-        ws.once('close', (code) => r(code));
-        setTimeout(() => r('nothing'), 15000).unref();
-      });
-      ws.send(JSON.stringify({ type: 'hello', jwt: null }));
-      return got;
-    }
+    const hello = () => helloType(door.url);
     assert.equal(await hello(), 'hello_ok');
     assert.equal(await backoffMs(), 1000);
     await new Promise((r) => setTimeout(r, 1200));
