@@ -126,6 +126,11 @@ int edge_http_ws_accept(struct edge_http_conn *c, const char *protocol);
  * limits.max_ws_out_bytes: then a 1009 "output limit" close is queued instead and the
  * connection is dropped if the client has not read up to it within 10 s. */
 int edge_http_ws_send(struct edge_http_conn *c, int opcode, const void *data, size_t len);
+/* Messages are written at the end of the loop iteration, all of a connection's in one
+ * write (net/ws.c). A sender whose message should not wait for the rest of a long
+ * iteration (a peer link's acknowledgement: the sender's window) calls this right after
+ * sending. What the socket takes then no longer counts as unsent. */
+void edge_http_ws_flush(struct edge_http_conn *c);
 /* Close a WebSocket with a status code and reason. */
 void edge_http_ws_close(struct edge_http_conn *c, uint16_t code, const char *reason);
 

@@ -212,6 +212,11 @@ int edge_http_ws_send(struct edge_http_conn *c, int opcode, const void *data, si
     return EDGE_OK;
 }
 
+void edge_http_ws_flush(struct edge_http_conn *c)
+{
+    if (c->ws_out_on) edge__http_ws_out_flush(c);
+}
+
 void edge_http_ws_close(struct edge_http_conn *c, uint16_t code, const char *reason)
 {
     if (c->closing || c->ws == NULL) {

@@ -258,7 +258,13 @@ static void loop_task(struct edge_task *t)
     for (struct rt_session *s = rl->sessions; s != NULL;) {
         struct rt_session *next = s->next;
         edge__rt_session_flush(s);
-        if (!s->closed && edge__rt_session_unsent(s) > limit) slow_consumer(s);
+        if (!s->closed && edge__rt_session_unsent(s) > limit) {
+            slow_consumer(s);
+        } else if (!s->closed && !s->sse) {
+            /* checked first: the turn's frame counts as unsent, as it always has; then it
+             * goes out now rather than after every other subscriber's turn (net/ws.c) */
+            edge_http_ws_flush(s->c);
+        }
         s = next;
     }
     /* Let go of the entries once their frames are written, so the trace can name them. */

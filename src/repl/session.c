@@ -103,6 +103,8 @@ static void peer_send(struct edge_peer_session *ps, struct edge_buf *b)
         return;
     }
     edge_http_ws_send(ps->conn, 2, b->data, b->len);
+    /* an acknowledgement waits for nothing else of this iteration (the sender's window) */
+    edge_http_ws_flush(ps->conn);
 }
 
 /* Refuse the link: an ERROR message with the reason, then close. Logged once. */
