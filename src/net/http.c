@@ -143,8 +143,7 @@ bool edge_http_conn_peer_verified(const struct edge_http_conn *c)
 {
     return c->tls != NULL && edge_tls_peer_verified(c->tls);
 }
-size_t edge__http_conn_unsent(const struct edge_http_conn *c) { return c->out_bytes + c->ws_out.len; }
-size_t edge_http_conn_unsent(const struct edge_http_conn *c) { return edge__http_conn_unsent(c); }
+size_t edge_http_conn_unsent(const struct edge_http_conn *c) { return c->out_bytes + c->ws_out.len; }
 void edge_http_conn_set_ud(struct edge_http_conn *c, void *ud) { c->ud = ud; }
 void *edge_http_conn_ud(struct edge_http_conn *c) { return c->ud; }
 
@@ -924,7 +923,7 @@ size_t edge_http_server_close_idle(struct edge_http_server *s, bool (*ws_busy)(v
             idle = c->q_head == NULL && !c->in_flight && c->out_bytes == 0;
         } else {
             bool own = c->ws_on_message == NULL;
-            idle = edge__http_conn_unsent(c) == 0 && !(own && ws_busy != NULL && ws_busy(ud, c));
+            idle = edge_http_conn_unsent(c) == 0 && !(own && ws_busy != NULL && ws_busy(ud, c));
         }
         /* Idle at two calls in a row: the loop has polled in between, so bytes that had
          * already arrived (a request sent before the stop) were read. */

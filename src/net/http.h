@@ -159,8 +159,9 @@ bool edge_http_conn_is_closed(const struct edge_http_conn *c);
 bool edge_http_conn_peer_verified(const struct edge_http_conn *c);
 /* edge_tls_peer_names of the connection's TLS peer; false on a plain connection. */
 bool edge_http_conn_peer_names(const struct edge_http_conn *c, const char *name, bool dns_only);
-/* Bytes written to the socket and not yet taken by the kernel (a reader that does not
- * keep up makes this grow). Loop thread. */
+/* Bytes written to the socket and not yet taken by the kernel, WebSocket frames of this
+ * iteration not flushed yet included (a reader that does not keep up makes this grow).
+ * Loop thread. */
 size_t edge_http_conn_unsent(const struct edge_http_conn *c);
 
 #endif

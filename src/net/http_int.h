@@ -123,10 +123,8 @@ void edge__http_conn_close(struct edge_http_conn *c);
 void edge__http_conn_close_in(struct edge_http_conn *c, uint64_t ms);
 /* Queue a then b (b may be NULL) for writing. */
 int edge__http_conn_write(struct edge_http_conn *c, const void *a, size_t alen, const void *b, size_t blen);
-/* The same, written at once when the socket takes it (see answer_write). */
+/* The same, written at once when the socket takes it (http.c says when that is allowed). */
 int edge__http_conn_write_now(struct edge_http_conn *c, const char *a, size_t alen, const char *b, size_t blen);
-/* Bytes not on the socket yet: queued in uv_write and WebSocket frames not flushed. */
-size_t edge__http_conn_unsent(const struct edge_http_conn *c);
 void edge__http_resume_reading(struct edge_http_conn *c);
 /* The request at the head of the queue is answered (or upgraded): drop it. */
 void edge__http_req_done(struct edge_http_conn *c);

@@ -199,7 +199,7 @@ int edge_http_ws_send(struct edge_http_conn *c, int opcode, const void *data, si
     }
     /* One answer larger than the limit onto an empty queue still goes out: the limit is
      * on what piles up unread, and the answer's memory is spent already. */
-    size_t unsent = edge__http_conn_unsent(c);
+    size_t unsent = edge_http_conn_unsent(c);
     if (unsent > 0 && unsent + len > limit) {
         output_limit_close(c, limit);
         return EDGE_ECLOSED;

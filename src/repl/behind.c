@@ -44,49 +44,30 @@ static json_t *peer_status(const struct edge_repl_state *n, const struct edge_co
     return doc;
 }
 
-size_t edge__repl_seed_order(const struct edge_repl_state *n, size_t *order, size_t cap)
+size_t edge__repl_seed_order(const struct edge_repl_state *n, struct edge__seed_peer *out)
 {
     const struct edge_conf *conf = n->conf;
-    /* per place in order: the entries the peer's version vector holds, and whether its
-     * status came at all */
-    uint64_t *score = edge_calloc(cap ? cap : 1, sizeof(*score));
-    bool *known = edge_calloc(cap ? cap : 1, sizeof(*known));
     size_t count = 0;
-    for (size_t i = 0; score != NULL && known != NULL && i < conf->n_regions && count < cap; i++) {
+    for (size_t i = 0; i < conf->n_regions; i++) {
         const struct edge_conf_region *r = &conf->regions[i];
         if (strcmp(r->id, n->region) == 0 || r->url == NULL) continue;
         json_t *doc = peer_status(n, r);
-        uint64_t sum = 0;
+        struct edge__seed_peer p = {.region = i, .known = doc != NULL};
         const char *origin;
         json_t *v;
         json_object_foreach(json_object_get(doc, "version_vector"), origin, v) {
             (void)origin;
-            sum += (uint64_t)json_integer_value(v);
+            p.entries += (uint64_t)json_integer_value(v);
         }
+        json_decref(doc);
         /* insertion, stable: equal peers keep the configuration's order */
-        size_t at = count;
-        while (at > 0 && (doc != NULL && (!known[at - 1] || score[at - 1] < sum))) {
-            order[at] = order[at - 1];
-            score[at] = score[at - 1];
-            known[at] = known[at - 1];
+        size_t at = count++;
+        while (at > 0 && p.known && (!out[at - 1].known || out[at - 1].entries < p.entries)) {
+            out[at] = out[at - 1];
             at--;
         }
-        order[at] = i;
-        score[at] = sum;
-        known[at] = doc != NULL;
-        count++;
-        json_decref(doc);
+        out[at] = p;
     }
-    if (score == NULL || known == NULL) {
-        /* out of memory: the configuration's order, as before there was one */
-        count = 0;
-        for (size_t i = 0; i < conf->n_regions && count < cap; i++) {
-            const struct edge_conf_region *r = &conf->regions[i];
-            if (strcmp(r->id, n->region) != 0 && r->url != NULL) order[count++] = i;
-        }
-    }
-    edge_free(score);
-    edge_free(known);
     return count;
 }
 

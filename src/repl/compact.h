@@ -36,12 +36,19 @@ int edge_repl_snapshot_take(const char *db_path, int *out_fd, uint64_t *out_size
 bool edge_repl_behind_the_logs(struct edge_repl_state *st, char *aside, size_t aside_len);
 int edge_repl_set_aside(struct edge_repl_state *st, char *aside, size_t aside_len);
 int edge_repl_seed(struct edge_repl_state *st, bool must, bool (*cancelled)(void *ud), void *ud);
-/* The peers (indices into conf->regions) in the order edge_repl_seed asks them for a
- * snapshot: by the entries their /v1/status version vector holds, most first, so a peer
- * that is itself behind (stuck, partitioned, just re-seeded) gives its copy only when no
- * better one answers; those whose status cannot be had within 2 s (down, stopped, seeding)
- * last, in configuration order. Blocking, one status request per peer. */
-size_t edge__repl_seed_order(const struct edge_repl_state *st, size_t *order, size_t cap);
+/* A peer edge_repl_seed may copy: its index in conf->regions, the entries its /v1/status
+ * version vector holds, and whether that status came. */
+struct edge__seed_peer {
+    size_t region;
+    uint64_t entries;
+    bool known;
+};
+/* The peers into out (conf->n_regions places) in the order edge_repl_seed asks them for a
+ * snapshot: by entries, most first, so a peer that is itself behind (stuck, partitioned,
+ * just re-seeded) gives its copy only when no better one answers; those whose status cannot
+ * be had within 2 s (down, stopped, seeding) last, in configuration order. Returns how many.
+ * Blocking, one status request per peer. */
+size_t edge__repl_seed_order(const struct edge_repl_state *st, struct edge__seed_peer *out);
 /* While running (blocking, HTTP to every peer's /v1/status): true when no peer that
  * answers can catch this node up any more, so only a snapshot can (logged). */
 bool edge_repl_behind_now(struct edge_repl_state *st);

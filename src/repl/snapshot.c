@@ -220,31 +220,36 @@ int edge_repl_seed(struct edge_repl_state *n, bool must, bool (*cancelled)(void 
     if (!n->cluster || n->conf->cluster_secret == NULL || stat(n->db_path, &st) == 0) return EDGE_OK;
     const struct edge_conf *conf = n->conf;
     int wait_ms = 500;
+    struct edge__seed_peer *peers = edge_calloc(conf->n_regions, sizeof(*peers));
+    if (peers == NULL) return EDGE_ENOMEM;
+    int rv = EDGE_OK;
     for (uint64_t pass = 0; pass < UINT64_MAX; pass++) {
         /* the most advanced peer that answers first: the first in the configuration may be
-         * stopped (its snapshot request would wait out the 300 s head timeout) or behind */
-        size_t *order = edge_calloc(conf->n_regions, sizeof(*order));
-        if (order == NULL) return EDGE_ENOMEM;
-        size_t count = edge__repl_seed_order(n, order, conf->n_regions);
-        bool seeded = false, stop = false;
-        for (size_t k = 0; k < count && !seeded && !stop; k++) {
-            stop = cancelled != NULL && cancelled(ud);
-            seeded = !stop && seed_from(n, &conf->regions[order[k]]);
+         * behind (cut off from some region's writes, stuck) */
+        size_t count = edge__repl_seed_order(n, peers);
+        for (size_t k = 0; k < count; k++) {
+            if (cancelled != NULL && cancelled(ud)) {
+                rv = EDGE_ECLOSED;
+                goto out;
+            }
+            if (seed_from(n, &conf->regions[peers[k].region])) goto out;
         }
-        edge_free(order);
-        if (seeded) return EDGE_OK;
-        if (stop) return EDGE_ECLOSED;
         if (!must && pass >= 1) break;
         if (must && pass % 10 == 0) {
             EDGE_LOG(EDGE_LOG_WARN, EDGE_MOD_REPL, "seed: no peer gave a snapshot yet; serving 503 SEEDING until one does");
         }
         /* peers may be starting too; sleep in small steps so a stop is seen */
         for (int t = 0; t < wait_ms; t += 100) {
-            if (cancelled != NULL && cancelled(ud)) return EDGE_ECLOSED;
+            if (cancelled != NULL && cancelled(ud)) {
+                rv = EDGE_ECLOSED;
+                goto out;
+            }
             sqlite3_sleep(100);
         }
         wait_ms = wait_ms >= 2500 ? 5000 : wait_ms * 2;
     }
     EDGE_LOG(EDGE_LOG_INFO, EDGE_MOD_REPL, "no peer snapshot available; starting empty and replaying the logs");
-    return EDGE_OK;
+out:
+    edge_free(peers);
+    return rv;
 }

@@ -257,10 +257,7 @@ static void on_prep(uv_prepare_t *h)
         else done = (size_t)n;
     }
     if (rv == EDGE_OK && done < u->out.len) rv = raw_write(u, u->out.data + done, u->out.len - done);
-    /* freed each time: an idle link keeps no output memory */
-    size_t max = u->out.max;
-    edge_buf_free(&u->out);
-    edge_buf_init(&u->out, max);
+    edge_buf_free(&u->out); /* each time: an idle link keeps no output memory */
     if (rv != EDGE_OK) {
         u->flush_failed = true;
         uv_timer_start(&u->timer, on_flush_failed, 0, 0);

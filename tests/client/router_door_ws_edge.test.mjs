@@ -182,6 +182,19 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
     ws.send(JSON.stringify({ type: 'hello', jwt: null }));
     return got;
   }
+  // A door whose preferred region r0 answers /health but hangs on the upgrade (connect_timeout_ms 1 s),
+  // with a real node as r1: r0 is the client's region, so the door prefers it whenever it is up, and its
+  // probes (every 100 ms) say it is up again right after each failed upgrade
+  async function hangingFirstDoor() {
+    const hang = await hangingUpgradeRegion();
+    cleanup.push(hang.close);
+    const c = await startCluster({ regions: 1 });
+    cleanup.push(() => c.destroy());
+    const door = await startRouter(doorConfig(dir, [hang.port, c.regions.a.port],
+      ', connect_timeout_ms: 1000', 60000, 100), ['--client-region', 'r0']);
+    cleanup.push(() => door.proc.kill('SIGKILL'));
+    return { hang, door };
+  }
   after(() => {
     for (const f of cleanup.reverse()) f();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -260,15 +273,7 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
   });
 
   test('a region whose /health answers and whose upgrade hangs is backed off for new sessions', async () => {
-    const hang = await hangingUpgradeRegion();
-    cleanup.push(hang.close);
-    const c = await startCluster({ regions: 1 });
-    cleanup.push(() => c.destroy());
-    // r0 (the hanging one) is the client's region, so the door prefers it whenever it is up, and its
-    // probes (every 100 ms) say it is up again right after each failed upgrade
-    const door = await startRouter(doorConfig(dir, [hang.port, c.regions.a.port],
-      ', connect_timeout_ms: 1000', 60000, 100), ['--client-region', 'r0']);
-    cleanup.push(() => door.proc.kill('SIGKILL'));
+    const { hang, door } = await hangingFirstDoor();
     const m = (name, region) => metric(door.url, region ? `${name}{region="${region}"}` : name);
     const r0Up = async () => (await (await fetch(door.url + '/v1/router/regions')).json()).regions
       .find((x) => x.id === 'r0').up;
@@ -322,13 +327,7 @@ describe('router_door_ws_edge', { timeout: 120000 }, () => {
   });
 
   test('a back-off starts from 1 s again after 30 s without a failure', async () => {
-    const hang = await hangingUpgradeRegion();
-    cleanup.push(hang.close);
-    const c = await startCluster({ regions: 1 });
-    cleanup.push(() => c.destroy());
-    const door = await startRouter(doorConfig(dir, [hang.port, c.regions.a.port],
-      ', connect_timeout_ms: 1000', 60000, 100), ['--client-region', 'r0']);
-    cleanup.push(() => door.proc.kill('SIGKILL'));
+    const { hang, door } = await hangingFirstDoor();
     const backoffMs = () => metric(door.url, 'edgelite_router_region_ws_backoff_ms{region="r0"}');
     const hello = () => helloType(door.url);
     assert.equal(await hello(), 'hello_ok');
