@@ -536,6 +536,11 @@ void edge__api_sessions_free(struct edge_node *n)
     n->sess = NULL;
 }
 
+/* The end of a loop iteration's I/O, and the moment before the loop blocks: the client
+ * writes gathered since go to the writer (edge__sess_job_submit). */
+static void on_plug_check(uv_check_t *h) { edge__sess_plug_flush(h->data); }
+static void on_plug_prep(uv_prepare_t *h) { edge__sess_plug_flush(h->data); }
+
 int edge__api_sessions_loop_init(struct loop *l)
 {
     struct edge_node *n = l->node;
@@ -548,6 +553,14 @@ int edge__api_sessions_loop_init(struct loop *l)
     sl->tick.data = l;
     uv_timer_init(&l->loop, &sl->gc_timer);
     sl->gc_timer.data = l;
+    uv_check_init(&l->loop, &sl->plug_check);
+    sl->plug_check.data = l;
+    uv_check_start(&sl->plug_check, on_plug_check);
+    uv_unref((uv_handle_t *)&sl->plug_check);
+    uv_prepare_init(&l->loop, &sl->plug_prep);
+    sl->plug_prep.data = l;
+    uv_prepare_start(&sl->plug_prep, on_plug_prep);
+    uv_unref((uv_handle_t *)&sl->plug_prep);
     size_t np = n->cfg.conf != NULL ? n->cfg.conf->n_regions : 0;
     if (np > 0) {
         sl->peers = edge_calloc(np, sizeof(*sl->peers));
@@ -567,6 +580,9 @@ void edge__api_sessions_loop_stop(struct loop *l)
     if (sl == NULL) return;
     uv_close((uv_handle_t *)&sl->tick, NULL);
     uv_close((uv_handle_t *)&sl->gc_timer, NULL);
+    edge__sess_plug_flush(l);
+    uv_close((uv_handle_t *)&sl->plug_check, NULL);
+    uv_close((uv_handle_t *)&sl->plug_prep, NULL);
     for (size_t i = 0; i < sl->n_peers; i++) {
         edge_httpca_close(sl->peers[i].pool);
         sl->peers[i].pool = NULL;

@@ -21,6 +21,7 @@
 #define SESS_CACHE_SLOTS 1024    /* the read cache of each loop: slots (a power of two) */
 #define SESS_CACHE_MAX_PLAIN 8192 /* ... and the largest plaintext it keeps */
 #define SESS_GC_BUDGET_NS (10u * 1000u * 1000u) /* a GC step stops after 10 ms of deleting */
+#define SESS_PLUG_MAX 64 /* client writes a loop gathers before it queues them without waiting for the iteration's end */
 
 
 #define SESS_CODE_UNKNOWN 255 /* a region not in the configuration, in a track_ent's window */
@@ -98,6 +99,12 @@ struct edge__sess_loop {
     size_t n_peers;
     uv_timer_t gc_timer; /* loop 0 */
     bool gc_busy;
+    /* Client writes of this loop iteration, queued to the writer together when it ends
+     * (edge__sess_plug_flush, from plug_check after I/O and plug_prep before blocking). */
+    struct edge_writer_job *plug_head, *plug_tail;
+    size_t plug_n;
+    uv_check_t plug_check;
+    uv_prepare_t plug_prep;
 };
 
 
@@ -165,7 +172,11 @@ extern const char *const edge__sess_refuse_names[SESS_REFUSE_REASONS];
 
 /* sessions_own.c */
 void edge__sess_job_free(struct sjob *j);
+/* client: a request's write, gathered and queued with the others of this loop iteration
+ * (EDGE_EAGAIN when the writer's queue is full); else queued at once, after those. */
 int edge__sess_job_submit(struct sjob *j, bool client);
+/* Queue the gathered client writes; at stop (or when the writer is gone), answer them 503. */
+void edge__sess_plug_flush(struct loop *l);
 /* The keep-alive connections of this loop to region idx (NULL when the url is unusable
  * or the loop is stopping). */
 struct edge_httpca *edge__sess_peer_pool(struct loop *l, int idx);

@@ -114,22 +114,69 @@ static void job_complete(struct edge_writer_job *wj, int status)
     edge__api_loop_post(j->l, &j->task);
 }
 
-/* Queue a job; internal jobs (touches, GC, handovers) are never refused by the bound. */
+static void sreq_fail(struct sreq *r, int status, const char *code, const char *msg);
+
+/* Queue a job; internal jobs (touches, GC, handovers) are never refused by the bound.
+ * A client's write waits in the loop's plug until the iteration ends, so that the writes
+ * of one iteration reach the writer as one group, with one wake-up. */
 int edge__sess_job_submit(struct sjob *j, bool client)
 {
     struct edge_node *n = j->l->node;
+    struct edge__sess_loop *sl = j->l->sess;
     j->wjob.run = job_run;
     j->wjob.complete = job_complete;
+    j->wjob.next = NULL;
+    if (!client) edge__sess_plug_flush(j->l); /* after the writes gathered before it */
     /* Under the read lock: edge__api_sessions_quiesce (before the writer stops) waits for
      * submissions in progress and refuses later ones, which a loop still busy when the
      * stop began (its timers fire before its stop event) would otherwise make on a freed writer. */
     int rv = EDGE_ECLOSED;
     pthread_rwlock_rdlock(&n->sess->submit_lock);
     if (!n->sess->closed) {
-        rv = client ? edge_writer_try_submit(n->writer, &j->wjob) : edge_writer_submit(n->writer, &j->wjob);
+        if (!client) {
+            rv = edge_writer_submit(n->writer, &j->wjob);
+        } else if (j->l->stopping) {
+            rv = EDGE_ECLOSED; /* no plug_prep to queue it any more */
+        } else if (edge_writer_would_refuse(n->writer, sl->plug_n)) {
+            rv = EDGE_EAGAIN;
+        } else {
+            if (sl->plug_tail != NULL) {
+                sl->plug_tail->next = &j->wjob;
+            } else {
+                sl->plug_head = &j->wjob;
+            }
+            sl->plug_tail = &j->wjob;
+            sl->plug_n++;
+            rv = EDGE_OK;
+        }
     }
     pthread_rwlock_unlock(&n->sess->submit_lock);
+    if (rv == EDGE_OK && client && sl->plug_n >= SESS_PLUG_MAX) edge__sess_plug_flush(j->l);
     return rv;
+}
+
+void edge__sess_plug_flush(struct loop *l)
+{
+    struct edge__sess_loop *sl = l->sess;
+    struct edge_node *n = l->node;
+    if (sl == NULL || sl->plug_head == NULL) return;
+    struct edge_writer_job *head = sl->plug_head, *tail = sl->plug_tail;
+    size_t cnt = sl->plug_n;
+    sl->plug_head = sl->plug_tail = NULL;
+    sl->plug_n = 0;
+    int rv = EDGE_ECLOSED;
+    pthread_rwlock_rdlock(&n->sess->submit_lock);
+    if (!n->sess->closed) rv = edge_writer_submit_list(n->writer, head, tail, cnt);
+    pthread_rwlock_unlock(&n->sess->submit_lock);
+    if (rv == EDGE_OK) return;
+    /* The writer stopped between the gathering and now: nothing of these ran. */
+    while (head != NULL) {
+        struct sjob *j = (struct sjob *)head;
+        head = head->next;
+        sreq_fail(j->req, 503, "SESSION_WRITE_FAILED", "the node is stopping");
+        edge_buf_free(&((struct sjob_blob *)j)->blob);
+        edge__sess_job_free(j);
+    }
 }
 
 /* ------------------------------------------------------------------------------------

@@ -261,6 +261,41 @@ static int submit(struct edge_writer *w, struct edge_writer_job *job, bool bound
     return EDGE_OK;
 }
 
+int edge_writer_submit_list(struct edge_writer *w, struct edge_writer_job *head, struct edge_writer_job *tail,
+                            size_t n)
+{
+    if (head == NULL) return EDGE_OK;
+    tail->next = NULL;
+    pthread_mutex_lock(&w->mu);
+    if (w->stopping) {
+        pthread_mutex_unlock(&w->mu);
+        return EDGE_ECLOSED;
+    }
+    w->queued += n;
+    atomic_store(&w->queued_now, w->queued);
+    if (w->tail != NULL) {
+        w->tail->next = head;
+    } else {
+        w->head = head;
+    }
+    w->tail = tail;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return EDGE_OK;
+}
+
+bool edge_writer_would_refuse(struct edge_writer *w, size_t pending)
+{
+    /* Other loops' gathered jobs are not counted here: the queue can pass the bound by
+     * what they gather in one iteration (docs/internals/store.md). */
+    pthread_mutex_lock(&w->mu);
+    size_t max = w->max_queued;
+    bool refuse = max > 0 && w->queued + pending >= max;
+    pthread_mutex_unlock(&w->mu);
+    if (refuse) atomic_fetch_add(&w->refused, 1);
+    return refuse;
+}
+
 int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job)
 {
     return submit(w, job, false);
