@@ -261,6 +261,16 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
             tls_failures += st.tls_failures;
         }
     }
+    edge_buf_puts(&b, "# HELP edgelite_loop_connections Client connections each event loop serves.\n"
+                      "# TYPE edgelite_loop_connections gauge\n");
+    for (int i = 0; i < n->n_loops; i++) {
+        edge_buf_printf(&b, "edgelite_loop_connections{loop=\"%d\"} %ld\n", i, atomic_load(&n->loops[i].open_conns));
+    }
+    edge_buf_printf(&b,
+                    "# HELP edgelite_connections_handed_off_total Connections a loop accepted and handed to a less "
+                    "loaded loop.\n# TYPE edgelite_connections_handed_off_total counter\n"
+                    "edgelite_connections_handed_off_total %llu\n",
+                    (unsigned long long)atomic_load(&n->m.conns_handed_off));
     struct edge_writer_stats ws;
     edge_writer_stats(n->writer, &ws);
     pthread_mutex_lock(&n->pool_mu);

@@ -99,6 +99,80 @@ void edge__api_loop_post(struct loop *l, struct edge_task *t)
     uv_async_send(&l->inbox_async);
 }
 
+/* edge__api_loop_post unless the loop's inbox is closing (the node is stopping): false
+ * then, and t was not queued. The wake-up is sent under the lock, so the inbox cannot
+ * close between the check and it. */
+static bool loop_try_post(struct loop *l, struct edge_task *t)
+{
+    pthread_mutex_lock(&l->inbox_mu);
+    bool ok = !l->final;
+    if (ok) {
+        t->next = l->inbox;
+        l->inbox = t;
+        uv_async_send(&l->inbox_async);
+    }
+    pthread_mutex_unlock(&l->inbox_mu);
+    return ok;
+}
+
+/* ---- connections balanced across the loops ----
+ * Every loop listens on the same socket; the first to wake accepts a whole burst (64
+ * clients connecting at once can all land on one loop, which then does all their work
+ * while the other idles). A loop that accepts while it holds two more connections than
+ * the least loaded one hands the new socket to that loop instead. */
+
+struct conn_handoff {
+    struct edge_task task;
+    struct loop *to;
+    int fd;
+};
+
+static void handoff_run(struct edge_task *t)
+{
+    struct conn_handoff *h = (struct conn_handoff *)(void *)((char *)t - offsetof(struct conn_handoff, task));
+    struct loop *l = h->to;
+    atomic_fetch_sub(&l->conns_coming, 1);
+    if (l->stopping || l->http == NULL) {
+        close(h->fd);
+    } else {
+        edge_http_server_adopt(l->http, h->fd);
+    }
+    edge_free(h);
+}
+
+static bool place_conn(void *ud, int fd)
+{
+    struct loop *l = ud;
+    struct edge_node *n = l->node;
+    if (n->n_loops < 2 || l->stopping) return false;
+    long mine = atomic_load(&l->open_conns) + atomic_load(&l->conns_coming); /* the new one included */
+    struct loop *best = NULL;
+    long least = mine - 1;
+    for (int i = 0; i < n->n_loops; i++) {
+        struct loop *o = &n->loops[i];
+        if (o == l) continue;
+        long c = atomic_load(&o->open_conns) + atomic_load(&o->conns_coming);
+        if (c < least) {
+            least = c;
+            best = o;
+        }
+    }
+    if (best == NULL) return false;
+    struct conn_handoff *h = edge_malloc(sizeof(*h));
+    if (h == NULL) return false;
+    h->task.run = handoff_run;
+    h->to = best;
+    h->fd = fd;
+    atomic_fetch_add(&best->conns_coming, 1);
+    if (!loop_try_post(best, &h->task)) {
+        atomic_fetch_sub(&best->conns_coming, 1);
+        edge_free(h);
+        return false;
+    }
+    atomic_fetch_add(&n->m.conns_handed_off, 1);
+    return true;
+}
+
 /* The replication state moved (a commit, an applied batch, an ACK): answer the
  * waiters it satisfies. */
 static void on_wake(uv_async_t *a)
@@ -341,7 +415,12 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
         .max_ws_message = n->cfg.max_body_bytes,
         .max_ws_out_bytes = (size_t)n->ws_output_bytes,
     };
-    struct edge_http_handler h = {l, edge__api_on_request, edge__api_ws_on_message, edge__api_ws_on_close};
+    struct edge_http_handler h = {.ud = l,
+                                  .on_request = edge__api_on_request,
+                                  .on_ws_message = edge__api_ws_on_message,
+                                  .on_close = edge__api_ws_on_close,
+                                  .on_accept = place_conn,
+                                  .open_conns = &l->open_conns};
     int fd = l->listen_fd; /* the node's socket (loop 0) or a dup of it */
     l->listen_fd = -1;     /* the server owns it now */
     rv = edge_http_server_start(&l->loop, fd, &lim, &h, &l->http);

@@ -83,6 +83,7 @@ struct metrics {
     _Atomic int64_t ws_streams;
     _Atomic uint64_t routed[3];
     _Atomic uint64_t routed_away; /* reads the router sent to another region (bookmark, strong) */
+    _Atomic uint64_t conns_handed_off; /* connections a loop accepted and gave to a less loaded one (node.c) */
     _Atomic uint64_t read_index;  /* strong reads that asked the primary for its commit point */
     _Atomic int64_t forwarding; /* strong writes sent on to the primary, not yet answered (hrana/forward.c) */
     _Atomic int64_t waiting[3]; /* parked requests: [0] bookmark reads, [1] strong writes, [2] CRDT syncs (hrana/wait.c) */
@@ -249,6 +250,8 @@ struct loop {
      * a read's answer carries it as X-Edge-Bookmark (hrana/unit.c). "" when unknown. */
     char snap_bm[EDGE_API_BOOKMARK_MAX];
     struct edge_http_server *http;
+    _Atomic long open_conns;   /* the connections its server holds (net/http keeps it) */
+    _Atomic long conns_coming; /* handed to it by another loop, not yet adopted */
     struct edge_store_conn *rconn;
     int listen_fd;
     pthread_mutex_t inbox_mu;

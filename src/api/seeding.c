@@ -107,7 +107,7 @@ int edge__api_seeding_start(int fd, uint64_t idle_ms, struct edge_tls_ctx *tls, 
         .max_ws_message = 1 << 16,
         .max_ws_out_bytes = 1 << 16,
     };
-    struct edge_http_handler h = {s, seeding_request, seeding_ws, seeding_close};
+    struct edge_http_handler h = {.ud = s, .on_request = seeding_request, .on_ws_message = seeding_ws, .on_close = seeding_close};
     int rv = edge_http_server_start(&s->loop, fd, &lim, &h, &s->http);
     /* https clients get their 503 over TLS like any other answer */
     if (rv == EDGE_OK && tls != NULL) rv = edge_http_server_set_tls(s->http, tls);

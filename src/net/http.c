@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -74,7 +75,10 @@ static void on_handle_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     }
     s->connections_open--;
-    if (c->ws_on_close != NULL) {
+    if (s->h.open_conns != NULL && !c->handed_off) atomic_fetch_sub(s->h.open_conns, 1);
+    if (c->handed_off) {
+        /* never started here: another loop's server serves it */
+    } else if (c->ws_on_close != NULL) {
         c->ws_on_close(c->ws_ud, c);
     } else if (s->h.on_close != NULL) {
         s->h.on_close(s->h.ud, c);
@@ -746,15 +750,12 @@ static void arm_timer(struct edge_http_conn *c)
     uv_timer_start(&c->timer, on_timer, left, 0);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* A connection of server s, counted and linked, its handles initialised (2 open). */
+static struct edge_http_conn *conn_new(struct edge_http_server *s)
 {
-    struct edge_http_server *s = server->data;
-    if (status != 0 || s->stopping) {
-        return;
-    }
     struct edge_http_conn *c = edge_calloc(1, sizeof(*c));
     if (c == NULL) {
-        return;
+        return NULL;
     }
     c->s = s;
     c->refs = 1;
@@ -762,8 +763,8 @@ static void on_connection(uv_stream_t *server, int status)
     edge_buf_init(&c->hname, s->limits.max_header_bytes);
     edge_buf_init(&c->hval, s->limits.max_header_bytes);
     edge_buf_init(&c->ws_pending, 1 << 20);
-    uv_tcp_init(server->loop, &c->tcp);
-    uv_timer_init(server->loop, &c->timer);
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
     c->tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
@@ -774,10 +775,14 @@ static void on_connection(uv_stream_t *server, int status)
     s->conns = c;
     s->connections_open++;
     s->connections_total++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        edge__http_conn_close(c);
-        return;
-    }
+    if (s->h.open_conns != NULL) atomic_fetch_add(s->h.open_conns, 1);
+    return c;
+}
+
+/* The connection's socket is in c->tcp: start reading its first request. */
+static void conn_begin(struct edge_http_conn *c)
+{
+    struct edge_http_server *s = c->s;
     uv_tcp_nodelay(&c->tcp, 1);
     if (s->tls != NULL && edge_tls_new(s->tls, NULL, &c->tls) != EDGE_OK) {
         edge__http_conn_close(c);
@@ -785,10 +790,67 @@ static void on_connection(uv_stream_t *server, int status)
     }
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    c->last_activity_ms = uv_now(server->loop);
+    c->last_activity_ms = uv_now(s->loop);
     c->accepted_ms = c->last_activity_ms;
     arm_timer(c);
     edge__http_resume_reading(c);
+}
+
+/* Offered to the handler's on_accept (another loop may take it): true when it did. */
+static bool conn_handed_off(struct edge_http_server *s, struct edge_http_conn *c)
+{
+    uv_os_fd_t fd;
+    if (s->h.on_accept == NULL || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return false;
+    int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dfd < 0) return false;
+    if (!s->h.on_accept(s->h.ud, dfd)) {
+        close(dfd);
+        return false;
+    }
+    /* Counted by the server that adopts it; c's close only releases this handle on it. */
+    s->connections_total--;
+    if (s->h.open_conns != NULL) atomic_fetch_sub(s->h.open_conns, 1); /* now: the next accept's choice counts it */
+    c->handed_off = true;
+    edge__http_conn_close(c);
+    return true;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct edge_http_server *s = server->data;
+    if (status != 0 || s->stopping) {
+        return;
+    }
+    struct edge_http_conn *c = conn_new(s);
+    if (c == NULL) {
+        return;
+    }
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        edge__http_conn_close(c);
+        return;
+    }
+    if (conn_handed_off(s, c)) return;
+    conn_begin(c);
+}
+
+int edge_http_server_adopt(struct edge_http_server *s, int fd)
+{
+    if (s->stopping) {
+        close(fd);
+        return EDGE_ECLOSED;
+    }
+    struct edge_http_conn *c = conn_new(s);
+    if (c == NULL) {
+        close(fd);
+        return EDGE_ENOMEM;
+    }
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
+        edge__http_conn_close(c);
+        return EDGE_EIO;
+    }
+    conn_begin(c);
+    return EDGE_OK;
 }
 
 /* ---------------------------------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #ifndef EDGE_NET_HTTP_H
 #define EDGE_NET_HTTP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,6 +54,12 @@ struct edge_http_handler {
     void (*on_ws_message)(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len);
     /* The connection is going away (closed by either side); ws_ud is released here. */
     void (*on_close)(void *ud, struct edge_http_conn *c);
+    /* Optional: a connection just accepted, as a socket of its own (fd). Returning true
+     * gives the socket to the callee, which has another server adopt it
+     * (edge_http_server_adopt); false keeps the connection here (the server closes fd). */
+    bool (*on_accept)(void *ud, int fd);
+    /* Optional: the server keeps its number of open connections here too, for other threads. */
+    _Atomic long *open_conns;
 };
 
 struct edge_http_stats {
@@ -70,6 +77,9 @@ struct edge_http_server;
  * Loop thread. EDGE_OK, EDGE_ENOMEM or EDGE_EIO. */
 int edge_http_server_start(uv_loop_t *loop, int fd, const struct edge_http_limits *limits,
                            const struct edge_http_handler *h, struct edge_http_server **out);
+/* Serve a connected socket (from another server's on_accept) as if accepted here; on
+ * s's loop thread. Takes fd (closed on failure). EDGE_ECLOSED once s is stopping. */
+int edge_http_server_adopt(struct edge_http_server *s, int fd);
 /* Serve TLS on every connection accepted from now on (ctx: a server context of
  * net/tls.h, borrowed: it must outlive the server). Call before the loop runs.
  * EDGE_OK or EDGE_ENOMEM. */

@@ -81,6 +81,7 @@ struct edge_http_conn {
     bool dispatching;
     bool reading;
     bool closing;                  /* uv_close called or about to be */
+    bool handed_off;               /* accepted here, served by another loop's server (on_accept) */
     bool close_after_write;        /* finish once the outbound queue is flushed */
     bool lingering;                /* answer sent: write side shut, discarding input until EOF */
     uv_shutdown_t shutdown_req;

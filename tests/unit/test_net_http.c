@@ -114,7 +114,7 @@ static int setup(void **state)
         .request_timeout_ms = 50,
         .max_ws_message = 4096,
     };
-    struct edge_http_handler h = {fx, on_request, on_ws_message, on_close};
+    struct edge_http_handler h = {.ud = fx, .on_request = on_request, .on_ws_message = on_ws_message, .on_close = on_close};
     assert_int_equal(edge_http_server_start(&fx->loop, fd, &lim, &h, &fx->s), EDGE_OK);
     fx->addr.sin_family = AF_INET;
     fx->addr.sin_port = htons((uint16_t)port);
