@@ -264,7 +264,7 @@ void edge__api_metrics_handle(struct loop *l, struct edge_http_conn *c, struct e
     edge_buf_puts(&b, "# HELP edgelite_loop_connections Client connections each event loop serves.\n"
                       "# TYPE edgelite_loop_connections gauge\n");
     for (int i = 0; i < n->n_loops; i++) {
-        edge_buf_printf(&b, "edgelite_loop_connections{loop=\"%d\"} %ld\n", i, atomic_load(&n->loops[i].open_conns));
+        edge_buf_printf(&b, "edgelite_loop_connections{loop=\"%d\"} %ld\n", i, atomic_load(&n->loops[i].n_conns));
     }
     edge_buf_printf(&b,
                     "# HELP edgelite_connections_handed_off_total Connections a loop accepted and handed to a less "

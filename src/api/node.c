@@ -131,12 +131,12 @@ static void handoff_run(struct edge_task *t)
 {
     struct conn_handoff *h = (struct conn_handoff *)(void *)((char *)t - offsetof(struct conn_handoff, task));
     struct loop *l = h->to;
-    atomic_fetch_sub(&l->conns_coming, 1);
     if (l->stopping || l->http == NULL) {
         close(h->fd);
     } else {
         edge_http_server_adopt(l->http, h->fd);
     }
+    atomic_fetch_sub(&l->n_coming, 1); /* after: counted in n_conns by now */
     edge_free(h);
 }
 
@@ -144,14 +144,16 @@ static bool place_conn(void *ud, int fd)
 {
     struct loop *l = ud;
     struct edge_node *n = l->node;
-    if (n->n_loops < 2 || l->stopping) return false;
-    long mine = atomic_load(&l->open_conns) + atomic_load(&l->conns_coming); /* the new one included */
+    /* A draining loop keeps what it accepts (it answers it with "Connection: close"); a
+     * draining one is given nothing, having counted itself idle for edge_node_drained. */
+    if (n->n_loops < 2 || l->stopping || l->draining) return false;
+    long mine = atomic_load(&l->n_conns) + atomic_load(&l->n_coming); /* the new one included */
     struct loop *best = NULL;
     long least = mine - 1;
     for (int i = 0; i < n->n_loops; i++) {
         struct loop *o = &n->loops[i];
-        if (o == l) continue;
-        long c = atomic_load(&o->open_conns) + atomic_load(&o->conns_coming);
+        if (o == l || o->draining) continue;
+        long c = atomic_load(&o->n_conns) + atomic_load(&o->n_coming);
         if (c < least) {
             least = c;
             best = o;
@@ -163,9 +165,9 @@ static bool place_conn(void *ud, int fd)
     h->task.run = handoff_run;
     h->to = best;
     h->fd = fd;
-    atomic_fetch_add(&best->conns_coming, 1);
+    atomic_fetch_add(&best->n_coming, 1);
     if (!loop_try_post(best, &h->task)) {
-        atomic_fetch_sub(&best->conns_coming, 1);
+        atomic_fetch_sub(&best->n_coming, 1);
         edge_free(h);
         return false;
     }
@@ -290,7 +292,8 @@ static void drain_tick(uv_timer_t *t)
         l->busy_conns = 0;
         return;
     }
-    l->busy_conns = (long)edge_http_server_close_idle(l->http, ws_busy, l);
+    /* A connection handed to this loop and not yet adopted is busy too. */
+    l->busy_conns = (long)edge_http_server_close_idle(l->http, ws_busy, l) + atomic_load(&l->n_coming);
 }
 
 static void on_drain(uv_async_t *a)
@@ -420,7 +423,7 @@ static int loop_init(struct edge_node *n, struct loop *l, int idx)
                                   .on_ws_message = edge__api_ws_on_message,
                                   .on_close = edge__api_ws_on_close,
                                   .on_accept = place_conn,
-                                  .open_conns = &l->open_conns};
+                                  .n_conns = &l->n_conns};
     int fd = l->listen_fd; /* the node's socket (loop 0) or a dup of it */
     l->listen_fd = -1;     /* the server owns it now */
     rv = edge_http_server_start(&l->loop, fd, &lim, &h, &l->http);

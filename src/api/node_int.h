@@ -229,7 +229,7 @@ struct loop {
     _Atomic bool wake_ready;
     uv_async_t drain_async;   /* edge_node_drain: stop accepting, let requests finish */
     uv_timer_t drain_timer;   /* while draining: close what has become idle */
-    bool draining;
+    _Atomic bool draining;    /* read by the other loops' place_conn */
     _Atomic long busy_conns;  /* while draining: connections still busy; -1 until the first count */
     uv_timer_t sweep_timer;   /* loop 0 only */
     uv_timer_t compact_timer; /* loop 0 only */
@@ -250,8 +250,8 @@ struct loop {
      * a read's answer carries it as X-Edge-Bookmark (hrana/unit.c). "" when unknown. */
     char snap_bm[EDGE_API_BOOKMARK_MAX];
     struct edge_http_server *http;
-    _Atomic long open_conns;   /* the connections its server holds (net/http keeps it) */
-    _Atomic long conns_coming; /* handed to it by another loop, not yet adopted */
+    _Atomic long n_conns;  /* the connections its server holds (net/http keeps it) */
+    _Atomic long n_coming; /* handed to it by another loop, not yet adopted */
     struct edge_store_conn *rconn;
     int listen_fd;
     pthread_mutex_t inbox_mu;
@@ -456,6 +456,9 @@ void edge__api_sessions_free(struct edge_node *n);
 void edge__api_sessions_quiesce(struct edge_node *n);
 int edge__api_sessions_loop_init(struct loop *l);
 void edge__api_sessions_loop_stop(struct loop *l);
+/* Queue the session writes the loop has gathered in this iteration now, before work that
+ * may take a while (a Hrana request), instead of at the iteration's end. */
+void edge__api_sessions_flush(struct loop *l);
 void edge__api_sessions_loop_free(struct loop *l);
 /* rest: the id after "/v1/sessions/", or NULL for "/v1/sessions" itself */
 void edge__api_sessions_handle(struct loop *l, struct edge_http_conn *c, struct edge_http_req *req, const char *rest);

@@ -415,6 +415,7 @@ void edge__api_on_request(void *ud, struct edge_http_conn *c, struct edge_http_r
         const struct route *r = &routes[i];
         struct route_call rc = {HRANA_ACCESS_RW, r->arg, ""};
         if (!method_matches(r, req) || !path_matches(r, p, &rc.rest)) continue;
+        if (r->ep != EP_SESSIONS) edge__api_sessions_flush(l);
         if (authorize(n, c, req, r, &rc.access)) r->handler(l, c, req, &rc);
         return;
     }

@@ -541,6 +541,8 @@ void edge__api_sessions_free(struct edge_node *n)
 static void on_plug_check(uv_check_t *h) { edge__sess_plug_flush(h->data); }
 static void on_plug_prep(uv_prepare_t *h) { edge__sess_plug_flush(h->data); }
 
+void edge__api_sessions_flush(struct loop *l) { edge__sess_plug_flush(l); }
+
 int edge__api_sessions_loop_init(struct loop *l)
 {
     struct edge_node *n = l->node;

@@ -137,21 +137,18 @@ int edge__sess_job_submit(struct sjob *j, bool client)
             rv = edge_writer_submit(n->writer, &j->wjob);
         } else if (j->l->stopping) {
             rv = EDGE_ECLOSED; /* no plug_prep to queue it any more */
-        } else if (edge_writer_would_refuse(n->writer, sl->plug_n)) {
-            rv = EDGE_EAGAIN;
-        } else {
+        } else if ((rv = edge_writer_reserve(n->writer, sl->n_plug)) == EDGE_OK) {
             if (sl->plug_tail != NULL) {
                 sl->plug_tail->next = &j->wjob;
             } else {
                 sl->plug_head = &j->wjob;
             }
             sl->plug_tail = &j->wjob;
-            sl->plug_n++;
-            rv = EDGE_OK;
+            sl->n_plug++;
         }
     }
     pthread_rwlock_unlock(&n->sess->submit_lock);
-    if (rv == EDGE_OK && client && sl->plug_n >= SESS_PLUG_MAX) edge__sess_plug_flush(j->l);
+    if (rv == EDGE_OK && client && sl->n_plug >= SESS_PLUG_MAX) edge__sess_plug_flush(j->l);
     return rv;
 }
 
@@ -161,9 +158,9 @@ void edge__sess_plug_flush(struct loop *l)
     struct edge_node *n = l->node;
     if (sl == NULL || sl->plug_head == NULL) return;
     struct edge_writer_job *head = sl->plug_head, *tail = sl->plug_tail;
-    size_t cnt = sl->plug_n;
+    size_t cnt = sl->n_plug;
     sl->plug_head = sl->plug_tail = NULL;
-    sl->plug_n = 0;
+    sl->n_plug = 0;
     int rv = EDGE_ECLOSED;
     pthread_rwlock_rdlock(&n->sess->submit_lock);
     if (!n->sess->closed) rv = edge_writer_submit_list(n->writer, head, tail, cnt);

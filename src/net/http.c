@@ -75,7 +75,7 @@ static void on_handle_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     }
     s->connections_open--;
-    if (s->h.open_conns != NULL && !c->handed_off) atomic_fetch_sub(s->h.open_conns, 1);
+    if (s->h.n_conns != NULL && !c->handed_off) atomic_fetch_sub(s->h.n_conns, 1);
     if (c->handed_off) {
         /* never started here: another loop's server serves it */
     } else if (c->ws_on_close != NULL) {
@@ -774,8 +774,7 @@ static struct edge_http_conn *conn_new(struct edge_http_server *s)
     }
     s->conns = c;
     s->connections_open++;
-    s->connections_total++;
-    if (s->h.open_conns != NULL) atomic_fetch_add(s->h.open_conns, 1);
+    if (s->h.n_conns != NULL) atomic_fetch_add(s->h.n_conns, 1);
     return c;
 }
 
@@ -783,6 +782,7 @@ static struct edge_http_conn *conn_new(struct edge_http_server *s)
 static void conn_begin(struct edge_http_conn *c)
 {
     struct edge_http_server *s = c->s;
+    s->connections_total++; /* here, not at the accept: a connection handed on is counted by its server */
     uv_tcp_nodelay(&c->tcp, 1);
     if (s->tls != NULL && edge_tls_new(s->tls, NULL, &c->tls) != EDGE_OK) {
         edge__http_conn_close(c);
@@ -796,8 +796,9 @@ static void conn_begin(struct edge_http_conn *c)
     edge__http_resume_reading(c);
 }
 
-/* Offered to the handler's on_accept (another loop may take it): true when it did. */
-static bool conn_handed_off(struct edge_http_server *s, struct edge_http_conn *c)
+/* Offer the connection to the handler's on_accept: true when another loop's server took
+ * it (c is closing then). */
+static bool offer_conn(struct edge_http_server *s, struct edge_http_conn *c)
 {
     uv_os_fd_t fd;
     if (s->h.on_accept == NULL || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return false;
@@ -807,9 +808,9 @@ static bool conn_handed_off(struct edge_http_server *s, struct edge_http_conn *c
         close(dfd);
         return false;
     }
-    /* Counted by the server that adopts it; c's close only releases this handle on it. */
-    s->connections_total--;
-    if (s->h.open_conns != NULL) atomic_fetch_sub(s->h.open_conns, 1); /* now: the next accept's choice counts it */
+    /* c's close only releases this handle on the socket. Uncounted at once, so that the
+     * next accept's choice does not count it. */
+    if (s->h.n_conns != NULL) atomic_fetch_sub(s->h.n_conns, 1);
     c->handed_off = true;
     edge__http_conn_close(c);
     return true;
@@ -826,10 +827,11 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        s->connections_total++;
         edge__http_conn_close(c);
         return;
     }
-    if (conn_handed_off(s, c)) return;
+    if (offer_conn(s, c)) return;
     conn_begin(c);
 }
 

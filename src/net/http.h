@@ -59,7 +59,7 @@ struct edge_http_handler {
      * (edge_http_server_adopt); false keeps the connection here (the server closes fd). */
     bool (*on_accept)(void *ud, int fd);
     /* Optional: the server keeps its number of open connections here too, for other threads. */
-    _Atomic long *open_conns;
+    _Atomic long *n_conns;
 };
 
 struct edge_http_stats {

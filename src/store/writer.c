@@ -284,7 +284,7 @@ int edge_writer_submit_list(struct edge_writer *w, struct edge_writer_job *head,
     return EDGE_OK;
 }
 
-bool edge_writer_would_refuse(struct edge_writer *w, size_t pending)
+int edge_writer_reserve(struct edge_writer *w, size_t pending)
 {
     /* Other loops' gathered jobs are not counted here: the queue can pass the bound by
      * what they gather in one iteration (docs/internals/store.md). */
@@ -292,8 +292,9 @@ bool edge_writer_would_refuse(struct edge_writer *w, size_t pending)
     size_t max = w->max_queued;
     bool refuse = max > 0 && w->queued + pending >= max;
     pthread_mutex_unlock(&w->mu);
-    if (refuse) atomic_fetch_add(&w->refused, 1);
-    return refuse;
+    if (!refuse) return EDGE_OK;
+    atomic_fetch_add(&w->refused, 1);
+    return EDGE_EAGAIN;
 }
 
 int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job)

@@ -72,17 +72,18 @@ int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job);
  * growing the queue without bound. Internal work (peer entries) uses edge_writer_submit:
  * refusing it would only make the peer resend. */
 int edge_writer_try_submit(struct edge_writer *w, struct edge_writer_job *job);
-/* Client writes gathered by a loop during one iteration and queued together: one lock
- * and one wake-up for all of them, and the writer takes them as one group instead of
- * starting a transaction for the first while the loop still reads the others. The caller
- * counts them against the bound as it gathers them (edge_writer_would_refuse), so this
- * never refuses for the bound; jobs are linked by next, head first. EDGE_ECLOSED (nothing
- * queued) after stop. */
+/* Client writes gathered by a loop during one iteration and queued together: one wake-up
+ * for all of them, and the writer takes them as one group instead of starting a
+ * transaction for the first while the loop still reads the others. The caller counts them
+ * against the bound as it gathers them (edge_writer_reserve), so this never refuses for
+ * the bound. Jobs are linked by next, head first; the writer owns them from EDGE_OK on,
+ * the caller keeps them on EDGE_ECLOSED (after stop). Any thread. */
 int edge_writer_submit_list(struct edge_writer *w, struct edge_writer_job *head, struct edge_writer_job *tail,
                             size_t n);
-/* Would edge_writer_try_submit refuse a job now, with pending more already gathered by
- * the caller and not yet queued? Counts the refusal when it would. Any thread. */
-bool edge_writer_would_refuse(struct edge_writer *w, size_t pending);
+/* Room for one more client write, with pending more already gathered by the caller and
+ * not yet queued: EDGE_OK, or EDGE_EAGAIN (counted as a refusal) where
+ * edge_writer_try_submit would refuse. Any thread. */
+int edge_writer_reserve(struct edge_writer *w, size_t pending);
 /* Bound for edge_writer_try_submit; 0 = none (the default). Any thread. */
 void edge_writer_set_max_queued(struct edge_writer *w, size_t max_queued);
 /* Finish queued jobs, stop the thread and close the connection, but keep the writer:

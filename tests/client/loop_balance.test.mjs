@@ -108,20 +108,27 @@ describe('loops: TLS connections handed to another loop', { timeout: 60000 }, ()
     assert.match(node.url, /^https:/);
     const caPem = fs.readFileSync(ca.cert);
     const agent = new https.Agent({ keepAlive: true, maxSockets: 20, ca: caPem });
+    const scrape = () => new Promise((resolve, reject) => {
+      https.get(`${node.url}/metrics`, { ca: caPem }, (res) => {
+        let body = '';
+        res.on('data', (d) => { body += d; });
+        res.on('end', () => resolve(body));
+      }).on('error', reject);
+    });
+    const handedBefore = metricOf(await scrape(), 'edgelite_connections_handed_off_total');
     try {
       for (let round = 0; round < 2; round++) {
         const rs = await burst(https, agent, `${node.url}/health`, 20);
         for (const r of rs) assert.equal(r.status, 200, r.body);
       }
-      const m = await new Promise((resolve, reject) => {
-        https.get(`${node.url}/metrics`, { ca: caPem }, (res) => {
-          let body = '';
-          res.on('data', (d) => { body += d; });
-          res.on('end', () => resolve(body));
-        }).on('error', reject);
-      });
+      const m = await scrape();
       const per = loopConns(m);
       assert.equal(per.reduce((a, b) => a + b, 0), 21, JSON.stringify(per));
+      assert.ok(Math.min(...per) >= 9, JSON.stringify(per));
+      // The first loop to wake accepts what is pending: of 20 connections at once some went through the other
+      // loop's adopt (4 to 10 in every run seen), and they made their TLS handshake and requests above.
+      const handed = metricOf(m, 'edgelite_connections_handed_off_total') - handedBefore;
+      assert.ok(handed >= 1 && handed <= 20, `${handed} handed off`);
       assert.ok(Math.max(...per) - Math.min(...per) <= 2, `connections per loop ${JSON.stringify(per)}`);
     } finally {
       agent.destroy();
@@ -184,7 +191,7 @@ describe('loops: session writes of one iteration go to the writer together', { t
         const last = answers.find((a) => JSON.parse(a.text).version === from + N);
         assert.equal(now.json.data.n, last.i, 'the stored data is that of the write with the last version');
       }
-      // Gathered per loop iteration, 3 x 64 writes took far fewer transactions than writes.
+      // A sanity check, not the change's (queued one by one they were grouped too): fewer transactions than writes.
       const groups = metricOf((await get(node, '/metrics')).text, 'edgelite_writer_groups_total') - groupsBefore;
       assert.ok(groups < 3 * N, `${groups} writer groups for ${3 * N} writes`);
     } finally {
@@ -207,7 +214,7 @@ describe('loops: session writes of one iteration go to the writer together', { t
       const settled = new Array(N).fill(false);
       pending.forEach((p, i) => p.then(() => { settled[i] = true; }));
       // The refusals come at once; the accepted writes wait for the lock.
-      assert.ok(await waitFor(async () => settled.filter(Boolean).length >= N - 12, 10000),
+      assert.ok(await waitFor(async () => settled.filter(Boolean).length >= N - 16, 10000),
         `only ${settled.filter(Boolean).length} of ${N} answered with the writer held`);
       await sleep(200);
       const early = settled.filter(Boolean).length;
@@ -218,8 +225,9 @@ describe('loops: session writes of one iteration go to the writer together', { t
       assert.equal(refused.length, early, 'a write answered before the writer was free other than refused');
       for (const r of refused) assert.equal(JSON.parse(r.text).code, 'WRITER_BUSY', r.text);
       assert.equal(ok.length + refused.length, N, JSON.stringify(all.filter((a) => a.status !== 200 && a.status !== 503)));
-      // Each loop gathers at most the bound, and the writer holds one group: 4 waiting + 2 x 4 gathered.
-      assert.ok(ok.length >= 1 && ok.length <= 12, `${ok.length} writes accepted with limits.writer_queue: 4`);
+      // Each loop gathers at most the bound before it queues, without seeing the other's: 2 x 4 in the group the
+      // writer holds (both loops queued before it woke), 2 x 4 more waiting behind it.
+      assert.ok(ok.length >= 1 && ok.length <= 16, `${ok.length} writes accepted with limits.writer_queue: 4`);
       const versions = ok.map((a) => JSON.parse(a.text).version).sort((x, y) => x - y);
       assert.deepEqual(versions, Array.from({ length: ok.length }, (_, k) => base + 1 + k));
       const now = await sess.get(bounded.url, 'held');

@@ -269,9 +269,9 @@ void edge__api_ws_process(struct ws_session *s)
 
 void edge__api_ws_on_message(void *ud, struct edge_http_conn *c, int opcode, const uint8_t *data, size_t len)
 {
-    (void)ud;
     struct ws_session *s = edge_http_conn_ud(c);
     if (s == NULL || s->closed) return;
+    edge__api_sessions_flush(ud);
     if (opcode != 1) {
         ws_fatal(s, 1003, "only text frames are supported");
         return;
