@@ -19,7 +19,7 @@ import { createClient } from '@libsql/client';
 
 import { get, sleep, startNode, tmpDir } from './lib/node.mjs';
 import { sess, writeKeyFile } from './lib/sessions.mjs';
-import { makeCa, makeServerCert } from './lib/tls.mjs';
+import { makeCa, makeServerCert, until } from './lib/tls.mjs';
 
 function loopConns(text) {
   const out = [];
@@ -45,15 +45,6 @@ function burst(mod, agent, url, n, extra = {}) {
     req.on('error', reject);
     req.setTimeout(15000, () => req.destroy(new Error('timed out')));
   })));
-}
-
-async function waitFor(fn, timeoutMs) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await fn()) return true;
-    await sleep(50);
-  }
-  return false;
 }
 
 describe('loops: connections of a burst are spread', { timeout: 60000 }, () => {
@@ -82,10 +73,10 @@ describe('loops: connections of a burst are spread', { timeout: 60000 }, () => {
       agent.destroy();
     }
     // Closed connections leave every loop's count (only the metrics request's own is left).
-    assert.ok(await waitFor(async () => {
+    await until('the loops to stop counting closed connections', async () => {
       const per = loopConns((await get(node, '/metrics')).text);
       return per.reduce((a, b) => a + b, 0) === 1;
-    }, 5000), 'the loops still count closed connections');
+    }, 5000);
   });
 });
 
@@ -214,8 +205,7 @@ describe('loops: session writes of one iteration go to the writer together', { t
       const settled = new Array(N).fill(false);
       pending.forEach((p, i) => p.then(() => { settled[i] = true; }));
       // The refusals come at once; the accepted writes wait for the lock.
-      assert.ok(await waitFor(async () => settled.filter(Boolean).length >= N - 16, 10000),
-        `only ${settled.filter(Boolean).length} of ${N} answered with the writer held`);
+      await until(`${N - 16} of ${N} answers with the writer held`, () => settled.filter(Boolean).length >= N - 16, 10000);
       await sleep(200);
       const early = settled.filter(Boolean).length;
       await tx.rollback();
