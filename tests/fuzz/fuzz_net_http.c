@@ -93,7 +93,7 @@ static struct harness *harness_get(void)
         .request_timeout_ms = 2000,
         .max_ws_message = 4096,
     };
-    struct edge_http_handler hd = {&h, on_request, on_ws_message, on_close};
+    struct edge_http_handler hd = {.ud = &h, .on_request = on_request, .on_ws_message = on_ws_message, .on_close = on_close};
     if (edge_http_server_start(&h.loop, fd, &lim, &hd, &h.server) != EDGE_OK) {
         abort();
     }
