@@ -144,8 +144,8 @@ static bool place_conn(void *ud, int fd)
 {
     struct loop *l = ud;
     struct edge_node *n = l->node;
-    /* A draining loop keeps what it accepts (it answers it with "Connection: close"); a
-     * draining one is given nothing, having counted itself idle for edge_node_drained. */
+    /* A loop that drains keeps what it still accepts (answered with "Connection: close"),
+     * and none is given to it: it may have counted itself idle for edge_node_drained. */
     if (n->n_loops < 2 || l->stopping || l->draining) return false;
     long mine = atomic_load(&l->n_conns) + atomic_load(&l->n_coming); /* the new one included */
     struct loop *best = NULL;
