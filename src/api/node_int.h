@@ -456,8 +456,9 @@ void edge__api_sessions_free(struct edge_node *n);
 void edge__api_sessions_quiesce(struct edge_node *n);
 int edge__api_sessions_loop_init(struct loop *l);
 void edge__api_sessions_loop_stop(struct loop *l);
-/* Queue the session writes the loop has gathered in this iteration now, before work that
- * may take a while (a Hrana request), instead of at the iteration's end. */
+/* Queue the session writes the loop has gathered in this iteration (sessions_own.c): at
+ * its end, and before work that may take a while (a Hrana request). At stop, or once the
+ * writer is gone, they are answered 503. On l's thread. */
 void edge__api_sessions_flush(struct loop *l);
 void edge__api_sessions_loop_free(struct loop *l);
 /* rest: the id after "/v1/sessions/", or NULL for "/v1/sessions" itself */

@@ -538,10 +538,8 @@ void edge__api_sessions_free(struct edge_node *n)
 
 /* The end of a loop iteration's I/O, and the moment before the loop blocks: the client
  * writes gathered since go to the writer (edge__sess_job_submit). */
-static void on_plug_check(uv_check_t *h) { edge__sess_plug_flush(h->data); }
-static void on_plug_prep(uv_prepare_t *h) { edge__sess_plug_flush(h->data); }
-
-void edge__api_sessions_flush(struct loop *l) { edge__sess_plug_flush(l); }
+static void on_plug_check(uv_check_t *h) { edge__api_sessions_flush(h->data); }
+static void on_plug_prep(uv_prepare_t *h) { edge__api_sessions_flush(h->data); }
 
 int edge__api_sessions_loop_init(struct loop *l)
 {
@@ -582,7 +580,7 @@ void edge__api_sessions_loop_stop(struct loop *l)
     if (sl == NULL) return;
     uv_close((uv_handle_t *)&sl->tick, NULL);
     uv_close((uv_handle_t *)&sl->gc_timer, NULL);
-    edge__sess_plug_flush(l);
+    edge__api_sessions_flush(l);
     uv_close((uv_handle_t *)&sl->plug_check, NULL);
     uv_close((uv_handle_t *)&sl->plug_prep, NULL);
     for (size_t i = 0; i < sl->n_peers; i++) {

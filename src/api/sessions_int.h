@@ -100,7 +100,7 @@ struct edge__sess_loop {
     uv_timer_t gc_timer; /* loop 0 */
     bool gc_busy;
     /* Client writes of this loop iteration, queued to the writer together when it ends
-     * (edge__sess_plug_flush, from plug_check after I/O and plug_prep before blocking). */
+     * (edge__api_sessions_flush, from plug_check after I/O and plug_prep before blocking). */
     struct edge_writer_job *plug_head, *plug_tail;
     size_t n_plug;
     uv_check_t plug_check;
@@ -175,9 +175,6 @@ void edge__sess_job_free(struct sjob *j);
 /* client: a request's write, gathered and queued with the others of this loop iteration
  * (EDGE_EAGAIN when the writer's queue is full); else queued at once, after those. */
 int edge__sess_job_submit(struct sjob *j, bool client);
-/* Queue the loop's gathered client writes; at stop (or when the writer is gone), answer
- * them 503. On l's thread. */
-void edge__sess_plug_flush(struct loop *l);
 /* The keep-alive connections of this loop to region idx (NULL when the url is unusable
  * or the loop is stopping). */
 struct edge_httpca *edge__sess_peer_pool(struct loop *l, int idx);

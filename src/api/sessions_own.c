@@ -126,7 +126,7 @@ int edge__sess_job_submit(struct sjob *j, bool client)
     j->wjob.run = job_run;
     j->wjob.complete = job_complete;
     j->wjob.next = NULL;
-    if (!client) edge__sess_plug_flush(j->l); /* after the writes gathered before it */
+    if (!client) edge__api_sessions_flush(j->l); /* after the writes gathered before it */
     /* Under the read lock: edge__api_sessions_quiesce (before the writer stops) waits for
      * submissions in progress and refuses later ones, which a loop still busy when the
      * stop began (its timers fire before its stop event) would otherwise make on a freed writer. */
@@ -148,11 +148,11 @@ int edge__sess_job_submit(struct sjob *j, bool client)
         }
     }
     pthread_rwlock_unlock(&n->sess->submit_lock);
-    if (rv == EDGE_OK && client && sl->n_plug >= SESS_PLUG_MAX) edge__sess_plug_flush(j->l);
+    if (rv == EDGE_OK && client && sl->n_plug >= SESS_PLUG_MAX) edge__api_sessions_flush(j->l);
     return rv;
 }
 
-void edge__sess_plug_flush(struct loop *l)
+void edge__api_sessions_flush(struct loop *l)
 {
     struct edge__sess_loop *sl = l->sess;
     struct edge_node *n = l->node;

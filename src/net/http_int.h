@@ -127,6 +127,8 @@ int edge__http_conn_write(struct edge_http_conn *c, const void *a, size_t alen, 
 /* The same, written at once when the socket takes it (http.c says when that is allowed). */
 int edge__http_conn_write_now(struct edge_http_conn *c, const char *a, size_t alen, const char *b, size_t blen);
 void edge__http_resume_reading(struct edge_http_conn *c);
+/* (Re)start the connection's timer for its current state (handshake, request, idle). */
+void edge__http_arm_timer(struct edge_http_conn *c);
 /* The request at the head of the queue is answered (or upgraded): drop it. */
 void edge__http_req_done(struct edge_http_conn *c);
 

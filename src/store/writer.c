@@ -235,41 +235,27 @@ int edge_writer_start(struct edge_store_conn *conn, int max_group, const struct 
     return EDGE_OK;
 }
 
-static int submit(struct edge_writer *w, struct edge_writer_job *job, bool bounded)
+/* Would a client write be refused, with pending more about to be queued? Under mu. */
+static bool full_locked(const struct edge_writer *w, size_t pending)
 {
-    job->next = NULL;
-    pthread_mutex_lock(&w->mu);
-    if (w->stopping) {
-        pthread_mutex_unlock(&w->mu);
-        return EDGE_ECLOSED;
-    }
-    if (bounded && w->max_queued > 0 && w->queued >= w->max_queued) {
-        pthread_mutex_unlock(&w->mu);
-        atomic_fetch_add(&w->refused, 1);
-        return EDGE_EAGAIN;
-    }
-    w->queued++;
-    atomic_store(&w->queued_now, w->queued);
-    if (w->tail != NULL) {
-        w->tail->next = job;
-    } else {
-        w->head = job;
-    }
-    w->tail = job;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    return EDGE_OK;
+    return w->max_queued > 0 && w->queued + pending >= w->max_queued;
 }
 
-int edge_writer_submit_list(struct edge_writer *w, struct edge_writer_job *head, struct edge_writer_job *tail,
-                            size_t n)
+/* Queue head..tail (n jobs linked by next) and wake the writer; bounded: refused with
+ * EDGE_EAGAIN when the queue is full. */
+static int enqueue(struct edge_writer *w, struct edge_writer_job *head, struct edge_writer_job *tail, size_t n,
+                   bool bounded)
 {
-    if (head == NULL) return EDGE_OK;
     tail->next = NULL;
     pthread_mutex_lock(&w->mu);
     if (w->stopping) {
         pthread_mutex_unlock(&w->mu);
         return EDGE_ECLOSED;
+    }
+    if (bounded && full_locked(w, 0)) {
+        pthread_mutex_unlock(&w->mu);
+        atomic_fetch_add(&w->refused, 1);
+        return EDGE_EAGAIN;
     }
     w->queued += n;
     atomic_store(&w->queued_now, w->queued);
@@ -284,13 +270,18 @@ int edge_writer_submit_list(struct edge_writer *w, struct edge_writer_job *head,
     return EDGE_OK;
 }
 
+int edge_writer_submit_list(struct edge_writer *w, struct edge_writer_job *head, struct edge_writer_job *tail,
+                            size_t n)
+{
+    return head == NULL ? EDGE_OK : enqueue(w, head, tail, n, false);
+}
+
 int edge_writer_reserve(struct edge_writer *w, size_t pending)
 {
     /* Other loops' gathered jobs are not counted here: the queue can pass the bound by
      * what they gather in one iteration (docs/internals/store.md). */
     pthread_mutex_lock(&w->mu);
-    size_t max = w->max_queued;
-    bool refuse = max > 0 && w->queued + pending >= max;
+    bool refuse = full_locked(w, pending);
     pthread_mutex_unlock(&w->mu);
     if (!refuse) return EDGE_OK;
     atomic_fetch_add(&w->refused, 1);
@@ -299,12 +290,12 @@ int edge_writer_reserve(struct edge_writer *w, size_t pending)
 
 int edge_writer_submit(struct edge_writer *w, struct edge_writer_job *job)
 {
-    return submit(w, job, false);
+    return enqueue(w, job, job, 1, false);
 }
 
 int edge_writer_try_submit(struct edge_writer *w, struct edge_writer_job *job)
 {
-    return submit(w, job, true);
+    return enqueue(w, job, job, 1, true);
 }
 
 void edge_writer_set_max_queued(struct edge_writer *w, size_t max_queued)
